@@ -1,0 +1,1 @@
+"""Composition root: CLI, settings, embedded runtime, migrations, benchmarks."""

@@ -1,0 +1,92 @@
+"""Composition root: applies each stage's ordered SQL migrations and records them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+# Stage order: each stage's tables may reference the stages upstream of it.
+STAGES: tuple[str, ...] = ("gateway", "rules", "traceability", "dashboards")
+TIMESCALE_SUFFIX = ".timescale.sql"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    stage: str
+    name: str
+    sql: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.stage}/{self.name}"
+
+    @property
+    def timescale_only(self) -> bool:
+        return self.name.endswith(TIMESCALE_SUFFIX)
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover() -> list[Migration]:
+    """Every stage's migrations, stage by stage, each stage's files in name order."""
+    found: list[Migration] = []
+    for stage in STAGES:
+        folder = resources.files(stage).joinpath("migrations")
+        if not folder.is_dir():
+            continue
+        files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+        found.extend(Migration(stage, f.name, f.read_text(encoding="utf-8")) for f in files)
+    return found
+
+
+def _timescale_available(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error:
+        return False
+    return True
+
+
+def migrate(conninfo: str) -> list[str]:
+    """Apply pending migrations; return the keys applied now. Idempotent and safe to run concurrently."""
+    applied_now: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        # One migrator at a time, whichever process gets here first.
+        conn.execute("SELECT pg_advisory_lock(hashtext('coldchain.migrate'))")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migration ("
+                " key text PRIMARY KEY, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = dict(conn.execute("SELECT key, checksum FROM schema_migration").fetchall())
+            timescale: bool | None = None
+            for m in discover():
+                if m.key in done:
+                    if done[m.key] != m.checksum:
+                        raise MigrationError(f"migration {m.key} changed after it was applied")
+                    continue
+                if m.timescale_only:
+                    if timescale is None:
+                        timescale = _timescale_available(conn)
+                    if not timescale:
+                        continue
+                with conn.transaction():
+                    conn.execute(m.sql.encode())
+                    conn.execute(
+                        "INSERT INTO schema_migration (key, checksum) VALUES (%s, %s)", (m.key, m.checksum)
+                    )
+                applied_now.append(m.key)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext('coldchain.migrate'))")
+    return applied_now
+
+
+class MigrationError(RuntimeError):
+    """A recorded migration no longer matches its file."""

@@ -1,0 +1,88 @@
+"""Composition root: typed, frozen settings read from COLDCHAIN_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BrokerAddress(BaseModel):
+    """Where an MQTT broker listens, and the credentials to use there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"broker URL scheme must be mqtt:// or mqtts://, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("broker URL has no host")
+        tls = parts.scheme in ("mqtts", "ssl")
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=SecretStr(unquote(parts.password)) if parts.password else None,
+            tls=tls,
+        )
+
+    def url(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Every setting of the system. Unset database/broker URLs mean: start private embedded ones."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDCHAIN_", frozen=True, extra="forbid")
+
+    database_url: SecretStr | None = None
+    broker_url: str | None = None
+    home: Path = Path(".coldchain")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL")
+        return v
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            BrokerAddress.parse(v)
+        return v
+
+    def broker(self) -> BrokerAddress | None:
+        return BrokerAddress.parse(self.broker_url) if self.broker_url else None
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message names every bad key path."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            path = ".".join(str(p) for p in err["loc"]) or "(root)"
+            env = "COLDCHAIN_" + path.split(".")[0].upper()
+            lines.append(f"{path} ({env}): {err['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

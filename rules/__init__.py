@@ -1,0 +1,1 @@
+"""Stage 2, verdicts: numba rule engine turning readings into excursions and chain breaks."""

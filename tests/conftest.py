@@ -1,0 +1,95 @@
+"""Tests: fixtures that start a private PostgreSQL and a private MQTT broker (never mocks)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_database, with_database
+from coldchain.migrate import migrate
+from coldchain.settings import BrokerAddress
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server the tests may create databases on: COLDCHAIN_TEST_DB_URL or a private one."""
+    url = os.environ.get("COLDCHAIN_TEST_DB_URL")
+    if url:
+        yield url
+        return
+    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    pg.start()
+    try:
+        yield pg.server_url
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str) -> Iterator[str]:
+    """A migrated template database; each test's database is a cheap copy of it."""
+    name = f"tmpl_{uuid.uuid4().hex[:12]}"
+    url = ensure_database(pg_server_url, name)
+    migrate(url)
+    yield name
+    _drop(pg_server_url, name)
+
+
+def _drop(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, fully migrated database of this test's own."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db))
+        )
+    yield with_database(pg_server_url, name)
+    _drop(pg_server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = f"e_{uuid.uuid4().hex[:12]}"
+    url = ensure_database(pg_server_url, name)
+    yield url
+    _drop(pg_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerAddress]:
+    """A broker shared by the session: COLDCHAIN_TEST_MQTT_URL or a private Mosquitto on a free port.
+
+    Tests sharing it must use their own device ids / client ids so they do not see each other."""
+    url = os.environ.get("COLDCHAIN_TEST_MQTT_URL")
+    if url:
+        yield BrokerAddress.parse(url)
+        return
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("mqtt"))
+    broker.start()
+    try:
+        yield broker.address
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of this test's own, which the test may stop and restart."""
+    broker = EmbeddedBroker(tmp_path / "mqtt")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
