@@ -47,3 +47,16 @@ CREATE TABLE verdict_outbox (
     payload    jsonb NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- The limits of every product class in the loaded rule packs, published by the rules stage at start
+-- so that dashboards and the API can show limits without reading pack files.
+CREATE TABLE rule_class (
+    product_class text PRIMARY KEY,
+    pack_id       text NOT NULL,
+    pack_version  text NOT NULL,
+    description   text NOT NULL,
+    low_c         double precision,            -- NULL = no lower limit
+    high_c        double precision,            -- NULL = no upper limit
+    source        text NOT NULL,               -- standard and clause
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
