@@ -1,0 +1,336 @@
+"""Stage 1, ingest: pure (sans-I/O) decoding and validation of v1 device payloads into typed batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import threading
+from collections.abc import Callable
+from importlib import resources
+from typing import Any, Final, Literal
+
+import fastjsonschema
+import msgspec
+
+# A v1 message holds at most 5000 items (schema maxItems); 5000 readings of ~100 bytes fit in 1 MiB.
+MAX_PAYLOAD_BYTES: Final = 1_048_576
+# Device clocks ahead of the gateway by more than this are flagged (never corrected): 5 min.
+CLOCK_SKEW_TOLERANCE_MS: Final = 5 * 60 * 1000
+# flags bit 0: the device time was ahead of the receive time beyond CLOCK_SKEW_TOLERANCE_MS.
+FLAG_CLOCK_AHEAD: Final = 1
+# Device times outside [2000-01-01, 2100-01-01) are an unset or broken clock, not data.
+MIN_DEVICE_T_MS: Final = 946_684_800_000
+MAX_DEVICE_T_MS: Final = 4_102_444_800_000
+
+TOPIC_PREFIX: Final = "cc/v1/dev/"
+_DEVICE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_RFC3339_RE: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+
+Kind = Literal["telemetry", "rfid", "status"]
+KINDS: Final[tuple[Kind, ...]] = ("telemetry", "rfid", "status")
+
+# Physically possible ranges per channel (inclusive). Temperatures: a cold-chain probe reading
+# outside -100..150 degC is a broken sensor or encoding, not a temperature.
+_TEMP_RANGE_C: Final = (-100.0, 150.0)
+CHANNEL_RANGES: Final[dict[str, tuple[float, float]]] = {
+    "temp": _TEMP_RANGE_C,
+    "setpoint": _TEMP_RANGE_C,
+    "rh": (0.0, 100.0),  # relative humidity, %
+    "door": (0.0, 1.0),  # 0 closed / 1 open
+    "power": (0.0, 1.0),  # 0 off / 1 on
+    "lat": (-90.0, 90.0),  # degrees
+    "lon": (-180.0, 180.0),  # degrees
+    "speed": (0.0, 400.0),  # km/h; nothing on the road or rails goes faster
+    "battery": (0.0, 100.0),  # state of charge, %
+}
+_BINARY_CHANNELS: Final = frozenset({"door", "power"})
+# RSSI of a UHF tag read, dBm: below -150 is under any receiver's noise floor,
+# above 30 is more than the reader itself transmits.
+RSSI_RANGE_DBM: Final = (-150.0, 30.0)
+
+
+class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """One telemetry message: parallel lists, readings[i] has seq + i."""
+
+    kind: Literal["telemetry"] = "telemetry"
+    device_id: str
+    boot: int
+    seq: int
+    received_at_ms: int
+    t_ms: list[int]
+    channel: list[str]
+    value: list[float | None]
+    flags: list[int]
+
+    def __len__(self) -> int:
+        return len(self.t_ms)
+
+
+class RfidBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """One RFID message: parallel lists of tag reads, reads[i] has seq + i."""
+
+    kind: Literal["rfid"] = "rfid"
+    device_id: str
+    boot: int
+    seq: int
+    received_at_ms: int
+    t_ms: list[int]
+    epc: list[str]
+    antenna: list[int | None]
+    rssi: list[float | None]
+
+    def __len__(self) -> int:
+        return len(self.t_ms)
+
+
+class StatusBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A device status message (retained; the Last Will says offline)."""
+
+    kind: Literal["status"] = "status"
+    device_id: str
+    status: Literal["online", "offline"]
+    t_ms: int
+    received_at_ms: int
+
+    def __len__(self) -> int:
+        return 1
+
+
+Batch = TelemetryBatch | RfidBatch | StatusBatch
+
+
+class Rejected(msgspec.Struct, frozen=True, kw_only=True):
+    """A message the gateway cannot accept: a value bound for dead_letter, never an exception."""
+
+    reason: str  # short snake_case code: bad_topic, oversized, malformed_json, schema, ...
+    detail: str = ""
+    device_id: str | None = None  # from the topic, when it could be read
+
+
+class RawMessage(msgspec.Struct, frozen=True):
+    """Bytes as received, kept for dead letters."""
+
+    topic: str
+    payload: bytes
+    received_at_ms: int
+
+
+class _RejectError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+_validators: dict[str, Callable[[Any], Any]] = {}
+_validators_lock = threading.Lock()
+
+
+def schema_text(kind: Kind) -> str:
+    """The JSON Schema (draft 2020-12) of a v1 payload kind, as shipped in gateway/schema/."""
+    return resources.files("gateway").joinpath("schema", f"{kind}.v1.json").read_text(encoding="utf-8")
+
+
+def _validator(kind: Kind) -> Callable[[Any], Any]:
+    """The compiled validator of a kind: compiled on first use, once per process."""
+    v = _validators.get(kind)
+    if v is None:
+        with _validators_lock:
+            v = _validators.get(kind)
+            if v is None:
+                v = fastjsonschema.compile(msgspec.json.decode(schema_text(kind)))
+                _validators[kind] = v
+    return v
+
+
+def parse_topic(topic: str) -> tuple[str, str] | None:
+    """(device_id, kind) of a cc/v1/dev/{device_id}/{kind} topic, or None."""
+    if not topic.startswith(TOPIC_PREFIX):
+        return None
+    parts = topic[len(TOPIC_PREFIX) :].split("/")
+    if len(parts) != 2 or not _DEVICE_RE.fullmatch(parts[0]) or not parts[1]:
+        return None
+    return parts[0], parts[1]
+
+
+def parse_time_ms(t: object) -> int:
+    """Device time as epoch ms: an integer (or integral float) of ms, or an RFC 3339 string with offset."""
+    if isinstance(t, bool):
+        raise _RejectError("bad_time", f"time {t!r} is not a time")
+    if isinstance(t, int):
+        t_ms = t
+    elif isinstance(t, float):
+        if not math.isfinite(t) or not t.is_integer():
+            raise _RejectError("bad_time", f"time {t!r} is not whole epoch milliseconds")
+        t_ms = int(t)
+    elif isinstance(t, str):
+        t_ms = _parse_rfc3339_ms(t)
+    else:
+        raise _RejectError("bad_time", f"time {t!r} is neither epoch ms nor RFC 3339")
+    if not MIN_DEVICE_T_MS <= t_ms < MAX_DEVICE_T_MS:
+        raise _RejectError("bad_time", f"time {t!r} lies outside 2000..2100 (clock not set?)")
+    return t_ms
+
+
+def _parse_rfc3339_ms(s: str) -> int:
+    m = _RFC3339_RE.fullmatch(s)
+    if m is None:
+        raise _RejectError("bad_time", f"time {s!r} is not RFC 3339")
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    frac = m.group(7) or ""
+    if m.group(8):
+        offset_min = 0
+    else:
+        sign = -1 if m.group(9) == "-" else 1
+        oh, om = int(m.group(10)), int(m.group(11))
+        if oh > 23 or om > 59:
+            raise _RejectError("bad_time", f"time {s!r} has an impossible UTC offset")
+        offset_min = sign * (oh * 60 + om)
+    try:
+        # Leap seconds (ss = 60) are not representable in epoch time: the clock is wrong anyway.
+        naive = dt.datetime(year, month, day, hour, minute, second)
+    except ValueError as e:
+        raise _RejectError("bad_time", f"time {s!r}: {e}") from None
+    epoch_s = (naive - dt.datetime(1970, 1, 1)) // dt.timedelta(seconds=1) - offset_min * 60
+    ms = int((frac + "000")[:3])  # truncate sub-millisecond digits
+    return epoch_s * 1000 + ms
+
+
+def _number(v: object) -> float:
+    """A JSON number as float; the schema already excluded everything else."""
+    assert isinstance(v, (int, float))
+    f = float(v)
+    if not math.isfinite(f):
+        raise _RejectError("out_of_range", f"value {v!r} is not finite")
+    return f
+
+
+def _check_device(doc: dict[str, Any], topic_device: str) -> str:
+    device = doc["device"]
+    assert isinstance(device, str)
+    if device != topic_device:
+        raise _RejectError(
+            "device_mismatch", f"payload device {device!r} differs from topic device {topic_device!r}"
+        )
+    return device
+
+
+def _flag(t_ms: int, received_at_ms: int) -> int:
+    return FLAG_CLOCK_AHEAD if t_ms - received_at_ms > CLOCK_SKEW_TOLERANCE_MS else 0
+
+
+def _telemetry(doc: dict[str, Any], device: str, received_at_ms: int) -> TelemetryBatch:
+    t_ms: list[int] = []
+    channel: list[str] = []
+    value: list[float | None] = []
+    flags: list[int] = []
+    for i, r in enumerate(doc["readings"]):
+        t = parse_time_ms(r["t"])
+        ch: str = r["ch"]
+        raw = r["v"]
+        v: float | None = None
+        if raw is not None:
+            try:
+                v = _number(raw)
+            except _RejectError as e:
+                raise _RejectError(e.reason, f"readings[{i}] ({ch}): {e.detail}") from None
+            lo, hi = CHANNEL_RANGES[ch.split(":", 1)[0]]
+            if not lo <= v <= hi or (ch in _BINARY_CHANNELS and v not in (0.0, 1.0)):
+                raise _RejectError("out_of_range", f"readings[{i}] ({ch}): {raw!r} outside {lo:g}..{hi:g}")
+        t_ms.append(t)
+        channel.append(ch)
+        value.append(v)
+        flags.append(_flag(t, received_at_ms))
+    return TelemetryBatch(
+        device_id=device,
+        boot=int(doc["boot"]),
+        seq=int(doc["seq"]),
+        received_at_ms=received_at_ms,
+        t_ms=t_ms,
+        channel=channel,
+        value=value,
+        flags=flags,
+    )
+
+
+def _rfid(doc: dict[str, Any], device: str, received_at_ms: int) -> RfidBatch:
+    t_ms: list[int] = []
+    epc: list[str] = []
+    antenna: list[int | None] = []
+    rssi: list[float | None] = []
+    for i, r in enumerate(doc["reads"]):
+        t = parse_time_ms(r["t"])
+        raw_rssi = r.get("rssi")
+        rssi_dbm: float | None = None
+        if raw_rssi is not None:
+            rssi_dbm = _number(raw_rssi)
+            lo, hi = RSSI_RANGE_DBM
+            if not lo <= rssi_dbm <= hi:
+                detail = f"reads[{i}]: rssi {raw_rssi!r} outside {lo:g}..{hi:g} dBm"
+                raise _RejectError("out_of_range", detail)
+        ant = r.get("ant")
+        t_ms.append(t)
+        epc.append(r["epc"])
+        antenna.append(None if ant is None else int(ant))
+        rssi.append(rssi_dbm)
+    return RfidBatch(
+        device_id=device,
+        boot=int(doc["boot"]),
+        seq=int(doc["seq"]),
+        received_at_ms=received_at_ms,
+        t_ms=t_ms,
+        epc=epc,
+        antenna=antenna,
+        rssi=rssi,
+    )
+
+
+def _status(doc: dict[str, Any], device: str, received_at_ms: int) -> StatusBatch:
+    status = doc["status"]
+    assert status in ("online", "offline")
+    return StatusBatch(
+        device_id=device, status=status, t_ms=parse_time_ms(doc["t"]), received_at_ms=received_at_ms
+    )
+
+
+def decode(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
+    """Decode and validate one MQTT message. Pure: never raises for any topic or payload bytes."""
+    parsed = parse_topic(topic)
+    if parsed is None:
+        return Rejected(
+            reason="bad_topic", detail=f"topic {topic[:200]!r} is not cc/v1/dev/{{device}}/{{kind}}"
+        )
+    topic_device, kind = parsed
+    if kind not in KINDS:
+        return Rejected(
+            reason="unsupported_kind", detail=f"no v1 decoder for {kind[:50]!r}", device_id=topic_device
+        )
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return Rejected(
+            reason="oversized",
+            detail=f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}",
+            device_id=topic_device,
+        )
+    try:
+        doc = msgspec.json.decode(payload)
+    except (msgspec.DecodeError, RecursionError) as e:
+        return Rejected(reason="malformed_json", detail=str(e)[:500], device_id=topic_device)
+    try:
+        _validator(kind)(doc)
+    except fastjsonschema.JsonSchemaValueException as e:
+        return Rejected(reason="schema", detail=str(e.message)[:500], device_id=topic_device)
+    except RecursionError:
+        return Rejected(reason="schema", detail="payload nested too deeply", device_id=topic_device)
+    assert isinstance(doc, dict)
+    try:
+        device = _check_device(doc, topic_device)
+        if kind == "telemetry":
+            return _telemetry(doc, device, received_at_ms)
+        if kind == "rfid":
+            return _rfid(doc, device, received_at_ms)
+        return _status(doc, device, received_at_ms)
+    except _RejectError as e:
+        return Rejected(reason=e.reason, detail=e.detail[:500], device_id=topic_device)

@@ -1,0 +1,240 @@
+"""Tests: the gateway's pure decoder (unit cases and Hypothesis properties)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.decode import (
+    CLOCK_SKEW_TOLERANCE_MS,
+    FLAG_CLOCK_AHEAD,
+    MAX_PAYLOAD_BYTES,
+    Batch,
+    Rejected,
+    RfidBatch,
+    StatusBatch,
+    TelemetryBatch,
+    decode,
+    parse_time_ms,
+)
+
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+TOPIC = "cc/v1/dev/truck-1/telemetry"
+
+
+def _tel(readings: list[dict[str, Any]], device: str = "truck-1", **extra: Any) -> bytes:
+    doc = {"v": 1, "device": device, "boot": 2, "seq": 40, "readings": readings, **extra}
+    return json.dumps(doc).encode()
+
+
+def _reason(result: Batch | Rejected) -> str:
+    assert isinstance(result, Rejected), result
+    return result.reason
+
+
+def test_telemetry_decodes_to_parallel_lists() -> None:
+    payload = _tel(
+        [
+            {"t": T0_MS, "ch": "temp:1", "v": -18.4},
+            {"t": "2026-01-01T08:01:00.250+08:00", "ch": "door", "v": 1},
+            {"t": "2026-01-01T00:02:00Z", "ch": "rh", "v": None},
+        ]
+    )
+    b = decode(TOPIC, payload, T0_MS)
+    assert isinstance(b, TelemetryBatch)
+    assert (b.kind, b.device_id, b.boot, b.seq, b.received_at_ms) == ("telemetry", "truck-1", 2, 40, T0_MS)
+    assert b.t_ms == [T0_MS, T0_MS + 60_250, T0_MS + 120_000]
+    assert b.channel == ["temp:1", "door", "rh"]
+    assert b.value == [-18.4, 1.0, None]
+    assert b.flags == [0, 0, 0]
+    assert len(b) == 3
+
+
+def test_rfid_and_status_decode() -> None:
+    rfid = {
+        "v": 1,
+        "device": "rfid-qz-dock3",
+        "boot": 1,
+        "seq": 0,
+        "reads": [{"t": T0_MS, "epc": "urn:epc:id:sscc:6901234.0000000001", "ant": 1, "rssi": -52.5}],
+    }
+    b = decode("cc/v1/dev/rfid-qz-dock3/rfid", json.dumps(rfid).encode(), T0_MS)
+    assert isinstance(b, RfidBatch)
+    assert (b.epc, b.antenna, b.rssi, b.t_ms) == (
+        ["urn:epc:id:sscc:6901234.0000000001"],
+        [1],
+        [-52.5],
+        [T0_MS],
+    )
+    s = decode(
+        "cc/v1/dev/x1/status", b'{"v":1,"device":"x1","status":"offline","t":1767225600000}', T0_MS + 5
+    )
+    assert s == StatusBatch(device_id="x1", status="offline", t_ms=T0_MS, received_at_ms=T0_MS + 5)
+
+
+def test_device_time_ahead_is_flagged_not_rewritten() -> None:
+    ahead = T0_MS + CLOCK_SKEW_TOLERANCE_MS + 1
+    b = decode(
+        TOPIC, _tel([{"t": ahead, "ch": "temp", "v": 1.0}, {"t": T0_MS, "ch": "temp", "v": 1.0}]), T0_MS
+    )
+    assert isinstance(b, TelemetryBatch)
+    assert b.t_ms == [ahead, T0_MS]
+    assert b.flags == [FLAG_CLOCK_AHEAD, 0]
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("cc/v1/dev/truck-1", b"{}", "bad_topic"),
+        ("cc/v2/dev/truck-1/telemetry", b"{}", "bad_topic"),
+        ("cc/v1/dev/-bad/telemetry", b"{}", "bad_topic"),
+        ("cc/v1/dev/truck-1/telemetry/x", b"{}", "bad_topic"),
+        ("cc/v1/dev/truck-1/firmware", b"{}", "unsupported_kind"),
+        (TOPIC, b"{not json", "malformed_json"),
+        (TOPIC, b"", "malformed_json"),
+        (
+            TOPIC,
+            b'{"v":1,"device":"truck-1","boot":1,"seq":0,"readings":[{"t":1,"ch":"temp","v":NaN}]}',
+            "malformed_json",
+        ),
+        (TOPIC, b'{"v":1,"device":"truck-1"}', "schema"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "colour", "v": 1}]), "schema"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "temp", "v": "1"}]), "schema"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "temp", "v": 1}], extra=1), "schema"),
+        (TOPIC, _tel([]), "schema"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "temp", "v": 1}], device="truck-2"), "device_mismatch"),
+        (TOPIC, _tel([{"t": 5, "ch": "temp", "v": 1}]), "bad_time"),
+        (TOPIC, _tel([{"t": "2026-02-30T00:00:00Z", "ch": "temp", "v": 1}]), "bad_time"),
+        (TOPIC, _tel([{"t": "2026-01-01T00:00:00", "ch": "temp", "v": 1}]), "schema"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "temp:1", "v": 151}]), "out_of_range"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "temp", "v": -100.5}]), "out_of_range"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "door", "v": 0.5}]), "out_of_range"),
+        (TOPIC, _tel([{"t": T0_MS, "ch": "lat", "v": 91}]), "out_of_range"),
+        (
+            TOPIC,
+            b'{"v":1,"device":"truck-1","boot":1,"seq":0,"readings":[{"t":1,"ch":"temp","v":1e400}]}',
+            "malformed_json",
+        ),
+    ],
+)
+def test_rejections(topic: str, payload: bytes, reason: str) -> None:
+    result = decode(topic, payload, T0_MS)
+    assert _reason(result) == reason
+    assert isinstance(result, Rejected)
+    assert result.detail
+
+
+def test_oversized_is_rejected_before_parsing() -> None:
+    assert _reason(decode(TOPIC, b" " * (MAX_PAYLOAD_BYTES + 1), T0_MS)) == "oversized"
+
+
+def test_rfc3339_forms() -> None:
+    assert parse_time_ms("2026-01-01T00:00:00Z") == T0_MS
+    assert parse_time_ms("2026-01-01t08:00:00.123456789+08:00") == T0_MS + 123
+    assert parse_time_ms("2025-12-31 19:00:00.5-05:00") == T0_MS + 500
+
+
+# ---- properties ---------------------------------------------------------------------------
+
+topics = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["telemetry", "rfid", "status", "event"]).map(lambda k: f"cc/v1/dev/dev-1/{k}"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(topic=topics, payload=st.binary(max_size=300), received_at_ms=st.integers(0, 2**62))
+def test_any_bytes_never_raise(topic: str, payload: bytes, received_at_ms: int) -> None:
+    assert isinstance(
+        decode(topic, payload, received_at_ms), TelemetryBatch | RfidBatch | StatusBatch | Rejected
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+reading_keys = st.fixed_dictionaries(
+    {
+        "t": json_values | st.integers(T0_MS - 10, T0_MS + 10),
+        "ch": json_values | st.just("temp"),
+        "v": json_values,
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    doc=st.fixed_dictionaries(
+        {
+            "v": st.just(1) | json_values,
+            "device": st.just("dev-1") | json_values,
+            "boot": st.integers(-1, 2**33) | json_values,
+            "seq": st.integers(-1, 2**54) | json_values,
+            "readings": st.lists(reading_keys, max_size=4) | json_values,
+        }
+    )
+)
+def test_any_json_document_never_raises(doc: dict[str, Any]) -> None:
+    result = decode("cc/v1/dev/dev-1/telemetry", json.dumps(doc).encode(), T0_MS)
+    assert isinstance(result, TelemetryBatch | Rejected)
+
+
+channels = st.sampled_from(
+    ["temp", "temp:1", "temp:2", "rh", "door", "power", "setpoint", "lat", "lon", "speed"]
+)
+_ranges = {"temp": (-100.0, 150.0), "setpoint": (-100.0, 150.0), "rh": (0.0, 100.0), "lat": (-90.0, 90.0)}
+_ranges |= {"lon": (-180.0, 180.0), "speed": (0.0, 400.0)}
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> tuple[int, str, float | None]:
+    ch = draw(channels)
+    t = draw(st.integers(946_684_800_000, 4_102_444_799_999))
+    if draw(st.booleans()):
+        return t, ch, None
+    base = ch.split(":")[0]
+    if base in ("door", "power"):
+        return t, ch, float(draw(st.integers(0, 1)))
+    lo, hi = _ranges[base]
+    return t, ch, draw(st.floats(lo, hi, allow_nan=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    device=st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z"),
+    boot=st.integers(0, 2**32 - 1),
+    seq=st.integers(0, 2**53 - 1),
+    rows=st.lists(readings(), min_size=1, max_size=30),
+    rfc3339=st.booleans(),
+)
+def test_valid_payloads_round_trip(
+    device: str, boot: int, seq: int, rows: list[tuple[int, str, float | None]], rfc3339: bool
+) -> None:
+    import datetime as dt
+
+    def t_json(t_ms: int) -> int | str:
+        if not rfc3339:
+            return t_ms
+        d = dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).replace(microsecond=(t_ms % 1000) * 1000)
+        return d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    payload = {
+        "v": 1,
+        "device": device,
+        "boot": boot,
+        "seq": seq,
+        "readings": [{"t": t_json(t), "ch": ch, "v": v} for t, ch, v in rows],
+    }
+    b = decode(f"cc/v1/dev/{device}/telemetry", json.dumps(payload).encode(), 4_200_000_000_000)
+    assert isinstance(b, TelemetryBatch), b
+    assert (b.device_id, b.boot, b.seq) == (device, boot, seq)
+    assert b.t_ms == [t for t, _, _ in rows]
+    assert b.channel == [ch for _, ch, _ in rows]
+    assert b.value == [v for _, _, v in rows]
+    assert b.flags == [0] * len(rows)
