@@ -1,0 +1,77 @@
+"""Stage 2 (verdicts): the verdict payload the rules stage writes to verdict_outbox (read by the ledger).
+
+`verdict_outbox.kind` is 'excursion_closed' or 'chain_break'; `verdict_outbox.payload` is a
+`VerdictPayload` as JSON. Downstream stages may decode it with
+``msgspec.convert(payload, VerdictPayload)``. `verdict_id` is stable across re-evaluations of the
+same verdict and is emitted once, so it can serve as an idempotency key (e.g. for an EPCIS eventID).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+VerdictKind = Literal["excursion_closed", "chain_break"]
+
+
+class VerdictLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """The class limits the verdict was computed under (pack figures, with the range's source)."""
+
+    low_c: float | None
+    high_c: float | None
+    low_inclusive: bool
+    high_inclusive: bool
+    min_duration_s: int
+    max_interval_s: int  # the allowed recording interval for the asset's mode
+    source: str  # source of the temperature range
+
+
+class VerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """One excursion (closed) or chain break, as handed to the ledger."""
+
+    verdict: VerdictKind  # same as verdict_outbox.kind
+    verdict_id: str  # "<verdict>:<rule_id>:<series_id>:<start epoch ms>"
+    kind: str  # 'excursion' for excursions; chain_break.kind ('gap', ...) for chain breaks
+    reason: str  # human-readable explanation
+    asset_id: str
+    series_id: int
+    device_id: str
+    channel: str
+    product_class: str
+    mode: str  # asset mode: 'storage' | 'transport'
+    rule_id: str  # e.g. cn_food/chilled/range, cn_food/chilled/gap
+    pack_id: str
+    pack_version: str
+    start: str  # RFC 3339 UTC, device time of the first reading of the interval
+    end: str  # RFC 3339 UTC, device time of the last reading of the interval
+    duration_s: float
+    peak_c: float | None  # excursion: the value furthest outside the limits; gap: None
+    min_c: float | None  # over the non-NaN readings in [start, end]
+    max_c: float | None
+    mean_c: float | None
+    readings: int  # non-NaN readings in [start, end]
+    allowed_s: float | None  # gap: the allowed recording interval that was exceeded; excursion: None
+    limit_low_c: float | None  # = limits.low_c, flat like the excursion table's columns
+    limit_high_c: float | None  # = limits.high_c
+    limits: VerdictLimits
+
+
+def from_epoch_us(t_us: int) -> datetime:
+    """Exact UTC datetime from epoch microseconds."""
+    return EPOCH + timedelta(microseconds=t_us)
+
+
+def to_epoch_ms(t: datetime) -> int:
+    """Epoch milliseconds (floor) of an aware datetime, exactly."""
+    return (t - EPOCH) // timedelta(milliseconds=1)
+
+
+def iso_utc(t: datetime) -> str:
+    """RFC 3339 in UTC with a Z: millisecond precision, microseconds when present."""
+    t = t.astimezone(UTC)
+    spec = "milliseconds" if t.microsecond % 1000 == 0 else "microseconds"
+    return t.replace(tzinfo=None).isoformat(timespec=spec) + "Z"

@@ -1,0 +1,86 @@
+"""Tests for rules.packs: the shipped packs load; a broken pack fails naming its file and key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rules.packs import DEFAULT_PACKS_DIR, PackError, load_packs
+
+SHIPPED = (DEFAULT_PACKS_DIR / "cn_food.toml").read_text(encoding="utf-8")
+
+
+def test_shipped_packs_load() -> None:
+    packs = load_packs()
+    assert "cn_food" in packs.packs
+    chilled = packs["chilled"]
+    assert (chilled.pack_id, chilled.rule_id("range")) == ("cn_food", "cn_food/chilled/range")
+    r = chilled.rules
+    assert (r.low_c, r.high_c, r.low_inclusive, r.high_inclusive) == (0.0, 4.0, True, True)
+    assert r.min_duration.seconds == 600
+    assert (r.max_interval_s("transport"), r.max_interval_s("storage")) == (600, 1800)
+    frozen = packs.lookup("frozen")
+    assert frozen is not None
+    assert (frozen.rules.low_c, frozen.rules.high_c) == (None, -18.0)
+    assert packs.lookup("durian") is None
+    for ref in packs.classes():
+        rules = ref.rules
+        for source in (
+            rules.source,
+            rules.min_duration.source,
+            rules.max_interval.transport.source,
+            rules.max_interval.storage.source,
+        ):
+            assert source.strip()
+    assert "GB 29753-2013" in r.max_interval.transport.source
+    assert "GB/T 24616-2019" in frozen.rules.source
+
+
+def _write(tmp_path: Path, text: str, name: str = "cn_food.toml") -> Path:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_wrong_type_names_file_and_key_path(tmp_path: Path) -> None:
+    bad = SHIPPED.replace("low_c = 0.0", 'low_c = "zero"', 1)
+    with pytest.raises(PackError) as err:
+        load_packs(_write(tmp_path, bad))
+    assert "cn_food.toml: classes.chilled.low_c: Input should be a valid number" in str(err.value)
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    bad = SHIPPED.replace("seconds = 600\n", "seconds = 600\nsecs = 1\n", 1)
+    with pytest.raises(PackError, match=r"cn_food\.toml: classes\.chilled\.min_duration\.secs: Extra inputs"):
+        load_packs(_write(tmp_path, bad))
+
+
+def test_missing_source_and_bad_range(tmp_path: Path) -> None:
+    bad = SHIPPED.replace("low_c = 0.0", "low_c = 5.0", 1)
+    with pytest.raises(PackError, match=r"cn_food\.toml: classes\.chilled: .*low_c \(5\.0\) is above high_c"):
+        load_packs(_write(tmp_path, bad))
+    lines = SHIPPED.splitlines(keepends=True)
+    idx = next(i for i, line in enumerate(lines) if line.startswith("[classes.frozen.max_interval.storage]"))
+    del lines[idx + 2]  # its source line
+    with pytest.raises(PackError, match=r"classes\.frozen\.max_interval\.storage\.source: Field required"):
+        load_packs(_write(tmp_path, "".join(lines)))
+
+
+def test_invalid_toml_and_id_mismatch(tmp_path: Path) -> None:
+    with pytest.raises(PackError, match=r"cn_food\.toml: invalid TOML"):
+        load_packs(_write(tmp_path, SHIPPED + "\n[[[broken\n"))
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(PackError, match=r"my_pack\.toml: id: pack id 'cn_food' must equal"):
+        load_packs(_write(other, SHIPPED, "my_pack.toml"))
+
+
+def test_duplicate_class_across_packs_and_empty_dir(tmp_path: Path) -> None:
+    _write(tmp_path, SHIPPED)
+    _write(tmp_path, SHIPPED.replace('id = "cn_food"', 'id = "cn_food2"'), "cn_food2.toml")
+    with pytest.raises(PackError, match=r"cn_food2\.toml: classes\.chilled: class already defined"):
+        load_packs(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PackError, match="no rule packs"):
+        load_packs(empty)
