@@ -1,0 +1,95 @@
+"""Tests: the trace API over a real PostgreSQL: health, trace, ledger verification, problem+json errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.test_trace_worker import LOT, SSCC, build_scenario
+from traceability.api import create_app
+from traceability.worker import LedgerWorker
+
+PROBLEM_KEYS = {"type", "title", "status", "instance"}
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[TestClient]:
+    build_scenario(db_url)
+    LedgerWorker(db_url).run_once()
+    app = create_app(db_url)
+
+    @app.get("/probe/{n}")
+    def probe(n: int) -> int:  # a route with a typed parameter, to provoke a validation error
+        if n == 0:
+            raise RuntimeError("boom")
+        return n
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _is_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, object] = response.json()
+    assert body.keys() >= PROBLEM_KEYS
+    assert body["status"] == status
+    return body
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": True, "ledger_head_seq": 8}
+
+
+def test_trace_of_lot(client: TestClient) -> None:
+    response = client.get(f"/trace/{LOT}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["lot_id"] == LOT
+    assert body["verdict"] == "broken"
+    assert [leg["epc"] for leg in body["custody"]] == [SSCC, SSCC, SSCC]
+    truck = body["custody"][1]
+    assert truck["asset"]["asset_id"] == "TRUCK-GXA-12345"
+    assert truck["temperature"]["max_c"] == 8.5
+    assert len(truck["excursions"]) == 1
+
+
+def test_unknown_lot_is_problem_json(client: TestClient) -> None:
+    lot = "urn:epc:class:lgtin:6901234.012345.NOPE"
+    body = _is_problem(client.get(f"/trace/{lot}"), 404)
+    assert body["instance"] == f"/trace/{lot}"
+    assert body["type"] == "https://ns.coldchain.example/problems/lot-not-found"
+    assert lot in str(body["detail"])
+
+
+def test_other_errors_are_problem_json(client: TestClient) -> None:
+    _is_problem(client.get("/no/such/route"), 404)
+    _is_problem(client.post("/health"), 405)
+    body = _is_problem(client.get("/probe/abc"), 422)
+    assert body["errors"]
+    _is_problem(client.get("/probe/0"), 500)
+
+
+def test_ledger_verify(client: TestClient, db_url: str) -> None:
+    assert client.get("/ledger/verify").json() == {"ok": True, "events": 8, "first_bad_seq": None}
+    with psycopg.connect(db_url) as conn:
+        conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+        conn.execute(
+            "UPDATE ledger_event SET event = jsonb_set(event, '{bizStep}', '\"receiving\"') WHERE seq = 3"
+        )
+        conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
+    assert client.get("/ledger/verify").json() == {"ok": False, "events": 8, "first_bad_seq": 3}
+
+
+def test_openapi_is_complete(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    trace = spec["paths"]["/trace/{lot_id}"]["get"]["responses"]
+    assert trace["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Trace")
+    assert "application/problem+json" in trace["404"]["content"]
+    assert {"Trace", "CustodyLeg", "TemperatureSummary", "Problem"} <= spec["components"]["schemas"].keys()

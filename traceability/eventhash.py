@@ -1,0 +1,547 @@
+"""Stage 3, ledger: the GS1 CBV 2.0 EPCIS event hash (``ni:///sha-256;<hex>?ver=CBV2.0``) of a JSON-LD event.
+
+Follows the canonicalisation of CBV 2.0 section 8.9 as written up by the reference implementation
+(github.com/RalphTro/epcis-event-hash-generator, README "Algorithm" and ``PROP_ORDER``):
+
+* the pre-hash string starts ``eventType=<type>`` and then takes the event's fields in the canonical
+  property order (``CANONICAL_ORDER``), concatenated with no separator, ``key=value`` for values and the
+  bare key for containers (``epcList``, ``readPoint``, ``sensorElement``...);
+* list members (``epc``, ``quantityElement``, ``sensorElement``, ``sensorReport``...) are each turned into
+  a string and sorted by code point; a list's name appears once;
+* timestamps become UTC with millisecond precision and ``Z``; numbers lose trailing zeros;
+  whitespace around values is stripped;
+* bare CBV / GS1 vocabulary values (``shipping``, ``in_transit``, ``Temperature``, ``ALARM_CONDITION``)
+  and ``urn:epcglobal:cbv:`` URNs become their Web URIs; EPC URIs become canonical GS1 Digital Link URIs;
+* user extensions are ``{namespace}localName=value`` (prefixes expanded with the event's ``@context``),
+  sorted, after the standard fields; extensions inside ``readPoint``, ``bizLocation``,
+  ``sensorElement``, ``sensorMetadata`` and ``sensorReport`` go at the end of their parent;
+* ``eventID``, ``recordTime``, ``errorDeclaration``, ``type`` and ``@context`` are not hashed.
+
+Not covered yet (see ``traceability/README.md``): constraining GS1 Digital Link URIs given as such
+(custom domains, query strings, key qualifiers), the EPC URI schemes cpi, sgcn, itip, upui and most
+``idpat`` patterns, and ``errorDeclaration`` events' own canonical form.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+HASH_VERSION = "CBV2.0"
+HASH_PREFIX = "ni:///sha-256;"
+HASH_SUFFIX = f"?ver={HASH_VERSION}"
+
+CBV = "https://ref.gs1.org/cbv/"
+GS1_VOC = "https://gs1.org/voc/"
+DL = "https://id.gs1.org/"
+
+_EPC_LIST = ("epc",)
+_QUANTITY = ("epcClass", "quantity", "uom")
+_SENSOR_METADATA = (
+    "time",
+    "startTime",
+    "endTime",
+    "deviceID",
+    "deviceMetadata",
+    "rawData",
+    "dataProcessingMethod",
+    "bizRules",
+)
+_SENSOR_REPORT = (
+    "type",
+    "exception",
+    "deviceID",
+    "deviceMetadata",
+    "rawData",
+    "dataProcessingMethod",
+    "time",
+    "microorganism",
+    "chemicalSubstance",
+    "value",
+    "component",
+    "stringValue",
+    "booleanValue",
+    "hexBinaryValue",
+    "uriValue",
+    "minValue",
+    "maxValue",
+    "meanValue",
+    "sDev",
+    "percRank",
+    "percValue",
+    "uom",
+    "coordinateReferenceSystem",
+)
+
+# Canonical property order (CBV 2.0 8.9.2; the reference implementation's PROP_ORDER).
+CANONICAL_ORDER: tuple[str, ...] = (
+    "eventTime",
+    "eventTimeZoneOffset",
+    "certificationInfo",
+    "parentID",
+    "epcList",
+    "inputEPCList",
+    "childEPCs",
+    "quantityList",
+    "childQuantityList",
+    "inputQuantityList",
+    "outputEPCList",
+    "outputQuantityList",
+    "action",
+    "transformationID",
+    "bizStep",
+    "disposition",
+    "persistentDisposition",
+    "readPoint",
+    "bizLocation",
+    "bizTransactionList",
+    "sourceList",
+    "destinationList",
+    "sensorElementList",
+    "ilmd",
+)
+_NOT_HASHED = frozenset({"type", "eventID", "recordTime", "errorDeclaration", "@context"})
+_EPC_LISTS = frozenset({"epcList", "inputEPCList", "childEPCs", "outputEPCList"})
+_QUANTITY_LISTS = frozenset({"quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"})
+_TYPED_LISTS = {
+    "bizTransactionList": "bizTransaction",
+    "sourceList": "source",
+    "destinationList": "destination",
+}
+
+# Bare vocabulary values allowed by the EPCIS 2.0 JSON schema, and the Web URI prefix each expands to.
+_BIZ_STEPS = frozenset(
+    {
+        "accepting",
+        "arriving",
+        "assembling",
+        "collecting",
+        "commissioning",
+        "consigning",
+        "creating_class_instance",
+        "cycle_counting",
+        "decommissioning",
+        "departing",
+        "destroying",
+        "disassembling",
+        "dispensing",
+        "encoding",
+        "entering_exiting",
+        "holding",
+        "inspecting",
+        "installing",
+        "killing",
+        "loading",
+        "other",
+        "packing",
+        "picking",
+        "receiving",
+        "removing",
+        "repackaging",
+        "repairing",
+        "replacing",
+        "reserving",
+        "retail_selling",
+        "sensor_reporting",
+        "sampling",
+        "shipping",
+        "staging_outbound",
+        "stock_taking",
+        "stocking",
+        "storing",
+        "transporting",
+        "unloading",
+        "unpacking",
+        "void_shipping",
+    }
+)
+_DISPOSITIONS = frozenset(
+    {
+        "active",
+        "container_closed",
+        "damaged",
+        "destroyed",
+        "dispensed",
+        "disposed",
+        "encoded",
+        "expired",
+        "in_progress",
+        "in_transit",
+        "inactive",
+        "no_pedigree_match",
+        "non_sellable_other",
+        "partially_dispensed",
+        "recalled",
+        "reserved",
+        "retail_sold",
+        "returned",
+        "sellable_accessible",
+        "sellable_not_accessible",
+        "stolen",
+        "unknown",
+        "available",
+        "completeness_verified",
+        "completeness_inferred",
+        "conformant",
+        "container_open",
+        "mismatch_instance",
+        "mismatch_class",
+        "mismatch_quantity",
+        "needs_replacement",
+        "non_conformant",
+        "unavailable",
+    }
+)
+_BTT = frozenset(
+    {"bol", "cert", "desadv", "inv", "pedigree", "po", "poc", "prodorder", "recadv", "rma", "testprd"}
+)
+_SDT = frozenset({"owning_party", "possessing_party", "location"})
+_ALERTS = frozenset({"ALARM_CONDITION", "ERROR_CONDITION"})
+_URN_VOCAB = (
+    ("urn:epcglobal:cbv:bizstep:", CBV + "BizStep-"),
+    ("urn:epcglobal:cbv:disp:", CBV + "Disp-"),
+    ("urn:epcglobal:cbv:btt:", CBV + "BTT-"),
+    ("urn:epcglobal:cbv:sdt:", CBV + "SDT-"),
+    ("urn:epcglobal:cbv:er:", CBV + "ER-"),
+)
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    """The CBV 2.0 event hash of one EPCIS event: ``ni:///sha-256;<64 hex>?ver=CBV2.0``."""
+    digest = hashlib.sha256(prehash_string(event).encode("utf-8")).hexdigest()
+    return f"{HASH_PREFIX}{digest}{HASH_SUFFIX}"
+
+
+def prehash_string(event: Mapping[str, Any]) -> str:
+    """The canonical pre-hash string of one EPCIS 2.0 JSON-LD event."""
+    ns = _namespaces(event.get("@context"))
+    parts = ["eventType=" + str(event["type"])]
+    for key in CANONICAL_ORDER:
+        if key in event:
+            parts.append(_field(key, event[key], ns))
+    extensions = [
+        _extension(k, v, ns) for k, v in event.items() if k not in _NOT_HASHED and k not in CANONICAL_ORDER
+    ]
+    parts.append("".join(sorted(extensions)))
+    return "".join(parts)
+
+
+def _field(key: str, value: Any, ns: Mapping[str, str]) -> str:
+    if key in _EPC_LISTS:
+        return _listed(key, ["epc" + _kv_value("epc", v) for v in value])
+    if key in _QUANTITY_LISTS:
+        return _listed(key, ["quantityElement" + _ordered(q, _QUANTITY, ns) for q in value])
+    if key in _TYPED_LISTS:
+        name = _TYPED_LISTS[key]
+        items = [_kv("type", item["type"], vocab=key) + _kv(name, item.get(name)) for item in value]
+        return _listed(key, items)
+    if key in ("readPoint", "bizLocation"):
+        return _listed(key, [_ordered(value, ("id",), ns)])
+    if key == "persistentDisposition":
+        body = "".join(
+            "".join(sorted(_kv(part, v, vocab="disposition") for v in value.get(part, ())))
+            for part in ("set", "unset")
+        )
+        return _listed(key, [body])
+    if key == "sensorElementList":
+        return _listed(key, [_sensor_element(e, ns) for e in value])
+    if key == "ilmd":
+        return _listed(key, [_extension(k, v, ns) for k, v in value.items()], sort=True)
+    if key == "certificationInfo":
+        values = value if isinstance(value, list) else [value]
+        return "".join(sorted(_kv(key, v) for v in values))
+    return _kv(key, value, vocab=key)
+
+
+def _listed(name: str, members: Sequence[str], *, sort: bool = True) -> str:
+    body = "".join(sorted(members) if sort else members)
+    return name + body if body else ""
+
+
+def _ordered(obj: Mapping[str, Any], order: Sequence[str], ns: Mapping[str, str], vocab: str = "") -> str:
+    """Known fields in their order, then the object's extension fields, sorted."""
+    out = [_kv(k, obj[k], vocab=k if not vocab else vocab + "." + k) for k in order if k in obj]
+    ext = [_extension(k, v, ns) for k, v in obj.items() if k not in order]
+    return "".join(out) + "".join(sorted(ext))
+
+
+def _sensor_element(element: Mapping[str, Any], ns: Mapping[str, str]) -> str:
+    out = "sensorElement"
+    meta = element.get("sensorMetadata")
+    if meta:
+        body = _ordered(meta, _SENSOR_METADATA, ns)
+        out += "sensorMetadata" + body if body else ""
+    reports = [
+        "sensorReport" + _ordered(r, _SENSOR_REPORT, ns, vocab="sensorReport")
+        for r in element.get("sensorReport", ())
+    ]
+    out += "".join(sorted(reports))
+    ext = [_extension(k, v, ns) for k, v in element.items() if k not in ("sensorMetadata", "sensorReport")]
+    return out + "".join(sorted(ext))
+
+
+def _extension(key: str, value: Any, ns: Mapping[str, str]) -> str:
+    name = _expand_key(key, ns)
+    if isinstance(value, Mapping):
+        children = [_extension(k, v, ns) for k, v in value.items() if k != "#text"]
+        text = _kv_value(name, value["#text"], timestamps=False) if "#text" in value else ""
+        return name + text + "".join(sorted(children))
+    if isinstance(value, list):
+        return "".join(sorted(_extension(key, v, ns) for v in value))
+    if isinstance(value, str):
+        value = _expand_value(value, ns)
+    return name + _kv_value(name, value, timestamps=False)
+
+
+def _kv(key: str, value: Any, *, vocab: str = "") -> str:
+    text = _kv_value(key, value, vocab=vocab)
+    return key + text if text else ""
+
+
+def _kv_value(key: str, value: Any, *, vocab: str = "", timestamps: bool = True) -> str:
+    """``=<canonical value>``, or "" for an absent/empty value.
+
+    Standard fields whose name says time (not offset) are timestamps; extensions are not (as in the
+    reference implementation)."""
+    if value is None:
+        return ""
+    text = _scalar_text(value).strip()
+    if not text:
+        return ""
+    lowered = key.lower()
+    if timestamps and "time" in lowered and "offset" not in lowered:
+        return "=" + canonical_timestamp(text)
+    return "=" + _canonical_value(text, vocab)
+
+
+def _scalar_text(value: Any) -> str:
+    # The reference turns JSON scalars into Python strings with str(): True -> "True", 26.0 -> "26.0".
+    return str(value)
+
+
+def _canonical_value(text: str, vocab: str) -> str:
+    text = _expand_bare_vocabulary(text, vocab)
+    for urn, web in _URN_VOCAB:
+        text = text.replace(urn, web)
+    text = _canonical_number(text)
+    converted = epc_to_digital_link(text)
+    return converted if converted is not None else text
+
+
+def _expand_bare_vocabulary(text: str, vocab: str) -> str:
+    if vocab == "bizStep" and text in _BIZ_STEPS:
+        return CBV + "BizStep-" + text
+    if vocab in ("disposition", "persistentDisposition") and text in _DISPOSITIONS:
+        return CBV + "Disp-" + text
+    if vocab == "bizTransactionList" and text in _BTT:
+        return CBV + "BTT-" + text
+    if vocab in ("sourceList", "destinationList") and text in _SDT:
+        return CBV + "SDT-" + text
+    if vocab == "sensorReport.type" and ":" not in text:
+        return GS1_VOC + text
+    if vocab == "sensorReport.exception" and text in _ALERTS:
+        return GS1_VOC + "SensorAlertType-" + text
+    if vocab == "sensorReport.component" and ":" not in text:
+        return CBV + "Comp-" + text
+    return text
+
+
+def _canonical_number(text: str) -> str:
+    """Numbers without trailing zeros, exactly as the reference does it (float, then int if integral)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        return text
+    if int(number) == number:
+        return str(int(number))
+    return str(number)
+
+
+def canonical_timestamp(text: str) -> str:
+    """An ISO 8601 timestamp in UTC at millisecond precision, rounded half up: ``...T02:33:31.116Z``."""
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    t = t.astimezone(UTC)
+    ms, rest_us = divmod(t.microsecond, 1000)
+    t = t.replace(microsecond=ms * 1000)
+    if rest_us >= 500:
+        t += timedelta(milliseconds=1)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def _namespaces(context: Any) -> dict[str, str]:
+    """Prefix -> namespace URI from the event's JSON-LD ``@context`` (objects in it only)."""
+    found: dict[str, str] = {}
+    items = context if isinstance(context, list) else [context]
+    for item in items:
+        if isinstance(item, Mapping):
+            found.update({k: v for k, v in item.items() if isinstance(v, str)})
+    return found
+
+
+def _expand_key(key: str, ns: Mapping[str, str]) -> str:
+    prefix, sep, local = key.partition(":")
+    if sep and prefix in ns:
+        return "{" + ns[prefix] + "}" + local
+    return key
+
+
+def _expand_value(value: str, ns: Mapping[str, str]) -> str:
+    prefix, sep, local = value.partition(":")
+    if sep and prefix in ns:
+        return ns[prefix] + local
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# EPC URI -> canonical GS1 Digital Link URI (GS1 Digital Link 1.2, 4.11; TDS 2.0 for the EPC URIs).
+
+# Characters allowed in GS1 AI encodable strings as EPC URIs carry them (escapes included).
+_CHARS = r"(?:%[0-9A-Fa-f]{2}|[!'()*+,\-.0-9:;=A-Z_a-z])"
+_SERIAL = re.compile(rf"^{_CHARS}{{1,30}}$")
+
+
+def check_digit(digits: str) -> str:
+    """GS1 mod-10 check digit (GS1 General Specifications 7.9.1)."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return str((10 - total % 10) % 10)
+
+
+def _web_encode(text: str) -> str:
+    for ch, enc in (("!", "%21"), ("(", "%28"), (")", "%29"), ("*", "%2A"), ("+", "%2B"), (",", "%2C")):
+        text = text.replace(ch, enc)
+    return text.replace(":", "%3A")
+
+
+def _digits(*fields: str, total: int) -> bool:
+    return (
+        all(f.isdigit() for f in fields)
+        and sum(len(f) for f in fields) == total
+        and 6 <= len(fields[0]) <= 12
+    )
+
+
+def epc_to_digital_link(uri: str) -> str | None:
+    """The canonical GS1 Digital Link URI of an EPC (class) URI, or None if it is not one we convert."""
+    if not uri.startswith("urn:epc:"):
+        return None
+    for prefix, convert in _CONVERTERS:
+        if uri.startswith(prefix):
+            fields = uri[len(prefix) :].split(".")
+            return convert(fields)
+    return None
+
+
+def _sgtin(fields: list[str], ai: str = "21") -> str | None:
+    if len(fields) < 3:
+        return None
+    cp, ir, serial = fields[0], fields[1], ".".join(fields[2:])
+    if not _digits(cp, ir, total=13) or not _SERIAL.match(serial):
+        return None
+    gtin = ir[0] + cp + ir[1:]
+    return f"{DL}01/{gtin}{check_digit(gtin)}/{ai}/{_web_encode(serial)}"
+
+
+def _lgtin(fields: list[str]) -> str | None:
+    return _sgtin(fields, ai="10")
+
+
+def _idpat_sgtin(fields: list[str]) -> str | None:
+    if len(fields) != 3 or fields[2] != "*" or not _digits(fields[0], fields[1], total=13):
+        return None
+    gtin = fields[1][0] + fields[0] + fields[1][1:]
+    return f"{DL}01/{gtin}{check_digit(gtin)}"
+
+
+def _sscc(fields: list[str]) -> str | None:
+    if len(fields) != 2 or not _digits(fields[0], fields[1], total=17):
+        return None
+    raw = fields[1][0] + fields[0] + fields[1][1:]
+    return f"{DL}00/{raw}{check_digit(raw)}"
+
+
+def _sgln(fields: list[str]) -> str | None:
+    if len(fields) < 3 or not _digits(fields[0], fields[1], total=12):
+        return None
+    gln = fields[0] + fields[1]
+    ext = ".".join(fields[2:])
+    base = f"{DL}414/{gln}{check_digit(gln)}"
+    if ext == "0":
+        return base
+    return f"{base}/254/{_web_encode(ext)}" if _SERIAL.match(ext) else None
+
+
+def _grai(fields: list[str]) -> str | None:
+    if len(fields) < 3 or not _digits(fields[0], fields[1], total=12):
+        return None
+    raw = "0" + fields[0] + fields[1]
+    serial = ".".join(fields[2:])
+    return f"{DL}8003/{raw}{check_digit(raw)}{_web_encode(serial)}"
+
+
+def _giai(fields: list[str]) -> str | None:
+    if len(fields) < 2 or not fields[0].isdigit() or not 6 <= len(fields[0]) <= 12:
+        return None
+    ref = ".".join(fields[1:])
+    if not _SERIAL.match(ref):
+        return None
+    return f"{DL}8004/{fields[0]}{_web_encode(ref)}"
+
+
+Converter = Callable[[list[str]], "str | None"]
+
+
+def _keyed(ai: str, total: int) -> Converter:
+    def convert(fields: list[str]) -> str | None:
+        if len(fields) != 2 or not _digits(fields[0], fields[1], total=total):
+            return None
+        raw = fields[0] + fields[1]
+        return f"{DL}{ai}/{raw}{check_digit(raw)}"
+
+    return convert
+
+
+def _gdti(fields: list[str]) -> str | None:
+    if len(fields) < 3 or not _digits(fields[0], fields[1], total=12):
+        return None
+    raw = fields[0] + fields[1]
+    return f"{DL}253/{raw}{check_digit(raw)}{_web_encode('.'.join(fields[2:]))}"
+
+
+def _ginc(fields: list[str]) -> str | None:
+    if len(fields) < 2 or not fields[0].isdigit():
+        return None
+    return f"{DL}401/{fields[0]}{_web_encode('.'.join(fields[1:]))}"
+
+
+def _pgln(fields: list[str]) -> str | None:
+    if len(fields) == 2 and fields[1] == "":
+        return None
+    return _keyed("417", 12)(fields)
+
+
+_CONVERTERS: tuple[tuple[str, Converter], ...] = (
+    ("urn:epc:id:sgtin:", _sgtin),
+    ("urn:epc:id:sscc:", _sscc),
+    ("urn:epc:id:sgln:", _sgln),
+    ("urn:epc:id:grai:", _grai),
+    ("urn:epc:id:giai:", _giai),
+    ("urn:epc:id:gsrn:", _keyed("8018", 17)),
+    ("urn:epc:id:gsrnp:", _keyed("8017", 17)),
+    ("urn:epc:id:gdti:", _gdti),
+    ("urn:epc:id:ginc:", _ginc),
+    ("urn:epc:id:gsin:", _keyed("402", 16)),
+    ("urn:epc:id:pgln:", _pgln),
+    ("urn:epc:class:lgtin:", _lgtin),
+    ("urn:epc:idpat:sgtin:", _idpat_sgtin),
+)

@@ -1,0 +1,228 @@
+"""Stage 3, ledger: every SQL statement of the ledger, its derived tables, the worker and the trace query."""
+
+from __future__ import annotations
+
+# Serialises appends: one transaction at a time extends the chain. Key = the ASCII of "ccledger",
+# a constant no other component uses; released at commit/rollback.
+LEDGER_LOCK_KEY = 0x63636C6564676572
+LOCK_LEDGER = "SELECT pg_advisory_xact_lock(%s)"
+
+EVENT_SEQ_BY_ID = "SELECT seq FROM ledger_event WHERE event_id = %s"
+LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
+INSERT_EVENT = """
+INSERT INTO ledger_event
+    (seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash)
+VALUES (%(seq)s, %(event_id)s, %(event_type)s, %(event_time)s, %(biz_step)s, %(event)s, %(event_hash)s,
+        %(prev_hash)s, %(entry_hash)s)
+"""
+CHAIN_IN_ORDER = (
+    "SELECT seq, event_id, event, event_hash, prev_hash, entry_hash FROM ledger_event ORDER BY seq"
+)
+
+# --- derived tables: containment ------------------------------------------------------------------
+# Close a child's open containment rows (in a parent or at a location) other than the one it is entering.
+CLOSE_OPEN_CONTAINMENT = """
+UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
+WHERE child_id = %(child)s AND t1 IS NULL
+  AND NOT (parent_id IS NOT DISTINCT FROM %(parent)s AND location_id IS NOT DISTINCT FROM %(location)s)
+"""
+OPEN_CONTAINMENT_EXISTS = """
+SELECT 1 FROM containment
+WHERE child_id = %(child)s AND t1 IS NULL
+  AND parent_id IS NOT DISTINCT FROM %(parent)s AND location_id IS NOT DISTINCT FROM %(location)s
+"""
+INSERT_CONTAINMENT = """
+INSERT INTO containment (child_id, parent_id, location_id, t0, start_seq)
+VALUES (%(child)s, %(parent)s, %(location)s, %(t)s, %(seq)s)
+"""
+CLOSE_CHILD_IN_PARENT = """
+UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
+WHERE parent_id = %(parent)s AND child_id = %(child)s AND t1 IS NULL
+"""
+CLOSE_ALL_IN_PARENT = """
+UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
+WHERE parent_id = %(parent)s AND t1 IS NULL
+"""
+LOCATION_EXISTS = "SELECT 1 FROM location WHERE location_id = %s"
+
+# --- derived tables: custody legs -------------------------------------------------------------------
+READ_POINT_BY_ID = """
+SELECT custodian, biz_location FROM read_point WHERE read_point_id = %(read_point)s
+ORDER BY (biz_step = %(biz_step)s) DESC, device_id LIMIT 1
+"""
+# The asset enclosing a unit at an instant: the asset whose tag is its open parent, else the cold room
+# (any fixed asset) at its open location.
+ENCLOSING_ASSET = """
+SELECT a.asset_id FROM containment c JOIN asset a ON a.epc = c.parent_id
+WHERE c.child_id = %(epc)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
+UNION ALL
+SELECT a.asset_id FROM containment c JOIN asset a ON a.location_id = c.location_id
+WHERE c.child_id = %(epc)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
+ORDER BY 1 LIMIT 1
+"""
+OPEN_LEG = """
+SELECT custody_leg_id, custodian, location_id, asset_id FROM custody_leg
+WHERE epc = %s AND t_end IS NULL ORDER BY t_start DESC LIMIT 1
+"""
+CLOSE_LEG = "UPDATE custody_leg SET t_end = %(t)s, end_seq = %(seq)s WHERE custody_leg_id = %(leg)s"
+INSERT_LEG = """
+INSERT INTO custody_leg (epc, custodian, location_id, asset_id, t_start, start_seq)
+VALUES (%(epc)s, %(custodian)s, %(location)s, %(asset)s, %(t)s, %(seq)s)
+"""
+SET_LEG_ASSET_IF_UNKNOWN = """
+UPDATE custody_leg SET asset_id = %(asset)s
+WHERE epc = %(epc)s AND t_end IS NULL AND asset_id IS NULL AND t_start <= %(t)s
+"""
+ASSET_BY_EPC = "SELECT asset_id FROM asset WHERE epc = %s"
+
+# --- worker: rfid ---------------------------------------------------------------------------------
+TAKE_RFID_BATCHES = """
+SELECT batch_id, device_ids, t_min, t_max FROM ingest_batch
+WHERE kind = 'rfid' ORDER BY batch_id LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+DELETE_BATCHES = "DELETE FROM ingest_batch WHERE batch_id = ANY(%s)"
+RFID_READS = """
+SELECT r.device_id, r.time, r.epc, (a.asset_id IS NOT NULL) AS is_asset, a.asset_id
+FROM rfid_read r LEFT JOIN asset a ON a.epc = r.epc
+WHERE r.device_id = ANY(%(devices)s) AND r.time BETWEEN %(t_min)s AND %(t_max)s
+ORDER BY r.device_id, r.time, r.epc
+"""
+READ_POINTS = """
+SELECT device_id, read_point_id, biz_location, biz_step, disposition, custodian
+FROM read_point WHERE device_id = ANY(%s)
+"""
+
+# --- worker: verdicts -----------------------------------------------------------------------------
+TAKE_VERDICTS = """
+SELECT outbox_id, kind, payload FROM verdict_outbox ORDER BY outbox_id LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+DELETE_VERDICTS = "DELETE FROM verdict_outbox WHERE outbox_id = ANY(%s)"
+ASSET_BY_ID = "SELECT asset_id, epc, location_id, kind FROM asset WHERE asset_id = %s"
+ASSET_OF_SERIES = """
+SELECT m.asset_id FROM series s JOIN device_mount m ON m.device_id = s.device_id
+WHERE s.series_id = %(series)s AND m.valid_from <= %(t)s AND (m.valid_to IS NULL OR m.valid_to > %(t)s)
+LIMIT 1
+"""
+# Goods (unit EPCs) inside an asset during [start, end]: children of its tag, or placed at its location.
+GOODS_IN_ASSET = """
+SELECT DISTINCT c.child_id FROM containment c
+WHERE ((%(epc)s::text IS NOT NULL AND c.parent_id = %(epc)s)
+       OR (%(location)s::text IS NOT NULL AND c.location_id = %(location)s))
+  AND c.t0 <= %(end)s AND (c.t1 IS NULL OR c.t1 > %(start)s)
+  AND c.child_id LIKE 'urn:epc:id:%%'
+ORDER BY 1
+"""
+
+# --- trace ----------------------------------------------------------------------------------------
+LOT = """
+SELECT lot_id, gtin, batch, product_class, description, origin_country, hs_code, bonded_status
+FROM lot WHERE lot_id = %s
+"""
+RULE_CLASS = """
+SELECT product_class, pack_id, pack_version, low_c, high_c, source FROM rule_class WHERE product_class = %s
+"""
+# Everything that enclosed the lot, transitively, each with the interval during which it did.
+UNITS_OF_LOT = """
+WITH RECURSIVE up AS (
+    SELECT c.child_id, c.parent_id, c.t0, c.t1, 1 AS depth
+    FROM containment c WHERE c.child_id = %(lot)s AND c.parent_id IS NOT NULL
+    UNION ALL
+    SELECT c.child_id, c.parent_id, GREATEST(c.t0, up.t0),
+           CASE WHEN c.t1 IS NULL THEN up.t1 WHEN up.t1 IS NULL THEN c.t1 ELSE LEAST(c.t1, up.t1) END,
+           up.depth + 1
+    FROM containment c JOIN up ON c.child_id = up.parent_id
+    WHERE c.parent_id IS NOT NULL AND up.depth < 8
+      AND c.t0 < COALESCE(up.t1, 'infinity') AND COALESCE(c.t1, 'infinity') > up.t0
+)
+SELECT up.child_id, up.parent_id, up.t0, up.t1, up.depth, a.asset_id
+FROM up LEFT JOIN asset a ON a.epc = up.parent_id
+ORDER BY up.depth, up.t0, up.parent_id
+"""
+PLACEMENTS = """
+SELECT c.child_id, c.location_id, l.name, c.t0, c.t1, c.start_seq, c.end_seq
+FROM containment c JOIN location l USING (location_id)
+WHERE c.child_id = ANY(%s) ORDER BY c.t0, c.child_id
+"""
+# Custody legs of the units, with the temperature evidence of the devices mounted on each leg's asset
+# during the leg: readings, dropouts, min/max/mean and the longest per-series time out of [low, high]
+# (each reading counts until the series' next reading inside the leg).
+LEGS_WITH_EVIDENCE = """
+WITH legs AS (
+    SELECT l.custody_leg_id, l.epc, l.custodian, l.location_id, l.asset_id, l.t_start, l.t_end,
+           l.start_seq, l.end_seq
+    FROM custody_leg l WHERE l.epc = ANY(%(units)s)
+),
+pts AS (
+    SELECT g.custody_leg_id, r.series_id, r.time, r.value,
+           lead(r.time) OVER (PARTITION BY g.custody_leg_id, r.series_id ORDER BY r.time) AS next_time
+    FROM legs g
+    JOIN device_mount m ON m.asset_id = g.asset_id
+         AND m.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(m.valid_to, 'infinity') > g.t_start
+    JOIN series s ON s.device_id = m.device_id AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
+    JOIN reading r ON r.series_id = s.series_id
+         AND r.time >= GREATEST(g.t_start, m.valid_from)
+         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
+),
+per_series AS (
+    SELECT custody_leg_id, series_id,
+           SUM(EXTRACT(EPOCH FROM next_time - time)) FILTER (
+               WHERE value < %(low)s::float8 OR value > %(high)s::float8) AS out_s
+    FROM pts GROUP BY custody_leg_id, series_id
+),
+stats AS (
+    SELECT custody_leg_id, COUNT(value) AS readings, COUNT(*) - COUNT(value) AS dropouts,
+           MIN(value) AS min_c, MAX(value) AS max_c, AVG(value) AS mean_c,
+           COUNT(DISTINCT series_id) AS series
+    FROM pts GROUP BY custody_leg_id
+)
+SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
+       g.location_id, loc.name AS location_name,
+       g.asset_id, a.name AS asset_name, a.kind AS asset_kind, g.t_start, g.t_end, g.start_seq, g.end_seq,
+       COALESCE(st.readings, 0), COALESCE(st.dropouts, 0), st.min_c, st.max_c, st.mean_c,
+       COALESCE(st.series, 0),
+       CASE WHEN %(low)s::float8 IS NULL AND %(high)s::float8 IS NULL THEN NULL
+            ELSE COALESCE((SELECT MAX(COALESCE(ps.out_s, 0)) FROM per_series ps
+                           WHERE ps.custody_leg_id = g.custody_leg_id), 0) END AS out_of_range_s
+FROM legs g
+LEFT JOIN party p ON p.party_id = g.custodian
+LEFT JOIN location loc ON loc.location_id = g.location_id
+LEFT JOIN asset a ON a.asset_id = g.asset_id
+LEFT JOIN stats st ON st.custody_leg_id = g.custody_leg_id
+ORDER BY g.t_start, g.custody_leg_id
+"""
+EXCURSIONS_OF_LEGS = """
+SELECT l.custody_leg_id, e.excursion_id, e.series_id, s.device_id, s.channel, e.rule_id, e.pack_version,
+       e.start_time, e.end_time, e.open, e.peak_c, e.limit_low_c, e.limit_high_c, e.readings
+FROM custody_leg l
+JOIN excursion e ON e.asset_id = l.asset_id
+     AND e.start_time < COALESCE(l.t_end, 'infinity') AND e.end_time >= l.t_start
+LEFT JOIN series s ON s.series_id = e.series_id
+WHERE l.custody_leg_id = ANY(%s)
+ORDER BY e.start_time, e.excursion_id
+"""
+BREAKS_OF_LEGS = """
+SELECT l.custody_leg_id, b.chain_break_id, b.kind, b.series_id, b.rule_id, b.pack_version,
+       b.start_time, b.end_time, b.allowed_s, b.detail
+FROM custody_leg l
+JOIN chain_break b ON (b.asset_id = l.asset_id OR b.lot_id = %(lot)s)
+     AND b.start_time < COALESCE(l.t_end, 'infinity') AND b.end_time >= l.t_start
+WHERE l.custody_leg_id = ANY(%(legs)s)
+ORDER BY b.start_time, b.chain_break_id
+"""
+LOT_BREAKS = """
+SELECT chain_break_id, kind, series_id, rule_id, pack_version, start_time, end_time, allowed_s, detail
+FROM chain_break WHERE lot_id = %s ORDER BY start_time
+"""
+# Ledger events naming the lot or one of the goods units enclosing it.
+EVENTS_OF_IDS = """
+SELECT e.seq, e.event_id, e.event_type, e.biz_step, e.event_time, e.event->>'action'
+FROM ledger_event e
+WHERE COALESCE(e.event->'epcList', '[]') ?| %(ids)s::text[]
+   OR COALESCE(e.event->'childEPCs', '[]') ?| %(ids)s::text[]
+   OR e.event->>'parentID' = ANY(%(ids)s)
+   OR EXISTS (SELECT 1 FROM jsonb_array_elements(
+                  COALESCE(e.event->'quantityList', '[]') || COALESCE(e.event->'childQuantityList', '[]')) q
+              WHERE q->>'epcClass' = ANY(%(ids)s))
+ORDER BY e.seq
+"""
+HEALTH = "SELECT max(seq) FROM ledger_event"

@@ -1,0 +1,296 @@
+"""Stage 3, ledger: worker turning RFID ingest batches and rules verdicts into ledger events.
+
+Two transactional outboxes feed it, both taken with ``FOR UPDATE SKIP LOCKED`` and deleted in the
+transaction that appends their events, so any number of workers can run and nothing is done twice:
+
+* ``ingest_batch`` rows of kind 'rfid': the reads of those readers over the batch's time range (plus
+  ``READ_GAP`` either side) are grouped per reader into read events (reads less than ``READ_GAP``
+  apart). Each group becomes an ObjectEvent of the reader's read point (bizStep, disposition,
+  readPoint, bizLocation) over the goods EPCs; when an asset's own tag was read with them, an
+  AggregationEvent too: ADD into the asset ("loading") for outbound steps, DELETE from it
+  ("unloading") for inbound ones. The aggregation is appended first so that the custody leg opened by
+  the ObjectEvent already sees what encloses the goods. Groups are deterministic (first read time,
+  sorted EPCs), so reprocessing or overlapping batches yield the same events and append ignores them.
+* ``verdict_outbox`` rows: an ObjectEvent with bizStep ``sensor_reporting`` and a temperature
+  sensorElement (min/max/mean, ALARM_CONDITION; ERROR_CONDITION for a gap in the evidence) over the
+  goods inside the asset during the interval, with the rule pack as ``cc:`` extension fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from traceability import epcis, ledger, queries
+
+log = logging.getLogger(__name__)
+
+# Reads of one reader less than this apart belong to one pass through the door (a pallet and the
+# truck tag are read within seconds; two dock operations are minutes apart).
+READ_GAP = timedelta(seconds=60)
+# Rows taken per transaction from each outbox: bounds the transaction's size and lock time.
+BATCH_ROWS = 100
+OUTBOUND_STEPS = frozenset({"shipping", "loading", "departing"})
+INBOUND_STEPS = frozenset({"receiving", "unloading", "arriving"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReadPoint:
+    device_id: str
+    read_point_id: str
+    biz_location: str
+    biz_step: str
+    disposition: str
+    custodian: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadGroup:
+    device_id: str
+    t_first: datetime
+    goods: tuple[str, ...]
+    assets: tuple[str, ...]  # EPCs of asset tags read with the goods
+
+
+class LedgerWorker:
+    """Consumes the rfid ingest outbox and the verdict outbox into the ledger."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+
+    def run_once(self) -> int:
+        """One pass over both outboxes; returns the number of outbox rows consumed."""
+        with psycopg.connect(self._conninfo) as conn:
+            done = self._rfid(conn)
+            done += self._verdicts(conn)
+        return done
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        """Drain the outboxes until ``stop`` is set; sleep ``poll_s`` when both are empty."""
+        while not stop.is_set():
+            if self.run_once() == 0:
+                stop.wait(poll_s)
+
+    # -- rfid ----------------------------------------------------------------------------------------
+
+    def _rfid(self, conn: psycopg.Connection[Any]) -> int:
+        total = 0
+        while True:
+            with conn.transaction():
+                batches = conn.execute(queries.TAKE_RFID_BATCHES, (BATCH_ROWS,)).fetchall()
+                if not batches:
+                    return total
+                for _, device_ids, t_min, t_max in batches:
+                    self._rfid_batch(conn, list(device_ids), t_min, t_max)
+                conn.execute(queries.DELETE_BATCHES, ([b[0] for b in batches],))
+            total += len(batches)
+
+    def _rfid_batch(
+        self, conn: psycopg.Connection[Any], device_ids: list[str], t_min: datetime, t_max: datetime
+    ) -> None:
+        points = {
+            row[0]: ReadPoint(*row) for row in conn.execute(queries.READ_POINTS, (device_ids,)).fetchall()
+        }
+        for missing in sorted(set(device_ids) - points.keys()):
+            log.warning("rfid reads of %s left unmapped: no read_point configured", missing)
+        if not points:
+            return
+        rows = conn.execute(
+            queries.RFID_READS,
+            {"devices": sorted(points), "t_min": t_min - READ_GAP, "t_max": t_max + READ_GAP},
+        ).fetchall()
+        for group in group_reads(rows):
+            for event in events_for_group(group, points[group.device_id]):
+                try:
+                    ledger.append(conn, event)
+                except epcis.InvalidEventError as exc:
+                    log.error("rfid read group of %s dropped: not valid EPCIS: %s", group.device_id, exc)
+
+    # -- verdicts ------------------------------------------------------------------------------------
+
+    def _verdicts(self, conn: psycopg.Connection[Any]) -> int:
+        total = 0
+        while True:
+            with conn.transaction():
+                rows = conn.execute(queries.TAKE_VERDICTS, (BATCH_ROWS,)).fetchall()
+                if not rows:
+                    return total
+                for outbox_id, kind, payload in rows:
+                    event = verdict_event(conn, kind, payload if isinstance(payload, dict) else {})
+                    if event is None:
+                        continue
+                    try:
+                        ledger.append(conn, event)
+                    except epcis.InvalidEventError as exc:
+                        log.error(
+                            "verdict_outbox %s dropped: its event is not valid EPCIS: %s", outbox_id, exc
+                        )
+                conn.execute(queries.DELETE_VERDICTS, ([r[0] for r in rows],))
+            total += len(rows)
+
+
+def group_reads(rows: Sequence[tuple[Any, ...]]) -> Iterator[ReadGroup]:
+    """Split (device_id, time, epc, is_asset, asset_id) rows, sorted by device and time, into read groups."""
+    current: list[tuple[Any, ...]] = []
+    for row in rows:
+        if current and (row[0] != current[-1][0] or row[1] - current[-1][1] >= READ_GAP):
+            yield _group(current)
+            current = []
+        current.append(row)
+    if current:
+        yield _group(current)
+
+
+def _group(rows: list[tuple[Any, ...]]) -> ReadGroup:
+    goods = sorted({r[2] for r in rows if not r[3]})
+    assets = sorted({r[2] for r in rows if r[3]})
+    return ReadGroup(device_id=rows[0][0], t_first=rows[0][1], goods=tuple(goods), assets=tuple(assets))
+
+
+def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[epcis.Event]:
+    """The ledger events one pass through a read point means, in append order."""
+    if not group.goods:
+        return []  # only asset tags: an asset passing a door moves no goods
+    placing = rp.biz_step not in OUTBOUND_STEPS
+    observe = epcis.object_event(
+        event_time=group.t_first,
+        epcs=list(group.goods),
+        biz_step=rp.biz_step,
+        disposition=rp.disposition,
+        read_point=rp.read_point_id,
+        biz_location=rp.biz_location if placing else None,
+    )
+    events: list[epcis.Event] = []
+    for asset_epc in group.assets:
+        if rp.biz_step in OUTBOUND_STEPS:
+            action, step = "ADD", "loading"
+        elif rp.biz_step in INBOUND_STEPS:
+            action, step = "DELETE", "unloading"
+        else:
+            continue
+        events.append(
+            epcis.aggregation_event(
+                event_time=group.t_first,
+                action=action,
+                parent_id=asset_epc,
+                child_epcs=list(group.goods),
+                biz_step=step,
+                disposition=rp.disposition,
+                read_point=rp.read_point_id,
+                biz_location=rp.biz_location if placing else None,
+            )
+        )
+    events.append(observe)
+    return [epcis.with_event_id(e) for e in events]
+
+
+# -- verdicts ----------------------------------------------------------------------------------------
+
+
+def _first(payload: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = payload.get(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _time(payload: Mapping[str, Any], *keys: str) -> datetime | None:
+    value = _first(payload, *keys)
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return epcis.parse_time(value)
+    if isinstance(value, int | float):  # epoch ms
+        return epcis.parse_time("1970-01-01T00:00:00Z") + timedelta(milliseconds=value)
+    return None
+
+
+def _number(payload: Mapping[str, Any], *keys: str) -> float | None:
+    value = _first(payload, *keys)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def verdict_event(conn: psycopg.Connection[Any], kind: str, payload: Mapping[str, Any]) -> epcis.Event | None:
+    """The sensor_reporting ObjectEvent of one verdict_outbox row, or None if it names no asset or time.
+
+    What is reported on: the goods unit EPCs inside the asset during the interval; when none, the asset's
+    own EPC; when it has none, no epcList at all but a readPoint (the asset's location, else a
+    ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events."""
+    start = _time(payload, "start", "start_time", "t_start", "startTime", "start_ms", "t0")
+    end = _time(payload, "end", "end_time", "t_end", "endTime", "end_ms", "t1") or start
+    if start is None or end is None:
+        log.warning("verdict_outbox %s payload without a start time: %r", kind, payload)
+        return None
+    asset_id = _first(payload, "asset_id", "asset")
+    series_id = _first(payload, "series_id")
+    if asset_id is None and series_id is not None:
+        row = conn.execute(queries.ASSET_OF_SERIES, {"series": series_id, "t": start}).fetchone()
+        asset_id = None if row is None else row[0]
+    asset = None if asset_id is None else conn.execute(queries.ASSET_BY_ID, (asset_id,)).fetchone()
+    if asset is None:
+        log.warning("verdict_outbox %s payload names no known asset: %r", kind, payload)
+        return None
+    _, asset_epc, asset_location, _ = asset
+    goods = [
+        r[0]
+        for r in conn.execute(
+            queries.GOODS_IN_ASSET, {"epc": asset_epc, "location": asset_location, "start": start, "end": end}
+        ).fetchall()
+    ]
+    epcs: list[str] | None = goods or ([asset_epc] if asset_epc else None)
+    read_point = asset_location or (None if epcs else epcis.asset_uri(str(asset_id)))
+
+    break_kind = _first(payload, "break_kind", "kind", "chain_break_kind") if kind == "chain_break" else None
+    gap = break_kind == "gap"
+    element = epcis.temperature_element(
+        start_time=start,
+        end_time=end,
+        device_id=_first(payload, "device_id"),
+        min_c=_number(payload, "min_c", "min"),
+        max_c=_number(payload, "max_c", "max", "peak_c") if not gap else _number(payload, "max_c"),
+        mean_c=_number(payload, "mean_c", "mean"),
+        exception="ERROR_CONDITION" if gap else "ALARM_CONDITION",
+    )
+    extensions: dict[str, Any] = {"cc:verdict": kind, "cc:assetId": str(asset_id)}
+    text_fields: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("cc:rulePackId", ("pack_id",)),
+        ("cc:rulePackVersion", ("pack_version", "version")),
+        ("cc:ruleId", ("rule_id",)),
+        ("cc:productClass", ("product_class",)),
+        ("cc:channel", ("channel",)),
+    )
+    for key, names in text_fields:
+        value = _first(payload, *names)
+        if value is not None:
+            extensions[key] = str(value)
+    if break_kind is not None:
+        extensions["cc:breakKind"] = str(break_kind)
+    number_fields: tuple[tuple[str, tuple[str, ...]], ...] = (
+        ("cc:peakC", ("peak_c",)),
+        ("cc:limitLowC", ("limit_low_c", "low_c", "low")),
+        ("cc:limitHighC", ("limit_high_c", "high_c", "high")),
+        ("cc:allowedSeconds", ("allowed_s",)),
+    )
+    for key, names in number_fields:
+        number = _number(payload, *names)
+        if number is not None:
+            extensions[key] = round(number, 3)
+    event = epcis.object_event(
+        event_time=end,
+        epcs=epcs,
+        biz_step="sensor_reporting",
+        read_point=read_point,
+        sensor_elements=[element],
+        extensions=extensions,
+    )
+    return epcis.with_event_id(event)
