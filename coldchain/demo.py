@@ -1,0 +1,169 @@
+"""Composition root: the built-in demo scenario, end to end on whatever stack is configured."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from coldchain.embedded import DATABASE_NAME, ensure_database
+from coldchain.migrate import migrate
+from coldchain.runtime import Services, open_stack
+from coldchain.seed import seed_world
+from coldchain.settings import BrokerAddress, Settings
+
+Progress = Callable[[str], None]
+
+# Scenario seconds per wall-clock second: 8 h of scenario in about half a minute.
+DEFAULT_SPEEDUP = 900.0
+
+
+def play_scenario(
+    broker: BrokerAddress, *, start_ms: int, speedup: float, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Play the simulated devices of the demo scenario against the broker; return what they sent."""
+    from firmware_sim.scenario import run_demo
+
+    report = run_demo(
+        broker.host,
+        broker.port,
+        start_ms=start_ms,
+        speedup=speedup,
+        on_progress=progress,
+        username=broker.username,
+        password=broker.password.get_secret_value() if broker.password else None,
+        mqtt5=broker.mqtt5,
+    )
+    return asdict(report)
+
+
+def run_scenario(
+    database_url: str,
+    broker: BrokerAddress,
+    *,
+    speedup: float = DEFAULT_SPEEDUP,
+    progress: Progress | None = None,
+    api_host: str = "127.0.0.1",
+    api_port: int = 0,
+) -> dict[str, Any]:
+    """Seed the world, run every stage, play the devices, wait until the stages settle, summarise."""
+    say = progress or (lambda _msg: None)
+    start_ms = seed_world(database_url)
+    services = Services(database_url, broker, api_host=api_host, api_port=api_port)
+    services.start()
+    try:
+        say(f"stages running; API on {services.api_url}; broker {broker.url()}")
+        t0 = time.monotonic()
+        sent = play_scenario(broker, start_ms=start_ms, speedup=speedup, progress=say)
+        say(f"devices done in {time.monotonic() - t0:.1f} s; waiting for the stages to settle")
+        if not services.wait_settled(timeout_s=90):
+            raise RuntimeError("the stages did not settle within 90 s")
+        summary = summarize(database_url, services.api_url)
+        summary["sent"] = sent
+        return summary
+    finally:
+        services.stop()
+
+
+def summarize(database_url: str, api_url: str) -> dict[str, Any]:
+    """Counts from the database, the ledger's verification, and the API's answer for the traced lot."""
+    from firmware_sim.scenario import demo_world
+    from traceability.ledger import verify
+
+    lot_id = demo_world().lots[0].lot_id
+    with psycopg.connect(database_url) as conn:
+        counts: dict[str, Any] = {}
+        for key, table in (
+            ("readings", "reading"),
+            ("dead_letters", "dead_letter"),
+            ("excursions", "excursion"),
+            ("chain_breaks", "chain_break"),
+            ("ledger_events", "ledger_event"),
+            ("lots", "lot"),
+            ("rfid_reads", "rfid_read"),
+        ):
+            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+            counts[key] = int(row[0]) if row else 0
+        reasons: dict[str, int] = dict(
+            conn.execute("SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY 1").fetchall()
+        )
+        result = verify(conn)
+    response = httpx.get(f"{api_url}/trace/{lot_id}", timeout=30)
+    trace = response.json() if response.status_code == 200 else None
+    return {
+        **counts,
+        "dead_letter_reasons": reasons,
+        "ledger_verified": result.ok,
+        "trace_lot": lot_id,
+        "trace_status": response.status_code,
+        "trace": trace,
+    }
+
+
+def reset_embedded(settings: Settings, server_url: str) -> str:
+    """Drop and recreate the embedded `coldchain` database: every demo run starts from a clean slate."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE_NAME)))
+    url = ensure_database(server_url, DATABASE_NAME)
+    migrate(url)
+    return url
+
+
+def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
+    """`coldchain demo`: progress lines, a human summary, and one JSON object as the last line."""
+    from coldchain.report import format_demo_summary
+
+    embedded_db = settings.database_url is None
+    if settings.broker_url is None:
+        # A fresh broker store too: no queued messages of an earlier run reach this run's database.
+        shutil.rmtree(settings.home / "mqtt", ignore_errors=True)
+    with open_stack(settings, broker=True) as stack:
+        assert stack.broker is not None
+        database_url = stack.database_url
+        if embedded_db:
+            assert stack.embedded_pg is not None
+            print(f"embedded PostgreSQL in {stack.embedded_pg.pgdata}; demo data reset", flush=True)
+            database_url = reset_embedded(settings, stack.embedded_pg.server_url)
+        else:
+            with psycopg.connect(database_url) as conn:
+                row = conn.execute("SELECT count(*) FROM ledger_event").fetchone()
+            if row and row[0]:
+                print("the configured database already holds ledger events; run the demo on an empty one")
+                return 2
+        try:
+            summary = run_scenario(
+                database_url,
+                stack.broker,
+                speedup=speedup,
+                progress=lambda m: print(m, flush=True),
+                api_host=settings.api_host,
+            )
+            print(format_demo_summary(summary), flush=True)
+            line = {k: v for k, v in summary.items() if k not in ("trace", "sent")}
+            line["messages_sent"] = summary["sent"].get("messages")
+            print(json.dumps(line, ensure_ascii=False, default=str), flush=True)
+            if serve:
+                _serve_forever(settings, database_url, stack.broker)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            return 130
+    ok = summary["ledger_verified"] and summary["trace_status"] == 200
+    return 0 if ok else 1
+
+
+def _serve_forever(settings: Settings, database_url: str, broker: BrokerAddress) -> None:
+    services = Services(database_url, broker, api_host=settings.api_host, api_port=settings.api_port)
+    services.start()
+    print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        services.stop()

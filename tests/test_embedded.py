@@ -1,0 +1,89 @@
+"""Tests: the embedded runtime's private PostgreSQL and brokers start, keep data, and leave nothing behind."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+import psycopg
+import pytest
+
+from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres, mosquitto_binary
+from coldchain.settings import BrokerAddress
+
+
+def _roundtrip(address: BrokerAddress, topic: str) -> bytes:
+    got: list[bytes] = []
+    done = threading.Event()
+
+    def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        got.append(msg.payload)
+        done.set()
+
+    protocol = mqtt.MQTTv5 if address.mqtt5 else mqtt.MQTTv311
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{topic}", protocol=protocol)
+    sub.on_message = on_message
+    sub.connect(address.host, address.port)
+    sub.subscribe(topic, qos=1)
+    sub.loop_start()
+    try:
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{topic}", protocol=protocol)
+        pub.connect(address.host, address.port)
+        pub.loop_start()
+        # Subscription acknowledgement and delivery are asynchronous: publish until one arrives.
+        for _ in range(50):
+            pub.publish(topic, b"hello", qos=1).wait_for_publish(5)
+            if done.wait(0.2):
+                break
+        pub.loop_stop()
+        pub.disconnect()
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    return got[0] if got else b""
+
+
+@pytest.mark.parametrize("use_binary", [True, False], ids=["mosquitto", "amqtt"])
+def test_embedded_broker_delivers_and_stops(tmp_path: Path, use_binary: bool) -> None:
+    if use_binary:
+        assert mosquitto_binary() is not None, "make bootstrap installs mosquitto from Debian's packages"
+    broker = EmbeddedBroker(tmp_path / "mqtt", use_binary=use_binary)
+    broker.start()
+    try:
+        assert broker.kind == ("mosquitto" if use_binary else "amqtt")
+        assert broker.address.mqtt5 is use_binary, "amqtt speaks MQTT 3.1.1 only"
+        assert _roundtrip(broker.address, "cc/v1/test/roundtrip") == b"hello"
+    finally:
+        broker.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", broker.port), timeout=1)
+
+
+def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(tmp_path: Path) -> None:
+    pgdata = tmp_path / "pgdata"
+    first = EmbeddedPostgres(pgdata)
+    url = first.start()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+    first.stop()
+    assert not _postgres_running_on(pgdata), "stop() leaves no server behind"
+
+    second = EmbeddedPostgres(pgdata)
+    url = second.start()
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+    finally:
+        second.stop()
+    assert not _postgres_running_on(pgdata)
+
+
+def _postgres_running_on(pgdata: Path) -> bool:
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(pgdata.resolve()) in " ".join(proc.info["cmdline"] or []):
+            return True
+    return False
