@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,19 +18,39 @@ from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress
 
 
+def _shared_tmp() -> Path:
+    """A directory the embedded servers' own user can reach.
+
+    The embedded PostgreSQL runs as an unprivileged user when the tests run as root, and pytest resets
+    its own tmp root to mode 0700 whenever another pytest session starts: so data lives elsewhere."""
+    path = Path(tempfile.mkdtemp(prefix="coldchain-test-"))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def server_tmp() -> Iterator[Path]:
+    """A fresh directory for this test's embedded servers (PostgreSQL data, broker store, COLDCHAIN_HOME)."""
+    path = _shared_tmp()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """A PostgreSQL server the tests may create databases on: COLDCHAIN_TEST_DB_URL or a private one."""
     url = os.environ.get("COLDCHAIN_TEST_DB_URL")
     if url:
         yield url
         return
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    root = _shared_tmp()
+    pg = EmbeddedPostgres(root / "data")
     pg.start()
     try:
         yield pg.server_url
     finally:
         pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,8 @@ def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker) -
     assert summary["readings"] == sent["readings_published"] > 3000
     assert summary["rfid_reads"] == sent["rfid_reads"]
     assert summary["dead_letters"] == sent["malformed_sent"] == 4
-    assert set(summary["dead_letter_reasons"]) == {"malformed_json", "schema", "device_mismatch", "unknown_device"}
+    reasons = {"malformed_json", "schema", "device_mismatch", "unknown_device"}
+    assert set(summary["dead_letter_reasons"]) == reasons
 
     with psycopg.connect(db_url) as conn:
         dups = conn.execute("SELECT count(*) - count(DISTINCT (series_id, time)) FROM reading").fetchone()
@@ -45,8 +46,8 @@ def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker) -
         assert conn.execute("SELECT count(*) FROM ingest_batch").fetchone() == (0,), "outbox drained"
         assert conn.execute("SELECT count(*) FROM verdict_outbox").fetchone() == (0,), "outbox drained"
         excursions = conn.execute(
-            "SELECT asset_id, product_class, extract(epoch FROM start_time), extract(epoch FROM end_time), peak_c"
-            " FROM excursion ORDER BY start_time"
+            "SELECT asset_id, product_class, extract(epoch FROM start_time),"
+            " extract(epoch FROM end_time), peak_c FROM excursion ORDER BY start_time"
         ).fetchall()
         breaks = conn.execute(
             "SELECT kind, asset_id, extract(epoch FROM start_time), extract(epoch FROM end_time), allowed_s"
@@ -104,12 +105,16 @@ def _coldchain(home: Path, *args: str, timeout: float = 240) -> subprocess.Compl
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
     env["COLDCHAIN_HOME"] = str(home)
     return subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "coldchain.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
-def test_cli_demo_then_trace_and_verify_on_the_same_data(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_cli_demo_then_trace_and_verify_on_the_same_data(server_tmp: Path) -> None:
+    home = server_tmp / "home"
     demo = _coldchain(home, "demo", "--speedup", "2000")
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     last = json.loads(demo.stdout.strip().splitlines()[-1])

@@ -62,8 +62,8 @@ def test_embedded_broker_delivers_and_stops(tmp_path: Path, use_binary: bool) ->
         socket.create_connection(("127.0.0.1", broker.port), timeout=1)
 
 
-def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(tmp_path: Path) -> None:
-    pgdata = tmp_path / "pgdata"
+def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(server_tmp: Path) -> None:
+    pgdata = server_tmp / "pgdata"
     first = EmbeddedPostgres(pgdata)
     url = first.start()
     with psycopg.connect(url, autocommit=True) as conn:
