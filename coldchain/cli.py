@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Annotated
 
-import psycopg
 import typer
 
-from coldchain.logs import configure_logging
-from coldchain.settings import Settings, SettingsError, load_settings
+from coldchain.clicommon import cli_settings, emit_json
+from coldchain.settings import Settings
 
 app = typer.Typer(
     help="Cold-chain telemetry and traceability. With no COLDCHAIN_DATABASE_URL / COLDCHAIN_BROKER_URL "
@@ -20,26 +18,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-ledger_app = typer.Typer(help="The hash-chained EPCIS ledger.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulated devices.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-app.add_typer(ledger_app, name="ledger")
 app.add_typer(sim_app, name="sim")
 
 
 def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    configure_logging(settings.log_level)
-    return settings
+    return cli_settings()
 
 
 def _emit_json(obj: object) -> None:
-    """The machine-readable answer: one JSON object on the last line of stdout."""
-    typer.echo(json.dumps(obj, default=str, ensure_ascii=False))
+    emit_json(obj)
 
 
 @db_app.command("migrate")
@@ -101,48 +90,6 @@ def run(
             services.stop()
 
 
-@app.command("trace")
-def trace(
-    lot_id: Annotated[str, typer.Argument(help="Lot id (LGTIN class URI).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON.")] = False,
-) -> None:
-    """A lot's trace chain: custody legs, the temperature each saw, excursions and breaks."""
-    from coldchain.report import format_trace
-    from coldchain.runtime import open_stack
-    from traceability.trace import trace_lot
-
-    settings = _settings()
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
-        result = trace_lot(conn, lot_id)
-    if result is None:
-        typer.echo(f"no lot {lot_id!r}", err=True)
-        raise typer.Exit(1)
-    if as_json:
-        _emit_json(result)
-    else:
-        typer.echo(format_trace(result))
-
-
-@ledger_app.command("verify")
-def ledger_verify(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Check the whole hash chain; name the first bad sequence number."""
-    from coldchain.runtime import open_stack
-    from traceability.ledger import verify
-
-    settings = _settings()
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
-        result = verify(conn)
-    if as_json:
-        _emit_json({"ok": result.ok, "events": result.events, "first_bad_seq": result.first_bad_seq})
-    else:
-        typer.echo(
-            f"ledger intact: {result.events} events"
-            if result.ok
-            else f"ledger BROKEN at seq {result.first_bad_seq} ({result.events} events)"
-        )
-    raise typer.Exit(0 if result.ok else 1)
-
-
 @sim_app.command("run")
 def sim_run(
     speedup: Annotated[float, typer.Option(help="Scenario seconds per wall-clock second.")] = 60.0,
@@ -158,6 +105,17 @@ def sim_run(
         start_ms = seed_world(stack.database_url)
         report = play_scenario(stack.broker, start_ms=start_ms, speedup=speedup, progress=typer.echo)
     _emit_json(report)
+
+
+# Each area's commands live in a module of its own.
+from coldchain import cli_devices, cli_ledger, cli_rules  # noqa: E402
+from coldchain.bench import bench_app  # noqa: E402
+
+app.add_typer(cli_devices.devices_app, name="devices")
+app.add_typer(cli_rules.rules_app, name="rules")
+app.add_typer(cli_ledger.ledger_app, name="ledger")
+app.command("trace")(cli_ledger.trace)
+app.add_typer(bench_app, name="bench")
 
 
 def main() -> None:  # pragma: no cover - console entry point
