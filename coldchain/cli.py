@@ -77,6 +77,7 @@ def run(
             stages=chosen,
             api_host=settings.api_host,
             api_port=settings.api_port,
+            gateway_client_id=settings.gateway_client_id,
         )
         services.start()
         typer.echo(f"running {', '.join(chosen)}" + (f"; API on {services.api_url}" if services.api else ""))

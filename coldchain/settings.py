@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Each gateway replica needs its own client id (the broker keeps one session per id).
+    gateway_client_id: str = Field(default="coldchain-gateway", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
     @field_validator("database_url")
     @classmethod
@@ -78,7 +82,24 @@ class SettingsError(Exception):
     """Settings could not be loaded; the message names every bad key path."""
 
 
+# Variables of the test harness, not of the system: tests read them directly.
+_NOT_SETTINGS = ("COLDCHAIN_TEST_",)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """COLDCHAIN_* variables that name no setting (a typo would otherwise silently mean 'embedded')."""
+    known = {"COLDCHAIN_" + name.upper() for name in Settings.model_fields}
+    return sorted(
+        k
+        for k in environ
+        if k.startswith("COLDCHAIN_") and k not in known and not k.startswith(_NOT_SETTINGS)
+    )
+
+
 def load_settings(**overrides: object) -> Settings:
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(f"{k}: no such setting" for k in unknown))
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

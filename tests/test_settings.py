@@ -54,6 +54,15 @@ def test_invalid_setting_names_its_key(
     assert fragment in str(info.value)
 
 
+def test_unknown_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_DATABASE_ULR", "postgresql://typo/x")
+    monkeypatch.setenv("COLDCHAIN_TEST_DB_URL", "postgresql://harness/x")  # the test harness's own
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "COLDCHAIN_DATABASE_ULR: no such setting" in str(info.value)
+    assert "COLDCHAIN_TEST_DB_URL" not in str(info.value)
+
+
 def test_cli_stops_with_the_key_path_on_a_bad_setting(tmp_path: Path) -> None:
     env = {**os.environ, "COLDCHAIN_API_PORT": "eighty", "COLDCHAIN_HOME": str(tmp_path)}
     proc = subprocess.run(
