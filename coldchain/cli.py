@@ -70,7 +70,8 @@ def run(
         typer.echo(f"unknown stage(s): {', '.join(unknown)} (choose from {', '.join(STAGES)}, all)", err=True)
         raise typer.Exit(2)
     settings = _settings()
-    with open_stack(settings, broker="gateway" in chosen) as stack:
+    # The gateway reads from the broker; the rules stage publishes alarms on it.
+    with open_stack(settings, broker="gateway" in chosen or "rules" in chosen) as stack:
         services = Services(
             stack.database_url,
             stack.broker,
@@ -78,6 +79,10 @@ def run(
             api_host=settings.api_host,
             api_port=settings.api_port,
             gateway_client_id=settings.gateway_client_id,
+            alert_webhooks=settings.alert_webhooks,
+            alert_webhook_secret=(
+                settings.alert_webhook_secret.get_secret_value() if settings.alert_webhook_secret else None
+            ),
         )
         services.start()
         typer.echo(f"running {', '.join(chosen)}" + (f"; API on {services.api_url}" if services.api else ""))

@@ -2,6 +2,124 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
 import typer
 
+from coldchain.clicommon import emit_json
+from rules import engine
+from rules.logfile import LogFileError, check_report, read_logger_csv
+from rules.packs import ClassRef, PackError, PackSet, load_packs
+
 rules_app = typer.Typer(help="Rule packs and offline checks.", no_args_is_help=True)
+
+PacksDir = Annotated[
+    Path | None, typer.Option("--packs-dir", help="Folder of rule packs (default: the shipped packs).")
+]
+
+
+def _load(packs_dir: Path | None) -> PackSet:
+    try:
+        return load_packs(packs_dir)
+    except PackError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _class_json(ref: ClassRef) -> dict[str, Any]:
+    return {
+        "pack_id": ref.pack_id,
+        "pack_version": ref.pack_version,
+        "product_class": ref.code,
+        **msgspec.to_builtins(ref.rules.model_dump(mode="json")),
+    }
+
+
+@rules_app.command("packs")
+def packs(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object as the last line.")] = False,
+    packs_dir: PacksDir = None,
+) -> None:
+    """List the loaded rule packs, their classes and limits, with sources."""
+    ps = _load(packs_dir)
+    if json_out:
+        emit_json(
+            {
+                "packs": [
+                    {"id": p.id, "version": p.version, "title": p.title, "classes": sorted(p.classes)}
+                    for p in ps.packs.values()
+                ],
+                "classes": [_class_json(ref) for ref in ps.classes()],
+            }
+        )
+        return
+    for p in ps.packs.values():
+        typer.echo(f"{p.id} {p.version}: {p.title}")
+        for code in sorted(p.classes):
+            r = p.classes[code]
+            lo = "−∞" if r.low_c is None else f"{r.low_c:g}"
+            hi = "+∞" if r.high_c is None else f"{r.high_c:g}"
+            extra = [f"min {r.min_duration.seconds}s"]
+            extra.append(f"interval storage {r.max_interval.storage.seconds}s")
+            extra.append(f"transport {r.max_interval.transport.seconds}s")
+            if r.max_interval.out_of_range is not None:
+                extra.append(f"out-of-range {r.max_interval.out_of_range.seconds}s")
+            if r.hysteresis is not None:
+                extra.append(f"hysteresis {r.hysteresis.value:g}°C")
+            if r.mkt is not None:
+                extra.append(f"MKT ≤ {r.mkt.limit_c:g}°C/{r.mkt.window_s}s")
+            if r.band is not None:
+                extra.append(f"band [{r.band.low_c}, {r.band.high_c}]")
+            if r.shelf_life is not None:
+                extra.append(f"shelf life {r.shelf_life.model}")
+            typer.echo(f"  {code:<16} [{lo}, {hi}] °C  {', '.join(extra)}  — {r.source}")
+
+
+@rules_app.command("check")
+def check(
+    file: Annotated[Path, typer.Argument(help="Logger export CSV: header time,temp_c[,rh].")],
+    product_class: Annotated[str, typer.Option("--class", help="Product class code, e.g. chilled.")],
+    mode: Annotated[
+        str, typer.Option(help="storage | transport (sets the recording interval).")
+    ] = "transport",
+    pack: Annotated[str | None, typer.Option(help="Only accept the class from this pack id.")] = None,
+    accuracy_c: Annotated[
+        float | None, typer.Option("--accuracy", help="Device accuracy in °C (default: the class's).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object as the last line.")] = False,
+    packs_dir: PacksDir = None,
+) -> None:
+    """Evaluate a data-logger file against a class without any database; print the verdict."""
+    if mode not in ("storage", "transport"):
+        typer.echo(f"--mode must be storage or transport, not {mode!r}", err=True)
+        raise typer.Exit(2)
+    ps = _load(packs_dir)
+    ref = ps.lookup(product_class)
+    if ref is None or (pack is not None and ref.pack_id != pack):
+        where = f" in pack {pack!r}" if pack else ""
+        typer.echo(
+            f"unknown class {product_class!r}{where}; known: {', '.join(c.code for c in ps.classes())}",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        data = read_logger_csv(file)
+    except LogFileError as exc:
+        typer.echo(f"{file}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    ev = engine.evaluate_series(
+        data.t_ms, data.temp_c, ref, "storage" if mode == "storage" else "transport", accuracy_c=accuracy_c
+    )
+    report = check_report(ev)
+    if json_out:
+        emit_json(report)
+        return
+    typer.echo(f"{file}: {ev.verdict.upper()} ({ref.pack_id} {ref.pack_version}, class {ref.code}, {mode})")
+    for why in ev.reasons:
+        typer.echo(f"  - {why}")
+    typer.echo(
+        f"  readings {ev.readings}, min {report['min_c']}, max {report['max_c']}, mean {report['mean_c']}, "
+        f"MKT {report['mkt_c']}, out of range {ev.time_out_of_range_s:.0f} s"
+    )

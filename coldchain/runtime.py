@@ -7,10 +7,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import psycopg
 
@@ -66,6 +66,28 @@ def open_stack(settings: Settings, *, broker: bool = False, apply_migrations: bo
         yield Stack(database_url, address, pg, mqtt)
 
 
+def mqtt_client(broker: BrokerAddress, client_id: str) -> Any:
+    """A paho client connecting in the background (reconnecting with backoff) to the broker."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if broker.mqtt5 else mqtt.MQTTv311,
+    )
+    if broker.username:
+        client.username_pw_set(
+            broker.username, broker.password.get_secret_value() if broker.password else None
+        )
+    if broker.tls:
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.connect_async(broker.host, broker.port)
+    client.loop_start()
+    return client
+
+
 class _Component(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -80,6 +102,7 @@ class _Worker:
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     error: BaseException | None = None
+    after_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self) -> None:
         def run() -> None:
@@ -96,6 +119,8 @@ class _Worker:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout=30)
+        for after in self.after_stop:
+            after()
 
 
 class _ApiServer:
@@ -147,6 +172,8 @@ class Services:
         api_host: str = "127.0.0.1",
         api_port: int = 0,
         gateway_client_id: str = "coldchain-gateway",
+        alert_webhooks: Sequence[str] = (),
+        alert_webhook_secret: str | None = None,
     ) -> None:
         self.database_url = database_url
         self.broker = broker
@@ -154,6 +181,8 @@ class Services:
         self.api_host = api_host
         self.api_port = api_port or free_port(api_host)
         self.gateway_client_id = gateway_client_id
+        self.alert_webhooks = tuple(alert_webhooks)
+        self.alert_webhook_secret = alert_webhook_secret
         self.gateway: object | None = None
         self.api: _ApiServer | None = None
         self._started: list[_Component] = []
@@ -166,10 +195,27 @@ class Services:
     def start(self) -> None:
         try:
             if "rules" in self.stages:
+                from rules.alarms import Webhook
                 from rules.worker import RulesWorker
 
-                rules_worker = RulesWorker(self.database_url)
-                self._start(_Worker("rules", rules_worker))
+                secret = (self.alert_webhook_secret or "").encode()
+                publisher = (
+                    mqtt_client(self.broker, f"{self.gateway_client_id}-alerts") if self.broker else None
+                )
+                rules_worker = RulesWorker(
+                    self.database_url,
+                    alert_publisher=publisher,
+                    webhooks=[Webhook(url, secret) for url in self.alert_webhooks],
+                )
+                worker = _Worker("rules", rules_worker)
+                if publisher is not None:
+
+                    def close_publisher(client: Any = publisher) -> None:
+                        client.disconnect()
+                        client.loop_stop()
+
+                    worker.after_stop.append(close_publisher)
+                self._start(worker)
             if "ledger" in self.stages:
                 from traceability.worker import LedgerWorker
 

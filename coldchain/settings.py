@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Alarm webhooks: JSON list of URLs, e.g. ["https://ops.example/hooks/cold"], each POST signed with
+    # HMAC-SHA256 of the body under the secret (header X-Coldchain-Signature).
+    alert_webhooks: list[str] = Field(default_factory=list)
+    alert_webhook_secret: SecretStr | None = None
     # Each gateway replica needs its own client id (the broker keeps one session per id).
     gateway_client_id: str = Field(default="coldchain-gateway", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -72,6 +76,14 @@ class Settings(BaseSettings):
     def _check_broker_url(cls, v: str | None) -> str | None:
         if v is not None:
             BrokerAddress.parse(v)
+        return v
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _check_webhooks(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook URL must be http(s): {url!r}")
         return v
 
     def broker(self) -> BrokerAddress | None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
 from rules import kernels
+from rules.packs import ClassRef, Mode
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -50,6 +52,7 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True):
     max_c: float
     mean_c: float
     readings: int
+    allowed_ms: int = 0  # the recording interval that was exceeded
 
     @property
     def gap_ms(self) -> int:
@@ -105,16 +108,32 @@ def find_excursions(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
     min_duration_ms: int = 0,
+    hysteresis_c: float = 0.0,
 ) -> list[Excursion]:
-    """Excursions of one series outside [low_c, high_c] lasting at least `min_duration_ms`."""
+    """Excursions of one series outside [low_c, high_c] lasting at least `min_duration_ms`; with a
+    hysteresis, a run ends only at a reading at least `hysteresis_c` back inside the limits."""
     t, x = check_series(t_ms, v)
     if min_duration_ms < 0:
         raise ValueError("min_duration_ms must be >= 0")
+    if not hysteresis_c >= 0:
+        raise ValueError("hysteresis_c must be >= 0")
     low = _limit(low_c, -math.inf)
     high = _limit(high_c, math.inf)
-    starts, ends = kernels.excursion_runs(
-        t, x, low, high, bool(low_inclusive), bool(high_inclusive), int(min_duration_ms)
-    )
+    if hysteresis_c > 0:
+        starts, ends = kernels.hyst_runs(
+            t,
+            x,
+            low,
+            high,
+            bool(low_inclusive),
+            bool(high_inclusive),
+            float(hysteresis_c),
+            int(min_duration_ms),
+        )
+    else:
+        starts, ends = kernels.excursion_runs(
+            t, x, low, high, bool(low_inclusive), bool(high_inclusive), int(min_duration_ms)
+        )
     if starts.shape[0] == 0:
         return []
     vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
@@ -157,6 +176,45 @@ def find_gaps(t_ms: NDArray[np.generic], v: NDArray[np.generic], *, max_gap_ms: 
             max_c=float(vmax[r]),
             mean_c=float(vmean[r]),
             readings=int(count[r]),
+        )
+        for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
+    ]
+
+
+def find_gaps_tight(
+    t_ms: NDArray[np.generic],
+    v: NDArray[np.generic],
+    *,
+    max_gap_ms: int,
+    oor_gap_ms: int,
+    low_c: float | None,
+    high_c: float | None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> list[Gap]:
+    """Gaps against `max_gap_ms`, tightened to `oor_gap_ms` after an out-of-range reading."""
+    t, x = check_series(t_ms, v)
+    if max_gap_ms < 0 or oor_gap_ms < 0:
+        raise ValueError("gap intervals must be >= 0")
+    low = _limit(low_c, -math.inf)
+    high = _limit(high_c, math.inf)
+    starts, ends, allowed = kernels.gap_runs_tight(
+        t, x, int(max_gap_ms), int(oor_gap_ms), low, high, bool(low_inclusive), bool(high_inclusive)
+    )
+    if starts.shape[0] == 0:
+        return []
+    vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
+    return [
+        Gap(
+            start_idx=int(s),
+            end_idx=int(e),
+            t_start_ms=int(t[s]),
+            t_end_ms=int(t[e]),
+            min_c=float(vmin[r]),
+            max_c=float(vmax[r]),
+            mean_c=float(vmean[r]),
+            readings=int(count[r]),
+            allowed_ms=int(allowed[r]),
         )
         for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
     ]
@@ -270,3 +328,313 @@ def warm_up() -> None:
     x = np.array([1.0, 9.0, np.nan, 2.0], dtype=np.float64)
     find_excursions(t, x, low_c=0.0, high_c=4.0, min_duration_ms=0)
     find_gaps(t, x, max_gap_ms=600_000)
+    kernels.hyst_runs(t, x, 0.0, 4.0, True, True, 0.5, 0)
+    kernels.cum_oor_max(t, x, 0.0, 4.0, True, True, 600_000)
+    kernels.gap_runs_tight(t, x, 600_000, 120_000, 0.0, 4.0, True, True)
+    kernels.mkt_rolling(t, x, 600_000, DEFAULT_DHR_K)
+    kernels.trigger_fire(t, x, 2, 1, 8.0, 60_000, 600_000)
+    kernels.state_runs(t, x, 1.0, 0)
+    kernels.fault_flags(t, x, 600_000, 5.0, 5.0)
+    kernels.accuracy_counts(x, 0.0, 4.0, 0.5)
+    kernels.shelf_life_used(t, x, 0, 0.0, 240.0, 80.0)
+
+
+# -- the full rule set over one series (offline check, lot verdicts, alarms) ----------------------------
+
+Verdict = Literal["pass", "indeterminate", "excursion", "broken"]
+_RANK: dict[str, int] = {"pass": 0, "indeterminate": 1, "excursion": 2, "broken": 3}
+DEFAULT_DHR_K = 10_000.0  # ΔH/R for MKT when a class names none (USP <1079.2>)
+
+
+def worst(a: Verdict, b: Verdict) -> Verdict:
+    """The more severe of two verdicts (broken > excursion > indeterminate > pass)."""
+    return a if _RANK[a] >= _RANK[b] else b
+
+
+class ExcursionOut(msgspec.Struct, frozen=True, kw_only=True):
+    start_ms: int
+    end_ms: int
+    duration_s: float
+    peak_c: float
+    rule_id: str
+    readings: int
+    suspended: bool = False  # defrost suspension: listed, not counted
+    certain: bool = True  # False: the peak lies within the device accuracy of the limit
+
+
+class GapOut(msgspec.Struct, frozen=True, kw_only=True):
+    start_ms: int
+    end_ms: int
+    duration_s: float
+    allowed_s: float
+    rule_id: str
+
+
+class StateOut(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str  # 'door' | 'power'
+    start_ms: int
+    end_ms: int
+    duration_s: float
+    allowed_s: float
+    rule_id: str
+
+
+class TriggerOut(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    kind: str
+    severity: str
+    at_ms: int
+    rule_id: str
+
+
+class Evaluation(msgspec.Struct, kw_only=True):
+    """Everything the rule set says about one series under one class."""
+
+    verdict: Verdict
+    reasons: list[str]
+    excursions: list[ExcursionOut]
+    suspended: list[ExcursionOut]
+    gaps: list[GapOut]
+    states: list[StateOut]
+    triggers: list[TriggerOut]
+    time_out_of_range_s: float
+    cumulative_max_s: float  # most time out of range within any allowance window
+    mkt_c: float | None
+    min_c: float | None
+    max_c: float | None
+    mean_c: float | None
+    readings: int
+    near_limit: int  # readings within the device accuracy of a limit
+    faults: dict[str, int]
+    remaining_shelf_life_h: float | None
+    shelf_life_used: float | None
+    pack_id: str
+    pack_version: str
+    product_class: str
+    mode: str
+
+
+def _opt(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def evaluate_series(
+    t_ms: NDArray[np.generic],
+    v: NDArray[np.generic],
+    ref: ClassRef,
+    mode: Mode,
+    *,
+    accuracy_c: float | None = None,
+    door: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+    power: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+) -> Evaluation:
+    """Apply every rule of `ref`'s class to one temperature series (and door/power channels if given).
+
+    Verdict, most severe first: broken (a gap beyond the recording interval, an excursion beyond the
+    single-event or cumulative allowance, a reading outside the hard band, MKT above its limit, door
+    open or power lost beyond its limit, or no reading at all), excursion (a counted excursion beyond
+    the device accuracy, or a fired trigger), indeterminate (a reading within the device accuracy of a
+    limit, an excursion within it, or a sensor fault), else pass."""
+    t, x = check_series(t_ms, v)
+    r = ref.rules
+    low = _limit(r.low_c, -math.inf)
+    high = _limit(r.high_c, math.inf)
+    acc = accuracy_c if accuracy_c is not None else (r.accuracy.value if r.accuracy else 0.0)
+    reasons: list[str] = []
+    verdict: Verdict = "pass"
+
+    def flag(level: Verdict, why: str) -> None:
+        nonlocal verdict
+        verdict = worst(verdict, level)
+        reasons.append(why)
+
+    valid = ~np.isnan(x)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        flag("broken", "no temperature reading: no evidence")
+
+    starts, ends = kernels.hyst_runs(
+        t, x, low, high, r.low_inclusive, r.high_inclusive, r.hysteresis_c, r.min_duration.seconds * 1000
+    )
+    peaks = kernels.run_peaks(x, starts, ends, low, high) if starts.shape[0] else np.empty(0)
+    _vmin, _vmax, _vmean, count = kernels.run_stats(x, starts, ends)
+    range_id = ref.rule_id("range")
+    counted: list[ExcursionOut] = []
+    suspended: list[ExcursionOut] = []
+    for k, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        peak = float(peaks[k])
+        dur_ms = int(t[e] - t[s])
+        dist = max(low - peak, peak - high)
+        out = ExcursionOut(
+            start_ms=int(t[s]),
+            end_ms=int(t[e]),
+            duration_s=dur_ms / 1000,
+            peak_c=peak,
+            rule_id=range_id,
+            readings=int(count[k]),
+            certain=dist > acc,
+        )
+        d = r.defrost
+        if d is not None and peak > high and dur_ms <= d.max_s * 1000 and peak <= high + d.max_rise_c:
+            suspended.append(msgspec.structs.replace(out, suspended=True))
+            continue
+        counted.append(out)
+        if not out.certain:
+            flag("indeterminate", f"excursion at {peak} °C within the device accuracy (±{acc} °C)")
+            continue
+        flag("excursion", f"excursion for {out.duration_s:.0f} s, peak {peak} °C")
+        al = r.allowances
+        if al is not None and al.single_event is not None and out.duration_s > al.single_event.seconds:
+            flag(
+                "broken",
+                f"excursion of {out.duration_s:.0f} s exceeds the single-event allowance of "
+                f"{al.single_event.seconds} s ({ref.rule_id('single_event')})",
+            )
+
+    window_ms = r.allowances.cumulative.window_s * 1000 if r.allowances and r.allowances.cumulative else 1
+    total_ms, cmax_ms = kernels.cum_oor_max(t, x, low, high, r.low_inclusive, r.high_inclusive, window_ms)
+    if r.allowances is not None and r.allowances.cumulative is not None:
+        cum = r.allowances.cumulative
+        if cmax_ms > cum.seconds * 1000:
+            flag(
+                "broken",
+                f"{cmax_ms / 1000:.0f} s out of range within {cum.window_s} s exceeds the cumulative "
+                f"allowance of {cum.seconds} s ({ref.rule_id('cumulative')})",
+            )
+    else:
+        cmax_ms = total_ms
+
+    gap_id = ref.rule_id("gap")
+    gs, ge, ga = kernels.gap_runs_tight(
+        t,
+        x,
+        r.max_interval_s(mode) * 1000,
+        r.oor_interval_s(mode) * 1000,
+        low,
+        high,
+        r.low_inclusive,
+        r.high_inclusive,
+    )
+    gaps = [
+        GapOut(
+            start_ms=int(t[s]),
+            end_ms=int(t[e]),
+            duration_s=float(t[e] - t[s]) / 1000,
+            allowed_s=float(a) / 1000,
+            rule_id=gap_id,
+        )
+        for s, e, a in zip(gs.tolist(), ge.tolist(), ga.tolist(), strict=True)
+    ]
+    for g in gaps:
+        flag("broken", f"no record for {g.duration_s:.0f} s (allowed {g.allowed_s:.0f} s in {mode})")
+
+    if r.band is not None:
+        b_lo = -math.inf if r.band.low_c is None else r.band.low_c
+        b_hi = math.inf if r.band.high_c is None else r.band.high_c
+        outside = valid & ((x < b_lo) | (x > b_hi))
+        if bool(outside.any()):
+            flag("broken", f"reading outside the permitted band [{b_lo}, {b_hi}] °C ({ref.rule_id('band')})")
+
+    dhr = r.mkt.delta_h_r_k if r.mkt else DEFAULT_DHR_K
+    mkt_window = r.mkt.window_s * 1000 if r.mkt else max(int(t[-1] - t[0]) + 1, 1) if t.shape[0] else 1
+    mk = kernels.mkt_rolling(t, x, mkt_window, dhr)
+    mkt_c = _opt(float(np.nanmax(mk))) if bool((~np.isnan(mk)).any()) else None
+    if r.mkt is not None and mkt_c is not None and mkt_c > r.mkt.limit_c:
+        flag(
+            "broken",
+            f"MKT {mkt_c:.2f} °C over {r.mkt.window_s} s exceeds {r.mkt.limit_c} °C ({ref.rule_id('mkt')})",
+        )
+
+    states: list[StateOut] = []
+    for kind, channel, limit, state in (
+        ("door", door, r.door_open, 1.0),
+        ("power", power, r.power_loss, 0.0),
+    ):
+        if channel is None or limit is None:
+            continue
+        ct, cv = check_series(channel[0], channel[1])
+        ss, se = kernels.state_runs(ct, cv, state, 0)
+        for s, e in zip(ss.tolist(), se.tolist(), strict=True):
+            dur = float(ct[e] - ct[s]) / 1000
+            if dur > limit.seconds:
+                sid = ref.rule_id("door_open" if kind == "door" else "power_loss")
+                states.append(
+                    StateOut(
+                        kind=kind,
+                        start_ms=int(ct[s]),
+                        end_ms=int(ct[e]),
+                        duration_s=dur,
+                        allowed_s=float(limit.seconds),
+                        rule_id=sid,
+                    )
+                )
+                flag("broken", f"{kind} {'open' if kind == 'door' else 'lost'} for {dur:.0f} s ({sid})")
+
+    fired: list[TriggerOut] = []
+    for trig in r.triggers:
+        idx = kernels.trigger_fire(
+            t,
+            x,
+            {"instant": 0, "consecutive": 1, "cumulative": 2}[trig.kind],
+            1 if trig.side == "high" else -1,
+            trig.threshold_c,
+            trig.seconds * 1000,
+            (trig.window_s or 1) * 1000,
+        )
+        if idx >= 0:
+            tid = ref.rule_id(f"trigger.{trig.name}")
+            fired.append(
+                TriggerOut(
+                    name=trig.name, kind=trig.kind, severity=trig.severity, at_ms=int(t[idx]), rule_id=tid
+                )
+            )
+            flag("excursion", f"{trig.kind} trigger {trig.name} fired ({tid})")
+
+    near, _clear = kernels.accuracy_counts(x, low, high, acc)
+    if near and verdict == "pass":
+        flag("indeterminate", f"{near} readings within the device accuracy (±{acc} °C) of a limit")
+
+    faults = {"flatline": 0, "spike": 0, "rate": 0}
+    if r.faults is not None:
+        f = r.faults
+        fl, sp, rt = kernels.fault_flags(t, x, f.flatline_s * 1000, f.spike_c, f.max_rate_c_per_min)
+        faults = {"flatline": fl, "spike": sp, "rate": rt}
+        if fl + sp + rt:
+            flag("indeterminate", f"sensor faults: {fl} flatline, {sp} spike, {rt} rate of change")
+
+    used: float | None = None
+    remaining: float | None = None
+    if r.shelf_life is not None:
+        sl = r.shelf_life
+        param = sl.ea_kj_mol if sl.model == "arrhenius" else sl.t_min_c
+        assert param is not None  # the pack model guarantees it
+        used = float(
+            kernels.shelf_life_used(t, x, 0 if sl.model == "arrhenius" else 1, sl.ref_c, sl.ref_life_h, param)
+        )
+        remaining = max(0.0, 1.0 - used) * sl.ref_life_h
+
+    xs = x[valid]
+    return Evaluation(
+        verdict=verdict,
+        reasons=reasons,
+        excursions=counted,
+        suspended=suspended,
+        gaps=gaps,
+        states=states,
+        triggers=fired,
+        time_out_of_range_s=total_ms / 1000,
+        cumulative_max_s=cmax_ms / 1000,
+        mkt_c=mkt_c,
+        min_c=float(xs.min()) if n_valid else None,
+        max_c=float(xs.max()) if n_valid else None,
+        mean_c=float(xs.mean()) if n_valid else None,
+        readings=n_valid,
+        near_limit=int(near),
+        faults=faults,
+        remaining_shelf_life_h=remaining,
+        shelf_life_used=used,
+        pack_id=ref.pack_id,
+        pack_version=ref.pack_version,
+        product_class=ref.code,
+        mode=mode,
+    )

@@ -21,7 +21,20 @@ Multi-series variants take many series in one call: `offsets` (int64, length n_s
 series s as the slice [offsets[s], offsets[s+1]) of the concatenated, series-sorted arrays; per-series
 parameters are arrays of length n_series; returned indices are global, with the series of each run.
 
-Later rules (hysteresis, cumulative budgets, MKT, shelf life) add kernels here with the same contract.
+Further semantics (the full rule set):
+- Hysteresis: `hyst_runs` starts a run at an out-of-range reading and ends it only at a reading back
+  inside the limits by at least `hyst` (low + hyst <= x <= high - hyst); readings in the dead band
+  extend a started run. The run's end is the last non-NaN reading before the clearing one. With
+  hyst = 0 it equals `excursion_runs`.
+- Time out of range is sample-and-hold: the span from a non-NaN reading to the next non-NaN reading
+  counts as out of range when the first one is. `cum_oor_max` is the largest such total within any
+  window of `window_ms` (the optimum has a window edge on a reading time, so those are all tried).
+- Triggers (WHO PQS E006): thresholds are inclusive; instant = first reading at or beyond it;
+  consecutive = first reading at which a run at or beyond it has lasted `seconds`; cumulative = first
+  reading at which the sample-and-hold time at or beyond it within the trailing window reaches `seconds`.
+- MKT is time-weighted (sample-and-hold), over the trailing window ending at each non-NaN reading.
+- A state run (door open, power lost) lasts from its first reading in the state to the first
+  non-NaN reading out of it (or to its last reading while still in it).
 """
 
 from __future__ import annotations
@@ -237,3 +250,449 @@ def _compact(
             out_series[pos] = s
             pos += 1
     return out_s, out_e, out_series
+
+
+# -- the full rule set --------------------------------------------------------------------------------
+
+KELVIN = 273.15
+GAS_R_KJ = 0.008314462618  # kJ/(mol·K)
+
+
+@kernel
+def hyst_runs(
+    t_ms: IntArray,
+    v: FloatArray,
+    low: float,
+    high: float,
+    low_inclusive: bool,
+    high_inclusive: bool,
+    hyst: float,
+    min_duration_ms: int,
+) -> tuple[IntArray, IntArray]:
+    """Excursion runs with a dead band of `hyst` lasting at least `min_duration_ms`: (start, end)."""
+    n = t_ms.shape[0]
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    k = 0
+    start = -1
+    last = -1
+    for i in range(n):
+        x = v[i]
+        if np.isnan(x):
+            continue
+        if start < 0:
+            if out_of_range(x, low, high, low_inclusive, high_inclusive):
+                start = i
+                last = i
+        elif out_of_range(x, low, high, low_inclusive, high_inclusive) or x < low + hyst or x > high - hyst:
+            last = i
+        else:
+            if t_ms[last] - t_ms[start] >= min_duration_ms:
+                starts[k] = start
+                ends[k] = last
+                k += 1
+            start = -1
+    if start >= 0 and t_ms[last] - t_ms[start] >= min_duration_ms:
+        starts[k] = start
+        ends[k] = last
+        k += 1
+    return starts[:k].copy(), ends[:k].copy()
+
+
+@kernel
+def oor_spans(
+    t_ms: IntArray, v: FloatArray, low: float, high: float, low_inclusive: bool, high_inclusive: bool
+) -> tuple[IntArray, IntArray]:
+    """Sample-and-hold spans [a, b) of time out of range, one per out-of-range non-NaN reading that has
+    a later non-NaN reading: (a_ms, b_ms), time-sorted and disjoint."""
+    n = t_ms.shape[0]
+    a = np.empty(n, dtype=np.int64)
+    b = np.empty(n, dtype=np.int64)
+    k = 0
+    prev = -1
+    for i in range(n):
+        if np.isnan(v[i]):
+            continue
+        if prev >= 0 and out_of_range(v[prev], low, high, low_inclusive, high_inclusive):
+            a[k] = t_ms[prev]
+            b[k] = t_ms[i]
+            k += 1
+        prev = i
+    return a[:k].copy(), b[:k].copy()
+
+
+@kernel
+def _covered(a: IntArray, b: IntArray, cum: IntArray, x: int) -> int:
+    """Total length of the disjoint sorted spans [a, b) lying before time x (cum = prefix lengths)."""
+    j = np.searchsorted(a, x, side="right")  # spans starting at or before x
+    if j == 0:
+        return 0
+    total = cum[j - 1]
+    if b[j - 1] > x:
+        total -= b[j - 1] - x
+    return int(total)
+
+
+@kernel
+def cum_oor_max(
+    t_ms: IntArray,
+    v: FloatArray,
+    low: float,
+    high: float,
+    low_inclusive: bool,
+    high_inclusive: bool,
+    window_ms: int,
+) -> tuple[int, int]:
+    """(total out-of-range ms, largest out-of-range ms within any window of `window_ms`)."""
+    a, b = oor_spans(t_ms, v, low, high, low_inclusive, high_inclusive)
+    m = a.shape[0]
+    if m == 0:
+        return 0, 0
+    cum = np.cumsum(b - a)
+    best = 0
+    for r in range(m):
+        # Windows starting at a span's start, and windows ending at a span's end.
+        c1 = _covered(a, b, cum, a[r] + window_ms) - _covered(a, b, cum, a[r])
+        c2 = _covered(a, b, cum, b[r]) - _covered(a, b, cum, b[r] - window_ms)
+        best = max(best, c1, c2)
+    return int(cum[m - 1]), best
+
+
+@kernel
+def trigger_fire(
+    t_ms: IntArray, v: FloatArray, kind: int, side: int, threshold: float, seconds_ms: int, window_ms: int
+) -> int:
+    """Index of the reading at which a WHO-PQS trigger fires, or -1.
+
+    kind: 0 instant, 1 consecutive, 2 cumulative; side: 1 high (x >= threshold), -1 low (x <= it)."""
+    n = t_ms.shape[0]
+    start = -1
+    # Cumulative: sample-and-hold spans beyond the threshold, kept in a queue (pos .. k).
+    qa = np.empty(n, dtype=np.int64)
+    qb = np.empty(n, dtype=np.int64)
+    k = 0
+    head = 0
+    total = 0
+    prev = -1
+    for i in range(n):
+        x = v[i]
+        if np.isnan(x):
+            continue
+        beyond = x >= threshold if side > 0 else x <= threshold
+        if kind == 0:
+            if beyond:
+                return i
+        elif kind == 1:
+            if beyond:
+                if start < 0:
+                    start = i
+                if t_ms[i] - t_ms[start] >= seconds_ms:
+                    return i
+            else:
+                start = -1
+        else:
+            if prev >= 0:
+                px = v[prev]
+                if (px >= threshold) if side > 0 else (px <= threshold):
+                    qa[k] = t_ms[prev]
+                    qb[k] = t_ms[i]
+                    total += t_ms[i] - t_ms[prev]
+                    k += 1
+            lo = t_ms[i] - window_ms
+            while head < k and qb[head] <= lo:
+                total -= qb[head] - qa[head]
+                head += 1
+            clipped = total
+            if head < k and qa[head] < lo:
+                clipped -= lo - qa[head]
+            if clipped >= seconds_ms and (seconds_ms > 0 or beyond):
+                return i
+        prev = i
+    return -1
+
+
+@kernel
+def gap_runs_tight(
+    t_ms: IntArray,
+    v: FloatArray,
+    max_gap_ms: int,
+    oor_gap_ms: int,
+    low: float,
+    high: float,
+    low_inclusive: bool,
+    high_inclusive: bool,
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Gaps against the recording interval, `oor_gap_ms` after an out-of-range reading:
+    (start_idx, end_idx, allowed_ms)."""
+    n = t_ms.shape[0]
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    allowed = np.empty(n, dtype=np.int64)
+    k = 0
+    prev = -1
+    for i in range(n):
+        if np.isnan(v[i]):
+            continue
+        if prev >= 0:
+            lim = max_gap_ms
+            if out_of_range(v[prev], low, high, low_inclusive, high_inclusive):
+                lim = min(max_gap_ms, oor_gap_ms)
+            if t_ms[i] - t_ms[prev] > lim:
+                starts[k] = prev
+                ends[k] = i
+                allowed[k] = lim
+                k += 1
+        prev = i
+    return starts[:k].copy(), ends[:k].copy(), allowed[:k].copy()
+
+
+@kernel
+def mkt_rolling(t_ms: IntArray, v: FloatArray, window_ms: int, delta_h_r_k: float) -> FloatArray:
+    """Time-weighted MKT (°C) over the trailing window ending at each reading (NaN where undefined:
+    NaN readings and readings with no held span yet)."""
+    n = t_ms.shape[0]
+    out = np.full(n, np.nan)
+    # Spans [ta, tb) with value x (sample-and-hold); weights scaled by exp(dhr/T_ref) for range.
+    ta = np.empty(n, dtype=np.int64)
+    tb = np.empty(n, dtype=np.int64)
+    w = np.empty(n, dtype=np.float64)
+    k = 0
+    head = 0
+    t_ref = 20.0 + KELVIN
+    num = 0.0
+    den = 0.0
+    prev = -1
+    for i in range(n):
+        if np.isnan(v[i]):
+            continue
+        if prev >= 0 and t_ms[i] > t_ms[prev]:
+            ta[k] = t_ms[prev]
+            tb[k] = t_ms[i]
+            w[k] = np.exp(delta_h_r_k / t_ref - delta_h_r_k / (v[prev] + KELVIN))
+            dt = float(t_ms[i] - t_ms[prev])
+            num += dt * w[k]
+            den += dt
+            k += 1
+        prev = i
+        lo = t_ms[i] - window_ms
+        while head < k and tb[head] <= lo:
+            dt = float(tb[head] - ta[head])
+            num -= dt * w[head]
+            den -= dt
+            head += 1
+        if head == k:
+            num = 0.0
+            den = 0.0
+            continue
+        cn = num
+        cd = den
+        if ta[head] < lo:
+            cut = float(lo - ta[head])
+            cn -= cut * w[head]
+            cd -= cut
+        if cd > 0 and cn > 0:
+            out[i] = delta_h_r_k / (delta_h_r_k / t_ref - np.log(cn / cd)) - KELVIN
+    return out
+
+
+@kernel
+def fault_flags(
+    t_ms: IntArray, v: FloatArray, flatline_ms: int, spike_c: float, max_rate_c_per_min: float
+) -> tuple[int, int, int]:
+    """Counts of sensor faults: (flatline runs lasting >= flatline_ms, isolated spikes, impossible
+    rate-of-change steps) over the non-NaN readings in order."""
+    n = t_ms.shape[0]
+    flat = 0
+    spikes = 0
+    rate = 0
+    run_start = -1
+    counted = False
+    p2 = -1
+    p1 = -1
+    for i in range(n):
+        x = v[i]
+        if np.isnan(x):
+            continue
+        if p1 >= 0:
+            dv = abs(x - v[p1])
+            dt = t_ms[i] - t_ms[p1]
+            if dv > 0 and (dt == 0 or dv * 60_000.0 / dt > max_rate_c_per_min):
+                rate += 1
+            if x == v[p1]:
+                if not counted and t_ms[i] - t_ms[run_start] >= flatline_ms:
+                    flat += 1
+                    counted = True
+            else:
+                run_start = i
+                counted = False
+            if p2 >= 0:
+                d1 = v[p1] - v[p2]
+                d2 = v[p1] - x
+                if (d1 > spike_c and d2 > spike_c) or (d1 < -spike_c and d2 < -spike_c):
+                    spikes += 1
+        else:
+            run_start = i
+        p2 = p1
+        p1 = i
+    return flat, spikes, rate
+
+
+@kernel
+def state_runs(t_ms: IntArray, v: FloatArray, state: float, min_ms: int) -> tuple[IntArray, IntArray]:
+    """Runs of a 0/1 channel in `state` lasting at least `min_ms`: (start_idx, end_idx), end being the
+    first non-NaN reading out of the state (or the last reading in it while still open)."""
+    n = t_ms.shape[0]
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
+    k = 0
+    start = -1
+    last = -1
+    for i in range(n):
+        x = v[i]
+        if np.isnan(x):
+            continue
+        if x == state:
+            if start < 0:
+                start = i
+            last = i
+        elif start >= 0:
+            if t_ms[i] - t_ms[start] >= min_ms:
+                starts[k] = start
+                ends[k] = i
+                k += 1
+            start = -1
+    if start >= 0 and t_ms[last] - t_ms[start] >= min_ms:
+        starts[k] = start
+        ends[k] = last
+        k += 1
+    return starts[:k].copy(), ends[:k].copy()
+
+
+@kernel
+def accuracy_counts(v: FloatArray, low: float, high: float, accuracy: float) -> tuple[int, int]:
+    """(readings within `accuracy` of a limit — indeterminate, readings beyond a limit by more than it)."""
+    near = 0
+    clear_out = 0
+    for i in range(v.shape[0]):
+        x = v[i]
+        if np.isnan(x):
+            continue
+        if abs(x - low) <= accuracy or abs(x - high) <= accuracy:
+            near += 1
+        elif x < low - accuracy or x > high + accuracy:
+            clear_out += 1
+    return near, clear_out
+
+
+@kernel
+def shelf_life_used(
+    t_ms: IntArray, v: FloatArray, model: int, ref_c: float, ref_life_h: float, param: float
+) -> float:
+    """Fraction of the reference shelf life consumed (additive, sample-and-hold).
+
+    model 0 Arrhenius (param = Ea in kJ/mol), 1 square-root (param = T_min in °C)."""
+    used = 0.0
+    prev = -1
+    life_ms = ref_life_h * 3_600_000.0
+    t_ref = ref_c + KELVIN
+    for i in range(t_ms.shape[0]):
+        if np.isnan(v[i]):
+            continue
+        if prev >= 0:
+            x = v[prev]
+            if model == 0:
+                rate = np.exp(param / GAS_R_KJ * (1.0 / t_ref - 1.0 / (x + KELVIN)))
+            else:
+                rate = 0.0 if x <= param else ((x - param) / (ref_c - param)) ** 2
+            used += float(t_ms[i] - t_ms[prev]) * rate / life_ms
+        prev = i
+    return used
+
+
+# Summary columns of `evaluate_multi` (the bench compares them across engines).
+SUMMARY = (
+    "n_valid",
+    "excursions",
+    "excursion_ms",
+    "oor_ms",
+    "cum_oor_max_ms",
+    "gaps",
+    "gap_ms",
+    "mkt_max_c",
+    "min_c",
+    "max_c",
+    "mean_c",
+    "near_limit",
+    "faults",
+    "shelf_used",
+)
+
+
+@kernel
+def evaluate_one(
+    t_ms: IntArray,
+    v: FloatArray,
+    p: FloatArray,
+    out: FloatArray,
+) -> None:
+    """The whole default rule set over one series; parameters in `p`, summary (SUMMARY order) to `out`.
+
+    p: low, high, low_inc, high_inc, hyst, min_dur_ms, max_gap_ms, oor_gap_ms, cum_window_ms,
+       mkt_window_ms, dhr_k, accuracy, flatline_ms, spike_c, max_rate, shelf_model, ref_c, ref_life_h,
+       shelf_param."""
+    low = p[0]
+    high = p[1]
+    li = p[2] > 0.5
+    hi = p[3] > 0.5
+    st, en = hyst_runs(t_ms, v, low, high, li, hi, p[4], int(p[5]))
+    exc_ms = 0
+    for r in range(st.shape[0]):
+        exc_ms += t_ms[en[r]] - t_ms[st[r]]
+    total, cmax = cum_oor_max(t_ms, v, low, high, li, hi, int(p[8]))
+    gs, ge, _ga = gap_runs_tight(t_ms, v, int(p[6]), int(p[7]), low, high, li, hi)
+    gap_ms = 0
+    for r in range(gs.shape[0]):
+        gap_ms += t_ms[ge[r]] - t_ms[gs[r]]
+    mk = mkt_rolling(t_ms, v, int(p[9]), p[10])
+    mkt_max = np.nan
+    vmin = np.inf
+    vmax = -np.inf
+    s = 0.0
+    c = 0
+    for i in range(v.shape[0]):
+        if not np.isnan(mk[i]) and (np.isnan(mkt_max) or mk[i] > mkt_max):
+            mkt_max = mk[i]
+        x = v[i]
+        if not np.isnan(x):
+            vmin = min(vmin, x)
+            vmax = max(vmax, x)
+            s += x
+            c += 1
+    near, _clear = accuracy_counts(v, low, high, p[11])
+    f1, f2, f3 = fault_flags(t_ms, v, int(p[12]), p[13], p[14])
+    out[0] = c
+    out[1] = st.shape[0]
+    out[2] = exc_ms
+    out[3] = total
+    out[4] = cmax
+    out[5] = gs.shape[0]
+    out[6] = gap_ms
+    out[7] = mkt_max
+    out[8] = vmin if c > 0 else np.nan
+    out[9] = vmax if c > 0 else np.nan
+    out[10] = s / c if c > 0 else np.nan
+    out[11] = near
+    out[12] = f1 + f2 + f3
+    out[13] = shelf_life_used(t_ms, v, int(p[15]), p[16], p[17], p[18])
+
+
+@parallel_kernel
+def evaluate_multi(offsets: IntArray, t_ms: IntArray, v: FloatArray, params: FloatArray) -> FloatArray:
+    """`evaluate_one` over many series in parallel: params (n_series, 19) -> summary (n_series, 14)."""
+    n_series = offsets.shape[0] - 1
+    out = np.full((n_series, 14), np.nan)
+    for s in numba.prange(n_series):
+        a = offsets[s]
+        b = offsets[s + 1]
+        evaluate_one(t_ms[a:b], v[a:b], params[s], out[s])
+    return out

@@ -1,7 +1,7 @@
 """Stage 2 (verdicts): the verdict payload the rules stage writes to verdict_outbox (read by the ledger).
 
-`verdict_outbox.kind` is 'excursion_closed' or 'chain_break'; `verdict_outbox.payload` is a
-`VerdictPayload` as JSON. Downstream stages may decode it with
+`verdict_outbox.kind` is 'excursion_closed' or 'chain_break' (payload: `VerdictPayload` as JSON) or
+'lot_verdict' (payload: `LotVerdictPayload`). Downstream stages may decode it with
 ``msgspec.convert(payload, VerdictPayload)``. `verdict_id` is stable across re-evaluations of the
 same verdict and is emitted once, so it can serve as an idempotency key (e.g. for an EPCIS eventID).
 """
@@ -58,6 +58,23 @@ class VerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
     limit_low_c: float | None  # = limits.low_c, flat like the excursion table's columns
     limit_high_c: float | None  # = limits.high_c
     limits: VerdictLimits
+
+
+class LotVerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """A lot's verdict under its own class, through the assets that carried it (a new version of it)."""
+
+    verdict: Literal["lot_verdict"]
+    verdict_id: str  # "lot_verdict:<lot_id>:v<version>", one per version
+    lot_id: str
+    product_class: str
+    result: Literal["pass", "indeterminate", "excursion", "broken"]
+    reasons: list[str]
+    pack_id: str
+    pack_version: str
+    computed_at: str  # RFC 3339 UTC
+    version: int = 1  # verdict_history version of the lot
+    start: str | None = None  # RFC 3339 UTC: device-time span of the evidence judged (first leg start)
+    end: str | None = None  # ... to the last reading judged
 
 
 def from_epoch_us(t_us: int) -> datetime:

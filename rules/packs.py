@@ -3,8 +3,9 @@
 A pack is data, not code: product classes with their limits, each limit citing its source. A pack
 that does not validate raises `PackError` naming the file and the key path of every error, e.g.
 ``cn_food.toml: classes.chilled.low_c: Input should be a valid number``; the service must not start
-on a bad pack. Later rule kinds (hysteresis, cumulative budgets, MKT, accuracy, shelf life, alarms)
-slot in as further optional tables under a class, each a model here.
+on a bad pack. Optional tables per class: hysteresis, allowances (single event, cumulative over a
+window), the out-of-range recording interval, excursion band, WHO-PQS-style triggers, MKT, door-open
+and power-loss limits, defrost suspension, sensor-fault thresholds, device accuracy and shelf life.
 """
 
 from __future__ import annotations
@@ -41,11 +42,120 @@ class Limit(_Model):
     source: str = Field(min_length=1)
 
 
+class Figure(_Model):
+    """A number (°C or °C-based) with its source."""
+
+    value: float = Field(ge=0)
+    source: str = Field(min_length=1)
+
+
 class RecordingInterval(_Model):
-    """Longest allowed spacing between temperature records, per asset mode."""
+    """Longest allowed spacing between temperature records, per asset mode; tighter while out of range."""
 
     transport: Limit
     storage: Limit
+    out_of_range: Limit | None = None  # applies after an out-of-range reading, whatever the mode
+
+
+class WindowLimit(_Model):
+    """At most `seconds` of something within any sliding window of `window_s` seconds."""
+
+    seconds: int = Field(ge=0)
+    window_s: int = Field(gt=0)
+    source: str = Field(min_length=1)
+
+
+class Allowances(_Model):
+    """Excursion budgets: beyond them an excursion breaks the chain (a `broken` verdict)."""
+
+    single_event: Limit | None = None  # longest single excursion tolerated
+    cumulative: WindowLimit | None = None  # total time out of range within any window
+
+
+class Band(_Model):
+    """Hard limits around the labelled range (e.g. USP CRT excursions 15-30 °C): outside is `broken`."""
+
+    low_c: float | None = None
+    high_c: float | None = None
+    source: str = Field(min_length=1)
+
+
+TriggerKind = Literal["instant", "consecutive", "cumulative"]
+
+
+class Trigger(_Model):
+    """A WHO PQS E006-style alarm trigger; thresholds are inclusive (at the threshold = triggered)."""
+
+    name: str = Field(pattern=_CODE_PATTERN)
+    kind: TriggerKind
+    side: Literal["high", "low"]
+    threshold_c: float
+    seconds: int = Field(default=0, ge=0)  # consecutive: run length; cumulative: total in the window
+    window_s: int | None = Field(default=None, gt=0)  # cumulative only
+    severity: Literal["info", "warning", "critical"] = "warning"
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Trigger:
+        if self.kind == "cumulative" and self.window_s is None:
+            raise ValueError("a cumulative trigger needs window_s")
+        if self.kind != "cumulative" and self.window_s is not None:
+            raise ValueError("window_s applies to cumulative triggers only")
+        if self.kind == "instant" and self.seconds != 0:
+            raise ValueError("an instant trigger takes no seconds")
+        return self
+
+
+class Mkt(_Model):
+    """Mean kinetic temperature limit over a rolling window (ΔH/R in kelvin, 10 000 K by default)."""
+
+    limit_c: float
+    window_s: int = Field(gt=0)
+    delta_h_r_k: float = Field(default=10_000.0, gt=0)
+    source: str = Field(min_length=1)
+
+
+class Defrost(_Model):
+    """Defrost-cycle suspension: high-side excursions no longer than `max_s` and peaking at most
+    `max_rise_c` above the upper limit are suspended (not counted)."""
+
+    max_s: int = Field(gt=0)
+    max_rise_c: float = Field(gt=0)
+    source: str = Field(min_length=1)
+
+
+class Faults(_Model):
+    """Sensor-fault thresholds; a detected fault makes a verdict at best `indeterminate`."""
+
+    flatline_s: int = Field(gt=0)  # identical values for this long
+    spike_c: float = Field(gt=0)  # a reading this far from both neighbours, same direction
+    max_rate_c_per_min: float = Field(gt=0)  # impossible rate of change
+    source: str = Field(min_length=1)
+
+
+class ShelfLife(_Model):
+    """Remaining shelf life: reference life at a reference temperature, additive consumption.
+
+    arrhenius: rate(T) = exp(Ea/R · (1/T_ref − 1/T)); sqrt (Ratkowsky): rate(T) = ((T − T_min) /
+    (T_ref − T_min))², 0 at or below T_min."""
+
+    model: Literal["arrhenius", "sqrt"]
+    ref_c: float
+    ref_life_h: float = Field(gt=0)
+    ea_kj_mol: float | None = Field(default=None, gt=0)
+    t_min_c: float | None = None
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_model(self) -> ShelfLife:
+        if self.model == "arrhenius" and self.ea_kj_mol is None:
+            raise ValueError("the arrhenius model needs ea_kj_mol")
+        if self.model == "sqrt":
+            if self.t_min_c is None:
+                raise ValueError("the sqrt model needs t_min_c")
+            if self.t_min_c >= self.ref_c:
+                raise ValueError("t_min_c must be below ref_c")
+        return self
 
 
 class ClassRules(_Model):
@@ -59,6 +169,17 @@ class ClassRules(_Model):
     source: str = Field(min_length=1)  # source of the temperature range
     min_duration: Limit  # how long out-of-range readings must persist before an excursion counts
     max_interval: RecordingInterval
+    hysteresis: Figure | None = None  # dead band: an excursion ends only this far back inside
+    allowances: Allowances | None = None
+    band: Band | None = None
+    triggers: list[Trigger] = Field(default_factory=list)
+    mkt: Mkt | None = None
+    door_open: Limit | None = None  # longest door-open period
+    power_loss: Limit | None = None  # longest power loss
+    defrost: Defrost | None = None
+    faults: Faults | None = None
+    accuracy: Figure | None = None  # default device accuracy when the device states none
+    shelf_life: ShelfLife | None = None
 
     @model_validator(mode="after")
     def _check_range(self) -> ClassRules:
@@ -69,7 +190,29 @@ class ClassRules(_Model):
                 raise ValueError(f"low_c ({self.low_c}) is above high_c ({self.high_c})")
             if self.low_c == self.high_c and not (self.low_inclusive and self.high_inclusive):
                 raise ValueError("low_c equals high_c, so both bounds must be inclusive")
+        if self.band is not None:
+            if self.band.low_c is not None and (self.low_c is None or self.band.low_c > self.low_c):
+                raise ValueError("band.low_c must lie at or below low_c")
+            if self.band.high_c is not None and (self.high_c is None or self.band.high_c < self.high_c):
+                raise ValueError("band.high_c must lie at or above high_c")
+        hyst = self.hysteresis
+        span = None if self.low_c is None or self.high_c is None else self.high_c - self.low_c
+        if hyst is not None and span is not None and 2 * hyst.value > span:
+            raise ValueError("hysteresis wider than half the range")
+        names = [t.name for t in self.triggers]
+        if len(set(names)) != len(names):
+            raise ValueError("trigger names must be unique within a class")
         return self
+
+    @property
+    def hysteresis_c(self) -> float:
+        return 0.0 if self.hysteresis is None else self.hysteresis.value
+
+    def oor_interval_s(self, mode: Mode) -> int:
+        """The recording interval that applies after an out-of-range reading."""
+        tight = self.max_interval.out_of_range
+        base = self.max_interval_s(mode)
+        return base if tight is None else min(base, tight.seconds)
 
     def max_interval_s(self, mode: Mode) -> int:
         """The longest allowed recording interval for an asset in this mode."""
@@ -80,9 +223,19 @@ class ClassRules(_Model):
     @property
     def lookback_s(self) -> int:
         """Longest rule window of this class: how far before/after a touched window to re-read."""
-        return max(
-            self.min_duration.seconds, self.max_interval.transport.seconds, self.max_interval.storage.seconds
-        )
+        spans = [
+            self.min_duration.seconds,
+            self.max_interval.transport.seconds,
+            self.max_interval.storage.seconds,
+        ]
+        if self.allowances is not None and self.allowances.cumulative is not None:
+            spans.append(self.allowances.cumulative.window_s)
+        spans.extend(t.window_s or t.seconds for t in self.triggers)
+        if self.door_open is not None:
+            spans.append(self.door_open.seconds)
+        if self.power_loss is not None:
+            spans.append(self.power_loss.seconds)
+        return max(spans)
 
 
 class RulePack(_Model):

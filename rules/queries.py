@@ -16,7 +16,7 @@ ON CONFLICT (product_class) DO UPDATE SET
 
 # The gateway->rules outbox: rows other workers hold are skipped, never waited for.
 TAKE_TELEMETRY_BATCHES: Final = """
-SELECT batch_id, series_ids, t_min, t_max
+SELECT batch_id, series_ids, t_min, t_max, created_at
 FROM ingest_batch
 WHERE kind = 'telemetry'
 ORDER BY batch_id
@@ -63,16 +63,19 @@ SELECT min(start_time), max(end_time) FROM (
 ) AS v
 """
 
-# "In range" below mirrors rules.kernels.out_of_range, negated; a NULL limit is no limit.
+# "Clearing" below mirrors rules.kernels.hyst_runs: in range and at least the hysteresis inside the
+# limits (with hyst_c = 0: rules.kernels.out_of_range, negated); a NULL limit is no limit.
 _IN_RANGE: Final = """
   AND value IS NOT NULL AND value <> 'NaN'::float8
   AND (%(low_c)s::float8 IS NULL OR value > %(low_c)s::float8
        OR (%(low_inclusive)s AND value = %(low_c)s::float8))
   AND (%(high_c)s::float8 IS NULL OR value < %(high_c)s::float8
        OR (%(high_inclusive)s AND value = %(high_c)s::float8))
+  AND (%(low_c)s::float8 IS NULL OR value >= %(low_c)s::float8 + %(hyst_c)s::float8)
+  AND (%(high_c)s::float8 IS NULL OR value <= %(high_c)s::float8 - %(hyst_c)s::float8)
 """
 
-# The last in-range reading strictly before t: a run of out-of-range readings cannot cross it.
+# The last clearing reading strictly before t: an excursion run cannot cross it.
 LAST_IN_RANGE_BEFORE: Final = (
     """
 SELECT max(time) FROM reading
@@ -81,7 +84,7 @@ WHERE series_id = %(series_id)s AND time < %(t)s AND time >= %(seg_lo)s
     + _IN_RANGE
 )
 
-# The first in-range reading strictly after t.
+# The first clearing reading strictly after t.
 FIRST_IN_RANGE_AFTER: Final = (
     """
 SELECT min(time) FROM reading
@@ -151,4 +154,192 @@ WITH ob AS (
 INSERT INTO verdict_emitted (kind, series_id, rule_id, start_time, end_time, outbox_id)
 SELECT %(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, outbox_id FROM ob
 RETURNING outbox_id
+"""
+
+
+# -- alarms (rules.alarms) ------------------------------------------------------------------------------
+
+_ALARM_COLUMNS = """
+alarm_id, asset_id, rule_id, kind, severity, state, series_id, product_class, pack_version, reason,
+condition_start, condition_end, peak_c, escalation, escalated_at, opened_at, trigger_committed_at,
+acknowledged_at, acknowledged_by, ack_note, resolved_at, resolved_by, resolve_note, updated_at
+"""
+
+ALARM_LIST: Final = (
+    "SELECT "
+    + _ALARM_COLUMNS
+    + """ FROM alarm
+WHERE (%(state)s::text IS NULL OR state = %(state)s)
+  AND (%(asset_id)s::text IS NULL OR asset_id = %(asset_id)s)
+ORDER BY alarm_id DESC LIMIT %(limit)s"""
+)
+ALARM_GET_FOR_UPDATE: Final = (
+    "SELECT " + _ALARM_COLUMNS + " FROM alarm WHERE alarm_id = %(alarm_id)s FOR UPDATE"
+)
+ALARM_ACK: Final = (
+    """UPDATE alarm SET state = 'acknowledged', acknowledged_at = clock_timestamp(),
+acknowledged_by = %(by)s, ack_note = %(note)s, updated_at = clock_timestamp()
+WHERE alarm_id = %(alarm_id)s RETURNING """
+    + _ALARM_COLUMNS
+)
+ALARM_RESOLVE: Final = (
+    """UPDATE alarm SET state = 'resolved', resolved_at = clock_timestamp(), resolved_by = %(by)s,
+resolve_note = %(note)s, condition_end = COALESCE(%(condition_end)s, condition_end),
+    updated_at = clock_timestamp()
+WHERE alarm_id = %(alarm_id)s RETURNING """
+    + _ALARM_COLUMNS
+)
+ALARM_UNRESOLVED: Final = (
+    "SELECT "
+    + _ALARM_COLUMNS
+    + " FROM alarm WHERE asset_id = %(asset_id)s AND rule_id = %(rule_id)s AND state <> 'resolved' FOR UPDATE"
+)
+ALARM_INSERT: Final = (
+    """INSERT INTO alarm (asset_id, rule_id, kind, severity, state, series_id, product_class, pack_version,
+    reason, condition_start, condition_end, peak_c, trigger_committed_at)
+VALUES (%(asset_id)s, %(rule_id)s, %(kind)s, %(severity)s, 'open', %(series_id)s, %(product_class)s,
+    %(pack_version)s, %(reason)s, %(condition_start)s, %(condition_end)s, %(peak_c)s,
+    %(trigger_committed_at)s)
+RETURNING """
+    + _ALARM_COLUMNS
+)
+ALARM_UPDATE: Final = (
+    """UPDATE alarm SET condition_end = %(condition_end)s, peak_c = %(peak_c)s, reason = %(reason)s,
+    severity = %(severity)s, escalation = escalation + %(escalate)s,
+    escalated_at = CASE WHEN %(escalate)s > 0 THEN clock_timestamp() ELSE escalated_at END,
+    updated_at = clock_timestamp()
+WHERE alarm_id = %(alarm_id)s RETURNING """
+    + _ALARM_COLUMNS
+)
+
+# -- verdict history and lot verdicts ----------------------------------------------------------------------
+
+# The evidence a series verdict rests on: its excursion and chain_break rows on one asset.
+SERIES_EVIDENCE: Final = """
+SELECT 'excursion' AS kind, rule_id, start_time, end_time, open, peak_c
+FROM excursion WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
+UNION ALL
+SELECT kind, rule_id, start_time, end_time, false, NULL::float8
+FROM chain_break WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
+ORDER BY 3, 1, 2
+"""
+
+LAST_HISTORY: Final = """
+SELECT version, verdict, items FROM verdict_history
+WHERE subject_kind = %(subject_kind)s AND subject_id = %(subject_id)s
+ORDER BY version DESC LIMIT 1
+"""
+
+INSERT_HISTORY: Final = """
+INSERT INTO verdict_history (subject_kind, subject_id, version, verdict, product_class, pack_id,
+                             pack_version, items, reasons, arrived, change)
+VALUES (%(subject_kind)s, %(subject_id)s, %(version)s, %(verdict)s, %(product_class)s, %(pack_id)s,
+        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s)
+RETURNING history_id, computed_at
+"""
+
+# Lots held by an asset (through the units in its custody legs, or directly) during [t_lo, t_hi].
+# A leg without an asset counts for the fixed assets at the leg's location (a cold room).
+LOTS_ON_ASSET: Final = """
+WITH legs AS (
+    SELECT cl.epc, cl.t_start, cl.t_end
+    FROM custody_leg cl
+    LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
+    WHERE COALESCE(cl.asset_id, fa.asset_id) = %(asset_id)s
+      AND cl.t_start <= %(t_hi)s AND (cl.t_end IS NULL OR cl.t_end >= %(t_lo)s)
+)
+SELECT DISTINCT l.lot_id, l.product_class
+FROM legs g
+JOIN containment c ON c.parent_id = g.epc
+JOIN lot l ON l.lot_id = c.child_id
+WHERE c.t0 <= COALESCE(g.t_end, 'infinity') AND COALESCE(c.t1, 'infinity') >= g.t_start
+UNION
+SELECT l.lot_id, l.product_class FROM legs g JOIN lot l ON l.lot_id = g.epc
+ORDER BY 1
+"""
+
+# ('9999-01-01' stands for "no end": psycopg cannot return 'infinity' as a datetime.)
+# The intervals during which a lot was held by each asset: custody legs of the lot itself or of a
+# unit containing it, clipped to the containment interval.
+LOT_LEGS: Final = """
+SELECT COALESCE(cl.asset_id, fa.asset_id) AS asset_id, a.mode,
+       GREATEST(cl.t_start, c.t0) AS t_from,
+       LEAST(COALESCE(cl.t_end, '9999-01-01+00'), COALESCE(c.t1, '9999-01-01+00')) AS t_to
+FROM containment c
+JOIN custody_leg cl ON cl.epc = c.parent_id
+LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
+LEFT JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
+WHERE c.child_id = %(lot_id)s
+  AND c.t0 <= COALESCE(cl.t_end, '9999-01-01+00') AND COALESCE(c.t1, '9999-01-01+00') >= cl.t_start
+UNION ALL
+SELECT COALESCE(cl.asset_id, fa.asset_id), a.mode, cl.t_start, COALESCE(cl.t_end, '9999-01-01+00')
+FROM custody_leg cl
+LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
+LEFT JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
+WHERE cl.epc = %(lot_id)s
+ORDER BY 3, 1
+"""
+
+# Temperature series mounted on an asset during [t_from, t_to), with the device's stated accuracy.
+ASSET_TEMP_SERIES: Final = """
+SELECT s.series_id, d.accuracy_c, GREATEST(m.valid_from, %(t_from)s) AS t_from,
+       LEAST(COALESCE(m.valid_to, '9999-01-01+00'), %(t_to)s) AS t_to
+FROM device_mount m
+JOIN device d USING (device_id)
+JOIN series s ON s.device_id = m.device_id AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
+WHERE m.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
+  AND COALESCE(m.valid_to, '9999-01-01+00') > %(t_from)s
+ORDER BY s.series_id
+"""
+
+SERIES_READINGS: Final = """
+SELECT (extract(epoch FROM time) * 1000)::int8 AS t_ms, value
+FROM reading
+WHERE series_id = %(series_id)s AND time >= %(t_from)s AND time < %(t_to)s
+ORDER BY time
+"""
+
+OPEN_EXCURSION_ON_ASSET: Final = """
+SELECT 1 FROM excursion WHERE asset_id = %(asset_id)s AND rule_id = %(rule_id)s AND open LIMIT 1
+"""
+
+LOT_VERDICT_OUTBOX: Final = """
+INSERT INTO verdict_outbox (kind, payload) VALUES ('lot_verdict', %(payload)s) RETURNING outbox_id
+"""
+
+# -- door-open and power-loss channels -----------------------------------------------------------------
+
+STATE_SERIES: Final = """
+SELECT series_id, device_id, channel
+FROM series
+WHERE series_id = ANY(%(series_ids)s) AND channel IN ('door', 'power')
+ORDER BY series_id
+"""
+
+# A state run cannot cross a reading outside the state: the slice reaches out to the nearest ones.
+LAST_OUT_OF_STATE_BEFORE: Final = """
+SELECT max(time) FROM reading
+WHERE series_id = %(series_id)s AND time < %(t)s AND time >= %(seg_lo)s
+  AND value IS NOT NULL AND value <> 'NaN'::float8 AND value <> %(state)s
+"""
+
+FIRST_OUT_OF_STATE_AFTER: Final = """
+SELECT min(time) FROM reading
+WHERE series_id = %(series_id)s AND time > %(t)s AND time < %(seg_hi)s
+  AND value IS NOT NULL AND value <> 'NaN'::float8 AND value <> %(state)s
+"""
+
+DELETE_STATE_BREAKS_IN: Final = """
+DELETE FROM chain_break
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
+"""
+
+UPSERT_STATE_BREAK: Final = """
+INSERT INTO chain_break (kind, series_id, asset_id, rule_id, pack_version, start_time, end_time,
+                         allowed_s, detail)
+VALUES (%(kind)s, %(series_id)s, %(asset_id)s, %(rule_id)s, %(pack_version)s, %(start_time)s,
+        %(end_time)s, %(allowed_s)s, %(detail)s)
+ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
+    asset_id = EXCLUDED.asset_id, pack_version = EXCLUDED.pack_version, end_time = EXCLUDED.end_time,
+    allowed_s = EXCLUDED.allowed_s, detail = EXCLUDED.detail, computed_at = now()
 """

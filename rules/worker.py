@@ -8,18 +8,28 @@ outbox (once each, ever), delete the ingest_batch rows and commit.
 
 The re-evaluated slice of a series, per mount of its device on an asset that has a product class:
 the touched window [t_min, t_max], widened by the class's longest rule window, widened again to cover
-stored verdicts overlapping the touched window, then out to the last in-range reading before it and
-the first in-range reading after it (an excursion cannot cross an in-range reading, and every gap
-next to new data lies inside), clipped to the mount interval. Verdict rows lying wholly inside the
-slice are deleted and recomputed. Evaluation is on device time only.
+stored verdicts overlapping the touched window, then out to the last clearing reading before it and
+the first clearing reading after it (in range by at least the hysteresis: an excursion cannot cross
+one, and every gap next to new data lies inside), clipped to the mount interval. Verdict rows lying
+wholly inside the slice are deleted and recomputed. Evaluation is on device time only.
+
+In the same transaction: the series' verdict (from its excursion and chain-break rows) gets a new
+version in verdict_history when it or its evidence changed, recording the batches that arrived and
+what was added or removed; alarms are opened, escalated (by the condition's device-time duration) and
+auto-resolved (rules.alarms); and every lot held by a touched asset is judged against its own class
+through the assets that carried it, a changed lot verdict going to the ledger as a 'lot_verdict'.
+Alarm events are published (MQTT / webhooks) after commit.
+
+An asset without a configured class is judged against the strictest class among the lots it holds.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +39,10 @@ import psycopg
 import structlog
 from psycopg.types.json import Jsonb
 
-from rules import engine, queries
+from rules import alarms, engine, kernels, queries
+from rules.alarms import AlarmNotifier, Condition, MqttPublisher, Webhook
 from rules.models import (
+    LotVerdictPayload,
     VerdictKind,
     VerdictLimits,
     VerdictPayload,
@@ -68,6 +80,8 @@ class _Segment:
     seg_lo: datetime  # mount valid_from (inclusive)
     seg_hi: datetime  # mount valid_to (exclusive), FAR_FUTURE while still mounted
     mounted_now: bool
+    arrived: dict[str, Any] = field(default_factory=dict)  # batches that triggered this evaluation
+    committed_at: datetime | None = None  # commit time of the earliest of those batches
 
 
 @dataclass(slots=True)
@@ -79,12 +93,28 @@ class RunStats:
     excursions: int = 0
     gaps: int = 0
     emitted: int = 0
+    alarms: int = 0
+    history: int = 0
+    lot_verdicts: int = 0
 
 
 class RulesWorker:
     """Consumes the gateway's telemetry outbox and keeps excursion / chain_break rows current."""
 
-    def __init__(self, conninfo: str, packs_dir: Path | None = None, *, batch_limit: int = 32) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        packs_dir: Path | None = None,
+        *,
+        batch_limit: int = 32,
+        alert_publisher: MqttPublisher | None = None,
+        webhooks: Sequence[Webhook] = (),
+        escalate_after_s: int | None = None,
+    ) -> None:
+        """`alert_publisher`: a connected paho client (owned by the caller) for alarm events;
+        `webhooks`: URLs and HMAC secrets; `escalate_after_s`: condition duration after which an open
+        alarm escalates to critical (default: the class's single-event allowance, else 3 × its
+        minimum duration)."""
         if batch_limit < 1:
             raise ValueError("batch_limit must be >= 1")
         self._conninfo = conninfo
@@ -92,6 +122,9 @@ class RulesWorker:
         self._batch_limit = batch_limit
         self._conn: Conn | None = None
         self._started = False
+        self._escalate_after_s = escalate_after_s
+        self.notifier = AlarmNotifier(alert_publisher, webhooks)
+        self._pending: list[tuple[str, dict[str, Any]]] = []
         self.last_run = RunStats()
 
     @property
@@ -104,10 +137,13 @@ class RulesWorker:
         """Compile the kernels and publish the class limits; run_once/run_forever call it if needed."""
         engine.warm_up()
         self.sync_classes()
+        self.notifier.start()
         self._started = True
 
     def close(self) -> None:
-        """Close the worker's connection (a later run_once opens a new one)."""
+        """Close the worker's connection and drain the alarm notifier (a later run_once reopens)."""
+        self.notifier.stop()
+        self._started = False
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -157,24 +193,58 @@ class RulesWorker:
             self.start()
         stats = RunStats()
         conn = self._connection()
+        self._pending = []
         with conn.transaction():
             rows = conn.execute(queries.TAKE_TELEMETRY_BATCHES, {"limit": self._batch_limit}).fetchall()
             if rows:
                 windows: dict[int, tuple[datetime, datetime]] = {}
-                for _batch_id, series_ids, t_min, t_max in rows:
+                batches: dict[int, list[int]] = {}
+                committed: dict[int, datetime] = {}
+                for batch_id, series_ids, t_min, t_max, created_at in rows:
                     for sid in series_ids:
                         lo, hi = windows.get(sid, (t_min, t_max))
                         windows[sid] = (min(lo, t_min), max(hi, t_max))
+                        batches.setdefault(sid, []).append(batch_id)
+                        committed[sid] = min(committed.get(sid, created_at), created_at)
                 found = conn.execute(queries.TEMPERATURE_SERIES, {"series_ids": sorted(windows)}).fetchall()
+                touched: dict[str, tuple[datetime, datetime]] = {}
                 # Ascending series order for the advisory locks: two workers never deadlock on them.
                 for series_id, device_id, channel in found:
                     conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
                     w_lo, w_hi = windows[series_id]
-                    self._evaluate_series(conn, _Series(series_id, device_id, channel), w_lo, w_hi, stats)
+                    arrived = {
+                        "batch_ids": batches[series_id],
+                        "t_min": iso_utc(w_lo),
+                        "t_max": iso_utc(w_hi),
+                    }
+                    for asset_id in self._evaluate_series(
+                        conn,
+                        _Series(series_id, device_id, channel),
+                        w_lo,
+                        w_hi,
+                        stats,
+                        arrived,
+                        committed[series_id],
+                    ):
+                        lo, hi = touched.get(asset_id, (w_lo, w_hi))
+                        touched[asset_id] = (min(lo, w_lo), max(hi, w_hi))
                     stats.series += 1
+                states = conn.execute(queries.STATE_SERIES, {"series_ids": sorted(windows)}).fetchall()
+                for series_id, device_id, channel in states:
+                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
+                    w_lo, w_hi = windows[series_id]
+                    self._evaluate_state_series(
+                        conn, _Series(series_id, device_id, channel), w_lo, w_hi, committed[series_id], stats
+                    )
+                    stats.series += 1
+                for asset_id, (lo, hi) in sorted(touched.items()):
+                    self._judge_lots(conn, asset_id, lo, hi, stats)
                 conn.execute(queries.DELETE_BATCHES, {"batch_ids": [r[0] for r in rows]})
         stats.batches = len(rows)
         self.last_run = stats
+        for event, alarm in self._pending:  # after commit: subscribers never see a rolled-back alarm
+            self.notifier.publish(event, alarm)
+        self._pending = []
         if rows:
             # Routine evaluations are debug; a run that sent verdicts to the ledger is worth a line.
             (log.info if stats.emitted else log.debug)(
@@ -184,19 +254,35 @@ class RulesWorker:
                 excursions=stats.excursions,
                 gaps=stats.gaps,
                 emitted=stats.emitted,
+                alarms=stats.alarms,
+                history=stats.history,
+                lot_verdicts=stats.lot_verdicts,
             )
         return len(rows)
 
     def _evaluate_series(
-        self, conn: Conn, s: _Series, w_lo: datetime, w_hi: datetime, stats: RunStats
-    ) -> None:
+        self,
+        conn: Conn,
+        s: _Series,
+        w_lo: datetime,
+        w_hi: datetime,
+        stats: RunStats,
+        arrived: dict[str, Any] | None = None,
+        committed_at: datetime | None = None,
+    ) -> list[str]:
+        """Evaluate the series on every asset it was mounted on in the window; return those assets."""
         mounts = conn.execute(
             queries.MOUNTS_OVERLAPPING, {"device_id": s.device_id, "t_lo": w_lo, "t_hi": w_hi}
         ).fetchall()
         if not mounts:
             log.warning("rules.series_unmounted", series_id=s.series_id, device_id=s.device_id)
+        assets: list[str] = []
         for asset_id, valid_from, valid_to, product_class, mode in mounts:
-            ref = self._packs.lookup(product_class) if product_class is not None else None
+            assets.append(asset_id)
+            if product_class is not None:
+                ref = self._packs.lookup(product_class)
+            else:
+                ref = self._strictest_held(conn, asset_id, w_lo, w_hi)
             if ref is None:
                 log.warning(
                     "rules.no_class",
@@ -213,8 +299,138 @@ class RulesWorker:
                 seg_lo=valid_from,
                 seg_hi=valid_to if valid_to is not None else FAR_FUTURE,
                 mounted_now=valid_to is None,
+                arrived=arrived or {},
+                committed_at=committed_at,
             )
             self._evaluate_segment(conn, seg, max(w_lo, seg.seg_lo), min(w_hi, seg.seg_hi - ONE_US), stats)
+        return assets
+
+    def _evaluate_state_series(
+        self, conn: Conn, s: _Series, w_lo: datetime, w_hi: datetime, committed_at: datetime, stats: RunStats
+    ) -> None:
+        """Door-open (door = 1) and power-loss (power = 0) runs beyond the class limit: chain breaks
+        of kind 'door' / 'power', with an alarm while the run is still going on."""
+        kind = "door" if s.channel == "door" else "power"
+        state = 1.0 if kind == "door" else 0.0
+        mounts = conn.execute(
+            queries.MOUNTS_OVERLAPPING, {"device_id": s.device_id, "t_lo": w_lo, "t_hi": w_hi}
+        ).fetchall()
+        for asset_id, valid_from, valid_to, product_class, mode in mounts:
+            if product_class is not None:
+                ref = self._packs.lookup(product_class)
+            else:
+                ref = self._strictest_held(conn, asset_id, w_lo, w_hi)
+            limit = None if ref is None else (ref.rules.door_open if kind == "door" else ref.rules.power_loss)
+            if ref is None or limit is None:
+                continue
+            seg_lo = valid_from
+            seg_hi = valid_to if valid_to is not None else FAR_FUTURE
+            bound = {"series_id": s.series_id, "state": state, "seg_lo": seg_lo, "seg_hi": seg_hi}
+            before = _scalar(conn.execute(queries.LAST_OUT_OF_STATE_BEFORE, {**bound, "t": w_lo}).fetchone())
+            after = _scalar(conn.execute(queries.FIRST_OUT_OF_STATE_AFTER, {**bound, "t": w_hi}).fetchone())
+            t_lo = seg_lo if before is None else before
+            t_hi = seg_hi - ONE_US if after is None else after
+            rows = conn.execute(
+                queries.READINGS, {"series_id": s.series_id, "t_lo": t_lo, "t_hi": t_hi, "seg_hi": seg_hi}
+            ).fetchall()
+            n = len(rows)
+            t_us = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
+            v = np.fromiter((math.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=n)
+            t_ms, x = engine.check_series(t_us // 1000, v)
+            starts, ends = kernels.state_runs(t_ms, x, state, limit.seconds * 1000 + 1)
+            conn.execute(
+                queries.DELETE_STATE_BREAKS_IN,
+                {"kind": kind, "series_id": s.series_id, "t_lo": t_lo, "t_hi": t_hi},
+            )
+            rule_id = ref.rule_id("door_open" if kind == "door" else "power_loss")
+            seg = _Segment(
+                series=s,
+                asset_id=asset_id,
+                mode=mode,
+                ref=ref,
+                seg_lo=seg_lo,
+                seg_hi=seg_hi,
+                mounted_now=valid_to is None,
+                committed_at=committed_at,
+            )
+            open_run = False
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                start, end = from_epoch_us(int(t_us[a])), from_epoch_us(int(t_us[b]))
+                dur = (end - start).total_seconds()
+                still = bool(x[b] == state) and after is None and seg.mounted_now
+                what = "door open" if kind == "door" else "power lost"
+                reason = f"{what} for {dur:.0f} s (allowed {limit.seconds} s)"
+                conn.execute(
+                    queries.UPSERT_STATE_BREAK,
+                    {
+                        "kind": kind,
+                        "series_id": s.series_id,
+                        "asset_id": asset_id,
+                        "rule_id": rule_id,
+                        "pack_version": ref.pack_version,
+                        "start_time": start,
+                        "end_time": end,
+                        "allowed_s": float(limit.seconds),
+                        "detail": Jsonb({"open": still, "source": limit.source, "device_id": s.device_id}),
+                    },
+                )
+                if still:
+                    open_run = True
+                    self._alarm(conn, seg, kind, rule_id, start, end, None, reason, stats)
+                    continue
+                nan = math.nan
+                run = engine.Gap(
+                    start_idx=a,
+                    end_idx=b,
+                    t_start_ms=0,
+                    t_end_ms=0,
+                    min_c=nan,
+                    max_c=nan,
+                    mean_c=nan,
+                    readings=0,
+                )
+                payload = _PayloadBase(seg, ref.rules.max_interval_s(mode)).payload(
+                    "chain_break", kind, rule_id, start, end, reason, None, run, float(limit.seconds)
+                )
+                if _emit(conn, payload, s.series_id, rule_id, start, end):
+                    stats.emitted += 1
+                    self._alarm(conn, seg, kind, rule_id, start, end, None, reason, stats)
+                    cleared = alarms.auto_resolve(
+                        conn,
+                        asset_id=asset_id,
+                        rule_id=rule_id,
+                        condition_end=end,
+                        note=f"{kind} back to normal",
+                    )
+                    if cleared is not None:
+                        self._pending.append(("resolved", cleared))
+            if not open_run and after is None and seg.mounted_now and n and bool(x[-1] != state):
+                cleared = alarms.auto_resolve(
+                    conn,
+                    asset_id=asset_id,
+                    rule_id=rule_id,
+                    condition_end=from_epoch_us(int(t_us[-1])),
+                    note=f"{kind} back to normal",
+                )
+                if cleared is not None:
+                    self._pending.append(("resolved", cleared))
+                    stats.alarms += 1
+
+    def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:
+        """The strictest class among the lots an asset holds: the narrowest range, then the lowest top."""
+        held = conn.execute(
+            queries.LOTS_ON_ASSET, {"asset_id": asset_id, "t_lo": t_lo, "t_hi": t_hi}
+        ).fetchall()
+        refs = [r for r in (self._packs.lookup(pc) for _lot, pc in held) if r is not None]
+        if not refs:
+            return None
+
+        def key(ref: ClassRef) -> tuple[float, float, str]:
+            lo = -math.inf if ref.rules.low_c is None else ref.rules.low_c
+            hi = math.inf if ref.rules.high_c is None else ref.rules.high_c
+            return (hi - lo, hi, ref.code)
+
+        return min(refs, key=key)
 
     def _evaluate_segment(
         self, conn: Conn, seg: _Segment, lo: datetime, hi: datetime, stats: RunStats
@@ -234,6 +450,7 @@ class RulesWorker:
             "high_c": rules.high_c,
             "low_inclusive": rules.low_inclusive,
             "high_inclusive": rules.high_inclusive,
+            "hyst_c": rules.hysteresis_c,
             "seg_lo": seg.seg_lo,
             "seg_hi": seg.seg_hi,
         }
@@ -261,15 +478,28 @@ class RulesWorker:
             low_inclusive=rules.low_inclusive,
             high_inclusive=rules.high_inclusive,
             min_duration_ms=rules.min_duration.seconds * 1000,
+            hysteresis_c=rules.hysteresis_c,
         )
         allowed_s = rules.max_interval_s(seg.mode)
-        gaps = engine.find_gaps(t_ms, v, max_gap_ms=allowed_s * 1000)
+        gaps = engine.find_gaps_tight(
+            t_ms,
+            v,
+            max_gap_ms=allowed_s * 1000,
+            oor_gap_ms=rules.oor_interval_s(seg.mode) * 1000,
+            low_c=rules.low_c,
+            high_c=rules.high_c,
+            low_inclusive=rules.low_inclusive,
+            high_inclusive=rules.high_inclusive,
+        )
 
         owned = {"series_id": s.series_id, "t_lo": t_lo, "t_hi": t_hi}
         conn.execute(queries.DELETE_EXCURSIONS_IN, owned)
         conn.execute(queries.DELETE_GAPS_IN, owned)
 
         base = _PayloadBase(seg, allowed_s)
+        range_id = seg.ref.rule_id("range")
+        open_now: tuple[datetime, datetime, float] | None = None
+        closed_new = False
         for exc in excursions:
             start, end = from_epoch_us(int(t_us[exc.start_idx])), from_epoch_us(int(t_us[exc.end_idx]))
             is_open = exc.reaches_end and right_unbounded and seg.mounted_now
@@ -302,7 +532,13 @@ class RulesWorker:
                 payload = base.payload(
                     "excursion_closed", "excursion", rule_id, start, end, reason, exc.peak_c, exc, None
                 )
-                stats.emitted += _emit(conn, payload, s.series_id, rule_id, start, end)
+                new = _emit(conn, payload, s.series_id, rule_id, start, end)
+                stats.emitted += new
+                if new:  # an excursion that closed before any alarm saw it open still raises one
+                    self._alarm(conn, seg, "excursion", range_id, start, end, exc.peak_c, reason, stats)
+                    closed_new = True
+            else:
+                open_now = (start, end, exc.peak_c)
 
         for gap in gaps:
             start, end = from_epoch_us(int(t_us[gap.start_idx])), from_epoch_us(int(t_us[gap.end_idx]))
@@ -332,11 +568,258 @@ class RulesWorker:
                 },
             )
             stats.gaps += 1
-            reason = f"no temperature record for {gap_s:.0f} s (allowed {allowed_s} s in {seg.mode})"
+            gap_allowed_s = gap.allowed_ms / 1000
+            reason = f"no temperature record for {gap_s:.0f} s (allowed {gap_allowed_s:.0f} s in {seg.mode})"
             payload = base.payload(
-                "chain_break", "gap", rule_id, start, end, reason, None, gap, float(allowed_s)
+                "chain_break", "gap", rule_id, start, end, reason, None, gap, gap_allowed_s
             )
-            stats.emitted += _emit(conn, payload, s.series_id, rule_id, start, end)
+            new = _emit(conn, payload, s.series_id, rule_id, start, end)
+            stats.emitted += new
+            if new:
+                self._alarm(conn, seg, "gap", rule_id, start, end, None, reason, stats)
+
+        live = right_unbounded and seg.mounted_now  # the slice reaches the latest reading
+        if live and open_now is not None:
+            o_start, o_end, o_peak = open_now
+            reason = (
+                f"temperature out of range since {iso_utc(o_start)} "
+                f"({(o_end - o_start).total_seconds():.0f} s, peak {o_peak} °C)"
+            )
+            self._alarm(conn, seg, "excursion", range_id, o_start, o_end, o_peak, reason, stats)
+        elif (live or closed_new) and (
+            conn.execute(
+                queries.OPEN_EXCURSION_ON_ASSET, {"asset_id": seg.asset_id, "rule_id": range_id}
+            ).fetchone()
+            is None
+        ):
+            cleared = alarms.auto_resolve(
+                conn,
+                asset_id=seg.asset_id,
+                rule_id=range_id,
+                condition_end=from_epoch_us(int(t_us[-1])) if n else hi,
+                note=f"back in range past the {rules.hysteresis_c} °C hysteresis",
+            )
+            if cleared is not None:
+                self._pending.append(("resolved", cleared))
+                stats.alarms += 1
+        self._record_series_verdict(conn, seg, stats)
+
+    def _alarm(
+        self,
+        conn: Conn,
+        seg: _Segment,
+        kind: str,
+        rule_id: str,
+        start: datetime,
+        end: datetime,
+        peak_c: float | None,
+        reason: str,
+        stats: RunStats,
+    ) -> None:
+        """Open or update the asset's alarm for this rule; escalate by the condition's duration."""
+        rules = seg.ref.rules
+        if kind == "gap":
+            severity = "warning"
+        elif kind in ("door", "power"):
+            severity = "critical"
+        else:
+            after = self._escalate_after_s
+            if after is None:
+                single = rules.allowances.single_event if rules.allowances else None
+                after = single.seconds if single is not None else 3 * rules.min_duration.seconds
+            severity = "critical" if (end - start).total_seconds() >= after else "warning"
+        change = alarms.raise_or_update(
+            conn,
+            Condition(
+                asset_id=seg.asset_id,
+                rule_id=rule_id,
+                kind=kind,
+                severity=severity,
+                series_id=seg.series.series_id,
+                product_class=seg.ref.code,
+                pack_version=seg.ref.pack_version,
+                reason=reason,
+                condition_start=start,
+                condition_end=end,
+                peak_c=peak_c,
+                trigger_committed_at=seg.committed_at,
+            ),
+        )
+        if change is not None:
+            self._pending.append(change)
+            stats.alarms += 1
+
+    def _record_series_verdict(self, conn: Conn, seg: _Segment, stats: RunStats) -> None:
+        """A new verdict_history version for the series on this asset when its verdict or evidence changed."""
+        rules = seg.ref.rules
+        rows = conn.execute(
+            queries.SERIES_EVIDENCE, {"series_id": seg.series.series_id, "asset_id": seg.asset_id}
+        ).fetchall()
+        items = [
+            {"kind": k, "rule_id": r, "start": iso_utc(a), "end": iso_utc(b), "open": bool(o)}
+            for k, r, a, b, o, _peak in rows
+        ]
+        single = rules.allowances.single_event if rules.allowances else None
+        reasons: list[str] = []
+        verdict: engine.Verdict = "pass"
+        for k, r, a, b, o, peak in rows:
+            dur = (b - a).total_seconds()
+            if k != "excursion":
+                verdict = engine.worst(verdict, "broken")
+                reasons.append(f"{k} {iso_utc(a)}..{iso_utc(b)} ({dur:.0f} s, {r})")
+            elif single is not None and dur > single.seconds:
+                verdict = engine.worst(verdict, "broken")
+                reasons.append(
+                    f"excursion {iso_utc(a)} of {dur:.0f} s beyond the {single.seconds} s allowance"
+                )
+            else:
+                verdict = engine.worst(verdict, "excursion")
+                reasons.append(f"excursion {iso_utc(a)} ({dur:.0f} s, peak {peak} °C{', open' if o else ''})")
+        subject = f"{seg.series.series_id}@{seg.asset_id}"
+        if _record_history(conn, "series", subject, verdict, seg.ref, items, reasons, seg.arrived)[0]:
+            stats.history += 1
+
+    def _judge_lots(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime, stats: RunStats) -> None:
+        """Re-judge every lot the asset held in [t_lo, t_hi] against the lot's own class."""
+        held = conn.execute(
+            queries.LOTS_ON_ASSET, {"asset_id": asset_id, "t_lo": t_lo, "t_hi": t_hi}
+        ).fetchall()
+        for lot_id, product_class in held:
+            ref = self._packs.lookup(product_class)
+            if ref is None:
+                log.warning("rules.lot_no_class", lot_id=lot_id, product_class=product_class)
+                continue
+            verdict, reasons, items, span = judge_lot(conn, lot_id, ref)
+            arrived = {"asset_id": asset_id, "t_min": iso_utc(t_lo), "t_max": iso_utc(t_hi)}
+            version, before = _record_history(conn, "lot", lot_id, verdict, ref, items, reasons, arrived)
+            if version:
+                stats.history += 1
+            # The ledger hears of a lot verdict when its result changes (the history keeps every
+            # change of evidence too).
+            if version and before != verdict:
+                payload = LotVerdictPayload(
+                    verdict="lot_verdict",
+                    verdict_id=f"lot_verdict:{lot_id}:v{version}",
+                    lot_id=lot_id,
+                    product_class=ref.code,
+                    result=verdict,
+                    reasons=reasons,
+                    pack_id=ref.pack_id,
+                    pack_version=ref.pack_version,
+                    computed_at=iso_utc(datetime.now(UTC)),
+                    version=version,
+                    start=None if span is None else iso_utc(span[0]),
+                    end=None if span is None else iso_utc(span[1]),
+                )
+                conn.execute(queries.LOT_VERDICT_OUTBOX, {"payload": Jsonb(msgspec.to_builtins(payload))})
+                stats.lot_verdicts += 1
+
+
+def judge_lot(
+    conn: Conn, lot_id: str, ref: ClassRef
+) -> tuple[engine.Verdict, list[str], list[dict[str, Any]], tuple[datetime, datetime] | None]:
+    """A lot's verdict under its own class, through every asset that held it (custody legs).
+
+    Each leg is evaluated with the full rule set on the temperature series of the devices mounted on
+    its asset during the leg; a leg with no asset or no temperature reading is missing evidence
+    (broken). The lot's verdict is the worst of its legs'. Also returns the device-time span of the
+    evidence judged (first leg start .. last reading), None without any."""
+    legs = conn.execute(queries.LOT_LEGS, {"lot_id": lot_id}).fetchall()
+    verdict: engine.Verdict = "pass"
+    reasons: list[str] = []
+    items: list[dict[str, Any]] = []
+    if not legs:
+        return "indeterminate", ["no custody leg recorded for the lot yet"], [], None
+    first: datetime | None = None
+    last_t: datetime | None = None
+    for asset_id, mode, t_from, t_to in legs:
+        leg = f"{asset_id or 'unknown asset'} from {iso_utc(t_from)}"
+        if asset_id is None:
+            verdict = engine.worst(verdict, "broken")
+            reasons.append(f"custody leg {leg}: no asset, so no temperature evidence")
+            continue
+        series = conn.execute(
+            queries.ASSET_TEMP_SERIES, {"asset_id": asset_id, "t_from": t_from, "t_to": t_to}
+        ).fetchall()
+        covered = False
+        for series_id, accuracy_c, s_from, s_to in series:
+            rows = conn.execute(
+                queries.SERIES_READINGS, {"series_id": series_id, "t_from": s_from, "t_to": s_to}
+            ).fetchall()
+            if not rows:
+                continue
+            covered = True
+            first = s_from if first is None else min(first, s_from)
+            t_end = from_epoch_us(int(rows[-1][0]) * 1000)
+            last_t = t_end if last_t is None else max(last_t, t_end)
+            t_ms = np.array([r[0] for r in rows], dtype=np.int64)
+            v = np.array([math.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
+            ev = engine.evaluate_series(
+                t_ms, v, ref, "storage" if mode == "storage" else "transport", accuracy_c=accuracy_c
+            )
+            verdict = engine.worst(verdict, ev.verdict)
+            reasons.extend(f"{asset_id} series {series_id}: {why}" for why in ev.reasons)
+            items.append(
+                {
+                    "asset_id": asset_id,
+                    "series_id": series_id,
+                    "verdict": ev.verdict,
+                    "excursions": len(ev.excursions),
+                    "gaps": len(ev.gaps),
+                    "from": iso_utc(s_from),
+                }
+            )
+        if not covered:
+            verdict = engine.worst(verdict, "broken")
+            reasons.append(f"custody leg {leg}: no temperature reading (handoff not covered)")
+    span = None if first is None or last_t is None else (first, max(first, last_t))
+    return verdict, reasons, items, span
+
+
+def _record_history(
+    conn: Conn,
+    subject_kind: str,
+    subject_id: str,
+    verdict: str,
+    ref: ClassRef,
+    items: list[dict[str, Any]],
+    reasons: list[str],
+    arrived: dict[str, Any],
+) -> tuple[int, str | None]:
+    """Insert the next version if the verdict or its items changed; return (the version or 0 when
+    unchanged, the previous verdict or None)."""
+    last = conn.execute(
+        queries.LAST_HISTORY, {"subject_kind": subject_kind, "subject_id": subject_id}
+    ).fetchone()
+    if last is not None and last[1] == verdict and last[2] == items:
+        return 0, str(last[1])
+    before = [] if last is None else list(last[2])
+    key = [msgspec.json.encode(i) for i in items]
+    old = [msgspec.json.encode(i) for i in before]
+    change = {
+        "from": None if last is None else last[1],
+        "to": verdict,
+        "added": [i for i, k in zip(items, key, strict=True) if k not in old],
+        "removed": [i for i, k in zip(before, old, strict=True) if k not in key],
+    }
+    version = 1 if last is None else int(last[0]) + 1
+    conn.execute(
+        queries.INSERT_HISTORY,
+        {
+            "subject_kind": subject_kind,
+            "subject_id": subject_id,
+            "version": version,
+            "verdict": verdict,
+            "product_class": ref.code,
+            "pack_id": ref.pack_id,
+            "pack_version": ref.pack_version,
+            "items": Jsonb(items),
+            "reasons": Jsonb(reasons),
+            "arrived": Jsonb(arrived),
+            "change": Jsonb(change),
+        },
+    )
+    return version, None if last is None else str(last[1])
 
 
 def _scalar(row: tuple[Any, ...] | None) -> Any:

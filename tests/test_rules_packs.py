@@ -84,3 +84,79 @@ def test_duplicate_class_across_packs_and_empty_dir(tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(PackError, match="no rule packs"):
         load_packs(empty)
+
+
+# -- the full set of packs and the extended class schema -----------------------------------------------
+
+
+def _all_sources(obj: object, path: str = "") -> list[tuple[str, str]]:
+    """Every `source` string in a class, with its key path."""
+    out: list[tuple[str, str]] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == "source":
+                out.append((path, v))
+            else:
+                out.extend(_all_sources(v, f"{path}.{k}"))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.extend(_all_sources(v, f"{path}[{i}]"))
+    return out
+
+
+def test_default_packs_and_required_classes() -> None:
+    packs = load_packs()
+    assert set(packs.packs) >= {"cn_food", "cn_drug_gsp", "vaccines", "usp", "who_pqs"}
+    for code in ("frozen", "chilled", "pharma_2_8", "usp_crt"):
+        assert code in packs
+    gsp = packs["pharma_2_8"].rules
+    assert (gsp.low_c, gsp.high_c) == (2.0, 8.0)
+    assert (gsp.max_interval_s("storage"), gsp.max_interval_s("transport")) == (1800, 300)
+    assert (gsp.oor_interval_s("storage"), gsp.oor_interval_s("transport")) == (120, 120)
+    crt = packs["usp_crt"].rules
+    assert (crt.low_c, crt.high_c) == (20.0, 25.0)
+    assert crt.band is not None
+    assert (crt.band.low_c, crt.band.high_c) == (15.0, 30.0)
+    assert crt.mkt is not None
+    assert (crt.mkt.limit_c, crt.mkt.window_s, crt.mkt.delta_h_r_k) == (25.0, 30 * 86400, 10_000.0)
+    chilled = packs["chilled"].rules
+    assert chilled.hysteresis_c == 0.5
+    assert chilled.shelf_life is not None
+    assert chilled.shelf_life.model == "sqrt"
+    assert [t.kind for t in packs["pqs_2_8"].rules.triggers] == [
+        "consecutive",
+        "consecutive",
+        "cumulative",
+        "instant",
+    ]
+    # Every limit cites its standard and clause (or says "project default").
+    for ref in packs.classes():
+        sources = _all_sources(ref.rules.model_dump())
+        assert len(sources) >= 3, ref.code
+        for path, text in sources:
+            assert text.strip(), f"{ref.code}{path}"
+
+
+def test_extended_tables_fail_with_key_path(tmp_path: Path) -> None:
+    who = (DEFAULT_PACKS_DIR / "who_pqs.toml").read_text(encoding="utf-8")
+    bad = who.replace('kind = "cumulative"', 'kind = "rolling"', 1)
+    with pytest.raises(
+        PackError, match=r"who_pqs\.toml: classes\.pqs_2_8\.triggers\.2\.kind: Input should be"
+    ):
+        load_packs(_write(tmp_path, bad, "who_pqs.toml"))
+    bad2 = who.replace("window_s = 2592000\n", "", 1)
+    with pytest.raises(
+        PackError, match=r"classes\.pqs_2_8\.triggers\.2: .*cumulative trigger needs window_s"
+    ):
+        load_packs(_write(tmp_path, bad2, "who_pqs.toml"))
+    bad3 = SHIPPED.replace('model = "sqrt"', 'model = "arrhenius"', 1)
+    with pytest.raises(PackError, match=r"classes\.chilled\.shelf_life: .*arrhenius model needs ea_kj_mol"):
+        load_packs(_write(tmp_path, bad3, "cn_food.toml"))
+    (tmp_path / "cn_food.toml").unlink()
+    (tmp_path / "who_pqs.toml").unlink()
+    usp = (DEFAULT_PACKS_DIR / "usp.toml").read_text(encoding="utf-8")
+    bad4 = usp.replace("limit_c = 25.0", 'limit_c = "hot"', 1)
+    with pytest.raises(
+        PackError, match=r"usp\.toml: classes\.usp_crt\.mkt\.limit_c: Input should be a valid number"
+    ):
+        load_packs(_write(tmp_path, bad4, "usp.toml"))

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+import structlog
 
 from rules.models import VerdictPayload
 from rules.worker import RulesWorker
@@ -22,6 +23,13 @@ def at(minute: float) -> datetime:
 
 
 Conn = psycopg.Connection[tuple[Any, ...]]
+
+
+@pytest.fixture(autouse=True)
+def logs_to_live_streams() -> None:
+    """Undo a structlog setup bound to a stream another test closed (a CliRunner's captured stderr):
+    the default factory resolves sys.stdout when each log line is written."""
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -136,7 +144,7 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
             9.0,
             14,
             "cn_food/chilled/range",
-            "2026.1",
+            "2026.2",
             "TRUCK-1",
             "chilled",
             0.0,
@@ -163,7 +171,7 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
             "chilled",
             "cn_food/chilled/range",
             "cn_food",
-            "2026.1",
+            "2026.2",
         )
         assert (e["start"], e["end"]) == ("2026-01-01T00:30:00.000Z", "2026-01-01T00:44:00.000Z")
         assert (e["peak_c"], e["min_c"], e["max_c"], e["readings"], e["duration_s"]) == (
@@ -197,9 +205,10 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
 
         # The class limits were published.
         rows = conn.execute(
-            "SELECT product_class, low_c, high_c, pack_version FROM rule_class ORDER BY 1"
+            "SELECT product_class, low_c, high_c, pack_version FROM rule_class"
+            " WHERE pack_id = 'cn_food' ORDER BY 1"
         ).fetchall()
-        assert rows == [("chilled", 0.0, 4.0, "2026.1"), ("frozen", None, -18.0, "2026.1")]
+        assert rows == [("chilled", 0.0, 4.0, "2026.2"), ("frozen", None, -18.0, "2026.2")]
 
         # Nothing queued: nothing done. A redelivered batch re-evaluates to the same verdicts, no new outbox.
         assert worker.run_once() == 0

@@ -1,0 +1,289 @@
+"""Stage 2 (verdicts): the alarm lifecycle (open → acknowledged → resolved) and its publication.
+
+One unresolved alarm per asset and rule (a partial unique index enforces it). The rules worker opens
+and updates alarms as conditions appear, escalates them by the condition's duration and resolves them
+automatically when the condition clears past the hysteresis; operators acknowledge and resolve them
+through `acknowledge` / `resolve` (the API serves these). Every change the worker makes is handed to an
+`AlarmNotifier` after commit: MQTT `cc/v1/alerts/{severity}/{asset}` (QoS 1) and webhooks (POST,
+JSON body, ``X-Coldchain-Signature: sha256=<hex HMAC-SHA256 of the body>``, retried with backoff).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+
+from rules import queries
+from rules.models import iso_utc
+
+log = structlog.get_logger("rules.alarms")
+
+Conn = psycopg.Connection[Any]
+
+SEVERITIES = ("info", "warning", "critical")
+SIGNATURE_HEADER = "X-Coldchain-Signature"
+TOPIC_PREFIX = "cc/v1/alerts"
+
+
+class AlarmStateError(ValueError):
+    """The alarm cannot make this transition (e.g. acknowledging a resolved alarm)."""
+
+
+def _json(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (iso_utc(v) if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def list_alarms(
+    conn: Conn, *, state: str | None = None, asset_id: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Alarms, newest first, optionally of one state and/or asset, as JSON-ready dicts."""
+    if state is not None and state not in ("open", "acknowledged", "resolved"):
+        raise ValueError(f"unknown alarm state {state!r}")
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            queries.ALARM_LIST, {"state": state, "asset_id": asset_id, "limit": int(limit)}
+        ).fetchall()
+    return [_json(r) for r in rows]
+
+
+def acknowledge(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, Any] | None:
+    """Acknowledge an open alarm (None = no such alarm; AlarmStateError if already resolved).
+
+    Acknowledging an acknowledged alarm records the newer acknowledgement."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(queries.ALARM_GET_FOR_UPDATE, {"alarm_id": alarm_id}).fetchone()
+        if row is None:
+            return None
+        if row["state"] == "resolved":
+            raise AlarmStateError(f"alarm {alarm_id} is already resolved")
+        updated = cur.execute(queries.ALARM_ACK, {"alarm_id": alarm_id, "by": by, "note": note}).fetchone()
+    return None if updated is None else _json(updated)
+
+
+def resolve(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, Any] | None:
+    """Resolve an alarm by an operator (None = no such alarm; AlarmStateError if already resolved)."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(queries.ALARM_GET_FOR_UPDATE, {"alarm_id": alarm_id}).fetchone()
+        if row is None:
+            return None
+        if row["state"] == "resolved":
+            raise AlarmStateError(f"alarm {alarm_id} is already resolved")
+        updated = cur.execute(
+            queries.ALARM_RESOLVE, {"alarm_id": alarm_id, "by": by, "note": note, "condition_end": None}
+        ).fetchone()
+    return None if updated is None else _json(updated)
+
+
+# -- the worker's side ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A condition the worker sees on an asset under one rule."""
+
+    asset_id: str
+    rule_id: str
+    kind: str
+    severity: str
+    series_id: int | None
+    product_class: str
+    pack_version: str
+    reason: str
+    condition_start: datetime
+    condition_end: datetime
+    peak_c: float | None
+    trigger_committed_at: datetime | None
+
+
+def raise_or_update(conn: Conn, c: Condition) -> tuple[str, dict[str, Any]] | None:
+    """Open an alarm for the condition, or update the unresolved one of its asset and rule.
+
+    Returns (event, alarm) for the notifier: event 'opened' or 'escalated'; None when nothing
+    worth publishing changed. Must run inside the caller's transaction."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(queries.ALARM_UNRESOLVED, {"asset_id": c.asset_id, "rule_id": c.rule_id}).fetchone()
+        if row is None:
+            new = cur.execute(
+                queries.ALARM_INSERT,
+                {
+                    "asset_id": c.asset_id,
+                    "rule_id": c.rule_id,
+                    "kind": c.kind,
+                    "severity": c.severity,
+                    "series_id": c.series_id,
+                    "product_class": c.product_class,
+                    "pack_version": c.pack_version,
+                    "reason": c.reason,
+                    "condition_start": c.condition_start,
+                    "condition_end": c.condition_end,
+                    "peak_c": c.peak_c,
+                    "trigger_committed_at": c.trigger_committed_at,
+                },
+            ).fetchone()
+            assert new is not None
+            return "opened", _json(new)
+        escalate = SEVERITIES.index(c.severity) > SEVERITIES.index(row["severity"])
+        peak = row["peak_c"]
+        if c.peak_c is not None and (peak is None or abs(c.peak_c) > abs(peak)):
+            peak = c.peak_c
+        upd = cur.execute(
+            queries.ALARM_UPDATE,
+            {
+                "alarm_id": row["alarm_id"],
+                "condition_end": max(c.condition_end, row["condition_end"] or c.condition_end),
+                "peak_c": peak,
+                "reason": c.reason,
+                "severity": c.severity if escalate else row["severity"],
+                "escalate": 1 if escalate else 0,
+            },
+        ).fetchone()
+        assert upd is not None
+        return ("escalated", _json(upd)) if escalate else None
+
+
+def auto_resolve(
+    conn: Conn, *, asset_id: str, rule_id: str, condition_end: datetime, note: str
+) -> dict[str, Any] | None:
+    """Resolve the unresolved alarm of this asset and rule as cleared ('auto'); None if there is none."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(queries.ALARM_UNRESOLVED, {"asset_id": asset_id, "rule_id": rule_id}).fetchone()
+        if row is None:
+            return None
+        upd = cur.execute(
+            queries.ALARM_RESOLVE,
+            {"alarm_id": row["alarm_id"], "by": "auto", "note": note, "condition_end": condition_end},
+        ).fetchone()
+    return None if upd is None else _json(upd)
+
+
+# -- publication --------------------------------------------------------------------------------------------
+
+
+class MqttPublisher(Protocol):
+    """What the notifier needs of a paho-mqtt client (connected and looping, owned by the caller)."""
+
+    def publish(self, topic: str, payload: bytes, qos: int = ..., retain: bool = ...) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    secret: bytes
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The signature header value: ``sha256=<hex HMAC-SHA256(secret, body)>``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def alert_topic(severity: str, asset_id: str) -> str:
+    return f"{TOPIC_PREFIX}/{severity}/{asset_id}"
+
+
+class AlarmNotifier:
+    """Publishes alarm events after commit, on a thread of its own (MQTT QoS 1, then webhooks)."""
+
+    def __init__(
+        self,
+        mqtt: MqttPublisher | None = None,
+        webhooks: Sequence[Webhook] = (),
+        *,
+        retries: int = 3,
+        backoff_s: float = 0.2,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._mqtt = mqtt
+        self._webhooks = tuple(webhooks)
+        self._retries = retries
+        self._backoff_s = backoff_s
+        self._timeout_s = timeout_s
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.delivered = 0
+        self.failed = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self._mqtt is not None or bool(self._webhooks)
+
+    def start(self) -> None:
+        if self._thread is None and self.enabled:
+            self._thread = threading.Thread(target=self._run, name="alarm-notifier", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def publish(self, event: str, alarm: dict[str, Any]) -> None:
+        """Queue one alarm event (call after the transaction that made it committed)."""
+        if self.enabled:
+            self.start()
+            self._queue.put({"event": event, "alarm": alarm})
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self._timeout_s) as http:
+            while True:
+                item = self._queue.get()
+                try:
+                    if item is None:
+                        return
+                    self._deliver(http, item)
+                finally:
+                    self._queue.task_done()
+
+    def _deliver(self, http: httpx.Client, item: dict[str, Any]) -> None:
+        alarm = item["alarm"]
+        body = json.dumps(item, sort_keys=True, ensure_ascii=False).encode()
+        if self._mqtt is not None:
+            try:
+                self._mqtt.publish(alert_topic(alarm["severity"], alarm["asset_id"]), body, qos=1)
+                self.delivered += 1
+            except Exception as exc:  # a broker problem must not stop the rules worker
+                self.failed += 1
+                log.warning("alarms.mqtt_failed", alarm_id=alarm["alarm_id"], error=str(exc))
+        for hook in self._webhooks:
+            headers = {
+                "content-type": "application/json",
+                SIGNATURE_HEADER: sign(hook.secret, body),
+                "X-Coldchain-Event": item["event"],
+            }
+            for attempt in range(self._retries + 1):
+                try:
+                    resp = http.post(hook.url, content=body, headers=headers)
+                    if resp.status_code < 300:
+                        self.delivered += 1
+                        break
+                    error = f"HTTP {resp.status_code}"
+                except httpx.HTTPError as exc:
+                    error = str(exc)
+                if attempt == self._retries:
+                    self.failed += 1
+                    log.warning(
+                        "alarms.webhook_failed", url=hook.url, alarm_id=alarm["alarm_id"], error=error
+                    )
+                else:
+                    time.sleep(self._backoff_s * (2**attempt))

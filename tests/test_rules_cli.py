@@ -1,0 +1,145 @@
+"""Tests for `coldchain rules packs` and `coldchain rules check` (offline logger files, no database)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from coldchain.cli import app
+
+runner = CliRunner()
+
+CHECK_KEYS = {
+    "verdict",
+    "excursions",
+    "gaps",
+    "time_out_of_range_s",
+    "mkt_c",
+    "min_c",
+    "max_c",
+    "mean_c",
+    "remaining_shelf_life_h",
+    "pack_version",
+}
+
+
+def write(tmp_path: Path, name: str, lines: list[str]) -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def check(*args: str) -> tuple[int, dict[str, object]]:
+    res = runner.invoke(app, ["rules", "check", *args, "--json"])
+    last = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else "{}"
+    return res.exit_code, json.loads(last) if res.exit_code == 0 else {}
+
+
+def minutes_csv(values: list[str], *, start_ms: int = 1_767_225_600_000, step_min: int = 1) -> list[str]:
+    return ["time,temp_c"] + [f"{start_ms + i * step_min * 60_000},{v}" for i, v in enumerate(values)]
+
+
+def test_packs_lists_classes_and_limits() -> None:
+    res = runner.invoke(app, ["rules", "packs", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout.strip().splitlines()[-1])
+    codes = {c["product_class"]: c for c in doc["classes"]}
+    assert {"frozen", "chilled", "pharma_2_8", "usp_crt"} <= set(codes)
+    assert codes["pharma_2_8"]["max_interval"]["out_of_range"]["seconds"] == 120
+    assert codes["usp_crt"]["mkt"]["limit_c"] == 25.0
+    assert {p["id"] for p in doc["packs"]} >= {"cn_food", "cn_drug_gsp", "vaccines", "usp", "who_pqs"}
+    text = runner.invoke(app, ["rules", "packs"])
+    assert text.exit_code == 0
+    assert "pharma_2_8" in text.stdout
+    assert "GB/T 24616-2019" in text.stdout
+
+
+def test_check_iso_file_with_excursion_gap_and_dropout(tmp_path: Path) -> None:
+    lines = ["time,temp_c,rh"]
+    lines += [f"2026-01-01T00:{m:02d}:00Z,{5.0},60" for m in range(0, 10)]
+    lines += [f"2026-01-01T00:{m:02d}:00Z,{9.5},60" for m in range(10, 16)]
+    lines += ["2026-01-01T00:16:00Z,,60"]  # a dropout
+    lines += [f"2026-01-01T00:{m:02d}:00Z,{5.0},60" for m in range(17, 30)]
+    lines += ["2026-01-01T01:30:00+00:00,5.0,60"]  # 60 min later: beyond 30 min in storage
+    code, out = check(str(write(tmp_path, "logger.csv", lines)), "--class", "pharma_2_8", "--mode", "storage")
+    assert code == 0
+    assert set(out) >= CHECK_KEYS
+    assert out["verdict"] == "broken"
+    assert out["excursions"] == [
+        {
+            "start": "2026-01-01T00:10:00.000Z",
+            "end": "2026-01-01T00:15:00.000Z",
+            "duration_s": 300.0,
+            "peak_c": 9.5,
+            "rule_id": "cn_drug_gsp/pharma_2_8/range",
+            "certain": True,
+        }
+    ]
+    assert out["gaps"] == [
+        {
+            "start": "2026-01-01T00:29:00.000Z",
+            "end": "2026-01-01T01:30:00.000Z",
+            "duration_s": 3660.0,
+            "allowed_s": 1800.0,
+            "rule_id": "cn_drug_gsp/pharma_2_8/gap",
+        }
+    ]
+    # 9.5 °C held from 00:10 to the next valid reading 00:17 (the dropout carries no evidence).
+    assert out["time_out_of_range_s"] == 420.0
+    assert (out["min_c"], out["max_c"], out["remaining_shelf_life_h"]) == (5.0, 9.5, None)
+    assert out["pack_version"] == "2026.1"
+    assert isinstance(out["mkt_c"], float)
+
+
+def test_check_epoch_ms_pass_excursion_and_modes(tmp_path: Path) -> None:
+    ok = write(tmp_path, "ok.csv", minutes_csv(["2.0"] * 30))
+    code, out = check(str(ok), "--class", "chilled")
+    assert (code, out["verdict"], out["excursions"], out["gaps"]) == (0, "pass", [], [])
+    assert isinstance(out["remaining_shelf_life_h"], float)
+    assert 239.0 < out["remaining_shelf_life_h"] < 240.0  # type: ignore[operator]
+
+    hot = write(tmp_path, "hot.csv", minutes_csv(["2.0"] * 5 + ["9.0"] * 20 + ["2.0"] * 5))
+    code, out = check(str(hot), "--class", "chilled", "--pack", "cn_food")
+    assert (code, out["verdict"]) == (0, "excursion")
+
+    sparse = write(tmp_path, "sparse.csv", minutes_csv(["-20.0"] * 4, step_min=20))
+    assert check(str(sparse), "--class", "frozen", "--mode", "storage")[1]["verdict"] == "pass"
+    assert check(str(sparse), "--class", "frozen", "--mode", "transport")[1]["verdict"] == "broken"
+
+    crt = write(tmp_path, "crt.csv", minutes_csv(["22.0"] * 60 + ["27.0"] * 10 + ["22.0"] * 60))
+    code, out = check(str(crt), "--class", "usp_crt", "--mode", "storage")
+    assert (code, out["verdict"]) == (0, "excursion")
+    assert out["mkt_c"] < 25.0  # type: ignore[operator]
+
+
+def test_check_unsorted_rows_are_put_in_device_time_order(tmp_path: Path) -> None:
+    rows = minutes_csv(["2.0"] * 10)
+    shuffled = [rows[0], *reversed(rows[1:])]
+    code, out = check(str(write(tmp_path, "rev.csv", shuffled)), "--class", "chilled")
+    assert (code, out["verdict"], out["gaps"]) == (0, "pass", [])
+
+
+def test_check_refuses_bad_input(tmp_path: Path) -> None:
+    bad_header = write(tmp_path, "h.csv", ["when,temp", "0,1"])
+    res = runner.invoke(app, ["rules", "check", str(bad_header), "--class", "chilled", "--json"])
+    assert res.exit_code == 2
+    assert "header must contain time and temp_c" in res.output
+    bad_time = write(tmp_path, "t.csv", ["time,temp_c", "yesterday,1.0"])
+    res = runner.invoke(app, ["rules", "check", str(bad_time), "--class", "chilled"])
+    assert res.exit_code == 2
+    assert "line 2" in res.output
+    ok = write(tmp_path, "ok.csv", minutes_csv(["2.0"] * 3))
+    assert runner.invoke(app, ["rules", "check", str(ok), "--class", "durian"]).exit_code == 2
+    assert (
+        runner.invoke(app, ["rules", "check", str(ok), "--class", "chilled", "--pack", "usp"]).exit_code == 2
+    )
+    assert (
+        runner.invoke(app, ["rules", "check", str(ok), "--class", "chilled", "--mode", "air"]).exit_code == 2
+    )
+
+
+def test_check_empty_file_is_broken(tmp_path: Path) -> None:
+    code, out = check(str(write(tmp_path, "e.csv", ["time,temp_c"])), "--class", "chilled")
+    assert (code, out["verdict"], out["mkt_c"], out["min_c"]) == (0, "broken", None, None)
