@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import time
 from typing import Annotated
 
 import typer
@@ -63,6 +63,7 @@ def run(
 ) -> None:
     """Run stages of the house until Ctrl-C / SIGTERM (each compose service runs one)."""
     from coldchain.runtime import STAGES, Services, open_stack
+    from gateway.service import GatewayAuthError
 
     chosen = tuple(STAGES) if not stages or "all" in stages else tuple(stages)
     unknown = [s for s in chosen if s not in STAGES]
@@ -83,17 +84,35 @@ def run(
             alert_webhook_secret=(
                 settings.alert_webhook_secret.get_secret_value() if settings.alert_webhook_secret else None
             ),
+            spool_dir=settings.home / "spool",
+            metrics_port=settings.gateway_metrics_port,
+            metrics_host=settings.gateway_metrics_host,
         )
-        services.start()
+        try:
+            services.start()
+        except GatewayAuthError as exc:
+            typer.echo(f"the broker refused the gateway's credentials: {exc}", err=True)
+            raise typer.Exit(3) from None
         typer.echo(f"running {', '.join(chosen)}" + (f"; API on {services.api_url}" if services.api else ""))
         if stack.broker is not None:
             typer.echo(f"broker: {stack.broker.url()}")
+        if "gateway" in chosen and settings.gateway_metrics_port:
+            typer.echo(
+                f"metrics: http://{settings.gateway_metrics_host}:{settings.gateway_metrics_port}/metrics"
+            )
+        code = 0
         try:
-            threading.Event().wait()
+            # The supervisor: a stage that fails ends the process (non-zero) instead of idling on.
+            while not services.failures():
+                time.sleep(0.5)
+            typer.echo("a stage failed: " + "; ".join(services.failures()), err=True)
+            code = 3 if isinstance(services.gateway_error(), GatewayAuthError) else 1
         except KeyboardInterrupt:
             typer.echo("stopping")
         finally:
             services.stop()
+        if code:
+            raise typer.Exit(code)
 
 
 @sim_app.command("run")

@@ -2,6 +2,76 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 devices_app = typer.Typer(help="Devices: registry and broker credentials.", no_args_is_help=True)
+
+DEVICE_KINDS = ("temp_logger", "reefer_controller", "rfid_reader", "gps_tracker", "gateway_box")
+
+
+@devices_app.command("add")
+def add(
+    device_id: Annotated[str, typer.Argument(help="Device id: its MQTT username and topic segment.")],
+    kind: Annotated[str, typer.Option(help="temp_logger, reefer_controller, rfid_reader, gps_tracker, …")],
+    asset: Annotated[str | None, typer.Option(help="Asset the device is mounted on (from now).")] = None,
+    passwd_file: Annotated[
+        Path | None, typer.Option(help="Mosquitto password file (default COLDCHAIN_HOME/mqtt/passwd).")
+    ] = None,
+    acl_file: Annotated[
+        Path | None, typer.Option(help="Mosquitto ACL (default COLDCHAIN_HOME/mqtt/acl).")
+    ] = None,
+) -> None:
+    """Register a device, mount it on an asset, create its broker login and ACL; print the password once."""
+    from coldchain.clicommon import cli_settings
+    from coldchain.runtime import open_stack
+    from gateway.credentials import add_device, check_username
+
+    if kind not in DEVICE_KINDS:
+        typer.echo(f"unknown kind {kind!r} (choose from {', '.join(DEVICE_KINDS)})", err=True)
+        raise typer.Exit(2)
+    try:
+        check_username(device_id)
+    except ValueError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    settings = cli_settings()
+    passwd = passwd_file or settings.home / "mqtt" / "passwd"
+    acl = acl_file or settings.home / "mqtt" / "acl"
+    with open_stack(settings) as stack:
+        register_device(stack.database_url, device_id, kind, asset)
+    password = add_device(passwd, acl, device_id)
+    typer.echo(f"device {device_id} registered ({kind}{', on ' + asset if asset else ''})")
+    typer.echo(f"broker login: username {device_id}  password {password}")
+    typer.echo("(shown once; stored only as a hash in " + str(passwd) + ")")
+    typer.echo(
+        f"it may publish only under cc/v1/dev/{device_id}/# (ACL {acl}); send SIGHUP to mosquitto to reload"
+    )
+
+
+def register_device(database_url: str, device_id: str, kind: str, asset: str | None) -> None:
+    """Insert (or reactivate) the device row and open its mount on the asset."""
+    import psycopg
+
+    now = dt.datetime.now(dt.UTC)
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO device (device_id, kind) VALUES (%s, %s) "
+            "ON CONFLICT (device_id) DO UPDATE SET kind = EXCLUDED.kind, status = 'active'",
+            (device_id, kind),
+        )
+        if asset is not None:
+            found = conn.execute("SELECT 1 FROM asset WHERE asset_id = %s", (asset,)).fetchone()
+            if found is None:
+                raise typer.BadParameter(f"asset {asset!r} is not registered", param_hint="--asset")
+            conn.execute(
+                "UPDATE device_mount SET valid_to = %s WHERE device_id = %s AND valid_to IS NULL",
+                (now, device_id),
+            )
+            conn.execute(
+                "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
+                (device_id, asset, now),
+            )

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
@@ -174,6 +175,9 @@ class Services:
         gateway_client_id: str = "coldchain-gateway",
         alert_webhooks: Sequence[str] = (),
         alert_webhook_secret: str | None = None,
+        spool_dir: Path | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         self.database_url = database_url
         self.broker = broker
@@ -183,6 +187,9 @@ class Services:
         self.gateway_client_id = gateway_client_id
         self.alert_webhooks = tuple(alert_webhooks)
         self.alert_webhook_secret = alert_webhook_secret
+        self.spool_dir = spool_dir
+        self.metrics_port = metrics_port
+        self.metrics_host = metrics_host
         self.gateway: object | None = None
         self.api: _ApiServer | None = None
         self._started: list[_Component] = []
@@ -235,6 +242,10 @@ class Services:
                     # amqtt speaks MQTT 3.1.1: no shared subscriptions there.
                     mqtt5=self.broker.mqtt5,
                     shared_group="gateways" if self.broker.mqtt5 else None,
+                    # While the database is down, batches are spooled here and acknowledged.
+                    spool_dir=self.spool_dir,
+                    metrics_port=self.metrics_port or None,
+                    metrics_host=self.metrics_host,
                 )
                 self.gateway = gw
                 self._start(gw)
@@ -259,7 +270,15 @@ class Services:
         self._started.clear()
 
     def failures(self) -> list[str]:
-        return [f"{c.name}: {c.error!r}" for c in self._started if isinstance(c, _Worker) and c.error]
+        found = [f"{c.name}: {c.error!r}" for c in self._started if isinstance(c, _Worker) and c.error]
+        gateway_error = getattr(self.gateway, "error", None)
+        if gateway_error is not None:
+            found.append(f"gateway: {gateway_error!r}")
+        return found
+
+    def gateway_error(self) -> BaseException | None:
+        error: BaseException | None = getattr(self.gateway, "error", None)
+        return error
 
     def wait_settled(self, timeout_s: float = 60.0) -> bool:
         """True once the gateway is idle and both outboxes (ingest_batch, verdict_outbox) are empty."""

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # HMAC-SHA256 of the body under the secret (header X-Coldchain-Signature).
     alert_webhooks: list[str] = Field(default_factory=list)
     alert_webhook_secret: SecretStr | None = None
+    # Prometheus /metrics of the gateway (0 = off); 9108 sits beside the usual exporter ports.
+    gateway_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    gateway_metrics_host: str = "127.0.0.1"
     # Each gateway replica needs its own client id (the broker keeps one session per id).
     gateway_client_id: str = Field(default="coldchain-gateway", pattern=r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -8,10 +8,14 @@ import re
 import threading
 from collections.abc import Callable
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import fastjsonschema
 import msgspec
+import numpy as np
+from msgspec import Meta
+
+from gateway.epc import EpcError, decode_hex, is_epc_hex
 
 # A v1 message holds at most 5000 items (schema maxItems); 5000 readings of ~100 bytes fit in 1 MiB.
 MAX_PAYLOAD_BYTES: Final = 1_048_576
@@ -29,8 +33,8 @@ _RFC3339_RE: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
 )
 
-Kind = Literal["telemetry", "rfid", "status"]
-KINDS: Final[tuple[Kind, ...]] = ("telemetry", "rfid", "status")
+Kind = Literal["telemetry", "rfid", "status", "event", "senml"]
+KINDS: Final[tuple[Kind, ...]] = ("telemetry", "rfid", "status", "event", "senml")
 
 # Physically possible ranges per channel (inclusive). Temperatures: a cold-chain probe reading
 # outside -100..150 degC is a broken sensor or encoding, not a temperature.
@@ -64,6 +68,8 @@ class TelemetryBatch(msgspec.Struct, frozen=True, kw_only=True):
     channel: list[str]
     value: list[float | None]
     flags: list[int]
+    # False for SenML packs: they carry no (boot, seq), so they take no part in gap counting.
+    seq_tracked: bool = True
 
     def __len__(self) -> int:
         return len(self.t_ms)
@@ -99,7 +105,23 @@ class StatusBatch(msgspec.Struct, frozen=True, kw_only=True):
         return 1
 
 
-Batch = TelemetryBatch | RfidBatch | StatusBatch
+class EventBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """One event message: parallel lists of discrete device events (door, power, defrost, setpoint, alarm)."""
+
+    kind: Literal["event"] = "event"
+    device_id: str
+    boot: int
+    seq: int
+    received_at_ms: int
+    t_ms: list[int]
+    event_kind: list[str]
+    value_json: list[str]  # the event without t and kind, as JSON text (device_event.value)
+
+    def __len__(self) -> int:
+        return len(self.t_ms)
+
+
+Batch = TelemetryBatch | RfidBatch | StatusBatch | EventBatch
 
 
 class Rejected(msgspec.Struct, frozen=True, kw_only=True):
@@ -273,7 +295,7 @@ def _rfid(doc: dict[str, Any], device: str, received_at_ms: int) -> RfidBatch:
                 raise _RejectError("out_of_range", detail)
         ant = r.get("ant")
         t_ms.append(t)
-        epc.append(r["epc"])
+        epc.append(_epc_uri(r["epc"], i))
         antenna.append(None if ant is None else int(ant))
         rssi.append(rssi_dbm)
     return RfidBatch(
@@ -285,6 +307,225 @@ def _rfid(doc: dict[str, Any], device: str, received_at_ms: int) -> RfidBatch:
         epc=epc,
         antenna=antenna,
         rssi=rssi,
+    )
+
+
+def _epc_uri(epc: str, i: int) -> str:
+    """EPC URIs are kept as sent; SGTIN-96 / SSCC-96 tag hex becomes its pure-identity URI."""
+    if not is_epc_hex(epc):
+        return epc
+    try:
+        return decode_hex(epc)
+    except EpcError as e:
+        raise _RejectError("bad_epc", f"reads[{i}]: {e}") from None
+
+
+def _event(doc: dict[str, Any], device: str, received_at_ms: int) -> EventBatch:
+    t_ms: list[int] = []
+    kinds: list[str] = []
+    values: list[str] = []
+    for e in doc["events"]:
+        t_ms.append(parse_time_ms(e["t"]))
+        kinds.append(e["kind"])
+        rest = {k: v for k, v in e.items() if k not in ("t", "kind")}
+        values.append(msgspec.json.encode(rest).decode())
+    return EventBatch(
+        device_id=device,
+        boot=int(doc["boot"]),
+        seq=int(doc["seq"]),
+        received_at_ms=received_at_ms,
+        t_ms=t_ms,
+        event_kind=kinds,
+        value_json=values,
+    )
+
+
+# SenML (RFC 8428): a resolved name is "<device>:<channel>" or "<device>/<channel>"; the unit must be
+# the channel's SenML unit (RFC 8428 section 12.1, RFC 8798) when given.
+SENML_UNITS: Final[dict[str, str]] = {
+    "temp": "Cel",
+    "setpoint": "Cel",
+    "rh": "%RH",
+    "lat": "lat",
+    "lon": "lon",
+    "speed": "m/s",
+    "battery": "%EL",
+    "door": "/",
+    "power": "/",
+}
+_SENML_CHANNEL_RE: Final = re.compile(
+    r"(temp(?:[:/][A-Za-z0-9_-]{1,16})?|rh|door|power|setpoint|lat|lon|speed|battery)"
+)
+# SenML times below 2**28 s are relative to "now" (RFC 8428 section 4.5.3): the device's clock would be
+# replaced by ours, which drug GSP forbids, so such packs are refused.
+SENML_RELATIVE_LIMIT_S: Final = 2**28
+_MS_PER_S_KMH: Final = 3.6  # m/s -> km/h
+
+
+def _senml(doc: list[dict[str, Any]], device: str, received_at_ms: int) -> TelemetryBatch:
+    bn, bt, bu = "", 0.0, None
+    t_ms: list[int] = []
+    channel: list[str] = []
+    value: list[float | None] = []
+    for i, rec in enumerate(doc):
+        bn = rec.get("bn", bn)
+        bt = float(rec.get("bt", bt))
+        bu = rec.get("bu", bu)
+        if rec.get("bver", 10) > 10:
+            raise _RejectError("schema", f"[{i}]: SenML version {rec['bver']} is not supported")
+        name = bn + rec.get("n", "")
+        for sep in (":", "/"):
+            if name.startswith(device + sep):
+                measurement = name[len(device) + 1 :]
+                break
+        else:
+            raise _RejectError(
+                "device_mismatch", f"[{i}]: SenML name {name[:100]!r} is not {device!r}:<channel>"
+            )
+        if not _SENML_CHANNEL_RE.fullmatch(measurement):
+            raise _RejectError("schema", f"[{i}]: {measurement[:50]!r} is not a channel")
+        ch = measurement.replace("/", ":")
+        base = ch.split(":", 1)[0]
+        unit = rec.get("u", bu)
+        if unit is not None and unit != SENML_UNITS[base]:
+            raise _RejectError("bad_unit", f"[{i}] ({ch}): unit {unit!r}, expected {SENML_UNITS[base]!r}")
+        if ("v" in rec) == ("vb" in rec):
+            raise _RejectError("schema", f"[{i}] ({ch}): a record needs exactly one of v, vb")
+        raw = rec["v"] if "v" in rec else float(rec["vb"])
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise _RejectError("schema", f"[{i}] ({ch}): value is not a number")
+        t_s = bt + float(rec.get("t", 0.0))
+        if not math.isfinite(t_s) or t_s < SENML_RELATIVE_LIMIT_S:
+            raise _RejectError(
+                "bad_time", f"[{i}]: SenML time {t_s!r} is relative or missing; send absolute time"
+            )
+        t_ms.append(parse_time_ms(round(t_s * 1000)))
+        v = _number(raw)
+        if base == "speed":
+            v *= _MS_PER_S_KMH
+        channel.append(ch)
+        value.append(v)
+    flags = [_flag(t, received_at_ms) for t in t_ms]
+    _check_ranges(channel, value)
+    return TelemetryBatch(
+        device_id=device,
+        boot=0,
+        seq=0,
+        received_at_ms=received_at_ms,
+        t_ms=t_ms,
+        channel=channel,
+        value=value,
+        flags=flags,
+        seq_tracked=False,
+    )
+
+
+def _check_ranges(channel: list[str], value: list[float | None]) -> None:
+    for i, (ch, v) in enumerate(zip(channel, value, strict=True)):
+        if v is None:
+            continue
+        lo, hi = CHANNEL_RANGES[ch.split(":", 1)[0]]
+        if not lo <= v <= hi or (ch in _BINARY_CHANNELS and v not in (0.0, 1.0)):
+            raise _RejectError("out_of_range", f"readings[{i}] ({ch}): {v!r} outside {lo:g}..{hi:g}")
+
+
+# ---- fast path: typed msgspec structs as strict as telemetry.v1.json, then numpy checks ------------
+_TIME_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_T = (
+    Annotated[int, Meta(ge=0, le=253402300799999)]
+    | Annotated[str, Meta(max_length=40, pattern=_TIME_PATTERN)]
+)
+
+
+class _FastReading(msgspec.Struct, forbid_unknown_fields=True):
+    t: _T
+    ch: Annotated[
+        str, Meta(pattern=r"^(temp(:[A-Za-z0-9_-]{1,16})?|rh|door|power|setpoint|lat|lon|speed|battery)$")
+    ]
+    v: float | None
+
+
+class _FastTelemetry(msgspec.Struct, forbid_unknown_fields=True):
+    v: Literal[1]
+    device: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    boot: Annotated[int, Meta(ge=0, le=4294967295)]
+    seq: Annotated[int, Meta(ge=0, le=9007199254740991)]
+    readings: Annotated[list[_FastReading], Meta(min_length=1, max_length=5000)]
+
+
+_fast_decoder: Final = msgspec.json.Decoder(_FastTelemetry)
+_range_cache: dict[str, tuple[float, float, bool]] = {}
+
+
+def _range_of(ch: str) -> tuple[float, float, bool]:
+    r = _range_cache.get(ch)
+    if r is None:
+        lo, hi = CHANNEL_RANGES[ch.split(":", 1)[0]]
+        r = (lo, hi, ch in _BINARY_CHANNELS)
+        if len(_range_cache) < 10_000:  # bounded: probe names come from devices
+            _range_cache[ch] = r
+    return r
+
+
+def _fast_telemetry(payload: bytes, topic_device: str, received_at_ms: int) -> TelemetryBatch | None:
+    """Decode a well-formed telemetry message without per-field Python; None: take the slow path."""
+    try:
+        msg = _fast_decoder.decode(payload)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if msg.device != topic_device:
+        raise _RejectError(
+            "device_mismatch", f"payload device {msg.device!r} differs from topic device {topic_device!r}"
+        )
+    rs = msg.readings
+    ts = [r.t for r in rs]
+    try:
+        t_arr = np.array(ts, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        ts = [parse_time_ms(t) for t in ts]  # RFC 3339 strings among them
+        t_arr = np.array(ts, dtype=np.int64)
+    bad_t = (t_arr < MIN_DEVICE_T_MS) | (t_arr >= MAX_DEVICE_T_MS)
+    if bad_t.any():
+        parse_time_ms(ts[int(np.argmax(bad_t))])  # raises with the exact reason
+    channel = [r.ch for r in rs]
+    value = [r.v for r in rs]
+    v_arr = np.array(value, dtype=np.float64)  # None -> NaN (JSON itself has no NaN)
+    if np.isinf(v_arr).any():
+        i = int(np.argmax(np.isinf(v_arr)))
+        raise _RejectError("out_of_range", f"readings[{i}] ({channel[i]}): value is not finite")
+    uniq = set(channel)
+    lo: Any
+    hi: Any
+    if len(uniq) == 1:  # the common case: one channel per message, scalar bounds
+        lo, hi, is_binary = _range_of(channel[0])
+        binary: Any = is_binary
+    else:
+        per = {c: _range_of(c) for c in uniq}
+        lo = np.array([per[c][0] for c in channel])
+        hi = np.array([per[c][1] for c in channel])
+        binary = np.array([per[c][2] for c in channel])
+    with np.errstate(invalid="ignore"):
+        bad = (v_arr < lo) | (v_arr > hi)
+        if np.any(binary):
+            bad |= binary & ~np.isnan(v_arr) & (v_arr != 0.0) & (v_arr != 1.0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        lo_i, hi_i, _ = _range_of(channel[i])
+        raise _RejectError(
+            "out_of_range", f"readings[{i}] ({channel[i]}): {value[i]!r} outside {lo_i:g}..{hi_i:g}"
+        )
+    flags = ((t_arr - received_at_ms) > CLOCK_SKEW_TOLERANCE_MS).astype(np.int64) * FLAG_CLOCK_AHEAD
+    return TelemetryBatch(
+        device_id=msg.device,
+        boot=msg.boot,
+        seq=msg.seq,
+        received_at_ms=received_at_ms,
+        t_ms=t_arr.tolist(),
+        channel=channel,
+        value=value,
+        flags=flags.tolist(),
     )
 
 
@@ -314,6 +555,13 @@ def decode(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
             detail=f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}",
             device_id=topic_device,
         )
+    if kind == "telemetry":
+        try:
+            fast = _fast_telemetry(payload, topic_device, received_at_ms)
+        except _RejectError as e:
+            return Rejected(reason=e.reason, detail=e.detail[:500], device_id=topic_device)
+        if fast is not None:
+            return fast
     try:
         doc = msgspec.json.decode(payload)
     except (msgspec.DecodeError, RecursionError) as e:
@@ -324,13 +572,18 @@ def decode(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
         return Rejected(reason="schema", detail=str(e.message)[:500], device_id=topic_device)
     except RecursionError:
         return Rejected(reason="schema", detail="payload nested too deeply", device_id=topic_device)
-    assert isinstance(doc, dict)
     try:
+        if kind == "senml":
+            assert isinstance(doc, list)
+            return _senml(doc, topic_device, received_at_ms)
+        assert isinstance(doc, dict)
         device = _check_device(doc, topic_device)
         if kind == "telemetry":
             return _telemetry(doc, device, received_at_ms)
         if kind == "rfid":
             return _rfid(doc, device, received_at_ms)
+        if kind == "event":
+            return _event(doc, device, received_at_ms)
         return _status(doc, device, received_at_ms)
     except _RejectError as e:
         return Rejected(reason=e.reason, detail=e.detail[:500], device_id=topic_device)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -19,6 +21,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import store
 from gateway.decode import Batch, RawMessage, Rejected, decode
+from gateway.metrics import GatewayMetrics
+from gateway.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,7 @@ SESSION_EXPIRY_S: Final = 86_400
 _FATAL_REASONS: Final = frozenset({133, 134, 135, 138, 140})  # bad client id, bad user/pass, not authorised,
 #                                                               banned, bad auth method
 _STORE_ERROR: Final = "store_error"
+_SPOOL: Final = object()  # _write's answer when the batch should go to the spool
 
 
 class GatewayError(RuntimeError):
@@ -44,6 +49,9 @@ class _Inbound(msgspec.Struct, frozen=True):
     mid: int
     qos: int
     generation: int  # connection the message came in on: acks only make sense on that one
+
+
+_Decoded = tuple[list[_Inbound], list[tuple[RawMessage, Batch | Rejected]]]
 
 
 def _now_ms() -> int:
@@ -66,11 +74,16 @@ class GatewayService:
         client_id: str = "coldchain-gateway",
         shared_group: str | None = "gateways",
         max_batch: int = 500,
+        writers: int = 2,
         max_wait_s: float = 0.05,
         queue_size: int = 10_000,
         keepalive_s: int = 30,
         connect_timeout_s: float = 10.0,
         mqtt5: bool = True,
+        spool_dir: Path | None = None,
+        spool_max_bytes: int = 1 << 30,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         self.conninfo = conninfo
         self.host = host
@@ -99,6 +112,10 @@ class GatewayService:
                 "ingest_batches",
                 "batches_committed",
                 "reconnects",
+                "events_written",
+                "spooled_messages",
+                "replayed_messages",
+                "seq_gaps",
             ),
             0,
         )
@@ -108,8 +125,34 @@ class GatewayService:
         self._stopping = threading.Event()
         self._writer_gone = threading.Event()
         self._client: mqtt.Client | None = None
-        self._conn: psycopg.Connection[Any] | None = None
-        self._writer: threading.Thread | None = None
+        # Writer threads, each with its own connection: one COPYs while another commits (the WAL flush)
+        # or while PostgreSQL works on a second core. Rows of different messages commute (unique keys,
+        # order-free gap counting), so transactions may commit in any order.
+        self.writers = max(1, writers)
+        self._local = threading.local()
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._conns_lock = threading.Lock()
+        self._writer_threads: list[threading.Thread] = []
+        self._writers_left = 0
+        # The spool and its replay are one writer's business at a time.
+        self._spool_lock = threading.RLock()
+        self._decoder: threading.Thread | None = None
+        # Decoded batches waiting for a writer: one per writer plus one, so decoding overlaps writing
+        # (writers wait on PostgreSQL with the GIL released) while memory stays bounded.
+        self._decoded: queue.Queue[_Decoded | None] = queue.Queue(maxsize=max(1, writers) + 1)
+        # Database down: batches go to this spool (when configured), are acked once fsynced, and are
+        # replayed in order when the database is back. Without it the writer waits (backpressure).
+        self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
+        self._next_replay = 0.0
+        self._replay_delay_s = 0.2
+        self.metrics = GatewayMetrics()
+        self.metrics.bind(
+            lambda: float(self._queue.qsize()),
+            lambda: float(self._spool.bytes if self._spool is not None else 0),
+        )
+        self.metrics_host = metrics_host
+        self.metrics_port = metrics_port
+        self._metrics_server: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -120,7 +163,22 @@ class GatewayService:
         OSError / psycopg.OperationalError when the broker or database cannot be reached."""
         if self._client is not None:
             raise GatewayError("already started")
-        self._conn = psycopg.connect(self.conninfo)
+        if self._spool is not None:
+            self._spool.open()
+            try:
+                psycopg.connect(self.conninfo, connect_timeout=10).close()
+            except psycopg.OperationalError as e:  # the spool takes over until it is back
+                log.warning("gateway: database unavailable at start (%s); spooling", e)
+        else:
+            psycopg.connect(self.conninfo, connect_timeout=10).close()  # fail fast on a bad URL
+        if self.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            server, _ = start_http_server(
+                self.metrics_port, self.metrics_host, registry=self.metrics.registry
+            )
+            self._metrics_server = server
+            self.metrics_port = server.server_address[1]
         if self.mqtt5:
             client = mqtt.Client(
                 CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
@@ -141,8 +199,15 @@ class GatewayService:
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self._client = client
-        self._writer = threading.Thread(target=self._run_writer, name="gateway-writer", daemon=True)
-        self._writer.start()
+        self._writer_threads = [
+            threading.Thread(target=self._run_writer, name=f"gateway-writer-{i}", daemon=True)
+            for i in range(self.writers)
+        ]
+        self._writers_left = self.writers
+        self._decoder = threading.Thread(target=self._run_decoder, name="gateway-decoder", daemon=True)
+        for t in self._writer_threads:
+            t.start()
+        self._decoder.start()
         try:
             if self.mqtt5:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # untyped in paho
@@ -176,18 +241,29 @@ class GatewayService:
         self._stopping.set()
         if not drain:
             self._writer_gone.set()
-        if self._writer is not None:
-            self._writer.join(timeout_s)
+        for t in self._writer_threads:
+            t.join(timeout_s)
+        if self._decoder is not None:
+            self._decoder.join(timeout_s)
+            self._decoder = None
         client = self._client
         if client is not None:
             # Acks queued by the writer sit in paho's out queue ahead of the DISCONNECT packet.
             client.disconnect()
             client.loop_stop()
-        if self._conn is not None:
-            self._conn.close()
+        with self._conns_lock:
+            for conn in self._conns:
+                with contextlib.suppress(psycopg.Error):
+                    conn.close()
+            self._conns.clear()
+        if self._spool is not None:
+            self._spool.close_current()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
         self._client = None
-        self._conn = None
-        self._writer = None
+        self._writer_threads = []
 
     @property
     def error(self) -> BaseException | None:
@@ -213,7 +289,12 @@ class GatewayService:
         with self._cond:
             out = dict(self._stats)
         out["queue_depth"] = self._queue.qsize()
+        out["spool_bytes"] = self._spool.bytes if self._spool is not None else 0
         return out
+
+    def metrics_app(self) -> Any:
+        """WSGI app serving this gateway's /metrics (Prometheus text format), to mount in any server."""
+        return self.metrics.wsgi_app()
 
     # ---- paho callbacks (network thread): decide nothing, only enqueue ---------------------
 
@@ -242,6 +323,7 @@ class GatewayService:
             self._generation += 1
             if self._generation > 1:
                 self._stats["reconnects"] += 1
+                self.metrics.reconnects.inc()
         log.info("gateway: connected (session present: %s)", flags.session_present)
         if self.mqtt5:
             client.subscribe(self.topic, options=SubscribeOptions(qos=1))
@@ -284,6 +366,7 @@ class GatewayService:
         with self._cond:
             self._received += 1
             self._stats["messages"] += 1
+        self.metrics.messages_received.inc()
         while True:  # blocking put: a full queue holds the network thread = backpressure to the broker
             try:
                 self._queue.put(item, timeout=0.1)
@@ -311,7 +394,8 @@ class GatewayService:
                 break
         return items
 
-    def _run_writer(self) -> None:
+    def _run_decoder(self) -> None:
+        """Batch and decode (pure, GIL-bound) ahead of the writer; None tells the writer input has ended."""
         try:
             while not self._writer_gone.is_set():
                 items = self._take_batch()
@@ -322,26 +406,162 @@ class GatewayService:
                 decoded = [
                     (it.raw, decode(it.raw.topic, it.raw.payload, it.raw.received_at_ms)) for it in items
                 ]
+                while not self._writer_gone.is_set():
+                    try:
+                        self._decoded.put((items, decoded), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            sentinels = self.writers  # one "input ended" per writer
+            while sentinels and not self._writer_gone.is_set():
+                try:
+                    self._decoded.put(None, timeout=0.1)
+                    sentinels -= 1
+                except queue.Full:
+                    continue
+
+    def _run_writer(self) -> None:
+        try:
+            while not self._writer_gone.is_set():
+                try:
+                    got = self._decoded.get(timeout=0.1)
+                except queue.Empty:
+                    if self._spool is not None and self._spool.pending():
+                        with self._spool_lock:
+                            self._replay()
+                    continue
+                if got is None:
+                    if self._spool is not None and self._spool.pending():
+                        with self._spool_lock:
+                            self._replay()  # one last try; else the spool waits on disk for the next start
+                    break
+                items, decoded = got
+                spool = self._spool
+                if spool is not None and spool.pending():
+                    with self._spool_lock:
+                        if spool.pending() and not self._replay():
+                            self._spool_items(items)  # keep arrival order: behind the spooled batches
+                            continue
                 result = self._write(decoded)
                 if result is None:
                     break  # stopping while the database is down: the broker redelivers
+                if result is _SPOOL:
+                    with self._spool_lock:
+                        self._next_replay = max(self._next_replay, time.monotonic() + self._replay_delay_s)
+                        self._spool_items(items)
+                    continue
+                assert isinstance(result, store.WriteResult)
                 self._ack(items)
-                with self._cond:
-                    self._done += len(items)
-                    self._stats["readings_written"] += result.readings_written
-                    self._stats["rfid_written"] += result.rfid_written
-                    self._stats["status_updates"] += result.status_updates
-                    self._stats["dead_letters"] += result.dead_letters
-                    self._stats["ingest_batches"] += result.ingest_batches
-                    self._stats["batches_committed"] += 1
-                    self._cond.notify_all()
+                self._account(result, len(items))
         except BaseException as e:  # the supervisor sees it through error / wait_idle
             log.exception("gateway writer failed")
             self._error = e
             with self._cond:
                 self._cond.notify_all()
         finally:
-            self._writer_gone.set()
+            self._drop_connection()
+            with self._cond:
+                self._writers_left -= 1
+                last = self._writers_left <= 0
+            if last or self._error is not None:
+                self._writer_gone.set()
+
+    def _account(self, result: store.WriteResult, acked: int, replayed: int = 0) -> None:
+        m = self.metrics
+        m.committed()
+        m.messages_written.inc(result.messages)
+        m.readings_received.inc(result.readings_received)
+        m.readings_written.inc(result.readings_written)
+        m.rfid_written.inc(result.rfid_written)
+        m.events_written.inc(result.events_written)
+        m.sequence_gaps.inc(result.seq_gaps)
+        m.batch_messages.observe(result.messages)
+        m.batch_readings.observe(result.readings_received)
+        for reason, n in result.dead_reasons.items():
+            m.dead_letters.labels(reason=reason).inc(n)
+        with self._cond:
+            self._done += acked
+            st = self._stats
+            st["readings_written"] += result.readings_written
+            st["rfid_written"] += result.rfid_written
+            st["events_written"] += result.events_written
+            st["status_updates"] += result.status_updates
+            st["dead_letters"] += result.dead_letters
+            st["ingest_batches"] += result.ingest_batches
+            st["seq_gaps"] += result.seq_gaps
+            st["replayed_messages"] += replayed
+            st["batches_committed"] += 1
+            self._cond.notify_all()
+
+    def _spool_items(self, items: list[_Inbound]) -> None:
+        """Append to the spool (fsynced), then ack: the messages are safe on disk."""
+        assert self._spool is not None
+        self._spool.append([it.raw for it in items])
+        self._ack(items)
+        self.metrics.spooled_messages.inc(len(items))
+        with self._cond:
+            self._done += len(items)
+            self._stats["spooled_messages"] += len(items)
+            self._cond.notify_all()
+
+    def _replay(self) -> bool:
+        """Replay the spool into the database, oldest first; True once it is empty."""
+        spool = self._spool
+        assert spool is not None
+        if time.monotonic() < self._next_replay:
+            return False
+        try:
+            spool.close_current()
+            for path in spool.segments():
+                conn = self._connection()
+                row = conn.execute(store.SELECT_SPOOL_MARK, (path.name,)).fetchone()
+                conn.rollback()
+                upto = int(row[0]) if row else -1
+                for index, raws in Spool.read(path):
+                    if index <= upto:
+                        continue  # committed before a crash: never twice
+                    decoded = [(r, decode(r.topic, r.payload, r.received_at_ms)) for r in raws]
+                    t0 = time.perf_counter()
+                    mark = (path.name, index)
+                    try:
+                        result = store.write(conn, decoded, self._series_cache, spool_mark=mark)
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error:
+                        # A poison message: _write isolates and dead-letters it, then the mark follows
+                        # in a transaction of its own.
+                        r = self._write(decoded)
+                        if not isinstance(r, store.WriteResult):
+                            raise psycopg.OperationalError("database lost during spool replay") from None
+                        result = r
+                        conn = self._connection()
+                        with conn.transaction():
+                            conn.execute(store.UPSERT_SPOOL_MARK, mark)
+                    self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+                    self._account(result, 0, replayed=len(raws))
+                spool.remove(path)
+                log.info("gateway: replayed spool segment %s", path.name)
+        except psycopg.OperationalError as e:
+            self.metrics.db_unavailable.inc()
+            log.warning("gateway: database still unavailable (%s); spooling", e)
+            self._drop_connection()
+            self._next_replay = time.monotonic() + self._replay_delay_s
+            self._replay_delay_s = min(self._replay_delay_s * 2, 5.0)  # backoff up to 5 s
+            return False
+        self._replay_delay_s = 0.2
+        return True
+
+    def _drop_connection(self) -> None:
+        """Close this writer thread's connection (it is reopened on next use)."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            with self._conns_lock:
+                if conn in self._conns:
+                    self._conns.remove(conn)
+            self._local.conn = None
 
     def _ack(self, items: list[_Inbound]) -> None:
         client = self._client
@@ -355,20 +575,35 @@ class GatewayService:
                 client.ack(it.mid, it.qos)
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo)
-        return self._conn
+        """This writer thread's connection."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.conninfo, connect_timeout=5)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
 
-    def _write(self, decoded: list[tuple[RawMessage, Batch | Rejected]]) -> store.WriteResult | None:
-        """Write in one transaction; retry while the database is unreachable; isolate poison messages."""
+    def _write(self, decoded: list[tuple[RawMessage, Batch | Rejected]]) -> store.WriteResult | object | None:
+        """Write in one transaction; spool or retry while the database is unreachable; isolate poison.
+
+        Returns the WriteResult, _SPOOL (database down, spool has room), or None (stopping)."""
         delay_s = 0.2
         while True:
             try:
-                return store.write(self._connection(), decoded, self._series_cache)
+                t0 = time.perf_counter()
+                result = store.write(self._connection(), decoded, self._series_cache)
+                self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+                return result
             except psycopg.OperationalError as e:
+                self.metrics.db_unavailable.inc()
+                self._drop_connection()
+                if self._spool is not None and not self._spool.full():
+                    log.warning(
+                        "gateway: database unavailable (%s); spooling to %s", e, self._spool.directory
+                    )
+                    return _SPOOL
                 log.warning("gateway: database unavailable (%s); retrying in %.1f s", e, delay_s)
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
                 if self._stopping.wait(delay_s):
                     return None
                 delay_s = min(delay_s * 2, 5.0)  # backoff up to 5 s between attempts
@@ -381,8 +616,9 @@ class GatewayService:
                 total = store.WriteResult()
                 for one in decoded:  # find the message that fails, keep the others
                     r = self._write([one])
-                    if r is None:
-                        return None
-                    for field in r.__struct_fields__:
-                        setattr(total, field, getattr(total, field) + getattr(r, field))
+                    if not isinstance(r, store.WriteResult):
+                        return (
+                            r  # stopping, or the database went away: the whole batch is spooled/redelivered
+                        )
+                    total.add(r)
                 return total

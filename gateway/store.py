@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, MutableMapping, Sequence
+from itertools import chain
 from typing import Any, Final, LiteralString
 
 import msgspec
+import numpy as np
 import psycopg
+from psycopg import errors
 
-from gateway.decode import Batch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
+from gateway.decode import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
 
 SeriesKey = tuple[str, str]  # (device_id, channel)
 SeriesCache = MutableMapping[SeriesKey, int]
@@ -45,7 +48,7 @@ WITH ins AS (
     SELECT 'telemetry', series_ids, t_min, t_max FROM agg WHERE n > 0
     RETURNING batch_id
 )
-SELECT agg.n, (SELECT count(*) FROM outbox) FROM agg"""
+SELECT i.series_id, (extract(epoch FROM i.time) * 1000)::bigint, (SELECT count(*) FROM outbox) FROM ins i"""
 
 CREATE_STAGE_RFID: Final = """
 CREATE TEMP TABLE IF NOT EXISTS stage_rfid (
@@ -64,7 +67,7 @@ WITH ins AS (
            timestamptz 'epoch' + received_ms * interval '1 millisecond'
     FROM stage_rfid
     ON CONFLICT (device_id, epc, time) DO NOTHING
-    RETURNING device_id, time
+    RETURNING device_id, epc, time
 ), agg AS (
     SELECT count(*) AS n, array_agg(DISTINCT device_id) AS device_ids, min(time) AS t_min, max(time) AS t_max
     FROM ins
@@ -73,7 +76,8 @@ WITH ins AS (
     SELECT 'rfid', device_ids, t_min, t_max FROM agg WHERE n > 0
     RETURNING batch_id
 )
-SELECT agg.n, (SELECT count(*) FROM outbox) FROM agg"""
+SELECT i.device_id, i.epc, (extract(epoch FROM i.time) * 1000)::bigint, (SELECT count(*) FROM outbox)
+FROM ins i"""
 
 SELECT_DEVICES: Final = "SELECT device_id, status FROM device WHERE device_id = ANY(%s)"
 
@@ -92,15 +96,58 @@ INSERT INTO device_status (device_id, status, updated_at) VALUES (%s, %s, %s)
 ON CONFLICT (device_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
 WHERE device_status.updated_at <= EXCLUDED.updated_at"""
 
-# Readings produced but never received: a batch starting beyond next_seq leaves a gap. A batch
-# starting before next_seq (redelivery or late fill) only moves next_seq forward; the missing count
-# is therefore an upper bound when messages arrive out of order. A boot's seq starts at 0.
+# Readings produced but never received, per (device, boot): next_seq is one past the highest seq seen,
+# received counts readings actually stored (a redelivered duplicate adds nothing, a late one fills its
+# gap), so missing = next_seq - received stays exact whatever order messages arrive in (several gateways
+# sharing a subscription interleave them). A boot's seq starts at 0.
 UPSERT_SEQ: Final = """
-INSERT INTO device_seq (device_id, boot, next_seq, missing)
-VALUES (%(device_id)s, %(boot)s, %(first_seq)s::bigint + %(n)s::bigint, %(first_seq)s::bigint)
+INSERT INTO device_seq (device_id, boot, next_seq, received, missing)
+SELECT d, b, n, r, GREATEST(n - r, 0)
+FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) AS u(d, b, n, r)
 ON CONFLICT (device_id, boot) DO UPDATE SET
-    missing = device_seq.missing + GREATEST(%(first_seq)s::bigint - device_seq.next_seq, 0),
-    next_seq = GREATEST(device_seq.next_seq, EXCLUDED.next_seq)"""
+    next_seq = GREATEST(device_seq.next_seq, EXCLUDED.next_seq),
+    received = device_seq.received + EXCLUDED.received,
+    missing = GREATEST(GREATEST(device_seq.next_seq, EXCLUDED.next_seq)
+                       - (device_seq.received + EXCLUDED.received), 0)"""
+
+INSERT_EVENTS: Final = """
+WITH ins AS (
+    INSERT INTO device_event (time, device_id, kind, value, received_at)
+    SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', d, k, v::jsonb,
+           timestamptz 'epoch' + rx * interval '1 millisecond'
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) AS u(t_ms, d, k, v, rx)
+    ON CONFLICT (device_id, kind, time) DO NOTHING
+    RETURNING device_id, time
+), agg AS (
+    SELECT count(*) AS n, array_agg(DISTINCT device_id) AS device_ids, min(time) AS t_min, max(time) AS t_max
+    FROM ins
+), outbox AS (
+    INSERT INTO ingest_batch (kind, device_ids, t_min, t_max)
+    SELECT 'event', device_ids, t_min, t_max FROM agg WHERE n > 0
+    RETURNING batch_id
+)
+SELECT agg.n, (SELECT count(*) FROM outbox) FROM agg"""
+
+# Fast path: one binary COPY straight into `reading`. A unique violation (a redelivered message) rolls
+# back to the savepoint and the batch takes the staging path, whose ON CONFLICT absorbs duplicates.
+COPY_READING: Final = "COPY reading (time, series_id, value, received_at, flags) FROM STDIN (FORMAT BINARY)"
+INSERT_TELEMETRY_OUTBOX: Final = """
+INSERT INTO ingest_batch (kind, series_ids, t_min, t_max)
+VALUES ('telemetry', %s, timestamptz 'epoch' + %s * interval '1 millisecond',
+        timestamptz 'epoch' + %s * interval '1 millisecond')"""
+
+# Rows locked in key order (the sort sits below the row locks), so concurrent gateways cannot deadlock.
+SELECT_SEQ: Final = """
+SELECT device_id, boot, next_seq, received, missing FROM device_seq
+WHERE (device_id, boot) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
+ORDER BY device_id, boot FOR UPDATE"""
+
+# Spool replay: which records of a spool segment are already in the database (same transaction as them).
+SELECT_SPOOL_MARK: Final = "SELECT upto FROM gateway_spool_applied WHERE segment = %s"
+UPSERT_SPOOL_MARK: Final = """
+INSERT INTO gateway_spool_applied (segment, upto) VALUES (%s, %s)
+ON CONFLICT (segment) DO UPDATE SET upto = GREATEST(gateway_spool_applied.upto, EXCLUDED.upto),
+                                    applied_at = now()"""
 
 INSERT_DEAD_LETTER: Final = """
 INSERT INTO dead_letter (received_at, topic, payload, reason, detail) VALUES (%s, %s, %s, %s, %s)"""
@@ -113,8 +160,20 @@ class WriteResult(msgspec.Struct, kw_only=True):
     readings_written: int = 0  # rows new to `reading` (redelivered duplicates excluded)
     rfid_written: int = 0
     status_updates: int = 0
+    events_written: int = 0
     dead_letters: int = 0
     ingest_batches: int = 0
+    readings_received: int = 0  # readings in accepted messages (written + redelivered duplicates)
+    seq_gaps: int = 0  # readings newly known to be missing, from (boot, seq) gaps
+    dead_reasons: dict[str, int] = msgspec.field(default_factory=dict)
+
+    def add(self, other: WriteResult) -> None:
+        for name in self.__struct_fields__:
+            if name == "dead_reasons":
+                for k, v in other.dead_reasons.items():
+                    self.dead_reasons[k] = self.dead_reasons.get(k, 0) + v
+            else:
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 def ts(t_ms: int) -> dt.datetime:
@@ -126,10 +185,13 @@ def write(
     conn: psycopg.Connection[Any],
     items: Sequence[tuple[RawMessage, Batch | Rejected]],
     cache: SeriesCache | None = None,
+    *,
+    spool_mark: tuple[str, int] | None = None,
 ) -> WriteResult:
     """Store decoded messages in ONE transaction (committed on return); dead-letter the rest.
 
-    `cache` maps (device_id, channel) -> series_id across calls; it only learns ids after commit."""
+    `cache` maps (device_id, channel) -> series_id across calls; it only learns ids after commit.
+    `spool_mark` (segment, record index) is recorded in the same transaction when replaying the spool."""
     result = WriteResult(messages=len(items))
     learned: dict[SeriesKey, int] = {}
     with conn.transaction(), conn.cursor() as cur:
@@ -152,18 +214,37 @@ def write(
         telemetry = [b for b in accepted if isinstance(b, TelemetryBatch)]
         rfid = [b for b in accepted if isinstance(b, RfidBatch)]
         status = [b for b in accepted if isinstance(b, StatusBatch)]
+        events = [b for b in accepted if isinstance(b, EventBatch)]
+        stored: dict[int, int] = {}  # id(batch) -> its readings / reads actually inserted
         if telemetry:
             series = _resolve_series(cur, telemetry, cache if cache is not None else {}, learned)
-            n, outbox = _write_readings(cur, telemetry, series)
+            result.readings_received = sum(len(b) for b in telemetry)
+            n, outbox = _write_readings_fast(conn, cur, telemetry, series, stored)
             result.readings_written += n
             result.ingest_batches += outbox
+        if events:
+            n, outbox = _write_events(cur, events)
+            result.events_written += n
+            result.ingest_batches += outbox
         if rfid:
-            n, outbox = _write_rfid(cur, rfid)
+            n, outbox = _write_rfid(cur, rfid, stored)
             result.rfid_written += n
             result.ingest_batches += outbox
         if status:
             result.status_updates = _write_status(cur, status)
-        _update_seq(cur, [b for b in accepted if not isinstance(b, StatusBatch)])
+        result.seq_gaps = _update_seq(
+            cur,
+            [
+                b
+                for b in accepted
+                if isinstance(b, RfidBatch) or (isinstance(b, TelemetryBatch) and b.seq_tracked)
+            ],
+            stored,
+        )
+        if spool_mark is not None:
+            cur.execute(UPSERT_SPOOL_MARK, spool_mark)
+        for _, reason, _ in dead:
+            result.dead_reasons[reason] = result.dead_reasons.get(reason, 0) + 1
         if dead:
             cur.executemany(
                 INSERT_DEAD_LETTER,
@@ -205,8 +286,12 @@ def _resolve_series(
 
 
 def _write_readings(
-    cur: psycopg.Cursor[Any], batches: Sequence[TelemetryBatch], series: dict[SeriesKey, int]
+    cur: psycopg.Cursor[Any],
+    batches: Sequence[TelemetryBatch],
+    series: dict[SeriesKey, int],
+    stored: dict[int, int],
 ) -> tuple[int, int]:
+    """Staging path (redelivery): ON CONFLICT drops duplicates; learn which readings were new."""
     cur.execute(CREATE_STAGE_READING)
     with cur.copy(COPY_STAGE_READING) as cp:
         cp.set_types(STAGE_READING_TYPES)
@@ -215,24 +300,146 @@ def _write_readings(
             dev = b.device_id
             for t_ms, ch, v, fl in zip(b.t_ms, b.channel, b.value, b.flags, strict=True):
                 cp.write_row((t_ms, series[(dev, ch)], v, rx, fl))
-    return _counts(cur, INSERT_READINGS)
+    cur.execute(INSERT_READINGS)
+    rows = cur.fetchall()
+    new = {(int(sid), int(t)) for sid, t, _ in rows}
+    for b in batches:
+        n = 0
+        for t_ms, ch in zip(b.t_ms, b.channel, strict=True):
+            key = (series[(b.device_id, ch)], t_ms)
+            if key in new:
+                new.discard(key)  # the same reading twice in one transaction counts once
+                n += 1
+        stored[id(b)] = n
+    return len(rows), int(rows[0][2]) if rows else 0
 
 
-def _write_rfid(cur: psycopg.Cursor[Any], batches: Sequence[RfidBatch]) -> tuple[int, int]:
+# Binary COPY rows for reading(time, series_id, value, received_at, flags): int16 field count, then per
+# field an int32 length and the big-endian value (PostgreSQL COPY BINARY format); a NULL value is length -1
+# with no bytes, so rows with and without a value have two fixed layouts.
+_PG_EPOCH_MS: Final = 946_684_800_000  # 2000-01-01, PostgreSQL's timestamp epoch
+_ROW: Final = np.dtype(
+    [
+        ("n", ">i2"), ("l1", ">i4"), ("t", ">i8"), ("l2", ">i4"), ("s", ">i8"), ("l3", ">i4"),
+        ("v", ">f8"), ("l4", ">i4"), ("rx", ">i8"), ("l5", ">i4"), ("f", ">i2"),
+    ]
+)  # fmt: skip
+_ROW_NULL: Final = np.dtype(
+    [
+        ("n", ">i2"), ("l1", ">i4"), ("t", ">i8"), ("l2", ">i4"), ("s", ">i8"), ("l3", ">i4"),
+        ("l4", ">i4"), ("rx", ">i8"), ("l5", ">i4"), ("f", ">i2"),
+    ]
+)  # fmt: skip
+COPY_HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+COPY_TRAILER: Final = b"\xff\xff"
+
+
+def reading_copy_rows(
+    t_ms: np.ndarray[Any, Any],
+    series_id: np.ndarray[Any, Any],
+    value: np.ndarray[Any, Any],
+    received_ms: np.ndarray[Any, Any],
+    flags: np.ndarray[Any, Any],
+) -> bytes:
+    """COPY BINARY tuples (no header/trailer) for `reading`; NaN values become NULL."""
+    null = np.isnan(value)
+    parts = []
+    for dtype, mask in ((_ROW, ~null), (_ROW_NULL, null)):
+        n = int(mask.sum())
+        if n == 0:
+            continue
+        rows = np.empty(n, dtype=dtype)
+        rows["n"] = 5
+        rows["l1"] = 8
+        rows["t"] = (t_ms[mask] - _PG_EPOCH_MS) * 1000
+        rows["l2"] = 8
+        rows["s"] = series_id[mask]
+        if dtype is _ROW:
+            rows["l3"] = 8
+            rows["v"] = value[mask]
+        else:
+            rows["l3"] = -1
+        rows["l4"] = 8
+        rows["rx"] = (received_ms[mask] - _PG_EPOCH_MS) * 1000
+        rows["l5"] = 2
+        rows["f"] = flags[mask]
+        parts.append(rows.tobytes())
+    return b"".join(parts)
+
+
+def _write_readings_fast(
+    conn: psycopg.Connection[Any],
+    cur: psycopg.Cursor[Any],
+    batches: Sequence[TelemetryBatch],
+    series: dict[SeriesKey, int],
+    stored: dict[int, int],
+) -> tuple[int, int]:
+    t_ms = np.array(list(chain.from_iterable(b.t_ms for b in batches)), dtype=np.int64)
+    value = np.array(list(chain.from_iterable(b.value for b in batches)), dtype=np.float64)
+    flags = np.array(list(chain.from_iterable(b.flags for b in batches)), dtype=np.int16)
+    lengths = [len(b) for b in batches]
+    rx = np.repeat(np.array([b.received_at_ms for b in batches], dtype=np.int64), lengths)
+    sid_parts = []
+    for b in batches:
+        channels = set(b.channel)
+        if len(channels) == 1:  # the common case: one channel per message
+            sid_parts.append(np.full(len(b), series[(b.device_id, b.channel[0])], dtype=np.int64))
+        else:
+            per = {c: series[(b.device_id, c)] for c in channels}
+            sid_parts.append(np.array([per[c] for c in b.channel], dtype=np.int64))
+    sid = np.concatenate(sid_parts)
+    data = COPY_HEADER + reading_copy_rows(t_ms, sid, value, rx, flags) + COPY_TRAILER
+    try:
+        with conn.transaction(), cur.copy(COPY_READING) as cp:
+            cp.write(data)
+    except errors.UniqueViolation:
+        return _write_readings(cur, batches, series, stored)
+    for b, n in zip(batches, lengths, strict=True):
+        stored[id(b)] = n
+    cur.execute(
+        INSERT_TELEMETRY_OUTBOX,
+        (sorted({int(s) for s in np.unique(sid)}), int(t_ms.min()), int(t_ms.max())),
+    )
+    return len(t_ms), 1
+
+
+def _write_events(cur: psycopg.Cursor[Any], batches: Sequence[EventBatch]) -> tuple[int, int]:
+    cols: tuple[list[Any], ...] = ([], [], [], [], [])
+    for b in batches:
+        for t, k, v in zip(b.t_ms, b.event_kind, b.value_json, strict=True):
+            for col, x in zip(cols, (t, b.device_id, k, _text(v), b.received_at_ms), strict=True):
+                col.append(x)
+    return _counts_params(cur, INSERT_EVENTS, cols)
+
+
+def _counts_params(cur: psycopg.Cursor[Any], query: LiteralString, params: Sequence[Any]) -> tuple[int, int]:
+    cur.execute(query, params)
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _write_rfid(
+    cur: psycopg.Cursor[Any], batches: Sequence[RfidBatch], stored: dict[int, int]
+) -> tuple[int, int]:
     cur.execute(CREATE_STAGE_RFID)
     with cur.copy(COPY_STAGE_RFID) as cp:
         cp.set_types(STAGE_RFID_TYPES)
         for b in batches:
             for t_ms, epc, ant, rssi in zip(b.t_ms, b.epc, b.antenna, b.rssi, strict=True):
                 cp.write_row((t_ms, b.device_id, epc, ant, rssi, b.received_at_ms))
-    return _counts(cur, INSERT_RFID)
-
-
-def _counts(cur: psycopg.Cursor[Any], query: LiteralString) -> tuple[int, int]:
-    cur.execute(query)
-    row = cur.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+    cur.execute(INSERT_RFID)
+    rows = cur.fetchall()
+    new = {(str(d), str(e), int(t)) for d, e, t, _ in rows}
+    for b in batches:
+        n = 0
+        for t_ms, epc in zip(b.t_ms, b.epc, strict=True):
+            key = (b.device_id, epc, t_ms)
+            if key in new:
+                new.discard(key)
+                n += 1
+        stored[id(b)] = n
+    return len(rows), int(rows[0][3]) if rows else 0
 
 
 def _write_status(cur: psycopg.Cursor[Any], batches: Sequence[StatusBatch]) -> int:
@@ -246,11 +453,27 @@ def _write_status(cur: psycopg.Cursor[Any], batches: Sequence[StatusBatch]) -> i
     return len(rows)
 
 
-def _update_seq(cur: psycopg.Cursor[Any], batches: Sequence[TelemetryBatch | RfidBatch]) -> None:
+def _update_seq(
+    cur: psycopg.Cursor[Any], batches: Sequence[TelemetryBatch | RfidBatch], stored: dict[int, int]
+) -> int:
+    """Advance (boot, seq) per device; return how many readings became newly known as missing."""
     if not batches:
-        return
-    params = sorted(
-        ({"device_id": b.device_id, "boot": b.boot, "first_seq": b.seq, "n": len(b)} for b in batches),
-        key=lambda p: (p["device_id"], p["boot"], p["first_seq"]),
+        return 0
+    agg: dict[tuple[str, int], list[int]] = {}  # key -> [next_seq, received]
+    for b in batches:
+        a = agg.setdefault((b.device_id, b.boot), [0, 0])
+        a[0] = max(a[0], b.seq + len(b))
+        a[1] += stored.get(id(b), 0)
+    keys = sorted(agg)
+    cur.execute(SELECT_SEQ, ([k[0] for k in keys], [k[1] for k in keys]))
+    old = {(str(d), int(b)): (int(n), int(r), int(m)) for d, b, n, r, m in cur.fetchall()}
+    gaps = 0
+    for k in keys:  # the same arithmetic as UPSERT_SEQ, for the sequence-gap metric
+        n_old, r_old, m_old = old.get(k, (0, 0, 0))
+        m_new = max(max(n_old, agg[k][0]) - (r_old + agg[k][1]), 0)
+        gaps += max(m_new - m_old, 0)
+    cur.execute(
+        UPSERT_SEQ,
+        ([k[0] for k in keys], [k[1] for k in keys], [agg[k][0] for k in keys], [agg[k][1] for k in keys]),
     )
-    cur.executemany(UPSERT_SEQ, params)
+    return gaps

@@ -28,9 +28,13 @@ def _servers_under(path: Path) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_run_all_stops_cleanly(server_tmp: Path, sig: signal.Signals) -> None:
     home = server_tmp / "home"
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
-    env |= {"COLDCHAIN_HOME": str(home), "COLDCHAIN_API_PORT": str(port)}
+    env |= {
+        "COLDCHAIN_HOME": str(home),
+        "COLDCHAIN_API_PORT": str(port),
+        "COLDCHAIN_GATEWAY_METRICS_PORT": str(metrics_port),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "coldchain.cli", "run", "all"],
         env=env,
@@ -45,6 +49,9 @@ def test_run_all_stops_cleanly(server_tmp: Path, sig: signal.Signals) -> None:
         health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
         assert health.status_code == 200
         assert health.json()["database"] is True
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        assert "coldchain_gateway" in metrics.text
         assert any("mosquitto" in s for s in _servers_under(home))
         assert any("postgres" in s for s in _servers_under(home))
         proc.send_signal(sig)

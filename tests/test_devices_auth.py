@@ -1,0 +1,113 @@
+"""Tests: `coldchain devices add` credentials and ACL against a real Mosquitto in auth mode."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from typer.testing import CliRunner
+
+from coldchain.cli import app
+from coldchain.embedded import EmbeddedBroker
+from gateway.credentials import hash_password, set_password, verify_password
+from gateway.service import GatewayService
+
+T0_MS = 1_767_225_600_000
+
+
+def _telemetry(device: str, seq: int) -> bytes:
+    doc = {
+        "v": 1,
+        "device": device,
+        "boot": 1,
+        "seq": seq,
+        "readings": [{"t": T0_MS + seq, "ch": "temp", "v": 3}],
+    }
+    return json.dumps(doc).encode()
+
+
+def _client(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, list[int]]:
+    codes: list[int] = []
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{user or 'anon'}-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if user:
+        c.username_pw_set(user, password)
+    c.on_connect = lambda cl, ud, fl, rc, pr: codes.append(rc.value)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    deadline = time.monotonic() + 10
+    while not codes:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return c, codes
+
+
+def test_pbkdf2_hash_matches_mosquitto_format() -> None:
+    h = hash_password("s3cret", salt=b"0123456789ab")
+    assert h.startswith("$7$101$")
+    assert verify_password("s3cret", h)
+    assert not verify_password("other", h)
+
+
+def test_device_cannot_publish_as_another_and_strangers_cannot_connect(
+    db_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO asset (asset_id, kind, name) VALUES ('TRUCK-T1', 'reefer_truck', 'truck')")
+    info = psycopg.conninfo.conninfo_to_dict(db_url)
+    url = f"postgresql://{info['user']}@/{info['dbname']}?host={info['host']}"
+    monkeypatch.setenv("COLDCHAIN_DATABASE_URL", url)
+    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
+    passwords = {}
+    for dev in ("dev-a", "dev-b"):
+        res = CliRunner().invoke(app, ["devices", "add", dev, "--kind", "temp_logger", "--asset", "TRUCK-T1"])
+        assert res.exit_code == 0, res.output
+        passwords[dev] = res.output.split("password ", 1)[1].split()[0]
+    mqtt_dir = server_tmp / "mqtt"
+    assert "dev-a:$7$" in (mqtt_dir / "passwd").read_text()
+    assert "topic write cc/v1/dev/dev-a/#" in (mqtt_dir / "acl").read_text()
+    with psycopg.connect(db_url) as conn:
+        mounts = conn.execute("SELECT device_id, asset_id FROM device_mount ORDER BY 1").fetchall()
+    assert mounts == [("dev-a", "TRUCK-T1"), ("dev-b", "TRUCK-T1")]
+    set_password(mqtt_dir / "passwd", "gateway", "gw-pw")
+    broker = EmbeddedBroker(
+        server_tmp / "broker", password_file=mqtt_dir / "passwd", acl_file=mqtt_dir / "acl"
+    )
+    broker.start()
+    gw = GatewayService(
+        db_url, "127.0.0.1", broker.port, username="gateway", password="gw-pw", client_id="gw-auth"
+    )
+    try:
+        gw.start()
+        a, codes = _client(broker.port, "dev-a", passwords["dev-a"])
+        assert codes == [0]
+        a.publish("cc/v1/dev/dev-b/telemetry", _telemetry("dev-b", 0), qos=1).wait_for_publish(10)  # as B
+        a.publish("cc/v1/dev/dev-a/telemetry", _telemetry("dev-a", 1), qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 10
+        while gw.stats()["readings_written"] < 1:
+            assert time.monotonic() < deadline, gw.stats()
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert gw.wait_idle(10)
+        assert gw.stats()["messages"] == 1  # the message published as dev-b never reached the gateway
+        with psycopg.connect(db_url) as conn:
+            rows = conn.execute("SELECT s.device_id FROM reading JOIN series s USING (series_id)").fetchall()
+        assert rows == [("dev-a",)]
+        a.disconnect()
+        a.loop_stop()
+        for user, pw in ((None, None), ("stranger", "x"), ("dev-a", "wrong")):
+            c, codes = _client(broker.port, user, pw)
+            assert codes[0] in (134, 135), (user, codes)  # bad user/password, not authorised
+            c.loop_stop()
+    finally:
+        gw.stop()
+        broker.stop()
