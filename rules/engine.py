@@ -387,6 +387,28 @@ class TriggerOut(msgspec.Struct, frozen=True, kw_only=True):
     rule_id: str
 
 
+class Breach(msgspec.Struct, frozen=True, kw_only=True):
+    """A class-profile rule beyond the range excursions and gaps that fired on the series (cumulative
+    allowance, hard band, MKT, a trigger, a reading within the device accuracy of a limit, a sensor
+    fault): what the live worker turns into alarms and what a series verdict rests on."""
+
+    rule_id: str
+    level: Verdict  # the verdict it implies: broken, excursion or indeterminate
+    severity: str  # alarm severity: critical (breaks the chain), the trigger's own, info
+    reason: str
+    start_ms: int
+    end_ms: int
+
+
+class MktPrefix(msgspec.Struct, frozen=True, kw_only=True):
+    """The MKT window's part before a slice: sums over the sample-and-hold spans that end at or before
+    the slice's first non-NaN reading, clipped to the window ending at the slice's last reading;
+    weights w = exp(ΔH/R / T_ref − ΔH/R / T) with T_ref = 20 °C (as rules.kernels.mkt_rolling)."""
+
+    weighted_ms: float  # Σ duration_ms · w
+    span_ms: float  # Σ duration_ms
+
+
 class Evaluation(msgspec.Struct, kw_only=True):
     """Everything the rule set says about one series under one class."""
 
@@ -412,6 +434,28 @@ class Evaluation(msgspec.Struct, kw_only=True):
     pack_version: str
     product_class: str
     mode: str
+    breaches: list[Breach] = msgspec.field(default_factory=list)
+
+
+def mkt_at_end(t_ms: IntArray, x: FloatArray, window_ms: int, dhr: float, prefix: MktPrefix) -> float | None:
+    """MKT (°C) over the window ending at the last reading of (t_ms, x), the part of the window before
+    the slice given by `prefix`: equal to ``kernels.mkt_rolling`` over the whole series at its last
+    reading, without reading the whole window."""
+    valid = np.flatnonzero(~np.isnan(x))
+    if valid.shape[0] == 0:
+        return None
+    tv, xv = t_ms[valid], x[valid]
+    lo = int(t_ms[-1]) - window_ms
+    ta, tb, xa = tv[:-1], tv[1:], xv[:-1]
+    keep = (tb > ta) & (tb > lo)
+    dur = (tb[keep] - np.maximum(ta[keep], lo)).astype(np.float64)
+    t_ref = 20.0 + kernels.KELVIN
+    w = np.exp(dhr / t_ref - dhr / (xa[keep] + kernels.KELVIN))
+    num = prefix.weighted_ms + float(np.sum(dur * w))
+    den = prefix.span_ms + float(np.sum(dur))
+    if not (den > 0 and num > 0):
+        return None
+    return float(dhr / (dhr / t_ref - math.log(num / den)) - kernels.KELVIN)
 
 
 def _opt(x: float) -> float | None:
@@ -427,6 +471,7 @@ def evaluate_series(
     accuracy_c: float | None = None,
     door: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
     power: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+    mkt_prefix: MktPrefix | None = None,
 ) -> Evaluation:
     """Apply every rule of `ref`'s class to one temperature series (and door/power channels if given).
 
@@ -434,7 +479,10 @@ def evaluate_series(
     single-event or cumulative allowance, a reading outside the hard band, MKT above its limit, door
     open or power lost beyond its limit, or no reading at all), excursion (a counted excursion beyond
     the device accuracy, or a fired trigger), indeterminate (a reading within the device accuracy of a
-    limit, an excursion within it, or a sensor fault), else pass."""
+    limit, an excursion within it, or a sensor fault), else pass.
+
+    With `mkt_prefix` the series is a slice of a longer history and MKT is judged at its last reading
+    only, over the class's whole MKT window (see `mkt_at_end`); without it, the highest rolling MKT."""
     t, x = check_series(t_ms, v)
     r = ref.rules
     low = _limit(r.low_c, -math.inf)
@@ -442,11 +490,36 @@ def evaluate_series(
     acc = accuracy_c if accuracy_c is not None else (r.accuracy.value if r.accuracy else 0.0)
     reasons: list[str] = []
     verdict: Verdict = "pass"
+    breaches: list[Breach] = []
+    t_first = int(t[0]) if t.shape[0] else 0
+    t_last = int(t[-1]) if t.shape[0] else 0
 
     def flag(level: Verdict, why: str) -> None:
         nonlocal verdict
         verdict = worst(verdict, level)
         reasons.append(why)
+
+    def breach(rule: str, level: Verdict, severity: str, why: str, start: int, end: int) -> None:
+        flag(level, why)
+        breaches.append(
+            Breach(
+                rule_id=ref.rule_id(rule),
+                level=level,
+                severity=severity,
+                reason=why,
+                start_ms=start,
+                end_ms=end,
+            )
+        )
+
+    def oor_span() -> tuple[int, int]:
+        bad = (x < low) | (x > high)
+        if not r.low_inclusive:
+            bad |= x == low
+        if not r.high_inclusive:
+            bad |= x == high
+        oor = np.flatnonzero(valid & bad)
+        return (int(t[oor[0]]), int(t[oor[-1]])) if oor.shape[0] else (t_first, t_last)
 
     valid = ~np.isnan(x)
     n_valid = int(valid.sum())
@@ -496,10 +569,13 @@ def evaluate_series(
     if r.allowances is not None and r.allowances.cumulative is not None:
         cum = r.allowances.cumulative
         if cmax_ms > cum.seconds * 1000:
-            flag(
+            breach(
+                "cumulative",
                 "broken",
+                "critical",
                 f"{cmax_ms / 1000:.0f} s out of range within {cum.window_s} s exceeds the cumulative "
                 f"allowance of {cum.seconds} s ({ref.rule_id('cumulative')})",
+                *oor_span(),
             )
     else:
         cmax_ms = total_ms
@@ -533,16 +609,34 @@ def evaluate_series(
         b_hi = math.inf if r.band.high_c is None else r.band.high_c
         outside = valid & ((x < b_lo) | (x > b_hi))
         if bool(outside.any()):
-            flag("broken", f"reading outside the permitted band [{b_lo}, {b_hi}] °C ({ref.rule_id('band')})")
+            out_idx = np.flatnonzero(outside)
+            breach(
+                "band",
+                "broken",
+                "critical",
+                f"reading outside the permitted band [{b_lo}, {b_hi}] °C ({ref.rule_id('band')})",
+                int(t[out_idx[0]]),
+                int(t[out_idx[-1]]),
+            )
 
     dhr = r.mkt.delta_h_r_k if r.mkt else DEFAULT_DHR_K
     mkt_window = r.mkt.window_s * 1000 if r.mkt else max(int(t[-1] - t[0]) + 1, 1) if t.shape[0] else 1
-    mk = kernels.mkt_rolling(t, x, mkt_window, dhr)
-    mkt_c = _opt(float(np.nanmax(mk))) if bool((~np.isnan(mk)).any()) else None
+    mkt_at = t_last
+    if mkt_prefix is not None and r.mkt is not None:
+        mkt_c = mkt_at_end(t, x, mkt_window, dhr, mkt_prefix)
+    else:
+        mk = kernels.mkt_rolling(t, x, mkt_window, dhr)
+        has = bool((~np.isnan(mk)).any())
+        mkt_c = _opt(float(np.nanmax(mk))) if has else None
+        mkt_at = int(t[int(np.nanargmax(mk))]) if has else t_last
     if r.mkt is not None and mkt_c is not None and mkt_c > r.mkt.limit_c:
-        flag(
+        breach(
+            "mkt",
             "broken",
+            "critical",
             f"MKT {mkt_c:.2f} °C over {r.mkt.window_s} s exceeds {r.mkt.limit_c} °C ({ref.rule_id('mkt')})",
+            max(t_first, mkt_at - mkt_window),
+            mkt_at,
         )
 
     states: list[StateOut] = []
@@ -588,11 +682,26 @@ def evaluate_series(
                     name=trig.name, kind=trig.kind, severity=trig.severity, at_ms=int(t[idx]), rule_id=tid
                 )
             )
-            flag("excursion", f"{trig.kind} trigger {trig.name} fired ({tid})")
+            breach(
+                f"trigger.{trig.name}",
+                "excursion",
+                trig.severity,
+                f"{trig.kind} trigger {trig.name} fired ({tid})",
+                int(t[idx]),
+                int(t[idx]),
+            )
 
     near, _clear = kernels.accuracy_counts(x, low, high, acc)
     if near and verdict == "pass":
-        flag("indeterminate", f"{near} readings within the device accuracy (±{acc} °C) of a limit")
+        close = np.flatnonzero(valid & ((np.abs(x - low) <= acc) | (np.abs(x - high) <= acc)))
+        breach(
+            "accuracy",
+            "indeterminate",
+            "info",
+            f"{near} readings within the device accuracy (±{acc} °C) of a limit",
+            int(t[close[0]]),
+            int(t[close[-1]]),
+        )
 
     faults = {"flatline": 0, "spike": 0, "rate": 0}
     if r.faults is not None:
@@ -600,7 +709,14 @@ def evaluate_series(
         fl, sp, rt = kernels.fault_flags(t, x, f.flatline_s * 1000, f.spike_c, f.max_rate_c_per_min)
         faults = {"flatline": fl, "spike": sp, "rate": rt}
         if fl + sp + rt:
-            flag("indeterminate", f"sensor faults: {fl} flatline, {sp} spike, {rt} rate of change")
+            breach(
+                "faults",
+                "indeterminate",
+                "info",
+                f"sensor faults: {fl} flatline, {sp} spike, {rt} rate of change",
+                t_first,
+                t_last,
+            )
 
     used: float | None = None
     remaining: float | None = None
@@ -637,4 +753,5 @@ def evaluate_series(
         pack_version=ref.pack_version,
         product_class=ref.code,
         mode=mode,
+        breaches=breaches,
     )

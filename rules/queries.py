@@ -343,3 +343,65 @@ ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
     asset_id = EXCLUDED.asset_id, pack_version = EXCLUDED.pack_version, end_time = EXCLUDED.end_time,
     allowed_s = EXCLUDED.allowed_s, detail = EXCLUDED.detail, computed_at = now()
 """
+
+# -- the live class profile (rules.worker._evaluate_profile) ----------------------------------------------
+
+DEVICE_ACCURACY: Final = "SELECT accuracy_c FROM device WHERE device_id = %(device_id)s"
+
+# The latest reading of the series while mounted (the live evaluation ends there).
+LATEST_READING: Final = """
+SELECT max(time) FROM reading
+WHERE series_id = %(series_id)s AND time >= %(seg_lo)s AND time < %(seg_hi)s
+"""
+
+# The MKT window's part before a slice (rules.engine.MktPrefix), aggregated in PostgreSQL so that a
+# 30-day window never travels to the worker: sample-and-hold spans between consecutive non-NaN
+# readings from the last one at or before the window start `lo` up to the slice's first reading `s`,
+# clipped at `lo`; weights exp(ΔH/R / 293.15 − ΔH/R / (value + 273.15)) as rules.kernels.mkt_rolling.
+MKT_PREFIX: Final = """
+WITH r AS (
+    SELECT time, value FROM reading
+    WHERE series_id = %(series_id)s AND time >= %(seg_lo)s AND time <= %(s)s
+      AND value IS NOT NULL AND value <> 'NaN'::float8
+      AND time >= COALESCE((
+          SELECT max(time) FROM reading
+          WHERE series_id = %(series_id)s AND time <= %(lo)s AND time >= %(seg_lo)s
+            AND value IS NOT NULL AND value <> 'NaN'::float8), %(lo)s)
+), sp AS (
+    SELECT time AS ta, lead(time) OVER (ORDER BY time) AS tb, value FROM r
+), d AS (
+    SELECT (extract(epoch FROM tb - GREATEST(ta, %(lo)s)) * 1000)::float8 AS dur_ms,
+           exp(%(dhr)s::float8 / 293.15 - %(dhr)s::float8 / (value + 273.15)) AS w
+    FROM sp WHERE tb IS NOT NULL AND tb > ta AND tb > %(lo)s
+)
+SELECT COALESCE(sum(dur_ms * w), 0)::float8, COALESCE(sum(dur_ms), 0)::float8 FROM d
+"""
+
+# Gaps are device-wide: the readings of every temperature probe of the device in [t_lo, t_hi]
+# (a gap is a time when no probe reported), and the probe series the gap rows are filed under.
+DEVICE_TEMP_READINGS: Final = """
+SELECT (extract(epoch FROM r.time) * 1000000)::int8 AS t_us, r.value
+FROM reading r JOIN series s USING (series_id)
+WHERE s.device_id = %(device_id)s AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
+  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s
+ORDER BY r.time, r.series_id
+"""
+
+PRIMARY_TEMP_SERIES: Final = """
+SELECT series_id, channel FROM series
+WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')
+ORDER BY series_id LIMIT 1
+"""
+
+# Door and power channels of the devices mounted on an asset during [t_from, t_to).
+ASSET_STATE_READINGS: Final = """
+SELECT (extract(epoch FROM r.time) * 1000)::int8 AS t_ms, r.value
+FROM device_mount m
+JOIN series s ON s.device_id = m.device_id AND s.channel = %(channel)s
+JOIN reading r ON r.series_id = s.series_id
+WHERE m.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
+  AND COALESCE(m.valid_to, '9999-01-01+00') > %(t_from)s
+  AND r.time >= GREATEST(m.valid_from, %(t_from)s)
+  AND r.time < LEAST(COALESCE(m.valid_to, '9999-01-01+00'), %(t_to)s)
+ORDER BY r.time
+"""

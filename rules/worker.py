@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import msgspec
 import numpy as np
 import psycopg
 import structlog
+from numpy.typing import NDArray
 from psycopg.types.json import Jsonb
 
 from rules import alarms, engine, kernels, queries
@@ -233,9 +234,11 @@ class RulesWorker:
                 for series_id, device_id, channel in states:
                     conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
                     w_lo, w_hi = windows[series_id]
-                    self._evaluate_state_series(
+                    for asset_id in self._evaluate_state_series(
                         conn, _Series(series_id, device_id, channel), w_lo, w_hi, committed[series_id], stats
-                    )
+                    ):
+                        lo, hi = touched.get(asset_id, (w_lo, w_hi))
+                        touched[asset_id] = (min(lo, w_lo), max(hi, w_hi))
                     stats.series += 1
                 for asset_id, (lo, hi) in sorted(touched.items()):
                     self._judge_lots(conn, asset_id, lo, hi, stats)
@@ -307,15 +310,18 @@ class RulesWorker:
 
     def _evaluate_state_series(
         self, conn: Conn, s: _Series, w_lo: datetime, w_hi: datetime, committed_at: datetime, stats: RunStats
-    ) -> None:
+    ) -> list[str]:
         """Door-open (door = 1) and power-loss (power = 0) runs beyond the class limit: chain breaks
-        of kind 'door' / 'power', with an alarm while the run is still going on."""
+        of kind 'door' / 'power', with an alarm while the run is still going on. Returns the assets
+        (their lots are re-judged: lot verdicts include these channels)."""
         kind = "door" if s.channel == "door" else "power"
         state = 1.0 if kind == "door" else 0.0
         mounts = conn.execute(
             queries.MOUNTS_OVERLAPPING, {"device_id": s.device_id, "t_lo": w_lo, "t_hi": w_hi}
         ).fetchall()
+        assets: list[str] = []
         for asset_id, valid_from, valid_to, product_class, mode in mounts:
+            assets.append(asset_id)
             if product_class is not None:
                 ref = self._packs.lookup(product_class)
             else:
@@ -415,6 +421,7 @@ class RulesWorker:
                 if cleared is not None:
                     self._pending.append(("resolved", cleared))
                     stats.alarms += 1
+        return assets
 
     def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:
         """The strictest class among the lots an asset holds: the narrowest range, then the lowest top."""
@@ -481,9 +488,21 @@ class RulesWorker:
             hysteresis_c=rules.hysteresis_c,
         )
         allowed_s = rules.max_interval_s(seg.mode)
+        # Gaps are device-wide: a gap is a time when no temperature probe of the device reported; the
+        # rows are filed under the device's first probe series, so one dropout is one chain break.
+        primary = conn.execute(queries.PRIMARY_TEMP_SERIES, {"device_id": s.device_id}).fetchone()
+        g_series = s if primary is None else _Series(int(primary[0]), s.device_id, str(primary[1]))
+        merged = conn.execute(
+            queries.DEVICE_TEMP_READINGS,
+            {"device_id": s.device_id, "t_lo": t_lo, "t_hi": t_hi, "seg_hi": seg.seg_hi},
+        ).fetchall()
+        g_us = np.fromiter((r[0] for r in merged), dtype=np.int64, count=len(merged))
+        g_v = np.fromiter(
+            (math.nan if r[1] is None else r[1] for r in merged), dtype=np.float64, count=len(merged)
+        )
         gaps = engine.find_gaps_tight(
-            t_ms,
-            v,
+            g_us // 1000,
+            g_v,
             max_gap_ms=allowed_s * 1000,
             oor_gap_ms=rules.oor_interval_s(seg.mode) * 1000,
             low_c=rules.low_c,
@@ -494,9 +513,11 @@ class RulesWorker:
 
         owned = {"series_id": s.series_id, "t_lo": t_lo, "t_hi": t_hi}
         conn.execute(queries.DELETE_EXCURSIONS_IN, owned)
-        conn.execute(queries.DELETE_GAPS_IN, owned)
+        conn.execute(queries.DELETE_GAPS_IN, {**owned, "series_id": g_series.series_id})
 
         base = _PayloadBase(seg, allowed_s)
+        g_seg = seg if g_series == s else replace(seg, series=g_series)
+        g_base = _PayloadBase(g_seg, allowed_s)
         range_id = seg.ref.rule_id("range")
         open_now: tuple[datetime, datetime, float] | None = None
         closed_new = False
@@ -541,14 +562,14 @@ class RulesWorker:
                 open_now = (start, end, exc.peak_c)
 
         for gap in gaps:
-            start, end = from_epoch_us(int(t_us[gap.start_idx])), from_epoch_us(int(t_us[gap.end_idx]))
+            start, end = from_epoch_us(int(g_us[gap.start_idx])), from_epoch_us(int(g_us[gap.end_idx]))
             rule_id = seg.ref.rule_id("gap")
             gap_s = (end - start).total_seconds()
             detail = {
                 "gap_s": gap_s,
                 "mode": seg.mode,
                 "device_id": s.device_id,
-                "channel": s.channel,
+                "channel": g_series.channel,
                 "pack_id": seg.ref.pack_id,
                 "source": rules.max_interval.transport.source
                 if seg.mode == "transport"
@@ -557,7 +578,7 @@ class RulesWorker:
             conn.execute(
                 queries.UPSERT_GAP,
                 {
-                    "series_id": s.series_id,
+                    "series_id": g_series.series_id,
                     "asset_id": seg.asset_id,
                     "rule_id": rule_id,
                     "pack_version": seg.ref.pack_version,
@@ -570,13 +591,13 @@ class RulesWorker:
             stats.gaps += 1
             gap_allowed_s = gap.allowed_ms / 1000
             reason = f"no temperature record for {gap_s:.0f} s (allowed {gap_allowed_s:.0f} s in {seg.mode})"
-            payload = base.payload(
+            payload = g_base.payload(
                 "chain_break", "gap", rule_id, start, end, reason, None, gap, gap_allowed_s
             )
-            new = _emit(conn, payload, s.series_id, rule_id, start, end)
+            new = _emit(conn, payload, g_series.series_id, rule_id, start, end)
             stats.emitted += new
             if new:
-                self._alarm(conn, seg, "gap", rule_id, start, end, None, reason, stats)
+                self._alarm(conn, g_seg, "gap", rule_id, start, end, None, reason, stats)
 
         live = right_unbounded and seg.mounted_now  # the slice reaches the latest reading
         if live and open_now is not None:
@@ -602,7 +623,97 @@ class RulesWorker:
             if cleared is not None:
                 self._pending.append(("resolved", cleared))
                 stats.alarms += 1
-        self._record_series_verdict(conn, seg, stats)
+        now = self._evaluate_profile(conn, seg, lo, hi, stats)
+        self._record_series_verdict(conn, seg, stats, now)
+
+    def _evaluate_profile(
+        self, conn: Conn, seg: _Segment, lo: datetime, hi: datetime, stats: RunStats
+    ) -> list[engine.Breach]:
+        """The rest of the class profile, live: cumulative allowance, hard band, MKT, triggers, the
+        device accuracy and sensor faults, through `engine.evaluate_series` (the same evaluation as
+        `rules check` and lot verdicts). Returns the breaches standing at the latest reading.
+
+        Three slices of one read: *now*, the class look-back ending at the series' latest reading
+        (MKT over its whole window from the `MKT_PREFIX` aggregate, so a 30-day window is never
+        read); *touched*, [lo − look-back, hi]; *before*, [lo − look-back, lo). A breach standing now,
+        or found in the touched slice but not before it (new data made it), opens or updates the
+        asset's alarm under its own rule id; a rule of the profile not standing now is resolved."""
+        s, r = seg.series, seg.ref.rules
+        bound = {"series_id": s.series_id, "seg_lo": seg.seg_lo, "seg_hi": seg.seg_hi}
+        latest = _scalar(conn.execute(queries.LATEST_READING, bound).fetchone())
+        if latest is None:
+            return []
+        look = timedelta(seconds=r.lookback_s)
+        acc = _scalar(conn.execute(queries.DEVICE_ACCURACY, {"device_id": s.device_id}).fetchone())
+        t_lo = max(seg.seg_lo, min(lo, latest) - look)
+        rows = conn.execute(
+            queries.READINGS, {"series_id": s.series_id, "t_lo": t_lo, "t_hi": latest, "seg_hi": seg.seg_hi}
+        ).fetchall()
+        n = len(rows)
+        t_ms = np.fromiter((row[0] for row in rows), dtype=np.int64, count=n) // 1000
+        v = np.fromiter((math.nan if row[1] is None else row[1] for row in rows), dtype=np.float64, count=n)
+
+        def breaches(a: datetime, b: datetime, prefix: engine.MktPrefix | None) -> dict[str, engine.Breach]:
+            i = int(np.searchsorted(t_ms, to_epoch_ms(a), side="left"))
+            j = int(np.searchsorted(t_ms, to_epoch_ms(b), side="right"))
+            if not bool((~np.isnan(v[i:j])).any()):
+                return {}
+            ev = engine.evaluate_series(
+                t_ms[i:j], v[i:j], seg.ref, seg.mode, accuracy_c=acc, mkt_prefix=prefix
+            )
+            return {x.rule_id: x for x in ev.breaches}
+
+        mkt_id = seg.ref.rule_id("mkt")
+        prefix: engine.MktPrefix | None = None
+        now_lo = max(seg.seg_lo, latest - look)
+        if r.mkt is not None:
+            i = int(np.searchsorted(t_ms, to_epoch_ms(now_lo), side="left"))
+            first = np.flatnonzero(~np.isnan(v[i:]))
+            if first.shape[0]:
+                s_first = from_epoch_us(int(t_ms[i + int(first[0])]) * 1000)
+                w_lo = latest - timedelta(seconds=r.mkt.window_s)
+                num, den = (0.0, 0.0)
+                if w_lo < s_first:
+                    got = conn.execute(
+                        queries.MKT_PREFIX, {**bound, "s": s_first, "lo": w_lo, "dhr": r.mkt.delta_h_r_k}
+                    ).fetchone()
+                    num, den = (0.0, 0.0) if got is None else (float(got[0]), float(got[1]))
+                prefix = engine.MktPrefix(weighted_ms=num, span_ms=den)
+        now = breaches(now_lo, latest, prefix)
+        touched = {k: b for k, b in breaches(lo - look, hi, None).items() if k != mkt_id}
+        before = {k: b for k, b in breaches(lo - look, lo - ONE_US, None).items() if k != mkt_id}
+        for rule_id in sorted(set(now) | (set(touched) - set(before))):
+            b = now.get(rule_id) or touched[rule_id]
+            self._alarm(
+                conn,
+                seg,
+                rule_id.split("/")[-1].split(".")[0],
+                rule_id,
+                from_epoch_us(b.start_ms * 1000),
+                from_epoch_us(b.end_ms * 1000),
+                None,
+                b.reason,
+                stats,
+                severity=b.severity,
+            )
+        if seg.mounted_now:
+            profile = ["cumulative", "band", "mkt", "accuracy", "faults"]
+            profile += [f"trigger.{t.name}" for t in r.triggers]
+            for rule in profile:
+                rule_id = seg.ref.rule_id(rule)
+                if rule_id in now:
+                    continue
+                cleared = alarms.auto_resolve(
+                    conn,
+                    asset_id=seg.asset_id,
+                    rule_id=rule_id,
+                    condition_end=latest,
+                    note=f"{rule} clear over the look-back ending at the latest reading",
+                )
+                if cleared is not None:
+                    self._pending.append(("resolved", cleared))
+                    stats.alarms += 1
+        return [now[k] for k in sorted(now)]
 
     def _alarm(
         self,
@@ -615,10 +726,15 @@ class RulesWorker:
         peak_c: float | None,
         reason: str,
         stats: RunStats,
+        *,
+        severity: str | None = None,
     ) -> None:
-        """Open or update the asset's alarm for this rule; escalate by the condition's duration."""
+        """Open or update the asset's alarm for this rule; escalate by the condition's duration
+        (`severity` given: the rule's own, as the profile rules carry it)."""
         rules = seg.ref.rules
-        if kind == "gap":
+        if severity is not None:
+            pass
+        elif kind == "gap":
             severity = "warning"
         elif kind in ("door", "power"):
             severity = "critical"
@@ -649,7 +765,9 @@ class RulesWorker:
             self._pending.append(change)
             stats.alarms += 1
 
-    def _record_series_verdict(self, conn: Conn, seg: _Segment, stats: RunStats) -> None:
+    def _record_series_verdict(
+        self, conn: Conn, seg: _Segment, stats: RunStats, standing: Sequence[engine.Breach] = ()
+    ) -> None:
         """A new verdict_history version for the series on this asset when its verdict or evidence changed."""
         rules = seg.ref.rules
         rows = conn.execute(
@@ -675,6 +793,12 @@ class RulesWorker:
             else:
                 verdict = engine.worst(verdict, "excursion")
                 reasons.append(f"excursion {iso_utc(a)} ({dur:.0f} s, peak {peak} °C{', open' if o else ''})")
+        # The profile rules standing at the latest reading (cumulative, band, MKT, triggers, the
+        # device accuracy, sensor faults): an indeterminate verdict comes from here.
+        for b in standing:
+            items.append({"kind": "rule", "rule_id": b.rule_id, "level": b.level})
+            verdict = engine.worst(verdict, b.level)
+            reasons.append(b.reason)
         subject = f"{seg.series.series_id}@{seg.asset_id}"
         if _record_history(conn, "series", subject, verdict, seg.ref, items, reasons, seg.arrived)[0]:
             stats.history += 1
@@ -742,20 +866,42 @@ def judge_lot(
             queries.ASSET_TEMP_SERIES, {"asset_id": asset_id, "t_from": t_from, "t_to": t_to}
         ).fetchall()
         covered = False
+        channels: dict[str, tuple[NDArray[np.int64], NDArray[np.float64]] | None] = {}
+        for channel in ("door", "power"):
+            got = conn.execute(
+                queries.ASSET_STATE_READINGS,
+                {"asset_id": asset_id, "channel": channel, "t_from": t_from, "t_to": t_to},
+            ).fetchall()
+            channels[channel] = (
+                (
+                    np.array([g[0] for g in got], dtype=np.int64),
+                    np.array([math.nan if g[1] is None else g[1] for g in got], dtype=np.float64),
+                )
+                if got
+                else None
+            )
         for series_id, accuracy_c, s_from, s_to in series:
             rows = conn.execute(
                 queries.SERIES_READINGS, {"series_id": series_id, "t_from": s_from, "t_to": s_to}
             ).fetchall()
             if not rows:
                 continue
+            covered_before = covered
             covered = True
             first = s_from if first is None else min(first, s_from)
             t_end = from_epoch_us(int(rows[-1][0]) * 1000)
             last_t = t_end if last_t is None else max(last_t, t_end)
             t_ms = np.array([r[0] for r in rows], dtype=np.int64)
             v = np.array([math.nan if r[1] is None else r[1] for r in rows], dtype=np.float64)
+            # The asset's door and power channels go with its first probe series (once per leg).
             ev = engine.evaluate_series(
-                t_ms, v, ref, "storage" if mode == "storage" else "transport", accuracy_c=accuracy_c
+                t_ms,
+                v,
+                ref,
+                "storage" if mode == "storage" else "transport",
+                accuracy_c=accuracy_c,
+                door=None if covered_before else channels["door"],
+                power=None if covered_before else channels["power"],
             )
             verdict = engine.worst(verdict, ev.verdict)
             reasons.extend(f"{asset_id} series {series_id}: {why}" for why in ev.reasons)
