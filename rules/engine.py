@@ -398,6 +398,7 @@ class Breach(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     start_ms: int
     end_ms: int
+    value: float | None = None  # mkt: the MKT (°C); cumulative: the worst window's time out of range (s)
 
 
 class MktPrefix(msgspec.Struct, frozen=True, kw_only=True):
@@ -499,7 +500,9 @@ def evaluate_series(
         verdict = worst(verdict, level)
         reasons.append(why)
 
-    def breach(rule: str, level: Verdict, severity: str, why: str, start: int, end: int) -> None:
+    def breach(
+        rule: str, level: Verdict, severity: str, why: str, start: int, end: int, value: float | None = None
+    ) -> None:
         flag(level, why)
         breaches.append(
             Breach(
@@ -509,6 +512,7 @@ def evaluate_series(
                 reason=why,
                 start_ms=start,
                 end_ms=end,
+                value=value,
             )
         )
 
@@ -576,6 +580,7 @@ def evaluate_series(
                 f"{cmax_ms / 1000:.0f} s out of range within {cum.window_s} s exceeds the cumulative "
                 f"allowance of {cum.seconds} s ({ref.rule_id('cumulative')})",
                 *oor_span(),
+                cmax_ms / 1000,
             )
     else:
         cmax_ms = total_ms
@@ -637,6 +642,7 @@ def evaluate_series(
             f"MKT {mkt_c:.2f} °C over {r.mkt.window_s} s exceeds {r.mkt.limit_c} °C ({ref.rule_id('mkt')})",
             max(t_first, mkt_at - mkt_window),
             mkt_at,
+            mkt_c,
         )
 
     states: list[StateOut] = []
@@ -755,3 +761,91 @@ def evaluate_series(
         mode=mode,
         breaches=breaches,
     )
+
+
+# -- chain-breaking runs the live worker stores as chain_break rows (rules.worker) ------------------------
+
+
+def cumulative_breaks(
+    t_ms: NDArray[np.generic],
+    v: NDArray[np.generic],
+    *,
+    low_c: float | None,
+    high_c: float | None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    window_ms: int,
+    allowance_ms: int,
+) -> list[tuple[int, int, int]]:
+    """Where time out of range within a window of `window_ms` exceeds `allowance_ms`, as
+    (first index, last index, worst ms): the out-of-range readings of every exceeding window, windows
+    sharing a reading merged into one break. Windows and sample-and-hold spans as
+    ``kernels.cum_oor_max`` (a window starting at a span's start or ending at a span's end), so there
+    is a break exactly when its maximum exceeds the allowance. Indices are into (t_ms, v); the last
+    index is the last out-of-range reading of the break."""
+    t, x = check_series(t_ms, v)
+    low = _limit(low_c, -math.inf)
+    high = _limit(high_c, math.inf)
+    valid = np.flatnonzero(~np.isnan(x))
+    if valid.shape[0] < 2:
+        return []
+    tv, xv = t[valid], x[valid]
+    bad = (xv < low) | (xv > high)
+    if not low_inclusive:
+        bad |= xv == low
+    if not high_inclusive:
+        bad |= xv == high
+    ks = np.flatnonzero(bad[:-1])
+    if ks.shape[0] == 0:
+        return []
+    a, b, idx = tv[ks], tv[ks + 1], valid[ks]
+    cum = np.cumsum(b - a)
+
+    def covered(at: IntArray) -> IntArray:
+        j = np.searchsorted(a, at, side="right")
+        k = np.maximum(j - 1, 0)
+        total = np.where(j > 0, cum[k] - np.maximum(b[k] - at, 0), 0)
+        return total.astype(np.int64)
+
+    c1 = covered(a + window_ms) - covered(a)  # windows [a_r, a_r + W)
+    c2 = covered(b) - covered(b - window_ms)  # windows [b_r - W, b_r)
+    hi1 = np.searchsorted(a, a + window_ms, side="left") - 1
+    lo2 = np.searchsorted(b, b - window_ms, side="right")
+    spans: list[tuple[int, int, int]] = []
+    for r in np.flatnonzero(c1 > allowance_ms).tolist():
+        spans.append((r, int(hi1[r]), int(c1[r])))
+    for r in np.flatnonzero(c2 > allowance_ms).tolist():
+        spans.append((int(lo2[r]), r, int(c2[r])))
+    spans.sort()
+    merged: list[list[int]] = []
+    for lo, hi, c in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+            merged[-1][2] = max(merged[-1][2], c)
+        else:
+            merged.append([lo, hi, c])
+    return [(int(idx[lo]), int(idx[hi]), c) for lo, hi, c in merged]
+
+
+def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | None) -> list[tuple[int, int]]:
+    """Runs of consecutive non-NaN readings outside the hard band [low_c, high_c] (NaN dropouts
+    neither end nor extend a run), as (first index, last index)."""
+    if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype != np.float64:
+        raise ValueError("v must be a 1-D float64 numpy array")
+    x: FloatArray = np.ascontiguousarray(v, dtype=np.float64)
+    lo = _limit(low_c, -math.inf)
+    hi = _limit(high_c, math.inf)
+    valid = np.flatnonzero(~np.isnan(x))
+    xv = x[valid]
+    out = (xv < lo) | (xv > hi)
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for k, o in enumerate(out.tolist()):
+        if o and start < 0:
+            start = k
+        elif not o and start >= 0:
+            runs.append((int(valid[start]), int(valid[k - 1])))
+            start = -1
+    if start >= 0:
+        runs.append((int(valid[start]), int(valid[-1])))
+    return runs

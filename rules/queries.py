@@ -214,12 +214,14 @@ WHERE alarm_id = %(alarm_id)s RETURNING """
 
 # -- verdict history and lot verdicts ----------------------------------------------------------------------
 
-# The evidence a series verdict rests on: its excursion and chain_break rows on one asset.
+# The evidence a series verdict rests on: its excursion and chain_break rows on one asset (a chain break
+# of kind 'excursion', beyond the class's allowance, is told from an excursion row as 'excursion_break').
 SERIES_EVIDENCE: Final = """
 SELECT 'excursion' AS kind, rule_id, start_time, end_time, open, peak_c
 FROM excursion WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
 UNION ALL
-SELECT kind, rule_id, start_time, end_time, false, NULL::float8
+SELECT CASE WHEN kind = 'excursion' THEN 'excursion_break' ELSE kind END, rule_id, start_time, end_time,
+       false, NULL::float8
 FROM chain_break WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
 ORDER BY 3, 1, 2
 """
@@ -405,3 +407,48 @@ WHERE m.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
   AND r.time < LEAST(COALESCE(m.valid_to, '9999-01-01+00'), %(t_to)s)
 ORDER BY r.time
 """
+
+# -- chain breaks of the class profile (rules.worker._write_profile_breaks / _mkt_break) ---------------------
+# Kind 'excursion' (an excursion beyond the class's allowance), told apart by rule_id: …/single_event,
+# …/cumulative, …/band (rows per re-evaluated slice, like gaps) and …/mkt (one row per time MKT stood
+# above its limit, judged at the latest reading: never replaced by a slice).
+
+# Stored profile breaks of the series on the asset overlapping [t_lo, t_hi] (not MKT): the slice
+# grows to cover them, so that a re-evaluation replaces them whole.
+PROFILE_BREAK_SPAN: Final = """
+SELECT min(start_time), max(end_time) FROM chain_break
+WHERE kind = 'excursion' AND series_id = %(series_id)s AND asset_id = %(asset_id)s
+  AND rule_id <> %(mkt_rule)s AND start_time <= %(t_hi)s AND end_time >= %(t_lo)s
+"""
+
+DELETE_PROFILE_BREAKS_IN: Final = """
+DELETE FROM chain_break
+WHERE kind = 'excursion' AND series_id = %(series_id)s AND asset_id = %(asset_id)s
+  AND rule_id <> %(mkt_rule)s AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
+"""
+
+UPSERT_PROFILE_BREAK: Final = """
+INSERT INTO chain_break (kind, series_id, asset_id, rule_id, pack_version, start_time, end_time,
+                         allowed_s, detail)
+VALUES ('excursion', %(series_id)s, %(asset_id)s, %(rule_id)s, %(pack_version)s, %(start_time)s,
+        %(end_time)s, %(allowed_s)s, %(detail)s)
+ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
+    asset_id = EXCLUDED.asset_id, pack_version = EXCLUDED.pack_version, end_time = EXCLUDED.end_time,
+    allowed_s = EXCLUDED.allowed_s, detail = EXCLUDED.detail, computed_at = now()
+"""
+
+# The MKT break still standing (open) for the series on the asset, if any.
+OPEN_MKT_BREAK: Final = """
+SELECT chain_break_id, start_time, end_time, detail FROM chain_break
+WHERE kind = 'excursion' AND series_id = %(series_id)s AND asset_id = %(asset_id)s
+  AND rule_id = %(rule_id)s AND (detail->>'open')::boolean
+ORDER BY start_time DESC LIMIT 1
+FOR UPDATE
+"""
+
+UPDATE_MKT_BREAK: Final = """
+UPDATE chain_break SET end_time = %(end_time)s, detail = %(detail)s, computed_at = now()
+WHERE chain_break_id = %(chain_break_id)s
+"""
+
+DELETE_CHAIN_BREAK: Final = "DELETE FROM chain_break WHERE chain_break_id = %(chain_break_id)s"

@@ -13,6 +13,12 @@ the first clearing reading after it (in range by at least the hysteresis: an exc
 one, and every gap next to new data lies inside), clipped to the mount interval. Verdict rows lying
 wholly inside the slice are deleted and recomputed. Evaluation is on device time only.
 
+The class profile's chain breaks are stored and handed to the ledger the same way, as chain_break rows
+of kind 'excursion' under their own rule ids: an excursion beyond the single-event allowance
+(…/single_event), time out of range beyond the cumulative allowance within its window (…/cumulative),
+readings outside the hard band (…/band), each replaced with its slice like a gap; and MKT above its
+limit (…/mkt), judged at the latest reading, one row per time it stood above the limit.
+
 In the same transaction: the series' verdict (from its excursion and chain-break rows) gets a new
 version in verdict_history when it or its evidence changed, recording the batches that arrived and
 what was added or removed; alarms are opened, escalated (by the condition's device-time duration) and
@@ -97,6 +103,7 @@ class RunStats:
     alarms: int = 0
     history: int = 0
     lot_verdicts: int = 0
+    breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
 
 
 class RulesWorker:
@@ -260,6 +267,7 @@ class RulesWorker:
                 alarms=stats.alarms,
                 history=stats.history,
                 lot_verdicts=stats.lot_verdicts,
+                breaks=stats.breaks,
             )
         return len(rows)
 
@@ -468,6 +476,34 @@ class RulesWorker:
         t_lo = seg.seg_lo if before is None else before
         right_unbounded = after is None
         t_hi = seg.seg_hi - ONE_US if after is None else after
+        # Stored profile chain breaks (beyond an allowance, outside the band) overlapping the slice:
+        # widen it to cover them whole (a cumulative break may span several excursions), so that
+        # they are replaced, never left beside their recomputed selves.
+        mkt_rule = seg.ref.rule_id("mkt")
+        for _ in range(8):
+            got = conn.execute(
+                queries.PROFILE_BREAK_SPAN,
+                {
+                    "series_id": s.series_id,
+                    "asset_id": seg.asset_id,
+                    "mkt_rule": mkt_rule,
+                    "t_lo": t_lo,
+                    "t_hi": t_hi,
+                },
+            ).fetchone()
+            if got is None or got[0] is None or (got[0] >= t_lo and got[1] <= t_hi):
+                break
+            if got[0] < t_lo:
+                before = _scalar(
+                    conn.execute(queries.LAST_IN_RANGE_BEFORE, {**limits, "t": got[0]}).fetchone()
+                )
+                t_lo = seg.seg_lo if before is None else before
+            if got[1] > t_hi:
+                after = _scalar(
+                    conn.execute(queries.FIRST_IN_RANGE_AFTER, {**limits, "t": got[1]}).fetchone()
+                )
+                right_unbounded = after is None
+                t_hi = seg.seg_hi - ONE_US if after is None else after
 
         readings = conn.execute(
             queries.READINGS, {"series_id": s.series_id, "t_lo": t_lo, "t_hi": t_hi, "seg_hi": seg.seg_hi}
@@ -599,6 +635,8 @@ class RulesWorker:
             if new:
                 self._alarm(conn, g_seg, "gap", rule_id, start, end, None, reason, stats)
 
+        self._write_profile_breaks(conn, seg, t_lo, t_hi, t_us, v, excursions, right_unbounded, stats)
+
         live = right_unbounded and seg.mounted_now  # the slice reaches the latest reading
         if live and open_now is not None:
             o_start, o_end, o_peak = open_now
@@ -680,6 +718,8 @@ class RulesWorker:
                     num, den = (0.0, 0.0) if got is None else (float(got[0]), float(got[1]))
                 prefix = engine.MktPrefix(weighted_ms=num, span_ms=den)
         now = breaches(now_lo, latest, prefix)
+        if r.mkt is not None:
+            self._mkt_break(conn, seg, latest, now.get(mkt_id), stats)
         touched = {k: b for k, b in breaches(lo - look, hi, None).items() if k != mkt_id}
         before = {k: b for k, b in breaches(lo - look, lo - ONE_US, None).items() if k != mkt_id}
         for rule_id in sorted(set(now) | (set(touched) - set(before))):
@@ -714,6 +754,246 @@ class RulesWorker:
                     self._pending.append(("resolved", cleared))
                     stats.alarms += 1
         return [now[k] for k in sorted(now)]
+
+    def _write_profile_breaks(
+        self,
+        conn: Conn,
+        seg: _Segment,
+        t_lo: datetime,
+        t_hi: datetime,
+        t_us: NDArray[np.int64],
+        v: NDArray[np.float64],
+        excursions: Sequence[engine.Excursion],
+        right_unbounded: bool,
+        stats: RunStats,
+    ) -> None:
+        """Chain breaks (kind 'excursion') of the re-evaluated slice beyond the class's allowances or
+        outside its hard band, as `engine.evaluate_series` judges them: an excursion longer than the
+        single-event allowance (…/single_event; not one suspended as a defrost or within the device
+        accuracy of the limit), time out of range beyond the cumulative allowance within its window
+        (…/cumulative: the out-of-range readings of the exceeding windows), a run of readings outside
+        the band (…/band). Rows wholly inside the slice are replaced; each break goes to the ledger
+        once (a break overlapping an emitted one of the same rule is the same break)."""
+        s, rules = seg.series, seg.ref.rules
+        conn.execute(
+            queries.DELETE_PROFILE_BREAKS_IN,
+            {
+                "series_id": s.series_id,
+                "asset_id": seg.asset_id,
+                "mkt_rule": seg.ref.rule_id("mkt"),
+                "t_lo": t_lo,
+                "t_hi": t_hi,
+            },
+        )
+        n = t_us.shape[0]
+        if n == 0:
+            return
+        t_ms = t_us // 1000
+        low = -math.inf if rules.low_c is None else rules.low_c
+        high = math.inf if rules.high_c is None else rules.high_c
+        # (rule, first index, last index, allowed_s, still open, peak, detail, reason)
+        found: list[tuple[str, int, int, float, bool, float | None, dict[str, Any], str]] = []
+        al = rules.allowances
+        live = right_unbounded and seg.mounted_now
+        if al is not None and al.single_event is not None:
+            single = al.single_event
+            acc = _scalar(conn.execute(queries.DEVICE_ACCURACY, {"device_id": s.device_id}).fetchone())
+            if acc is None:
+                acc = rules.accuracy.value if rules.accuracy else 0.0
+            d = rules.defrost
+            for exc in excursions:
+                dur_s = exc.duration_ms / 1000
+                if dur_s <= single.seconds or max(low - exc.peak_c, exc.peak_c - high) <= acc:
+                    continue
+                if (
+                    d is not None
+                    and exc.peak_c > high
+                    and dur_s <= d.max_s
+                    and exc.peak_c <= high + d.max_rise_c
+                ):
+                    continue
+                still = exc.reaches_end and live
+                found.append(
+                    (
+                        "single_event",
+                        exc.start_idx,
+                        exc.end_idx,
+                        float(single.seconds),
+                        still,
+                        exc.peak_c,
+                        {"duration_s": dur_s, "peak_c": exc.peak_c, "source": single.source},
+                        f"excursion of {dur_s:.0f} s{' so far' if still else ''} exceeds the single-event "
+                        f"allowance of {single.seconds} s (peak {exc.peak_c} °C)",
+                    )
+                )
+        if al is not None and al.cumulative is not None:
+            cum = al.cumulative
+            for i, j, worst_ms in engine.cumulative_breaks(
+                t_ms,
+                v,
+                low_c=rules.low_c,
+                high_c=rules.high_c,
+                low_inclusive=rules.low_inclusive,
+                high_inclusive=rules.high_inclusive,
+                window_ms=cum.window_s * 1000,
+                allowance_ms=cum.seconds * 1000,
+            ):
+                seg_v = v[i : j + 1]
+                peak = _peak(seg_v, low, high)
+                found.append(
+                    (
+                        "cumulative",
+                        i,
+                        j,
+                        float(cum.seconds),
+                        False,
+                        peak,
+                        {
+                            "out_of_range_s": worst_ms / 1000,
+                            "window_s": cum.window_s,
+                            "peak_c": peak,
+                            "source": cum.source,
+                        },
+                        f"{worst_ms / 1000:.0f} s out of range within {cum.window_s} s exceeds the "
+                        f"cumulative allowance of {cum.seconds} s",
+                    )
+                )
+        if rules.band is not None:
+            band = rules.band
+            b_lo = -math.inf if band.low_c is None else band.low_c
+            b_hi = math.inf if band.high_c is None else band.high_c
+            for i, j in engine.band_runs(v, low_c=band.low_c, high_c=band.high_c):
+                peak = _peak(v[i : j + 1], b_lo, b_hi)
+                still = live and not bool((~np.isnan(v[j + 1 :])).any())
+                found.append(
+                    (
+                        "band",
+                        i,
+                        j,
+                        0.0,
+                        still,
+                        peak,
+                        {
+                            "band_low_c": band.low_c,
+                            "band_high_c": band.high_c,
+                            "peak_c": peak,
+                            "source": band.source,
+                        },
+                        f"readings outside the permitted band [{b_lo}, {b_hi}] °C (peak {peak} °C)",
+                    )
+                )
+        base = _PayloadBase(seg, rules.max_interval_s(seg.mode))
+        for rule, i, j, allowed, still, peak, detail, reason in found:
+            rule_id = seg.ref.rule_id(rule)
+            start, end = from_epoch_us(int(t_us[i])), from_epoch_us(int(t_us[j]))
+            conn.execute(
+                queries.UPSERT_PROFILE_BREAK,
+                {
+                    "series_id": s.series_id,
+                    "asset_id": seg.asset_id,
+                    "rule_id": rule_id,
+                    "pack_version": seg.ref.pack_version,
+                    "start_time": start,
+                    "end_time": end,
+                    "allowed_s": allowed,
+                    "detail": Jsonb({**detail, "open": still, "mode": seg.mode, "pack_id": seg.ref.pack_id}),
+                },
+            )
+            stats.breaks += 1
+            payload = base.payload(
+                "chain_break", "excursion", rule_id, start, end, reason, peak, _stats(v, i, j), allowed
+            )
+            stats.emitted += _emit(conn, payload, s.series_id, rule_id, start, end)
+
+    def _mkt_break(
+        self, conn: Conn, seg: _Segment, latest: datetime, standing: engine.Breach | None, stats: RunStats
+    ) -> None:
+        """The MKT chain break (kind 'excursion', rule …/mkt): MKT is judged at the latest reading over
+        the class's window, so the row covers the readings at which it was judged above its limit, from
+        the first to the latest; it stays open while MKT stands above the limit, and is closed when it
+        no longer does. Late data that brings MKT back under the limit at a reading already judged
+        takes that reading off the row (the row goes when nothing is left)."""
+        mkt = seg.ref.rules.mkt
+        assert mkt is not None
+        s = seg.series
+        rule_id = seg.ref.rule_id("mkt")
+        row = conn.execute(
+            queries.OPEN_MKT_BREAK, {"series_id": s.series_id, "asset_id": seg.asset_id, "rule_id": rule_id}
+        ).fetchone()
+        if standing is None or standing.value is None:
+            if row is None:
+                return
+            break_id, start, end, detail = row
+            if end < latest:  # judged above the limit up to `end`, not at the latest reading
+                conn.execute(
+                    queries.UPDATE_MKT_BREAK,
+                    {"chain_break_id": break_id, "end_time": end, "detail": Jsonb({**detail, "open": False})},
+                )
+                return
+            prev = detail.get("previous_end")
+            if start >= latest or prev is None:
+                conn.execute(queries.DELETE_CHAIN_BREAK, {"chain_break_id": break_id})
+            else:
+                conn.execute(
+                    queries.UPDATE_MKT_BREAK,
+                    {
+                        "chain_break_id": break_id,
+                        "end_time": datetime.fromisoformat(prev),
+                        "detail": Jsonb({**detail, "open": False, "previous_end": None}),
+                    },
+                )
+            stats.breaks += 1
+            return
+        mkt_c = float(standing.value)
+        figures = {
+            "mkt_c": round(mkt_c, 6),
+            "limit_c": mkt.limit_c,
+            "window_s": mkt.window_s,
+            "delta_h_r_k": mkt.delta_h_r_k,
+            "source": mkt.source,
+            "mode": seg.mode,
+            "pack_id": seg.ref.pack_id,
+            "open": True,
+        }
+        stats.breaks += 1
+        if row is not None:
+            break_id, start, end, detail = row
+            if latest > end:
+                worst = max(mkt_c, float(detail.get("max_mkt_c", mkt_c)))
+                detail = {**detail, **figures, "max_mkt_c": round(worst, 6), "previous_end": end.isoformat()}
+                conn.execute(
+                    queries.UPDATE_MKT_BREAK,
+                    {"chain_break_id": break_id, "end_time": latest, "detail": Jsonb(detail)},
+                )
+            elif latest == end:  # re-judged at the same reading (late data before it)
+                detail = {**detail, **figures, "max_mkt_c": round(max(mkt_c, float(detail["max_mkt_c"])), 6)}
+                conn.execute(
+                    queries.UPDATE_MKT_BREAK,
+                    {"chain_break_id": break_id, "end_time": end, "detail": Jsonb(detail)},
+                )
+            return
+        conn.execute(
+            queries.UPSERT_PROFILE_BREAK,
+            {
+                "series_id": s.series_id,
+                "asset_id": seg.asset_id,
+                "rule_id": rule_id,
+                "pack_version": seg.ref.pack_version,
+                "start_time": latest,
+                "end_time": latest,
+                "allowed_s": 0.0,
+                "detail": Jsonb({**figures, "max_mkt_c": round(mkt_c, 6), "previous_end": None}),
+            },
+        )
+        reason = f"MKT {mkt_c:.2f} °C over {mkt.window_s} s exceeds {mkt.limit_c} °C"
+        nan = math.nan
+        run = engine.Gap(
+            start_idx=0, end_idx=0, t_start_ms=0, t_end_ms=0, min_c=nan, max_c=nan, mean_c=nan, readings=0
+        )
+        payload = _PayloadBase(seg, seg.ref.rules.max_interval_s(seg.mode)).payload(
+            "chain_break", "excursion", rule_id, latest, latest, reason, None, run, 0.0
+        )
+        stats.emitted += _emit(conn, payload, s.series_id, rule_id, latest, latest)
 
     def _alarm(
         self,
@@ -974,6 +1254,36 @@ def _scalar(row: tuple[Any, ...] | None) -> Any:
 
 def _finite(x: float) -> float | None:
     return None if math.isnan(x) else x
+
+
+def _peak(x: NDArray[np.float64], low: float, high: float) -> float | None:
+    """The non-NaN value furthest outside [low, high] (None without one)."""
+    xv = x[~np.isnan(x)]
+    if xv.shape[0] == 0:
+        return None
+    dist = np.maximum(low - xv, xv - high)
+    return float(xv[int(np.argmax(dist))])
+
+
+def _stats(v: NDArray[np.float64], i: int, j: int) -> engine.Gap:
+    """min / max / mean / count of the non-NaN readings v[i..j] (the payload's run figures)."""
+    xv = v[i : j + 1]
+    xv = xv[~np.isnan(xv)]
+    nan = math.nan
+    if xv.shape[0] == 0:
+        return engine.Gap(
+            start_idx=i, end_idx=j, t_start_ms=0, t_end_ms=0, min_c=nan, max_c=nan, mean_c=nan, readings=0
+        )
+    return engine.Gap(
+        start_idx=i,
+        end_idx=j,
+        t_start_ms=0,
+        t_end_ms=0,
+        min_c=float(xv.min()),
+        max_c=float(xv.max()),
+        mean_c=float(xv.mean()),
+        readings=int(xv.shape[0]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
