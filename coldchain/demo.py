@@ -76,6 +76,7 @@ def run_scenario(
 def summarize(database_url: str, api_url: str) -> dict[str, Any]:
     """Counts from the database, the ledger's verification, and the API's answer for the traced lot."""
     from firmware_sim.scenario import demo_world
+    from traceability.auth import create_key
     from traceability.ledger import verify
 
     lot_id = demo_world().lots[0].lot_id
@@ -96,7 +97,10 @@ def summarize(database_url: str, api_url: str) -> dict[str, Any]:
             conn.execute("SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY 1").fetchall()
         )
         result = verify(conn)
-    response = httpx.get(f"{api_url}/trace/{lot_id}", timeout=30)
+        # The demo asks the API as an inspector would: with an inspector's key.
+        key = create_key(conn, "inspector", "demo inspector")
+        conn.commit()
+    response = httpx.get(f"{api_url}/trace/{lot_id}", headers={"X-API-Key": key}, timeout=30)
     trace = response.json() if response.status_code == 200 else None
     return {
         **counts,
@@ -160,9 +164,15 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
 
 
 def _serve_forever(settings: Settings, database_url: str, broker: BrokerAddress) -> None:
+    from traceability.auth import create_key
+
+    with psycopg.connect(database_url) as conn:
+        key = create_key(conn, "operator", "demo --serve")
+        conn.commit()
     services = Services(database_url, broker, api_host=settings.api_host, api_port=settings.api_port)
     services.start()
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
+    print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)
     try:
         threading.Event().wait()
     finally:

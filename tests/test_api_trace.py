@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from tests.test_trace_worker import LOT, SSCC, build_scenario
 from traceability.api import create_app
+from traceability.auth import create_key
 from traceability.worker import LedgerWorker
 
 PROBLEM_KEYS = {"type", "title", "status", "instance"}
@@ -28,7 +29,9 @@ def client(db_url: str) -> Iterator[TestClient]:
             raise RuntimeError("boom")
         return n
 
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with psycopg.connect(db_url) as conn:
+        key = create_key(conn, "admin", "test-admin")
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as test_client:
         yield test_client
 
 
@@ -80,6 +83,8 @@ def test_ledger_verify(client: TestClient, db_url: str) -> None:
     assert client.get("/ledger/verify").json() == {"ok": True, "events": 8, "first_bad_seq": None}
     with psycopg.connect(db_url) as conn:
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+        # The served jsonb alone: a superuser must first drop the constraint binding it to the chain.
+        conn.execute("ALTER TABLE ledger_event DROP CONSTRAINT ledger_event_event_is_jcs")
         conn.execute(
             "UPDATE ledger_event SET event = jsonb_set(event, '{bizStep}', '\"receiving\"') WHERE seq = 3"
         )
@@ -89,7 +94,7 @@ def test_ledger_verify(client: TestClient, db_url: str) -> None:
 
 def test_openapi_is_complete(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    trace = spec["paths"]["/trace/{lot_id}"]["get"]["responses"]
+    trace = spec["paths"]["/trace/{trace_id}"]["get"]["responses"]
     assert trace["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Trace")
     assert "application/problem+json" in trace["404"]["content"]
     assert {"Trace", "CustodyLeg", "TemperatureSummary", "Problem"} <= spec["components"]["schemas"].keys()

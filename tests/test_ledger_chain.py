@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -38,19 +40,24 @@ def test_append_links_entries_and_verify_passes(db_url: str) -> None:
         assert _chain(conn, 4) == [1, 2, 3, 4]
         conn.commit()
         rows = conn.execute(
-            "SELECT seq, event_id, event, event_hash, prev_hash, entry_hash, event_type, biz_step"
+            "SELECT seq, event_id, event, event_hash, prev_hash, entry_hash, event_type, biz_step, event_jcs"
             " FROM ledger_event ORDER BY seq"
         ).fetchall()
         prev = "0" * 64
-        for seq, event_id, event, ev_hash, prev_hash, entry, event_type, biz_step in rows:
+        for seq, event_id, event, ev_hash, prev_hash, entry, event_type, biz_step, jcs in rows:
             assert ev_hash == event_hash(_event(seq)) == event_id == event["eventID"]
             assert ev_hash.startswith("ni:///sha-256;")
             assert ev_hash.endswith("?ver=CBV2.0")
             assert prev_hash == prev
-            assert entry == hashlib.sha256(bytes.fromhex(prev) + ev_hash.encode()).hexdigest()
+            # The chained bytes are the RFC 8785 form of the stored event, and the served jsonb is them.
+            assert bytes(jcs) == rfc8785.dumps(event)
+            digest = hashlib.sha256(bytes(jcs)).digest()
+            assert entry == hashlib.sha256(bytes.fromhex(prev) + ev_hash.encode() + digest).hexdigest()
             assert (event_type, biz_step) == ("ObjectEvent", "storing")
             prev = entry
         assert ledger.verify(conn) == ledger.VerifyResult(ok=True, events=4, first_bad_seq=None)
+        assert ledger.verify(conn, deep=True) == ledger.VerifyResult(ok=True, events=4, first_bad_seq=None)
+        assert ledger.jcs_constraint_intact(conn)
         assert ledger.head_seq(conn) == 4
 
 
@@ -98,32 +105,81 @@ def test_trigger_refuses_changes(db_url: str, statement: str) -> None:
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (2,)
 
 
+JCS_CHECK = """
+ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs CHECK (
+    event_jcs IS NULL
+    OR (event = convert_from(event_jcs, 'UTF8')::jsonb
+        AND event_id = event->>'eventID'
+        AND event_type = event->>'type')
+)
+"""
+DROP_JCS_CHECK = "ALTER TABLE ledger_event DROP CONSTRAINT ledger_event_event_is_jcs"
+KINDS = [
+    "event_byte",
+    "served_json",
+    "jcs_only",
+    "event_and_hash",
+    "entry_hash_byte",
+    "delete",
+    "insert",
+    "swap",
+]
+
+
+def _rewrite(conn: psycopg.Connection[Any], seq: int, change: Any) -> None:
+    """Replace entry ``seq``'s event by ``change(event)`` in both stored forms, consistently."""
+    row = conn.execute("SELECT event_jcs FROM ledger_event WHERE seq = %s", (seq,)).fetchone()
+    assert row is not None
+    event = change(json.loads(bytes(row[0])))
+    jcs = rfc8785.dumps(event)
+    conn.execute(
+        "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s WHERE seq = %s", (jcs.decode(), jcs, seq)
+    )
+
+
+def _last_epc_digit(event: dict[str, Any]) -> dict[str, Any]:
+    epc = event["epcList"][0]
+    event["epcList"][0] = epc[:-1] + ("7" if epc[-1] != "7" else "8")
+    return event
+
+
 def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> int | None:
     """Tamper with entry ``target`` as a superuser would; return the first bad seq verify must name."""
     conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
     if kind == "event_byte":
-        # One character of the stored event JSON: the last digit of its EPC.
+        # One character of the stored event (the last digit of its EPC), in its bytes and its jsonb.
+        _rewrite(conn, target, _last_epc_digit)
+    elif kind == "served_json":
+        # Only the served jsonb, after dropping the constraint that forbids it: verify compares every row.
+        conn.execute(DROP_JCS_CHECK)
         row = conn.execute(
             "SELECT event->'epcList'->>0 FROM ledger_event WHERE seq = %s", (target,)
         ).fetchone()
         assert row is not None
-        epc = row[0]
-        changed = epc[:-1] + ("7" if epc[-1] != "7" else "8")
+        changed = row[0][:-1] + ("7" if row[0][-1] != "7" else "8")
         conn.execute(
             "UPDATE ledger_event SET event = jsonb_set(event, '{epcList,0}', to_jsonb(%s::text))"
             " WHERE seq = %s",
             (changed, target),
         )
+    elif kind == "jcs_only":
+        # One raw byte of the chained bytes, constraint dropped (the jsonb no longer matches either).
+        conn.execute(DROP_JCS_CHECK)
+        conn.execute(
+            "UPDATE ledger_event SET event_jcs = set_byte(event_jcs, 10, get_byte(event_jcs, 10) # 1)"
+            " WHERE seq = %s",
+            (target,),
+        )
     elif kind == "event_and_hash":
         # Rewrite the event and its event hash consistently: the chain link still exposes it.
+        def receiving(event: dict[str, Any]) -> dict[str, Any]:
+            event["bizStep"] = "receiving"
+            return event
+
+        _rewrite(conn, target, receiving)
         row = conn.execute("SELECT event FROM ledger_event WHERE seq = %s", (target,)).fetchone()
         assert row is not None
-        event = row[0]
-        event["bizStep"] = "receiving"
-        conn.execute(
-            "UPDATE ledger_event SET event = %s, event_hash = %s WHERE seq = %s",
-            (Jsonb(event), event_hash(event), target),
-        )
+        conn.execute("UPDATE ledger_event SET event_hash = %s WHERE seq = %s", (event_hash(row[0]), target))
     elif kind == "entry_hash_byte":
         conn.execute(
             "UPDATE ledger_event SET entry_hash = overlay(entry_hash placing"
@@ -138,44 +194,125 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
                 ),
                 {"s": target},
             )
+        for derived in ("event_subject", "biz_transaction", "lineage", "bonded_status"):
+            conn.execute(sql.SQL("DELETE FROM {} WHERE seq = %s").format(sql.Identifier(derived)), (target,))
         conn.execute("DELETE FROM ledger_event WHERE seq = %s", (target,))
         if target == n:
             return None  # dropping the newest entry leaves a valid shorter chain (checkpoints catch it)
+    elif kind == "insert":
+        # A forged entry slipped in at ``target``, properly linked to its predecessor and consistent in
+        # itself; the entries from ``target`` on move one seq up (foreign keys switched off to allow it).
+        conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER ALL")
+        conn.execute("UPDATE ledger_event SET seq = seq + 1000 WHERE seq >= %s", (target,))
+        conn.execute("UPDATE ledger_event SET seq = seq - 999 WHERE seq >= %s", (target + 1000,))
+        select = "SELECT entry_hash FROM ledger_event WHERE seq = %s"
+        prev_row = conn.execute(select, (target - 1,)).fetchone()
+        prev = ledger.GENESIS_HASH if prev_row is None else prev_row[0]
+        forged = ledger.prepare(_event(100 + target))
+        jcs = rfc8785.dumps(forged.stored)
+        conn.execute(
+            "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event, event_hash, prev_hash,"
+            " entry_hash, event_jcs) VALUES (%s, %s, 'ObjectEvent', now(), %s::jsonb, %s, %s, %s, %s)",
+            (
+                target,
+                forged.stored["eventID"],
+                jcs.decode(),
+                forged.event_hash,
+                prev,
+                ledger.entry_hash(prev, forged.event_hash, ledger.content_digest(jcs)),
+                jcs,
+            ),
+        )
+        conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER ALL")
+        return target + 1  # the first genuine entry after it no longer links
     elif kind == "swap":
         target = min(target, n - 1)
-        select = "SELECT event_id, event, event_hash, prev_hash, entry_hash FROM ledger_event WHERE seq = %s"
+        columns = "event_id, event, event_hash, prev_hash, entry_hash, event_jcs"
+        select = f"SELECT {columns} FROM ledger_event WHERE seq = %s"
         a = conn.execute(select, (target,)).fetchone()
         b = conn.execute(select, (target + 1,)).fetchone()
         assert a is not None
         assert b is not None
-        update = (
-            "UPDATE ledger_event SET (event_id, event, event_hash, prev_hash, entry_hash)"
-            " = (%s, %s, %s, %s, %s) WHERE seq = %s"
-        )
+        update = f"UPDATE ledger_event SET ({columns}) = (%s, %s, %s, %s, %s, %s) WHERE seq = %s"
+        conn.execute(DROP_JCS_CHECK)  # re-added below, validated: the swapped rows are each consistent
         conn.execute("UPDATE ledger_event SET event_id = 'swapping' WHERE seq = %s", (target,))
         conn.execute(update, (a[0], Jsonb(a[1]), *a[2:], target + 1))
         conn.execute(update, (b[0], Jsonb(b[1]), *b[2:], target))
+        conn.execute(JCS_CHECK)
+        assert ledger.jcs_constraint_intact(conn)
     conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
     return target
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(min_value=2, max_value=7),
-    kind=st.sampled_from(["event_byte", "event_and_hash", "entry_hash_byte", "delete", "swap"]),
+    kind=st.sampled_from(KINDS),
+    deep=st.booleans(),
     data=st.data(),
 )
-def test_verify_names_first_tampered_entry(db_url: str, n: int, kind: str, data: st.DataObject) -> None:
+def test_verify_names_first_tampered_entry(
+    db_url: str, n: int, kind: str, deep: bool, data: st.DataObject
+) -> None:
     target = data.draw(st.integers(min_value=1, max_value=n), label="target")
     with psycopg.connect(db_url) as conn:
         # Each example builds, tampers and verifies inside one transaction that is rolled back.
         try:
             _chain(conn, n)
-            assert ledger.verify(conn).ok
+            assert ledger.verify(conn, deep=deep).ok
             expected = _tamper(conn, kind, target, n)
-            result = ledger.verify(conn)
+            result = ledger.verify(conn, deep=deep)
             assert result.first_bad_seq == expected
             assert result.ok is (expected is None)
-            assert result.events == (n - 1 if kind == "delete" else n)
+            assert result.events == n + {"delete": -1, "insert": 1}.get(kind, 0)
         finally:
             conn.rollback()
+
+
+@pytest.mark.parametrize("deep", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_tampering_is_named(db_url: str, kind: str, deep: bool) -> None:
+    with psycopg.connect(db_url) as conn:
+        _chain(conn, 4)
+        expected = _tamper(conn, kind, 2, 4)
+        result = ledger.verify(conn, deep=deep)
+        assert (result.ok, result.first_bad_seq) == (False, expected)
+        conn.rollback()
+
+
+def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
+    """An entry whose chained event hash is not the GS1 hash of its event (say, written by a faulty
+    appender, or an event rewritten and the whole tail relinked with no checkpoint to catch it): the
+    links and digests hold, so only the deep verification names it."""
+    with psycopg.connect(db_url) as conn:
+        try:
+            _chain(conn, 5)
+            conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+            _rewrite(conn, 3, _last_epc_digit)
+            rows = conn.execute(
+                "SELECT seq, event_hash, event_jcs FROM ledger_event WHERE seq >= 3 ORDER BY seq"
+            ).fetchall()
+            prev_row = conn.execute("SELECT entry_hash FROM ledger_event WHERE seq = 2").fetchone()
+            assert prev_row is not None
+            prev = prev_row[0]
+            for seq, ev_hash, jcs in rows:
+                link = ledger.entry_hash(prev, ev_hash, ledger.content_digest(bytes(jcs)))
+                conn.execute(
+                    "UPDATE ledger_event SET prev_hash = %s, entry_hash = %s WHERE seq = %s",
+                    (prev, link, seq),
+                )
+                prev = link
+            assert ledger.verify(conn).ok
+            assert ledger.verify(conn, deep=True).first_bad_seq == 3
+        finally:
+            conn.rollback()
+
+
+def test_check_constraint_refuses_diverging_json(db_url: str) -> None:
+    """With every trigger disabled, the served jsonb still cannot differ from the chained bytes."""
+    with psycopg.connect(db_url) as conn:
+        _chain(conn, 2)
+        conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute('UPDATE ledger_event SET event = event || \'{"bizStep": "x"}\' WHERE seq = 1')
+        conn.rollback()

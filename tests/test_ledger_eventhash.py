@@ -147,11 +147,11 @@ SENSOR_PREHASH = (
     "bizStep=https://ref.gs1.org/cbv/BizStep-inspectingreadPointid=https://id.gs1.org/414/4012345000054"
     "sensorElementListsensorElement"
     + _META_PREHASH.format(t="2019-04-02T13:05:00.000Z")
-    + "sensorReporttype=https://gs1.org/voc/AbsoluteHumidityexception=https://gs1.org/voc/SensorAlertType-ALARM_CONDITION"
+    + "sensorReporttype=https://gs1.org/voc/AbsoluteHumidityexception=https://gs1.org/voc/ALARM_CONDITION"
     "value=12.1component=https://ref.gs1.org/cbv/Comp-xuom=A93"
     "sensorReporttype=https://gs1.org/voc/Illuminancevalue=800uom=LUX"
     "sensorReporttype=https://gs1.org/voc/Speedvalue=160uom=KMH"
-    "sensorReporttype=https://gs1.org/voc/Temperatureexception=https://gs1.org/voc/SensorAlertType-ERROR_CONDITION"
+    "sensorReporttype=https://gs1.org/voc/Temperatureexception=https://gs1.org/voc/ERROR_CONDITION"
     "value=26uom=CEL"
     "sensorElement"
     + _META_PREHASH.format(t="2019-04-02T13:35:00.000Z")

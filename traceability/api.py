@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import psycopg
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from traceability import ledger
-from traceability.trace import trace_lot
+from traceability import auth, capture, checkpoint, ledger, query
+from traceability.query import QueryParameterError
+from traceability.trace import trace
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +39,9 @@ POOL_OPEN_TIMEOUT_S = 10.0
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details (extension members allowed)."""
+
+    model_config = {"extra": "allow"}
 
     type: str = "about:blank"
     title: str
@@ -121,6 +128,14 @@ class TemperatureSummary(BaseModel):
     out_of_range_s: float | None = Field(
         description="longest time any one probe was outside the class limits; null without limits"
     )
+    mkt_c: float | None = Field(None, description="mean kinetic temperature, ΔH/R = 10 000 K")
+    max_gap_s: float | None = Field(None, description="longest interval between two readings of a probe")
+    gaps: int = Field(0, description="intervals longer than the allowed recording interval")
+    allowed_gap_s: float = Field(
+        600.0, description="allowed recording interval (storage 30 min, transport 10)"
+    )
+    first_reading: datetime | None = None
+    last_reading: datetime | None = None
 
 
 class Excursion(BaseModel):
@@ -140,7 +155,7 @@ class Excursion(BaseModel):
 
 
 class ChainBreak(BaseModel):
-    chain_break_id: int
+    chain_break_id: int | None = Field(description="null for a break the trace itself finds (handoff)")
     kind: str
     series_id: int | None
     rule_id: str
@@ -173,6 +188,73 @@ class LedgerRef(BaseModel):
     biz_step: str | None
     event_time: datetime
     action: str | None
+    error_declaration: bool = Field(False, description="this entry is an errorDeclaration")
+    declared_wrong: bool = Field(False, description="an errorDeclaration names this event")
+
+
+class BondedStep(BaseModel):
+    status: str
+    line: str | None
+    seq: int
+    event_time: datetime
+
+
+class FirstEvent(BaseModel):
+    seq: int
+    event_time: datetime
+    biz_step: str | None
+    read_point: str | None
+    biz_location: str | None
+
+
+class Origin(BaseModel):
+    country: str | None
+    first_event: FirstEvent | None
+
+
+class LineageLink(BaseModel):
+    id: str
+    seq: int
+    event_time: datetime
+    depth: int
+    output_id: str | None = None
+    input_id: str | None = None
+
+
+class Backward(BaseModel):
+    origin: Origin
+    inputs: list[LineageLink]
+
+
+class Shipment(BaseModel):
+    seq: int
+    event_time: datetime
+    biz_step: str | None
+    biz_transactions: list[str]
+    destinations: list[str]
+    read_point: str | None
+    transport_mode: str | None
+
+
+class Recipient(BaseModel):
+    party_id: str
+    name: str | None
+    role: str | None
+    since: datetime | None
+
+
+class Forward(BaseModel):
+    outputs: list[LineageLink]
+    shipments: list[Shipment]
+    recipients: list[Recipient] = Field(
+        description="custodians of the lot and its outputs: whom a recall calls"
+    )
+
+
+class TraceQuery(BaseModel):
+    id: str
+    kind: str = Field(description="lot, epc, epc_class, container, asset, document")
+    lots: list[str]
 
 
 class Trace(BaseModel):
@@ -185,6 +267,42 @@ class Trace(BaseModel):
     lot_chain_breaks: list[ChainBreak]
     events: list[LedgerRef]
     verdict: Literal["pass", "excursion", "broken"]
+    bonded: list[BondedStep] = []
+    backward: Backward | None = None
+    forward: Forward | None = None
+    query: TraceQuery | None = None
+
+
+class CaptureJobModel(BaseModel):
+    captureID: str  # noqa: N815 - GS1 REST bindings field name
+    running: bool
+    success: bool
+    captureErrorBehaviour: str  # noqa: N815
+    errors: list[dict[str, Any]]
+    events: int
+    firstSeq: int | None  # noqa: N815
+    lastSeq: int | None  # noqa: N815
+
+
+class CheckpointModel(BaseModel):
+    seq: int
+    entry_hash: str
+    signed_at: str
+    public_key: str
+    signature: str
+
+
+class Alarm(BaseModel):
+    model_config = {"extra": "allow"}
+    alarm_id: int
+    asset_id: str | None = None
+    rule_id: str | None = None
+    severity: str | None = None
+    state: str | None = None
+
+
+class AlarmAction(BaseModel):
+    note: str = Field("", max_length=2000)
 
 
 # -- problem+json ------------------------------------------------------------------------------------
@@ -203,6 +321,16 @@ class LotNotFoundError(Exception):
         self.lot_id = lot_id
 
 
+class ApiProblemError(Exception):
+    """An error answered as problem+json with this status, title, type and detail."""
+
+    def __init__(
+        self, status: int, title: str, detail: str, *, type_: str = "about:blank", **extra: Any
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.type_, self.extra = status, title, detail, type_, extra
+
+
 def _install_problem_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -213,7 +341,8 @@ def _install_problem_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()
+            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+            for e in exc.errors()
         ]
         return problem(
             422,
@@ -234,6 +363,18 @@ def _install_problem_handlers(app: FastAPI) -> None:
             type_=PROBLEM_BASE + "lot-not-found",
         )
 
+    async def api_problem(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiProblemError)
+        response = problem(exc.status, exc.title, exc.detail, request.url.path, type_=exc.type_, **exc.extra)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="coldchain"'
+        return response
+
+    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
+        return problem(
+            400, "Bad Request", f"unusable value: {exc}", request.url.path, type_=PROBLEM_BASE + "bad-value"
+        )
+
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         log.error("database unavailable: %s", exc)
         return problem(503, "Service Unavailable", "the database cannot be reached", request.url.path)
@@ -245,6 +386,9 @@ def _install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(LotNotFoundError, lot_not_found)
+    app.add_exception_handler(ApiProblemError, api_problem)
+    app.add_exception_handler(psycopg.DataError, bad_value)
+    app.add_exception_handler(QueryParameterError, bad_value)
     app.add_exception_handler(psycopg.OperationalError, database_down)
     app.add_exception_handler(Exception, server_error)
 
@@ -260,9 +404,64 @@ def _connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
 
 Db = Annotated[psycopg.Connection[Any], Depends(_connection)]
 
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (cck_...)")
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+
+
+def _principal(
+    request: Request,
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> auth.Principal:
+    secret = api_key or (bearer.credentials if bearer is not None else None)
+    if not secret:
+        raise ApiProblemError(
+            401,
+            "Unauthorized",
+            "an API key is required (X-API-Key or Bearer)",
+            type_=PROBLEM_BASE + "unauthorized",
+        )
+    pool: ConnectionPool[psycopg.Connection[Any]] = request.app.state.pool
+    with pool.connection(timeout=POOL_OPEN_TIMEOUT_S) as conn:
+        found = auth.lookup(conn, secret)
+    if found is None:
+        raise ApiProblemError(
+            401, "Unauthorized", "unknown or revoked API key", type_=PROBLEM_BASE + "unauthorized"
+        )
+    request.state.principal = found
+    return found
+
+
+def _require(permission: str) -> Any:
+    def check(principal: Annotated[auth.Principal, Depends(_principal)]) -> auth.Principal:
+        if not principal.may(permission):
+            raise ApiProblemError(
+                403,
+                "Forbidden",
+                f"role {principal.role!r} may not {permission}",
+                type_=PROBLEM_BASE + "forbidden",
+            )
+        return principal
+
+    return Depends(check)
+
+
+Reader = Annotated[auth.Principal, _require(auth.READ)]
+Operator = Annotated[auth.Principal, _require(auth.ALARMS)]
+Capturer = Annotated[auth.Principal, _require(auth.CAPTURE)]
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (404, 422, 500, 503)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    for code in (400, 401, 403, 404, 422, 500, 503)
 }
+
+
+def _alarms() -> Any:
+    """rules.alarms (issue 4's seam), imported when first used; 501 while it is not there."""
+    try:
+        return importlib.import_module("rules.alarms")
+    except ImportError:
+        raise ApiProblemError(501, "Not Implemented", "alarms are not available in this build") from None
 
 
 def create_app(conninfo: str) -> FastAPI:
@@ -282,30 +481,198 @@ def create_app(conninfo: str) -> FastAPI:
 
     app = FastAPI(
         title="Cold-chain trace API",
-        version="1",
-        summary="Lot traces with per-leg temperature evidence, and verification of the EPCIS event ledger.",
+        version="2",
+        summary="EPCIS 2.0 capture and query, lot traces with per-leg temperature evidence, and verification "
+        "of the hash-chained event ledger. Every route but /health needs an API key.",
         lifespan=lifespan,
         responses=_ERRORS,
     )
     _install_problem_handlers(app)
 
+    @app.middleware("http")
+    async def audit_log(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        principal = getattr(request.state, "principal", None)
+        if principal is not None:
+            await run_in_threadpool(
+                _audit,
+                request.app,
+                principal,
+                request.method,
+                request.url.path,
+                str(request.url.query),
+                response.status_code,
+            )
+        return response
+
     @app.get("/health", response_model=Health, tags=["ops"])
     def health(conn: Db) -> Health:
-        """Database reachable, and the ledger's head."""
+        """Database reachable, and the ledger's head (no key needed)."""
         return Health(status="ok", database=True, ledger_head_seq=ledger.head_seq(conn))
 
-    @app.get("/trace/{lot_id:path}", response_model=Trace, tags=["trace"])
-    def trace(lot_id: str, conn: Db) -> Trace:
-        """A lot's custody legs, each with the temperature evidence of the asset that held it."""
-        found = trace_lot(conn, lot_id)
+    @app.get("/trace/{trace_id:path}", response_model=Trace, tags=["trace"])
+    def trace_route(trace_id: str, conn: Db, _: Reader) -> Trace:
+        """The trace of a lot, named by lot id or code, EPC (SGTIN, LGTIN, SSCC), container number or
+        B/L / waybill: backward and forward chain, custody legs with temperature evidence, verdict."""
+        found = trace(conn, trace_id)
         if found is None:
-            raise LotNotFoundError(lot_id)
+            raise LotNotFoundError(trace_id)
         return Trace.model_validate(found)
 
     @app.get("/ledger/verify", response_model=VerifyResponse, tags=["ledger"])
-    def verify(conn: Db) -> VerifyResponse:
-        """Recompute every event hash and chain link."""
-        result = ledger.verify(conn)
+    def verify(conn: Db, _: Reader, deep: bool = False) -> VerifyResponse:
+        """Check every event's chained bytes, every chain link, that the served JSON is those bytes, and the
+        newest signed checkpoint; ``deep=true`` also re-derives every event's GS1 CBV 2.0 hash (slow)."""
+        result = ledger.verify(conn, deep=deep)
         return VerifyResponse(ok=result.ok, events=result.events, first_bad_seq=result.first_bad_seq)
 
+    @app.get("/ledger/checkpoint", response_model=CheckpointModel, tags=["ledger"])
+    def latest_checkpoint(conn: Db, _: Reader) -> CheckpointModel:
+        """The newest signed checkpoint of the chain head."""
+        cp = checkpoint.latest(conn)
+        if cp is None:
+            raise ApiProblemError(404, "Not Found", "no checkpoint signed yet")
+        return CheckpointModel(**cp.as_dict())
+
+    @app.post(
+        "/epcis/capture",
+        status_code=202,
+        response_model=CaptureJobModel,
+        tags=["epcis"],
+        responses={
+            202: {"headers": {"Location": {"description": "the capture job", "schema": {"type": "string"}}}}
+        },
+    )
+    def capture_route(
+        doc: Annotated[dict[str, Any], Body(media_type="application/ld+json")],
+        conn: Db,
+        principal: Capturer,
+        response: Response,
+    ) -> CaptureJobModel:
+        """Capture an EPCISDocument, all or nothing (GS1 REST bindings; captureErrorBehaviour rollback)."""
+        job = capture.capture(conn, doc, captured_by=principal.name)
+        location = f"/epcis/capture/{job.capture_id}"
+        if not job.success:
+            raise ApiProblemError(
+                400,
+                "Capture refused",
+                "the document was not captured: " + "; ".join(e["message"] for e in job.errors)[:2000],
+                type_=PROBLEM_BASE + "capture-refused",
+                errors=job.errors,
+                captureID=job.capture_id,
+            )
+        response.headers["Location"] = location
+        return CaptureJobModel(**job.as_dict())
+
+    @app.get("/epcis/capture/{capture_id}", response_model=CaptureJobModel, tags=["epcis"])
+    def capture_job(
+        capture_id: str, conn: Db, principal: Annotated[auth.Principal, Depends(_principal)]
+    ) -> CaptureJobModel:
+        """A capture job's state."""
+        if not (principal.may(auth.CAPTURE) or principal.may(auth.READ)):
+            raise ApiProblemError(403, "Forbidden", f"role {principal.role!r} may not read capture jobs")
+        job = capture.get_job(conn, capture_id)
+        if job is None:
+            raise ApiProblemError(404, "Not Found", f"no capture job {capture_id!r}")
+        return CaptureJobModel(**job.as_dict())
+
+    @app.get("/epcis/events", tags=["epcis"], response_model=dict[str, Any])
+    def events_route(
+        request: Request,
+        conn: Db,
+        _: Reader,
+        response: Response,
+        ge_event_time: Annotated[datetime | None, Query(alias="GE_eventTime")] = None,
+        lt_event_time: Annotated[datetime | None, Query(alias="LT_eventTime")] = None,
+        event_type: Annotated[list[str] | None, Query(alias="eventType")] = None,
+        eq_biz_step: Annotated[list[str] | None, Query(alias="EQ_bizStep")] = None,
+        match_epc: Annotated[list[str] | None, Query(alias="MATCH_epc")] = None,
+        match_parent_id: Annotated[list[str] | None, Query(alias="MATCH_parentID")] = None,
+        eq_biz_location: Annotated[list[str] | None, Query(alias="EQ_bizLocation")] = None,
+        eq_read_point: Annotated[list[str] | None, Query(alias="EQ_readPoint")] = None,
+        uom: Annotated[
+            Literal["CEL", "KEL", "FAH"] | None,
+            Query(description="unit of the sensor thresholds (GE_value_Temperature=...); default KEL"),
+        ] = None,
+        ge_value_temperature: Annotated[float | None, Query(alias="GE_value_Temperature")] = None,
+        le_value_temperature: Annotated[float | None, Query(alias="LE_value_Temperature")] = None,
+        ge_max_value_temperature: Annotated[float | None, Query(alias="GE_maxValue_Temperature")] = None,
+        le_min_value_temperature: Annotated[float | None, Query(alias="LE_minValue_Temperature")] = None,
+        per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=query.MAX_PER_PAGE)] = None,
+        next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
+    ) -> dict[str, Any]:
+        """EPCIS 2.0 event query (SimpleEventQuery parameters); any ``<OP>_<value|minValue|maxValue|
+        meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL matches CEL
+        data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``)."""
+        q = query.build(
+            ge_event_time=ge_event_time,
+            lt_event_time=lt_event_time,
+            event_type=event_type,
+            eq_biz_step=eq_biz_step,
+            match_epc=match_epc,
+            match_parent_id=match_parent_id,
+            eq_biz_location=eq_biz_location,
+            eq_read_point=eq_read_point,
+            all_params=dict(request.query_params),
+            uom=uom,
+            per_page=per_page,
+            next_page_token=next_page_token,
+        )
+        events, token = query.run(conn, q)
+        doc = capture.export_document(events)
+        body = doc.pop("epcisBody")
+        doc["type"] = "EPCISQueryDocument"
+        doc["epcisBody"] = {
+            "queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": body["eventList"]}}
+        }
+        if token is not None:
+            params = dict(request.query_params)
+            params["nextPageToken"] = token
+            response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+            response.headers["GS1-Next-Page-Token"] = token
+        return doc
+
+    @app.get("/alarms", response_model=list[Alarm], tags=["alarms"])
+    def alarms_route(
+        conn: Db,
+        _: Operator,
+        state: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+        asset_id: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[Alarm]:
+        """Alarms, newest first (operator role)."""
+        rows = _alarms().list_alarms(conn, state=state, asset_id=asset_id, limit=limit)
+        return [Alarm.model_validate(r) for r in rows]
+
+    def _act(conn: psycopg.Connection[Any], name: str, alarm_id: int, by: str, note: str) -> Alarm:
+        module = _alarms()
+        try:
+            with conn.transaction():
+                found = getattr(module, name)(conn, alarm_id, by=by, note=note)
+        except module.AlarmStateError as exc:
+            raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "alarm-state") from None
+        if found is None:
+            raise ApiProblemError(404, "Not Found", f"no alarm {alarm_id}")
+        return Alarm.model_validate(found)
+
+    @app.post("/alarms/{alarm_id}/ack", response_model=Alarm, tags=["alarms"], responses={409: _ERRORS[404]})
+    def ack_route(alarm_id: int, body: AlarmAction, conn: Db, principal: Operator) -> Alarm:
+        """Acknowledge an alarm (operator role)."""
+        return _act(conn, "acknowledge", alarm_id, principal.name, body.note)
+
+    @app.post(
+        "/alarms/{alarm_id}/resolve", response_model=Alarm, tags=["alarms"], responses={409: _ERRORS[404]}
+    )
+    def resolve_route(alarm_id: int, body: AlarmAction, conn: Db, principal: Operator) -> Alarm:
+        """Resolve an alarm (operator role)."""
+        return _act(conn, "resolve", alarm_id, principal.name, body.note)
+
     return app
+
+
+def _audit(
+    app: FastAPI, principal: auth.Principal, method: str, path: str, query_text: str, status: int
+) -> None:
+    pool: ConnectionPool[psycopg.Connection[Any]] = app.state.pool
+    with pool.connection(timeout=POOL_OPEN_TIMEOUT_S) as conn:
+        auth.audit(conn, principal, method, path, query_text, status)

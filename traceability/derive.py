@@ -18,17 +18,25 @@ ledger and the registry):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from traceability import queries
 from traceability.epcis import parse_time
+from traceability.eventhash import check_digit
+
+POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
 
 Conn = psycopg.Connection[Any]
 
+# Project extension fields of an ObjectEvent recording customs status per lot (see multimodal.py).
+BONDED_STATUS_KEY = "cc:bondedStatus"
+CUSTOMS_LINE_KEY = "cc:customsLine"
 NOT_PLACING_STEPS = frozenset({"shipping", "departing", "transporting", "loading", "sensor_reporting"})
 CUSTODY_STEPS = frozenset(
     {"storing", "shipping", "receiving", "accepting", "arriving", "departing", "stocking"}
@@ -36,89 +44,391 @@ CUSTODY_STEPS = frozenset(
 
 
 def apply(conn: Conn, seq: int, event: Mapping[str, Any]) -> None:
-    """Update containment and custody_leg for the event just appended as ``seq``."""
-    t = parse_time(event["eventTime"])
-    if event.get("type") == "AggregationEvent":
-        _aggregation(conn, seq, t, event)
-    elif event.get("type") == "ObjectEvent":
-        _object(conn, seq, t, event)
+    """Update the derived tables for the event just appended as ``seq`` (a batch of one)."""
+    apply_batch(conn, [(seq, event)])
 
 
-def _aggregation(conn: Conn, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
-    parent = event.get("parentID")
-    if not parent:
-        return
-    children = [str(c) for c in event.get("childEPCs", ())]
-    classes = [str(q["epcClass"]) for q in event.get("childQuantityList", ()) if q.get("epcClass")]
-    if event.get("action") == "ADD":
-        for child in children:
-            _enter(conn, seq, t, child, parent=parent, location=None, exclusive=True)
-        for cls in classes:
-            _enter(conn, seq, t, cls, parent=parent, location=None, exclusive=False)
-        asset = conn.execute(queries.ASSET_BY_EPC, (parent,)).fetchone()
-        if asset is not None:
-            for child in children:
-                conn.execute(queries.SET_LEG_ASSET_IF_UNKNOWN, {"asset": asset[0], "epc": child, "t": t})
-    elif event.get("action") == "DELETE":
-        if not children and not classes:
-            conn.execute(queries.CLOSE_ALL_IN_PARENT, {"t": t, "seq": seq, "parent": parent})
-        for child in children + classes:
-            conn.execute(
-                queries.CLOSE_CHILD_IN_PARENT, {"t": t, "seq": seq, "parent": parent, "child": child}
-            )
+def apply_batch(conn: Conn, items: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    """Update the derived tables for events just appended, in seq order, with a fixed number of round trips.
+
+    The rows the batch can touch (containment of its units, their open custody legs, the registry rows
+    it names) are read once, the rules above run in memory in ledger order, and the result is written
+    with one statement per table. The outcome is the one of applying the events one by one.
+    An errorDeclaration changes no derived row (the trace marks the declared event instead)."""
+    derivation = Derivation(conn, items)
+    derivation.run()
+    derivation.write()
 
 
-def _object(conn: Conn, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
-    if event.get("action") == "DELETE":
-        return
-    epcs = [str(e) for e in event.get("epcList", ())]
-    step = event.get("bizStep")
-    location = _known_location(conn, (event.get("bizLocation") or {}).get("id"))
-    if location is not None and step not in NOT_PLACING_STEPS:
-        for epc in epcs:
-            _enter(conn, seq, t, epc, parent=None, location=location, exclusive=True)
-    if step in CUSTODY_STEPS:
-        read_point = (event.get("readPoint") or {}).get("id")
-        row = conn.execute(queries.READ_POINT_BY_ID, {"read_point": read_point, "biz_step": step}).fetchone()
-        custodian, rp_location = (None, None) if row is None else (row[0], row[1])
-        for epc in epcs:
-            _custody(conn, seq, t, epc, custodian, location or rp_location)
+_SUBJECT_LISTS = (
+    ("epcList", "epc"),
+    ("childEPCs", "child"),
+    ("inputEPCList", "input"),
+    ("outputEPCList", "output"),
+)
+_QUANTITY_LISTS = (
+    ("quantityList", "class"),
+    ("childQuantityList", "child"),
+    ("inputQuantityList", "input"),
+    ("outputQuantityList", "output"),
+)
 
 
-def _known_location(conn: Conn, location_id: str | None) -> str | None:
-    if not location_id:
-        return None
-    return location_id if conn.execute(queries.LOCATION_EXISTS, (location_id,)).fetchone() else None
+def subjects_of(event: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(identifier, role) pairs an event names, without duplicates."""
+    out: dict[tuple[str, str], None] = {}
+    for key, role in _SUBJECT_LISTS:
+        for epc in event.get(key, ()):
+            out[(str(epc), role)] = None
+    for key, role in _QUANTITY_LISTS:
+        for q in event.get(key, ()):
+            if isinstance(q, Mapping) and q.get("epcClass"):
+                out[(str(q["epcClass"]), role)] = None
+    if event.get("parentID"):
+        out[(str(event["parentID"]), "parent")] = None
+    return list(out)
 
 
-def _enter(
-    conn: Conn,
-    seq: int,
-    t: datetime,
-    child: str,
-    *,
-    parent: str | None,
-    location: str | None,
-    exclusive: bool,
-) -> None:
-    params = {"child": child, "parent": parent, "location": location, "t": t, "seq": seq}
-    if exclusive:
-        conn.execute(queries.CLOSE_OPEN_CONTAINMENT, params)
-    if conn.execute(queries.OPEN_CONTAINMENT_EXISTS, params).fetchone() is None:
-        conn.execute(queries.INSERT_CONTAINMENT, params)
+def _subjects(event: Mapping[str, Any]) -> list[str]:
+    """EPCs and classes an ObjectEvent is about."""
+    out = [str(e) for e in event.get("epcList", ())]
+    out += [str(q["epcClass"]) for q in event.get("quantityList", ()) if q.get("epcClass")]
+    return out
 
 
-def _custody(
-    conn: Conn, seq: int, t: datetime, epc: str, custodian: str | None, location: str | None
-) -> None:
-    row = conn.execute(queries.ENCLOSING_ASSET, {"epc": epc, "t": t}).fetchone()
-    asset = None if row is None else row[0]
-    leg = conn.execute(queries.OPEN_LEG, (epc,)).fetchone()
-    if leg is not None:
-        if (leg[1], leg[2], leg[3]) == (custodian, location, asset):
+def party_id_of(uri: str) -> str | None:
+    """The GLN of ``urn:epc:id:pgln:<prefix>.<ref>`` (check digit added), or the id of a cc party URI."""
+    if uri.startswith("urn:epc:id:pgln:"):
+        digits = uri.removeprefix("urn:epc:id:pgln:").replace(".", "")
+        return digits + check_digit(digits) if digits.isdigit() and len(digits) == 12 else None
+    prefix = "https://ns.coldchain.example/epcis/party/"
+    return uri.removeprefix(prefix) if uri.startswith(prefix) else None
+
+
+@dataclass(slots=True, eq=False)
+class _Contained:
+    """A containment row (``row_id`` None: created by this batch)."""
+
+    row_id: int | None
+    child: str
+    parent: str | None
+    location: str | None
+    t0: datetime
+    t1: datetime | None
+    start_seq: int
+    end_seq: int | None
+    dirty: bool = False
+
+    def close(self, t: datetime, seq: int) -> None:
+        self.t1, self.end_seq, self.dirty = t, seq, True
+
+
+@dataclass(slots=True, eq=False)
+class _Leg:
+    """A custody leg (``leg_id`` None: created by this batch)."""
+
+    leg_id: int | None
+    epc: str
+    custodian: str | None
+    location: str | None
+    asset: str | None
+    t_start: datetime
+    t_end: datetime | None
+    start_seq: int
+    end_seq: int | None
+    dirty: bool = False
+
+
+def _epcs(event: Mapping[str, Any], key: str) -> list[str]:
+    return [str(e) for e in event.get(key, ())]
+
+
+def _classes(event: Mapping[str, Any], key: str) -> list[str]:
+    return [str(q["epcClass"]) for q in event.get(key, ()) if isinstance(q, Mapping) and q.get("epcClass")]
+
+
+class Derivation:
+    """The derivation of a run of appended events: the state they can touch is read at construction, ``run``
+    applies the rules in memory (no database use: it may overlap a COPY on the connection), ``write``
+    writes the rows. errorDeclarations are skipped."""
+
+    def __init__(self, conn: Conn, events: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        self.conn = conn
+        self.events = [
+            (seq, parse_time(e["eventTime"]), e) for seq, e in events if not e.get("errorDeclaration")
+        ]
+        self.subjects: list[tuple[str, int, str]] = []
+        self.bts: list[tuple[str, Any, int]] = []
+        self.bonded: list[tuple[str, str, str | None, int, datetime]] = []
+        self.lineage: list[tuple[str, str, int, datetime]] = []
+        self.rows: list[_Contained] = []  # every containment row in play, loaded then created
+        self.by_child: dict[str, list[_Contained]] = {}
+        self.by_parent: dict[str, list[_Contained]] = {}
+        self.legs: list[_Leg] = []
+        self.legs_of: dict[str, list[_Leg]] = {}
+        if self.events:
+            self._load()
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        children: set[str] = set()
+        parents: set[str] = set()
+        leg_epcs: set[str] = set()
+        places: set[str] = set()
+        read_points: set[str] = set()
+        party_ids: set[str] = set()
+        for _, _, event in self.events:
+            kind = event.get("type")
+            if kind == "AggregationEvent" and event.get("parentID"):
+                parents.add(str(event["parentID"]))
+                kids = _epcs(event, "childEPCs")
+                children.update(kids, _classes(event, "childQuantityList"))
+                leg_epcs.update(kids)
+            elif kind == "ObjectEvent" and event.get("action") != "DELETE":
+                epcs = _epcs(event, "epcList")
+                children.update(epcs)
+                leg_epcs.update(epcs)
+                for key in ("bizLocation", "readPoint"):
+                    place = (event.get(key) or {}).get("id")
+                    if place:
+                        places.add(str(place))
+                if event.get("readPoint", {}).get("id"):
+                    read_points.add(str(event["readPoint"]["id"]))
+                for dest in event.get("destinationList", ()):
+                    if isinstance(dest, Mapping):
+                        party = party_id_of(str(dest.get("destination", "")))
+                        if party:
+                            party_ids.add(party)
+        conn = self.conn
+        if children or parents:
+            wanted = {"children": list(children), "parents": list(parents)}
+            for r in conn.execute(queries.BATCH_CONTAINMENT, wanted):
+                self._add_row(_Contained(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]))
+        if leg_epcs:
+            for r in conn.execute(queries.BATCH_OPEN_LEGS, (list(leg_epcs),)):
+                self._add_leg(_Leg(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]))
+        self.read_points: dict[str, list[tuple[str, str, str | None, str]]] = {}
+        if read_points:
+            for rp, step, device, custodian, location in conn.execute(
+                queries.BATCH_READ_POINTS, (list(read_points),)
+            ):
+                self.read_points.setdefault(rp, []).append((step, device, custodian, location))
+                places.add(location)
+        self.locations: set[str] = (
+            {r[0] for r in conn.execute(queries.BATCH_LOCATIONS, (list(places),))} if places else set()
+        )
+        self.parties: set[str] = (
+            {r[0] for r in conn.execute(queries.BATCH_PARTIES, (list(party_ids),))} if party_ids else set()
+        )
+        asset_parents = parents | {r.parent for r in self.rows if r.parent}
+        asset_places = self.locations | {r.location for r in self.rows if r.location}
+        self.asset_by_epc: dict[str, str] = {}
+        self.assets_at: dict[str, list[str]] = {}
+        if asset_parents or asset_places:
+            for asset_id, epc, location in conn.execute(
+                queries.BATCH_ASSETS, (list(asset_parents), list(asset_places))
+            ):
+                if epc in asset_parents:
+                    self.asset_by_epc[epc] = asset_id
+                if location is not None:
+                    self.assets_at.setdefault(location, []).append(asset_id)
+
+    def _add_row(self, row: _Contained) -> None:
+        self.rows.append(row)
+        self.by_child.setdefault(row.child, []).append(row)
+        if row.parent is not None:
+            self.by_parent.setdefault(row.parent, []).append(row)
+
+    def _add_leg(self, leg: _Leg) -> None:
+        self.legs.append(leg)
+        self.legs_of.setdefault(leg.epc, []).append(leg)
+
+    # -- the rules -----------------------------------------------------------------------------------------
+    def run(self) -> None:
+        for seq, t, event in self.events:
+            self.subjects.extend((i, seq, r) for i, r in subjects_of(event))
+            for bt in event.get("bizTransactionList", ()):
+                if isinstance(bt, Mapping) and bt.get("bizTransaction"):
+                    self.bts.append((str(bt["bizTransaction"]), bt.get("type"), seq))
+            status = event.get(BONDED_STATUS_KEY)
+            if status in ("bonded", "released", "domestic"):
+                line = event.get(CUSTOMS_LINE_KEY)
+                for lot in _subjects(event):
+                    self.bonded.append(
+                        (lot, str(status), line if line in ("first", "second") else None, seq, t)
+                    )
+            kind = event.get("type")
+            if kind == "AggregationEvent":
+                self._aggregation(seq, t, event)
+            elif kind == "ObjectEvent":
+                self._object(seq, t, event)
+            elif kind == "TransformationEvent":
+                inputs = _epcs(event, "inputEPCList") + _classes(event, "inputQuantityList")
+                outputs = _epcs(event, "outputEPCList") + _classes(event, "outputQuantityList")
+                for i in dict.fromkeys(inputs):
+                    self.lineage.extend((i, o, seq, t) for o in dict.fromkeys(outputs))
+
+    def _aggregation(self, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
+        parent = event.get("parentID")
+        if not parent:
             return
-        conn.execute(queries.CLOSE_LEG, {"t": t, "seq": seq, "leg": leg[0]})
-    conn.execute(
-        queries.INSERT_LEG,
-        {"epc": epc, "custodian": custodian, "location": location, "asset": asset, "t": t, "seq": seq},
+        parent = str(parent)
+        children = _epcs(event, "childEPCs")
+        classes = _classes(event, "childQuantityList")
+        if event.get("action") == "ADD":
+            for child in children:
+                self._enter(seq, t, child, parent=parent, location=None, exclusive=True)
+            for cls in classes:
+                self._enter(seq, t, cls, parent=parent, location=None, exclusive=False)
+            asset = self.asset_by_epc.get(parent)
+            if asset is not None:
+                for child in children:
+                    for leg in self.legs_of.get(child, ()):
+                        if leg.t_end is None and leg.asset is None and leg.t_start <= t:
+                            leg.asset, leg.dirty = asset, True
+        elif event.get("action") == "DELETE":
+            if not children and not classes:
+                for row in self.by_parent.get(parent, ()):
+                    if row.t1 is None:
+                        row.close(t, seq)
+            for child in children + classes:
+                for row in self.by_child.get(child, ()):
+                    if row.parent == parent and row.t1 is None:
+                        row.close(t, seq)
+
+    def _object(self, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
+        if event.get("action") == "DELETE":
+            return
+        epcs = _epcs(event, "epcList")
+        step = event.get("bizStep")
+        location = self._known((event.get("bizLocation") or {}).get("id"))
+        if location is not None and step not in NOT_PLACING_STEPS:
+            for epc in epcs:
+                self._enter(seq, t, epc, parent=None, location=location, exclusive=True)
+        if step in CUSTODY_STEPS:
+            read_point = (event.get("readPoint") or {}).get("id")
+            custodian, rp_location = self._read_point(read_point, str(step))
+            custodian = self._event_custodian(event) or custodian
+            rp_location = rp_location or self._known(read_point)
+            for epc in epcs:
+                self._custody(seq, t, epc, custodian, location or rp_location)
+
+    def _known(self, location_id: Any) -> str | None:
+        return str(location_id) if location_id and str(location_id) in self.locations else None
+
+    def _read_point(self, read_point: Any, step: str) -> tuple[str | None, str | None]:
+        """READ_POINT_BY_ID: the read point's row for this step first, then by device id."""
+        rows = self.read_points.get(str(read_point)) if read_point else None
+        if not rows:
+            return None, None
+        _, _, custodian, location = min(rows, key=lambda r: (r[0] != step, r[1]))
+        return custodian, location
+
+    def _event_custodian(self, event: Mapping[str, Any]) -> str | None:
+        """The possessing party the event names as its destination, when it is a registered party."""
+        for dest in event.get("destinationList", ()):
+            if not isinstance(dest, Mapping) or dest.get("type") not in ("possessing_party", POSSESSING):
+                continue
+            party = party_id_of(str(dest.get("destination", "")))
+            if party and party in self.parties:
+                return party
+        return None
+
+    def _enter(
+        self, seq: int, t: datetime, child: str, *, parent: str | None, location: str | None, exclusive: bool
+    ) -> None:
+        rows = self.by_child.get(child, [])
+        if exclusive and parent is None:
+            # Seen at a place: it leaves the previous place, not the container it may still be inside
+            # (a pallet arriving at the port in its reefer container stays in the container).
+            for row in rows:
+                if row.t1 is None and row.location is not None and row.location != location:
+                    row.close(t, seq)
+        elif exclusive:
+            for row in rows:
+                if row.t1 is None and not (row.parent == parent and row.location == location):
+                    row.close(t, seq)
+        if not any(r.t1 is None and r.parent == parent and r.location == location for r in rows):
+            self._add_row(_Contained(None, child, parent, location, t, None, seq, None))
+
+    def _enclosing_asset(self, epc: str, t: datetime) -> str | None:
+        """ENCLOSING_ASSET: the asset whose tag is its parent at t, else a fixed asset at its place."""
+        by_tag: list[str] = []
+        at_place: list[str] = []
+        for row in self.by_child.get(epc, ()):
+            if row.t0 <= t and (row.t1 is None or row.t1 > t):
+                if row.parent is not None and row.parent in self.asset_by_epc:
+                    by_tag.append(self.asset_by_epc[row.parent])
+                if row.location is not None:
+                    at_place.extend(self.assets_at.get(row.location, ()))
+        if by_tag:
+            return min(by_tag)
+        return min(at_place) if at_place else None
+
+    def _custody(self, seq: int, t: datetime, epc: str, custodian: str | None, location: str | None) -> None:
+        asset = self._enclosing_asset(epc, t)
+        open_legs = [leg for leg in self.legs_of.get(epc, ()) if leg.t_end is None]
+        if open_legs:
+            leg = max(reversed(open_legs), key=lambda g: g.t_start)
+            if (leg.custodian, leg.location, leg.asset) == (custodian, location, asset):
+                return
+            leg.t_end, leg.end_seq, leg.dirty = t, seq, True
+        self._add_leg(_Leg(None, epc, custodian, location, asset, t, None, seq, None))
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def write(self) -> None:
+        """Write what ``run`` derived: one COPY per table, one UPDATE for closed pre-existing rows."""
+        # The seqs are new, so rows keyed by them cannot exist yet: COPY (deduplicated on each primary key).
+        _copy(self.conn, "event_subject", ("subject_id", "seq", "role"), dict.fromkeys(self.subjects))
+        bts = {(bt, seq): (bt, kind, seq) for bt, kind, seq in self.bts}
+        _copy(self.conn, "biz_transaction", ("biz_transaction", "type", "seq"), bts.values())
+        bonded = {(r[0], r[3]): r for r in self.bonded}
+        _copy(self.conn, "bonded_status", ("lot_id", "status", "line", "seq", "event_time"), bonded.values())
+        lineage = {r[:3]: r for r in self.lineage}
+        _copy(self.conn, "lineage", ("input_id", "output_id", "seq", "event_time"), lineage.values())
+        _copy(
+            self.conn,
+            "containment",
+            ("child_id", "parent_id", "location_id", "t0", "t1", "start_seq", "end_seq"),
+            [
+                (r.child, r.parent, r.location, r.t0, r.t1, r.start_seq, r.end_seq)
+                for r in self.rows
+                if r.row_id is None
+            ],
+        )
+        closed = [(r.row_id, r.t1, r.end_seq) for r in self.rows if r.row_id is not None and r.dirty]
+        if closed:
+            self.conn.execute(queries.BATCH_CLOSE_CONTAINMENT, _columns(closed, 3))
+        _copy(
+            self.conn,
+            "custody_leg",
+            ("epc", "custodian", "location_id", "asset_id", "t_start", "t_end", "start_seq", "end_seq"),
+            [
+                (g.epc, g.custodian, g.location, g.asset, g.t_start, g.t_end, g.start_seq, g.end_seq)
+                for g in self.legs
+                if g.leg_id is None
+            ],
+        )
+        changed = [
+            (g.leg_id, g.asset, g.t_end, g.end_seq) for g in self.legs if g.leg_id is not None and g.dirty
+        ]
+        if changed:
+            self.conn.execute(queries.BATCH_UPDATE_LEGS, _columns(changed, 4))
+
+
+def _copy(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """COPY rows into a table (nothing when there are none)."""
+    rows = list(rows)
+    if not rows:
+        return
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
+    """Row tuples as one list per column (the arrays an ``unnest`` statement takes)."""
+    return tuple([row[i] for row in rows] for i in range(width))

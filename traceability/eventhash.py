@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 HASH_VERSION = "CBV2.0"
@@ -309,7 +310,13 @@ def _kv_value(key: str, value: Any, *, vocab: str = "", timestamps: bool = True)
     reference implementation)."""
     if value is None:
         return ""
-    text = _scalar_text(value).strip()
+    return _kv_text(key, _scalar_text(value), vocab, timestamps)
+
+
+@lru_cache(maxsize=1 << 16)
+def _kv_text(key: str, raw: str, vocab: str, timestamps: bool) -> str:
+    """``_kv_value`` of a value whose text is ``raw`` (memoised: a pure function of its arguments)."""
+    text = raw.strip()
     if not text:
         return ""
     lowered = key.lower()
@@ -323,7 +330,9 @@ def _scalar_text(value: Any) -> str:
     return str(value)
 
 
+@lru_cache(maxsize=1 << 16)
 def _canonical_value(text: str, vocab: str) -> str:
+    """The canonical form of a value (memoised: vocabulary, locations and parties repeat across events)."""
     text = _expand_bare_vocabulary(text, vocab)
     for urn, web in _URN_VOCAB:
         text = text.replace(urn, web)
@@ -344,7 +353,9 @@ def _expand_bare_vocabulary(text: str, vocab: str) -> str:
     if vocab == "sensorReport.type" and ":" not in text:
         return GS1_VOC + text
     if vocab == "sensorReport.exception" and text in _ALERTS:
-        return GS1_VOC + "SensorAlertType-" + text
+        # The EPCIS 2.0 JSON-LD context maps ALARM_CONDITION to gs1:ALARM_CONDITION (so does the
+        # reference implementation), not to the web vocabulary's SensorAlertType-ALARM_CONDITION.
+        return GS1_VOC + text
     if vocab == "sensorReport.component" and ":" not in text:
         return CBV + "Comp-" + text
     return text
@@ -363,8 +374,14 @@ def _canonical_number(text: str) -> str:
     return str(number)
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$")
+
+
 def canonical_timestamp(text: str) -> str:
     """An ISO 8601 timestamp in UTC at millisecond precision, rounded half up: ``...T02:33:31.116Z``."""
+    # Python accepts any separator between date and time; RFC 3339 / the EPCIS schema want "T".
+    if not _RFC3339.match(text):
+        return text
     try:
         t = datetime.fromisoformat(text)
     except ValueError:

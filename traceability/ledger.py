@@ -2,41 +2,168 @@
 
 Chain definition (what ``verify`` and an offline verifier recompute):
 
-* ``event_hash`` = the GS1 CBV 2.0 event hash of the stored event JSON (``traceability.eventhash``),
+* ``event_hash`` = the GS1 CBV 2.0 event hash of the stored event (``traceability.eventhash``),
   the text ``ni:///sha-256;<64 lowercase hex>?ver=CBV2.0``;
+* ``event_jcs`` = the RFC 8785 (JCS) canonical UTF-8 bytes of the stored event (every field of it:
+  ``@context``, ``eventID``, ``recordTime``, ``errorDeclaration`` included); ``content_digest`` =
+  SHA-256(``event_jcs``), 32 raw bytes;
 * ``prev_hash`` = the ``entry_hash`` of entry ``seq - 1``; for seq 1, 64 ASCII zeros;
 * ``entry_hash`` = lowercase hex of SHA-256 over the byte string
-  ``bytes.fromhex(prev_hash)`` (the 32 raw bytes the previous entry hash encodes)
-  followed by ``event_hash.encode("utf-8")`` (the full ni URI, about 90 bytes), nothing in between.
+  ``bytes.fromhex(prev_hash)`` (32 bytes) ‖ ``event_hash.encode("utf-8")`` (the ni URI, 89 bytes)
+  ‖ ``content_digest`` (32 bytes), nothing in between.
 
-Appends run in the caller's transaction, one at a time (transaction-scoped advisory lock), so seq has no
-holes and the chain no forks. An event whose eventID is already in the ledger is not appended again.
+The jsonb ``event`` column (what the API serves and queries) equals ``event_jcs`` parsed, and
+``event_id`` / ``event_type`` equal its ``eventID`` / ``type``: a validated CHECK constraint
+(migration 0004) holds this for every row; ``verify`` checks that the constraint is intact.
+
+Appends run in the caller's transaction, one batch at a time (transaction-scoped advisory lock), so seq
+has no holes and the chain no forks. An event whose eventID is already in the ledger is not appended again.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
+import msgspec
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.copy import QueuedLibpqWriter
 
 from traceability import derive, queries
-from traceability.epcis import CONTEXT, parse_time, validate
+from traceability.epcis import CONTEXT, iso_ms, parse_time, validate
 from traceability.eventhash import event_hash
+from traceability.jcs import canonical
 
 GENESIS_HASH = "0" * 64
-# Rows fetched per round trip while streaming the chain.
-VERIFY_FETCH_ROWS = 1000
+# Binary COPY column types of the verification stream: event_hash arrives as its raw UTF-8 bytes.
+_CHAIN_TYPES = ["int8", "bytea", "text", "text", "bytea"]
+# The CHECK constraint binding the served jsonb to the chained bytes, as PostgreSQL prints it back.
+JCS_CONSTRAINT = "ledger_event_event_is_jcs"
+JCS_CONSTRAINT_DEF = (
+    "CHECK (((event_jcs IS NULL) OR ((event = (convert_from(event_jcs, 'UTF8'::name))::jsonb)"
+    " AND (event_id = (event ->> 'eventID'::text)) AND (event_type = (event ->> 'type'::text)))))"
+)
 
 Conn = psycopg.Connection[Any]
 
 
-def entry_hash(prev_hash: str, ev_hash: str) -> str:
-    """sha256(bytes.fromhex(prev_hash) || ev_hash as UTF-8), lowercase hex."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + ev_hash.encode("utf-8")).hexdigest()
+def content_digest(event_jcs: bytes) -> bytes:
+    """SHA-256 of an event's canonical bytes (32 raw bytes)."""
+    return hashlib.sha256(event_jcs).digest()
+
+
+def entry_hash(prev_hash: str, ev_hash: str, digest: bytes) -> str:
+    """sha256(bytes.fromhex(prev_hash) ‖ ev_hash as UTF-8 ‖ digest), lowercase hex."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + ev_hash.encode("utf-8") + digest).hexdigest()
+
+
+class Prepared(NamedTuple):
+    """An event as it will be stored and its CBV 2.0 event hash (its canonical bytes come at append)."""
+
+    stored: dict[str, Any]
+    event_hash: str
+
+
+def prepare(event: Mapping[str, Any], *, validated: bool = False) -> Prepared:
+    """The event as it will be stored (``@context``, ``eventID``) and its event hash.
+
+    Validates it against the EPCIS schema unless ``validated`` (``InvalidEventError``)."""
+    stored = dict(event)
+    stored.setdefault("@context", CONTEXT)
+    if not validated:
+        validate(stored)
+    ev_hash = event_hash(stored)
+    if not stored.get("eventID"):
+        stored["eventID"] = ev_hash
+    return Prepared(stored, ev_hash)
+
+
+def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool = False) -> list[int]:
+    """Append events in order in the caller's transaction (all or nothing with it); return their seqs.
+
+    One lock, one head lookup and one COPY for the batch, and the derived rows of the whole batch in a
+    fixed number of statements; an event whose eventID is already in the ledger (or earlier in the batch)
+    keeps its seq and is not appended again. Raises ``InvalidEventError`` if any event fails the schema,
+    ``jcs.CanonicalizationError`` (a ValueError) if one has no RFC 8785 form; nothing is appended then."""
+    prepared = [prepare(e, validated=validated) for e in events]
+    with conn.transaction():
+        return _append_locked(conn, prepared)
+
+
+def _append_locked(conn: Conn, prepared: Sequence[Prepared]) -> list[int]:
+    conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+    ids = [(str(p.stored["eventID"]), bool(p.stored.get("errorDeclaration"))) for p in prepared]
+    known = {
+        (str(r[0]), bool(r[1])): int(r[2])
+        for r in conn.execute(queries.EVENT_SEQS_BY_IDS, ([i for i, _ in ids],)).fetchall()
+    }
+    head = conn.execute(queries.LEDGER_HEAD).fetchone()
+    seq, prev = (0, GENESIS_HASH) if head is None else (int(head[0]), str(head[1]))
+    seqs: list[int] = []
+    new: list[tuple[int, Prepared]] = []
+    for p, key in zip(prepared, ids, strict=True):
+        if key in known:
+            seqs.append(known[key])
+            continue
+        seq += 1
+        known[key] = seq
+        seqs.append(seq)
+        new.append((seq, p))
+    if not new:
+        return seqs
+    derivation = derive.Derivation(conn, [(s, p.stored) for s, p in new])  # reads what the batch touches
+    # A thread feeds the server the entries while this one canonicalises, links and derives.
+    with conn.cursor() as cur, cur.copy(queries.COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
+        for s, (stored, ev_hash) in new:
+            jcs = canonical(stored)
+            link = entry_hash(prev, ev_hash, content_digest(jcs))
+            copy.write_row(
+                (
+                    s,
+                    str(stored["eventID"]),
+                    stored["type"],
+                    parse_time(stored["eventTime"]),
+                    stored.get("bizStep"),
+                    jcs.decode("utf-8"),  # the jsonb: the same bytes, parsed by the server
+                    ev_hash,
+                    prev,
+                    link,
+                    bool(stored.get("errorDeclaration")),
+                    jcs,
+                )
+            )
+            prev = link
+        derivation.run()
+    derivation.write()
+    return seqs
+
+
+def declare_error(
+    conn: Conn,
+    event_id: str,
+    *,
+    reason: str = "incorrect_data",
+    corrective_event_ids: Sequence[str] = (),
+    declared_at: datetime | None = None,
+) -> int:
+    """Append the errorDeclaration of the ledger event ``event_id`` (EPCIS 2.0 7.4.1.2): a copy of it with
+    ``errorDeclaration`` {declarationTime, reason, correctiveEventIDs}. The original stays; returns the
+    declaration's seq. Raises ``LookupError`` when there is no such event."""
+    row = conn.execute(queries.EVENT_BY_ID, (event_id,)).fetchone()
+    if row is None:
+        raise LookupError(event_id)
+    event = dict(row[0])
+    declaration: dict[str, Any] = {
+        "declarationTime": iso_ms(declared_at or datetime.now(UTC)),
+        "reason": reason,
+    }
+    if corrective_event_ids:
+        declaration["correctiveEventIDs"] = list(corrective_event_ids)
+    event["errorDeclaration"] = declaration
+    return append(conn, event)
 
 
 def append(conn: Conn, event: Mapping[str, Any]) -> int:
@@ -48,46 +175,15 @@ def append(conn: Conn, event: Mapping[str, Any]) -> int:
     The event must be valid under the EPCIS 2.0 JSON Schema (``InvalidEventError`` otherwise); it gets the
     project ``@context`` when it has none and ``eventID`` = its event hash when it has none (neither is
     part of the hash). Containment and custody rows are derived from it in the same transaction."""
-    stored = dict(event)
-    stored.setdefault("@context", CONTEXT)
-    validate(stored)
-    ev_hash = event_hash(stored)
-    if not stored.get("eventID"):
-        stored["eventID"] = ev_hash
+    prepared = prepare(event)
     if conn.autocommit:
         with conn.transaction():
-            return _append_locked(conn, stored, ev_hash)
+            return _append_locked(conn, [prepared])[0]
     # The caller's transaction (opened by this statement if none is yet); a savepoint keeps a failed
     # append from leaving half its rows behind in it.
     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
     with conn.transaction():
-        return _append_locked(conn, stored, ev_hash)
-
-
-def _append_locked(conn: Conn, stored: dict[str, Any], ev_hash: str) -> int:
-    event_id = str(stored["eventID"])
-    conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-    existing = conn.execute(queries.EVENT_SEQ_BY_ID, (event_id,)).fetchone()
-    if existing is not None:
-        return int(existing[0])
-    head = conn.execute(queries.LEDGER_HEAD).fetchone()
-    seq, prev = (1, GENESIS_HASH) if head is None else (int(head[0]) + 1, str(head[1]))
-    conn.execute(
-        queries.INSERT_EVENT,
-        {
-            "seq": seq,
-            "event_id": event_id,
-            "event_type": stored["type"],
-            "event_time": parse_time(stored["eventTime"]),
-            "biz_step": stored.get("bizStep"),
-            "event": Jsonb(stored),
-            "event_hash": ev_hash,
-            "prev_hash": prev,
-            "entry_hash": entry_hash(prev, ev_hash),
-        },
-    )
-    derive.apply(conn, seq, stored)
-    return seq
+        return _append_locked(conn, [prepared])[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,42 +191,93 @@ class VerifyResult:
     ok: bool
     events: int
     first_bad_seq: int | None
+    checkpoint_seq: int | None = None
 
 
-def verify(conn: Conn) -> VerifyResult:
-    """Recompute every event hash and chain link in seq order; name the first entry that does not hold.
+def verify(conn: Conn, *, deep: bool = False, pinned_public_key: str | None = None) -> VerifyResult:
+    """Check the whole chain in one streaming pass in seq order; name the first entry that does not hold.
 
-    A missing entry is reported at the seq that should have followed its predecessor. Truncation of the
-    newest entries is invisible here by construction; signed checkpoints of the head cover that."""
+    Default (full integrity): seq has no holes, every ``prev_hash`` is the previous ``entry_hash``, every
+    ``entry_hash`` is recomputed from ``prev_hash``, ``event_hash`` and SHA-256 of the stored canonical
+    bytes ``event_jcs`` (so no byte of any stored event can change unseen), and the served jsonb equals
+    those bytes (the ``ledger_event_event_is_jcs`` constraint is present, validated and unchanged; when it
+    is not, every row's jsonb is compared with its bytes instead). ``deep`` also re-derives each
+    event's GS1 CBV 2.0 hash from its bytes and compares every row's jsonb, eventID and type with them.
+
+    A missing entry is reported at the seq that should have followed its predecessor. The newest signed
+    checkpoint is checked too: its signature, that the chain still reaches its seq (else the first
+    missing seq is bad) and that the entry hash there is the one signed (else that seq is bad)."""
+    from traceability import checkpoint
+
+    cp = checkpoint.latest(conn)
+    compare_json = deep or not jcs_constraint_intact(conn)
     expected_seq, expected_prev = 1, GENESIS_HASH
+    prev_raw = bytes(32)
     first_bad: int | None = None
     count = 0
-    with conn.transaction(), conn.cursor(name="ledger_verify") as cur:
-        cur.itersize = VERIFY_FETCH_ROWS
-        cur.execute(queries.CHAIN_IN_ORDER)
-        for seq, event_id, event, stored_hash, prev_hash, stored_entry in cur:
+    entry_at_cp: str | None = None
+    cp_seq = -1 if cp is None else cp.seq
+    sha256 = hashlib.sha256
+    decode = msgspec.json.Decoder()
+    sql, types = (
+        (queries.COPY_CHAIN_WITH_JSON, [*_CHAIN_TYPES, "text", "text", "text"])
+        if compare_json
+        else (queries.COPY_CHAIN_JCS, _CHAIN_TYPES)
+    )
+    # COPY streams while this loop hashes (the server does not wait for fetches).
+    with conn.transaction(), conn.cursor(binary=True) as cur, cur.copy(sql) as copy:
+        copy.set_types(types)
+        for row in copy.rows():
             count += 1
             if first_bad is not None:
                 continue
+            seq, ev_hash, prev_hash, stored_entry, jcs = row[:5]
             if seq != expected_seq:
                 first_bad = expected_seq
-            elif not _entry_ok(event_id, event, stored_hash, prev_hash, stored_entry, expected_prev):
+                continue
+            if prev_hash != expected_prev or jcs is None:
                 first_bad = seq
-            expected_seq, expected_prev = seq + 1, stored_entry
-    return VerifyResult(ok=first_bad is None, events=count, first_bad_seq=first_bad)
+                continue
+            link = sha256(prev_raw + ev_hash + sha256(jcs).digest()).digest()
+            if link.hex() != stored_entry or (compare_json and not _row_consistent(decode, row, deep=deep)):
+                first_bad = seq
+                continue
+            if seq == cp_seq:
+                entry_at_cp = stored_entry
+            expected_seq, expected_prev, prev_raw = seq + 1, stored_entry, link
+    if cp is not None and first_bad is None:
+        if not checkpoint.signature_ok(cp, pinned_public_key):
+            first_bad = cp.seq
+        elif cp.seq >= expected_seq:
+            first_bad = expected_seq  # entries up to the signed head are gone
+        elif entry_at_cp != cp.entry_hash:
+            first_bad = cp.seq
+    return VerifyResult(
+        ok=first_bad is None,
+        events=count,
+        first_bad_seq=first_bad,
+        checkpoint_seq=None if cp is None else cp.seq,
+    )
 
 
-def _entry_ok(
-    event_id: str, event: Any, stored_hash: str, prev_hash: str, stored_entry: str, expected_prev: str
-) -> bool:
-    if prev_hash != expected_prev or not isinstance(event, dict):
-        return False
+def jcs_constraint_intact(conn: Conn) -> bool:
+    """The CHECK binding jsonb, eventID and type to ``event_jcs`` exists, is validated and unchanged."""
+    row = conn.execute(queries.JCS_CONSTRAINT, (JCS_CONSTRAINT,)).fetchone()
+    return row is not None and bool(row[0]) and row[1] == JCS_CONSTRAINT_DEF
+
+
+def _row_consistent(decode: msgspec.json.Decoder[Any], row: Sequence[Any], *, deep: bool) -> bool:
+    """The row's jsonb, eventID and type are its canonical bytes' (and, deep, so is its GS1 hash)."""
+    ev_hash, jcs, event_id, event_type, event_text = row[1].decode(), row[4], row[5], row[6], row[7]
     try:
-        recomputed = event_hash(event)
-        link = entry_hash(prev_hash, stored_hash)
-    except (KeyError, TypeError, ValueError):
+        event = decode.decode(jcs)
+        if not isinstance(event, dict) or decode.decode(event_text) != event:
+            return False
+        if event.get("eventID") != event_id or event.get("type") != event_type:
+            return False
+        return not deep or event_hash(event) == ev_hash
+    except (KeyError, TypeError, ValueError, AttributeError, msgspec.DecodeError):
         return False
-    return recomputed == stored_hash and link == stored_entry and event.get("eventID") == event_id
 
 
 def head_seq(conn: Conn) -> int | None:

@@ -7,17 +7,28 @@ from __future__ import annotations
 LEDGER_LOCK_KEY = 0x63636C6564676572
 LOCK_LEDGER = "SELECT pg_advisory_xact_lock(%s)"
 
-EVENT_SEQ_BY_ID = "SELECT seq FROM ledger_event WHERE event_id = %s"
+EVENT_SEQ_BY_ID = "SELECT seq FROM ledger_event WHERE event_id = %s AND declares_error = %s"
+EVENT_SEQS_BY_IDS = "SELECT event_id, declares_error, seq FROM ledger_event WHERE event_id = ANY(%s)"
+EVENT_BY_ID = "SELECT event FROM ledger_event WHERE event_id = %s AND NOT declares_error"
 LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
-INSERT_EVENT = """
-INSERT INTO ledger_event
-    (seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash)
-VALUES (%(seq)s, %(event_id)s, %(event_type)s, %(event_time)s, %(biz_step)s, %(event)s, %(event_hash)s,
-        %(prev_hash)s, %(entry_hash)s)
+# New entries, in seq order; ``event`` is the text of ``event_jcs`` (the CHECK constraint holds them equal).
+COPY_EVENTS = """
+COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash,
+                   declares_error, event_jcs) FROM STDIN
 """
-CHAIN_IN_ORDER = (
-    "SELECT seq, event_id, event, event_hash, prev_hash, entry_hash FROM ledger_event ORDER BY seq"
-)
+# Verification streams (binary COPY): the chained columns, plus the served ones when they are compared.
+COPY_CHAIN_JCS = """
+COPY (SELECT seq, event_hash, prev_hash, entry_hash, event_jcs FROM ledger_event ORDER BY seq)
+TO STDOUT (FORMAT binary)
+"""
+COPY_CHAIN_WITH_JSON = """
+COPY (SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, event::text
+      FROM ledger_event ORDER BY seq) TO STDOUT (FORMAT binary)
+"""
+JCS_CONSTRAINT = """
+SELECT convalidated, pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = 'ledger_event'::regclass AND conname = %s AND contype = 'c'
+"""
 
 # --- derived tables: containment ------------------------------------------------------------------
 # Close a child's open containment rows (in a parent or at a location) other than the one it is entering.
@@ -25,6 +36,11 @@ CLOSE_OPEN_CONTAINMENT = """
 UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
 WHERE child_id = %(child)s AND t1 IS NULL
   AND NOT (parent_id IS NOT DISTINCT FROM %(parent)s AND location_id IS NOT DISTINCT FROM %(location)s)
+"""
+CLOSE_OPEN_LOCATION = """
+UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
+WHERE child_id = %(child)s AND t1 IS NULL AND location_id IS NOT NULL
+  AND location_id IS DISTINCT FROM %(location)s
 """
 OPEN_CONTAINMENT_EXISTS = """
 SELECT 1 FROM containment
@@ -44,6 +60,23 @@ UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
 WHERE parent_id = %(parent)s AND t1 IS NULL
 """
 LOCATION_EXISTS = "SELECT 1 FROM location WHERE location_id = %s"
+PARTY_EXISTS = "SELECT 1 FROM party WHERE party_id = %s"
+
+INSERT_EVENT_SUBJECT = """
+INSERT INTO event_subject (subject_id, seq, role) VALUES (%(id)s, %(seq)s, %(role)s) ON CONFLICT DO NOTHING
+"""
+INSERT_BIZ_TRANSACTION = """
+INSERT INTO biz_transaction (biz_transaction, type, seq) VALUES (%(bt)s, %(type)s, %(seq)s)
+ON CONFLICT DO NOTHING
+"""
+INSERT_BONDED_STATUS = """
+INSERT INTO bonded_status (lot_id, status, line, seq, event_time)
+VALUES (%(lot)s, %(status)s, %(line)s, %(seq)s, %(t)s) ON CONFLICT DO NOTHING
+"""
+INSERT_LINEAGE = """
+INSERT INTO lineage (input_id, output_id, seq, event_time) VALUES (%(i)s, %(o)s, %(seq)s, %(t)s)
+ON CONFLICT DO NOTHING
+"""
 
 # --- derived tables: custody legs -------------------------------------------------------------------
 READ_POINT_BY_ID = """
@@ -53,12 +86,12 @@ ORDER BY (biz_step = %(biz_step)s) DESC, device_id LIMIT 1
 # The asset enclosing a unit at an instant: the asset whose tag is its open parent, else the cold room
 # (any fixed asset) at its open location.
 ENCLOSING_ASSET = """
-SELECT a.asset_id FROM containment c JOIN asset a ON a.epc = c.parent_id
+SELECT a.asset_id, 0 AS pref FROM containment c JOIN asset a ON a.epc = c.parent_id
 WHERE c.child_id = %(epc)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
 UNION ALL
-SELECT a.asset_id FROM containment c JOIN asset a ON a.location_id = c.location_id
+SELECT a.asset_id, 1 FROM containment c JOIN asset a ON a.location_id = c.location_id
 WHERE c.child_id = %(epc)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
-ORDER BY 1 LIMIT 1
+ORDER BY 2, 1 LIMIT 1
 """
 OPEN_LEG = """
 SELECT custody_leg_id, custodian, location_id, asset_id FROM custody_leg
@@ -74,6 +107,35 @@ UPDATE custody_leg SET asset_id = %(asset)s
 WHERE epc = %(epc)s AND t_end IS NULL AND asset_id IS NULL AND t_start <= %(t)s
 """
 ASSET_BY_EPC = "SELECT asset_id FROM asset WHERE epc = %s"
+
+# --- derived tables, batched (derive.apply_batch): read once, write once per table -------------------------
+BATCH_CONTAINMENT = """
+SELECT containment_id, child_id, parent_id, location_id, t0, t1, start_seq, end_seq FROM containment
+WHERE child_id = ANY(%(children)s::text[]) OR (parent_id = ANY(%(parents)s::text[]) AND t1 IS NULL)
+ORDER BY containment_id
+"""
+BATCH_OPEN_LEGS = """
+SELECT custody_leg_id, epc, custodian, location_id, asset_id, t_start, t_end, start_seq, end_seq
+FROM custody_leg WHERE epc = ANY(%s::text[]) AND t_end IS NULL ORDER BY custody_leg_id
+"""
+BATCH_READ_POINTS = """
+SELECT read_point_id, biz_step, device_id, custodian, biz_location FROM read_point
+WHERE read_point_id = ANY(%s::text[])
+"""
+BATCH_LOCATIONS = "SELECT location_id FROM location WHERE location_id = ANY(%s::text[])"
+BATCH_PARTIES = "SELECT party_id FROM party WHERE party_id = ANY(%s::text[])"
+BATCH_ASSETS = """
+SELECT asset_id, epc, location_id FROM asset WHERE epc = ANY(%s::text[]) OR location_id = ANY(%s::text[])
+"""
+BATCH_CLOSE_CONTAINMENT = """
+UPDATE containment c SET t1 = u.t1, end_seq = u.s
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::bigint[]) AS u(id, t1, s) WHERE c.containment_id = u.id
+"""
+BATCH_UPDATE_LEGS = """
+UPDATE custody_leg g SET asset_id = u.a, t_end = u.t1, end_seq = u.s
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[]) AS u(id, a, t1, s)
+WHERE g.custody_leg_id = u.id
+"""
 
 # --- worker: rfid ---------------------------------------------------------------------------------
 TAKE_RFID_BATCHES = """
@@ -172,8 +234,18 @@ per_series AS (
 stats AS (
     SELECT custody_leg_id, COUNT(value) AS readings, COUNT(*) - COUNT(value) AS dropouts,
            MIN(value) AS min_c, MAX(value) AS max_c, AVG(value) AS mean_c,
-           COUNT(DISTINCT series_id) AS series
+           COUNT(DISTINCT series_id) AS series,
+           AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) AS mkt_mean_term,
+           MAX(EXTRACT(EPOCH FROM next_time - time)) AS max_gap_s,
+           MIN(time) AS first_time, MAX(time) AS last_time
     FROM pts GROUP BY custody_leg_id
+),
+gaps AS (
+    SELECT p.custody_leg_id, COUNT(*) AS gaps
+    FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
+    WHERE p.next_time - p.time > CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
+                                      ELSE %(transport_gap)s::interval END
+    GROUP BY p.custody_leg_id
 )
 SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
        g.location_id, loc.name AS location_name,
@@ -182,8 +254,10 @@ SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
        COALESCE(st.series, 0),
        CASE WHEN %(low)s::float8 IS NULL AND %(high)s::float8 IS NULL THEN NULL
             ELSE COALESCE((SELECT MAX(COALESCE(ps.out_s, 0)) FROM per_series ps
-                           WHERE ps.custody_leg_id = g.custody_leg_id), 0) END AS out_of_range_s
+                           WHERE ps.custody_leg_id = g.custody_leg_id), 0) END AS out_of_range_s,
+       st.mkt_mean_term, st.max_gap_s, COALESCE(gp.gaps, 0), st.first_time, st.last_time, a.mode
 FROM legs g
+LEFT JOIN gaps gp ON gp.custody_leg_id = g.custody_leg_id
 LEFT JOIN party p ON p.party_id = g.custodian
 LEFT JOIN location loc ON loc.location_id = g.location_id
 LEFT JOIN asset a ON a.asset_id = g.asset_id
@@ -213,16 +287,132 @@ LOT_BREAKS = """
 SELECT chain_break_id, kind, series_id, rule_id, pack_version, start_time, end_time, allowed_s, detail
 FROM chain_break WHERE lot_id = %s ORDER BY start_time
 """
-# Ledger events naming the lot or one of the goods units enclosing it.
+# Ledger events naming the lot or one of the goods units enclosing it (event_subject, derived).
 EVENTS_OF_IDS = """
-SELECT e.seq, e.event_id, e.event_type, e.biz_step, e.event_time, e.event->>'action'
+WITH named AS (SELECT DISTINCT s.seq FROM event_subject s WHERE s.subject_id = ANY(%(ids)s))
+SELECT e.seq, e.event_id, e.event_type, e.biz_step, e.event_time, e.event->>'action', e.declares_error
 FROM ledger_event e
-WHERE COALESCE(e.event->'epcList', '[]') ?| %(ids)s::text[]
-   OR COALESCE(e.event->'childEPCs', '[]') ?| %(ids)s::text[]
-   OR e.event->>'parentID' = ANY(%(ids)s)
-   OR EXISTS (SELECT 1 FROM jsonb_array_elements(
-                  COALESCE(e.event->'quantityList', '[]') || COALESCE(e.event->'childQuantityList', '[]')) q
-              WHERE q->>'epcClass' = ANY(%(ids)s))
+WHERE e.seq IN (
+    SELECT seq FROM named
+    UNION
+    SELECT d.seq FROM ledger_event d
+    WHERE d.declares_error AND d.event_id IN (SELECT n.event_id FROM ledger_event n JOIN named USING (seq))
+)
 ORDER BY e.seq
 """
+# --- trace: resolution of an id to lots, lineage, shipments -------------------------------------------
+LOTS_BY_ID_OR_BATCH = "SELECT lot_id FROM lot WHERE lot_id = %(id)s OR batch = %(id)s ORDER BY lot_id"
+ASSET_EPC_BY_ID = "SELECT epc FROM asset WHERE asset_id = %s OR epc = %s"
+# Lot classes ever inside a unit or asset (downwards through containment, any time).
+LOTS_UNDER = """
+WITH RECURSIVE down AS (
+    SELECT c.child_id, 1 AS depth FROM containment c WHERE c.parent_id = ANY(%(roots)s)
+    UNION
+    SELECT c.child_id, down.depth + 1 FROM containment c JOIN down ON c.parent_id = down.child_id
+    WHERE down.depth < 8
+)
+SELECT DISTINCT child_id FROM down WHERE child_id LIKE 'urn:epc:class:%%'
+UNION
+SELECT DISTINCT r FROM unnest(%(roots)s::text[]) r WHERE r LIKE 'urn:epc:class:%%'
+ORDER BY 1
+"""
+# Units that ever enclosed an EPC (upwards), e.g. the SSCC an SGTIN was packed in.
+UNITS_ABOVE = """
+WITH RECURSIVE up AS (
+    SELECT c.parent_id, 1 AS depth FROM containment c WHERE c.child_id = %(id)s AND c.parent_id IS NOT NULL
+    UNION
+    SELECT c.parent_id, up.depth + 1 FROM containment c JOIN up ON c.child_id = up.parent_id
+    WHERE c.parent_id IS NOT NULL AND up.depth < 8
+)
+SELECT DISTINCT parent_id FROM up
+"""
+# Business transactions linked to one (named together on any event: B/L + waybill + through document).
+LINKED_TRANSACTIONS = """
+WITH hit AS (
+    SELECT DISTINCT seq FROM biz_transaction
+    WHERE biz_transaction = %(id)s OR biz_transaction LIKE '%%/' || %(id)s
+),
+linked AS (SELECT DISTINCT b.biz_transaction FROM biz_transaction b JOIN hit USING (seq))
+SELECT DISTINCT b.seq FROM biz_transaction b JOIN linked USING (biz_transaction)
+"""
+SUBJECT_KNOWN = "SELECT 1 FROM event_subject WHERE subject_id = %s LIMIT 1"
+SUBJECTS_OF_SEQS = "SELECT DISTINCT subject_id FROM event_subject WHERE seq = ANY(%s)"
+LINEAGE_UP = """
+WITH RECURSIVE up AS (
+    SELECT input_id, output_id, seq, event_time, 1 AS depth FROM lineage WHERE output_id = %(id)s
+    UNION
+    SELECT l.input_id, l.output_id, l.seq, l.event_time, up.depth + 1
+    FROM lineage l JOIN up ON l.output_id = up.input_id WHERE up.depth < 16
+)
+SELECT input_id, output_id, seq, event_time, depth FROM up ORDER BY depth, input_id
+"""
+LINEAGE_DOWN = """
+WITH RECURSIVE down AS (
+    SELECT input_id, output_id, seq, event_time, 1 AS depth FROM lineage WHERE input_id = %(id)s
+    UNION
+    SELECT l.input_id, l.output_id, l.seq, l.event_time, down.depth + 1
+    FROM lineage l JOIN down ON l.input_id = down.output_id WHERE down.depth < 16
+)
+SELECT input_id, output_id, seq, event_time, depth FROM down ORDER BY depth, output_id
+"""
+SHIPMENTS_OF_SEQS = """
+SELECT e.seq, e.event_time, e.biz_step, e.event->'bizTransactionList', e.event->'destinationList',
+       e.event->'readPoint'->>'id',
+       e.event->>'https://ns.coldchain.example/epcis/transportMode', e.event->>'cc:transportMode'
+FROM ledger_event e
+WHERE e.seq = ANY(%s) AND NOT e.declares_error
+  AND e.biz_step IN ('shipping', 'departing', 'arriving', 'receiving', 'loading', 'unloading')
+ORDER BY e.seq
+"""
+CUSTODIANS_OF_UNITS = """
+SELECT DISTINCT ON (l.custodian) l.custodian, p.name, p.role, min(l.t_start) OVER (PARTITION BY l.custodian)
+FROM custody_leg l JOIN party p ON p.party_id = l.custodian WHERE l.epc = ANY(%s)
+"""
+BONDED_OF_LOT = """
+SELECT status, line, seq, event_time FROM bonded_status WHERE lot_id = %s ORDER BY event_time, seq
+"""
+FIRST_EVENT_OF_IDS = """
+SELECT e.seq, e.event_time, e.biz_step, e.event->'readPoint'->>'id', e.event->'bizLocation'->>'id'
+FROM ledger_event e WHERE e.seq IN (SELECT seq FROM event_subject WHERE subject_id = ANY(%s))
+ORDER BY e.event_time, e.seq LIMIT 1
+"""
+
 HEALTH = "SELECT max(seq) FROM ledger_event"
+
+# --- capture jobs ---------------------------------------------------------------------------------
+INSERT_CAPTURE_JOB = """
+INSERT INTO capture_job (capture_id, finished_at, running, success, events, first_seq, last_seq, errors,
+                         captured_by)
+VALUES (%(id)s, now(), false, %(success)s, %(events)s, %(first)s, %(last)s, %(errors)s, %(by)s)
+"""
+CAPTURE_JOB = """
+SELECT capture_id, running, success, events, first_seq, last_seq, errors FROM capture_job
+WHERE capture_id = %s
+"""
+
+# --- checkpoints and bundles ------------------------------------------------------------------------
+INSERT_CHECKPOINT = """
+INSERT INTO ledger_checkpoint (seq, entry_hash, signed_at, public_key, signature)
+VALUES (%(seq)s, %(entry_hash)s, %(signed_at)s, %(public_key)s, %(signature)s)
+RETURNING checkpoint_id
+"""
+LATEST_CHECKPOINT = """
+SELECT checkpoint_id, seq, entry_hash, signed_at, public_key, signature FROM ledger_checkpoint
+ORDER BY checkpoint_id DESC LIMIT 1
+"""
+ENTRY_AT = "SELECT entry_hash FROM ledger_event WHERE seq = %s"
+LINKS_BETWEEN = """
+SELECT seq, event_hash, encode(sha256(event_jcs), 'hex'), entry_hash FROM ledger_event
+WHERE seq BETWEEN %s AND %s ORDER BY seq
+"""
+PREV_HASH_AT = "SELECT prev_hash FROM ledger_event WHERE seq = %s"
+EVENTS_JCS_AT_SEQS = "SELECT seq, event_jcs FROM ledger_event WHERE seq = ANY(%s) ORDER BY seq"
+
+# --- access --------------------------------------------------------------------------------------------
+INSERT_API_KEY = "INSERT INTO api_key (name, role, key_hash) VALUES (%(name)s, %(role)s, %(hash)s)"
+REVOKE_API_KEY = "UPDATE api_key SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL"
+API_KEY_BY_HASH = "SELECT key_id, name, role FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
+INSERT_AUDIT = """
+INSERT INTO audit_log (key_id, role, method, path, query, status)
+VALUES (%(key)s, %(role)s, %(method)s, %(path)s, %(query)s, %(status)s)
+"""

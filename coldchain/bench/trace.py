@@ -1,0 +1,411 @@
+"""Composition root: `coldchain bench trace` — trace latency, capture and verification rates at scale.
+
+Builds a private database with N lots moving sea → port → bonded zone → rail through reefer containers
+(10 ledger events per lot), the containers' telemetry (generated server-side with generate_series), and
+the ledger written with COPY (events, hashes and chain computed in Python, derived rows computed from
+the same plan; the database is then vacuumed, as autovacuum leaves a ledger at rest), then measures in
+one run:
+
+* trace_p50_ms / trace_p95_ms: ``traceability.trace.trace`` of random lots;
+* capture_eps: EPCIS documents (1000 events each) through the real capture path (schema validation,
+  event hash, canonical bytes, chain, derivation) for new lots, after one untimed 10-event warm-up
+  document (schema compiled, validator memos filled, as in a running service);
+* verify_eps: ``ledger.verify`` over the whole chain (full integrity: every event's canonical bytes
+  digested, every link, no holes, served jsonb bound to the bytes, signed checkpoint), and
+  verify_deep_eps: ``ledger.verify(deep=True)``, which also re-derives every GS1 event hash and compares
+  every row's jsonb with its bytes (the slow path, the peer figure).
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import psycopg
+import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg import sql
+
+from coldchain.bench.app import bench_app
+from coldchain.clicommon import cli_settings, emit_json
+
+HOURS_PER_LOT_TRIP = 20
+LOTS_PER_CONTAINER_TRIP = 10
+LINE, RAILCO, STORE = "6901234100006", "6901234100013", "6901234100020"
+PORT, RAIL, GATE, BONDED_STORE = (
+    "urn:epc:id:sgln:6901234.00010.0",
+    "urn:epc:id:sgln:6901234.00020.0",
+    "urn:epc:id:sgln:6901234.00030.0",
+    "urn:epc:id:sgln:6901234.00031.0",
+)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _container(i: int) -> str:
+    from traceability.multimodal import container_number
+
+    base = f"CSQU{i:06d}"
+    from stdnum import iso6346
+
+    return container_number(base + str(iso6346.calc_check_digit(base)))
+
+
+def _lot_events(n: int, container: str, start: datetime, prefix: str = "B") -> list[dict[str, Any]]:
+    """The 10 events of lot ``n`` riding in ``container`` from ``start``."""
+    from traceability import epcis, multimodal
+
+    lot = f"urn:epc:class:lgtin:6901234.012345.{prefix}{n:07d}"
+    sscc = f"urn:epc:id:sscc:6901234.{n:010d}"
+    docs = multimodal.biz_transactions(bill_of_lading=f"BL{n // 10:07d}", through_document=f"TD{n // 10:07d}")
+    rail_docs = multimodal.biz_transactions(
+        rail_waybill=f"WB{n // 10:07d}", through_document=f"TD{n // 10:07d}"
+    )
+    sea = multimodal.conveyance("sea", vessel="IMO9876543", voyage=f"V{n // 1000:03d}")
+    train = multimodal.conveyance("rail", train=f"X{n // 100:05d}")
+
+    def h(x: float) -> datetime:
+        return start + timedelta(hours=x)
+
+    return [
+        epcis.with_event_id(
+            epcis.aggregation_event(
+                event_time=h(-1),
+                action="ADD",
+                parent_id=sscc,
+                child_quantities=[epcis.quantity(lot, 800, "KGM")],
+                biz_step="packing",
+            )
+        ),
+        multimodal.stuffing(t=h(-0.5), container=container, units=[sscc], location=PORT, transactions=docs),
+        multimodal.movement(
+            t=h(0),
+            step="departing",
+            epcs=[sscc],
+            location=PORT,
+            conveyance_ext=sea,
+            custodian=LINE,
+            transactions=docs,
+        ),
+        multimodal.movement(
+            t=h(6),
+            step="arriving",
+            epcs=[sscc],
+            location=PORT,
+            conveyance_ext=sea,
+            custodian=LINE,
+            gate="port_terminal",
+        ),
+        multimodal.inspection(t=h(7), epcs=[sscc], lots=[lot], location=PORT),
+        multimodal.bonded(t=h(8), lots=[lot], status="bonded", line="first", location=GATE),
+        multimodal.movement(
+            t=h(9),
+            step="departing",
+            epcs=[sscc],
+            location=RAIL,
+            conveyance_ext=train,
+            custodian=RAILCO,
+            transactions=rail_docs,
+            gate="rail_station",
+        ),
+        multimodal.unstuffing(t=h(16), container=container, units=[sscc], location=BONDED_STORE),
+        multimodal.movement(
+            t=h(16),
+            step="receiving",
+            epcs=[sscc],
+            location=BONDED_STORE,
+            conveyance_ext=train,
+            custodian=STORE,
+        ),
+        multimodal.bonded(t=h(19), lots=[lot], status="released", line="second", location=GATE),
+    ]
+
+
+def _registry(conn: psycopg.Connection[Any], containers: int, readings_per_container: int) -> None:
+    conn.execute(
+        "INSERT INTO party (party_id, name, role) VALUES (%s, 'Ocean line', 'carrier'),"
+        " (%s, 'Sea-rail operator', 'carrier'), (%s, 'Bonded cold store', 'cold_store')",
+        (LINE, RAILCO, STORE),
+    )
+    conn.execute(
+        "INSERT INTO location (location_id, name, kind) VALUES (%s, 'Port', 'port'),"
+        " (%s, 'Rail station', 'rail_station'), (%s, 'Bonded gate', 'bonded_zone'),"
+        " (%s, 'Bonded store', 'cold_store')",
+        (PORT, RAIL, GATE, BONDED_STORE),
+    )
+    conn.execute(
+        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source)"
+        " VALUES ('chilled', 'bench', '1', 'chilled', 0, 4, 'bench') ON CONFLICT DO NOTHING"
+    )
+    with conn.cursor() as cur, cur.copy("COPY asset (asset_id, epc, kind, name, mode) FROM STDIN") as copy:
+        for i in range(containers):
+            number = _container(i)
+            copy.write_row(
+                (f"C-{number}", f"urn:epc:id:bic:{number}", "reefer_container", number, "transport")
+            )
+    conn.execute(
+        "INSERT INTO device (device_id, kind) SELECT 'rc-' || asset_id, 'reefer_controller' FROM asset"
+    )
+    conn.execute(
+        "INSERT INTO device_mount (device_id, asset_id, valid_from)"
+        " SELECT 'rc-' || asset_id, asset_id, %s FROM asset",
+        (T0 - timedelta(days=1),),
+    )
+    conn.execute("INSERT INTO series (device_id, channel) SELECT device_id, 'temp' FROM device")
+    # Every 5 min from T0; 2 °C ± 1 with a 40-minute 9 °C excursion in every 500 readings.
+    conn.execute(
+        """
+        INSERT INTO reading (time, series_id, value, received_at)
+        SELECT %(t0)s + g * interval '5 minutes', s.series_id,
+               CASE WHEN g %% 500 BETWEEN 100 AND 107 THEN 9.0
+                    ELSE 2.0 + ((g * 7 + s.series_id) %% 10) / 10.0 END,
+               %(t0)s + g * interval '5 minutes'
+        FROM series s, generate_series(0, %(n)s - 1) g
+        """,
+        {"t0": T0, "n": readings_per_container},
+    )
+
+
+def _plan(lots: int, containers: int, readings_per_container: int) -> Iterator[tuple[int, str, datetime]]:
+    trips = max(1, (readings_per_container * 5) // 60 // HOURS_PER_LOT_TRIP)
+    for n in range(lots):
+        container_i = (n // LOTS_PER_CONTAINER_TRIP) % containers
+        trip = (n // (LOTS_PER_CONTAINER_TRIP * containers)) % trips
+        yield n, _container(container_i), T0 + timedelta(hours=1 + trip * HOURS_PER_LOT_TRIP)
+
+
+def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, readings: int) -> int:
+    """Write every lot's events with COPY: hashes and chain here, derived rows from the plan."""
+    from traceability.derive import subjects_of
+    from traceability.epcis import parse_time
+    from traceability.eventhash import event_hash
+    from traceability.jcs import canonical
+    from traceability.ledger import GENESIS_HASH, content_digest, entry_hash
+
+    prev, seq = GENESIS_HASH, 0
+    ledger_rows: list[tuple[Any, ...]] = []
+    subjects: list[tuple[Any, ...]] = []
+    bts: list[tuple[Any, ...]] = []
+    bonded: list[tuple[Any, ...]] = []
+    containment: list[tuple[Any, ...]] = []
+    legs: list[tuple[Any, ...]] = []
+    for n, container, start in _plan(lots, containers, readings):
+        events = _lot_events(n, container, start)
+        seqs = []
+        for event in events:
+            seq += 1
+            ev_hash = event_hash(event)
+            jcs = canonical(event)
+            link = entry_hash(prev, ev_hash, content_digest(jcs))
+            ledger_rows.append(
+                (
+                    seq,
+                    event["eventID"],
+                    event["type"],
+                    parse_time(event["eventTime"]),
+                    event.get("bizStep"),
+                    jcs.decode("utf-8"),
+                    ev_hash,
+                    prev,
+                    link,
+                    jcs,
+                )
+            )
+            prev = link
+            seqs.append(seq)
+            subjects.extend((i, seq, r) for i, r in subjects_of(event))
+            bts.extend((b["bizTransaction"], b["type"], seq) for b in event.get("bizTransactionList", ()))
+            if "cc:bondedStatus" in event:
+                bonded.append(
+                    (
+                        event["quantityList"][0]["epcClass"],
+                        event["cc:bondedStatus"],
+                        event["cc:customsLine"],
+                        seq,
+                        parse_time(event["eventTime"]),
+                    )
+                )
+        lot = events[0]["childQuantityList"][0]["epcClass"]
+        sscc, cont = events[0]["parentID"], events[1]["parentID"]
+        t = [parse_time(e["eventTime"]) for e in events]
+        containment += [
+            (lot, sscc, None, t[0], None, seqs[0], None),
+            (sscc, cont, None, t[1], t[7], seqs[1], seqs[7]),
+            (sscc, None, PORT, t[3], t[8], seqs[3], seqs[8]),
+            (sscc, None, BONDED_STORE, t[8], None, seqs[8], None),
+        ]
+        asset = "C-" + cont.removeprefix("urn:epc:id:bic:")
+        legs += [
+            (sscc, LINE, PORT, asset, t[2], t[6], seqs[2], seqs[6]),
+            (sscc, RAILCO, RAIL, asset, t[6], t[8], seqs[6], seqs[8]),
+            (sscc, STORE, BONDED_STORE, None, t[8], None, seqs[8], None),
+        ]
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
+            " prev_hash, entry_hash, event_jcs) FROM STDIN"
+        ) as copy:
+            for row in ledger_rows:
+                copy.write_row(row)
+        for table, cols, rows in (
+            ("event_subject", ("subject_id", "seq", "role"), subjects),
+            ("biz_transaction", ("biz_transaction", "type", "seq"), bts),
+            ("bonded_status", ("lot_id", "status", "line", "seq", "event_time"), bonded),
+            (
+                "containment",
+                ("child_id", "parent_id", "location_id", "t0", "t1", "start_seq", "end_seq"),
+                containment,
+            ),
+            (
+                "custody_leg",
+                ("epc", "custodian", "location_id", "asset_id", "t_start", "t_end", "start_seq", "end_seq"),
+                legs,
+            ),
+        ):
+            statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, cols))
+            )
+            with cur.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+    return seq
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+@bench_app.command("trace")
+def bench_trace(
+    as_json: Annotated[bool, typer.Option("--json", help="Last line: one JSON object.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes (smoke test).")] = False,
+    lots: Annotated[int, typer.Option(help="Lots (10 ledger events each).")] = 10_000,
+    containers: Annotated[int, typer.Option(help="Reefer containers (one temperature series each).")] = 1_000,
+    readings_per_container: Annotated[
+        int, typer.Option(help="Readings per container (5 min apart).")
+    ] = 1_000,
+    traces: Annotated[int, typer.Option(help="Trace queries timed.")] = 300,
+    capture_events: Annotated[
+        int, typer.Option(help="Events captured through POST-equivalent path.")
+    ] = 5_000,
+) -> None:
+    """Trace latency, capture rate and verification rate over a multimodal ledger."""
+    from coldchain.embedded import with_database
+    from coldchain.migrate import migrate
+    from coldchain.runtime import open_stack
+    from traceability import capture, checkpoint, ledger
+    from traceability.epcis import document
+    from traceability.trace import trace
+
+    if quick:
+        lots, containers, readings_per_container, traces, capture_events = 200, 20, 300, 30, 200
+    settings = cli_settings()
+    rng = random.Random(5)
+    name = f"bench_trace_{uuid.uuid4().hex[:8]}"
+    with open_stack(settings, apply_migrations=False) as stack:
+        with psycopg.connect(stack.database_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = with_database(stack.database_url, name)
+        try:
+            migrate(url)
+            t_build = time.perf_counter()
+            with psycopg.connect(url) as conn:
+                _registry(conn, containers, readings_per_container)
+                conn.commit()
+                events = _bulk_ledger(conn, lots, containers, readings_per_container)
+                conn.commit()
+                # A ledger at rest has been vacuumed (autovacuum): hint bits and the visibility map set,
+                # so the first full read (verification) does not rewrite every freshly bulk-loaded page.
+                conn.autocommit = True
+                conn.execute("VACUUM (ANALYZE)")
+                conn.autocommit = False
+                build_s = time.perf_counter() - t_build
+                key = Ed25519PrivateKey.generate()
+                checkpoint.sign_head(conn, key)
+                conn.commit()
+                lot_ids = [f"urn:epc:class:lgtin:6901234.012345.B{n:07d}" for n in range(lots)]
+                sample = [rng.choice(lot_ids) for _ in range(traces)]
+                trace(conn, sample[0])  # warm caches and plans
+                timings, legs_seen = [], 0
+                for lot in sample:
+                    t = time.perf_counter()
+                    result = trace(conn, lot)
+                    timings.append((time.perf_counter() - t) * 1000)
+                    assert result is not None
+                    legs_seen += len(result["custody"])
+                conn.rollback()
+            # Capture: documents of 1000 events for new lots, through the real capture path. The first
+            # lot's 10 events go first as a warm-up document, not timed: a running service has compiled
+            # the EPCIS schema and the memos of its validator before its first timed document.
+            new_lots = max(1, capture_events // 10) + 1
+            batch: list[dict[str, Any]] = []
+            for n, container, start in _plan(new_lots, containers, readings_per_container):
+                batch.extend(_lot_events(lots + n, container, start, prefix="C"))
+            warm_up, batch = document(batch[:10]), batch[10:]
+            docs = [document(batch[i : i + 1000]) for i in range(0, len(batch), 1000)]
+            with psycopg.connect(url, autocommit=True) as conn:
+                job = capture.capture(conn, warm_up, captured_by="bench warm-up")
+                assert job.success, job.errors
+                warm_up_events = job.events
+                t = time.perf_counter()
+                captured = 0
+                for doc in docs:
+                    job = capture.capture(conn, doc, captured_by="bench")
+                    assert job.success, job.errors
+                    captured += job.events
+                capture_s = time.perf_counter() - t
+                checkpoint.sign_head(conn, key)
+                t = time.perf_counter()
+                full = ledger.verify(conn)
+                verify_s = time.perf_counter() - t
+                t = time.perf_counter()
+                deep = ledger.verify(conn, deep=True)
+                deep_s = time.perf_counter() - t
+                sizes = conn.execute(
+                    "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM ledger_event),"
+                    " (SELECT count(*) FROM lot) + %s, pg_total_relation_size('reading'),"
+                    " pg_total_relation_size('ledger_event'), pg_database_size(current_database())",
+                    (lots + new_lots,),
+                ).fetchone()
+                assert sizes is not None
+        finally:
+            with psycopg.connect(stack.database_url, autocommit=True) as admin:
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    out = {
+        "bench": "trace",
+        "trace_p50_ms": round(statistics.median(timings), 2),
+        "trace_p95_ms": round(_percentile(timings, 0.95), 2),
+        "capture_eps": round(captured / capture_s, 1),
+        "verify_eps": round(full.events / verify_s, 1),
+        "verify_deep_eps": round(deep.events / deep_s, 1),
+        "verify_ok": full.ok and deep.ok,
+        "traces": len(timings),
+        "legs_per_trace": round(legs_seen / max(1, len(timings)), 2),
+        "readings": sizes[0],
+        "ledger_events": sizes[1],
+        "lots": sizes[2] - 0,
+        "bulk_events": events,
+        "captured_events": captured,
+        "warm_up_events": warm_up_events,
+        "reading_bytes": sizes[3],
+        "ledger_bytes": sizes[4],
+        "database_bytes": sizes[5],
+        "build_s": round(build_s, 1),
+        "params": {
+            "quick": quick,
+            "lots": lots,
+            "containers": containers,
+            "readings_per_container": readings_per_container,
+            "capture_events": capture_events,
+        },
+    }
+    if as_json:
+        emit_json(out)
+    else:
+        for k, v in out.items():
+            typer.echo(f"{k}: {v}")

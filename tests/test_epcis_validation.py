@@ -1,0 +1,119 @@
+"""Tests: the memoised EPCIS validator gives the plain GS1 schema's verdict, and the fast RFC 8785
+canonicaliser writes exactly what the reference ``rfc8785`` package writes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.test_epcis_capture import FIVE, _doc, _example_files
+from traceability import epcis
+from traceability.jcs import CanonicalizationError, canonical
+
+PLAIN: Callable[[Any], Any] = fastjsonschema.compile(
+    json.loads((Path(epcis.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
+)
+
+
+def _plain_ok(doc: Any) -> bool:
+    try:
+        PLAIN(doc)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
+def _memo_ok(doc: Any) -> bool:
+    try:
+        epcis.validate(doc)
+    except epcis.InvalidEventError:
+        return False
+    return True
+
+
+def _dispatched_ok(doc: Any) -> bool:
+    try:
+        epcis.validate_document(doc)
+    except epcis.InvalidEventError:
+        return False
+    return True
+
+
+MUTATIONS: list[tuple[str, Any]] = [
+    ("bizStep", "not a step"),
+    ("bizStep", "urn:epcglobal:cbv:bizstep:shipping"),
+    ("bizStep", "https://example.com/steps/x"),
+    ("bizStep", 5),
+    ("disposition", "in_progress"),
+    ("disposition", "nonsense"),
+    ("disposition", ["in_progress"]),
+    ("foo", "a key outside the schema"),
+    ("ex:foo", "an extension"),
+    ("https://ns.example.com/x", {"y": 1}),
+    ("action", "SHOUT"),
+    ("eventTime", "yesterday"),
+    ("readPoint", {"id": "not a uri"}),
+    ("readPoint", {"id": "urn:epc:id:sgln:6901234.00001.0", "zz": 1}),
+]
+
+
+def _variants() -> list[Any]:
+    docs: list[Any] = [json.loads(f.read_text()) for f in _example_files()]
+    docs.append(_doc(copy.deepcopy(FIVE)))
+    docs.append(_doc([*copy.deepcopy(FIVE), {**FIVE[0], "type": "https://example.com/MyEvent"}]))
+    docs.append(_doc([*copy.deepcopy(FIVE), {**FIVE[0], "type": "NoSuchEvent"}]))
+    docs.append(_doc([*copy.deepcopy(FIVE), "not an event"]))
+    for event in FIVE:
+        docs.append(_doc([event]))
+        for key, value in MUTATIONS:
+            docs.append(_doc([{**copy.deepcopy(event), key: value}]))
+        for key in event:
+            docs.append(_doc([{k: v for k, v in event.items() if k != key}]))
+    return docs
+
+
+def test_memoised_validator_agrees_with_the_plain_schema() -> None:
+    verdicts = [(_memo_ok(d), _dispatched_ok(d), _plain_ok(d)) for d in _variants()]
+    assert all(memo == dispatched == plain for memo, dispatched, plain in verdicts)
+    assert {v for v, _, _ in verdicts} == {True, False}  # both kinds of verdict exercised
+    # And again, now that the memos are warm.
+    assert all(_memo_ok(d) == _dispatched_ok(d) == _plain_ok(d) for d in _variants())
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=JSON)
+def test_canonical_is_rfc8785(value: Any) -> None:
+    try:
+        expected: bytes | None = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError, ValueError):
+        expected = None
+    if expected is None:
+        with pytest.raises(CanonicalizationError):
+            canonical(value)
+    else:
+        assert canonical(value) == expected
+
+
+def test_canonical_of_events() -> None:
+    for event in FIVE:
+        assert canonical(event) == rfc8785.dumps(event)

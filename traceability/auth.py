@@ -1,0 +1,83 @@
+"""Stage 3, API: API keys with roles (stored as SHA-256 hashes only) and the audit log of API queries.
+
+Roles and what they may do:
+
+* ``inspector``: read (trace, EPCIS query, ledger verification, capture job status);
+* ``operator``: read, and acknowledge / resolve alarms;
+* ``capture``: capture EPCIS documents and read their capture jobs;
+* ``admin``: everything.
+
+A key is ``cck_`` + 43 URL-safe characters (32 random bytes); only its SHA-256 is stored, so a plain
+hash suffices (the secret has full entropy: no password stretching needed). The key is shown once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from traceability import queries
+
+Conn = psycopg.Connection[Any]
+
+READ, ALARMS, CAPTURE = "read", "alarms", "capture"
+ROLES: dict[str, frozenset[str]] = {
+    "inspector": frozenset({READ}),
+    "operator": frozenset({READ, ALARMS}),
+    "capture": frozenset({CAPTURE}),
+    "admin": frozenset({READ, ALARMS, CAPTURE}),
+}
+KEY_PREFIX = "cck_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: int
+    name: str
+    role: str
+
+    def may(self, permission: str) -> bool:
+        return permission in ROLES.get(self.role, frozenset())
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def create_key(conn: Conn, role: str, name: str) -> str:
+    """Create an API key of ``role`` named ``name`` (in the caller's transaction); return the secret."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: one of {sorted(ROLES)}")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    conn.execute(queries.INSERT_API_KEY, {"name": name, "role": role, "hash": hash_key(secret)})
+    return secret
+
+
+def revoke_key(conn: Conn, key_id: int) -> bool:
+    return conn.execute(queries.REVOKE_API_KEY, (key_id,)).rowcount > 0
+
+
+def lookup(conn: Conn, secret: str) -> Principal | None:
+    """The principal of a presented key, None when unknown or revoked."""
+    if not secret.startswith(KEY_PREFIX):
+        return None
+    row = conn.execute(queries.API_KEY_BY_HASH, (hash_key(secret),)).fetchone()
+    return None if row is None else Principal(int(row[0]), str(row[1]), str(row[2]))
+
+
+def audit(conn: Conn, principal: Principal, method: str, path: str, query: str, status: int) -> None:
+    conn.execute(
+        queries.INSERT_AUDIT,
+        {
+            "key": principal.key_id,
+            "role": principal.role,
+            "method": method,
+            "path": path,
+            "query": query,
+            "status": status,
+        },
+    )

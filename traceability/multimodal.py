@@ -1,0 +1,249 @@
+"""Stage 3, capture: the sea–rail–road chain of the port documents as EPCIS events (container, conveyance,
+through document, bonded status, inspection/quarantine/disinfection, gates).
+
+Conventions (all values are EPCIS 2.0 fields or ``cc:`` extensions, so every event validates and hashes):
+
+* a reefer container is its ISO 6346 number, check digit validated, as the EPC ``urn:epc:id:bic:<number>``;
+  it stays the same identifier on the vessel, the train and the truck (一箱到底);
+* the conveyance rides in extensions: ``cc:transportMode`` (sea|rail|road), ``cc:vessel`` +
+  ``cc:voyage``, ``cc:train``, ``cc:truckPlate``;
+* the ocean bill of lading is a ``bol`` bizTransaction, the rail waybill a ``cc`` rail-waybill one, and
+  the through document (一单制) a third; an event naming them together links them;
+* bonded status is per lot: an ObjectEvent over the lot (quantityList) with ``cc:bondedStatus``
+  (bonded|released|domestic) and ``cc:customsLine`` (first = entry admission, second = release);
+* inspection: bizStep ``inspecting`` with disposition conformant/non_conformant and ``cc:inspection``
+  (inspection|disinfection); quarantine: bizStep ``holding``, disposition ``non_sellable_other``;
+* gates: bizStep ``arriving`` (in) / ``departing`` (out) at the gate's SGLN with ``cc:gate``
+  (port_terminal|rail_station|bonded_zone).
+SGTIN-96 / SSCC-96 tag hex is the gateway's to decode; here identifiers are EPC URIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from stdnum import iso6346
+from stdnum.exceptions import ValidationError
+
+from traceability import epcis
+
+BTT_BOL = "bol"
+BTT_RAIL_WAYBILL = epcis.CC_NAMESPACE + "btt/rail_waybill"
+BTT_THROUGH_DOCUMENT = epcis.CC_NAMESPACE + "btt/through_document"
+GATES = frozenset({"port_terminal", "rail_station", "bonded_zone"})
+MODES = frozenset({"sea", "rail", "road"})
+
+
+def container_number(text: str) -> str:
+    """The ISO 6346 container number, compact and upper case; ``ValueError`` when its check digit is wrong."""
+    try:
+        return str(iso6346.validate(text))
+    except ValidationError as exc:
+        raise ValueError(f"{text!r} is not a valid ISO 6346 container number: {exc}") from exc
+
+
+def container_epc(number: str) -> str:
+    """``urn:epc:id:bic:<number>`` of a validated ISO 6346 number."""
+    return "urn:epc:id:bic:" + container_number(number)
+
+
+def document_uri(kind: str, number: str) -> str:
+    """A URI for a B/L, waybill or through document number (numbers have no GS1 key)."""
+    return f"{epcis.CC_NAMESPACE}doc/{kind}/{number}"
+
+
+def biz_transactions(
+    *, bill_of_lading: str | None = None, rail_waybill: str | None = None, through_document: str | None = None
+) -> list[dict[str, str]]:
+    out = []
+    if bill_of_lading:
+        out.append({"type": BTT_BOL, "bizTransaction": document_uri("bl", bill_of_lading)})
+    if rail_waybill:
+        out.append({"type": BTT_RAIL_WAYBILL, "bizTransaction": document_uri("waybill", rail_waybill)})
+    if through_document:
+        out.append(
+            {"type": BTT_THROUGH_DOCUMENT, "bizTransaction": document_uri("through", through_document)}
+        )
+    return out
+
+
+def conveyance(
+    mode: str,
+    *,
+    vessel: str | None = None,
+    voyage: str | None = None,
+    train: str | None = None,
+    truck_plate: str | None = None,
+) -> dict[str, Any]:
+    """The ``cc:`` extension fields of a conveyance."""
+    if mode not in MODES:
+        raise ValueError(f"transport mode {mode!r} not one of {sorted(MODES)}")
+    ext: dict[str, Any] = {"cc:transportMode": mode}
+    for key, value in (
+        ("cc:vessel", vessel),
+        ("cc:voyage", voyage),
+        ("cc:train", train),
+        ("cc:truckPlate", truck_plate),
+    ):
+        if value:
+            ext[key] = value
+    return ext
+
+
+def _with(event: epcis.Event, transactions: Sequence[Mapping[str, str]]) -> epcis.Event:
+    if transactions:
+        event["bizTransactionList"] = [dict(t) for t in transactions]
+    return event
+
+
+def _custodian(event: epcis.Event, party: str | None) -> epcis.Event:
+    if party:
+        event["destinationList"] = [{"type": "possessing_party", "destination": party_uri(party)}]
+    return event
+
+
+def party_uri(party_id: str) -> str:
+    """A party's GLN as ``urn:epc:id:pgln:`` when it is a 13-digit GLN (company prefix 7), else a cc URI."""
+    if len(party_id) == 13 and party_id.isdigit():
+        return f"urn:epc:id:pgln:{party_id[:7]}.{party_id[7:12]}"
+    return f"{epcis.CC_NAMESPACE}party/{party_id}"
+
+
+def stuffing(
+    *,
+    t: datetime,
+    container: str,
+    units: Sequence[str],
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> epcis.Event:
+    """Units (SSCCs) packed into the container (AggregationEvent ADD, bizStep loading)."""
+    ev = epcis.aggregation_event(
+        event_time=t,
+        action="ADD",
+        parent_id=container_epc(container),
+        child_epcs=list(units),
+        biz_step="loading",
+        disposition="in_progress",
+        read_point=location,
+    )
+    return epcis.with_event_id(_with(ev, transactions))
+
+
+def unstuffing(*, t: datetime, container: str, units: Sequence[str], location: str) -> epcis.Event:
+    ev = epcis.aggregation_event(
+        event_time=t,
+        action="DELETE",
+        parent_id=container_epc(container),
+        child_epcs=list(units),
+        biz_step="unloading",
+        disposition="in_progress",
+        read_point=location,
+        biz_location=location,
+    )
+    return epcis.with_event_id(ev)
+
+
+def movement(
+    *,
+    t: datetime,
+    step: str,
+    epcs: Sequence[str],
+    location: str,
+    conveyance_ext: Mapping[str, Any],
+    custodian: str | None = None,
+    transactions: Sequence[Mapping[str, str]] = (),
+    gate: str | None = None,
+) -> epcis.Event:
+    """A departing/arriving/shipping/receiving step of units or a container on a conveyance."""
+    ext = dict(conveyance_ext)
+    if gate is not None:
+        if gate not in GATES:
+            raise ValueError(f"gate {gate!r} not one of {sorted(GATES)}")
+        ext["cc:gate"] = gate
+    ev = epcis.object_event(
+        event_time=t,
+        epcs=list(epcs),
+        biz_step=step,
+        disposition="in_transit" if step in ("departing", "shipping") else "in_progress",
+        read_point=location,
+        biz_location=None if step in ("departing", "shipping") else location,
+        extensions=ext,
+    )
+    return epcis.with_event_id(_with(_custodian(ev, custodian), transactions))
+
+
+def gate_event(
+    *,
+    t: datetime,
+    gate: str,
+    direction: str,
+    epcs: Sequence[str],
+    location: str,
+    custodian: str | None = None,
+) -> epcis.Event:
+    """Gate in (arriving) or out (departing) at a port terminal, rail station or bonded-zone gate."""
+    if gate not in GATES:
+        raise ValueError(f"gate {gate!r} not one of {sorted(GATES)}")
+    step = {"in": "arriving", "out": "departing"}[direction]
+    ev = epcis.object_event(
+        event_time=t,
+        epcs=list(epcs),
+        biz_step=step,
+        disposition="in_progress" if direction == "in" else "in_transit",
+        read_point=location,
+        biz_location=location if direction == "in" else None,
+        extensions={"cc:gate": gate},
+    )
+    return epcis.with_event_id(_custodian(ev, custodian))
+
+
+def bonded(*, t: datetime, lots: Sequence[str], status: str, line: str, location: str) -> epcis.Event:
+    """First-line entry admission (status bonded, line first) or second-line release (released, second)."""
+    if status not in ("bonded", "released", "domestic") or line not in ("first", "second"):
+        raise ValueError(f"bad bonded status/line {status!r}/{line!r}")
+    ev = epcis.object_event(
+        event_time=t,
+        epcs=[],
+        quantities=[epcis.quantity(lot) for lot in lots],
+        biz_step="entering_exiting",
+        disposition="in_progress",
+        read_point=location,
+        extensions={"cc:bondedStatus": status, "cc:customsLine": line},
+    )
+    ev.pop("epcList", None)
+    return epcis.with_event_id(ev)
+
+
+def inspection(
+    *,
+    t: datetime,
+    epcs: Sequence[str] = (),
+    lots: Sequence[str] = (),
+    location: str,
+    kind: str = "inspection",
+    conformant: bool = True,
+    quarantine: bool = False,
+    result: str | None = None,
+) -> epcis.Event:
+    """An inspection or disinfection record, or a quarantine hold (``quarantine=True``)."""
+    if kind not in ("inspection", "disinfection"):
+        raise ValueError(f"inspection kind {kind!r}")
+    ext: dict[str, Any] = {"cc:inspection": kind}
+    if result:
+        ext["cc:result"] = result
+    ev = epcis.object_event(
+        event_time=t,
+        epcs=list(epcs) if epcs else None,
+        quantities=[epcis.quantity(lot) for lot in lots],
+        biz_step="holding" if quarantine else "inspecting",
+        disposition="non_sellable_other"
+        if quarantine
+        else ("conformant" if conformant else "non_conformant"),
+        read_point=location,
+        biz_location=location,
+        extensions=ext,
+    )
+    return epcis.with_event_id(ev)
