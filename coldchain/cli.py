@@ -64,6 +64,7 @@ def run(
     """Run stages of the house until Ctrl-C / SIGTERM (each compose service runs one)."""
     from coldchain.runtime import STAGES, Services, open_stack
     from gateway.service import GatewayAuthError
+    from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     chosen = tuple(STAGES) if not stages or "all" in stages else tuple(stages)
     unknown = [s for s in chosen if s not in STAGES]
@@ -87,6 +88,7 @@ def run(
             spool_dir=settings.home / "spool",
             metrics_port=settings.gateway_metrics_port,
             metrics_host=settings.gateway_metrics_host,
+            checkpoint_key=settings.home / LEDGER_KEY_FILE,
         )
         try:
             services.start()

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,11 +54,16 @@ def run_scenario(
     progress: Progress | None = None,
     api_host: str = "127.0.0.1",
     api_port: int = 0,
+    checkpoint_key: Path | None = None,
 ) -> dict[str, Any]:
-    """Seed the world, run every stage, play the devices, wait until the stages settle, summarise."""
+    """Seed the world, run every stage, play the devices, wait until the stages settle, summarise.
+
+    With `checkpoint_key`, the ledger head is signed (Ed25519) before verification."""
     say = progress or (lambda _msg: None)
     start_ms = seed_world(database_url)
-    services = Services(database_url, broker, api_host=api_host, api_port=api_port)
+    services = Services(
+        database_url, broker, api_host=api_host, api_port=api_port, checkpoint_key=checkpoint_key
+    )
     services.start()
     try:
         say(f"stages running; API on {services.api_url}; broker {broker.url()}")
@@ -66,6 +72,10 @@ def run_scenario(
         say(f"devices done in {time.monotonic() - t0:.1f} s; waiting for the stages to settle")
         if not services.wait_settled(timeout_s=90):
             raise RuntimeError("the stages did not settle within 90 s")
+        if checkpoint_key is not None:
+            from traceability.checkpoint import CheckpointWorker
+
+            CheckpointWorker(database_url, checkpoint_key).run_once()
         summary = summarize(database_url, services.api_url)
         summary["sent"] = sent
         return summary
@@ -77,6 +87,7 @@ def summarize(database_url: str, api_url: str) -> dict[str, Any]:
     """Counts from the database, the ledger's verification, and the API's answer for the traced lot."""
     from firmware_sim.scenario import demo_world
     from traceability.auth import create_key
+    from traceability.checkpoint import latest
     from traceability.ledger import verify
 
     lot_id = demo_world().lots[0].lot_id
@@ -97,6 +108,7 @@ def summarize(database_url: str, api_url: str) -> dict[str, Any]:
             conn.execute("SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY 1").fetchall()
         )
         result = verify(conn)
+        checkpoint = latest(conn)
         # The demo asks the API as an inspector would: with an inspector's key.
         key = create_key(conn, "inspector", "demo inspector")
         conn.commit()
@@ -106,6 +118,7 @@ def summarize(database_url: str, api_url: str) -> dict[str, Any]:
         **counts,
         "dead_letter_reasons": reasons,
         "ledger_verified": result.ok,
+        "checkpoint_seq": checkpoint.seq if checkpoint else None,
         "trace_lot": lot_id,
         "trace_status": response.status_code,
         "trace": trace,
@@ -124,6 +137,7 @@ def reset_embedded(settings: Settings, server_url: str) -> str:
 def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
     """`coldchain demo`: progress lines, a human summary, and one JSON object as the last line."""
     from coldchain.report import format_demo_summary
+    from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     embedded_db = settings.database_url is None
     if settings.broker_url is None:
@@ -148,6 +162,7 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
                 stack.broker,
                 speedup=speedup,
                 progress=lambda m: print(m, flush=True),
+                checkpoint_key=settings.home / LEDGER_KEY_FILE,
                 api_host=settings.api_host,
             )
             print(format_demo_summary(summary), flush=True)

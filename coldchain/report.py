@@ -67,7 +67,8 @@ def format_demo_summary(summary: dict[str, Any]) -> str:
         f"excursions           {summary['excursions']}",
         f"chain breaks         {summary['chain_breaks']}",
         f"ledger events        {summary['ledger_events']} "
-        f"({'hash chain verified' if summary['ledger_verified'] else 'HASH CHAIN BROKEN'})",
+        f"({'hash chain verified' if summary['ledger_verified'] else 'HASH CHAIN BROKEN'}; "
+        f"signed checkpoint at seq {summary.get('checkpoint_seq')})",
         "",
     ]
     if summary.get("trace"):

@@ -178,6 +178,8 @@ class Services:
         spool_dir: Path | None = None,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        checkpoint_key: Path | None = None,
+        checkpoint_every_s: float = 60.0,
     ) -> None:
         self.database_url = database_url
         self.broker = broker
@@ -190,6 +192,8 @@ class Services:
         self.spool_dir = spool_dir
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
+        self.checkpoint_key = checkpoint_key
+        self.checkpoint_every_s = checkpoint_every_s
         self.gateway: object | None = None
         self.api: _ApiServer | None = None
         self._started: list[_Component] = []
@@ -227,6 +231,13 @@ class Services:
                 from traceability.worker import LedgerWorker
 
                 self._start(_Worker("ledger", LedgerWorker(self.database_url)))
+                if self.checkpoint_key is not None:
+                    from traceability.checkpoint import CheckpointWorker
+
+                    checkpoints = CheckpointWorker(
+                        self.database_url, self.checkpoint_key, every_s=self.checkpoint_every_s
+                    )
+                    self._start(_Worker("checkpoint", checkpoints))
             if "gateway" in self.stages:
                 from gateway.service import GatewayService
 

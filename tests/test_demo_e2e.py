@@ -28,8 +28,10 @@ def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker) -> None:
-    summary = run_scenario(db_url, private_broker.address, speedup=2000)
+def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker, tmp_path: Path) -> None:
+    summary = run_scenario(
+        db_url, private_broker.address, speedup=2000, checkpoint_key=tmp_path / "keys" / "ledger.pem"
+    )
     sent = summary["sent"]
     start_s = sent["start_ms"] / 1000
 
@@ -70,6 +72,7 @@ def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker) -
 
     # Ledger: custody events from the dock-door readers, sensor events from the verdicts, chain intact.
     assert summary["ledger_verified"] is True
+    assert summary["checkpoint_seq"] == len(biz_steps), "the head is signed before verification"
     assert biz_steps[0] == "packing"
     assert {"storing", "shipping", "receiving"} <= set(biz_steps)
     assert biz_steps.count("sensor_reporting") == len(excursions) + len(breaks)
@@ -124,6 +127,7 @@ def test_cli_demo_then_trace_and_verify_on_the_same_data(server_tmp: Path) -> No
     assert last["chain_breaks"] >= 1
     assert last["ledger_verified"] is True
     assert last["lots"] == 1
+    assert last["checkpoint_seq"] == last["ledger_events"]
     assert last["trace_lot"] == LOT
     assert "== demo summary ==" in demo.stdout
     assert _processes_under(home) == [], "the demo leaves no server behind"

@@ -11,6 +11,7 @@ travels in every bundle; an inspector pins it out of band.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,3 +115,36 @@ def signature_ok(cp: Checkpoint, pinned_public_key: str | None = None) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def sign_if_moved(conn: Conn, key: Ed25519PrivateKey) -> Checkpoint | None:
+    """Sign the head only when it moved past the newest checkpoint (None otherwise, or when empty)."""
+    head = conn.execute(queries.LEDGER_HEAD).fetchone()
+    if head is None:
+        return None
+    last = latest(conn)
+    if last is not None and last.seq >= int(head[0]):
+        return None
+    return sign_head(conn, key)
+
+
+class CheckpointWorker:
+    """Signs the ledger head every `every_s` seconds when it has moved, and once more on stop, so that
+    deleting the newest entries is caught by `verify` without waiting for an export."""
+
+    def __init__(self, conninfo: str, key_path: Path, *, every_s: float = 60.0) -> None:
+        self.conninfo = conninfo
+        self.key_path = key_path
+        self.every_s = every_s
+
+    def run_once(self) -> Checkpoint | None:
+        key = load_or_create_key(self.key_path)
+        with psycopg.connect(self.conninfo) as conn:
+            cp = sign_if_moved(conn, key)
+            conn.commit()
+        return cp
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.every_s):
+            self.run_once()
+        self.run_once()
