@@ -21,7 +21,7 @@ from traceability import capture, epcis
 from traceability.api import create_app
 from traceability.auth import create_key
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "standards" / "epcis" / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "gs1-epcis-examples"
 SCHEMA = json.loads((Path(epcis.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
 CTX = [
     "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
