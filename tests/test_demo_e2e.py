@@ -56,6 +56,12 @@ def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker, t
             " FROM chain_break ORDER BY start_time"
         ).fetchall()
         biz_steps = [r[0] for r in conn.execute("SELECT biz_step FROM ledger_event ORDER BY seq")]
+        lot_verdicts = [
+            r[0]
+            for r in conn.execute(
+                "SELECT event->>'cc:lotVerdict' FROM ledger_event WHERE biz_step = 'inspecting' ORDER BY seq"
+            )
+        ]
 
     # Rules: the door-open stop at S+3h is an excursion on the truck against the chilled class (0-4 °C);
     # the cold room never leaves its range.
@@ -76,6 +82,9 @@ def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker, t
     assert biz_steps[0] == "packing"
     assert {"storing", "shipping", "receiving"} <= set(biz_steps)
     assert biz_steps.count("sensor_reporting") == len(excursions) + len(breaks)
+    # The lot's own verdict reaches the ledger too; its latest version says the chain broke.
+    assert lot_verdicts, "lot verdicts are ledger events"
+    assert lot_verdicts[-1] == "broken"
 
     # API: the trace of the lot shows the cold-store leg clean and the truck leg with excursion and break.
     assert summary["trace_status"] == 200

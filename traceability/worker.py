@@ -220,12 +220,47 @@ def _number(payload: Mapping[str, Any], *keys: str) -> float | None:
         return None
 
 
+def lot_verdict_event(payload: Mapping[str, Any]) -> epcis.Event | None:
+    """The ledger event of a lot verdict: an `inspecting` ObjectEvent on the lot (quantityList), with the
+    result, its reasons and the rule pack as `cc:` extensions. None if the payload names no lot or time."""
+    lot_id = _first(payload, "lot_id")
+    when = _time(payload, "computed_at", "end", "start")
+    if lot_id is None or when is None:
+        log.warning("verdict_outbox lot_verdict payload without a lot or a time: %r", payload)
+        return None
+    extensions: dict[str, Any] = {
+        "cc:verdict": "lot_verdict",
+        "cc:lotVerdict": str(_first(payload, "result")),
+    }
+    for key, names in (
+        ("cc:verdictId", ("verdict_id",)),
+        ("cc:productClass", ("product_class",)),
+        ("cc:rulePackId", ("pack_id",)),
+        ("cc:rulePackVersion", ("pack_version",)),
+    ):
+        value = _first(payload, *names)
+        if value is not None:
+            extensions[key] = str(value)
+    reasons = payload.get("reasons")
+    if isinstance(reasons, list) and reasons:
+        extensions["cc:reasons"] = "; ".join(str(r) for r in reasons)
+    event = epcis.object_event(
+        event_time=when,
+        quantities=[epcis.quantity(str(lot_id))],
+        biz_step="inspecting",
+        extensions=extensions,
+    )
+    return epcis.with_event_id(event)
+
+
 def verdict_event(conn: psycopg.Connection[Any], kind: str, payload: Mapping[str, Any]) -> epcis.Event | None:
     """The sensor_reporting ObjectEvent of one verdict_outbox row, or None if it names no asset or time.
 
     What is reported on: the goods unit EPCs inside the asset during the interval; when none, the asset's
     own EPC; when it has none, no epcList at all but a readPoint (the asset's location, else a
     ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events."""
+    if kind == "lot_verdict":
+        return lot_verdict_event(payload)
     start = _time(payload, "start", "start_time", "t_start", "startTime", "start_ms", "t0")
     end = _time(payload, "end", "end_time", "t_end", "endTime", "end_ms", "t1") or start
     if start is None or end is None:
