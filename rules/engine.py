@@ -119,21 +119,16 @@ def find_excursions(
         raise ValueError("hysteresis_c must be >= 0")
     low = _limit(low_c, -math.inf)
     high = _limit(high_c, math.inf)
-    if hysteresis_c > 0:
-        starts, ends = kernels.hyst_runs(
-            t,
-            x,
-            low,
-            high,
-            bool(low_inclusive),
-            bool(high_inclusive),
-            float(hysteresis_c),
-            int(min_duration_ms),
-        )
-    else:
-        starts, ends = kernels.excursion_runs(
-            t, x, low, high, bool(low_inclusive), bool(high_inclusive), int(min_duration_ms)
-        )
+    starts, ends = kernels.hyst_runs(
+        t,
+        x,
+        low,
+        high,
+        bool(low_inclusive),
+        bool(high_inclusive),
+        float(max(hysteresis_c, 0.0)),
+        int(min_duration_ms),
+    )
     if starts.shape[0] == 0:
         return []
     vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
@@ -163,6 +158,11 @@ def find_gaps(t_ms: NDArray[np.generic], v: NDArray[np.generic], *, max_gap_ms: 
     if max_gap_ms < 0:
         raise ValueError("max_gap_ms must be >= 0")
     starts, ends = kernels.gap_runs(t, x, int(max_gap_ms))
+    return _gaps(t, x, starts, ends, np.full(starts.shape[0], int(max_gap_ms), dtype=np.int64))
+
+
+def _gaps(t: IntArray, x: FloatArray, starts: IntArray, ends: IntArray, allowed: IntArray) -> list[Gap]:
+    """Gap results of the kernels' index runs, with the figures over each gap's bounding readings."""
     if starts.shape[0] == 0:
         return []
     vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
@@ -176,6 +176,7 @@ def find_gaps(t_ms: NDArray[np.generic], v: NDArray[np.generic], *, max_gap_ms: 
             max_c=float(vmax[r]),
             mean_c=float(vmean[r]),
             readings=int(count[r]),
+            allowed_ms=int(allowed[r]),
         )
         for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
     ]
@@ -201,23 +202,7 @@ def find_gaps_tight(
     starts, ends, allowed = kernels.gap_runs_tight(
         t, x, int(max_gap_ms), int(oor_gap_ms), low, high, bool(low_inclusive), bool(high_inclusive)
     )
-    if starts.shape[0] == 0:
-        return []
-    vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
-    return [
-        Gap(
-            start_idx=int(s),
-            end_idx=int(e),
-            t_start_ms=int(t[s]),
-            t_end_ms=int(t[e]),
-            min_c=float(vmin[r]),
-            max_c=float(vmax[r]),
-            mean_c=float(vmean[r]),
-            readings=int(count[r]),
-            allowed_ms=int(allowed[r]),
-        )
-        for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
-    ]
+    return _gaps(t, x, starts, ends, allowed)
 
 
 def check_offsets(offsets: NDArray[np.generic], n: int) -> IntArray:

@@ -84,32 +84,10 @@ def excursion_runs(
     high_inclusive: bool,
     min_duration_ms: int,
 ) -> tuple[IntArray, IntArray]:
-    """Runs of out-of-range readings lasting at least `min_duration_ms`: (start_idx, end_idx)."""
-    n = t_ms.shape[0]
-    starts = np.empty(n, dtype=np.int64)
-    ends = np.empty(n, dtype=np.int64)
-    k = 0
-    start = -1
-    last = -1
-    for i in range(n):
-        x = v[i]
-        if np.isnan(x):
-            continue
-        if out_of_range(x, low, high, low_inclusive, high_inclusive):
-            if start < 0:
-                start = i
-            last = i
-        elif start >= 0:
-            if t_ms[last] - t_ms[start] >= min_duration_ms:
-                starts[k] = start
-                ends[k] = last
-                k += 1
-            start = -1
-    if start >= 0 and t_ms[last] - t_ms[start] >= min_duration_ms:
-        starts[k] = start
-        ends[k] = last
-        k += 1
-    return starts[:k].copy(), ends[:k].copy()
+    """Runs of out-of-range readings lasting at least `min_duration_ms`: (start_idx, end_idx).
+
+    The dead band of zero width: a run ends at the first in-range reading."""
+    return hyst_runs(t_ms, v, low, high, low_inclusive, high_inclusive, 0.0, min_duration_ms)
 
 
 @kernel
