@@ -15,12 +15,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from test_rules_worker import (
+from rules_support import (
     add_asset,
     add_device,
     add_series,
     at,
-    logs_to_live_streams,  # noqa: F401  (autouse fixture)
 )
 
 from rules.worker import RulesWorker

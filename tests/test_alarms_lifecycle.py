@@ -8,33 +8,24 @@ import hmac
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from test_rules_worker import (
+from rules_support import (
+    Conn,
     add_asset,
     add_device,
     add_readings,
     add_series,
-    logs_to_live_streams,  # noqa: F401  (autouse fixture)
 )
 
 from coldchain.settings import BrokerAddress
 from rules import alarms
 from rules.alarms import AlarmStateError, Webhook
 from rules.worker import RulesWorker
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[Conn]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
 
 
 def truck(conn: Conn, asset: str = "TRUCK-1", device: str = "rc-1") -> int:

@@ -6,41 +6,26 @@ handed to the ledger once; plus engine.cumulative_breaks against the kernel (pro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import numpy as np
-import psycopg
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_rules_worker import (
+from rules_support import (
+    Conn,
     add_asset,
     add_batch,
     add_device,
     add_readings,
     add_series,
     at,
-    logs_to_live_streams,  # noqa: F401  (autouse fixture)
+    drain,
 )
 
 from rules import engine, kernels
 from rules.models import VerdictPayload
 from rules.worker import RulesWorker
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[Conn]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
-
-
-def drain(worker: RulesWorker) -> None:
-    while worker.run_once():
-        pass
 
 
 def room(conn: Conn, asset: str, product_class: str, device: str) -> int:

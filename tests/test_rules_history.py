@@ -4,38 +4,24 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import msgspec
-import psycopg
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_rules_worker import (
+from rules_support import (
+    LOT,
+    Conn,
     add_asset,
     add_device,
     add_readings,
     add_series,
     at,
-    logs_to_live_streams,  # noqa: F401  (autouse fixture)
+    custody,
+    drain,
+    lot_outbox,
 )
 
-from rules.models import LotVerdictPayload
 from rules.worker import RulesWorker
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[Conn]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
-
-
-def drain(worker: RulesWorker) -> None:
-    while worker.run_once():
-        pass
 
 
 def history(conn: Conn, subject: str) -> list[tuple[Any, ...]]:
@@ -158,33 +144,6 @@ def test_arrival_batches_give_the_same_final_verdicts(
 
 
 # -- lot verdicts ------------------------------------------------------------------------------------------
-
-LOT = "urn:epc:class:lgtin:6901234.012345.T1"
-SSCC = "urn:epc:id:sscc:6901234.0000000009"
-
-
-def custody(conn: Conn, asset: str, t0: float, t1: float | None) -> None:
-    """A ledger event, the lot packed in the pallet, and the pallet's custody leg on the asset."""
-    conn.execute(
-        "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event, event_hash, prev_hash,"
-        " entry_hash) VALUES (1, 'e1', 'ObjectEvent', %s, '{}', 'h', 'p', 'e') ON CONFLICT DO NOTHING",
-        (at(t0),),
-    )
-    conn.execute(
-        "INSERT INTO containment (child_id, parent_id, t0, start_seq) VALUES (%s, %s, %s, 1)",
-        (LOT, SSCC, at(-60)),
-    )
-    conn.execute(
-        "INSERT INTO custody_leg (epc, asset_id, t_start, t_end, start_seq) VALUES (%s, %s, %s, %s, 1)",
-        (SSCC, asset, at(t0), None if t1 is None else at(t1)),
-    )
-
-
-def lot_outbox(conn: Conn) -> list[LotVerdictPayload]:
-    rows = conn.execute(
-        "SELECT payload FROM verdict_outbox WHERE kind = 'lot_verdict' ORDER BY outbox_id"
-    ).fetchall()
-    return [msgspec.convert(r[0], LotVerdictPayload) for r in rows]
 
 
 def test_lot_judged_against_its_own_class_through_the_asset(conn: Conn, db_url: str) -> None:

@@ -6,38 +6,26 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_rules_history import LOT, custody, lot_outbox
-from test_rules_worker import (
+from rules_support import (
+    LOT,
+    Conn,
     add_asset,
     add_device,
     add_readings,
     add_series,
-    logs_to_live_streams,  # noqa: F401  (autouse fixture)
+    custody,
+    drain,
+    lot_outbox,
 )
 
 from rules import alarms, engine, kernels
 from rules.worker import RulesWorker
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[Conn]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
-
-
-def drain(worker: RulesWorker) -> None:
-    while worker.run_once():
-        pass
 
 
 def open_rules(conn: Conn, asset: str) -> dict[str, dict[str, Any]]:

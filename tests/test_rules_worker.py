@@ -3,80 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 import psycopg
 import pytest
-import structlog
+from rules_support import (
+    Conn,
+    add_asset,
+    add_batch,
+    add_device,
+    add_readings,
+    add_series,
+    at,
+)
 
 from rules.models import VerdictPayload
 from rules.worker import RulesWorker
-
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def at(minute: float) -> datetime:
-    return T0 + timedelta(minutes=minute)
-
-
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-
-@pytest.fixture(autouse=True)
-def logs_to_live_streams() -> None:
-    """Undo a structlog setup bound to a stream another test closed (a CliRunner's captured stderr):
-    the default factory resolves sys.stdout when each log line is written."""
-    structlog.reset_defaults()
-
-
-@pytest.fixture
-def conn(db_url: str) -> Iterator[Conn]:
-    with psycopg.connect(db_url, autocommit=True) as c:
-        yield c
-
-
-def add_asset(conn: Conn, asset_id: str, kind: str, product_class: str | None, mode: str) -> None:
-    conn.execute(
-        "INSERT INTO asset (asset_id, kind, name, product_class, mode) VALUES (%s, %s, %s, %s, %s)",
-        (asset_id, kind, asset_id, product_class, mode),
-    )
-
-
-def add_device(conn: Conn, device_id: str, asset_id: str, kind: str = "temp_logger") -> None:
-    conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, %s)", (device_id, kind))
-    conn.execute(
-        "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
-        (device_id, asset_id, T0 - timedelta(days=1)),
-    )
-
-
-def add_series(conn: Conn, device_id: str, channel: str) -> int:
-    row = conn.execute(
-        "INSERT INTO series (device_id, channel) VALUES (%s, %s) RETURNING series_id", (device_id, channel)
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def add_readings(conn: Conn, series_id: int, points: Iterable[tuple[float, float | None]]) -> None:
-    """Readings (minute, value) plus the gateway's ingest_batch row for them, in one transaction."""
-    pts = list(points)
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO reading (time, series_id, value, received_at) VALUES (%s, %s, %s, now())",
-            [(at(m), series_id, v) for m, v in pts],
-        )
-        add_batch(conn, [series_id], min(m for m, _ in pts), max(m for m, _ in pts))
-
-
-def add_batch(conn: Conn, series_ids: list[int], t_min: float, t_max: float) -> None:
-    conn.execute(
-        "INSERT INTO ingest_batch (kind, series_ids, t_min, t_max) VALUES ('telemetry', %s, %s, %s)",
-        (series_ids, at(t_min), at(t_max)),
-    )
 
 
 def excursions(conn: Conn, series_id: int) -> list[tuple[Any, ...]]:
