@@ -49,3 +49,18 @@ def test_lot_verdict_becomes_an_inspecting_event(db_url: str) -> None:
     assert event["cc:lotVerdict"] == "broken"
     assert event["cc:rulePackVersion"] == "2026.2"
     assert "no record for 2400 s" in event["cc:reasons"]
+
+
+def test_payload_off_the_rules_contract_is_consumed_without_an_event(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for kind, payload in (
+            ("excursion_closed", {"asset_id": "TRUCK-1", "start": "yesterday"}),
+            ("lot_verdict", {"lot_id": LOT, "result": "maybe"}),
+        ):
+            conn.execute(
+                "INSERT INTO verdict_outbox (kind, payload) VALUES (%s, %s::jsonb)",
+                (kind, json.dumps(payload)),
+            )
+        assert LedgerWorker(db_url).run_once() == 2
+        assert conn.execute("SELECT count(*) FROM verdict_outbox").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (0,)

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
+from rules.models import VerdictLimits, VerdictPayload
 from traceability import epcis, ledger
 from traceability.trace import trace_lot
 from traceability.worker import LedgerWorker
@@ -159,7 +161,21 @@ def seed_verdicts(conn: psycopg.Connection[Any], series: dict[str, int]) -> None
         " allowed_s) VALUES ('gap', %s, 'TRUCK-GXA-12345', 'cn_food/chilled/gap', '1.0.0', %s, %s, 600)",
         (probe, h(4 + 1 / 6), h(4 + 5 / 6)),
     )
-    common = {
+    insert_verdict_payloads(conn, probe)
+
+
+def verdict_payloads(probe: int) -> list[VerdictPayload]:
+    """The outbox payloads of that excursion and gap, in the rules stage's own type."""
+    limits = VerdictLimits(
+        low_c=0.0,
+        high_c=4.0,
+        low_inclusive=True,
+        high_inclusive=True,
+        min_duration_s=600,
+        max_interval_s=600,
+        source="test",
+    )
+    common: dict[str, Any] = {
         "asset_id": "TRUCK-GXA-12345",
         "series_id": probe,
         "device_id": "truck-12345-rc",
@@ -170,37 +186,51 @@ def seed_verdicts(conn: psycopg.Connection[Any], series: dict[str, int]) -> None
         "pack_version": "1.0.0",
         "limit_low_c": 0.0,
         "limit_high_c": 4.0,
+        "limits": limits,
     }
-    excursion = {
+    excursion = VerdictPayload(
         **common,
-        "verdict": "excursion_closed",
-        "kind": "excursion",
-        "rule_id": "cn_food/chilled/range",
-        "start": "2026-03-01T03:00:00Z",
-        "end": "2026-03-01T03:30:00Z",
-        "peak_c": 8.5,
-        "min_c": 8.5,
-        "max_c": 8.5,
-        "mean_c": 8.5,
-        "readings": 4,
-        "allowed_s": None,
-    }
-    gap = {
+        verdict="excursion_closed",
+        verdict_id=f"excursion_closed:cn_food/chilled/range:{probe}:1",
+        kind="excursion",
+        reason="out of range for 1800 s",
+        rule_id="cn_food/chilled/range",
+        start="2026-03-01T03:00:00Z",
+        end="2026-03-01T03:30:00Z",
+        duration_s=1800.0,
+        peak_c=8.5,
+        min_c=8.5,
+        max_c=8.5,
+        mean_c=8.5,
+        readings=4,
+        allowed_s=None,
+    )
+    gap = VerdictPayload(
         **common,
-        "verdict": "chain_break",
-        "kind": "gap",
-        "rule_id": "cn_food/chilled/gap",
-        "start": "2026-03-01T04:10:00Z",
-        "end": "2026-03-01T04:50:00Z",
-        "peak_c": None,
-        "min_c": None,
-        "max_c": None,
-        "mean_c": None,
-        "readings": 0,
-        "allowed_s": 600.0,
-    }
-    for kind, payload in (("excursion_closed", excursion), ("chain_break", gap)):
-        conn.execute("INSERT INTO verdict_outbox (kind, payload) VALUES (%s, %s)", (kind, Jsonb(payload)))
+        verdict="chain_break",
+        verdict_id=f"chain_break:cn_food/chilled/gap:{probe}:2",
+        kind="gap",
+        reason="no record for 2400 s",
+        rule_id="cn_food/chilled/gap",
+        start="2026-03-01T04:10:00Z",
+        end="2026-03-01T04:50:00Z",
+        duration_s=2400.0,
+        peak_c=None,
+        min_c=None,
+        max_c=None,
+        mean_c=None,
+        readings=0,
+        allowed_s=600.0,
+    )
+    return [excursion, gap]
+
+
+def insert_verdict_payloads(conn: psycopg.Connection[Any], probe: int) -> None:
+    for v in verdict_payloads(probe):
+        conn.execute(
+            "INSERT INTO verdict_outbox (kind, payload) VALUES (%s, %s)",
+            (v.verdict, Jsonb(msgspec.to_builtins(v))),
+        )
 
 
 def packing_event() -> dict[str, Any]:
@@ -328,46 +358,12 @@ def test_reprocessing_is_idempotent(db_url: str) -> None:
 
 
 def seed_verdicts_again(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(
-        "INSERT INTO verdict_outbox (kind, payload) SELECT kind, payload FROM (VALUES"
-        " ('excursion_closed', %s::jsonb), ('chain_break', %s::jsonb)) v(kind, payload)",
-        (
-            Jsonb(_payload_of(conn, "excursion_closed")),
-            Jsonb(_payload_of(conn, "chain_break")),
-        ),
-    )
-
-
-def _payload_of(conn: psycopg.Connection[Any], verdict: str) -> dict[str, Any]:
-    """Rebuild the payload the first run consumed, from the event it became."""
+    """The same verdicts delivered again (a rules worker that re-sent its outbox rows)."""
     row = conn.execute(
-        "SELECT event FROM ledger_event WHERE event->>'cc:verdict' = %s", (verdict,)
+        "SELECT series_id FROM series WHERE device_id = 'truck-12345-rc' AND channel = 'temp:1'"
     ).fetchone()
     assert row is not None
-    event = row[0]
-    meta = event["sensorElementList"][0]["sensorMetadata"]
-    report = event["sensorElementList"][0]["sensorReport"][0]
-    payload: dict[str, Any] = {
-        "asset_id": event["cc:assetId"],
-        "device_id": meta["deviceID"].rsplit("/", 1)[1],
-        "channel": event["cc:channel"],
-        "product_class": event["cc:productClass"],
-        "rule_id": event["cc:ruleId"],
-        "pack_id": event["cc:rulePackId"],
-        "pack_version": event["cc:rulePackVersion"],
-        "start": meta["startTime"],
-        "end": meta["endTime"],
-        "min_c": report.get("minValue"),
-        "max_c": report.get("maxValue"),
-        "mean_c": report.get("meanValue"),
-        "limit_low_c": event.get("cc:limitLowC"),
-        "limit_high_c": event.get("cc:limitHighC"),
-        "peak_c": event.get("cc:peakC"),
-        "allowed_s": event.get("cc:allowedSeconds"),
-    }
-    if verdict == "chain_break":
-        payload["kind"] = event["cc:breakKind"]
-    return payload
+    insert_verdict_payloads(conn, int(row[0]))
 
 
 def test_trace_lot_returns_legs_with_evidence(db_url: str) -> None:

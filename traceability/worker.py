@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 
+from rules.models import LotVerdictPayload, VerdictPayload
 from traceability import epcis, ledger, queries
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,11 @@ class LedgerWorker:
                 if not rows:
                     return total
                 for outbox_id, kind, payload in rows:
-                    event = verdict_event(conn, kind, payload if isinstance(payload, dict) else {})
+                    decoded = decode_verdict(kind, payload)
+                    if isinstance(decoded, LotVerdictPayload):
+                        event: epcis.Event | None = lot_verdict_event(decoded)
+                    else:
+                        event = None if decoded is None else verdict_event(conn, decoded)
                     if event is None:
                         continue
                     try:
@@ -193,87 +199,49 @@ def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[epcis.Event]:
 # -- verdicts ----------------------------------------------------------------------------------------
 
 
-def _first(payload: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        value = payload.get(key)
-        if value is not None:
-            return value
-    return None
-
-
-def _time(payload: Mapping[str, Any], *keys: str) -> datetime | None:
-    value = _first(payload, *keys)
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        return epcis.parse_time(value)
-    if isinstance(value, int | float):  # epoch ms
-        return epcis.parse_time("1970-01-01T00:00:00Z") + timedelta(milliseconds=value)
-    return None
-
-
-def _number(payload: Mapping[str, Any], *keys: str) -> float | None:
-    value = _first(payload, *keys)
+def decode_verdict(kind: str, payload: object) -> VerdictPayload | LotVerdictPayload | None:
+    """The outbox payload as the rules stage's own type; None (logged) when it does not match it."""
     try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
+        if kind == "lot_verdict":
+            return msgspec.convert(payload, LotVerdictPayload)
+        return msgspec.convert(payload, VerdictPayload)
+    except msgspec.ValidationError as exc:
+        log.error("verdict_outbox %s payload does not match the rules contract (%s): %r", kind, exc, payload)
         return None
 
 
-def lot_verdict_event(payload: Mapping[str, Any]) -> epcis.Event | None:
+def lot_verdict_event(v: LotVerdictPayload) -> epcis.Event:
     """The ledger event of a lot verdict: an `inspecting` ObjectEvent on the lot (quantityList), with the
-    result, its reasons and the rule pack as `cc:` extensions. None if the payload names no lot or time."""
-    lot_id = _first(payload, "lot_id")
-    when = _time(payload, "computed_at", "end", "start")
-    if lot_id is None or when is None:
-        log.warning("verdict_outbox lot_verdict payload without a lot or a time: %r", payload)
-        return None
+    result, its reasons and the rule pack as `cc:` extensions."""
     extensions: dict[str, Any] = {
         "cc:verdict": "lot_verdict",
-        "cc:lotVerdict": str(_first(payload, "result")),
+        "cc:lotVerdict": v.result,
+        "cc:verdictId": v.verdict_id,
+        "cc:productClass": v.product_class,
+        "cc:rulePackId": v.pack_id,
+        "cc:rulePackVersion": v.pack_version,
     }
-    for key, names in (
-        ("cc:verdictId", ("verdict_id",)),
-        ("cc:productClass", ("product_class",)),
-        ("cc:rulePackId", ("pack_id",)),
-        ("cc:rulePackVersion", ("pack_version",)),
-    ):
-        value = _first(payload, *names)
-        if value is not None:
-            extensions[key] = str(value)
-    reasons = payload.get("reasons")
-    if isinstance(reasons, list) and reasons:
-        extensions["cc:reasons"] = "; ".join(str(r) for r in reasons)
+    if v.reasons:
+        extensions["cc:reasons"] = "; ".join(v.reasons)
     event = epcis.object_event(
-        event_time=when,
-        quantities=[epcis.quantity(str(lot_id))],
+        event_time=epcis.parse_time(v.computed_at),
+        quantities=[epcis.quantity(v.lot_id)],
         biz_step="inspecting",
         extensions=extensions,
     )
     return epcis.with_event_id(event)
 
 
-def verdict_event(conn: psycopg.Connection[Any], kind: str, payload: Mapping[str, Any]) -> epcis.Event | None:
-    """The sensor_reporting ObjectEvent of one verdict_outbox row, or None if it names no asset or time.
+def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> epcis.Event | None:
+    """The sensor_reporting ObjectEvent of an excursion or chain break, or None if its asset is unknown.
 
     What is reported on: the goods unit EPCs inside the asset during the interval; when none, the asset's
     own EPC; when it has none, no epcList at all but a readPoint (the asset's location, else a
     ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events."""
-    if kind == "lot_verdict":
-        return lot_verdict_event(payload)
-    start = _time(payload, "start", "start_time", "t_start", "startTime", "start_ms", "t0")
-    end = _time(payload, "end", "end_time", "t_end", "endTime", "end_ms", "t1") or start
-    if start is None or end is None:
-        log.warning("verdict_outbox %s payload without a start time: %r", kind, payload)
-        return None
-    asset_id = _first(payload, "asset_id", "asset")
-    series_id = _first(payload, "series_id")
-    if asset_id is None and series_id is not None:
-        row = conn.execute(queries.ASSET_OF_SERIES, {"series": series_id, "t": start}).fetchone()
-        asset_id = None if row is None else row[0]
-    asset = None if asset_id is None else conn.execute(queries.ASSET_BY_ID, (asset_id,)).fetchone()
+    start, end = epcis.parse_time(v.start), epcis.parse_time(v.end)
+    asset = conn.execute(queries.ASSET_BY_ID, (v.asset_id,)).fetchone()
     if asset is None:
-        log.warning("verdict_outbox %s payload names no known asset: %r", kind, payload)
+        log.warning("verdict_outbox %s names no known asset: %s", v.verdict, v.asset_id)
         return None
     _, asset_epc, asset_location, _ = asset
     goods = [
@@ -283,41 +251,37 @@ def verdict_event(conn: psycopg.Connection[Any], kind: str, payload: Mapping[str
         ).fetchall()
     ]
     epcs: list[str] | None = goods or ([asset_epc] if asset_epc else None)
-    read_point = asset_location or (None if epcs else epcis.asset_uri(str(asset_id)))
+    read_point = asset_location or (None if epcs else epcis.asset_uri(v.asset_id))
 
-    break_kind = _first(payload, "break_kind", "kind", "chain_break_kind") if kind == "chain_break" else None
-    gap = break_kind == "gap"
+    chain_break = v.verdict == "chain_break"
+    gap = chain_break and v.kind == "gap"
     element = epcis.temperature_element(
         start_time=start,
         end_time=end,
-        device_id=_first(payload, "device_id"),
-        min_c=_number(payload, "min_c", "min"),
-        max_c=_number(payload, "max_c", "max", "peak_c") if not gap else _number(payload, "max_c"),
-        mean_c=_number(payload, "mean_c", "mean"),
+        device_id=v.device_id,
+        min_c=v.min_c,
+        # An excursion's maximum is at least its peak; a gap has no peak.
+        max_c=v.max_c if gap or v.max_c is not None else v.peak_c,
+        mean_c=v.mean_c,
         exception="ERROR_CONDITION" if gap else "ALARM_CONDITION",
     )
-    extensions: dict[str, Any] = {"cc:verdict": kind, "cc:assetId": str(asset_id)}
-    text_fields: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("cc:rulePackId", ("pack_id",)),
-        ("cc:rulePackVersion", ("pack_version", "version")),
-        ("cc:ruleId", ("rule_id",)),
-        ("cc:productClass", ("product_class",)),
-        ("cc:channel", ("channel",)),
-    )
-    for key, names in text_fields:
-        value = _first(payload, *names)
-        if value is not None:
-            extensions[key] = str(value)
-    if break_kind is not None:
-        extensions["cc:breakKind"] = str(break_kind)
-    number_fields: tuple[tuple[str, tuple[str, ...]], ...] = (
-        ("cc:peakC", ("peak_c",)),
-        ("cc:limitLowC", ("limit_low_c", "low_c", "low")),
-        ("cc:limitHighC", ("limit_high_c", "high_c", "high")),
-        ("cc:allowedSeconds", ("allowed_s",)),
-    )
-    for key, names in number_fields:
-        number = _number(payload, *names)
+    extensions: dict[str, Any] = {
+        "cc:verdict": v.verdict,
+        "cc:assetId": v.asset_id,
+        "cc:rulePackId": v.pack_id,
+        "cc:rulePackVersion": v.pack_version,
+        "cc:ruleId": v.rule_id,
+        "cc:productClass": v.product_class,
+        "cc:channel": v.channel,
+    }
+    if chain_break:
+        extensions["cc:breakKind"] = v.kind
+    for key, number in (
+        ("cc:peakC", v.peak_c),
+        ("cc:limitLowC", v.limit_low_c),
+        ("cc:limitHighC", v.limit_high_c),
+        ("cc:allowedSeconds", v.allowed_s),
+    ):
         if number is not None:
             extensions[key] = round(number, 3)
     event = epcis.object_event(
