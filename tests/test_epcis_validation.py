@@ -100,8 +100,23 @@ JSON = st.recursive(
 )
 
 
+# Mostly the fast path: ASCII keys and text (every control character, quotes, backslashes, DEL).
+ASCII_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet=st.characters(max_codepoint=127)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
 @settings(max_examples=500, deadline=None)
-@given(value=JSON)
+@given(value=JSON | ASCII_JSON)
 def test_canonical_is_rfc8785(value: Any) -> None:
     try:
         expected: bytes | None = rfc8785.dumps(value)
