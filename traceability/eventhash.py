@@ -232,6 +232,10 @@ def prehash_string(event: Mapping[str, Any]) -> str:
 
 
 def _field(key: str, value: Any, ns: Mapping[str, str]) -> str:
+    if type(value) is str and key in _SCALAR_FIELDS:
+        return _scalar_field(key, value)
+    if key in _PLACES and type(value) is dict and len(value) == 1 and type(value.get("id")) is str:
+        return _place(key, value["id"])
     if key in _EPC_LISTS:
         return _listed(key, ["epc" + _kv_value("epc", v) for v in value])
     if key in _QUANTITY_LISTS:
@@ -256,6 +260,29 @@ def _field(key: str, value: Any, ns: Mapping[str, str]) -> str:
         values = value if isinstance(value, list) else [value]
         return "".join(sorted(_kv(key, v) for v in values))
     return _kv(key, value, vocab=key)
+
+
+# Fields whose string value is hashed as ``key=value`` (the default branch of ``_field``).
+_SCALAR_FIELDS = (
+    frozenset(CANONICAL_ORDER)
+    - _EPC_LISTS
+    - _QUANTITY_LISTS
+    - frozenset(_TYPED_LISTS)
+    - {"certificationInfo", "readPoint", "bizLocation", "persistentDisposition", "sensorElementList", "ilmd"}
+)
+_PLACES = frozenset({"readPoint", "bizLocation"})
+
+
+@lru_cache(maxsize=1 << 16)
+def _scalar_field(key: str, value: str) -> str:
+    """``_field`` of a string value of a scalar field (memoised: steps, dispositions, times repeat)."""
+    return _kv(key, value, vocab=key)
+
+
+@lru_cache(maxsize=1 << 16)
+def _place(key: str, place_id: str) -> str:
+    """``_field`` of a readPoint/bizLocation that has only its id (memoised: places repeat)."""
+    return _listed(key, [_ordered({"id": place_id}, ("id",), {})])
 
 
 def _listed(name: str, members: Sequence[str], *, sort: bool = True) -> str:
@@ -286,6 +313,9 @@ def _sensor_element(element: Mapping[str, Any], ns: Mapping[str, str]) -> str:
 
 
 def _extension(key: str, value: Any, ns: Mapping[str, str]) -> str:
+    if type(value) is str:
+        # Only the namespaces of the key's and the value's prefixes matter: memoise on them.
+        return _string_extension(key, value, ns.get(key.partition(":")[0]), ns.get(value.partition(":")[0]))
     name = _expand_key(key, ns)
     if isinstance(value, Mapping):
         children = [_extension(k, v, ns) for k, v in value.items() if k != "#text"]
@@ -296,6 +326,18 @@ def _extension(key: str, value: Any, ns: Mapping[str, str]) -> str:
     if isinstance(value, str):
         value = _expand_value(value, ns)
     return name + _kv_value(name, value, timestamps=False)
+
+
+@lru_cache(maxsize=1 << 16)
+def _string_extension(key: str, value: str, key_ns: str | None, value_ns: str | None) -> str:
+    """``_extension`` of a string value, given the namespaces bound to the key's and the value's prefix."""
+    ns = {}
+    if key_ns is not None:
+        ns[key.partition(":")[0]] = key_ns
+    if value_ns is not None:
+        ns[value.partition(":")[0]] = value_ns
+    name = _expand_key(key, ns)
+    return name + _kv_value(name, _expand_value(value, ns), timestamps=False)
 
 
 def _kv(key: str, value: Any, *, vocab: str = "") -> str:
