@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -96,6 +97,7 @@ def _subjects(event: Mapping[str, Any]) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=4096)
 def party_id_of(uri: str) -> str | None:
     """The GLN of ``urn:epc:id:pgln:<prefix>.<ref>`` (check digit added), or the id of a cc party URI."""
     if uri.startswith("urn:epc:id:pgln:"):
