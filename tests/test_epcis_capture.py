@@ -189,6 +189,11 @@ def test_schema_violation_refused(client: TestClient, db_url: str) -> None:
     assert response.status_code == 400
     assert _count(db_url) == 0
     assert client.post("/epcis/capture", json={"type": "nope"}).status_code == 400
+    # An event that is not a JSON object: refused with the schema's reason, not a server error.
+    response = client.post("/epcis/capture", json=_doc([*copy.deepcopy(FIVE[:2]), "not an event"]))  # type: ignore[list-item]
+    assert response.status_code == 400
+    assert "eventList[2]" in response.json()["detail"]
+    assert _count(db_url) == 0
 
 
 def test_capture_needs_the_capture_role(db_url: str) -> None:
