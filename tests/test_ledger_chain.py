@@ -80,6 +80,43 @@ def test_append_is_idempotent_on_event_id(db_url: str) -> None:
         assert ledger.verify(conn).ok
 
 
+@pytest.mark.parametrize(
+    ("table", "columns", "row"),
+    [
+        ("event_subject", "(subject_id, seq, role)", ("urn:epc:id:sscc:6901234.0000000099", 2, "epc")),
+        ("biz_transaction", "(biz_transaction, type, seq)", ("urn:epcglobal:cbv:bt:1:2", "bol", 7)),
+        ("lineage", "(input_id, output_id, seq, event_time)", ("a", "b", 9, T0)),
+        ("containment", "(child_id, location_id, t0, start_seq, parent_id)", ("c", None, T0, 5, "p")),
+    ],
+)
+def test_derived_rows_must_name_ledger_seqs(
+    conn: psycopg.Connection[Any], table: str, columns: str, row: tuple[Any, ...]
+) -> None:
+    """The derived tables' seqs are checked once per statement (migration 0005): a row naming a seq that
+    is not in the ledger is refused, by INSERT, COPY or UPDATE alike; one naming a ledger seq is kept."""
+    assert _chain(conn, 1) == [1]
+    count = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+    before = conn.execute(count).fetchone()
+    insert = sql.SQL("INSERT INTO {} {} VALUES ({})").format(
+        sql.Identifier(table), sql.SQL(columns), sql.SQL(", ").join(sql.Placeholder() * len(row))
+    )
+    copy = sql.SQL("COPY {} {} FROM STDIN").format(sql.Identifier(table), sql.SQL(columns))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="is not a seq of the ledger"):
+        conn.execute(insert, row)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), conn.cursor() as cur, cur.copy(copy) as cp:
+        cp.write_row(row)
+    assert conn.execute(count).fetchone() == before
+    seq_column = "start_seq" if table == "containment" else "seq"
+    names = [c.strip() for c in columns[1:-1].split(",")]
+    conn.execute(insert, tuple(1 if c == seq_column else v for c, v in zip(names, row, strict=True)))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        conn.execute(
+            sql.SQL("UPDATE {} SET {} = 42").format(sql.Identifier(table), sql.Identifier(seq_column))
+        )
+    assert before is not None
+    assert conn.execute(count).fetchone() == (before[0] + 1,)
+
+
 def test_append_refuses_invalid_events(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         with pytest.raises(epcis.InvalidEventError):
