@@ -1,5 +1,5 @@
-"""Tests: the memoised EPCIS validator gives the plain GS1 schema's verdict, and the fast RFC 8785
-canonicaliser writes exactly what the reference ``rfc8785`` package writes."""
+"""Tests: the EPCIS validator (jsonschema-rs verdict, fastjsonschema reason) gives the plain GS1 schema's
+verdict, and the fast RFC 8785 canonicaliser writes exactly what the reference ``rfc8785`` package writes."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _plain_ok(doc: Any) -> bool:
     return True
 
 
-def _memo_ok(doc: Any) -> bool:
+def _validator_ok(doc: Any) -> bool:
     try:
         epcis.validate(doc)
     except epcis.InvalidEventError:
@@ -81,12 +81,41 @@ def _variants() -> list[Any]:
     return docs
 
 
-def test_memoised_validator_agrees_with_the_plain_schema() -> None:
-    verdicts = [(_memo_ok(d), _dispatched_ok(d), _plain_ok(d)) for d in _variants()]
-    assert all(memo == dispatched == plain for memo, dispatched, plain in verdicts)
+def test_validator_agrees_with_the_plain_schema() -> None:
+    verdicts = [(_validator_ok(d), _dispatched_ok(d), _plain_ok(d)) for d in _variants()]
+    assert all(checked == dispatched == plain for checked, dispatched, plain in verdicts)
     assert {v for v, _, _ in verdicts} == {True, False}  # both kinds of verdict exercised
-    # And again, now that the memos are warm.
-    assert all(_memo_ok(d) == _dispatched_ok(d) == _plain_ok(d) for d in _variants())
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        # Where fastjsonschema's format checks are looser than the RFCs that JSON Schema names, the RFC wins.
+        ("readPoint", {"id": "1abc:def"}, False),  # RFC 3986: a scheme starts with a letter
+        ("readPoint", {"id": "http://a/%zz"}, False),  # not a percent escape
+        ("readPoint", {"id": "http://例子.中国/a"}, False),  # an IRI, not a URI
+        ("eventTime", "2026-01-01T00:00:60Z", False),  # RFC 3339: second 60 only in a leap second
+        ("readPoint", {"id": "a+b-c.d:e"}, True),  # RFC 3986 allows + - . in a scheme
+        ("readPoint", {"id": "urn:epc:id:sgln:6901234.00001.0"}, True),
+        ("eventTime", "2026-01-01T00:00:00.123+08:00", True),
+    ],
+)
+def test_formats_follow_the_rfcs(field: str, value: Any, valid: bool) -> None:
+    doc = _doc([{**copy.deepcopy(FIVE[0]), field: value}])
+    assert _validator_ok(doc) is valid
+    assert _dispatched_ok(doc) is valid
+    if not valid:
+        with pytest.raises(epcis.InvalidEventError, match=r"eventList\[0\]"):
+            epcis.validate_document(doc)
+
+
+def test_refusal_names_the_failing_event() -> None:
+    bad = _doc([*copy.deepcopy(FIVE), {**copy.deepcopy(FIVE[1]), "action": "SHOUT"}])
+    with pytest.raises(epcis.InvalidEventError, match=r"eventList\[5\].*action"):
+        epcis.validate_document(bad)
+    leap = _doc([*copy.deepcopy(FIVE), {**copy.deepcopy(FIVE[0]), "eventTime": "2026-01-01T00:00:60Z"}])
+    with pytest.raises(epcis.InvalidEventError, match=r"eventList\[5\].*eventTime"):
+        epcis.validate_document(leap)
 
 
 JSON = st.recursive(
