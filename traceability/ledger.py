@@ -38,8 +38,9 @@ from traceability.eventhash import event_hash
 from traceability.jcs import canonical
 
 GENESIS_HASH = "0" * 64
-# Binary COPY column types of the verification stream: event_hash arrives as its raw UTF-8 bytes.
-_CHAIN_TYPES = ["int8", "bytea", "text", "text", "bytea"]
+# Rows per chunk of the verification stream (libpq's chunked rows mode: rows arrive in chunks, each loaded
+# in C, while the server goes on sending; with an older libpq, one row at a time).
+_CHUNK_ROWS = 2000 if psycopg.pq.version() >= 170000 else 1
 # The CHECK constraint binding the served jsonb to the chained bytes, as PostgreSQL prints it back.
 JCS_CONSTRAINT = "ledger_event_event_is_jcs"
 JCS_CONSTRAINT_DEF = (
@@ -219,15 +220,10 @@ def verify(conn: Conn, *, deep: bool = False, pinned_public_key: str | None = No
     cp_seq = -1 if cp is None else cp.seq
     sha256 = hashlib.sha256
     decode = msgspec.json.Decoder()
-    sql, types = (
-        (queries.COPY_CHAIN_WITH_JSON, [*_CHAIN_TYPES, "text", "text", "text"])
-        if compare_json
-        else (queries.COPY_CHAIN_JCS, _CHAIN_TYPES)
-    )
-    # COPY streams while this loop hashes (the server does not wait for fetches).
-    with conn.transaction(), conn.cursor(binary=True) as cur, cur.copy(sql) as copy:
-        copy.set_types(types)
-        for row in copy.rows():
+    sql = queries.CHAIN_WITH_JSON if compare_json else queries.CHAIN_JCS
+    # The server streams rows while this loop hashes (it does not wait for fetches).
+    with conn.transaction(), conn.cursor(binary=True) as cur:
+        for row in cur.stream(sql, size=_CHUNK_ROWS):
             count += 1
             if first_bad is not None:
                 continue
@@ -238,7 +234,7 @@ def verify(conn: Conn, *, deep: bool = False, pinned_public_key: str | None = No
             if prev_hash != expected_prev or jcs is None:
                 first_bad = seq
                 continue
-            link = sha256(prev_raw + ev_hash + sha256(jcs).digest()).digest()
+            link = sha256(prev_raw + ev_hash.encode() + sha256(jcs).digest()).digest()
             if link.hex() != stored_entry or (compare_json and not _row_consistent(decode, row, deep=deep)):
                 first_bad = seq
                 continue
@@ -268,7 +264,7 @@ def jcs_constraint_intact(conn: Conn) -> bool:
 
 def _row_consistent(decode: msgspec.json.Decoder[Any], row: Sequence[Any], *, deep: bool) -> bool:
     """The row's jsonb, eventID and type are its canonical bytes' (and, deep, so is its GS1 hash)."""
-    ev_hash, jcs, event_id, event_type, event_text = row[1].decode(), row[4], row[5], row[6], row[7]
+    ev_hash, jcs, event_id, event_type, event_text = row[1], row[4], row[5], row[6], row[7]
     try:
         event = decode.decode(jcs)
         if not isinstance(event, dict) or decode.decode(event_text) != event:

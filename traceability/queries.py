@@ -16,14 +16,12 @@ COPY_EVENTS = """
 COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash,
                    declares_error, event_jcs) FROM STDIN
 """
-# Verification streams (binary COPY): the chained columns, plus the served ones when they are compared.
-COPY_CHAIN_JCS = """
-COPY (SELECT seq, event_hash, prev_hash, entry_hash, event_jcs FROM ledger_event ORDER BY seq)
-TO STDOUT (FORMAT binary)
-"""
-COPY_CHAIN_WITH_JSON = """
-COPY (SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, event::text
-      FROM ledger_event ORDER BY seq) TO STDOUT (FORMAT binary)
+# Verification streams (binary rows, fetched in chunks): the chained columns, plus the served ones when
+# they are compared.
+CHAIN_JCS = "SELECT seq, event_hash, prev_hash, entry_hash, event_jcs FROM ledger_event ORDER BY seq"
+CHAIN_WITH_JSON = """
+SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, event::text
+FROM ledger_event ORDER BY seq
 """
 JCS_CONSTRAINT = """
 SELECT convalidated, pg_get_constraintdef(oid) FROM pg_constraint
