@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from coldchain.bench.app import steal_meter
 from coldchain.cli import app as cli_app
 from tests.test_epcis_capture import as_url
 
@@ -28,8 +29,21 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         "ledger_events",
         "lots",
         "params",
+        "cpu_steal_pct",
     ):
         assert key in out
     assert out["verify_ok"] is True
     assert out["ledger_events"] == out["bulk_events"] + out["warm_up_events"] + out["captured_events"]
     assert out["legs_per_trace"] == 3.0
+
+
+def test_steal_meter_reads_proc_stat(tmp_path: Path) -> None:
+    """The share of steal ticks in all ticks between start and reading; None without /proc/stat."""
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 10 0 5 35 0 0\ncpu0 50 0 25 400 5 0 2 17 0 0\n")
+    share = steal_meter(stat)
+    stat.write_text("cpu  160 0 70 900 10 0 5 55 0 0\ncpu0 80 0 35 450 5 0 2 27 0 0\n")
+    assert share() == 10.0  # 20 steal of 200 ticks
+    stat.unlink()
+    assert share() is None
+    assert steal_meter(tmp_path / "missing")() is None

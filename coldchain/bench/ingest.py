@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from coldchain.bench.app import bench_app
+from coldchain.bench.app import bench_app, steal_meter
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STEP_MS = 1000
@@ -232,6 +232,7 @@ def ingest(
 
     if quick:
         readings, devices = 10_000, 20
+    steal = steal_meter()
     single = max(devices, readings // 20)
     naive = max(devices, min(3000, readings // 100)) if not quick else 400
     ceilings: list[float] = []
@@ -279,6 +280,7 @@ def ingest(
         "gateway_vs_naive": round(batched["rps"] / nv["rps"], 1),
         "lost": int(batched["lost"] + one["lost"] + nv["lost"]),
         "duplicates": int(batched["duplicates"] + one["duplicates"] + nv["duplicates"]),
+        "cpu_steal_pct": steal(),
         "params": {
             "readings": readings,
             "single_readings": single,
