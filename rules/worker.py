@@ -282,18 +282,12 @@ class RulesWorker:
         committed_at: datetime | None = None,
     ) -> list[str]:
         """Evaluate the series on every asset it was mounted on in the window; return those assets."""
-        mounts = conn.execute(
-            queries.MOUNTS_OVERLAPPING, {"device_id": s.device_id, "t_lo": w_lo, "t_hi": w_hi}
-        ).fetchall()
+        mounts = self._mounts(conn, s, w_lo, w_hi)
         if not mounts:
             log.warning("rules.series_unmounted", series_id=s.series_id, device_id=s.device_id)
         assets: list[str] = []
-        for asset_id, valid_from, valid_to, product_class, mode in mounts:
+        for asset_id, valid_from, valid_to, product_class, mode, ref in mounts:
             assets.append(asset_id)
-            if product_class is not None:
-                ref = self._packs.lookup(product_class)
-            else:
-                ref = self._strictest_held(conn, asset_id, w_lo, w_hi)
             if ref is None:
                 log.warning(
                     "rules.no_class",
@@ -324,16 +318,9 @@ class RulesWorker:
         (their lots are re-judged: lot verdicts include these channels)."""
         kind = "door" if s.channel == "door" else "power"
         state = 1.0 if kind == "door" else 0.0
-        mounts = conn.execute(
-            queries.MOUNTS_OVERLAPPING, {"device_id": s.device_id, "t_lo": w_lo, "t_hi": w_hi}
-        ).fetchall()
         assets: list[str] = []
-        for asset_id, valid_from, valid_to, product_class, mode in mounts:
+        for asset_id, valid_from, valid_to, _, mode, ref in self._mounts(conn, s, w_lo, w_hi):
             assets.append(asset_id)
-            if product_class is not None:
-                ref = self._packs.lookup(product_class)
-            else:
-                ref = self._strictest_held(conn, asset_id, w_lo, w_hi)
             limit = None if ref is None else (ref.rules.door_open if kind == "door" else ref.rules.power_loss)
             if ref is None or limit is None:
                 continue
@@ -430,6 +417,28 @@ class RulesWorker:
                     self._pending.append(("resolved", cleared))
                     stats.alarms += 1
         return assets
+
+    def _mounts(
+        self, conn: Conn, s: _Series, w_lo: datetime, w_hi: datetime
+    ) -> list[tuple[str, datetime, datetime | None, str | None, Mode, ClassRef | None]]:
+        """The series' mounts overlapping the window (asset, from, to, product class, mode), each with the
+        class it is judged by: the mount's own, else the strictest class of the goods the asset held."""
+        rows = conn.execute(
+            queries.MOUNTS_OVERLAPPING, {"device_id": s.device_id, "t_lo": w_lo, "t_hi": w_hi}
+        ).fetchall()
+        return [
+            (
+                asset_id,
+                valid_from,
+                valid_to,
+                product_class,
+                mode,
+                self._packs.lookup(product_class)
+                if product_class is not None
+                else self._strictest_held(conn, asset_id, w_lo, w_hi),
+            )
+            for asset_id, valid_from, valid_to, product_class, mode in rows
+        ]
 
     def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:
         """The strictest class among the lots an asset holds: the narrowest range, then the lowest top."""
