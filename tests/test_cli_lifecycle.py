@@ -10,19 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
+from process_support import servers_under
 
 from coldchain.embedded import free_port
-
-
-def _servers_under(path: Path) -> list[str]:
-    found = []
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if str(path) in cmd and proc.info["name"] in ("postgres", "mosquitto"):
-            found.append(f"{proc.info['name']}: {cmd}")
-    return found
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -52,8 +43,8 @@ def test_run_all_stops_cleanly(server_tmp: Path, sig: signal.Signals) -> None:
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
         assert metrics.status_code == 200
         assert "coldchain_gateway" in metrics.text
-        assert any("mosquitto" in s for s in _servers_under(home))
-        assert any("postgres" in s for s in _servers_under(home))
+        assert any("mosquitto" in s for s in servers_under(home))
+        assert any("postgres" in s for s in servers_under(home))
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -63,6 +54,6 @@ def test_run_all_stops_cleanly(server_tmp: Path, sig: signal.Signals) -> None:
     assert proc.returncode == 0, err[-3000:]
     assert "stopping" in out
     deadline = time.monotonic() + 10
-    while _servers_under(home) and time.monotonic() < deadline:
+    while servers_under(home) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _servers_under(home) == []
+    assert servers_under(home) == []

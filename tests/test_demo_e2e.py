@@ -10,9 +10,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import psycopg
 import pytest
+from process_support import servers_under
 
 from coldchain.demo import run_scenario
 from coldchain.embedded import EmbeddedBroker
@@ -104,15 +104,6 @@ def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker, t
     assert 0.0 <= room["temperature"]["min_c"] <= room["temperature"]["max_c"] <= 4.0
 
 
-def _processes_under(path: Path) -> list[str]:
-    found = []
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if str(path) in cmd and proc.info["name"] in ("postgres", "mosquitto"):
-            found.append(f"{proc.info['name']}: {cmd}")
-    return found
-
-
 def _coldchain(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
     env["COLDCHAIN_HOME"] = str(home)
@@ -139,7 +130,7 @@ def test_cli_demo_then_trace_and_verify_on_the_same_data(server_tmp: Path) -> No
     assert last["checkpoint_seq"] == last["ledger_events"]
     assert last["trace_lot"] == LOT
     assert "== demo summary ==" in demo.stdout
-    assert _processes_under(home) == [], "the demo leaves no server behind"
+    assert servers_under(home) == [], "the demo leaves no server behind"
 
     # A later command, a new process, the same embedded data directory: it sees the demo's data.
     trace = _coldchain(home, "trace", LOT, "--json")
@@ -160,4 +151,4 @@ def test_cli_demo_then_trace_and_verify_on_the_same_data(server_tmp: Path) -> No
     assert "EXCURSION" in human.stdout
     assert "CHAIN BREAK (gap)" in human.stdout
     assert _coldchain(home, "trace", "urn:epc:class:lgtin:0000000.000000.NOPE").returncode == 1
-    assert _processes_under(home) == []
+    assert servers_under(home) == []

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-import psutil
 import psycopg
 import pytest
+from process_support import servers_under
 
 from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres, mosquitto_binary
 from coldchain.settings import BrokerAddress
@@ -70,7 +70,7 @@ def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(server_tm
         conn.execute("CREATE TABLE kept (x int)")
         conn.execute("INSERT INTO kept VALUES (42)")
     first.stop()
-    assert not _postgres_running_on(pgdata), "stop() leaves no server behind"
+    assert not servers_under(pgdata.resolve(), ("postgres",)), "stop() leaves no server behind"
 
     second = EmbeddedPostgres(pgdata)
     url = second.start()
@@ -79,11 +79,4 @@ def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(server_tm
             assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
     finally:
         second.stop()
-    assert not _postgres_running_on(pgdata)
-
-
-def _postgres_running_on(pgdata: Path) -> bool:
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        if proc.info["name"] == "postgres" and str(pgdata.resolve()) in " ".join(proc.info["cmdline"] or []):
-            return True
-    return False
+    assert not servers_under(pgdata.resolve(), ("postgres",))
