@@ -56,7 +56,7 @@ def apply_batch(conn: Conn, items: Sequence[tuple[int, Mapping[str, Any]]]) -> N
     it names) are read once, the rules above run in memory in ledger order, and the result is written
     with one statement per table. The outcome is the one of applying the events one by one.
     An errorDeclaration changes no derived row (the trace marks the declared event instead)."""
-    derivation = Derivation(conn, items)
+    derivation = Derivation.of(conn, items)
     derivation.run()
     derivation.write()
 
@@ -150,15 +150,18 @@ def _classes(event: Mapping[str, Any], key: str) -> list[str]:
 
 
 class Derivation:
-    """The derivation of a run of appended events: the state they can touch is read at construction, ``run``
-    applies the rules in memory (no database use: it may overlap a COPY on the connection), ``write``
-    writes the rows. errorDeclarations are skipped."""
+    """The derivation of a run of appended events in two steps of reading, then ``run`` and ``write``.
 
-    def __init__(self, conn: Conn, events: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+    Construction only asks for the state the events can touch (their containment, open custody legs, read
+    points, locations and parties): inside a pipeline the server answers while the caller goes on (the
+    append hashes its events meanwhile). ``load`` takes the answers and the events that were appended,
+    with their seqs (any subset of those asked about), and reads the assets. ``run`` applies the rules in
+    memory (no database use: it may overlap a COPY on the connection), ``write`` writes the rows.
+    errorDeclarations are skipped."""
+
+    def __init__(self, conn: Conn, events: Iterable[Mapping[str, Any]]) -> None:
         self.conn = conn
-        self.events = [
-            (seq, parse_time(e["eventTime"]), e) for seq, e in events if not e.get("errorDeclaration")
-        ]
+        self.events: list[tuple[int, datetime, Mapping[str, Any]]] = []
         self.subjects: list[tuple[str, int, str]] = []
         self.bts: list[tuple[str, Any, int]] = []
         self.bonded: list[tuple[str, str, str | None, int, datetime]] = []
@@ -168,18 +171,31 @@ class Derivation:
         self.by_parent: dict[str, list[_Contained]] = {}
         self.legs: list[_Leg] = []
         self.legs_of: dict[str, list[_Leg]] = {}
-        if self.events:
-            self._load()
+        self.read_points: dict[str, list[tuple[str, str, str | None, str]]] = {}
+        self.locations: set[str] = set()
+        self.parties: set[str] = set()
+        self.asset_by_epc: dict[str, str] = {}
+        self.assets_at: dict[str, list[str]] = {}
+        self._parents: set[str] = set()
+        self._asked: dict[str, psycopg.Cursor[Any]] = {}
+        self._ask([e for e in events if not e.get("errorDeclaration")])
+
+    @classmethod
+    def of(cls, conn: Conn, items: Sequence[tuple[int, Mapping[str, Any]]]) -> Derivation:
+        """Asked and loaded: the derivation of ``items`` (seq, event), ready to ``run``."""
+        derivation = cls(conn, [e for _, e in items])
+        derivation.load(items)
+        return derivation
 
     # -- reading -----------------------------------------------------------------------------------------
-    def _load(self) -> None:
+    def _ask(self, events: Sequence[Mapping[str, Any]]) -> None:
         children: set[str] = set()
-        parents: set[str] = set()
+        parents = self._parents
         leg_epcs: set[str] = set()
         places: set[str] = set()
         read_points: set[str] = set()
         party_ids: set[str] = set()
-        for _, _, event in self.events:
+        for event in events:
             kind = event.get("type")
             if kind == "AggregationEvent" and event.get("parentID"):
                 parents.add(str(event["parentID"]))
@@ -201,34 +217,51 @@ class Derivation:
                         party = party_id_of(str(dest.get("destination", "")))
                         if party:
                             party_ids.add(party)
-        conn = self.conn
+        ask, asked = self.conn.execute, self._asked
         if children or parents:
-            wanted = {"children": list(children), "parents": list(parents)}
-            for r in conn.execute(queries.BATCH_CONTAINMENT, wanted):
-                self._add_row(_Contained(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]))
+            kids_text, parents_text, d = queries.text_arrays(children, parents)
+            asked["containment"] = ask(
+                queries.BATCH_CONTAINMENT, {"children": kids_text, "parents": parents_text, "d": d}
+            )
         if leg_epcs:
-            for r in conn.execute(queries.BATCH_OPEN_LEGS, (list(leg_epcs),)):
-                self._add_leg(_Leg(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]))
-        self.read_points: dict[str, list[tuple[str, str, str | None, str]]] = {}
+            asked["legs"] = ask(queries.BATCH_OPEN_LEGS, queries.text_arrays(leg_epcs))
         if read_points:
-            for rp, step, device, custodian, location in conn.execute(
-                queries.BATCH_READ_POINTS, (list(read_points),)
-            ):
+            asked["read_points"] = ask(queries.BATCH_READ_POINTS, queries.text_arrays(read_points))
+        if places or read_points:
+            places_text, rps_text, d = queries.text_arrays(places, read_points)
+            asked["locations"] = ask(
+                queries.BATCH_LOCATIONS, {"places": places_text, "read_points": rps_text, "d": d}
+            )
+        if party_ids:
+            asked["parties"] = ask(queries.BATCH_PARTIES, queries.text_arrays(party_ids))
+
+    def load(self, items: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """Take the answers (the connection must be out of its pipeline) and the appended events, then read
+        the assets that enclose them: those whose tag is a parent, those at a location in play."""
+        self.events = [
+            (seq, parse_time(e["eventTime"]), e) for seq, e in items if not e.get("errorDeclaration")
+        ]
+        asked = self._asked
+        if "containment" in asked:
+            for r in asked["containment"]:
+                self._add_row(_Contained(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]))
+        if "legs" in asked:
+            for r in asked["legs"]:
+                self._add_leg(_Leg(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]))
+        if "read_points" in asked:
+            for rp, step, device, custodian, location in asked["read_points"]:
                 self.read_points.setdefault(rp, []).append((step, device, custodian, location))
-                places.add(location)
-        self.locations: set[str] = (
-            {r[0] for r in conn.execute(queries.BATCH_LOCATIONS, (list(places),))} if places else set()
-        )
-        self.parties: set[str] = (
-            {r[0] for r in conn.execute(queries.BATCH_PARTIES, (list(party_ids),))} if party_ids else set()
-        )
-        asset_parents = parents | {r.parent for r in self.rows if r.parent}
+        if "locations" in asked:
+            self.locations = {r[0] for r in asked["locations"]}
+        if "parties" in asked:
+            self.parties = {r[0] for r in asked["parties"]}
+        asked.clear()
+        asset_parents = self._parents | {r.parent for r in self.rows if r.parent}
         asset_places = self.locations | {r.location for r in self.rows if r.location}
-        self.asset_by_epc: dict[str, str] = {}
-        self.assets_at: dict[str, list[str]] = {}
-        if asset_parents or asset_places:
-            for asset_id, epc, location in conn.execute(
-                queries.BATCH_ASSETS, (list(asset_parents), list(asset_places))
+        if self.events and (asset_parents or asset_places):
+            epcs_text, places_text, d = queries.text_arrays(asset_parents, asset_places)
+            for asset_id, epc, location in self.conn.execute(
+                queries.BATCH_ASSETS, {"epcs": epcs_text, "places": places_text, "d": d}
             ):
                 if epc in asset_parents:
                     self.asset_by_epc[epc] = asset_id

@@ -42,7 +42,8 @@ GENESIS_HASH = "0" * 64
 # in C; with an older libpq, one row at a time). The server keeps sending only while the socket buffer has
 # room (≈ 200 kB on a Unix socket), and libpq does not read while this process hashes a chunk: a chunk of
 # ~100 entries (~150 kB) fits in that buffer, so the next one is already there. Measured on the bench
-# ledger: 2000-row chunks gave ≈ 175k events/s over a Unix socket, 100-row chunks ≈ 415k (TCP: 300–370k, 430k).
+# ledger: 2000-row chunks gave ≈ 175k events/s over a Unix socket, 100-row chunks ≈ 415k
+# (over TCP: 300–370k and 430k).
 _CHUNK_ROWS = 100 if psycopg.pq.version() >= 170000 else 1
 # The CHECK constraint binding the served jsonb to the chained bytes, as PostgreSQL prints it back.
 JCS_CONSTRAINT = "ledger_event_event_is_jcs"
@@ -92,19 +93,32 @@ def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: b
     fixed number of statements; an event whose eventID is already in the ledger (or earlier in the batch)
     keeps its seq and is not appended again. Raises ``InvalidEventError`` if any event fails the schema,
     ``jcs.CanonicalizationError`` (a ValueError) if one has no RFC 8785 form; nothing is appended then."""
-    prepared = [prepare(e, validated=validated) for e in events]
     with conn.transaction():
-        return _append_locked(conn, prepared)
+        return _append(conn, events, validated=validated)
 
 
-def _append_locked(conn: Conn, prepared: Sequence[Prepared]) -> list[int]:
-    conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+def _append(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool) -> list[int]:
+    # The reads go out first, in one pipeline (the lock, the eventIDs the events carry, the head, the state
+    # derivation needs): the server answers them while this process checks and hashes the events.
+    given = [str(e["eventID"]) for e in events if e.get("eventID")]
+    with conn.pipeline():
+        conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+        known_given = conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(given))
+        head_asked = conn.execute(queries.LEDGER_HEAD)
+        derivation = derive.Derivation(conn, events)
+        prepared = [prepare(e, validated=validated) for e in events]
     ids = [(str(p.stored["eventID"]), bool(p.stored.get("errorDeclaration"))) for p in prepared]
-    known = {
-        (str(r[0]), bool(r[1])): int(r[2])
-        for r in conn.execute(queries.EVENT_SEQS_BY_IDS, ([i for i, _ in ids],)).fetchall()
-    }
-    head = conn.execute(queries.LEDGER_HEAD).fetchone()
+    known = {(str(r[0]), bool(r[1])): int(r[2]) for r in known_given}
+    given_set = set(given)
+    hashed = list(dict.fromkeys(i for i, _ in ids if i not in given_set))
+    if hashed:  # eventIDs the hash gave (events that came without one)
+        known.update(
+            {
+                (str(r[0]), bool(r[1])): int(r[2])
+                for r in conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(hashed))
+            }
+        )
+    head = head_asked.fetchone()
     seq, prev = (0, GENESIS_HASH) if head is None else (int(head[0]), str(head[1]))
     seqs: list[int] = []
     new: list[tuple[int, Prepared]] = []
@@ -116,9 +130,9 @@ def _append_locked(conn: Conn, prepared: Sequence[Prepared]) -> list[int]:
         known[key] = seq
         seqs.append(seq)
         new.append((seq, p))
+    derivation.load([(s, p.stored) for s, p in new])
     if not new:
         return seqs
-    derivation = derive.Derivation(conn, [(s, p.stored) for s, p in new])  # reads what the batch touches
     # A thread feeds the server the entries while this one canonicalises, links and derives.
     with conn.cursor() as cur, cur.copy(queries.COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
         for s, (stored, ev_hash) in new:
@@ -179,15 +193,14 @@ def append(conn: Conn, event: Mapping[str, Any]) -> int:
     The event must be valid under the EPCIS 2.0 JSON Schema (``InvalidEventError`` otherwise); it gets the
     project ``@context`` when it has none and ``eventID`` = its event hash when it has none (neither is
     part of the hash). Containment and custody rows are derived from it in the same transaction."""
-    prepared = prepare(event)
     if conn.autocommit:
         with conn.transaction():
-            return _append_locked(conn, [prepared])[0]
+            return _append(conn, [event], validated=False)[0]
     # The caller's transaction (opened by this statement if none is yet); a savepoint keeps a failed
     # append from leaving half its rows behind in it.
     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
     with conn.transaction():
-        return _append_locked(conn, [prepared])[0]
+        return _append(conn, [event], validated=False)[0]
 
 
 @dataclass(frozen=True, slots=True)
