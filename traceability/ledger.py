@@ -30,7 +30,6 @@ from typing import Any, NamedTuple
 
 import msgspec
 import psycopg
-from psycopg.copy import QueuedLibpqWriter
 
 from traceability import derive, queries
 from traceability.epcis import CONTEXT, iso_ms, parse_time, validate
@@ -133,8 +132,11 @@ def _append(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool)
     derivation.load([(s, p.stored) for s, p in new])
     if not new:
         return seqs
-    # A thread feeds the server the entries while this one canonicalises, links and derives.
-    with conn.cursor() as cur, cur.copy(queries.COPY_EVENTS, writer=QueuedLibpqWriter(cur)) as copy:
+    # The server inserts each block of entries while this process canonicalises and links the next ones: a
+    # block goes to the socket as soon as it is full (the socket buffer takes it without waiting), and the
+    # derivation runs before the COPY ends. No writer thread: one measured here held the GIL against this
+    # thread at every block and lost more than it overlapped (≈ 55 → 33 µs an event for this phase).
+    with conn.cursor() as cur, cur.copy(queries.COPY_EVENTS) as copy:
         for s, (stored, ev_hash) in new:
             jcs = canonical(stored)
             link = entry_hash(prev, ev_hash, content_digest(jcs))
