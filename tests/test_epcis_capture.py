@@ -302,3 +302,32 @@ def test_event_without_canonical_form_refused_all_or_nothing(db_url: str) -> Non
         assert conn.execute("SELECT count(*) FROM containment").fetchone() == (0,)
         assert capture.capture(conn, _doc([good])).success
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (1,)
+
+
+def test_biz_step_uri_forms_are_the_bare_step(client: TestClient, db_url: str) -> None:
+    """A bizStep given as its GS1 Web URI is the same step as its bare name (GS1's schema refuses the EPCIS
+    1.x URN in a document): EQ_bizStep matches it in any form, the ledger row holds the name, and a custody
+    step starts a custody leg either way."""
+    forms = ["receiving", "https://ref.gs1.org/cbv/BizStep-receiving"]
+    events = [
+        {
+            **BASE,
+            "eventTime": f"2026-03-01T0{i}:00:00.000Z",
+            "type": "ObjectEvent",
+            "action": "OBSERVE",
+            "epcList": [f"urn:epc:id:sscc:6901234.000000020{i}"],
+            "bizStep": form,
+            "readPoint": {"id": "urn:epc:id:sgln:6901234.00001.3"},
+        }
+        for i, form in enumerate(forms)
+    ]
+    assert client.post("/epcis/capture", json=_doc(events)).status_code == 202
+    for asked in ("receiving", forms[1], "urn:epcglobal:cbv:bizstep:receiving"):
+        body = client.get("/epcis/events", params={"EQ_bizStep": asked}).json()
+        found = body["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+        assert [e["bizStep"] for e in found] == forms  # served as captured
+    with psycopg.connect(db_url) as conn:
+        steps = conn.execute("SELECT biz_step FROM ledger_event ORDER BY seq").fetchall()
+        legs = conn.execute("SELECT epc FROM custody_leg ORDER BY epc").fetchall()
+    assert steps == [("receiving",)] * 2
+    assert legs == [(e["epcList"][0],) for e in events]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from coldchain.migrate import migrate
 from traceability import epcis, ledger
 from traceability.eventhash import event_hash
 
@@ -142,18 +144,20 @@ def test_trigger_refuses_changes(db_url: str, statement: str) -> None:
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (2,)
 
 
-JCS_CHECK = """
-ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs CHECK (
-    event_jcs IS NULL
-    OR (event = convert_from(event_jcs, 'UTF8')::jsonb
-        AND event_id = event->>'eventID'
-        AND event_type = event->>'type')
+MIGRATIONS = Path(ledger.__file__).parent / "migrations"
+# The constraint as the newest migration adds it (re-added after a consistent tampering).
+JCS_CHECK = (
+    "ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs"
+    + (MIGRATIONS / "0006_ledger_columns_bound.sql")
+    .read_text()
+    .split("ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs")[1]
+    .split(";")[0]
 )
-"""
 DROP_JCS_CHECK = "ALTER TABLE ledger_event DROP CONSTRAINT ledger_event_event_is_jcs"
 KINDS = [
     "event_byte",
     "served_json",
+    "served_time",
     "jcs_only",
     "event_and_hash",
     "entry_hash_byte",
@@ -164,13 +168,15 @@ KINDS = [
 
 
 def _rewrite(conn: psycopg.Connection[Any], seq: int, change: Any) -> None:
-    """Replace entry ``seq``'s event by ``change(event)`` in both stored forms, consistently."""
+    """Replace entry ``seq``'s event by ``change(event)`` in both stored forms and its served columns,
+    consistently (the CHECK constraint holds)."""
     row = conn.execute("SELECT event_jcs FROM ledger_event WHERE seq = %s", (seq,)).fetchone()
     assert row is not None
     event = change(json.loads(bytes(row[0])))
     jcs = rfc8785.dumps(event)
     conn.execute(
-        "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s WHERE seq = %s", (jcs.decode(), jcs, seq)
+        "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s, biz_step = %s WHERE seq = %s",
+        (jcs.decode(), jcs, epcis.biz_step_name(event.get("bizStep")), seq),
     )
 
 
@@ -198,6 +204,12 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
             "UPDATE ledger_event SET event = jsonb_set(event, '{epcList,0}', to_jsonb(%s::text))"
             " WHERE seq = %s",
             (changed, target),
+        )
+    elif kind == "served_time":
+        # Only the indexed event_time (what the EPCIS time filters use), constraint dropped.
+        conn.execute(DROP_JCS_CHECK)
+        conn.execute(
+            "UPDATE ledger_event SET event_time = event_time + interval '1 hour' WHERE seq = %s", (target,)
         )
     elif kind == "jcs_only":
         # One raw byte of the chained bytes, constraint dropped (the jsonb no longer matches either).
@@ -248,11 +260,14 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         forged = ledger.prepare(_event(100 + target))
         jcs = rfc8785.dumps(forged.stored)
         conn.execute(
-            "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event, event_hash, prev_hash,"
-            " entry_hash, event_jcs) VALUES (%s, %s, 'ObjectEvent', now(), %s::jsonb, %s, %s, %s, %s)",
+            "INSERT INTO ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
+            " prev_hash, entry_hash, event_jcs)"
+            " VALUES (%s, %s, 'ObjectEvent', %s, %s, %s::jsonb, %s, %s, %s, %s)",
             (
                 target,
                 forged.stored["eventID"],
+                epcis.parse_time(forged.stored["eventTime"]),
+                forged.stored["bizStep"],
                 jcs.decode(),
                 forged.event_hash,
                 prev,
@@ -264,17 +279,17 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         return target + 1  # the first genuine entry after it no longer links
     elif kind == "swap":
         target = min(target, n - 1)
-        columns = "event_id, event, event_hash, prev_hash, entry_hash, event_jcs"
+        columns = "event_id, event_time, biz_step, event, event_hash, prev_hash, entry_hash, event_jcs"
         select = f"SELECT {columns} FROM ledger_event WHERE seq = %s"
         a = conn.execute(select, (target,)).fetchone()
         b = conn.execute(select, (target + 1,)).fetchone()
         assert a is not None
         assert b is not None
-        update = f"UPDATE ledger_event SET ({columns}) = (%s, %s, %s, %s, %s, %s) WHERE seq = %s"
+        update = f"UPDATE ledger_event SET ({columns}) = (%s, %s, %s, %s, %s, %s, %s, %s) WHERE seq = %s"
         conn.execute(DROP_JCS_CHECK)  # re-added below, validated: the swapped rows are each consistent
         conn.execute("UPDATE ledger_event SET event_id = 'swapping' WHERE seq = %s", (target,))
-        conn.execute(update, (a[0], Jsonb(a[1]), *a[2:], target + 1))
-        conn.execute(update, (b[0], Jsonb(b[1]), *b[2:], target))
+        conn.execute(update, (*a[:3], Jsonb(a[3]), *a[4:], target + 1))
+        conn.execute(update, (*b[:3], Jsonb(b[3]), *b[4:], target))
         conn.execute(JCS_CHECK)
         assert ledger.jcs_constraint_intact(conn)
     conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
@@ -345,11 +360,49 @@ def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
             conn.rollback()
 
 
-def test_check_constraint_refuses_diverging_json(db_url: str) -> None:
-    """With every trigger disabled, the served jsonb still cannot differ from the chained bytes."""
+@pytest.mark.parametrize(
+    "change",
+    [
+        'event = event || \'{"bizStep": "x"}\'',
+        "event_id = 'urn:uuid:00000000-0000-4000-8000-000000000000'",
+        "event_type = 'AggregationEvent'",
+        "event_time = event_time + interval '1 second'",
+        "biz_step = 'shipping'",
+        "biz_step = NULL",
+        "declares_error = true",
+    ],
+)
+def test_check_constraint_refuses_diverging_served_columns(db_url: str, change: str) -> None:
+    """With every trigger disabled, no served column can differ from the chained bytes."""
     with psycopg.connect(db_url) as conn:
         _chain(conn, 2)
+        assert ledger.jcs_constraint_intact(conn)
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         with pytest.raises(psycopg.errors.CheckViolation):
-            conn.execute('UPDATE ledger_event SET event = event || \'{"bizStep": "x"}\' WHERE seq = 1')
+            conn.execute(f"UPDATE ledger_event SET {change} WHERE seq = 1")  # type: ignore[arg-type]
         conn.rollback()
+
+
+def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str) -> None:
+    """A ledger written before migration 0006 (biz_step as the event gave it, the narrower constraint of
+    0004) comes out of it with bare step names and the full constraint, and still verifies."""
+    uri = "https://ref.gs1.org/cbv/BizStep-storing"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        ledger.append(conn, {**_event(1), "bizStep": uri})
+        old_check = (MIGRATIONS / "0004_ledger_event_jcs.sql").read_text()
+        old_check = (
+            "ALTER TABLE ledger_event ADD CONSTRAINT"
+            + old_check.split("ALTER TABLE ledger_event ADD CONSTRAINT")[1].split(";")[0]
+        )
+        conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+        conn.execute(DROP_JCS_CHECK)
+        conn.execute("UPDATE ledger_event SET biz_step = %s", (uri,))
+        conn.execute(old_check)  # type: ignore[arg-type]
+        conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
+        conn.execute("DELETE FROM schema_migration WHERE key LIKE %s", ("%0006_ledger_columns_bound%",))
+        assert not ledger.jcs_constraint_intact(conn)
+    assert [k for k in migrate(db_url) if "0006" in k]
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT biz_step FROM ledger_event").fetchall() == [("storing",)]
+        assert ledger.jcs_constraint_intact(conn)
+        assert ledger.verify(conn).ok

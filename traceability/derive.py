@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from traceability import queries
-from traceability.epcis import parse_time
+from traceability.epcis import biz_step_name, parse_time
 from traceability.eventhash import check_digit
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
@@ -335,7 +335,7 @@ class Derivation:
         if event.get("action") == "DELETE":
             return
         epcs = _epcs(event, "epcList")
-        step = event.get("bizStep")
+        step = biz_step_name(event.get("bizStep"))
         location = self._known((event.get("bizLocation") or {}).get("id"))
         if location is not None and step not in NOT_PLACING_STEPS:
             for epc in epcs:

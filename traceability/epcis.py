@@ -45,6 +45,23 @@ def parse_time(text: str) -> datetime:
     return t.astimezone(UTC)
 
 
+# The two URI forms of a CBV business step: EPCIS 2.0's Web URI and EPCIS 1.x's URN. The bare name after
+# either is what the ledger's biz_step column, the derivation and EQ_bizStep use.
+BIZ_STEP_PREFIXES = ("https://ref.gs1.org/cbv/BizStep-", "urn:epcglobal:cbv:bizstep:")
+
+
+def biz_step_name(value: Any) -> str | None:
+    """The bare CBV name of a bizStep (``shipping`` for itself, its Web URI or its URN); any other URI (a
+    private vocabulary) as it is; None for none."""
+    if value is None:
+        return None
+    text = str(value)
+    for prefix in BIZ_STEP_PREFIXES:
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
 def device_uri(device_id: str) -> str:
     """A URI for a project device id (devices have no GS1 key here)."""
     return f"{CC_NAMESPACE}device/{device_id}"

@@ -12,9 +12,11 @@ Chain definition (what ``verify`` and an offline verifier recompute):
   ``bytes.fromhex(prev_hash)`` (32 bytes) ‖ ``event_hash.encode("utf-8")`` (the ni URI, 89 bytes)
   ‖ ``content_digest`` (32 bytes), nothing in between.
 
-The jsonb ``event`` column (what the API serves and queries) equals ``event_jcs`` parsed, and
-``event_id`` / ``event_type`` equal its ``eventID`` / ``type``: a validated CHECK constraint
-(migration 0004) holds this for every row; ``verify`` checks that the constraint is intact.
+The jsonb ``event`` column (what the API serves and queries) equals ``event_jcs`` parsed, and the
+other served columns are its fields: ``event_id`` / ``event_type`` / ``event_time`` its ``eventID`` /
+``type`` / ``eventTime``, ``biz_step`` the bare CBV name of its ``bizStep`` (``epcis.biz_step_name``),
+``declares_error`` whether it has an ``errorDeclaration``. A validated CHECK constraint (migrations 0004,
+0006) holds this for every row; ``verify`` checks that the constraint is intact.
 
 Appends run in the caller's transaction, one batch at a time (transaction-scoped advisory lock), so seq
 has no holes and the chain no forks. An event whose eventID is already in the ledger is not appended again.
@@ -32,7 +34,7 @@ import msgspec
 import psycopg
 
 from traceability import derive, queries
-from traceability.epcis import CONTEXT, iso_ms, parse_time, validate
+from traceability.epcis import CONTEXT, biz_step_name, iso_ms, parse_time, validate
 from traceability.eventhash import event_hash
 from traceability.jcs import canonical
 
@@ -44,11 +46,19 @@ GENESIS_HASH = "0" * 64
 # ledger: 2000-row chunks gave ≈ 175k events/s over a Unix socket, 100-row chunks ≈ 415k
 # (over TCP: 300–370k and 430k).
 _CHUNK_ROWS = 100 if psycopg.pq.version() >= 170000 else 1
-# The CHECK constraint binding the served jsonb to the chained bytes, as PostgreSQL prints it back.
+# The CHECK constraint binding the served columns to the chained bytes, as PostgreSQL prints it back.
 JCS_CONSTRAINT = "ledger_event_event_is_jcs"
 JCS_CONSTRAINT_DEF = (
     "CHECK (((event_jcs IS NULL) OR ((event = (convert_from(event_jcs, 'UTF8'::name))::jsonb)"
-    " AND (event_id = (event ->> 'eventID'::text)) AND (event_type = (event ->> 'type'::text)))))"
+    " AND (event_id = (event ->> 'eventID'::text)) AND (event_type = (event ->> 'type'::text))"
+    " AND (event_time = ((event ->> 'eventTime'::text))::timestamp with time zone)"
+    " AND (NOT (biz_step IS DISTINCT FROM\nCASE\n"
+    "    WHEN ((event ->> 'bizStep'::text) ~~ 'https://ref.gs1.org/cbv/BizStep-%'::text)"
+    " THEN substr((event ->> 'bizStep'::text), 33)\n"
+    "    WHEN ((event ->> 'bizStep'::text) ~~ 'urn:epcglobal:cbv:bizstep:%'::text)"
+    " THEN substr((event ->> 'bizStep'::text), 27)\n"
+    "    ELSE (event ->> 'bizStep'::text)\nEND))"
+    " AND (declares_error = (event ? 'errorDeclaration'::text)))))"
 )
 
 Conn = psycopg.Connection[Any]
@@ -106,7 +116,7 @@ def _append(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool)
         head_asked = conn.execute(queries.LEDGER_HEAD)
         derivation = derive.Derivation(conn, events)
         prepared = [prepare(e, validated=validated) for e in events]
-    ids = [(str(p.stored["eventID"]), bool(p.stored.get("errorDeclaration"))) for p in prepared]
+    ids = [(str(p.stored["eventID"]), "errorDeclaration" in p.stored) for p in prepared]
     known = {(str(r[0]), bool(r[1])): int(r[2]) for r in known_given}
     given_set = set(given)
     hashed = list(dict.fromkeys(i for i, _ in ids if i not in given_set))
@@ -146,12 +156,12 @@ def _append(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool)
                     str(stored["eventID"]),
                     stored["type"],
                     parse_time(stored["eventTime"]),
-                    stored.get("bizStep"),
+                    biz_step_name(stored.get("bizStep")),
                     jcs.decode("utf-8"),  # the jsonb: the same bytes, parsed by the server
                     ev_hash,
                     prev,
                     link,
-                    bool(stored.get("errorDeclaration")),
+                    "errorDeclaration" in stored,
                     jcs,
                 )
             )
@@ -218,10 +228,11 @@ def verify(conn: Conn, *, deep: bool = False, pinned_public_key: str | None = No
 
     Default (full integrity): seq has no holes, every ``prev_hash`` is the previous ``entry_hash``, every
     ``entry_hash`` is recomputed from ``prev_hash``, ``event_hash`` and SHA-256 of the stored canonical
-    bytes ``event_jcs`` (so no byte of any stored event can change unseen), and the served jsonb equals
-    those bytes (the ``ledger_event_event_is_jcs`` constraint is present, validated and unchanged; when it
-    is not, every row's jsonb is compared with its bytes instead). ``deep`` also re-derives each
-    event's GS1 CBV 2.0 hash from its bytes and compares every row's jsonb, eventID and type with them.
+    bytes ``event_jcs`` (so no byte of any stored event can change unseen), and the served columns are
+    those bytes' (the ``ledger_event_event_is_jcs`` constraint is present, validated and unchanged; when
+    it is not, every row's jsonb, eventID, type, time, business step and error flag are compared with its
+    bytes instead). ``deep`` also re-derives each event's GS1 CBV 2.0 hash from its bytes and makes that
+    comparison for every row.
 
     A missing entry is reported at the seq that should have followed its predecessor. The newest signed
     checkpoint is checked too: its signature, that the chain still reaches its seq (else the first
@@ -281,13 +292,18 @@ def jcs_constraint_intact(conn: Conn) -> bool:
 
 
 def _row_consistent(decode: msgspec.json.Decoder[Any], row: Sequence[Any], *, deep: bool) -> bool:
-    """The row's jsonb, eventID and type are its canonical bytes' (and, deep, so is its GS1 hash)."""
+    """The row's served columns are its canonical bytes' fields (and, deep, so is its GS1 hash)."""
     ev_hash, jcs, event_id, event_type, event_text = row[1], row[4], row[5], row[6], row[7]
+    event_time, biz_step, declares_error = row[8], row[9], row[10]
     try:
         event = decode.decode(jcs)
         if not isinstance(event, dict) or decode.decode(event_text) != event:
             return False
         if event.get("eventID") != event_id or event.get("type") != event_type:
+            return False
+        if parse_time(event["eventTime"]) != event_time or biz_step_name(event.get("bizStep")) != biz_step:
+            return False
+        if ("errorDeclaration" in event) != declares_error:
             return False
         return not deep or event_hash(event) == ev_hash
     except (KeyError, TypeError, ValueError, AttributeError, msgspec.DecodeError):

@@ -41,7 +41,8 @@ COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event
 # they are compared.
 CHAIN_JCS = "SELECT seq, event_hash, prev_hash, entry_hash, event_jcs FROM ledger_event ORDER BY seq"
 CHAIN_WITH_JSON = """
-SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, event::text
+SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, event::text,
+       event_time, biz_step, declares_error
 FROM ledger_event ORDER BY seq
 """
 JCS_CONSTRAINT = """

@@ -19,6 +19,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from traceability.epcis import biz_step_name
+
 Conn = psycopg.Connection[Any]
 
 # value in unit -> base unit: base = value * scale + offset. Temperature base: kelvin.
@@ -51,14 +53,6 @@ class EventQuery:
     sensor: list[tuple[str, str, str, float]] = field(default_factory=list)  # (op, field, type, base value)
     per_page: int = DEFAULT_PER_PAGE
     after_seq: int = 0
-
-
-def _bare(value: str) -> str:
-    """The bare CBV name of a bizStep given as a Web URI or an URN (``shipping``)."""
-    for sep in ("BizStep-", "bizstep:"):
-        if sep in value:
-            return value.rsplit(sep, 1)[1]
-    return value
 
 
 def to_base(value: float, uom: str) -> float:
@@ -127,7 +121,7 @@ def build(
         ge_event_time=ge_event_time,
         lt_event_time=lt_event_time,
         event_types=_split(event_type),
-        biz_steps=[_bare(b) for b in _split(eq_biz_step)],
+        biz_steps=[str(biz_step_name(b)) for b in _split(eq_biz_step)],
         epcs=_split(match_epc),
         parent_ids=_split(match_parent_id),
         biz_locations=_split(eq_biz_location),

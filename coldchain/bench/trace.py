@@ -181,7 +181,7 @@ def _plan(lots: int, containers: int, readings_per_container: int) -> Iterator[t
 def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, readings: int) -> int:
     """Write every lot's events with COPY: hashes and chain here, derived rows from the plan."""
     from traceability.derive import subjects_of
-    from traceability.epcis import parse_time
+    from traceability.epcis import biz_step_name, parse_time
     from traceability.eventhash import event_hash
     from traceability.jcs import canonical
     from traceability.ledger import GENESIS_HASH, content_digest, entry_hash
@@ -207,7 +207,7 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
                     event["eventID"],
                     event["type"],
                     parse_time(event["eventTime"]),
-                    event.get("bizStep"),
+                    biz_step_name(event.get("bizStep")),
                     jcs.decode("utf-8"),
                     ev_hash,
                     prev,
