@@ -35,6 +35,7 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
     assert out["verify_ok"] is True
     assert out["ledger_events"] == out["bulk_events"] + out["warm_up_events"] + out["captured_events"]
     assert out["legs_per_trace"] == 3.0
+    assert out["build_checkpointed"] is True  # the test server's user is its superuser
 
 
 def test_steal_meter_reads_proc_stat(tmp_path: Path) -> None:
