@@ -46,7 +46,7 @@ def ledger_verify(
         bool,
         typer.Option(
             "--deep",
-            help="Also re-derive every event's GS1 CBV 2.0 hash and compare every row's JSON (slow).",
+            help="Also re-derive every event's GS1 CBV 2.0 hash and compare every row's columns (slow).",
         ),
     ] = False,
 ) -> None:

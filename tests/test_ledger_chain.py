@@ -158,6 +158,8 @@ KINDS = [
     "event_byte",
     "served_json",
     "served_time",
+    "served_step",
+    "served_error_flag",
     "jcs_only",
     "event_and_hash",
     "entry_hash_byte",
@@ -211,6 +213,11 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         conn.execute(
             "UPDATE ledger_event SET event_time = event_time + interval '1 hour' WHERE seq = %s", (target,)
         )
+    elif kind in ("served_step", "served_error_flag"):
+        # The bare step EQ_bizStep matches, or the flag that marks a declaration, constraint dropped.
+        conn.execute(DROP_JCS_CHECK)
+        change = "biz_step = 'shipping'" if kind == "served_step" else "declares_error = NOT declares_error"
+        conn.execute(f"UPDATE ledger_event SET {change} WHERE seq = %s", (target,))
     elif kind == "jcs_only":
         # One raw byte of the chained bytes, constraint dropped (the jsonb no longer matches either).
         conn.execute(DROP_JCS_CHECK)
@@ -379,16 +386,20 @@ def test_check_constraint_refuses_diverging_served_columns(db_url: str, change: 
         assert ledger.jcs_constraint_intact(conn)
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         with pytest.raises(psycopg.errors.CheckViolation):
-            conn.execute(f"UPDATE ledger_event SET {change} WHERE seq = 1")  # type: ignore[arg-type]
+            conn.execute(f"UPDATE ledger_event SET {change} WHERE seq = 1")
         conn.rollback()
 
 
-def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str) -> None:
-    """A ledger written before migration 0006 (biz_step as the event gave it, the narrower constraint of
-    0004) comes out of it with bare step names and the full constraint, and still verifies."""
-    uri = "https://ref.gs1.org/cbv/BizStep-storing"
+@pytest.mark.parametrize(
+    "uri", ["https://ref.gs1.org/cbv/BizStep-storing", "urn:epcglobal:cbv:bizstep:storing"]
+)
+def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str, uri: str) -> None:
+    """A ledger written before migration 0006 (biz_step as the event gave it, eventTime fractions beyond
+    microseconds truncated, the narrower constraint of 0004) comes out of it with bare step names, the
+    database's reading of each eventTime and the full constraint, and still verifies."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        ledger.append(conn, {**_event(1), "bizStep": uri})
+        ledger.append(conn, {**_event(1), "bizStep": "https://ref.gs1.org/cbv/BizStep-storing"})
+        ledger.append(conn, {**_event(2), "eventTime": "2026-03-01T00:02:00.9999996Z"})
         old_check = (MIGRATIONS / "0004_ledger_event_jcs.sql").read_text()
         old_check = (
             "ALTER TABLE ledger_event ADD CONSTRAINT"
@@ -397,12 +408,102 @@ def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str) ->
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         conn.execute(DROP_JCS_CHECK)
         conn.execute("UPDATE ledger_event SET biz_step = %s", (uri,))
-        conn.execute(old_check)  # type: ignore[arg-type]
+        conn.execute("UPDATE ledger_event SET event_time = date_trunc('second', event_time) WHERE seq = 2")
+        conn.execute(old_check)
         conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
         conn.execute("DELETE FROM schema_migration WHERE key LIKE %s", ("%0006_ledger_columns_bound%",))
         assert not ledger.jcs_constraint_intact(conn)
     assert [k for k in migrate(db_url) if "0006" in k]
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT biz_step FROM ledger_event").fetchall() == [("storing",)]
+        assert conn.execute("SELECT biz_step, event_time FROM ledger_event ORDER BY seq").fetchall() == [
+            ("storing", T0 + timedelta(minutes=1)),
+            ("storing", T0 + timedelta(minutes=2, seconds=1)),
+        ]
         assert ledger.jcs_constraint_intact(conn)
         assert ledger.verify(conn).ok
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1)),
+    st.text("0123456789", min_size=1, max_size=12),
+    st.sampled_from(["Z", "+08:00", "-03:30"]),
+)
+def test_event_time_reads_as_postgresql_reads_it(
+    conn: psycopg.Connection[Any], t: datetime, digits: str, offset: str
+) -> None:
+    """RFC 3339 allows any number of fraction digits: the ledger's event_time (parse_time) is the instant the
+    database reads from the same text (the CHECK compares them), rounding included."""
+    text = f"{t:%Y-%m-%dT%H:%M:%S}.{digits}{offset}"
+    row = conn.execute("SELECT %s::text::timestamptz", (text,)).fetchone()
+    assert row is not None
+    assert row[0] == epcis.parse_time(text)
+
+
+def test_event_time_beyond_microseconds_is_appended(db_url: str) -> None:
+    event = {**_event(1), "eventTime": "2026-03-01T00:00:59.9999996Z"}
+    with psycopg.connect(db_url) as conn:
+        assert ledger.append(conn, event) == 1
+        row = conn.execute("SELECT event_time FROM ledger_event").fetchone()
+        assert row == (datetime(2026, 3, 1, 0, 1, tzinfo=UTC),)
+        assert ledger.verify(conn, deep=True).ok
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"readPoint": "x"}, {"epcList": 5}, {"destinationList": 3}, {"bizLocation": []}],
+)
+def test_malformed_event_is_refused_before_anything(db_url: str, change: dict[str, Any]) -> None:
+    """An event the schema refuses raises InvalidEventError (never a crash of the code reading it), before
+    the ledger lock is taken in the caller's transaction."""
+    with psycopg.connect(db_url) as conn:
+        with pytest.raises(epcis.InvalidEventError):
+            ledger.append(conn, {**_event(1), **change})
+        with pytest.raises(epcis.InvalidEventError):
+            ledger.append_many(conn, [_event(2), {**_event(3), **change}])
+        held = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        ).fetchone()
+        assert held == (0,)
+        assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (0,)
+
+
+def _derived(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """The derived tables without their identity columns, sorted."""
+    queries = {
+        "containment": "SELECT child_id, parent_id, location_id, t0, t1, start_seq, end_seq FROM containment",
+        "custody_leg": "SELECT epc, custodian, location_id, asset_id, t_start, t_end, start_seq, end_seq"
+        " FROM custody_leg",
+        "event_subject": "SELECT subject_id, seq, role FROM event_subject",
+        "ledger": "SELECT seq, event_id, declares_error, biz_step FROM ledger_event",
+    }
+    return {k: sorted(conn.execute(q).fetchall(), key=repr) for k, q in queries.items()}  # type: ignore[arg-type]
+
+
+def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
+    """One batch with an event twice, an event without eventID twice (the same by its hash), an aggregation
+    and an errorDeclaration gets the seqs and derived rows that appending its events one by one gets."""
+    a = epcis.with_event_id(_event(1))
+    b = _event(2)  # no eventID: its hash becomes one
+    pallet = "urn:epc:id:sscc:6901234.9999999999"
+    aggregation = epcis.aggregation_event(
+        event_time=T0 + timedelta(minutes=3), action="ADD", parent_id=pallet, child_epcs=a["epcList"]
+    )
+    declaration = {
+        **a,
+        "errorDeclaration": {"declarationTime": "2026-03-02T00:00:00.000Z", "reason": "incorrect_data"},
+    }
+    events = [a, a, b, dict(b), aggregation, declaration, _event(4)]
+    with psycopg.connect(db_url) as conn:
+        ledger.append(conn, _event(9))  # an entry before the batch, kept by both runs
+        conn.commit()
+        one_by_one = [ledger.append(conn, e) for e in events]
+        expected = _derived(conn)
+        assert expected["containment"]
+        assert expected["custody_leg"]
+        conn.rollback()
+        assert ledger.append_many(conn, events) == one_by_one == [2, 2, 3, 3, 4, 5, 6]
+        assert _derived(conn) == expected
+        assert ledger.append_many(conn, events) == one_by_one  # all known now: nothing appended
+        assert _derived(conn) == expected
+        conn.rollback()

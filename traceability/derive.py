@@ -1,4 +1,4 @@
-"""Stage 3, ledger: derive containment intervals and custody legs from one appended EPCIS event.
+"""Stage 3, ledger: derive containment intervals and custody legs from appended EPCIS events.
 
 Rules (applied in ledger order, inside the append's transaction, so both tables are a function of the
 ledger and the registry):
@@ -178,7 +178,7 @@ class Derivation:
         self.assets_at: dict[str, list[str]] = {}
         self._parents: set[str] = set()
         self._asked: dict[str, psycopg.Cursor[Any]] = {}
-        self._ask([e for e in events if not e.get("errorDeclaration")])
+        self._ask([e for e in events if "errorDeclaration" not in e])
 
     @classmethod
     def of(cls, conn: Conn, items: Sequence[tuple[int, Mapping[str, Any]]]) -> Derivation:
@@ -239,7 +239,7 @@ class Derivation:
         """Take the answers (the connection must be out of its pipeline) and the appended events, then read
         the assets that enclose them: those whose tag is a parent, those at a location in play."""
         self.events = [
-            (seq, parse_time(e["eventTime"]), e) for seq, e in items if not e.get("errorDeclaration")
+            (seq, parse_time(e["eventTime"]), e) for seq, e in items if "errorDeclaration" not in e
         ]
         asked = self._asked
         if "containment" in asked:

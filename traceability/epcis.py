@@ -8,8 +8,9 @@ Events carry ``eventTime`` in UTC with milliseconds and ``Z``, and ``eventTimeZo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -37,12 +38,24 @@ def iso_ms(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
+_FRACTION = re.compile(r"\.(\d{7,})")
+
+
 def parse_time(text: str) -> datetime:
-    """An ISO 8601 timestamp (Z or offset) as an aware UTC datetime."""
+    """An ISO 8601 timestamp (Z or offset) as an aware UTC datetime (naive times are taken as UTC).
+
+    Fractions beyond microseconds (RFC 3339 allows any number of digits) are rounded as PostgreSQL rounds
+    them (the double nearest the fraction, times 10^6, to the nearest integer, ties to even), so the
+    ledger's event_time and the ``eventTime`` the database reads from the event are the same instant."""
+    carry = 0
+    fraction = _FRACTION.search(text)
+    if fraction is not None:
+        carry, micro = divmod(round(float("0." + fraction.group(1)) * 1_000_000), 1_000_000)
+        text = f"{text[: fraction.start()]}.{micro:06d}{text[fraction.end() :]}"
     t = datetime.fromisoformat(text)
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC)
+    return t.astimezone(UTC) + timedelta(seconds=carry)
 
 
 # The two URI forms of a CBV business step: EPCIS 2.0's Web URI and EPCIS 1.x's URN. The bare name after

@@ -24,6 +24,7 @@ has no holes and the chain no forks. An event whose eventID is already in the le
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,8 +51,9 @@ _CHUNK_ROWS = 100 if psycopg.pq.version() >= 170000 else 1
 JCS_CONSTRAINT = "ledger_event_event_is_jcs"
 JCS_CONSTRAINT_DEF = (
     "CHECK (((event_jcs IS NULL) OR ((event = (convert_from(event_jcs, 'UTF8'::name))::jsonb)"
-    " AND (event_id = (event ->> 'eventID'::text)) AND (event_type = (event ->> 'type'::text))"
-    " AND (event_time = ((event ->> 'eventTime'::text))::timestamp with time zone)"
+    " AND (NOT (event_id IS DISTINCT FROM (event ->> 'eventID'::text)))"
+    " AND (NOT (event_type IS DISTINCT FROM (event ->> 'type'::text)))"
+    " AND (NOT (event_time IS DISTINCT FROM ((event ->> 'eventTime'::text))::timestamp with time zone))"
     " AND (NOT (biz_step IS DISTINCT FROM\nCASE\n"
     "    WHEN ((event ->> 'bizStep'::text) ~~ 'https://ref.gs1.org/cbv/BizStep-%'::text)"
     " THEN substr((event ->> 'bizStep'::text), 33)\n"
@@ -106,16 +108,28 @@ def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: b
         return _append(conn, events, validated=validated)
 
 
+def _validate_all(events: Sequence[Mapping[str, Any]]) -> None:
+    """Each event as it will be stored (with its ``@context``) is valid, else ``InvalidEventError``."""
+    for event in events:
+        stored = dict(event)
+        stored.setdefault("@context", CONTEXT)
+        validate(stored)
+
+
 def _append(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool) -> list[int]:
+    if not validated:
+        _validate_all(events)  # before anything reads them or the lock is taken
     # The reads go out first, in one pipeline (the lock, the eventIDs the events carry, the head, the state
-    # derivation needs): the server answers them while this process checks and hashes the events.
+    # derivation needs): the server answers them while this process hashes the events. The lock is held
+    # from there: a second appender waits during this one's hashing too (appends were serialised from the
+    # head read to the commit already; this only adds the hashing).
     given = [str(e["eventID"]) for e in events if e.get("eventID")]
-    with conn.pipeline():
+    with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
         known_given = conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(given))
         head_asked = conn.execute(queries.LEDGER_HEAD)
         derivation = derive.Derivation(conn, events)
-        prepared = [prepare(e, validated=validated) for e in events]
+        prepared = [prepare(e, validated=True) for e in events]
     ids = [(str(p.stored["eventID"]), "errorDeclaration" in p.stored) for p in prepared]
     known = {(str(r[0]), bool(r[1])): int(r[2]) for r in known_given}
     given_set = set(given)
@@ -209,10 +223,11 @@ def append(conn: Conn, event: Mapping[str, Any]) -> int:
         with conn.transaction():
             return _append(conn, [event], validated=False)[0]
     # The caller's transaction (opened by this statement if none is yet); a savepoint keeps a failed
-    # append from leaving half its rows behind in it.
+    # append from leaving half its rows behind in it. An invalid event is refused before the lock.
+    _validate_all([event])
     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
     with conn.transaction():
-        return _append(conn, [event], validated=False)[0]
+        return _append(conn, [event], validated=True)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +301,7 @@ def verify(conn: Conn, *, deep: bool = False, pinned_public_key: str | None = No
 
 
 def jcs_constraint_intact(conn: Conn) -> bool:
-    """The CHECK binding jsonb, eventID and type to ``event_jcs`` exists, is validated and unchanged."""
+    """The CHECK binding the served columns to ``event_jcs`` exists, is validated and unchanged."""
     row = conn.execute(queries.JCS_CONSTRAINT, (JCS_CONSTRAINT,)).fetchone()
     return row is not None and bool(row[0]) and row[1] == JCS_CONSTRAINT_DEF
 

@@ -1,4 +1,4 @@
-"""Stage 3, ledger: every SQL statement of the ledger, its derived tables, the worker and the trace query."""
+"""Stage 3, ledger: the SQL of the ledger, its derived tables, the worker and the trace; list binding."""
 
 from __future__ import annotations
 
@@ -143,12 +143,12 @@ BATCH_READ_POINTS = """
 SELECT read_point_id, biz_step, device_id, custodian, biz_location FROM read_point
 WHERE read_point_id = ANY(string_to_array(%s, %s))
 """
-# The locations named, and those of the read points named (a read point row gives its business location).
+# The locations named, and those of the read points named (a read point's business location is a location:
+# a foreign key). A union, so that each side uses its primary key.
 BATCH_LOCATIONS = """
-SELECT location_id FROM location
-WHERE location_id = ANY(string_to_array(%(places)s, %(d)s))
-   OR location_id IN (SELECT biz_location FROM read_point
-                      WHERE read_point_id = ANY(string_to_array(%(read_points)s, %(d)s)))
+SELECT location_id FROM location WHERE location_id = ANY(string_to_array(%(places)s, %(d)s))
+UNION
+SELECT biz_location FROM read_point WHERE read_point_id = ANY(string_to_array(%(read_points)s, %(d)s))
 """
 BATCH_PARTIES = "SELECT party_id FROM party WHERE party_id = ANY(string_to_array(%s, %s))"
 BATCH_ASSETS = """

@@ -11,9 +11,9 @@ ledger at rest), then measures in one run:
   event hash, canonical bytes, chain, derivation) for new lots, after one untimed 10-event warm-up
   document (schema compiled, validator memos filled, as in a running service);
 * verify_eps: ``ledger.verify`` over the whole chain (full integrity: every event's canonical bytes
-  digested, every link, no holes, served jsonb bound to the bytes, signed checkpoint), and
+  digested, every link, no holes, served columns bound to the bytes, signed checkpoint), and
   verify_deep_eps: ``ledger.verify(deep=True)``, which also re-derives every GS1 event hash and compares
-  every row's jsonb with its bytes (the slow path, the peer figure).
+  every row's served columns with its bytes (the slow path, the peer figure).
 """
 
 from __future__ import annotations
