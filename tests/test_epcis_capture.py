@@ -331,3 +331,21 @@ def test_biz_step_uri_forms_are_the_bare_step(client: TestClient, db_url: str) -
         legs = conn.execute("SELECT epc FROM custody_leg ORDER BY epc").fetchall()
     assert steps == [("receiving",)] * 2
     assert legs == [(e["epcList"][0],) for e in events]
+
+
+def test_constraint_refusal_is_a_refused_job(db_url: str) -> None:
+    """When the database's constraints refuse what capture writes, the document is refused and the job
+    recorded with the reason (no crash); nothing of it is appended."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE ledger_event ADD CONSTRAINT no_transformations"
+            " CHECK (event_type <> 'TransformationEvent')"
+        )
+        job = capture.capture(conn, _doc(copy.deepcopy(FIVE)))
+        assert not job.success
+        assert "rejected by the database" in job.errors[0]["message"]
+        assert "no_transformations" in job.errors[0]["message"]
+        stored = capture.get_job(conn, job.capture_id)
+        assert stored is not None
+        assert stored.errors == job.errors
+    assert _count(db_url) == 0

@@ -159,7 +159,9 @@ def capture(conn: Conn, doc: Any, *, captured_by: str | None = None) -> CaptureJ
             return job
         except (epcis.InvalidEventError, ValueError, KeyError, TypeError) as exc:
             errors = [CaptureError("/epcisBody/eventList", str(exc))]
-        except psycopg.errors.DataError as exc:
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            # A value or a constraint the database refuses (a bug of ours or a constraint added since):
+            # the document is refused and the refusal recorded, never a crash of the request.
             errors = [CaptureError("/epcisBody/eventList", f"rejected by the database: {exc}")]
     job = CaptureJob(capture_id=job.capture_id, running=False, success=False)
     job.errors = [e.as_dict() for e in errors]
