@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from coldchain.bench.app import steal_meter
+from coldchain.bench.app import host_probe, steal_meter
 from coldchain.cli import app as cli_app
 from tests.test_epcis_capture import as_url
 
@@ -31,8 +31,12 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         "lots",
         "params",
         "cpu_steal_pct",
+        "host_probe_ms",
     ):
         assert key in out
+    for when in ("start", "end"):
+        assert out["host_probe_ms"][when]["cpu_ms"] > 0
+        assert out["host_probe_ms"][when]["memory_ms"] > 0
     assert out["verify_ok"] is True
     assert out["ledger_events"] == out["bulk_events"] + out["warm_up_events"] + out["captured_events"]
     assert out["legs_per_trace"] == 3.0
@@ -54,3 +58,26 @@ def test_steal_meter_reads_proc_stat(tmp_path: Path) -> None:
     stat.unlink()
     assert share() is None
     assert steal_meter(tmp_path / "missing")() is None
+
+
+def test_host_probe_times_the_same_work_twice() -> None:
+    """Both probes time the fixed workloads (positive milliseconds); a busier host makes the second slower."""
+    import threading
+
+    probe = host_probe()
+    stop = threading.Event()
+
+    def busy() -> None:  # holds the GIL against the probe's thread half of the time
+        while not stop.is_set():
+            sum(range(1000))
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        times = probe()
+    finally:
+        stop.set()
+        worker.join()
+    for kind in ("cpu_ms", "memory_ms"):
+        assert times["start"][kind] > 0
+    assert times["end"]["cpu_ms"] > times["start"]["cpu_ms"]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,3 +42,59 @@ def steal_meter(stat: Path = Path("/proc/stat")) -> Callable[[], float | None]:
         return round(100 * (end[0] - start[0]) / (end[1] - start[1]), 1)
 
     return share
+
+
+def _cpu_once() -> float:
+    """Milliseconds for a fixed piece of compute (SHA-256 of 1 KB, a small dict to sorted JSON, interpreter
+    loops), 20 000 times over, in this thread."""
+    block = bytes(range(256)) * 4
+    started = time.perf_counter()
+    acc = 0
+    for i in range(20_000):
+        acc ^= hashlib.sha256(block + i.to_bytes(4, "little")).digest()[0]
+        acc += len(json.dumps({"k": i, "v": [i, i + 1], "s": "x" * (i % 7)}, sort_keys=True))
+    elapsed = (time.perf_counter() - started) * 1000
+    return elapsed if acc >= 0 else -elapsed  # acc keeps the work from being optimised away
+
+
+class _Memory:
+    """A fixed piece of memory-bound work: four copies of 32 MB, and 200 000 lookups at random in a dict of
+    a million entries (mostly cache misses)."""
+
+    def __init__(self) -> None:
+        rng = random.Random(7)
+        self.buffer = bytearray(rng.randbytes(32 << 20))
+        self.table = {i: i for i in range(1_000_000)}
+        self.keys = [rng.randrange(1_000_000) for _ in range(200_000)]
+
+    def once(self) -> float:
+        started = time.perf_counter()
+        for _ in range(4):
+            bytes(self.buffer)
+        table = self.table
+        acc = 0
+        for k in self.keys:
+            acc += table[k]
+        elapsed = (time.perf_counter() - started) * 1000
+        return elapsed if acc >= 0 else -elapsed
+
+
+def host_probe() -> Callable[[], dict[str, dict[str, float]]]:
+    """Time fixed compute and memory workloads now; the returned function times them again and gives both
+    (best of three each, ms). Every benchmark reports them: on a shared host the same work can take twice
+    as long from one hour to the next (seen here with memory: copies and cache misses slowed down while
+    ``cpu_steal_pct`` stayed at 0), so figures of different runs can be read against these."""
+    memory = _Memory()
+
+    def sample() -> dict[str, float]:
+        return {
+            "cpu_ms": round(min(_cpu_once() for _ in range(3)), 1),
+            "memory_ms": round(min(memory.once() for _ in range(3)), 1),
+        }
+
+    start = sample()
+
+    def again() -> dict[str, dict[str, float]]:
+        return {"start": start, "end": sample()}
+
+    return again

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from coldchain.bench.app import bench_app, steal_meter
+from coldchain.bench.app import bench_app, host_probe, steal_meter
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 STEP_MS = 1000
@@ -233,6 +233,7 @@ def ingest(
     if quick:
         readings, devices = 10_000, 20
     steal = steal_meter()
+    probe = host_probe()
     single = max(devices, readings // 20)
     naive = max(devices, min(3000, readings // 100)) if not quick else 400
     ceilings: list[float] = []
@@ -281,6 +282,7 @@ def ingest(
         "lost": int(batched["lost"] + one["lost"] + nv["lost"]),
         "duplicates": int(batched["duplicates"] + one["duplicates"] + nv["duplicates"]),
         "cpu_steal_pct": steal(),
+        "host_probe_ms": probe(),
         "params": {
             "readings": readings,
             "single_readings": single,

@@ -34,7 +34,7 @@ import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import typer
 from numpy.typing import NDArray
 
-from coldchain.bench.app import bench_app, steal_meter
+from coldchain.bench.app import bench_app, host_probe, steal_meter
 from coldchain.clicommon import emit_json
 from coldchain.logs import configure_logging
 from rules import kernels
@@ -598,9 +598,11 @@ def bench_rules(
     if latency:
         configure_logging("warning")  # the worker's logs to stderr: stdout carries only the JSON line
     steal = steal_meter()
+    probe = host_probe()
     result = run_bench(series, per_series, sample, class_code)
     result.update(measure_alarm_latency() if latency else {"alarm_latency_p95_ms": None})
     result["cpu_steal_pct"] = steal()
+    result["host_probe_ms"] = probe()
     if not json_out:
         typer.echo(
             f"numba {result['numba_rps']:,} r/s, pandas {result['pandas_rps']:,} r/s, "

@@ -31,7 +31,7 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
-from coldchain.bench.app import bench_app, steal_meter
+from coldchain.bench.app import bench_app, host_probe, steal_meter
 from coldchain.clicommon import cli_settings, emit_json
 
 HOURS_PER_LOT_TRIP = 20
@@ -305,6 +305,7 @@ def bench_trace(
     if quick:
         lots, containers, readings_per_container, traces, capture_events = 200, 20, 300, 30, 200
     steal = steal_meter()
+    probe = host_probe()
     settings = cli_settings()
     rng = random.Random(5)
     name = f"bench_trace_{uuid.uuid4().hex[:8]}"
@@ -406,6 +407,7 @@ def bench_trace(
         "build_s": round(build_s, 1),
         "build_checkpointed": checkpointed,
         "cpu_steal_pct": steal(),
+        "host_probe_ms": probe(),
         "params": {
             "quick": quick,
             "lots": lots,
