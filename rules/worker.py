@@ -895,18 +895,14 @@ class RulesWorker:
         for rule, i, j, allowed, still, peak, detail, reason in found:
             rule_id = seg.ref.rule_id(rule)
             start, end = from_epoch_us(int(t_us[i])), from_epoch_us(int(t_us[j]))
-            conn.execute(
-                queries.UPSERT_PROFILE_BREAK,
-                {
-                    "series_id": s.series_id,
-                    "asset_id": seg.asset_id,
-                    "rule_id": rule_id,
-                    "pack_version": seg.ref.pack_version,
-                    "start_time": start,
-                    "end_time": end,
-                    "allowed_s": allowed,
-                    "detail": Jsonb({**detail, "open": still, "mode": seg.mode, "pack_id": seg.ref.pack_id}),
-                },
+            _upsert_profile_break(
+                conn,
+                seg,
+                s.series_id,
+                rule_id,
+                (start, end),
+                allowed,
+                {**detail, "open": still, "mode": seg.mode, "pack_id": seg.ref.pack_id},
             )
             stats.breaks += 1
             payload = base.payload(
@@ -981,18 +977,14 @@ class RulesWorker:
                     {"chain_break_id": break_id, "end_time": end, "detail": Jsonb(detail)},
                 )
             return
-        conn.execute(
-            queries.UPSERT_PROFILE_BREAK,
-            {
-                "series_id": s.series_id,
-                "asset_id": seg.asset_id,
-                "rule_id": rule_id,
-                "pack_version": seg.ref.pack_version,
-                "start_time": latest,
-                "end_time": latest,
-                "allowed_s": 0.0,
-                "detail": Jsonb({**figures, "max_mkt_c": round(mkt_c, 6), "previous_end": None}),
-            },
+        _upsert_profile_break(
+            conn,
+            seg,
+            s.series_id,
+            rule_id,
+            (latest, latest),
+            0.0,
+            {**figures, "max_mkt_c": round(mkt_c, 6), "previous_end": None},
         )
         reason = f"MKT {mkt_c:.2f} °C over {mkt.window_s} s exceeds {mkt.limit_c} °C"
         nan = math.nan
@@ -1272,6 +1264,31 @@ def _peak(x: NDArray[np.float64], low: float, high: float) -> float | None:
         return None
     dist = np.maximum(low - xv, xv - high)
     return float(xv[int(np.argmax(dist))])
+
+
+def _upsert_profile_break(
+    conn: Conn,
+    seg: _Segment,
+    series_id: int,
+    rule_id: str,
+    span: tuple[datetime, datetime],
+    allowed_s: float,
+    detail: dict[str, Any],
+) -> None:
+    """Insert the chain_break row of a class-profile rule over ``span``, or extend the one it continues."""
+    conn.execute(
+        queries.UPSERT_PROFILE_BREAK,
+        {
+            "series_id": series_id,
+            "asset_id": seg.asset_id,
+            "rule_id": rule_id,
+            "pack_version": seg.ref.pack_version,
+            "start_time": span[0],
+            "end_time": span[1],
+            "allowed_s": allowed_s,
+            "detail": Jsonb(detail),
+        },
+    )
 
 
 def _stats(v: NDArray[np.float64], i: int, j: int) -> engine.Gap:
