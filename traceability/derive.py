@@ -44,23 +44,6 @@ CUSTODY_STEPS = frozenset(
 )
 
 
-def apply(conn: Conn, seq: int, event: Mapping[str, Any]) -> None:
-    """Update the derived tables for the event just appended as ``seq`` (a batch of one)."""
-    apply_batch(conn, [(seq, event)])
-
-
-def apply_batch(conn: Conn, items: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-    """Update the derived tables for events just appended, in seq order, with a fixed number of round trips.
-
-    The rows the batch can touch (containment of its units, their open custody legs, the registry rows
-    it names) are read once, the rules above run in memory in ledger order, and the result is written
-    with one statement per table. The outcome is the one of applying the events one by one.
-    An errorDeclaration changes no derived row (the trace marks the declared event instead)."""
-    derivation = Derivation.of(conn, items)
-    derivation.run()
-    derivation.write()
-
-
 _SUBJECT_LISTS = (
     ("epcList", "epc"),
     ("childEPCs", "child"),
@@ -156,8 +139,9 @@ class Derivation:
     points, locations and parties): inside a pipeline the server answers while the caller goes on (the
     append hashes its events meanwhile). ``load`` takes the answers and the events that were appended,
     with their seqs (any subset of those asked about), and reads the assets. ``run`` applies the rules in
-    memory (no database use: it may overlap a COPY on the connection), ``write`` writes the rows.
-    errorDeclarations are skipped."""
+    memory (no database use: it may overlap a COPY on the connection) in ledger order, ``write`` writes
+    the rows with one statement per table. The outcome is the one of applying the events one by one. An
+    errorDeclaration changes no derived row (the trace marks the declared event instead)."""
 
     def __init__(self, conn: Conn, events: Iterable[Mapping[str, Any]]) -> None:
         self.conn = conn
@@ -179,13 +163,6 @@ class Derivation:
         self._parents: set[str] = set()
         self._asked: dict[str, psycopg.Cursor[Any]] = {}
         self._ask([e for e in events if "errorDeclaration" not in e])
-
-    @classmethod
-    def of(cls, conn: Conn, items: Sequence[tuple[int, Mapping[str, Any]]]) -> Derivation:
-        """Asked and loaded: the derivation of ``items`` (seq, event), ready to ``run``."""
-        derivation = cls(conn, [e for _, e in items])
-        derivation.load(items)
-        return derivation
 
     # -- reading -----------------------------------------------------------------------------------------
     def _ask(self, events: Sequence[Mapping[str, Any]]) -> None:

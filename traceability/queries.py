@@ -128,7 +128,7 @@ WHERE epc = %(epc)s AND t_end IS NULL AND asset_id IS NULL AND t_start <= %(t)s
 """
 ASSET_BY_EPC = "SELECT asset_id FROM asset WHERE epc = %s"
 
-# --- derived tables, batched (derive.apply_batch): read once, write once per table -------------------------
+# --- derived tables, batched (derive.Derivation): read once, write once per table ---------------------------
 BATCH_CONTAINMENT = """
 SELECT containment_id, child_id, parent_id, location_id, t0, t1, start_seq, end_seq FROM containment
 WHERE child_id = ANY(string_to_array(%(children)s, %(d)s))
