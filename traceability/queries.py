@@ -165,6 +165,17 @@ FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[]) AS u(id, 
 WHERE g.custody_leg_id = u.id
 """
 
+# --- rederive: the derived tables rebuilt from the ledger ------------------------------------------------
+LEDGER_EVENTS_AFTER = "SELECT seq, event FROM ledger_event WHERE seq > %s ORDER BY seq LIMIT %s"
+# {table}, {old} (its copy) and {columns} (its content) are identifiers composed with psycopg.sql.
+REDERIVE_KEEP_OLD = "CREATE TEMP TABLE {old} ON COMMIT DROP AS SELECT {columns} FROM {table}"
+REDERIVE_EMPTY = "DELETE FROM {table}"  # not TRUNCATE: readers keep the old rows until the commit
+REDERIVE_COMPARE = """
+SELECT (SELECT count(*) FROM {old}), (SELECT count(*) FROM {table}),
+       (SELECT count(*) FROM (SELECT {columns} FROM {table} EXCEPT ALL SELECT {columns} FROM {old}) m),
+       (SELECT count(*) FROM (SELECT {columns} FROM {old} EXCEPT ALL SELECT {columns} FROM {table}) x)
+"""
+
 # --- worker: rfid ---------------------------------------------------------------------------------
 TAKE_RFID_BATCHES = """
 SELECT batch_id, device_ids, t_min, t_max FROM ingest_batch
