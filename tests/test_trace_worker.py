@@ -357,6 +357,84 @@ def test_reprocessing_is_idempotent(db_url: str) -> None:
         assert conn.execute("SELECT count(*) FROM containment").fetchone() == (4,)
 
 
+NN_DOCK1_READ_POINT = (
+    "INSERT INTO read_point (device_id, read_point_id, biz_location, biz_step, disposition, custodian)"
+    " VALUES ('rfid-nn-dock1', %s, %s, 'receiving', 'in_progress', %s)"
+)
+
+
+def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
+    """The market's dock reader goes live before its read point is configured: its reads are kept (their
+    time range, widened by later batches) and no event is made; once the read point exists, the next pass
+    makes the events they mean, and the pallet's custody ends with the receiver as if it had been there."""
+    build_scenario(db_url)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DELETE FROM read_point WHERE device_id = 'rfid-nn-dock1'")
+        conn.commit()
+    worker = LedgerWorker(db_url)
+    assert worker.run_once() == 6
+    with psycopg.connect(db_url) as conn:
+        rfid(conn, "rfid-nn-dock1", [(h(8), SSCC)])  # a later batch of the same reader
+        conn.commit()
+    assert worker.run_once() == 1
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT device_id, t_min, t_max FROM rfid_unmapped").fetchall() == [
+            ("rfid-nn-dock1", h(6), h(8))
+        ]
+        steps = [r[0] for r in conn.execute("SELECT biz_step FROM ledger_event ORDER BY seq")]
+        assert "receiving" not in steps
+        assert "unloading" not in steps
+        conn.execute(NN_DOCK1_READ_POINT, (NN_DOCK1, NN_MARKET, RECEIVER))
+        conn.commit()
+    assert worker.run_once() == 1  # the kept range, back in the outbox and consumed
+    assert worker.run_once() == 0
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM rfid_unmapped").fetchone() == (0,)
+        received = conn.execute(
+            "SELECT event_time, event->'readPoint'->>'id' FROM ledger_event WHERE biz_step = 'receiving'"
+            " ORDER BY seq"
+        ).fetchall()
+        assert received == [(h(6), NN_DOCK1), (h(8), NN_DOCK1)]
+        legs = conn.execute(
+            "SELECT custodian, location_id, t_start, t_end FROM custody_leg WHERE epc = %s ORDER BY t_start",
+            (SSCC,),
+        ).fetchall()
+        assert legs == [
+            (COLD_STORE, QZ_STORE, h(0), h(2)),
+            (CARRIER, QZ_STORE, h(2), h(6)),
+            (RECEIVER, NN_MARKET, h(6), None),
+        ]
+        containment = conn.execute(
+            "SELECT child_id, parent_id, location_id, t0, t1 FROM containment ORDER BY t0, child_id"
+        ).fetchall()
+        assert containment == [
+            (LOT, SSCC, None, h(-1), None),
+            (SSCC, None, QZ_STORE, h(0), h(2)),
+            (SSCC, TRUCK_EPC, None, h(2), h(6)),
+            (SSCC, None, NN_MARKET, h(6), None),
+        ]
+        assert ledger.verify(conn).ok
+
+
+def test_migration_keeps_reads_left_unmapped_before_it(db_url: str) -> None:
+    """Reads of a reader without a read point stored before migration 0007 are kept by it too."""
+    from coldchain.migrate import migrate
+
+    with psycopg.connect(db_url) as conn:
+        seed_world(conn)
+        conn.execute("DELETE FROM read_point WHERE device_id = 'rfid-nn-dock1'")
+        rfid(conn, "rfid-nn-dock1", [(h(6), SSCC), (h(7), SSCC)])
+        rfid(conn, "rfid-qz-dock3", [(h(2), SSCC)])
+        conn.execute("DROP TABLE rfid_unmapped")
+        conn.execute("DELETE FROM schema_migration WHERE key LIKE %s", ("%0007_rfid_unmapped%",))
+        conn.commit()
+    assert [k for k in migrate(db_url) if "0007" in k]
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT device_id, t_min, t_max FROM rfid_unmapped").fetchall() == [
+            ("rfid-nn-dock1", h(6), h(7))
+        ]
+
+
 def seed_verdicts_again(conn: psycopg.Connection[Any]) -> None:
     """The same verdicts delivered again (a rules worker that re-sent its outbox rows)."""
     row = conn.execute(

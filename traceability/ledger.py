@@ -108,7 +108,7 @@ def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: b
         return _append(conn, events, validated=validated)
 
 
-def _validate_all(events: Sequence[Mapping[str, Any]]) -> None:
+def validate_all(events: Sequence[Mapping[str, Any]]) -> None:
     """Each event as it will be stored (with its ``@context``) is valid, else ``InvalidEventError``."""
     for event in events:
         stored = dict(event)
@@ -118,7 +118,7 @@ def _validate_all(events: Sequence[Mapping[str, Any]]) -> None:
 
 def _append(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: bool) -> list[int]:
     if not validated:
-        _validate_all(events)  # before anything reads them or the lock is taken
+        validate_all(events)  # before anything reads them or the lock is taken
     # The reads go out first, in one pipeline (the lock, the eventIDs the events carry, the head, the state
     # derivation needs): the server answers them while this process hashes the events. The lock is held
     # from there: a second appender waits during this one's hashing too (appends were serialised from the
@@ -224,7 +224,7 @@ def append(conn: Conn, event: Mapping[str, Any]) -> int:
             return _append(conn, [event], validated=False)[0]
     # The caller's transaction (opened by this statement if none is yet); a savepoint keeps a failed
     # append from leaving half its rows behind in it. An invalid event is refused before the lock.
-    _validate_all([event])
+    validate_all([event])
     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
     with conn.transaction():
         return _append(conn, [event], validated=True)[0]

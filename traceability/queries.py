@@ -182,6 +182,23 @@ SELECT batch_id, device_ids, t_min, t_max FROM ingest_batch
 WHERE kind = 'rfid' ORDER BY batch_id LIMIT %s FOR UPDATE SKIP LOCKED
 """
 DELETE_BATCHES = "DELETE FROM ingest_batch WHERE batch_id = ANY(%s)"
+# Readers without a read point: the time range of their reads is kept (one row per reader, widened)...
+NOTE_UNMAPPED = """
+INSERT INTO rfid_unmapped AS u (device_id, t_min, t_max)
+SELECT d, %(t_min)s, %(t_max)s FROM unnest(%(devices)s::text[]) AS d
+ON CONFLICT (device_id) DO UPDATE
+SET t_min = least(u.t_min, excluded.t_min), t_max = greatest(u.t_max, excluded.t_max), noted_at = now()
+"""
+# ...and goes back to the rfid outbox once the reader has one (concurrent workers: the DELETE's row locks let
+# one of them move a row).
+REQUEUE_UNMAPPED = """
+WITH mapped AS (
+    DELETE FROM rfid_unmapped u USING read_point p WHERE p.device_id = u.device_id
+    RETURNING u.device_id, u.t_min, u.t_max
+)
+INSERT INTO ingest_batch (kind, device_ids, t_min, t_max)
+SELECT 'rfid', ARRAY[device_id], t_min, t_max FROM mapped
+"""
 RFID_READS = """
 SELECT r.device_id, r.time, r.epc, (a.asset_id IS NOT NULL) AS is_asset, a.asset_id
 FROM rfid_read r LEFT JOIN asset a ON a.epc = r.epc

@@ -11,6 +11,9 @@ transaction that appends their events, so any number of workers can run and noth
   ("unloading") for inbound ones. The aggregation is appended first so that the custody leg opened by
   the ObjectEvent already sees what encloses the goods. Groups are deterministic (first read time,
   sorted EPCs), so reprocessing or overlapping batches yield the same events and append ignores them.
+  The reads of a reader with no read point are kept in ``rfid_unmapped`` (its time range), and go back
+  to the outbox on the first pass after a read point is configured for it: the goods a door saw before
+  it was registered get their events then.
 * ``verdict_outbox`` rows: an ObjectEvent with bizStep ``sensor_reporting`` and a temperature
   sensorElement (min/max/mean, ALARM_CONDITION; ERROR_CONDITION for a gap in the evidence) over the
   goods inside the asset during the interval, with the rule pack as ``cc:`` extension fields.
@@ -69,6 +72,10 @@ class LedgerWorker:
     def run_once(self) -> int:
         """One pass over both outboxes; returns the number of outbox rows consumed."""
         with psycopg.connect(self._conninfo) as conn:
+            with conn.transaction():
+                requeued = conn.execute(queries.REQUEUE_UNMAPPED).rowcount
+            if requeued > 0:
+                log.info("rfid reads of %d reader(s) queued again: read point configured", requeued)
             done = self._rfid(conn)
             done += self._verdicts(conn)
         return done
@@ -99,20 +106,27 @@ class LedgerWorker:
         points = {
             row[0]: ReadPoint(*row) for row in conn.execute(queries.READ_POINTS, (device_ids,)).fetchall()
         }
-        for missing in sorted(set(device_ids) - points.keys()):
-            log.warning("rfid reads of %s left unmapped: no read_point configured", missing)
+        missing = sorted(set(device_ids) - points.keys())
+        if missing:
+            log.warning("rfid reads of %s kept unmapped: no read_point configured", ", ".join(missing))
+            conn.execute(queries.NOTE_UNMAPPED, {"devices": missing, "t_min": t_min, "t_max": t_max})
         if not points:
             return
         rows = conn.execute(
             queries.RFID_READS,
             {"devices": sorted(points), "t_min": t_min - READ_GAP, "t_max": t_max + READ_GAP},
         ).fetchall()
+        events: list[epcis.Event] = []
         for group in group_reads(rows):
-            for event in events_for_group(group, points[group.device_id]):
-                try:
-                    ledger.append(conn, event)
-                except epcis.InvalidEventError as exc:
-                    log.error("rfid read group of %s dropped: not valid EPCIS: %s", group.device_id, exc)
+            group_events = events_for_group(group, points[group.device_id])
+            try:
+                ledger.validate_all(group_events)
+            except epcis.InvalidEventError as exc:
+                log.error("rfid read group of %s dropped: not valid EPCIS: %s", group.device_id, exc)
+                continue
+            events.extend(group_events)
+        if events:  # one append for the batch's groups, in their order (as appending them one by one)
+            ledger.append_many(conn, events, validated=True)
 
     # -- verdicts ------------------------------------------------------------------------------------
 
@@ -123,6 +137,7 @@ class LedgerWorker:
                 rows = conn.execute(queries.TAKE_VERDICTS, (BATCH_ROWS,)).fetchall()
                 if not rows:
                     return total
+                events: list[epcis.Event] = []
                 for outbox_id, kind, payload in rows:
                     decoded = decode_verdict(kind, payload)
                     if isinstance(decoded, LotVerdictPayload):
@@ -132,11 +147,17 @@ class LedgerWorker:
                     if event is None:
                         continue
                     try:
-                        ledger.append(conn, event)
+                        ledger.validate_all([event])
                     except epcis.InvalidEventError as exc:
                         log.error(
                             "verdict_outbox %s dropped: its event is not valid EPCIS: %s", outbox_id, exc
                         )
+                        continue
+                    events.append(event)
+                # One append for the rows' events: a sensor_reporting event moves nothing and starts no
+                # custody leg, so building each from the derived rows before appending any is the same.
+                if events:
+                    ledger.append_many(conn, events, validated=True)
                 conn.execute(queries.DELETE_VERDICTS, ([r[0] for r in rows],))
             total += len(rows)
 
