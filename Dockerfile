@@ -28,8 +28,11 @@ COPY firmware_sim ./firmware_sim
 COPY dashboards ./dashboards
 RUN uv sync --frozen --no-dev --no-editable
 
-# Run as an unprivileged user; COLDCHAIN_HOME is only used by the embedded (no DB/broker URL) mode.
-RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/coldchain --create-home coldchain
+# Run as an unprivileged user. COLDCHAIN_HOME holds the embedded mode's data, the gateway's spool and the
+# ledger's Ed25519 signing key (keys/, a volume in compose: it must outlive the container). The keys folder
+# exists in the image, owned by that user, so a new named volume mounted there is created writable by it.
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/coldchain --create-home coldchain \
+    && install -d -m 0700 -o coldchain -g coldchain /var/lib/coldchain/keys
 USER coldchain
 ENV COLDCHAIN_HOME=/var/lib/coldchain
 

@@ -248,3 +248,18 @@ def test_dockerfile_and_dockerignore() -> None:
         assert f"COPY {package} " in dockerfile, package
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert {".git", ".venv", "tests"} <= set(ignored)
+
+
+def test_ledger_signing_key_outlives_the_container() -> None:
+    """The ledger stage signs with $COLDCHAIN_HOME/keys/ledger-ed25519.pem: that folder is a named volume,
+    and the image creates it owned by the app user (a new volume copies the mount point's owner)."""
+    from traceability.checkpoint import KEY_FILE
+
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    home = re.search(r"^ENV COLDCHAIN_HOME=(\S+)$", dockerfile, re.M)
+    assert home is not None
+    keys = f"{home.group(1)}/{KEY_FILE.parent.as_posix()}"
+    assert re.search(rf"install -d -m 0700 -o coldchain -g coldchain {re.escape(keys)}$", dockerfile, re.M)
+    (source,) = [s for s, t in _mounts(services()["ledger"]) if t == keys]
+    assert not source.startswith((".", "/"))  # a named volume, not a bind mount
+    assert source in compose_model()["volumes"]
