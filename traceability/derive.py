@@ -141,7 +141,14 @@ class Derivation:
     with their seqs (any subset of those asked about), and reads the assets. ``run`` applies the rules in
     memory (no database use: it may overlap a COPY on the connection) in ledger order, ``write`` writes
     the rows with one statement per table. The outcome is the one of applying the events one by one. An
-    errorDeclaration changes no derived row (the trace marks the declared event instead)."""
+    errorDeclaration changes no derived row (the trace marks the declared event instead).
+
+    A late event, appended after one that happened later for the same unit (a partner's capture arriving
+    late, RFID reads made into events once their reader got a read point), does not rewrite what is known
+    since: an entry older than an interval of the same kind (places; or parents and places) that begins or
+    ends after it, and a handoff older than the open custody leg, change no containment or custody
+    (closing an interval before its own start would corrupt it), and a removal closes only intervals that
+    began by then. The event itself is in the ledger, in the trace's events and under its subjects."""
 
     def __init__(self, conn: Conn, events: Iterable[Mapping[str, Any]]) -> None:
         self.conn = conn
@@ -301,11 +308,11 @@ class Derivation:
         elif event.get("action") == "DELETE":
             if not children and not classes:
                 for row in self.by_parent.get(parent, ()):
-                    if row.t1 is None:
+                    if row.t1 is None and row.t0 <= t:
                         row.close(t, seq)
             for child in children + classes:
                 for row in self.by_child.get(child, ()):
-                    if row.parent == parent and row.t1 is None:
+                    if row.parent == parent and row.t1 is None and row.t0 <= t:
                         row.close(t, seq)
 
     def _object(self, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
@@ -353,13 +360,20 @@ class Derivation:
         if exclusive and parent is None:
             # Seen at a place: it leaves the previous place, not the container it may still be inside
             # (a pallet arriving at the port in its reefer container stays in the container).
-            for row in rows:
-                if row.t1 is None and row.location is not None and row.location != location:
-                    row.close(t, seq)
+            history = [r for r in rows if r.location is not None]
+            leaving = [r for r in history if r.t1 is None and r.location != location]
         elif exclusive:
-            for row in rows:
-                if row.t1 is None and not (row.parent == parent and row.location == location):
-                    row.close(t, seq)
+            history = rows
+            leaving = [
+                r for r in rows if r.t1 is None and not (r.parent == parent and r.location == location)
+            ]
+        else:
+            history = [r for r in rows if r.parent == parent and r.location == location]
+            leaving = []
+        if any(r.t0 > t or (r.t1 is not None and r.t1 > t) for r in history):
+            return  # late: where it was after t is known already (see the class docstring)
+        for row in leaving:
+            row.close(t, seq)
         if not any(r.t1 is None and r.parent == parent and r.location == location for r in rows):
             self._add_row(_Contained(None, child, parent, location, t, None, seq, None))
 
@@ -382,6 +396,8 @@ class Derivation:
         open_legs = [leg for leg in self.legs_of.get(epc, ()) if leg.t_end is None]
         if open_legs:
             leg = max(reversed(open_legs), key=lambda g: g.t_start)
+            if leg.t_start > t:
+                return  # late: a later handoff is already known (see the class docstring)
             if (leg.custodian, leg.location, leg.asset) == (custodian, location, asset):
                 return
             leg.t_end, leg.end_seq, leg.dirty = t, seq, True
