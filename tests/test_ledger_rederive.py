@@ -115,6 +115,10 @@ def test_rederive_check_names_damage_and_rebuild_repairs_it(chain_db: str) -> No
         assert _content(conn) == before
         assert _without_leg_ids(trace(conn, LOT)) == traced
         assert rederive(conn, apply=False).consistent
+        conn.autocommit = False
+        conn.execute("SELECT 1")
+        with pytest.raises(RuntimeError, match="own transaction"):
+            rederive(conn, apply=False)
 
 
 def test_rederive_cli(chain_db: str, monkeypatch: pytest.MonkeyPatch) -> None:

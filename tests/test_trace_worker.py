@@ -366,7 +366,8 @@ NN_DOCK1_READ_POINT = (
 def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
     """The market's dock reader goes live before its read point is configured: its reads are kept (their
     time range, widened by later batches) and no event is made; once the read point exists, the next pass
-    makes the events they mean, and the pallet's custody ends with the receiver as if it had been there."""
+    puts the range back in the outbox (a day at most per batch) and makes the events the reads mean, and
+    the pallet's custody ends with the receiver as if the read point had been there all along."""
     build_scenario(db_url)
     with psycopg.connect(db_url) as conn:
         conn.execute("DELETE FROM read_point WHERE device_id = 'rfid-nn-dock1'")
@@ -374,19 +375,20 @@ def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
     worker = LedgerWorker(db_url)
     assert worker.run_once() == 6
     with psycopg.connect(db_url) as conn:
-        rfid(conn, "rfid-nn-dock1", [(h(8), SSCC)])  # a later batch of the same reader
+        rfid(conn, "rfid-nn-dock1", [(h(8), SSCC)])  # later batches of the same reader, the next day too
+        rfid(conn, "rfid-nn-dock1", [(h(30), SSCC)])
         conn.commit()
-    assert worker.run_once() == 1
+    assert worker.run_once() == 2
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT device_id, t_min, t_max FROM rfid_unmapped").fetchall() == [
-            ("rfid-nn-dock1", h(6), h(8))
+            ("rfid-nn-dock1", h(6), h(30))
         ]
         steps = [r[0] for r in conn.execute("SELECT biz_step FROM ledger_event ORDER BY seq")]
         assert "receiving" not in steps
         assert "unloading" not in steps
         conn.execute(NN_DOCK1_READ_POINT, (NN_DOCK1, NN_MARKET, RECEIVER))
         conn.commit()
-    assert worker.run_once() == 1  # the kept range, back in the outbox and consumed
+    assert worker.run_once() == 2  # the kept range, back in the outbox a day at most per batch, consumed
     assert worker.run_once() == 0
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM rfid_unmapped").fetchone() == (0,)
@@ -394,7 +396,7 @@ def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
             "SELECT event_time, event->'readPoint'->>'id' FROM ledger_event WHERE biz_step = 'receiving'"
             " ORDER BY seq"
         ).fetchall()
-        assert received == [(h(6), NN_DOCK1), (h(8), NN_DOCK1)]
+        assert received == [(h(6), NN_DOCK1), (h(8), NN_DOCK1), (h(30), NN_DOCK1)]
         legs = conn.execute(
             "SELECT custodian, location_id, t_start, t_end FROM custody_leg WHERE epc = %s ORDER BY t_start",
             (SSCC,),
@@ -416,23 +418,63 @@ def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
         assert ledger.verify(conn).ok
 
 
-def test_migration_keeps_reads_left_unmapped_before_it(db_url: str) -> None:
-    """Reads of a reader without a read point stored before migration 0007 are kept by it too."""
-    from coldchain.migrate import migrate
-
+def test_late_reads_do_not_rewrite_what_happened_since(db_url: str) -> None:
+    """The market's reader is configured only after the pallet has moved on to the market's cold room: the
+    late receiving events are appended, the unloading closes the truck interval when it happened, but
+    neither the late placing nor the late handoff closes the cold room's interval or custody leg (which
+    began after them), and no interval ends before it starts."""
+    cold_room = "urn:epc:id:sgln:6901234.00002.5"
+    build_scenario(db_url)
     with psycopg.connect(db_url) as conn:
-        seed_world(conn)
         conn.execute("DELETE FROM read_point WHERE device_id = 'rfid-nn-dock1'")
-        rfid(conn, "rfid-nn-dock1", [(h(6), SSCC), (h(7), SSCC)])
-        rfid(conn, "rfid-qz-dock3", [(h(2), SSCC)])
-        conn.execute("DROP TABLE rfid_unmapped")
-        conn.execute("DELETE FROM schema_migration WHERE key LIKE %s", ("%0007_rfid_unmapped%",))
+        conn.execute(
+            "INSERT INTO location (location_id, name, kind, party_id, parent_location_id) VALUES"
+            " (%s, 'NN cold room', 'cold_store', %s, %s)",
+            (cold_room, RECEIVER, NN_MARKET),
+        )
         conn.commit()
-    assert [k for k in migrate(db_url) if "0007" in k]
+    worker = LedgerWorker(db_url)
+    worker.run_once()
     with psycopg.connect(db_url) as conn:
-        assert conn.execute("SELECT device_id, t_min, t_max FROM rfid_unmapped").fetchall() == [
-            ("rfid-nn-dock1", h(6), h(7))
+        ledger.append(
+            conn,
+            epcis.object_event(
+                event_time=h(9),
+                epcs=[SSCC],
+                biz_step="storing",
+                disposition="in_progress",
+                read_point=cold_room,
+                biz_location=cold_room,
+            ),
+        )
+        conn.execute(NN_DOCK1_READ_POINT, (NN_DOCK1, NN_MARKET, RECEIVER))
+        conn.commit()
+    worker.run_once()
+    with psycopg.connect(db_url) as conn:
+        steps = [r[0] for r in conn.execute("SELECT biz_step FROM ledger_event ORDER BY seq")]
+        assert steps.count("receiving") == 1
+        assert steps.count("unloading") == 1
+        containment = conn.execute(
+            "SELECT parent_id, location_id, t0, t1 FROM containment WHERE child_id = %s ORDER BY t0", (SSCC,)
+        ).fetchall()
+        assert containment == [
+            (None, QZ_STORE, h(0), h(2)),
+            (TRUCK_EPC, None, h(2), h(6)),
+            (None, cold_room, h(9), None),
         ]
+        legs = conn.execute(
+            "SELECT custodian, location_id, t_start, t_end FROM custody_leg WHERE epc = %s ORDER BY t_start",
+            (SSCC,),
+        ).fetchall()
+        assert legs == [
+            (COLD_STORE, QZ_STORE, h(0), h(2)),
+            (CARRIER, QZ_STORE, h(2), h(9)),
+            (None, cold_room, h(9), None),
+        ]
+        assert conn.execute(
+            "SELECT (SELECT count(*) FROM containment WHERE t1 < t0)"
+            " + (SELECT count(*) FROM custody_leg WHERE t_end < t_start)"
+        ).fetchone() == (0,)
 
 
 def seed_verdicts_again(conn: psycopg.Connection[Any]) -> None:

@@ -182,22 +182,29 @@ SELECT batch_id, device_ids, t_min, t_max FROM ingest_batch
 WHERE kind = 'rfid' ORDER BY batch_id LIMIT %s FOR UPDATE SKIP LOCKED
 """
 DELETE_BATCHES = "DELETE FROM ingest_batch WHERE batch_id = ANY(%s)"
-# Readers without a read point: the time range of their reads is kept (one row per reader, widened)...
+# Readers without a read point: the time range of their reads is kept (one row per reader, widened), rows
+# locked in device order...
 NOTE_UNMAPPED = """
 INSERT INTO rfid_unmapped AS u (device_id, t_min, t_max)
-SELECT d, %(t_min)s, %(t_max)s FROM unnest(%(devices)s::text[]) AS d
+SELECT d, t0, t1 FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS n(d, t0, t1) ORDER BY d
 ON CONFLICT (device_id) DO UPDATE
 SET t_min = least(u.t_min, excluded.t_min), t_max = greatest(u.t_max, excluded.t_max), noted_at = now()
 """
-# ...and goes back to the rfid outbox once the reader has one (concurrent workers: the DELETE's row locks let
-# one of them move a row).
+# ...and goes back to the rfid outbox once the reader has one, in batches of at most a day of reads (the
+# rows locked in device order too, so this and a worker noting readers cannot wait on each other).
 REQUEUE_UNMAPPED = """
 WITH mapped AS (
-    DELETE FROM rfid_unmapped u USING read_point p WHERE p.device_id = u.device_id
+    SELECT u.device_id FROM rfid_unmapped u JOIN read_point p ON p.device_id = u.device_id
+    ORDER BY u.device_id FOR UPDATE OF u
+), moved AS (
+    DELETE FROM rfid_unmapped u USING mapped m WHERE u.device_id = m.device_id
     RETURNING u.device_id, u.t_min, u.t_max
 )
 INSERT INTO ingest_batch (kind, device_ids, t_min, t_max)
-SELECT 'rfid', ARRAY[device_id], t_min, t_max FROM mapped
+SELECT 'rfid', ARRAY[m.device_id], greatest(m.t_min, d), least(m.t_max, d + interval '1 day')
+FROM moved m, generate_series(
+    date_bin('1 day', m.t_min, timestamptz '2000-01-01 00:00Z'), m.t_max, interval '1 day'
+) AS d
 """
 RFID_READS = """
 SELECT r.device_id, r.time, r.epc, (a.asset_id IS NOT NULL) AS is_asset, a.asset_id

@@ -8,8 +8,10 @@ tables, and reports per table how the result differs from what was there:
   custody leg), it writes the rows the ledger now gives;
 * after a registry change (a location, read point, party or asset registered later), it derives with
   the registry as it is now: a read point configured today gives the custodian of yesterday's steps;
-* with ``apply=False`` it changes nothing and says whether the tables are what the ledger gives: an
-  inspector's check that no derived row was added, lost or altered outside the append.
+* with ``apply=False`` it changes nothing (it rebuilds inside a transaction it rolls back) and says
+  whether the tables are what the ledger and today's registry give: a check that no derived row was
+  added, lost or altered outside the append, which also reports the rows a registry change since would
+  change.
 
 The ledger is locked for the whole run (appends wait), and the old rows stay visible to readers until
 the rebuild commits. Rows are compared on their content, not their ids (ids are renumbered).
@@ -89,7 +91,10 @@ class RederiveResult:
 def rederive(conn: Conn, *, apply: bool, batch_events: int = BATCH_EVENTS) -> RederiveResult:
     """Derive every table afresh from the ledger; commit the new rows when ``apply``, else roll back.
 
-    ``conn`` must not be inside a transaction. Returns each table's difference from its old rows."""
+    ``conn`` must not be inside a transaction (the rebuild is its own). Returns each table's difference
+    from its old rows."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("rederive runs in its own transaction: commit or roll back first")
     with conn.transaction(force_rollback=not apply):
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
         for table, columns in DERIVED_TABLES:

@@ -75,7 +75,9 @@ class LedgerWorker:
             with conn.transaction():
                 requeued = conn.execute(queries.REQUEUE_UNMAPPED).rowcount
             if requeued > 0:
-                log.info("rfid reads of %d reader(s) queued again: read point configured", requeued)
+                log.info(
+                    "rfid reads kept unmapped queued again in %d batch(es): read point configured", requeued
+                )
             done = self._rfid(conn)
             done += self._verdicts(conn)
         return done
@@ -95,23 +97,39 @@ class LedgerWorker:
                 batches = conn.execute(queries.TAKE_RFID_BATCHES, (BATCH_ROWS,)).fetchall()
                 if not batches:
                     return total
+                # The ledger lock before any row lock of rfid_unmapped (taken last, in device order): two
+                # workers cannot then hold one each and wait for the other's.
+                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                unmapped: dict[str, tuple[datetime, datetime]] = {}
                 for _, device_ids, t_min, t_max in batches:
-                    self._rfid_batch(conn, list(device_ids), t_min, t_max)
+                    for device in self._rfid_batch(conn, list(device_ids), t_min, t_max):
+                        t0, t1 = unmapped.get(device, (t_min, t_max))
+                        unmapped[device] = (min(t0, t_min), max(t1, t_max))
+                if unmapped:
+                    devices = sorted(unmapped)
+                    log.warning(
+                        "rfid reads of %s kept unmapped: no read_point configured", ", ".join(devices)
+                    )
+                    conn.execute(
+                        queries.NOTE_UNMAPPED,
+                        (devices, [unmapped[d][0] for d in devices], [unmapped[d][1] for d in devices]),
+                    )
                 conn.execute(queries.DELETE_BATCHES, ([b[0] for b in batches],))
             total += len(batches)
 
     def _rfid_batch(
         self, conn: psycopg.Connection[Any], device_ids: list[str], t_min: datetime, t_max: datetime
-    ) -> None:
+    ) -> list[str]:
+        """Append the events of one outbox row's reads; return the readers it names that have no read point.
+
+        An event of a group that is not valid EPCIS drops the whole group (its aggregation and observation
+        belong together), with an error in the log; the other groups are appended."""
         points = {
             row[0]: ReadPoint(*row) for row in conn.execute(queries.READ_POINTS, (device_ids,)).fetchall()
         }
         missing = sorted(set(device_ids) - points.keys())
-        if missing:
-            log.warning("rfid reads of %s kept unmapped: no read_point configured", ", ".join(missing))
-            conn.execute(queries.NOTE_UNMAPPED, {"devices": missing, "t_min": t_min, "t_max": t_max})
         if not points:
-            return
+            return missing
         rows = conn.execute(
             queries.RFID_READS,
             {"devices": sorted(points), "t_min": t_min - READ_GAP, "t_max": t_max + READ_GAP},
@@ -127,6 +145,7 @@ class LedgerWorker:
             events.extend(group_events)
         if events:  # one append for the batch's groups, in their order (as appending them one by one)
             ledger.append_many(conn, events, validated=True)
+        return missing
 
     # -- verdicts ------------------------------------------------------------------------------------
 
