@@ -336,7 +336,7 @@ class Derivation:
         return str(location_id) if location_id and str(location_id) in self.locations else None
 
     def _read_point(self, read_point: Any, step: str) -> tuple[str | None, str | None]:
-        """READ_POINT_BY_ID: the read point's row for this step first, then by device id."""
+        """The custodian and place of a read point: its row for this step first, then by device id."""
         rows = self.read_points.get(str(read_point)) if read_point else None
         if not rows:
             return None, None
@@ -378,7 +378,7 @@ class Derivation:
             self._add_row(_Contained(None, child, parent, location, t, None, seq, None))
 
     def _enclosing_asset(self, epc: str, t: datetime) -> str | None:
-        """ENCLOSING_ASSET: the asset whose tag is its parent at t, else a fixed asset at its place."""
+        """The asset enclosing a unit at t: that whose tag is its parent, else a fixed asset where it is."""
         by_tag: list[str] = []
         at_place: list[str] = []
         for row in self.by_child.get(epc, ()):

@@ -26,7 +26,6 @@ def text_arrays(*lists: Iterable[str]) -> tuple[str, ...]:
 LEDGER_LOCK_KEY = 0x63636C6564676572
 LOCK_LEDGER = "SELECT pg_advisory_xact_lock(%s)"
 
-EVENT_SEQ_BY_ID = "SELECT seq FROM ledger_event WHERE event_id = %s AND declares_error = %s"
 EVENT_SEQS_BY_IDS = (
     "SELECT event_id, declares_error, seq FROM ledger_event WHERE event_id = ANY(string_to_array(%s, %s))"
 )
@@ -49,84 +48,6 @@ JCS_CONSTRAINT = """
 SELECT convalidated, pg_get_constraintdef(oid) FROM pg_constraint
 WHERE conrelid = 'ledger_event'::regclass AND conname = %s AND contype = 'c'
 """
-
-# --- derived tables: containment ------------------------------------------------------------------
-# Close a child's open containment rows (in a parent or at a location) other than the one it is entering.
-CLOSE_OPEN_CONTAINMENT = """
-UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
-WHERE child_id = %(child)s AND t1 IS NULL
-  AND NOT (parent_id IS NOT DISTINCT FROM %(parent)s AND location_id IS NOT DISTINCT FROM %(location)s)
-"""
-CLOSE_OPEN_LOCATION = """
-UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
-WHERE child_id = %(child)s AND t1 IS NULL AND location_id IS NOT NULL
-  AND location_id IS DISTINCT FROM %(location)s
-"""
-OPEN_CONTAINMENT_EXISTS = """
-SELECT 1 FROM containment
-WHERE child_id = %(child)s AND t1 IS NULL
-  AND parent_id IS NOT DISTINCT FROM %(parent)s AND location_id IS NOT DISTINCT FROM %(location)s
-"""
-INSERT_CONTAINMENT = """
-INSERT INTO containment (child_id, parent_id, location_id, t0, start_seq)
-VALUES (%(child)s, %(parent)s, %(location)s, %(t)s, %(seq)s)
-"""
-CLOSE_CHILD_IN_PARENT = """
-UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
-WHERE parent_id = %(parent)s AND child_id = %(child)s AND t1 IS NULL
-"""
-CLOSE_ALL_IN_PARENT = """
-UPDATE containment SET t1 = %(t)s, end_seq = %(seq)s
-WHERE parent_id = %(parent)s AND t1 IS NULL
-"""
-LOCATION_EXISTS = "SELECT 1 FROM location WHERE location_id = %s"
-PARTY_EXISTS = "SELECT 1 FROM party WHERE party_id = %s"
-
-INSERT_EVENT_SUBJECT = """
-INSERT INTO event_subject (subject_id, seq, role) VALUES (%(id)s, %(seq)s, %(role)s) ON CONFLICT DO NOTHING
-"""
-INSERT_BIZ_TRANSACTION = """
-INSERT INTO biz_transaction (biz_transaction, type, seq) VALUES (%(bt)s, %(type)s, %(seq)s)
-ON CONFLICT DO NOTHING
-"""
-INSERT_BONDED_STATUS = """
-INSERT INTO bonded_status (lot_id, status, line, seq, event_time)
-VALUES (%(lot)s, %(status)s, %(line)s, %(seq)s, %(t)s) ON CONFLICT DO NOTHING
-"""
-INSERT_LINEAGE = """
-INSERT INTO lineage (input_id, output_id, seq, event_time) VALUES (%(i)s, %(o)s, %(seq)s, %(t)s)
-ON CONFLICT DO NOTHING
-"""
-
-# --- derived tables: custody legs -------------------------------------------------------------------
-READ_POINT_BY_ID = """
-SELECT custodian, biz_location FROM read_point WHERE read_point_id = %(read_point)s
-ORDER BY (biz_step = %(biz_step)s) DESC, device_id LIMIT 1
-"""
-# The asset enclosing a unit at an instant: the asset whose tag is its open parent, else the cold room
-# (any fixed asset) at its open location.
-ENCLOSING_ASSET = """
-SELECT a.asset_id, 0 AS pref FROM containment c JOIN asset a ON a.epc = c.parent_id
-WHERE c.child_id = %(epc)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
-UNION ALL
-SELECT a.asset_id, 1 FROM containment c JOIN asset a ON a.location_id = c.location_id
-WHERE c.child_id = %(epc)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
-ORDER BY 2, 1 LIMIT 1
-"""
-OPEN_LEG = """
-SELECT custody_leg_id, custodian, location_id, asset_id FROM custody_leg
-WHERE epc = %s AND t_end IS NULL ORDER BY t_start DESC LIMIT 1
-"""
-CLOSE_LEG = "UPDATE custody_leg SET t_end = %(t)s, end_seq = %(seq)s WHERE custody_leg_id = %(leg)s"
-INSERT_LEG = """
-INSERT INTO custody_leg (epc, custodian, location_id, asset_id, t_start, start_seq)
-VALUES (%(epc)s, %(custodian)s, %(location)s, %(asset)s, %(t)s, %(seq)s)
-"""
-SET_LEG_ASSET_IF_UNKNOWN = """
-UPDATE custody_leg SET asset_id = %(asset)s
-WHERE epc = %(epc)s AND t_end IS NULL AND asset_id IS NULL AND t_start <= %(t)s
-"""
-ASSET_BY_EPC = "SELECT asset_id FROM asset WHERE epc = %s"
 
 # --- derived tables, batched (derive.Derivation): read once, write once per table ---------------------------
 BATCH_CONTAINMENT = """
@@ -223,11 +144,6 @@ SELECT outbox_id, kind, payload FROM verdict_outbox ORDER BY outbox_id LIMIT %s 
 """
 DELETE_VERDICTS = "DELETE FROM verdict_outbox WHERE outbox_id = ANY(%s)"
 ASSET_BY_ID = "SELECT asset_id, epc, location_id, kind FROM asset WHERE asset_id = %s"
-ASSET_OF_SERIES = """
-SELECT m.asset_id FROM series s JOIN device_mount m ON m.device_id = s.device_id
-WHERE s.series_id = %(series)s AND m.valid_from <= %(t)s AND (m.valid_to IS NULL OR m.valid_to > %(t)s)
-LIMIT 1
-"""
 # Goods (unit EPCs) inside an asset during [start, end]: children of its tag, or placed at its location.
 GOODS_IN_ASSET = """
 SELECT DISTINCT c.child_id FROM containment c
@@ -463,7 +379,6 @@ LATEST_CHECKPOINT = """
 SELECT checkpoint_id, seq, entry_hash, signed_at, public_key, signature FROM ledger_checkpoint
 ORDER BY checkpoint_id DESC LIMIT 1
 """
-ENTRY_AT = "SELECT entry_hash FROM ledger_event WHERE seq = %s"
 LINKS_BETWEEN = """
 SELECT seq, event_hash, encode(sha256(event_jcs), 'hex'), entry_hash FROM ledger_event
 WHERE seq BETWEEN %s AND %s ORDER BY seq
