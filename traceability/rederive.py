@@ -20,7 +20,7 @@ the rebuild commits. Rows are compared on their content, not their ids (ids are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
@@ -58,15 +58,6 @@ class TableDiff:
     missing: int
     extra: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "before": self.before,
-            "after": self.after,
-            "missing": self.missing,
-            "extra": self.extra,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class RederiveResult:
@@ -84,7 +75,7 @@ class RederiveResult:
             "consistent": self.consistent,
             "applied": self.applied,
             "events": self.events,
-            "tables": [t.as_dict() for t in self.tables],
+            "tables": [asdict(t) for t in self.tables],
         }
 
 
