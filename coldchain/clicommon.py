@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 
 import typer
@@ -10,13 +11,27 @@ from coldchain.logs import configure_logging
 from coldchain.settings import Settings, SettingsError, load_settings
 
 
+class ExitCode(enum.IntEnum):
+    """Every exit code of the `coldchain` CLI: docs/exit-codes.md lists them from here."""
+
+    OK = 0
+    # A check ran and found a problem: a ledger that does not verify, a refused capture, a failed stage.
+    FAILED = 1
+    # The request was wrong: an argument, an input file or a setting (the message names which).
+    USAGE = 2
+    # A service the command needs could not be reached or refused it: database, broker, credentials.
+    UNAVAILABLE = 3
+    # The data directory (COLDCHAIN_HOME) is missing, not a directory, or in use by another process.
+    DATA_DIR = 4
+
+
 def cli_settings() -> Settings:
     """Settings for a command; an invalid one stops the process with its key path (exit 2)."""
     try:
         settings = load_settings()
     except SettingsError as exc:
         typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     configure_logging(settings.log_level)
     return settings
 
