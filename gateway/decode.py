@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import re
 import threading
@@ -17,7 +18,10 @@ from msgspec import Meta
 
 from gateway.epc import EpcError, decode_hex, is_epc_hex
 
+log = logging.getLogger(__name__)
+
 # A v1 message holds at most 5000 items (schema maxItems); 5000 readings of ~100 bytes fit in 1 MiB.
+# The default of the gateway's payload limit (setting gateway_max_payload_bytes): larger is refused unread.
 MAX_PAYLOAD_BYTES: Final = 1_048_576
 # Device clocks ahead of the gateway by more than this are flagged (never corrected): 5 min.
 CLOCK_SKEW_TOLERANCE_MS: Final = 5 * 60 * 1000
@@ -127,7 +131,7 @@ Batch = TelemetryBatch | RfidBatch | StatusBatch | EventBatch
 class Rejected(msgspec.Struct, frozen=True, kw_only=True):
     """A message the gateway cannot accept: a value bound for dead_letter, never an exception."""
 
-    reason: str  # short snake_case code: bad_topic, oversized, malformed_json, schema, ...
+    reason: str  # short snake_case code: bad_topic, payload_too_large, malformed_json, schema, ...
     detail: str = ""
     device_id: str | None = None  # from the topic, when it could be read
 
@@ -473,7 +477,7 @@ def _fast_telemetry(payload: bytes, topic_device: str, received_at_ms: int) -> T
     """Decode a well-formed telemetry message without per-field Python; None: take the slow path."""
     try:
         msg = _fast_decoder.decode(payload)
-    except (msgspec.DecodeError, RecursionError):
+    except (ValueError, RecursionError):  # DecodeError, UnicodeDecodeError: the slow path names it
         return None
     if msg.device != topic_device:
         raise _RejectError(
@@ -537,8 +541,35 @@ def _status(doc: dict[str, Any], device: str, received_at_ms: int) -> StatusBatc
     )
 
 
-def decode(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
-    """Decode and validate one MQTT message. Pure: never raises for any topic or payload bytes."""
+# Reason of a payload that made the decoder itself fail: a bug in a decoder, kept as a dead letter so
+# that no payload can stop ingest; the log has the traceback.
+DECODER_FAILED: Final = "decoder_failed"
+
+
+def decode(
+    topic: str, payload: bytes, received_at_ms: int, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES
+) -> Batch | Rejected:
+    """Decode and validate one MQTT message. Pure: never raises for any topic or payload bytes.
+
+    A payload longer than `max_payload_bytes` is refused before it is read (payload_too_large)."""
+    try:
+        return _decode(topic, payload, received_at_ms, max_payload_bytes)
+    except Exception as e:  # the last line of defence: any escape would stop the decoder thread
+        log.exception("gateway: decoding a message on %r failed", topic[:200])
+        parsed = parse_topic(topic)
+        return Rejected(
+            reason=DECODER_FAILED,
+            detail=f"the decoder failed on this payload ({type(e).__name__})",
+            device_id=parsed[0] if parsed is not None else None,
+        )
+
+
+def _utf8_error(e: UnicodeDecodeError) -> str:
+    bad = bytes(e.object[e.start : e.start + 1]).hex()
+    return f"payload is not UTF-8: a string holds the invalid byte 0x{bad}"
+
+
+def _decode(topic: str, payload: bytes, received_at_ms: int, max_payload_bytes: int) -> Batch | Rejected:
     parsed = parse_topic(topic)
     if parsed is None:
         return Rejected(
@@ -549,10 +580,10 @@ def decode(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
         return Rejected(
             reason="unsupported_kind", detail=f"no v1 decoder for {kind[:50]!r}", device_id=topic_device
         )
-    if len(payload) > MAX_PAYLOAD_BYTES:
+    if len(payload) > max_payload_bytes:
         return Rejected(
-            reason="oversized",
-            detail=f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}",
+            reason="payload_too_large",
+            detail=f"{len(payload)} bytes > {max_payload_bytes}",
             device_id=topic_device,
         )
     if kind == "telemetry":
@@ -564,6 +595,8 @@ def decode(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
             return fast
     try:
         doc = msgspec.json.decode(payload)
+    except UnicodeDecodeError as e:
+        return Rejected(reason="malformed_json", detail=_utf8_error(e), device_id=topic_device)
     except (msgspec.DecodeError, RecursionError) as e:
         return Rejected(reason="malformed_json", detail=str(e)[:500], device_id=topic_device)
     try:

@@ -128,8 +128,69 @@ def test_rejections(topic: str, payload: bytes, reason: str) -> None:
     assert result.detail
 
 
-def test_oversized_is_rejected_before_parsing() -> None:
-    assert _reason(decode(TOPIC, b" " * (MAX_PAYLOAD_BYTES + 1), T0_MS)) == "oversized"
+def test_payload_too_large_is_rejected_before_parsing() -> None:
+    assert _reason(decode(TOPIC, b" " * (MAX_PAYLOAD_BYTES + 1), T0_MS)) == "payload_too_large"
+    small = _tel([{"t": T0_MS, "ch": "temp", "v": 1}])
+    assert isinstance(decode(TOPIC, small, T0_MS), TelemetryBatch)
+    assert _reason(decode(TOPIC, small, T0_MS, max_payload_bytes=len(small) - 1)) == "payload_too_large"
+
+
+# Invalid UTF-8 inside a JSON string (issue 11, finding 1): msgspec raises UnicodeDecodeError, which is
+# no DecodeError; on every kind it must be a dead letter, on the fast telemetry path and the schema path.
+_BAD_UTF8 = [
+    (
+        "cc/v1/dev/truck-12345-rc/telemetry",
+        b'{"v":1,"device":"truck-12345-rc\xff","boot":1,"seq":0,'
+        b'"readings":[{"t":1767225600000,"ch":"temp:1","v":2}]}',
+    ),
+    ("cc/v1/dev/truck-1/telemetry", _tel([{"t": T0_MS, "ch": "temp", "v": 1}]).replace(b"temp", b"te\xc3mp")),
+    ("cc/v1/dev/truck-1/rfid", b'{"v":1,"device":"truck-1","boot":1,"seq":0,"reads":[{"t":1,"epc":"\xfe"}]}'),
+    ("cc/v1/dev/truck-1/event", b'{"v":1,"device":"truck-1","boot":1,"seq":0,"events":[{"\xed\xa0\x80":1}]}'),
+    ("cc/v1/dev/truck-1/status", b'{"v":1,"device":"truck-1","status":"on\x80line","t":1}'),
+    ("cc/v1/dev/truck-1/senml", b'[{"bn":"truck-1:\xff","n":"temp","v":1}]'),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload"), _BAD_UTF8)
+def test_invalid_utf8_in_a_string_is_a_dead_letter(topic: str, payload: bytes) -> None:
+    result = decode(topic, payload, T0_MS)
+    assert _reason(result) == "malformed_json"
+    assert isinstance(result, Rejected)
+    assert "UTF-8" in result.detail
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000,  # RecursionError in msgspec
+        _tel([{"t": T0_MS, "ch": "temp", "v": 1}]).replace(
+            b'"v": 1}', b'"v": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+        ),
+        _tel([{"t": 10**30, "ch": "temp", "v": 1}]),  # beyond 64 bits
+        _tel([{"t": T0_MS, "ch": "temp", "v": 1}]).replace(b'"v": 1}', b'"v": ' + b"9" * 5000 + b"}"),
+        _tel([{"t": T0_MS, "ch": "temp", "v": 1}]).replace(b'"seq": 40', b'"seq": 1e999'),
+        _tel([{"t": 1e300, "ch": "temp", "v": 1}]),
+        _tel([{"t": -(2**63), "ch": "temp", "v": 1}]),
+        _tel([{"t": T0_MS, "ch": "temp", "v": 1}]).replace(b'"temp"', b'"\\ud800"'),
+    ],
+)
+def test_hostile_numbers_and_nesting_are_dead_letters(payload: bytes) -> None:
+    for kind in ("telemetry", "rfid", "event", "status", "senml"):
+        assert isinstance(decode(f"cc/v1/dev/truck-1/{kind}", payload, T0_MS), Rejected)
+
+
+def test_a_decoder_bug_is_a_dead_letter_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway import decode as decode_module
+
+    def broken(doc: dict[str, Any], device: str, received_at_ms: int) -> Batch:
+        raise OverflowError("a bug")
+
+    monkeypatch.setattr(decode_module, "_status", broken)
+    result = decode("cc/v1/dev/truck-1/status", b'{"v":1,"device":"truck-1","status":"online","t":1}', T0_MS)
+    assert _reason(result) == decode_module.DECODER_FAILED
+    assert isinstance(result, Rejected)
+    assert "a bug" not in result.detail  # exception text stays in the log
+    assert result.device_id == "truck-1"
 
 
 def test_rfc3339_forms() -> None:
@@ -152,6 +213,38 @@ def test_any_bytes_never_raise(topic: str, payload: bytes, received_at_ms: int) 
     assert isinstance(
         decode(topic, payload, received_at_ms), TelemetryBatch | RfidBatch | StatusBatch | Rejected
     )
+
+
+_VALID = {
+    "telemetry": _tel(
+        [{"t": T0_MS, "ch": "temp:1", "v": 2.5}, {"t": "2026-01-01T00:00:01Z", "ch": "door", "v": 1}]
+    ),
+    "rfid": b'{"v":1,"device":"truck-1","boot":1,"seq":0,"reads":[{"t":1767225600000,'
+    b'"epc":"urn:epc:id:sgtin:0614141.812345.6789","ant":1,"rssi":-50.5}]}',
+    "event": b'{"v":1,"device":"truck-1","boot":1,"seq":0,"events":[{"t":1767225600000,"kind":"door",'
+    b'"state":"open","door":"rear"}]}',
+    "status": b'{"v":1,"device":"truck-1","status":"online","t":1767225600000}',
+    "senml": b'[{"bn":"truck-1:","bt":1767225600,"bu":"Cel","n":"temp","v":3.5}]',
+}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    kind=st.sampled_from(sorted(_VALID)),
+    at=st.floats(0, 1),
+    cut=st.integers(0, 8),
+    insert=st.binary(min_size=0, max_size=12),
+)
+def test_bytes_spliced_into_valid_payloads_never_raise(kind: str, at: float, cut: int, insert: bytes) -> None:
+    """Any bytes at any place of a valid message (inside strings too) decode to a batch or a reason."""
+    valid = _VALID[kind]
+    i = int(at * len(valid))
+    payload = valid[:i] + insert + valid[i + cut :]
+    result = decode(f"cc/v1/dev/truck-1/{kind}", payload, T0_MS)
+    assert isinstance(result, Batch | Rejected)
+    if isinstance(result, Rejected):
+        assert result.reason
+        assert result.detail
 
 
 json_values = st.recursive(
