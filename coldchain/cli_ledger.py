@@ -28,7 +28,7 @@ def trace(
     from traceability.trace import trace as trace_any
 
     settings = cli_settings()
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+    with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
         result = trace_any(conn, lot_id)
     if result is None:
         typer.echo(f"no lot {lot_id!r}", err=True)
@@ -56,7 +56,7 @@ def ledger_verify(
     from traceability.ledger import verify
 
     settings = cli_settings()
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+    with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
         result = verify(conn, deep=deep)
     if as_json:
         emit_json({"ok": result.ok, "events": result.events, "first_bad_seq": result.first_bad_seq})
@@ -129,7 +129,7 @@ def ledger_export(
 
     settings = cli_settings()
     key = load_or_create_key(_key_path(settings.home))
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+    with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
         cp = sign_head(conn, key)
         conn.commit()
         try:
