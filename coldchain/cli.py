@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from coldchain.clicommon import cli_settings, emit_json
+from coldchain.clicommon import ExitCode, cli_settings, emit_json
+from coldchain.datadir import StackError
 from coldchain.settings import Settings
 
+
+class _Commands(TyperGroup):
+    """Every command: a stack that cannot be opened (data directory, database, broker) is one line on
+    stderr and its exit code, whichever command opened it."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its own Context type is private
+        try:
+            return super().invoke(ctx)
+        except StackError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Cold-chain telemetry and traceability. With no COLDCHAIN_DATABASE_URL / COLDCHAIN_BROKER_URL "
     "set, every command uses a private PostgreSQL and broker kept under COLDCHAIN_HOME (./.coldchain).",
     no_args_is_help=True,
@@ -70,13 +86,15 @@ def run(
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         typer.echo(f"unknown stage(s): {', '.join(unknown)} (choose from {', '.join(STAGES)}, all)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     settings = _settings()
-    # The gateway reads from the broker; the rules stage publishes alarms on it.
-    with open_stack(settings, broker="gateway" in chosen or "rules" in chosen) as stack:
+    # The gateway reads from the broker; the rules stage publishes alarms on it, the ledger checkpoints.
+    needs_broker = bool({"gateway", "rules", "ledger"} & set(chosen))
+    with open_stack(settings, broker=needs_broker, exclusive=True) as stack:
         services = Services(
             stack.database_url,
             stack.broker,
+            stage_brokers=stack.stage_brokers(),
             stages=chosen,
             api_host=settings.api_host,
             api_port=settings.api_port,
@@ -94,7 +112,7 @@ def run(
             services.start()
         except GatewayAuthError as exc:
             typer.echo(f"the broker refused the gateway's credentials: {exc}", err=True)
-            raise typer.Exit(3) from None
+            raise typer.Exit(ExitCode.UNAVAILABLE) from None
         typer.echo(f"running {', '.join(chosen)}" + (f"; API on {services.api_url}" if services.api else ""))
         if stack.broker is not None:
             typer.echo(f"broker: {stack.broker.url()}")
@@ -102,13 +120,14 @@ def run(
             typer.echo(
                 f"metrics: http://{settings.gateway_metrics_host}:{settings.gateway_metrics_port}/metrics"
             )
-        code = 0
+        code = ExitCode.OK
         try:
             # The supervisor: a stage that fails ends the process (non-zero) instead of idling on.
             while not services.failures():
                 time.sleep(0.5)
             typer.echo("a stage failed: " + "; ".join(services.failures()), err=True)
-            code = 3 if isinstance(services.gateway_error(), GatewayAuthError) else 1
+            auth = isinstance(services.gateway_error(), GatewayAuthError)
+            code = ExitCode.UNAVAILABLE if auth else ExitCode.FAILED
         except KeyboardInterrupt:
             typer.echo("stopping")
         finally:
@@ -128,9 +147,10 @@ def sim_run(
 
     settings = _settings()
     with open_stack(settings, broker=True) as stack:
-        assert stack.broker is not None
+        simulator = stack.broker_as("simulator")
+        assert simulator is not None
         start_ms = seed_world(stack.database_url)
-        report = play_scenario(stack.broker, start_ms=start_ms, speedup=speedup, progress=typer.echo)
+        report = play_scenario(simulator, start_ms=start_ms, speedup=speedup, progress=typer.echo)
     _emit_json(report)
 
 

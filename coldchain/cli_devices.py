@@ -26,30 +26,34 @@ def add(
     ] = None,
 ) -> None:
     """Register a device, mount it on an asset, create its broker login and ACL; print the password once."""
-    from coldchain.clicommon import cli_settings
+    from coldchain.clicommon import ExitCode, cli_settings
+    from coldchain.datadir import DataDir
     from coldchain.runtime import open_stack
-    from gateway.credentials import add_device, check_username
+    from gateway.credentials import add_device, check_device_id
 
     if kind not in DEVICE_KINDS:
         typer.echo(f"unknown kind {kind!r} (choose from {', '.join(DEVICE_KINDS)})", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     try:
-        check_username(device_id)
+        check_device_id(device_id)
     except ValueError as e:
         typer.echo(str(e), err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(ExitCode.USAGE) from None
     settings = cli_settings()
-    passwd = passwd_file or settings.home / "mqtt" / "passwd"
-    acl = acl_file or settings.home / "mqtt" / "acl"
+    data = DataDir(settings.home)
+    passwd = passwd_file or data.passwd_file
+    acl = acl_file or data.acl_file
     with open_stack(settings) as stack:
         register_device(stack.database_url, device_id, kind, asset)
     password = add_device(passwd, acl, device_id)
     typer.echo(f"device {device_id} registered ({kind}{', on ' + asset if asset else ''})")
     typer.echo(f"broker login: username {device_id}  password {password}")
     typer.echo("(shown once; stored only as a hash in " + str(passwd) + ")")
-    typer.echo(
-        f"it may publish only under cc/v1/dev/{device_id}/# (ACL {acl}); send SIGHUP to mosquitto to reload"
-    )
+    typer.echo(f"it may publish only under cc/v1/dev/{device_id}/# (ACL {acl})")
+    if passwd_file is None and acl_file is None and data.reload_broker():
+        typer.echo("the running embedded broker has reloaded its logins")
+    else:
+        typer.echo("a running mosquitto reloads them on SIGHUP")
 
 
 def register_device(database_url: str, device_id: str, kind: str, asset: str | None) -> None:

