@@ -8,10 +8,9 @@ import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from psycopg_pool import ConnectionPool
 
 from tests.test_trace_multimodal import build
-from traceability.api import create_app
+from traceability.api import ApiOptions, create_app, open_pools
 from traceability.auth import create_key
 
 API_KEY: dict[str, str] = {}
@@ -23,14 +22,11 @@ def api_schema(db_url: str) -> Any:
         build(conn)  # a multimodal chain, so that trace and query routes have data to walk
         API_KEY["key"] = create_key(conn, "admin", "schemathesis")
         conn.commit()
-    app = create_app(db_url)
-    # schemathesis calls the ASGI app without running its lifespan: open the pool here.
-    pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-        db_url, min_size=1, max_size=4, open=True, kwargs={"autocommit": True}
-    )
-    app.state.pool = pool
+    app = create_app(db_url, options=ApiOptions(pool_size=4))
+    # schemathesis calls the ASGI app without running its lifespan: open the pools here.
+    pools = open_pools(app, db_url)
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
-    pool.close()
+    pools.close()
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

@@ -47,7 +47,7 @@ def _is_problem(response: httpx.Response, status: int) -> dict[str, object]:
 def test_health(client: TestClient) -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": True, "ledger_head_seq": 8}
+    assert response.json() == {"status": "ok", "database": True, "ledger_head_seq": 8, "stages": {}}
 
 
 def test_trace_of_lot(client: TestClient) -> None:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import psycopg
-from fastapi import Body, Depends, FastAPI, Query, Request, Response, Security
+from fastapi import Depends, FastAPI, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +24,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traceability import auth, capture, checkpoint, ledger, query
+from traceability import verify as ledger_verify
 from traceability.query import QueryParameterError
 from traceability.trace import trace
 
@@ -29,10 +32,27 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://ns.coldchain.example/problems/"
-# Pool bounds: the API is read-only and light; a few connections serve many requests.
-POOL_MIN_SIZE = 1
-POOL_MAX_SIZE = 8
-POOL_OPEN_TIMEOUT_S = 10.0
+Conn = psycopg.Connection[Any]
+BUSY = "every database connection is in use; try again shortly"
+UNUSABLE_VALUE = "a value in the request cannot be used (a NUL character, or out of range)"
+NOT_AUDITED = "the request could not be recorded in the audit log; nothing is served unaudited"
+
+
+# /health has a connection of its own (a pool of one), so it answers while every request connection is
+# busy; it waits this long for it, or for the database, before it reports the database unreachable.
+HEALTH_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOptions:
+    """How the API uses the database, and what capture accepts (the settings' ``api_*`` and ``capture_*``).
+
+    Each request holds one connection from first use to its audit row: ``pool_size`` requests are served
+    at once, the others wait up to ``pool_timeout_s`` for a connection and are then answered 503."""
+
+    pool_size: int = 8
+    pool_timeout_s: float = 10.0
+    capture: capture.CaptureLimits = field(default_factory=lambda: capture.CaptureLimits())
 
 
 # -- response models ---------------------------------------------------------------------------------
@@ -55,6 +75,9 @@ class Health(BaseModel):
     status: Literal["ok"]
     database: bool
     ledger_head_seq: int | None = Field(description="seq of the newest ledger entry; null when empty")
+    stages: dict[str, bool] = Field(
+        default_factory=dict, description="each stage of this process and whether it is alive"
+    )
 
 
 class VerifyResponse(BaseModel):
@@ -370,17 +393,23 @@ def _install_problem_handlers(app: FastAPI) -> None:
             response.headers["WWW-Authenticate"] = 'Bearer realm="coldchain"'
         return response
 
-    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
+    async def bad_parameter(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, QueryParameterError)  # its message is ours, written for the client
         return problem(
             400, "Bad Request", f"unusable value: {exc}", request.url.path, type_=PROBLEM_BASE + "bad-value"
         )
+
+    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
+        # The database's (or the driver's) words stay in the log: they may quote the server's internals.
+        log.info("value refused on %s: %s", printable(request.url.path), exc)
+        return problem(400, "Bad Request", UNUSABLE_VALUE, request.url.path, type_=PROBLEM_BASE + "bad-value")
 
     async def database_down(request: Request, exc: Exception) -> JSONResponse:
         log.error("database unavailable: %s", exc)
         return problem(503, "Service Unavailable", "the database cannot be reached", request.url.path)
 
     async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        log.exception("unhandled error on %s", printable(request.url.path), exc_info=exc)
         return problem(500, "Internal Server Error", None, request.url.path)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -388,7 +417,7 @@ def _install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(LotNotFoundError, lot_not_found)
     app.add_exception_handler(ApiProblemError, api_problem)
     app.add_exception_handler(psycopg.DataError, bad_value)
-    app.add_exception_handler(QueryParameterError, bad_value)
+    app.add_exception_handler(QueryParameterError, bad_parameter)
     app.add_exception_handler(psycopg.OperationalError, database_down)
     app.add_exception_handler(Exception, server_error)
 
@@ -396,13 +425,94 @@ def _install_problem_handlers(app: FastAPI) -> None:
 # -- app ---------------------------------------------------------------------------------------------
 
 
-def _connection(request: Request) -> Iterator[psycopg.Connection[Any]]:
-    pool: ConnectionPool[psycopg.Connection[Any]] = request.app.state.pool
-    with pool.connection(timeout=POOL_OPEN_TIMEOUT_S) as conn:
-        yield conn
+class _Pools:
+    """The API's connections: a pool for the requests (one connection each) and one of a single connection
+    for /health. A request waits for its connection on an asyncio semaphore as wide as the pool, in the
+    event loop: no worker thread is held while it waits, so a request that has a connection always finds
+    a thread to run on (waiting in the threads, a burst of requests could hold them all)."""
+
+    def __init__(self, conninfo: str, options: ApiOptions) -> None:
+        kwargs = {"autocommit": True}
+        self.work: ConnectionPool[Conn] = ConnectionPool(
+            conninfo, min_size=1, max_size=options.pool_size, open=False, kwargs=kwargs
+        )
+        self.health: ConnectionPool[Conn] = ConnectionPool(
+            conninfo, min_size=1, max_size=1, open=False, kwargs=kwargs
+        )
+        self.work_gate = asyncio.Semaphore(options.pool_size)
+        self.health_gate = asyncio.Semaphore(1)
+        self.timeout_s = options.pool_timeout_s
+
+    def open(self) -> None:
+        self.work.open(wait=False)
+        self.health.open(wait=False)
+
+    def close(self) -> None:
+        self.work.close()
+        self.health.close()
+
+    def lease(self) -> _Lease:
+        return _Lease(self.work, self.work_gate, self.timeout_s)
+
+    def health_lease(self) -> _Lease:
+        return _Lease(self.health, self.health_gate, HEALTH_TIMEOUT_S)
 
 
-Db = Annotated[psycopg.Connection[Any], Depends(_connection)]
+def open_pools(app: FastAPI, conninfo: str, options: ApiOptions | None = None) -> _Pools:
+    """Open the app's connection pools (the lifespan does this; a caller that runs the app without its
+    lifespan, as schemathesis does, calls it and closes what it returns)."""
+    pools = _Pools(conninfo, options or app.state.options)
+    pools.open()
+    app.state.pools = pools
+    return pools
+
+
+class _Lease:
+    """A request's one connection: taken when a dependency first asks for it, given back after the audit."""
+
+    def __init__(self, pool: ConnectionPool[Conn], gate: asyncio.Semaphore, timeout_s: float) -> None:
+        self.pool, self.gate, self.timeout_s = pool, gate, timeout_s
+        self.conn: Conn | None = None
+        self._gated = False
+
+    async def acquire(self) -> Conn:
+        if self.conn is not None:
+            return self.conn
+        if not self._gated:
+            try:
+                await asyncio.wait_for(self.gate.acquire(), self.timeout_s)
+            except TimeoutError:
+                raise ApiProblemError(
+                    503, "Service Unavailable", BUSY, type_=PROBLEM_BASE + "busy", retry_after=1
+                ) from None
+            self._gated = True
+        # The gate leaves a connection free (or one being opened): this wait is short, or the database is
+        # down (PoolTimeout, an OperationalError: 503).
+        self.conn = await run_in_threadpool(self.pool.getconn, self.timeout_s)
+        return self.conn
+
+    async def release(self) -> None:
+        conn, self.conn = self.conn, None
+        try:
+            if conn is not None:
+                await run_in_threadpool(self.pool.putconn, conn)
+        finally:
+            if self._gated:
+                self._gated = False
+                self.gate.release()
+
+
+def printable(text: str) -> str:
+    """Text as the audit log and the log keep it: a NUL (which PostgreSQL text cannot hold) as ``%00``."""
+    return text.replace("\x00", "%00")
+
+
+async def _connection(request: Request) -> Conn:
+    lease: _Lease = request.state.lease
+    return await lease.acquire()
+
+
+Db = Annotated[Conn, Depends(_connection)]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (cck_...)")
 _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
@@ -410,6 +520,7 @@ _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 
 def _principal(
     request: Request,
+    conn: Db,
     api_key: Annotated[str | None, Security(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> auth.Principal:
@@ -421,9 +532,7 @@ def _principal(
             "an API key is required (X-API-Key or Bearer)",
             type_=PROBLEM_BASE + "unauthorized",
         )
-    pool: ConnectionPool[psycopg.Connection[Any]] = request.app.state.pool
-    with pool.connection(timeout=POOL_OPEN_TIMEOUT_S) as conn:
-        found = auth.lookup(conn, secret)
+    found = auth.lookup(conn, secret)
     if found is None:
         raise ApiProblemError(
             401, "Unauthorized", "unknown or revoked API key", type_=PROBLEM_BASE + "unauthorized"
@@ -456,6 +565,32 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The capture body as the OpenAPI document shows it (the route reads the bytes itself, under the limits).
+_CAPTURE_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "an EPCISDocument (EPCIS 2.0 JSON-LD)",
+    "content": {
+        media: {"schema": {"type": "object", "additionalProperties": True}}
+        for media in ("application/ld+json", "application/json")
+    },
+}
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request body, None as soon as it is longer than ``limit`` bytes (the rest is not read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _alarms() -> Any:
     """rules.alarms (issue 4's seam), imported when first used; 501 while it is not there."""
     try:
@@ -464,20 +599,24 @@ def _alarms() -> Any:
         raise ApiProblemError(501, "Not Implemented", "alarms are not available in this build") from None
 
 
-def create_app(conninfo: str) -> FastAPI:
-    """The trace API; its connection pool opens in the lifespan (nothing at import or here)."""
+Liveness = Callable[[], Mapping[str, bool]]
+
+
+def create_app(
+    conninfo: str, *, options: ApiOptions | None = None, liveness: Liveness | None = None
+) -> FastAPI:
+    """The trace API; its connection pools open in the lifespan (nothing at import or here).
+
+    ``liveness`` says which stages of the process are alive (``Services.liveness``); /health reports them
+    and answers 503 when one is not. It is called in the event loop, so it must not block."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            conninfo, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE, open=False, kwargs={"autocommit": True}
-        )
-        pool.open(wait=False)
-        app.state.pool = pool
+        pools = open_pools(app, conninfo)
         try:
             yield
         finally:
-            pool.close()
+            pools.close()
 
     app = FastAPI(
         title="Cold-chain trace API",
@@ -487,28 +626,70 @@ def create_app(conninfo: str) -> FastAPI:
         lifespan=lifespan,
         responses=_ERRORS,
     )
+    app.state.options = options or ApiOptions()
     _install_problem_handlers(app)
 
     @app.middleware("http")
-    async def audit_log(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        principal = getattr(request.state, "principal", None)
-        if principal is not None:
-            await run_in_threadpool(
-                _audit,
-                request.app,
-                principal,
-                request.method,
-                request.url.path,
-                str(request.url.query),
-                response.status_code,
-            )
-        return response
+    async def one_connection(request: Request, call_next: Any) -> Any:
+        """The request's connection (taken by the first dependency that needs it) serves the key lookup,
+        the work and the audit row, and goes back to the pool after the audit row is written."""
+        lease = request.app.state.pools.lease()
+        request.state.lease = lease
+        path = request.url.path
+        try:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # an error no handler answered: logged, never shown
+                log.exception("unhandled error on %s", printable(path), exc_info=exc)
+                response = problem(500, "Internal Server Error", None, path)
+            principal = getattr(request.state, "principal", None)
+            if principal is not None and lease.conn is not None:
+                args = (principal, request.method, printable(path), printable(str(request.url.query)))
+                try:
+                    await run_in_threadpool(auth.audit, lease.conn, *args, response.status_code)
+                except psycopg.Error as exc:
+                    log.error("audit row not written for %s %s: %s", request.method, printable(path), exc)
+                    response = problem(503, "Service Unavailable", NOT_AUDITED, path)
+            return response
+        finally:
+            await lease.release()
 
-    @app.get("/health", response_model=Health, tags=["ops"])
-    def health(conn: Db) -> Health:
-        """Database reachable, and the ledger's head (no key needed)."""
-        return Health(status="ok", database=True, ledger_head_seq=ledger.head_seq(conn))
+    @app.get(
+        "/health",
+        response_model=Health,
+        tags=["ops"],
+        responses={503: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}},
+    )
+    async def health(request: Request) -> Any:
+        """Each stage's liveness, the database reachable, and the ledger's head (no key needed). 503 when
+        a stage is dead or the database cannot be reached; the body names them. It has a connection of
+        its own, so it answers while every request connection is busy."""
+        stages = _stages(liveness)
+        head: int | None = None
+        database = True
+        lease = request.app.state.pools.health_lease()
+        try:
+            conn = await lease.acquire()
+            head = await run_in_threadpool(ledger.head_seq, conn)
+        except (ApiProblemError, psycopg.Error) as exc:
+            log.warning("health: database unavailable: %s", exc)
+            database = False
+        finally:
+            await lease.release()
+        dead = [name for name, alive in stages.items() if not alive]
+        if dead or not database:
+            down = dead + ([] if database else ["database"])
+            return problem(
+                503,
+                "Service Unavailable",
+                "not alive: " + ", ".join(down),
+                request.url.path,
+                type_=PROBLEM_BASE + "unhealthy",
+                stages=stages,
+                database=database,
+                dead=down,
+            )
+        return Health(status="ok", database=True, ledger_head_seq=head, stages=stages)
 
     @app.get("/trace/{trace_id:path}", response_model=Trace, tags=["trace"])
     def trace_route(trace_id: str, conn: Db, _: Reader) -> Trace:
@@ -523,7 +704,7 @@ def create_app(conninfo: str) -> FastAPI:
     def verify(conn: Db, _: Reader, deep: bool = False) -> VerifyResponse:
         """Check every event's chained bytes, every chain link, that the served JSON is those bytes, and the
         newest signed checkpoint; ``deep=true`` also re-derives every event's GS1 CBV 2.0 hash (slow)."""
-        result = ledger.verify(conn, deep=deep)
+        result = ledger_verify.verify(conn, deep=deep)
         return VerifyResponse(ok=result.ok, events=result.events, first_bad_seq=result.first_bad_seq)
 
     @app.get("/ledger/checkpoint", response_model=CheckpointModel, tags=["ledger"])
@@ -540,28 +721,36 @@ def create_app(conninfo: str) -> FastAPI:
         response_model=CaptureJobModel,
         tags=["epcis"],
         responses={
-            202: {"headers": {"Location": {"description": "the capture job", "schema": {"type": "string"}}}}
+            202: {"headers": {"Location": {"description": "the capture job", "schema": {"type": "string"}}}},
+            413: _ERRORS[400],
         },
+        openapi_extra={"requestBody": _CAPTURE_BODY},
     )
-    def capture_route(
-        doc: Annotated[dict[str, Any], Body(media_type="application/ld+json")],
-        conn: Db,
-        principal: Capturer,
-        response: Response,
-    ) -> CaptureJobModel:
-        """Capture an EPCISDocument, all or nothing (GS1 REST bindings; captureErrorBehaviour rollback)."""
-        job = capture.capture(conn, doc, captured_by=principal.name)
-        location = f"/epcis/capture/{job.capture_id}"
+    async def capture_route(request: Request, conn: Db, principal: Capturer, response: Response) -> Any:
+        """Capture an EPCISDocument, all or nothing (GS1 REST bindings; captureErrorBehaviour rollback).
+        Refused (400, or 413 for a document or an event over its size limit) with the reasons, which the
+        capture job keeps too; the events already in the ledger with the same content are listed in
+        ``alreadyCaptured`` (idempotent)."""
+        limits = request.app.state.options.capture
+        raw = await _body(request, limits.document_bytes)
+        if raw is None:
+            job = await run_in_threadpool(
+                capture.refuse, conn, [capture.too_large_document(limits)], captured_by=principal.name
+            )
+        else:
+            job = await run_in_threadpool(
+                capture.capture_bytes, conn, raw, captured_by=principal.name, limits=limits
+            )
         if not job.success:
             raise ApiProblemError(
-                400,
+                413 if job.too_large else 400,
                 "Capture refused",
                 "the document was not captured: " + "; ".join(e["message"] for e in job.errors)[:2000],
-                type_=PROBLEM_BASE + "capture-refused",
+                type_=PROBLEM_BASE + ("too-large" if job.too_large else "capture-refused"),
                 errors=job.errors,
                 captureID=job.capture_id,
             )
-        response.headers["Location"] = location
+        response.headers["Location"] = f"/epcis/capture/{job.capture_id}"
         return CaptureJobModel(**job.as_dict())
 
     @app.get("/epcis/capture/{capture_id}", response_model=CaptureJobModel, tags=["epcis"])
@@ -576,12 +765,17 @@ def create_app(conninfo: str) -> FastAPI:
             raise ApiProblemError(404, "Not Found", f"no capture job {capture_id!r}")
         return CaptureJobModel(**job.as_dict())
 
-    @app.get("/epcis/events", tags=["epcis"], response_model=dict[str, Any])
+    @app.get(
+        "/epcis/events",
+        tags=["epcis"],
+        response_model=None,
+        response_class=Response,
+        responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    )
     def events_route(
         request: Request,
         conn: Db,
         _: Reader,
-        response: Response,
         ge_event_time: Annotated[datetime | None, Query(alias="GE_eventTime")] = None,
         lt_event_time: Annotated[datetime | None, Query(alias="LT_eventTime")] = None,
         event_type: Annotated[list[str] | None, Query(alias="eventType")] = None,
@@ -600,7 +794,7 @@ def create_app(conninfo: str) -> FastAPI:
         le_min_value_temperature: Annotated[float | None, Query(alias="LE_minValue_Temperature")] = None,
         per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=query.MAX_PER_PAGE)] = None,
         next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """EPCIS 2.0 event query (SimpleEventQuery parameters); any ``<OP>_<value|minValue|maxValue|
         meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL matches CEL
         data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``)."""
@@ -619,18 +813,13 @@ def create_app(conninfo: str) -> FastAPI:
             next_page_token=next_page_token,
         )
         events, token = query.run(conn, q)
-        doc = capture.export_document(events)
-        body = doc.pop("epcisBody")
-        doc["type"] = "EPCISQueryDocument"
-        doc["epcisBody"] = {
-            "queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": body["eventList"]}}
-        }
+        response = Response(capture.query_document(events), media_type="application/json")
         if token is not None:
             params = dict(request.query_params)
             params["nextPageToken"] = token
             response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
             response.headers["GS1-Next-Page-Token"] = token
-        return doc
+        return response
 
     @app.get("/alarms", response_model=list[Alarm], tags=["alarms"])
     def alarms_route(
@@ -670,9 +859,12 @@ def create_app(conninfo: str) -> FastAPI:
     return app
 
 
-def _audit(
-    app: FastAPI, principal: auth.Principal, method: str, path: str, query_text: str, status: int
-) -> None:
-    pool: ConnectionPool[psycopg.Connection[Any]] = app.state.pool
-    with pool.connection(timeout=POOL_OPEN_TIMEOUT_S) as conn:
-        auth.audit(conn, principal, method, path, query_text, status)
+def _stages(liveness: Liveness | None) -> dict[str, bool]:
+    """Each stage's liveness; a liveness report that fails counts as a dead ``liveness`` stage."""
+    if liveness is None:
+        return {}
+    try:
+        return {str(name): bool(alive) for name, alive in liveness().items()}
+    except Exception:  # the report itself failed: that is an unhealthy process, said as such
+        log.exception("health: the liveness report failed")
+        return {"liveness": False}

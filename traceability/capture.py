@@ -5,22 +5,43 @@ element may put device and time attributes in ``sensorMetadata`` or in its ``sen
 never in both), then all its events are appended in one transaction: either every event is in the
 ledger or none is. Each event inherits the document's ``@context`` when it has none of its own, so the
 extension prefixes it uses hash to the same namespaces as in the document.
+
+Refused, with a reason per event, before anything is stored (``CaptureLimits``):
+
+* a document or an event larger than its byte limit (the API answers 413), nesting deeper than the depth
+  limit or a list longer than the list limit (400): the limits are checked on the document as parsed, by
+  an iterative walk, before the schema or anything recursive looks at it;
+* an ``eventTime`` (or ``declarationTime``) later than now plus the allowed clock skew, or before the
+  floor: a date in the future would stand in the custody history ahead of every real event;
+* an eventID already in the ledger (or earlier in the document) with other content; the same content
+  again is idempotent: the job lists it under ``already_captured`` with its seq;
+* a hash-form eventID (``ni:///sha-256;...``) that is not the event's CBV 2.0 hash;
+* an ``errorDeclaration`` of an event that is neither in the ledger nor earlier in the document.
+
+``recordTime`` is the repository's: each captured event's is the capture job's time, whatever the client
+sent. The event hash does not cover recordTime (CBV 2.0 8.9), so an event's hash is the same whoever
+records it and whenever; the stored canonical bytes (and so the chain) do include it: the ledger says
+when it recorded each event. "Same content" means the same canonical bytes, recordTime apart.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from traceability import epcis, ledger, queries
+from traceability import epcis, jcs, ledger, queries
+from traceability.eventhash import HASH_PREFIX, EventTooDeepError, event_hash
 
 Conn = psycopg.Connection[Any]
+log = logging.getLogger(__name__)
 
 # Attributes that GS1 allows in sensorMetadata or in each sensorReport, but not in both of one element
 # (EPCIS 2.0, 7.3.5.2: "if ... specified in sensorMetadata, it SHALL NOT be specified in sensorReport").
@@ -30,6 +51,34 @@ EVENT_TYPES = frozenset(
 )
 # Documents above this many events are refused (one transaction holds them all).
 MAX_EVENTS = 10_000
+# Where the events of a document sit: document (1) > epcisBody (2) > eventList (3) > event (4).
+EVENT_DEPTH = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureLimits:
+    """What capture accepts (the ``capture_*`` settings). The defaults hold every GS1 example and the
+    project's own events many times over: its largest event, a day of sensor reports, is ~100 kB; the
+    deepest standard path (document > epcisBody > eventList > event > sensorElementList > element >
+    sensorReport > report) is 8 levels, leaving 24 for extension fields."""
+
+    document_bytes: int = 16 << 20
+    event_bytes: int = 1 << 20
+    depth: int = 32
+    list_items: int = 10_000
+    future_skew_s: float = 300.0
+    time_floor: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+
+    def __post_init__(self) -> None:
+        if not EVENT_DEPTH < self.depth <= jcs.MAX_DEPTH:
+            raise ValueError(f"capture depth limit must be in ({EVENT_DEPTH}, {jcs.MAX_DEPTH}]")
+        if min(self.document_bytes, self.event_bytes, self.list_items) < 1 or self.future_skew_s < 0:
+            raise ValueError("capture limits must be positive")
+        if self.time_floor.tzinfo is None:
+            raise ValueError("the capture time floor needs a time zone")
+
+
+DEFAULT_LIMITS = CaptureLimits()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +87,7 @@ class CaptureError:
 
     path: str
     message: str
+    too_large: bool = False  # a size limit (the API answers 413), not a content refusal (400)
 
     def as_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}
@@ -52,9 +102,12 @@ class CaptureJob:
     first_seq: int | None = None
     last_seq: int | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
+    already_captured: list[dict[str, Any]] = field(default_factory=list)  # {"eventID", "seq"} each
+    too_large: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        """The capture job document of the GS1 REST bindings, plus our seq range."""
+        """The capture job document of the GS1 REST bindings, plus our seq range and the events that were
+        in the ledger already (the same content: idempotent)."""
         return {
             "captureID": self.capture_id,
             "running": self.running,
@@ -64,6 +117,7 @@ class CaptureJob:
             "events": self.events,
             "firstSeq": self.first_seq,
             "lastSeq": self.last_seq,
+            "alreadyCaptured": self.already_captured,
         }
 
 
@@ -93,32 +147,120 @@ def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def check_document(doc: Any) -> list[CaptureError]:
-    """Every reason to refuse ``doc`` (empty: capturable)."""
+def parse_document(raw: bytes, limits: CaptureLimits = DEFAULT_LIMITS) -> Any:
+    """The JSON value of a document's bytes, else ``CaptureRefusedError``: too large, not JSON, or nested
+    beyond what the parser's recursion allows (the depth limit is checked on the parsed value)."""
+    if len(raw) > limits.document_bytes:
+        raise CaptureRefusedError([too_large_document(limits)])
+    try:
+        return msgspec.json.decode(raw)
+    except RecursionError:
+        raise CaptureRefusedError([_too_deep("", limits)]) from None
+    except msgspec.DecodeError as exc:  # msgspec's message says where: "malformed JSON (byte 12)"
+        raise CaptureRefusedError([CaptureError("", f"not JSON: {exc}")]) from None
+
+
+def too_large_document(limits: CaptureLimits) -> CaptureError:
+    return CaptureError("", f"the document is larger than {limits.document_bytes} bytes", too_large=True)
+
+
+def _too_deep(path: str, limits: CaptureLimits) -> CaptureError:
+    return CaptureError(path, f"nested deeper than {limits.depth} levels")
+
+
+def shape_errors(value: Any, path: str, depth: int, limits: CaptureLimits) -> list[CaptureError]:
+    """The depth and list-length limits over a value that sits at ``depth`` (its first refusal only), by
+    a walk level by level: no recursion, whatever the nesting."""
+    level = [value]
+    while level:
+        if depth > limits.depth:
+            return [_too_deep(path, limits)]
+        below: list[Any] = []
+        for v in level:
+            if type(v) is dict:
+                below.extend(v.values())
+            elif type(v) is list:
+                if len(v) > limits.list_items:
+                    return [CaptureError(path, f"a list holds more than {limits.list_items} items")]
+                below.extend(v)
+        level, depth = [x for x in below if type(x) is dict or type(x) is list], depth + 1
+    return []
+
+
+def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureError]:
+    """Every event's size, depth and lists, then the rest of the document's."""
+    errors: list[CaptureError] = []
+    body = doc.get("epcisBody")
+    raw = body.get("eventList") if isinstance(body, Mapping) else None
+    if isinstance(raw, list):
+        if len(raw) > MAX_EVENTS:
+            return [CaptureError("/epcisBody/eventList", f"more than {MAX_EVENTS} events")]
+        for i, event in enumerate(raw):
+            path = f"/epcisBody/eventList/{i}"
+            found = shape_errors(event, path, EVENT_DEPTH, limits)
+            if not found:
+                size = len(msgspec.json.encode(event))
+                if size > limits.event_bytes:
+                    message = f"the event is {size} bytes, more than {limits.event_bytes}"
+                    found = [CaptureError(path, message, too_large=True)]
+            errors.extend(found)
+        rest = {k: v for k, v in doc.items() if k != "epcisBody"}
+        rest["epcisBody"] = {k: v for k, v in body.items() if k != "eventList"}  # type: ignore[union-attr]
+    else:
+        rest = dict(doc)
+    return errors + shape_errors(rest, "", 1, limits)
+
+
+def check_document(
+    doc: Any, limits: CaptureLimits = DEFAULT_LIMITS, *, now: datetime | None = None
+) -> list[CaptureError]:
+    """Every reason to refuse ``doc`` (empty: capturable) that needs no database: limits, schema, the
+    sensor rule and the times."""
     if not isinstance(doc, Mapping):
         return [CaptureError("", "the body is not a JSON object")]
     if doc.get("type") != "EPCISDocument":
         return [CaptureError("/type", "expected an EPCISDocument")]
+    errors = limit_errors(doc, limits)
+    if errors:
+        return errors  # nothing else walks a value beyond the limits
     try:
         epcis.validate_document(doc)
     except epcis.InvalidEventError as exc:
         return [CaptureError("", f"EPCIS 2.0 JSON Schema: {exc}")]
-    errors: list[CaptureError] = []
     events = events_of(doc)
     if not events:
         errors.append(CaptureError("/epcisBody", "no events"))
-    if len(events) > MAX_EVENTS:
-        errors.append(CaptureError("/epcisBody/eventList", f"more than {MAX_EVENTS} events"))
+    latest = (now or datetime.now(UTC)) + timedelta(seconds=limits.future_skew_s)
     for i, event in enumerate(events):
         path = f"/epcisBody/eventList/{i}"
         if event.get("type") not in EVENT_TYPES:
             errors.append(CaptureError(f"{path}/type", f"unknown event type {event.get('type')!r}"))
         errors.extend(sensor_rule_errors(event, path))
-        try:
-            epcis.parse_time(str(event.get("eventTime")))
-        except ValueError:
-            errors.append(CaptureError(f"{path}/eventTime", "not an ISO 8601 time"))
+        declaration = event.get("errorDeclaration")
+        times = [("eventTime", event.get("eventTime"))]
+        if isinstance(declaration, Mapping):
+            times.append(("errorDeclaration/declarationTime", declaration.get("declarationTime")))
+        for name, text in times:
+            errors.extend(_time_errors(f"{path}/{name}", text, limits, latest))
     return errors
+
+
+def _time_errors(path: str, text: Any, limits: CaptureLimits, latest: datetime) -> list[CaptureError]:
+    try:
+        t = epcis.parse_time(str(text))
+    except (ValueError, OverflowError):
+        return [CaptureError(path, "not an ISO 8601 time")]
+    if t > latest:
+        return [
+            CaptureError(
+                path,
+                f"{epcis.iso_ms(t)} is later than now plus the allowed clock skew of "
+                f"{limits.future_skew_s:g} s",
+            )
+        ]
+    if t < limits.time_floor:
+        return [CaptureError(path, f"{epcis.iso_ms(t)} is before {epcis.iso_ms(limits.time_floor)}")]
+    return []
 
 
 def sensor_rule_errors(event: Mapping[str, Any], path: str = "") -> list[CaptureError]:
@@ -138,36 +280,140 @@ def sensor_rule_errors(event: Mapping[str, Any], path: str = "") -> list[Capture
     return errors
 
 
-def capture(conn: Conn, doc: Any, *, captured_by: str | None = None) -> CaptureJob:
+def capture(
+    conn: Conn,
+    doc: Any,
+    *,
+    captured_by: str | None = None,
+    limits: CaptureLimits = DEFAULT_LIMITS,
+    now: datetime | None = None,
+) -> CaptureJob:
     """Capture a document as one job: all its events appended, or none. The job row is recorded either way
     (committed), so ``GET /epcis/capture/{id}`` can report it. ``conn`` must not be inside a transaction.
 
-    The document is checked (schema, sensor rule) first, then its events are appended in one transaction.
-    The check runs in this thread on purpose: measured on two cores, checking in a thread beside the
-    append held the GIL against its every round trip, and checking in another process cost more CPU in
-    all (transfer, three processes on two cores) than it took off the append."""
+    The document is checked (limits, schema, sensor rule, times) first, then, under the ledger's lock, its
+    eventIDs against the ledger, then its events are appended in the same transaction. The check runs in
+    this thread on purpose: measured on two cores, checking in a thread beside the append held the GIL
+    against its every round trip, and checking in another process cost more CPU in all (transfer, three
+    processes on two cores) than it took off the append."""
     job = CaptureJob(capture_id=str(uuid.uuid4()), running=False, success=False)
-    errors = check_document(doc)
+    at = now or datetime.now(UTC)
+    errors = check_document(doc, limits, now=at)
     if not errors:
+        events = events_of(doc)
+        record_time = epcis.iso_ms(at)
+        for event in events:
+            event["recordTime"] = record_time  # the repository's (see the module docstring)
         try:
             with conn.transaction():
-                seqs = ledger.append_many(conn, events_of(doc), validated=True)
-                job.success, job.events = True, len(seqs)
-                job.first_seq = min(seqs) if seqs else None
-                job.last_seq = max(seqs) if seqs else None
-                _record(conn, job, captured_by)  # committed with the events: one commit
-            return job
-        except (epcis.InvalidEventError, ValueError, KeyError, TypeError) as exc:
-            errors = [CaptureError("/epcisBody/eventList", str(exc))]
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                errors = _identity_errors(conn, events)
+                if not errors:
+                    head = conn.execute(queries.HEALTH).fetchone()
+                    head_seq = 0 if head is None or head[0] is None else int(head[0])
+                    seqs = ledger.append_many(conn, events, validated=True)
+                    new = [s for s in seqs if s > head_seq]
+                    job.success, job.events = True, len(set(new))
+                    job.first_seq = min(new) if new else None
+                    job.last_seq = max(new) if new else None
+                    seen: set[int] = set()
+                    for event, seq in zip(events, seqs, strict=True):
+                        if seq <= head_seq or seq in seen:
+                            job.already_captured.append({"eventID": _event_id(event), "seq": seq})
+                        seen.add(seq)
+                    _record(conn, job, captured_by)  # committed with the events: one commit
+                    return job
+        except (epcis.InvalidEventError, jcs.CanonicalizationError, EventTooDeepError) as exc:
+            errors = [CaptureError("/epcisBody/eventList", str(exc))]  # our own messages
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            psycopg.errors.DataError,
+            psycopg.errors.IntegrityError,
+        ) as exc:
             # A value or a constraint the database refuses (a bug of ours or a constraint added since):
-            # the document is refused and the refusal recorded, never a crash of the request.
-            errors = [CaptureError("/epcisBody/eventList", f"rejected by the database: {exc}")]
-    job = CaptureJob(capture_id=job.capture_id, running=False, success=False)
+            # the document is refused and the refusal recorded, never a crash of the request. The
+            # exception's text (the database's words, the values it quotes) stays in the log; the
+            # reason names the constraint, if one refused it.
+            log.exception("capture %s refused on an unexpected error", job.capture_id)
+            diag = getattr(exc, "diag", None)
+            constraint = diag.constraint_name if diag is not None else None
+            reason = "rejected by the database" + (f" (constraint {constraint})" if constraint else "")
+            errors = [CaptureError("/epcisBody/eventList", reason)]
+    return refuse(conn, errors, captured_by=captured_by, capture_id=job.capture_id)
+
+
+def refuse(
+    conn: Conn, errors: Sequence[CaptureError], *, captured_by: str | None, capture_id: str | None = None
+) -> CaptureJob:
+    """Record a refused capture job with its reasons (committed) and return it."""
+    job = CaptureJob(capture_id=capture_id or str(uuid.uuid4()), running=False, success=False)
     job.errors = [e.as_dict() for e in errors]
+    job.too_large = any(e.too_large for e in errors)
     with conn.transaction():
         _record(conn, job, captured_by)
     return job
+
+
+def capture_bytes(
+    conn: Conn,
+    raw: bytes,
+    *,
+    captured_by: str | None = None,
+    limits: CaptureLimits = DEFAULT_LIMITS,
+    now: datetime | None = None,
+) -> CaptureJob:
+    """``capture`` of a document's bytes (the request body): parsed under the limits first."""
+    try:
+        doc = parse_document(raw, limits)
+    except CaptureRefusedError as exc:
+        return refuse(conn, exc.errors, captured_by=captured_by)
+    return capture(conn, doc, captured_by=captured_by, limits=limits, now=now)
+
+
+def _identity_errors(conn: Conn, events: Sequence[dict[str, Any]]) -> list[CaptureError]:
+    """The eventID refusals: a reused eventID with other content, a hash-form eventID that is not the
+    event's hash, an errorDeclaration of no event (in the ledger or earlier in the document)."""
+    errors: list[CaptureError] = []
+    ids = [str(e["eventID"]) for e in events if e.get("eventID")]
+    stored: dict[tuple[str, bool], bytes] = {}
+    if ids:
+        for event_id, declares, content in conn.execute(
+            queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)
+        ):
+            stored[(str(event_id), bool(declares))] = _content(content)
+    for i, event in enumerate(events):
+        path = f"/epcisBody/eventList/{i}"
+        declares = "errorDeclaration" in event
+        event_id = str(event.get("eventID") or "")
+        if event_id.startswith(HASH_PREFIX) and event_id != event_hash(event):
+            errors.append(CaptureError(f"{path}/eventID", "a hash eventID that is not the event's hash"))
+            continue
+        if not event_id:
+            continue  # its eventID is its hash: the same content is the same event
+        key = (event_id, declares)
+        content = _content(event)
+        known = stored.get(key)
+        if known is not None and known != content:
+            reason = f"eventID {event_id!r} is taken by an event with other content"
+            errors.append(CaptureError(f"{path}/eventID", reason))
+            continue
+        if declares and (event_id, False) not in stored:
+            errors.append(CaptureError(f"{path}/errorDeclaration", f"no event {event_id!r} to declare wrong"))
+            continue
+        stored[key] = content
+    return errors
+
+
+def _event_id(event: Mapping[str, Any]) -> str:
+    """The eventID an event is stored under: its own, else its hash."""
+    return str(event.get("eventID") or event_hash(event))
+
+
+def _content(event: Mapping[str, Any]) -> bytes:
+    """An event's content as the idempotency check compares it: its canonical bytes without recordTime."""
+    return jcs.canonical({k: v for k, v in event.items() if k != "recordTime"})
 
 
 def _record(conn: Conn, job: CaptureJob, captured_by: str | None) -> None:
@@ -180,6 +426,7 @@ def _record(conn: Conn, job: CaptureJob, captured_by: str | None) -> None:
             "first": job.first_seq,
             "last": job.last_seq,
             "errors": Jsonb(job.errors),
+            "already": Jsonb(job.already_captured),
             "by": captured_by,
         },
     )
@@ -197,6 +444,7 @@ def get_job(conn: Conn, capture_id: str) -> CaptureJob | None:
         first_seq=row[4],
         last_seq=row[5],
         errors=list(row[6]),
+        already_captured=list(row[7]),
     )
 
 
@@ -205,17 +453,37 @@ def export_document(
 ) -> dict[str, Any]:
     """An EPCISDocument of stored events. The document's @context is the union of the events' contexts
     (namespace objects merged), so every extension prefix stays bound; the events keep their eventIDs."""
-    context: list[Any] = [epcis.EPCIS_CONTEXT]
+    events = list(events)
+    doc = epcis.document([], creation_date=creation_date)
+    doc["@context"] = _merged_context(event.get("@context") for event in events)
+    doc["epcisBody"] = {"eventList": [{k: v for k, v in e.items() if k != "@context"} for e in events]}
+    return doc
+
+
+def _merged_context(contexts: Iterable[Any]) -> list[Any]:
+    """The EPCIS context and the namespace objects of every given @context, merged."""
     namespaces: dict[str, str] = {}
-    body = []
-    for event in events:
-        ctx = event.get("@context")
+    for ctx in contexts:
         for item in ctx if isinstance(ctx, list) else [ctx]:
             if isinstance(item, Mapping):
                 namespaces.update({k: v for k, v in item.items() if isinstance(v, str)})
-        body.append({k: v for k, v in event.items() if k != "@context"})
-    context.extend({k: v} for k, v in sorted(namespaces.items()))
+    return [epcis.EPCIS_CONTEXT, *({k: v} for k, v in sorted(namespaces.items()))]
+
+
+def query_document(events: Sequence[tuple[str, str]], *, creation_date: datetime | None = None) -> bytes:
+    """The EPCISQueryDocument (SimpleEventQuery results) of stored events, each given as the JSON texts of
+    its @context and of the rest of it (``query.run``). The event texts are copied into the document as
+    they are, never parsed: serving a page walks no event. A context that does not parse binds nothing."""
+    contexts = []
+    for text, _ in events:
+        try:
+            contexts.append(msgspec.json.decode(text))
+        except (msgspec.DecodeError, RecursionError):
+            continue
     doc = epcis.document([], creation_date=creation_date)
-    doc["@context"] = context
-    doc["epcisBody"] = {"eventList": body}
-    return doc
+    doc["@context"] = _merged_context(contexts)
+    doc["type"] = "EPCISQueryDocument"
+    doc["epcisBody"] = {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": []}}}
+    head = msgspec.json.encode(doc)
+    cut = head.rindex(b'"eventList":[]') + len(b'"eventList":[')
+    return head[:cut] + b",".join(body.encode("utf-8") for _, body in events) + head[cut:]

@@ -32,6 +32,8 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from traceability.jcs import MAX_DEPTH
+
 HASH_VERSION = "CBV2.0"
 HASH_PREFIX = "ni:///sha-256;"
 HASH_SUFFIX = f"?ver={HASH_VERSION}"
@@ -312,17 +314,24 @@ def _sensor_element(element: Mapping[str, Any], ns: Mapping[str, str]) -> str:
     return out + "".join(sorted(ext))
 
 
-def _extension(key: str, value: Any, ns: Mapping[str, str]) -> str:
+class EventTooDeepError(ValueError):
+    """An extension field nested deeper than ``jcs.MAX_DEPTH``: no hash is computed for it."""
+
+
+def _extension(key: str, value: Any, ns: Mapping[str, str], depth: int = 1) -> str:
+    """The pre-hash text of an extension field; the one recursive walk of the hash, bounded in depth."""
     if type(value) is str:
         # Only the namespaces of the key's and the value's prefixes matter: memoise on them.
         return _string_extension(key, value, ns.get(key.partition(":")[0]), ns.get(value.partition(":")[0]))
+    if depth > MAX_DEPTH:
+        raise EventTooDeepError(f"an extension field nested deeper than {MAX_DEPTH} levels")
     name = _expand_key(key, ns)
     if isinstance(value, Mapping):
-        children = [_extension(k, v, ns) for k, v in value.items() if k != "#text"]
+        children = [_extension(k, v, ns, depth + 1) for k, v in value.items() if k != "#text"]
         text = _kv_value(name, value["#text"], timestamps=False) if "#text" in value else ""
         return name + text + "".join(sorted(children))
     if isinstance(value, list):
-        return "".join(sorted(_extension(key, v, ns) for v in value))
+        return "".join(sorted(_extension(key, v, ns, depth + 1) for v in value))
     if isinstance(value, str):
         value = _expand_value(value, ns)
     return name + _kv_value(name, value, timestamps=False)

@@ -17,16 +17,25 @@ import msgspec
 import rfc8785
 
 MAX_SAFE_INT = 2**53 - 1
+# The deepest value any walk over an event accepts (canonical bytes here, the event hash, capture's
+# configurable limit): both encoders recurse, as does pydantic-core when the API serves a value (it gives
+# up at 255 levels), and Python's recursion limit is 1000; 128 levels is far below all three and far
+# beyond any EPCIS event (its standard fields nest 5 levels).
+MAX_DEPTH = 128
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 
 class CanonicalizationError(ValueError):
-    """The value has no RFC 8785 form (NaN, infinity, an integer beyond ±2^53, a lone surrogate)."""
+    """The value has no RFC 8785 form (NaN, infinity, an integer beyond ±2^53, a lone surrogate), or it
+    is nested deeper than ``MAX_DEPTH``."""
 
 
 def canonical(value: Any) -> bytes:
-    """The RFC 8785 canonical UTF-8 bytes of a JSON value."""
-    if _plain(value):
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value nested at most ``MAX_DEPTH`` levels."""
+    plain = _plain(value)
+    if plain is None:
+        raise CanonicalizationError(f"nested deeper than {MAX_DEPTH} levels")
+    if plain:
         try:
             return _encode(value)
         except (msgspec.EncodeError, UnicodeEncodeError, ValueError):  # a lone surrogate
@@ -38,31 +47,39 @@ def canonical(value: Any) -> bytes:
     return data
 
 
-def _plain(value: Any) -> bool:
+def _plain(value: Any) -> bool | None:
     """True when the fast encoder's output is the JCS form of ``value``: only dicts with ASCII string keys,
-    lists, strings, booleans, null, integers within ±2^53 and floats that print as plain decimals."""
-    stack = [value]
-    pop, push, extend = stack.pop, stack.append, stack.extend
-    while stack:
-        v = pop()
-        t = type(v)
-        if t is dict:
-            for k, x in v.items():
-                if type(k) is not str or not k.isascii():
-                    return False
-                if type(x) is not str:  # strings, the most common leaves, need no more checking
-                    push(x)
-        elif t is list:
-            extend(v)
-        elif t is str or t is bool or v is None:
-            continue
-        elif t is int:
-            if not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
-                return False
-        elif t is float:
-            text = repr(v)
-            if "e" in text or "n" in text or text.endswith(".0"):
-                return False
-        else:
-            return False
-    return True
+    lists, strings, booleans, null, integers within ±2^53 and floats that print as plain decimals; None
+    when it is nested deeper than ``MAX_DEPTH`` (walked level by level: no recursion)."""
+    plain = True
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_DEPTH and any(type(v) is dict or type(v) is list for v in level):
+            return None  # a container this deep (scalars below the last level do not count)
+        below: list[Any] = []
+        push, extend = below.append, below.extend
+        for v in level:
+            t = type(v)
+            if t is dict:
+                for k, x in v.items():
+                    if type(k) is not str or not k.isascii():
+                        plain = False
+                    if type(x) is not str:  # strings, the most common leaves, need no more checking
+                        push(x)
+            elif t is list:
+                extend(v)
+            elif t is str or t is bool or v is None:
+                continue
+            elif t is int:
+                if not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
+                    plain = False
+            elif t is float:
+                text = repr(v)
+                if "e" in text or "n" in text or text.endswith(".0"):
+                    plain = False
+            else:
+                plain = False
+        level = below
+    return plain

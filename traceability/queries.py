@@ -29,6 +29,11 @@ LOCK_LEDGER = "SELECT pg_advisory_xact_lock(%s)"
 EVENT_SEQS_BY_IDS = (
     "SELECT event_id, declares_error, seq FROM ledger_event WHERE event_id = ANY(string_to_array(%s, %s))"
 )
+# The content of the events already under these eventIDs (recordTime apart: the repository's own).
+EVENT_CONTENT_BY_IDS = (
+    "SELECT event_id, declares_error, event - 'recordTime' FROM ledger_event"
+    " WHERE event_id = ANY(string_to_array(%s, %s))"
+)
 EVENT_BY_ID = "SELECT event FROM ledger_event WHERE event_id = %s AND NOT declares_error"
 LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
 # New entries, in seq order; ``event`` is the text of ``event_jcs`` (the CHECK constraint holds them equal).
@@ -361,11 +366,11 @@ HEALTH = "SELECT max(seq) FROM ledger_event"
 # --- capture jobs ---------------------------------------------------------------------------------
 INSERT_CAPTURE_JOB = """
 INSERT INTO capture_job (capture_id, finished_at, running, success, events, first_seq, last_seq, errors,
-                         captured_by)
-VALUES (%(id)s, now(), false, %(success)s, %(events)s, %(first)s, %(last)s, %(errors)s, %(by)s)
+                         already_captured, captured_by)
+VALUES (%(id)s, now(), false, %(success)s, %(events)s, %(first)s, %(last)s, %(errors)s, %(already)s, %(by)s)
 """
 CAPTURE_JOB = """
-SELECT capture_id, running, success, events, first_seq, last_seq, errors FROM capture_job
+SELECT capture_id, running, success, events, first_seq, last_seq, errors, already_captured FROM capture_job
 WHERE capture_id = %s
 """
 

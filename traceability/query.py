@@ -139,8 +139,10 @@ _BASE_VALUE = """(CASE r->>'uom' WHEN 'CEL' THEN (r->>{f})::float8 + 273.15
     WHEN 'KEL' THEN (r->>{f})::float8 ELSE NULL END)"""
 
 
-def run(conn: Conn, q: EventQuery) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of matching events (stored JSON, eventID included) and the token of the next page."""
+def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
+    """One page of matching events and the token of the next page. Each event comes as two JSON texts, its
+    ``@context`` and the rest of it (eventID included), that nothing here parses: the page is served
+    without a walk over any event, however deeply one is nested (``capture.query_document``)."""
     where: list[sql.Composable] = [sql.SQL("e.seq > %(after)s")]
     args: dict[str, Any] = {"after": q.after_seq, "limit": q.per_page + 1}
     if q.ge_event_time is not None:
@@ -191,10 +193,11 @@ def run(conn: Conn, q: EventQuery) -> tuple[list[dict[str, Any]], str | None]:
             )
         )
     statement = sql.SQL(
-        "SELECT e.seq, e.event FROM ledger_event e WHERE {} ORDER BY e.seq LIMIT %(limit)s"
+        "SELECT e.seq, (e.event -> '@context')::text, (e.event - '@context')::text FROM ledger_event e"
+        " WHERE {} ORDER BY e.seq LIMIT %(limit)s"
     ).format(sql.SQL(" AND ").join(where))
     rows = conn.execute(statement, args).fetchall()
     more = len(rows) > q.per_page
     rows = rows[: q.per_page]
     token = encode_token(int(rows[-1][0])) if more and rows else None
-    return [dict(r[1]) for r in rows], token
+    return [(str(r[1] or "null"), str(r[2])) for r in rows], token
