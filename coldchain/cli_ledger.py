@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import psycopg
 import typer
 
-from coldchain.clicommon import cli_settings, emit_json
+from coldchain.clicommon import ExitCode, cli_settings, emit_json
+
+if TYPE_CHECKING:
+    from traceability.checkpoint import Checkpoint
+    from traceability.verify import VerifyResult
 
 ledger_app = typer.Typer(help="The hash-chained EPCIS ledger.", no_args_is_help=True)
 
@@ -39,6 +43,66 @@ def trace(
         typer.echo(format_trace(result))
 
 
+# The largest file a ledger command reads (a document, a bundle, a checkpoint log): far above any this
+# system writes, so that a device file or a runaway input is refused instead of filling memory.
+MAX_INPUT_BYTES = 512 * 1024 * 1024
+
+
+def fail(message: str) -> NoReturn:
+    """End the command: ``message`` as one line on stderr, and USAGE (the input given was wrong)."""
+    typer.echo(message.replace("\n", " "), err=True)
+    raise typer.Exit(ExitCode.USAGE)
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    """The bytes of an input file, or one line on stderr and USAGE (unreadable, or too large)."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_INPUT_BYTES + 1)
+    except OSError as exc:
+        fail(f"{path}: cannot read the {what}: {exc.strerror or exc}")
+    if len(data) > MAX_INPUT_BYTES:
+        fail(f"{path}: the {what} is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB")
+    return data
+
+
+def _pinned(spec: str | None, home: Path) -> str | None:
+    """The public key to verify against: ``spec`` (hex or a key file), else the ledger's own key file
+    under COLDCHAIN_HOME, else None. A ``spec`` that is neither is one line on stderr and USAGE."""
+    from traceability.checkpoint import CheckpointFormatError, configured_key, pinned_key
+
+    try:
+        return pinned_key(spec) if spec is not None else configured_key(home)
+    except CheckpointFormatError as exc:
+        fail(f"--public-key: {exc}" if spec is not None else str(exc))
+
+
+def _kept(files: list[Path]) -> list[tuple[str, Checkpoint]]:
+    """The checkpoints of the files given with --checkpoint, each labelled with its file and line."""
+    from traceability.checkpoint import CheckpointFormatError, parse_kept
+    from traceability.jsonfile import MAX_DEPTH, JsonInputError, too_deep
+
+    kept: list[tuple[str, Checkpoint]] = []
+    for path in files:
+        data = _read_input(path, "checkpoint file")
+        try:
+            if too_deep(data, MAX_DEPTH):
+                raise JsonInputError(f"JSON nested more than {MAX_DEPTH} levels deep")
+            cps = parse_kept(data.decode("utf-8"), name=str(path))
+        except (CheckpointFormatError, JsonInputError) as exc:
+            fail(f"{path}: {exc}" if isinstance(exc, JsonInputError) else str(exc))
+        except UnicodeDecodeError as exc:
+            fail(f"{path}: not UTF-8 (byte {exc.start})")
+        kept.extend((f"kept checkpoint {path}#{n}", cp) for n, cp in enumerate(cps, 1))
+    return kept
+
+
+PUBLIC_KEY_HELP = (
+    "The signer's Ed25519 public key to verify against: 64 hex digits, or a file with them, a PEM public"
+    " key or the PEM private key. Default: the ledger's key file under COLDCHAIN_HOME."
+)
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -49,30 +113,72 @@ def ledger_verify(
             help="Also re-derive every event's GS1 CBV 2.0 hash and compare every row's columns (slow).",
         ),
     ] = False,
+    public_key: Annotated[str | None, typer.Option("--public-key", help=PUBLIC_KEY_HELP)] = None,
+    kept_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint someone kept (its JSON, or a checkpoint log of them, one a line); repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Check the whole hash chain (every event's bytes, every link, the signed checkpoint); name the first
-    bad sequence number."""
+    """Check the whole hash chain (every event's bytes, every link) and every signed checkpoint, stored
+    or kept, against the pinned public key; name the first bad sequence number. Exit 0 only when nothing
+    is wrong and the key vouches for the chain."""
     from coldchain.runtime import open_stack
-    from traceability.ledger import verify
+    from traceability.verify import verify
 
     settings = cli_settings()
+    pinned = _pinned(public_key, settings.home)
+    kept = _kept(kept_files or [])
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
-        result = verify(conn, deep=deep)
+        result = verify(conn, deep=deep, public_key=pinned, kept=kept)
     if as_json:
-        emit_json({"ok": result.ok, "events": result.events, "first_bad_seq": result.first_bad_seq})
+        emit_json(result.as_dict())
     else:
-        typer.echo(
-            f"ledger intact: {result.events} events"
-            if result.ok
-            else f"ledger BROKEN at seq {result.first_bad_seq} ({result.events} events)"
-        )
-    raise typer.Exit(0 if result.ok else 1)
+        for line in _verdict(result):
+            typer.echo(line)
+    raise typer.Exit(ExitCode.OK if result.anchored else ExitCode.FAILED)
+
+
+def _verdict(result: VerifyResult) -> list[str]:
+    """What ``ledger verify`` prints: the verdict, then each problem on a line of its own."""
+    if not result.ok:
+        at = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+        return [f"ledger BROKEN{at} ({result.events} events)", *(f"  {p}" for p in result.problems)]
+    if not result.pinned:
+        return [
+            f"ledger NOT VERIFIED: {result.events} events chained intact, but no public key is pinned"
+            " (--public-key, or the ledger's key file) and no checkpoint vouches for them"
+        ]
+    if not result.anchored:
+        return [
+            f"ledger NOT VERIFIED: {result.events} events chained intact, but no checkpoint signed by the"
+            " pinned key vouches for them (coldchain ledger checkpoint signs one)"
+        ]
+    tail = result.events - (result.signed_seq or 0)
+    unsigned = f"; the {tail} newer entries are not signed yet" if tail else ""
+    return [
+        f"ledger intact: {result.events} events, signed through seq {result.signed_seq}"
+        f" ({result.checkpoints} checkpoints checked){unsigned}"
+    ]
 
 
 def _key_path(home: Path) -> Path:
     from traceability.checkpoint import KEY_FILE
 
     return home / KEY_FILE
+
+
+def _sign(conn: psycopg.Connection[Any], key_path: Path) -> Checkpoint | None:
+    """Sign the head with the key in ``key_path``, commit, and append the checkpoint to the log beside it."""
+    from traceability.checkpoint import append_to_log, load_or_create_key, log_beside, sign_head
+
+    cp = sign_head(conn, load_or_create_key(key_path))
+    conn.commit()
+    if cp is not None:
+        append_to_log(log_beside(key_path), cp)
+    return cp
 
 
 @ledger_app.command("import")
@@ -82,34 +188,30 @@ def ledger_import(
     ],
 ) -> None:
     """Capture an EPCIS document from a file, all or nothing (as POST /epcis/capture)."""
-    import json
-
     from coldchain.runtime import open_stack
     from traceability.capture import capture
+    from traceability.jsonfile import JsonInputError, loads
 
     settings = cli_settings()
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        typer.echo(f"{file}: not JSON: {exc}", err=True)
-        raise typer.Exit(1) from None
+        doc = loads(_read_input(file, "document"))
+    except JsonInputError as exc:
+        fail(f"{file}: {exc}")
     with open_stack(settings) as stack, psycopg.connect(stack.database_url, autocommit=True) as conn:
         job = capture(conn, doc, captured_by=f"cli:{file.name}")
     emit_json(job.as_dict())
-    raise typer.Exit(0 if job.success else 1)
+    raise typer.Exit(ExitCode.OK if job.success else ExitCode.FAILED)
 
 
 @ledger_app.command("checkpoint")
 def ledger_checkpoint() -> None:
-    """Sign the current chain head with the ledger key (COLDCHAIN_HOME/keys/ledger-ed25519.pem)."""
+    """Sign the current chain head with the ledger key (COLDCHAIN_HOME/keys/ledger-ed25519.pem) and append
+    the checkpoint to the checkpoint log beside it."""
     from coldchain.runtime import open_stack
-    from traceability.checkpoint import load_or_create_key, sign_head
 
     settings = cli_settings()
-    key = load_or_create_key(_key_path(settings.home))
     with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
-        cp = sign_head(conn, key)
-        conn.commit()
+        cp = _sign(conn, _key_path(settings.home))
     if cp is None:
         typer.echo("empty ledger: nothing to sign", err=True)
         raise typer.Exit(1)
@@ -125,13 +227,10 @@ def ledger_export(
     Signs a fresh checkpoint of the head first."""
     from coldchain.runtime import open_stack
     from traceability.bundle import BundleError, export_lot
-    from traceability.checkpoint import load_or_create_key, sign_head
 
     settings = cli_settings()
-    key = load_or_create_key(_key_path(settings.home))
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
-        cp = sign_head(conn, key)
-        conn.commit()
+        cp = _sign(conn, _key_path(settings.home))
         try:
             data = export_lot(conn, lot, cp)
         except BundleError as exc:
@@ -151,16 +250,16 @@ def ledger_export(
 @ledger_app.command("verify-bundle")
 def ledger_verify_bundle(
     file: Annotated[Path, typer.Argument(help="A bundle written by `coldchain ledger export`.", exists=True)],
-    public_key: Annotated[
-        str | None, typer.Option("--public-key", help="Pin the signer's Ed25519 public key (hex).")
-    ] = None,
+    public_key: Annotated[str | None, typer.Option("--public-key", help=PUBLIC_KEY_HELP)] = None,
 ) -> None:
-    """Verify a bundle offline (no database): event hashes, chain links, checkpoint signature."""
+    """Verify a bundle offline (no database): event hashes, chain links, the checkpoint's signature under
+    the pinned key (a bundle never vouches for itself)."""
     from traceability.bundle import verify_bundle
 
-    result = verify_bundle(file.read_bytes(), pinned_public_key=public_key)
+    pinned = _pinned(public_key, cli_settings().home)
+    result = verify_bundle(_read_input(file, "bundle"), pinned_public_key=pinned)
     emit_json(result.as_dict())
-    raise typer.Exit(0 if result.ok else 1)
+    raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 
 @ledger_app.command("declare-error")

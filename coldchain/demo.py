@@ -84,20 +84,20 @@ def run_scenario(
             from traceability.checkpoint import CheckpointWorker
 
             CheckpointWorker(database_url, checkpoint_key).run_once()
-        summary = summarize(database_url, services.api_url)
+        summary = summarize(database_url, services.api_url, checkpoint_key=checkpoint_key)
         summary["sent"] = sent
         return summary
     finally:
         services.stop()
 
 
-def summarize(database_url: str, api_url: str) -> dict[str, Any]:
+def summarize(database_url: str, api_url: str, *, checkpoint_key: Path | None = None) -> dict[str, Any]:
     """Counts from the database, the ledger's verification (its checkpoints against the public key of
     `checkpoint_key`), and the API's answer for the traced lot."""
     from firmware_sim.scenario import demo_world
     from traceability.auth import create_key
-    from traceability.checkpoint import latest
-    from traceability.ledger import verify
+    from traceability.checkpoint import latest, pinned_key
+    from traceability.verify import verify
 
     lot_id = demo_world().lots[0].lot_id
     with psycopg.connect(database_url) as conn:
@@ -116,7 +116,7 @@ def summarize(database_url: str, api_url: str) -> dict[str, Any]:
         reasons: dict[str, int] = dict(
             conn.execute("SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY 1").fetchall()
         )
-        result = verify(conn)
+        result = verify(conn, public_key=pinned_key(str(checkpoint_key)) if checkpoint_key else None)
         checkpoint = latest(conn)
         # The demo asks the API as an inspector would: with an inspector's key.
         key = create_key(conn, "inspector", "demo inspector")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
 from tests.test_epcis_capture import as_url
-from traceability import bundle, checkpoint, epcis, ledger
+from traceability import bundle, checkpoint, epcis, ledger, verify
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 LOT = "urn:epc:class:lgtin:6901234.012345.B1"
@@ -62,13 +62,17 @@ def test_checkpoint_catches_truncation_and_signature(db_url: str, tmp_path: Path
         cp = checkpoint.sign_head(conn, key)
         conn.commit()
         assert cp is not None
-        assert checkpoint.signature_ok(cp, checkpoint.public_hex(key))
-        result = ledger.verify(conn)
-        assert (result.ok, result.checkpoint_seq) == (True, 6)
-        assert ledger.verify(conn, deep=True).ok
+        public = checkpoint.public_hex(key)
+        assert checkpoint.signature_ok(cp, public)
+        result = verify.verify(conn, public_key=public)
+        assert (result.ok, result.anchored, result.checkpoint_seq, result.signed_seq) == (True, True, 6, 6)
+        assert verify.verify(conn, deep=True, public_key=public).anchored
         other = checkpoint.public_hex(checkpoint.load_or_create_key(tmp_path / "other.pem"))
-        assert ledger.verify(conn, pinned_public_key=other).first_bad_seq == 6
-        # Drop the newest entry (as a superuser would): only the checkpoint can tell.
+        assert verify.verify(conn, public_key=other).first_bad_seq == 6
+        unpinned = verify.verify(conn)
+        assert (unpinned.ok, unpinned.first_bad_seq) == (False, None)  # its checkpoint cannot be verified
+        assert unpinned.problems == (verify.NO_KEY.format(n=1),)
+        # Drop the newest entry (as a superuser would) and move the checkpoint's row to seq 5.
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         conn.execute("ALTER TABLE ledger_checkpoint DISABLE TRIGGER USER")
         for table in ("event_subject", "containment", "custody_leg"):
@@ -84,7 +88,7 @@ def test_checkpoint_catches_truncation_and_signature(db_url: str, tmp_path: Path
             " VALUES (5, %s, %s, %s, %s)",
             (cp.entry_hash, checkpoint.parse_time(cp.signed_at), cp.public_key, cp.signature),
         )
-        assert not ledger.verify(conn).ok  # signature no longer matches seq 5
+        assert not verify.verify(conn, public_key=public).ok  # signature no longer matches seq 5
         conn.rollback()
 
 
@@ -103,7 +107,7 @@ def test_error_declaration_is_a_new_event(db_url: str) -> None:
         assert row[1] == wrong[0]
         assert row[2] is True
         assert row[0]["errorDeclaration"]["reason"] == "incorrect_data"
-        assert ledger.verify(conn).ok
+        assert verify.verify(conn).ok
         with pytest.raises(LookupError):
             ledger.declare_error(conn, "urn:uuid:none")
 
@@ -135,7 +139,10 @@ def test_bundle_verifies_offline_and_via_cli(
 
 
 @pytest.fixture(scope="module")
-def bundle_bytes(pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def bundle_bytes(
+    pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[bytes, str]:
+    """A lot's bundle and the public key that signed it."""
     from coldchain.embedded import with_database
 
     name = "bundle_prop"
@@ -143,20 +150,21 @@ def bundle_bytes(pg_server_url: str, template_db: str, tmp_path_factory: pytest.
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f'CREATE DATABASE {name} TEMPLATE "{template_db}"')
     with psycopg.connect(with_database(pg_server_url, name)) as conn:
-        data, _ = _ledger_bundle(conn, tmp_path_factory.mktemp("k"))
+        data, public = _ledger_bundle(conn, tmp_path_factory.mktemp("k"))
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    return data
+    return data, public
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(position=st.integers(min_value=0), bit=st.integers(min_value=0, max_value=7))
-def test_any_changed_byte_is_detected(bundle_bytes: bytes, position: int, bit: int) -> None:
-    assert bundle.verify_bundle(bundle_bytes).ok
-    i = position % len(bundle_bytes)
-    changed = bytearray(bundle_bytes)
+def test_any_changed_byte_is_detected(bundle_bytes: tuple[bytes, str], position: int, bit: int) -> None:
+    data, public = bundle_bytes
+    assert bundle.verify_bundle(data, pinned_public_key=public).ok
+    i = position % len(data)
+    changed = bytearray(data)
     changed[i] ^= 1 << bit
-    assert not bundle.verify_bundle(bytes(changed)).ok
+    assert not bundle.verify_bundle(bytes(changed), pinned_public_key=public).ok
 
 
 def _mutate(data: bytes, op: str, where: str, i: int, j: int) -> bytes:
@@ -182,8 +190,9 @@ def _mutate(data: bytes, op: str, where: str, i: int, j: int) -> bytes:
     j=st.integers(min_value=0, max_value=100),
 )
 def test_deleted_inserted_reordered_entries_detected(
-    bundle_bytes: bytes, op: str, where: str, i: int, j: int
+    bundle_bytes: tuple[bytes, str], op: str, where: str, i: int, j: int
 ) -> None:
-    mutated = _mutate(bundle_bytes, op, where, i, j)
-    assert mutated != bundle_bytes
-    assert not bundle.verify_bundle(mutated).ok
+    data, public = bundle_bytes
+    mutated = _mutate(data, op, where, i, j)
+    assert mutated != data
+    assert not bundle.verify_bundle(mutated, pinned_public_key=public).ok

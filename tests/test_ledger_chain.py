@@ -17,7 +17,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from coldchain.migrate import migrate
-from traceability import epcis, ledger
+from traceability import epcis, ledger, verify
 from traceability.eventhash import event_hash
 
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -57,15 +57,15 @@ def test_append_links_entries_and_verify_passes(db_url: str) -> None:
             assert entry == hashlib.sha256(bytes.fromhex(prev) + ev_hash.encode() + digest).hexdigest()
             assert (event_type, biz_step) == ("ObjectEvent", "storing")
             prev = entry
-        assert ledger.verify(conn) == ledger.VerifyResult(ok=True, events=4, first_bad_seq=None)
-        assert ledger.verify(conn, deep=True) == ledger.VerifyResult(ok=True, events=4, first_bad_seq=None)
-        assert ledger.jcs_constraint_intact(conn)
+        assert verify.verify(conn) == verify.VerifyResult(ok=True, events=4, first_bad_seq=None)
+        assert verify.verify(conn, deep=True) == verify.VerifyResult(ok=True, events=4, first_bad_seq=None)
+        assert verify.jcs_constraint_intact(conn)
         assert ledger.head_seq(conn) == 4
 
 
 def test_empty_ledger_verifies(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        assert ledger.verify(conn) == ledger.VerifyResult(ok=True, events=0, first_bad_seq=None)
+        assert verify.verify(conn) == verify.VerifyResult(ok=True, events=0, first_bad_seq=None)
         assert ledger.head_seq(conn) is None
 
 
@@ -79,7 +79,7 @@ def test_append_is_idempotent_on_event_id(db_url: str) -> None:
         conn.commit()
         assert (first, again, second) == (1, 1, 2)
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (2,)
-        assert ledger.verify(conn).ok
+        assert verify.verify(conn).ok
 
 
 @pytest.mark.parametrize(
@@ -298,7 +298,7 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         conn.execute(update, (*a[:3], Jsonb(a[3]), *a[4:], target + 1))
         conn.execute(update, (*b[:3], Jsonb(b[3]), *b[4:], target))
         conn.execute(JCS_CHECK)
-        assert ledger.jcs_constraint_intact(conn)
+        assert verify.jcs_constraint_intact(conn)
     conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
     return target
 
@@ -318,9 +318,9 @@ def test_verify_names_first_tampered_entry(
         # Each example builds, tampers and verifies inside one transaction that is rolled back.
         try:
             _chain(conn, n)
-            assert ledger.verify(conn, deep=deep).ok
+            assert verify.verify(conn, deep=deep).ok
             expected = _tamper(conn, kind, target, n)
-            result = ledger.verify(conn, deep=deep)
+            result = verify.verify(conn, deep=deep)
             assert result.first_bad_seq == expected
             assert result.ok is (expected is None)
             assert result.events == n + {"delete": -1, "insert": 1}.get(kind, 0)
@@ -334,7 +334,7 @@ def test_each_tampering_is_named(db_url: str, kind: str, deep: bool) -> None:
     with psycopg.connect(db_url) as conn:
         _chain(conn, 4)
         expected = _tamper(conn, kind, 2, 4)
-        result = ledger.verify(conn, deep=deep)
+        result = verify.verify(conn, deep=deep)
         assert (result.ok, result.first_bad_seq) == (False, expected)
         conn.rollback()
 
@@ -361,8 +361,8 @@ def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
                     (prev, link, seq),
                 )
                 prev = link
-            assert ledger.verify(conn).ok
-            assert ledger.verify(conn, deep=True).first_bad_seq == 3
+            assert verify.verify(conn).ok
+            assert verify.verify(conn, deep=True).first_bad_seq == 3
         finally:
             conn.rollback()
 
@@ -383,7 +383,7 @@ def test_check_constraint_refuses_diverging_served_columns(db_url: str, change: 
     """With every trigger disabled, no served column can differ from the chained bytes."""
     with psycopg.connect(db_url) as conn:
         _chain(conn, 2)
-        assert ledger.jcs_constraint_intact(conn)
+        assert verify.jcs_constraint_intact(conn)
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute(f"UPDATE ledger_event SET {change} WHERE seq = 1")
@@ -412,15 +412,15 @@ def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str, ur
         conn.execute(old_check)
         conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
         conn.execute("DELETE FROM schema_migration WHERE key LIKE %s", ("%0006_ledger_columns_bound%",))
-        assert not ledger.jcs_constraint_intact(conn)
+        assert not verify.jcs_constraint_intact(conn)
     assert [k for k in migrate(db_url) if "0006" in k]
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT biz_step, event_time FROM ledger_event ORDER BY seq").fetchall() == [
             ("storing", T0 + timedelta(minutes=1)),
             ("storing", T0 + timedelta(minutes=2, seconds=1)),
         ]
-        assert ledger.jcs_constraint_intact(conn)
-        assert ledger.verify(conn).ok
+        assert verify.jcs_constraint_intact(conn)
+        assert verify.verify(conn).ok
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -446,7 +446,7 @@ def test_event_time_beyond_microseconds_is_appended(db_url: str) -> None:
         assert ledger.append(conn, event) == 1
         row = conn.execute("SELECT event_time FROM ledger_event").fetchone()
         assert row == (datetime(2026, 3, 1, 0, 1, tzinfo=UTC),)
-        assert ledger.verify(conn, deep=True).ok
+        assert verify.verify(conn, deep=True).ok
 
 
 @pytest.mark.parametrize(

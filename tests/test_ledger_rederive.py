@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from coldchain.cli import app as cli_app
 from tests.test_epcis_capture import as_url
 from tests.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
-from traceability import ledger
 from traceability.rederive import DERIVED_TABLES, rederive
 from traceability.trace import trace
+from traceability.verify import verify
 
 
 def _content(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
@@ -70,7 +70,7 @@ def test_rederive_of_appended_ledger_finds_and_changes_nothing(chain_db: str, ba
         assert rebuilt.applied
         assert _content(conn) == before
         assert _without_leg_ids(trace(conn, LOT)) == traced
-        assert ledger.verify(conn).ok
+        assert verify(conn).ok
 
 
 def test_rederive_check_names_damage_and_rebuild_repairs_it(chain_db: str) -> None:

@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 from rules.models import VerdictLimits, VerdictPayload
 from traceability import epcis, ledger
 from traceability.trace import trace_lot
+from traceability.verify import verify
 from traceability.worker import LedgerWorker
 
 S = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -334,7 +335,7 @@ def test_worker_emits_events_containment_and_custody(db_url: str) -> None:
         ]
         assert conn.execute("SELECT count(*) FROM ingest_batch").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM verdict_outbox").fetchone() == (0,)
-        assert ledger.verify(conn).ok
+        assert verify(conn).ok
 
 
 def test_reprocessing_is_idempotent(db_url: str) -> None:
@@ -415,7 +416,7 @@ def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
             (SSCC, TRUCK_EPC, None, h(2), h(6)),
             (SSCC, None, NN_MARKET, h(6), None),
         ]
-        assert ledger.verify(conn).ok
+        assert verify(conn).ok
 
 
 def test_late_reads_do_not_rewrite_what_happened_since(db_url: str) -> None:

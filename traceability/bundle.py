@@ -14,7 +14,8 @@ A verifier re-canonicalises each bundled event (RFC 8785), checks its SHA-256 ag
 seq, recomputes its CBV 2.0 event hash and checks it against the event hash there, recomputes every link
 from ``start_prev_hash`` (``entry_hash = sha256(prev ‖ event_hash ‖ digest)``, ``traceability.ledger``)
 up to the checkpoint, compares the last with the signed entry hash and checks the Ed25519 signature
-(against a pinned public key when given). A linear hash chain has no shortcuts, so the segment runs from
+under a pinned public key (never the one the bundle carries: without a pinned key, the bundle does not
+verify). A linear hash chain has no shortcuts, so the segment runs from
 the lot's first event to the checkpoint. Since the digest covers the whole stored event, every field of a
 bundled event is proven (``eventID``, ``recordTime``, ``@context``, ``errorDeclaration`` included). The
 file must be exactly its canonical serialisation, so that no byte of it can change without changing what
@@ -32,7 +33,7 @@ from typing import Any
 import psycopg
 import rfc8785
 
-from traceability import checkpoint, queries
+from traceability import checkpoint, jsonfile, queries
 from traceability.eventhash import event_hash
 from traceability.jcs import CanonicalizationError, canonical
 from traceability.ledger import content_digest, entry_hash
@@ -100,9 +101,10 @@ class BundleResult:
 
 
 def verify_bundle(data: bytes, *, pinned_public_key: str | None = None) -> BundleResult:
-    """Check a bundle's bytes with no database; ``problems`` names what does not hold."""
+    """Check a bundle's bytes with no database against ``pinned_public_key`` (64 hex; without it the
+    checkpoint cannot be verified, which is a problem); ``problems`` names what does not hold."""
     try:
-        bundle = json.loads(data)
+        bundle = jsonfile.loads(data)
         canonical = rfc8785.dumps(bundle) == data
     except (ValueError, rfc8785.CanonicalizationError) as exc:
         return BundleResult(ok=False, problems=[f"not a JSON bundle: {exc}"])
@@ -149,8 +151,12 @@ def _verify(bundle: Mapping[str, Any], pinned: str | None) -> BundleResult:
     )
     if set(cp_raw) != {"seq", "entry_hash", "signed_at", "public_key", "signature"}:
         problems.append("checkpoint has unknown fields")
-    if not checkpoint.signature_ok(cp, pinned):
-        problems.append("checkpoint signature does not verify" + (" under the pinned key" if pinned else ""))
+    if pinned is None:
+        problems.append("no public key pinned: the checkpoint's signature cannot be verified")
+    elif not checkpoint.signature_ok(cp, pinned.lower()):
+        problems.append("checkpoint signature does not verify under the pinned key")
+    elif cp.public_key != pinned.lower():
+        problems.append("the checkpoint names another public key than the pinned one")
     chain = bundle["chain"]
     entries = chain["entries"]
     expected_seq = int(chain["start_seq"])

@@ -1,6 +1,6 @@
-"""Stage 3, ledger: append EPCIS events to the hash chain (deriving containment and custody), and verify it.
+"""Stage 3, ledger: append EPCIS events to the hash chain (deriving containment and custody).
 
-Chain definition (what ``verify`` and an offline verifier recompute):
+Chain definition (what ``traceability.verify`` and an offline verifier recompute):
 
 * ``event_hash`` = the GS1 CBV 2.0 event hash of the stored event (``traceability.eventhash``),
   the text ``ni:///sha-256;<64 lowercase hex>?ver=CBV2.0``;
@@ -16,7 +16,7 @@ The jsonb ``event`` column (what the API serves and queries) equals ``event_jcs`
 other served columns are its fields: ``event_id`` / ``event_type`` / ``event_time`` its ``eventID`` /
 ``type`` / ``eventTime``, ``biz_step`` the bare CBV name of its ``bizStep`` (``epcis.biz_step_name``),
 ``declares_error`` whether it has an ``errorDeclaration``. A validated CHECK constraint (migrations 0004,
-0006) holds this for every row; ``verify`` checks that the constraint is intact.
+0006) holds this for every row; ``traceability.verify`` checks that the constraint is intact.
 
 Appends run in the caller's transaction, one batch at a time (transaction-scoped advisory lock), so seq
 has no holes and the chain no forks. An event whose eventID is already in the ledger is not appended again.
@@ -27,11 +27,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import msgspec
 import psycopg
 
 from traceability import derive, queries
@@ -40,28 +38,6 @@ from traceability.eventhash import event_hash
 from traceability.jcs import canonical
 
 GENESIS_HASH = "0" * 64
-# Rows per chunk of the verification stream (libpq's chunked rows mode: rows arrive in chunks, each loaded
-# in C; with an older libpq, one row at a time). The server keeps sending only while the socket buffer has
-# room (≈ 200 kB on a Unix socket), and libpq does not read while this process hashes a chunk: a chunk of
-# ~100 entries (~150 kB) fits in that buffer, so the next one is already there. Measured on the bench
-# ledger: 2000-row chunks gave ≈ 175k events/s over a Unix socket, 100-row chunks ≈ 415k
-# (over TCP: 300–370k and 430k).
-_CHUNK_ROWS = 100 if psycopg.pq.version() >= 170000 else 1
-# The CHECK constraint binding the served columns to the chained bytes, as PostgreSQL prints it back.
-JCS_CONSTRAINT = "ledger_event_event_is_jcs"
-JCS_CONSTRAINT_DEF = (
-    "CHECK (((event_jcs IS NULL) OR ((event = (convert_from(event_jcs, 'UTF8'::name))::jsonb)"
-    " AND (NOT (event_id IS DISTINCT FROM (event ->> 'eventID'::text)))"
-    " AND (NOT (event_type IS DISTINCT FROM (event ->> 'type'::text)))"
-    " AND (NOT (event_time IS DISTINCT FROM ((event ->> 'eventTime'::text))::timestamp with time zone))"
-    " AND (NOT (biz_step IS DISTINCT FROM\nCASE\n"
-    "    WHEN ((event ->> 'bizStep'::text) ~~ 'https://ref.gs1.org/cbv/BizStep-%'::text)"
-    " THEN substr((event ->> 'bizStep'::text), 33)\n"
-    "    WHEN ((event ->> 'bizStep'::text) ~~ 'urn:epcglobal:cbv:bizstep:%'::text)"
-    " THEN substr((event ->> 'bizStep'::text), 27)\n"
-    "    ELSE (event ->> 'bizStep'::text)\nEND))"
-    " AND (declares_error = (event ? 'errorDeclaration'::text)))))"
-)
 
 Conn = psycopg.Connection[Any]
 
@@ -228,101 +204,6 @@ def append(conn: Conn, event: Mapping[str, Any]) -> int:
     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
     with conn.transaction():
         return _append(conn, [event], validated=True)[0]
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyResult:
-    ok: bool
-    events: int
-    first_bad_seq: int | None
-    checkpoint_seq: int | None = None
-
-
-def verify(conn: Conn, *, deep: bool = False, pinned_public_key: str | None = None) -> VerifyResult:
-    """Check the whole chain in one streaming pass in seq order; name the first entry that does not hold.
-
-    Default (full integrity): seq has no holes, every ``prev_hash`` is the previous ``entry_hash``, every
-    ``entry_hash`` is recomputed from ``prev_hash``, ``event_hash`` and SHA-256 of the stored canonical
-    bytes ``event_jcs`` (so no byte of any stored event can change unseen), and the served columns are
-    those bytes' (the ``ledger_event_event_is_jcs`` constraint is present, validated and unchanged; when
-    it is not, every row's jsonb, eventID, type, time, business step and error flag are compared with its
-    bytes instead). ``deep`` also re-derives each event's GS1 CBV 2.0 hash from its bytes and makes that
-    comparison for every row.
-
-    A missing entry is reported at the seq that should have followed its predecessor. The newest signed
-    checkpoint is checked too: its signature, that the chain still reaches its seq (else the first
-    missing seq is bad) and that the entry hash there is the one signed (else that seq is bad)."""
-    from traceability import checkpoint
-
-    cp = checkpoint.latest(conn)
-    compare_json = deep or not jcs_constraint_intact(conn)
-    expected_seq, expected_prev = 1, GENESIS_HASH
-    prev_raw = bytes(32)
-    first_bad: int | None = None
-    count = 0
-    entry_at_cp: str | None = None
-    cp_seq = -1 if cp is None else cp.seq
-    sha256 = hashlib.sha256
-    decode = msgspec.json.Decoder()
-    sql = queries.CHAIN_WITH_JSON if compare_json else queries.CHAIN_JCS
-    # The server streams rows while this loop hashes (it does not wait for fetches).
-    with conn.transaction(), conn.cursor(binary=True) as cur:
-        for row in cur.stream(sql, size=_CHUNK_ROWS):
-            count += 1
-            if first_bad is not None:
-                continue
-            seq, ev_hash, prev_hash, stored_entry, jcs = row[:5]
-            if seq != expected_seq:
-                first_bad = expected_seq
-                continue
-            if prev_hash != expected_prev or jcs is None:
-                first_bad = seq
-                continue
-            link = sha256(prev_raw + ev_hash.encode() + sha256(jcs).digest()).digest()
-            if link.hex() != stored_entry or (compare_json and not _row_consistent(decode, row, deep=deep)):
-                first_bad = seq
-                continue
-            if seq == cp_seq:
-                entry_at_cp = stored_entry
-            expected_seq, expected_prev, prev_raw = seq + 1, stored_entry, link
-    if cp is not None and first_bad is None:
-        if not checkpoint.signature_ok(cp, pinned_public_key):
-            first_bad = cp.seq
-        elif cp.seq >= expected_seq:
-            first_bad = expected_seq  # entries up to the signed head are gone
-        elif entry_at_cp != cp.entry_hash:
-            first_bad = cp.seq
-    return VerifyResult(
-        ok=first_bad is None,
-        events=count,
-        first_bad_seq=first_bad,
-        checkpoint_seq=None if cp is None else cp.seq,
-    )
-
-
-def jcs_constraint_intact(conn: Conn) -> bool:
-    """The CHECK binding the served columns to ``event_jcs`` exists, is validated and unchanged."""
-    row = conn.execute(queries.JCS_CONSTRAINT, (JCS_CONSTRAINT,)).fetchone()
-    return row is not None and bool(row[0]) and row[1] == JCS_CONSTRAINT_DEF
-
-
-def _row_consistent(decode: msgspec.json.Decoder[Any], row: Sequence[Any], *, deep: bool) -> bool:
-    """The row's served columns are its canonical bytes' fields (and, deep, so is its GS1 hash)."""
-    ev_hash, jcs, event_id, event_type, event_text = row[1], row[4], row[5], row[6], row[7]
-    event_time, biz_step, declares_error = row[8], row[9], row[10]
-    try:
-        event = decode.decode(jcs)
-        if not isinstance(event, dict) or decode.decode(event_text) != event:
-            return False
-        if event.get("eventID") != event_id or event.get("type") != event_type:
-            return False
-        if parse_time(event["eventTime"]) != event_time or biz_step_name(event.get("bizStep")) != biz_step:
-            return False
-        if ("errorDeclaration" in event) != declares_error:
-            return False
-        return not deep or event_hash(event) == ev_hash
-    except (KeyError, TypeError, ValueError, AttributeError, msgspec.DecodeError):
-        return False
 
 
 def head_seq(conn: Conn) -> int | None:

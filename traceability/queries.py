@@ -384,6 +384,10 @@ LATEST_CHECKPOINT = """
 SELECT checkpoint_id, seq, entry_hash, signed_at, public_key, signature FROM ledger_checkpoint
 ORDER BY checkpoint_id DESC LIMIT 1
 """
+ALL_CHECKPOINTS = """
+SELECT checkpoint_id, seq, entry_hash, signed_at, public_key, signature FROM ledger_checkpoint
+ORDER BY checkpoint_id
+"""
 LINKS_BETWEEN = """
 SELECT seq, event_hash, encode(sha256(event_jcs), 'hex'), entry_hash FROM ledger_event
 WHERE seq BETWEEN %s AND %s ORDER BY seq
