@@ -11,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, SEQ_JUMP_MAX
+
 
 class BrokerAddress(BaseModel):
     """Where an MQTT broker listens, and the credentials to use there."""
@@ -66,6 +68,13 @@ class Settings(BaseSettings):
     gateway_metrics_host: str = "127.0.0.1"
     # Each gateway replica needs its own client id (the broker keeps one session per id).
     gateway_client_id: str = Field(default="coldchain-gateway", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # ---- gateway: ingest limits (defaults and their reasons in gateway/limits.py)
+    # Payloads larger than this are dead-lettered unread (payload_too_large); 256 MiB is MQTT's own cap.
+    gateway_max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1, le=268_435_455)
+    # A dead letter keeps this many leading bytes of its payload, with the whole length and sha256.
+    gateway_dead_letter_prefix_bytes: int = Field(default=DEAD_LETTER_PREFIX_BYTES, ge=0)
+    # A (boot, seq) jump beyond this many readings is a device anomaly, not missing readings.
+    gateway_seq_jump_max: int = Field(default=SEQ_JUMP_MAX, ge=1)
 
     @field_validator("database_url")
     @classmethod

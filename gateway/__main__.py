@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, SEQ_JUMP_MAX, IngestLimits
 from gateway.service import GatewayAuthError, GatewayError, GatewayService
 
 EXIT_AUTH = 3  # the broker refused our credentials: restarting will not help
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics-port", type=int)
     ap.add_argument("--max-batch", type=int, default=500)
     ap.add_argument("--writers", type=int, default=2, help="writer threads (database connections)")
+    ap.add_argument("--max-payload-bytes", type=int, default=MAX_PAYLOAD_BYTES)
+    ap.add_argument("--dead-letter-prefix-bytes", type=int, default=DEAD_LETTER_PREFIX_BYTES)
+    ap.add_argument("--seq-jump-max", type=int, default=SEQ_JUMP_MAX)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     svc = GatewayService(
@@ -42,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         metrics_port=args.metrics_port,
         max_batch=args.max_batch,
         writers=args.writers,
+        limits=IngestLimits(
+            max_payload_bytes=args.max_payload_bytes,
+            dead_letter_prefix_bytes=args.dead_letter_prefix_bytes,
+            seq_jump_max=args.seq_jump_max,
+        ),
     )
     stop = threading.Event()
 

@@ -17,12 +17,10 @@ import numpy as np
 from msgspec import Meta
 
 from gateway.epc import EpcError, decode_hex, is_epc_hex
+from gateway.limits import MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
-# A v1 message holds at most 5000 items (schema maxItems); 5000 readings of ~100 bytes fit in 1 MiB.
-# The default of the gateway's payload limit (setting gateway_max_payload_bytes): larger is refused unread.
-MAX_PAYLOAD_BYTES: Final = 1_048_576
 # Device clocks ahead of the gateway by more than this are flagged (never corrected): 5 min.
 CLOCK_SKEW_TOLERANCE_MS: Final = 5 * 60 * 1000
 # flags bit 0: the device time was ahead of the receive time beyond CLOCK_SKEW_TOLERANCE_MS.

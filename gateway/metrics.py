@@ -55,6 +55,11 @@ class GatewayMetrics:
         self.sequence_gaps = Counter(
             p + "sequence_gaps", "Readings devices produced that never arrived ((boot, seq) gaps)", registry=r
         )
+        self.sequence_anomalies = Counter(
+            p + "sequence_anomalies",
+            "(boot, seq) jumps beyond the plausible window (device_anomaly)",
+            registry=r,
+        )
         self.reconnects = Counter(p + "broker_reconnects", "Reconnections to the broker", registry=r)
         self.db_unavailable = Counter(
             p + "database_unavailable", "Write attempts that found the database unreachable", registry=r

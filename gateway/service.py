@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -21,6 +23,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import store
 from gateway.decode import Batch, RawMessage, Rejected, decode
+from gateway.limits import DEFAULT_LIMITS, IngestLimits
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
 
@@ -52,6 +55,8 @@ class _Inbound(msgspec.Struct, frozen=True):
 
 
 _Decoded = tuple[list[_Inbound], list[tuple[RawMessage, Batch | Rejected]]]
+# decode(topic, payload, received_at_ms): the pure decoder the service runs (a seam for tests).
+Decoder = Callable[[str, bytes, int], Batch | Rejected]
 
 
 def _now_ms() -> int:
@@ -84,6 +89,8 @@ class GatewayService:
         spool_max_bytes: int = 1 << 30,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        limits: IngestLimits = DEFAULT_LIMITS,
+        decoder: Decoder | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.host = host
@@ -97,6 +104,10 @@ class GatewayService:
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
         self.mqtt5 = mqtt5  # False: MQTT 3.1.1 (clean_session=False) for brokers without v5, e.g. amqtt
+        self.limits = limits
+        self._decode: Decoder = decoder or functools.partial(
+            decode, max_payload_bytes=limits.max_payload_bytes
+        )
         self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=queue_size)
         self._cond = threading.Condition()
         self._received = 0
@@ -116,6 +127,7 @@ class GatewayService:
                 "spooled_messages",
                 "replayed_messages",
                 "seq_gaps",
+                "seq_anomalies",
             ),
             0,
         )
@@ -267,8 +279,24 @@ class GatewayService:
 
     @property
     def error(self) -> BaseException | None:
-        """Why the gateway stopped working, if it did (refused credentials, writer failure)."""
+        """Why the gateway stopped working, if it did (refused credentials, a thread that died)."""
         return self._error
+
+    def liveness(self) -> dict[str, bool]:
+        """Per thread role ("decoder", "writer-0", ...): True while it runs. All False before start()."""
+        alive = {"decoder": self._decoder is not None and self._decoder.is_alive()}
+        for i in range(self.writers):
+            threads = self._writer_threads
+            alive[f"writer-{i}"] = i < len(threads) and threads[i].is_alive()
+        return alive
+
+    def _fail(self, role: str, e: BaseException) -> None:
+        """A thread is dying of `e`: record it (the supervisor polls `error`) and wake every waiter."""
+        log.error("gateway: the %s thread died", role, exc_info=e)
+        if self._error is None:
+            self._error = e
+        with self._cond:
+            self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """True once the queue is empty and every message received so far is committed and acked."""
@@ -404,7 +432,8 @@ class GatewayService:
                         break
                     continue
                 decoded = [
-                    (it.raw, decode(it.raw.topic, it.raw.payload, it.raw.received_at_ms)) for it in items
+                    (it.raw, self._decode(it.raw.topic, it.raw.payload, it.raw.received_at_ms))
+                    for it in items
                 ]
                 while not self._writer_gone.is_set():
                     try:
@@ -412,6 +441,9 @@ class GatewayService:
                         break
                     except queue.Full:
                         continue
+        except BaseException as e:  # the supervisor sees it through error / wait_idle / liveness
+            self._fail("decoder", e)
+            self._writer_gone.set()  # nothing more will be decoded: stop the writers too
         finally:
             sentinels = self.writers  # one "input ended" per writer
             while sentinels and not self._writer_gone.is_set():
@@ -454,11 +486,8 @@ class GatewayService:
                 assert isinstance(result, store.WriteResult)
                 self._ack(items)
                 self._account(result, len(items))
-        except BaseException as e:  # the supervisor sees it through error / wait_idle
-            log.exception("gateway writer failed")
-            self._error = e
-            with self._cond:
-                self._cond.notify_all()
+        except BaseException as e:  # the supervisor sees it through error / wait_idle / liveness
+            self._fail(threading.current_thread().name.removeprefix("gateway-"), e)
         finally:
             self._drop_connection()
             with self._cond:
@@ -476,6 +505,7 @@ class GatewayService:
         m.rfid_written.inc(result.rfid_written)
         m.events_written.inc(result.events_written)
         m.sequence_gaps.inc(result.seq_gaps)
+        m.sequence_anomalies.inc(result.seq_anomalies)
         m.batch_messages.observe(result.messages)
         m.batch_readings.observe(result.readings_received)
         for reason, n in result.dead_reasons.items():
@@ -490,6 +520,7 @@ class GatewayService:
             st["dead_letters"] += result.dead_letters
             st["ingest_batches"] += result.ingest_batches
             st["seq_gaps"] += result.seq_gaps
+            st["seq_anomalies"] += result.seq_anomalies
             st["replayed_messages"] += replayed
             st["batches_committed"] += 1
             self._cond.notify_all()
@@ -521,11 +552,13 @@ class GatewayService:
                 for index, raws in Spool.read(path):
                     if index <= upto:
                         continue  # committed before a crash: never twice
-                    decoded = [(r, decode(r.topic, r.payload, r.received_at_ms)) for r in raws]
+                    decoded = [(r, self._decode(r.topic, r.payload, r.received_at_ms)) for r in raws]
                     t0 = time.perf_counter()
                     mark = (path.name, index)
                     try:
-                        result = store.write(conn, decoded, self._series_cache, spool_mark=mark)
+                        result = store.write(
+                            conn, decoded, self._series_cache, spool_mark=mark, limits=self.limits
+                        )
                     except psycopg.OperationalError:
                         raise
                     except psycopg.Error:
@@ -592,7 +625,7 @@ class GatewayService:
         while True:
             try:
                 t0 = time.perf_counter()
-                result = store.write(self._connection(), decoded, self._series_cache)
+                result = store.write(self._connection(), decoded, self._series_cache, limits=self.limits)
                 self.metrics.commit_seconds.observe(time.perf_counter() - t0)
                 return result
             except psycopg.OperationalError as e:
@@ -612,7 +645,9 @@ class GatewayService:
                     raw, _ = decoded[0]
                     log.error("gateway: storing %s failed (%s); dead-lettered", raw.topic, e)
                     rejected = Rejected(reason=_STORE_ERROR, detail=str(e)[:500])
-                    return store.write(self._connection(), [(raw, rejected)], self._series_cache)
+                    return store.write(
+                        self._connection(), [(raw, rejected)], self._series_cache, limits=self.limits
+                    )
                 total = store.WriteResult()
                 for one in decoded:  # find the message that fails, keep the others
                     r = self._write([one])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable, MutableMapping, Sequence
 from itertools import chain
 from typing import Any, Final, LiteralString
@@ -13,6 +14,7 @@ import psycopg
 from psycopg import errors
 
 from gateway.decode import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
+from gateway.limits import DEFAULT_LIMITS, IngestLimits
 
 SeriesKey = tuple[str, str]  # (device_id, channel)
 SeriesCache = MutableMapping[SeriesKey, int]
@@ -20,15 +22,16 @@ SeriesCache = MutableMapping[SeriesKey, int]
 _EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 # Staging tables live per connection; ON COMMIT DELETE ROWS empties them at every commit.
+# msg: the index of the reading's message in the transaction, to name it in a conflict's dead letter.
 CREATE_STAGE_READING: Final = """
 CREATE TEMP TABLE IF NOT EXISTS stage_reading (
     t_ms bigint NOT NULL, series_id bigint NOT NULL, value double precision,
-    received_ms bigint NOT NULL, flags smallint NOT NULL
+    received_ms bigint NOT NULL, flags smallint NOT NULL, msg integer NOT NULL
 ) ON COMMIT DELETE ROWS"""
 COPY_STAGE_READING: Final = (
-    "COPY stage_reading (t_ms, series_id, value, received_ms, flags) FROM STDIN (FORMAT BINARY)"
+    "COPY stage_reading (t_ms, series_id, value, received_ms, flags, msg) FROM STDIN (FORMAT BINARY)"
 )
-STAGE_READING_TYPES: Final = ["int8", "int8", "float8", "int8", "int2"]
+STAGE_READING_TYPES: Final = ["int8", "int8", "float8", "int8", "int2", "int4"]
 
 # Move staged readings in (duplicates of redelivered messages are dropped by the unique key) and
 # write the outbox row for the rules workers over what was actually inserted.
@@ -38,6 +41,7 @@ WITH ins AS (
     SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', series_id, value,
            timestamptz 'epoch' + received_ms * interval '1 millisecond', flags
     FROM stage_reading
+    ORDER BY msg  -- of two values for one (series, time) in a transaction, the earlier message's stays
     ON CONFLICT (series_id, time) DO NOTHING
     RETURNING series_id, time
 ), agg AS (
@@ -49,6 +53,18 @@ WITH ins AS (
     RETURNING batch_id
 )
 SELECT i.series_id, (extract(epoch FROM i.time) * 1000)::bigint, (SELECT count(*) FROM outbox) FROM ins i"""
+
+# After INSERT_READINGS, in its transaction: staged readings whose (series, time) holds another value. The
+# row stored first stays (a sensor value is never corrected); a staged row that was inserted matches
+# itself. Runs only on the staging path, which a COPY without any duplicate never takes.
+SELECT_READING_CONFLICTS: Final = """
+SELECT s.msg, s.series_id, s.t_ms, r.value, s.value
+FROM stage_reading s
+JOIN reading r
+  ON r.series_id = s.series_id AND r.time = timestamptz 'epoch' + s.t_ms * interval '1 millisecond'
+WHERE r.value IS DISTINCT FROM s.value
+ORDER BY s.msg, s.t_ms, s.series_id"""
+CONFLICTING_DUPLICATE: Final = "conflicting_duplicate"
 
 CREATE_STAGE_RFID: Final = """
 CREATE TEMP TABLE IF NOT EXISTS stage_rfid (
@@ -98,17 +114,23 @@ WHERE device_status.updated_at <= EXCLUDED.updated_at"""
 
 # Readings produced but never received, per (device, boot): next_seq is one past the highest seq seen,
 # received counts readings actually stored (a redelivered duplicate adds nothing, a late one fills its
-# gap), so missing = next_seq - received stays exact whatever order messages arrive in (several gateways
+# gap), skipped counts seq numbers passed over by jumps beyond the plausible window (device_anomaly), so
+# missing = next_seq - received - skipped stays exact whatever order messages arrive in (several gateways
 # sharing a subscription interleave them). A boot's seq starts at 0.
 UPSERT_SEQ: Final = """
-INSERT INTO device_seq (device_id, boot, next_seq, received, missing)
-SELECT d, b, n, r, GREATEST(n - r, 0)
-FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[]) AS u(d, b, n, r)
+INSERT INTO device_seq (device_id, boot, next_seq, received, skipped, missing)
+SELECT d, b, n, r, k, GREATEST(n - r - k, 0)
+FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS u(d, b, n, r, k)
 ON CONFLICT (device_id, boot) DO UPDATE SET
     next_seq = GREATEST(device_seq.next_seq, EXCLUDED.next_seq),
     received = device_seq.received + EXCLUDED.received,
+    skipped = device_seq.skipped + EXCLUDED.skipped,
     missing = GREATEST(GREATEST(device_seq.next_seq, EXCLUDED.next_seq)
-                       - (device_seq.received + EXCLUDED.received), 0)"""
+                       - (device_seq.received + EXCLUDED.received) - (device_seq.skipped + EXCLUDED.skipped),
+                       0)"""
+INSERT_SEQ_ANOMALY: Final = """
+INSERT INTO device_anomaly (device_id, boot, kind, received_at, expected_seq, seq, skipped, topic)
+VALUES (%s, %s, 'seq_jump', %s, %s, %s, %s, %s)"""
 
 INSERT_EVENTS: Final = """
 WITH ins AS (
@@ -138,7 +160,7 @@ VALUES ('telemetry', %s, timestamptz 'epoch' + %s * interval '1 millisecond',
 
 # Rows locked in key order (the sort sits below the row locks), so concurrent gateways cannot deadlock.
 SELECT_SEQ: Final = """
-SELECT device_id, boot, next_seq, received, missing FROM device_seq
+SELECT device_id, boot, next_seq, received, skipped, missing FROM device_seq
 WHERE (device_id, boot) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
 ORDER BY device_id, boot FOR UPDATE"""
 
@@ -150,7 +172,8 @@ ON CONFLICT (segment) DO UPDATE SET upto = GREATEST(gateway_spool_applied.upto, 
                                     applied_at = now()"""
 
 INSERT_DEAD_LETTER: Final = """
-INSERT INTO dead_letter (received_at, topic, payload, reason, detail) VALUES (%s, %s, %s, %s, %s)"""
+INSERT INTO dead_letter (received_at, topic, payload, payload_bytes, payload_sha256, reason, detail)
+VALUES (%s, %s, %s, %s, %s, %s, %s)"""
 
 
 class WriteResult(msgspec.Struct, kw_only=True):
@@ -165,6 +188,7 @@ class WriteResult(msgspec.Struct, kw_only=True):
     ingest_batches: int = 0
     readings_received: int = 0  # readings in accepted messages (written + redelivered duplicates)
     seq_gaps: int = 0  # readings newly known to be missing, from (boot, seq) gaps
+    seq_anomalies: int = 0  # (boot, seq) jumps beyond the plausible window (device_anomaly rows)
     dead_reasons: dict[str, int] = msgspec.field(default_factory=dict)
 
     def add(self, other: WriteResult) -> None:
@@ -187,11 +211,14 @@ def write(
     cache: SeriesCache | None = None,
     *,
     spool_mark: tuple[str, int] | None = None,
+    limits: IngestLimits = DEFAULT_LIMITS,
 ) -> WriteResult:
     """Store decoded messages in ONE transaction (committed on return); dead-letter the rest.
 
     `cache` maps (device_id, channel) -> series_id across calls; it only learns ids after commit.
-    `spool_mark` (segment, record index) is recorded in the same transaction when replaying the spool."""
+    `spool_mark` (segment, record index) is recorded in the same transaction when replaying the spool.
+    A reading whose (series, time) is stored with another value is a conflicting_duplicate dead letter
+    of its message (the message's other readings are stored)."""
     result = WriteResult(messages=len(items))
     learned: dict[SeriesKey, int] = {}
     with conn.transaction(), conn.cursor() as cur:
@@ -199,7 +226,7 @@ def write(
             (raw, d.reason, d.detail) for raw, d in items if isinstance(d, Rejected)
         ]
         decoded = [(raw, d) for raw, d in items if not isinstance(d, Rejected)]
-        accepted: list[Batch] = []
+        accepted: list[tuple[RawMessage, Batch]] = []
         if decoded:
             cur.execute(SELECT_DEVICES, (sorted({b.device_id for _, b in decoded}),))
             status_of: dict[str, str] = {row[0]: row[1] for row in cur.fetchall()}
@@ -210,18 +237,21 @@ def write(
                 elif st == "decommissioned":
                     dead.append((raw, "decommissioned", f"device {b.device_id!r} is decommissioned"))
                 else:
-                    accepted.append(b)
-        telemetry = [b for b in accepted if isinstance(b, TelemetryBatch)]
-        rfid = [b for b in accepted if isinstance(b, RfidBatch)]
-        status = [b for b in accepted if isinstance(b, StatusBatch)]
-        events = [b for b in accepted if isinstance(b, EventBatch)]
+                    accepted.append((raw, b))
+        tel_raw = [(raw, b) for raw, b in accepted if isinstance(b, TelemetryBatch)]
+        telemetry = [b for _, b in tel_raw]
+        rfid = [b for _, b in accepted if isinstance(b, RfidBatch)]
+        status = [b for _, b in accepted if isinstance(b, StatusBatch)]
+        events = [b for _, b in accepted if isinstance(b, EventBatch)]
         stored: dict[int, int] = {}  # id(batch) -> its readings / reads actually inserted
         if telemetry:
             series = _resolve_series(cur, telemetry, cache if cache is not None else {}, learned)
             result.readings_received = sum(len(b) for b in telemetry)
-            n, outbox = _write_readings_fast(conn, cur, telemetry, series, stored)
+            conflicts: list[tuple[int, str]] = []
+            n, outbox = _write_readings_fast(conn, cur, telemetry, series, stored, conflicts)
             result.readings_written += n
             result.ingest_batches += outbox
+            dead.extend((tel_raw[i][0], CONFLICTING_DUPLICATE, detail) for i, detail in conflicts)
         if events:
             n, outbox = _write_events(cur, events)
             result.events_written += n
@@ -232,24 +262,34 @@ def write(
             result.ingest_batches += outbox
         if status:
             result.status_updates = _write_status(cur, status)
-        result.seq_gaps = _update_seq(
+        result.seq_gaps, result.seq_anomalies = _update_seq(
             cur,
             [
-                b
-                for b in accepted
+                (raw, b)
+                for raw, b in accepted
                 if isinstance(b, RfidBatch) or (isinstance(b, TelemetryBatch) and b.seq_tracked)
             ],
             stored,
+            limits.seq_jump_max,
         )
         if spool_mark is not None:
             cur.execute(UPSERT_SPOOL_MARK, spool_mark)
         for _, reason, _ in dead:
             result.dead_reasons[reason] = result.dead_reasons.get(reason, 0) + 1
         if dead:
+            prefix = limits.dead_letter_prefix_bytes
             cur.executemany(
                 INSERT_DEAD_LETTER,
                 [
-                    (ts(raw.received_at_ms), _text(raw.topic), raw.payload, reason, _text(detail))
+                    (
+                        ts(raw.received_at_ms),
+                        _text(raw.topic),
+                        raw.payload[:prefix],
+                        len(raw.payload),
+                        hashlib.sha256(raw.payload).digest(),
+                        reason,
+                        _text(detail),
+                    )
                     for raw, reason, detail in dead
                 ],
             )
@@ -290,18 +330,22 @@ def _write_readings(
     batches: Sequence[TelemetryBatch],
     series: dict[SeriesKey, int],
     stored: dict[int, int],
+    conflicts: list[tuple[int, str]],
 ) -> tuple[int, int]:
-    """Staging path (redelivery): ON CONFLICT drops duplicates; learn which readings were new."""
+    """Staging path (redelivery): ON CONFLICT drops duplicates; learn which readings were new and which
+    differ from the stored value (appended to `conflicts` as (batch index, detail))."""
     cur.execute(CREATE_STAGE_READING)
     with cur.copy(COPY_STAGE_READING) as cp:
         cp.set_types(STAGE_READING_TYPES)
-        for b in batches:
+        for i, b in enumerate(batches):
             rx = b.received_at_ms
             dev = b.device_id
             for t_ms, ch, v, fl in zip(b.t_ms, b.channel, b.value, b.flags, strict=True):
-                cp.write_row((t_ms, series[(dev, ch)], v, rx, fl))
+                cp.write_row((t_ms, series[(dev, ch)], v, rx, fl, i))
     cur.execute(INSERT_READINGS)
     rows = cur.fetchall()
+    cur.execute(SELECT_READING_CONFLICTS)
+    conflicts.extend(_conflict_details(cur.fetchall(), series))
     new = {(int(sid), int(t)) for sid, t, _ in rows}
     for b in batches:
         n = 0
@@ -312,6 +356,34 @@ def _write_readings(
                 n += 1
         stored[id(b)] = n
     return len(rows), int(rows[0][2]) if rows else 0
+
+
+# A conflict's detail names at most this many readings (the detail column is for people; the count is
+# always given).
+_CONFLICTS_NAMED: Final = 5
+
+
+def _value_text(v: float | None) -> str:
+    return "null" if v is None else repr(v)
+
+
+def _conflict_details(rows: Sequence[tuple[Any, ...]], series: dict[SeriesKey, int]) -> list[tuple[int, str]]:
+    """(batch index, detail) per message with readings that differ from the stored ones."""
+    channel_of = {sid: ch for (_, ch), sid in series.items()}
+    per_msg: dict[int, list[str]] = {}
+    for msg, sid, t_ms, stored_v, sent_v in rows:
+        per_msg.setdefault(int(msg), []).append(
+            f"{channel_of.get(int(sid), sid)} at {ts(int(t_ms)).isoformat(timespec='milliseconds')}: "
+            f"stored {_value_text(stored_v)}, received {_value_text(sent_v)}"
+        )
+    return [
+        (
+            msg,
+            f"{len(found)} reading(s) differ from the stored value, which stays: "
+            + "; ".join(found[:_CONFLICTS_NAMED]),
+        )
+        for msg, found in per_msg.items()
+    ]
 
 
 # Binary COPY rows for reading(time, series_id, value, received_at, flags): int16 field count, then per
@@ -373,6 +445,7 @@ def _write_readings_fast(
     batches: Sequence[TelemetryBatch],
     series: dict[SeriesKey, int],
     stored: dict[int, int],
+    conflicts: list[tuple[int, str]],
 ) -> tuple[int, int]:
     t_ms = np.array(list(chain.from_iterable(b.t_ms for b in batches)), dtype=np.int64)
     value = np.array(list(chain.from_iterable(b.value for b in batches)), dtype=np.float64)
@@ -393,7 +466,7 @@ def _write_readings_fast(
         with conn.transaction(), cur.copy(COPY_READING) as cp:
             cp.write(data)
     except errors.UniqueViolation:
-        return _write_readings(cur, batches, series, stored)
+        return _write_readings(cur, batches, series, stored, conflicts)
     for b, n in zip(batches, lengths, strict=True):
         stored[id(b)] = n
     cur.execute(
@@ -454,26 +527,45 @@ def _write_status(cur: psycopg.Cursor[Any], batches: Sequence[StatusBatch]) -> i
 
 
 def _update_seq(
-    cur: psycopg.Cursor[Any], batches: Sequence[TelemetryBatch | RfidBatch], stored: dict[int, int]
-) -> int:
-    """Advance (boot, seq) per device; return how many readings became newly known as missing."""
+    cur: psycopg.Cursor[Any],
+    batches: Sequence[tuple[RawMessage, TelemetryBatch | RfidBatch]],
+    stored: dict[int, int],
+    seq_jump_max: int,
+) -> tuple[int, int]:
+    """Advance (boot, seq) per device; return (readings newly known as missing, seq jumps recorded).
+
+    A message whose seq lies more than `seq_jump_max` beyond the next seq known for its (device, boot) is
+    a device anomaly: its readings are stored, the seq numbers it passes over are skipped, not missing."""
     if not batches:
-        return 0
-    agg: dict[tuple[str, int], list[int]] = {}  # key -> [next_seq, received]
-    for b in batches:
-        a = agg.setdefault((b.device_id, b.boot), [0, 0])
-        a[0] = max(a[0], b.seq + len(b))
-        a[1] += stored.get(id(b), 0)
-    keys = sorted(agg)
+        return 0, 0
+    by_key: dict[tuple[str, int], list[tuple[RawMessage, TelemetryBatch | RfidBatch]]] = {}
+    for raw, b in batches:
+        by_key.setdefault((b.device_id, b.boot), []).append((raw, b))
+    keys = sorted(by_key)
     cur.execute(SELECT_SEQ, ([k[0] for k in keys], [k[1] for k in keys]))
-    old = {(str(d), int(b)): (int(n), int(r), int(m)) for d, b, n, r, m in cur.fetchall()}
+    old = {(str(d), int(b)): (int(n), int(r), int(k), int(m)) for d, b, n, r, k, m in cur.fetchall()}
     gaps = 0
-    for k in keys:  # the same arithmetic as UPSERT_SEQ, for the sequence-gap metric
-        n_old, r_old, m_old = old.get(k, (0, 0, 0))
-        m_new = max(max(n_old, agg[k][0]) - (r_old + agg[k][1]), 0)
+    anomalies: list[tuple[Any, ...]] = []
+    next_seqs: list[int] = []
+    received: list[int] = []
+    skipped: list[int] = []
+    for key in keys:  # per message, not per reading: the same arithmetic as UPSERT_SEQ
+        n_old, r_old, k_old, m_old = old.get(key, (0, 0, 0, 0))
+        nxt, got, skip = n_old, 0, 0
+        for raw, b in sorted(by_key[key], key=lambda rb: rb[1].seq):
+            if b.seq - nxt > seq_jump_max:
+                skip += b.seq - nxt
+                anomalies.append(
+                    (b.device_id, b.boot, ts(raw.received_at_ms), nxt, b.seq, b.seq - nxt, _text(raw.topic))
+                )
+            nxt = max(nxt, b.seq + len(b))
+            got += stored.get(id(b), 0)
+        m_new = max(nxt - (r_old + got) - (k_old + skip), 0)
         gaps += max(m_new - m_old, 0)
-    cur.execute(
-        UPSERT_SEQ,
-        ([k[0] for k in keys], [k[1] for k in keys], [agg[k][0] for k in keys], [agg[k][1] for k in keys]),
-    )
-    return gaps
+        next_seqs.append(nxt)
+        received.append(got)
+        skipped.append(skip)
+    if anomalies:
+        cur.executemany(INSERT_SEQ_ANOMALY, anomalies)
+    cur.execute(UPSERT_SEQ, ([k[0] for k in keys], [k[1] for k in keys], next_seqs, received, skipped))
+    return gaps, len(anomalies)

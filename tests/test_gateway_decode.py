@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from gateway.decode import (
     CLOCK_SKEW_TOLERANCE_MS,
     FLAG_CLOCK_AHEAD,
-    MAX_PAYLOAD_BYTES,
     Batch,
     Rejected,
     RfidBatch,
@@ -21,6 +20,7 @@ from gateway.decode import (
     decode,
     parse_time_ms,
 )
+from gateway.limits import MAX_PAYLOAD_BYTES
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 TOPIC = "cc/v1/dev/truck-1/telemetry"

@@ -1,0 +1,311 @@
+"""Tests: ingest integrity against a real Mosquitto and PostgreSQL (issue 11, findings 1 and 6)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from coldchain.settings import BrokerAddress
+from gateway.decode import Batch, Rejected, TelemetryBatch, decode
+from gateway.limits import DEAD_LETTER_PREFIX_BYTES, IngestLimits
+from gateway.service import Decoder, GatewayService
+
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SEQ_MAX = 2**53 - 1  # the largest seq the v1 schema allows
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _register(db_url: str, *device_ids: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        for d in device_ids:
+            conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'temp_logger')", (d,))
+
+
+def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _telemetry(device: str, seq: int, values: list[float | None], t0_ms: int = T0_MS, boot: int = 1) -> bytes:
+    readings = [{"t": t0_ms + i * 60_000, "ch": "temp:1", "v": v} for i, v in enumerate(values)]
+    return json.dumps({"v": 1, "device": device, "boot": boot, "seq": seq, "readings": readings}).encode()
+
+
+@pytest.fixture
+def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{_uid()}", protocol=mqtt.MQTTv5)
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+def _publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    client.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
+
+
+def _gateway(db_url: str, broker: BrokerAddress, **kw: Any) -> GatewayService:
+    return GatewayService(db_url, broker.host, broker.port, client_id=f"gw-{_uid()}", shared_group=None, **kw)
+
+
+@pytest.fixture
+def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
+    svc = _gateway(db_url, mqtt_broker)
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def _settle(svc: GatewayService, messages: int, timeout_s: float = 60.0) -> None:
+    """Wait until the gateway has received `messages` and committed and acked all of them."""
+    deadline = time.monotonic() + timeout_s
+    while svc.stats()["messages"] < messages:
+        assert svc.error is None, svc.error
+        assert time.monotonic() < deadline, f"gateway saw {svc.stats()['messages']} of {messages} messages"
+        time.sleep(0.02)
+    assert svc.wait_idle(timeout_s)
+
+
+def _poll(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+# ---- finding 1: one message must not stop ingest -------------------------------------------------
+
+
+def test_invalid_utf8_message_is_dead_lettered_and_ingest_goes_on(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    """The issue's reproduction: the decoder thread died on it, and nothing after it was stored."""
+    device = "truck-12345-rc"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    bad = (
+        b'{"v":1,"device":"truck-12345-rc\xff","boot":1,"seq":0,'
+        b'"readings":[{"t":1767225600000,"ch":"temp:1","v":2}]}'
+    )
+    _publish(publisher, topic, bad)
+    _publish(publisher, topic, _telemetry(device, 0, [2.5]))
+    _settle(gateway, 2)
+    assert gateway.error is None
+    assert all(gateway.liveness().values()), gateway.liveness()
+    assert _rows(db_url, "SELECT reason, payload FROM dead_letter") == [("malformed_json", bad)]
+    assert _rows(db_url, "SELECT value FROM reading") == [(2.5,)]
+
+
+def _raising_decoder(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
+    raise RecursionError("a decoder bug")
+
+
+def _malformed_batch_decoder(topic: str, payload: bytes, received_at_ms: int) -> Batch | Rejected:
+    """A batch the writer cannot store (its parallel lists differ in length): the writer dies on it."""
+    b = decode(topic, payload, received_at_ms)
+    assert isinstance(b, TelemetryBatch)
+    return TelemetryBatch(
+        device_id=b.device_id,
+        boot=b.boot,
+        seq=b.seq,
+        received_at_ms=b.received_at_ms,
+        t_ms=b.t_ms,
+        channel=b.channel,
+        value=[*b.value, 1.0],
+        flags=b.flags,
+    )
+
+
+@pytest.mark.parametrize(
+    ("decoder", "role", "error_type"),
+    [(_raising_decoder, "decoder", RecursionError), (_malformed_batch_decoder, "writer-0", IndexError)],
+)
+def test_a_thread_that_dies_is_reported_by_error_and_liveness(
+    db_url: str,
+    mqtt_broker: BrokerAddress,
+    publisher: mqtt.Client,
+    decoder: Decoder,
+    role: str,
+    error_type: type[BaseException],
+) -> None:
+    device = f"die-{_uid()}"
+    _register(db_url, device)
+    svc = _gateway(db_url, mqtt_broker, decoder=decoder, writers=1)
+    assert svc.liveness() == {"decoder": False, "writer-0": False}
+    svc.start()
+    try:
+        assert svc.liveness() == {"decoder": True, "writer-0": True}
+        assert svc.error is None
+        _publish(publisher, f"cc/v1/dev/{device}/telemetry", _telemetry(device, 0, [2.0]))
+        _poll(lambda: svc.error is not None and not svc.liveness()[role], f"{role} did not die")
+        assert isinstance(svc.error, error_type)
+        # Every thread ends: nothing is stored or acked any more, and the supervisor sees the error.
+        _poll(lambda: not any(svc.liveness().values()), f"threads still alive: {svc.liveness()}")
+        assert _rows(db_url, "SELECT count(*) FROM reading") == [(0,)]
+    finally:
+        svc.stop()
+    assert svc.liveness() == {"decoder": False, "writer-0": False}
+
+
+# ---- finding 6: ingest integrity ---------------------------------------------------------------
+
+
+def test_conflicting_duplicate_is_a_dead_letter_and_the_first_value_stays(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    device = f"cd-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    first = _telemetry(device, 0, [2.0, 2.5])
+    _publish(publisher, topic, first)
+    _settle(gateway, 1)
+    # Same (series, time) as readings[1], another value; readings[2] is new.
+    second = _telemetry(device, 1, [9.75, 3.0], t0_ms=T0_MS + 60_000)
+    _publish(publisher, topic, second)
+    _settle(gateway, 2)
+    values = _rows(
+        db_url, "SELECT (extract(epoch FROM time) * 1000)::bigint, value FROM reading ORDER BY time"
+    )
+    assert values == [(T0_MS, 2.0), (T0_MS + 60_000, 2.5), (T0_MS + 120_000, 3.0)]
+    dead = _rows(db_url, "SELECT reason, detail, payload FROM dead_letter")
+    assert len(dead) == 1
+    reason, detail, payload = dead[0]
+    assert reason == "conflicting_duplicate"
+    assert payload == second
+    assert "temp:1 at 2026-01-01T00:01:00.000+00:00" in detail
+    assert "stored 2.5" in detail
+    assert "received 9.75" in detail
+    # A redelivery (same values) stays harmless: no dead letter, nothing stored twice.
+    _publish(publisher, topic, first)
+    _settle(gateway, 3)
+    assert _rows(db_url, "SELECT count(*) FROM dead_letter") == [(1,)]
+    assert _rows(db_url, "SELECT count(*) FROM reading") == [(3,)]
+    # A dropout (null) at a stored time is a conflict too; one message repeating a time with two values
+    # conflicts with itself.
+    _publish(publisher, topic, _telemetry(device, 0, [None]))
+    again = json.loads(_telemetry(device, 5, [4.0, 4.0]))
+    again["readings"][1]["t"] = again["readings"][0]["t"] = T0_MS + 600_000
+    again["readings"][1]["v"] = 4.5
+    _publish(publisher, topic, json.dumps(again).encode())
+    _settle(gateway, 5)
+    details = [d for (d,) in _rows(db_url, "SELECT detail FROM dead_letter ORDER BY dead_letter_id")[1:]]
+    assert len(details) == 2
+    assert "stored 2.0, received null" in details[0]
+    assert "stored 4.0, received 4.5" in details[1]
+    assert _rows(db_url, "SELECT value FROM reading WHERE time = %s", _ts(T0_MS + 600_000)) == [(4.0,)]
+    assert gateway.stats()["dead_letters"] == 3
+
+
+def _ts(t_ms: int) -> Any:
+    import datetime as dt
+
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=t_ms)
+
+
+def test_a_seq_jump_is_a_device_anomaly_not_missing_readings(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    """One message with seq 2**53-1 made device_seq.missing 9e15."""
+    device = f"sj-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    _publish(publisher, topic, _telemetry(device, 0, [2.0]))
+    _publish(publisher, topic, _telemetry(device, SEQ_MAX, [2.0], t0_ms=T0_MS + 60_000))
+    _settle(gateway, 2)
+    assert _rows(
+        db_url, "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s", device
+    ) == [(SEQ_MAX + 1, 0, SEQ_MAX - 1)]
+    anomalies = _rows(
+        db_url, "SELECT device_id, boot, kind, expected_seq, seq, skipped, topic FROM device_anomaly"
+    )
+    assert anomalies == [(device, 1, "seq_jump", 1, SEQ_MAX, SEQ_MAX - 1, topic)]
+    assert _rows(db_url, "SELECT count(*) FROM reading") == [(2,)]  # its readings are kept
+    assert gateway.stats()["seq_anomalies"] == 1
+    assert gateway.stats()["seq_gaps"] == 0
+
+
+def test_seq_jump_window_is_a_setting_and_counting_goes_on_after_a_jump(
+    db_url: str, mqtt_broker: BrokerAddress, publisher: mqtt.Client
+) -> None:
+    device = f"sw-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    svc = _gateway(db_url, mqtt_broker, limits=IngestLimits(seq_jump_max=100))
+    svc.start()
+    try:
+        _publish(publisher, topic, _telemetry(device, 0, [2.0]))
+        _publish(publisher, topic, _telemetry(device, 101, [2.0], t0_ms=T0_MS + 60_000))  # 100 missing
+        _settle(svc, 2)
+        seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
+        assert _rows(db_url, seq, device) == [(102, 100, 0)]
+        assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(0,)]
+        # 101 beyond the window: an anomaly; then the device counts on from there and a gap of 3 is missing.
+        _publish(publisher, topic, _telemetry(device, 203, [2.0], t0_ms=T0_MS + 120_000))
+        _publish(publisher, topic, _telemetry(device, 207, [2.0], t0_ms=T0_MS + 180_000))
+        _settle(svc, 4)
+        assert _rows(db_url, seq, device) == [(208, 103, 101)]
+        assert _rows(db_url, "SELECT expected_seq, seq FROM device_anomaly") == [(102, 203)]
+        # A redelivered jump message is no second anomaly.
+        _publish(publisher, topic, _telemetry(device, 203, [2.0], t0_ms=T0_MS + 120_000))
+        _settle(svc, 5)
+        assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(1,)]
+        assert _rows(db_url, seq, device) == [(208, 103, 101)]
+    finally:
+        svc.stop()
+
+
+def test_dead_letter_keeps_a_bounded_prefix_with_length_and_sha256(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    device = f"dl-{_uid()}"
+    _register(db_url, device)
+    huge = b'{"v":1,"device":"' + b"x" * 20_000_000 + b'"}'  # 20 MB, refused unread
+    small = b"{not json"
+    _publish(publisher, f"cc/v1/dev/{device}/telemetry", huge)
+    _publish(publisher, f"cc/v1/dev/{device}/rfid", small)
+    _settle(gateway, 2)
+    rows = _rows(
+        db_url,
+        "SELECT reason, payload, payload_bytes, payload_sha256 FROM dead_letter ORDER BY dead_letter_id",
+    )
+    assert [r[0] for r in rows] == ["payload_too_large", "malformed_json"]
+    _, prefix, n, digest = rows[0]
+    assert prefix == huge[:DEAD_LETTER_PREFIX_BYTES]
+    assert n == len(huge)
+    assert digest == hashlib.sha256(huge).digest()
+    assert rows[1][1:] == (small, len(small), hashlib.sha256(small).digest())
+
+
+def test_payload_limits_are_settings(db_url: str, mqtt_broker: BrokerAddress, publisher: mqtt.Client) -> None:
+    device = f"pl-{_uid()}"
+    _register(db_url, device)
+    svc = _gateway(
+        db_url, mqtt_broker, limits=IngestLimits(max_payload_bytes=200, dead_letter_prefix_bytes=10)
+    )
+    svc.start()
+    try:
+        ok = _telemetry(device, 0, [2.0])
+        too_large = _telemetry(device, 1, [2.0] * 10, t0_ms=T0_MS + 60_000)
+        assert len(ok) <= 200 < len(too_large)
+        _publish(publisher, f"cc/v1/dev/{device}/telemetry", ok)
+        _publish(publisher, f"cc/v1/dev/{device}/telemetry", too_large)
+        _settle(svc, 2)
+        assert _rows(db_url, "SELECT count(*) FROM reading") == [(1,)]
+        assert _rows(db_url, "SELECT reason, payload, payload_bytes FROM dead_letter") == [
+            ("payload_too_large", too_large[:10], len(too_large))
+        ]
+    finally:
+        svc.stop()
