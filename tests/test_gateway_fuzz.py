@@ -1,0 +1,288 @@
+"""Tests: hostile bytes through a real Mosquitto and gateway into PostgreSQL: stored or dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from coldchain.settings import BrokerAddress
+from gateway.decode import (
+    DECODER_FAILED,
+    KINDS,
+    Batch,
+    EventBatch,
+    Rejected,
+    RfidBatch,
+    TelemetryBatch,
+    decode,
+)
+from gateway.service import GatewayService
+
+T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SEED = 20_260_101
+
+
+def _uid() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def _base(device: str, kind: str, j: int) -> bytes:
+    """A valid message of `kind`, the j-th: its own seq and device times."""
+    t = T0_MS + j * 100_000
+    docs: dict[str, Any] = {
+        "telemetry": {
+            "v": 1,
+            "device": device,
+            "boot": 1,
+            "seq": 3 * j,
+            "readings": [
+                {"t": t, "ch": "temp:1", "v": 2.5},
+                {"t": t + 1000, "ch": "door", "v": 1},
+                {"t": t + 2000, "ch": "rh", "v": None},
+            ],
+        },
+        "rfid": {
+            "v": 1,
+            "device": device,
+            "boot": 1,
+            "seq": j,
+            "reads": [{"t": t, "epc": "urn:epc:id:sgtin:0614141.812345.6789", "ant": 1, "rssi": -50.5}],
+        },
+        "event": {
+            "v": 1,
+            "device": device,
+            "boot": 1,
+            "seq": j,
+            "events": [{"t": t, "kind": "door", "state": "open", "door": "rear"}],
+        },
+        "status": {"v": 1, "device": device, "status": "online", "t": t},
+        "senml": [{"bn": f"{device}:", "bt": t // 1000, "bu": "Cel", "n": "temp:2", "v": 3.5}],
+    }
+    return json.dumps(docs[kind], separators=(",", ":")).encode()
+
+
+_SPLICES = (b"9" * 30, b"-1e999", b"[[[[[[", b'"\\u0000"', b"\xff", b"\xed\xa0\x80", b"1e308", b"null", b"{}")
+
+
+def _mutate(rng: random.Random, b: bytes) -> bytes:
+    """1-4 byte-level mutations: flip, insert, delete, splice a hostile token, copy a slice."""
+    m = bytearray(b)
+    for _ in range(rng.randint(1, 4)):
+        op = rng.randrange(5)
+        i = rng.randrange(len(m) + 1)
+        if op == 0 and m:
+            m[min(i, len(m) - 1)] = rng.randrange(256)
+        elif op == 1:
+            m.insert(i, rng.randrange(256))
+        elif op == 2:
+            del m[i : i + rng.randint(1, 10)]
+        elif op == 3:
+            m[i:i] = rng.choice(_SPLICES)
+        elif m:
+            j = rng.randrange(len(m))
+            m[i:i] = m[j : j + rng.randint(1, 20)]
+    return bytes(m)
+
+
+def _register(db_url: str, *device_ids: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        for d in device_ids:
+            conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'temp_logger')", (d,))
+
+
+def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
+    """One device-side connection, QoS 1, many messages in flight."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{_uid()}", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(500)
+    client.max_queued_messages_set(0)
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
+    svc = GatewayService(
+        db_url, mqtt_broker.host, mqtt_broker.port, client_id=f"gw-{_uid()}", shared_group=None
+    )
+    svc.start()
+    yield svc
+    svc.stop()
+
+
+def _wait_all(db_url: str, svc: GatewayService, messages: int, timeout_s: float = 300.0) -> None:
+    """Poll until the gateway has received, committed and acked `messages` (a deadline, no sleep-wait)."""
+    deadline = time.monotonic() + timeout_s
+    while svc.stats()["messages"] < messages:
+        assert svc.error is None, svc.error
+        assert time.monotonic() < deadline, f"{svc.stats()['messages']} of {messages} messages received"
+        time.sleep(0.05)
+    assert svc.wait_idle(max(deadline - time.monotonic(), 1.0))
+
+
+Key = tuple[str, int]  # (channel / epc / event kind, device time ms)
+
+
+def _keys(b: Batch) -> tuple[str, list[tuple[Key, Any]]]:
+    """(table, [(key, value)]) of what a batch stores."""
+    if isinstance(b, TelemetryBatch):
+        return "reading", [((c, t), v) for c, t, v in zip(b.channel, b.t_ms, b.value, strict=True)]
+    if isinstance(b, RfidBatch):
+        return "rfid_read", [((e, t), None) for e, t in zip(b.epc, b.t_ms, strict=True)]
+    if isinstance(b, EventBatch):
+        return "device_event", [((k, t), None) for k, t in zip(b.event_kind, b.t_ms, strict=True)]
+    return "device_status", []
+
+
+_STORED = {
+    "reading": "SELECT s.channel, (extract(epoch FROM r.time) * 1000)::bigint, r.value"
+    " FROM reading r JOIN series s USING (series_id) WHERE s.device_id = %s",
+    "rfid_read": "SELECT epc, (extract(epoch FROM time) * 1000)::bigint, NULL FROM rfid_read"
+    " WHERE device_id = %s",
+    "device_event": "SELECT kind, (extract(epoch FROM time) * 1000)::bigint, NULL FROM device_event"
+    " WHERE device_id = %s",
+}
+
+
+def _mutation_fuzz(db_url: str, gw: GatewayService, pub: mqtt.Client, n: int) -> None:
+    device = f"mf-{_uid()}"
+    _register(db_url, device)
+    rng = random.Random(SEED)
+    sent: list[tuple[str, bytes]] = []
+    for j in range(n):
+        kind = KINDS[j % len(KINDS)]
+        payload = _base(device, kind, j)
+        if rng.random() < 0.8:  # a fifth stay valid: every one of their readings must be stored
+            payload = _mutate(rng, payload)
+        sent.append((f"cc/v1/dev/{device}/{kind}", payload))
+    infos = [pub.publish(topic, payload, qos=1) for topic, payload in sent]
+    for info in infos:
+        info.wait_for_publish(timeout=120)
+    _wait_all(db_url, gw, n)
+
+    predicted = [decode(topic, payload, T0_MS) for topic, payload in sent]
+    rejected = Counter(r.reason for r in predicted if isinstance(r, Rejected))
+    batches = [b for b in predicted if not isinstance(b, Rejected)]
+    assert DECODER_FAILED not in rejected, "a decoder raised: run fuzz/fuzz_decode.py on the payload"
+    assert len(batches) >= n // 5
+    assert len(rejected) >= 5  # the mutations reach many reasons
+
+    # The gateway is alive, and counts add up: received = stored messages + dead letters.
+    assert gw.error is None
+    assert all(gw.liveness().values()), gw.liveness()
+    assert gw.stats()["messages"] == n == len(batches) + rejected.total()
+    dead = Counter(
+        r for (r,) in _rows(db_url, "SELECT reason FROM dead_letter WHERE reason <> 'conflicting_duplicate'")
+    )
+    assert dead == rejected  # every bad message is a dead letter, with the decoder's reason
+
+    # Every good reading is stored, nothing else is, and a stored value is one that was sent for its key.
+    expected: dict[str, dict[Key, set[Any]]] = {t: {} for t in _STORED}
+    for b in batches:
+        table, kv = _keys(b)
+        for key, value in kv:
+            expected.setdefault(table, {}).setdefault(key, set()).add(value)
+    for table, query in _STORED.items():
+        stored = {(str(k), int(t)): v for k, t, v in _rows(db_url, query, device)}
+        assert stored.keys() == expected[table].keys(), table
+        assert all(v in expected[table][k] for k, v in stored.items()), table
+    conflicting = sum(1 for vs in expected["reading"].values() if len(vs) > 1)
+    conflicts = _rows(db_url, "SELECT count(*) FROM dead_letter WHERE reason = 'conflicting_duplicate'")[0][0]
+    assert (conflicts > 0) == (conflicting > 0)
+
+
+@pytest.mark.parametrize("n", [20_000, pytest.param(100_000, marks=pytest.mark.slow)])
+def test_seeded_mutation_fuzz_end_to_end(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client, n: int
+) -> None:
+    _mutation_fuzz(db_url, gateway, publisher, n)
+
+
+# Devices of the property: registered, unregistered, and an id the topic grammar refuses.
+_DEVICES = ("hp-dev", "hp-ghost", "bad id!")
+_TOPIC_KINDS = (*KINDS, "firmware")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(KINDS),
+    at=st.floats(0, 1),
+    cut=st.integers(0, 8),
+    insert=st.binary(max_size=12),
+)
+def test_spliced_bytes_decode_to_a_batch_or_a_reason(kind: str, at: float, cut: int, insert: bytes) -> None:
+    """Pure decode() level, many examples: any bytes anywhere in a valid message of any kind."""
+    valid = _base("hp-dev", kind, 0)
+    i = int(at * len(valid))
+    result = decode(f"cc/v1/dev/hp-dev/{kind}", valid[:i] + insert + valid[i + cut :], T0_MS)
+    assert isinstance(result, Batch | Rejected)
+    if isinstance(result, Rejected):
+        assert result.reason != DECODER_FAILED
+        assert result.detail
+
+
+def test_any_bytes_on_any_topic_are_stored_or_dead_lettered(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    """End to end through broker and gateway, a smaller set: each example is one message."""
+    _register(db_url, "hp-dev")
+    seen = [0]
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(
+        device=st.sampled_from(_DEVICES),
+        kind=st.sampled_from(_TOPIC_KINDS),
+        payload=st.binary(max_size=200)
+        | st.tuples(st.sampled_from(KINDS), st.floats(0, 1), st.binary(max_size=8)).map(
+            lambda k: (v := _base("hp-dev", k[0], 0))[: int(k[1] * len(v))] + k[2] + v[int(k[1] * len(v)) :]
+        ),
+    )
+    def one(device: str, kind: str, payload: bytes) -> None:
+        topic = f"cc/v1/dev/{device}/{kind}"
+        dead_before = _rows(db_url, "SELECT count(*) FROM dead_letter")[0][0]
+        publisher.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
+        seen[0] += 1
+        _wait_all(db_url, gateway, seen[0], timeout_s=60)
+        assert gateway.error is None
+        predicted = decode(topic, payload, T0_MS)
+        if isinstance(predicted, Rejected):
+            reason: str | None = predicted.reason
+        elif device != "hp-dev":
+            reason = "unknown_device"
+        else:
+            reason = None  # stored (a repeat of an earlier example may be a conflicting duplicate)
+        last = _rows(db_url, "SELECT reason, payload FROM dead_letter ORDER BY dead_letter_id DESC LIMIT 1")
+        dead_after = _rows(db_url, "SELECT count(*) FROM dead_letter")[0][0]
+        if reason is not None:
+            assert dead_after == dead_before + 1
+            assert last == [(reason, payload)]
+        else:
+            assert not isinstance(predicted, Rejected)
+            assert dead_after == dead_before or last[0][0] == "conflicting_duplicate"
+            table, kv = _keys(predicted)
+            if table in _STORED:
+                stored = {(str(k), int(t)) for k, t, _ in _rows(db_url, _STORED[table], device)}
+                assert {k for k, _ in kv} <= stored
+
+    one()
+    assert all(gateway.liveness().values())
