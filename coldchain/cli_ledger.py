@@ -144,8 +144,10 @@ def ledger_verify(
 def _verdict(result: VerifyResult) -> list[str]:
     """What ``ledger verify`` prints: the verdict, then each problem on a line of its own."""
     if not result.ok:
-        at = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
-        return [f"ledger BROKEN{at} ({result.events} events)", *(f"  {p}" for p in result.problems)]
+        verdict = (
+            f"BROKEN at seq {result.first_bad_seq}" if result.first_bad_seq is not None else "NOT VERIFIED"
+        )
+        return [f"ledger {verdict} ({result.events} events)", *(f"  {p}" for p in result.problems)]
     if not result.pinned:
         return [
             f"ledger NOT VERIFIED: {result.events} events chained intact, but no public key is pinned"
@@ -255,9 +257,16 @@ def ledger_verify_bundle(
     """Verify a bundle offline (no database): event hashes, chain links, the checkpoint's signature under
     the pinned key (a bundle never vouches for itself)."""
     from traceability.bundle import verify_bundle
+    from traceability.jsonfile import MAX_DEPTH, JsonInputError, too_deep
 
     pinned = _pinned(public_key, cli_settings().home)
-    result = verify_bundle(_read_input(file, "bundle"), pinned_public_key=pinned)
+    data = _read_input(file, "bundle")
+    try:
+        if too_deep(data, MAX_DEPTH):
+            fail(f"{file}: JSON nested more than {MAX_DEPTH} levels deep: not a bundle")
+    except JsonInputError as exc:
+        fail(f"{file}: {exc}")
+    result = verify_bundle(data, pinned_public_key=pinned)
     emit_json(result.as_dict())
     raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 

@@ -414,12 +414,36 @@ class Services:
 
                 self._start(_Worker("ledger", LedgerWorker(self.database_url)))
                 if self.checkpoint_key is not None:
-                    from traceability.checkpoint import CheckpointWorker
+                    from coldchain.publish import mqtt_sink, webhook_sink
+                    from rules.alarms import Webhook
+                    from traceability.checkpoint import CheckpointWorker, Sink
 
-                    checkpoints = CheckpointWorker(
-                        self.database_url, self.checkpoint_key, every_s=self.checkpoint_every_s
+                    # Each checkpoint also goes outside the database as it is made: the log beside the key
+                    # (the worker's own), a retained MQTT message, the alert webhooks.
+                    sinks: list[Sink] = []
+                    ledger_broker = self._broker_for("ledger")
+                    cp_client = (
+                        mqtt_client(ledger_broker, f"{self.gateway_client_id}-checkpoints")
+                        if ledger_broker
+                        else None
                     )
-                    self._start(_Worker("checkpoint", checkpoints))
+                    if cp_client is not None:
+                        sinks.append(mqtt_sink(cp_client))
+                    if self.alert_webhooks:
+                        secret = (self.alert_webhook_secret or "").encode()
+                        sinks.append(webhook_sink([Webhook(url, secret) for url in self.alert_webhooks]))
+                    checkpoints = CheckpointWorker(
+                        self.database_url, self.checkpoint_key, every_s=self.checkpoint_every_s, sinks=sinks
+                    )
+                    cp_worker = _Worker("checkpoint", checkpoints)
+                    if cp_client is not None:
+
+                        def close_checkpoint_client(client: Any = cp_client) -> None:
+                            client.disconnect()
+                            client.loop_stop()
+
+                        cp_worker.after_stop.append(close_checkpoint_client)
+                    self._start(cp_worker)
             if "gateway" in self.stages:
                 from gateway.service import GatewayService
 
