@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from traceability import auth, capture, checkpoint, ledger, query
+from traceability import auth, capture, checkpoint, ledger, limits, query
 from traceability import verify as ledger_verify
 from traceability.query import QueryParameterError
 from traceability.trace import trace
@@ -50,8 +50,8 @@ class ApiOptions:
     Each request holds one connection from first use to its audit row: ``pool_size`` requests are served
     at once, the others wait up to ``pool_timeout_s`` for a connection and are then answered 503."""
 
-    pool_size: int = 8
-    pool_timeout_s: float = 10.0
+    pool_size: int = limits.API_POOL_SIZE
+    pool_timeout_s: float = limits.API_POOL_TIMEOUT_S
     capture: capture.CaptureLimits = field(default_factory=lambda: capture.CaptureLimits())
 
 
@@ -305,6 +305,9 @@ class CaptureJobModel(BaseModel):
     events: int
     firstSeq: int | None  # noqa: N815
     lastSeq: int | None  # noqa: N815
+    alreadyCaptured: list[dict[str, Any]] = Field(  # noqa: N815
+        default_factory=list, description="events of the document the ledger held already: eventID, seq"
+    )
 
 
 class CheckpointModel(BaseModel):

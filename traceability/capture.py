@@ -38,6 +38,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from traceability import epcis, jcs, ledger, queries
+from traceability import limits as bounds
 from traceability.eventhash import HASH_PREFIX, EventTooDeepError, event_hash
 
 Conn = psycopg.Connection[Any]
@@ -57,23 +58,22 @@ EVENT_DEPTH = 4
 
 @dataclass(frozen=True, slots=True)
 class CaptureLimits:
-    """What capture accepts (the ``capture_*`` settings). The defaults hold every GS1 example and the
-    project's own events many times over: its largest event, a day of sensor reports, is ~100 kB; the
-    deepest standard path (document > epcisBody > eventList > event > sensorElementList > element >
-    sensorReport > report) is 8 levels, leaving 24 for extension fields."""
+    """What capture accepts (the ``capture_*`` settings; defaults and reasons in ``limits.py``)."""
 
-    document_bytes: int = 16 << 20
-    event_bytes: int = 1 << 20
-    depth: int = 32
-    list_items: int = 10_000
-    future_skew_s: float = 300.0
-    time_floor: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    document_bytes: int = bounds.CAPTURE_DOCUMENT_BYTES
+    event_bytes: int = bounds.CAPTURE_EVENT_BYTES
+    depth: int = bounds.CAPTURE_DEPTH
+    list_items: int = bounds.CAPTURE_LIST_ITEMS
+    future_skew_s: float = bounds.CAPTURE_FUTURE_SKEW_S
+    time_floor: datetime = bounds.CAPTURE_TIME_FLOOR
 
     def __post_init__(self) -> None:
-        if not EVENT_DEPTH < self.depth <= jcs.MAX_DEPTH:
-            raise ValueError(f"capture depth limit must be in ({EVENT_DEPTH}, {jcs.MAX_DEPTH}]")
-        if min(self.document_bytes, self.event_bytes, self.list_items) < 1 or self.future_skew_s < 0:
+        if not EVENT_DEPTH < self.depth <= bounds.MAX_DEPTH:
+            raise ValueError(f"capture depth limit must be in ({EVENT_DEPTH}, {bounds.MAX_DEPTH}]")
+        if min(self.document_bytes, self.event_bytes, self.list_items) < 1:
             raise ValueError("capture limits must be positive")
+        if not 0 <= self.future_skew_s <= bounds.FUTURE_TOLERANCE_S:
+            raise ValueError(f"capture clock skew must be in [0, {bounds.FUTURE_TOLERANCE_S:g}] s")
         if self.time_floor.tzinfo is None:
             raise ValueError("the capture time floor needs a time zone")
 

@@ -18,20 +18,22 @@ ledger and the registry):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from traceability import queries
+from traceability import limits, queries
 from traceability.epcis import biz_step_name, parse_time
 from traceability.eventhash import check_digit
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
+FUTURE_TOLERANCE = timedelta(seconds=limits.FUTURE_TOLERANCE_S)
 
 Conn = psycopg.Connection[Any]
 
@@ -148,10 +150,18 @@ class Derivation:
     since: an entry older than an interval of the same kind (places; or parents and places) that begins or
     ends after it, and a handoff older than the open custody leg, change no containment or custody
     (closing an interval before its own start would corrupt it), and a removal closes only intervals that
-    began by then. The event itself is in the ledger, in the trace's events and under its subjects."""
+    began by then. The event itself is in the ledger, in the trace's events and under its subjects.
 
-    def __init__(self, conn: Conn, events: Iterable[Mapping[str, Any]]) -> None:
+    An event dated more than ``limits.FUTURE_TOLERANCE_S`` after it was recorded (its ``recordTime``, else
+    the derivation's own clock) is not a fact yet: it changes no containment or custody either, so that no
+    single far-future event (stored before capture refused them, or written by a device with a wrong
+    clock) holds every later event of its units as "late" and freezes their custody."""
+
+    def __init__(
+        self, conn: Conn, events: Iterable[Mapping[str, Any]], *, now: datetime | None = None
+    ) -> None:
         self.conn = conn
+        self.now = now or datetime.now(UTC)
         self.events: list[tuple[int, datetime, Mapping[str, Any]]] = []
         self.subjects: list[tuple[str, int, str]] = []
         self.bts: list[tuple[str, Any, int]] = []
@@ -277,15 +287,25 @@ class Derivation:
                         (lot, str(status), line if line in ("first", "second") else None, seq, t)
                     )
             kind = event.get("type")
-            if kind == "AggregationEvent":
+            placing = kind in ("AggregationEvent", "ObjectEvent") and not self._future(t, event)
+            if kind == "AggregationEvent" and placing:
                 self._aggregation(seq, t, event)
-            elif kind == "ObjectEvent":
+            elif kind == "ObjectEvent" and placing:
                 self._object(seq, t, event)
             elif kind == "TransformationEvent":
                 inputs = _epcs(event, "inputEPCList") + _classes(event, "inputQuantityList")
                 outputs = _epcs(event, "outputEPCList") + _classes(event, "outputQuantityList")
                 for i in dict.fromkeys(inputs):
                     self.lineage.extend((i, o, seq, t) for o in dict.fromkeys(outputs))
+
+    def _future(self, t: datetime, event: Mapping[str, Any]) -> bool:
+        """Dated beyond the tolerance after it was recorded (recordTime, else this derivation's clock)."""
+        recorded = self.now
+        text = event.get("recordTime")
+        if isinstance(text, str):
+            with contextlib.suppress(ValueError, OverflowError):
+                recorded = parse_time(text)
+        return t > recorded + FUTURE_TOLERANCE
 
     def _aggregation(self, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
         parent = event.get("parentID")

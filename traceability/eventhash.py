@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from traceability.jcs import MAX_DEPTH
+from traceability.limits import MAX_DEPTH
 
 HASH_VERSION = "CBV2.0"
 HASH_PREFIX = "ni:///sha-256;"

@@ -16,12 +16,9 @@ from typing import Any
 import msgspec
 import rfc8785
 
+from traceability.limits import MAX_DEPTH
+
 MAX_SAFE_INT = 2**53 - 1
-# The deepest value any walk over an event accepts (canonical bytes here, the event hash, capture's
-# configurable limit): both encoders recurse, as does pydantic-core when the API serves a value (it gives
-# up at 255 levels), and Python's recursion limit is 1000; 128 levels is far below all three and far
-# beyond any EPCIS event (its standard fields nest 5 levels).
-MAX_DEPTH = 128
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 

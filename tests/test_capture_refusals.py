@@ -1,0 +1,330 @@
+"""Tests: capture refuses what it must (times, reused and forged eventIDs, declarations of no event, sizes,
+depth, list lengths) with reasons in the job and problem+json, recordTime is the repository's, a deep
+event cannot stop the events query, a NUL in a path is a 400 that is audited, no exception text reaches a
+client, and a far-future event already stored does not freeze custody. Real PostgreSQL throughout."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from traceability import capture, ledger
+from traceability.auth import create_key
+from traceability.epcis import iso_ms
+from traceability.eventhash import event_hash
+
+CTX = [
+    "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
+    {"ex": "http://ns.example.com/epcis/"},
+]
+NOW = datetime.now(UTC).replace(microsecond=0)
+SSCC = "urn:epc:id:sscc:6901234.0000000077"
+
+
+def _event(t: datetime = NOW - timedelta(hours=1), **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "ObjectEvent",
+        "eventTime": iso_ms(t),
+        "eventTimeZoneOffset": "+00:00",
+        "action": "OBSERVE",
+        "epcList": [SSCC],
+        "bizStep": "receiving",
+        "readPoint": {"id": "urn:epc:id:sgln:6901234.00001.3"},
+        **extra,
+    }
+
+
+def _doc(*events: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "@context": CTX,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": iso_ms(NOW),
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def _app(db_url: str, **options: Any) -> Any:
+    from traceability.api import create_app
+
+    if not options:
+        return create_app(db_url)
+    from traceability.api import ApiOptions
+
+    return create_app(db_url, options=ApiOptions(capture=capture.CaptureLimits(**options)))
+
+
+@pytest.fixture
+def key(db_url: str) -> str:
+    with psycopg.connect(db_url) as conn:
+        return create_key(conn, "admin", "refusals")
+
+
+@pytest.fixture
+def client(db_url: str, key: str) -> Iterator[TestClient]:
+    with TestClient(_app(db_url), raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
+        yield c
+
+
+def _count(db_url: str, sql: str = "SELECT count(*) FROM ledger_event") -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _refused(response: Any, status: int, reason: str) -> dict[str, Any]:
+    """The answer is a problem+json refusal with this status naming the reason; so is its capture job."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert any(reason in e["message"] for e in body["errors"]), body
+    return body
+
+
+def _job_of(client: TestClient, body: dict[str, Any], reason: str) -> None:
+    job = client.get(f"/epcis/capture/{body['captureID']}").json()
+    assert job["success"] is False
+    assert any(reason in e["message"] for e in job["errors"]), job
+
+
+# -- times ---------------------------------------------------------------------------------------------
+
+
+def test_event_time_in_the_far_future_is_refused(client: TestClient, db_url: str) -> None:
+    """Year 9999 (it would stand ahead of every real event of the unit and freeze its custody)."""
+    body = _refused(
+        client.post("/epcis/capture", json=_doc(_event(datetime(9999, 1, 1, tzinfo=UTC)))),
+        400,
+        "later than now",
+    )
+    _job_of(client, body, "later than now")
+    assert _count(db_url) == 0
+
+
+def test_event_time_before_the_floor_is_refused(client: TestClient, db_url: str) -> None:
+    _refused(
+        client.post("/epcis/capture", json=_doc(_event(datetime(1900, 1, 1, tzinfo=UTC)))), 400, "before"
+    )
+    assert _count(db_url) == 0
+
+
+def test_clock_skew_is_a_setting(db_url: str, key: str) -> None:
+    """An event an hour ahead: refused under the default skew, captured where an hour is allowed."""
+    ahead = _doc(_event(NOW + timedelta(hours=1)))
+    with TestClient(_app(db_url), raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
+        assert c.post("/epcis/capture", json=ahead).status_code == 400
+    app = _app(db_url, future_skew_s=7200)
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
+        assert c.post("/epcis/capture", json=ahead).status_code == 202
+
+
+# -- eventIDs --------------------------------------------------------------------------------------------
+
+
+def test_reused_event_id_with_other_content_is_refused_same_content_idempotent(
+    client: TestClient, db_url: str
+) -> None:
+    first = _event(eventID="urn:uuid:6d2b4c1e-0000-4000-8000-000000000001")
+    assert client.post("/epcis/capture", json=_doc(first)).status_code == 202
+    other = dict(first, bizStep="shipping")
+    body = _refused(
+        client.post("/epcis/capture", json=_doc(other)), 400, "taken by an event with other content"
+    )
+    _job_of(client, body, "other content")
+    again = client.post("/epcis/capture", json=_doc(copy.deepcopy(first)))
+    assert again.status_code == 202, again.text
+    job = again.json()
+    assert job["events"] == 0
+    assert job["alreadyCaptured"] == [{"eventID": first["eventID"], "seq": 1}]
+    assert client.get(again.headers["Location"]).json()["alreadyCaptured"] == job["alreadyCaptured"]
+    assert _count(db_url) == 1
+
+
+def test_hash_event_id_that_is_not_the_hash_is_refused(client: TestClient, db_url: str) -> None:
+    event = _event()
+    forged = dict(event, eventID="ni:///sha-256;" + "ab" * 32 + "?ver=CBV2.0")
+    _refused(client.post("/epcis/capture", json=_doc(forged)), 400, "not the event's hash")
+    assert _count(db_url) == 0
+    true = dict(event, eventID=event_hash({**event, "@context": CTX}))
+    assert client.post("/epcis/capture", json=_doc(true)).status_code == 202
+
+
+def test_error_declaration_of_no_event_is_refused(client: TestClient, db_url: str) -> None:
+    declaration = {"declarationTime": iso_ms(NOW), "reason": "incorrect_data"}
+    ghost = _event(eventID="urn:uuid:6d2b4c1e-0000-4000-8000-00000000dead", errorDeclaration=declaration)
+    _refused(client.post("/epcis/capture", json=_doc(ghost)), 400, "no event")
+    assert _count(db_url) == 0
+    real = _event(eventID="urn:uuid:6d2b4c1e-0000-4000-8000-00000000beef")
+    declared = dict(real, errorDeclaration=declaration)
+    assert client.post("/epcis/capture", json=_doc(real, declared)).status_code == 202
+    assert _count(db_url) == 2
+
+
+def test_record_time_is_the_repositorys(client: TestClient, db_url: str) -> None:
+    """A client's recordTime is replaced by the capture's; the event hash does not cover it."""
+    event = _event(recordTime="2001-01-01T00:00:00.000Z")
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    assert client.post("/epcis/capture", json=_doc(event)).status_code == 202
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT event, event_hash FROM ledger_event").fetchone()
+    assert row is not None
+    stored, stored_hash = row
+    recorded = datetime.fromisoformat(stored["recordTime"])
+    assert recorded >= before
+    assert stored_hash == event_hash({**event, "@context": CTX})
+    served = client.get("/epcis/events").json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert served[0]["recordTime"] == stored["recordTime"]
+
+
+# -- limits ----------------------------------------------------------------------------------------------
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(levels):
+        value = {"ex:n": value}
+    return value
+
+
+def _deep_body(levels: int, kind: str = "dict") -> bytes:
+    """A document whose one event has an extension nested ``levels`` deep, written as text (JSON encoders
+    recurse: they cannot write it)."""
+    opened, closed = ('{"ex:n": ', "}") if kind == "dict" else ("[", "]")
+    value = opened * levels + '"leaf"' + closed * levels
+    event = msgspec.json.encode(_event()).decode()[:-1] + ', "ex:v": ' + value + "}"
+    doc = msgspec.json.encode(_doc()).decode().replace('"eventList":[]', '"eventList":[' + event + "]")
+    return doc.encode()
+
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.mark.parametrize("levels", [300, 600, 5000])
+def test_deep_nesting_is_a_400_with_a_job(client: TestClient, db_url: str, levels: int) -> None:
+    """252-475 levels were accepted (and broke the events query), 476+ were a 500 with no job."""
+    response = client.post("/epcis/capture", content=_deep_body(levels), headers=JSON)
+    body = _refused(response, 400, "deeper")
+    _job_of(client, body, "deeper")
+    assert _count(db_url) == 0
+
+
+def test_raw_deep_json_is_a_400(client: TestClient, db_url: str) -> None:
+    """Deeper than the JSON parser recurses: refused, recorded, never a 500."""
+    raw = b'{"type": "EPCISDocument", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    body = _refused(
+        client.post("/epcis/capture", content=raw, headers={"content-type": "application/json"}),
+        400,
+        "deeper",
+    )
+    _job_of(client, body, "deeper")
+
+
+def test_sizes_are_413_and_lists_are_400_before_anything_is_stored(db_url: str, key: str) -> None:
+    app = _app(db_url, document_bytes=20_000, event_bytes=2_000, list_items=50)
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
+        big_event = _event(**{"ex:blob": "x" * 5_000})
+        body = _refused(c.post("/epcis/capture", json=_doc(big_event)), 413, "bytes, more than 2000")
+        _job_of(c, body, "more than 2000")
+        big_doc = _doc(*[_event(**{"ex:i": str(i), "ex:pad": "y" * 1000}) for i in range(30)])
+        _refused(c.post("/epcis/capture", json=big_doc), 413, "larger than 20000 bytes")
+        long_list = _event(epcList=[f"urn:epc:id:sscc:6901234.{i:010d}" for i in range(51)])
+        _refused(c.post("/epcis/capture", json=_doc(long_list)), 400, "more than 50 items")
+        assert c.post("/epcis/capture", json=_doc(_event())).status_code == 202
+    assert _count(db_url) == 1
+    assert _count(db_url, "SELECT count(*) FROM capture_job WHERE NOT success") == 3
+
+
+def test_default_limits_refuse_a_50_mb_event(client: TestClient, db_url: str) -> None:
+    body = _refused(
+        client.post("/epcis/capture", json=_doc(_event(**{"ex:blob": "z" * (50 << 20)}))), 413, "larger"
+    )
+    _job_of(client, body, "larger")
+    assert _count(db_url) == 0
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(levels=st.integers(min_value=0, max_value=3000), kind=st.sampled_from(["list", "dict"]))
+def test_check_document_never_raises_and_refuses_iff_too_deep(levels: int, kind: str) -> None:
+    """Any nesting of an extension: refused exactly when deeper than the limit, never an exception."""
+    try:
+        parsed = capture.parse_document(_deep_body(levels, kind))
+    except capture.CaptureRefusedError as exc:
+        errors = exc.errors
+    else:
+        errors = capture.check_document(parsed)
+    # The event sits at depth 4 and its field at 5: the extension's containers reach 5 + levels - 1.
+    too_deep = 4 + levels > capture.DEFAULT_LIMITS.depth
+    assert any("deeper" in e.message for e in errors) is too_deep, errors
+
+
+# -- the events query, errors ------------------------------------------------------------------------
+
+
+def test_events_query_serves_a_deep_event_already_stored(client: TestClient, db_url: str) -> None:
+    """An event nested 300 levels, stored before capture refused such (written here as the old append
+    wrote it): the events query serves its page (pydantic gave up at 255 levels: every such page was a
+    500)."""
+    event = {**_event(**{"ex:deep": _nested(300)}), "@context": CTX, "eventID": "urn:uuid:deep"}
+    text = msgspec.json.encode(event, order="sorted")
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
+            " prev_hash, entry_hash, declares_error, event_jcs)"
+            " VALUES (1, %s, 'ObjectEvent', %s, 'receiving', %s::jsonb, 'h', %s, %s, false, %s)",
+            ("urn:uuid:deep", NOW - timedelta(hours=1), text.decode(), "0" * 64, "1" * 64, text),
+        )
+    response = client.get("/epcis/events")
+    assert response.status_code == 200, response.text[:300]
+    served = response.json()["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert [e["eventID"] for e in served] == ["urn:uuid:deep"]
+
+
+def test_nul_in_path_is_a_400_and_audited(client: TestClient, db_url: str) -> None:
+    response = client.get("/trace/%00")
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "0x00" not in response.text  # the driver's words stay in the log
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT path, status FROM audit_log").fetchall()
+    assert rows == [("/trace/%00", 400)]
+
+
+def test_no_exception_text_reaches_a_client(db_url: str, key: str) -> None:
+    app = _app(db_url)
+
+    @app.get("/probe")
+    def probe() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
+        crashed = c.get("/probe")
+        bad = c.get("/epcis/events", params={"MATCH_epc": "\x00"})
+    assert crashed.status_code == 500
+    assert crashed.headers["content-type"].startswith("application/problem+json")
+    assert "secret" not in crashed.text
+    assert bad.status_code == 400
+    assert "NUL (0x00)" not in bad.text
+    assert "PostgreSQL" not in bad.text
+
+
+# -- derivation --------------------------------------------------------------------------------------
+
+
+def test_far_future_event_already_stored_does_not_freeze_custody(conn: psycopg.Connection[Any]) -> None:
+    """A receiving dated 9999 in the ledger (appended before capture refused such); the real receiving
+    after it still starts the unit's custody leg."""
+    ledger.append(conn, {**_event(datetime(9999, 1, 1, tzinfo=UTC)), "eventID": "urn:uuid:future"})
+    real = NOW - timedelta(minutes=5)
+    ledger.append(conn, _event(real, readPoint={"id": "urn:epc:id:sgln:6901234.00002.0"}))
+    legs = conn.execute("SELECT t_start FROM custody_leg WHERE epc = %s ORDER BY t_start", (SSCC,)).fetchall()
+    assert legs == [(real,)]
