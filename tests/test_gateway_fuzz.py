@@ -8,7 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -164,6 +164,11 @@ _STORED = {
 }
 
 
+# Messages queued in the publisher at a time: a QoS 1 message id is 16 bits, so paho refuses to queue
+# more than 65 535 unacknowledged ones.
+_PUBLISH_WINDOW: Final = 10_000
+
+
 def _mutation_fuzz(db_url: str, gw: GatewayService, pub: mqtt.Client, n: int) -> None:
     device = f"mf-{_uid()}"
     _register(db_url, device)
@@ -175,9 +180,12 @@ def _mutation_fuzz(db_url: str, gw: GatewayService, pub: mqtt.Client, n: int) ->
         if rng.random() < 0.8:  # a fifth stay valid: every one of their readings must be stored
             payload = _mutate(rng, payload)
         sent.append((f"cc/v1/dev/{device}/{kind}", payload))
-    infos = [pub.publish(topic, payload, qos=1) for topic, payload in sent]
-    for info in infos:
-        info.wait_for_publish(timeout=120)
+    for start in range(0, n, _PUBLISH_WINDOW):
+        infos = [
+            pub.publish(topic, payload, qos=1) for topic, payload in sent[start : start + _PUBLISH_WINDOW]
+        ]
+        for info in infos:
+            info.wait_for_publish(timeout=120)
     _wait_all(db_url, gw, n)
 
     predicted = [decode(topic, payload, T0_MS) for topic, payload in sent]
