@@ -32,8 +32,13 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         "params",
         "cpu_steal_pct",
         "host_probe_ms",
+        "api_trace_rps",
+        "api_ceiling_rps",
     ):
         assert key in out
+    assert out["api_concurrency"] == 32
+    assert out["api_trace_rps"] > 0
+    assert out["api_ceiling_rps"] > 0
     for when in ("start", "end"):
         assert out["host_probe_ms"][when]["cpu_ms"] > 0
         assert out["host_probe_ms"][when]["memory_ms"] > 0

@@ -13,7 +13,10 @@ ledger at rest), then measures in one run:
 * verify_eps: ``verify.verify`` over the whole chain (full integrity: every event's canonical bytes
   digested, every link, no holes, served columns bound to the bytes, signed checkpoint), and
   verify_deep_eps: ``verify.verify(deep=True)``, which also re-derives every GS1 event hash and compares
-  every row's served columns with its bytes (the slow path, the peer figure).
+  every row's served columns with its bytes (the slow path, the peer figure);
+* api_trace_rps: ``GET /trace/{lot}`` of random lots per second through the real API (uvicorn, API key,
+  audit row) at 32 requests in flight, beside api_ceiling_rps: ``GET /ledger/checkpoint`` the same way,
+  the API's own path around one trivial SELECT (the ceiling a trace request can reach).
 """
 
 from __future__ import annotations
@@ -275,6 +278,64 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
     return seq
 
 
+# The API figure: requests in flight at once (the load issue 11 names), and how many are timed per route.
+API_CONCURRENCY = 32
+API_REQUESTS = 2_000
+
+
+def _api_rates(url: str, lot_ids: list[str], requests: int, rng: random.Random) -> dict[str, float]:
+    """Requests per second through the real API (uvicorn on a free port in this process, an inspector
+    key, ``API_CONCURRENCY`` requests in flight from a thread pool): ``GET /trace/{lot}`` of random lots,
+    and its ceiling, ``GET /ledger/checkpoint``, which takes the same path through the API (key lookup,
+    one connection, audit row) around one trivial SELECT. Client and server share this process, so both
+    figures carry the client's cost alike."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    import uvicorn
+
+    from coldchain.embedded import free_port
+    from traceability.api import create_app
+    from traceability.auth import create_key
+
+    with psycopg.connect(url) as conn:
+        key = create_key(conn, "inspector", "bench api")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="bench-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.05)
+    limits = httpx.Limits(max_connections=API_CONCURRENCY, max_keepalive_connections=API_CONCURRENCY)
+    rates: dict[str, float] = {}
+    try:
+        with (
+            httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, limits=limits, timeout=60
+            ) as client,
+            ThreadPoolExecutor(API_CONCURRENCY) as pool,
+        ):
+            routes = {
+                "api_trace_rps": [f"/trace/{rng.choice(lot_ids)}" for _ in range(requests)],
+                "api_ceiling_rps": ["/ledger/checkpoint"] * requests,
+            }
+            for name, paths in routes.items():
+                list(pool.map(lambda p: client.get(p).status_code, paths[:API_CONCURRENCY]))  # warm up
+                t = time.perf_counter()
+                statuses = list(pool.map(lambda p: client.get(p).status_code, paths))
+                rates[name] = round(len(paths) / (time.perf_counter() - t), 1)
+                if any(code != 200 for code in statuses):
+                    raise RuntimeError(f"{name}: answers other than 200: {sorted(set(statuses))}")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    return rates
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -293,8 +354,11 @@ def bench_trace(
     capture_events: Annotated[
         int, typer.Option(help="Events captured through POST-equivalent path.")
     ] = 5_000,
+    api_requests: Annotated[
+        int, typer.Option(help=f"Requests timed per API route, {API_CONCURRENCY} in flight.")
+    ] = API_REQUESTS,
 ) -> None:
-    """Trace latency, capture rate and verification rate over a multimodal ledger."""
+    """Trace latency, capture rate, verification rate and API request rate over a multimodal ledger."""
     from coldchain.embedded import with_database
     from coldchain.migrate import migrate
     from coldchain.runtime import open_stack
@@ -304,6 +368,7 @@ def bench_trace(
 
     if quick:
         lots, containers, readings_per_container, traces, capture_events = 200, 20, 300, 30, 200
+        api_requests = 200
     steal = steal_meter()
     probe = host_probe()
     settings = cli_settings()
@@ -375,6 +440,7 @@ def bench_trace(
                 t = time.perf_counter()
                 deep = verify.verify(conn, deep=True, public_key=checkpoint.public_hex(key))
                 deep_s = time.perf_counter() - t
+                api = _api_rates(url, lot_ids, api_requests, rng)
                 sizes = conn.execute(
                     "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM ledger_event),"
                     " (SELECT count(*) FROM lot) + %s, pg_total_relation_size('reading'),"
@@ -406,6 +472,9 @@ def bench_trace(
         "database_bytes": sizes[5],
         "build_s": round(build_s, 1),
         "build_checkpointed": checkpointed,
+        "api_trace_rps": api["api_trace_rps"],
+        "api_ceiling_rps": api["api_ceiling_rps"],
+        "api_concurrency": API_CONCURRENCY,
         "cpu_steal_pct": steal(),
         "host_probe_ms": probe(),
         "params": {
@@ -414,6 +483,7 @@ def bench_trace(
             "containers": containers,
             "readings_per_container": readings_per_container,
             "capture_events": capture_events,
+            "api_requests": api_requests,
         },
     }
     if as_json:
