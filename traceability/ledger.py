@@ -20,6 +20,10 @@ other served columns are its fields: ``event_id`` / ``event_type`` / ``event_tim
 
 Appends run in the caller's transaction, one batch at a time (transaction-scoped advisory lock), so seq
 has no holes and the chain no forks. An event whose eventID is already in the ledger is not appended again.
+
+``recordTime`` is the repository's: capture sets each event's to the capture job's time, replacing any the
+client sent (``traceability.capture``). The event hash leaves it out (CBV 2.0 8.9), so an event's hash is
+the same wherever and whenever it is recorded; ``event_jcs``, and so the chain, includes it.
 """
 
 from __future__ import annotations
