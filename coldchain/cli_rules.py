@@ -8,9 +8,18 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from coldchain.clicommon import emit_json
+from coldchain.clicommon import ExitCode, emit_json, fail
 from rules import engine
-from rules.logfile import LogFileError, check_report, read_logger_csv
+from rules.logfile import (
+    MAX_FILE_BYTES,
+    MAX_LINE_BYTES,
+    MAX_ROWS,
+    VALUE_RANGES,
+    YEARS,
+    LogFileError,
+    check_report,
+    read_logger_csv,
+)
 from rules.packs import ClassRef, PackError, PackSet, load_packs
 
 rules_app = typer.Typer(help="Rule packs and offline checks.", no_args_is_help=True)
@@ -24,8 +33,7 @@ def _load(packs_dir: Path | None) -> PackSet:
     try:
         return load_packs(packs_dir)
     except PackError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), ExitCode.USAGE)
 
 
 def _class_json(ref: ClassRef) -> dict[str, Any]:
@@ -77,7 +85,18 @@ def packs(
             typer.echo(f"  {code:<16} [{lo}, {hi}] °C  {', '.join(extra)}  — {r.source}")
 
 
-@rules_app.command("check")
+@rules_app.command(
+    "check",
+    epilog=(
+        "The file is refused whole (exit 2, naming the line) when it is not UTF-8 CSV text, is larger than "
+        f"{MAX_FILE_BYTES} bytes, has more than {MAX_ROWS} rows or a line longer than {MAX_LINE_BYTES} "
+        f"bytes, or holds a time outside {YEARS[0]}..{YEARS[1]}, an infinite value or one outside what a "
+        f"probe can read (temp_c {VALUE_RANGES['temp_c'][0]:g}..{VALUE_RANGES['temp_c'][1]:g} °C, "
+        f"rh {VALUE_RANGES['rh'][0]:g}..{VALUE_RANGES['rh'][1]:g} %"
+        ", as the gateway refuses from live devices; absolute zero is outside): a broken sensor, a "
+        "wrong unit or a corrupt export, on which no verdict is given. An empty or nan value is a dropout."
+    ),
+)
 def check(
     file: Annotated[Path, typer.Argument(help="Logger export CSV: header time,temp_c[,rh].")],
     product_class: Annotated[str, typer.Option("--class", help="Product class code, e.g. chilled.")],
@@ -86,29 +105,33 @@ def check(
     ] = "transport",
     pack: Annotated[str | None, typer.Option(help="Only accept the class from this pack id.")] = None,
     accuracy_c: Annotated[
-        float | None, typer.Option("--accuracy", help="Device accuracy in °C (default: the class's).")
+        float | None,
+        typer.Option(
+            "--accuracy",
+            help=f"Device accuracy in °C, 0..{engine.MAX_ACCURACY_C:g} (default: the class's).",
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object as the last line.")] = False,
     packs_dir: PacksDir = None,
 ) -> None:
     """Evaluate a data-logger file against a class without any database; print the verdict."""
     if mode not in ("storage", "transport"):
-        typer.echo(f"--mode must be storage or transport, not {mode!r}", err=True)
-        raise typer.Exit(2)
+        fail(f"--mode must be storage or transport, not {mode!r}", ExitCode.USAGE)
+    if accuracy_c is not None:
+        try:
+            engine.check_accuracy(accuracy_c)
+        except ValueError as exc:
+            fail(f"--accuracy: {exc}", ExitCode.USAGE)
     ps = _load(packs_dir)
     ref = ps.lookup(product_class)
     if ref is None or (pack is not None and ref.pack_id != pack):
         where = f" in pack {pack!r}" if pack else ""
-        typer.echo(
-            f"unknown class {product_class!r}{where}; known: {', '.join(c.code for c in ps.classes())}",
-            err=True,
-        )
-        raise typer.Exit(2)
+        known = ", ".join(c.code for c in ps.classes())
+        fail(f"unknown class {product_class!r}{where}; known: {known}", ExitCode.USAGE)
     try:
         data = read_logger_csv(file)
     except LogFileError as exc:
-        typer.echo(f"{file}: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"{file}: {exc}", ExitCode.USAGE)
     ev = engine.evaluate_series(
         data.t_ms, data.temp_c, ref, "storage" if mode == "storage" else "transport", accuracy_c=accuracy_c
     )

@@ -1,9 +1,10 @@
-"""Composition root: what every CLI command shares: settings loading and the final JSON line."""
+"""Composition root: what every CLI command shares: settings, one-line errors and the final JSON line."""
 
 from __future__ import annotations
 
 import enum
 import json
+from typing import NoReturn
 
 import typer
 
@@ -25,13 +26,24 @@ class ExitCode(enum.IntEnum):
     DATA_DIR = 4
 
 
+def one_line(text: str) -> str:
+    """`text` as a single printable line: line breaks and other control characters are escaped, so a
+    file name or a value quoted in an error can never split the message or drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
+    """End the command: `message` as one line on stderr, and `code`."""
+    typer.echo(one_line(message), err=True)
+    raise typer.Exit(code)
+
+
 def cli_settings() -> Settings:
     """Settings for a command; an invalid one stops the process with its key path (exit 2)."""
     try:
         settings = load_settings()
     except SettingsError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(ExitCode.USAGE) from None
+        fail(str(exc), ExitCode.USAGE)
     configure_logging(settings.log_level)
     return settings
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, SEQ_JUMP_MAX
 from traceability import limits as tl
@@ -62,7 +65,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Alarm webhooks: JSON list of URLs, e.g. ["https://ops.example/hooks/cold"], each POST signed with
     # HMAC-SHA256 of the body under the secret (header X-Coldchain-Signature).
-    alert_webhooks: list[str] = Field(default_factory=list)
+    # NoDecode: the validator below parses the JSON, so malformed text is a validation error naming the key.
+    alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_webhook_secret: SecretStr | None = None
     # Prometheus /metrics of the gateway (0 = off); 9108 sits beside the usual exporter ports.
     gateway_metrics_port: int = Field(default=9108, ge=0, le=65535)
@@ -104,6 +108,16 @@ class Settings(BaseSettings):
             BrokerAddress.parse(v)
         return v
 
+    @field_validator("alert_webhooks", mode="before")
+    @classmethod
+    def _parse_webhooks(cls, v: object) -> object:
+        if not isinstance(v, str):
+            return v
+        try:
+            return json.loads(v)
+        except ValueError:
+            raise ValueError(f"must be a JSON list of URLs, e.g. {_WEBHOOKS_EXAMPLE}") from None
+
     @field_validator("alert_webhooks")
     @classmethod
     def _check_webhooks(cls, v: list[str]) -> list[str]:
@@ -116,8 +130,20 @@ class Settings(BaseSettings):
         return BrokerAddress.parse(self.broker_url) if self.broker_url else None
 
 
+_WEBHOOKS_EXAMPLE = '["https://ops.example/hooks/cold"]'
+
+
 class SettingsError(Exception):
-    """Settings could not be loaded; the message names every bad key path."""
+    """Settings could not be loaded; the message (one line) names every bad key path."""
+
+
+# pydantic-settings names the field of a value it could not decode (JSON of a complex field) only in
+# the text of its error: 'error parsing value for field "x" from source "EnvSettingsSource"'.
+_SOURCE_FIELD = re.compile(r'field "([^"]+)"')
+
+
+def _invalid(problems: list[str]) -> SettingsError:
+    return SettingsError("invalid settings: " + "; ".join(problems))
 
 
 # Variables of the test harness, not of the system: tests read them directly.
@@ -137,7 +163,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
 def load_settings(**overrides: object) -> Settings:
     unknown = unknown_variables(os.environ)
     if unknown:
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(f"{k}: no such setting" for k in unknown))
+        raise _invalid([f"{k}: no such setting" for k in unknown])
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -146,4 +172,8 @@ def load_settings(**overrides: object) -> Settings:
             path = ".".join(str(p) for p in err["loc"]) or "(root)"
             env = "COLDCHAIN_" + path.split(".")[0].upper()
             lines.append(f"{path} ({env}): {err['msg']}")
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise _invalid(lines) from None
+    except SourceError as exc:
+        m = _SOURCE_FIELD.search(str(exc))
+        name = m.group(1) if m else "(root)"
+        raise _invalid([f"{name} (COLDCHAIN_{name.upper()}): must be JSON of the setting's type"]) from None

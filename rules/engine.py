@@ -2,24 +2,54 @@
 
 The kernels trust their inputs; this module checks them (1-D, equal lengths, int64 times, float64
 values, sorted by time; non-contiguous input is copied) and raises ValueError otherwise. Semantics of
-runs (NaN handling, minimum duration, open runs) are documented in rules.kernels.
+runs (NaN handling, minimum duration, open runs) are documented in rules.kernels. `evaluate_series`
+also refuses temperatures outside what a probe can read (the gateway's `CHANNEL_RANGES["temp"]`, the
+range every stored reading passed): the MKT and shelf-life maths divide by the absolute temperature
+and by a logarithm of it, which absolute zero or an astronomic value make zero. `check_accuracy` is
+the range of a device accuracy an inspector may state (`coldchain rules check --accuracy`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.decode import CHANNEL_RANGES
 from rules import kernels
 from rules.packs import ClassRef, Mode
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
+
+# Temperatures a probe can read: anything else is a broken sensor or encoding (and ingest refuses it).
+TEMP_RANGE_C: Final = CHANNEL_RANGES["temp"]
+# An accuracy is a dead band on each side of a limit: at ±10 °C it already spans the whole range of every
+# shipped class (the widest bounded one, 2–8 °C, is 6 °C wide), and no cold-chain probe is specified
+# more loosely (the packs' figures are 0.5 and 1 °C).
+MAX_ACCURACY_C: Final = 10.0
+
+
+def check_accuracy(accuracy_c: float) -> float:
+    """A device accuracy (°C) usable as a dead band; ValueError naming the allowed range otherwise."""
+    if not 0.0 <= accuracy_c <= MAX_ACCURACY_C:  # NaN fails both comparisons
+        raise ValueError(f"device accuracy must lie within 0..{MAX_ACCURACY_C:g} °C, got {accuracy_c!r}")
+    return float(accuracy_c)
+
+
+def check_temperatures(v: FloatArray) -> None:
+    """Refuse a temperature outside TEMP_RANGE_C (NaN is a dropout and allowed)."""
+    lo, hi = TEMP_RANGE_C
+    bad = np.flatnonzero(~np.isnan(v) & ((v < lo) | (v > hi)))
+    if bad.shape[0]:
+        i = int(bad[0])
+        raise ValueError(
+            f"reading {i}: {float(v[i])!r} °C lies outside {lo:g}..{hi:g}, the range a probe can read"
+        )
 
 
 class Excursion(msgspec.Struct, frozen=True, kw_only=True):
@@ -470,6 +500,7 @@ def evaluate_series(
     With `mkt_prefix` the series is a slice of a longer history and MKT is judged at its last reading
     only, over the class's whole MKT window (see `mkt_at_end`); without it, the highest rolling MKT."""
     t, x = check_series(t_ms, v)
+    check_temperatures(x)
     r = ref.rules
     low = _limit(r.low_c, -math.inf)
     high = _limit(r.high_c, math.inf)

@@ -19,6 +19,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 DEFAULT_PACKS_DIR = Path(__file__).with_name("packs")
+# A pack is a few kilobytes of TOML; 1 MiB refuses a device file or a mistaken binary before it fills memory.
+MAX_PACK_BYTES = 1024 * 1024
+# Absolute zero in °C: a shelf-life reference temperature must lie above it (the Arrhenius rate
+# divides by the absolute temperature).
+_ABSOLUTE_ZERO_C = -273.15
 
 Mode = Literal["storage", "transport"]
 
@@ -140,7 +145,7 @@ class ShelfLife(_Model):
     (T_ref − T_min))², 0 at or below T_min."""
 
     model: Literal["arrhenius", "sqrt"]
-    ref_c: float
+    ref_c: float = Field(gt=_ABSOLUTE_ZERO_C)
     ref_life_h: float = Field(gt=0)
     ea_kj_mol: float | None = Field(default=None, gt=0)
     t_min_c: float | None = None
@@ -300,16 +305,22 @@ def load_pack(path: Path) -> RulePack:
     """Read and validate one pack file; raise PackError naming the file and key path."""
     name = path.name
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_PACK_BYTES + 1)
+        if len(raw) > MAX_PACK_BYTES:
+            raise PackError(f"{name}: larger than {MAX_PACK_BYTES} bytes (not a rule pack?)")
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
-        raise PackError(f"{name}: cannot read: {exc}") from exc
+        raise PackError(f"{name}: cannot read: {exc.strerror or 'input/output error'}") from exc
+    except UnicodeDecodeError as exc:
+        raise PackError(f"{name}: byte {exc.start} (from 0) is not UTF-8 text (not a rule pack?)") from exc
     except tomllib.TOMLDecodeError as exc:
         raise PackError(f"{name}: invalid TOML: {exc}") from exc
     try:
         pack = RulePack.model_validate(data)
     except ValidationError as exc:
         lines = [f"{name}: {_format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise PackError("\n".join(lines)) from exc
+        raise PackError("; ".join(lines)) from exc
     if pack.id != path.stem:
         raise PackError(f"{name}: id: pack id {pack.id!r} must equal the file name stem {path.stem!r}")
     return pack

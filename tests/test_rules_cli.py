@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coldchain.cli import app
+from rules import engine
+from rules.logfile import LogFileError, check_report, read_logger_csv
+from rules.packs import load_packs
 
 runner = CliRunner()
 
@@ -98,7 +106,7 @@ def test_check_epoch_ms_pass_excursion_and_modes(tmp_path: Path) -> None:
     code, out = check(str(ok), "--class", "chilled")
     assert (code, out["verdict"], out["excursions"], out["gaps"]) == (0, "pass", [], [])
     assert isinstance(out["remaining_shelf_life_h"], float)
-    assert 239.0 < out["remaining_shelf_life_h"] < 240.0  # type: ignore[operator]
+    assert 239.0 < out["remaining_shelf_life_h"] < 240.0
 
     hot = write(tmp_path, "hot.csv", minutes_csv(["2.0"] * 5 + ["9.0"] * 20 + ["2.0"] * 5))
     code, out = check(str(hot), "--class", "chilled", "--pack", "cn_food")
@@ -143,3 +151,94 @@ def test_check_refuses_bad_input(tmp_path: Path) -> None:
 def test_check_empty_file_is_broken(tmp_path: Path) -> None:
     code, out = check(str(write(tmp_path, "e.csv", ["time,temp_c"])), "--class", "chilled")
     assert (code, out["verdict"], out["mkt_c"], out["min_c"]) == (0, "broken", None, None)
+
+
+# --- hostile input: every file is a verdict or a LogFileError, never another exception -------------
+
+_T0_MS = 1_767_225_600_000
+_CHILLED = load_packs().lookup("chilled")
+
+
+def _judge_or_refuse(path: Path) -> None:
+    """read_logger_csv either refuses with a one-line LogFileError, or gives a series the engine judges."""
+    try:
+        data = read_logger_csv(path)
+    except LogFileError as exc:
+        message = str(exc)
+    else:
+        message = ""
+    if message:
+        assert "\n" not in message
+        assert message.startswith(("line ", "cannot read"))
+        return
+    assert _CHILLED is not None
+    ev = engine.evaluate_series(data.t_ms, data.temp_c, _CHILLED, "transport")
+    assert ev.mkt_c is None or math.isfinite(ev.mkt_c)
+    assert ev.remaining_shelf_life_h is None or not math.isnan(ev.remaining_shelf_life_h)
+    check_report(ev)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=600))
+def test_any_bytes_are_judged_or_refused(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "any.csv"
+    path.write_bytes(content)
+    _judge_or_refuse(path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.binary(max_size=200).map(lambda b: b"time,temp_c,rh\n" + b),
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(-(2**70), 2**70), st.integers(_T0_MS, _T0_MS + 86_400_000)),
+            st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(-150, 200)),
+            st.one_of(st.just(""), st.floats(-10, 110).map(repr)),
+        ),
+        max_size=40,
+    ),
+)
+def test_any_numbers_are_judged_or_refused(
+    tmp_path: Path, noise: bytes, rows: list[tuple[int, float, str]]
+) -> None:
+    path = tmp_path / "numbers.csv"
+    body = "".join(f"{t},{v!r},{rh}\n" for t, v, rh in rows).encode()
+    path.write_bytes(b"time,temp_c,rh\n" + body)
+    _judge_or_refuse(path)
+    path.write_bytes(noise + b"\n" + body)
+    _judge_or_refuse(path)
+
+
+def test_engine_refuses_a_temperature_no_probe_can_read() -> None:
+    assert _CHILLED is not None
+    t = np.array([_T0_MS, _T0_MS + 60_000, _T0_MS + 120_000], dtype=np.int64)
+    for bad in (-273.15, 1e20, math.inf, -math.inf, -100.5):
+        v = np.array([2.0, bad, 2.0])
+        with pytest.raises(ValueError, match=r"reading 1: .* lies outside -100\.\.150"):
+            engine.evaluate_series(t, v, _CHILLED, "transport")
+    for edge in (-100.0, 150.0, math.nan):
+        ev = engine.evaluate_series(t, np.array([2.0, edge, 2.0]), _CHILLED, "transport")
+        assert ev.mkt_c is not None
+        assert math.isfinite(ev.mkt_c)
+
+
+def test_engine_accuracy_range() -> None:
+    for ok in (0.0, 0.5, engine.MAX_ACCURACY_C):
+        assert engine.check_accuracy(ok) == ok
+    for bad in (-0.1, math.nan, math.inf, engine.MAX_ACCURACY_C + 0.1):
+        with pytest.raises(ValueError, match=r"within 0\.\.10 °C"):
+            engine.check_accuracy(bad)
+
+
+def test_check_reads_lines_with_a_bom_crlf_blank_lines_and_short_rows(tmp_path: Path) -> None:
+    body = "\r\n".join(["time,temp_c", f"{_T0_MS},2.0", "", f"{_T0_MS + 60_000}", f"{_T0_MS + 120_000},2.5"])
+    path = tmp_path / "win.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode() + b"\r\n")
+    data = read_logger_csv(path)
+    assert data.t_ms.tolist() == [_T0_MS, _T0_MS + 60_000, _T0_MS + 120_000]
+    assert math.isnan(data.temp_c[1])
+    assert data.temp_c[2] == 2.5
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,temp_c\n\n" + f"{_T0_MS},2\n" + f"{_T0_MS},x\n", encoding="utf-8")
+    with pytest.raises(LogFileError, match=r"^line 4: temp_c 'x' is not a number$"):
+        read_logger_csv(bad)
