@@ -109,7 +109,8 @@ def served_demo() -> Iterator[Served]:
         text=True,
     )
     try:
-        lines, seen = _lines(proc), []
+        lines = _lines(proc)
+        seen: list[str] = []
         serving = _wait_for_line(proc, lines, "serving:", seen, 300)
         key_line = _wait_for_line(proc, lines, "operator API key", seen, 30)
         broker_port = int(serving.split("broker mqtt://127.0.0.1:", 1)[1].split()[0])
