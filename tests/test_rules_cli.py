@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coldchain.cli import app
-from rules import engine
+from rules import engine, logfile
 from rules.logfile import LogFileError, check_report, read_logger_csv
 from rules.packs import load_packs
 
@@ -242,3 +242,18 @@ def test_check_reads_lines_with_a_bom_crlf_blank_lines_and_short_rows(tmp_path: 
     bad.write_text("time,temp_c\n\n" + f"{_T0_MS},2\n" + f"{_T0_MS},x\n", encoding="utf-8")
     with pytest.raises(LogFileError, match=r"^line 4: temp_c 'x' is not a number$"):
         read_logger_csv(bad)
+
+
+def test_file_and_row_bounds_refuse_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The shipped bounds (256 MiB, 5 000 000 rows) are lowered so the case fits a unit test.
+    path = write(tmp_path, "long.csv", minutes_csv(["2.0"] * 50))
+    monkeypatch.setattr(logfile, "MAX_ROWS", 49)
+    with pytest.raises(LogFileError, match=r"^line 51: more than 49 rows$"):
+        read_logger_csv(path)
+    monkeypatch.setattr(logfile, "MAX_ROWS", 50)
+    assert read_logger_csv(path).t_ms.shape == (50,)
+    monkeypatch.setattr(logfile, "MAX_FILE_BYTES", path.stat().st_size - 1)
+    with pytest.raises(LogFileError, match=r"^line 51: the file is larger than \d+ bytes$"):
+        read_logger_csv(path)
+    monkeypatch.setattr(logfile, "MAX_FILE_BYTES", path.stat().st_size)
+    assert read_logger_csv(path).t_ms.shape == (50,)
