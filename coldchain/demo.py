@@ -191,16 +191,19 @@ def _serve_forever(
     settings: Settings, database_url: str, broker: BrokerAddress, stage_brokers: Mapping[str, BrokerAddress]
 ) -> None:
     from traceability.auth import create_key
+    from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     with psycopg.connect(database_url) as conn:
         key = create_key(conn, "operator", "demo --serve")
         conn.commit()
+    # While serving, the ledger keeps signing its head, and publishes each checkpoint as it is made.
     services = Services(
         database_url,
         broker,
         api_host=settings.api_host,
         api_port=settings.api_port,
         stage_brokers=stage_brokers,
+        checkpoint_key=settings.home / LEDGER_KEY_FILE,
     )
     services.start()
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
