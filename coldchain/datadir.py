@@ -24,6 +24,8 @@ BROKER_PORT_FILE = "port"
 # A second command waits this long for the owner of the data directory to say where its servers are (an
 # embedded PostgreSQL starts in a few seconds, a first initdb in about ten).
 ATTACH_WAIT_S = 60.0
+# Mosquitto saves its store and exits within a second of SIGTERM; a leftover gets this long.
+LEFTOVER_STOP_S = 10.0
 
 
 class StackError(Exception):
@@ -108,9 +110,25 @@ class DataDir:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._lock = handle
-        # A servers file left by an owner that died (kill -9) describes nothing that is still its.
+        # A servers file left by an owner that died (kill -9) describes nothing that is still its; a
+        # broker it started that outlived it is stopped (the next start reuses its port).
+        self._stop_leftover_broker()
         (self.home / SERVERS_FILE).unlink(missing_ok=True)
         return True
+
+    def _stop_leftover_broker(self) -> None:
+        try:
+            pid = json.loads((self.home / SERVERS_FILE).read_text()).get("broker_pid")
+            cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+        except (OSError, ValueError, TypeError, AttributeError):
+            return
+        if str(self.mqtt).encode() not in cmdline:  # the PID is another program's now
+            return
+        log.warning("stopping the broker (PID %d) left running by a previous owner of %s", pid, self.home)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + LEFTOVER_STOP_S
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def release(self) -> None:
         if self._lock is not None:
@@ -195,3 +213,12 @@ class DataDir:
     def keep_broker_port(self, port: int) -> None:
         self.mqtt.mkdir(parents=True, exist_ok=True)
         (self.mqtt / BROKER_PORT_FILE).write_text(f"{port}\n")
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

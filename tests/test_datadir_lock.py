@@ -16,8 +16,8 @@ import pytest
 from process_support import servers_under
 
 from coldchain.clicommon import ExitCode
-from coldchain.datadir import SERVERS_FILE
-from coldchain.embedded import free_port
+from coldchain.datadir import SERVERS_FILE, DataDir, Servers
+from coldchain.embedded import EmbeddedBroker, free_port
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
@@ -121,3 +121,29 @@ def test_after_kill_9_the_next_command_adopts_and_stops_the_leftover_postgres(se
     assert migrated.returncode == 0, migrated.stderr
     assert f"dropped handles of dead processes [{proc.pid}]" in migrated.stderr
     _wait_until(lambda: not servers_under(pgdata, ("postgres",)), "the leftover postgres still runs", 30)
+
+
+def test_a_broker_left_by_a_dead_owner_is_stopped_by_the_next_one(server_tmp: Path) -> None:
+    home = server_tmp / "home"
+    data = DataDir(home)
+    leftover = EmbeddedBroker(data.mqtt)
+    leftover.start()
+    try:
+        dead_owner = Servers(
+            pid=2**22 + 1,
+            database_url=None,
+            server_url=None,
+            broker_port=leftover.port,
+            broker_pid=leftover.pid,
+        )
+        data.publish(dead_owner)
+        assert data.try_lock()
+        _wait_until(
+            lambda: leftover._proc is not None and leftover._proc.poll() is not None,
+            "the leftover broker still runs",
+            15,
+        )
+        assert data.published() is None
+        data.release()
+    finally:
+        leftover.stop()
