@@ -87,7 +87,7 @@ def run(
     ] = None,
 ) -> None:
     """Run stages of the house until Ctrl-C / SIGTERM (each compose service runs one)."""
-    from coldchain.runtime import STAGES, Services, open_stack
+    from coldchain.runtime import STAGES, Services, api_options, gateway_limits, open_stack
     from gateway.service import GatewayAuthError
     from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
@@ -116,6 +116,8 @@ def run(
             metrics_port=settings.gateway_metrics_port,
             metrics_host=settings.gateway_metrics_host,
             checkpoint_key=settings.home / LEDGER_KEY_FILE,
+            gateway_limits=gateway_limits(settings),
+            api_options=api_options(settings),
         )
         try:
             services.start()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from pydantic import SecretStr
@@ -29,6 +29,10 @@ from coldchain.embedded import (
 from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress, Settings
 from gateway.credentials import ensure_stage_logins, read_stage_logins
+from gateway.limits import DEFAULT_LIMITS, IngestLimits
+
+if TYPE_CHECKING:
+    from traceability.api import ApiOptions
 
 log = logging.getLogger(__name__)
 
@@ -299,11 +303,53 @@ class _Worker:
             after()
 
 
-class _ApiServer:
-    """The FastAPI app under uvicorn on a thread."""
+def api_options(settings: Settings) -> ApiOptions:
+    """The API's options from the settings: its pool, what capture accepts, and the ledger key it
+    verifies checkpoints against (the public half of the key file under COLDCHAIN_HOME)."""
+    from traceability.api import ApiOptions
+    from traceability.capture import CaptureLimits
+    from traceability.checkpoint import KEY_FILE
 
-    def __init__(self, database_url: str, host: str, port: int) -> None:
+    return ApiOptions(
+        pool_size=settings.api_pool_size,
+        pool_timeout_s=settings.api_pool_timeout_s,
+        capture=CaptureLimits(
+            document_bytes=settings.capture_max_document_bytes,
+            event_bytes=settings.capture_max_event_bytes,
+            depth=settings.capture_max_depth,
+            list_items=settings.capture_max_list_items,
+            future_skew_s=settings.capture_future_skew_s,
+            time_floor=settings.capture_time_floor,
+        ),
+        ledger_key=settings.home / KEY_FILE,
+    )
+
+
+def gateway_limits(settings: Settings) -> IngestLimits:
+    """The gateway's limits from the settings."""
+    return IngestLimits(
+        max_payload_bytes=settings.gateway_max_payload_bytes,
+        dead_letter_prefix_bytes=settings.gateway_dead_letter_prefix_bytes,
+        seq_jump_max=settings.gateway_seq_jump_max,
+    )
+
+
+class _ApiServer:
+    """The FastAPI app under uvicorn on a thread. ``liveness`` (each stage alive?) is what /health
+    reports; its pool and capture limits come from the settings."""
+
+    def __init__(
+        self,
+        database_url: str,
+        host: str,
+        port: int,
+        *,
+        liveness: Callable[[], Mapping[str, bool]] | None = None,
+        options: ApiOptions | None = None,
+    ) -> None:
         self.database_url, self.host, self.port = database_url, host, port
+        self.liveness = liveness
+        self.options = options
         self._server: object | None = None
         self._thread: threading.Thread | None = None
 
@@ -316,9 +362,8 @@ class _ApiServer:
 
         from traceability.api import create_app
 
-        config = uvicorn.Config(
-            create_app(self.database_url), host=self.host, port=self.port, log_level="warning", lifespan="on"
-        )
+        app = create_app(self.database_url, options=self.options, liveness=self.liveness)
+        config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on")
         server = uvicorn.Server(config)
         self._server = server
         self._thread = threading.Thread(target=server.run, name="coldchain-api", daemon=True)
@@ -356,8 +401,13 @@ class Services:
         checkpoint_key: Path | None = None,
         checkpoint_every_s: float = 60.0,
         stage_brokers: Mapping[str, BrokerAddress] | None = None,
+        gateway_limits: IngestLimits | None = None,
+        api_options: ApiOptions | None = None,
     ) -> None:
         self.database_url = database_url
+        # What the settings say (runtime.gateway_limits / runtime.api_options); None: the defaults.
+        self.gateway_limits = gateway_limits
+        self.api_options = api_options
         self.broker = broker
         # Each stage's own login on the broker (Stack.stage_brokers); a stage not named uses `broker`.
         self.stage_brokers = dict(stage_brokers or {})
@@ -464,11 +514,18 @@ class Services:
                     spool_dir=self.spool_dir,
                     metrics_port=self.metrics_port or None,
                     metrics_host=self.metrics_host,
+                    limits=self.gateway_limits or DEFAULT_LIMITS,
                 )
                 self.gateway = gw
                 self._start(gw)
             if "api" in self.stages:
-                self.api = _ApiServer(self.database_url, self.api_host, self.api_port)
+                self.api = _ApiServer(
+                    self.database_url,
+                    self.api_host,
+                    self.api_port,
+                    liveness=self.liveness,
+                    options=self.api_options,
+                )
                 self._start(self.api)
         except BaseException:
             self.stop()
@@ -486,6 +543,21 @@ class Services:
             except Exception:
                 log.exception("stopping %r failed", component)
         self._started.clear()
+
+    def liveness(self) -> dict[str, bool]:
+        """Each running stage's threads: alive or not (what /health reports). Reads flags only: it is
+        called from the API's event loop and must not block."""
+        alive: dict[str, bool] = {}
+        for component in list(self._started):
+            if isinstance(component, _Worker):
+                thread = component.thread
+                alive[component.name] = thread is not None and thread.is_alive() and component.error is None
+            elif component is self.gateway:
+                for role, ok in self.gateway.liveness().items():  # type: ignore[attr-defined]
+                    alive[f"gateway.{role}"] = ok
+            elif component is self.api:
+                alive["api"] = True  # it is answering this very question
+        return alive
 
     def failures(self) -> list[str]:
         found = [f"{c.name}: {c.error!r}" for c in self._started if isinstance(c, _Worker) and c.error]
