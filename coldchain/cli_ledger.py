@@ -123,14 +123,20 @@ def ledger_verify(
     ] = None,
 ) -> None:
     """Check the whole hash chain (every event's bytes, every link) and every signed checkpoint, stored
-    or kept, against the pinned public key; name the first bad sequence number. Exit 0 only when nothing
-    is wrong and the key vouches for the chain."""
+    or kept, against the pinned public key; name the first bad sequence number. The checkpoint log beside
+    the ledger's key file under COLDCHAIN_HOME is always checked too. Exit 0 only when nothing is wrong
+    and the key vouches for the chain."""
     from coldchain.runtime import open_stack
+    from traceability.checkpoint import CheckpointFormatError, own_log
     from traceability.verify import verify
 
     settings = cli_settings()
     pinned = _pinned(public_key, settings.home)
     kept = _kept(kept_files or [])
+    try:
+        kept += own_log(_key_path(settings.home))
+    except CheckpointFormatError as exc:
+        fail(str(exc))
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
         result = verify(conn, deep=deep, public_key=pinned, kept=kept)
     if as_json:

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from coldchain.embedded import DATABASE_NAME, ensure_database
 from coldchain.migrate import migrate
-from coldchain.runtime import Services, open_stack
+from coldchain.runtime import Services, api_options, gateway_limits, open_stack
 from coldchain.seed import seed_world
 from coldchain.settings import BrokerAddress, Settings
 
@@ -55,11 +55,13 @@ def run_scenario(
     api_port: int = 0,
     checkpoint_key: Path | None = None,
     stage_brokers: Mapping[str, BrokerAddress] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Seed the world, run every stage, play the devices, wait until the stages settle, summarise.
 
     With `checkpoint_key`, the ledger head is signed (Ed25519) before verification. `stage_brokers`: the
-    stages' and the simulator's own logins (Stack.stage_brokers); without, all use `broker`."""
+    stages' and the simulator's own logins (Stack.stage_brokers); without, all use `broker`. `settings`:
+    the gateway's limits and the API's options (without, their defaults)."""
     say = progress or (lambda _msg: None)
     logins = dict(stage_brokers or {})
     start_ms = seed_world(database_url)
@@ -70,6 +72,8 @@ def run_scenario(
         api_port=api_port,
         checkpoint_key=checkpoint_key,
         stage_brokers=logins,
+        gateway_limits=gateway_limits(settings) if settings else None,
+        api_options=api_options(settings) if settings else None,
     )
     services.start()
     try:
@@ -96,7 +100,7 @@ def summarize(database_url: str, api_url: str, *, checkpoint_key: Path | None = 
     `checkpoint_key`), and the API's answer for the traced lot."""
     from firmware_sim.scenario import demo_world
     from traceability.auth import create_key
-    from traceability.checkpoint import latest, pinned_key
+    from traceability.checkpoint import latest, own_log, pinned_key
     from traceability.verify import verify
 
     lot_id = demo_world().lots[0].lot_id
@@ -116,7 +120,11 @@ def summarize(database_url: str, api_url: str, *, checkpoint_key: Path | None = 
         reasons: dict[str, int] = dict(
             conn.execute("SELECT reason, count(*) FROM dead_letter GROUP BY reason ORDER BY 1").fetchall()
         )
-        result = verify(conn, public_key=pinned_key(str(checkpoint_key)) if checkpoint_key else None)
+        result = verify(
+            conn,
+            public_key=pinned_key(str(checkpoint_key)) if checkpoint_key else None,
+            kept=own_log(checkpoint_key) if checkpoint_key else [],
+        )
         checkpoint = latest(conn)
         # The demo asks the API as an inspector would: with an inspector's key.
         key = create_key(conn, "inspector", "demo inspector")
@@ -135,7 +143,15 @@ def summarize(database_url: str, api_url: str, *, checkpoint_key: Path | None = 
 
 
 def reset_embedded(settings: Settings, server_url: str) -> str:
-    """Drop and recreate the embedded `coldchain` database: every demo run starts from a clean slate."""
+    """Drop and recreate the embedded `coldchain` database: every demo run starts from a clean slate.
+
+    The checkpoint log beside the ledger's key vouches for the ledger being dropped: it is moved aside
+    (``ledger-checkpoints.jsonl.<UTC time>``), kept, and no longer checked against the new ledger."""
+    from traceability.checkpoint import KEY_FILE, log_beside
+
+    log = log_beside(settings.home / KEY_FILE)
+    if log.exists():
+        log.rename(log.with_name(f"{log.name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"))
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE_NAME)))
     url = ensure_database(server_url, DATABASE_NAME)
@@ -173,6 +189,7 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
                 checkpoint_key=settings.home / LEDGER_KEY_FILE,
                 api_host=settings.api_host,
                 stage_brokers=stack.stage_brokers(),
+                settings=settings,
             )
             print(format_demo_summary(summary), flush=True)
             line = {k: v for k, v in summary.items() if k not in ("trace", "sent")}
@@ -204,6 +221,8 @@ def _serve_forever(
         api_port=settings.api_port,
         stage_brokers=stage_brokers,
         checkpoint_key=settings.home / LEDGER_KEY_FILE,
+        gateway_limits=gateway_limits(settings),
+        api_options=api_options(settings),
     )
     services.start()
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -10,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.test_trace_worker import LOT, SSCC, build_scenario
-from traceability.api import create_app
+from traceability import checkpoint
+from traceability.api import ApiOptions, create_app
 from traceability.auth import create_key
 from traceability.worker import LedgerWorker
 
@@ -79,8 +81,13 @@ def test_other_errors_are_problem_json(client: TestClient) -> None:
     _is_problem(client.get("/probe/0"), 500)
 
 
+def _verdict(client: TestClient) -> dict[str, object]:
+    body: dict[str, object] = client.get("/ledger/verify").json()
+    return {k: body[k] for k in ("ok", "events", "first_bad_seq")}
+
+
 def test_ledger_verify(client: TestClient, db_url: str) -> None:
-    assert client.get("/ledger/verify").json() == {"ok": True, "events": 8, "first_bad_seq": None}
+    assert _verdict(client) == {"ok": True, "events": 8, "first_bad_seq": None}
     with psycopg.connect(db_url) as conn:
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         # The served jsonb alone: a superuser must first drop the constraint binding it to the chain.
@@ -89,7 +96,42 @@ def test_ledger_verify(client: TestClient, db_url: str) -> None:
             "UPDATE ledger_event SET event = jsonb_set(event, '{bizStep}', '\"receiving\"') WHERE seq = 3"
         )
         conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
-    assert client.get("/ledger/verify").json() == {"ok": False, "events": 8, "first_bad_seq": 3}
+    assert _verdict(client) == {"ok": False, "events": 8, "first_bad_seq": 3}
+
+
+def test_ledger_verify_pins_the_key_file_and_checks_its_log(db_url: str, tmp_path: Path) -> None:
+    """With the ledger's key file configured, /ledger/verify checks every checkpoint under its public
+    half and the log beside it, never the key a row carries: a deleted checkpoint row hides nothing."""
+    build_scenario(db_url)
+    LedgerWorker(db_url).run_once()
+    key_path = tmp_path / checkpoint.KEY_FILE
+    worker = checkpoint.CheckpointWorker(db_url, key_path)
+    assert worker.run_once() is not None
+    app = create_app(db_url, options=ApiOptions(ledger_key=key_path))
+    unpinned = create_app(db_url)
+    with psycopg.connect(db_url) as conn:
+        key = create_key(conn, "inspector", "test-inspector")
+    with (
+        TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as pinned_client,
+        TestClient(unpinned, raise_server_exceptions=False, headers={"X-API-Key": key}) as unpinned_client,
+    ):
+        body = pinned_client.get("/ledger/verify").json()
+        assert (body["ok"], body["anchored"], body["pinned"], body["signed_seq"]) == (True, True, True, 8)
+        # Without a key, the stored checkpoint cannot be verified: not ok, and it says why.
+        body = unpinned_client.get("/ledger/verify").json()
+        assert (body["ok"], body["anchored"], body["pinned"]) == (False, False, False)
+        assert "no public key pinned" in body["problems"][0]
+        with psycopg.connect(db_url) as conn:
+            conn.execute("ALTER TABLE ledger_checkpoint DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM ledger_checkpoint")
+        body = pinned_client.get("/ledger/verify").json()
+        assert (body["ok"], body["anchored"], body["signed_seq"]) == (True, True, 8)  # the log vouches
+        with psycopg.connect(db_url) as conn:
+            conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM ledger_event WHERE seq > 6")
+        body = pinned_client.get("/ledger/verify").json()
+        assert (body["ok"], body["anchored"], body["first_bad_seq"]) == (False, False, 7)
+        assert body["problems"][-1].startswith("checkpoint log ")
 
 
 def test_openapi_is_complete(client: TestClient) -> None:

@@ -245,9 +245,10 @@ def _cli(monkeypatch: pytest.MonkeyPatch, db_url: str, home: Path, *args: str) -
 def test_kept_checkpoint_finds_a_truncation_the_database_hides(
     db_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A partner kept the checkpoint of seq 6 (from the log beside the key). The database is cut back to
-    seq 4 and its checkpoints after seq 4 deleted: it verifies on its own, not against the kept copy."""
-    home = server_tmp
+    """The database is cut back to seq 4 and its checkpoints after seq 4 deleted. The operator's own
+    verify finds it in the checkpoint log beside the key; an inspector without that log, pinning the
+    public key, finds it with the checkpoint a partner kept, and only with it."""
+    home = server_tmp / "operator"
     first = _cli(monkeypatch, db_url, home, "ledger", "checkpoint")
     assert first.exit_code == 1  # an empty ledger: nothing to sign
     with psycopg.connect(db_url) as conn:
@@ -267,25 +268,36 @@ def test_kept_checkpoint_finds_a_truncation_the_database_hides(
         _truncate_tail(conn, after=4)
         conn.execute("DELETE FROM ledger_checkpoint WHERE seq > 4")
         conn.commit()
-    alone = _cli(monkeypatch, db_url, home, "ledger", "verify", "--json")
+    operator = _cli(monkeypatch, db_url, home, "ledger", "verify", "--json")
+    assert operator.exit_code == 1, operator.output
+    answer = json.loads(operator.output.splitlines()[-1])
+    assert (answer["ok"], answer["first_bad_seq"]) == (False, 5)
+    assert answer["problems"][-1].startswith(f"checkpoint log {log}#2")
+    public = checkpoint.configured_key(home)
+    assert public is not None
+    inspector = server_tmp / "inspector"
+    inspector.mkdir()
+    alone = _cli(monkeypatch, db_url, inspector, "ledger", "verify", "--json", "--public-key", public)
     assert alone.exit_code == 0, alone.output
     assert json.loads(alone.output.splitlines()[-1])["signed_seq"] == 4
     for kept_file in (kept, log):
-        found = _cli(monkeypatch, db_url, home, "ledger", "verify", "--json", "--checkpoint", str(kept_file))
+        found = _cli(
+            monkeypatch, db_url, inspector, "ledger", "verify", "--json", "--public-key", public,
+            "--checkpoint", str(kept_file),
+        )  # fmt: skip
         assert found.exit_code == 1, found.output
         answer = json.loads(found.output.splitlines()[-1])
         assert (answer["ok"], answer["first_bad_seq"]) == (False, 5)
         assert answer["problems"][-1].startswith(f"kept checkpoint {kept_file}#")
         assert answer["problems"][-1].endswith("the chain ends at seq 4: seq 5 to 6 are gone")
-    human = _cli(monkeypatch, db_url, home, "ledger", "verify", "--checkpoint", str(kept))
+    human = _cli(
+        monkeypatch, db_url, inspector, "ledger", "verify", "--public-key", public, "--checkpoint", str(kept)
+    )
     assert human.output.splitlines()[0] == "ledger BROKEN at seq 5 (4 events)"
-    # An inspector's own key, as hex or as the public half of a key file; a wrong one fails.
-    public = checkpoint.configured_key(home)
-    assert public is not None
-    assert _cli(monkeypatch, db_url, home, "ledger", "verify", "--public-key", public).exit_code == 0
+    # A wrong key fails, whatever the database holds.
     other = server_tmp / "other.pem"
     checkpoint.load_or_create_key(other)
-    assert _cli(monkeypatch, db_url, home, "ledger", "verify", "--public-key", str(other)).exit_code == 1
+    assert _cli(monkeypatch, db_url, inspector, "ledger", "verify", "--public-key", str(other)).exit_code == 1
 
 
 def test_verify_without_a_key_says_so(db_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:

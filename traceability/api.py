@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -53,6 +54,9 @@ class ApiOptions:
     pool_size: int = limits.API_POOL_SIZE
     pool_timeout_s: float = limits.API_POOL_TIMEOUT_S
     capture: capture.CaptureLimits = field(default_factory=lambda: capture.CaptureLimits())
+    # The ledger's key file: /ledger/verify pins its public half and checks the checkpoint log beside
+    # it; None (or no file yet): no key is pinned, and stored checkpoints cannot be verified.
+    ledger_key: Path | None = None
 
 
 # -- response models ---------------------------------------------------------------------------------
@@ -81,9 +85,15 @@ class Health(BaseModel):
 
 
 class VerifyResponse(BaseModel):
-    ok: bool
+    ok: bool = Field(description="nothing found wrong in the chain or any checkpoint")
     events: int = Field(description="ledger entries read")
     first_bad_seq: int | None = Field(description="first seq where the chain does not hold; null if ok")
+    anchored: bool = Field(
+        default=False, description="ok, a key is pinned, and a checkpoint signed by it vouches for the chain"
+    )
+    signed_seq: int | None = Field(default=None, description="the chain is signed through this seq")
+    pinned: bool = Field(default=False, description="a public key outside the database was pinned")
+    problems: list[str] = Field(default_factory=list, description="each problem found, naming its seq")
 
 
 class Lot(BaseModel):
@@ -629,7 +639,7 @@ def create_app(
         lifespan=lifespan,
         responses=_ERRORS,
     )
-    app.state.options = options or ApiOptions()
+    opts = app.state.options = options or ApiOptions()
     _install_problem_handlers(app)
 
     @app.middleware("http")
@@ -707,8 +717,28 @@ def create_app(
     def verify(conn: Db, _: Reader, deep: bool = False) -> VerifyResponse:
         """Check every event's chained bytes, every chain link, that the served JSON is those bytes, and the
         newest signed checkpoint; ``deep=true`` also re-derives every event's GS1 CBV 2.0 hash (slow)."""
-        result = ledger_verify.verify(conn, deep=deep)
-        return VerifyResponse(ok=result.ok, events=result.events, first_bad_seq=result.first_bad_seq)
+        public_key: str | None = None
+        kept: list[tuple[str, checkpoint.Checkpoint]] = []
+        key_path = opts.ledger_key
+        if key_path is not None and key_path.exists():
+            try:
+                public_key = checkpoint.pinned_key(str(key_path))
+                kept = checkpoint.own_log(key_path)
+            except checkpoint.CheckpointFormatError:
+                log.exception("the ledger's key file or checkpoint log is unreadable")
+                raise ApiProblemError(
+                    503, "Service Unavailable", "the ledger's key file or checkpoint log is unreadable"
+                ) from None
+        result = ledger_verify.verify(conn, deep=deep, public_key=public_key, kept=kept)
+        return VerifyResponse(
+            ok=result.ok,
+            events=result.events,
+            first_bad_seq=result.first_bad_seq,
+            anchored=result.anchored,
+            signed_seq=result.signed_seq,
+            pinned=result.pinned,
+            problems=list(result.problems),
+        )
 
     @app.get("/ledger/checkpoint", response_model=CheckpointModel, tags=["ledger"])
     def latest_checkpoint(conn: Db, _: Reader) -> CheckpointModel:

@@ -176,6 +176,40 @@ def log_beside(key_path: Path) -> Path:
     return key_path.with_name(LOG_NAME)
 
 
+# The checkpoint log grows by one line (~330 bytes) a checkpoint: 512 MiB is over a century of one a
+# minute, and bounds what reading a file that is not the log can cost.
+LOG_MAX_BYTES = 512 * 1024 * 1024
+
+
+def own_log(key_path: Path) -> list[tuple[str, Checkpoint]]:
+    """The checkpoints of the log beside the ledger's key, labelled with its file and line; none when
+    there is no log. Every verification that has the key file checks them too: deleting checkpoint rows
+    hides nothing the log kept. ``CheckpointFormatError`` for a log that is not one."""
+    from traceability.jsonfile import MAX_DEPTH, JsonInputError, too_deep
+
+    path = log_beside(key_path)
+    try:
+        with path.open("rb") as f:
+            data = f.read(LOG_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise CheckpointFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if not data.strip():
+        return []
+    try:
+        if len(data) > LOG_MAX_BYTES:
+            raise JsonInputError(f"larger than {LOG_MAX_BYTES} bytes")
+        if too_deep(data, MAX_DEPTH):
+            raise JsonInputError(f"JSON nested more than {MAX_DEPTH} levels deep")
+        cps = parse_kept(data.decode("utf-8"), name=str(path))
+    except JsonInputError as exc:
+        raise CheckpointFormatError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CheckpointFormatError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    return [(f"checkpoint log {path}#{n}", cp) for n, cp in enumerate(cps, 1)]
+
+
 def signature_ok(cp: Checkpoint, public_key: str) -> bool:
     """The checkpoint's signature holds under ``public_key`` (hex): never under the key it carries."""
     try:

@@ -184,7 +184,7 @@ def verify(
                     f"{label} (seq {cp.seq}, signed {cp.signed_at}) comes after {before_label}"
                     f" (seq {before.seq}, signed {before.signed_at}): checkpoints out of order"
                 )
-                bad.append(cp.seq)
+                bad.append(cp.seq + 1 if cp.seq < before.seq else cp.seq)  # a lower seq: cut above it
     return VerifyResult(
         ok=not problems,
         events=count,
