@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
 
-from coldchain.clicommon import ExitCode, cli_settings, emit_json
+from coldchain.clicommon import ExitCode, cli_settings, emit_json, fail
 
 if TYPE_CHECKING:
     from traceability.checkpoint import Checkpoint
@@ -46,12 +46,6 @@ def trace(
 # The largest file a ledger command reads (a document, a bundle, a checkpoint log): far above any this
 # system writes, so that a device file or a runaway input is refused instead of filling memory.
 MAX_INPUT_BYTES = 512 * 1024 * 1024
-
-
-def fail(message: str) -> NoReturn:
-    """End the command: ``message`` as one line on stderr, and USAGE (the input given was wrong)."""
-    typer.echo(message.replace("\n", " "), err=True)
-    raise typer.Exit(ExitCode.USAGE)
 
 
 def _read_input(path: Path, what: str) -> bytes:
