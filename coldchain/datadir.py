@@ -155,9 +155,9 @@ class DataDir:
     def published(self) -> Servers | None:
         try:
             raw = json.loads((self.home / SERVERS_FILE).read_text())
-        except (OSError, ValueError):
+            servers = Servers(**raw)
+        except (OSError, ValueError, TypeError):  # none, or not one this version wrote: nothing to attach to
             return None
-        servers = Servers(**raw)
         return servers if servers.pid == self.holder() else None
 
     def in_use(self) -> DataDirError:

@@ -20,13 +20,17 @@ WEBHOOK_TIMEOUT_S = 5.0
 
 
 def mqtt_sink(client: Any) -> Sink:
-    """Publish each checkpoint, retained, QoS 1, on ``cc/v1/ledger/checkpoint`` with the paho ``client``
-    (queued by paho while it reconnects); an error paho reports is raised (the worker counts it)."""
+    """Publish each checkpoint, retained, QoS 1, on ``cc/v1/ledger/checkpoint`` with the paho ``client``;
+    an error paho reports is raised (the worker logs and counts it). Not connected (the broker down, or the
+    ledger's login refused) is such an error too: paho keeps the message queued for a reconnect, but
+    until then no partner sees the checkpoint, and the operator must hear of it."""
     import paho.mqtt.client as mqtt
 
     def publish_checkpoint_mqtt(cp: Checkpoint) -> None:
         info = client.publish(LEDGER_CHECKPOINT_TOPIC, cp.as_json(), qos=1, retain=True)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+        if info.rc == mqtt.MQTT_ERR_NO_CONN:
+            raise RuntimeError(f"checkpoint {cp.seq} not published on MQTT yet: not connected to the broker")
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise RuntimeError(f"MQTT publish of checkpoint {cp.seq} failed: {mqtt.error_string(info.rc)}")
 
     return publish_checkpoint_mqtt

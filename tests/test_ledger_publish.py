@@ -82,29 +82,32 @@ def test_checkpoint_goes_to_the_log_mqtt_and_webhooks(
         checkpoint_every_s=0.05,
     )
     log = checkpoint.log_beside(key_path)
+    got: list[bytes] = []
+    reader: Any = None
     services.start()
     try:
         _until(lambda: log.exists() and log.read_text().strip() != "")
         _until(lambda: len(received) >= 1)
+        logged = [json.loads(line) for line in log.read_text().splitlines()]
+        # The retained message: a client connecting after it was made gets it (waited for before the
+        # stage stops, since the stage's client may publish it only once it has connected).
+        reader = mqtt_client(mqtt_broker, "cp-publish-test-reader")
+        reader.on_connect = lambda c, *_: c.subscribe(LEDGER_CHECKPOINT_TOPIC, qos=1)
+        reader.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
+        _until(lambda: any(m and json.loads(m) == logged[0] for m in got))
     finally:
         services.stop()
-    logged = [json.loads(line) for line in log.read_text().splitlines()]
+        if reader is not None:
+            # Clear the retained message, so no later test on this broker sees this one's checkpoint.
+            reader.publish(LEDGER_CHECKPOINT_TOPIC, b"", qos=1, retain=True).wait_for_publish(10)
+            reader.disconnect()
+            reader.loop_stop()
     assert [cp["seq"] for cp in logged] == [3]  # signed once: the head did not move after it
     cp = checkpoint.Checkpoint.from_dict(logged[0])
     assert checkpoint.signature_ok(cp, checkpoint.public_hex(checkpoint.load_or_create_key(key_path)))
     headers, body = received[0]
     assert json.loads(body) == {"event": "ledger.checkpoint", "checkpoint": logged[0]}
     assert headers[SIGNATURE_HEADER] == sign(SECRET.encode(), body)
-    # The retained message: a client connecting afterwards gets it.
-    got: list[bytes] = []
-    client = mqtt_client(mqtt_broker, "cp-publish-test-reader")
-    client.on_connect = lambda c, *_: c.subscribe(LEDGER_CHECKPOINT_TOPIC, qos=1)
-    client.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
-    try:
-        _until(lambda: any(json.loads(m) == logged[0] for m in got))
-    finally:
-        client.disconnect()
-        client.loop_stop()
 
 
 def test_a_failing_sink_stops_no_checkpoint(db_url: str, tmp_path: Path) -> None:

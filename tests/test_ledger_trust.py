@@ -200,6 +200,27 @@ def test_checkpoints_out_of_order_are_named(db_url: str, tmp_path: Path) -> None
         conn.rollback()
 
 
+def test_kept_checkpoints_are_in_order_within_each_file_not_across(db_url: str, tmp_path: Path) -> None:
+    """Two kept files, the newer given first: each is in order, so nothing is out of order; one file
+    holding them the wrong way round is."""
+    key, public = _key(tmp_path)
+    with psycopg.connect(db_url) as conn:
+        _append(conn, 1, 3)
+        old = checkpoint.sign_head(conn, key)
+        _append(conn, 4, 5)
+        new = checkpoint.sign_head(conn, key, now=datetime.now(UTC) + timedelta(seconds=1))
+        assert old is not None
+        assert new is not None
+        apart = [("kept checkpoint new.json#1", new), ("kept checkpoint old.json#1", old)]
+        result = verify.verify(conn, public_key=public, kept=apart)
+        assert (result.ok, result.anchored, result.signed_seq) == (True, True, 5), result.problems
+        together = [("kept checkpoint both.jsonl#1", new), ("kept checkpoint both.jsonl#2", old)]
+        result = verify.verify(conn, public_key=public, kept=together)
+        assert (result.ok, result.first_bad_seq) == (False, 4)
+        assert "kept checkpoint both.jsonl#2 (seq 3" in result.problems[0]
+        conn.rollback()
+
+
 def test_verify_never_trusts_the_key_in_the_rows(db_url: str, tmp_path: Path) -> None:
     """Only a pinned key counts: with none the checkpoints are unverifiable, with another they fail."""
     key, public = _key(tmp_path)

@@ -177,7 +177,11 @@ def verify(
             bad.append(cp.seq)
         elif pinned is not None:
             signed = cp.seq if signed is None else max(signed, cp.seq)
-    for source in (labelled[: len(stored)], labelled[len(stored) :]):
+    # Order holds within each source: the stored rows, and each kept file (its label up to "#<line>").
+    sources: dict[str, list[tuple[str, Checkpoint]]] = {"": labelled[: len(stored)]}
+    for label, cp in kept:
+        sources.setdefault(label.rpartition("#")[0] or label, []).append((label, cp))
+    for source in sources.values():
         for (before_label, before), (label, cp) in itertools.pairwise(source):
             if cp.seq < before.seq or cp.signed_at < before.signed_at:
                 problems.append(
