@@ -74,14 +74,14 @@ def _pinned(spec: str | None, home: Path) -> str | None:
 def _kept(files: list[Path]) -> list[tuple[str, Checkpoint]]:
     """The checkpoints of the files given with --checkpoint, each labelled with its file and line."""
     from traceability.checkpoint import CheckpointFormatError, parse_kept
-    from traceability.jsonfile import MAX_DEPTH, JsonInputError, too_deep
+    from traceability.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
 
     kept: list[tuple[str, Checkpoint]] = []
     for path in files:
         data = _read_input(path, "checkpoint file")
         try:
-            if too_deep(data, MAX_DEPTH):
-                raise JsonInputError(f"JSON nested more than {MAX_DEPTH} levels deep")
+            if too_deep(data, FILE_MAX_DEPTH):
+                raise JsonInputError(f"JSON nested more than {FILE_MAX_DEPTH} levels deep")
             cps = parse_kept(data.decode("utf-8"), name=str(path))
         except (CheckpointFormatError, JsonInputError) as exc:
             fail(f"{path}: {exc}" if isinstance(exc, JsonInputError) else str(exc))
@@ -257,13 +257,13 @@ def ledger_verify_bundle(
     """Verify a bundle offline (no database): event hashes, chain links, the checkpoint's signature under
     the pinned key (a bundle never vouches for itself)."""
     from traceability.bundle import verify_bundle
-    from traceability.jsonfile import MAX_DEPTH, JsonInputError, too_deep
+    from traceability.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
 
     pinned = _pinned(public_key, cli_settings().home)
     data = _read_input(file, "bundle")
     try:
-        if too_deep(data, MAX_DEPTH):
-            fail(f"{file}: JSON nested more than {MAX_DEPTH} levels deep: not a bundle")
+        if too_deep(data, FILE_MAX_DEPTH):
+            fail(f"{file}: JSON nested more than {FILE_MAX_DEPTH} levels deep: not a bundle")
     except JsonInputError as exc:
         fail(f"{file}: {exc}")
     result = verify_bundle(data, pinned_public_key=pinned)

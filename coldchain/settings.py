@@ -81,17 +81,21 @@ class Settings(BaseSettings):
     # A (boot, seq) jump beyond this many readings is a device anomaly, not missing readings.
     gateway_seq_jump_max: int = Field(default=SEQ_JUMP_MAX, ge=1)
 
-    # ---- API and capture (issue 11, findings 4 and 5); defaults and reasons in traceability/limits.py
+    # ---- API and capture: limits (defaults and their reasons in traceability/limits.py)
     # Requests served at once, one database connection each; the others wait, then get a 503.
     api_pool_size: int = Field(default=tl.API_POOL_SIZE, ge=1, le=tl.API_POOL_SIZE_MAX)
-    api_pool_timeout_s: float = Field(default=tl.API_POOL_TIMEOUT_S, gt=0)
+    api_pool_timeout_s: float = Field(
+        default=tl.API_POOL_TIMEOUT_S, gt=0, le=tl.API_POOL_TIMEOUT_S_MAX, allow_inf_nan=False
+    )
     # Capture refuses larger documents and events (413), deeper nesting and longer lists (400).
     capture_max_document_bytes: int = Field(default=tl.CAPTURE_DOCUMENT_BYTES, ge=1)
     capture_max_event_bytes: int = Field(default=tl.CAPTURE_EVENT_BYTES, ge=1)
-    capture_max_depth: int = Field(default=tl.CAPTURE_DEPTH, ge=5, le=tl.MAX_DEPTH)
+    capture_max_depth: int = Field(default=tl.CAPTURE_DEPTH, ge=tl.CAPTURE_DEPTH_MIN, le=tl.EVENT_MAX_DEPTH)
     capture_max_list_items: int = Field(default=tl.CAPTURE_LIST_ITEMS, ge=1)
     # Capture refuses event times later than now plus this skew, or before the floor.
-    capture_future_skew_s: float = Field(default=tl.CAPTURE_FUTURE_SKEW_S, ge=0, le=tl.FUTURE_TOLERANCE_S)
+    capture_future_skew_s: float = Field(
+        default=tl.CAPTURE_FUTURE_SKEW_S, ge=0, le=tl.FUTURE_TOLERANCE_S, allow_inf_nan=False
+    )
     capture_time_floor: AwareDatetime = tl.CAPTURE_TIME_FLOOR
 
     @field_validator("database_url")

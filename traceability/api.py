@@ -58,6 +58,13 @@ class ApiOptions:
     # it; None (or no file yet): no key is pinned, and stored checkpoints cannot be verified.
     ledger_key: Path | None = None
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.pool_size <= limits.API_POOL_SIZE_MAX:
+            raise ValueError(f"the API pool size must be in [1, {limits.API_POOL_SIZE_MAX}]")
+        # ``not a <= b`` also refuses nan; the upper bound refuses infinity.
+        if not 0 < self.pool_timeout_s <= limits.API_POOL_TIMEOUT_S_MAX:
+            raise ValueError(f"the API pool timeout must be in (0, {limits.API_POOL_TIMEOUT_S_MAX:g}] s")
+
 
 # -- response models ---------------------------------------------------------------------------------
 
@@ -605,7 +612,7 @@ async def _body(request: Request, limit: int) -> bytes | None:
 
 
 def _alarms() -> Any:
-    """rules.alarms (issue 4's seam), imported when first used; 501 while it is not there."""
+    """rules.alarms, imported when first used; 501 while it is not there."""
     try:
         return importlib.import_module("rules.alarms")
     except ImportError:

@@ -52,8 +52,6 @@ EVENT_TYPES = frozenset(
 )
 # Documents above this many events are refused (one transaction holds them all).
 MAX_EVENTS = 10_000
-# Where the events of a document sit: document (1) > epcisBody (2) > eventList (3) > event (4).
-EVENT_DEPTH = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +66,10 @@ class CaptureLimits:
     time_floor: datetime = bounds.CAPTURE_TIME_FLOOR
 
     def __post_init__(self) -> None:
-        if not EVENT_DEPTH < self.depth <= bounds.MAX_DEPTH:
-            raise ValueError(f"capture depth limit must be in ({EVENT_DEPTH}, {bounds.MAX_DEPTH}]")
+        if not bounds.CAPTURE_DEPTH_MIN <= self.depth <= bounds.EVENT_MAX_DEPTH:
+            raise ValueError(
+                f"capture depth limit must be in [{bounds.CAPTURE_DEPTH_MIN}, {bounds.EVENT_MAX_DEPTH}]"
+            )
         if min(self.document_bytes, self.event_bytes, self.list_items) < 1:
             raise ValueError("capture limits must be positive")
         if not 0 <= self.future_skew_s <= bounds.FUTURE_TOLERANCE_S:
@@ -197,7 +197,7 @@ def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureE
             return [CaptureError("/epcisBody/eventList", f"more than {MAX_EVENTS} events")]
         for i, event in enumerate(raw):
             path = f"/epcisBody/eventList/{i}"
-            found = shape_errors(event, path, EVENT_DEPTH, limits)
+            found = shape_errors(event, path, bounds.CAPTURE_EVENT_DEPTH, limits)
             if not found:
                 size = len(msgspec.json.encode(event))
                 if size > limits.event_bytes:

@@ -185,7 +185,7 @@ def own_log(key_path: Path) -> list[tuple[str, Checkpoint]]:
     """The checkpoints of the log beside the ledger's key, labelled with its file and line; none when
     there is no log. Every verification that has the key file checks them too: deleting checkpoint rows
     hides nothing the log kept. ``CheckpointFormatError`` for a log that is not one."""
-    from traceability.jsonfile import MAX_DEPTH, JsonInputError, too_deep
+    from traceability.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
 
     path = log_beside(key_path)
     try:
@@ -200,8 +200,8 @@ def own_log(key_path: Path) -> list[tuple[str, Checkpoint]]:
     try:
         if len(data) > LOG_MAX_BYTES:
             raise JsonInputError(f"larger than {LOG_MAX_BYTES} bytes")
-        if too_deep(data, MAX_DEPTH):
-            raise JsonInputError(f"JSON nested more than {MAX_DEPTH} levels deep")
+        if too_deep(data, FILE_MAX_DEPTH):
+            raise JsonInputError(f"JSON nested more than {FILE_MAX_DEPTH} levels deep")
         cps = parse_kept(data.decode("utf-8"), name=str(path))
     except JsonInputError as exc:
         raise CheckpointFormatError(f"{path}: {exc}") from None

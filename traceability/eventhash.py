@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from traceability.limits import MAX_DEPTH
+from traceability.limits import EVENT_MAX_DEPTH
 
 HASH_VERSION = "CBV2.0"
 HASH_PREFIX = "ni:///sha-256;"
@@ -315,7 +315,7 @@ def _sensor_element(element: Mapping[str, Any], ns: Mapping[str, str]) -> str:
 
 
 class EventTooDeepError(ValueError):
-    """An extension field nested deeper than ``jcs.MAX_DEPTH``: no hash is computed for it."""
+    """An extension field nested deeper than ``limits.EVENT_MAX_DEPTH``: no hash is computed for it."""
 
 
 def _extension(key: str, value: Any, ns: Mapping[str, str], depth: int = 1) -> str:
@@ -323,8 +323,8 @@ def _extension(key: str, value: Any, ns: Mapping[str, str], depth: int = 1) -> s
     if type(value) is str:
         # Only the namespaces of the key's and the value's prefixes matter: memoise on them.
         return _string_extension(key, value, ns.get(key.partition(":")[0]), ns.get(value.partition(":")[0]))
-    if depth > MAX_DEPTH:
-        raise EventTooDeepError(f"an extension field nested deeper than {MAX_DEPTH} levels")
+    if depth > EVENT_MAX_DEPTH:
+        raise EventTooDeepError(f"an extension field nested deeper than {EVENT_MAX_DEPTH} levels")
     name = _expand_key(key, ns)
     if isinstance(value, Mapping):
         children = [_extension(k, v, ns, depth + 1) for k, v in value.items() if k != "#text"]

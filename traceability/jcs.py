@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import rfc8785
 
-from traceability.limits import MAX_DEPTH
+from traceability.limits import EVENT_MAX_DEPTH
 
 MAX_SAFE_INT = 2**53 - 1
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -24,14 +24,14 @@ _encode = msgspec.json.Encoder(order="sorted").encode
 
 class CanonicalizationError(ValueError):
     """The value has no RFC 8785 form (NaN, infinity, an integer beyond ±2^53, a lone surrogate), or it
-    is nested deeper than ``MAX_DEPTH``."""
+    is nested deeper than ``limits.EVENT_MAX_DEPTH``."""
 
 
 def canonical(value: Any) -> bytes:
-    """The RFC 8785 canonical UTF-8 bytes of a JSON value nested at most ``MAX_DEPTH`` levels."""
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value nested at most ``limits.EVENT_MAX_DEPTH`` levels."""
     plain = _plain(value)
     if plain is None:
-        raise CanonicalizationError(f"nested deeper than {MAX_DEPTH} levels")
+        raise CanonicalizationError(f"nested deeper than {EVENT_MAX_DEPTH} levels")
     if plain:
         try:
             return _encode(value)
@@ -47,13 +47,13 @@ def canonical(value: Any) -> bytes:
 def _plain(value: Any) -> bool | None:
     """True when the fast encoder's output is the JCS form of ``value``: only dicts with ASCII string keys,
     lists, strings, booleans, null, integers within ±2^53 and floats that print as plain decimals; None
-    when it is nested deeper than ``MAX_DEPTH`` (walked level by level: no recursion)."""
+    when it is nested deeper than ``limits.EVENT_MAX_DEPTH`` (walked level by level: no recursion)."""
     plain = True
     level = [value]
     depth = 0
     while level:
         depth += 1
-        if depth > MAX_DEPTH and any(type(v) is dict or type(v) is list for v in level):
+        if depth > EVENT_MAX_DEPTH and any(type(v) is dict or type(v) is list for v in level):
             return None  # a container this deep (scalars below the last level do not count)
         below: list[Any] = []
         push, extend = below.append, below.extend

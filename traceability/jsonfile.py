@@ -13,7 +13,7 @@ from typing import Any
 # Python's json decoder recurses once per level of nesting, within the interpreter's recursion limit
 # (1000 frames by default, shared with the caller's stack): 256 levels parse under any caller, and no
 # EPCIS document, bundle or checkpoint this system writes nests beyond a few dozen.
-MAX_DEPTH = 256
+FILE_MAX_DEPTH = 256
 # A JSON string, escapes included (possessive: an unterminated one costs one scan).
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -40,7 +40,7 @@ def too_deep(data: bytes, max_depth: int) -> bool:
     return bool(brackets)
 
 
-def loads(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+def loads(data: bytes, *, max_depth: int = FILE_MAX_DEPTH) -> Any:
     """The JSON value of ``data`` (UTF-8), refused with ``JsonInputError`` when it is not JSON or nests
     deeper than ``max_depth`` levels."""
     if too_deep(data, max_depth):

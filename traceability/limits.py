@@ -12,14 +12,16 @@ from datetime import UTC, datetime
 # a request that holds a connection (and its audit write) always finds a thread to run on.
 API_POOL_SIZE = 8
 API_POOL_SIZE_MAX = 32
-# How long a request waits for a connection before it is answered 503.
+# How long a request waits for a connection before it is answered 503, and the longest that may be
+# configured: a client (and any proxy before the API) has given up on its request well before two minutes.
 API_POOL_TIMEOUT_S = 10.0
+API_POOL_TIMEOUT_S_MAX = 120.0
 
 # The deepest value any walk over an event accepts (canonical bytes, the event hash, capture's
 # configurable limit): both JSON encoders recurse, as does pydantic-core when the API serves a value (it
 # gives up at 255 levels), and Python's recursion limit is 1000; 128 levels is far below all three and
 # far beyond any EPCIS event (its standard fields nest 5 levels below the event).
-MAX_DEPTH = 128
+EVENT_MAX_DEPTH = 128
 
 # Capture's defaults hold every GS1 example and the project's own events many times over: its largest
 # event, a day of sensor reports, is ~100 kB; the deepest standard path (document > epcisBody >
@@ -28,6 +30,10 @@ MAX_DEPTH = 128
 CAPTURE_DOCUMENT_BYTES = 16 << 20
 CAPTURE_EVENT_BYTES = 1 << 20
 CAPTURE_DEPTH = 32
+# Where the events of a document sit: document (1) > epcisBody (2) > eventList (3) > event (4); the depth
+# limit must leave a level below them.
+CAPTURE_EVENT_DEPTH = 4
+CAPTURE_DEPTH_MIN = CAPTURE_EVENT_DEPTH + 1
 CAPTURE_LIST_ITEMS = 10_000
 # A partner's clock may run a little ahead of ours: five minutes, NTP's worst case many times over.
 CAPTURE_FUTURE_SKEW_S = 300.0

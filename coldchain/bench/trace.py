@@ -278,7 +278,8 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
     return seq
 
 
-# The API figure: requests in flight at once (the load issue 11 names), and how many are timed per route.
+# The API figure: requests in flight at once (four times the default pool, the load the API is tested
+# at), and how many are timed per route.
 API_CONCURRENCY = 32
 API_REQUESTS = 2_000
 
