@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
-from coldchain.clicommon import ExitCode, cli_settings, emit_json
+from coldchain.clicommon import ExitCode, cli_settings, emit_json, fail
 from coldchain.datadir import DataDir, DataDirError, StackError
 from coldchain.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
 
 
 class _Commands(TyperGroup):
     """Every command: a stack that cannot be opened (data directory, database, broker) is one line on
-    stderr and its exit code, whichever command opened it."""
+    stderr and its exit code, whichever command opened it; any other unexpected exception is one line
+    naming its type (INTERNAL), its traceback logged at debug level only: no exception text reaches a
+    user."""
 
     def invoke(self, ctx: Any) -> Any:  # typer vendors click: its own Context type is private
+        try:
+            return self._invoke(ctx)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            log.debug("unexpected error", exc_info=True)
+            fail(
+                f"internal error ({type(exc).__name__}); COLDCHAIN_LOG_LEVEL=debug shows where",
+                ExitCode.INTERNAL,
+            )
+
+    def _invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except StackError as exc:

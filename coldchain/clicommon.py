@@ -24,6 +24,9 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = 3
     # The data directory (COLDCHAIN_HOME) is missing, not a directory, or in use by another process.
     DATA_DIR = 4
+    # A fault of the program itself (an unexpected exception): one line names its type (sysexits'
+    # EX_SOFTWARE); COLDCHAIN_LOG_LEVEL=debug logs its traceback.
+    INTERNAL = 70
 
 
 def one_line(text: str) -> str:

@@ -279,3 +279,27 @@ def test_bad_settings_are_one_line_naming_each_key(
 
 def test_one_line_escapes_every_control_character() -> None:
     assert one_line("a\nb\r\tc\x00\x1b[31m é ∞") == "a\\nb\\r\\tc\\x00\\x1b[31m é ∞"
+
+
+# --- any command: an unknown class for the bench, and a fault of the program itself ------------------
+
+
+def test_bench_of_an_unknown_class_is_refused_in_one_line() -> None:
+    res = run_cli("bench", "rules", "--class", "durian", "--quick")
+    assert_one_line_error(res.returncode, res.stdout, res.stderr, ExitCode.USAGE, "durian", "chilled")
+
+
+def test_an_unexpected_exception_is_one_line_naming_only_its_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault inside a command (injected into the log reader) ends as INTERNAL: one line with the
+    exception's type, never its text, which may hold data the user must not see."""
+    import coldchain.cli_rules
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("secret-row-content")
+
+    monkeypatch.setattr(coldchain.cli_rules, "read_logger_csv", broken)
+    code, stdout, stderr = rules_check(csv_file(tmp_path, [f"{T0_MS},4.0"]))
+    assert_one_line_error(code, stdout, stderr, ExitCode.INTERNAL, "internal error (KeyError)")
+    assert "secret-row-content" not in stdout + stderr

@@ -35,7 +35,7 @@ import typer
 from numpy.typing import NDArray
 
 from coldchain.bench.app import bench_app, host_probe, steal_meter
-from coldchain.clicommon import emit_json
+from coldchain.clicommon import emit_json, fail
 from coldchain.logs import configure_logging
 from rules import kernels
 from rules.packs import ClassRef, load_packs
@@ -593,6 +593,12 @@ def bench_rules(
     latency: Annotated[bool, typer.Option(help="Also measure alarm latency on a private PostgreSQL.")] = True,
 ) -> None:
     """Numba rule engine vs a pandas implementation vs plain Python, on the same generated data."""
+    known = load_packs()
+    if class_code not in known:
+        codes = ", ".join(c.code for c in known.classes())
+        fail(f"--class: no product class {class_code!r} (choose from {codes})")
+    if min(series, per_series, sample) < 1:
+        fail("--series, --per-series and --sample must be at least 1")
     if quick:
         series, per_series, sample, latency = 200, 600, 10, False
     if latency:
