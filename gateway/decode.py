@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import logging
 import math
 import re
@@ -135,11 +137,36 @@ class Rejected(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RawMessage(msgspec.Struct, frozen=True):
-    """Bytes as received, kept for dead letters."""
+    """Bytes as received, kept for dead letters: whole, or only a prefix of a payload over the limit."""
 
     topic: str
     payload: bytes
     received_at_ms: int
+    # Set only when `payload` is a prefix (see bounded()): the whole payload's length and sha256.
+    whole_bytes: int | None = None
+    whole_sha256: bytes | None = None
+
+    def payload_bytes(self) -> int:
+        """Length of the whole payload as received."""
+        return len(self.payload) if self.whole_bytes is None else self.whole_bytes
+
+    def payload_sha256(self) -> bytes:
+        """sha256 of the whole payload as received."""
+        return hashlib.sha256(self.payload).digest() if self.whole_sha256 is None else self.whole_sha256
+
+    def bounded(self, max_payload_bytes: int, keep_bytes: int) -> RawMessage:
+        """This message, or (payload over `max_payload_bytes`, so refused unread) its first `keep_bytes`
+        with the whole payload's length and sha256: a refused payload is never held, queued or spooled
+        whole."""
+        if self.whole_bytes is not None or len(self.payload) <= max_payload_bytes:
+            return self
+        return RawMessage(
+            self.topic,
+            self.payload[:keep_bytes],
+            self.received_at_ms,
+            whole_bytes=len(self.payload),
+            whole_sha256=hashlib.sha256(self.payload).digest(),
+        )
 
 
 class _RejectError(Exception):
@@ -545,21 +572,36 @@ DECODER_FAILED: Final = "decoder_failed"
 
 
 def decode(
-    topic: str, payload: bytes, received_at_ms: int, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    topic: str,
+    payload: bytes,
+    received_at_ms: int,
+    *,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    payload_bytes: int | None = None,
 ) -> Batch | Rejected:
     """Decode and validate one MQTT message. Pure: never raises for any topic or payload bytes.
 
-    A payload longer than `max_payload_bytes` is refused before it is read (payload_too_large)."""
+    A payload longer than `max_payload_bytes` is refused before it is read (payload_too_large), as is
+    one of which only a prefix was kept: `payload_bytes` is then the whole payload's length."""
     try:
-        return _decode(topic, payload, received_at_ms, max_payload_bytes)
+        return _decode(topic, payload, received_at_ms, max_payload_bytes, payload_bytes)
     except Exception as e:  # the last line of defence: any escape would stop the decoder thread
-        log.exception("gateway: decoding a message on %r failed", topic[:200])
-        parsed = parse_topic(topic)
-        return Rejected(
-            reason=DECODER_FAILED,
-            detail=f"the decoder failed on this payload ({type(e).__name__})",
-            device_id=parsed[0] if parsed is not None else None,
-        )
+        return _decoder_failed(topic, e)
+
+
+def _decoder_failed(topic: object, e: Exception) -> Rejected:
+    """The dead letter of a payload the decoder failed on; nothing in here may raise in turn."""
+    with contextlib.suppress(Exception):  # a broken repr or log handler must not stop ingest either
+        log.exception("gateway: decoding a message on %s failed", repr(topic)[:200])
+    try:
+        parsed = parse_topic(topic) if isinstance(topic, str) else None
+    except Exception:
+        parsed = None
+    return Rejected(
+        reason=DECODER_FAILED,
+        detail=f"the decoder failed on this payload ({type(e).__name__})",
+        device_id=parsed[0] if parsed is not None else None,
+    )
 
 
 def _utf8_error(e: UnicodeDecodeError) -> str:
@@ -567,7 +609,9 @@ def _utf8_error(e: UnicodeDecodeError) -> str:
     return f"payload is not UTF-8: a string holds the invalid byte 0x{bad}"
 
 
-def _decode(topic: str, payload: bytes, received_at_ms: int, max_payload_bytes: int) -> Batch | Rejected:
+def _decode(
+    topic: str, payload: bytes, received_at_ms: int, max_payload_bytes: int, whole_bytes: int | None
+) -> Batch | Rejected:
     parsed = parse_topic(topic)
     if parsed is None:
         return Rejected(
@@ -578,10 +622,13 @@ def _decode(topic: str, payload: bytes, received_at_ms: int, max_payload_bytes: 
         return Rejected(
             reason="unsupported_kind", detail=f"no v1 decoder for {kind[:50]!r}", device_id=topic_device
         )
-    if len(payload) > max_payload_bytes:
+    size = len(payload) if whole_bytes is None else whole_bytes
+    if size > max_payload_bytes or size != len(payload):
         return Rejected(
             reason="payload_too_large",
-            detail=f"{len(payload)} bytes > {max_payload_bytes}",
+            detail=f"{size} bytes > {max_payload_bytes}"
+            if size > max_payload_bytes
+            else f"{size} bytes, over the limit when received: only {len(payload)} kept",
             device_id=topic_device,
         )
     if kind == "telemetry":

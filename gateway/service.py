@@ -390,7 +390,12 @@ class GatewayService:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = "<topic is not UTF-8>"  # decode() rejects it as bad_topic
-        item = _Inbound(RawMessage(topic, bytes(msg.payload), _now_ms()), msg.mid, msg.qos, self._generation)
+        # A payload over the limit is refused unread: only its dead letter's prefix (with its length and
+        # sha256) is queued, so it is never held, queued or spooled whole.
+        raw = RawMessage(topic, bytes(msg.payload), _now_ms()).bounded(
+            self.limits.max_payload_bytes, self.limits.dead_letter_prefix_bytes
+        )
+        item = _Inbound(raw, msg.mid, msg.qos, self._generation)
         with self._cond:
             self._received += 1
             self._stats["messages"] += 1
@@ -422,6 +427,17 @@ class GatewayService:
                 break
         return items
 
+    def _decode_raw(self, raw: RawMessage) -> Batch | Rejected:
+        if raw.whole_bytes is None:
+            return self._decode(raw.topic, raw.payload, raw.received_at_ms)
+        return decode(  # a kept prefix: refused as too large, whatever the decoder
+            raw.topic,
+            raw.payload,
+            raw.received_at_ms,
+            max_payload_bytes=self.limits.max_payload_bytes,
+            payload_bytes=raw.whole_bytes,
+        )
+
     def _run_decoder(self) -> None:
         """Batch and decode (pure, GIL-bound) ahead of the writer; None tells the writer input has ended."""
         try:
@@ -431,10 +447,7 @@ class GatewayService:
                     if self._stopping.is_set():
                         break
                     continue
-                decoded = [
-                    (it.raw, self._decode(it.raw.topic, it.raw.payload, it.raw.received_at_ms))
-                    for it in items
-                ]
+                decoded = [(it.raw, self._decode_raw(it.raw)) for it in items]
                 while not self._writer_gone.is_set():
                     try:
                         self._decoded.put((items, decoded), timeout=0.1)
@@ -552,7 +565,7 @@ class GatewayService:
                 for index, raws in Spool.read(path):
                     if index <= upto:
                         continue  # committed before a crash: never twice
-                    decoded = [(r, self._decode(r.topic, r.payload, r.received_at_ms)) for r in raws]
+                    decoded = [(r, self._decode_raw(r)) for r in raws]
                     t0 = time.perf_counter()
                     mark = (path.name, index)
                     try:

@@ -17,12 +17,23 @@ from gateway.decode import RawMessage
 
 SUFFIX: Final = ".spool"
 # Record: big-endian uint32 payload length, uint32 CRC-32 of the payload, then the payload
-# (msgpack list of [topic, payload bytes, received_at_ms]). A torn tail (crash mid-append) fails the
-# length or CRC check and ends the segment: it was never acknowledged, so the broker redelivers it.
+# (msgpack list of [topic, payload bytes, received_at_ms, whole_bytes, whole_sha256]; the last two are
+# null unless the payload is the kept prefix of one over the limit, and absent in older records). A torn
+# tail (crash mid-append) fails the length or CRC check and ends the segment: it was never acknowledged,
+# so the broker redelivers it.
 _HEADER: Final = struct.Struct(">II")
-_Record = list[tuple[str, bytes, int]]
+
+
+class _Message(msgspec.Struct, array_like=True):
+    topic: str
+    payload: bytes
+    received_at_ms: int
+    whole_bytes: int | None = None
+    whole_sha256: bytes | None = None
+
+
 _encoder: Final = msgspec.msgpack.Encoder()
-_decoder: Final = msgspec.msgpack.Decoder(_Record)
+_decoder: Final = msgspec.msgpack.Decoder(list[_Message])
 
 
 def _fsync_dir(path: Path) -> None:
@@ -65,7 +76,10 @@ class Spool:
         return self._bytes >= self.max_bytes
 
     def append(self, items: list[RawMessage]) -> None:
-        """Write one record and fsync it: only then may its messages be acknowledged."""
+        """Write one record and fsync it: only then may its messages be acknowledged.
+
+        The gateway appends messages already bounded (RawMessage.bounded): a payload over the limit is
+        kept as its prefix with its length and sha256, never whole."""
         if self._current is None:
             name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{SUFFIX}"
             path = self.directory / name
@@ -73,7 +87,9 @@ class Spool:
             self._current_path = path
             self._current_records = 0
             _fsync_dir(self.directory)  # the new file's name is durable too
-        payload = _encoder.encode([(m.topic, m.payload, m.received_at_ms) for m in items])
+        payload = _encoder.encode(
+            [_Message(m.topic, m.payload, m.received_at_ms, m.whole_bytes, m.whole_sha256) for m in items]
+        )
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         self._current.write(record)
         self._current.flush()
@@ -103,7 +119,13 @@ class Spool:
                 rows = _decoder.decode(payload)
             except msgspec.DecodeError:
                 return
-            yield index, [RawMessage(t, p, rx) for t, p, rx in rows]
+            yield (
+                index,
+                [
+                    RawMessage(m.topic, m.payload, m.received_at_ms, m.whole_bytes, m.whole_sha256)
+                    for m in rows
+                ],
+            )
             pos = start + length
             index += 1
 

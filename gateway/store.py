@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, MutableMapping, Sequence
 from itertools import chain
 from typing import Any, Final, LiteralString
@@ -11,7 +10,7 @@ from typing import Any, Final, LiteralString
 import msgspec
 import numpy as np
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 
 from gateway.decode import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
 from gateway.limits import DEFAULT_LIMITS, IngestLimits
@@ -69,12 +68,12 @@ CONFLICTING_DUPLICATE: Final = "conflicting_duplicate"
 CREATE_STAGE_RFID: Final = """
 CREATE TEMP TABLE IF NOT EXISTS stage_rfid (
     t_ms bigint NOT NULL, device_id text NOT NULL, epc text NOT NULL, antenna integer,
-    rssi double precision, received_ms bigint NOT NULL
+    rssi double precision, received_ms bigint NOT NULL, msg integer NOT NULL
 ) ON COMMIT DELETE ROWS"""
 COPY_STAGE_RFID: Final = (
-    "COPY stage_rfid (t_ms, device_id, epc, antenna, rssi, received_ms) FROM STDIN (FORMAT BINARY)"
+    "COPY stage_rfid (t_ms, device_id, epc, antenna, rssi, received_ms, msg) FROM STDIN (FORMAT BINARY)"
 )
-STAGE_RFID_TYPES: Final = ["int8", "text", "text", "int4", "float8", "int8"]
+STAGE_RFID_TYPES: Final = ["int8", "text", "text", "int4", "float8", "int8", "int4"]
 
 INSERT_RFID: Final = """
 WITH ins AS (
@@ -82,6 +81,7 @@ WITH ins AS (
     SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', device_id, epc, antenna, rssi,
            timestamptz 'epoch' + received_ms * interval '1 millisecond'
     FROM stage_rfid
+    ORDER BY msg  -- of two reads of one (reader, epc, time) in a transaction, the earlier message's stays
     ON CONFLICT (device_id, epc, time) DO NOTHING
     RETURNING device_id, epc, time
 ), agg AS (
@@ -94,6 +94,17 @@ WITH ins AS (
 )
 SELECT i.device_id, i.epc, (extract(epoch FROM i.time) * 1000)::bigint, (SELECT count(*) FROM outbox)
 FROM ins i"""
+
+# After INSERT_RFID, when fewer reads went in than were staged: staged reads whose (reader, epc, time)
+# holds another antenna or rssi (the read stored first stays, as a sensor value does).
+SELECT_RFID_CONFLICTS: Final = """
+SELECT s.msg, s.epc, s.t_ms, r.antenna, r.rssi, s.antenna, s.rssi
+FROM stage_rfid s
+JOIN rfid_read r
+  ON r.device_id = s.device_id AND r.epc = s.epc
+ AND r.time = timestamptz 'epoch' + s.t_ms * interval '1 millisecond'
+WHERE (r.antenna, r.rssi) IS DISTINCT FROM (s.antenna, s.rssi)
+ORDER BY s.msg, s.t_ms, s.epc"""
 
 SELECT_DEVICES: Final = "SELECT device_id, status FROM device WHERE device_id = ANY(%s)"
 
@@ -112,22 +123,23 @@ INSERT INTO device_status (device_id, status, updated_at) VALUES (%s, %s, %s)
 ON CONFLICT (device_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
 WHERE device_status.updated_at <= EXCLUDED.updated_at"""
 
-# Readings produced but never received, per (device, boot): next_seq is one past the highest seq seen,
-# received counts readings actually stored (a redelivered duplicate adds nothing, a late one fills its
-# gap), skipped counts seq numbers passed over by jumps beyond the plausible window (device_anomaly), so
-# missing = next_seq - received - skipped stays exact whatever order messages arrive in (several gateways
-# sharing a subscription interleave them). A boot's seq starts at 0.
-UPSERT_SEQ: Final = """
-INSERT INTO device_seq (device_id, boot, next_seq, received, skipped, missing)
-SELECT d, b, n, r, k, GREATEST(n - r - k, 0)
-FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS u(d, b, n, r, k)
-ON CONFLICT (device_id, boot) DO UPDATE SET
-    next_seq = GREATEST(device_seq.next_seq, EXCLUDED.next_seq),
-    received = device_seq.received + EXCLUDED.received,
-    skipped = device_seq.skipped + EXCLUDED.skipped,
-    missing = GREATEST(GREATEST(device_seq.next_seq, EXCLUDED.next_seq)
-                       - (device_seq.received + EXCLUDED.received) - (device_seq.skipped + EXCLUDED.skipped),
-                       0)"""
+# Readings produced but never received, per (device, boot): next_seq is one past the highest seq counted,
+# received counts readings received (stored, or refused as conflicting duplicates; a redelivered duplicate
+# adds nothing, a late one fills its gap), skipped counts seq numbers passed over by confirmed jumps beyond
+# the plausible window (device_anomaly), so missing = next_seq - received - skipped stays exact whatever
+# order messages arrive in (several gateways sharing a subscription interleave them). A boot's seq starts
+# at 0. jump_seq/jump_next/jump_received: the pending jump (see _SeqState). The row is locked (SELECT_SEQ)
+# before it is computed, so the UPDATE writes absolute values.
+INSERT_SEQ_ROWS: Final = """
+INSERT INTO device_seq (device_id, boot, next_seq)
+SELECT d, b, 0 FROM unnest(%s::text[], %s::bigint[]) AS u(d, b) ORDER BY d, b
+ON CONFLICT (device_id, boot) DO NOTHING"""
+UPDATE_SEQ: Final = """
+UPDATE device_seq s SET next_seq = u.n, received = u.r, skipped = u.k, missing = u.m,
+                        jump_seq = u.js, jump_next = u.jn, jump_received = u.jr
+FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+            %s::bigint[], %s::bigint[], %s::bigint[]) AS u(d, b, n, r, k, m, js, jn, jr)
+WHERE s.device_id = u.d AND s.boot = u.b"""
 INSERT_SEQ_ANOMALY: Final = """
 INSERT INTO device_anomaly (device_id, boot, kind, received_at, expected_seq, seq, skipped, topic)
 VALUES (%s, %s, 'seq_jump', %s, %s, %s, %s, %s)"""
@@ -137,7 +149,9 @@ WITH ins AS (
     INSERT INTO device_event (time, device_id, kind, value, received_at)
     SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', d, k, v::jsonb,
            timestamptz 'epoch' + rx * interval '1 millisecond'
-    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[]) AS u(t_ms, d, k, v, rx)
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[])
+         AS u(t_ms, d, k, v, rx, msg)
+    ORDER BY msg  -- of two events at one (device, kind, time) in a transaction, the earlier message's stays
     ON CONFLICT (device_id, kind, time) DO NOTHING
     RETURNING device_id, time
 ), agg AS (
@@ -150,6 +164,17 @@ WITH ins AS (
 )
 SELECT agg.n, (SELECT count(*) FROM outbox) FROM agg"""
 
+# After INSERT_EVENTS (same parameters), when fewer events went in than were sent: events whose
+# (device, kind, time) holds another value (the event stored first stays).
+SELECT_EVENT_CONFLICTS: Final = """
+SELECT u.msg, u.k, u.t_ms, e.value::text, u.v
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[])
+     AS u(t_ms, d, k, v, rx, msg)
+JOIN device_event e
+  ON e.device_id = u.d AND e.kind = u.k AND e.time = timestamptz 'epoch' + u.t_ms * interval '1 millisecond'
+WHERE e.value IS DISTINCT FROM u.v::jsonb
+ORDER BY u.msg, u.t_ms, u.k"""
+
 # Fast path: one binary COPY straight into `reading`. A unique violation (a redelivered message) rolls
 # back to the savepoint and the batch takes the staging path, whose ON CONFLICT absorbs duplicates.
 COPY_READING: Final = "COPY reading (time, series_id, value, received_at, flags) FROM STDIN (FORMAT BINARY)"
@@ -160,7 +185,8 @@ VALUES ('telemetry', %s, timestamptz 'epoch' + %s * interval '1 millisecond',
 
 # Rows locked in key order (the sort sits below the row locks), so concurrent gateways cannot deadlock.
 SELECT_SEQ: Final = """
-SELECT device_id, boot, next_seq, received, skipped, missing FROM device_seq
+SELECT device_id, boot, next_seq, received, skipped, missing, jump_seq, jump_next, jump_received
+FROM device_seq
 WHERE (device_id, boot) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
 ORDER BY device_id, boot FOR UPDATE"""
 
@@ -170,6 +196,13 @@ UPSERT_SPOOL_MARK: Final = """
 INSERT INTO gateway_spool_applied (segment, upto) VALUES (%s, %s)
 ON CONFLICT (segment) DO UPDATE SET upto = GREATEST(gateway_spool_applied.upto, EXCLUDED.upto),
                                     applied_at = now()"""
+
+# Which conflicting messages are already dead letters (a redelivery: no second dead letter, and its
+# readings are not received twice). The reason is a literal so the partial index (0009) serves it.
+SELECT_CONFLICT_SEEN: Final = sql.SQL("""
+SELECT DISTINCT d.topic, d.payload_sha256
+FROM dead_letter d JOIN unnest(%s::text[], %s::bytea[]) AS u(topic, sha) ON d.payload_sha256 = u.sha
+WHERE d.reason = {reason} AND d.topic = u.topic""").format(reason=sql.Literal(CONFLICTING_DUPLICATE))
 
 INSERT_DEAD_LETTER: Final = """
 INSERT INTO dead_letter (received_at, topic, payload, payload_bytes, payload_sha256, reason, detail)
@@ -217,8 +250,8 @@ def write(
 
     `cache` maps (device_id, channel) -> series_id across calls; it only learns ids after commit.
     `spool_mark` (segment, record index) is recorded in the same transaction when replaying the spool.
-    A reading whose (series, time) is stored with another value is a conflicting_duplicate dead letter
-    of its message (the message's other readings are stored)."""
+    A reading, RFID read or device event whose key is stored with another value is a conflicting_duplicate
+    dead letter of its message (the message's other items are stored; the stored value stays)."""
     result = WriteResult(messages=len(items))
     learned: dict[SeriesKey, int] = {}
     with conn.transaction(), conn.cursor() as cur:
@@ -239,29 +272,38 @@ def write(
                 else:
                     accepted.append((raw, b))
         tel_raw = [(raw, b) for raw, b in accepted if isinstance(b, TelemetryBatch)]
-        telemetry = [b for _, b in tel_raw]
-        rfid = [b for _, b in accepted if isinstance(b, RfidBatch)]
+        rfid_raw = [(raw, b) for raw, b in accepted if isinstance(b, RfidBatch)]
+        ev_raw = [(raw, b) for raw, b in accepted if isinstance(b, EventBatch)]
         status = [b for _, b in accepted if isinstance(b, StatusBatch)]
-        events = [b for _, b in accepted if isinstance(b, EventBatch)]
         stored: dict[int, int] = {}  # id(batch) -> its readings / reads actually inserted
-        if telemetry:
+        found: list[tuple[RawMessage, Batch, _Conflict]] = []  # conflicting messages, in arrival order
+        if tel_raw:
+            telemetry = [b for _, b in tel_raw]
             series = _resolve_series(cur, telemetry, cache if cache is not None else {}, learned)
             result.readings_received = sum(len(b) for b in telemetry)
-            conflicts: list[tuple[int, str]] = []
+            conflicts: list[_Conflict] = []
             n, outbox = _write_readings_fast(conn, cur, telemetry, series, stored, conflicts)
             result.readings_written += n
             result.ingest_batches += outbox
-            dead.extend((tel_raw[i][0], CONFLICTING_DUPLICATE, detail) for i, detail in conflicts)
-        if events:
-            n, outbox = _write_events(cur, events)
+            found.extend((*tel_raw[c.msg], c) for c in conflicts)
+        if ev_raw:
+            conflicts = []
+            n, outbox = _write_events(cur, [b for _, b in ev_raw], conflicts)
             result.events_written += n
             result.ingest_batches += outbox
-        if rfid:
-            n, outbox = _write_rfid(cur, rfid, stored)
+            found.extend((*ev_raw[c.msg], c) for c in conflicts)
+        if rfid_raw:
+            conflicts = []
+            n, outbox = _write_rfid(cur, [b for _, b in rfid_raw], stored, conflicts)
             result.rfid_written += n
             result.ingest_batches += outbox
+            found.extend((*rfid_raw[c.msg], c) for c in conflicts)
         if status:
             result.status_updates = _write_status(cur, status)
+        for raw, b, c in _first_conflicts(cur, found):
+            # Received, not stored: its seq numbers are no gap.
+            stored[id(b)] = stored.get(id(b), 0) + c.items
+            dead.append((raw, CONFLICTING_DUPLICATE, c.detail))
         result.seq_gaps, result.seq_anomalies = _update_seq(
             cur,
             [
@@ -285,8 +327,8 @@ def write(
                         ts(raw.received_at_ms),
                         _text(raw.topic),
                         raw.payload[:prefix],
-                        len(raw.payload),
-                        hashlib.sha256(raw.payload).digest(),
+                        raw.payload_bytes(),
+                        raw.payload_sha256(),
                         reason,
                         _text(detail),
                     )
@@ -297,6 +339,32 @@ def write(
     if cache is not None:
         cache.update(learned)
     return result
+
+
+class _Conflict(msgspec.Struct, frozen=True):
+    """Items of one message (index `msg` in its kind's list) whose key holds another stored value."""
+
+    msg: int
+    items: int  # how many of its items conflict
+    detail: str
+
+
+def _first_conflicts(
+    cur: psycopg.Cursor[Any], found: Sequence[tuple[RawMessage, Batch, _Conflict]]
+) -> list[tuple[RawMessage, Batch, _Conflict]]:
+    """The conflicting messages not seen before: a redelivered one (same topic and payload bytes) is
+    already a dead letter, in the database or earlier in this transaction."""
+    if not found:
+        return []
+    keys = [(_text(raw.topic), raw.payload_sha256()) for raw, _, _ in found]
+    cur.execute(SELECT_CONFLICT_SEEN, ([k[0] for k in keys], [k[1] for k in keys]))
+    seen = {(str(t), bytes(h)) for t, h in cur.fetchall()}
+    first = []
+    for key, item in zip(keys, found, strict=True):
+        if key not in seen:
+            seen.add(key)
+            first.append(item)
+    return first
 
 
 def _text(s: str) -> str:
@@ -330,10 +398,10 @@ def _write_readings(
     batches: Sequence[TelemetryBatch],
     series: dict[SeriesKey, int],
     stored: dict[int, int],
-    conflicts: list[tuple[int, str]],
+    conflicts: list[_Conflict],
 ) -> tuple[int, int]:
     """Staging path (redelivery): ON CONFLICT drops duplicates; learn which readings were new and which
-    differ from the stored value (appended to `conflicts` as (batch index, detail))."""
+    differ from the stored value (appended to `conflicts`)."""
     cur.execute(CREATE_STAGE_READING)
     with cur.copy(COPY_STAGE_READING) as cp:
         cp.set_types(STAGE_READING_TYPES)
@@ -345,7 +413,13 @@ def _write_readings(
     cur.execute(INSERT_READINGS)
     rows = cur.fetchall()
     cur.execute(SELECT_READING_CONFLICTS)
-    conflicts.extend(_conflict_details(cur.fetchall(), series))
+    channel_of = {sid: ch for (_, ch), sid in series.items()}
+    conflicts.extend(
+        _conflict_details(
+            (msg, str(channel_of.get(int(sid), sid)), t_ms, _value_text(old), _value_text(new))
+            for msg, sid, t_ms, old, new in cur.fetchall()
+        )
+    )
     new = {(int(sid), int(t)) for sid, t, _ in rows}
     for b in batches:
         n = 0
@@ -367,19 +441,19 @@ def _value_text(v: float | None) -> str:
     return "null" if v is None else repr(v)
 
 
-def _conflict_details(rows: Sequence[tuple[Any, ...]], series: dict[SeriesKey, int]) -> list[tuple[int, str]]:
-    """(batch index, detail) per message with readings that differ from the stored ones."""
-    channel_of = {sid: ch for (_, ch), sid in series.items()}
+def _conflict_details(rows: Iterable[tuple[Any, str, Any, str, str]]) -> list[_Conflict]:
+    """One _Conflict per message from (message index, item name, t_ms, stored text, received text) rows."""
     per_msg: dict[int, list[str]] = {}
-    for msg, sid, t_ms, stored_v, sent_v in rows:
+    for msg, name, t_ms, stored_text, sent_text in rows:
         per_msg.setdefault(int(msg), []).append(
-            f"{channel_of.get(int(sid), sid)} at {ts(int(t_ms)).isoformat(timespec='milliseconds')}: "
-            f"stored {_value_text(stored_v)}, received {_value_text(sent_v)}"
+            f"{name} at {ts(int(t_ms)).isoformat(timespec='milliseconds')}: "
+            f"stored {stored_text}, received {sent_text}"
         )
     return [
-        (
+        _Conflict(
             msg,
-            f"{len(found)} reading(s) differ from the stored value, which stays: "
+            len(found),
+            f"{len(found)} item(s) differ from the stored value, which stays: "
             + "; ".join(found[:_CONFLICTS_NAMED]),
         )
         for msg, found in per_msg.items()
@@ -445,7 +519,7 @@ def _write_readings_fast(
     batches: Sequence[TelemetryBatch],
     series: dict[SeriesKey, int],
     stored: dict[int, int],
-    conflicts: list[tuple[int, str]],
+    conflicts: list[_Conflict],
 ) -> tuple[int, int]:
     t_ms = np.array(list(chain.from_iterable(b.t_ms for b in batches)), dtype=np.int64)
     value = np.array(list(chain.from_iterable(b.value for b in batches)), dtype=np.float64)
@@ -476,13 +550,19 @@ def _write_readings_fast(
     return len(t_ms), 1
 
 
-def _write_events(cur: psycopg.Cursor[Any], batches: Sequence[EventBatch]) -> tuple[int, int]:
-    cols: tuple[list[Any], ...] = ([], [], [], [], [])
-    for b in batches:
+def _write_events(
+    cur: psycopg.Cursor[Any], batches: Sequence[EventBatch], conflicts: list[_Conflict]
+) -> tuple[int, int]:
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
+    for i, b in enumerate(batches):
         for t, k, v in zip(b.t_ms, b.event_kind, b.value_json, strict=True):
-            for col, x in zip(cols, (t, b.device_id, k, _text(v), b.received_at_ms), strict=True):
+            for col, x in zip(cols, (t, b.device_id, k, _text(v), b.received_at_ms, i), strict=True):
                 col.append(x)
-    return _counts_params(cur, INSERT_EVENTS, cols)
+    n, outbox = _counts_params(cur, INSERT_EVENTS, cols)
+    if n < len(cols[0]):  # some were at a stored key: a redelivery, or another value
+        cur.execute(SELECT_EVENT_CONFLICTS, cols)
+        conflicts.extend(_conflict_details(cur.fetchall()))
+    return n, outbox
 
 
 def _counts_params(cur: psycopg.Cursor[Any], query: LiteralString, params: Sequence[Any]) -> tuple[int, int]:
@@ -492,17 +572,31 @@ def _counts_params(cur: psycopg.Cursor[Any], query: LiteralString, params: Seque
     return int(row[0]), int(row[1])
 
 
+def _read_text(antenna: int | None, rssi: float | None) -> str:
+    return f"antenna {'null' if antenna is None else antenna}, rssi {_value_text(rssi)}"
+
+
 def _write_rfid(
-    cur: psycopg.Cursor[Any], batches: Sequence[RfidBatch], stored: dict[int, int]
+    cur: psycopg.Cursor[Any], batches: Sequence[RfidBatch], stored: dict[int, int], conflicts: list[_Conflict]
 ) -> tuple[int, int]:
     cur.execute(CREATE_STAGE_RFID)
+    staged = 0
     with cur.copy(COPY_STAGE_RFID) as cp:
         cp.set_types(STAGE_RFID_TYPES)
-        for b in batches:
+        for i, b in enumerate(batches):
             for t_ms, epc, ant, rssi in zip(b.t_ms, b.epc, b.antenna, b.rssi, strict=True):
-                cp.write_row((t_ms, b.device_id, epc, ant, rssi, b.received_at_ms))
+                cp.write_row((t_ms, b.device_id, epc, ant, rssi, b.received_at_ms, i))
+                staged += 1
     cur.execute(INSERT_RFID)
     rows = cur.fetchall()
+    if len(rows) < staged:  # some were at a stored key: a redelivery, or another antenna / rssi
+        cur.execute(SELECT_RFID_CONFLICTS)
+        conflicts.extend(
+            _conflict_details(
+                (msg, str(epc), t_ms, _read_text(a0, r0), _read_text(a1, r1))
+                for msg, epc, t_ms, a0, r0, a1, r1 in cur.fetchall()
+            )
+        )
     new = {(str(d), str(e), int(t)) for d, e, t, _ in rows}
     for b in batches:
         n = 0
@@ -526,46 +620,99 @@ def _write_status(cur: psycopg.Cursor[Any], batches: Sequence[StatusBatch]) -> i
     return len(rows)
 
 
+class _SeqState(msgspec.Struct):
+    """device_seq of one (device, boot) while a transaction computes it.
+
+    Rule for a jump: a message whose seq lies more than seq_jump_max beyond next_seq is a device anomaly
+    (a device_anomaly row); its readings are stored, but it moves nothing here: it becomes the pending
+    jump (jump_seq .. jump_next, its readings received in jump_received), so one stray seq (2**53-1, say)
+    cannot lift next_seq above the device's real messages and switch gap counting off. A later message
+    within seq_jump_max of the pending jump's range (above or below it, not the jump message itself)
+    confirms it: the device really rebased. The count then re-bases onto the jump: the seq numbers from
+    next_seq up to the lower of the two are skipped (not missing), next_seq moves past both and their
+    readings count as received. A further jump beyond both windows replaces the pending one (its
+    readings are stored but never counted); a message within next_seq's window counts as usual."""
+
+    next_seq: int
+    received: int
+    skipped: int
+    jump_seq: int | None
+    jump_next: int | None
+    jump_received: int
+
+
 def _update_seq(
     cur: psycopg.Cursor[Any],
     batches: Sequence[tuple[RawMessage, TelemetryBatch | RfidBatch]],
     stored: dict[int, int],
     seq_jump_max: int,
 ) -> tuple[int, int]:
-    """Advance (boot, seq) per device; return (readings newly known as missing, seq jumps recorded).
+    """Count (boot, seq) per device; return (readings newly known as missing, seq jumps recorded).
 
-    A message whose seq lies more than `seq_jump_max` beyond the next seq known for its (device, boot) is
-    a device anomaly: its readings are stored, the seq numbers it passes over are skipped, not missing."""
+    `stored` gives each message's readings received (see _SeqState for the rule of a jump)."""
     if not batches:
         return 0, 0
     by_key: dict[tuple[str, int], list[tuple[RawMessage, TelemetryBatch | RfidBatch]]] = {}
     for raw, b in batches:
         by_key.setdefault((b.device_id, b.boot), []).append((raw, b))
     keys = sorted(by_key)
-    cur.execute(SELECT_SEQ, ([k[0] for k in keys], [k[1] for k in keys]))
-    old = {(str(d), int(b)): (int(n), int(r), int(k), int(m)) for d, b, n, r, k, m in cur.fetchall()}
+    devices, boots = [k[0] for k in keys], [k[1] for k in keys]
+    cur.execute(SELECT_SEQ, (devices, boots))
+    rows = cur.fetchall()
+    if len(rows) < len(keys):  # a new (device, boot): create its row, then lock it like the others
+        cur.execute(INSERT_SEQ_ROWS, (devices, boots))
+        cur.execute(SELECT_SEQ, (devices, boots))
+        rows = cur.fetchall()
+    old = {
+        (str(d), int(b)): (_SeqState(int(n), int(r), int(k), js, jn, int(jr)), int(m))
+        for d, b, n, r, k, m, js, jn, jr in rows
+    }
     gaps = 0
     anomalies: list[tuple[Any, ...]] = []
-    next_seqs: list[int] = []
-    received: list[int] = []
-    skipped: list[int] = []
-    for key in keys:  # per message, not per reading: the same arithmetic as UPSERT_SEQ
-        n_old, r_old, k_old, m_old = old.get(key, (0, 0, 0, 0))
-        nxt, got, skip = n_old, 0, 0
-        for raw, b in sorted(by_key[key], key=lambda rb: rb[1].seq):
-            if b.seq - nxt > seq_jump_max:
-                skip += b.seq - nxt
+    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
+    for key in keys:
+        st, m_old = old[key]
+        for raw, b in sorted(by_key[key], key=lambda rb: rb[1].seq):  # per message, in seq order
+            got = stored.get(id(b), 0)
+            end = b.seq + len(b)
+            if b.seq - st.next_seq <= seq_jump_max:
+                st.next_seq = max(st.next_seq, end)
+                st.received += got
+            elif st.jump_seq is not None and st.jump_next is not None and b.seq == st.jump_seq:
+                st.jump_next = max(st.jump_next, end)  # the pending jump message again (redelivered)
+                st.jump_received += got
+            elif (
+                st.jump_seq is not None
+                and st.jump_next is not None
+                and b.seq - st.jump_next <= seq_jump_max
+                and st.jump_seq - end <= seq_jump_max
+            ):  # confirms the pending jump: re-base onto it
+                st.skipped += min(st.jump_seq, b.seq) - st.next_seq
+                st.next_seq = max(st.jump_next, end)
+                st.received += st.jump_received + got
+                st.jump_seq, st.jump_next, st.jump_received = None, None, 0
+            else:
                 anomalies.append(
-                    (b.device_id, b.boot, ts(raw.received_at_ms), nxt, b.seq, b.seq - nxt, _text(raw.topic))
+                    (
+                        b.device_id,
+                        b.boot,
+                        ts(raw.received_at_ms),
+                        st.next_seq,
+                        b.seq,
+                        b.seq - st.next_seq,
+                        _text(raw.topic),
+                    )
                 )
-            nxt = max(nxt, b.seq + len(b))
-            got += stored.get(id(b), 0)
-        m_new = max(nxt - (r_old + got) - (k_old + skip), 0)
+                st.jump_seq, st.jump_next, st.jump_received = b.seq, end, got
+        m_new = max(st.next_seq - st.received - st.skipped, 0)
         gaps += max(m_new - m_old, 0)
-        next_seqs.append(nxt)
-        received.append(got)
-        skipped.append(skip)
+        for col, x in zip(
+            cols,
+            (*key, st.next_seq, st.received, st.skipped, m_new, st.jump_seq, st.jump_next, st.jump_received),
+            strict=True,
+        ):
+            col.append(x)
     if anomalies:
         cur.executemany(INSERT_SEQ_ANOMALY, anomalies)
-    cur.execute(UPSERT_SEQ, ([k[0] for k in keys], [k[1] for k in keys], next_seqs, received, skipped))
+    cur.execute(UPDATE_SEQ, cols)
     return gaps, len(anomalies)

@@ -218,23 +218,30 @@ def _ts(t_ms: int) -> Any:
 def test_a_seq_jump_is_a_device_anomaly_not_missing_readings(
     db_url: str, gateway: GatewayService, publisher: mqtt.Client
 ) -> None:
-    """One message with seq 2**53-1 made device_seq.missing 9e15."""
+    """One message with seq 2**53-1 made device_seq.missing 9e15; then, counted as the new next_seq, it
+    hid every real gap of the device's later messages (all below it)."""
     device = f"sj-{_uid()}"
     _register(db_url, device)
     topic = f"cc/v1/dev/{device}/telemetry"
+    seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
     _publish(publisher, topic, _telemetry(device, 0, [2.0]))
     _publish(publisher, topic, _telemetry(device, SEQ_MAX, [2.0], t0_ms=T0_MS + 60_000))
     _settle(gateway, 2)
-    assert _rows(
-        db_url, "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s", device
-    ) == [(SEQ_MAX + 1, 0, SEQ_MAX - 1)]
+    assert _rows(db_url, seq, device) == [(1, 0, 0)]  # the jump is pending: nothing counted yet
     anomalies = _rows(
         db_url, "SELECT device_id, boot, kind, expected_seq, seq, skipped, topic FROM device_anomaly"
     )
     assert anomalies == [(device, 1, "seq_jump", 1, SEQ_MAX, SEQ_MAX - 1, topic)]
     assert _rows(db_url, "SELECT count(*) FROM reading") == [(2,)]  # its readings are kept
+    # The device carries on from where it was: seq 1, 3 and 4 never arrive, and are missing.
+    _publish(publisher, topic, _telemetry(device, 2, [2.0], t0_ms=T0_MS + 120_000))
+    _publish(publisher, topic, _telemetry(device, 5, [2.0], t0_ms=T0_MS + 180_000))
+    _publish(publisher, topic, _telemetry(device, SEQ_MAX, [2.0], t0_ms=T0_MS + 60_000))  # redelivered
+    _settle(gateway, 5)
+    assert _rows(db_url, seq, device) == [(6, 3, 0)]
+    assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(1,)]
     assert gateway.stats()["seq_anomalies"] == 1
-    assert gateway.stats()["seq_gaps"] == 0
+    assert gateway.stats()["seq_gaps"] == 3
 
 
 def test_seq_jump_window_is_a_setting_and_counting_goes_on_after_a_jump(
@@ -265,6 +272,96 @@ def test_seq_jump_window_is_a_setting_and_counting_goes_on_after_a_jump(
         assert _rows(db_url, seq, device) == [(208, 103, 101)]
     finally:
         svc.stop()
+
+
+def test_a_jump_confirmed_by_an_earlier_message_arriving_later_rebases_too(
+    db_url: str, mqtt_broker: BrokerAddress, publisher: mqtt.Client
+) -> None:
+    """Reordered (shared subscription): the higher of two rebased messages arrives first."""
+    device = f"so-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    svc = _gateway(db_url, mqtt_broker, limits=IngestLimits(seq_jump_max=100))
+    svc.start()
+    try:
+        seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
+        _publish(publisher, topic, _telemetry(device, 0, [2.0]))
+        _publish(publisher, topic, _telemetry(device, 507, [2.0], t0_ms=T0_MS + 60_000))
+        _settle(svc, 2)
+        assert _rows(db_url, seq, device) == [(1, 0, 0)]
+        _publish(publisher, topic, _telemetry(device, 500, [2.0], t0_ms=T0_MS + 120_000))
+        _settle(svc, 3)
+        # Re-based at 500: 1..499 skipped, 501..506 missing.
+        assert _rows(db_url, seq, device) == [(508, 6, 499)]
+        assert _rows(db_url, "SELECT expected_seq, seq FROM device_anomaly") == [(1, 507)]
+    finally:
+        svc.stop()
+
+
+def test_a_conflicting_duplicate_counts_as_received_not_missing(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    """Its reading was not stored, so its seq counted as missing while its message was a dead letter."""
+    device = f"cr-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    seq = "SELECT next_seq, missing FROM device_seq WHERE device_id = %s"
+    _publish(publisher, topic, _telemetry(device, 0, [2.0, 2.5]))
+    _settle(gateway, 1)
+    conflicting = _telemetry(device, 2, [9.75, 3.0], t0_ms=T0_MS + 60_000)  # seq 2 conflicts, seq 3 is new
+    _publish(publisher, topic, conflicting)
+    _settle(gateway, 2)
+    assert _rows(db_url, "SELECT reason FROM dead_letter") == [("conflicting_duplicate",)]
+    assert _rows(db_url, seq, device) == [(4, 0)]
+    # A redelivery of it is neither a second dead letter nor received twice: the next gap still counts.
+    _publish(publisher, topic, conflicting)
+    _publish(publisher, topic, _telemetry(device, 5, [4.0], t0_ms=T0_MS + 600_000))
+    _settle(gateway, 4)
+    assert _rows(db_url, "SELECT count(*) FROM dead_letter") == [(1,)]
+    assert _rows(db_url, seq, device) == [(6, 1)]
+    assert gateway.stats()["seq_gaps"] == 1
+
+
+def _rfid(device: str, seq: int, ant: int, rssi: float, t_ms: int = T0_MS) -> bytes:
+    reads = [{"t": t_ms, "epc": "urn:epc:id:sscc:6901234.0000000001", "ant": ant, "rssi": rssi}]
+    return json.dumps({"v": 1, "device": device, "boot": 1, "seq": seq, "reads": reads}).encode()
+
+
+def _event(device: str, seq: int, state: str, t_ms: int = T0_MS) -> bytes:
+    events = [{"t": t_ms, "kind": "door", "state": state, "door": "rear"}]
+    return json.dumps({"v": 1, "device": device, "boot": 1, "seq": seq, "events": events}).encode()
+
+
+def test_rfid_reads_and_events_with_another_value_are_conflicting_duplicates(
+    db_url: str, gateway: GatewayService, publisher: mqtt.Client
+) -> None:
+    """They were dropped without a trace (ON CONFLICT DO NOTHING); the first stays."""
+    device = f"ce-{_uid()}"
+    _register(db_url, device)
+    rfid, event = f"cc/v1/dev/{device}/rfid", f"cc/v1/dev/{device}/event"
+    _publish(publisher, rfid, _rfid(device, 0, 1, -52.5))
+    _publish(publisher, event, _event(device, 0, "open"))
+    _settle(gateway, 2)
+    other_read = _rfid(device, 1, 2, -52.5)  # same reader, EPC and time; another antenna
+    other_event = _event(device, 1, "closed")  # same device, kind and time; another value
+    _publish(publisher, rfid, other_read)
+    _publish(publisher, event, other_event)
+    _publish(publisher, rfid, _rfid(device, 0, 1, -52.5))  # a redelivery: harmless
+    _publish(publisher, event, _event(device, 0, "open"))
+    _settle(gateway, 6)
+    dead = _rows(db_url, "SELECT topic, payload, reason, detail FROM dead_letter ORDER BY topic")
+    assert [(t, p, r) for t, p, r, _ in dead] == [
+        (event, other_event, "conflicting_duplicate"),
+        (rfid, other_read, "conflicting_duplicate"),
+    ]
+    assert "door at 2026-01-01T00:00:00.000+00:00" in dead[0][3]
+    assert '"state": "open"' in dead[0][3]
+    assert '"state":"closed"' in dead[0][3]
+    assert "stored antenna 1, rssi -52.5, received antenna 2, rssi -52.5" in dead[1][3]
+    assert _rows(db_url, "SELECT antenna FROM rfid_read") == [(1,)]
+    assert _rows(db_url, "SELECT value->>'state' FROM device_event") == [("open",)]
+    # The conflicting read was received: no seq gap.
+    assert _rows(db_url, "SELECT next_seq, missing FROM device_seq WHERE device_id = %s", device) == [(2, 0)]
 
 
 def test_dead_letter_keeps_a_bounded_prefix_with_length_and_sha256(
