@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -191,6 +191,40 @@ def test_a_decoder_bug_is_a_dead_letter_not_an_exception(monkeypatch: pytest.Mon
     assert isinstance(result, Rejected)
     assert "a bug" not in result.detail  # exception text stays in the log
     assert result.device_id == "truck-1"
+
+
+def test_the_fallback_itself_cannot_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback read the topic again with parse_topic: when that raised too, the exception escaped."""
+    from gateway import decode as decode_module
+
+    def broken(topic: str) -> tuple[str, str] | None:
+        raise MemoryError("a bug in the topic parser")
+
+    monkeypatch.setattr(decode_module, "parse_topic", broken)
+    result = decode("cc/v1/dev/truck-1/status", b'{"v":1,"device":"truck-1","status":"online","t":1}', T0_MS)
+    assert _reason(result) == decode_module.DECODER_FAILED
+    assert isinstance(result, Rejected)
+    assert result.device_id is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(topic=st.one_of(st.none(), st.integers(), st.binary(max_size=40), st.lists(st.text(max_size=5))))
+def test_a_topic_of_any_type_never_raises(topic: object) -> None:
+    """A caller's bug (a topic that is no str) is a dead letter too, never an exception."""
+    result = decode(cast(str, topic), b'{"v":1}', T0_MS)
+    assert _reason(result) == "decoder_failed"
+
+
+def test_a_kept_prefix_is_refused_as_too_large_whatever_its_bytes() -> None:
+    small = _tel([{"t": T0_MS, "ch": "temp", "v": 1}])
+    big = decode(TOPIC, small, T0_MS, payload_bytes=MAX_PAYLOAD_BYTES + 1)
+    assert _reason(big) == "payload_too_large"
+    assert isinstance(big, Rejected)
+    assert big.detail == f"{MAX_PAYLOAD_BYTES + 1} bytes > {MAX_PAYLOAD_BYTES}"
+    # A limit raised since (a restart): the prefix is still not the message.
+    assert _reason(decode(TOPIC, small, T0_MS, payload_bytes=len(small) + 1)) == "payload_too_large"
+    assert isinstance(decode(TOPIC, small, T0_MS, payload_bytes=len(small)), TelemetryBatch)
+    assert _reason(decode("nope", small, T0_MS, payload_bytes=MAX_PAYLOAD_BYTES + 1)) == "bad_topic"
 
 
 def test_rfc3339_forms() -> None:
