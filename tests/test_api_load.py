@@ -117,25 +117,32 @@ def test_health_whose_liveness_report_fails_is_503_without_its_text(db_url: str)
 
 
 def test_health_answers_while_every_request_connection_is_busy(db_url: str) -> None:
-    """Every connection of the request pool held (as by long requests): /health still answers at once
-    from its own connection; a request waits its pool timeout and gets a 503 problem, not a 500."""
-    from traceability.api import ApiOptions
+    """Every connection of the request pool and every place at its gate held (as by long requests):
+    /health still answers at once from its own connection; a request waits its pool timeout at the gate
+    and gets the busy 503 problem, not a 500."""
+    from traceability.api import PROBLEM_BASE, ApiOptions
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "inspector", "busy")
     options = ApiOptions(pool_size=2, pool_timeout_s=0.5)
     with _client(db_url, options=options) as client:
         pools = client.app.state.pools  # type: ignore[attr-defined]
+        portal = client.portal
+        assert portal is not None
         pools.work.wait()
         held = [pools.work.getconn(), pools.work.getconn()]
+        for _ in held:
+            portal.call(pools.work_gate.acquire)
         try:
             health = client.get("/health")
             busy = client.get("/ledger/checkpoint", headers={"X-API-Key": key})
         finally:
             for conn in held:
+                portal.call(pools.work_gate.release)
                 pools.work.putconn(conn)
         after = client.get("/ledger/checkpoint", headers={"X-API-Key": key})
     assert health.status_code == 200
     assert busy.status_code == 503
     assert busy.headers["content-type"].startswith("application/problem+json")
+    assert busy.json()["type"] == PROBLEM_BASE + "busy"
     assert after.status_code == 404  # no checkpoint signed: served again once connections are free

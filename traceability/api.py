@@ -37,6 +37,7 @@ Conn = psycopg.Connection[Any]
 BUSY = "every database connection is in use; try again shortly"
 UNUSABLE_VALUE = "a value in the request cannot be used (a NUL character, or out of range)"
 NOT_AUDITED = "the request could not be recorded in the audit log; nothing is served unaudited"
+UNKNOWN_KEY = "unknown or revoked API key"
 
 
 # /health has a connection of its own (a pool of one), so it answers while every request connection is
@@ -57,6 +58,8 @@ class ApiOptions:
     # The ledger's key file: /ledger/verify pins its public half and checks the checkpoint log beside
     # it; None (or no file yet): no key is pinned, and stored checkpoints cannot be verified.
     ledger_key: Path | None = None
+    # How long a capture body may take to arrive (it is read before the request takes a connection).
+    body_timeout_s: float = limits.API_BODY_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if not 1 <= self.pool_size <= limits.API_POOL_SIZE_MAX:
@@ -64,6 +67,8 @@ class ApiOptions:
         # ``not a <= b`` also refuses nan; the upper bound refuses infinity.
         if not 0 < self.pool_timeout_s <= limits.API_POOL_TIMEOUT_S_MAX:
             raise ValueError(f"the API pool timeout must be in (0, {limits.API_POOL_TIMEOUT_S_MAX:g}] s")
+        if not 0 < self.body_timeout_s <= limits.API_BODY_TIMEOUT_S_MAX:
+            raise ValueError(f"the API body timeout must be in (0, {limits.API_BODY_TIMEOUT_S_MAX:g}] s")
 
 
 # -- response models ---------------------------------------------------------------------------------
@@ -527,57 +532,74 @@ def printable(text: str) -> str:
     return text.replace("\x00", "%00")
 
 
-async def _connection(request: Request) -> Conn:
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (cck_...)")
+_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
+
+
+def _unauthorized(detail: str) -> ApiProblemError:
+    return ApiProblemError(401, "Unauthorized", detail, type_=PROBLEM_BASE + "unauthorized")
+
+
+async def _api_key(
+    api_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str:
+    """The key the request presents; a request without one (or with one of no key's form) is answered
+    401 here, before it takes a connection: requests without a key cannot use up the pool."""
+    secret = api_key or (bearer.credentials if bearer is not None else None)
+    if not secret:
+        raise _unauthorized("an API key is required (X-API-Key or Bearer)")
+    if not auth.well_formed(secret):
+        raise _unauthorized(UNKNOWN_KEY)
+    return secret
+
+
+async def _authenticate(request: Request, secret: str) -> auth.Principal:
+    """The principal of ``secret``, looked up on the request's connection (taken here, kept to the audit
+    row), else 401."""
+    lease: _Lease = request.state.lease
+    conn = await lease.acquire()
+    found = await run_in_threadpool(auth.lookup, conn, secret)
+    if found is None:
+        raise _unauthorized(UNKNOWN_KEY)
+    request.state.principal = found
+    return found
+
+
+async def _principal(request: Request, secret: Annotated[str, Depends(_api_key)]) -> auth.Principal:
+    return await _authenticate(request, secret)
+
+
+async def _connection(request: Request, _: Annotated[auth.Principal, Depends(_principal)]) -> Conn:
+    """The request's connection, for an authenticated request only (whatever the order of a route's
+    parameters, the key is checked first)."""
     lease: _Lease = request.state.lease
     return await lease.acquire()
 
 
 Db = Annotated[Conn, Depends(_connection)]
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (cck_...)")
-_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 
-
-def _principal(
-    request: Request,
-    conn: Db,
-    api_key: Annotated[str | None, Security(_api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> auth.Principal:
-    secret = api_key or (bearer.credentials if bearer is not None else None)
-    if not secret:
+def _permit(principal: auth.Principal, permission: str) -> auth.Principal:
+    if not principal.may(permission):
         raise ApiProblemError(
-            401,
-            "Unauthorized",
-            "an API key is required (X-API-Key or Bearer)",
-            type_=PROBLEM_BASE + "unauthorized",
+            403,
+            "Forbidden",
+            f"role {principal.role!r} may not {permission}",
+            type_=PROBLEM_BASE + "forbidden",
         )
-    found = auth.lookup(conn, secret)
-    if found is None:
-        raise ApiProblemError(
-            401, "Unauthorized", "unknown or revoked API key", type_=PROBLEM_BASE + "unauthorized"
-        )
-    request.state.principal = found
-    return found
+    return principal
 
 
 def _require(permission: str) -> Any:
-    def check(principal: Annotated[auth.Principal, Depends(_principal)]) -> auth.Principal:
-        if not principal.may(permission):
-            raise ApiProblemError(
-                403,
-                "Forbidden",
-                f"role {principal.role!r} may not {permission}",
-                type_=PROBLEM_BASE + "forbidden",
-            )
-        return principal
+    async def check(principal: Annotated[auth.Principal, Depends(_principal)]) -> auth.Principal:
+        return _permit(principal, permission)
 
     return Depends(check)
 
 
 Reader = Annotated[auth.Principal, _require(auth.READ)]
 Operator = Annotated[auth.Principal, _require(auth.ALARMS)]
-Capturer = Annotated[auth.Principal, _require(auth.CAPTURE)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
@@ -596,18 +618,29 @@ _CAPTURE_BODY: dict[str, Any] = {
 }
 
 
-async def _body(request: Request, limit: int) -> bytes | None:
-    """The request body, None as soon as it is longer than ``limit`` bytes (the rest is not read)."""
+async def _body(request: Request, limit: int, timeout_s: float) -> bytes | None:
+    """The request body, None as soon as it is longer than ``limit`` bytes (the rest is not read); 408
+    when the whole of it has not arrived within ``timeout_s``. It is read before the request takes a
+    connection: a slow upload holds none."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiProblemError(
+            408,
+            "Request Timeout",
+            f"the request body did not arrive within {timeout_s:g} s",
+            type_=PROBLEM_BASE + "body-timeout",
+        ) from None
     return b"".join(chunks)
 
 
@@ -762,17 +795,24 @@ def create_app(
         tags=["epcis"],
         responses={
             202: {"headers": {"Location": {"description": "the capture job", "schema": {"type": "string"}}}},
+            408: _ERRORS[400],
             413: _ERRORS[400],
         },
         openapi_extra={"requestBody": _CAPTURE_BODY},
     )
-    async def capture_route(request: Request, conn: Db, principal: Capturer, response: Response) -> Any:
+    async def capture_route(
+        request: Request, response: Response, secret: Annotated[str, Depends(_api_key)]
+    ) -> Any:
         """Capture an EPCISDocument, all or nothing (GS1 REST bindings; captureErrorBehaviour rollback).
         Refused (400, or 413 for a document or an event over its size limit) with the reasons, which the
         capture job keeps too; the events already in the ledger with the same content are listed in
-        ``alreadyCaptured`` (idempotent)."""
-        limits = request.app.state.options.capture
-        raw = await _body(request, limits.document_bytes)
+        ``alreadyCaptured`` (idempotent). 408 when the body does not arrive in time."""
+        limits = opts.capture
+        # The body first (bounded in bytes and time), then the connection: the key lookup, the capture
+        # and the audit row share it, and no upload holds it while its bytes arrive.
+        raw = await _body(request, limits.document_bytes, opts.body_timeout_s)
+        principal = _permit(await _authenticate(request, secret), auth.CAPTURE)
+        conn = await request.state.lease.acquire()
         if raw is None:
             job = await run_in_threadpool(
                 capture.refuse, conn, [capture.too_large_document(limits)], captured_by=principal.name

@@ -61,9 +61,14 @@ def revoke_key(conn: Conn, key_id: int) -> bool:
     return conn.execute(queries.REVOKE_API_KEY, (key_id,)).rowcount > 0
 
 
+def well_formed(secret: str) -> bool:
+    """Whether ``secret`` has the form of a key (a check that needs no database)."""
+    return secret.startswith(KEY_PREFIX)
+
+
 def lookup(conn: Conn, secret: str) -> Principal | None:
     """The principal of a presented key, None when unknown or revoked."""
-    if not secret.startswith(KEY_PREFIX):
+    if not well_formed(secret):
         return None
     row = conn.execute(queries.API_KEY_BY_HASH, (hash_key(secret),)).fetchone()
     return None if row is None else Principal(int(row[0]), str(row[1]), str(row[2]))

@@ -16,6 +16,11 @@ API_POOL_SIZE_MAX = 32
 # configured: a client (and any proxy before the API) has given up on its request well before two minutes.
 API_POOL_TIMEOUT_S = 10.0
 API_POOL_TIMEOUT_S_MAX = 120.0
+# How long a capture body may take to arrive: the largest document (16 MiB) in under a minute is 2.2
+# Mbit/s, slower than any link a partner captures over; a body still arriving after that is stalled. The
+# bound is the pool timeout's (a client has given up by then).
+API_BODY_TIMEOUT_S = 60.0
+API_BODY_TIMEOUT_S_MAX = API_POOL_TIMEOUT_S_MAX
 
 # The deepest value any walk over an event accepts (canonical bytes, the event hash, capture's
 # configurable limit): both JSON encoders recurse, as does pydantic-core when the API serves a value (it
