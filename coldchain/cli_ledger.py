@@ -189,18 +189,23 @@ def ledger_import(
         Path, typer.Argument(help="An EPCIS 2.0 JSON(-LD) document.", exists=True, dir_okay=False)
     ],
 ) -> None:
-    """Capture an EPCIS document from a file, all or nothing (as POST /epcis/capture)."""
-    from coldchain.runtime import open_stack
-    from traceability.capture import capture
-    from traceability.jsonfile import JsonInputError, loads
+    """Capture an EPCIS document from a file, all or nothing, under capture's limits (the
+    COLDCHAIN_CAPTURE_* settings), as POST /epcis/capture: the bytes go the same way."""
+    from coldchain.runtime import api_options, open_stack
+    from traceability.capture import capture_bytes
 
     settings = cli_settings()
+    limits = api_options(settings).capture
     try:
-        doc = loads(_read_input(file, "document"))
-    except JsonInputError as exc:
-        fail(f"{file}: {exc}")
+        with file.open("rb") as f:
+            raw = f.read(limits.document_bytes + 1)  # one byte more tells a document over the limit
+    except OSError as exc:
+        fail(f"{file}: cannot read the document: {exc.strerror or exc}")
     with open_stack(settings) as stack, psycopg.connect(stack.database_url, autocommit=True) as conn:
-        job = capture(conn, doc, captured_by=f"cli:{file.name}")
+        job = capture_bytes(conn, raw, captured_by=f"cli:{file.name}", limits=limits)
+    if job.unreadable:  # the file is no document capture can read: one line, the job recorded
+        reasons = "; ".join(e["message"] for e in job.errors)
+        fail(f"{file}: {reasons} (refused: capture job {job.capture_id})")
     emit_json(job.as_dict())
     raise typer.Exit(ExitCode.OK if job.success else ExitCode.FAILED)
 

@@ -104,6 +104,9 @@ class CaptureJob:
     errors: list[dict[str, str]] = field(default_factory=list)
     already_captured: list[dict[str, Any]] = field(default_factory=list)  # {"eventID", "seq"} each
     too_large: bool = False
+    # Refused as bytes, before there was a document: larger than the limit, not UTF-8 JSON, or nested
+    # beyond what the parser allows (``ledger import`` answers these as a file it cannot use).
+    unreadable: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The capture job document of the GS1 REST bindings, plus our seq range and the events that were
@@ -156,6 +159,8 @@ def parse_document(raw: bytes, limits: CaptureLimits = DEFAULT_LIMITS) -> Any:
         return msgspec.json.decode(raw)
     except RecursionError:
         raise CaptureRefusedError([_too_deep("", limits)]) from None
+    except UnicodeDecodeError as exc:  # msgspec decodes a string's bytes with Python's codec
+        raise CaptureRefusedError([CaptureError("", f"not UTF-8 (byte {exc.start})")]) from None
     except msgspec.DecodeError as exc:  # msgspec's message says where: "malformed JSON (byte 12)"
         raise CaptureRefusedError([CaptureError("", f"not JSON: {exc}")]) from None
 
@@ -368,7 +373,9 @@ def capture_bytes(
     try:
         doc = parse_document(raw, limits)
     except CaptureRefusedError as exc:
-        return refuse(conn, exc.errors, captured_by=captured_by)
+        job = refuse(conn, exc.errors, captured_by=captured_by)
+        job.unreadable = True
+        return job
     return capture(conn, doc, captured_by=captured_by, limits=limits, now=now)
 
 
