@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from coldchain.settings import BrokerAddress
+from gateway.limits import MAX_PACKET_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +209,8 @@ class EmbeddedBroker:
                 # Room for devices that buffer hours offline and the gateway's persistent session.
                 "max_queued_messages 100000",
                 "max_inflight_messages 100",
+                # A publisher of a larger packet is disconnected: see gateway.limits.MAX_PACKET_BYTES.
+                f"max_packet_size {MAX_PACKET_BYTES}",
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",

@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.settings import BrokerAddress
 from gateway.decode import Batch, Rejected, TelemetryBatch, decode
-from gateway.limits import DEAD_LETTER_PREFIX_BYTES, IngestLimits
+from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
 from gateway.service import Decoder, GatewayService
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -369,7 +369,8 @@ def test_dead_letter_keeps_a_bounded_prefix_with_length_and_sha256(
 ) -> None:
     device = f"dl-{_uid()}"
     _register(db_url, device)
-    huge = b'{"v":1,"device":"' + b"x" * 20_000_000 + b'"}'  # 20 MB, refused unread
+    # Over the gateway's limit, under the broker's packet cap (test_gateway_oversize.py): refused unread.
+    huge = b'{"v":1,"device":"' + b"x" * (MAX_PAYLOAD_BYTES + 1000) + b'"}'
     small = b"{not json"
     _publish(publisher, f"cc/v1/dev/{device}/telemetry", huge)
     _publish(publisher, f"cc/v1/dev/{device}/rfid", small)
