@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +31,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 SSCC = "urn:epc:id:sscc:6901234.0000000077"
 
 
-def _event(t: datetime = NOW - timedelta(hours=1), **extra: Any) -> dict[str, Any]:
+def _event(t: datetime = NOW - timedelta(hours=1), /, **extra: Any) -> dict[str, Any]:
     return {
         "type": "ObjectEvent",
         "eventTime": iso_ms(t),
@@ -53,7 +54,7 @@ def _doc(*events: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _app(db_url: str, **options: Any) -> Any:
+def _app(db_url: str, **options: Any) -> FastAPI:
     from traceability.api import create_app
 
     if not options:
@@ -328,3 +329,29 @@ def test_far_future_event_already_stored_does_not_freeze_custody(conn: psycopg.C
     ledger.append(conn, _event(real, readPoint={"id": "urn:epc:id:sgln:6901234.00002.0"}))
     legs = conn.execute("SELECT t_start FROM custody_leg WHERE epc = %s ORDER BY t_start", (SSCC,)).fetchall()
     assert legs == [(real,)]
+
+
+class _Later(datetime):
+    """The clock two hours on: time has passed since the append (for code that reads the wall clock)."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return datetime.now(tz) + timedelta(hours=2)
+
+
+def test_rederive_judges_an_event_as_its_append_did_whenever_it_runs(
+    conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event stored without recordTime, an hour more than the tolerance ahead of its append: it derives
+    no custody then, and a rederivation after time has passed (the clock two hours on) agrees, because
+    both judge it against the time the ledger recorded it, not against their own clock."""
+    from traceability import derive, limits
+    from traceability.rederive import rederive
+
+    conn.autocommit = True
+    ahead = NOW + timedelta(seconds=limits.FUTURE_TOLERANCE_S) + timedelta(hours=1)
+    ledger.append(conn, {**_event(ahead), "eventID": "urn:uuid:ahead"})
+    assert conn.execute("SELECT count(*) FROM custody_leg").fetchone() == (0,)
+    monkeypatch.setattr(derive, "datetime", _Later, raising=False)
+    result = rederive(conn, apply=False)
+    assert result.consistent, result.as_dict()

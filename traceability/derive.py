@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -152,16 +152,16 @@ class Derivation:
     (closing an interval before its own start would corrupt it), and a removal closes only intervals that
     began by then. The event itself is in the ledger, in the trace's events and under its subjects.
 
-    An event dated more than ``limits.FUTURE_TOLERANCE_S`` after it was recorded (its ``recordTime``, else
-    the derivation's own clock) is not a fact yet: it changes no containment or custody either, so that no
-    single far-future event (stored before capture refused them, or written by a device with a wrong
-    clock) holds every later event of its units as "late" and freezes their custody."""
+    An event dated more than ``limits.FUTURE_TOLERANCE_S`` after it was recorded is not a fact yet: it
+    changes no containment or custody either, so that no single far-future event (stored before capture
+    refused them, or written by a device with a wrong clock) holds every later event of its units as
+    "late" and freezes their custody. When it was recorded is a time the ledger keeps, never the clock of
+    the derivation: the event's ``recordTime``, else its row's ``record_time`` (the appending
+    transaction's time), so a rederivation at any later time judges it as its append did."""
 
-    def __init__(
-        self, conn: Conn, events: Iterable[Mapping[str, Any]], *, now: datetime | None = None
-    ) -> None:
+    def __init__(self, conn: Conn, events: Iterable[Mapping[str, Any]]) -> None:
         self.conn = conn
-        self.now = now or datetime.now(UTC)
+        self.recorded: dict[int, datetime] = {}  # seq -> its row's record_time, for events without one
         self.events: list[tuple[int, datetime, Mapping[str, Any]]] = []
         self.subjects: list[tuple[str, int, str]] = []
         self.bts: list[tuple[str, Any, int]] = []
@@ -235,6 +235,9 @@ class Derivation:
         self.events = [
             (seq, parse_time(e["eventTime"]), e) for seq, e in items if "errorDeclaration" not in e
         ]
+        unstamped = [seq for seq, _, e in self.events if _record_time(e) is None]
+        if unstamped:
+            self.recorded = dict(self.conn.execute(queries.RECORD_TIMES, (unstamped,)).fetchall())
         asked = self._asked
         if "containment" in asked:
             for r in asked["containment"]:
@@ -287,7 +290,7 @@ class Derivation:
                         (lot, str(status), line if line in ("first", "second") else None, seq, t)
                     )
             kind = event.get("type")
-            placing = kind in ("AggregationEvent", "ObjectEvent") and not self._future(t, event)
+            placing = kind in ("AggregationEvent", "ObjectEvent") and not self._future(seq, t, event)
             if kind == "AggregationEvent" and placing:
                 self._aggregation(seq, t, event)
             elif kind == "ObjectEvent" and placing:
@@ -298,13 +301,9 @@ class Derivation:
                 for i in dict.fromkeys(inputs):
                     self.lineage.extend((i, o, seq, t) for o in dict.fromkeys(outputs))
 
-    def _future(self, t: datetime, event: Mapping[str, Any]) -> bool:
-        """Dated beyond the tolerance after it was recorded (recordTime, else this derivation's clock)."""
-        recorded = self.now
-        text = event.get("recordTime")
-        if isinstance(text, str):
-            with contextlib.suppress(ValueError, OverflowError):
-                recorded = parse_time(text)
+    def _future(self, seq: int, t: datetime, event: Mapping[str, Any]) -> bool:
+        """Dated beyond the tolerance after it was recorded (its recordTime, else its row's)."""
+        recorded = _record_time(event) or self.recorded[seq]
         return t > recorded + FUTURE_TOLERANCE
 
     def _aggregation(self, seq: int, t: datetime, event: Mapping[str, Any]) -> None:
@@ -462,6 +461,15 @@ class Derivation:
         ]
         if changed:
             self.conn.execute(queries.BATCH_UPDATE_LEGS, _columns(changed, 4))
+
+
+def _record_time(event: Mapping[str, Any]) -> datetime | None:
+    """The event's own recordTime, None when it has none that parses."""
+    text = event.get("recordTime")
+    if isinstance(text, str):
+        with contextlib.suppress(ValueError, OverflowError):
+            return parse_time(text)
+    return None
 
 
 def _copy(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

@@ -93,6 +93,12 @@ WHERE g.custody_leg_id = u.id
 
 # --- rederive: the derived tables rebuilt from the ledger ------------------------------------------------
 LEDGER_EVENTS_AFTER = "SELECT seq, event FROM ledger_event WHERE seq > %s ORDER BY seq LIMIT %s"
+# When each seq was recorded: its row's record_time, else (a row this transaction is about to append) the
+# transaction's time, which is what the row's record_time default will be.
+RECORD_TIMES = """
+SELECT s.seq, COALESCE(e.record_time, now())
+FROM unnest(%s::bigint[]) AS s(seq) LEFT JOIN ledger_event e USING (seq)
+"""
 # {table}, {old} (its copy) and {columns} (its content) are identifiers composed with psycopg.sql.
 REDERIVE_KEEP_OLD = "CREATE TEMP TABLE {old} ON COMMIT DROP AS SELECT {columns} FROM {table}"
 REDERIVE_EMPTY = "DELETE FROM {table}"  # not TRUNCATE: readers keep the old rows until the commit
