@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=1883)
     ap.add_argument("--username")
-    ap.add_argument("--password")
+    # The password is read from a file (e.g. a mounted secret, mode 0600), never taken on argv, where any
+    # local user sees it in the process list.
+    ap.add_argument("--password-file", type=Path, help="file holding the broker password (one line)")
     ap.add_argument("--client-id", default="coldchain-gateway")
     ap.add_argument("--shared-group", default="gateways", help="'' for a plain subscription")
     ap.add_argument("--spool-dir", type=Path)
@@ -33,13 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dead-letter-prefix-bytes", type=int, default=DEAD_LETTER_PREFIX_BYTES)
     ap.add_argument("--seq-jump-max", type=int, default=SEQ_JUMP_MAX)
     args = ap.parse_args(argv)
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else "not readable as UTF-8 text"
+            ap.error(f"--password-file {args.password_file}: {reason}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     svc = GatewayService(
         args.db,
         args.host,
         args.port,
         username=args.username,
-        password=args.password,
+        password=password,
         client_id=args.client_id,
         shared_group=args.shared_group or None,
         spool_dir=args.spool_dir,

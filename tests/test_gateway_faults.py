@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres
 from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress
+from gateway.credentials import GATEWAY_USER, ensure_stage_logins
 from gateway.service import GatewayService
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -128,7 +129,7 @@ class Publisher:
         )
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.2, 1)
+        self.client.reconnect_delay_set(0.2, 1)  # type: ignore[arg-type]  # paho takes float seconds; typed int
         self.client.connect(broker.host, broker.port, clean_start=False)
         self.client.loop_start()
 
@@ -414,10 +415,50 @@ def test_refused_credentials_end_the_process_with_a_clear_message(db_url: str, s
     broker = EmbeddedBroker(server_tmp / "mqtt", password_file=passwd)
     broker.start()
     try:
+        secret = server_tmp / "gateway-password"
+        secret.write_text("wrong\n")
         args = [sys.executable, "-m", "gateway", "--db", db_url, "--port", str(broker.port)]
-        args += ["--username", "gateway", "--password", "wrong", "--client-id", f"gw-{_uid()}"]
+        args += ["--username", "gateway", "--password-file", str(secret), "--client-id", f"gw-{_uid()}"]
         done = subprocess.run(args, capture_output=True, timeout=60, check=False)
         assert done.returncode == 3, done.stderr
         assert b"refused" in done.stderr
+    finally:
+        broker.stop()
+
+
+def test_the_password_comes_from_a_file_never_from_argv(db_url: str, server_tmp: Path) -> None:
+    """`--password` put the broker secret on argv, where every local user sees it (ps)."""
+    passwd, acl = server_tmp / "passwd", server_tmp / "acl"
+    logins = ensure_stage_logins(passwd, acl)
+    broker = EmbeddedBroker(server_tmp / "mqtt", password_file=passwd, acl_file=acl)
+    broker.start()
+    try:
+        base = [sys.executable, "-m", "gateway", "--db", db_url, "--port", str(broker.port)]
+        base += ["--username", GATEWAY_USER, "--client-id", f"gw-{_uid()}", "--shared-group", ""]
+        on_argv = subprocess.run(
+            [*base, "--password", logins[GATEWAY_USER]], capture_output=True, timeout=60, check=False
+        )
+        assert on_argv.returncode == 2, on_argv.stderr
+        missing = subprocess.run(
+            [*base, "--password-file", str(server_tmp / "nope")], capture_output=True, timeout=60, check=False
+        )
+        assert missing.returncode == 2
+        assert missing.stderr.decode().strip().splitlines()[-1].endswith("No such file or directory")
+        assert b"Traceback" not in missing.stderr
+        secret = server_tmp / "gateway-password"
+        secret.write_text(logins[GATEWAY_USER] + "\n")
+        secret.chmod(0o600)
+        log = server_tmp / "gateway.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen([*base, "--password-file", str(secret)], stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + 60
+            while b"gateway: running" not in log.read_bytes():
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, log.read_text()
     finally:
         broker.stop()
