@@ -39,7 +39,7 @@ from psycopg.types.json import Jsonb
 
 from traceability import epcis, jcs, ledger, queries
 from traceability import limits as bounds
-from traceability.eventhash import HASH_PREFIX, EventTooDeepError, event_hash
+from traceability.eventhash import HASH_PREFIX, EventTooDeepError
 
 Conn = psycopg.Connection[Any]
 log = logging.getLogger(__name__)
@@ -193,7 +193,8 @@ def shape_errors(value: Any, path: str, depth: int, limits: CaptureLimits) -> li
 
 
 def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureError]:
-    """Every event's size, depth and lists, then the rest of the document's."""
+    """Every event's depth and lists, then the rest of the document's (an event's size is that of its
+    canonical bytes, checked once they are made: ``_prepared``)."""
     errors: list[CaptureError] = []
     body = doc.get("epcisBody")
     raw = body.get("eventList") if isinstance(body, Mapping) else None
@@ -202,13 +203,7 @@ def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureE
             return [CaptureError("/epcisBody/eventList", f"more than {MAX_EVENTS} events")]
         for i, event in enumerate(raw):
             path = f"/epcisBody/eventList/{i}"
-            found = shape_errors(event, path, bounds.CAPTURE_EVENT_DEPTH, limits)
-            if not found:
-                size = len(msgspec.json.encode(event))
-                if size > limits.event_bytes:
-                    message = f"the event is {size} bytes, more than {limits.event_bytes}"
-                    found = [CaptureError(path, message, too_large=True)]
-            errors.extend(found)
+            errors.extend(shape_errors(event, path, bounds.CAPTURE_EVENT_DEPTH, limits))
         rest = {k: v for k, v in doc.items() if k != "epcisBody"}
         rest["epcisBody"] = {k: v for k, v in body.items() if k != "eventList"}  # type: ignore[union-attr]
     else:
@@ -220,22 +215,30 @@ def check_document(
     doc: Any, limits: CaptureLimits = DEFAULT_LIMITS, *, now: datetime | None = None
 ) -> list[CaptureError]:
     """Every reason to refuse ``doc`` (empty: capturable) that needs no database: limits, schema, the
-    sensor rule and the times."""
+    sensor rule, the times, each event's size and its hash-form eventID."""
+    return _checked(doc, limits, now or datetime.now(UTC))[0]
+
+
+def _checked(
+    doc: Any, limits: CaptureLimits, at: datetime
+) -> tuple[list[CaptureError], list[ledger.Prepared]]:
+    """``check_document``, and the document's events as the ledger will store them (recordTime ``at``),
+    hashed and canonicalised once: the append reuses both, so the ledger's lock is not held for them."""
     if not isinstance(doc, Mapping):
-        return [CaptureError("", "the body is not a JSON object")]
+        return [CaptureError("", "the body is not a JSON object")], []
     if doc.get("type") != "EPCISDocument":
-        return [CaptureError("/type", "expected an EPCISDocument")]
+        return [CaptureError("/type", "expected an EPCISDocument")], []
     errors = limit_errors(doc, limits)
     if errors:
-        return errors  # nothing else walks a value beyond the limits
+        return errors, []  # nothing else walks a value beyond the limits
     try:
         epcis.validate_document(doc)
     except epcis.InvalidEventError as exc:
-        return [CaptureError("", f"EPCIS 2.0 JSON Schema: {exc}")]
+        return [CaptureError("", f"EPCIS 2.0 JSON Schema: {exc}")], []
     events = events_of(doc)
     if not events:
         errors.append(CaptureError("/epcisBody", "no events"))
-    latest = (now or datetime.now(UTC)) + timedelta(seconds=limits.future_skew_s)
+    latest = at + timedelta(seconds=limits.future_skew_s)
     for i, event in enumerate(events):
         path = f"/epcisBody/eventList/{i}"
         if event.get("type") not in EVENT_TYPES:
@@ -247,7 +250,40 @@ def check_document(
             times.append(("errorDeclaration/declarationTime", declaration.get("declarationTime")))
         for name, text in times:
             errors.extend(_time_errors(f"{path}/{name}", text, limits, latest))
-    return errors
+    if errors:
+        return errors, []
+    return _prepared(events, limits, epcis.iso_ms(at))
+
+
+def _prepared(
+    events: list[dict[str, Any]], limits: CaptureLimits, record_time: str
+) -> tuple[list[CaptureError], list[ledger.Prepared]]:
+    """Each (valid) event with the repository's recordTime, hashed and canonicalised, or the reasons to
+    refuse: larger than the event limit (as stored), no canonical form, a hash eventID that is not its
+    hash."""
+    errors: list[CaptureError] = []
+    prepared: list[ledger.Prepared] = []
+    for i, event in enumerate(events):
+        path = f"/epcisBody/eventList/{i}"
+        event["recordTime"] = record_time  # the repository's (see the module docstring)
+        try:
+            p = ledger.canonicalised(event)
+        except (jcs.CanonicalizationError, EventTooDeepError) as exc:
+            errors.append(CaptureError(path, str(exc)))  # our own messages
+            continue
+        except (KeyError, TypeError, ValueError):  # a valid event the hash cannot take: a bug of ours
+            log.exception("an event of a capture could not be hashed")
+            errors.append(CaptureError(path, "the event cannot be hashed"))
+            continue
+        assert p.jcs is not None
+        if len(p.jcs) > limits.event_bytes:
+            message = f"the event is {len(p.jcs)} bytes, more than {limits.event_bytes}"
+            errors.append(CaptureError(path, message, too_large=True))
+        event_id = str(event.get("eventID") or "")
+        if event_id.startswith(HASH_PREFIX) and event_id != p.event_hash:
+            errors.append(CaptureError(f"{path}/eventID", "a hash eventID that is not the event's hash"))
+        prepared.append(p)
+    return errors, prepared
 
 
 def _time_errors(path: str, text: Any, limits: CaptureLimits, latest: datetime) -> list[CaptureError]:
@@ -296,27 +332,25 @@ def capture(
     """Capture a document as one job: all its events appended, or none. The job row is recorded either way
     (committed), so ``GET /epcis/capture/{id}`` can report it. ``conn`` must not be inside a transaction.
 
-    The document is checked (limits, schema, sensor rule, times) first, then, under the ledger's lock, its
-    eventIDs against the ledger, then its events are appended in the same transaction. The check runs in
+    The document is checked (limits, schema, sensor rule, times) and its events hashed and canonicalised
+    once, before the ledger's lock; under the lock only its eventIDs are checked against the ledger, and
+    its events appended with the bytes already made, in the same transaction. The check runs in
     this thread on purpose: measured on two cores, checking in a thread beside the append held the GIL
     against its every round trip, and checking in another process cost more CPU in all (transfer, three
     processes on two cores) than it took off the append."""
     job = CaptureJob(capture_id=str(uuid.uuid4()), running=False, success=False)
     at = now or datetime.now(UTC)
-    errors = check_document(doc, limits, now=at)
+    errors, prepared = _checked(doc, limits, at)
     if not errors:
-        events = events_of(doc)
-        record_time = epcis.iso_ms(at)
-        for event in events:
-            event["recordTime"] = record_time  # the repository's (see the module docstring)
+        events = [p.stored for p in prepared]
         try:
             with conn.transaction():
                 conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                errors = _identity_errors(conn, events)
+                errors = _identity_errors(conn, prepared)
                 if not errors:
                     head = conn.execute(queries.HEALTH).fetchone()
                     head_seq = 0 if head is None or head[0] is None else int(head[0])
-                    seqs = ledger.append_many(conn, events, validated=True)
+                    seqs = ledger.append_prepared(conn, prepared)
                     new = [s for s in seqs if s > head_seq]
                     job.success, job.events = True, len(set(new))
                     job.first_seq = min(new) if new else None
@@ -324,7 +358,7 @@ def capture(
                     seen: set[int] = set()
                     for event, seq in zip(events, seqs, strict=True):
                         if seq <= head_seq or seq in seen:
-                            job.already_captured.append({"eventID": _event_id(event), "seq": seq})
+                            job.already_captured.append({"eventID": event["eventID"], "seq": seq})
                         seen.add(seq)
                     _record(conn, job, captured_by)  # committed with the events: one commit
                     return job
@@ -379,43 +413,34 @@ def capture_bytes(
     return capture(conn, doc, captured_by=captured_by, limits=limits, now=now)
 
 
-def _identity_errors(conn: Conn, events: Sequence[dict[str, Any]]) -> list[CaptureError]:
-    """The eventID refusals: a reused eventID with other content, a hash-form eventID that is not the
-    event's hash, an errorDeclaration of no event (in the ledger or earlier in the document)."""
+def _identity_errors(conn: Conn, prepared: Sequence[ledger.Prepared]) -> list[CaptureError]:
+    """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
+    of no event (in the ledger or earlier in the document). The events are as they will be stored; an
+    eventID that is the event's hash (its own, or given it for want of one) names its content, so met
+    again it is the same event. Contents are compared only where another eventID is met again."""
     errors: list[CaptureError] = []
-    ids = [str(e["eventID"]) for e in events if e.get("eventID")]
-    stored: dict[tuple[str, bool], bytes] = {}
+    ids = [str(p.stored["eventID"]) for p in prepared]
+    known: dict[tuple[str, bool], Mapping[str, Any]] = {}
     if ids:
         for event_id, declares, content in conn.execute(
             queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)
         ):
-            stored[(str(event_id), bool(declares))] = _content(content)
-    for i, event in enumerate(events):
+            known[(str(event_id), bool(declares))] = content
+    for i, (event, ev_hash, _) in enumerate(prepared):
         path = f"/epcisBody/eventList/{i}"
         declares = "errorDeclaration" in event
-        event_id = str(event.get("eventID") or "")
-        if event_id.startswith(HASH_PREFIX) and event_id != event_hash(event):
-            errors.append(CaptureError(f"{path}/eventID", "a hash eventID that is not the event's hash"))
-            continue
-        if not event_id:
-            continue  # its eventID is its hash: the same content is the same event
+        event_id = str(event["eventID"])
         key = (event_id, declares)
-        content = _content(event)
-        known = stored.get(key)
-        if known is not None and known != content:
+        earlier = known.get(key)
+        if earlier is not None and event_id != ev_hash and _content(earlier) != _content(event):
             reason = f"eventID {event_id!r} is taken by an event with other content"
             errors.append(CaptureError(f"{path}/eventID", reason))
             continue
-        if declares and (event_id, False) not in stored:
+        if declares and (event_id, False) not in known:
             errors.append(CaptureError(f"{path}/errorDeclaration", f"no event {event_id!r} to declare wrong"))
             continue
-        stored[key] = content
+        known.setdefault(key, event)
     return errors
-
-
-def _event_id(event: Mapping[str, Any]) -> str:
-    """The eventID an event is stored under: its own, else its hash."""
-    return str(event.get("eventID") or event_hash(event))
 
 
 def _content(event: Mapping[str, Any]) -> bytes:
