@@ -12,10 +12,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.settings import BrokerAddress
-from gateway.decode import Batch, Rejected, TelemetryBatch, decode
+from gateway import store
+from gateway.decode import Batch, RawMessage, Rejected, TelemetryBatch, decode
 from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
 from gateway.service import Decoder, GatewayService
 
@@ -407,3 +410,40 @@ def test_payload_limits_are_settings(db_url: str, mqtt_broker: BrokerAddress, pu
         ]
     finally:
         svc.stop()
+
+
+@settings(
+    max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(1, 3), min_size=1, max_size=12),
+    data=st.data(),
+)
+def test_gap_counting_is_exact_in_any_order_and_split_with_a_stray_jump(
+    db_url: str, sizes: list[int], data: st.DataObject
+) -> None:
+    """Messages of one boot, some lost, one stray seq 2**53-1 among them, delivered in any order and any
+    split into transactions (redeliveries included): missing is exactly the readings never delivered."""
+    device = f"hp-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    sent = data.draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    msgs = [
+        _telemetry(device, s, [2.0] * n, t0_ms=T0_MS + s * 60_000)
+        for s, n, ok in zip(starts, sizes, sent, strict=True)
+        if ok
+    ]
+    msgs.append(_telemetry(device, SEQ_MAX, [2.0], t0_ms=T0_MS - 60_000))
+    msgs += data.draw(st.lists(st.sampled_from(msgs), max_size=3))  # redeliveries
+    order = data.draw(st.permutations(msgs))
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(len(order) - 1, 1)), max_size=3)))
+    with psycopg.connect(db_url) as conn:
+        for part in (order[i:j] for i, j in zip([0, *cuts], [*cuts, len(order)], strict=True)):
+            store.write(conn, [(RawMessage(topic, p, T0_MS), decode(topic, p, T0_MS)) for p in part], {})
+    last = max((s + n for s, n, ok in zip(starts, sizes, sent, strict=True) if ok), default=0)
+    lost = sum(n for s, n, ok in zip(starts, sizes, sent, strict=True) if not ok and s < last)
+    assert _rows(
+        db_url, "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s", device
+    ) == [(last, lost, 0)]
+    assert _rows(db_url, "SELECT count(*) FROM device_anomaly WHERE device_id = %s", device) == [(1,)]
