@@ -169,8 +169,12 @@ class EmbeddedBroker:
         use_binary: bool = True,
         password_file: Path | None = None,
         acl_file: Path | None = None,
+        max_packet_bytes: int = MAX_PACKET_BYTES,
     ) -> None:
         self.home = home.resolve()
+        # A publisher of a larger packet is disconnected (gateway.limits: the gateway's payload limit plus
+        # a PUBLISH's overhead), so a payload far beyond the limit never reaches the gateway.
+        self.max_packet_bytes = max_packet_bytes
         self.port = port or free_port()
         self.use_binary = use_binary
         # Auth mode (mosquitto only): no anonymous clients; logins from the password file, topics from the
@@ -209,8 +213,7 @@ class EmbeddedBroker:
                 # Room for devices that buffer hours offline and the gateway's persistent session.
                 "max_queued_messages 100000",
                 "max_inflight_messages 100",
-                # A publisher of a larger packet is disconnected: see gateway.limits.MAX_PACKET_BYTES.
-                f"max_packet_size {MAX_PACKET_BYTES}",
+                f"max_packet_size {self.max_packet_bytes}",
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",

@@ -29,7 +29,7 @@ from coldchain.embedded import (
 from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress, Settings
 from gateway.credentials import ensure_stage_logins, read_stage_logins
-from gateway.limits import DEFAULT_LIMITS, IngestLimits
+from gateway.limits import DEFAULT_LIMITS, PACKET_OVERHEAD_BYTES, IngestLimits
 
 if TYPE_CHECKING:
     from traceability.api import ApiOptions
@@ -179,7 +179,13 @@ def _own_servers(
         logins = ensure_stage_logins(passwd, acl)
         if fresh_broker_store:
             (data.mqtt / MOSQUITTO_STORE).unlink(missing_ok=True)
-        mqtt = EmbeddedBroker(data.mqtt, _broker_port(data), password_file=passwd, acl_file=acl)
+        mqtt = EmbeddedBroker(
+            data.mqtt,
+            _broker_port(data),
+            password_file=passwd,
+            acl_file=acl,
+            max_packet_bytes=settings.gateway_max_payload_bytes + PACKET_OVERHEAD_BYTES,
+        )
         try:
             address = mqtt.start()
         except BrokerNeedsMosquittoError as exc:

@@ -14,6 +14,7 @@ from coldchain.embedded import BrokerNeedsMosquittoError, EmbeddedBroker
 from coldchain.runtime import open_stack
 from coldchain.settings import Settings
 from gateway.credentials import set_password
+from gateway.limits import PACKET_OVERHEAD_BYTES
 
 
 def _settings(db_url: str, home: Path) -> Settings:
@@ -58,3 +59,14 @@ def test_a_broker_with_logins_is_mosquitto_or_nothing(tmp_path: Path) -> None:
         broker.start()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", broker.port), timeout=1)
+
+
+def test_the_broker_packet_cap_follows_the_gateway_payload_setting(db_url: str, server_tmp: Path) -> None:
+    """A raised COLDCHAIN_GATEWAY_MAX_PAYLOAD_BYTES raises the embedded broker's packet cap with it, so
+    the broker never refuses what the gateway is configured to take."""
+    base = _settings(db_url, server_tmp / "home")
+    settings = base.model_copy(update={"gateway_max_payload_bytes": 4 << 20})
+    with open_stack(settings, broker=True, apply_migrations=False) as stack:
+        assert stack.embedded_broker is not None
+        conf = (stack.embedded_broker.home / "mosquitto.conf").read_text()
+    assert f"max_packet_size {(4 << 20) + PACKET_OVERHEAD_BYTES}" in conf.splitlines()
