@@ -127,11 +127,12 @@ def ledger_verify(
     settings = cli_settings()
     pinned = _pinned(public_key, settings.home)
     kept = _kept(kept_files or [])
-    try:
-        kept += own_log(_key_path(settings.home))
-    except CheckpointFormatError as exc:
-        fail(str(exc))
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
+        # Read once the data directory is known to be one (its errors come first).
+        try:
+            kept += own_log(_key_path(settings.home))
+        except CheckpointFormatError as exc:
+            fail(str(exc))
         result = verify(conn, deep=deep, public_key=pinned, kept=kept)
     if as_json:
         emit_json(result.as_dict())
