@@ -274,6 +274,16 @@ def mqtt_client(broker: BrokerAddress, client_id: str) -> Any:
     return client
 
 
+def _closer(client: Any) -> Callable[[], None]:
+    """What stops a paho client of a stage once the stage has stopped: disconnect, then its loop."""
+
+    def close() -> None:
+        client.disconnect()
+        client.loop_stop()
+
+    return close
+
+
 class _Component(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -458,12 +468,7 @@ class Services:
                 )
                 worker = _Worker("rules", rules_worker)
                 if publisher is not None:
-
-                    def close_publisher(client: Any = publisher) -> None:
-                        client.disconnect()
-                        client.loop_stop()
-
-                    worker.after_stop.append(close_publisher)
+                    worker.after_stop.append(_closer(publisher))
                 self._start(worker)
             if "ledger" in self.stages:
                 from traceability.worker import LedgerWorker
@@ -493,12 +498,7 @@ class Services:
                     )
                     cp_worker = _Worker("checkpoint", checkpoints)
                     if cp_client is not None:
-
-                        def close_checkpoint_client(client: Any = cp_client) -> None:
-                            client.disconnect()
-                            client.loop_stop()
-
-                        cp_worker.after_stop.append(close_checkpoint_client)
+                        cp_worker.after_stop.append(_closer(cp_client))
                     self._start(cp_worker)
             if "gateway" in self.stages:
                 from gateway.service import GatewayService
