@@ -18,11 +18,11 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	@touch $@
 
 bootstrap: $(VENV)/.synced
-	@# The broker binary comes from Debian's packages; without it the embedded runtime falls back to amqtt.
+	@# The broker binary comes from Debian's packages; the embedded runtime (logins always) needs it.
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) ; } || \
-	  echo "note: no mosquitto binary; the embedded broker will be amqtt"
+	  echo "note: no mosquitto binary (apt-get install mosquitto); the embedded broker cannot start without it"
 
 demo: bootstrap
 	$(VENV)/bin/coldchain demo
