@@ -32,7 +32,7 @@ from firmware_sim.scenario import demo_world
 
 LOT = demo_world().lots[0].lot_id
 TRUCK = "TRUCK-GXA-12345"
-# The forgery of issue 11: 160 in-range readings on the truck's topic, one a minute from the excursion on.
+# The forgery: 160 in-range readings on the truck's topic, one a minute from the excursion on.
 FORGED_READINGS = 160
 CONNACK_REFUSED = (134, 135)  # MQTT 5: bad user name or password, not authorised
 

@@ -135,7 +135,7 @@ def test_payload_too_large_is_rejected_before_parsing() -> None:
     assert _reason(decode(TOPIC, small, T0_MS, max_payload_bytes=len(small) - 1)) == "payload_too_large"
 
 
-# Invalid UTF-8 inside a JSON string (issue 11, finding 1): msgspec raises UnicodeDecodeError, which is
+# Invalid UTF-8 inside a JSON string: msgspec raises UnicodeDecodeError, which is
 # no DecodeError; on every kind it must be a dead letter, on the fast telemetry path and the schema path.
 _BAD_UTF8 = [
     (

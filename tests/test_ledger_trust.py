@@ -102,7 +102,7 @@ def _forged_checkpoint(conn: psycopg.Connection[Any], tmp: Path) -> None:
 
 
 def test_forgery_rewrite_relink_and_own_checkpoint_is_found(db_url: str, tmp_path: Path) -> None:
-    """The forgery of issue 11: change a peak temperature, re-hash, relink, add a checkpoint signed with
+    """The forgery: change a peak temperature, re-hash, relink, add a checkpoint signed with
     any key. Under the pinned key the genuine checkpoint no longer matches and the forged one does not
     verify; with no key pinned the result is not ok either."""
     key, public = _key(tmp_path)
