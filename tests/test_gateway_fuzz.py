@@ -7,17 +7,14 @@ import json
 import random
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.settings import BrokerAddress
 from gateway.decode import (
@@ -31,13 +28,12 @@ from gateway.decode import (
     decode,
 )
 from gateway.service import GatewayService
+from tests.gateway_support import T0_MS, gateway_service, publisher_on
+from tests.gateway_support import register as _register
+from tests.gateway_support import rows as _rows
+from tests.gateway_support import uid as _uid
 
-T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SEED = 20_260_101
-
-
-def _uid() -> str:
-    return uuid.uuid4().hex[:10]
 
 
 def _base(device: str, kind: str, j: int, t_j: int | None = None, alt: bool = False) -> bytes:
@@ -103,35 +99,16 @@ def _mutate(rng: random.Random, b: bytes) -> bytes:
     return bytes(m)
 
 
-def _register(db_url: str, *device_ids: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        for d in device_ids:
-            conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'temp_logger')", (d,))
-
-
-def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(query, params).fetchall()
-
-
 @pytest.fixture
 def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
     """One device-side connection, QoS 1, many messages in flight."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{_uid()}", protocol=mqtt.MQTTv5)
-    client.max_inflight_messages_set(500)
-    client.max_queued_messages_set(0)
-    client.connect(mqtt_broker.host, mqtt_broker.port)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
+    with publisher_on(mqtt_broker, inflight=500) as client:
+        yield client
 
 
 @pytest.fixture
 def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
-    svc = GatewayService(
-        db_url, mqtt_broker.host, mqtt_broker.port, client_id=f"gw-{_uid()}", shared_group=None
-    )
+    svc = gateway_service(db_url, mqtt_broker)
     svc.start()
     yield svc
     svc.stop()

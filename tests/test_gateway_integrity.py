@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,31 +13,19 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.settings import BrokerAddress
 from gateway import store
 from gateway.decode import Batch, RawMessage, Rejected, TelemetryBatch, decode
 from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
 from gateway.service import Decoder, GatewayService
+from tests.gateway_support import T0_MS, publisher_on
+from tests.gateway_support import gateway_service as _gateway
+from tests.gateway_support import register as _register
+from tests.gateway_support import rows as _rows
+from tests.gateway_support import uid as _uid
 
-T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SEQ_MAX = 2**53 - 1  # the largest seq the v1 schema allows
-
-
-def _uid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-def _register(db_url: str, *device_ids: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        for d in device_ids:
-            conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'temp_logger')", (d,))
-
-
-def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 def _telemetry(device: str, seq: int, values: list[float | None], t0_ms: int = T0_MS, boot: int = 1) -> bytes:
@@ -48,20 +35,12 @@ def _telemetry(device: str, seq: int, values: list[float | None], t0_ms: int = T
 
 @pytest.fixture
 def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{_uid()}", protocol=mqtt.MQTTv5)
-    client.connect(mqtt_broker.host, mqtt_broker.port)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
+    with publisher_on(mqtt_broker) as client:
+        yield client
 
 
 def _publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
     client.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
-
-
-def _gateway(db_url: str, broker: BrokerAddress, **kw: Any) -> GatewayService:
-    return GatewayService(db_url, broker.host, broker.port, client_id=f"gw-{_uid()}", shared_group=None, **kw)
 
 
 @pytest.fixture

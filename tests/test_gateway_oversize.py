@@ -7,13 +7,11 @@ import json
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
@@ -24,24 +22,14 @@ from coldchain.settings import BrokerAddress
 from gateway.limits import MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
 from gateway.service import GatewayService
 from gateway.spool import Spool
+from tests.gateway_support import T0_MS
+from tests.gateway_support import gateway_service as _gateway
+from tests.gateway_support import register as _register
+from tests.gateway_support import rows as _rows
+from tests.gateway_support import uid as _uid
 
-T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ROOT = Path(__file__).resolve().parents[1]
 MQTT_PACKET_TOO_LARGE = 149  # MQTT 5.0 reason code 0x95
-
-
-def _uid() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-def _register(db_url: str, device: str) -> None:
-    with psycopg.connect(db_url) as conn:
-        conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'temp_logger')", (device,))
-
-
-def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(db_url) as conn:
-        return conn.execute(query, params).fetchall()
 
 
 def _telemetry(device: str, seq: int) -> bytes:
@@ -60,10 +48,6 @@ def _poll(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> 
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
-
-
-def _gateway(db_url: str, broker: BrokerAddress, **kw: Any) -> GatewayService:
-    return GatewayService(db_url, broker.host, broker.port, client_id=f"gw-{_uid()}", shared_group=None, **kw)
 
 
 @pytest.fixture
