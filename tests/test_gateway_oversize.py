@@ -30,6 +30,7 @@ from tests.gateway_support import uid as _uid
 
 ROOT = Path(__file__).resolve().parents[1]
 MQTT_PACKET_TOO_LARGE = 149  # MQTT 5.0 reason code 0x95
+MQTT_CONNECTION_LOST = 128  # 0x80, unspecified error: what paho reports for a socket closed under it
 
 
 def _telemetry(device: str, seq: int) -> bytes:
@@ -95,7 +96,9 @@ def test_the_broker_refuses_a_packet_over_the_cap_and_the_gateway_goes_on(
     try:
         hostile.client.publish(topic, b"x" * (MAX_PACKET_BYTES + 1), qos=1)
         _poll(lambda: bool(hostile.disconnects), "the broker kept the publisher of an oversized packet")
-        assert hostile.disconnects[0] == MQTT_PACKET_TOO_LARGE
+        # Mosquitto sends DISCONNECT 0x95 and closes the socket; when the close reaches paho while it is
+        # still writing the payload, paho reports the lost connection (0x80) instead of the broker's code.
+        assert hostile.disconnects[0] in (MQTT_PACKET_TOO_LARGE, MQTT_CONNECTION_LOST)
     finally:
         hostile.close()
     good = _Publisher(mqtt_broker)
