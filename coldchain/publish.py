@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from gateway.credentials import LEDGER_CHECKPOINT_TOPIC
-from rules.alarms import SIGNATURE_HEADER, Webhook, sign
+from rules.alarms import Webhook, webhook_headers
 from traceability.checkpoint import Checkpoint, Sink
 
 # The value of X-Coldchain-Event on a checkpoint's webhook call (alarms send their lifecycle event there).
@@ -50,11 +50,7 @@ def webhook_sink(hooks: Sequence[Webhook], *, timeout_s: float = WEBHOOK_TIMEOUT
         failed = []
         with httpx.Client(timeout=timeout_s) as http:
             for hook in hooks:
-                headers = {
-                    "content-type": "application/json",
-                    SIGNATURE_HEADER: sign(hook.secret, body),
-                    "X-Coldchain-Event": WEBHOOK_EVENT,
-                }
+                headers = webhook_headers(hook.secret, body, WEBHOOK_EVENT)
                 try:
                     status = http.post(hook.url, content=body, headers=headers).status_code
                 except httpx.HTTPError as exc:

@@ -35,6 +35,7 @@ Conn = psycopg.Connection[Any]
 
 SEVERITIES = ("info", "warning", "critical")
 SIGNATURE_HEADER = "X-Coldchain-Signature"
+EVENT_HEADER = "X-Coldchain-Event"
 TOPIC_PREFIX = "cc/v1/alerts"
 
 
@@ -189,6 +190,11 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+def webhook_headers(secret: bytes, body: bytes, event: str) -> dict[str, str]:
+    """The headers of every webhook POST (alarms and ledger checkpoints): JSON, its signature, its event."""
+    return {"content-type": "application/json", SIGNATURE_HEADER: sign(secret, body), EVENT_HEADER: event}
+
+
 def alert_topic(severity: str, asset_id: str) -> str:
     return f"{TOPIC_PREFIX}/{severity}/{asset_id}"
 
@@ -266,11 +272,7 @@ class AlarmNotifier:
                 self.failed += 1
                 log.warning("alarms.mqtt_failed", alarm_id=alarm["alarm_id"], error=str(exc))
         for hook in self._webhooks:
-            headers = {
-                "content-type": "application/json",
-                SIGNATURE_HEADER: sign(hook.secret, body),
-                "X-Coldchain-Event": item["event"],
-            }
+            headers = webhook_headers(hook.secret, body, item["event"])
             for attempt in range(self._retries + 1):
                 try:
                     resp = http.post(hook.url, content=body, headers=headers)
