@@ -23,7 +23,7 @@ from coldchain.clicommon import ExitCode
 from coldchain.runtime import Services, mqtt_client
 from coldchain.settings import BrokerAddress
 from gateway.credentials import LEDGER_CHECKPOINT_TOPIC
-from rules.alarms import SIGNATURE_HEADER, sign
+from rules.alarms import EVENT_HEADER, SIGNATURE_HEADER, sign
 from tests.test_epcis_capture import as_url
 from tests.test_ledger_trust import _append
 from traceability import checkpoint, jsonfile
@@ -108,6 +108,7 @@ def test_checkpoint_goes_to_the_log_mqtt_and_webhooks(
     headers, body = received[0]
     assert json.loads(body) == {"event": "ledger.checkpoint", "checkpoint": logged[0]}
     assert headers[SIGNATURE_HEADER] == sign(SECRET.encode(), body)
+    assert headers[EVENT_HEADER] == "ledger.checkpoint"
 
 
 def test_a_failing_sink_stops_no_checkpoint(db_url: str, tmp_path: Path) -> None:
