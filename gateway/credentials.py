@@ -105,11 +105,6 @@ def acl_users(acl_file: Path) -> list[str]:
     return re.findall(r"^user (\S+)$", acl_file.read_text(), flags=re.MULTILINE)
 
 
-def acl_devices(acl_file: Path) -> list[str]:
-    """Users named in an ACL file, other than the stages."""
-    return [u for u in acl_users(acl_file) if u not in STAGE_ACL]
-
-
 def device_acl_block(device_id: str) -> str:
     check_username(device_id)
     return f"user {device_id}\ntopic write cc/v1/dev/{device_id}/#\ntopic read cc/v1/dev/{device_id}/status\n"

@@ -12,7 +12,7 @@ from gateway.credentials import (
     ACL_ALL_USERS,
     STAGE_ACL,
     STAGE_LOGINS_FILE,
-    acl_devices,
+    acl_users,
     ensure_stage_logins,
     verify_password,
 )
@@ -45,7 +45,7 @@ def test_stage_logins_are_generated_once_and_merged_into_an_existing_acl(tmp_pat
     assert text.startswith(OLDER_ACL), "every line already there is kept"
     assert ACL_ALL_USERS in text
     assert text.count("user gateway\n") == 1
-    assert acl_devices(acl) == ["dev-old"]
+    assert [u for u in acl_users(acl) if u not in STAGE_ACL] == ["dev-old"]
 
     assert ensure_stage_logins(passwd, acl) == logins, "kept, not regenerated"
     assert acl.read_text() == text
