@@ -7,14 +7,17 @@ import uuid
 
 import psycopg
 
-from coldchain.settings import BrokerAddress
+from coldchain.embedded import EmbeddedBroker
 from firmware_sim.scenario import REEFER, demo_world, run_demo
 from gateway.service import GatewayService
 
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def test_demo_lands_in_the_database(db_url: str, mqtt_broker: BrokerAddress) -> None:
+def test_demo_lands_in_the_database(db_url: str, private_broker: EmbeddedBroker) -> None:
+    # A broker of its own: the devices leave retained status messages (their Last Wills), which would
+    # reach every later gateway on a shared broker.
+    mqtt_broker = private_broker.address
     with psycopg.connect(db_url) as conn:
         for d in demo_world().devices:
             conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, %s)", (d.device_id, d.kind))
