@@ -4,7 +4,7 @@ Contract for every kernel: arrays are contiguous, 1-D, of equal length and sorte
 allowed); NaN in `v` is a dropout. Kernels return arrays of run indices (or per-run figures); they
 hold no objects, do no logging, datetimes or I/O, and never validate: `rules.engine` does that and
 turns indices into typed results. No fastmath (it would license numba to assume no NaN). Every kernel
-has a pure-Python oracle in tests/test_rules_kernels.py.
+has a pure-Python oracle in tests/rules/test_rules_kernels.py.
 
 Semantics decided here:
 - A reading is out of range when below `low` (or equal to it with an exclusive bound) or above `high`

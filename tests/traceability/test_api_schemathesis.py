@@ -9,7 +9,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.test_trace_multimodal import build
+from tests.traceability.test_trace_multimodal import build
 from traceability.api import ApiOptions, create_app, open_pools
 from traceability.auth import create_key
 

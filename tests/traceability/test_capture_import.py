@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 
 from coldchain.cli import app as cli_app
 from coldchain.clicommon import ExitCode
-from tests.test_epcis_capture import as_url
+from tests.traceability.test_epcis_capture import as_url
 from traceability.auth import create_key
 from traceability.epcis import iso_ms
 

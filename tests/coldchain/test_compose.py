@@ -16,7 +16,7 @@ import yaml
 
 from gateway.credentials import ACL_ALL_USERS, STAGE_ACL, acl_text, device_acl_block
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 MOSQUITTO = ROOT / "deploy" / "mosquitto"
 APP_IMAGE = "coldchain:0.1.0"

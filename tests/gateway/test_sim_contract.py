@@ -22,7 +22,7 @@ from firmware_sim.scenario import (
     plan_demo,
 )
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "gateway" / "schema"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "schema"
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 

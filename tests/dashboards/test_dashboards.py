@@ -17,7 +17,7 @@ import yaml
 
 from dashboards import build
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "dashboards" / "grafana" / "provisioning"
 FLEET_JSON = ROOT / "dashboards" / "grafana" / "dashboards" / "coldchain-fleet.json"
 

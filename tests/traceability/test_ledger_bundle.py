@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.test_epcis_capture import as_url
+from tests.traceability.test_epcis_capture import as_url
 from traceability import bundle, checkpoint, epcis, ledger, verify
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_epcis_capture import FIVE, _doc, _example_files
+from tests.traceability.test_epcis_capture import FIVE, _doc, _example_files
 from traceability import epcis
 from traceability.jcs import CanonicalizationError, canonical
 

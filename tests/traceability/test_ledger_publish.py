@@ -24,8 +24,8 @@ from coldchain.runtime import Services, mqtt_client
 from coldchain.settings import BrokerAddress
 from gateway.credentials import LEDGER_CHECKPOINT_TOPIC
 from rules.alarms import EVENT_HEADER, SIGNATURE_HEADER, sign
-from tests.test_epcis_capture import as_url
-from tests.test_ledger_trust import _append
+from tests.traceability.test_epcis_capture import as_url
+from tests.traceability.test_ledger_trust import _append
 from traceability import checkpoint, jsonfile
 
 SECRET = "webhook-secret"

@@ -10,7 +10,7 @@ import jsonschema
 from firmware_sim import encode
 from gateway.decode import EventBatch, TelemetryBatch, decode
 
-SCHEMA_DIR = Path(__file__).resolve().parents[1] / "gateway" / "schema"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "schema"
 S_MS = 1_767_225_600_000
 
 

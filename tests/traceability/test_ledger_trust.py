@@ -17,7 +17,7 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.test_epcis_capture import as_url
+from tests.traceability.test_epcis_capture import as_url
 from traceability import checkpoint, epcis, ledger, verify
 from traceability.eventhash import event_hash
 

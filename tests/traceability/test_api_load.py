@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from coldchain.embedded import free_port
-from tests.test_trace_worker import LOT, build_scenario
+from tests.traceability.test_trace_worker import LOT, build_scenario
 from traceability import checkpoint
 from traceability.auth import create_key
 from traceability.worker import LedgerWorker

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.test_epcis_capture import as_url
-from tests.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
+from tests.traceability.test_epcis_capture import as_url
+from tests.traceability.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
 from traceability.rederive import DERIVED_TABLES, rederive
 from traceability.trace import trace
 from traceability.verify import verify

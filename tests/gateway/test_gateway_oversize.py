@@ -28,7 +28,7 @@ from tests.gateway_support import register as _register
 from tests.gateway_support import rows as _rows
 from tests.gateway_support import uid as _uid
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MQTT_PACKET_TOO_LARGE = 149  # MQTT 5.0 reason code 0x95
 MQTT_CONNECTION_LOST = 128  # 0x80, unspecified error: what paho reports for a socket closed under it
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.test_trace_worker import LOT, SSCC, build_scenario
+from tests.traceability.test_trace_worker import LOT, SSCC, build_scenario
 from traceability import checkpoint
 from traceability.api import ApiOptions, create_app
 from traceability.auth import create_key
