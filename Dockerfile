@@ -20,6 +20,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
 # Then the project itself (the stage packages carry their SQL migrations as package data).
+COPY registry ./registry
 COPY coldchain ./coldchain
 COPY gateway ./gateway
 COPY rules ./rules

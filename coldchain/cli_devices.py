@@ -60,22 +60,12 @@ def register_device(database_url: str, device_id: str, kind: str, asset: str | N
     """Insert (or reactivate) the device row and open its mount on the asset."""
     import psycopg
 
+    from registry.store import enrol_device, get_asset, mount_device
+
     now = dt.datetime.now(dt.UTC)
     with psycopg.connect(database_url) as conn:
-        conn.execute(
-            "INSERT INTO device (device_id, kind) VALUES (%s, %s) "
-            "ON CONFLICT (device_id) DO UPDATE SET kind = EXCLUDED.kind, status = 'active'",
-            (device_id, kind),
-        )
+        enrol_device(conn, device_id, kind)
         if asset is not None:
-            found = conn.execute("SELECT 1 FROM asset WHERE asset_id = %s", (asset,)).fetchone()
-            if found is None:
+            if get_asset(conn, asset) is None:
                 raise typer.BadParameter(f"asset {asset!r} is not registered", param_hint="--asset")
-            conn.execute(
-                "UPDATE device_mount SET valid_to = %s WHERE device_id = %s AND valid_to IS NULL",
-                (now, device_id),
-            )
-            conn.execute(
-                "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
-                (device_id, asset, now),
-            )
+            mount_device(conn, device_id, asset, now)

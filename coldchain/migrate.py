@@ -9,8 +9,25 @@ from importlib import resources
 import psycopg
 
 # Stage order: each stage's tables may reference the stages upstream of it.
-STAGES: tuple[str, ...] = ("gateway", "rules", "traceability", "dashboards")
+STAGES: tuple[str, ...] = ("registry", "gateway", "rules", "traceability", "dashboards")
 TIMESCALE_SUFFIX = ".timescale.sql"
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A migration recorded under `old_key` (with `old_checksum`, its file as it was) before it moved."""
+
+    old_key: str
+    old_checksum: str
+
+
+# Migrations that moved to another stage, by their key now. A database that recorded the old key with
+# the old file's checksum has applied them: its record takes the new key and checksum, nothing re-runs.
+MOVED: dict[str, Moved] = {
+    "registry/0001_registry.sql": Moved(
+        "gateway/0001_registry.sql", "6e11b0367666464569809da934a127d79959799658ce819e23045e538a19ea6e"
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +85,16 @@ def migrate(conninfo: str) -> list[str]:
             done: dict[str, str] = dict(conn.execute("SELECT key, checksum FROM schema_migration").fetchall())
             timescale: bool | None = None
             for m in discover():
+                moved = MOVED.get(m.key)
+                if m.key not in done and moved is not None and moved.old_key in done:
+                    if done[moved.old_key] != moved.old_checksum:
+                        raise MigrationError(f"migration {moved.old_key} changed after it was applied")
+                    conn.execute(
+                        "UPDATE schema_migration SET key = %s, checksum = %s WHERE key = %s",
+                        (m.key, m.checksum, moved.old_key),
+                    )
+                    done[m.key] = m.checksum
+                    del done[moved.old_key]
                 if m.key in done:
                     if done[m.key] != m.checksum:
                         raise MigrationError(f"migration {m.key} changed after it was applied")

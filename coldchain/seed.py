@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, fields, is_dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import sql
+
+if TYPE_CHECKING:
+    from firmware_sim.scenario import World
 
 # The scenario's device time starts this long before now, so every reading is in the past.
 SCENARIO_LEAD_MS = 8 * 3600 * 1000
 _MINUTE_MS = 60_000
 
-# World attribute -> table, in foreign-key order.
-_TABLES: tuple[tuple[str, str], ...] = (
-    ("parties", "party"),
-    ("locations", "location"),
-    ("assets", "asset"),
-    ("devices", "device"),
-    ("mounts", "device_mount"),
-    ("read_points", "read_point"),
-    ("lots", "lot"),
-)
+# The reader configuration is the ledger stage's table; existing readers are kept.
+_INSERT_READ_POINT = """
+INSERT INTO read_point (device_id, read_point_id, biz_location, biz_step, disposition, custodian)
+VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"""
 
 
 def scenario_start_ms(now_ms: int | None = None) -> int:
@@ -30,49 +26,79 @@ def scenario_start_ms(now_ms: int | None = None) -> int:
     return (now - SCENARIO_LEAD_MS) // _MINUTE_MS * _MINUTE_MS
 
 
-def _columns(conn: psycopg.Connection[Any], table: str) -> list[str]:
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns"
-        " WHERE table_schema = current_schema() AND table_name = %s AND is_generated = 'NEVER'"
-        " AND identity_generation IS NULL ORDER BY ordinal_position",
-        (table,),
-    ).fetchall()
-    return [r[0] for r in rows]
-
-
-def _record(obj: Any) -> dict[str, Any]:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in fields(obj)}
-    return dict(asdict(obj))
-
-
-def insert_records(conn: psycopg.Connection[Any], table: str, records: list[Any], *, start_ms: int) -> int:
-    """Insert dataclass records whose field names are the table's columns; existing keys are kept.
-
-    Fields ending in `_offset_ms` are scenario-relative times and become the column without the suffix."""
-    cols = set(_columns(conn, table))
-    n = 0
-    for obj in records:
-        rec = _record(obj)
-        row: dict[str, Any] = {}
-        for key, value in rec.items():
-            if key.endswith("_offset_ms") and key.removesuffix("_offset_ms") in cols:
-                row[key.removesuffix("_offset_ms")] = None if value is None else _ts(start_ms + int(value))
-            elif key in cols:
-                row[key] = value
-        query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
-            sql.Identifier(table),
-            sql.SQL(", ").join(map(sql.Identifier, row)),
-            sql.SQL(", ").join(sql.Placeholder() * len(row)),
-        )
-        n += conn.execute(query, list(row.values())).rowcount
-    return n
-
-
-def _ts(ms: int) -> Any:
-    from datetime import UTC, datetime
-
+def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def register_world(conn: psycopg.Connection[Any], world: World, *, start_ms: int) -> None:
+    """Add the world's registry rows and read points in the caller's transaction; existing keys are kept.
+
+    Mount times are scenario-relative: `start_ms` plus each mount's offset."""
+    from registry import models
+    from registry.store import add_assets, add_devices, add_locations, add_lots, add_mounts, add_parties
+
+    add_parties(conn, (models.Party(p.party_id, p.name, p.role) for p in world.parties))
+    add_locations(
+        conn,
+        (
+            models.Location(x.location_id, x.name, x.kind, x.party_id, x.parent_location_id, x.lat, x.lon)
+            for x in world.locations
+        ),
+    )
+    add_assets(
+        conn,
+        (
+            models.Asset(
+                a.asset_id,
+                a.kind,
+                a.name,
+                epc=a.epc,
+                parent_asset_id=a.parent_asset_id,
+                operator_party_id=a.operator_party_id,
+                location_id=a.location_id,
+                product_class=a.product_class,
+                mode=a.mode,
+            )
+            for a in world.assets
+        ),
+    )
+    add_devices(
+        conn,
+        (models.Device(d.device_id, d.kind, accuracy_c=d.accuracy_c, status=d.status) for d in world.devices),
+    )
+    add_mounts(
+        conn,
+        (
+            models.Mount(
+                m.device_id,
+                m.asset_id,
+                _ts(start_ms + m.valid_from_offset_ms),
+                None if m.valid_to_offset_ms is None else _ts(start_ms + m.valid_to_offset_ms),
+            )
+            for m in world.mounts
+        ),
+    )
+    for r in world.read_points:
+        conn.execute(
+            _INSERT_READ_POINT,
+            (r.device_id, r.read_point_id, r.biz_location, r.biz_step, r.disposition, r.custodian),
+        )
+    add_lots(
+        conn,
+        (
+            models.Lot(
+                lot.lot_id,
+                lot.product_class,
+                gtin=lot.gtin,
+                batch=lot.batch,
+                description=lot.description,
+                origin_country=lot.origin_country,
+                hs_code=lot.hs_code,
+                bonded_status=lot.bonded_status,
+            )
+            for lot in world.lots
+        ),
+    )
 
 
 def seed_world(database_url: str, *, now_ms: int | None = None) -> int:
@@ -83,8 +109,7 @@ def seed_world(database_url: str, *, now_ms: int | None = None) -> int:
     world = demo_world()
     start_ms = scenario_start_ms(now_ms)
     with psycopg.connect(database_url) as conn:
-        for attr, table in _TABLES:
-            insert_records(conn, table, list(getattr(world, attr)), start_ms=start_ms)
+        register_world(conn, world, start_ms=start_ms)
         for packing in world.packings:
             append_packing(conn, packing, start_ms=start_ms)
         conn.commit()

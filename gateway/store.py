@@ -14,6 +14,7 @@ from psycopg import errors, sql
 
 from gateway.decode import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
 from gateway.limits import DEFAULT_LIMITS, IngestLimits
+from registry.store import device_statuses, ensure_series
 
 SeriesKey = tuple[str, str]  # (device_id, channel)
 SeriesCache = MutableMapping[SeriesKey, int]
@@ -105,16 +106,6 @@ JOIN rfid_read r
  AND r.time = timestamptz 'epoch' + s.t_ms * interval '1 millisecond'
 WHERE (r.antenna, r.rssi) IS DISTINCT FROM (s.antenna, s.rssi)
 ORDER BY s.msg, s.t_ms, s.epc"""
-
-SELECT_DEVICES: Final = "SELECT device_id, status FROM device WHERE device_id = ANY(%s)"
-
-INSERT_SERIES: Final = """
-INSERT INTO series (device_id, channel)
-SELECT d, c FROM unnest(%s::text[], %s::text[]) AS u(d, c)
-ON CONFLICT (device_id, channel) DO NOTHING"""
-SELECT_SERIES: Final = """
-SELECT s.series_id, s.device_id, s.channel
-FROM series s JOIN unnest(%s::text[], %s::text[]) AS u(d, c) ON s.device_id = u.d AND s.channel = u.c"""
 
 # Newest receive time wins: a Last Will carries the time of the connect that registered it,
 # so the device's own "t" cannot order status messages.
@@ -261,8 +252,7 @@ def write(
         decoded = [(raw, d) for raw, d in items if not isinstance(d, Rejected)]
         accepted: list[tuple[RawMessage, Batch]] = []
         if decoded:
-            cur.execute(SELECT_DEVICES, (sorted({b.device_id for _, b in decoded}),))
-            status_of: dict[str, str] = {row[0]: row[1] for row in cur.fetchall()}
+            status_of = device_statuses(cur, {b.device_id for _, b in decoded})
             for raw, b in decoded:
                 st = status_of.get(b.device_id)
                 if st is None:
@@ -381,15 +371,12 @@ def _resolve_series(
     """series_id of every (device, channel) in the batches, creating series rows as needed."""
     keys = {(b.device_id, ch) for b in batches for ch in set(b.channel)}
     found = {k: cache[k] for k in keys if k in cache}
-    missing = sorted(keys - found.keys())  # sorted: concurrent gateways lock new keys in one order
+    missing = keys - found.keys()
     if missing:
-        devices = [k[0] for k in missing]
-        channels = [k[1] for k in missing]
-        cur.execute(INSERT_SERIES, (devices, channels))
-        cur.execute(SELECT_SERIES, (devices, channels))
-        for series_id, device_id, channel in cur.fetchall():
-            found[(device_id, channel)] = series_id
-            learned[(device_id, channel)] = series_id
+        # The registry creates them in sorted order: concurrent gateways lock new keys in one order.
+        created = ensure_series(cur, missing)
+        found.update(created)
+        learned.update(created)
     return found
 
 

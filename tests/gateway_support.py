@@ -14,6 +14,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.settings import BrokerAddress
 from gateway.service import GatewayService
+from registry.models import Device
+from registry.store import add_devices
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -26,8 +28,7 @@ def uid() -> str:
 def register(db_url: str, *device_ids: str) -> None:
     """Register each id as an active temperature logger."""
     with psycopg.connect(db_url) as conn:
-        for d in device_ids:
-            conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'temp_logger')", (d,))
+        add_devices(conn, [Device(d, "temp_logger") for d in device_ids])
 
 
 def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:

@@ -9,6 +9,8 @@ from typing import Any
 import msgspec
 import psycopg
 
+import registry.store as registry
+from registry.models import Asset, Device, Mount
 from rules.models import LotVerdictPayload
 from rules.worker import RulesWorker
 
@@ -23,26 +25,16 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def add_asset(conn: Conn, asset_id: str, kind: str, product_class: str | None, mode: str) -> None:
-    conn.execute(
-        "INSERT INTO asset (asset_id, kind, name, product_class, mode) VALUES (%s, %s, %s, %s, %s)",
-        (asset_id, kind, asset_id, product_class, mode),
-    )
+    registry.add_assets(conn, [Asset(asset_id, kind, asset_id, product_class=product_class, mode=mode)])
 
 
 def add_device(conn: Conn, device_id: str, asset_id: str, kind: str = "temp_logger") -> None:
-    conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, %s)", (device_id, kind))
-    conn.execute(
-        "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
-        (device_id, asset_id, T0 - timedelta(days=1)),
-    )
+    registry.add_devices(conn, [Device(device_id, kind)])
+    registry.add_mounts(conn, [Mount(device_id, asset_id, T0 - timedelta(days=1))])
 
 
 def add_series(conn: Conn, device_id: str, channel: str) -> int:
-    row = conn.execute(
-        "INSERT INTO series (device_id, channel) VALUES (%s, %s) RETURNING series_id", (device_id, channel)
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return registry.ensure_series(conn, [(device_id, channel)])[(device_id, channel)]
 
 
 def add_readings(conn: Conn, series_id: int, points: Iterable[tuple[float, float | None]]) -> None:

@@ -87,13 +87,15 @@ def _fresh_db(server_url: str, devices: int) -> str:
 
     from coldchain.embedded import ensure_database
     from coldchain.migrate import migrate
+    from registry.models import Device
+    from registry.store import add_devices, ensure_series
 
     url = ensure_database(server_url, f"bench_{uuid.uuid4().hex[:8]}")
     migrate(url)
     with psycopg.connect(url) as conn:
         ids = [f"bench-{d:04d}" for d in range(devices)]
-        conn.execute("INSERT INTO device (device_id, kind) SELECT unnest(%s::text[]), 'temp_logger'", (ids,))
-        conn.execute("INSERT INTO series (device_id, channel) SELECT unnest(%s::text[]), 'temp'", (ids,))
+        add_devices(conn, [Device(d, "temp_logger") for d in ids])
+        ensure_series(conn, [(d, "temp") for d in ids])
     return url
 
 
@@ -110,11 +112,12 @@ def _copy_ceiling(url: str, devices: int, readings: int) -> float:
     import psycopg
 
     from gateway.store import COPY_HEADER, COPY_READING, COPY_TRAILER, reading_copy_rows
+    from registry.store import all_series
 
     per_device = readings // devices
     with psycopg.connect(url) as conn:
-        rows = conn.execute("SELECT series_id FROM series ORDER BY device_id").fetchall()
-        sid = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), per_device)
+        sids = [s.series_id for s in all_series(conn)]  # by device: one series each
+        sid = np.repeat(np.array(sids, dtype=np.int64), per_device)
         i = np.tile(np.arange(per_device, dtype=np.int64), devices)
         t = T0_MS + i * STEP_MS
         v = 2.0 + (i % 50) / 10
@@ -179,11 +182,13 @@ def _naive_run(server_url: str, host: str, port: int, devices: int, readings: in
     import psycopg
     from paho.mqtt.enums import CallbackAPIVersion
 
+    from registry.store import all_series
+
     url = _fresh_db(server_url, devices)
     items = _payloads(devices, readings, 1)
     expected = (readings // devices) * devices
     conn = psycopg.connect(url)
-    series: dict[str, int] = dict(conn.execute("SELECT device_id, series_id FROM series").fetchall())
+    series: dict[str, int] = {s.device_id: s.series_id for s in all_series(conn)}
 
     def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         doc = json.loads(msg.payload)

@@ -495,6 +495,8 @@ def steady_load_alarm_latencies(url: str, trucks: int = 20, minutes: int = 40) -
     the batch that raised it. Used by `bench rules` and by the slow end-to-end test."""
     import psycopg
 
+    from registry.models import Asset, Device, Mount
+    from registry.store import add_assets, add_devices, add_mounts, ensure_series
     from rules.worker import RulesWorker
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -502,22 +504,10 @@ def steady_load_alarm_latencies(url: str, trucks: int = 20, minutes: int = 40) -
         sids = []
         for k in range(trucks):
             asset, device = f"TRUCK-{k}", f"rc-{k}"
-            conn.execute(
-                "INSERT INTO asset (asset_id, kind, name, product_class, mode)"
-                " VALUES (%s, 'reefer_truck', %s, 'chilled', 'transport')",
-                (asset, asset),
-            )
-            conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'reefer_controller')", (device,))
-            conn.execute(
-                "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
-                (device, asset, t0 - timedelta(days=1)),
-            )
-            row = conn.execute(
-                "INSERT INTO series (device_id, channel) VALUES (%s, 'temp:1') RETURNING series_id",
-                (device,),
-            ).fetchone()
-            assert row is not None
-            sids.append(int(row[0]))
+            add_assets(conn, [Asset(asset, "reefer_truck", asset, product_class="chilled", mode="transport")])
+            add_devices(conn, [Device(device, "reefer_controller")])
+            add_mounts(conn, [Mount(device, asset, t0 - timedelta(days=1))])
+            sids.append(ensure_series(conn, [(device, "temp:1")])[(device, "temp:1")])
         stop = threading.Event()
         worker = RulesWorker(url)
         worker.start()

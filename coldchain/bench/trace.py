@@ -129,36 +129,36 @@ def _lot_events(n: int, container: str, start: datetime, prefix: str = "B") -> l
 
 
 def _registry(conn: psycopg.Connection[Any], containers: int, readings_per_container: int) -> None:
-    conn.execute(
-        "INSERT INTO party (party_id, name, role) VALUES (%s, 'Ocean line', 'carrier'),"
-        " (%s, 'Sea-rail operator', 'carrier'), (%s, 'Bonded cold store', 'cold_store')",
-        (LINE, RAILCO, STORE),
+    from registry.models import Asset, Device, Location, Mount, Party
+    from registry.store import add_assets, add_devices, add_locations, add_mounts, add_parties, ensure_series
+
+    add_parties(
+        conn,
+        [
+            Party(LINE, "Ocean line", "carrier"),
+            Party(RAILCO, "Sea-rail operator", "carrier"),
+            Party(STORE, "Bonded cold store", "cold_store"),
+        ],
     )
-    conn.execute(
-        "INSERT INTO location (location_id, name, kind) VALUES (%s, 'Port', 'port'),"
-        " (%s, 'Rail station', 'rail_station'), (%s, 'Bonded gate', 'bonded_zone'),"
-        " (%s, 'Bonded store', 'cold_store')",
-        (PORT, RAIL, GATE, BONDED_STORE),
+    add_locations(
+        conn,
+        [
+            Location(PORT, "Port", "port"),
+            Location(RAIL, "Rail station", "rail_station"),
+            Location(GATE, "Bonded gate", "bonded_zone"),
+            Location(BONDED_STORE, "Bonded store", "cold_store"),
+        ],
     )
     conn.execute(
         "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source)"
         " VALUES ('chilled', 'bench', '1', 'chilled', 0, 4, 'bench') ON CONFLICT DO NOTHING"
     )
-    with conn.cursor() as cur, cur.copy("COPY asset (asset_id, epc, kind, name, mode) FROM STDIN") as copy:
-        for i in range(containers):
-            number = _container(i)
-            copy.write_row(
-                (f"C-{number}", f"urn:epc:id:bic:{number}", "reefer_container", number, "transport")
-            )
-    conn.execute(
-        "INSERT INTO device (device_id, kind) SELECT 'rc-' || asset_id, 'reefer_controller' FROM asset"
-    )
-    conn.execute(
-        "INSERT INTO device_mount (device_id, asset_id, valid_from)"
-        " SELECT 'rc-' || asset_id, asset_id, %s FROM asset",
-        (T0 - timedelta(days=1),),
-    )
-    conn.execute("INSERT INTO series (device_id, channel) SELECT device_id, 'temp' FROM device")
+    numbers = [_container(i) for i in range(containers)]
+    assets = [Asset(f"C-{n}", "reefer_container", n, epc=f"urn:epc:id:bic:{n}") for n in numbers]
+    add_assets(conn, assets)
+    add_devices(conn, [Device(f"rc-{a.asset_id}", "reefer_controller") for a in assets])
+    add_mounts(conn, [Mount(f"rc-{a.asset_id}", a.asset_id, T0 - timedelta(days=1)) for a in assets])
+    ensure_series(conn, [(f"rc-{a.asset_id}", "temp") for a in assets])
     # Every 5 min from T0; 2 °C ± 1 with a 40-minute 9 °C excursion in every 500 readings.
     conn.execute(
         """

@@ -18,7 +18,7 @@ def test_import_contracts_hold() -> None:
 
 def test_every_module_opens_with_its_stage_and_job() -> None:
     missing = []
-    for pkg in ("coldchain", "gateway", "rules", "traceability", "firmware_sim", "dashboards"):
+    for pkg in ("registry", "coldchain", "gateway", "rules", "traceability", "firmware_sim", "dashboards"):
         for path in (ROOT / pkg).rglob("*.py"):
             first = path.read_text(encoding="utf-8").lstrip().splitlines()[:1]
             if not first or not first[0].startswith('"""'):

@@ -276,7 +276,8 @@ def test_dockerfile_and_dockerignore() -> None:
     assert re.search(r"pip install [^\n]*\buv==\d+\.\d+\.\d+", dockerfile)
     assert "uv sync --frozen --no-dev" in dockerfile
     assert 'ENTRYPOINT ["coldchain"]' in dockerfile
-    for package in ("coldchain", "gateway", "rules", "traceability", "firmware_sim", "dashboards"):
+    packages = ("registry", "coldchain", "gateway", "rules", "traceability", "firmware_sim", "dashboards")
+    for package in packages:
         assert f"COPY {package} " in dockerfile, package
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert {".git", ".venv", "tests"} <= set(ignored)

@@ -1,10 +1,13 @@
-"""Tests: migrations apply in stage order, are recorded, and are idempotent."""
+"""Tests: migrations apply in stage order, are recorded, are idempotent, and moved ones keep their record."""
 
 from __future__ import annotations
 
-import psycopg
+import hashlib
 
-from coldchain.migrate import discover, migrate
+import psycopg
+import pytest
+
+from coldchain.migrate import MOVED, Migration, MigrationError, discover, migrate
 
 
 def test_migrations_apply_once_and_are_recorded(empty_db_url: str) -> None:
@@ -21,5 +24,74 @@ def test_migrations_apply_once_and_are_recorded(empty_db_url: str) -> None:
 
 def test_stage_order_is_upstream_first() -> None:
     stages = [m.stage for m in discover()]
-    order = ["gateway", "rules", "traceability", "dashboards"]
+    order = ["registry", "gateway", "rules", "traceability", "dashboards"]
     assert stages == sorted(stages, key=order.index)
+    assert stages[0] == "registry", "the registry is the bottom layer: every stage's tables may reference it"
+
+
+# The registry's migration as the gateway stage shipped it, before it moved to the registry stage.
+OLD_KEY = "gateway/0001_registry.sql"
+OLD_HEADER = (
+    "-- Stage 1 (ingest): registry of parties, locations, assets, devices, time-versioned mounts and lots.\n"
+)
+
+
+def _registry_migration() -> Migration:
+    (m,) = [m for m in discover() if m.key == "registry/0001_registry.sql"]
+    return m
+
+
+def _old_registry_sql() -> str:
+    return OLD_HEADER + _registry_migration().sql.split("\n", 1)[1]
+
+
+def _record_old_layout(url: str, checksum: str) -> None:
+    """A database migrated before the move: the registry's tables exist, recorded under the gateway's key."""
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migration (key text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(_old_registry_sql().encode())
+        conn.execute("INSERT INTO schema_migration (key, checksum) VALUES (%s, %s)", (OLD_KEY, checksum))
+
+
+def test_the_moved_registry_migration_is_the_file_the_gateway_shipped() -> None:
+    old = _old_registry_sql()
+    assert hashlib.sha256(old.encode()).hexdigest() == MOVED["registry/0001_registry.sql"].old_checksum
+    assert MOVED["registry/0001_registry.sql"].old_key == OLD_KEY
+
+
+def test_a_database_of_the_old_key_layout_migrates_cleanly(empty_db_url: str) -> None:
+    _record_old_layout(empty_db_url, hashlib.sha256(_old_registry_sql().encode()).hexdigest())
+    applied = migrate(empty_db_url)
+    assert "registry/0001_registry.sql" not in applied, "the registry's tables are not created twice"
+    assert "gateway/0002_telemetry.sql" in applied
+    assert migrate(empty_db_url) == []
+    with psycopg.connect(empty_db_url) as conn:
+        recorded = dict(conn.execute("SELECT key, checksum FROM schema_migration").fetchall())
+    assert OLD_KEY not in recorded
+    assert recorded["registry/0001_registry.sql"] == _registry_migration().checksum
+    fresh = {m.key for m in discover() if not m.timescale_only}
+    assert set(recorded) == fresh, "the old database records what a fresh one does"
+
+
+def test_a_fully_migrated_old_database_applies_nothing(empty_db_url: str) -> None:
+    migrate(empty_db_url)
+    old_checksum = MOVED["registry/0001_registry.sql"].old_checksum
+    with psycopg.connect(empty_db_url) as conn:
+        conn.execute(
+            "UPDATE schema_migration SET key = %s, checksum = %s WHERE key = 'registry/0001_registry.sql'",
+            (OLD_KEY, old_checksum),
+        )
+    assert migrate(empty_db_url) == []
+    with psycopg.connect(empty_db_url) as conn:
+        keys = {r[0] for r in conn.execute("SELECT key FROM schema_migration")}
+    assert "registry/0001_registry.sql" in keys
+    assert OLD_KEY not in keys
+
+
+def test_an_old_record_with_another_checksum_is_refused(empty_db_url: str) -> None:
+    _record_old_layout(empty_db_url, "0" * 64)
+    with pytest.raises(MigrationError, match=OLD_KEY):
+        migrate(empty_db_url)

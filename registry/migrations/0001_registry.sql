@@ -1,4 +1,4 @@
--- Stage 1 (ingest): registry of parties, locations, assets, devices, time-versioned mounts and lots.
+-- Stage 0½, reference data: parties, locations, assets, devices, time-versioned mounts, series and lots.
 CREATE TABLE party (
     party_id   text PRIMARY KEY,               -- GLN or internal code
     name       text NOT NULL,
