@@ -11,9 +11,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
-from coldchain.settings import BrokerAddress
-from gateway.service import GatewayService
+from gateway.config import BrokerAddress, GatewayConfig
+from gateway.pipeline import Decoder, GatewayService
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -35,9 +36,33 @@ def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
-def gateway_service(db_url: str, broker: BrokerAddress, **kw: Any) -> GatewayService:
+def gateway_config(
+    db_url: str,
+    broker: BrokerAddress,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    mqtt5: bool | None = None,
+    **kw: Any,
+) -> GatewayConfig:
+    """The config of a gateway on `broker`, as this test's login (`username`, `password`) and protocol."""
+    update: dict[str, Any] = {}
+    if username is not None:
+        update["username"] = username
+    if password is not None:
+        update["password"] = SecretStr(password)
+    if mqtt5 is not None:
+        update["mqtt5"] = mqtt5
+    return GatewayConfig(database_url=db_url, broker=broker.model_copy(update=update), **kw)
+
+
+def gateway_service(
+    db_url: str, broker: BrokerAddress, *, decoder: Decoder | None = None, **kw: Any
+) -> GatewayService:
     """A gateway of this test's own (its own client id, no shared subscription), not started."""
-    return GatewayService(db_url, broker.host, broker.port, client_id=f"gw-{uid()}", shared_group=None, **kw)
+    kw.setdefault("client_id", f"gw-{uid()}")
+    kw.setdefault("shared_group", None)
+    return GatewayService(gateway_config(db_url, broker, **kw), decoder=decoder)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ import psycopg
 
 from coldchain.embedded import EmbeddedBroker
 from firmware_sim.scenario import REEFER, demo_world, run_demo
-from gateway.service import GatewayService
+from gateway.pipeline import GatewayService
+from tests.gateway_support import gateway_config
 
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -23,11 +24,12 @@ def test_demo_lands_in_the_database(db_url: str, private_broker: EmbeddedBroker)
             conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, %s)", (d.device_id, d.kind))
     # A shared subscription gets no retained messages: only what this run publishes arrives.
     gw = GatewayService(
-        db_url,
-        mqtt_broker.host,
-        mqtt_broker.port,
-        client_id=f"gw-{uuid.uuid4().hex[:8]}",
-        shared_group=f"g{uuid.uuid4().hex[:8]}",
+        gateway_config(
+            db_url,
+            mqtt_broker,
+            client_id=f"gw-{uuid.uuid4().hex[:8]}",
+            shared_group=f"g{uuid.uuid4().hex[:8]}",
+        )
     )
     gw.start()
     try:

@@ -26,7 +26,8 @@ from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres
 from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress
 from gateway.credentials import GATEWAY_USER, ensure_stage_logins
-from gateway.service import GatewayService
+from gateway.pipeline import GatewayService
+from tests.gateway_support import gateway_config
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 READINGS_PER_MESSAGE = 10
@@ -381,9 +382,7 @@ def test_fuzz_10000_hostile_payloads_all_dead_lettered(
 ) -> None:
     dev, other = f"fz-{_uid()}", f"fz-{_uid()}"
     _register(db_url, dev, other)
-    gw = GatewayService(
-        db_url, mqtt_broker.host, mqtt_broker.port, client_id=f"gw-{_uid()}", shared_group=None
-    )
+    gw = GatewayService(gateway_config(db_url, mqtt_broker, client_id=f"gw-{_uid()}", shared_group=None))
     gw.start()
     try:
         rng = random.Random(20260101)

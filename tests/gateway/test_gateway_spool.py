@@ -11,9 +11,11 @@ import psycopg
 
 from coldchain.settings import BrokerAddress
 from gateway import store
-from gateway.decode import RawMessage, decode
-from gateway.service import GatewayService
+from gateway.decode import decode
+from gateway.models import RawMessage
+from gateway.pipeline import GatewayService
 from gateway.spool import Spool
+from tests.gateway_support import gateway_config
 
 T0_MS = 1_767_225_600_000
 
@@ -67,8 +69,10 @@ def test_replay_after_crash_mid_replay_stores_nothing_twice(
             spool_mark=(seg.name, 0),
         )
     svc = GatewayService(
-        db_url, mqtt_broker.host, mqtt_broker.port, client_id=f"gw-{uuid.uuid4().hex[:8]}",
-        shared_group=None, spool_dir=server_tmp / "spool",
+        gateway_config(
+            db_url, mqtt_broker, client_id=f"gw-{uuid.uuid4().hex[:8]}", shared_group=None,
+            spool_dir=server_tmp / "spool",
+        )
     )  # fmt: skip
     svc.start()
     try:
