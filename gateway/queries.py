@@ -191,10 +191,12 @@ WHERE (device_id, boot) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
 ORDER BY device_id, boot FOR UPDATE"""
 
 # Spool replay: which records of a spool segment are already in the database (same transaction as them).
+# records counts the applying transactions: exactly upto + 1 unless a record was applied twice.
 SELECT_SPOOL_MARK: Final = "SELECT upto FROM gateway_spool_applied WHERE segment = %s"
 UPSERT_SPOOL_MARK: Final = """
-INSERT INTO gateway_spool_applied (segment, upto) VALUES (%s, %s)
+INSERT INTO gateway_spool_applied (segment, upto, records) VALUES (%s, %s, 1)
 ON CONFLICT (segment) DO UPDATE SET upto = GREATEST(gateway_spool_applied.upto, EXCLUDED.upto),
+                                    records = gateway_spool_applied.records + 1,
                                     applied_at = now()"""
 
 # Which conflicting messages are already dead letters (a redelivery: no second dead letter, and its
