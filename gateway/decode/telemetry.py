@@ -112,6 +112,14 @@ def _range_of(ch: str) -> tuple[float, float, bool]:
     return r
 
 
+def _time_or_bad(t: int | str) -> int:
+    """The time in ms, or one outside the device-time range when it cannot be read (reported in order)."""
+    try:
+        return parse_time_ms(t)
+    except RejectError:
+        return MIN_DEVICE_T_MS - 1
+
+
 def decode_fast(payload: bytes, topic_device: str, received_at_ms: int) -> TelemetryBatch | Rejected | None:
     """The fast path: a well-formed message decoded without per-field Python; None: take the schema path."""
     try:
@@ -133,18 +141,12 @@ def _fast(payload: bytes, topic_device: str, received_at_ms: int) -> TelemetryBa
     ts = [r.t for r in rs]
     try:
         t_arr = np.array(ts, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        ts = [parse_time_ms(t) for t in ts]  # RFC 3339 strings among them
-        t_arr = np.array(ts, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):  # RFC 3339 strings among them
+        t_arr = np.array([_time_or_bad(t) for t in ts], dtype=np.int64)
     bad_t = (t_arr < MIN_DEVICE_T_MS) | (t_arr >= MAX_DEVICE_T_MS)
-    if bad_t.any():
-        parse_time_ms(ts[int(np.argmax(bad_t))])  # raises with the exact reason
     channel = [r.ch for r in rs]
     value = [r.v for r in rs]
     v_arr = np.array(value, dtype=np.float64)  # None -> NaN (JSON itself has no NaN)
-    if np.isinf(v_arr).any():
-        i = int(np.argmax(np.isinf(v_arr)))
-        raise RejectError("out_of_range", f"readings[{i}] ({channel[i]}): value is not finite")
     uniq = set(channel)
     lo: Any
     hi: Any
@@ -157,11 +159,17 @@ def _fast(payload: bytes, topic_device: str, received_at_ms: int) -> TelemetryBa
         hi = np.array([per[c][1] for c in channel])
         binary = np.array([per[c][2] for c in channel])
     with np.errstate(invalid="ignore"):
-        bad = (v_arr < lo) | (v_arr > hi)
+        bad_v = (v_arr < lo) | (v_arr > hi)  # infinities too
         if np.any(binary):
-            bad |= binary & ~np.isnan(v_arr) & (v_arr != 0.0) & (v_arr != 1.0)
+            bad_v |= binary & ~np.isnan(v_arr) & (v_arr != 0.0) & (v_arr != 1.0)
+    bad = bad_t | bad_v
     if bad.any():
+        # The first bad reading, its time before its value: the reason the schema path gives.
         i = int(np.argmax(bad))
+        if bad_t[i]:
+            parse_time_ms(ts[i])  # raises with the exact reason
+        if np.isinf(v_arr[i]):
+            raise RejectError("out_of_range", f"readings[{i}] ({channel[i]}): value is not finite")
         lo_i, hi_i, _ = _range_of(channel[i])
         raise RejectError(
             "out_of_range", f"readings[{i}] ({channel[i]}): {value[i]!r} outside {lo_i:g}..{hi_i:g}"
