@@ -136,6 +136,7 @@ def run(
             checkpoint_key=settings.home / LEDGER_KEY_FILE,
             gateway_limits=gateway_limits(settings),
             api_options=api_options(settings),
+            settings=settings,
         )
         try:
             services.start()

@@ -415,10 +415,14 @@ class Services:
         stage_brokers: Mapping[str, BrokerAddress] | None = None,
         gateway_limits: IngestLimits | None = None,
         api_options: ApiOptions | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.database_url = database_url
         # What the settings say (runtime.gateway_limits / runtime.api_options); None: the defaults.
         self.gateway_limits = gateway_limits
+        # With settings, the gateway is configured from them (GatewayConfig.from_settings), as `python -m
+        # gateway` is; the database, broker and spool directory are still this runtime's.
+        self.settings = settings
         self.api_options = api_options
         self.broker = broker
         # Each stage's own login on the broker (Stack.stage_brokers); a stage not named uses `broker`.
@@ -503,8 +507,15 @@ class Services:
                 gw_broker = self._broker_for("gateway")
                 if gw_broker is None:
                     raise RuntimeError("the gateway needs a broker")
-                gw = GatewayService(
-                    GatewayConfig(
+                if self.settings is not None:
+                    config = GatewayConfig.from_settings(
+                        self.settings,
+                        database_url=self.database_url,
+                        broker=gw_broker,
+                        spool_dir=self.spool_dir,
+                    )
+                else:
+                    config = GatewayConfig(
                         database_url=self.database_url,
                         broker=gw_broker,
                         client_id=self.gateway_client_id,
@@ -516,7 +527,7 @@ class Services:
                         metrics_host=self.metrics_host,
                         limits=self.gateway_limits or DEFAULT_LIMITS,
                     )
-                )
+                gw = GatewayService(config)
                 self.gateway = gw
                 self._start(gw)
             if "api" in self.stages:
