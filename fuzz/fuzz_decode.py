@@ -1,4 +1,4 @@
-"""Stage 1, ingest: the atheris coverage-guided fuzz target of the gateway's decoders (docs/fuzzing.md)."""
+"""Stage 1 (ingest): the atheris coverage-guided fuzz target of the gateway's decoders (docs/fuzzing.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Tests: what the gateway tests share: registered loggers, rows read back, a gateway and a publisher on
-the real broker."""
+"""Tests: what the gateway tests share: gateways, publishers and exactly-once checks on real services."""
 
 from __future__ import annotations
 
