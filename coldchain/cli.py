@@ -106,7 +106,7 @@ def run(
 ) -> None:
     """Run stages of the house until Ctrl-C / SIGTERM (each compose service runs one)."""
     from coldchain.runtime import STAGES, Services, api_options, gateway_limits, open_stack
-    from gateway.service import GatewayAuthError
+    from gateway.mqtt import GatewayAuthError
     from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     chosen = tuple(STAGES) if not stages or "all" in stages else tuple(stages)
@@ -136,6 +136,7 @@ def run(
             checkpoint_key=settings.home / LEDGER_KEY_FILE,
             gateway_limits=gateway_limits(settings),
             api_options=api_options(settings),
+            settings=settings,
         )
         try:
             services.start()

@@ -343,11 +343,7 @@ def api_options(settings: Settings) -> ApiOptions:
 
 def gateway_limits(settings: Settings) -> IngestLimits:
     """The gateway's limits from the settings."""
-    return IngestLimits(
-        max_payload_bytes=settings.gateway_max_payload_bytes,
-        dead_letter_prefix_bytes=settings.gateway_dead_letter_prefix_bytes,
-        seq_jump_max=settings.gateway_seq_jump_max,
-    )
+    return settings.gateway_limits()
 
 
 class _ApiServer:
@@ -419,10 +415,14 @@ class Services:
         stage_brokers: Mapping[str, BrokerAddress] | None = None,
         gateway_limits: IngestLimits | None = None,
         api_options: ApiOptions | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.database_url = database_url
         # What the settings say (runtime.gateway_limits / runtime.api_options); None: the defaults.
         self.gateway_limits = gateway_limits
+        # With settings, the gateway is configured from them (GatewayConfig.from_settings), as `python -m
+        # gateway` is; the database, broker and spool directory are still this runtime's.
+        self.settings = settings
         self.api_options = api_options
         self.broker = broker
         # Each stage's own login on the broker (Stack.stage_brokers); a stage not named uses `broker`.
@@ -501,27 +501,33 @@ class Services:
                         cp_worker.after_stop.append(_closer(cp_client))
                     self._start(cp_worker)
             if "gateway" in self.stages:
-                from gateway.service import GatewayService
+                from gateway.config import GatewayConfig
+                from gateway.pipeline import GatewayService
 
                 gw_broker = self._broker_for("gateway")
                 if gw_broker is None:
                     raise RuntimeError("the gateway needs a broker")
-                gw = GatewayService(
-                    self.database_url,
-                    gw_broker.host,
-                    gw_broker.port,
-                    username=gw_broker.username,
-                    password=gw_broker.password.get_secret_value() if gw_broker.password else None,
-                    client_id=self.gateway_client_id,
-                    # amqtt speaks MQTT 3.1.1: no shared subscriptions there.
-                    mqtt5=gw_broker.mqtt5,
-                    shared_group="gateways" if gw_broker.mqtt5 else None,
-                    # While the database is down, batches are spooled here and acknowledged.
-                    spool_dir=self.spool_dir,
-                    metrics_port=self.metrics_port or None,
-                    metrics_host=self.metrics_host,
-                    limits=self.gateway_limits or DEFAULT_LIMITS,
-                )
+                if self.settings is not None:
+                    config = GatewayConfig.from_settings(
+                        self.settings,
+                        database_url=self.database_url,
+                        broker=gw_broker,
+                        spool_dir=self.spool_dir,
+                    )
+                else:
+                    config = GatewayConfig(
+                        database_url=self.database_url,
+                        broker=gw_broker,
+                        client_id=self.gateway_client_id,
+                        # amqtt speaks MQTT 3.1.1: no shared subscriptions there.
+                        shared_group="gateways" if gw_broker.mqtt5 else None,
+                        # While the database is down, batches are spooled here and acknowledged.
+                        spool_dir=self.spool_dir,
+                        metrics_port=self.metrics_port or None,
+                        metrics_host=self.metrics_host,
+                        limits=self.gateway_limits or DEFAULT_LIMITS,
+                    )
+                gw = GatewayService(config)
                 self.gateway = gw
                 self._start(gw)
             if "api" in self.stages:

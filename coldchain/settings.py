@@ -8,57 +8,24 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import unquote, urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, SEQ_JUMP_MAX
+# The broker address type is the gateway's (gateway.config); the system's settings use it as theirs.
+from gateway.config import BrokerAddress as BrokerAddress
+from gateway.config import GatewaySettings
 from traceability import limits as tl
 
 
-class BrokerAddress(BaseModel):
-    """Where an MQTT broker listens, and the credentials to use there."""
+class Settings(GatewaySettings):
+    """Every setting of the system: the gateway's own (gateway.config.GatewaySettings) and the others.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str
-    port: int = Field(ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: bool = False
-    # MQTT 5 (shared subscriptions, session expiry) unless the broker only speaks 3.1.1 (amqtt).
-    mqtt5: bool = True
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"broker URL scheme must be mqtt:// or mqtts://, got {parts.scheme!r}")
-        if not parts.hostname:
-            raise ValueError("broker URL has no host")
-        tls = parts.scheme in ("mqtts", "ssl")
-        return cls(
-            host=parts.hostname,
-            port=parts.port or (8883 if tls else 1883),
-            username=unquote(parts.username) if parts.username else None,
-            password=SecretStr(unquote(parts.password)) if parts.password else None,
-            tls=tls,
-        )
-
-    def url(self) -> str:
-        scheme = "mqtts" if self.tls else "mqtt"
-        return f"{scheme}://{self.host}:{self.port}"
-
-
-class Settings(BaseSettings):
-    """Every setting of the system. Unset database/broker URLs mean: start private embedded ones."""
+    Unset database/broker URLs mean: start private embedded ones."""
 
     model_config = SettingsConfigDict(env_prefix="COLDCHAIN_", frozen=True, extra="forbid")
 
-    database_url: SecretStr | None = None
-    broker_url: str | None = None
     home: Path = Path(".coldchain")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -68,18 +35,6 @@ class Settings(BaseSettings):
     # NoDecode: the validator below parses the JSON, so malformed text is a validation error naming the key.
     alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_webhook_secret: SecretStr | None = None
-    # Prometheus /metrics of the gateway (0 = off); 9108 sits beside the usual exporter ports.
-    gateway_metrics_port: int = Field(default=9108, ge=0, le=65535)
-    gateway_metrics_host: str = "127.0.0.1"
-    # Each gateway replica needs its own client id (the broker keeps one session per id).
-    gateway_client_id: str = Field(default="coldchain-gateway", pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    # ---- gateway: ingest limits (defaults and their reasons in gateway/limits.py)
-    # Payloads larger than this are dead-lettered unread (payload_too_large); 256 MiB is MQTT's own cap.
-    gateway_max_payload_bytes: int = Field(default=MAX_PAYLOAD_BYTES, ge=1, le=268_435_455)
-    # A dead letter keeps this many leading bytes of its payload, with the whole length and sha256.
-    gateway_dead_letter_prefix_bytes: int = Field(default=DEAD_LETTER_PREFIX_BYTES, ge=0)
-    # A (boot, seq) jump beyond this many readings is a device anomaly, not missing readings.
-    gateway_seq_jump_max: int = Field(default=SEQ_JUMP_MAX, ge=1)
 
     # ---- API and capture: limits (defaults and their reasons in traceability/limits.py)
     # Requests served at once, one database connection each; the others wait, then get a 503.
@@ -98,20 +53,6 @@ class Settings(BaseSettings):
     )
     capture_time_floor: AwareDatetime = tl.CAPTURE_TIME_FLOOR
 
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not v.get_secret_value().startswith(("postgresql://", "postgres://")):
-            raise ValueError("must be a postgresql:// URL")
-        return v
-
-    @field_validator("broker_url")
-    @classmethod
-    def _check_broker_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            BrokerAddress.parse(v)
-        return v
-
     @field_validator("alert_webhooks", mode="before")
     @classmethod
     def _parse_webhooks(cls, v: object) -> object:
@@ -129,9 +70,6 @@ class Settings(BaseSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"webhook URL must be http(s): {url!r}")
         return v
-
-    def broker(self) -> BrokerAddress | None:
-        return BrokerAddress.parse(self.broker_url) if self.broker_url else None
 
 
 _WEBHOOKS_EXAMPLE = '["https://ops.example/hooks/cold"]'

@@ -1,4 +1,4 @@
-"""Stage 1, ingest: the atheris coverage-guided fuzz target of the gateway's decoders (docs/fuzzing.md)."""
+"""Stage 1 (ingest): the atheris coverage-guided fuzz target of the gateway's decoders (docs/fuzzing.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from gateway.decode import DECODER_FAILED, KINDS, Batch, Rejected, decode
+    from gateway.decode import DECODER_FAILED, decode
+    from gateway.models import KINDS, Batch, Rejected
 
 # Device times in the corpus lie in 2026; the receive time only sets the clock-ahead flag.
 RECEIVED_AT_MS = 1_767_225_600_000

@@ -1,1 +1,1 @@
-"""Stage 1, ingest: MQTT gateway that decodes, validates and stores device telemetry."""
+"""Stage 1 (ingest): MQTT gateway that decodes, validates and stores device telemetry."""

@@ -1,66 +1,77 @@
-"""Stage 1, ingest: `python -m gateway` runs one gateway process until SIGTERM/SIGINT (drains, exits 0)."""
+"""Stage 1 (ingest): `python -m gateway` runs one gateway from COLDCHAIN_* settings until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 
-from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, SEQ_JUMP_MAX, IngestLimits
-from gateway.service import GatewayAuthError, GatewayError, GatewayService
+from pydantic import ValidationError
+
+from gateway.config import GatewayConfig, GatewaySettings
+from gateway.mqtt import GatewayAuthError, GatewayError
+from gateway.pipeline import GatewayService
 
 EXIT_AUTH = 3  # the broker refused our credentials: restarting will not help
+EXIT_USAGE = 2  # the settings are wrong: restarting will not help either
+
+USAGE = """usage: python -m gateway
+
+Runs one gateway (MQTT -> PostgreSQL) until SIGTERM or SIGINT, then drains and exits 0. It takes no
+arguments: every setting comes from the environment, as for `coldchain run gateway`:
+
+  COLDCHAIN_DATABASE_URL            postgresql://... (required)
+  COLDCHAIN_BROKER_URL              mqtt://user@host:port (required)
+  COLDCHAIN_BROKER_PASSWORD_FILE    a file holding the broker password (never put it on argv)
+  COLDCHAIN_GATEWAY_CLIENT_ID       the broker session's client id (one per replica)
+  COLDCHAIN_GATEWAY_SHARED_GROUP    shared-subscription group ("" for a plain subscription)
+  COLDCHAIN_GATEWAY_SPOOL_DIR       spool here while the database is down
+  COLDCHAIN_GATEWAY_METRICS_PORT    Prometheus /metrics (0: off)
+  COLDCHAIN_GATEWAY_MAX_BATCH, COLDCHAIN_GATEWAY_WRITERS, COLDCHAIN_GATEWAY_MAX_PAYLOAD_BYTES,
+  COLDCHAIN_GATEWAY_DEAD_LETTER_PREFIX_BYTES, COLDCHAIN_GATEWAY_SEQ_JUMP_MAX"""
+
+
+def _config() -> GatewayConfig:
+    """The config the environment gives; SystemExit(EXIT_USAGE) naming the problem when it is wrong."""
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])} (COLDCHAIN_{str(e['loc'][0]).upper()}): {e['msg']}"
+            for e in exc.errors()
+        ]
+        print("gateway: invalid settings: " + "; ".join(problems), file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    try:
+        return GatewayConfig.from_settings(settings)
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else "not readable as UTF-8 text"
+        print(
+            f"gateway: COLDCHAIN_BROKER_PASSWORD_FILE {settings.broker_password_file}: {reason}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE) from None
+    except ValueError as e:
+        print(f"gateway: {e}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
-    ap.add_argument("--db", required=True, help="PostgreSQL conninfo / URL")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=1883)
-    ap.add_argument("--username")
-    # The password is read from a file (e.g. a mounted secret, mode 0600), never taken on argv, where any
-    # local user sees it in the process list.
-    ap.add_argument("--password-file", type=Path, help="file holding the broker password (one line)")
-    ap.add_argument("--client-id", default="coldchain-gateway")
-    ap.add_argument("--shared-group", default="gateways", help="'' for a plain subscription")
-    ap.add_argument("--spool-dir", type=Path)
-    ap.add_argument("--metrics-port", type=int)
-    ap.add_argument("--max-batch", type=int, default=500)
-    ap.add_argument("--writers", type=int, default=2, help="writer threads (database connections)")
-    ap.add_argument("--max-payload-bytes", type=int, default=MAX_PAYLOAD_BYTES)
-    ap.add_argument("--dead-letter-prefix-bytes", type=int, default=DEAD_LETTER_PREFIX_BYTES)
-    ap.add_argument("--seq-jump-max", type=int, default=SEQ_JUMP_MAX)
-    args = ap.parse_args(argv)
-    password = None
-    if args.password_file is not None:
-        try:
-            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else "not readable as UTF-8 text"
-            ap.error(f"--password-file {args.password_file}: {reason}")
+    args = sys.argv[1:] if argv is None else argv
+    if args:
+        if args[0] in ("-h", "--help"):
+            print(USAGE)
+            return 0
+        print(
+            f"{USAGE}\n\ngateway: takes no arguments (got {args[0]!r}): use the settings above",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    config = _config()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    svc = GatewayService(
-        args.db,
-        args.host,
-        args.port,
-        username=args.username,
-        password=password,
-        client_id=args.client_id,
-        shared_group=args.shared_group or None,
-        spool_dir=args.spool_dir,
-        metrics_port=args.metrics_port,
-        max_batch=args.max_batch,
-        writers=args.writers,
-        limits=IngestLimits(
-            max_payload_bytes=args.max_payload_bytes,
-            dead_letter_prefix_bytes=args.dead_letter_prefix_bytes,
-            seq_jump_max=args.seq_jump_max,
-        ),
-    )
+    svc = GatewayService(config)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -1,4 +1,4 @@
-"""Stage 1, ingest: device broker credentials: Mosquitto password-file entries and the per-device ACL."""
+"""Stage 1 (ingest): device broker credentials: Mosquitto password-file entries and the per-device ACL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 1, ingest: the gateway's configurable limits and their defaults, defined once (no I/O)."""
+"""Stage 1 (ingest): the gateway's configurable limits and their defaults, defined once (no I/O)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ SEQ_JUMP_MAX: Final = 1_000_000
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class IngestLimits:
-    """The limits one gateway applies (settings gateway_max_payload_bytes, ... in coldchain/settings.py)."""
+    """The limits one gateway applies (settings gateway_max_payload_bytes, ... in gateway/config.py)."""
 
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     dead_letter_prefix_bytes: int = DEAD_LETTER_PREFIX_BYTES

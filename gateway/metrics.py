@@ -1,12 +1,15 @@
-"""Stage 1, ingest: the gateway's Prometheus metrics (one registry per service; no per-device labels)."""
+"""Stage 1 (ingest): the gateway's bookkeeping: Prometheus metrics and the counters stats() returns."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+
+from gateway.store import WriteResult
 
 # Batch sizes: one message up to a full batch of 500 messages of 50 readings.
 _BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 25_000, 50_000)
@@ -14,10 +17,31 @@ _BATCH_BUCKETS = (1, 5, 10, 50, 100, 500, 1_000, 5_000, 10_000, 25_000, 50_000)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+# The counters of GatewayService.stats(), each kept beside its Prometheus metric.
+STAT_NAMES: Final = (
+    "messages",
+    "readings_written",
+    "rfid_written",
+    "status_updates",
+    "dead_letters",
+    "ingest_batches",
+    "batches_committed",
+    "reconnects",
+    "events_written",
+    "spooled_messages",
+    "replayed_messages",
+    "seq_gaps",
+    "seq_anomalies",
+)
+
+
 class GatewayMetrics:
-    """Counters, gauges and histograms of one GatewayService, in a registry of its own."""
+    """Counters, gauges and histograms of one gateway, in a registry of its own (no per-device labels),
+    and the plain counters of stats(): both move together, in one method per event."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         p = "coldchain_gateway_"
@@ -67,8 +91,53 @@ class GatewayMetrics:
         self._last_commit = time.monotonic()
         self.seconds_since_commit.set_function(lambda: time.monotonic() - self._last_commit)
 
-    def committed(self) -> None:
+    def stats(self) -> dict[str, int]:
+        """A copy of the plain counters."""
+        with self._lock:
+            return dict(self._stats)
+
+    def received(self) -> None:
+        """One message came in from the broker."""
+        with self._lock:
+            self._stats["messages"] += 1
+        self.messages_received.inc()
+
+    def reconnected(self) -> None:
+        with self._lock:
+            self._stats["reconnects"] += 1
+        self.reconnects.inc()
+
+    def spooled(self, messages: int) -> None:
+        with self._lock:
+            self._stats["spooled_messages"] += messages
+        self.spooled_messages.inc(messages)
+
+    def wrote(self, result: WriteResult, replayed: int = 0) -> None:
+        """One transaction committed what `result` says (`replayed`: messages of it from the spool)."""
         self._last_commit = time.monotonic()
+        self.messages_written.inc(result.messages)
+        self.readings_received.inc(result.readings_received)
+        self.readings_written.inc(result.readings_written)
+        self.rfid_written.inc(result.rfid_written)
+        self.events_written.inc(result.events_written)
+        self.sequence_gaps.inc(result.seq_gaps)
+        self.sequence_anomalies.inc(result.seq_anomalies)
+        self.batch_messages.observe(result.messages)
+        self.batch_readings.observe(result.readings_received)
+        for reason, n in result.dead_reasons.items():
+            self.dead_letters.labels(reason=reason).inc(n)
+        with self._lock:
+            st = self._stats
+            st["readings_written"] += result.readings_written
+            st["rfid_written"] += result.rfid_written
+            st["events_written"] += result.events_written
+            st["status_updates"] += result.status_updates
+            st["dead_letters"] += result.dead_letters
+            st["ingest_batches"] += result.ingest_batches
+            st["seq_gaps"] += result.seq_gaps
+            st["seq_anomalies"] += result.seq_anomalies
+            st["replayed_messages"] += replayed
+            st["batches_committed"] += 1
 
     def bind(self, queue_depth: Callable[[], float], spool_bytes: Callable[[], float]) -> None:
         self.queue_depth.set_function(queue_depth)

@@ -1,7 +1,8 @@
-"""Stage 1, ingest: the on-disk spool (fsynced, append-only) holding batches while the DB is down."""
+"""Stage 1 (ingest): the fsynced, append-only spool holding batches while the DB is down; its replay."""
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import time
@@ -9,11 +10,13 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 import msgspec
 
-from gateway.decode import RawMessage
+from gateway.models import RawMessage
+
+log = logging.getLogger(__name__)
 
 SUFFIX: Final = ".spool"
 # Record: big-endian uint32 payload length, uint32 CRC-32 of the payload, then the payload
@@ -137,3 +140,33 @@ class Spool:
         path.unlink()
         _fsync_dir(self.directory)
         self._bytes = max(0, self._bytes - size)
+
+
+class ReplaySink(Protocol):
+    """Where a replay puts the spooled records: the database, each record with its mark."""
+
+    def applied_upto(self, segment: str) -> int:
+        """The highest record index of `segment` already committed (-1: none)."""
+
+    def apply(self, raws: list[RawMessage], mark: tuple[str, int]) -> None:
+        """Commit one record's messages with its mark (segment, index) in the same transaction."""
+
+
+def replay(spool: Spool, sink: ReplaySink) -> int:
+    """Replay every segment into `sink`, oldest first, each record exactly once; return records applied.
+
+    A record at or below its segment's applied mark committed before a crash and is skipped; a segment is
+    removed once every record of it is applied. Whatever `sink` raises (the database lost) ends the
+    replay where it stands: the next one starts from the marks."""
+    applied = 0
+    spool.close_current()
+    for path in spool.segments():
+        upto = sink.applied_upto(path.name)
+        for index, raws in Spool.read(path):
+            if index <= upto:
+                continue  # committed before a crash: never twice
+            sink.apply(raws, (path.name, index))
+            applied += 1
+        spool.remove(path)
+        log.info("gateway: replayed spool segment %s", path.name)
+    return applied

@@ -1,8 +1,7 @@
-"""Stage 1, ingest: query module and COPY writer that stores decoded batches in one transaction."""
+"""Stage 1 (ingest): the writer: stores decoded batches in one transaction each (COPY fast path)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, MutableMapping, Sequence
 from itertools import chain
 from typing import Any, Final, LiteralString
@@ -10,194 +9,38 @@ from typing import Any, Final, LiteralString
 import msgspec
 import numpy as np
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors
 
-from gateway.decode import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
 from gateway.limits import DEFAULT_LIMITS, IngestLimits
+from gateway.models import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
+from gateway.queries import (
+    CONFLICTING_DUPLICATE,
+    COPY_READING,
+    COPY_STAGE_READING,
+    COPY_STAGE_RFID,
+    CREATE_STAGE_READING,
+    CREATE_STAGE_RFID,
+    INSERT_DEAD_LETTER,
+    INSERT_EVENTS,
+    INSERT_READINGS,
+    INSERT_RFID,
+    INSERT_TELEMETRY_OUTBOX,
+    SELECT_CONFLICT_SEEN,
+    SELECT_EVENT_CONFLICTS,
+    SELECT_READING_CONFLICTS,
+    SELECT_RFID_CONFLICTS,
+    STAGE_READING_TYPES,
+    STAGE_RFID_TYPES,
+    UPSERT_SPOOL_MARK,
+    UPSERT_STATUS,
+    pg_text,
+    ts,
+)
+from gateway.sequence import update_seq
 from registry.store import device_statuses, ensure_series
 
 SeriesKey = tuple[str, str]  # (device_id, channel)
 SeriesCache = MutableMapping[SeriesKey, int]
-
-_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-# Staging tables live per connection; ON COMMIT DELETE ROWS empties them at every commit.
-# msg: the index of the reading's message in the transaction, to name it in a conflict's dead letter.
-CREATE_STAGE_READING: Final = """
-CREATE TEMP TABLE IF NOT EXISTS stage_reading (
-    t_ms bigint NOT NULL, series_id bigint NOT NULL, value double precision,
-    received_ms bigint NOT NULL, flags smallint NOT NULL, msg integer NOT NULL
-) ON COMMIT DELETE ROWS"""
-COPY_STAGE_READING: Final = (
-    "COPY stage_reading (t_ms, series_id, value, received_ms, flags, msg) FROM STDIN (FORMAT BINARY)"
-)
-STAGE_READING_TYPES: Final = ["int8", "int8", "float8", "int8", "int2", "int4"]
-
-# Move staged readings in (duplicates of redelivered messages are dropped by the unique key) and
-# write the outbox row for the rules workers over what was actually inserted.
-INSERT_READINGS: Final = """
-WITH ins AS (
-    INSERT INTO reading (time, series_id, value, received_at, flags)
-    SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', series_id, value,
-           timestamptz 'epoch' + received_ms * interval '1 millisecond', flags
-    FROM stage_reading
-    ORDER BY msg  -- of two values for one (series, time) in a transaction, the earlier message's stays
-    ON CONFLICT (series_id, time) DO NOTHING
-    RETURNING series_id, time
-), agg AS (
-    SELECT count(*) AS n, array_agg(DISTINCT series_id) AS series_ids, min(time) AS t_min, max(time) AS t_max
-    FROM ins
-), outbox AS (
-    INSERT INTO ingest_batch (kind, series_ids, t_min, t_max)
-    SELECT 'telemetry', series_ids, t_min, t_max FROM agg WHERE n > 0
-    RETURNING batch_id
-)
-SELECT i.series_id, (extract(epoch FROM i.time) * 1000)::bigint, (SELECT count(*) FROM outbox) FROM ins i"""
-
-# After INSERT_READINGS, in its transaction: staged readings whose (series, time) holds another value. The
-# row stored first stays (a sensor value is never corrected); a staged row that was inserted matches
-# itself. Runs only on the staging path, which a COPY without any duplicate never takes.
-SELECT_READING_CONFLICTS: Final = """
-SELECT s.msg, s.series_id, s.t_ms, r.value, s.value
-FROM stage_reading s
-JOIN reading r
-  ON r.series_id = s.series_id AND r.time = timestamptz 'epoch' + s.t_ms * interval '1 millisecond'
-WHERE r.value IS DISTINCT FROM s.value
-ORDER BY s.msg, s.t_ms, s.series_id"""
-CONFLICTING_DUPLICATE: Final = "conflicting_duplicate"
-
-CREATE_STAGE_RFID: Final = """
-CREATE TEMP TABLE IF NOT EXISTS stage_rfid (
-    t_ms bigint NOT NULL, device_id text NOT NULL, epc text NOT NULL, antenna integer,
-    rssi double precision, received_ms bigint NOT NULL, msg integer NOT NULL
-) ON COMMIT DELETE ROWS"""
-COPY_STAGE_RFID: Final = (
-    "COPY stage_rfid (t_ms, device_id, epc, antenna, rssi, received_ms, msg) FROM STDIN (FORMAT BINARY)"
-)
-STAGE_RFID_TYPES: Final = ["int8", "text", "text", "int4", "float8", "int8", "int4"]
-
-INSERT_RFID: Final = """
-WITH ins AS (
-    INSERT INTO rfid_read (time, device_id, epc, antenna, rssi, received_at)
-    SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', device_id, epc, antenna, rssi,
-           timestamptz 'epoch' + received_ms * interval '1 millisecond'
-    FROM stage_rfid
-    ORDER BY msg  -- of two reads of one (reader, epc, time) in a transaction, the earlier message's stays
-    ON CONFLICT (device_id, epc, time) DO NOTHING
-    RETURNING device_id, epc, time
-), agg AS (
-    SELECT count(*) AS n, array_agg(DISTINCT device_id) AS device_ids, min(time) AS t_min, max(time) AS t_max
-    FROM ins
-), outbox AS (
-    INSERT INTO ingest_batch (kind, device_ids, t_min, t_max)
-    SELECT 'rfid', device_ids, t_min, t_max FROM agg WHERE n > 0
-    RETURNING batch_id
-)
-SELECT i.device_id, i.epc, (extract(epoch FROM i.time) * 1000)::bigint, (SELECT count(*) FROM outbox)
-FROM ins i"""
-
-# After INSERT_RFID, when fewer reads went in than were staged: staged reads whose (reader, epc, time)
-# holds another antenna or rssi (the read stored first stays, as a sensor value does).
-SELECT_RFID_CONFLICTS: Final = """
-SELECT s.msg, s.epc, s.t_ms, r.antenna, r.rssi, s.antenna, s.rssi
-FROM stage_rfid s
-JOIN rfid_read r
-  ON r.device_id = s.device_id AND r.epc = s.epc
- AND r.time = timestamptz 'epoch' + s.t_ms * interval '1 millisecond'
-WHERE (r.antenna, r.rssi) IS DISTINCT FROM (s.antenna, s.rssi)
-ORDER BY s.msg, s.t_ms, s.epc"""
-
-# Newest receive time wins: a Last Will carries the time of the connect that registered it,
-# so the device's own "t" cannot order status messages.
-UPSERT_STATUS: Final = """
-INSERT INTO device_status (device_id, status, updated_at) VALUES (%s, %s, %s)
-ON CONFLICT (device_id) DO UPDATE SET status = EXCLUDED.status, updated_at = EXCLUDED.updated_at
-WHERE device_status.updated_at <= EXCLUDED.updated_at"""
-
-# Readings produced but never received, per (device, boot): next_seq is one past the highest seq counted,
-# received counts readings received (stored, or refused as conflicting duplicates; a redelivered duplicate
-# adds nothing, a late one fills its gap), skipped counts seq numbers passed over by confirmed jumps beyond
-# the plausible window (device_anomaly), so missing = next_seq - received - skipped stays exact whatever
-# order messages arrive in (several gateways sharing a subscription interleave them). A boot's seq starts
-# at 0. jump_seq/jump_next/jump_received: the pending jump (see _SeqState). The row is locked (SELECT_SEQ)
-# before it is computed, so the UPDATE writes absolute values.
-INSERT_SEQ_ROWS: Final = """
-INSERT INTO device_seq (device_id, boot, next_seq)
-SELECT d, b, 0 FROM unnest(%s::text[], %s::bigint[]) AS u(d, b) ORDER BY d, b
-ON CONFLICT (device_id, boot) DO NOTHING"""
-UPDATE_SEQ: Final = """
-UPDATE device_seq s SET next_seq = u.n, received = u.r, skipped = u.k, missing = u.m,
-                        jump_seq = u.js, jump_next = u.jn, jump_received = u.jr
-FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
-            %s::bigint[], %s::bigint[], %s::bigint[]) AS u(d, b, n, r, k, m, js, jn, jr)
-WHERE s.device_id = u.d AND s.boot = u.b"""
-INSERT_SEQ_ANOMALY: Final = """
-INSERT INTO device_anomaly (device_id, boot, kind, received_at, expected_seq, seq, skipped, topic)
-VALUES (%s, %s, 'seq_jump', %s, %s, %s, %s, %s)"""
-
-INSERT_EVENTS: Final = """
-WITH ins AS (
-    INSERT INTO device_event (time, device_id, kind, value, received_at)
-    SELECT timestamptz 'epoch' + t_ms * interval '1 millisecond', d, k, v::jsonb,
-           timestamptz 'epoch' + rx * interval '1 millisecond'
-    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[])
-         AS u(t_ms, d, k, v, rx, msg)
-    ORDER BY msg  -- of two events at one (device, kind, time) in a transaction, the earlier message's stays
-    ON CONFLICT (device_id, kind, time) DO NOTHING
-    RETURNING device_id, time
-), agg AS (
-    SELECT count(*) AS n, array_agg(DISTINCT device_id) AS device_ids, min(time) AS t_min, max(time) AS t_max
-    FROM ins
-), outbox AS (
-    INSERT INTO ingest_batch (kind, device_ids, t_min, t_max)
-    SELECT 'event', device_ids, t_min, t_max FROM agg WHERE n > 0
-    RETURNING batch_id
-)
-SELECT agg.n, (SELECT count(*) FROM outbox) FROM agg"""
-
-# After INSERT_EVENTS (same parameters), when fewer events went in than were sent: events whose
-# (device, kind, time) holds another value (the event stored first stays).
-SELECT_EVENT_CONFLICTS: Final = """
-SELECT u.msg, u.k, u.t_ms, e.value::text, u.v
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[])
-     AS u(t_ms, d, k, v, rx, msg)
-JOIN device_event e
-  ON e.device_id = u.d AND e.kind = u.k AND e.time = timestamptz 'epoch' + u.t_ms * interval '1 millisecond'
-WHERE e.value IS DISTINCT FROM u.v::jsonb
-ORDER BY u.msg, u.t_ms, u.k"""
-
-# Fast path: one binary COPY straight into `reading`. A unique violation (a redelivered message) rolls
-# back to the savepoint and the batch takes the staging path, whose ON CONFLICT absorbs duplicates.
-COPY_READING: Final = "COPY reading (time, series_id, value, received_at, flags) FROM STDIN (FORMAT BINARY)"
-INSERT_TELEMETRY_OUTBOX: Final = """
-INSERT INTO ingest_batch (kind, series_ids, t_min, t_max)
-VALUES ('telemetry', %s, timestamptz 'epoch' + %s * interval '1 millisecond',
-        timestamptz 'epoch' + %s * interval '1 millisecond')"""
-
-# Rows locked in key order (the sort sits below the row locks), so concurrent gateways cannot deadlock.
-SELECT_SEQ: Final = """
-SELECT device_id, boot, next_seq, received, skipped, missing, jump_seq, jump_next, jump_received
-FROM device_seq
-WHERE (device_id, boot) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))
-ORDER BY device_id, boot FOR UPDATE"""
-
-# Spool replay: which records of a spool segment are already in the database (same transaction as them).
-SELECT_SPOOL_MARK: Final = "SELECT upto FROM gateway_spool_applied WHERE segment = %s"
-UPSERT_SPOOL_MARK: Final = """
-INSERT INTO gateway_spool_applied (segment, upto) VALUES (%s, %s)
-ON CONFLICT (segment) DO UPDATE SET upto = GREATEST(gateway_spool_applied.upto, EXCLUDED.upto),
-                                    applied_at = now()"""
-
-# Which conflicting messages are already dead letters (a redelivery: no second dead letter, and its
-# readings are not received twice). The reason is a literal so the partial index (0009) serves it.
-SELECT_CONFLICT_SEEN: Final = sql.SQL("""
-SELECT DISTINCT d.topic, d.payload_sha256
-FROM dead_letter d JOIN unnest(%s::text[], %s::bytea[]) AS u(topic, sha) ON d.payload_sha256 = u.sha
-WHERE d.reason = {reason} AND d.topic = u.topic""").format(reason=sql.Literal(CONFLICTING_DUPLICATE))
-
-INSERT_DEAD_LETTER: Final = """
-INSERT INTO dead_letter (received_at, topic, payload, payload_bytes, payload_sha256, reason, detail)
-VALUES (%s, %s, %s, %s, %s, %s, %s)"""
 
 
 class WriteResult(msgspec.Struct, kw_only=True):
@@ -222,11 +65,6 @@ class WriteResult(msgspec.Struct, kw_only=True):
                     self.dead_reasons[k] = self.dead_reasons.get(k, 0) + v
             else:
                 setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-def ts(t_ms: int) -> dt.datetime:
-    """Epoch ms as an aware UTC datetime (exact: integer microseconds)."""
-    return _EPOCH + dt.timedelta(milliseconds=t_ms)
 
 
 def write(
@@ -294,7 +132,7 @@ def write(
             # Received, not stored: its seq numbers are no gap.
             stored[id(b)] = stored.get(id(b), 0) + c.items
             dead.append((raw, CONFLICTING_DUPLICATE, c.detail))
-        result.seq_gaps, result.seq_anomalies = _update_seq(
+        result.seq_gaps, result.seq_anomalies = update_seq(
             cur,
             [
                 (raw, b)
@@ -315,12 +153,12 @@ def write(
                 [
                     (
                         ts(raw.received_at_ms),
-                        _text(raw.topic),
+                        pg_text(raw.topic),
                         raw.payload[:prefix],
                         raw.payload_bytes(),
                         raw.payload_sha256(),
                         reason,
-                        _text(detail),
+                        pg_text(detail),
                     )
                     for raw, reason, detail in dead
                 ],
@@ -346,7 +184,7 @@ def _first_conflicts(
     already a dead letter, in the database or earlier in this transaction."""
     if not found:
         return []
-    keys = [(_text(raw.topic), raw.payload_sha256()) for raw, _, _ in found]
+    keys = [(pg_text(raw.topic), raw.payload_sha256()) for raw, _, _ in found]
     cur.execute(SELECT_CONFLICT_SEEN, ([k[0] for k in keys], [k[1] for k in keys]))
     seen = {(str(t), bytes(h)) for t, h in cur.fetchall()}
     first = []
@@ -355,11 +193,6 @@ def _first_conflicts(
             seen.add(key)
             first.append(item)
     return first
-
-
-def _text(s: str) -> str:
-    """PostgreSQL text cannot hold NUL: keep it visible, escaped."""
-    return s.replace("\x00", "\\x00")
 
 
 def _resolve_series(
@@ -543,7 +376,7 @@ def _write_events(
     cols: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for i, b in enumerate(batches):
         for t, k, v in zip(b.t_ms, b.event_kind, b.value_json, strict=True):
-            for col, x in zip(cols, (t, b.device_id, k, _text(v), b.received_at_ms, i), strict=True):
+            for col, x in zip(cols, (t, b.device_id, k, pg_text(v), b.received_at_ms, i), strict=True):
                 col.append(x)
     n, outbox = _counts_params(cur, INSERT_EVENTS, cols)
     if n < len(cols[0]):  # some were at a stored key: a redelivery, or another value
@@ -605,101 +438,3 @@ def _write_status(cur: psycopg.Cursor[Any], batches: Sequence[StatusBatch]) -> i
     rows = [(d, b.status, ts(b.received_at_ms)) for d, b in sorted(latest.items())]
     cur.executemany(UPSERT_STATUS, rows)
     return len(rows)
-
-
-class _SeqState(msgspec.Struct):
-    """device_seq of one (device, boot) while a transaction computes it.
-
-    Rule for a jump: a message whose seq lies more than seq_jump_max beyond next_seq is a device anomaly
-    (a device_anomaly row); its readings are stored, but it moves nothing here: it becomes the pending
-    jump (jump_seq .. jump_next, its readings received in jump_received), so one stray seq (2**53-1, say)
-    cannot lift next_seq above the device's real messages and switch gap counting off. A later message
-    within seq_jump_max of the pending jump's range (above or below it, not the jump message itself)
-    confirms it: the device really rebased. The count then re-bases onto the jump: the seq numbers from
-    next_seq up to the lower of the two are skipped (not missing), next_seq moves past both and their
-    readings count as received. A further jump beyond both windows replaces the pending one (its
-    readings are stored but never counted); a message within next_seq's window counts as usual."""
-
-    next_seq: int
-    received: int
-    skipped: int
-    jump_seq: int | None
-    jump_next: int | None
-    jump_received: int
-
-
-def _update_seq(
-    cur: psycopg.Cursor[Any],
-    batches: Sequence[tuple[RawMessage, TelemetryBatch | RfidBatch]],
-    stored: dict[int, int],
-    seq_jump_max: int,
-) -> tuple[int, int]:
-    """Count (boot, seq) per device; return (readings newly known as missing, seq jumps recorded).
-
-    `stored` gives each message's readings received (see _SeqState for the rule of a jump)."""
-    if not batches:
-        return 0, 0
-    by_key: dict[tuple[str, int], list[tuple[RawMessage, TelemetryBatch | RfidBatch]]] = {}
-    for raw, b in batches:
-        by_key.setdefault((b.device_id, b.boot), []).append((raw, b))
-    keys = sorted(by_key)
-    devices, boots = [k[0] for k in keys], [k[1] for k in keys]
-    cur.execute(SELECT_SEQ, (devices, boots))
-    rows = cur.fetchall()
-    if len(rows) < len(keys):  # a new (device, boot): create its row, then lock it like the others
-        cur.execute(INSERT_SEQ_ROWS, (devices, boots))
-        cur.execute(SELECT_SEQ, (devices, boots))
-        rows = cur.fetchall()
-    old = {
-        (str(d), int(b)): (_SeqState(int(n), int(r), int(k), js, jn, int(jr)), int(m))
-        for d, b, n, r, k, m, js, jn, jr in rows
-    }
-    gaps = 0
-    anomalies: list[tuple[Any, ...]] = []
-    cols: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [], [])
-    for key in keys:
-        st, m_old = old[key]
-        for raw, b in sorted(by_key[key], key=lambda rb: rb[1].seq):  # per message, in seq order
-            got = stored.get(id(b), 0)
-            end = b.seq + len(b)
-            if b.seq - st.next_seq <= seq_jump_max:
-                st.next_seq = max(st.next_seq, end)
-                st.received += got
-            elif st.jump_seq is not None and st.jump_next is not None and b.seq == st.jump_seq:
-                st.jump_next = max(st.jump_next, end)  # the pending jump message again (redelivered)
-                st.jump_received += got
-            elif (
-                st.jump_seq is not None
-                and st.jump_next is not None
-                and b.seq - st.jump_next <= seq_jump_max
-                and st.jump_seq - end <= seq_jump_max
-            ):  # confirms the pending jump: re-base onto it
-                st.skipped += min(st.jump_seq, b.seq) - st.next_seq
-                st.next_seq = max(st.jump_next, end)
-                st.received += st.jump_received + got
-                st.jump_seq, st.jump_next, st.jump_received = None, None, 0
-            else:
-                anomalies.append(
-                    (
-                        b.device_id,
-                        b.boot,
-                        ts(raw.received_at_ms),
-                        st.next_seq,
-                        b.seq,
-                        b.seq - st.next_seq,
-                        _text(raw.topic),
-                    )
-                )
-                st.jump_seq, st.jump_next, st.jump_received = b.seq, end, got
-        m_new = max(st.next_seq - st.received - st.skipped, 0)
-        gaps += max(m_new - m_old, 0)
-        for col, x in zip(
-            cols,
-            (*key, st.next_seq, st.received, st.skipped, m_new, st.jump_seq, st.jump_next, st.jump_received),
-            strict=True,
-        ):
-            col.append(x)
-    if anomalies:
-        cur.executemany(INSERT_SEQ_ANOMALY, anomalies)
-    cur.execute(UPDATE_SEQ, cols)
-    return gaps, len(anomalies)

@@ -111,7 +111,8 @@ def _wait_count(url: str, expected: int, timeout_s: float, poll_s: float = 0.02)
 def _copy_ceiling(url: str, devices: int, readings: int) -> float:
     import psycopg
 
-    from gateway.store import COPY_HEADER, COPY_READING, COPY_TRAILER, reading_copy_rows
+    from gateway.queries import COPY_READING
+    from gateway.store import COPY_HEADER, COPY_TRAILER, reading_copy_rows
     from registry.store import all_series
 
     per_device = readings // devices
@@ -140,19 +141,21 @@ def _gateway_run(
     max_batch: int,
     writers: int = 2,
 ) -> dict[str, float]:
-    from gateway.service import GatewayService
+    from gateway.config import BrokerAddress, GatewayConfig
+    from gateway.pipeline import GatewayService
 
     url = _fresh_db(server_url, devices)
     items = _payloads(devices, readings, per_message)
     expected = (readings // devices) * devices
     gw = GatewayService(
-        url,
-        host,
-        port,
-        client_id=f"bench-gw-{uuid.uuid4().hex[:6]}",
-        shared_group=None,
-        max_batch=max_batch,
-        writers=writers,
+        GatewayConfig(
+            database_url=url,
+            broker=BrokerAddress(host=host, port=port),
+            client_id=f"bench-gw-{uuid.uuid4().hex[:6]}",
+            shared_group=None,
+            max_batch=max_batch,
+            writers=writers,
+        )
     )
     gw.start()
     try:

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 from coldchain.cli import app
 from coldchain.embedded import EmbeddedBroker
 from gateway.credentials import hash_password, set_password, verify_password
-from gateway.service import GatewayService
+from gateway.pipeline import GatewayService
+from tests.gateway_support import gateway_config
 
 T0_MS = 1_767_225_600_000
 
@@ -84,7 +85,7 @@ def test_device_cannot_publish_as_another_and_strangers_cannot_connect(
     )
     broker.start()
     gw = GatewayService(
-        db_url, "127.0.0.1", broker.port, username="gateway", password="gw-pw", client_id="gw-auth"
+        gateway_config(db_url, broker.address, username="gateway", password="gw-pw", client_id="gw-auth")
     )
     try:
         gw.start()

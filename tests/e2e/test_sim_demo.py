@@ -9,7 +9,8 @@ import psycopg
 
 from coldchain.embedded import EmbeddedBroker
 from firmware_sim.scenario import REEFER, demo_world, run_demo
-from gateway.service import GatewayService
+from gateway.pipeline import GatewayService
+from tests.gateway_support import assert_one_outbox_row_per_transaction, gateway_config
 
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -23,11 +24,12 @@ def test_demo_lands_in_the_database(db_url: str, private_broker: EmbeddedBroker)
             conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, %s)", (d.device_id, d.kind))
     # A shared subscription gets no retained messages: only what this run publishes arrives.
     gw = GatewayService(
-        db_url,
-        mqtt_broker.host,
-        mqtt_broker.port,
-        client_id=f"gw-{uuid.uuid4().hex[:8]}",
-        shared_group=f"g{uuid.uuid4().hex[:8]}",
+        gateway_config(
+            db_url,
+            mqtt_broker,
+            client_id=f"gw-{uuid.uuid4().hex[:8]}",
+            shared_group=f"g{uuid.uuid4().hex[:8]}",
+        )
     )
     gw.start()
     try:
@@ -60,5 +62,12 @@ def test_demo_lands_in_the_database(db_url: str, private_broker: EmbeddedBroker)
         assert reasons == ["device_mismatch", "malformed_json", "schema", "unknown_device"]
         seq = conn.execute("SELECT missing FROM device_seq WHERE device_id = %s", (REEFER,)).fetchone()
         assert seq == (280,)
+        # Counted once each: what the (boot, seq) accounting received is what was stored, and the gaps
+        # are next_seq - received - skipped unclamped (a reading counted twice would lower them).
+        received = conn.execute(
+            "SELECT sum(received), sum(next_seq - received - skipped), sum(missing) FROM device_seq"
+        ).fetchone()
+        assert received == (report.readings_published + report.rfid_reads, 280, 280)
+        assert_one_outbox_row_per_transaction(conn)
         statuses = conn.execute("SELECT DISTINCT status FROM device_status").fetchall()
         assert statuses == [("offline",)]

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from gateway.decode import EventBatch, Rejected, TelemetryBatch, decode
-from gateway.epc import EpcError, decode_hex, encode_sgtin96, encode_sscc96
+from gateway.decode import decode
+from gateway.decode.epc import EpcError, decode_hex, encode_sgtin96, encode_sscc96
+from gateway.models import EventBatch, Rejected, TelemetryBatch
 
 T0_MS = 1_767_225_600_000
 T0_S = T0_MS // 1000

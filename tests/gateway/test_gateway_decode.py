@@ -9,18 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.decode import (
-    CLOCK_SKEW_TOLERANCE_MS,
-    FLAG_CLOCK_AHEAD,
-    Batch,
-    Rejected,
-    RfidBatch,
-    StatusBatch,
-    TelemetryBatch,
-    decode,
-    parse_time_ms,
-)
+from gateway.decode import CLOCK_SKEW_TOLERANCE_MS, FLAG_CLOCK_AHEAD, decode, parse_time_ms
 from gateway.limits import MAX_PAYLOAD_BYTES
+from gateway.models import Batch, Rejected, RfidBatch, StatusBatch, TelemetryBatch
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 TOPIC = "cc/v1/dev/truck-1/telemetry"
@@ -185,7 +176,7 @@ def test_a_decoder_bug_is_a_dead_letter_not_an_exception(monkeypatch: pytest.Mon
     def broken(doc: dict[str, Any], device: str, received_at_ms: int) -> Batch:
         raise OverflowError("a bug")
 
-    monkeypatch.setattr(decode_module, "_status", broken)
+    monkeypatch.setattr(decode_module.status, "from_document", broken)
     result = decode("cc/v1/dev/truck-1/status", b'{"v":1,"device":"truck-1","status":"online","t":1}', T0_MS)
     assert _reason(result) == decode_module.DECODER_FAILED
     assert isinstance(result, Rejected)

@@ -17,17 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coldchain.settings import BrokerAddress
-from gateway.decode import (
-    DECODER_FAILED,
-    KINDS,
-    Batch,
-    EventBatch,
-    Rejected,
-    RfidBatch,
-    TelemetryBatch,
-    decode,
-)
-from gateway.service import GatewayService
+from gateway.decode import DECODER_FAILED, decode
+from gateway.models import KINDS, Batch, EventBatch, Rejected, RfidBatch, TelemetryBatch
+from gateway.pipeline import GatewayService
 from tests.gateway_support import T0_MS, gateway_service, publisher_on
 from tests.gateway_support import register as _register
 from tests.gateway_support import rows as _rows

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from coldchain.settings import BrokerAddress
 from gateway import store
-from gateway.decode import Batch, RawMessage, Rejected, TelemetryBatch, decode
+from gateway.decode import decode
 from gateway.limits import DEAD_LETTER_PREFIX_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
-from gateway.service import Decoder, GatewayService
+from gateway.models import Batch, RawMessage, Rejected, TelemetryBatch
+from gateway.pipeline import Decoder, GatewayService
 from tests.gateway_support import T0_MS, publisher_on
 from tests.gateway_support import gateway_service as _gateway
 from tests.gateway_support import register as _register

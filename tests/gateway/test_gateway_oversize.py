@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from coldchain.embedded import free_port
 from coldchain.settings import BrokerAddress
 from gateway.limits import MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
-from gateway.service import GatewayService
+from gateway.pipeline import GatewayService
 from gateway.spool import Spool
 from tests.gateway_support import T0_MS
 from tests.gateway_support import gateway_service as _gateway

@@ -15,7 +15,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from coldchain.embedded import EmbeddedBroker
 from coldchain.settings import BrokerAddress
-from gateway.service import GatewayAuthError, GatewayService
+from gateway.mqtt import GatewayAuthError
+from gateway.pipeline import GatewayService
+from tests.gateway_support import gateway_config
 
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -68,7 +70,7 @@ def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
     svc = GatewayService(
-        db_url, mqtt_broker.host, mqtt_broker.port, client_id=f"gw-{_uid()}", shared_group=f"g{_uid()}"
+        gateway_config(db_url, mqtt_broker, client_id=f"gw-{_uid()}", shared_group=f"g{_uid()}")
     )
     svc.start()
     yield svc
@@ -182,11 +184,11 @@ def test_messages_published_while_down_arrive_after_restart(
     dev = f"log-{_uid()}"
     _register(db_url, (dev, "temp_logger"))
     kwargs: dict[str, Any] = {"client_id": f"gw-{_uid()}", "shared_group": None, "mqtt5": mqtt5}
-    svc = GatewayService(db_url, mqtt_broker.host, mqtt_broker.port, **kwargs)
+    svc = GatewayService(gateway_config(db_url, mqtt_broker, **kwargs))
     svc.start()
     svc.stop()
     _publish(publisher, f"cc/v1/dev/{dev}/telemetry", _telemetry(dev, 0, 4))
-    svc = GatewayService(db_url, mqtt_broker.host, mqtt_broker.port, **kwargs)
+    svc = GatewayService(gateway_config(db_url, mqtt_broker, **kwargs))
     svc.start()
     try:
         _settle(svc, 1)
@@ -200,7 +202,7 @@ def test_refused_credentials_raise(db_url: str, tmp_path: Any) -> None:
     broker.start()
     try:
         svc = GatewayService(
-            db_url, "127.0.0.1", broker.port, username="gw", password="wrong", client_id=f"gw-{_uid()}"
+            gateway_config(db_url, broker.address, username="gw", password="wrong", client_id=f"gw-{_uid()}")
         )
         with pytest.raises(GatewayAuthError, match="refused"):
             svc.start()
@@ -222,7 +224,7 @@ def test_stop_drains_and_a_restart_loses_nothing(
     dev = f"log-{_uid()}"
     _register(db_url, (dev, "temp_logger"))
     kwargs: dict[str, Any] = {"client_id": f"gw-{_uid()}", "shared_group": None, "max_batch": 7}
-    svc = GatewayService(db_url, mqtt_broker.host, mqtt_broker.port, **kwargs)
+    svc = GatewayService(gateway_config(db_url, mqtt_broker, **kwargs))
     svc.start()
     infos = [
         publisher.publish(f"cc/v1/dev/{dev}/telemetry", _telemetry(dev, i * 10, 10), qos=1) for i in range(60)
@@ -232,7 +234,7 @@ def test_stop_drains_and_a_restart_loses_nothing(
     svc.stop()
     first = svc.stats()
     assert first["readings_written"] == _rows(db_url, "SELECT count(*) FROM reading")[0][0]
-    svc = GatewayService(db_url, mqtt_broker.host, mqtt_broker.port, **kwargs)
+    svc = GatewayService(gateway_config(db_url, mqtt_broker, **kwargs))
     svc.start()
     try:
         deadline = time.monotonic() + 20

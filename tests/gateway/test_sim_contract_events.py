@@ -8,7 +8,8 @@ from pathlib import Path
 import jsonschema
 
 from firmware_sim import encode
-from gateway.decode import EventBatch, TelemetryBatch, decode
+from gateway.decode import decode
+from gateway.models import EventBatch, TelemetryBatch
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "schema"
 S_MS = 1_767_225_600_000

@@ -1,4 +1,4 @@
-"""Stage 1, ingest: decode SGTIN-96 / SSCC-96 tag hex into EPC pure-identity URIs (GS1 TDS 2.x, 14.5)."""
+"""Stage 1 (ingest): decode SGTIN-96 / SSCC-96 tag hex into EPC pure-identity URIs (GS1 TDS 2.x, 14.5)."""
 
 from __future__ import annotations
 

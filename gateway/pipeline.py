@@ -1,4 +1,4 @@
-"""Stage 1, ingest: the MQTT -> PostgreSQL gateway service (paho adapter, writer thread, ack after commit)."""
+"""Stage 1 (ingest): queue -> decoder -> writers, spool when the database is down, thread supervision."""
 
 from __future__ import annotations
 
@@ -9,58 +9,27 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import store
-from gateway.decode import Batch, RawMessage, Rejected, decode
-from gateway.limits import DEFAULT_LIMITS, IngestLimits
+from gateway.config import GatewayConfig
+from gateway.decode import decode
 from gateway.metrics import GatewayMetrics
-from gateway.spool import Spool
+from gateway.models import Batch, RawMessage, Rejected
+from gateway.mqtt import GatewayError, Inbound, MqttAdapter
+from gateway.queries import SELECT_SPOOL_MARK, UPSERT_SPOOL_MARK
+from gateway.spool import Spool, replay
 
 log = logging.getLogger(__name__)
 
-TOPIC_FILTER: Final = "cc/v1/dev/+/+"
-# The broker keeps the gateway's session (subscription + unacked messages) for a day of downtime.
-SESSION_EXPIRY_S: Final = 86_400
-# CONNACK / SUBACK reason codes that no amount of reconnecting will fix (MQTT 5.0, 3.2.2.2).
-_FATAL_REASONS: Final = frozenset({133, 134, 135, 138, 140})  # bad client id, bad user/pass, not authorised,
-#                                                               banned, bad auth method
 _STORE_ERROR: Final = "store_error"
 _SPOOL: Final = object()  # _write's answer when the batch should go to the spool
 
-
-class GatewayError(RuntimeError):
-    """The gateway cannot go on: the supervisor should see this, not a silent loop."""
-
-
-class GatewayAuthError(GatewayError):
-    """The broker refused the gateway's credentials or authorisation."""
-
-
-class _Inbound(msgspec.Struct, frozen=True):
-    raw: RawMessage
-    mid: int
-    qos: int
-    generation: int  # connection the message came in on: acks only make sense on that one
-
-
-_Decoded = tuple[list[_Inbound], list[tuple[RawMessage, Batch | Rejected]]]
+_Decoded = tuple[list[Inbound], list[tuple[RawMessage, Batch | Rejected]]]
 # decode(topic, payload, received_at_ms): the pure decoder the service runs (a seam for tests).
 Decoder = Callable[[str, bytes, int], Batch | Rejected]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class GatewayService:
@@ -68,79 +37,25 @@ class GatewayService:
 
     Nothing opens in the constructor: `start()` connects, `stop()` drains, commits, acks, disconnects."""
 
-    def __init__(
-        self,
-        conninfo: str,
-        host: str,
-        port: int,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        client_id: str = "coldchain-gateway",
-        shared_group: str | None = "gateways",
-        max_batch: int = 500,
-        writers: int = 2,
-        max_wait_s: float = 0.05,
-        queue_size: int = 10_000,
-        keepalive_s: int = 30,
-        connect_timeout_s: float = 10.0,
-        mqtt5: bool = True,
-        spool_dir: Path | None = None,
-        spool_max_bytes: int = 1 << 30,
-        metrics_port: int | None = None,
-        metrics_host: str = "127.0.0.1",
-        limits: IngestLimits = DEFAULT_LIMITS,
-        decoder: Decoder | None = None,
-    ) -> None:
-        self.conninfo = conninfo
-        self.host = host
-        self.port = port
-        self.username = username
-        self._password = password
-        self.client_id = client_id
-        self.topic = f"$share/{shared_group}/{TOPIC_FILTER}" if shared_group else TOPIC_FILTER
-        self.max_batch = max_batch  # messages per transaction
-        self.max_wait_s = max_wait_s  # how long a batch waits to fill once its first message is in
-        self.keepalive_s = keepalive_s
-        self.connect_timeout_s = connect_timeout_s
-        self.mqtt5 = mqtt5  # False: MQTT 3.1.1 (clean_session=False) for brokers without v5, e.g. amqtt
-        self.limits = limits
+    def __init__(self, config: GatewayConfig, *, decoder: Decoder | None = None) -> None:
+        self.config = config
+        self.limits = config.limits
         self._decode: Decoder = decoder or functools.partial(
-            decode, max_payload_bytes=limits.max_payload_bytes
+            decode, max_payload_bytes=config.limits.max_payload_bytes
         )
-        self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=config.queue_size)
         self._cond = threading.Condition()
         self._received = 0
         self._done = 0
-        self._generation = 0
-        self._stats: dict[str, int] = dict.fromkeys(
-            (
-                "messages",
-                "readings_written",
-                "rfid_written",
-                "status_updates",
-                "dead_letters",
-                "ingest_batches",
-                "batches_committed",
-                "reconnects",
-                "events_written",
-                "spooled_messages",
-                "replayed_messages",
-                "seq_gaps",
-                "seq_anomalies",
-            ),
-            0,
-        )
         self._series_cache: dict[tuple[str, str], int] = {}
         self._error: BaseException | None = None
-        self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._writer_gone = threading.Event()
-        self._client: mqtt.Client | None = None
+        self._mqtt: MqttAdapter | None = None
         # Writer threads, each with its own connection: one COPYs while another commits (the WAL flush)
         # or while PostgreSQL works on a second core. Rows of different messages commute (unique keys,
         # order-free gap counting), so transactions may commit in any order.
-        self.writers = max(1, writers)
+        self.writers = max(1, config.writers)
         self._local = threading.local()
         self._conns: list[psycopg.Connection[Any]] = []
         self._conns_lock = threading.Lock()
@@ -151,10 +66,12 @@ class GatewayService:
         self._decoder: threading.Thread | None = None
         # Decoded batches waiting for a writer: one per writer plus one, so decoding overlaps writing
         # (writers wait on PostgreSQL with the GIL released) while memory stays bounded.
-        self._decoded: queue.Queue[_Decoded | None] = queue.Queue(maxsize=max(1, writers) + 1)
+        self._decoded: queue.Queue[_Decoded | None] = queue.Queue(maxsize=self.writers + 1)
         # Database down: batches go to this spool (when configured), are acked once fsynced, and are
         # replayed in order when the database is back. Without it the writer waits (backpressure).
-        self._spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
+        self._spool = (
+            Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir is not None else None
+        )
         self._next_replay = 0.0
         self._replay_delay_s = 0.2
         self.metrics = GatewayMetrics()
@@ -162,8 +79,7 @@ class GatewayService:
             lambda: float(self._queue.qsize()),
             lambda: float(self._spool.bytes if self._spool is not None else 0),
         )
-        self.metrics_host = metrics_host
-        self.metrics_port = metrics_port
+        self.metrics_port = config.metrics_port
         self._metrics_server: Any = None
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -173,44 +89,25 @@ class GatewayService:
 
         Raises GatewayAuthError when the broker refuses the credentials, GatewayError on timeout,
         OSError / psycopg.OperationalError when the broker or database cannot be reached."""
-        if self._client is not None:
+        if self._mqtt is not None:
             raise GatewayError("already started")
+        cfg = self.config
         if self._spool is not None:
             self._spool.open()
             try:
-                psycopg.connect(self.conninfo, connect_timeout=10).close()
+                psycopg.connect(cfg.database_url, connect_timeout=10).close()
             except psycopg.OperationalError as e:  # the spool takes over until it is back
                 log.warning("gateway: database unavailable at start (%s); spooling", e)
         else:
-            psycopg.connect(self.conninfo, connect_timeout=10).close()  # fail fast on a bad URL
+            psycopg.connect(cfg.database_url, connect_timeout=10).close()  # fail fast on a bad URL
         if self.metrics_port is not None:
             from prometheus_client import start_http_server
 
-            server, _ = start_http_server(
-                self.metrics_port, self.metrics_host, registry=self.metrics.registry
-            )
+            server, _ = start_http_server(self.metrics_port, cfg.metrics_host, registry=self.metrics.registry)
             self._metrics_server = server
             self.metrics_port = server.server_address[1]
-        if self.mqtt5:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
-            )
-        else:
-            client = mqtt.Client(
-                CallbackAPIVersion.VERSION2,
-                client_id=self.client_id,
-                protocol=mqtt.MQTTv311,
-                clean_session=False,
-                manual_ack=True,
-            )
-        if self.username is not None:
-            client.username_pw_set(self.username, self._password)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
+        adapter = MqttAdapter(cfg, self._enqueue, self._on_connected, self._on_fatal)
+        self._mqtt = adapter
         self._writer_threads = [
             threading.Thread(target=self._run_writer, name=f"gateway-writer-{i}", daemon=True)
             for i in range(self.writers)
@@ -221,23 +118,15 @@ class GatewayService:
             t.start()
         self._decoder.start()
         try:
-            if self.mqtt5:
-                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # untyped in paho
-                props.SessionExpiryInterval = SESSION_EXPIRY_S
-                client.connect(
-                    self.host, self.port, keepalive=self.keepalive_s, clean_start=False, properties=props
-                )
-            else:
-                client.connect(self.host, self.port, keepalive=self.keepalive_s)
-            client.loop_start()
-            deadline = time.monotonic() + self.connect_timeout_s
-            while not self._subscribed.wait(0.05):
+            adapter.connect()
+            deadline = time.monotonic() + cfg.connect_timeout_s
+            while not adapter.subscribed.wait(0.05):
                 if self._error is not None:
                     raise self._error
                 if time.monotonic() > deadline:
                     raise GatewayError(
-                        f"not subscribed to {self.topic} on {self.host}:{self.port} "
-                        f"after {self.connect_timeout_s} s"
+                        f"not subscribed to {adapter.topic} on {cfg.broker.host}:{cfg.broker.port} "
+                        f"after {cfg.connect_timeout_s} s"
                     )
         except BaseException:
             self._shutdown(drain=False)
@@ -245,12 +134,14 @@ class GatewayService:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Drain: write and commit everything queued, ack it, then disconnect and close."""
-        if self._client is None:
+        if self._mqtt is None:
             return
         self._shutdown(drain=True, timeout_s=timeout_s)
 
     def _shutdown(self, *, drain: bool, timeout_s: float = 30.0) -> None:
         self._stopping.set()
+        if self._mqtt is not None:
+            self._mqtt.stopping.set()
         if not drain:
             self._writer_gone.set()
         for t in self._writer_threads:
@@ -258,11 +149,8 @@ class GatewayService:
         if self._decoder is not None:
             self._decoder.join(timeout_s)
             self._decoder = None
-        client = self._client
-        if client is not None:
-            # Acks queued by the writer sit in paho's out queue ahead of the DISCONNECT packet.
-            client.disconnect()
-            client.loop_stop()
+        if self._mqtt is not None:
+            self._mqtt.close()  # the acks the writers queued go out ahead of the DISCONNECT packet
         with self._conns_lock:
             for conn in self._conns:
                 with contextlib.suppress(psycopg.Error):
@@ -274,7 +162,7 @@ class GatewayService:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
             self._metrics_server = None
-        self._client = None
+        self._mqtt = None
         self._writer_threads = []
 
     @property
@@ -314,8 +202,7 @@ class GatewayService:
 
     def stats(self) -> dict[str, int]:
         """Counters since start: messages received, readings_written, dead_letters, batches_committed, ..."""
-        with self._cond:
-            out = dict(self._stats)
+        out = self.metrics.stats()
         out["queue_depth"] = self._queue.qsize()
         out["spool_bytes"] = self._spool.bytes if self._spool is not None else 0
         return out
@@ -324,82 +211,21 @@ class GatewayService:
         """WSGI app serving this gateway's /metrics (Prometheus text format), to mount in any server."""
         return self.metrics.wsgi_app()
 
-    # ---- paho callbacks (network thread): decide nothing, only enqueue ---------------------
+    # ---- from the MQTT adapter (network thread) ----------------------------------------------
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            if reason_code.value in _FATAL_REASONS:
-                self._error = GatewayAuthError(
-                    f"broker {self.host}:{self.port} refused client {self.client_id!r} "
-                    f"(user {self.username!r}): {reason_code}"
-                )
-                log.error("gateway: %s", self._error)
-                client.disconnect()  # stops paho's reconnect loop
-                with self._cond:
-                    self._cond.notify_all()
-            else:
-                log.warning("gateway: broker refused the connection (%s); retrying", reason_code)
-            return
+    def _on_connected(self, generation: int) -> None:
+        if generation > 1:
+            self.metrics.reconnected()
+
+    def _on_fatal(self, error: GatewayError) -> None:
+        self._error = error
         with self._cond:
-            self._generation += 1
-            if self._generation > 1:
-                self._stats["reconnects"] += 1
-                self.metrics.reconnects.inc()
-        log.info("gateway: connected (session present: %s)", flags.session_present)
-        if self.mqtt5:
-            client.subscribe(self.topic, options=SubscribeOptions(qos=1))
-        else:
-            client.subscribe(self.topic, qos=1)
+            self._cond.notify_all()
 
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        failed = [rc for rc in reason_codes if rc.is_failure]
-        if failed:
-            self._error = GatewayAuthError(f"broker refused subscription to {self.topic}: {failed[0]}")
-            log.error("gateway: %s", self._error)
-            client.disconnect()
-            return
-        self._subscribed.set()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if not self._stopping.is_set():
-            log.warning("gateway: disconnected (%s); paho reconnects with backoff", reason_code)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = "<topic is not UTF-8>"  # decode() rejects it as bad_topic
-        # A payload over the limit is refused unread: only its dead letter's prefix (with its length and
-        # sha256) is queued, so it is never held, queued or spooled whole.
-        raw = RawMessage(topic, bytes(msg.payload), _now_ms()).bounded(
-            self.limits.max_payload_bytes, self.limits.dead_letter_prefix_bytes
-        )
-        item = _Inbound(raw, msg.mid, msg.qos, self._generation)
+    def _enqueue(self, item: Inbound) -> None:
         with self._cond:
             self._received += 1
-            self._stats["messages"] += 1
-        self.metrics.messages_received.inc()
+        self.metrics.received()
         while True:  # blocking put: a full queue holds the network thread = backpressure to the broker
             try:
                 self._queue.put(item, timeout=0.1)
@@ -408,16 +234,16 @@ class GatewayService:
                 if self._writer_gone.is_set():
                     return  # not acked: the broker redelivers it to the next session
 
-    # ---- writer thread ---------------------------------------------------------------------
+    # ---- decoder thread --------------------------------------------------------------------
 
-    def _take_batch(self) -> list[_Inbound]:
+    def _take_batch(self) -> list[Inbound]:
         try:
             first = self._queue.get(timeout=0.1)
         except queue.Empty:
             return []
         items = [first]
-        deadline = time.monotonic() + self.max_wait_s
-        while len(items) < self.max_batch:
+        deadline = time.monotonic() + self.config.max_wait_s
+        while len(items) < self.config.max_batch:
             remaining = deadline - time.monotonic()
             try:
                 items.append(
@@ -466,6 +292,8 @@ class GatewayService:
                 except queue.Full:
                     continue
 
+    # ---- writer threads --------------------------------------------------------------------
+
     def _run_writer(self) -> None:
         try:
             while not self._writer_gone.is_set():
@@ -509,45 +337,57 @@ class GatewayService:
             if last or self._error is not None:
                 self._writer_gone.set()
 
+    def _ack(self, items: list[Inbound]) -> None:
+        if self._mqtt is not None:
+            self._mqtt.ack(items)
+
     def _account(self, result: store.WriteResult, acked: int, replayed: int = 0) -> None:
-        m = self.metrics
-        m.committed()
-        m.messages_written.inc(result.messages)
-        m.readings_received.inc(result.readings_received)
-        m.readings_written.inc(result.readings_written)
-        m.rfid_written.inc(result.rfid_written)
-        m.events_written.inc(result.events_written)
-        m.sequence_gaps.inc(result.seq_gaps)
-        m.sequence_anomalies.inc(result.seq_anomalies)
-        m.batch_messages.observe(result.messages)
-        m.batch_readings.observe(result.readings_received)
-        for reason, n in result.dead_reasons.items():
-            m.dead_letters.labels(reason=reason).inc(n)
+        self.metrics.wrote(result, replayed)
         with self._cond:
             self._done += acked
-            st = self._stats
-            st["readings_written"] += result.readings_written
-            st["rfid_written"] += result.rfid_written
-            st["events_written"] += result.events_written
-            st["status_updates"] += result.status_updates
-            st["dead_letters"] += result.dead_letters
-            st["ingest_batches"] += result.ingest_batches
-            st["seq_gaps"] += result.seq_gaps
-            st["seq_anomalies"] += result.seq_anomalies
-            st["replayed_messages"] += replayed
-            st["batches_committed"] += 1
             self._cond.notify_all()
 
-    def _spool_items(self, items: list[_Inbound]) -> None:
+    def _spool_items(self, items: list[Inbound]) -> None:
         """Append to the spool (fsynced), then ack: the messages are safe on disk."""
         assert self._spool is not None
         self._spool.append([it.raw for it in items])
         self._ack(items)
-        self.metrics.spooled_messages.inc(len(items))
+        self.metrics.spooled(len(items))
         with self._cond:
             self._done += len(items)
-            self._stats["spooled_messages"] += len(items)
             self._cond.notify_all()
+
+    # ---- spool replay (a writer holding _spool_lock) ---------------------------------------
+
+    def applied_upto(self, segment: str) -> int:
+        """ReplaySink: the highest record of `segment` already committed (-1: none)."""
+        conn = self._connection()
+        row = conn.execute(SELECT_SPOOL_MARK, (segment,)).fetchone()
+        conn.rollback()
+        return int(row[0]) if row else -1
+
+    def apply(self, raws: list[RawMessage], mark: tuple[str, int]) -> None:
+        """ReplaySink: commit one spooled record with its mark, isolating a poison message."""
+        decoded = [(r, self._decode_raw(r)) for r in raws]
+        t0 = time.perf_counter()
+        try:
+            result = store.write(
+                self._connection(), decoded, self._series_cache, spool_mark=mark, limits=self.limits
+            )
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            # A poison message: _write isolates and dead-letters it, then the mark follows in a
+            # transaction of its own.
+            r = self._write(decoded)
+            if not isinstance(r, store.WriteResult):
+                raise psycopg.OperationalError("database lost during spool replay") from None
+            result = r
+            conn = self._connection()
+            with conn.transaction():
+                conn.execute(UPSERT_SPOOL_MARK, mark)
+        self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+        self._account(result, 0, replayed=len(raws))
 
     def _replay(self) -> bool:
         """Replay the spool into the database, oldest first; True once it is empty."""
@@ -556,38 +396,7 @@ class GatewayService:
         if time.monotonic() < self._next_replay:
             return False
         try:
-            spool.close_current()
-            for path in spool.segments():
-                conn = self._connection()
-                row = conn.execute(store.SELECT_SPOOL_MARK, (path.name,)).fetchone()
-                conn.rollback()
-                upto = int(row[0]) if row else -1
-                for index, raws in Spool.read(path):
-                    if index <= upto:
-                        continue  # committed before a crash: never twice
-                    decoded = [(r, self._decode_raw(r)) for r in raws]
-                    t0 = time.perf_counter()
-                    mark = (path.name, index)
-                    try:
-                        result = store.write(
-                            conn, decoded, self._series_cache, spool_mark=mark, limits=self.limits
-                        )
-                    except psycopg.OperationalError:
-                        raise
-                    except psycopg.Error:
-                        # A poison message: _write isolates and dead-letters it, then the mark follows
-                        # in a transaction of its own.
-                        r = self._write(decoded)
-                        if not isinstance(r, store.WriteResult):
-                            raise psycopg.OperationalError("database lost during spool replay") from None
-                        result = r
-                        conn = self._connection()
-                        with conn.transaction():
-                            conn.execute(store.UPSERT_SPOOL_MARK, mark)
-                    self.metrics.commit_seconds.observe(time.perf_counter() - t0)
-                    self._account(result, 0, replayed=len(raws))
-                spool.remove(path)
-                log.info("gateway: replayed spool segment %s", path.name)
+            replay(spool, self)
         except psycopg.OperationalError as e:
             self.metrics.db_unavailable.inc()
             log.warning("gateway: database still unavailable (%s); spooling", e)
@@ -597,6 +406,18 @@ class GatewayService:
             return False
         self._replay_delay_s = 0.2
         return True
+
+    # ---- database --------------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """This writer thread's connection."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.config.database_url, connect_timeout=5)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
 
     def _drop_connection(self) -> None:
         """Close this writer thread's connection (it is reopened on next use)."""
@@ -608,27 +429,6 @@ class GatewayService:
                 if conn in self._conns:
                     self._conns.remove(conn)
             self._local.conn = None
-
-    def _ack(self, items: list[_Inbound]) -> None:
-        client = self._client
-        if client is None:
-            return
-        generation = self._generation
-        for it in items:
-            # A message from an earlier connection is redelivered on the new one (persistent
-            # session); acking its stale mid there could ack a different message.
-            if it.qos > 0 and it.generation == generation:
-                client.ack(it.mid, it.qos)
-
-    def _connection(self) -> psycopg.Connection[Any]:
-        """This writer thread's connection."""
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = psycopg.connect(self.conninfo, connect_timeout=5)
-            self._local.conn = conn
-            with self._conns_lock:
-                self._conns.append(conn)
-        return conn
 
     def _write(self, decoded: list[tuple[RawMessage, Batch | Rejected]]) -> store.WriteResult | object | None:
         """Write in one transaction; spool or retry while the database is unreachable; isolate poison.
