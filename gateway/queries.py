@@ -107,7 +107,6 @@ WHERE (r.antenna, r.rssi) IS DISTINCT FROM (s.antenna, s.rssi)
 ORDER BY s.msg, s.t_ms, s.epc"""
 
 
-
 # Newest receive time wins: a Last Will carries the time of the connect that registered it,
 # so the device's own "t" cannot order status messages.
 UPSERT_STATUS: Final = """
