@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.decode import CHANNEL_RANGES
-from rules import kernels
+from rules import kernels, kernels_multi
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -280,7 +280,7 @@ def find_excursions_multi(
     min_ms = np.array([lim.min_duration_ms for lim in limits], dtype=np.int64)
     if bool(np.any(min_ms < 0)):
         raise ValueError("min_duration_ms must be >= 0")
-    starts, ends, series = kernels.excursion_runs_multi(off, t, x, low, high, low_inc, high_inc, min_ms)
+    starts, ends, series = kernels_multi.excursion_runs_multi(off, t, x, low, high, low_inc, high_inc, min_ms)
     out: list[list[Excursion]] = [[] for _ in range(n_series)]
     if starts.shape[0] == 0:
         return out
@@ -317,7 +317,7 @@ def find_gaps_multi(
     gap_ms = np.array(max_gap_ms, dtype=np.int64)
     if bool(np.any(gap_ms < 0)):
         raise ValueError("max_gap_ms must be >= 0")
-    starts, ends, series = kernels.gap_runs_multi(off, t, x, gap_ms)
+    starts, ends, series = kernels_multi.gap_runs_multi(off, t, x, gap_ms)
     out: list[list[Gap]] = [[] for _ in range(n_series)]
     if starts.shape[0] == 0:
         return out
