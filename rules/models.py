@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from rules.verdicts import Verdict
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 VerdictKind = Literal["excursion_closed", "chain_break"]
@@ -67,7 +69,7 @@ class LotVerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
     verdict_id: str  # "lot_verdict:<lot_id>:v<version>", one per version
     lot_id: str
     product_class: str
-    result: Literal["pass", "indeterminate", "excursion", "broken"]
+    result: Verdict  # rules.verdicts: the roll-up of the lot's legs
     reasons: list[str]
     pack_id: str
     pack_version: str

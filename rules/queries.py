@@ -6,12 +6,15 @@ from typing import Final
 
 # Class limits published for dashboards and the API (one row per product class of the loaded packs).
 UPSERT_RULE_CLASS: Final = """
-INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source, updated_at)
+INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,
+                        storage_max_gap_s, transport_max_gap_s, updated_at)
 VALUES (%(product_class)s, %(pack_id)s, %(pack_version)s, %(description)s, %(low_c)s, %(high_c)s,
-        %(source)s, now())
+        %(source)s, %(storage_max_gap_s)s, %(transport_max_gap_s)s, now())
 ON CONFLICT (product_class) DO UPDATE SET
     pack_id = EXCLUDED.pack_id, pack_version = EXCLUDED.pack_version, description = EXCLUDED.description,
-    low_c = EXCLUDED.low_c, high_c = EXCLUDED.high_c, source = EXCLUDED.source, updated_at = now()
+    low_c = EXCLUDED.low_c, high_c = EXCLUDED.high_c, source = EXCLUDED.source,
+    storage_max_gap_s = EXCLUDED.storage_max_gap_s, transport_max_gap_s = EXCLUDED.transport_max_gap_s,
+    updated_at = now()
 """
 
 # The gateway->rules outbox: rows other workers hold are skipped, never waited for.
@@ -122,16 +125,6 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
     pack_version = EXCLUDED.pack_version, end_time = EXCLUDED.end_time, open = EXCLUDED.open,
     peak_c = EXCLUDED.peak_c, limit_low_c = EXCLUDED.limit_low_c, limit_high_c = EXCLUDED.limit_high_c,
     readings = EXCLUDED.readings, computed_at = now()
-"""
-
-UPSERT_GAP: Final = """
-INSERT INTO chain_break (kind, series_id, asset_id, rule_id, pack_version, start_time, end_time,
-                         allowed_s, detail)
-VALUES ('gap', %(series_id)s, %(asset_id)s, %(rule_id)s, %(pack_version)s, %(start_time)s,
-        %(end_time)s, %(allowed_s)s, %(detail)s)
-ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
-    asset_id = EXCLUDED.asset_id, pack_version = EXCLUDED.pack_version, end_time = EXCLUDED.end_time,
-    allowed_s = EXCLUDED.allowed_s, detail = EXCLUDED.detail, computed_at = now()
 """
 
 # Hand a verdict to the ledger once: the outbox row is written only if no verdict of the same kind,
@@ -336,7 +329,9 @@ DELETE FROM chain_break
 WHERE kind = %(kind)s AND series_id = %(series_id)s AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
 """
 
-UPSERT_STATE_BREAK: Final = """
+# A chain_break row of any kind (gap, door, power, a profile rule's excursion break), replacing
+# the one of the same kind, series, rule and start.
+UPSERT_CHAIN_BREAK: Final = """
 INSERT INTO chain_break (kind, series_id, asset_id, rule_id, pack_version, start_time, end_time,
                          allowed_s, detail)
 VALUES (%(kind)s, %(series_id)s, %(asset_id)s, %(rule_id)s, %(pack_version)s, %(start_time)s,
@@ -346,7 +341,7 @@ ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
     allowed_s = EXCLUDED.allowed_s, detail = EXCLUDED.detail, computed_at = now()
 """
 
-# -- the live class profile (rules.worker._evaluate_profile) ----------------------------------------------
+# -- the live class profile (rules.worker.live) ----------------------------------------------
 
 DEVICE_ACCURACY: Final = "SELECT accuracy_c FROM device WHERE device_id = %(device_id)s"
 
@@ -408,7 +403,7 @@ WHERE m.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
 ORDER BY r.time
 """
 
-# -- chain breaks of the class profile (rules.worker._write_profile_breaks / _mkt_break) ---------------------
+# -- chain breaks of the class profile (rules.worker.policy, rules.worker.live) ---------------------
 # Kind 'excursion' (an excursion beyond the class's allowance), told apart by rule_id: …/single_event,
 # …/cumulative, …/band (rows per re-evaluated slice, like gaps) and …/mkt (one row per time MKT stood
 # above its limit, judged at the latest reading: never replaced by a slice).
@@ -425,16 +420,6 @@ DELETE_PROFILE_BREAKS_IN: Final = """
 DELETE FROM chain_break
 WHERE kind = 'excursion' AND series_id = %(series_id)s AND asset_id = %(asset_id)s
   AND rule_id <> %(mkt_rule)s AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
-"""
-
-UPSERT_PROFILE_BREAK: Final = """
-INSERT INTO chain_break (kind, series_id, asset_id, rule_id, pack_version, start_time, end_time,
-                         allowed_s, detail)
-VALUES ('excursion', %(series_id)s, %(asset_id)s, %(rule_id)s, %(pack_version)s, %(start_time)s,
-        %(end_time)s, %(allowed_s)s, %(detail)s)
-ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
-    asset_id = EXCLUDED.asset_id, pack_version = EXCLUDED.pack_version, end_time = EXCLUDED.end_time,
-    allowed_s = EXCLUDED.allowed_s, detail = EXCLUDED.detail, computed_at = now()
 """
 
 # The MKT break still standing (open) for the series on the asset, if any.

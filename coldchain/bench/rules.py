@@ -5,11 +5,11 @@ timestamps, gaps of 15–90 min, NaN dropouts, excursions of 5–90 min, stuck-s
 evaluates the whole default rule set of a class (hysteresis excursions with minimum duration, total
 and windowed cumulative time out of range, gaps with the tighter out-of-range interval, rolling MKT,
 accuracy band, sensor faults, shelf life) three ways:
-- numba: `rules.kernels.evaluate_multi` (parallel over series), the engine the service runs;
+- numba: `rules.kernels_multi.evaluate_multi` (parallel over series), the engine the service runs;
 - pandas: the same rule set written with pandas/numpy vectorised operations (groupby, shift,
   ffill, cumulative sums, searchsorted on a series-offset time axis);
 - python: a plain-Python loop implementation, on a sample of series.
-All three produce the 14-column summary of `rules.kernels.SUMMARY` per series and must agree.
+All three produce the 14-column summary of `rules.kernels_multi.SUMMARY` per series and must agree.
 
 Unless `--no-latency` (or `--quick`), it also measures the alarm latency under a steady load on a
 private PostgreSQL: trucks stream one reading per batch, a worker polls like `run_forever`, and the
@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from coldchain.bench.app import bench_app, host_probe, steal_meter
 from coldchain.clicommon import emit_json, fail
 from coldchain.logs import configure_logging
-from rules import kernels
+from rules import kernels_multi
 from rules.packs import ClassRef, load_packs
 
 KELVIN = 273.15
@@ -261,7 +261,7 @@ def evaluate_pandas(offsets: IntArray, t_ms: IntArray, v: FloatArray, p: FloatAr
         "shelf_used",
     ]
     out[counts] = out[counts].fillna(0.0)
-    res: FloatArray = out[list(kernels.SUMMARY)].to_numpy(np.float64)
+    res: FloatArray = out[list(kernels_multi.SUMMARY)].to_numpy(np.float64)
     return res
 
 
@@ -408,7 +408,7 @@ _ATOL = {"mkt_max_c": 1e-6, "shelf_used": 1e-12}
 def compare(a: FloatArray, b: FloatArray) -> list[str]:
     """Names of SUMMARY columns on which two summaries disagree (NaN equals NaN)."""
     bad = []
-    for k, name in enumerate(kernels.SUMMARY):
+    for k, name in enumerate(kernels_multi.SUMMARY):
         if not np.allclose(
             a[:, k], b[:, k], rtol=_RTOL.get(name, 0.0), atol=_ATOL.get(name, 0.0), equal_nan=True
         ):
@@ -426,9 +426,9 @@ def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> d
     params = np.ascontiguousarray(np.broadcast_to(p, (n_series, p.shape[0])))
 
     w_off, w_t, w_v = generate(4, 200, seed=1)  # compile / load the kernel cache outside the timing
-    kernels.evaluate_multi(w_off, w_t, w_v, params[:4])
+    kernels_multi.evaluate_multi(w_off, w_t, w_v, params[:4])
     t0 = time.perf_counter()
-    nb = kernels.evaluate_multi(offsets, t_ms, v, params)
+    nb = kernels_multi.evaluate_multi(offsets, t_ms, v, params)
     numba_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -446,7 +446,7 @@ def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> d
         py_rows.append(evaluate_python(t_ms[a:b].tolist(), v[a:b].tolist(), pl))
         py_n += b - a
     python_s = time.perf_counter() - t0
-    py = np.array(py_rows, dtype=np.float64).reshape(len(py_rows), len(kernels.SUMMARY))
+    py = np.array(py_rows, dtype=np.float64).reshape(len(py_rows), len(kernels_multi.SUMMARY))
 
     bad_pd = compare(nb, pdv)
     bad_py = compare(nb[picks], py)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rules import engine, kernels
+from rules import engine, kernels, kernels_multi
 from rules.packs import load_packs
 
 KELVIN = 273.15
@@ -363,10 +363,10 @@ def test_evaluate_multi_equals_evaluate_one(tv: tuple[np.ndarray, np.ndarray]) -
     )
     cut = len(t) // 2
     off = np.array([0, cut, len(t)], dtype=np.int64)
-    multi = kernels.evaluate_multi(off, t, v, np.stack([p, p]))
+    multi = kernels_multi.evaluate_multi(off, t, v, np.stack([p, p]))
     for s in range(2):
         one = np.full(14, np.nan)
-        kernels.evaluate_one(t[off[s] : off[s + 1]], v[off[s] : off[s + 1]], p, one)
+        kernels_multi.evaluate_one(t[off[s] : off[s + 1]], v[off[s] : off[s + 1]], p, one)
         np.testing.assert_array_equal(one, multi[s])
 
 

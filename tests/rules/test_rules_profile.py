@@ -1,4 +1,4 @@
-"""Tests for the live class profile (rules.worker._evaluate_profile) against a real PostgreSQL: MKT over
+"""Tests for the live class profile (rules.worker.live) against a real PostgreSQL: MKT over
 its whole window, cumulative allowance, accuracy-aware indeterminate, door runs in lot verdicts,
 device-wide gaps; and the MKT prefix against the rolling kernel (oracle / property)."""
 

@@ -354,3 +354,26 @@ def test_run_forever_stops(db_url: str, conn: Conn) -> None:
     assert not thread.is_alive()
     assert queue_len(conn) == 0
     assert len(excursions(conn, sid)) == 1
+
+
+def test_rule_class_publishes_the_packs_recording_intervals(db_url: str, conn: Conn) -> None:
+    """rule_class carries each class's allowed recording interval as its pack states it (the trace
+    reads these): a 2–8 °C drug in Drug GSP, 30 min in storage and 5 min in transport."""
+    worker = RulesWorker(db_url)
+    try:
+        assert worker.sync_classes() == len(list(worker.packs.classes()))
+        rows = dict(
+            (r[0], (r[1], r[2]))
+            for r in conn.execute(
+                "SELECT product_class, storage_max_gap_s, transport_max_gap_s FROM rule_class"
+            ).fetchall()
+        )
+        assert rows["pharma_2_8"] == (1800.0, 300.0)
+        for ref in worker.packs.classes():
+            want = (
+                float(ref.rules.max_interval.storage.seconds),
+                float(ref.rules.max_interval.transport.seconds),
+            )
+            assert rows[ref.code] == want, ref.code
+    finally:
+        worker.close()

@@ -1,0 +1,136 @@
+"""Stage 2 (verdicts): the break rules over one slice: defrost, accuracy, single event, cumulative, band.
+
+Each predicate is the one definition of its rule: `evaluate_series` (offline check, lot verdicts) and
+the live worker's chain_break rows both judge through them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rules.engine.checked import FloatArray, IntArray, check_series, limit_or
+from rules.packs import ClassRules
+
+
+def suspended_by_defrost(rules: ClassRules, peak_c: float, duration_ms: int) -> bool:
+    """A warm excursion within the class's defrost allowance (time and rise): listed, not counted."""
+    d = rules.defrost
+    high = limit_or(rules.high_c, math.inf)
+    return d is not None and peak_c > high and duration_ms <= d.max_s * 1000 and peak_c <= high + d.max_rise_c
+
+
+def beyond_accuracy(rules: ClassRules, peak_c: float, accuracy_c: float) -> bool:
+    """The peak lies further than the device accuracy outside the range: the excursion is certain."""
+    low = limit_or(rules.low_c, -math.inf)
+    high = limit_or(rules.high_c, math.inf)
+    return max(low - peak_c, peak_c - high) > accuracy_c
+
+
+def device_accuracy(rules: ClassRules, accuracy_c: float | None) -> float:
+    """The accuracy a reading is judged with: the device's stated one, else the class's, else 0."""
+    if accuracy_c is not None:
+        return accuracy_c
+    return rules.accuracy.value if rules.accuracy else 0.0
+
+
+def single_event_s(rules: ClassRules) -> int | None:
+    """The class's single-event allowance (s): an excursion longer than it breaks the chain."""
+    al = rules.allowances
+    return None if al is None or al.single_event is None else al.single_event.seconds
+
+
+def peak_outside(x: NDArray[np.float64], low: float, high: float) -> float | None:
+    """The non-NaN value furthest outside [low, high] (None without one)."""
+    xv = x[~np.isnan(x)]
+    if xv.shape[0] == 0:
+        return None
+    dist = np.maximum(low - xv, xv - high)
+    return float(xv[int(np.argmax(dist))])
+
+
+def cumulative_breaks(
+    t_ms: NDArray[np.generic],
+    v: NDArray[np.generic],
+    *,
+    low_c: float | None,
+    high_c: float | None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+    window_ms: int,
+    allowance_ms: int,
+) -> list[tuple[int, int, int]]:
+    """Where time out of range within a window of `window_ms` exceeds `allowance_ms`, as
+    (first index, last index, worst ms): the out-of-range readings of every exceeding window, windows
+    sharing a reading merged into one break. Windows and sample-and-hold spans as
+    ``kernels.cum_oor_max`` (a window starting at a span's start or ending at a span's end), so there
+    is a break exactly when its maximum exceeds the allowance. Indices are into (t_ms, v); the last
+    index is the last out-of-range reading of the break."""
+    t, x = check_series(t_ms, v)
+    low = limit_or(low_c, -math.inf)
+    high = limit_or(high_c, math.inf)
+    valid = np.flatnonzero(~np.isnan(x))
+    if valid.shape[0] < 2:
+        return []
+    tv, xv = t[valid], x[valid]
+    bad = (xv < low) | (xv > high)
+    if not low_inclusive:
+        bad |= xv == low
+    if not high_inclusive:
+        bad |= xv == high
+    ks = np.flatnonzero(bad[:-1])
+    if ks.shape[0] == 0:
+        return []
+    a, b, idx = tv[ks], tv[ks + 1], valid[ks]
+    cum = np.cumsum(b - a)
+
+    def covered(at: IntArray) -> IntArray:
+        j = np.searchsorted(a, at, side="right")
+        k = np.maximum(j - 1, 0)
+        total = np.where(j > 0, cum[k] - np.maximum(b[k] - at, 0), 0)
+        return total.astype(np.int64)
+
+    c1 = covered(a + window_ms) - covered(a)  # windows [a_r, a_r + W)
+    c2 = covered(b) - covered(b - window_ms)  # windows [b_r - W, b_r)
+    hi1 = np.searchsorted(a, a + window_ms, side="left") - 1
+    lo2 = np.searchsorted(b, b - window_ms, side="right")
+    spans: list[tuple[int, int, int]] = []
+    for r in np.flatnonzero(c1 > allowance_ms).tolist():
+        spans.append((r, int(hi1[r]), int(c1[r])))
+    for r in np.flatnonzero(c2 > allowance_ms).tolist():
+        spans.append((int(lo2[r]), r, int(c2[r])))
+    spans.sort()
+    merged: list[list[int]] = []
+    for lo, hi, c in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+            merged[-1][2] = max(merged[-1][2], c)
+        else:
+            merged.append([lo, hi, c])
+    return [(int(idx[lo]), int(idx[hi]), c) for lo, hi, c in merged]
+
+
+def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | None) -> list[tuple[int, int]]:
+    """Runs of consecutive non-NaN readings outside the hard band [low_c, high_c] (NaN dropouts
+    neither end nor extend a run), as (first index, last index)."""
+    if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype != np.float64:
+        raise ValueError("v must be a 1-D float64 numpy array")
+    x: FloatArray = np.ascontiguousarray(v, dtype=np.float64)
+    lo = limit_or(low_c, -math.inf)
+    hi = limit_or(high_c, math.inf)
+    valid = np.flatnonzero(~np.isnan(x))
+    xv = x[valid]
+    out = (xv < lo) | (xv > hi)
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for k, o in enumerate(out.tolist()):
+        if o and start < 0:
+            start = k
+        elif not o and start >= 0:
+            runs.append((int(valid[start]), int(valid[k - 1])))
+            start = -1
+    if start >= 0:
+        runs.append((int(valid[start]), int(valid[-1])))
+    return runs

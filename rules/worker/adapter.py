@@ -1,0 +1,323 @@
+"""Stage 2 (verdicts): the rules worker: takes ingest_batch rows, reads, plans, applies in one transaction.
+
+One `run_once` is one transaction: take up to `batch_limit` telemetry rows of the gateway's outbox
+(`rules.worker.outbox`), and for every temperature series they touched, on every asset its device was
+mounted on, read the slice around the touched device-time window (`rules.worker.reads`), plan its
+excursions, gaps, profile chain breaks, alarms and ledger hand-overs (`rules.worker.policy`,
+`rules.worker.live`), and apply the plan (`rules.worker.apply`); then the series' verdict gets a new
+verdict_history version when it or its evidence changed (`rules.worker.history`). Door and power
+series the rows touched are judged the same way (`rules.worker.states`). Every lot held by a touched
+asset is re-judged against its own class through the assets that carried it (`rules.worker.lots`), a
+changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted and the whole
+is committed; alarm events are published (MQTT / webhooks) after commit.
+
+Series are locked in ascending order (advisory locks), so two workers never deadlock on them. An
+asset without a configured class is judged against the strictest class among the lots it holds.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+
+from rules import engine, queries
+from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
+from rules.models import iso_utc
+from rules.packs import ClassRef, Mode, PackSet, load_packs
+from rules.worker import history, lots, outbox, reads
+from rules.worker.apply import RunStats, apply
+from rules.worker.live import plan_profile
+from rules.worker.plan import Segment
+from rules.worker.policy import plan_slice
+from rules.worker.reads import FAR_FUTURE, ONE_US
+from rules.worker.states import plan_state
+
+log = structlog.get_logger("rules.worker")
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+Mount = tuple[str, datetime, datetime | None, str | None, Mode, ClassRef | None]
+
+
+class RulesWorker:
+    """Consumes the gateway's telemetry outbox and keeps excursion / chain_break rows current."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        packs_dir: Path | None = None,
+        *,
+        batch_limit: int = 32,
+        alert_publisher: MqttPublisher | None = None,
+        webhooks: Sequence[Webhook] = (),
+        escalate_after_s: int | None = None,
+    ) -> None:
+        """`alert_publisher`: a connected paho client (owned by the caller) for alarm events;
+        `webhooks`: URLs and HMAC secrets; `escalate_after_s`: condition duration after which an open
+        alarm escalates to critical (default: the class's single-event allowance, else 3 × its
+        minimum duration)."""
+        if batch_limit < 1:
+            raise ValueError("batch_limit must be >= 1")
+        self._conninfo = conninfo
+        self._packs = load_packs(packs_dir)  # a bad pack stops the service here, naming file and key
+        self._batch_limit = batch_limit
+        self._conn: Conn | None = None
+        self._started = False
+        self._escalate_after_s = escalate_after_s
+        self.notifier = AlarmNotifier(alert_publisher, webhooks)
+        self.last_run = RunStats()
+
+    @property
+    def packs(self) -> PackSet:
+        return self._packs
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Compile the kernels and publish the class limits; run_once/run_forever call it if needed."""
+        engine.warm_up()
+        self.sync_classes()
+        self.notifier.start()
+        self._started = True
+
+    def close(self) -> None:
+        """Close the worker's connection and drain the alarm notifier (a later run_once reopens)."""
+        self.notifier.stop()
+        self._started = False
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> Conn:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._conninfo, autocommit=True)
+        return self._conn
+
+    def sync_classes(self) -> int:
+        """Upsert one rule_class row per class of the loaded packs (its limits and its allowed
+        recording intervals); return the number of classes."""
+        conn = self._connection()
+        n = 0
+        with conn.transaction():
+            for ref in self._packs.classes():
+                r = ref.rules
+                conn.execute(
+                    queries.UPSERT_RULE_CLASS,
+                    {
+                        "product_class": ref.code,
+                        "pack_id": ref.pack_id,
+                        "pack_version": ref.pack_version,
+                        "description": r.description,
+                        "low_c": r.low_c,
+                        "high_c": r.high_c,
+                        "source": r.source,
+                        "storage_max_gap_s": float(r.max_interval_s("storage")),
+                        "transport_max_gap_s": float(r.max_interval_s("transport")),
+                    },
+                )
+                n += 1
+        return n
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        """Run until `stop` is set; sleep `poll_s` whenever the queue is empty."""
+        if not self._started:
+            self.start()
+        try:
+            while not stop.is_set():
+                if self.run_once() == 0:
+                    stop.wait(poll_s)
+        finally:
+            self.close()
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Consume up to `batch_limit` telemetry ingest_batch rows in one transaction; return how many."""
+        if not self._started:
+            self.start()
+        stats = RunStats()
+        conn = self._connection()
+        with conn.transaction():
+            batches = outbox.take(conn, self._batch_limit)
+            if batches:
+                windows = outbox.touched(batches)
+                assets: dict[str, tuple[datetime, datetime]] = {}
+
+                def touch(asset_id: str, lo: datetime, hi: datetime) -> None:
+                    a, b = assets.get(asset_id, (lo, hi))
+                    assets[asset_id] = (min(a, lo), max(b, hi))
+
+                found = conn.execute(queries.TEMPERATURE_SERIES, {"series_ids": sorted(windows)}).fetchall()
+                for series_id, device_id, channel in found:  # ascending: the advisory locks never deadlock
+                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
+                    w = windows[series_id]
+                    for asset_id in self._evaluate_series(conn, series_id, device_id, channel, w, stats):
+                        touch(asset_id, w.t_min, w.t_max)
+                    stats.series += 1
+                states = conn.execute(queries.STATE_SERIES, {"series_ids": sorted(windows)}).fetchall()
+                for series_id, device_id, channel in states:
+                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
+                    w = windows[series_id]
+                    for asset_id in self._evaluate_state(conn, series_id, device_id, channel, w, stats):
+                        touch(asset_id, w.t_min, w.t_max)
+                    stats.series += 1
+                for asset_id, (lo, hi) in sorted(assets.items()):
+                    self._judge_lots(conn, asset_id, lo, hi, stats)
+                outbox.done(conn, batches)
+        stats.batches = len(batches)
+        self.last_run = stats
+        for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
+            self.notifier.publish(event, alarm)
+        stats.pending.clear()
+        if batches:
+            # Routine evaluations are debug; a run that sent verdicts to the ledger is worth a line.
+            (log.info if stats.emitted else log.debug)(
+                "rules.run_once",
+                batches=stats.batches,
+                series=stats.series,
+                excursions=stats.excursions,
+                gaps=stats.gaps,
+                emitted=stats.emitted,
+                alarms=stats.alarms,
+                history=stats.history,
+                lot_verdicts=stats.lot_verdicts,
+                breaks=stats.breaks,
+            )
+        return len(batches)
+
+    def _segments(
+        self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched
+    ) -> list[tuple[str, Segment | None, ClassRef | None]]:
+        """Per mount of the device overlapping the window: its asset, the segment and its class."""
+        out: list[tuple[str, Segment | None, ClassRef | None]] = []
+        for asset_id, valid_from, valid_to, product_class, mode, ref in self._mounts(
+            conn, device_id, w.t_min, w.t_max
+        ):
+            if ref is None:
+                log.warning(
+                    "rules.no_class", series_id=series_id, asset_id=asset_id, product_class=product_class
+                )
+                out.append((asset_id, None, None))
+                continue
+            seg = Segment(
+                series_id=series_id,
+                device_id=device_id,
+                channel=channel,
+                asset_id=asset_id,
+                mode=mode,
+                seg_lo=valid_from,
+                seg_hi=valid_to if valid_to is not None else FAR_FUTURE,
+                mounted_now=valid_to is None,
+                committed_at=w.committed_at,
+            )
+            out.append((asset_id, seg, ref))
+        return out
+
+    def _evaluate_series(
+        self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched, stats: RunStats
+    ) -> list[str]:
+        """Evaluate the series on every asset it was mounted on in the window; return those assets."""
+        segments = self._segments(conn, series_id, device_id, channel, w)
+        if not segments:
+            log.warning("rules.series_unmounted", series_id=series_id, device_id=device_id)
+        for _asset_id, seg, ref in segments:
+            if seg is None or ref is None:
+                continue
+            lo, hi = max(w.t_min, seg.seg_lo), min(w.t_max, seg.seg_hi - ONE_US)
+            apply(conn, plan_slice(reads.slice_inputs(conn, seg, ref, lo, hi, self._escalate_after_s)), stats)
+            standing: list[engine.Breach] = []
+            inputs = reads.profile_inputs(conn, seg, ref, lo, hi)
+            if inputs is not None:
+                plan, standing = plan_profile(inputs)
+                apply(conn, plan, stats)
+            verdict, items, reasons = history.series_verdict(ref, reads.evidence(conn, seg), standing)
+            subject = f"{seg.series_id}@{seg.asset_id}"
+            entry = history.history_entry(
+                "series",
+                subject,
+                verdict,
+                ref,
+                items,
+                reasons,
+                w.arrived(),
+                reads.last_version(conn, "series", subject),
+            )
+            if entry is not None:
+                apply(conn, history.as_plan(entry), stats)
+        return [asset_id for asset_id, _seg, _ref in segments]
+
+    def _evaluate_state(
+        self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched, stats: RunStats
+    ) -> list[str]:
+        """Door-open (door = 1) and power-loss (power = 0) runs beyond the class limit. Returns the
+        assets (their lots are re-judged: lot verdicts include these channels)."""
+        segments = self._segments(conn, series_id, device_id, channel, w)
+        for _asset_id, seg, ref in segments:
+            if seg is None or ref is None:
+                continue
+            limit = ref.rules.door_open if channel == "door" else ref.rules.power_loss
+            if limit is None:
+                continue
+            inputs = reads.state_inputs(conn, seg, ref, w.t_min, w.t_max, self._escalate_after_s)
+            apply(conn, plan_state(inputs), stats)
+        return [asset_id for asset_id, _seg, _ref in segments]
+
+    def _mounts(self, conn: Conn, device_id: str, w_lo: datetime, w_hi: datetime) -> list[Mount]:
+        """The device's mounts overlapping the window (asset, from, to, product class, mode), each with
+        the class it is judged by: the mount's own, else the strictest class of the goods the asset held."""
+        rows = conn.execute(
+            queries.MOUNTS_OVERLAPPING, {"device_id": device_id, "t_lo": w_lo, "t_hi": w_hi}
+        ).fetchall()
+        return [
+            (
+                asset_id,
+                valid_from,
+                valid_to,
+                product_class,
+                mode,
+                self._packs.lookup(product_class)
+                if product_class is not None
+                else self._strictest_held(conn, asset_id, w_lo, w_hi),
+            )
+            for asset_id, valid_from, valid_to, product_class, mode in rows
+        ]
+
+    def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:
+        """The strictest class among the lots an asset holds: the narrowest range, then the lowest top."""
+        held = conn.execute(
+            queries.LOTS_ON_ASSET, {"asset_id": asset_id, "t_lo": t_lo, "t_hi": t_hi}
+        ).fetchall()
+        refs = [r for r in (self._packs.lookup(pc) for _lot, pc in held) if r is not None]
+        if not refs:
+            return None
+
+        def key(ref: ClassRef) -> tuple[float, float, str]:
+            lo = -math.inf if ref.rules.low_c is None else ref.rules.low_c
+            hi = math.inf if ref.rules.high_c is None else ref.rules.high_c
+            return (hi - lo, hi, ref.code)
+
+        return min(refs, key=key)
+
+    def _judge_lots(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime, stats: RunStats) -> None:
+        """Re-judge every lot the asset held in [t_lo, t_hi] against the lot's own class."""
+        held = conn.execute(
+            queries.LOTS_ON_ASSET, {"asset_id": asset_id, "t_lo": t_lo, "t_hi": t_hi}
+        ).fetchall()
+        for lot_id, product_class in held:
+            ref = self._packs.lookup(product_class)
+            if ref is None:
+                log.warning("rules.lot_no_class", lot_id=lot_id, product_class=product_class)
+                continue
+            judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
+            arrived = {"asset_id": asset_id, "t_min": iso_utc(t_lo), "t_max": iso_utc(t_hi)}
+            apply(
+                conn,
+                lots.plan_lot(lot_id, ref, judged, arrived, reads.last_version(conn, "lot", lot_id)),
+                stats,
+            )

@@ -1,0 +1,195 @@
+"""Stage 2 (verdicts): carry out a worker `Plan` on the run's connection, inside its one transaction.
+
+Moves rows and makes no decisions beyond the two the plan names: an `Emit` writes its outbox row
+only if the verdict was never emitted (`EMIT_ONCE`), and its follow-up ops run only then; a
+`ResolveAlarm` may wait for no open excursion on the asset, or for a new emission in the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from rules import alarms, queries
+from rules.worker.plan import (
+    DeleteBreak,
+    DeleteRuns,
+    Emit,
+    EmitLot,
+    History,
+    Op,
+    Plan,
+    RaiseAlarm,
+    ResolveAlarm,
+    UpdateBreak,
+    UpsertBreak,
+    UpsertExcursion,
+)
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+_DELETE = {
+    "excursion": queries.DELETE_EXCURSIONS_IN,
+    "gap": queries.DELETE_GAPS_IN,
+    "profile": queries.DELETE_PROFILE_BREAKS_IN,
+    "door": queries.DELETE_STATE_BREAKS_IN,
+    "power": queries.DELETE_STATE_BREAKS_IN,
+}
+
+
+@dataclass(slots=True)
+class RunStats:
+    """What one run_once did (for logs)."""
+
+    batches: int = 0
+    series: int = 0
+    excursions: int = 0
+    gaps: int = 0
+    emitted: int = 0
+    alarms: int = 0
+    history: int = 0
+    lot_verdicts: int = 0
+    breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
+    pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
+
+
+def apply(conn: Conn, plan: Plan, stats: RunStats) -> None:
+    """Apply the plan's ops in order."""
+    emitted: set[str] = set()
+    for op in plan.ops:
+        _apply(conn, op, stats, emitted)
+
+
+def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
+    match op:
+        case DeleteRuns():
+            conn.execute(
+                _DELETE[op.table],
+                {
+                    "kind": op.table,
+                    "series_id": op.series_id,
+                    "asset_id": op.asset_id,
+                    "mkt_rule": op.mkt_rule,
+                    "t_lo": op.t_lo,
+                    "t_hi": op.t_hi,
+                },
+            )
+        case UpsertExcursion():
+            conn.execute(
+                queries.UPSERT_EXCURSION,
+                {
+                    "series_id": op.series_id,
+                    "asset_id": op.asset_id,
+                    "product_class": op.product_class,
+                    "rule_id": op.rule_id,
+                    "pack_version": op.pack_version,
+                    "start_time": op.start,
+                    "end_time": op.end,
+                    "open": op.open,
+                    "peak_c": op.peak_c,
+                    "limit_low_c": op.limit_low_c,
+                    "limit_high_c": op.limit_high_c,
+                    "readings": op.readings,
+                },
+            )
+            stats.excursions += 1
+        case UpsertBreak():
+            conn.execute(
+                queries.UPSERT_CHAIN_BREAK,
+                {
+                    "kind": op.kind,
+                    "series_id": op.series_id,
+                    "asset_id": op.asset_id,
+                    "rule_id": op.rule_id,
+                    "pack_version": op.pack_version,
+                    "start_time": op.start,
+                    "end_time": op.end,
+                    "allowed_s": op.allowed_s,
+                    "detail": Jsonb(op.detail),
+                },
+            )
+            if op.kind == "gap":
+                stats.gaps += 1
+            elif op.kind == "excursion":
+                stats.breaks += 1
+        case UpdateBreak():
+            conn.execute(
+                queries.UPDATE_MKT_BREAK,
+                {"chain_break_id": op.chain_break_id, "end_time": op.end, "detail": Jsonb(op.detail)},
+            )
+            stats.breaks += 1
+        case DeleteBreak():
+            conn.execute(queries.DELETE_CHAIN_BREAK, {"chain_break_id": op.chain_break_id})
+            stats.breaks += 1
+        case RaiseAlarm():
+            change = alarms.raise_or_update(conn, op.condition)
+            if change is not None:
+                stats.pending.append(change)
+                stats.alarms += 1
+        case ResolveAlarm():
+            _resolve(conn, op, stats, emitted)
+        case Emit():
+            if _emit(conn, op):
+                stats.emitted += 1
+                emitted.add(op.rule_id)
+                for then in op.then:
+                    _apply(conn, then, stats, emitted)
+        case History():
+            conn.execute(
+                queries.INSERT_HISTORY,
+                {
+                    "subject_kind": op.subject_kind,
+                    "subject_id": op.subject_id,
+                    "version": op.version,
+                    "verdict": op.verdict,
+                    "product_class": op.product_class,
+                    "pack_id": op.pack_id,
+                    "pack_version": op.pack_version,
+                    "items": Jsonb(op.items),
+                    "reasons": Jsonb(op.reasons),
+                    "arrived": Jsonb(op.arrived),
+                    "change": Jsonb(op.change),
+                },
+            )
+            stats.history += 1
+        case EmitLot():
+            conn.execute(queries.LOT_VERDICT_OUTBOX, {"payload": Jsonb(msgspec.to_builtins(op.payload))})
+            stats.lot_verdicts += 1
+
+
+def _resolve(conn: Conn, op: ResolveAlarm, stats: RunStats, emitted: set[str]) -> None:
+    if op.after_new_emit is not None and op.after_new_emit not in emitted:
+        return
+    if op.unless_open_excursion:
+        still = conn.execute(
+            queries.OPEN_EXCURSION_ON_ASSET, {"asset_id": op.asset_id, "rule_id": op.rule_id}
+        ).fetchone()
+        if still is not None:
+            return
+    cleared = alarms.auto_resolve(
+        conn, asset_id=op.asset_id, rule_id=op.rule_id, condition_end=op.condition_end, note=op.note
+    )
+    if cleared is not None:
+        stats.pending.append(("resolved", cleared))
+        if op.counted:
+            stats.alarms += 1
+
+
+def _emit(conn: Conn, op: Emit) -> bool:
+    """Write the outbox row unless this verdict was emitted before; True if written."""
+    row = conn.execute(
+        queries.EMIT_ONCE,
+        {
+            "kind": op.payload.verdict,
+            "payload": Jsonb(msgspec.to_builtins(op.payload)),
+            "series_id": op.series_id,
+            "rule_id": op.rule_id,
+            "start_time": op.start,
+            "end_time": op.end,
+        },
+    ).fetchone()
+    return row is not None

@@ -1,0 +1,154 @@
+"""Stage 2 (verdicts): a lot's verdict under its own class, through every asset that held it (pure).
+
+Each custody leg is judged with the full rule set on the temperature series of the devices mounted
+on its asset during the leg (the asset's door and power channels go with its first probe series);
+a leg with no asset, or with no temperature reading, is a handoff not covered by evidence: broken.
+The lot's verdict is the roll-up of its legs' (`rules.verdicts.roll_up`); with no leg yet it is
+indeterminate. Every leg is an item of the verdict, so the history holds all it rests on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rules import engine
+from rules.engine import catalog
+from rules.models import LotVerdictPayload, from_epoch_us, iso_utc
+from rules.packs import ClassRef
+from rules.verdicts import Verdict, roll_up
+from rules.worker.history import LastVersion, history_entry
+from rules.worker.plan import EmitLot, Plan
+from rules.worker.policy import FloatArray, IntArray
+
+Channel = tuple[IntArray, FloatArray]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesReadings:
+    """A temperature series of a device mounted on the leg's asset, over its part of the leg."""
+
+    series_id: int
+    accuracy_c: float | None
+    t_from: datetime
+    t_ms: IntArray
+    v: FloatArray
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One custody leg of the lot and the evidence read for it."""
+
+    asset_id: str | None
+    mode: str | None
+    t_from: datetime
+    t_to: datetime | None
+    series: list[SeriesReadings] = field(default_factory=list)
+    door: Channel | None = None
+    power: Channel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LotJudgement:
+    verdict: Verdict
+    reasons: list[str]
+    items: list[dict[str, Any]]
+    span: tuple[datetime, datetime] | None  # device time of the evidence judged
+
+
+def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
+    """The lot's verdict through its legs."""
+    if not legs:
+        return LotJudgement("indeterminate", [catalog.NO_LEG], [], None)
+    levels: list[Verdict] = []
+    reasons: list[str] = []
+    items: list[dict[str, Any]] = []
+    first: datetime | None = None
+    last_t: datetime | None = None
+    for leg in legs:
+        name = f"{leg.asset_id or 'unknown asset'} from {iso_utc(leg.t_from)}"
+        if leg.asset_id is None:
+            levels.append("broken")
+            reasons.append(catalog.leg_without_asset(name))
+            items.append(
+                {"asset_id": None, "verdict": "broken", "from": iso_utc(leg.t_from), "covered": False}
+            )
+            continue
+        covered = False
+        for s in leg.series:
+            if s.t_ms.shape[0] == 0:
+                continue
+            first_series = not covered
+            covered = True
+            first = s.t_from if first is None else min(first, s.t_from)
+            t_end = from_epoch_us(int(s.t_ms[-1]) * 1000)
+            last_t = t_end if last_t is None else max(last_t, t_end)
+            ev = engine.evaluate_series(
+                s.t_ms,
+                s.v,
+                ref,
+                "storage" if leg.mode == "storage" else "transport",
+                accuracy_c=s.accuracy_c,
+                door=leg.door if first_series else None,
+                power=leg.power if first_series else None,
+            )
+            levels.append(ev.verdict)
+            reasons.extend(f"{leg.asset_id} series {s.series_id}: {why}" for why in ev.reasons)
+            items.append(
+                {
+                    "asset_id": leg.asset_id,
+                    "series_id": s.series_id,
+                    "verdict": ev.verdict,
+                    "excursions": len(ev.excursions),
+                    "gaps": len(ev.gaps),
+                    "from": iso_utc(s.t_from),
+                }
+            )
+        if not covered:
+            levels.append("broken")
+            reasons.append(catalog.leg_not_covered(name))
+            items.append(
+                {"asset_id": leg.asset_id, "verdict": "broken", "from": iso_utc(leg.t_from), "covered": False}
+            )
+    span = None if first is None or last_t is None else (first, max(first, last_t))
+    return LotJudgement(roll_up(levels), reasons, items, span)
+
+
+def plan_lot(
+    lot_id: str,
+    ref: ClassRef,
+    judged: LotJudgement,
+    arrived: dict[str, Any],
+    last: LastVersion | None,
+    now: datetime | None = None,
+) -> Plan:
+    """A new history version when the verdict or its evidence changed; the ledger hears of it when its
+    result changed."""
+    plan = Plan()
+    entry = history_entry("lot", lot_id, judged.verdict, ref, judged.items, judged.reasons, arrived, last)
+    if entry is None:
+        return plan
+    plan.add(entry)
+    if last is not None and last.verdict == judged.verdict:
+        return plan
+    span = judged.span
+    plan.add(
+        EmitLot(
+            LotVerdictPayload(
+                verdict="lot_verdict",
+                verdict_id=f"lot_verdict:{lot_id}:v{entry.version}",
+                lot_id=lot_id,
+                product_class=ref.code,
+                result=judged.verdict,
+                reasons=judged.reasons,
+                pack_id=ref.pack_id,
+                pack_version=ref.pack_version,
+                computed_at=iso_utc(now or datetime.now(UTC)),
+                version=entry.version,
+                start=None if span is None else iso_utc(span[0]),
+                end=None if span is None else iso_utc(span[1]),
+            )
+        )
+    )
+    return plan
