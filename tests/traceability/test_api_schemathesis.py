@@ -10,8 +10,8 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.traceability.test_trace_multimodal import build
-from traceability.api import ApiOptions, create_app, open_pools
-from traceability.auth import create_key
+from traceability.api.app import ApiOptions, create_app, open_pools
+from traceability.api.auth import create_key
 
 API_KEY: dict[str, str] = {}
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from coldchain.cli import app as cli_app
 from tests.traceability.test_epcis_capture import as_url
 from tests.traceability.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
-from traceability.rederive import DERIVED_TABLES, rederive
+from traceability.ledger.rederive import DERIVED_TABLES, rederive
+from traceability.ledger.verify import verify
 from traceability.trace import trace
-from traceability.verify import verify
 
 
 def _content(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:

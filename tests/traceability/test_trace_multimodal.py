@@ -10,9 +10,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from traceability import epcis, ledger, multimodal
-from traceability.api import create_app
-from traceability.auth import create_key
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.epcis import builders, multimodal
+from traceability.ledger import chain
 from traceability.trace import trace
 
 S = datetime(2026, 3, 1, tzinfo=UTC)
@@ -86,12 +87,12 @@ def build(conn: psycopg.Connection[Any]) -> None:
     train = multimodal.conveyance("rail", train="X9101")
     truck = multimodal.conveyance("road", truck_plate="桂A12345")
     events = [
-        epcis.with_event_id(
-            epcis.aggregation_event(
+        builders.with_event_id(
+            builders.aggregation_event(
                 event_time=h(-2),
                 action="ADD",
                 parent_id=SSCC,
-                child_quantities=[epcis.quantity(LOT, 800, "KGM")],
+                child_quantities=[builders.quantity(LOT, 800, "KGM")],
                 biz_step="packing",
             )
         ),
@@ -143,18 +144,18 @@ def build(conn: psycopg.Connection[Any]) -> None:
         multimodal.movement(
             t=h(44), step="receiving", epcs=[SSCC], location=MARKET, conveyance_ext=truck, custodian=BUYER
         ),
-        epcis.with_event_id(
+        builders.with_event_id(
             {
-                **epcis.object_event(event_time=h(50), epcs=None, biz_step="commissioning"),
+                **builders.object_event(event_time=h(50), epcs=None, biz_step="commissioning"),
                 "type": "TransformationEvent",
-                "inputQuantityList": [epcis.quantity(LOT, 100, "KGM")],
-                "outputQuantityList": [epcis.quantity(OUT_LOT, 90, "KGM")],
+                "inputQuantityList": [builders.quantity(LOT, 100, "KGM")],
+                "outputQuantityList": [builders.quantity(OUT_LOT, 90, "KGM")],
             }
         ),
     ]
     for e in events:
         e.pop("action", None) if e["type"] == "TransformationEvent" else None
-    ledger.append_many(conn, events)
+    chain.append_many(conn, events)
     conn.commit()
 
 

@@ -1,4 +1,4 @@
-"""Stage 3, ledger: the GS1 CBV 2.0 EPCIS event hash (``ni:///sha-256;<hex>?ver=CBV2.0``) of a JSON-LD event.
+"""Stage 3, EPCIS: the GS1 CBV 2.0 EPCIS event hash (``ni:///sha-256;<hex>?ver=CBV2.0``) of a JSON-LD event.
 
 Follows the canonicalisation of CBV 2.0 section 8.9 as written up by the reference implementation
 (github.com/RalphTro/epcis-event-hash-generator, README "Algorithm" and ``PROP_ORDER``):

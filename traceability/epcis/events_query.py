@@ -1,4 +1,4 @@
-"""Stage 3, API: the EPCIS 2.0 event query (GET /epcis/events): filters, sensor value filters with unit
+"""Stage 3, EPCIS: the EPCIS 2.0 event query (GET /epcis/events): filters, sensor value filters with unit
 conversion, and seq-keyed pagination (``nextPageToken``).
 
 Sensor filters are ``<OP>_<field>_<type>`` with OP in EQ, GT, GE, LT, LE, field in value, minValue,
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from traceability.epcis import biz_step_name
+from traceability.epcis.builders import biz_step_name
 
 Conn = psycopg.Connection[Any]
 

@@ -24,9 +24,12 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from traceability import auth, capture, checkpoint, ledger, limits, query
-from traceability import verify as ledger_verify
-from traceability.query import QueryParameterError
+from traceability import limits
+from traceability.api import auth
+from traceability.epcis import capture, events_query
+from traceability.epcis.events_query import QueryParameterError
+from traceability.ledger import chain, checkpoint
+from traceability.ledger import verify as ledger_verify
 from traceability.trace import trace
 
 log = logging.getLogger(__name__)
@@ -723,7 +726,7 @@ def create_app(
         lease = request.app.state.pools.health_lease()
         try:
             conn = await lease.acquire()
-            head = await run_in_threadpool(ledger.head_seq, conn)
+            head = await run_in_threadpool(chain.head_seq, conn)
         except (ApiProblemError, psycopg.Error) as exc:
             log.warning("health: database unavailable: %s", exc)
             database = False
@@ -872,13 +875,13 @@ def create_app(
         le_value_temperature: Annotated[float | None, Query(alias="LE_value_Temperature")] = None,
         ge_max_value_temperature: Annotated[float | None, Query(alias="GE_maxValue_Temperature")] = None,
         le_min_value_temperature: Annotated[float | None, Query(alias="LE_minValue_Temperature")] = None,
-        per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=query.MAX_PER_PAGE)] = None,
+        per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=events_query.MAX_PER_PAGE)] = None,
         next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
     ) -> Response:
         """EPCIS 2.0 event query (SimpleEventQuery parameters); any ``<OP>_<value|minValue|maxValue|
         meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL matches CEL
         data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``)."""
-        q = query.build(
+        q = events_query.build(
             ge_event_time=ge_event_time,
             lt_event_time=lt_event_time,
             event_type=event_type,
@@ -892,7 +895,7 @@ def create_app(
             per_page=per_page,
             next_page_token=next_page_token,
         )
-        events, token = query.run(conn, q)
+        events, token = events_query.run(conn, q)
         response = Response(capture.query_document(events), media_type="application/json")
         if token is not None:
             params = dict(request.query_params)
