@@ -32,7 +32,7 @@ from gateway.credentials import ensure_stage_logins, read_stage_logins
 from gateway.limits import DEFAULT_LIMITS, PACKET_OVERHEAD_BYTES, IngestLimits
 
 if TYPE_CHECKING:
-    from traceability.api.app import ApiOptions
+    from traceability.api.options import ApiOptions
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ class _Worker:
 def api_options(settings: Settings) -> ApiOptions:
     """The API's options from the settings: its pool, what capture accepts, and the ledger key it
     verifies checkpoints against (the public half of the key file under COLDCHAIN_HOME)."""
-    from traceability.api.app import ApiOptions
+    from traceability.api.options import ApiOptions
     from traceability.epcis.capture import CaptureLimits
     from traceability.ledger.checkpoint import KEY_FILE
 

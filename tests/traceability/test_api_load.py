@@ -120,7 +120,8 @@ def test_health_answers_while_every_request_connection_is_busy(db_url: str) -> N
     """Every connection of the request pool and every place at its gate held (as by long requests):
     /health still answers at once from its own connection; a request waits its pool timeout at the gate
     and gets the busy 503 problem, not a 500."""
-    from traceability.api.app import PROBLEM_BASE, ApiOptions
+    from traceability.api.options import ApiOptions
+    from traceability.api.problems import PROBLEM_BASE
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "inspector", "busy")

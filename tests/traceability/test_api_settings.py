@@ -8,7 +8,7 @@ import pytest
 
 from coldchain.settings import SettingsError, load_settings
 from traceability import limits
-from traceability.api.app import ApiOptions
+from traceability.api.options import ApiOptions
 from traceability.epcis.capture import CaptureLimits
 
 

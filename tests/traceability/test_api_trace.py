@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.traceability.test_trace_worker import LOT, SSCC, build_scenario
-from traceability.api.app import ApiOptions, create_app
+from traceability.api.app import create_app
 from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
 from traceability.ledger import checkpoint
 from traceability.worker import LedgerWorker
 

@@ -140,7 +140,8 @@ def test_import_of_bytes_that_are_not_utf8_is_one_line(
 
 
 def test_capture_of_a_body_that_is_not_utf8_is_400_with_its_job(db_url: str) -> None:
-    from traceability.api.app import PROBLEM_BASE, create_app
+    from traceability.api.app import create_app
+    from traceability.api.problems import PROBLEM_BASE
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "capture", "utf8")

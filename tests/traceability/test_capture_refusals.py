@@ -60,7 +60,7 @@ def _app(db_url: str, **options: Any) -> FastAPI:
 
     if not options:
         return create_app(db_url)
-    from traceability.api.app import ApiOptions
+    from traceability.api.options import ApiOptions
 
     return create_app(db_url, options=ApiOptions(capture=capture.CaptureLimits(**options)))
 
