@@ -30,6 +30,7 @@ def trace(
     from coldchain.report import format_trace
     from coldchain.runtime import open_stack
     from traceability.trace import trace as trace_any
+    from traceability.trace_model import to_json
 
     settings = cli_settings()
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
@@ -38,7 +39,7 @@ def trace(
         typer.echo(f"no lot {lot_id!r}", err=True)
         raise typer.Exit(1)
     if as_json:
-        emit_json(result)
+        emit_json(to_json(result))
     else:
         typer.echo(format_trace(result))
 

@@ -413,7 +413,7 @@ def bench_trace(
                     result = trace(conn, lot)
                     timings.append((time.perf_counter() - t) * 1000)
                     assert result is not None
-                    legs_seen += len(result["custody"])
+                    legs_seen += len(result.custody)
                 conn.rollback()
             # Capture: documents of 1000 events for new lots, through the real capture path. The first
             # lot's 10 events go first as a warm-up document, not timed: a running service has compiled

@@ -15,6 +15,7 @@ from traceability.api.auth import create_key
 from traceability.epcis import builders, multimodal
 from traceability.ledger import chain
 from traceability.trace import trace
+from traceability.trace_model import Trace, to_json
 
 S = datetime(2026, 3, 1, tzinfo=UTC)
 LOT = "urn:epc:class:lgtin:8850000.012345.TH0301"
@@ -176,8 +177,9 @@ def test_container_numbers_are_check_digit_validated() -> None:
 
 def test_trace_of_lot_through_sea_rail_road(chain_db: str) -> None:
     with psycopg.connect(chain_db) as conn:
-        result = trace(conn, LOT)
-    assert result is not None
+        found = trace(conn, LOT)
+    assert found is not None
+    result = to_json(found)
     assert result["query"] == {"id": LOT, "kind": "lot", "lots": [LOT]}
     legs = result["custody"]
     assert [(leg["custodian"] or {}).get("party_id") for leg in legs] == [LINE, RAILCO, STORE, BUYER, BUYER]
@@ -221,11 +223,13 @@ def test_trace_by_container_waybill_bl_sscc_and_output(chain_db: str) -> None:
         ):
             result = trace(conn, ident)
             assert result is not None, ident
-            assert result["query"]["kind"] == kind, ident
-            assert result["lot_id"] == LOT, ident
+            assert result.query is not None, ident
+            assert result.query.kind == kind, ident
+            assert result.lot_id == LOT, ident
         downstream = trace(conn, OUT_LOT)
-        assert downstream is not None
-        assert [i["id"] for i in downstream["backward"]["inputs"]] == [LOT]
+        assert isinstance(downstream, Trace)
+        assert downstream.backward is not None
+        assert [i.id for i in downstream.backward.inputs] == [LOT]
         assert trace(conn, "NOPE-123") is None
 
 

@@ -17,6 +17,7 @@ from traceability.epcis import builders, validation
 from traceability.ledger import chain
 from traceability.ledger.verify import verify
 from traceability.trace import trace_lot
+from traceability.trace_model import from_json, to_json
 from traceability.worker import LedgerWorker
 
 S = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -492,10 +493,13 @@ def test_trace_lot_returns_legs_with_evidence(db_url: str) -> None:
     build_scenario(db_url)
     LedgerWorker(db_url).run_once()
     with psycopg.connect(db_url) as conn:
-        trace = trace_lot(conn, LOT)
+        found = trace_lot(conn, LOT)
         assert trace_lot(conn, "urn:epc:class:lgtin:6901234.012345.NOPE") is None
-    assert trace is not None
-    json.dumps(trace)  # JSON-ready as it is
+    assert found is not None
+    assert found.custody[1].temperature.allowed_gap_s == 600.0  # typed: a truck leg, transport interval
+    trace = to_json(found)
+    json.dumps(trace)  # JSON values
+    assert from_json(trace) == found  # the JSON reads back as the same Trace
     assert trace["lot"]["product_class"] == "chilled"
     assert (trace["limits"]["low_c"], trace["limits"]["high_c"]) == (0, 4)
     assert [(u["unit_id"], u["depth"], u["asset_id"]) for u in trace["units"]] == [

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from traceability.api.deps import Db, Reader
 from traceability.api.problems import LotNotFoundError
-from traceability.api.schemas import Trace
 from traceability.trace import trace
+from traceability.trace_model import Trace
 
 router = APIRouter(tags=["trace"])
 
@@ -19,4 +19,4 @@ def trace_route(trace_id: str, conn: Db, _: Reader) -> Trace:
     found = trace(conn, trace_id)
     if found is None:
         raise LotNotFoundError(trace_id)
-    return Trace.model_validate(found)
+    return found
