@@ -344,7 +344,7 @@ def api_key_create(
 ) -> None:
     """Create an API key; the key is printed once (only its hash is stored)."""
     from coldchain.runtime import open_stack
-    from traceability.api.auth import ROLES, create_key
+    from traceability.api.auth import ROLES, SHOWN_CHARS, create_key
 
     if role not in ROLES:
         typer.echo(f"unknown role {role!r}: one of {', '.join(sorted(ROLES))}", err=True)
@@ -353,4 +353,24 @@ def api_key_create(
     with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
         secret = create_key(conn, role, name)
         conn.commit()
-    emit_json({"name": name, "role": role, "api_key": secret})
+    emit_json({"name": name, "role": role, "api_key": secret, "prefix": secret[:SHOWN_CHARS]})
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key: Annotated[
+        str, typer.Argument(help="The key's id, or its prefix (cck_ and at least 4 more characters).")
+    ],
+) -> None:
+    """Revoke an API key: from then on the API answers it 401."""
+    from coldchain.runtime import open_stack
+    from traceability.api.auth import KeyRevocationError, revoke_key
+
+    settings = cli_settings()
+    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+        try:
+            revoked = revoke_key(conn, key)
+        except KeyRevocationError as exc:
+            fail(str(exc), ExitCode.FAILED)
+        conn.commit()
+    emit_json({"key_id": revoked.key_id, "name": revoked.name, "role": revoked.role, "revoked": True})
