@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from coldchain.cli import app as cli_app
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
-from traceability.epcis import capture, validation
+from traceability.epcis import capture, documents, validation
 from traceability.epcis.eventhash import HASH_PREFIX, event_hash
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "gs1-epcis-examples"
@@ -180,7 +180,7 @@ def test_gs1_examples_capture_and_export_validates(client: TestClient, db_url: s
     jsonschema.validate(exported, SCHEMA)
     with psycopg.connect(db_url) as conn:
         stored = [r[0] for r in conn.execute("SELECT event FROM ledger_event ORDER BY seq")]
-    jsonschema.validate(capture.export_document(stored), SCHEMA)
+    jsonschema.validate(documents.export_document(stored), SCHEMA)
     assert client.get("/ledger/verify").json()["ok"] is True
 
 

@@ -14,13 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traceability.epcis import builders, validation
-from traceability.epcis.eventhash import (
-    canonical_timestamp,
-    check_digit,
-    epc_to_digital_link,
-    event_hash,
-    prehash_string,
-)
+from traceability.epcis.digital_link import check_digit, epc_to_digital_link
+from traceability.epcis.eventhash import canonical_timestamp, event_hash, prehash_string
 
 # Pre-hash strings published with the reference algorithm's test suite (github.com/RalphTro/
 # epcis-event-hash-generator, tests/examples; the same strings appear in EVRYTHNG's independent

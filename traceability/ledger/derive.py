@@ -30,7 +30,7 @@ from psycopg import sql
 
 from traceability import limits, queries
 from traceability.epcis.builders import biz_step_name, parse_time
-from traceability.epcis.eventhash import check_digit
+from traceability.epcis.digital_link import check_digit
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
 FUTURE_TOLERANCE = timedelta(seconds=limits.FUTURE_TOLERANCE_S)

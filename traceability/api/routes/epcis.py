@@ -15,7 +15,7 @@ from traceability.api.deps import Db, Principal, Reader, authenticate, permit, p
 from traceability.api.options import ApiOptions
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.api.schemas import CaptureJobModel
-from traceability.epcis import capture, events_query
+from traceability.epcis import capture, documents, events_query
 
 router = APIRouter(tags=["epcis"])
 
@@ -160,7 +160,7 @@ def events_route(
         next_page_token=next_page_token,
     )
     events, token = events_query.run(conn, q)
-    response = Response(capture.query_document(events), media_type="application/json")
+    response = Response(documents.query_document(events), media_type="application/json")
     if token is not None:
         params = dict(request.query_params)
         params["nextPageToken"] = token
