@@ -10,12 +10,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from coldchain.report import format_trace
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.epcis import builders, multimodal
 from traceability.ledger import chain
 from traceability.trace import trace
-from traceability.trace_model import Trace, to_json
+from traceability.trace_model import Trace, from_json, to_json
 
 S = datetime(2026, 3, 1, tzinfo=UTC)
 LOT = "urn:epc:class:lgtin:8850000.012345.TH0301"
@@ -180,6 +181,11 @@ def test_trace_of_lot_through_sea_rail_road(chain_db: str) -> None:
         found = trace(conn, LOT)
     assert found is not None
     result = to_json(found)
+    assert from_json(result) == found  # the JSON (as the API serves it) reads back as the same Trace
+    report = format_trace(found)
+    assert "  verdict: BROKEN" in report
+    assert "Ocean line; Qinzhou port terminal; Reefer CSQU3054383" in report
+    assert "CHAIN BREAK (handoff) 2026-03-01 20:00 → 2026-03-02 17:00, allowed 0 s" in report
     assert result["query"] == {"id": LOT, "kind": "lot", "lots": [LOT]}
     legs = result["custody"]
     assert [(leg["custodian"] or {}).get("party_id") for leg in legs] == [LINE, RAILCO, STORE, BUYER, BUYER]
