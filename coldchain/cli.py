@@ -107,7 +107,7 @@ def run(
     """Run stages of the house until Ctrl-C / SIGTERM (each compose service runs one)."""
     from coldchain.runtime import STAGES, Services, api_options, gateway_limits, open_stack
     from gateway.mqtt import GatewayAuthError
-    from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
+    from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     chosen = tuple(STAGES) if not stages or "all" in stages else tuple(stages)
     unknown = [s for s in chosen if s not in STAGES]

@@ -11,8 +11,8 @@ import typer
 from coldchain.clicommon import ExitCode, cli_settings, emit_json, fail
 
 if TYPE_CHECKING:
-    from traceability.checkpoint import Checkpoint
-    from traceability.verify import VerifyResult
+    from traceability.ledger.checkpoint import Checkpoint
+    from traceability.ledger.verify import VerifyResult
 
 ledger_app = typer.Typer(help="The hash-chained EPCIS ledger.", no_args_is_help=True)
 
@@ -30,6 +30,7 @@ def trace(
     from coldchain.report import format_trace
     from coldchain.runtime import open_stack
     from traceability.trace import trace as trace_any
+    from traceability.trace_model import to_json
 
     settings = cli_settings()
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
@@ -38,7 +39,7 @@ def trace(
         typer.echo(f"no lot {lot_id!r}", err=True)
         raise typer.Exit(1)
     if as_json:
-        emit_json(result)
+        emit_json(to_json(result))
     else:
         typer.echo(format_trace(result))
 
@@ -63,7 +64,7 @@ def _read_input(path: Path, what: str) -> bytes:
 def _pinned(spec: str | None, home: Path) -> str | None:
     """The public key to verify against: ``spec`` (hex or a key file), else the ledger's own key file
     under COLDCHAIN_HOME, else None. A ``spec`` that is neither is one line on stderr and USAGE."""
-    from traceability.checkpoint import CheckpointFormatError, configured_key, pinned_key
+    from traceability.ledger.checkpoint import CheckpointFormatError, configured_key, pinned_key
 
     try:
         return pinned_key(spec) if spec is not None else configured_key(home)
@@ -73,8 +74,8 @@ def _pinned(spec: str | None, home: Path) -> str | None:
 
 def _kept(files: list[Path]) -> list[tuple[str, Checkpoint]]:
     """The checkpoints of the files given with --checkpoint, each labelled with its file and line."""
-    from traceability.checkpoint import CheckpointFormatError, parse_kept
-    from traceability.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
+    from traceability.ledger.checkpoint import CheckpointFormatError, parse_kept
+    from traceability.ledger.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
 
     kept: list[tuple[str, Checkpoint]] = []
     for path in files:
@@ -121,8 +122,8 @@ def ledger_verify(
     the ledger's key file under COLDCHAIN_HOME is always checked too. Exit 0 only when nothing is wrong
     and the key vouches for the chain."""
     from coldchain.runtime import open_stack
-    from traceability.checkpoint import CheckpointFormatError, own_log
-    from traceability.verify import verify
+    from traceability.ledger.checkpoint import CheckpointFormatError, own_log
+    from traceability.ledger.verify import verify
 
     settings = cli_settings()
     pinned = _pinned(public_key, settings.home)
@@ -168,14 +169,14 @@ def _verdict(result: VerifyResult) -> list[str]:
 
 
 def _key_path(home: Path) -> Path:
-    from traceability.checkpoint import KEY_FILE
+    from traceability.ledger.checkpoint import KEY_FILE
 
     return home / KEY_FILE
 
 
 def _sign(conn: psycopg.Connection[Any], key_path: Path) -> Checkpoint | None:
     """Sign the head with the key in ``key_path``, commit, and append the checkpoint to the log beside it."""
-    from traceability.checkpoint import append_to_log, load_or_create_key, log_beside, sign_head
+    from traceability.ledger.checkpoint import append_to_log, load_or_create_key, log_beside, sign_head
 
     cp = sign_head(conn, load_or_create_key(key_path))
     conn.commit()
@@ -193,7 +194,7 @@ def ledger_import(
     """Capture an EPCIS document from a file, all or nothing, under capture's limits (the
     COLDCHAIN_CAPTURE_* settings), as POST /epcis/capture: the bytes go the same way."""
     from coldchain.runtime import api_options, open_stack
-    from traceability.capture import capture_bytes
+    from traceability.epcis.capture import capture_bytes
 
     settings = cli_settings()
     limits = api_options(settings).capture
@@ -234,7 +235,7 @@ def ledger_export(
     """Write a lot's evidence bundle: its events, the chain segment proving them, a signed checkpoint.
     Signs a fresh checkpoint of the head first."""
     from coldchain.runtime import open_stack
-    from traceability.bundle import BundleError, export_lot
+    from traceability.ledger.bundle import BundleError, export_lot
 
     settings = cli_settings()
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
@@ -262,8 +263,8 @@ def ledger_verify_bundle(
 ) -> None:
     """Verify a bundle offline (no database): event hashes, chain links, the checkpoint's signature under
     the pinned key (a bundle never vouches for itself)."""
-    from traceability.bundle import verify_bundle
-    from traceability.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
+    from traceability.ledger.bundle import verify_bundle
+    from traceability.ledger.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
 
     pinned = _pinned(public_key, cli_settings().home)
     data = _read_input(file, "bundle")
@@ -287,7 +288,7 @@ def ledger_declare_error(
 ) -> None:
     """Append an EPCIS errorDeclaration for an event (the original stays in the chain)."""
     from coldchain.runtime import open_stack
-    from traceability.ledger import declare_error
+    from traceability.ledger.chain import declare_error
 
     settings = cli_settings()
     with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
@@ -313,7 +314,7 @@ def ledger_rederive(
     """Rebuild containment, custody legs, lineage, bonded status, transactions and subjects from the ledger
     with today's registry (appends wait meanwhile); with --check, exit 1 when they differ from it."""
     from coldchain.runtime import open_stack
-    from traceability.rederive import rederive
+    from traceability.ledger.rederive import rederive
 
     settings = cli_settings()
     with open_stack(settings) as stack, psycopg.connect(stack.database_url, autocommit=True) as conn:
@@ -343,7 +344,7 @@ def api_key_create(
 ) -> None:
     """Create an API key; the key is printed once (only its hash is stored)."""
     from coldchain.runtime import open_stack
-    from traceability.auth import ROLES, create_key
+    from traceability.api.auth import ROLES, SHOWN_CHARS, create_key
 
     if role not in ROLES:
         typer.echo(f"unknown role {role!r}: one of {', '.join(sorted(ROLES))}", err=True)
@@ -352,4 +353,24 @@ def api_key_create(
     with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
         secret = create_key(conn, role, name)
         conn.commit()
-    emit_json({"name": name, "role": role, "api_key": secret})
+    emit_json({"name": name, "role": role, "api_key": secret, "prefix": secret[:SHOWN_CHARS]})
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key: Annotated[
+        str, typer.Argument(help="The key's id, or its prefix (cck_ and at least 4 more characters).")
+    ],
+) -> None:
+    """Revoke an API key: from then on the API answers it 401."""
+    from coldchain.runtime import open_stack
+    from traceability.api.auth import KeyRevocationError, revoke_key
+
+    settings = cli_settings()
+    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+        try:
+            revoked = revoke_key(conn, key)
+        except KeyRevocationError as exc:
+            fail(str(exc), ExitCode.FAILED)
+        conn.commit()
+    emit_json({"key_id": revoked.key_id, "name": revoked.name, "role": revoked.role, "revoked": True})

@@ -85,7 +85,7 @@ def run_scenario(
         if not services.wait_settled(timeout_s=90):
             raise RuntimeError("the stages did not settle within 90 s")
         if checkpoint_key is not None:
-            from traceability.checkpoint import CheckpointWorker
+            from traceability.ledger.checkpoint import CheckpointWorker
 
             CheckpointWorker(database_url, checkpoint_key).run_once()
         summary = summarize(database_url, services.api_url, checkpoint_key=checkpoint_key)
@@ -99,9 +99,9 @@ def summarize(database_url: str, api_url: str, *, checkpoint_key: Path | None = 
     """Counts from the database, the ledger's verification (its checkpoints against the public key of
     `checkpoint_key`), and the API's answer for the traced lot."""
     from firmware_sim.scenario import demo_world
-    from traceability.auth import create_key
-    from traceability.checkpoint import latest, own_log, pinned_key
-    from traceability.verify import verify
+    from traceability.api.auth import create_key
+    from traceability.ledger.checkpoint import latest, own_log, pinned_key
+    from traceability.ledger.verify import verify
 
     lot_id = demo_world().lots[0].lot_id
     with psycopg.connect(database_url) as conn:
@@ -147,7 +147,7 @@ def reset_embedded(settings: Settings, server_url: str) -> str:
 
     The checkpoint log beside the ledger's key vouches for the ledger being dropped: it is moved aside
     (``ledger-checkpoints.jsonl.<UTC time>``), kept, and no longer checked against the new ledger."""
-    from traceability.checkpoint import KEY_FILE, log_beside
+    from traceability.ledger.checkpoint import KEY_FILE, log_beside
 
     log = log_beside(settings.home / KEY_FILE)
     if log.exists():
@@ -162,7 +162,7 @@ def reset_embedded(settings: Settings, server_url: str) -> str:
 def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
     """`coldchain demo`: progress lines, a human summary, and one JSON object as the last line."""
     from coldchain.report import format_demo_summary
-    from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
+    from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     embedded_db = settings.database_url is None
     # The demo resets the database: it must own the data directory. A fresh broker store too: no queued
@@ -207,8 +207,8 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
 def _serve_forever(
     settings: Settings, database_url: str, broker: BrokerAddress, stage_brokers: Mapping[str, BrokerAddress]
 ) -> None:
-    from traceability.auth import create_key
-    from traceability.checkpoint import KEY_FILE as LEDGER_KEY_FILE
+    from traceability.api.auth import create_key
+    from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     with psycopg.connect(database_url) as conn:
         key = create_key(conn, "operator", "demo --serve")

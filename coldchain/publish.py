@@ -11,7 +11,7 @@ import httpx
 
 from gateway.credentials import LEDGER_CHECKPOINT_TOPIC
 from rules.alarms import Webhook, webhook_headers
-from traceability.checkpoint import Checkpoint, Sink
+from traceability.ledger.checkpoint import Checkpoint, Sink
 
 # The value of X-Coldchain-Event on a checkpoint's webhook call (alarms send their lifecycle event there).
 WEBHOOK_EVENT = "ledger.checkpoint"

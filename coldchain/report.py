@@ -2,57 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from traceability.trace_model import Trace
 
 
-def _t(iso: str | None) -> str:
-    return "open" if iso is None else iso.replace("T", " ").replace("Z", "")[:16]
+def _t(t: datetime | None) -> str:
+    return "open" if t is None else t.strftime("%Y-%m-%d %H:%M")
 
 
 def _c(x: float | None) -> str:
     return "–" if x is None else f"{x:.1f} °C"
 
 
-def format_trace(trace: dict[str, Any]) -> str:
+def format_trace(trace: Trace) -> str:
     """A lot's trace as an inspector reads it: who held it, where, in what, and what temperature it saw."""
-    lot = trace.get("lot") or {}
-    limits = trace.get("limits") or {}
+    lot, limits = trace.lot, trace.limits
+    low, high = (None, None) if limits is None else (limits.low_c, limits.high_c)
+    source = "no published limits" if limits is None else limits.source
     lines = [
-        f"lot {trace['lot_id']}: {lot.get('description') or ''}".rstrip(),
-        f"  class {lot.get('product_class')} ({_c(limits.get('low_c'))} .. {_c(limits.get('high_c'))}, "
-        f"{limits.get('source', 'no published limits')}); origin {lot.get('origin_country')}; "
-        f"HS {lot.get('hs_code')}; {lot.get('bonded_status')}",
-        f"  verdict: {str(trace['verdict']).upper()}",
+        f"lot {trace.lot_id}: {(lot.description if lot else None) or ''}".rstrip(),
+        f"  class {lot.product_class if lot else None} ({_c(low)} .. {_c(high)}, {source}); "
+        f"origin {lot.origin_country if lot else None}; HS {lot.hs_code if lot else None}; "
+        f"{lot.bonded_status if lot else None}",
+        f"  verdict: {trace.verdict.upper()}",
         "  custody legs:",
     ]
-    for leg in trace["custody"]:
-        who = (leg.get("custodian") or {}).get("name", "unknown custodian")
-        where = (leg.get("location") or {}).get("name", "")
-        what = (leg.get("asset") or {}).get("name", "no monitored asset")
-        temp = leg["temperature"]
-        lines.append(f"    {_t(leg['t_start'])} → {_t(leg['t_end'])}  {who}; {where}; {what}")
-        if temp["readings"]:
+    for leg in trace.custody:
+        who = leg.custodian.name if leg.custodian else "unknown custodian"
+        where = leg.location.name if leg.location else ""
+        what = leg.asset.name if leg.asset else "no monitored asset"
+        temp = leg.temperature
+        lines.append(f"    {_t(leg.t_start)} → {_t(leg.t_end)}  {who}; {where}; {what}")
+        if temp.readings:
             lines.append(
-                f"      {temp['readings']} readings, {_c(temp['min_c'])} .. {_c(temp['max_c'])}, "
-                f"mean {_c(temp['mean_c'])}, {temp['out_of_range_s'] or 0:.0f} s out of range"
+                f"      {temp.readings} readings, {_c(temp.min_c)} .. {_c(temp.max_c)}, "
+                f"mean {_c(temp.mean_c)}, {temp.out_of_range_s or 0:.0f} s out of range"
             )
         else:
             lines.append("      no temperature evidence")
-        for e in leg["excursions"]:
+        for e in leg.excursions:
             lines.append(
-                f"      EXCURSION {_t(e['start_time'])} → {_t(e['end_time'])} peak {_c(e['peak_c'])} "
-                f"({e['device_id']} {e['channel']}, {e['rule_id']} v{e['pack_version']})"
+                f"      EXCURSION {_t(e.start_time)} → {_t(e.end_time)} peak {_c(e.peak_c)} "
+                f"({e.device_id} {e.channel}, {e.rule_id} v{e.pack_version})"
             )
-        for b in leg["chain_breaks"]:
+        for b in leg.chain_breaks:
             lines.append(
-                f"      CHAIN BREAK ({b['kind']}) {_t(b['start_time'])} → {_t(b['end_time'])}, "
-                f"allowed {b['allowed_s']:.0f} s ({b['rule_id']})"
+                f"      CHAIN BREAK ({b.kind}) {_t(b.start_time)} → {_t(b.end_time)}, "
+                f"allowed {b.allowed_s:.0f} s ({b.rule_id})"
             )
-    for b in trace.get("lot_chain_breaks") or []:
-        lines.append(
-            f"  CHAIN BREAK ({b['kind']}) {_t(b['start_time'])} → {_t(b['end_time'])} ({b['rule_id']})"
-        )
-    lines.append(f"  ledger events: {len(trace.get('events') or [])}")
+    for b in trace.lot_chain_breaks:
+        lines.append(f"  CHAIN BREAK ({b.kind}) {_t(b.start_time)} → {_t(b.end_time)} ({b.rule_id})")
+    lines.append(f"  ledger events: {len(trace.events)}")
     return "\n".join(lines)
 
 
@@ -72,7 +75,9 @@ def format_demo_summary(summary: dict[str, Any]) -> str:
         "",
     ]
     if summary.get("trace"):
-        lines.append(format_trace(summary["trace"]))
+        from traceability.trace_model import from_json
+
+        lines.append(format_trace(from_json(summary["trace"])))
     else:
         lines.append(f"trace of {summary['trace_lot']}: HTTP {summary['trace_status']}")
     return "\n".join(lines)

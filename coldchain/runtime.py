@@ -32,7 +32,7 @@ from gateway.credentials import ensure_stage_logins, read_stage_logins
 from gateway.limits import DEFAULT_LIMITS, PACKET_OVERHEAD_BYTES, IngestLimits
 
 if TYPE_CHECKING:
-    from traceability.api import ApiOptions
+    from traceability.api.options import ApiOptions
 
 log = logging.getLogger(__name__)
 
@@ -322,9 +322,9 @@ class _Worker:
 def api_options(settings: Settings) -> ApiOptions:
     """The API's options from the settings: its pool, what capture accepts, and the ledger key it
     verifies checkpoints against (the public half of the key file under COLDCHAIN_HOME)."""
-    from traceability.api import ApiOptions
-    from traceability.capture import CaptureLimits
-    from traceability.checkpoint import KEY_FILE
+    from traceability.api.options import ApiOptions
+    from traceability.epcis.capture import CaptureLimits
+    from traceability.ledger.checkpoint import KEY_FILE
 
     return ApiOptions(
         pool_size=settings.api_pool_size,
@@ -372,7 +372,7 @@ class _ApiServer:
     def start(self) -> None:
         import uvicorn
 
-        from traceability.api import create_app
+        from traceability.api.app import create_app
 
         app = create_app(self.database_url, options=self.options, liveness=self.liveness)
         config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning", lifespan="on")
@@ -477,7 +477,7 @@ class Services:
                 if self.checkpoint_key is not None:
                     from coldchain.publish import mqtt_sink, webhook_sink
                     from rules.alarms import Webhook
-                    from traceability.checkpoint import CheckpointWorker, Sink
+                    from traceability.ledger.checkpoint import CheckpointWorker, Sink
 
                     # Each checkpoint also goes outside the database as it is made: the log beside the key
                     # (the worker's own), a retained MQTT message, the alert webhooks.

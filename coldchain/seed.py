@@ -104,7 +104,7 @@ def register_world(conn: psycopg.Connection[Any], world: World, *, start_ms: int
 def seed_world(database_url: str, *, now_ms: int | None = None) -> int:
     """Register the demo world and append the shipper's packing event; return the scenario start, epoch ms."""
     from firmware_sim.scenario import demo_world
-    from traceability.seed import append_packing
+    from traceability.ledger.seed import append_packing
 
     world = demo_world()
     start_ms = scenario_start_ms(now_ms)

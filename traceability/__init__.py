@@ -1,1 +1,2 @@
-"""Stage 3, ledger and API: EPCIS 2.0 hash-chained ledger and trace queries."""
+"""Stage 3, traceability: EPCIS 2.0 events (``epcis``), the hash-chained ledger (``ledger``), lot traces
+(``trace``) and the HTTP API (``api``); ``worker`` turns RFID reads and verdicts into ledger events."""

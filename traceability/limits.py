@@ -45,5 +45,5 @@ CAPTURE_FUTURE_SKEW_S = 300.0
 # No cold-chain record this system holds is older (GS1's own examples are dated 2005).
 CAPTURE_TIME_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 # The largest skew capture may be configured to allow, and the derivation's tolerance for an event dated
-# after it was recorded: beyond a day no clock is wrong, the date is (see derive.py).
+# after it was recorded: beyond a day no clock is wrong, the date is (see ledger/derive.py).
 FUTURE_TOLERANCE_S = 86_400.0

@@ -402,7 +402,15 @@ PREV_HASH_AT = "SELECT prev_hash FROM ledger_event WHERE seq = %s"
 EVENTS_JCS_AT_SEQS = "SELECT seq, event_jcs FROM ledger_event WHERE seq = ANY(%s) ORDER BY seq"
 
 # --- access --------------------------------------------------------------------------------------------
-INSERT_API_KEY = "INSERT INTO api_key (name, role, key_hash) VALUES (%(name)s, %(role)s, %(hash)s)"
+INSERT_API_KEY = """
+INSERT INTO api_key (name, role, key_hash, key_prefix) VALUES (%(name)s, %(role)s, %(hash)s, %(prefix)s)
+"""
+# The keys a revocation names: by id, or by the prefix of the secret (at most two, to see an ambiguity).
+API_KEYS_NAMED = """
+SELECT key_id, name, role, key_prefix, revoked_at IS NOT NULL FROM api_key
+WHERE key_id = %(id)s OR (%(prefix)s::text IS NOT NULL AND key_prefix LIKE %(prefix)s || '%%')
+ORDER BY key_id LIMIT 2
+"""
 REVOKE_API_KEY = "UPDATE api_key SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL"
 API_KEY_BY_HASH = "SELECT key_id, name, role FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
 INSERT_AUDIT = """

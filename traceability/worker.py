@@ -32,7 +32,9 @@ import msgspec
 import psycopg
 
 from rules.models import LotVerdictPayload, VerdictPayload
-from traceability import epcis, ledger, queries
+from traceability import queries
+from traceability.epcis import builders, validation
+from traceability.ledger import chain
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +136,17 @@ class LedgerWorker:
             queries.RFID_READS,
             {"devices": sorted(points), "t_min": t_min - READ_GAP, "t_max": t_max + READ_GAP},
         ).fetchall()
-        events: list[epcis.Event] = []
+        events: list[builders.Event] = []
         for group in group_reads(rows):
             group_events = events_for_group(group, points[group.device_id])
             try:
-                ledger.validate_all(group_events)
-            except epcis.InvalidEventError as exc:
+                chain.validate_all(group_events)
+            except validation.InvalidEventError as exc:
                 log.error("rfid read group of %s dropped: not valid EPCIS: %s", group.device_id, exc)
                 continue
             events.extend(group_events)
         if events:  # one append for the batch's groups, in their order (as appending them one by one)
-            ledger.append_many(conn, events, validated=True)
+            chain.append_many(conn, events, validated=True)
         return missing
 
     # -- verdicts ------------------------------------------------------------------------------------
@@ -156,18 +158,18 @@ class LedgerWorker:
                 rows = conn.execute(queries.TAKE_VERDICTS, (BATCH_ROWS,)).fetchall()
                 if not rows:
                     return total
-                events: list[epcis.Event] = []
+                events: list[builders.Event] = []
                 for outbox_id, kind, payload in rows:
                     decoded = decode_verdict(kind, payload)
                     if isinstance(decoded, LotVerdictPayload):
-                        event: epcis.Event | None = lot_verdict_event(decoded)
+                        event: builders.Event | None = lot_verdict_event(decoded)
                     else:
                         event = None if decoded is None else verdict_event(conn, decoded)
                     if event is None:
                         continue
                     try:
-                        ledger.validate_all([event])
-                    except epcis.InvalidEventError as exc:
+                        chain.validate_all([event])
+                    except validation.InvalidEventError as exc:
                         log.error(
                             "verdict_outbox %s dropped: its event is not valid EPCIS: %s", outbox_id, exc
                         )
@@ -176,7 +178,7 @@ class LedgerWorker:
                 # One append for the rows' events: a sensor_reporting event moves nothing and starts no
                 # custody leg, so building each from the derived rows before appending any is the same.
                 if events:
-                    ledger.append_many(conn, events, validated=True)
+                    chain.append_many(conn, events, validated=True)
                 conn.execute(queries.DELETE_VERDICTS, ([r[0] for r in rows],))
             total += len(rows)
 
@@ -199,12 +201,12 @@ def _group(rows: list[tuple[Any, ...]]) -> ReadGroup:
     return ReadGroup(device_id=rows[0][0], t_first=rows[0][1], goods=tuple(goods), assets=tuple(assets))
 
 
-def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[epcis.Event]:
+def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[builders.Event]:
     """The ledger events one pass through a read point means, in append order."""
     if not group.goods:
         return []  # only asset tags: an asset passing a door moves no goods
     placing = rp.biz_step not in OUTBOUND_STEPS
-    observe = epcis.object_event(
+    observe = builders.object_event(
         event_time=group.t_first,
         epcs=list(group.goods),
         biz_step=rp.biz_step,
@@ -212,7 +214,7 @@ def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[epcis.Event]:
         read_point=rp.read_point_id,
         biz_location=rp.biz_location if placing else None,
     )
-    events: list[epcis.Event] = []
+    events: list[builders.Event] = []
     for asset_epc in group.assets:
         if rp.biz_step in OUTBOUND_STEPS:
             action, step = "ADD", "loading"
@@ -221,7 +223,7 @@ def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[epcis.Event]:
         else:
             continue
         events.append(
-            epcis.aggregation_event(
+            builders.aggregation_event(
                 event_time=group.t_first,
                 action=action,
                 parent_id=asset_epc,
@@ -233,7 +235,7 @@ def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[epcis.Event]:
             )
         )
     events.append(observe)
-    return [epcis.with_event_id(e) for e in events]
+    return [builders.with_event_id(e) for e in events]
 
 
 # -- verdicts ----------------------------------------------------------------------------------------
@@ -250,7 +252,7 @@ def decode_verdict(kind: str, payload: object) -> VerdictPayload | LotVerdictPay
         return None
 
 
-def lot_verdict_event(v: LotVerdictPayload) -> epcis.Event:
+def lot_verdict_event(v: LotVerdictPayload) -> builders.Event:
     """The ledger event of a lot verdict: an `inspecting` ObjectEvent on the lot (quantityList), with the
     result, its reasons and the rule pack as `cc:` extensions."""
     extensions: dict[str, Any] = {
@@ -263,22 +265,22 @@ def lot_verdict_event(v: LotVerdictPayload) -> epcis.Event:
     }
     if v.reasons:
         extensions["cc:reasons"] = "; ".join(v.reasons)
-    event = epcis.object_event(
-        event_time=epcis.parse_time(v.computed_at),
-        quantities=[epcis.quantity(v.lot_id)],
+    event = builders.object_event(
+        event_time=builders.parse_time(v.computed_at),
+        quantities=[builders.quantity(v.lot_id)],
         biz_step="inspecting",
         extensions=extensions,
     )
-    return epcis.with_event_id(event)
+    return builders.with_event_id(event)
 
 
-def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> epcis.Event | None:
+def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> builders.Event | None:
     """The sensor_reporting ObjectEvent of an excursion or chain break, or None if its asset is unknown.
 
     What is reported on: the goods unit EPCs inside the asset during the interval; when none, the asset's
     own EPC; when it has none, no epcList at all but a readPoint (the asset's location, else a
     ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events."""
-    start, end = epcis.parse_time(v.start), epcis.parse_time(v.end)
+    start, end = builders.parse_time(v.start), builders.parse_time(v.end)
     asset = conn.execute(queries.ASSET_BY_ID, (v.asset_id,)).fetchone()
     if asset is None:
         log.warning("verdict_outbox %s names no known asset: %s", v.verdict, v.asset_id)
@@ -291,11 +293,11 @@ def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> epcis.Eve
         ).fetchall()
     ]
     epcs: list[str] | None = goods or ([asset_epc] if asset_epc else None)
-    read_point = asset_location or (None if epcs else epcis.asset_uri(v.asset_id))
+    read_point = asset_location or (None if epcs else builders.asset_uri(v.asset_id))
 
     chain_break = v.verdict == "chain_break"
     gap = chain_break and v.kind == "gap"
-    element = epcis.temperature_element(
+    element = builders.temperature_element(
         start_time=start,
         end_time=end,
         device_id=v.device_id,
@@ -324,7 +326,7 @@ def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> epcis.Eve
     ):
         if number is not None:
             extensions[key] = round(number, 3)
-    event = epcis.object_event(
+    event = builders.object_event(
         event_time=end,
         epcs=epcs,
         biz_step="sensor_reporting",
@@ -332,4 +334,4 @@ def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> epcis.Eve
         sensor_elements=[element],
         extensions=extensions,
     )
-    return epcis.with_event_id(event)
+    return builders.with_event_id(event)

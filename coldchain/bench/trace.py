@@ -50,7 +50,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _container(i: int) -> str:
-    from traceability.multimodal import container_number
+    from traceability.epcis.multimodal import container_number
 
     base = f"CSQU{i:06d}"
     from stdnum import iso6346
@@ -60,7 +60,7 @@ def _container(i: int) -> str:
 
 def _lot_events(n: int, container: str, start: datetime, prefix: str = "B") -> list[dict[str, Any]]:
     """The 10 events of lot ``n`` riding in ``container`` from ``start``."""
-    from traceability import epcis, multimodal
+    from traceability.epcis import builders, multimodal
 
     lot = f"urn:epc:class:lgtin:6901234.012345.{prefix}{n:07d}"
     sscc = f"urn:epc:id:sscc:6901234.{n:010d}"
@@ -75,12 +75,12 @@ def _lot_events(n: int, container: str, start: datetime, prefix: str = "B") -> l
         return start + timedelta(hours=x)
 
     return [
-        epcis.with_event_id(
-            epcis.aggregation_event(
+        builders.with_event_id(
+            builders.aggregation_event(
                 event_time=h(-1),
                 action="ADD",
                 parent_id=sscc,
-                child_quantities=[epcis.quantity(lot, 800, "KGM")],
+                child_quantities=[builders.quantity(lot, 800, "KGM")],
                 biz_step="packing",
             )
         ),
@@ -183,11 +183,11 @@ def _plan(lots: int, containers: int, readings_per_container: int) -> Iterator[t
 
 def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, readings: int) -> int:
     """Write every lot's events with COPY: hashes and chain here, derived rows from the plan."""
-    from traceability.derive import subjects_of
-    from traceability.epcis import biz_step_name, parse_time
-    from traceability.eventhash import event_hash
-    from traceability.jcs import canonical
-    from traceability.ledger import GENESIS_HASH, content_digest, entry_hash
+    from traceability.epcis.builders import biz_step_name, parse_time
+    from traceability.epcis.eventhash import event_hash
+    from traceability.epcis.jcs import canonical
+    from traceability.ledger.chain import GENESIS_HASH, content_digest, entry_hash
+    from traceability.ledger.derive import subjects_of
 
     prev, seq = GENESIS_HASH, 0
     ledger_rows: list[tuple[Any, ...]] = []
@@ -297,8 +297,8 @@ def _api_rates(url: str, lot_ids: list[str], requests: int, rng: random.Random) 
     import uvicorn
 
     from coldchain.embedded import free_port
-    from traceability.api import create_app
-    from traceability.auth import create_key
+    from traceability.api.app import create_app
+    from traceability.api.auth import create_key
 
     with psycopg.connect(url) as conn:
         key = create_key(conn, "inspector", "bench api")
@@ -363,8 +363,9 @@ def bench_trace(
     from coldchain.embedded import with_database
     from coldchain.migrate import migrate
     from coldchain.runtime import open_stack
-    from traceability import capture, checkpoint, verify
-    from traceability.epcis import document
+    from traceability.epcis import capture
+    from traceability.epcis.builders import document
+    from traceability.ledger import checkpoint, verify
     from traceability.trace import trace
 
     if quick:
@@ -412,7 +413,7 @@ def bench_trace(
                     result = trace(conn, lot)
                     timings.append((time.perf_counter() - t) * 1000)
                     assert result is not None
-                    legs_seen += len(result["custody"])
+                    legs_seen += len(result.custody)
                 conn.rollback()
             # Capture: documents of 1000 events for new lots, through the real capture path. The first
             # lot's 10 events go first as a warm-up document, not timed: a running service has compiled

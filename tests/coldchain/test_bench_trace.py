@@ -92,7 +92,7 @@ def test_bench_ledger_derived_rows_are_what_the_derivation_gives(db_url: str) ->
     """The bench writes its derived rows from its plan, not through the derivation (for speed); replaying its
     ledger through the derivation gives the same rows, so the traces it times read what capture would give."""
     from coldchain.bench.trace import _bulk_ledger, _registry
-    from traceability.rederive import rederive
+    from traceability.ledger.rederive import rederive
 
     with psycopg.connect(db_url) as conn:
         _registry(conn, 5, 20)

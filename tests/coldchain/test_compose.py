@@ -286,7 +286,7 @@ def test_dockerfile_and_dockerignore() -> None:
 def test_ledger_signing_key_outlives_the_container() -> None:
     """The ledger stage signs with $COLDCHAIN_HOME/keys/ledger-ed25519.pem: that folder is a named volume,
     and the image creates it owned by the app user (a new volume copies the mount point's owner)."""
-    from traceability.checkpoint import KEY_FILE
+    from traceability.ledger.checkpoint import KEY_FILE
 
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     home = re.search(r"^ENV COLDCHAIN_HOME=(\S+)$", dockerfile, re.M)

@@ -21,9 +21,11 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from coldchain.embedded import free_port
-from traceability.api import PROBLEM_BASE, ApiOptions, create_app
-from traceability.auth import create_key
-from traceability.epcis import iso_ms
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
+from traceability.api.problems import PROBLEM_BASE
+from traceability.epcis.builders import iso_ms
 
 POOL = 2
 START_TIMEOUT_S = 20.0

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 
 from coldchain.embedded import free_port
 from tests.traceability.test_trace_worker import LOT, build_scenario
-from traceability import checkpoint
-from traceability.auth import create_key
+from traceability.api.auth import create_key
+from traceability.ledger import checkpoint
 from traceability.worker import LedgerWorker
 
 REQUESTS = 500
@@ -63,7 +63,7 @@ def chain_db(db_url: str) -> tuple[str, str]:
 def test_500_requests_32_in_flight_no_5xx_every_one_audited(chain_db: tuple[str, str]) -> None:
     """At 32 requests in flight (four times the default pool), every request is answered without a 5xx
     and has its audit row: the key lookup, the work and the audit share the request's one connection."""
-    from traceability.api import create_app
+    from traceability.api.app import create_app
 
     db_url, key = chain_db
     paths = ["/ledger/checkpoint", f"/trace/{LOT}", "/epcis/events?perPage=5", "/ledger/checkpoint"]
@@ -85,7 +85,7 @@ def test_500_requests_32_in_flight_no_5xx_every_one_audited(chain_db: tuple[str,
 
 
 def _client(db_url: str, **kwargs: Any) -> TestClient:
-    from traceability.api import create_app
+    from traceability.api.app import create_app
 
     return TestClient(create_app(db_url, **kwargs), raise_server_exceptions=False)
 
@@ -120,7 +120,8 @@ def test_health_answers_while_every_request_connection_is_busy(db_url: str) -> N
     """Every connection of the request pool and every place at its gate held (as by long requests):
     /health still answers at once from its own connection; a request waits its pool timeout at the gate
     and gets the busy 503 problem, not a 500."""
-    from traceability.api import PROBLEM_BASE, ApiOptions
+    from traceability.api.options import ApiOptions
+    from traceability.api.problems import PROBLEM_BASE
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "inspector", "busy")

@@ -10,8 +10,10 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.traceability.test_trace_multimodal import build
-from traceability.api import ApiOptions, create_app, open_pools
-from traceability.auth import create_key
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
+from traceability.api.pools import open_pools
 
 API_KEY: dict[str, str] = {}
 

@@ -8,8 +8,8 @@ import pytest
 
 from coldchain.settings import SettingsError, load_settings
 from traceability import limits
-from traceability.api import ApiOptions
-from traceability.capture import CaptureLimits
+from traceability.api.options import ApiOptions
+from traceability.epcis.capture import CaptureLimits
 
 
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e9", "0", str(limits.API_POOL_TIMEOUT_S_MAX * 2)])

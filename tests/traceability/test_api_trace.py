@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.traceability.test_trace_worker import LOT, SSCC, build_scenario
-from traceability import checkpoint
-from traceability.api import ApiOptions, create_app
-from traceability.auth import create_key
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
+from traceability.ledger import checkpoint
 from traceability.worker import LedgerWorker
 
 PROBLEM_KEYS = {"type", "title", "status", "instance"}

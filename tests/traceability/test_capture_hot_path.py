@@ -12,8 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from traceability import capture, eventhash, jcs, ledger, queries
-from traceability.epcis import iso_ms
+from traceability import queries
+from traceability.epcis import capture, eventhash, jcs
+from traceability.epcis.builders import iso_ms
+from traceability.ledger import chain
 
 EVENTS = 20
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -66,10 +68,10 @@ def test_each_event_is_hashed_and_canonicalised_once_outside_the_lock(
         return wrapper
 
     canonical = counted("canonical", jcs.canonical)
-    for module in (jcs, ledger, capture):
+    for module in (jcs, chain, capture):
         monkeypatch.setattr(module, "canonical", canonical, raising=False)
     hashed = counted("event_hash", eventhash.event_hash)
-    for module in (eventhash, ledger, capture):
+    for module in (eventhash, chain, capture):
         monkeypatch.setattr(module, "event_hash", hashed, raising=False)
     try:
         with psycopg.connect(db_url, autocommit=True) as conn:

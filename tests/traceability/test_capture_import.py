@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 from coldchain.cli import app as cli_app
 from coldchain.clicommon import ExitCode
 from tests.traceability.test_epcis_capture import as_url
-from traceability.auth import create_key
-from traceability.epcis import iso_ms
+from traceability.api.auth import create_key
+from traceability.epcis.builders import iso_ms
 
 CTX = [
     "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
@@ -140,7 +140,8 @@ def test_import_of_bytes_that_are_not_utf8_is_one_line(
 
 
 def test_capture_of_a_body_that_is_not_utf8_is_400_with_its_job(db_url: str) -> None:
-    from traceability.api import PROBLEM_BASE, create_app
+    from traceability.api.app import create_app
+    from traceability.api.problems import PROBLEM_BASE
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "capture", "utf8")

@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from traceability import capture, ledger
-from traceability.auth import create_key
-from traceability.epcis import iso_ms
-from traceability.eventhash import event_hash
+from traceability.api.auth import create_key
+from traceability.epcis import capture
+from traceability.epcis.builders import iso_ms
+from traceability.epcis.eventhash import event_hash
+from traceability.ledger import chain
 
 CTX = [
     "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
@@ -55,11 +56,11 @@ def _doc(*events: dict[str, Any]) -> dict[str, Any]:
 
 
 def _app(db_url: str, **options: Any) -> FastAPI:
-    from traceability.api import create_app
+    from traceability.api.app import create_app
 
     if not options:
         return create_app(db_url)
-    from traceability.api import ApiOptions
+    from traceability.api.options import ApiOptions
 
     return create_app(db_url, options=ApiOptions(capture=capture.CaptureLimits(**options)))
 
@@ -324,9 +325,9 @@ def test_no_exception_text_reaches_a_client(db_url: str, key: str) -> None:
 def test_far_future_event_already_stored_does_not_freeze_custody(conn: psycopg.Connection[Any]) -> None:
     """A receiving dated 9999 in the ledger (appended before capture refused such); the real receiving
     after it still starts the unit's custody leg."""
-    ledger.append(conn, {**_event(datetime(9999, 1, 1, tzinfo=UTC)), "eventID": "urn:uuid:future"})
+    chain.append(conn, {**_event(datetime(9999, 1, 1, tzinfo=UTC)), "eventID": "urn:uuid:future"})
     real = NOW - timedelta(minutes=5)
-    ledger.append(conn, _event(real, readPoint={"id": "urn:epc:id:sgln:6901234.00002.0"}))
+    chain.append(conn, _event(real, readPoint={"id": "urn:epc:id:sgln:6901234.00002.0"}))
     legs = conn.execute("SELECT t_start FROM custody_leg WHERE epc = %s ORDER BY t_start", (SSCC,)).fetchall()
     assert legs == [(real,)]
 
@@ -345,12 +346,13 @@ def test_rederive_judges_an_event_as_its_append_did_whenever_it_runs(
     """An event stored without recordTime, an hour more than the tolerance ahead of its append: it derives
     no custody then, and a rederivation after time has passed (the clock two hours on) agrees, because
     both judge it against the time the ledger recorded it, not against their own clock."""
-    from traceability import derive, limits
-    from traceability.rederive import rederive
+    from traceability import limits
+    from traceability.ledger import derive
+    from traceability.ledger.rederive import rederive
 
     conn.autocommit = True
     ahead = NOW + timedelta(seconds=limits.FUTURE_TOLERANCE_S) + timedelta(hours=1)
-    ledger.append(conn, {**_event(ahead), "eventID": "urn:uuid:ahead"})
+    chain.append(conn, {**_event(ahead), "eventID": "urn:uuid:ahead"})
     assert conn.execute("SELECT count(*) FROM custody_leg").fetchone() == (0,)
     monkeypatch.setattr(derive, "datetime", _Later, raising=False)
     result = rederive(conn, apply=False)

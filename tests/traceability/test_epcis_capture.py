@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from traceability import capture, epcis
-from traceability.api import create_app
-from traceability.auth import create_key
-from traceability.eventhash import HASH_PREFIX, event_hash
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.epcis import capture, documents, validation
+from traceability.epcis.eventhash import HASH_PREFIX, event_hash
 
 EXAMPLES = Path(__file__).resolve().parent / "data" / "gs1-epcis-examples"
-SCHEMA = json.loads((Path(epcis.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
+SCHEMA = json.loads((Path(validation.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
 CTX = [
     "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",
     {"ex": "http://ns.example.com/epcis/"},
@@ -180,7 +180,7 @@ def test_gs1_examples_capture_and_export_validates(client: TestClient, db_url: s
     jsonschema.validate(exported, SCHEMA)
     with psycopg.connect(db_url) as conn:
         stored = [r[0] for r in conn.execute("SELECT event FROM ledger_event ORDER BY seq")]
-    jsonschema.validate(capture.export_document(stored), SCHEMA)
+    jsonschema.validate(documents.export_document(stored), SCHEMA)
     assert client.get("/ledger/verify").json()["ok"] is True
 
 

@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.traceability.test_epcis_capture import FIVE, _doc, _example_files
-from traceability import epcis
-from traceability.jcs import CanonicalizationError, canonical
+from traceability.epcis import validation
+from traceability.epcis.jcs import CanonicalizationError, canonical
 
 PLAIN: Callable[[Any], Any] = fastjsonschema.compile(
-    json.loads((Path(epcis.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
+    json.loads((Path(validation.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
 )
 
 
@@ -34,16 +34,16 @@ def _plain_ok(doc: Any) -> bool:
 
 def _validator_ok(doc: Any) -> bool:
     try:
-        epcis.validate(doc)
-    except epcis.InvalidEventError:
+        validation.validate(doc)
+    except validation.InvalidEventError:
         return False
     return True
 
 
 def _dispatched_ok(doc: Any) -> bool:
     try:
-        epcis.validate_document(doc)
-    except epcis.InvalidEventError:
+        validation.validate_document(doc)
+    except validation.InvalidEventError:
         return False
     return True
 
@@ -105,17 +105,17 @@ def test_formats_follow_the_rfcs(field: str, value: Any, valid: bool) -> None:
     assert _validator_ok(doc) is valid
     assert _dispatched_ok(doc) is valid
     if not valid:
-        with pytest.raises(epcis.InvalidEventError, match=r"eventList\[0\]"):
-            epcis.validate_document(doc)
+        with pytest.raises(validation.InvalidEventError, match=r"eventList\[0\]"):
+            validation.validate_document(doc)
 
 
 def test_refusal_names_the_failing_event() -> None:
     bad = _doc([*copy.deepcopy(FIVE), {**copy.deepcopy(FIVE[1]), "action": "SHOUT"}])
-    with pytest.raises(epcis.InvalidEventError, match=r"eventList\[5\].*action"):
-        epcis.validate_document(bad)
+    with pytest.raises(validation.InvalidEventError, match=r"eventList\[5\].*action"):
+        validation.validate_document(bad)
     leap = _doc([*copy.deepcopy(FIVE), {**copy.deepcopy(FIVE[0]), "eventTime": "2026-01-01T00:00:60Z"}])
-    with pytest.raises(epcis.InvalidEventError, match=r"eventList\[5\].*eventTime"):
-        epcis.validate_document(leap)
+    with pytest.raises(validation.InvalidEventError, match=r"eventList\[5\].*eventTime"):
+        validation.validate_document(leap)
 
 
 JSON = st.recursive(

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
 from tests.traceability.test_epcis_capture import as_url
-from traceability import bundle, checkpoint, epcis, ledger, verify
+from traceability.epcis import builders
+from traceability.ledger import bundle, chain, checkpoint, verify
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 LOT = "urn:epc:class:lgtin:6901234.012345.B1"
@@ -26,17 +27,17 @@ SSCC = "urn:epc:id:sscc:6901234.0000000077"
 
 def _events() -> list[dict[str, Any]]:
     out = [
-        epcis.aggregation_event(
+        builders.aggregation_event(
             event_time=T0,
             action="ADD",
             parent_id=SSCC,
-            child_quantities=[epcis.quantity(LOT, 10, "KGM")],
+            child_quantities=[builders.quantity(LOT, 10, "KGM")],
             biz_step="packing",
         )
     ]
     for i in range(1, 6):
         out.append(
-            epcis.object_event(
+            builders.object_event(
                 event_time=T0 + timedelta(hours=i),
                 epcs=[SSCC if i % 2 else f"urn:epc:id:sscc:6901234.00000001{i:02d}"],
                 biz_step="storing" if i % 2 else "shipping",
@@ -47,7 +48,7 @@ def _events() -> list[dict[str, Any]]:
 
 
 def _ledger_bundle(conn: psycopg.Connection[Any], tmp: Path) -> tuple[bytes, str]:
-    ledger.append_many(conn, _events())
+    chain.append_many(conn, _events())
     key = checkpoint.load_or_create_key(tmp / "k.pem")
     cp = checkpoint.sign_head(conn, key)
     assert cp is not None
@@ -56,7 +57,7 @@ def _ledger_bundle(conn: psycopg.Connection[Any], tmp: Path) -> tuple[bytes, str
 
 def test_checkpoint_catches_truncation_and_signature(db_url: str, tmp_path: Path) -> None:
     with psycopg.connect(db_url) as conn:
-        ledger.append_many(conn, _events())
+        chain.append_many(conn, _events())
         key = checkpoint.load_or_create_key(tmp_path / "keys" / "k.pem")
         assert (tmp_path / "keys" / "k.pem").stat().st_mode & 0o777 == 0o600
         cp = checkpoint.sign_head(conn, key)
@@ -94,12 +95,12 @@ def test_checkpoint_catches_truncation_and_signature(db_url: str, tmp_path: Path
 
 def test_error_declaration_is_a_new_event(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        seqs = ledger.append_many(conn, _events())
+        seqs = chain.append_many(conn, _events())
         wrong = conn.execute("SELECT event_id FROM ledger_event WHERE seq = 2").fetchone()
         assert wrong is not None
-        seq = ledger.declare_error(conn, wrong[0], corrective_event_ids=["urn:uuid:1"])
+        seq = chain.declare_error(conn, wrong[0], corrective_event_ids=["urn:uuid:1"])
         assert seq == max(seqs) + 1
-        assert ledger.declare_error(conn, wrong[0]) == seq  # idempotent
+        assert chain.declare_error(conn, wrong[0]) == seq  # idempotent
         row = conn.execute(
             "SELECT event, event_id, declares_error FROM ledger_event WHERE seq = %s", (seq,)
         ).fetchone()
@@ -109,7 +110,7 @@ def test_error_declaration_is_a_new_event(db_url: str) -> None:
         assert row[0]["errorDeclaration"]["reason"] == "incorrect_data"
         assert verify.verify(conn).ok
         with pytest.raises(LookupError):
-            ledger.declare_error(conn, "urn:uuid:none")
+            chain.declare_error(conn, "urn:uuid:none")
 
 
 def test_bundle_verifies_offline_and_via_cli(

@@ -17,14 +17,16 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from coldchain.migrate import migrate
-from traceability import epcis, ledger, verify
-from traceability.eventhash import event_hash
+from traceability import queries
+from traceability.epcis import builders, validation
+from traceability.epcis.eventhash import event_hash
+from traceability.ledger import chain, verify
 
 T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
 
 
 def _event(i: int) -> dict[str, Any]:
-    return epcis.object_event(
+    return builders.object_event(
         event_time=T0 + timedelta(minutes=i),
         epcs=[f"urn:epc:id:sscc:6901234.{i:010d}"],
         biz_step="storing",
@@ -34,7 +36,7 @@ def _event(i: int) -> dict[str, Any]:
 
 
 def _chain(conn: psycopg.Connection[Any], n: int) -> list[int]:
-    return [ledger.append(conn, _event(i)) for i in range(1, n + 1)]
+    return [chain.append(conn, _event(i)) for i in range(1, n + 1)]
 
 
 def test_append_links_entries_and_verify_passes(db_url: str) -> None:
@@ -60,22 +62,22 @@ def test_append_links_entries_and_verify_passes(db_url: str) -> None:
         assert verify.verify(conn) == verify.VerifyResult(ok=True, events=4, first_bad_seq=None)
         assert verify.verify(conn, deep=True) == verify.VerifyResult(ok=True, events=4, first_bad_seq=None)
         assert verify.jcs_constraint_intact(conn)
-        assert ledger.head_seq(conn) == 4
+        assert chain.head_seq(conn) == 4
 
 
 def test_empty_ledger_verifies(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         assert verify.verify(conn) == verify.VerifyResult(ok=True, events=0, first_bad_seq=None)
-        assert ledger.head_seq(conn) is None
+        assert chain.head_seq(conn) is None
 
 
 def test_append_is_idempotent_on_event_id(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        first = ledger.append(conn, _event(1))
-        again = ledger.append(conn, _event(1))
+        first = chain.append(conn, _event(1))
+        again = chain.append(conn, _event(1))
         explicit = {**_event(2), "eventID": "urn:uuid:7b0e2c3a-0000-4000-8000-000000000001"}
-        second = ledger.append(conn, explicit)
-        assert ledger.append(conn, {**explicit, "bizStep": "receiving"}) == second  # same eventID: kept
+        second = chain.append(conn, explicit)
+        assert chain.append(conn, {**explicit, "bizStep": "receiving"}) == second  # same eventID: kept
         conn.commit()
         assert (first, again, second) == (1, 1, 2)
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (2,)
@@ -121,8 +123,8 @@ def test_derived_rows_must_name_ledger_seqs(
 
 def test_append_refuses_invalid_events(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        with pytest.raises(epcis.InvalidEventError):
-            ledger.append(conn, {**_event(1), "action": "SHOUT"})
+        with pytest.raises(validation.InvalidEventError):
+            chain.append(conn, {**_event(1), "action": "SHOUT"})
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (0,)
 
 
@@ -144,7 +146,7 @@ def test_trigger_refuses_changes(db_url: str, statement: str) -> None:
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (2,)
 
 
-MIGRATIONS = Path(ledger.__file__).parent / "migrations"
+MIGRATIONS = Path(queries.__file__).parent / "migrations"
 # The constraint as the newest migration adds it (re-added after a consistent tampering).
 JCS_CHECK = (
     "ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs"
@@ -178,7 +180,7 @@ def _rewrite(conn: psycopg.Connection[Any], seq: int, change: Any) -> None:
     jcs = rfc8785.dumps(event)
     conn.execute(
         "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s, biz_step = %s WHERE seq = %s",
-        (jcs.decode(), jcs, epcis.biz_step_name(event.get("bizStep")), seq),
+        (jcs.decode(), jcs, builders.biz_step_name(event.get("bizStep")), seq),
     )
 
 
@@ -263,8 +265,8 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         conn.execute("UPDATE ledger_event SET seq = seq - 999 WHERE seq >= %s", (target + 1000,))
         select = "SELECT entry_hash FROM ledger_event WHERE seq = %s"
         prev_row = conn.execute(select, (target - 1,)).fetchone()
-        prev = ledger.GENESIS_HASH if prev_row is None else prev_row[0]
-        forged = ledger.prepare(_event(100 + target))
+        prev = chain.GENESIS_HASH if prev_row is None else prev_row[0]
+        forged = chain.prepare(_event(100 + target))
         jcs = rfc8785.dumps(forged.stored)
         conn.execute(
             "INSERT INTO ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
@@ -273,12 +275,12 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
             (
                 target,
                 forged.stored["eventID"],
-                epcis.parse_time(forged.stored["eventTime"]),
+                builders.parse_time(forged.stored["eventTime"]),
                 forged.stored["bizStep"],
                 jcs.decode(),
                 forged.event_hash,
                 prev,
-                ledger.entry_hash(prev, forged.event_hash, ledger.content_digest(jcs)),
+                chain.entry_hash(prev, forged.event_hash, chain.content_digest(jcs)),
                 jcs,
             ),
         )
@@ -355,7 +357,7 @@ def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
             assert prev_row is not None
             prev = prev_row[0]
             for seq, ev_hash, jcs in rows:
-                link = ledger.entry_hash(prev, ev_hash, ledger.content_digest(bytes(jcs)))
+                link = chain.entry_hash(prev, ev_hash, chain.content_digest(bytes(jcs)))
                 conn.execute(
                     "UPDATE ledger_event SET prev_hash = %s, entry_hash = %s WHERE seq = %s",
                     (prev, link, seq),
@@ -398,8 +400,8 @@ def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str, ur
     microseconds truncated, the narrower constraint of 0004) comes out of it with bare step names, the
     database's reading of each eventTime and the full constraint, and still verifies."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        ledger.append(conn, {**_event(1), "bizStep": "https://ref.gs1.org/cbv/BizStep-storing"})
-        ledger.append(conn, {**_event(2), "eventTime": "2026-03-01T00:02:00.9999996Z"})
+        chain.append(conn, {**_event(1), "bizStep": "https://ref.gs1.org/cbv/BizStep-storing"})
+        chain.append(conn, {**_event(2), "eventTime": "2026-03-01T00:02:00.9999996Z"})
         old_check = (MIGRATIONS / "0004_ledger_event_jcs.sql").read_text()
         old_check = (
             "ALTER TABLE ledger_event ADD CONSTRAINT"
@@ -437,13 +439,13 @@ def test_event_time_reads_as_postgresql_reads_it(
     text = f"{t:%Y-%m-%dT%H:%M:%S}.{digits}{offset}"
     row = conn.execute("SELECT %s::text::timestamptz", (text,)).fetchone()
     assert row is not None
-    assert row[0] == epcis.parse_time(text)
+    assert row[0] == builders.parse_time(text)
 
 
 def test_event_time_beyond_microseconds_is_appended(db_url: str) -> None:
     event = {**_event(1), "eventTime": "2026-03-01T00:00:59.9999996Z"}
     with psycopg.connect(db_url) as conn:
-        assert ledger.append(conn, event) == 1
+        assert chain.append(conn, event) == 1
         row = conn.execute("SELECT event_time FROM ledger_event").fetchone()
         assert row == (datetime(2026, 3, 1, 0, 1, tzinfo=UTC),)
         assert verify.verify(conn, deep=True).ok
@@ -457,10 +459,10 @@ def test_malformed_event_is_refused_before_anything(db_url: str, change: dict[st
     """An event the schema refuses raises InvalidEventError (never a crash of the code reading it), before
     the ledger lock is taken in the caller's transaction."""
     with psycopg.connect(db_url) as conn:
-        with pytest.raises(epcis.InvalidEventError):
-            ledger.append(conn, {**_event(1), **change})
-        with pytest.raises(epcis.InvalidEventError):
-            ledger.append_many(conn, [_event(2), {**_event(3), **change}])
+        with pytest.raises(validation.InvalidEventError):
+            chain.append(conn, {**_event(1), **change})
+        with pytest.raises(validation.InvalidEventError):
+            chain.append_many(conn, [_event(2), {**_event(3), **change}])
         held = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
         ).fetchone()
@@ -483,10 +485,10 @@ def _derived(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
 def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
     """One batch with an event twice, an event without eventID twice (the same by its hash), an aggregation
     and an errorDeclaration gets the seqs and derived rows that appending its events one by one gets."""
-    a = epcis.with_event_id(_event(1))
+    a = builders.with_event_id(_event(1))
     b = _event(2)  # no eventID: its hash becomes one
     pallet = "urn:epc:id:sscc:6901234.9999999999"
-    aggregation = epcis.aggregation_event(
+    aggregation = builders.aggregation_event(
         event_time=T0 + timedelta(minutes=3), action="ADD", parent_id=pallet, child_epcs=a["epcList"]
     )
     declaration = {
@@ -495,15 +497,15 @@ def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
     }
     events = [a, a, b, dict(b), aggregation, declaration, _event(4)]
     with psycopg.connect(db_url) as conn:
-        ledger.append(conn, _event(9))  # an entry before the batch, kept by both runs
+        chain.append(conn, _event(9))  # an entry before the batch, kept by both runs
         conn.commit()
-        one_by_one = [ledger.append(conn, e) for e in events]
+        one_by_one = [chain.append(conn, e) for e in events]
         expected = _derived(conn)
         assert expected["containment"]
         assert expected["custody_leg"]
         conn.rollback()
-        assert ledger.append_many(conn, events) == one_by_one == [2, 2, 3, 3, 4, 5, 6]
+        assert chain.append_many(conn, events) == one_by_one == [2, 2, 3, 3, 4, 5, 6]
         assert _derived(conn) == expected
-        assert ledger.append_many(conn, events) == one_by_one  # all known now: nothing appended
+        assert chain.append_many(conn, events) == one_by_one  # all known now: nothing appended
         assert _derived(conn) == expected
         conn.rollback()

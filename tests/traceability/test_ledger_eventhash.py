@@ -13,14 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traceability import epcis
-from traceability.eventhash import (
-    canonical_timestamp,
-    check_digit,
-    epc_to_digital_link,
-    event_hash,
-    prehash_string,
-)
+from traceability.epcis import builders, validation
+from traceability.epcis.digital_link import check_digit, epc_to_digital_link
+from traceability.epcis.eventhash import canonical_timestamp, event_hash, prehash_string
 
 # Pre-hash strings published with the reference algorithm's test suite (github.com/RalphTro/
 # epcis-event-hash-generator, tests/examples; the same strings appear in EVRYTHNG's independent
@@ -250,10 +245,10 @@ def test_hash_ignores_key_and_list_order(rnd: random.Random, event: dict[str, An
 def test_builders_emit_schema_valid_events() -> None:
     from datetime import UTC, datetime
 
-    schema = json.loads((Path(epcis.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
+    schema = json.loads((Path(validation.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
     t = datetime(2026, 3, 1, 2, 3, 4, 567000, tzinfo=UTC)
     events = [
-        epcis.object_event(
+        builders.object_event(
             event_time=t,
             epcs=["urn:epc:id:sscc:6901234.0000000001"],
             biz_step="storing",
@@ -261,25 +256,25 @@ def test_builders_emit_schema_valid_events() -> None:
             read_point="urn:epc:id:sgln:6901234.00001.1",
             biz_location="urn:epc:id:sgln:6901234.00001.0",
         ),
-        epcis.aggregation_event(
+        builders.aggregation_event(
             event_time=t,
             action="ADD",
             parent_id="urn:epc:id:sscc:6901234.0000000001",
-            child_quantities=[epcis.quantity("urn:epc:class:lgtin:6901234.012345.QZ2611A", 800, "KGM")],
+            child_quantities=[builders.quantity("urn:epc:class:lgtin:6901234.012345.QZ2611A", 800, "KGM")],
             biz_step="packing",
         ),
-        epcis.aggregation_event(
+        builders.aggregation_event(
             event_time=t,
             action="DELETE",
             parent_id="urn:epc:id:giai:6901234.TRUCK12345",
             biz_step="unloading",
         ),
-        epcis.object_event(
+        builders.object_event(
             event_time=t,
-            read_point=epcis.asset_uri("COLDROOM-X"),
+            read_point=builders.asset_uri("COLDROOM-X"),
             biz_step="sensor_reporting",
             sensor_elements=[
-                epcis.temperature_element(
+                builders.temperature_element(
                     start_time=t,
                     end_time=t,
                     device_id="d1",
@@ -295,10 +290,10 @@ def test_builders_emit_schema_valid_events() -> None:
     assert events[0]["eventTime"] == "2026-03-01T02:03:04.567Z"
     assert events[0]["eventTimeZoneOffset"] == "+08:00"
     for event in events:
-        with_id = epcis.with_event_id(event)
+        with_id = builders.with_event_id(event)
         assert with_id["eventID"] == event_hash(event)
         jsonschema.validate(with_id, schema)
-        epcis.validate(with_id)
-    jsonschema.validate(epcis.document(events), schema)
-    with pytest.raises(epcis.InvalidEventError):
-        epcis.validate({**events[0], "action": "SHOUT"})
+        validation.validate(with_id)
+    jsonschema.validate(builders.document(events), schema)
+    with pytest.raises(validation.InvalidEventError):
+        validation.validate({**events[0], "action": "SHOUT"})

@@ -11,10 +11,10 @@ from epcis_event_hash_generator import hash_generator, json_to_py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from traceability import epcis
-from traceability.eventhash import event_hash
+from traceability.epcis import builders
+from traceability.epcis.eventhash import event_hash
 
-CONTEXT = [epcis.EPCIS_CONTEXT, {"cc": epcis.CC_NAMESPACE}, {"ex": "http://ns.example.com/epcis/"}]
+CONTEXT = [builders.EPCIS_CONTEXT, {"cc": builders.CC_NAMESPACE}, {"ex": "http://ns.example.com/epcis/"}]
 
 
 def reference_hash(event: dict[str, Any]) -> str:
@@ -152,13 +152,13 @@ def test_hash_equals_reference(event: dict[str, Any]) -> None:
 
 def test_builder_events_equal_reference() -> None:
     t = datetime(2026, 3, 1, 2, 0, 0, 123456, tzinfo=UTC)
-    built = epcis.object_event(
+    built = builders.object_event(
         event_time=t,
         epcs=["urn:epc:id:sscc:6901234.0000000001"],
         biz_step="sensor_reporting",
         read_point="urn:epc:id:sgln:6901234.00001.0",
         sensor_elements=[
-            epcis.temperature_element(
+            builders.temperature_element(
                 start_time=t,
                 end_time=t + timedelta(hours=1),
                 device_id="truck-12345-rc",

@@ -26,7 +26,7 @@ from gateway.credentials import LEDGER_CHECKPOINT_TOPIC
 from rules.alarms import EVENT_HEADER, SIGNATURE_HEADER, sign
 from tests.traceability.test_epcis_capture import as_url
 from tests.traceability.test_ledger_trust import _append
-from traceability import checkpoint, jsonfile
+from traceability.ledger import checkpoint, jsonfile
 
 SECRET = "webhook-secret"
 

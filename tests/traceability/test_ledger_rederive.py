@@ -12,9 +12,10 @@ from typer.testing import CliRunner
 from coldchain.cli import app as cli_app
 from tests.traceability.test_epcis_capture import as_url
 from tests.traceability.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
-from traceability.rederive import DERIVED_TABLES, rederive
+from traceability.ledger.rederive import DERIVED_TABLES, rederive
+from traceability.ledger.verify import verify
 from traceability.trace import trace
-from traceability.verify import verify
+from traceability.trace_model import Trace, to_json
 
 
 def _content(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
@@ -31,8 +32,9 @@ def _content(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def _without_leg_ids(result: dict[str, Any] | None) -> str:
-    assert result is not None
+def _without_leg_ids(found: Trace | None) -> str:
+    assert found is not None
+    result = to_json(found)
     text = json.dumps(result, sort_keys=True, default=str)
     for leg in result["custody"]:
         text = text.replace(f'"leg_id": {leg["leg_id"]}', '"leg_id": 0')
@@ -95,10 +97,10 @@ def test_rederive_check_names_damage_and_rebuild_repairs_it(chain_db: str) -> No
             "INSERT INTO lineage SELECT 'urn:epc:class:lgtin:1.2.X', output_id, seq, event_time FROM lineage"
         )
         damaged = _content(conn)
-        legs = [
-            leg for leg in (trace(conn, LOT) or {})["custody"] if (leg["custodian"] or {}).get("party_id")
-        ]
-        assert legs[-1]["custodian"]["party_id"] == STORE  # the buyer is missing from the trace
+        found = trace(conn, LOT)
+        assert found is not None
+        custodians = [leg.custodian.party_id for leg in found.custody if leg.custodian is not None]
+        assert custodians[-1] == STORE  # the buyer is missing from the trace
 
         check = rederive(conn, apply=False)
         assert not check.consistent

@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
 from tests.traceability.test_epcis_capture import as_url
-from traceability import checkpoint, epcis, ledger, verify
-from traceability.eventhash import event_hash
+from traceability.epcis import builders
+from traceability.epcis.eventhash import event_hash
+from traceability.ledger import chain, checkpoint, verify
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SSCC = "urn:epc:id:sscc:6901234.0000000042"
@@ -29,13 +30,13 @@ INTERVALS = ("containment", "custody_leg")
 
 def _event(i: int) -> dict[str, Any]:
     """A storing read of one pallet with the peak temperature of the hour before it."""
-    return epcis.object_event(
+    return builders.object_event(
         event_time=T0 + timedelta(hours=i),
         epcs=[SSCC],
         biz_step="storing",
         read_point="urn:epc:id:sgln:6901234.00001.1",
         sensor_elements=[
-            epcis.temperature_element(
+            builders.temperature_element(
                 start_time=T0 + timedelta(hours=i - 1), end_time=T0 + timedelta(hours=i), max_c=4.0 + i / 10
             )
         ],
@@ -43,7 +44,7 @@ def _event(i: int) -> dict[str, Any]:
 
 
 def _append(conn: psycopg.Connection[Any], first: int, last: int) -> None:
-    ledger.append_many(conn, [_event(i) for i in range(first, last + 1)])
+    chain.append_many(conn, [_event(i) for i in range(first, last + 1)])
 
 
 def _key(tmp: Path, name: str = "ledger.pem") -> tuple[Ed25519PrivateKey, str]:
@@ -66,14 +67,14 @@ def _rewrite_and_relink(conn: psycopg.Connection[Any], seq: int, peak_c: float) 
         "SELECT seq, event_jcs, event_hash FROM ledger_event WHERE seq >= %s ORDER BY seq", (seq,)
     ).fetchall()
     prev_row = conn.execute("SELECT entry_hash FROM ledger_event WHERE seq = %s", (seq - 1,)).fetchone()
-    prev = ledger.GENESIS_HASH if prev_row is None else str(prev_row[0])
+    prev = chain.GENESIS_HASH if prev_row is None else str(prev_row[0])
     for s, jcs_raw, ev_hash in rows:
         event = json.loads(bytes(jcs_raw))
         if s == seq:
             event["sensorElementList"][0]["sensorReport"][0]["maxValue"] = peak_c
             ev_hash = event_hash(event)
         jcs = rfc8785.dumps(event)
-        entry = ledger.entry_hash(prev, ev_hash, hashlib.sha256(jcs).digest())
+        entry = chain.entry_hash(prev, ev_hash, hashlib.sha256(jcs).digest())
         conn.execute(
             "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s, event_hash = %s, prev_hash = %s,"
             " entry_hash = %s WHERE seq = %s",
@@ -191,7 +192,7 @@ def test_checkpoints_out_of_order_are_named(db_url: str, tmp_path: Path) -> None
         conn.execute(
             "INSERT INTO ledger_checkpoint (seq, entry_hash, signed_at, public_key, signature)"
             " VALUES (%s, %s, %s, %s, %s)",
-            (old.seq, old.entry_hash, epcis.parse_time(old.signed_at), old.public_key, old.signature),
+            (old.seq, old.entry_hash, builders.parse_time(old.signed_at), old.public_key, old.signature),
         )
         result = verify.verify(conn, public_key=public)
         assert (result.ok, result.first_bad_seq) == (False, 4)  # a cut above seq 3 would read so

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from traceability.verify import verify
+from traceability.ledger.verify import verify
 from traceability.worker import LedgerWorker
 
 LOT = "urn:epc:class:lgtin:6901234.012345.QZ2611A"

@@ -10,10 +10,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from traceability import epcis, ledger, multimodal
-from traceability.api import create_app
-from traceability.auth import create_key
+from coldchain.report import format_trace
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.epcis import builders, multimodal
+from traceability.ledger import chain
 from traceability.trace import trace
+from traceability.trace_model import Trace, from_json, to_json
 
 S = datetime(2026, 3, 1, tzinfo=UTC)
 LOT = "urn:epc:class:lgtin:8850000.012345.TH0301"
@@ -86,12 +89,12 @@ def build(conn: psycopg.Connection[Any]) -> None:
     train = multimodal.conveyance("rail", train="X9101")
     truck = multimodal.conveyance("road", truck_plate="桂A12345")
     events = [
-        epcis.with_event_id(
-            epcis.aggregation_event(
+        builders.with_event_id(
+            builders.aggregation_event(
                 event_time=h(-2),
                 action="ADD",
                 parent_id=SSCC,
-                child_quantities=[epcis.quantity(LOT, 800, "KGM")],
+                child_quantities=[builders.quantity(LOT, 800, "KGM")],
                 biz_step="packing",
             )
         ),
@@ -143,18 +146,18 @@ def build(conn: psycopg.Connection[Any]) -> None:
         multimodal.movement(
             t=h(44), step="receiving", epcs=[SSCC], location=MARKET, conveyance_ext=truck, custodian=BUYER
         ),
-        epcis.with_event_id(
+        builders.with_event_id(
             {
-                **epcis.object_event(event_time=h(50), epcs=None, biz_step="commissioning"),
+                **builders.object_event(event_time=h(50), epcs=None, biz_step="commissioning"),
                 "type": "TransformationEvent",
-                "inputQuantityList": [epcis.quantity(LOT, 100, "KGM")],
-                "outputQuantityList": [epcis.quantity(OUT_LOT, 90, "KGM")],
+                "inputQuantityList": [builders.quantity(LOT, 100, "KGM")],
+                "outputQuantityList": [builders.quantity(OUT_LOT, 90, "KGM")],
             }
         ),
     ]
     for e in events:
         e.pop("action", None) if e["type"] == "TransformationEvent" else None
-    ledger.append_many(conn, events)
+    chain.append_many(conn, events)
     conn.commit()
 
 
@@ -175,8 +178,14 @@ def test_container_numbers_are_check_digit_validated() -> None:
 
 def test_trace_of_lot_through_sea_rail_road(chain_db: str) -> None:
     with psycopg.connect(chain_db) as conn:
-        result = trace(conn, LOT)
-    assert result is not None
+        found = trace(conn, LOT)
+    assert found is not None
+    result = to_json(found)
+    assert from_json(result) == found  # the JSON (as the API serves it) reads back as the same Trace
+    report = format_trace(found)
+    assert "  verdict: BROKEN" in report
+    assert "Ocean line; Qinzhou port terminal; Reefer CSQU3054383" in report
+    assert "CHAIN BREAK (handoff) 2026-03-01 20:00 → 2026-03-02 17:00, allowed 0 s" in report
     assert result["query"] == {"id": LOT, "kind": "lot", "lots": [LOT]}
     legs = result["custody"]
     assert [(leg["custodian"] or {}).get("party_id") for leg in legs] == [LINE, RAILCO, STORE, BUYER, BUYER]
@@ -220,11 +229,13 @@ def test_trace_by_container_waybill_bl_sscc_and_output(chain_db: str) -> None:
         ):
             result = trace(conn, ident)
             assert result is not None, ident
-            assert result["query"]["kind"] == kind, ident
-            assert result["lot_id"] == LOT, ident
+            assert result.query is not None, ident
+            assert result.query.kind == kind, ident
+            assert result.lot_id == LOT, ident
         downstream = trace(conn, OUT_LOT)
-        assert downstream is not None
-        assert [i["id"] for i in downstream["backward"]["inputs"]] == [LOT]
+        assert isinstance(downstream, Trace)
+        assert downstream.backward is not None
+        assert [i.id for i in downstream.backward.inputs] == [LOT]
         assert trace(conn, "NOPE-123") is None
 
 

@@ -13,9 +13,11 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from rules.models import VerdictLimits, VerdictPayload
-from traceability import epcis, ledger
+from traceability.epcis import builders, validation
+from traceability.ledger import chain
+from traceability.ledger.verify import verify
 from traceability.trace import trace_lot
-from traceability.verify import verify
+from traceability.trace_model import from_json, to_json
 from traceability.worker import LedgerWorker
 
 S = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -29,7 +31,7 @@ QZ_STORE, QZ_PUTAWAY, QZ_DOCK3 = (
 )
 NN_MARKET, NN_DOCK1 = "urn:epc:id:sgln:6901234.00002.0", "urn:epc:id:sgln:6901234.00002.1"
 COLD_STORE, CARRIER, RECEIVER = "6901234000004", "6901234000011", "6901234000028"
-SCHEMA = json.loads((Path(epcis.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
+SCHEMA = json.loads((Path(validation.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
 
 
 def h(hours: float) -> datetime:
@@ -235,11 +237,11 @@ def insert_verdict_payloads(conn: psycopg.Connection[Any], probe: int) -> None:
 
 
 def packing_event() -> dict[str, Any]:
-    return epcis.aggregation_event(
+    return builders.aggregation_event(
         event_time=S - timedelta(hours=1),
         action="ADD",
         parent_id=SSCC,
-        child_quantities=[epcis.quantity(LOT, 800, "KGM")],
+        child_quantities=[builders.quantity(LOT, 800, "KGM")],
         biz_step="packing",
         read_point=QZ_PUTAWAY,
     )
@@ -249,7 +251,7 @@ def build_scenario(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         series = seed_world(conn)
         seed_telemetry(conn, series)
-        ledger.append(conn, packing_event())
+        chain.append(conn, packing_event())
         rfid(conn, "rfid-qz-putaway", [(h(0), SSCC), (h(0) + timedelta(seconds=2), SSCC)])
         # At dock 3 the pallet and the truck tag arrive in two separate gateway batches.
         rfid(conn, "rfid-qz-dock3", [(h(2), SSCC)])
@@ -282,7 +284,7 @@ def test_worker_emits_events_containment_and_custody(db_url: str) -> None:
         events = [r[3] for r in rows]
         for event in events:
             jsonschema.validate(event, SCHEMA)
-        jsonschema.validate(epcis.document(events), SCHEMA)
+        jsonschema.validate(builders.document(events), SCHEMA)
 
         storing, loading, shipping = events[1], events[2], events[3]
         assert storing["epcList"] == [SSCC]
@@ -437,9 +439,9 @@ def test_late_reads_do_not_rewrite_what_happened_since(db_url: str) -> None:
     worker = LedgerWorker(db_url)
     worker.run_once()
     with psycopg.connect(db_url) as conn:
-        ledger.append(
+        chain.append(
             conn,
-            epcis.object_event(
+            builders.object_event(
                 event_time=h(9),
                 epcs=[SSCC],
                 biz_step="storing",
@@ -491,10 +493,13 @@ def test_trace_lot_returns_legs_with_evidence(db_url: str) -> None:
     build_scenario(db_url)
     LedgerWorker(db_url).run_once()
     with psycopg.connect(db_url) as conn:
-        trace = trace_lot(conn, LOT)
+        found = trace_lot(conn, LOT)
         assert trace_lot(conn, "urn:epc:class:lgtin:6901234.012345.NOPE") is None
-    assert trace is not None
-    json.dumps(trace)  # JSON-ready as it is
+    assert found is not None
+    assert found.custody[1].temperature.allowed_gap_s == 600.0  # typed: a truck leg, transport interval
+    trace = to_json(found)
+    json.dumps(trace)  # JSON values
+    assert from_json(trace) == found  # the JSON reads back as the same Trace
     assert trace["lot"]["product_class"] == "chilled"
     assert (trace["limits"]["low_c"], trace["limits"]["high_c"]) == (0, 4)
     assert [(u["unit_id"], u["depth"], u["asset_id"]) for u in trace["units"]] == [
@@ -539,7 +544,7 @@ def test_trace_lot_returns_legs_with_evidence(db_url: str) -> None:
 def test_seed_packing_derives_lot_in_pallet(db_url: str) -> None:
     from dataclasses import dataclass
 
-    from traceability.seed import append_packing
+    from traceability.ledger.seed import append_packing
 
     @dataclass(frozen=True)
     class Packing:

@@ -48,17 +48,57 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+# The first characters of a key that are stored (and shown) to name it: the prefix and 8 more.
+SHOWN_CHARS = len(KEY_PREFIX) + 8
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored key, as an operator sees it (never its secret)."""
+
+    key_id: int
+    name: str
+    role: str
+    prefix: str | None  # None for keys made before prefixes were kept
+    revoked: bool
+
+
+class KeyRevocationError(LookupError):
+    """No key, or more than one, is named; or the key named is revoked already."""
+
+
 def create_key(conn: Conn, role: str, name: str) -> str:
     """Create an API key of ``role`` named ``name`` (in the caller's transaction); return the secret."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: one of {sorted(ROLES)}")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    conn.execute(queries.INSERT_API_KEY, {"name": name, "role": role, "hash": hash_key(secret)})
+    conn.execute(
+        queries.INSERT_API_KEY,
+        {"name": name, "role": role, "hash": hash_key(secret), "prefix": secret[:SHOWN_CHARS]},
+    )
     return secret
 
 
-def revoke_key(conn: Conn, key_id: int) -> bool:
-    return conn.execute(queries.REVOKE_API_KEY, (key_id,)).rowcount > 0
+def revoke_key(conn: Conn, which: str) -> ApiKey:
+    """Revoke the key named by its id or by the start of its secret (at least ``cck_`` and 4 more
+    characters), in the caller's transaction; from then on it is refused (401). Returns the key as it
+    was; raises ``KeyRevocationError`` when no key or more than one is named, or it is revoked already."""
+    key_id = int(which) if which.isdigit() and len(which) < 19 else None
+    prefix = which[:SHOWN_CHARS] if which.startswith(KEY_PREFIX) else None
+    if key_id is None and (prefix is None or len(prefix) < len(KEY_PREFIX) + 4):
+        raise KeyRevocationError(
+            f"{which!r} is neither a key id nor a key prefix (cck_ and 4 more characters)"
+        )
+    like = None if prefix is None else prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute(queries.API_KEYS_NAMED, {"id": key_id, "prefix": like}).fetchall()
+    if not rows:
+        raise KeyRevocationError(f"no API key {which!r}")
+    if len(rows) > 1:
+        raise KeyRevocationError(f"more than one API key starts with {which!r}: name it by its id")
+    key = ApiKey(int(rows[0][0]), str(rows[0][1]), str(rows[0][2]), rows[0][3], bool(rows[0][4]))
+    if key.revoked or conn.execute(queries.REVOKE_API_KEY, (key.key_id,)).rowcount == 0:
+        raise KeyRevocationError(f"API key {key.key_id} ({key.name}) is revoked already")
+    return key
 
 
 def well_formed(secret: str) -> bool:

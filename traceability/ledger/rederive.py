@@ -1,8 +1,8 @@
 """Stage 3, ledger: rebuild the tables derived from the ledger (containment, custody, ...), or check them.
 
-The derived tables are a function of the ledger and the registry (``traceability.derive``). ``rederive``
-replays every ledger event, in seq order, through the same derivation the append uses, into emptied
-tables, and reports per table how the result differs from what was there:
+The derived tables are a function of the ledger and the registry (``traceability.ledger.derive``).
+``rederive`` replays every ledger event, in seq order, through the same derivation the append uses,
+into emptied tables, and reports per table how the result differs from what was there:
 
 * after a derivation fix (events captured before migration 0006 with a Web-URI bizStep started no
   custody leg), it writes the rows the ledger now gives;
@@ -26,7 +26,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from traceability import derive, queries
+from traceability import queries
+from traceability.ledger import derive
 
 Conn = psycopg.Connection[Any]
 

@@ -12,7 +12,7 @@ Bundle (RFC 8785 canonical JSON, UTF-8, no trailing newline)::
 ``content_digest`` is the lowercase hex SHA-256 of the entry's stored canonical bytes (``event_jcs``).
 A verifier re-canonicalises each bundled event (RFC 8785), checks its SHA-256 against the digest at its
 seq, recomputes its CBV 2.0 event hash and checks it against the event hash there, recomputes every link
-from ``start_prev_hash`` (``entry_hash = sha256(prev ‖ event_hash ‖ digest)``, ``traceability.ledger``)
+from ``start_prev_hash`` (``entry_hash = sha256(prev ‖ event_hash ‖ digest)``, ``traceability.ledger.chain``)
 up to the checkpoint, compares the last with the signed entry hash and checks the Ed25519 signature
 under a pinned public key (never the one the bundle carries: without a pinned key, the bundle does not
 verify). A linear hash chain has no shortcuts, so the segment runs from
@@ -33,10 +33,11 @@ from typing import Any
 import psycopg
 import rfc8785
 
-from traceability import checkpoint, jsonfile, queries
-from traceability.eventhash import event_hash
-from traceability.jcs import CanonicalizationError, canonical
-from traceability.ledger import content_digest, entry_hash
+from traceability import queries
+from traceability.epcis.eventhash import event_hash
+from traceability.epcis.jcs import CanonicalizationError, canonical
+from traceability.ledger import checkpoint, jsonfile
+from traceability.ledger.chain import content_digest, entry_hash
 
 Conn = psycopg.Connection[Any]
 FORMAT = "coldchain-ledger-bundle/v2"

@@ -1,4 +1,4 @@
-"""Stage 3, capture: the sea–rail–road chain of the port documents as EPCIS events (container, conveyance,
+"""Stage 3, EPCIS: the sea–rail–road chain of the port documents as EPCIS events (container, conveyance,
 through document, bonded status, inspection/quarantine/disinfection, gates).
 
 Conventions (all values are EPCIS 2.0 fields or ``cc:`` extensions, so every event validates and hashes):
@@ -27,11 +27,11 @@ from typing import Any
 from stdnum import iso6346
 from stdnum.exceptions import ValidationError
 
-from traceability import epcis
+from traceability.epcis import builders
 
 BTT_BOL = "bol"
-BTT_RAIL_WAYBILL = epcis.CC_NAMESPACE + "btt/rail_waybill"
-BTT_THROUGH_DOCUMENT = epcis.CC_NAMESPACE + "btt/through_document"
+BTT_RAIL_WAYBILL = builders.CC_NAMESPACE + "btt/rail_waybill"
+BTT_THROUGH_DOCUMENT = builders.CC_NAMESPACE + "btt/through_document"
 GATES = frozenset({"port_terminal", "rail_station", "bonded_zone"})
 MODES = frozenset({"sea", "rail", "road"})
 
@@ -51,7 +51,7 @@ def container_epc(number: str) -> str:
 
 def document_uri(kind: str, number: str) -> str:
     """A URI for a B/L, waybill or through document number (numbers have no GS1 key)."""
-    return f"{epcis.CC_NAMESPACE}doc/{kind}/{number}"
+    return f"{builders.CC_NAMESPACE}doc/{kind}/{number}"
 
 
 def biz_transactions(
@@ -92,13 +92,13 @@ def conveyance(
     return ext
 
 
-def _with(event: epcis.Event, transactions: Sequence[Mapping[str, str]]) -> epcis.Event:
+def _with(event: builders.Event, transactions: Sequence[Mapping[str, str]]) -> builders.Event:
     if transactions:
         event["bizTransactionList"] = [dict(t) for t in transactions]
     return event
 
 
-def _custodian(event: epcis.Event, party: str | None) -> epcis.Event:
+def _custodian(event: builders.Event, party: str | None) -> builders.Event:
     if party:
         event["destinationList"] = [{"type": "possessing_party", "destination": party_uri(party)}]
     return event
@@ -108,7 +108,7 @@ def party_uri(party_id: str) -> str:
     """A party's GLN as ``urn:epc:id:pgln:`` when it is a 13-digit GLN (company prefix 7), else a cc URI."""
     if len(party_id) == 13 and party_id.isdigit():
         return f"urn:epc:id:pgln:{party_id[:7]}.{party_id[7:12]}"
-    return f"{epcis.CC_NAMESPACE}party/{party_id}"
+    return f"{builders.CC_NAMESPACE}party/{party_id}"
 
 
 def stuffing(
@@ -118,9 +118,9 @@ def stuffing(
     units: Sequence[str],
     location: str,
     transactions: Sequence[Mapping[str, str]] = (),
-) -> epcis.Event:
+) -> builders.Event:
     """Units (SSCCs) packed into the container (AggregationEvent ADD, bizStep loading)."""
-    ev = epcis.aggregation_event(
+    ev = builders.aggregation_event(
         event_time=t,
         action="ADD",
         parent_id=container_epc(container),
@@ -129,11 +129,11 @@ def stuffing(
         disposition="in_progress",
         read_point=location,
     )
-    return epcis.with_event_id(_with(ev, transactions))
+    return builders.with_event_id(_with(ev, transactions))
 
 
-def unstuffing(*, t: datetime, container: str, units: Sequence[str], location: str) -> epcis.Event:
-    ev = epcis.aggregation_event(
+def unstuffing(*, t: datetime, container: str, units: Sequence[str], location: str) -> builders.Event:
+    ev = builders.aggregation_event(
         event_time=t,
         action="DELETE",
         parent_id=container_epc(container),
@@ -143,7 +143,7 @@ def unstuffing(*, t: datetime, container: str, units: Sequence[str], location: s
         read_point=location,
         biz_location=location,
     )
-    return epcis.with_event_id(ev)
+    return builders.with_event_id(ev)
 
 
 def movement(
@@ -156,14 +156,14 @@ def movement(
     custodian: str | None = None,
     transactions: Sequence[Mapping[str, str]] = (),
     gate: str | None = None,
-) -> epcis.Event:
+) -> builders.Event:
     """A departing/arriving/shipping/receiving step of units or a container on a conveyance."""
     ext = dict(conveyance_ext)
     if gate is not None:
         if gate not in GATES:
             raise ValueError(f"gate {gate!r} not one of {sorted(GATES)}")
         ext["cc:gate"] = gate
-    ev = epcis.object_event(
+    ev = builders.object_event(
         event_time=t,
         epcs=list(epcs),
         biz_step=step,
@@ -172,7 +172,7 @@ def movement(
         biz_location=None if step in ("departing", "shipping") else location,
         extensions=ext,
     )
-    return epcis.with_event_id(_with(_custodian(ev, custodian), transactions))
+    return builders.with_event_id(_with(_custodian(ev, custodian), transactions))
 
 
 def gate_event(
@@ -183,12 +183,12 @@ def gate_event(
     epcs: Sequence[str],
     location: str,
     custodian: str | None = None,
-) -> epcis.Event:
+) -> builders.Event:
     """Gate in (arriving) or out (departing) at a port terminal, rail station or bonded-zone gate."""
     if gate not in GATES:
         raise ValueError(f"gate {gate!r} not one of {sorted(GATES)}")
     step = {"in": "arriving", "out": "departing"}[direction]
-    ev = epcis.object_event(
+    ev = builders.object_event(
         event_time=t,
         epcs=list(epcs),
         biz_step=step,
@@ -197,24 +197,24 @@ def gate_event(
         biz_location=location if direction == "in" else None,
         extensions={"cc:gate": gate},
     )
-    return epcis.with_event_id(_custodian(ev, custodian))
+    return builders.with_event_id(_custodian(ev, custodian))
 
 
-def bonded(*, t: datetime, lots: Sequence[str], status: str, line: str, location: str) -> epcis.Event:
+def bonded(*, t: datetime, lots: Sequence[str], status: str, line: str, location: str) -> builders.Event:
     """First-line entry admission (status bonded, line first) or second-line release (released, second)."""
     if status not in ("bonded", "released", "domestic") or line not in ("first", "second"):
         raise ValueError(f"bad bonded status/line {status!r}/{line!r}")
-    ev = epcis.object_event(
+    ev = builders.object_event(
         event_time=t,
         epcs=[],
-        quantities=[epcis.quantity(lot) for lot in lots],
+        quantities=[builders.quantity(lot) for lot in lots],
         biz_step="entering_exiting",
         disposition="in_progress",
         read_point=location,
         extensions={"cc:bondedStatus": status, "cc:customsLine": line},
     )
     ev.pop("epcList", None)
-    return epcis.with_event_id(ev)
+    return builders.with_event_id(ev)
 
 
 def inspection(
@@ -227,17 +227,17 @@ def inspection(
     conformant: bool = True,
     quarantine: bool = False,
     result: str | None = None,
-) -> epcis.Event:
+) -> builders.Event:
     """An inspection or disinfection record, or a quarantine hold (``quarantine=True``)."""
     if kind not in ("inspection", "disinfection"):
         raise ValueError(f"inspection kind {kind!r}")
     ext: dict[str, Any] = {"cc:inspection": kind}
     if result:
         ext["cc:result"] = result
-    ev = epcis.object_event(
+    ev = builders.object_event(
         event_time=t,
         epcs=list(epcs) if epcs else None,
-        quantities=[epcis.quantity(lot) for lot in lots],
+        quantities=[builders.quantity(lot) for lot in lots],
         biz_step="holding" if quarantine else "inspecting",
         disposition="non_sellable_other"
         if quarantine
@@ -246,4 +246,4 @@ def inspection(
         biz_location=location,
         extensions=ext,
     )
-    return epcis.with_event_id(ev)
+    return builders.with_event_id(ev)

@@ -32,11 +32,12 @@ from typing import Any
 import msgspec
 import psycopg
 
-from traceability import checkpoint, queries
-from traceability.checkpoint import Checkpoint
-from traceability.epcis import biz_step_name, parse_time
-from traceability.eventhash import event_hash
-from traceability.ledger import GENESIS_HASH
+from traceability import queries
+from traceability.epcis.builders import biz_step_name, parse_time
+from traceability.epcis.eventhash import event_hash
+from traceability.ledger import checkpoint
+from traceability.ledger.chain import GENESIS_HASH
+from traceability.ledger.checkpoint import Checkpoint
 
 Conn = psycopg.Connection[Any]
 

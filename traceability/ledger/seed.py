@@ -7,7 +7,8 @@ from typing import Any, Protocol
 
 import psycopg
 
-from traceability import epcis, ledger
+from traceability.epcis import builders
+from traceability.ledger import chain
 
 
 class PackingRecord(Protocol):
@@ -27,22 +28,22 @@ class PackingRecord(Protocol):
     def party_id(self) -> str: ...
 
 
-def packing_event(packing: PackingRecord, *, start_ms: int) -> epcis.Event:
+def packing_event(packing: PackingRecord, *, start_ms: int) -> builders.Event:
     """The AggregationEvent ADD (bizStep packing, parent SSCC, childQuantityList lot) of a packing record.
 
     The time is ``start_ms + event_time_offset_ms``; the capturing party goes in ``cc:capturedBy``."""
     t = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=start_ms + packing.event_time_offset_ms)
-    event = epcis.aggregation_event(
+    event = builders.aggregation_event(
         event_time=t,
         action="ADD",
         parent_id=packing.parent_id,
-        child_quantities=[epcis.quantity(packing.lot_id, packing.quantity, packing.uom)],
+        child_quantities=[builders.quantity(packing.lot_id, packing.quantity, packing.uom)],
         biz_step="packing",
         extensions={"cc:capturedBy": packing.party_id},
     )
-    return epcis.with_event_id(event)
+    return builders.with_event_id(event)
 
 
 def append_packing(conn: psycopg.Connection[Any], packing: PackingRecord, *, start_ms: int) -> int:
     """Append the packing event in the caller's transaction (idempotent); return its seq."""
-    return ledger.append(conn, packing_event(packing, start_ms=start_ms))
+    return chain.append(conn, packing_event(packing, start_ms=start_ms))

@@ -29,15 +29,15 @@ import psycopg
 from psycopg import sql
 
 from traceability import limits, queries
-from traceability.epcis import biz_step_name, parse_time
-from traceability.eventhash import check_digit
+from traceability.epcis.builders import biz_step_name, parse_time
+from traceability.epcis.digital_link import check_digit
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
 FUTURE_TOLERANCE = timedelta(seconds=limits.FUTURE_TOLERANCE_S)
 
 Conn = psycopg.Connection[Any]
 
-# Project extension fields of an ObjectEvent recording customs status per lot (see multimodal.py).
+# Project extension fields of an ObjectEvent recording customs status per lot (see epcis/multimodal.py).
 BONDED_STATUS_KEY = "cc:bondedStatus"
 CUSTOMS_LINE_KEY = "cc:customsLine"
 NOT_PLACING_STEPS = frozenset({"shipping", "departing", "transporting", "loading", "sensor_reporting"})

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from traceability import queries
-from traceability.epcis import iso_ms, parse_time
+from traceability.epcis.builders import iso_ms, parse_time
 
 Conn = psycopg.Connection[Any]
 MESSAGE_PREFIX = "coldchain-ledger-checkpoint/v1"
@@ -185,7 +185,7 @@ def own_log(key_path: Path) -> list[tuple[str, Checkpoint]]:
     """The checkpoints of the log beside the ledger's key, labelled with its file and line; none when
     there is no log. Every verification that has the key file checks them too: deleting checkpoint rows
     hides nothing the log kept. ``CheckpointFormatError`` for a log that is not one."""
-    from traceability.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
+    from traceability.ledger.jsonfile import FILE_MAX_DEPTH, JsonInputError, too_deep
 
     path = log_beside(key_path)
     try:

@@ -1,4 +1,4 @@
-"""Stage 3, capture: EPCIS 2.0 documents in (GS1 REST bindings capture jobs, all or nothing) and out (export).
+"""Stage 3, EPCIS: EPCIS 2.0 documents in (GS1 REST bindings capture jobs, all or nothing) and out (export).
 
 A document is checked against GS1's EPCIS 2.0 JSON Schema and the rules the schema cannot say (a sensor
 element may put device and time attributes in ``sensorMetadata`` or in its ``sensorReport`` entries,
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,9 +37,11 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from traceability import epcis, jcs, ledger, queries
 from traceability import limits as bounds
-from traceability.eventhash import HASH_PREFIX, EventTooDeepError
+from traceability import queries
+from traceability.epcis import builders, jcs, validation
+from traceability.epcis.eventhash import HASH_PREFIX, EventTooDeepError
+from traceability.ledger import chain
 
 Conn = psycopg.Connection[Any]
 log = logging.getLogger(__name__)
@@ -140,7 +142,7 @@ def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     raw = body.get("eventList")
     if raw is None and "event" in body:
         raw = [body["event"]]
-    context = doc.get("@context", epcis.CONTEXT)
+    context = doc.get("@context", builders.CONTEXT)
     out = []
     for event in raw if isinstance(raw, list) else []:
         if isinstance(event, Mapping):  # the schema refuses a document with any other item
@@ -221,7 +223,7 @@ def check_document(
 
 def _checked(
     doc: Any, limits: CaptureLimits, at: datetime
-) -> tuple[list[CaptureError], list[ledger.Prepared]]:
+) -> tuple[list[CaptureError], list[chain.Prepared]]:
     """``check_document``, and the document's events as the ledger will store them (recordTime ``at``),
     hashed and canonicalised once: the append reuses both, so the ledger's lock is not held for them."""
     if not isinstance(doc, Mapping):
@@ -232,8 +234,8 @@ def _checked(
     if errors:
         return errors, []  # nothing else walks a value beyond the limits
     try:
-        epcis.validate_document(doc)
-    except epcis.InvalidEventError as exc:
+        validation.validate_document(doc)
+    except validation.InvalidEventError as exc:
         return [CaptureError("", f"EPCIS 2.0 JSON Schema: {exc}")], []
     events = events_of(doc)
     if not events:
@@ -252,22 +254,22 @@ def _checked(
             errors.extend(_time_errors(f"{path}/{name}", text, limits, latest))
     if errors:
         return errors, []
-    return _prepared(events, limits, epcis.iso_ms(at))
+    return _prepared(events, limits, builders.iso_ms(at))
 
 
 def _prepared(
     events: list[dict[str, Any]], limits: CaptureLimits, record_time: str
-) -> tuple[list[CaptureError], list[ledger.Prepared]]:
+) -> tuple[list[CaptureError], list[chain.Prepared]]:
     """Each (valid) event with the repository's recordTime, hashed and canonicalised, or the reasons to
     refuse: larger than the event limit (as stored), no canonical form, a hash eventID that is not its
     hash."""
     errors: list[CaptureError] = []
-    prepared: list[ledger.Prepared] = []
+    prepared: list[chain.Prepared] = []
     for i, event in enumerate(events):
         path = f"/epcisBody/eventList/{i}"
         event["recordTime"] = record_time  # the repository's (see the module docstring)
         try:
-            p = ledger.canonicalised(event)
+            p = chain.canonicalised(event)
         except (jcs.CanonicalizationError, EventTooDeepError) as exc:
             errors.append(CaptureError(path, str(exc)))  # our own messages
             continue
@@ -288,19 +290,19 @@ def _prepared(
 
 def _time_errors(path: str, text: Any, limits: CaptureLimits, latest: datetime) -> list[CaptureError]:
     try:
-        t = epcis.parse_time(str(text))
+        t = builders.parse_time(str(text))
     except (ValueError, OverflowError):
         return [CaptureError(path, "not an ISO 8601 time")]
     if t > latest:
         return [
             CaptureError(
                 path,
-                f"{epcis.iso_ms(t)} is later than now plus the allowed clock skew of "
+                f"{builders.iso_ms(t)} is later than now plus the allowed clock skew of "
                 f"{limits.future_skew_s:g} s",
             )
         ]
     if t < limits.time_floor:
-        return [CaptureError(path, f"{epcis.iso_ms(t)} is before {epcis.iso_ms(limits.time_floor)}")]
+        return [CaptureError(path, f"{builders.iso_ms(t)} is before {builders.iso_ms(limits.time_floor)}")]
     return []
 
 
@@ -350,7 +352,7 @@ def capture(
                 if not errors:
                     head = conn.execute(queries.HEALTH).fetchone()
                     head_seq = 0 if head is None or head[0] is None else int(head[0])
-                    seqs = ledger.append_prepared(conn, prepared)
+                    seqs = chain.append_prepared(conn, prepared)
                     new = [s for s in seqs if s > head_seq]
                     job.success, job.events = True, len(set(new))
                     job.first_seq = min(new) if new else None
@@ -362,7 +364,7 @@ def capture(
                         seen.add(seq)
                     _record(conn, job, captured_by)  # committed with the events: one commit
                     return job
-        except (epcis.InvalidEventError, jcs.CanonicalizationError, EventTooDeepError) as exc:
+        except (validation.InvalidEventError, jcs.CanonicalizationError, EventTooDeepError) as exc:
             errors = [CaptureError("/epcisBody/eventList", str(exc))]  # our own messages
         except (
             KeyError,
@@ -413,7 +415,7 @@ def capture_bytes(
     return capture(conn, doc, captured_by=captured_by, limits=limits, now=now)
 
 
-def _identity_errors(conn: Conn, prepared: Sequence[ledger.Prepared]) -> list[CaptureError]:
+def _identity_errors(conn: Conn, prepared: Sequence[chain.Prepared]) -> list[CaptureError]:
     """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
     of no event (in the ledger or earlier in the document). The events are as they will be stored; an
     eventID that is the event's hash (its own, or given it for want of one) names its content, so met
@@ -478,44 +480,3 @@ def get_job(conn: Conn, capture_id: str) -> CaptureJob | None:
         errors=list(row[6]),
         already_captured=list(row[7]),
     )
-
-
-def export_document(
-    events: Iterable[Mapping[str, Any]], *, creation_date: datetime | None = None
-) -> dict[str, Any]:
-    """An EPCISDocument of stored events. The document's @context is the union of the events' contexts
-    (namespace objects merged), so every extension prefix stays bound; the events keep their eventIDs."""
-    events = list(events)
-    doc = epcis.document([], creation_date=creation_date)
-    doc["@context"] = _merged_context(event.get("@context") for event in events)
-    doc["epcisBody"] = {"eventList": [{k: v for k, v in e.items() if k != "@context"} for e in events]}
-    return doc
-
-
-def _merged_context(contexts: Iterable[Any]) -> list[Any]:
-    """The EPCIS context and the namespace objects of every given @context, merged."""
-    namespaces: dict[str, str] = {}
-    for ctx in contexts:
-        for item in ctx if isinstance(ctx, list) else [ctx]:
-            if isinstance(item, Mapping):
-                namespaces.update({k: v for k, v in item.items() if isinstance(v, str)})
-    return [epcis.EPCIS_CONTEXT, *({k: v} for k, v in sorted(namespaces.items()))]
-
-
-def query_document(events: Sequence[tuple[str, str]], *, creation_date: datetime | None = None) -> bytes:
-    """The EPCISQueryDocument (SimpleEventQuery results) of stored events, each given as the JSON texts of
-    its @context and of the rest of it (``query.run``). The event texts are copied into the document as
-    they are, never parsed: serving a page walks no event. A context that does not parse binds nothing."""
-    contexts = []
-    for text, _ in events:
-        try:
-            contexts.append(msgspec.json.decode(text))
-        except (msgspec.DecodeError, RecursionError):
-            continue
-    doc = epcis.document([], creation_date=creation_date)
-    doc["@context"] = _merged_context(contexts)
-    doc["type"] = "EPCISQueryDocument"
-    doc["epcisBody"] = {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": []}}}
-    head = msgspec.json.encode(doc)
-    cut = head.rindex(b'"eventList":[]') + len(b'"eventList":[')
-    return head[:cut] + b",".join(body.encode("utf-8") for _, body in events) + head[cut:]

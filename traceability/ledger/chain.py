@@ -1,8 +1,8 @@
 """Stage 3, ledger: append EPCIS events to the hash chain (deriving containment and custody).
 
-Chain definition (what ``traceability.verify`` and an offline verifier recompute):
+Chain definition (what ``traceability.ledger.verify`` and an offline verifier recompute):
 
-* ``event_hash`` = the GS1 CBV 2.0 event hash of the stored event (``traceability.eventhash``),
+* ``event_hash`` = the GS1 CBV 2.0 event hash of the stored event (``traceability.epcis.eventhash``),
   the text ``ni:///sha-256;<64 lowercase hex>?ver=CBV2.0``;
 * ``event_jcs`` = the RFC 8785 (JCS) canonical UTF-8 bytes of the stored event (every field of it:
   ``@context``, ``eventID``, ``recordTime``, ``errorDeclaration`` included); ``content_digest`` =
@@ -16,14 +16,14 @@ The jsonb ``event`` column (what the API serves and queries) equals ``event_jcs`
 other served columns are its fields: ``event_id`` / ``event_type`` / ``event_time`` its ``eventID`` /
 ``type`` / ``eventTime``, ``biz_step`` the bare CBV name of its ``bizStep`` (``epcis.biz_step_name``),
 ``declares_error`` whether it has an ``errorDeclaration``. A validated CHECK constraint (migrations 0004,
-0006) holds this for every row; ``traceability.verify`` checks that the constraint is intact.
+0006) holds this for every row; ``traceability.ledger.verify`` checks that the constraint is intact.
 
 Appends run in the caller's transaction, one batch at a time (transaction-scoped advisory lock), so seq
 has no holes and the chain no forks. An event whose eventID is already in the ledger is not appended again.
 
 ``recordTime`` is the repository's: capture sets each event's to the capture job's time, replacing any the
-client sent (``traceability.capture``). The event hash leaves it out (CBV 2.0 8.9), so an event's hash is
-the same wherever and whenever it is recorded; ``event_jcs``, and so the chain, includes it.
+client sent (``traceability.epcis.capture``). The event hash leaves it out (CBV 2.0 8.9), so an event's
+hash is the same wherever and whenever it is recorded; ``event_jcs``, and so the chain, includes it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from traceability import derive, queries
-from traceability.epcis import CONTEXT, biz_step_name, iso_ms, parse_time, validate
-from traceability.eventhash import event_hash
-from traceability.jcs import canonical
+from traceability import queries
+from traceability.epcis.builders import CONTEXT, biz_step_name, iso_ms, parse_time
+from traceability.epcis.eventhash import event_hash
+from traceability.epcis.jcs import canonical
+from traceability.epcis.validation import validate
+from traceability.ledger import derive
 
 GENESIS_HASH = "0" * 64
 

@@ -1,4 +1,4 @@
-"""Stage 3, ledger: RFC 8785 (JCS) canonical JSON bytes of an event, fast.
+"""Stage 3, EPCIS: RFC 8785 (JCS) canonical JSON bytes of an event, fast.
 
 ``canonical(value)`` returns exactly ``rfc8785.dumps(value)``. Most events hold only strings, booleans,
 null, safe integers and plain decimals under ASCII keys: for those, msgspec's JSON encoder with sorted keys

@@ -1,4 +1,4 @@
-"""Stage 3, API: the EPCIS 2.0 event query (GET /epcis/events): filters, sensor value filters with unit
+"""Stage 3, EPCIS: the EPCIS 2.0 event query (GET /epcis/events): filters, sensor value filters with unit
 conversion, and seq-keyed pagination (``nextPageToken``).
 
 Sensor filters are ``<OP>_<field>_<type>`` with OP in EQ, GT, GE, LT, LE, field in value, minValue,
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from traceability.epcis import biz_step_name
+from traceability.epcis.builders import biz_step_name
 
 Conn = psycopg.Connection[Any]
 
@@ -142,7 +142,7 @@ _BASE_VALUE = """(CASE r->>'uom' WHEN 'CEL' THEN (r->>{f})::float8 + 273.15
 def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
     """One page of matching events and the token of the next page. Each event comes as two JSON texts, its
     ``@context`` and the rest of it (eventID included), that nothing here parses: the page is served
-    without a walk over any event, however deeply one is nested (``capture.query_document``)."""
+    without a walk over any event, however deeply one is nested (``documents.query_document``)."""
     where: list[sql.Composable] = [sql.SQL("e.seq > %(after)s")]
     args: dict[str, Any] = {"after": q.after_seq, "limit": q.per_page + 1}
     if q.ge_event_time is not None:

@@ -1,0 +1,1 @@
+"""Stage 3, API: one APIRouter per resource (health, trace, ledger, epcis, alarms)."""

@@ -1,0 +1,60 @@
+"""Stage 3, API: GET /alarms and POST /alarms/{id}/ack|resolve (operator role)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, Any, Literal
+
+import psycopg
+from fastapi import APIRouter, Query
+
+from traceability.api.deps import Db, Operator
+from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
+from traceability.api.schemas import Alarm, AlarmAction
+
+router = APIRouter(tags=["alarms"])
+
+
+def _alarms() -> Any:
+    """rules.alarms, imported when first used; 501 while it is not there."""
+    try:
+        return importlib.import_module("rules.alarms")
+    except ImportError:
+        raise ApiProblemError(501, "Not Implemented", "alarms are not available in this build") from None
+
+
+@router.get("/alarms", response_model=list[Alarm])
+def alarms_route(
+    conn: Db,
+    _: Operator,
+    state: Annotated[Literal["open", "acknowledged", "resolved"] | None, Query()] = None,
+    asset_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[Alarm]:
+    """Alarms, newest first (operator role)."""
+    rows = _alarms().list_alarms(conn, state=state, asset_id=asset_id, limit=limit)
+    return [Alarm.model_validate(r) for r in rows]
+
+
+def _act(conn: psycopg.Connection[Any], name: str, alarm_id: int, by: str, note: str) -> Alarm:
+    module = _alarms()
+    try:
+        with conn.transaction():
+            found = getattr(module, name)(conn, alarm_id, by=by, note=note)
+    except module.AlarmStateError as exc:
+        raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "alarm-state") from None
+    if found is None:
+        raise ApiProblemError(404, "Not Found", f"no alarm {alarm_id}")
+    return Alarm.model_validate(found)
+
+
+@router.post("/alarms/{alarm_id}/ack", response_model=Alarm, responses={409: ERRORS[404]})
+def ack_route(alarm_id: int, body: AlarmAction, conn: Db, principal: Operator) -> Alarm:
+    """Acknowledge an alarm (operator role)."""
+    return _act(conn, "acknowledge", alarm_id, principal.name, body.note)
+
+
+@router.post("/alarms/{alarm_id}/resolve", response_model=Alarm, responses={409: ERRORS[404]})
+def resolve_route(alarm_id: int, body: AlarmAction, conn: Db, principal: Operator) -> Alarm:
+    """Resolve an alarm (operator role)."""
+    return _act(conn, "resolve", alarm_id, principal.name, body.note)

@@ -1,0 +1,169 @@
+"""Stage 3, API: POST /epcis/capture, GET /epcis/capture/{id} and GET /epcis/events (GS1 REST bindings)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from traceability.api import auth
+from traceability.api.deps import Db, Principal, Reader, authenticate, permit, presented_key
+from traceability.api.options import ApiOptions
+from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
+from traceability.api.schemas import CaptureJobModel
+from traceability.epcis import capture, documents, events_query
+
+router = APIRouter(tags=["epcis"])
+
+# The capture body as the OpenAPI document shows it (the route reads the bytes itself, under the limits).
+CAPTURE_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "an EPCISDocument (EPCIS 2.0 JSON-LD)",
+    "content": {
+        media: {"schema": {"type": "object", "additionalProperties": True}}
+        for media in ("application/ld+json", "application/json")
+    },
+}
+
+
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes | None:
+    """The request body, None as soon as it is longer than ``limit`` bytes (the rest is not read); 408
+    when the whole of it has not arrived within ``timeout_s``. It is read before the request takes a
+    connection: a slow upload holds none."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiProblemError(
+            408,
+            "Request Timeout",
+            f"the request body did not arrive within {timeout_s:g} s",
+            type_=PROBLEM_BASE + "body-timeout",
+        ) from None
+    return b"".join(chunks)
+
+
+@router.post(
+    "/epcis/capture",
+    status_code=202,
+    response_model=CaptureJobModel,
+    responses={
+        202: {"headers": {"Location": {"description": "the capture job", "schema": {"type": "string"}}}},
+        408: ERRORS[400],
+        413: ERRORS[400],
+    },
+    openapi_extra={"requestBody": CAPTURE_BODY},
+)
+async def capture_route(
+    request: Request, response: Response, secret: Annotated[str, Depends(presented_key)]
+) -> Any:
+    """Capture an EPCISDocument, all or nothing (GS1 REST bindings; captureErrorBehaviour rollback).
+    Refused (400, or 413 for a document or an event over its size limit) with the reasons, which the
+    capture job keeps too; the events already in the ledger with the same content are listed in
+    ``alreadyCaptured`` (idempotent). 408 when the body does not arrive in time."""
+    opts: ApiOptions = request.app.state.options
+    limits = opts.capture
+    # The body first (bounded in bytes and time), then the connection: the key lookup, the capture
+    # and the audit row share it, and no upload holds it while its bytes arrive.
+    raw = await read_body(request, limits.document_bytes, opts.body_timeout_s)
+    principal = permit(await authenticate(request, secret), auth.CAPTURE)
+    conn = await request.state.lease.acquire()
+    if raw is None:
+        job = await run_in_threadpool(
+            capture.refuse, conn, [capture.too_large_document(limits)], captured_by=principal.name
+        )
+    else:
+        job = await run_in_threadpool(
+            capture.capture_bytes, conn, raw, captured_by=principal.name, limits=limits
+        )
+    if not job.success:
+        raise ApiProblemError(
+            413 if job.too_large else 400,
+            "Capture refused",
+            "the document was not captured: " + "; ".join(e["message"] for e in job.errors)[:2000],
+            type_=PROBLEM_BASE + ("too-large" if job.too_large else "capture-refused"),
+            errors=job.errors,
+            captureID=job.capture_id,
+        )
+    response.headers["Location"] = f"/epcis/capture/{job.capture_id}"
+    return CaptureJobModel(**job.as_dict())
+
+
+@router.get("/epcis/capture/{capture_id}", response_model=CaptureJobModel)
+def capture_job(capture_id: str, conn: Db, principal: Principal) -> CaptureJobModel:
+    """A capture job's state."""
+    if not (principal.may(auth.CAPTURE) or principal.may(auth.READ)):
+        raise ApiProblemError(403, "Forbidden", f"role {principal.role!r} may not read capture jobs")
+    job = capture.get_job(conn, capture_id)
+    if job is None:
+        raise ApiProblemError(404, "Not Found", f"no capture job {capture_id!r}")
+    return CaptureJobModel(**job.as_dict())
+
+
+@router.get(
+    "/epcis/events",
+    response_model=None,
+    response_class=Response,
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def events_route(
+    request: Request,
+    conn: Db,
+    _: Reader,
+    ge_event_time: Annotated[datetime | None, Query(alias="GE_eventTime")] = None,
+    lt_event_time: Annotated[datetime | None, Query(alias="LT_eventTime")] = None,
+    event_type: Annotated[list[str] | None, Query(alias="eventType")] = None,
+    eq_biz_step: Annotated[list[str] | None, Query(alias="EQ_bizStep")] = None,
+    match_epc: Annotated[list[str] | None, Query(alias="MATCH_epc")] = None,
+    match_parent_id: Annotated[list[str] | None, Query(alias="MATCH_parentID")] = None,
+    eq_biz_location: Annotated[list[str] | None, Query(alias="EQ_bizLocation")] = None,
+    eq_read_point: Annotated[list[str] | None, Query(alias="EQ_readPoint")] = None,
+    uom: Annotated[
+        Literal["CEL", "KEL", "FAH"] | None,
+        Query(description="unit of the sensor thresholds (GE_value_Temperature=...); default KEL"),
+    ] = None,
+    ge_value_temperature: Annotated[float | None, Query(alias="GE_value_Temperature")] = None,
+    le_value_temperature: Annotated[float | None, Query(alias="LE_value_Temperature")] = None,
+    ge_max_value_temperature: Annotated[float | None, Query(alias="GE_maxValue_Temperature")] = None,
+    le_min_value_temperature: Annotated[float | None, Query(alias="LE_minValue_Temperature")] = None,
+    per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=events_query.MAX_PER_PAGE)] = None,
+    next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
+) -> Response:
+    """EPCIS 2.0 event query (SimpleEventQuery parameters); any ``<OP>_<value|minValue|maxValue|
+    meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL matches CEL
+    data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``)."""
+    q = events_query.build(
+        ge_event_time=ge_event_time,
+        lt_event_time=lt_event_time,
+        event_type=event_type,
+        eq_biz_step=eq_biz_step,
+        match_epc=match_epc,
+        match_parent_id=match_parent_id,
+        eq_biz_location=eq_biz_location,
+        eq_read_point=eq_read_point,
+        all_params=dict(request.query_params),
+        uom=uom,
+        per_page=per_page,
+        next_page_token=next_page_token,
+    )
+    events, token = events_query.run(conn, q)
+    response = Response(documents.query_document(events), media_type="application/json")
+    if token is not None:
+        params = dict(request.query_params)
+        params["nextPageToken"] = token
+        response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+        response.headers["GS1-Next-Page-Token"] = token
+    return response

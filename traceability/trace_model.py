@@ -1,0 +1,282 @@
+"""Stage 3, trace: the typed ``Trace`` of a lot, and its JSON: what the API, the CLI, the web page and the
+reports all render (the shape ``traceability/README.md`` documents)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+Verdict = Literal["pass", "excursion", "broken"]
+# The field docstrings below are the API's field descriptions (pydantic reads them; no import needed).
+FIELD_DOCS = {"use_attribute_docstrings": True}
+
+
+# -- the Trace ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lot:
+    lot_id: str
+    gtin: str | None
+    batch: str | None
+    product_class: str
+    description: str | None
+    origin_country: str | None
+    hs_code: str | None
+    bonded_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    product_class: str
+    pack_id: str
+    pack_version: str
+    low_c: float | None
+    high_c: float | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    child_id: str
+    """what is enclosed (the lot, or a unit enclosing it)"""
+    unit_id: str
+    """the enclosing unit (SSCC, asset tag ...)"""
+    t0: datetime
+    t1: datetime | None
+    depth: int
+    """1 = directly encloses the lot"""
+    asset_id: str | None
+    """set when the unit is an asset (truck, container ...)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    child_id: str
+    location_id: str
+    location_name: str
+    t0: datetime
+    t1: datetime | None
+    start_seq: int
+    end_seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    party_id: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    location_id: str
+    name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    asset_id: str
+    name: str | None
+    kind: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TemperatureSummary:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    readings: int
+    dropouts: int
+    min_c: float | None
+    max_c: float | None
+    mean_c: float | None
+    series: int
+    """temperature series (probes) contributing"""
+    out_of_range_s: float | None
+    """longest time any one probe was outside the class limits; null without limits"""
+    mkt_c: float | None
+    """mean kinetic temperature, ΔH/R = 10 000 K"""
+    max_gap_s: float | None
+    """longest interval between two readings of a probe"""
+    gaps: int
+    """intervals longer than the allowed recording interval"""
+    allowed_gap_s: float
+    """allowed recording interval (storage 30 min, transport 10)"""
+    first_reading: datetime | None
+    last_reading: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Excursion:
+    excursion_id: int
+    series_id: int
+    device_id: str | None
+    channel: str | None
+    rule_id: str
+    pack_version: str
+    start_time: datetime
+    end_time: datetime
+    open: bool
+    peak_c: float | None
+    limit_low_c: float | None
+    limit_high_c: float | None
+    readings: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    chain_break_id: int | None
+    """null for a break the trace itself finds (handoff)"""
+    kind: str
+    series_id: int | None
+    rule_id: str
+    pack_version: str
+    start_time: datetime
+    end_time: datetime
+    allowed_s: float
+    detail: dict[str, Any] | None
+    """the rule's own account of the break (free-form JSON)"""
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyLeg:
+    leg_id: int
+    epc: str
+    custodian: Party | None
+    location: Location | None
+    asset: Asset | None
+    t_start: datetime
+    t_end: datetime | None
+    start_seq: int
+    end_seq: int | None
+    temperature: TemperatureSummary
+    excursions: list[Excursion]
+    chain_breaks: list[ChainBreak]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRef:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    seq: int
+    event_id: str
+    type: str
+    biz_step: str | None
+    event_time: datetime
+    action: str | None
+    error_declaration: bool
+    """this entry is an errorDeclaration"""
+    declared_wrong: bool
+    """an errorDeclaration names this event"""
+
+
+@dataclass(frozen=True, slots=True)
+class BondedStep:
+    status: str
+    line: str | None
+    seq: int
+    event_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FirstEvent:
+    seq: int
+    event_time: datetime
+    biz_step: str | None
+    read_point: str | None
+    biz_location: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    country: str | None
+    first_event: FirstEvent | None
+
+
+@dataclass(frozen=True, slots=True)
+class LineageLink:
+    id: str
+    seq: int
+    event_time: datetime
+    depth: int
+    output_id: str | None = None
+    input_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Backward:
+    origin: Origin
+    inputs: list[LineageLink]
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    seq: int
+    event_time: datetime
+    biz_step: str | None
+    biz_transactions: list[str]
+    destinations: list[str]
+    read_point: str | None
+    transport_mode: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    party_id: str
+    name: str | None
+    role: str | None
+    since: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    outputs: list[LineageLink]
+    shipments: list[Shipment]
+    recipients: list[Recipient]
+    """custodians of the lot and its outputs: whom a recall calls"""
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    id: str
+    kind: str
+    """lot, epc, epc_class, container, asset, document"""
+    lots: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    lot_id: str
+    lot: Lot | None
+    limits: Limits | None
+    units: list[Unit]
+    placements: list[Placement]
+    custody: list[CustodyLeg]
+    lot_chain_breaks: list[ChainBreak]
+    events: list[LedgerRef]
+    verdict: Verdict
+    bonded: list[BondedStep]
+    backward: Backward | None
+    forward: Forward | None
+    query: TraceQuery | None = None
+
+
+def to_json(found: Trace) -> dict[str, Any]:
+    """The trace as JSON values (times RFC 3339 in UTC with ``Z``): what the API serves."""
+    out: dict[str, Any] = msgspec.to_builtins(found)
+    return out
+
+
+def from_json(data: Any) -> Trace:
+    """A trace read back from its JSON (e.g. the API's answer)."""
+    return msgspec.convert(data, Trace)
