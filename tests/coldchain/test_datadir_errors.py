@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coldchain.clicommon import ExitCode
+from coldchain.cli.common import ExitCode
 
 # Commands that only read: they must not create a data directory where there is none.
 READ_ONLY = [
