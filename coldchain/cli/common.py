@@ -50,7 +50,7 @@ def cli_settings() -> Settings:
         settings = load_settings()
     except SettingsError as exc:
         fail(str(exc), ExitCode.USAGE)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
