@@ -167,9 +167,10 @@ class BrokerNeedsMosquittoError(RuntimeError):
 
 
 class EmbeddedBroker:
-    """A private MQTT broker: the mosquitto binary when on PATH, else (anonymous, for the tests' own
-    brokers only) amqtt in this process. With a password file it is mosquitto or nothing: amqtt has no
-    reader for mosquitto's password hashes and ACL, and an anonymous fallback would accept anyone."""
+    """A private MQTT broker: the mosquitto binary (MQTT 5), or nothing. Only when asked for by name
+    (`use_binary=False`, anonymous) it is amqtt in this process, which speaks MQTT 3.1.1 only: never a
+    silent stand-in for mosquitto. With a password file it is mosquitto or nothing: amqtt has no reader
+    for mosquitto's password hashes and ACL, and an anonymous broker would accept anyone."""
 
     def __init__(
         self,
@@ -234,9 +235,9 @@ class EmbeddedBroker:
     def start(self) -> BrokerAddress:
         self.home.mkdir(parents=True, exist_ok=True)
         binary = mosquitto_binary() if self.use_binary else None
-        if binary is None and self.password_file is not None:
+        if binary is None and (self.use_binary or self.password_file is not None):
             raise BrokerNeedsMosquittoError(
-                "the embedded broker needs mosquitto (with logins and an ACL): install it"
+                "the embedded broker needs mosquitto (MQTT 5, logins and an ACL): install it"
                 " (apt-get install mosquitto) or set COLDCHAIN_BROKER_URL"
             )
         if binary is None:
