@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import psutil
+import psycopg
 
 
 def servers_under(path: Path, names: Iterable[str] = ("postgres", "mosquitto")) -> list[str]:
@@ -105,3 +107,13 @@ class Running:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def as_url(conninfo: str) -> str:
+    """A postgresql:// URL of a key=value conninfo, as the fixtures give (the CLI's settings take URLs)."""
+    parts = psycopg.conninfo.conninfo_to_dict(conninfo)
+    query = {k: str(v) for k, v in parts.items() if k not in ("user", "password", "dbname") and v is not None}
+    auth = quote(str(parts.get("user", "")))
+    if parts.get("password"):
+        auth += ":" + quote(str(parts["password"]))
+    return f"postgresql://{auth}@/{quote(str(parts.get('dbname', '')))}?{urlencode(query)}"
