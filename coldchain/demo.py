@@ -250,5 +250,8 @@ def _serve_forever(
     print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)
     try:
         threading.Event().wait()
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM is how serving ends: the demo's verdict stands.
+        print("stopping", flush=True)
     finally:
         services.stop()
