@@ -66,20 +66,22 @@ def run(
             gateway_limits=gateway_limits(settings),
             api_options=api_options(settings),
         )
-        try:
-            services.start()
-        except GatewayAuthError as exc:
-            typer.echo(f"the broker refused the gateway's credentials: {exc}", err=True)
-            raise typer.Exit(ExitCode.UNAVAILABLE) from None
-        typer.echo(f"running {', '.join(chosen)}" + (f"; API on {services.api_url}" if services.api else ""))
-        if stack.broker is not None:
-            typer.echo(f"broker: {stack.broker.url()}")
-        if "gateway" in chosen and settings.gateway_metrics_port:
-            typer.echo(
-                f"metrics: http://{settings.gateway_metrics_host}:{settings.gateway_metrics_port}/metrics"
-            )
         code = ExitCode.OK
         try:
+            # From the first stage started on, a Ctrl-C or SIGTERM (however early) stops them all.
+            try:
+                services.start()
+            except GatewayAuthError as exc:
+                typer.echo(f"the broker refused the gateway's credentials: {exc}", err=True)
+                raise typer.Exit(ExitCode.UNAVAILABLE) from None
+            api = f"; API on {services.api_url}" if services.api else ""
+            typer.echo(f"running {', '.join(chosen)}{api}")
+            if stack.broker is not None:
+                typer.echo(f"broker: {stack.broker.url()}")
+            if "gateway" in chosen and settings.gateway_metrics_port:
+                typer.echo(
+                    f"metrics: http://{settings.gateway_metrics_host}:{settings.gateway_metrics_port}/metrics"
+                )
             # The supervisor: a stage that fails ends the process (non-zero) instead of idling on.
             while not services.failures():
                 time.sleep(0.5)
