@@ -139,6 +139,20 @@ class DataDir:
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    def locked_by_another(self) -> bool:
+        """Whether another process holds the lock now (asked without taking it or changing anything)."""
+        try:
+            handle = open(self.home / LOCK_FILE)  # noqa: SIM115 - closed below, whichever way it goes
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
     def release(self) -> None:
         if self._lock is not None:
             (self.home / SERVERS_FILE).unlink(missing_ok=True)

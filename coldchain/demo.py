@@ -173,7 +173,9 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float, reset: 
 
     embedded_db = settings.database_url is None
     data = DataDir(settings.home)
-    if embedded_db and data.holds_database() and not data.demo_marker.is_file() and not reset:
+    # A home in use by another process: opening the stack below refuses it, naming that process.
+    foreign = data.holds_database() and not data.demo_marker.is_file() and not data.locked_by_another()
+    if embedded_db and foreign and not reset:
         print(
             f"COLDCHAIN_HOME {data.home} holds a database the demo did not create; the demo leaves it as it"
             " is. `coldchain demo --reset` drops it and its data (the broker logins stay), or point"
