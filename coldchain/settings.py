@@ -30,6 +30,8 @@ class Settings(GatewaySettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # console: readable lines (the default); json: one JSON object a line, for log collectors.
+    log_format: Literal["console", "json"] = "console"
     # Alarm webhooks: JSON list of URLs, e.g. ["https://ops.example/hooks/cold"], each POST signed with
     # HMAC-SHA256 of the body under the secret (header X-Coldchain-Signature).
     # NoDecode: the validator below parses the JSON, so malformed text is a validation error naming the key.

@@ -13,9 +13,21 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from coldchain import embedded
 from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_database, with_database
 from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress
+
+MOSQUITTO_MISSING = (
+    "no mosquitto binary: the tests need Mosquitto (MQTT 5) for their brokers. Install it with"
+    " `apt-get install mosquitto` (make bootstrap does, as root), then run the tests again."
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at once, with one message, where the broker every MQTT test needs cannot start."""
+    if embedded.mosquitto_binary() is None:
+        raise pytest.UsageError(MOSQUITTO_MISSING)
 
 
 def _shared_tmp() -> Path:

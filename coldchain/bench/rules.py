@@ -35,7 +35,7 @@ import typer
 from numpy.typing import NDArray
 
 from coldchain.bench.app import bench_app, host_probe, steal_meter
-from coldchain.clicommon import emit_json, fail
+from coldchain.cli.common import emit_json, fail
 from coldchain.logs import configure_logging
 from rules import kernels_multi
 from rules.packs import ClassRef, load_packs

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
 from coldchain.bench.app import bench_app, host_probe, steal_meter
-from coldchain.clicommon import cli_settings, emit_json
+from coldchain.cli.common import cli_settings, emit_json
 
 HOURS_PER_LOT_TRIP = 20
 LOTS_PER_CONTAINER_TRIP = 10

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from coldchain.cli import app
-from coldchain.clicommon import ExitCode, one_line
+from coldchain.cli.common import ExitCode, one_line
 from rules.logfile import MAX_LINE_BYTES
 
 COLDCHAIN = str(Path(sys.executable).with_name("coldchain"))
@@ -294,12 +294,12 @@ def test_an_unexpected_exception_is_one_line_naming_only_its_type(
 ) -> None:
     """A fault inside a command (injected into the log reader) ends as INTERNAL: one line with the
     exception's type, never its text, which may hold data the user must not see."""
-    import coldchain.cli_rules
+    import rules.logfile
 
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("secret-row-content")
 
-    monkeypatch.setattr(coldchain.cli_rules, "read_logger_csv", broken)
+    monkeypatch.setattr(rules.logfile, "read_logger_csv", broken)
     code, stdout, stderr = rules_check(csv_file(tmp_path, [f"{T0_MS},4.0"]))
     assert_one_line_error(code, stdout, stderr, ExitCode.INTERNAL, "internal error (KeyError)")
     assert "secret-row-content" not in stdout + stderr

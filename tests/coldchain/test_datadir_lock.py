@@ -15,7 +15,7 @@ import httpx
 import pytest
 from process_support import servers_under
 
-from coldchain.clicommon import ExitCode
+from coldchain.cli.common import ExitCode
 from coldchain.datadir import SERVERS_FILE, DataDir, Servers
 from coldchain.embedded import EmbeddedBroker, free_port
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
 
 from coldchain.cli import app as cli_app
-from coldchain.clicommon import ExitCode
+from coldchain.cli.common import ExitCode
 from tests.traceability.test_epcis_capture import as_url
 from traceability.api.auth import create_key
 from traceability.epcis.builders import iso_ms

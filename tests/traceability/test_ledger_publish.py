@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from coldchain.clicommon import ExitCode
+from coldchain.cli.common import ExitCode
 from coldchain.runtime import Services, mqtt_client
 from coldchain.settings import BrokerAddress
 from gateway.credentials import LEDGER_CHECKPOINT_TOPIC

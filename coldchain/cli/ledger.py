@@ -1,16 +1,17 @@
-"""Composition root: `coldchain ledger ...` and `coldchain trace` commands."""
+"""Composition root: `coldchain ledger ...` and `coldchain trace` (verify, import, export, checkpoints)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
 import typer
 
-from coldchain.clicommon import ExitCode, cli_settings, emit_json, fail
+from coldchain.cli.common import ExitCode, cli_settings, emit_json, fail
 
 if TYPE_CHECKING:
+    import psycopg
+
     from traceability.ledger.checkpoint import Checkpoint
     from traceability.ledger.verify import VerifyResult
 
@@ -27,6 +28,8 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="Print the trace as JSON.")] = False,
 ) -> None:
     """A lot's trace chain: custody legs, the temperature each saw, excursions and breaks."""
+    import psycopg
+
     from coldchain.report import format_trace
     from coldchain.runtime import open_stack
     from traceability.trace import trace as trace_any
@@ -121,6 +124,8 @@ def ledger_verify(
     or kept, against the pinned public key; name the first bad sequence number. The checkpoint log beside
     the ledger's key file under COLDCHAIN_HOME is always checked too. Exit 0 only when nothing is wrong
     and the key vouches for the chain."""
+    import psycopg
+
     from coldchain.runtime import open_stack
     from traceability.ledger.checkpoint import CheckpointFormatError, own_log
     from traceability.ledger.verify import verify
@@ -193,6 +198,8 @@ def ledger_import(
 ) -> None:
     """Capture an EPCIS document from a file, all or nothing, under capture's limits (the
     COLDCHAIN_CAPTURE_* settings), as POST /epcis/capture: the bytes go the same way."""
+    import psycopg
+
     from coldchain.runtime import api_options, open_stack
     from traceability.epcis.capture import capture_bytes
 
@@ -216,6 +223,8 @@ def ledger_import(
 def ledger_checkpoint() -> None:
     """Sign the current chain head with the ledger key (COLDCHAIN_HOME/keys/ledger-ed25519.pem) and append
     the checkpoint to the checkpoint log beside it."""
+    import psycopg
+
     from coldchain.runtime import open_stack
 
     settings = cli_settings()
@@ -234,6 +243,8 @@ def ledger_export(
 ) -> None:
     """Write a lot's evidence bundle: its events, the chain segment proving them, a signed checkpoint.
     Signs a fresh checkpoint of the head first."""
+    import psycopg
+
     from coldchain.runtime import open_stack
     from traceability.ledger.bundle import BundleError, export_lot
 
@@ -287,6 +298,8 @@ def ledger_declare_error(
     corrective: Annotated[list[str] | None, typer.Option(help="eventID of a corrective event.")] = None,
 ) -> None:
     """Append an EPCIS errorDeclaration for an event (the original stays in the chain)."""
+    import psycopg
+
     from coldchain.runtime import open_stack
     from traceability.ledger.chain import declare_error
 
@@ -313,6 +326,8 @@ def ledger_rederive(
 ) -> None:
     """Rebuild containment, custody legs, lineage, bonded status, transactions and subjects from the ledger
     with today's registry (appends wait meanwhile); with --check, exit 1 when they differ from it."""
+    import psycopg
+
     from coldchain.runtime import open_stack
     from traceability.ledger.rederive import rederive
 
@@ -331,46 +346,3 @@ def ledger_rederive(
         action = "rebuilt" if result.applied else "left as they were"
         typer.echo(f"{result.events} events replayed; the derived tables were {verdict}; {action}")
     raise typer.Exit(1 if check and not result.consistent else 0)
-
-
-api_key_app = typer.Typer(help="API keys (roles: inspector, operator, capture, admin).", no_args_is_help=True)
-ledger_app.add_typer(api_key_app, name="api-key")
-
-
-@api_key_app.command("create")
-def api_key_create(
-    role: Annotated[str, typer.Option("--role", help="inspector, operator, capture or admin.")],
-    name: Annotated[str, typer.Option("--name", help="Who holds the key.")],
-) -> None:
-    """Create an API key; the key is printed once (only its hash is stored)."""
-    from coldchain.runtime import open_stack
-    from traceability.api.auth import ROLES, SHOWN_CHARS, create_key
-
-    if role not in ROLES:
-        typer.echo(f"unknown role {role!r}: one of {', '.join(sorted(ROLES))}", err=True)
-        raise typer.Exit(2)
-    settings = cli_settings()
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
-        secret = create_key(conn, role, name)
-        conn.commit()
-    emit_json({"name": name, "role": role, "api_key": secret, "prefix": secret[:SHOWN_CHARS]})
-
-
-@api_key_app.command("revoke")
-def api_key_revoke(
-    key: Annotated[
-        str, typer.Argument(help="The key's id, or its prefix (cck_ and at least 4 more characters).")
-    ],
-) -> None:
-    """Revoke an API key: from then on the API answers it 401."""
-    from coldchain.runtime import open_stack
-    from traceability.api.auth import KeyRevocationError, revoke_key
-
-    settings = cli_settings()
-    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
-        try:
-            revoked = revoke_key(conn, key)
-        except KeyRevocationError as exc:
-            fail(str(exc), ExitCode.FAILED)
-        conn.commit()
-    emit_json({"key_id": revoked.key_id, "name": revoked.name, "role": revoked.role, "revoked": True})

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
 import typer
+from typer.core import TyperCommand
 
-from coldchain.clicommon import ExitCode, emit_json, fail
-from rules import engine
-from rules.logfile import (
-    MAX_FILE_BYTES,
-    MAX_LINE_BYTES,
-    MAX_ROWS,
-    VALUE_RANGES,
-    YEARS,
-    LogFileError,
-    check_report,
-    read_logger_csv,
-)
-from rules.packs import ClassRef, PackError, PackSet, load_packs
+from coldchain.cli.common import ExitCode, emit_json, fail
+
+if TYPE_CHECKING:
+    from rules.packs import ClassRef, PackSet
 
 rules_app = typer.Typer(help="Rule packs and offline checks.", no_args_is_help=True)
 
@@ -30,6 +21,8 @@ PacksDir = Annotated[
 
 
 def _load(packs_dir: Path | None) -> PackSet:
+    from rules.packs import PackError, load_packs
+
     try:
         return load_packs(packs_dir)
     except PackError as exc:
@@ -37,6 +30,8 @@ def _load(packs_dir: Path | None) -> PackSet:
 
 
 def _class_json(ref: ClassRef) -> dict[str, Any]:
+    import msgspec
+
     return {
         "pack_id": ref.pack_id,
         "pack_version": ref.pack_version,
@@ -85,9 +80,11 @@ def packs(
             typer.echo(f"  {code:<16} [{lo}, {hi}] °C  {', '.join(extra)}  — {r.source}")
 
 
-@rules_app.command(
-    "check",
-    epilog=(
+def _check_limits() -> str:
+    """The epilog of `rules check`: the limits under which a file is refused, from rules.logfile."""
+    from rules.logfile import MAX_FILE_BYTES, MAX_LINE_BYTES, MAX_ROWS, VALUE_RANGES, YEARS
+
+    return (
         "The file is refused whole (exit 2, naming the line) when it is not UTF-8 CSV text, is larger than "
         f"{MAX_FILE_BYTES} bytes, has more than {MAX_ROWS} rows or a line longer than {MAX_LINE_BYTES} "
         f"bytes, or holds a time outside {YEARS[0]}..{YEARS[1]}, an infinite value or one outside what a "
@@ -95,8 +92,24 @@ def packs(
         f"rh {VALUE_RANGES['rh'][0]:g}..{VALUE_RANGES['rh'][1]:g} %"
         ", as the gateway refuses from live devices; absolute zero is outside): a broken sensor, a "
         "wrong unit or a corrupt export, on which no verdict is given. An empty or nan value is a dropout."
-    ),
-)
+    )
+
+
+class _CheckCommand(TyperCommand):
+    """`rules check`, whose help quotes the rule stage's limits: read when the help is shown, so that
+    listing the commands loads no rule engine."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from rules import engine
+
+        self.epilog = _check_limits()
+        for param in self.params:
+            if param.name == "accuracy_c":
+                param.help = f"Device accuracy in °C, 0..{engine.MAX_ACCURACY_C:g} (default: the class's)."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
+
+
+@rules_app.command("check", cls=_CheckCommand)
 def check(
     file: Annotated[Path, typer.Argument(help="Logger export CSV: header time,temp_c[,rh].")],
     product_class: Annotated[str, typer.Option("--class", help="Product class code, e.g. chilled.")],
@@ -108,13 +121,16 @@ def check(
         float | None,
         typer.Option(
             "--accuracy",
-            help=f"Device accuracy in °C, 0..{engine.MAX_ACCURACY_C:g} (default: the class's).",
+            help="Device accuracy in °C (default: the class's).",
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object as the last line.")] = False,
     packs_dir: PacksDir = None,
 ) -> None:
     """Evaluate a data-logger file against a class without any database; print the verdict."""
+    from rules import engine
+    from rules.logfile import LogFileError, check_report, read_logger_csv
+
     if mode not in ("storage", "transport"):
         fail(f"--mode must be storage or transport, not {mode!r}", ExitCode.USAGE)
     if accuracy_c is not None:

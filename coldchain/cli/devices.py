@@ -26,7 +26,7 @@ def add(
     ] = None,
 ) -> None:
     """Register a device, mount it on an asset, create its broker login and ACL; print the password once."""
-    from coldchain.clicommon import ExitCode, cli_settings
+    from coldchain.cli.common import ExitCode, cli_settings
     from coldchain.datadir import DataDir
     from coldchain.runtime import open_stack
     from gateway.credentials import add_device, check_device_id

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from coldchain.logs import configure_logging
-from coldchain.settings import Settings, SettingsError, load_settings
+if TYPE_CHECKING:
+    from coldchain.settings import Settings
 
 
 class ExitCode(enum.IntEnum):
@@ -43,11 +43,14 @@ def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
 
 def cli_settings() -> Settings:
     """Settings for a command; an invalid one stops the process with its key path (exit 2)."""
+    from coldchain.logs import configure_logging
+    from coldchain.settings import SettingsError, load_settings
+
     try:
         settings = load_settings()
     except SettingsError as exc:
         fail(str(exc), ExitCode.USAGE)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

@@ -1,0 +1,54 @@
+"""Composition root: `coldchain ledger api-key ...` commands (the trace API's keys)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from coldchain.cli.common import ExitCode, cli_settings, emit_json, fail
+
+api_key_app = typer.Typer(help="API keys (roles: inspector, operator, capture, admin).", no_args_is_help=True)
+
+
+@api_key_app.command("create")
+def api_key_create(
+    role: Annotated[str, typer.Option("--role", help="inspector, operator, capture or admin.")],
+    name: Annotated[str, typer.Option("--name", help="Who holds the key.")],
+) -> None:
+    """Create an API key; the key is printed once (only its hash is stored)."""
+    import psycopg
+
+    from coldchain.runtime import open_stack
+    from traceability.api.auth import ROLES, SHOWN_CHARS, create_key
+
+    if role not in ROLES:
+        typer.echo(f"unknown role {role!r}: one of {', '.join(sorted(ROLES))}", err=True)
+        raise typer.Exit(2)
+    settings = cli_settings()
+    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+        secret = create_key(conn, role, name)
+        conn.commit()
+    emit_json({"name": name, "role": role, "api_key": secret, "prefix": secret[:SHOWN_CHARS]})
+
+
+@api_key_app.command("revoke")
+def api_key_revoke(
+    key: Annotated[
+        str, typer.Argument(help="The key's id, or its prefix (cck_ and at least 4 more characters).")
+    ],
+) -> None:
+    """Revoke an API key: from then on the API answers it 401."""
+    import psycopg
+
+    from coldchain.runtime import open_stack
+    from traceability.api.auth import KeyRevocationError, revoke_key
+
+    settings = cli_settings()
+    with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
+        try:
+            revoked = revoke_key(conn, key)
+        except KeyRevocationError as exc:
+            fail(str(exc), ExitCode.FAILED)
+        conn.commit()
+    emit_json({"key_id": revoked.key_id, "name": revoked.name, "role": revoked.role, "revoked": True})

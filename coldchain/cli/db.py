@@ -1,0 +1,21 @@
+"""Composition root: `coldchain db ...` commands (the schema of every stage)."""
+
+from __future__ import annotations
+
+import typer
+
+from coldchain.cli.common import cli_settings
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply every stage's pending migrations (idempotent)."""
+    from coldchain.migrate import migrate
+    from coldchain.runtime import open_stack
+
+    settings = cli_settings()
+    with open_stack(settings, apply_migrations=False) as stack:
+        applied = migrate(stack.database_url)
+    typer.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {k}" for k in applied))
