@@ -7,6 +7,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -80,18 +81,32 @@ def _drop(server_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@contextmanager
+def _template_copy(server_url: str, template: str) -> Iterator[str]:
+    """A fresh database copied from the migrated template, dropped on exit."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        )
+    try:
+        yield with_database(server_url, name)
+    finally:
+        _drop(server_url, name)
+
+
 @pytest.fixture
 def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """A fresh, fully migrated database of this test's own."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    yield with_database(pg_server_url, name)
-    _drop(pg_server_url, name)
+    with _template_copy(pg_server_url, template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def second_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """A second fresh, fully migrated database of this test's own (e.g. for an uninterrupted run)."""
+    with _template_copy(pg_server_url, template_db) as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,18 +15,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from rules_support import LOT, Conn, add_asset, add_batch, add_device, add_series, at, custody
 
-from coldchain.embedded import with_database
 from rules.worker import RulesWorker
 
 DEADLINE_S = 120.0  # numba compiles on a cold cache; the polls end as soon as their condition holds
@@ -129,28 +125,13 @@ def _spawn(url: str, log: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", WORKER, url], stdout=log, stderr=subprocess.STDOUT)
 
 
-@pytest.fixture
-def reference_url(pg_server_url: str, template_db: str) -> Iterator[str]:
-    """A second fresh database of this test, for the uninterrupted run."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as c:
-        c.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    yield with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as c:
-        c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def test_kill_9_mid_batch_leaves_every_verdict_once(
-    db_url: str, conn: Conn, reference_url: str, tmp_path: Path
+    db_url: str, conn: Conn, second_db_url: str, tmp_path: Path
 ) -> None:
     sids = _registry(conn)
-    with psycopg.connect(reference_url, autocommit=True) as ref:
+    with psycopg.connect(second_db_url, autocommit=True) as ref:
         assert _registry(ref) == sids
-        worker = RulesWorker(reference_url, batch_limit=1)
+        worker = RulesWorker(second_db_url, batch_limit=1)
         try:
             for part in (BATCHES[:3], BATCHES[3:]):
                 _queue(ref, sids, part)

@@ -10,17 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from coldchain.embedded import with_database
 from tests.traceability.test_trace_worker import build_scenario
 from traceability import queries
 from traceability.ledger import verify
@@ -45,21 +41,6 @@ def _until(done: Any, what: str) -> None:
     while not done():
         assert time.monotonic() < deadline, what
         time.sleep(0.01)
-
-
-@pytest.fixture
-def reference_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
-    """A second fresh database, for the uninterrupted run."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    yield with_database(pg_server_url, name)
-    with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _prepare(url: str, stage: str) -> int:
@@ -104,13 +85,13 @@ def _worker(url: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.parametrize(("stage", "outbox"), [("rfid", "ingest_batch"), ("verdicts", "verdict_outbox")])
 def test_sigkill_mid_batch_then_restart_appends_each_event_once(
-    db_url: str, reference_db_url: str, stage: str, outbox: str
+    db_url: str, second_db_url: str, stage: str, outbox: str
 ) -> None:
     verdict_rows = _prepare(db_url, stage)
-    _prepare(reference_db_url, stage)
-    while LedgerWorker(reference_db_url).run_once():
+    _prepare(second_db_url, stage)
+    while LedgerWorker(second_db_url).run_once():
         pass
-    expected = _ledger(reference_db_url)
+    expected = _ledger(second_db_url)
 
     before = _ledger(db_url)
     with psycopg.connect(db_url, autocommit=True) as holder:
