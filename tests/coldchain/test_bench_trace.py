@@ -7,11 +7,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.bench.app import host_probe, steal_meter
 from coldchain.cli import app as cli_app
-from tests.traceability.test_epcis_capture import as_url
 
 
 def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:

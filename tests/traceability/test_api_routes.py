@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.traceability.test_epcis_capture import as_url
 from tests.traceability.test_ledger_trust import _append, _key
 from traceability.api.app import create_app
 from traceability.api.auth import KeyRevocationError, create_key, revoke_key

@@ -13,11 +13,11 @@ import msgspec
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from process_support import as_url
 from typer.testing import CliRunner, Result
 
 from coldchain.cli import app as cli_app
 from coldchain.cli.common import ExitCode
-from tests.traceability.test_epcis_capture import as_url
 from traceability.api.auth import create_key
 from traceability.epcis.builders import iso_ms
 

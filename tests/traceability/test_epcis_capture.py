@@ -8,12 +8,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import jsonschema
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
@@ -232,16 +232,6 @@ def test_capture_needs_the_capture_role(db_url: str) -> None:
         ok = c.post("/epcis/capture", json=doc, headers={"Authorization": f"Bearer {writer}"})
         assert ok.status_code == 202
         assert c.get("/trace/x", headers={"X-API-Key": writer}).status_code == 403
-
-
-def as_url(conninfo: str) -> str:
-    """A postgresql:// URL of a key=value conninfo (the CLI's settings take URLs)."""
-    parts = psycopg.conninfo.conninfo_to_dict(conninfo)
-    query = {k: str(v) for k, v in parts.items() if k not in ("user", "password", "dbname") and v is not None}
-    auth = quote(str(parts.get("user", "")))
-    if parts.get("password"):
-        auth += ":" + quote(str(parts["password"]))
-    return f"postgresql://{auth}@/{quote(str(parts.get('dbname', '')))}?{urlencode(query)}"
 
 
 def test_cli_import(db_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,10 +13,10 @@ import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.traceability.test_epcis_capture import as_url
 from traceability.epcis import builders
 from traceability.ledger import bundle, chain, checkpoint, verify
 

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
@@ -24,7 +25,6 @@ from coldchain.runtime import Services, mqtt_client
 from coldchain.settings import BrokerAddress
 from gateway.credentials import LEDGER_CHECKPOINT_TOPIC
 from rules.alarms import EVENT_HEADER, SIGNATURE_HEADER, sign
-from tests.traceability.test_epcis_capture import as_url
 from tests.traceability.test_ledger_trust import _append
 from traceability.ledger import checkpoint, jsonfile
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.traceability.test_epcis_capture import as_url
 from tests.traceability.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
 from traceability.ledger.rederive import DERIVED_TABLES, rederive
 from traceability.ledger.verify import verify

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from process_support import as_url
 from psycopg import sql
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
-from tests.traceability.test_epcis_capture import as_url
 from traceability.epcis import builders
 from traceability.epcis.eventhash import event_hash
 from traceability.ledger import chain, checkpoint, verify
