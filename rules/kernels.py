@@ -163,6 +163,18 @@ GAS_R_KJ = 0.008314462618  # kJ/(mol·K)
 
 
 @kernel
+def _keep_run(
+    t_ms: IntArray, starts: IntArray, ends: IntArray, k: int, start: int, end: int, min_ms: int
+) -> int:
+    """Record the run [start, end] at slot k when t[end] - t[start] >= min_ms; the next free slot."""
+    if t_ms[end] - t_ms[start] < min_ms:
+        return k
+    starts[k] = start
+    ends[k] = end
+    return k + 1
+
+
+@kernel
 def hyst_runs(
     t_ms: IntArray,
     v: FloatArray,
@@ -191,15 +203,10 @@ def hyst_runs(
         elif out_of_range(x, low, high, low_inclusive, high_inclusive) or x < low + hyst or x > high - hyst:
             last = i
         else:
-            if t_ms[last] - t_ms[start] >= min_duration_ms:
-                starts[k] = start
-                ends[k] = last
-                k += 1
+            k = _keep_run(t_ms, starts, ends, k, start, last, min_duration_ms)
             start = -1
-    if start >= 0 and t_ms[last] - t_ms[start] >= min_duration_ms:
-        starts[k] = start
-        ends[k] = last
-        k += 1
+    if start >= 0:
+        k = _keep_run(t_ms, starts, ends, k, start, last, min_duration_ms)
     return starts[:k].copy(), ends[:k].copy()
 
 
@@ -460,15 +467,10 @@ def state_runs(t_ms: IntArray, v: FloatArray, state: float, min_ms: int) -> tupl
                 start = i
             last = i
         elif start >= 0:
-            if t_ms[i] - t_ms[start] >= min_ms:
-                starts[k] = start
-                ends[k] = i
-                k += 1
+            k = _keep_run(t_ms, starts, ends, k, start, i, min_ms)
             start = -1
-    if start >= 0 and t_ms[last] - t_ms[start] >= min_ms:
-        starts[k] = start
-        ends[k] = last
-        k += 1
+    if start >= 0:
+        k = _keep_run(t_ms, starts, ends, k, start, last, min_ms)
     return starts[:k].copy(), ends[:k].copy()
 
 

@@ -42,9 +42,7 @@ def excursion_runs_multi(
 ) -> tuple[IntArray, IntArray, IntArray]:
     """`excursion_runs` over many series at once: (start_idx, end_idx, series_idx), series-sorted."""
     n_series = offsets.shape[0] - 1
-    buf_s = np.empty(t_ms.shape[0], dtype=np.int64)
-    buf_e = np.empty(t_ms.shape[0], dtype=np.int64)
-    counts = np.zeros(n_series, dtype=np.int64)
+    buf_s, buf_e, counts = _buffers(n_series, t_ms.shape[0])
     # Each series writes only inside its own slice of the buffers: no two iterations share memory.
     for s in numba.prange(n_series):
         a = offsets[s]
@@ -52,10 +50,7 @@ def excursion_runs_multi(
         st, en = excursion_runs(
             t_ms[a:b], v[a:b], low[s], high[s], low_inclusive[s], high_inclusive[s], min_duration_ms[s]
         )
-        k = st.shape[0]
-        buf_s[a : a + k] = st + a
-        buf_e[a : a + k] = en + a
-        counts[s] = k
+        _place(buf_s, buf_e, counts, s, a, st, en)
     return _compact(offsets, counts, buf_s, buf_e)
 
 
@@ -65,18 +60,30 @@ def gap_runs_multi(
 ) -> tuple[IntArray, IntArray, IntArray]:
     """`gap_runs` over many series at once: (start_idx, end_idx, series_idx), series-sorted."""
     n_series = offsets.shape[0] - 1
-    buf_s = np.empty(t_ms.shape[0], dtype=np.int64)
-    buf_e = np.empty(t_ms.shape[0], dtype=np.int64)
-    counts = np.zeros(n_series, dtype=np.int64)
+    buf_s, buf_e, counts = _buffers(n_series, t_ms.shape[0])
     for s in numba.prange(n_series):
         a = offsets[s]
         b = offsets[s + 1]
         st, en = gap_runs(t_ms[a:b], v[a:b], max_gap_ms[s])
-        k = st.shape[0]
-        buf_s[a : a + k] = st + a
-        buf_e[a : a + k] = en + a
-        counts[s] = k
+        _place(buf_s, buf_e, counts, s, a, st, en)
     return _compact(offsets, counts, buf_s, buf_e)
+
+
+@kernel
+def _buffers(n_series: int, n: int) -> tuple[IntArray, IntArray, IntArray]:
+    """Per-reading run buffers (starts, ends) and per-series run counts, for the `*_multi` kernels."""
+    return np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.zeros(n_series, dtype=np.int64)
+
+
+@kernel
+def _place(
+    buf_s: IntArray, buf_e: IntArray, counts: IntArray, s: int, a: int, st: IntArray, en: IntArray
+) -> None:
+    """Write series s's runs (local indices st, en) into its slice of the buffers from `a`, globally."""
+    k = st.shape[0]
+    buf_s[a : a + k] = st + a
+    buf_e[a : a + k] = en + a
+    counts[s] = k
 
 
 @kernel

@@ -248,18 +248,8 @@ def evaluate_pandas(offsets: IntArray, t_ms: IntArray, v: FloatArray, p: FloatAr
     used = pd.Series(np.where(has_next, dt_next * rr / (life_h * 3_600_000.0), 0.0))
     out["shelf_used"] = used.groupby(df["sid"]).sum()
 
-    counts = [
-        "n_valid",
-        "excursions",
-        "excursion_ms",
-        "oor_ms",
-        "cum_oor_max_ms",
-        "gaps",
-        "gap_ms",
-        "near_limit",
-        "faults",
-        "shelf_used",
-    ]
+    # Every column but the value statistics is a count or a sum: a series with none has 0.
+    counts = [c for c in kernels_multi.SUMMARY if c not in ("mkt_max_c", "min_c", "max_c", "mean_c")]
     out[counts] = out[counts].fillna(0.0)
     res: FloatArray = out[list(kernels_multi.SUMMARY)].to_numpy(np.float64)
     return res

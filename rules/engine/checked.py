@@ -162,10 +162,17 @@ def find_excursions(
     )
     if starts.shape[0] == 0:
         return []
-    vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
     peaks = kernels.run_peaks(x, starts, ends, low, high)
     valid = np.flatnonzero(~np.isnan(x))
     last_valid = int(valid[-1]) if valid.shape[0] else -1
+    return _excursions(t, x, starts, ends, peaks, [e == last_valid for e in ends.tolist()])
+
+
+def _excursions(
+    t: IntArray, x: FloatArray, starts: IntArray, ends: IntArray, peaks: FloatArray, reaches_end: list[bool]
+) -> list[Excursion]:
+    """Excursion results of the kernels' index runs, with the figures over each run's readings."""
+    vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
     return [
         Excursion(
             start_idx=int(s),
@@ -177,7 +184,7 @@ def find_excursions(
             max_c=float(vmax[r]),
             mean_c=float(vmean[r]),
             readings=int(count[r]),
-            reaches_end=int(e) == last_valid,
+            reaches_end=reaches_end[r],
         )
         for r, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
     ]
@@ -284,25 +291,14 @@ def find_excursions_multi(
     out: list[list[Excursion]] = [[] for _ in range(n_series)]
     if starts.shape[0] == 0:
         return out
-    vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
     valid = ~np.isnan(x)
-    for r, (s, e, k) in enumerate(zip(starts.tolist(), ends.tolist(), series.tolist(), strict=True)):
-        peak = kernels.run_peaks(x, starts[r : r + 1], ends[r : r + 1], low[k], high[k])
-        later = valid[e + 1 : int(off[k + 1])]
-        out[k].append(
-            Excursion(
-                start_idx=s,
-                end_idx=e,
-                t_start_ms=int(t[s]),
-                t_end_ms=int(t[e]),
-                peak_c=float(peak[0]),
-                min_c=float(vmin[r]),
-                max_c=float(vmax[r]),
-                mean_c=float(vmean[r]),
-                readings=int(count[r]),
-                reaches_end=not bool(later.any()),
-            )
-        )
+    peaks = np.empty(starts.shape[0], dtype=np.float64)
+    reaches_end: list[bool] = []
+    for r, (e, k) in enumerate(zip(ends.tolist(), series.tolist(), strict=True)):
+        peaks[r] = kernels.run_peaks(x, starts[r : r + 1], ends[r : r + 1], low[k], high[k])[0]
+        reaches_end.append(not bool(valid[e + 1 : int(off[k + 1])].any()))
+    for exc, k in zip(_excursions(t, x, starts, ends, peaks, reaches_end), series.tolist(), strict=True):
+        out[k].append(exc)
     return out
 
 
@@ -321,20 +317,9 @@ def find_gaps_multi(
     out: list[list[Gap]] = [[] for _ in range(n_series)]
     if starts.shape[0] == 0:
         return out
-    vmin, vmax, vmean, count = kernels.run_stats(x, starts, ends)
-    for r, (s, e, k) in enumerate(zip(starts.tolist(), ends.tolist(), series.tolist(), strict=True)):
-        out[k].append(
-            Gap(
-                start_idx=s,
-                end_idx=e,
-                t_start_ms=int(t[s]),
-                t_end_ms=int(t[e]),
-                min_c=float(vmin[r]),
-                max_c=float(vmax[r]),
-                mean_c=float(vmean[r]),
-                readings=int(count[r]),
-            )
-        )
+    no_allowance = np.zeros(starts.shape[0], dtype=np.int64)  # the multi-series gaps name none
+    for gap, k in zip(_gaps(t, x, starts, ends, no_allowance), series.tolist(), strict=True):
+        out[k].append(gap)
     return out
 
 
