@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Hashable, Iterable, MutableMapping, Sequence
 from itertools import chain
 from typing import Any, Final, LiteralString
 
@@ -242,14 +242,20 @@ def _write_readings(
     )
     new = {(int(sid), int(t)) for sid, t, _ in rows}
     for b in batches:
-        n = 0
-        for t_ms, ch in zip(b.t_ms, b.channel, strict=True):
-            key = (series[(b.device_id, ch)], t_ms)
-            if key in new:
-                new.discard(key)  # the same reading twice in one transaction counts once
-                n += 1
-        stored[id(b)] = n
+        keys = ((series[(b.device_id, ch)], t_ms) for t_ms, ch in zip(b.t_ms, b.channel, strict=True))
+        stored[id(b)] = _count_new(keys, new)
     return len(rows), int(rows[0][2]) if rows else 0
+
+
+def _count_new(keys: Iterable[Hashable], new: set[Any]) -> int:
+    """How many of one message's keys the insert stored (`new`, consumed: the same item twice in one
+    transaction counts once)."""
+    n = 0
+    for key in keys:
+        if key in new:
+            new.discard(key)
+            n += 1
+    return n
 
 
 # A conflict's detail names at most this many readings (the detail column is for people; the count is
@@ -419,13 +425,9 @@ def _write_rfid(
         )
     new = {(str(d), str(e), int(t)) for d, e, t, _ in rows}
     for b in batches:
-        n = 0
-        for t_ms, epc in zip(b.t_ms, b.epc, strict=True):
-            key = (b.device_id, epc, t_ms)
-            if key in new:
-                new.discard(key)
-                n += 1
-        stored[id(b)] = n
+        stored[id(b)] = _count_new(
+            ((b.device_id, epc, t_ms) for t_ms, epc in zip(b.t_ms, b.epc, strict=True)), new
+        )
     return len(rows), int(rows[0][3]) if rows else 0
 
 
