@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,31 +38,10 @@ def register_world(conn: psycopg.Connection[Any], world: World, *, start_ms: int
     from registry import models
     from registry.store import add_assets, add_devices, add_locations, add_lots, add_mounts, add_parties
 
-    add_parties(conn, (models.Party(p.party_id, p.name, p.role) for p in world.parties))
-    add_locations(
-        conn,
-        (
-            models.Location(x.location_id, x.name, x.kind, x.party_id, x.parent_location_id, x.lat, x.lon)
-            for x in world.locations
-        ),
-    )
-    add_assets(
-        conn,
-        (
-            models.Asset(
-                a.asset_id,
-                a.kind,
-                a.name,
-                epc=a.epc,
-                parent_asset_id=a.parent_asset_id,
-                operator_party_id=a.operator_party_id,
-                location_id=a.location_id,
-                product_class=a.product_class,
-                mode=a.mode,
-            )
-            for a in world.assets
-        ),
-    )
+    # The scenario's parties, locations, assets and lots carry the registry's columns, named alike.
+    add_parties(conn, (models.Party(**asdict(p)) for p in world.parties))
+    add_locations(conn, (models.Location(**asdict(x)) for x in world.locations))
+    add_assets(conn, (models.Asset(**asdict(a)) for a in world.assets))
     add_devices(
         conn,
         (models.Device(d.device_id, d.kind, accuracy_c=d.accuracy_c, status=d.status) for d in world.devices),
@@ -83,22 +63,7 @@ def register_world(conn: psycopg.Connection[Any], world: World, *, start_ms: int
             _INSERT_READ_POINT,
             (r.device_id, r.read_point_id, r.biz_location, r.biz_step, r.disposition, r.custodian),
         )
-    add_lots(
-        conn,
-        (
-            models.Lot(
-                lot.lot_id,
-                lot.product_class,
-                gtin=lot.gtin,
-                batch=lot.batch,
-                description=lot.description,
-                origin_country=lot.origin_country,
-                hs_code=lot.hs_code,
-                bonded_status=lot.bonded_status,
-            )
-            for lot in world.lots
-        ),
-    )
+    add_lots(conn, (models.Lot(**asdict(lot)) for lot in world.lots))
 
 
 def seed_world(database_url: str, *, now_ms: int | None = None) -> int:
