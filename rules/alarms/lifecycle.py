@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 import structlog
@@ -52,27 +52,27 @@ def acknowledge(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, A
     """Acknowledge an open alarm (None = no such alarm; AlarmStateError if already resolved).
 
     Acknowledging an acknowledged alarm records the newer acknowledgement."""
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(queries.ALARM_GET_FOR_UPDATE, {"alarm_id": alarm_id}).fetchone()
-        if row is None:
-            return None
-        if row["state"] == "resolved":
-            raise AlarmStateError(f"alarm {alarm_id} is already resolved")
-        updated = cur.execute(queries.ALARM_ACK, {"alarm_id": alarm_id, "by": by, "note": note}).fetchone()
-    return None if updated is None else _json(updated)
+    return _operator_update(conn, alarm_id, queries.ALARM_ACK, {"by": by, "note": note})
 
 
 def resolve(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, Any] | None:
     """Resolve an alarm by an operator (None = no such alarm; AlarmStateError if already resolved)."""
+    return _operator_update(
+        conn, alarm_id, queries.ALARM_RESOLVE, {"by": by, "note": note, "condition_end": None}
+    )
+
+
+def _operator_update(
+    conn: Conn, alarm_id: int, query: LiteralString, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Run an operator's update `query` on an alarm not yet resolved, under the alarm's row lock."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(queries.ALARM_GET_FOR_UPDATE, {"alarm_id": alarm_id}).fetchone()
         if row is None:
             return None
         if row["state"] == "resolved":
             raise AlarmStateError(f"alarm {alarm_id} is already resolved")
-        updated = cur.execute(
-            queries.ALARM_RESOLVE, {"alarm_id": alarm_id, "by": by, "note": note, "condition_end": None}
-        ).fetchone()
+        updated = cur.execute(query, {"alarm_id": alarm_id, **params}).fetchone()
     return None if updated is None else _json(updated)
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
@@ -151,29 +151,23 @@ def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
     if q.lt_event_time is not None:
         where.append(sql.SQL("e.event_time < %(lt_time)s"))
         args["lt_time"] = q.lt_event_time
-    if q.event_types:
-        where.append(sql.SQL("e.event_type = ANY(%(types)s)"))
-        args["types"] = list(q.event_types)
-    if q.biz_steps:
-        where.append(sql.SQL("e.biz_step = ANY(%(steps)s)"))
-        args["steps"] = list(q.biz_steps)
-    if q.epcs:
-        where.append(
-            sql.SQL(
-                "e.seq IN (SELECT s.seq FROM event_subject s WHERE s.subject_id = ANY(%(epcs)s)"
-                " AND s.role IN ('epc', 'child', 'input', 'output'))"
-            )
-        )
-        args["epcs"] = list(q.epcs)
-    if q.parent_ids:
-        where.append(sql.SQL("e.event->>'parentID' = ANY(%(parents)s)"))
-        args["parents"] = list(q.parent_ids)
-    if q.biz_locations:
-        where.append(sql.SQL("e.event->'bizLocation'->>'id' = ANY(%(locs)s)"))
-        args["locs"] = list(q.biz_locations)
-    if q.read_points:
-        where.append(sql.SQL("e.event->'readPoint'->>'id' = ANY(%(rps)s)"))
-        args["rps"] = list(q.read_points)
+    any_of: tuple[tuple[Sequence[str], str, LiteralString], ...] = (
+        (q.event_types, "types", "e.event_type = ANY(%(types)s)"),
+        (q.biz_steps, "steps", "e.biz_step = ANY(%(steps)s)"),
+        (
+            q.epcs,
+            "epcs",
+            "e.seq IN (SELECT s.seq FROM event_subject s WHERE s.subject_id = ANY(%(epcs)s)"
+            " AND s.role IN ('epc', 'child', 'input', 'output'))",
+        ),
+        (q.parent_ids, "parents", "e.event->>'parentID' = ANY(%(parents)s)"),
+        (q.biz_locations, "locs", "e.event->'bizLocation'->>'id' = ANY(%(locs)s)"),
+        (q.read_points, "rps", "e.event->'readPoint'->>'id' = ANY(%(rps)s)"),
+    )
+    for values, key, clause in any_of:
+        if values:
+            where.append(sql.SQL(clause))
+            args[key] = list(values)
     for i, (op, fld, typ, base) in enumerate(q.sensor):
         f_key, t_key, v_key = f"sf{i}", f"st{i}", f"sv{i}"
         args[f_key], args[t_key], args[v_key] = fld, typ, base
