@@ -36,15 +36,7 @@ def verify(request: Request, conn: Db, _: Reader, deep: bool = False) -> VerifyR
                 503, "Service Unavailable", "the ledger's key file or checkpoint log is unreadable"
             ) from None
     result = ledger_verify.verify(conn, deep=deep, public_key=public_key, kept=kept)
-    return VerifyResponse(
-        ok=result.ok,
-        events=result.events,
-        first_bad_seq=result.first_bad_seq,
-        anchored=result.anchored,
-        signed_seq=result.signed_seq,
-        pinned=result.pinned,
-        problems=list(result.problems),
-    )
+    return VerifyResponse.model_validate(result, from_attributes=True)
 
 
 @router.get("/ledger/checkpoint", response_model=CheckpointModel)
