@@ -45,6 +45,20 @@ def rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(query, params).fetchall()
 
 
+def telemetry_of(
+    device: str,
+    seq: int,
+    values: list[float | None],
+    *,
+    t0_ms: int = T0_MS,
+    boot: int = 1,
+    ch: str = "temp:1",
+) -> bytes:
+    """A v1 telemetry message of `values` on channel `ch` from `seq`, one a minute from `t0_ms`."""
+    readings = [{"t": t0_ms + i * 60_000, "ch": ch, "v": v} for i, v in enumerate(values)]
+    return json.dumps({"v": 1, "device": device, "boot": boot, "seq": seq, "readings": readings}).encode()
+
+
 def gateway_config(
     db_url: str,
     broker: BrokerAddress,
@@ -72,6 +86,27 @@ def gateway_service(
     kw.setdefault("client_id", f"gw-{uid()}")
     kw.setdefault("shared_group", None)
     return GatewayService(gateway_config(db_url, broker, **kw), decoder=decoder)
+
+
+def connect_as(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, list[int]]:
+    """An MQTT 5 client on the local broker at `port` logged in as `user` (None: anonymous), its loop
+    running, once the broker answered: the client and its CONNACK reason codes (0: accepted)."""
+    codes: list[int] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{user or 'anon'}-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if user is not None:
+        client.username_pw_set(user, password)
+    client.on_connect = lambda c, ud, flags, rc, props: codes.append(rc.value)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    deadline = time.monotonic() + 10
+    while not codes:
+        assert time.monotonic() < deadline, "no CONNACK"
+        time.sleep(0.02)
+    return client, codes
 
 
 @contextlib.contextmanager

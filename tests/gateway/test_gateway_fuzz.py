@@ -20,7 +20,7 @@ from coldchain.settings import BrokerAddress
 from gateway.decode import DECODER_FAILED, decode
 from gateway.models import KINDS, Batch, EventBatch, Rejected, RfidBatch, TelemetryBatch
 from gateway.pipeline import GatewayService
-from tests.gateway_support import T0_MS, gateway_service, publisher_on
+from tests.gateway_support import T0_MS, publisher_on
 from tests.gateway_support import register as _register
 from tests.gateway_support import rows as _rows
 from tests.gateway_support import uid as _uid
@@ -96,14 +96,6 @@ def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
     """One device-side connection, QoS 1, many messages in flight."""
     with publisher_on(mqtt_broker, inflight=500) as client:
         yield client
-
-
-@pytest.fixture
-def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
-    svc = gateway_service(db_url, mqtt_broker)
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def _wait_all(db_url: str, svc: GatewayService, messages: int, timeout_s: float = 300.0) -> None:

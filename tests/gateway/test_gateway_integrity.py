@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
@@ -24,14 +25,10 @@ from tests.gateway_support import T0_MS, publisher_on
 from tests.gateway_support import gateway_service as _gateway
 from tests.gateway_support import register as _register
 from tests.gateway_support import rows as _rows
+from tests.gateway_support import telemetry_of as _telemetry
 from tests.gateway_support import uid as _uid
 
 SEQ_MAX = 2**53 - 1  # the largest seq the v1 schema allows
-
-
-def _telemetry(device: str, seq: int, values: list[float | None], t0_ms: int = T0_MS, boot: int = 1) -> bytes:
-    readings = [{"t": t0_ms + i * 60_000, "ch": "temp:1", "v": v} for i, v in enumerate(values)]
-    return json.dumps({"v": 1, "device": device, "boot": boot, "seq": seq, "readings": readings}).encode()
 
 
 @pytest.fixture
@@ -42,14 +39,6 @@ def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
 
 def _publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
     client.publish(topic, payload, qos=1).wait_for_publish(timeout=30)
-
-
-@pytest.fixture
-def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
-    svc = _gateway(db_url, mqtt_broker)
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 def _settle(svc: GatewayService, messages: int, timeout_s: float = 60.0) -> None:
@@ -100,16 +89,7 @@ def _malformed_batch_decoder(topic: str, payload: bytes, received_at_ms: int) ->
     """A batch the writer cannot store (its parallel lists differ in length): the writer dies on it."""
     b = decode(topic, payload, received_at_ms)
     assert isinstance(b, TelemetryBatch)
-    return TelemetryBatch(
-        device_id=b.device_id,
-        boot=b.boot,
-        seq=b.seq,
-        received_at_ms=b.received_at_ms,
-        t_ms=b.t_ms,
-        channel=b.channel,
-        value=[*b.value, 1.0],
-        flags=b.flags,
-    )
+    return msgspec.structs.replace(b, value=[*b.value, 1.0])
 
 
 @pytest.mark.parametrize(

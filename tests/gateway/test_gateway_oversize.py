@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -22,10 +20,10 @@ from coldchain.settings import BrokerAddress
 from gateway.limits import MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES, IngestLimits
 from gateway.pipeline import GatewayService
 from gateway.spool import Spool
-from tests.gateway_support import T0_MS
 from tests.gateway_support import gateway_service as _gateway
 from tests.gateway_support import register as _register
 from tests.gateway_support import rows as _rows
+from tests.gateway_support import telemetry_of
 from tests.gateway_support import uid as _uid
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,30 +31,11 @@ MQTT_PACKET_TOO_LARGE = 149  # MQTT 5.0 reason code 0x95
 MQTT_CONNECTION_LOST = 128  # 0x80, unspecified error: what paho reports for a socket closed under it
 
 
-def _telemetry(device: str, seq: int) -> bytes:
-    doc = {
-        "v": 1,
-        "device": device,
-        "boot": 1,
-        "seq": seq,
-        "readings": [{"t": T0_MS, "ch": "temp:1", "v": 2.0}],
-    }
-    return json.dumps(doc).encode()
-
-
 def _poll(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
-
-
-@pytest.fixture
-def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
-    svc = _gateway(db_url, mqtt_broker)
-    svc.start()
-    yield svc
-    svc.stop()
 
 
 class _Publisher:
@@ -103,7 +82,7 @@ def test_the_broker_refuses_a_packet_over_the_cap_and_the_gateway_goes_on(
         hostile.close()
     good = _Publisher(mqtt_broker)
     try:
-        good.client.publish(topic, _telemetry(device, 0), qos=1).wait_for_publish(timeout=30)
+        good.client.publish(topic, telemetry_of(device, 0, [2.0]), qos=1).wait_for_publish(timeout=30)
     finally:
         good.close()
     _poll(lambda: gateway.stats()["readings_written"] >= 1, f"not stored: {gateway.stats()}")
