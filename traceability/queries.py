@@ -21,6 +21,12 @@ def text_arrays(*lists: Iterable[str]) -> tuple[str, ...]:
     raise ValueError("no delimiter: the values hold every character")  # pragma: no cover
 
 
+def named_text_arrays(**lists: Iterable[str]) -> dict[str, str]:
+    """`text_arrays` as named parameters: each list's text under its name, the delimiter under ``d``."""
+    *texts, delimiter = text_arrays(*lists.values())
+    return {**dict(zip(lists, texts, strict=True)), "d": delimiter}
+
+
 # Serialises appends: one transaction at a time extends the chain. Key = the ASCII of "ccledger",
 # a constant no other component uses; released at commit/rollback.
 LEDGER_LOCK_KEY = 0x63636C6564676572

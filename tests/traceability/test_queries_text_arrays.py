@@ -47,3 +47,13 @@ def test_lookup_by_ids_finds_ledger_events(conn: psycopg.Connection[Any]) -> Non
         queries.EVENT_SEQS_BY_IDS, queries.text_arrays(["urn:x:a", "urn:x:b\nc", "urn:x:none"])
     ).fetchall()
     assert sorted((r[0], r[2]) for r in rows) == [("urn:x:a", 1), ("urn:x:b\nc", 2)]
+
+
+def test_named_text_arrays_bind_by_name(conn: psycopg.Connection[Any]) -> None:
+    """Each list comes back under its own name, with the delimiter under ``d``."""
+    params = queries.named_text_arrays(epcs=["urn:x:a", "", "urn:x:b\nc"], places=["urn:x:p"])
+    assert set(params) == {"epcs", "places", "d"}
+    row = conn.execute(
+        "SELECT string_to_array(%(epcs)s, %(d)s), string_to_array(%(places)s, %(d)s)", params
+    ).fetchone()
+    assert row == (["urn:x:a", "urn:x:b\nc"], ["urn:x:p"])

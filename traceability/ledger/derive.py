@@ -213,18 +213,16 @@ class Derivation:
                             party_ids.add(party)
         ask, asked = self.conn.execute, self._asked
         if children or parents:
-            kids_text, parents_text, d = queries.text_arrays(children, parents)
             asked["containment"] = ask(
-                queries.BATCH_CONTAINMENT, {"children": kids_text, "parents": parents_text, "d": d}
+                queries.BATCH_CONTAINMENT, queries.named_text_arrays(children=children, parents=parents)
             )
         if leg_epcs:
             asked["legs"] = ask(queries.BATCH_OPEN_LEGS, queries.text_arrays(leg_epcs))
         if read_points:
             asked["read_points"] = ask(queries.BATCH_READ_POINTS, queries.text_arrays(read_points))
         if places or read_points:
-            places_text, rps_text, d = queries.text_arrays(places, read_points)
             asked["locations"] = ask(
-                queries.BATCH_LOCATIONS, {"places": places_text, "read_points": rps_text, "d": d}
+                queries.BATCH_LOCATIONS, queries.named_text_arrays(places=places, read_points=read_points)
             )
         if party_ids:
             asked["parties"] = ask(queries.BATCH_PARTIES, queries.text_arrays(party_ids))
@@ -256,9 +254,8 @@ class Derivation:
         asset_parents = self._parents | {r.parent for r in self.rows if r.parent}
         asset_places = self.locations | {r.location for r in self.rows if r.location}
         if self.events and (asset_parents or asset_places):
-            epcs_text, places_text, d = queries.text_arrays(asset_parents, asset_places)
             for asset_id, epc, location in self.conn.execute(
-                queries.BATCH_ASSETS, {"epcs": epcs_text, "places": places_text, "d": d}
+                queries.BATCH_ASSETS, queries.named_text_arrays(epcs=asset_parents, places=asset_places)
             ):
                 if epc in asset_parents:
                     self.asset_by_epc[epc] = asset_id
