@@ -120,30 +120,39 @@ def stuffing(
     transactions: Sequence[Mapping[str, str]] = (),
 ) -> builders.Event:
     """Units (SSCCs) packed into the container (AggregationEvent ADD, bizStep loading)."""
-    ev = builders.aggregation_event(
-        event_time=t,
-        action="ADD",
-        parent_id=container_epc(container),
-        child_epcs=list(units),
-        biz_step="loading",
-        disposition="in_progress",
-        read_point=location,
-    )
+    ev = _container_units(t, container, units, "ADD", "loading", read_point=location)
     return builders.with_event_id(_with(ev, transactions))
 
 
 def unstuffing(*, t: datetime, container: str, units: Sequence[str], location: str) -> builders.Event:
-    ev = builders.aggregation_event(
-        event_time=t,
-        action="DELETE",
-        parent_id=container_epc(container),
-        child_epcs=list(units),
-        biz_step="unloading",
-        disposition="in_progress",
-        read_point=location,
-        biz_location=location,
+    """Units (SSCCs) taken out of the container (AggregationEvent DELETE, bizStep unloading)."""
+    ev = _container_units(
+        t, container, units, "DELETE", "unloading", read_point=location, biz_location=location
     )
     return builders.with_event_id(ev)
+
+
+def _container_units(
+    t: datetime,
+    container: str,
+    units: Sequence[str],
+    action: str,
+    biz_step: str,
+    *,
+    read_point: str,
+    biz_location: str | None = None,
+) -> builders.Event:
+    """An AggregationEvent of units (SSCCs) and their container, in progress at `read_point`."""
+    return builders.aggregation_event(
+        event_time=t,
+        action=action,
+        parent_id=container_epc(container),
+        child_epcs=list(units),
+        biz_step=biz_step,
+        disposition="in_progress",
+        read_point=read_point,
+        biz_location=biz_location,
+    )
 
 
 def movement(
