@@ -1,8 +1,9 @@
-"""Tests: the gateway tests' fixtures: a started gateway of the test's own on the shared broker."""
+"""Tests: the gateway tests' fixtures: started gateways of the test's own on the shared broker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -12,9 +13,22 @@ from tests.gateway_support import gateway_service
 
 
 @pytest.fixture
-def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
-    """A gateway of this test's own (own client id, no shared subscription), started; stopped after."""
-    svc = gateway_service(db_url, mqtt_broker)
-    svc.start()
-    yield svc
-    svc.stop()
+def start_gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[Callable[..., GatewayService]]:
+    """Start a gateway of this test's own with `gateway_service`'s settings; each is stopped after."""
+    started: list[GatewayService] = []
+
+    def start(**kw: Any) -> GatewayService:
+        svc = gateway_service(db_url, mqtt_broker, **kw)
+        svc.start()
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in reversed(started):
+        svc.stop()
+
+
+@pytest.fixture
+def gateway(start_gateway: Callable[..., GatewayService]) -> GatewayService:
+    """A started gateway (own client id, no shared subscription)."""
+    return start_gateway()

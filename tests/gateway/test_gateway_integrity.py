@@ -31,6 +31,13 @@ from tests.gateway_support import uid as _uid
 SEQ_MAX = 2**53 - 1  # the largest seq the v1 schema allows
 
 
+def _new_device(db_url: str, prefix: str) -> tuple[str, str]:
+    """A device of this test's own, registered, and its telemetry topic."""
+    device = f"{prefix}-{_uid()}"
+    _register(db_url, device)
+    return device, f"cc/v1/dev/{device}/telemetry"
+
+
 @pytest.fixture
 def publisher(mqtt_broker: BrokerAddress) -> Iterator[mqtt.Client]:
     with publisher_on(mqtt_broker) as client:
@@ -129,9 +136,7 @@ def test_a_thread_that_dies_is_reported_by_error_and_liveness(
 def test_conflicting_duplicate_is_a_dead_letter_and_the_first_value_stays(
     db_url: str, gateway: GatewayService, publisher: mqtt.Client
 ) -> None:
-    device = f"cd-{_uid()}"
-    _register(db_url, device)
-    topic = f"cc/v1/dev/{device}/telemetry"
+    device, topic = _new_device(db_url, "cd")
     first = _telemetry(device, 0, [2.0, 2.5])
     _publish(publisher, topic, first)
     _settle(gateway, 1)
@@ -183,9 +188,7 @@ def test_a_seq_jump_is_a_device_anomaly_not_missing_readings(
 ) -> None:
     """One message with seq 2**53-1 made device_seq.missing 9e15; then, counted as the new next_seq, it
     hid every real gap of the device's later messages (all below it)."""
-    device = f"sj-{_uid()}"
-    _register(db_url, device)
-    topic = f"cc/v1/dev/{device}/telemetry"
+    device, topic = _new_device(db_url, "sj")
     seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
     _publish(publisher, topic, _telemetry(device, 0, [2.0]))
     _publish(publisher, topic, _telemetry(device, SEQ_MAX, [2.0], t0_ms=T0_MS + 60_000))
@@ -207,67 +210,57 @@ def test_a_seq_jump_is_a_device_anomaly_not_missing_readings(
     assert gateway.stats()["seq_gaps"] == 3
 
 
+@pytest.fixture
+def windowed_gateway(start_gateway: Callable[..., GatewayService]) -> GatewayService:
+    """A started gateway whose seq-jump window is 100 (a setting)."""
+    return start_gateway(limits=IngestLimits(seq_jump_max=100))
+
+
 def test_seq_jump_window_is_a_setting_and_counting_goes_on_after_a_jump(
-    db_url: str, mqtt_broker: BrokerAddress, publisher: mqtt.Client
+    db_url: str, windowed_gateway: GatewayService, publisher: mqtt.Client
 ) -> None:
-    device = f"sw-{_uid()}"
-    _register(db_url, device)
-    topic = f"cc/v1/dev/{device}/telemetry"
-    svc = _gateway(db_url, mqtt_broker, limits=IngestLimits(seq_jump_max=100))
-    svc.start()
-    try:
-        _publish(publisher, topic, _telemetry(device, 0, [2.0]))
-        _publish(publisher, topic, _telemetry(device, 101, [2.0], t0_ms=T0_MS + 60_000))  # 100 missing
-        _settle(svc, 2)
-        seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
-        assert _rows(db_url, seq, device) == [(102, 100, 0)]
-        assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(0,)]
-        # 101 beyond the window: an anomaly; then the device counts on from there and a gap of 3 is missing.
-        _publish(publisher, topic, _telemetry(device, 203, [2.0], t0_ms=T0_MS + 120_000))
-        _publish(publisher, topic, _telemetry(device, 207, [2.0], t0_ms=T0_MS + 180_000))
-        _settle(svc, 4)
-        assert _rows(db_url, seq, device) == [(208, 103, 101)]
-        assert _rows(db_url, "SELECT expected_seq, seq FROM device_anomaly") == [(102, 203)]
-        # A redelivered jump message is no second anomaly.
-        _publish(publisher, topic, _telemetry(device, 203, [2.0], t0_ms=T0_MS + 120_000))
-        _settle(svc, 5)
-        assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(1,)]
-        assert _rows(db_url, seq, device) == [(208, 103, 101)]
-    finally:
-        svc.stop()
+    device, topic = _new_device(db_url, "sw")
+    _publish(publisher, topic, _telemetry(device, 0, [2.0]))
+    _publish(publisher, topic, _telemetry(device, 101, [2.0], t0_ms=T0_MS + 60_000))  # 100 missing
+    _settle(windowed_gateway, 2)
+    seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
+    assert _rows(db_url, seq, device) == [(102, 100, 0)]
+    assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(0,)]
+    # 101 beyond the window: an anomaly; then the device counts on from there and a gap of 3 is missing.
+    _publish(publisher, topic, _telemetry(device, 203, [2.0], t0_ms=T0_MS + 120_000))
+    _publish(publisher, topic, _telemetry(device, 207, [2.0], t0_ms=T0_MS + 180_000))
+    _settle(windowed_gateway, 4)
+    assert _rows(db_url, seq, device) == [(208, 103, 101)]
+    assert _rows(db_url, "SELECT expected_seq, seq FROM device_anomaly") == [(102, 203)]
+    # A redelivered jump message is no second anomaly.
+    _publish(publisher, topic, _telemetry(device, 203, [2.0], t0_ms=T0_MS + 120_000))
+    _settle(windowed_gateway, 5)
+    assert _rows(db_url, "SELECT count(*) FROM device_anomaly") == [(1,)]
+    assert _rows(db_url, seq, device) == [(208, 103, 101)]
 
 
 def test_a_jump_confirmed_by_an_earlier_message_arriving_later_rebases_too(
-    db_url: str, mqtt_broker: BrokerAddress, publisher: mqtt.Client
+    db_url: str, windowed_gateway: GatewayService, publisher: mqtt.Client
 ) -> None:
     """Reordered (shared subscription): the higher of two rebased messages arrives first."""
-    device = f"so-{_uid()}"
-    _register(db_url, device)
-    topic = f"cc/v1/dev/{device}/telemetry"
-    svc = _gateway(db_url, mqtt_broker, limits=IngestLimits(seq_jump_max=100))
-    svc.start()
-    try:
-        seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
-        _publish(publisher, topic, _telemetry(device, 0, [2.0]))
-        _publish(publisher, topic, _telemetry(device, 507, [2.0], t0_ms=T0_MS + 60_000))
-        _settle(svc, 2)
-        assert _rows(db_url, seq, device) == [(1, 0, 0)]
-        _publish(publisher, topic, _telemetry(device, 500, [2.0], t0_ms=T0_MS + 120_000))
-        _settle(svc, 3)
-        # Re-based at 500: 1..499 skipped, 501..506 missing.
-        assert _rows(db_url, seq, device) == [(508, 6, 499)]
-        assert _rows(db_url, "SELECT expected_seq, seq FROM device_anomaly") == [(1, 507)]
-    finally:
-        svc.stop()
+    device, topic = _new_device(db_url, "so")
+    seq = "SELECT next_seq, missing, skipped FROM device_seq WHERE device_id = %s"
+    _publish(publisher, topic, _telemetry(device, 0, [2.0]))
+    _publish(publisher, topic, _telemetry(device, 507, [2.0], t0_ms=T0_MS + 60_000))
+    _settle(windowed_gateway, 2)
+    assert _rows(db_url, seq, device) == [(1, 0, 0)]
+    _publish(publisher, topic, _telemetry(device, 500, [2.0], t0_ms=T0_MS + 120_000))
+    _settle(windowed_gateway, 3)
+    # Re-based at 500: 1..499 skipped, 501..506 missing.
+    assert _rows(db_url, seq, device) == [(508, 6, 499)]
+    assert _rows(db_url, "SELECT expected_seq, seq FROM device_anomaly") == [(1, 507)]
 
 
 def test_a_conflicting_duplicate_counts_as_received_not_missing(
     db_url: str, gateway: GatewayService, publisher: mqtt.Client
 ) -> None:
     """Its reading was not stored, so its seq counted as missing while its message was a dead letter."""
-    device = f"cr-{_uid()}"
-    _register(db_url, device)
-    topic = f"cc/v1/dev/{device}/telemetry"
+    device, topic = _new_device(db_url, "cr")
     seq = "SELECT next_seq, missing FROM device_seq WHERE device_id = %s"
     _publish(publisher, topic, _telemetry(device, 0, [2.0, 2.5]))
     _settle(gateway, 1)
@@ -384,9 +377,7 @@ def test_gap_counting_is_exact_in_any_order_and_split_with_a_stray_jump(
 ) -> None:
     """Messages of one boot, some lost, one stray seq 2**53-1 among them, delivered in any order and any
     split into transactions (redeliveries included): missing is exactly the readings never delivered."""
-    device = f"hp-{_uid()}"
-    _register(db_url, device)
-    topic = f"cc/v1/dev/{device}/telemetry"
+    device, topic = _new_device(db_url, "hp")
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     sent = data.draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
     msgs = [

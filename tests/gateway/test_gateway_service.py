@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -68,13 +68,9 @@ def _rows(db_url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture
-def gateway(db_url: str, mqtt_broker: BrokerAddress) -> Iterator[GatewayService]:
-    svc = GatewayService(
-        gateway_config(db_url, mqtt_broker, client_id=f"gw-{_uid()}", shared_group=f"g{_uid()}")
-    )
-    svc.start()
-    yield svc
-    svc.stop()
+def gateway(start_gateway: Callable[..., GatewayService]) -> GatewayService:
+    """A started gateway on a shared subscription of its own."""
+    return start_gateway(shared_group=f"g{_uid()}")
 
 
 def test_telemetry_rfid_status_and_dead_letters(
