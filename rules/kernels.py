@@ -162,7 +162,7 @@ KELVIN = 273.15
 GAS_R_KJ = 0.008314462618  # kJ/(mol·K)
 
 
-@kernel
+@numba.njit(cache=True, nogil=True, inline="always")  # inlined into the loops that call it
 def _keep_run(
     t_ms: IntArray, starts: IntArray, ends: IntArray, k: int, start: int, end: int, min_ms: int
 ) -> int:
