@@ -17,6 +17,8 @@ from urllib.parse import quote, urlencode
 import psutil
 import psycopg
 
+from coldchain.cli.common import ExitCode
+
 
 def servers_under(path: Path, names: Iterable[str] = ("postgres", "mosquitto")) -> list[str]:
     """`name: command line` of each running process named in `names` whose command line mentions `path`."""
@@ -29,15 +31,60 @@ def servers_under(path: Path, names: Iterable[str] = ("postgres", "mosquitto")) 
     return found
 
 
+def no_servers_left(home: Path, timeout_s: float = 10) -> None:
+    """Poll until no embedded server runs under `home`; fail, naming them, at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while servers_under(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert servers_under(home) == []
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 60) -> None:
+    """Send `sig` to `proc` and wait for it to end; kill it when it outlives `timeout` seconds."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without its COLDCHAIN_* variables (the test gives a command its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
+
+
+def start_run_all(env: dict[str, str], stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
+    """`coldchain run all` in a process of its own with exactly `env`, stdout piped, once its first line
+    says every stage runs (on failure, with what it wrote to a piped stderr, and killed)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coldchain.cli", "run", "all"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("running gateway, rules, ledger, api"), first + (
+            proc.stderr.read() if proc.stderr else ""
+        )
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
 def coldchain(
     *args: str, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `coldchain` command line (`python -m coldchain.cli`) in a process of its own, with no
     COLDCHAIN_* variable of the caller's but those in `env`; its exit code, stdout and stderr."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
     return subprocess.run(
         [sys.executable, "-m", "coldchain.cli", *args],
-        env=clean | (env or {}),
+        env=clean_env() | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -48,10 +95,9 @@ class Running:
     """A long-running `coldchain` command (run, demo --serve): stdout and stderr merged, read line by line."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "coldchain.cli", *args],
-            env=clean | (env or {}),
+            env=clean_env() | (env or {}),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -102,6 +148,13 @@ class Running:
         while (line := self._lines.get(timeout=timeout)) is not None:
             self.seen.append(line)
         return code
+
+    def stop_cleanly(self) -> None:
+        """`stop`, and check the command stopped as asked: exit code OK, "stopping" said, no traceback."""
+        code = self.stop()
+        assert code == ExitCode.OK, self.output[-3000:]
+        assert "stopping" in self.output
+        assert "Traceback" not in self.output
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from process_support import servers_under
+from process_support import clean_env, no_servers_left, servers_under, start_run_all
 
 from coldchain.embedded import free_port
 
@@ -20,23 +16,13 @@ from coldchain.embedded import free_port
 def test_run_all_stops_cleanly(server_tmp: Path, sig: signal.Signals) -> None:
     home = server_tmp / "home"
     port, metrics_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
-    env |= {
+    env = clean_env() | {
         "COLDCHAIN_HOME": str(home),
         "COLDCHAIN_API_PORT": str(port),
         "COLDCHAIN_GATEWAY_METRICS_PORT": str(metrics_port),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coldchain.cli", "run", "all"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_run_all(env)
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("running gateway, rules, ledger, api"), first + proc.stderr.read()
         health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
         assert health.status_code == 200
         assert health.json()["database"] is True
@@ -53,7 +39,4 @@ def test_run_all_stops_cleanly(server_tmp: Path, sig: signal.Signals) -> None:
             proc.wait()
     assert proc.returncode == 0, err[-3000:]
     assert "stopping" in out
-    deadline = time.monotonic() + 10
-    while servers_under(home) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert servers_under(home) == []
+    no_servers_left(home)

@@ -43,12 +43,9 @@ def test_run_one_stage_then_sigterm(stage: str, server_tmp: Path, db_url: str) -
             assert (
                 "coldchain_gateway" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
             )
-        code = running.stop()
+        running.stop_cleanly()
     finally:
         running.kill()
-    assert code == ExitCode.OK, running.output[-3000:]
-    assert "stopping" in running.output
-    assert "Traceback" not in running.output
 
 
 def test_run_refuses_an_unknown_stage(tmp_path: Path, db_url: str) -> None:
@@ -59,10 +56,9 @@ def test_run_refuses_an_unknown_stage(tmp_path: Path, db_url: str) -> None:
     )
 
 
-def test_run_names_an_unreachable_database(tmp_path: Path) -> None:
-    done = coldchain(
-        "run", "api", env={"COLDCHAIN_HOME": str(tmp_path), "COLDCHAIN_DATABASE_URL": UNREACHABLE}
-    )
+@pytest.mark.parametrize("command", [("run", "api"), ("sim", "run")])
+def test_a_command_names_an_unreachable_database(tmp_path: Path, command: tuple[str, str]) -> None:
+    done = coldchain(*command, env={"COLDCHAIN_HOME": str(tmp_path), "COLDCHAIN_DATABASE_URL": UNREACHABLE})
     assert done.returncode == ExitCode.UNAVAILABLE
     assert len(done.stderr.splitlines()) == 1
     assert "COLDCHAIN_DATABASE_URL" in done.stderr
@@ -73,12 +69,3 @@ def test_sim_run_plays_the_demo_devices(server_tmp: Path, db_url: str) -> None:
     assert done.returncode == ExitCode.OK, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["messages"] > 100
-
-
-def test_sim_run_names_an_unreachable_database(tmp_path: Path) -> None:
-    done = coldchain(
-        "sim", "run", env={"COLDCHAIN_HOME": str(tmp_path), "COLDCHAIN_DATABASE_URL": UNREACHABLE}
-    )
-    assert done.returncode == ExitCode.UNAVAILABLE
-    assert len(done.stderr.splitlines()) == 1
-    assert "COLDCHAIN_DATABASE_URL" in done.stderr

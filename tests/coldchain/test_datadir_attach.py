@@ -3,38 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psycopg
-from process_support import servers_under
+from process_support import clean_env, no_servers_left, start_run_all, stop
 
 from coldchain.datadir import SERVERS_FILE
 from coldchain.embedded import free_port
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
-    return env | {"COLDCHAIN_HOME": str(home), **extra}
+    return clean_env() | {"COLDCHAIN_HOME": str(home), **extra}
 
 
 def test_sim_run_attaches_to_the_running_stages(server_tmp: Path) -> None:
     home = server_tmp / "home"
-    owner = subprocess.Popen(
-        [sys.executable, "-m", "coldchain.cli", "run", "all"],
-        env=_env(home, COLDCHAIN_API_PORT=str(free_port()), COLDCHAIN_GATEWAY_METRICS_PORT="0"),
-        stdout=subprocess.PIPE,
+    owner = start_run_all(
+        _env(home, COLDCHAIN_API_PORT=str(free_port()), COLDCHAIN_GATEWAY_METRICS_PORT="0"),
         stderr=subprocess.DEVNULL,
-        text=True,
     )
     try:
-        assert owner.stdout is not None
-        first = owner.stdout.readline()
-        assert first.startswith("running gateway, rules, ledger, api"), first
         sim = subprocess.run(
             [sys.executable, "-m", "coldchain.cli", "sim", "run", "--speedup", "3000"],
             env=_env(home),
@@ -56,13 +47,5 @@ def test_sim_run_attaches_to_the_running_stages(server_tmp: Path) -> None:
                 time.sleep(0.2)
         assert owner.poll() is None, "the owner runs on after the attached command ended"
     finally:
-        owner.send_signal(signal.SIGTERM)
-        try:
-            owner.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            owner.kill()
-            owner.wait()
-    deadline = time.monotonic() + 10
-    while servers_under(home) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert servers_under(home) == []
+        stop(owner)
+    no_servers_left(home)

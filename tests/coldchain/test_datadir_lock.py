@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_support import servers_under
+from process_support import servers_under, stop
 
 from coldchain.cli.common import ExitCode
 from coldchain.datadir import SERVERS_FILE, DataDir, Servers
@@ -66,12 +66,7 @@ def running_api(server_tmp: Path) -> Iterator[tuple[Path, subprocess.Popen[str],
         yield home, proc, port
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
         _wait_until(lambda: not servers_under(home), "servers left under the data directory")
 
 

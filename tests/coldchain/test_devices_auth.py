@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
 from coldchain.cli import app
 from coldchain.embedded import EmbeddedBroker
 from gateway.credentials import hash_password, set_password, verify_password
 from gateway.pipeline import GatewayService
-from tests.gateway_support import gateway_config
-
-T0_MS = 1_767_225_600_000
-
-
-def _telemetry(device: str, seq: int) -> bytes:
-    doc = {
-        "v": 1,
-        "device": device,
-        "boot": 1,
-        "seq": seq,
-        "readings": [{"t": T0_MS + seq, "ch": "temp", "v": 3}],
-    }
-    return json.dumps(doc).encode()
-
-
-def _client(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, list[int]]:
-    codes: list[int] = []
-    c = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"{user or 'anon'}-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if user:
-        c.username_pw_set(user, password)
-    c.on_connect = lambda cl, ud, fl, rc, pr: codes.append(rc.value)
-    c.connect("127.0.0.1", port)
-    c.loop_start()
-    deadline = time.monotonic() + 10
-    while not codes:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    return c, codes
+from tests.gateway_support import T0_MS, connect_as, gateway_config, telemetry_of
 
 
 def test_pbkdf2_hash_matches_mosquitto_format() -> None:
@@ -89,10 +53,14 @@ def test_device_cannot_publish_as_another_and_strangers_cannot_connect(
     )
     try:
         gw.start()
-        a, codes = _client(broker.port, "dev-a", passwords["dev-a"])
+        a, codes = connect_as(broker.port, "dev-a", passwords["dev-a"])
         assert codes == [0]
-        a.publish("cc/v1/dev/dev-b/telemetry", _telemetry("dev-b", 0), qos=1).wait_for_publish(10)  # as B
-        a.publish("cc/v1/dev/dev-a/telemetry", _telemetry("dev-a", 1), qos=1).wait_for_publish(10)
+        a.publish(
+            "cc/v1/dev/dev-b/telemetry", telemetry_of("dev-b", 0, [3], t0_ms=T0_MS, ch="temp"), qos=1
+        ).wait_for_publish(10)  # as B
+        a.publish(
+            "cc/v1/dev/dev-a/telemetry", telemetry_of("dev-a", 1, [3], t0_ms=T0_MS + 1, ch="temp"), qos=1
+        ).wait_for_publish(10)
         deadline = time.monotonic() + 10
         while gw.stats()["readings_written"] < 1:
             assert time.monotonic() < deadline, gw.stats()
@@ -106,7 +74,7 @@ def test_device_cannot_publish_as_another_and_strangers_cannot_connect(
         a.disconnect()
         a.loop_stop()
         for user, pw in ((None, None), ("stranger", "x"), ("dev-a", "wrong")):
-            c, codes = _client(broker.port, user, pw)
+            c, codes = connect_as(broker.port, user, pw)
             assert codes[0] in (134, 135), (user, codes)  # bad user/password, not authorised
             c.loop_stop()
     finally:

@@ -22,13 +22,13 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from process_support import servers_under
+from process_support import servers_under, stop
 
 from coldchain.datadir import SERVERS_FILE
 from coldchain.embedded import free_port
 from firmware_sim import encode
 from firmware_sim.scenario import demo_world
+from tests.gateway_support import connect_as
 
 LOT = demo_world().lots[0].lot_id
 TRUCK = "TRUCK-GXA-12345"
@@ -116,32 +116,13 @@ def served_demo() -> Iterator[Served]:
         broker_port = int(serving.split("broker mqtt://127.0.0.1:", 1)[1].split()[0])
         yield Served(home, proc, f"http://127.0.0.1:{api_port}", broker_port, key_line.split()[-1])
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, signal.SIGINT)
         shutil.rmtree(root, ignore_errors=True)
 
 
 def _connect(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, int]:
     """A client's CONNACK reason code (0: accepted)."""
-    codes: list[int] = []
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"{user or 'anon'}-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    if user is not None:
-        client.username_pw_set(user, password)
-    client.on_connect = lambda c, ud, flags, rc, props: codes.append(rc.value)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    deadline = time.monotonic() + 10
-    while not codes:
-        assert time.monotonic() < deadline, "no CONNACK"
-        time.sleep(0.02)
+    client, codes = connect_as(port, user, password)
     return client, codes[0]
 
 

@@ -94,12 +94,9 @@ def test_demo_serve_serves_until_sigterm(server_tmp: Path) -> None:
             f"http://127.0.0.1:{api_port}/ledger/verify", headers={"X-API-Key": key}, timeout=60
         )
         assert keyed.status_code == 200, keyed.text
-        code = running.stop()
+        running.stop_cleanly()
     finally:
         running.kill()
-    assert code == ExitCode.OK, running.output[-3000:]
-    assert "stopping" in running.output
-    assert "Traceback" not in running.output
     assert servers_under(home) == []
 
 
