@@ -35,6 +35,10 @@ LOCK_SERIES: Final = (
     "SELECT pg_advisory_xact_lock(hashtext('rules.series'), mod(%(series_id)s, 2147483647)::int)"
 )
 
+# Serialises the judging of one lot (its verdict_history versions) across workers; taken in lot order,
+# after every series lock of the run.
+LOCK_LOT: Final = "SELECT pg_advisory_xact_lock(hashtext('rules.lot'), hashtext(%(lot_id)s))"
+
 TEMPERATURE_SERIES: Final = """
 SELECT series_id, device_id, channel
 FROM series

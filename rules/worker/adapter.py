@@ -14,7 +14,8 @@ unpacked) is re-judged too, at most `custody_limit` ledger seqs a run (`rules.wo
 custody change with no later telemetry still gets its lot verdict. The whole is committed; alarm
 events are published (MQTT / webhooks) after commit.
 
-Series are locked in ascending order (advisory locks), so two workers never deadlock on them. An
+Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
+deadlock on them nor race on a lot's version; the custody watermark is skipped when held. An
 asset without a configured class is judged against the strictest class among the lots it holds.
 """
 
@@ -154,6 +155,7 @@ class RulesWorker:
         conn = self._connection()
         with conn.transaction():
             batches = outbox.take(conn, self._batch_limit)
+            to_judge: list[tuple[str, str, dict[str, Any]]] = []  # (lot, its class, what arrived)
             if batches:
                 windows = outbox.touched(batches)
                 assets: dict[str, tuple[datetime, datetime]] = {}
@@ -177,9 +179,14 @@ class RulesWorker:
                         touch(asset_id, w.t_min, w.t_max)
                     stats.series += 1
                 for asset_id, (lo, hi) in sorted(assets.items()):
-                    self._judge_lots(conn, asset_id, lo, hi, stats)
+                    to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
-            self._judge_custody(conn, stats)
+            to_judge += self._custody_lots(conn, stats)
+            # Ascending lot order, each lot locked (after every series lock): two workers judging one lot
+            # take turns on its version and never deadlock. Stable: a lot held by several touched assets
+            # is judged in their order, then for its custody change.
+            for lot_id, product_class, arrived in sorted(to_judge, key=lambda j: j[0]):
+                self._judge_lot(conn, lot_id, product_class, arrived, stats)
         stats.batches = len(batches)
         self.last_run = stats
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
@@ -187,7 +194,7 @@ class RulesWorker:
         stats.pending.clear()
         if batches or stats.custody_seqs:
             # Routine evaluations are debug; a run that sent verdicts to the ledger is worth a line.
-            (log.info if stats.emitted or stats.lot_verdicts else log.debug)(
+            (log.info if stats.emitted else log.debug)(
                 "rules.run_once",
                 batches=stats.batches,
                 custody_seqs=stats.custody_seqs,
@@ -316,28 +323,30 @@ class RulesWorker:
 
         return min(refs, key=key)
 
-    def _judge_lots(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime, stats: RunStats) -> None:
-        """Re-judge every lot the asset held in [t_lo, t_hi] against the lot's own class."""
+    def _held_lots(
+        self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every lot the asset held in [t_lo, t_hi], with its class and what arrived on the asset."""
         held = conn.execute(
             queries.LOTS_ON_ASSET, {"asset_id": asset_id, "t_lo": t_lo, "t_hi": t_hi}
         ).fetchall()
         arrived = {"asset_id": asset_id, "t_min": iso_utc(t_lo), "t_max": iso_utc(t_hi)}
-        for lot_id, product_class in held:
-            self._judge_lot(conn, lot_id, product_class, arrived, stats)
+        return [(str(lot_id), str(product_class), arrived) for lot_id, product_class in held]
 
-    def _judge_custody(self, conn: Conn, stats: RunStats) -> None:
-        """Re-judge the lots whose custody the next ledger seqs after the watermark changed, and advance
-        it; nothing when another worker holds the watermark or it is at the ledger's head."""
+    def _custody_lots(self, conn: Conn, stats: RunStats) -> list[tuple[str, str, dict[str, Any]]]:
+        """The lots whose custody the next ledger seqs after the watermark changed, with the seqs as
+        what arrived; the watermark advances past them (in this run's transaction). None when another
+        worker holds the watermark or it is at the ledger's head."""
         judged = custody.lock(conn)
         if judged is None:
-            return
+            return []
         seqs = custody.seq_range(judged, custody.head(conn), self._custody_limit)
         if seqs is None:
-            return
-        for lot_id, product_class in custody.moved_lots(conn, seqs):
-            self._judge_lot(conn, lot_id, product_class, seqs.arrived(), stats)
+            return []
+        moved = custody.moved_lots(conn, seqs)
         custody.advance(conn, seqs)
         stats.custody_seqs += seqs.hi - seqs.lo
+        return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
 
     def _judge_lot(
         self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
@@ -347,6 +356,7 @@ class RulesWorker:
         if ref is None:
             log.warning("rules.lot_no_class", lot_id=lot_id, product_class=product_class)
             return
+        conn.execute(queries.LOCK_LOT, {"lot_id": lot_id})
         judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
         last = reads.last_version(conn, "lot", lot_id)
         apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last), stats)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -142,6 +144,46 @@ def test_custody_change_is_judged_once_across_workers(db_url: str, conn: Conn) -
         assert [p.result for p in lot_outbox(conn)] == ["pass", "broken"]
     finally:
         other.close()
+        worker.close()
+
+
+def test_a_lot_judged_by_another_worker_is_waited_for(db_url: str, conn: Conn) -> None:
+    worker = judged_in_transit(db_url, conn)
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run_once()
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    try:
+        handed_over(conn)
+        with psycopg.connect(db_url) as holder:
+            # Another worker is judging the lot (it holds the lot's lock): this one waits its turn.
+            holder.execute("SELECT pg_advisory_xact_lock(hashtext('rules.lot'), hashtext(%s))", (LOT,))
+            thread = threading.Thread(target=run)
+            thread.start()
+            deadline = time.monotonic() + 30
+            waiting = False
+            while not done.is_set() and not waiting and time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()
+                waiting = row is not None and row[0] > 0
+                done.wait(0.02)
+            assert waiting
+            assert not done.is_set()
+            assert len(lot_versions(conn)) == 1
+            holder.rollback()
+        assert done.wait(30)
+        thread.join()
+        assert not errors
+        assert [(v, verdict) for v, verdict, _ in lot_versions(conn)] == [(1, "pass"), (2, "broken")]
+    finally:
         worker.close()
 
 
