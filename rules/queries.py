@@ -35,6 +35,10 @@ LOCK_SERIES: Final = (
     "SELECT pg_advisory_xact_lock(hashtext('rules.series'), mod(%(series_id)s, 2147483647)::int)"
 )
 
+# Serialises the judging of one lot (its verdict_history versions) across workers; taken in lot order,
+# after every series lock of the run.
+LOCK_LOT: Final = "SELECT pg_advisory_xact_lock(hashtext('rules.lot'), hashtext(%(lot_id)s))"
+
 TEMPERATURE_SERIES: Final = """
 SELECT series_id, device_id, channel
 FROM series
@@ -437,3 +441,39 @@ WHERE chain_break_id = %(chain_break_id)s
 """
 
 DELETE_CHAIN_BREAK: Final = "DELETE FROM chain_break WHERE chain_break_id = %(chain_break_id)s"
+
+# -- custody changes -------------------------------------------------------------------------------
+# The rules stage's watermark over the ledger; a worker that finds it locked leaves the work to its holder.
+LOCK_CUSTODY_WATERMARK: Final = """
+SELECT judged_seq FROM custody_watermark WHERE singleton FOR UPDATE SKIP LOCKED
+"""
+
+ADVANCE_CUSTODY_WATERMARK: Final = """
+UPDATE custody_watermark SET judged_seq = %(seq)s, judged_at = now() WHERE singleton
+"""
+
+# Appends are serialised by the ledger's lock and commit in seq order: the visible seqs are 1..head.
+LEDGER_HEAD: Final = "SELECT COALESCE(max(seq), 0) FROM ledger_event"
+
+# Lots whose custody legs (`LOT_LEGS`) the ledger seqs in (lo, hi] changed: the units and lots those seqs
+# moved (a containment or custody_leg row of theirs opened or closed by the seq, found through the
+# subjects the seq names; an AggregationEvent DELETE naming no child empties its parent), then the lots
+# among them and the lots inside them.
+LOTS_MOVED: Final = """
+WITH named AS (
+    SELECT DISTINCT subject_id, seq FROM event_subject WHERE seq > %(lo)s AND seq <= %(hi)s
+), moved AS (
+    SELECT n.subject_id AS epc FROM named n
+    WHERE EXISTS (SELECT 1 FROM containment c
+                  WHERE c.child_id = n.subject_id AND (c.start_seq = n.seq OR c.end_seq = n.seq))
+       OR EXISTS (SELECT 1 FROM custody_leg cl
+                  WHERE cl.epc = n.subject_id AND (cl.start_seq = n.seq OR cl.end_seq = n.seq))
+    UNION
+    SELECT c.child_id FROM named n JOIN containment c ON c.parent_id = n.subject_id AND c.end_seq = n.seq
+)
+SELECT l.lot_id, l.product_class FROM moved m JOIN lot l ON l.lot_id = m.epc
+UNION
+SELECT l.lot_id, l.product_class
+FROM moved m JOIN containment c ON c.parent_id = m.epc JOIN lot l ON l.lot_id = c.child_id
+ORDER BY 1
+"""

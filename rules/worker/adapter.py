@@ -8,10 +8,14 @@ excursions, gaps, profile chain breaks, alarms and ledger hand-overs (`rules.wor
 verdict_history version when it or its evidence changed (`rules.worker.history`). Door and power
 series the rows touched are judged the same way (`rules.worker.states`). Every lot held by a touched
 asset is re-judged against its own class through the assets that carried it (`rules.worker.lots`), a
-changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted and the whole
-is committed; alarm events are published (MQTT / webhooks) after commit.
+changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted. Every lot
+whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
+unpacked) is re-judged too, at most `custody_limit` ledger seqs a run (`rules.worker.custody`), so a
+custody change with no later telemetry still gets its lot verdict. The whole is committed; alarm
+events are published (MQTT / webhooks) after commit.
 
-Series are locked in ascending order (advisory locks), so two workers never deadlock on them. An
+Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
+deadlock on them nor race on a lot's version; the custody watermark is skipped when held. An
 asset without a configured class is judged against the strictest class among the lots it holds.
 """
 
@@ -31,7 +35,7 @@ from rules import engine, queries
 from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import history, lots, outbox, reads
+from rules.worker import custody, history, lots, outbox, reads
 from rules.worker.apply import RunStats, apply
 from rules.worker.live import plan_profile
 from rules.worker.plan import Segment
@@ -54,19 +58,24 @@ class RulesWorker:
         packs_dir: Path | None = None,
         *,
         batch_limit: int = 32,
+        custody_limit: int = 256,
         alert_publisher: MqttPublisher | None = None,
         webhooks: Sequence[Webhook] = (),
         escalate_after_s: int | None = None,
     ) -> None:
-        """`alert_publisher`: a connected paho client (owned by the caller) for alarm events;
+        """`batch_limit`: ingest_batch rows a run takes; `custody_limit`: ledger seqs a run judges the
+        custody changes of; `alert_publisher`: a connected paho client (owned by the caller) for alarm events;
         `webhooks`: URLs and HMAC secrets; `escalate_after_s`: condition duration after which an open
         alarm escalates to critical (default: the class's single-event allowance, else 3 × its
         minimum duration)."""
         if batch_limit < 1:
             raise ValueError("batch_limit must be >= 1")
+        if custody_limit < 1:
+            raise ValueError("custody_limit must be >= 1")
         self._conninfo = conninfo
         self._packs = load_packs(packs_dir)  # a bad pack stops the service here, naming file and key
         self._batch_limit = batch_limit
+        self._custody_limit = custody_limit
         self._conn: Conn | None = None
         self._started = False
         self._escalate_after_s = escalate_after_s
@@ -125,7 +134,7 @@ class RulesWorker:
         return n
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
-        """Run until `stop` is set; sleep `poll_s` whenever the queue is empty."""
+        """Run until `stop` is set; sleep `poll_s` whenever a run found no work."""
         if not self._started:
             self.start()
         try:
@@ -138,13 +147,15 @@ class RulesWorker:
     # -- one round ---------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Consume up to `batch_limit` telemetry ingest_batch rows in one transaction; return how many."""
+        """Consume up to `batch_limit` telemetry ingest_batch rows and judge the custody changes of up to
+        `custody_limit` ledger seqs, in one transaction; return how many rows and seqs (0: no work)."""
         if not self._started:
             self.start()
         stats = RunStats()
         conn = self._connection()
         with conn.transaction():
             batches = outbox.take(conn, self._batch_limit)
+            to_judge: list[tuple[str, str, dict[str, Any]]] = []  # (lot, its class, what arrived)
             if batches:
                 windows = outbox.touched(batches)
                 assets: dict[str, tuple[datetime, datetime]] = {}
@@ -168,18 +179,26 @@ class RulesWorker:
                         touch(asset_id, w.t_min, w.t_max)
                     stats.series += 1
                 for asset_id, (lo, hi) in sorted(assets.items()):
-                    self._judge_lots(conn, asset_id, lo, hi, stats)
+                    to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
+            to_judge += self._custody_lots(conn, stats)
+            # Ascending lot order, each lot locked (after every series lock): two workers judging one lot
+            # take turns on its version and never deadlock. Stable: a lot held by several touched assets
+            # is judged in their order, then for its custody change.
+            for lot_id, product_class, arrived in sorted(to_judge, key=lambda j: j[0]):
+                self._judge_lot(conn, lot_id, product_class, arrived, stats)
         stats.batches = len(batches)
         self.last_run = stats
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
             self.notifier.publish(event, alarm)
         stats.pending.clear()
-        if batches:
+        if batches or stats.custody_seqs:
             # Routine evaluations are debug; a run that sent verdicts to the ledger is worth a line.
             (log.info if stats.emitted else log.debug)(
                 "rules.run_once",
                 batches=stats.batches,
+                custody_seqs=stats.custody_seqs,
+                lots=stats.lots,
                 series=stats.series,
                 excursions=stats.excursions,
                 gaps=stats.gaps,
@@ -189,7 +208,7 @@ class RulesWorker:
                 lot_verdicts=stats.lot_verdicts,
                 breaks=stats.breaks,
             )
-        return len(batches)
+        return len(batches) + stats.custody_seqs
 
     def _segments(
         self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched
@@ -304,20 +323,41 @@ class RulesWorker:
 
         return min(refs, key=key)
 
-    def _judge_lots(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime, stats: RunStats) -> None:
-        """Re-judge every lot the asset held in [t_lo, t_hi] against the lot's own class."""
+    def _held_lots(
+        self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every lot the asset held in [t_lo, t_hi], with its class and what arrived on the asset."""
         held = conn.execute(
             queries.LOTS_ON_ASSET, {"asset_id": asset_id, "t_lo": t_lo, "t_hi": t_hi}
         ).fetchall()
-        for lot_id, product_class in held:
-            ref = self._packs.lookup(product_class)
-            if ref is None:
-                log.warning("rules.lot_no_class", lot_id=lot_id, product_class=product_class)
-                continue
-            judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
-            arrived = {"asset_id": asset_id, "t_min": iso_utc(t_lo), "t_max": iso_utc(t_hi)}
-            apply(
-                conn,
-                lots.plan_lot(lot_id, ref, judged, arrived, reads.last_version(conn, "lot", lot_id)),
-                stats,
-            )
+        arrived = {"asset_id": asset_id, "t_min": iso_utc(t_lo), "t_max": iso_utc(t_hi)}
+        return [(str(lot_id), str(product_class), arrived) for lot_id, product_class in held]
+
+    def _custody_lots(self, conn: Conn, stats: RunStats) -> list[tuple[str, str, dict[str, Any]]]:
+        """The lots whose custody the next ledger seqs after the watermark changed, with the seqs as
+        what arrived; the watermark advances past them (in this run's transaction). None when another
+        worker holds the watermark or it is at the ledger's head."""
+        judged = custody.lock(conn)
+        if judged is None:
+            return []
+        seqs = custody.seq_range(judged, custody.head(conn), self._custody_limit)
+        if seqs is None:
+            return []
+        moved = custody.moved_lots(conn, seqs)
+        custody.advance(conn, seqs)
+        stats.custody_seqs += seqs.hi - seqs.lo
+        return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
+
+    def _judge_lot(
+        self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
+    ) -> None:
+        """Judge the lot against its own class through its custody legs; a new version when it changed."""
+        ref = self._packs.lookup(product_class)
+        if ref is None:
+            log.warning("rules.lot_no_class", lot_id=lot_id, product_class=product_class)
+            return
+        conn.execute(queries.LOCK_LOT, {"lot_id": lot_id})
+        judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
+        last = reads.last_version(conn, "lot", lot_id)
+        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last), stats)
+        stats.lots += 1

@@ -52,7 +52,9 @@ class RunStats:
     emitted: int = 0
     alarms: int = 0
     history: int = 0
+    lots: int = 0  # lots judged (on telemetry or on a custody change)
     lot_verdicts: int = 0
+    custody_seqs: int = 0  # ledger seqs whose custody changes were judged
     breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
 
