@@ -27,7 +27,9 @@ def format_trace(trace: Trace) -> str:
         f"  class {lot.product_class if lot else None} ({_c(low)} .. {_c(high)}, {source}); "
         f"origin {lot.origin_country if lot else None}; HS {lot.hs_code if lot else None}; "
         f"{lot.bonded_status if lot else None}",
-        f"  verdict: {trace.verdict.upper()}",
+        f"  verdict: {trace.verdict.upper()}"
+        + ("" if trace.verdict_version is None else f" (rules verdict v{trace.verdict_version})"),
+        *(f"    {why}" for why in trace.verdict_reasons),
         "  custody legs:",
     ]
     for leg in trace.custody:

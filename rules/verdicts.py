@@ -13,6 +13,9 @@ from typing import Final, Literal
 
 Verdict = Literal["pass", "indeterminate", "excursion", "broken"]
 
+# What a reader shows for a lot the rules stage has not judged yet (no custody leg has been evaluated).
+NOT_JUDGED: Final = "not judged yet: no custody leg of this lot has been evaluated by the rules stage"
+
 VERDICTS: Final[tuple[Verdict, ...]] = ("pass", "indeterminate", "excursion", "broken")  # mildest first
 _RANK: Final[dict[str, int]] = {v: i for i, v in enumerate(VERDICTS)}
 

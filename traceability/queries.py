@@ -177,7 +177,14 @@ SELECT lot_id, gtin, batch, product_class, description, origin_country, hs_code,
 FROM lot WHERE lot_id = %s
 """
 RULE_CLASS = """
-SELECT product_class, pack_id, pack_version, low_c, high_c, source FROM rule_class WHERE product_class = %s
+SELECT product_class, pack_id, pack_version, low_c, high_c, source, storage_max_gap_s, transport_max_gap_s
+FROM rule_class WHERE product_class = %s
+"""
+# The rules stage's verdict of a lot: the latest version of its verdict history.
+LOT_VERDICT = """
+SELECT version, verdict, reasons FROM verdict_history
+WHERE subject_kind = 'lot' AND subject_id = %s
+ORDER BY version DESC LIMIT 1
 """
 # Everything that enclosed the lot, transitively, each with the interval during which it did.
 UNITS_OF_LOT = """

@@ -4,22 +4,23 @@ A lot's temperature history is the telemetry of whatever enclosed it at each mom
 units (lot ⊂ SSCC ⊂ truck ...), each unit has custody legs, each leg an asset, and the temperature
 series of the devices mounted on that asset during the leg are the leg's evidence.
 
-``trace`` reads the ``Trace`` (``traceability.trace_model``) that every reader renders. Two judgements
-are made here, each in one place: the lot's verdict (``_lot_verdict``) and the allowed recording
-interval of a leg (``_gap_limits`` and ``GapLimits.allowed_s``).
+``trace`` reads the ``Trace`` (``traceability.trace_model``) that every reader renders. It judges
+nothing itself: the lot's verdict is the rules stage's (the latest version of the lot's verdict
+history, ``_lot_verdict``) and a leg's allowed recording interval is its class's, as the rules stage
+published it from the pack (``rule_class``, read by ``_gap_limits``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
+from rules.verdicts import NOT_JUDGED, Verdict
 from traceability import queries
 from traceability.resolve import resolve
 from traceability.trace_model import (
@@ -45,47 +46,52 @@ from traceability.trace_model import (
     Trace,
     TraceQuery,
     Unit,
-    Verdict,
 )
 
 Conn = psycopg.Connection[Any]
 
-VERDICT_PASS: Verdict = "pass"  # noqa: S105 - a verdict, not a secret
-VERDICT_EXCURSION: Verdict = "excursion"
-VERDICT_BROKEN: Verdict = "broken"
 # Mean kinetic temperature: ΔH/R = 10 000 K (DOMAIN.md; USP <1079.2>), equal weight per reading.
 MKT_DH_R_K = 10_000.0
-# Allowed recording intervals: storage 30 min (GSP), transport 10 min (GB 29753-2013).
-STORAGE_GAP_S, TRANSPORT_GAP_S = 1800.0, 600.0
 HANDOFF_RULE = "trace/handoff-without-evidence"
 
 
 # -- the two judgements ------------------------------------------------------------------------------
 
 
-def _lot_verdict(legs: Sequence[CustodyLeg], lot_breaks: Sequence[ChainBreak]) -> Verdict:
-    """The lot's verdict: broken if any chain break, else excursion if any excursion, else pass."""
-    if lot_breaks or any(leg.chain_breaks for leg in legs):
-        return VERDICT_BROKEN
-    if any(leg.excursions for leg in legs):
-        return VERDICT_EXCURSION
-    return VERDICT_PASS
+@dataclass(frozen=True, slots=True)
+class LotVerdict:
+    """The rules stage's verdict of a lot, as its verdict history holds it."""
+
+    verdict: Verdict
+    version: int | None
+    reasons: list[str]
+
+
+def _lot_verdict(conn: Conn, lot_id: str) -> LotVerdict:
+    """The latest version of the lot's verdict history; indeterminate while the rules stage has not
+    judged the lot."""
+    row = conn.execute(queries.LOT_VERDICT, (lot_id,)).fetchone()
+    if row is None:
+        return LotVerdict("indeterminate", None, [NOT_JUDGED])
+    return LotVerdict(row[1], int(row[0]), [str(r) for r in row[2]])
 
 
 @dataclass(frozen=True, slots=True)
 class GapLimits:
-    """The allowed recording interval of a leg, by the mode of its asset."""
+    """The allowed recording interval of a leg, by the mode of its asset (None: the class states none)."""
 
-    storage_s: float
-    transport_s: float
+    storage_s: float | None
+    transport_s: float | None
 
-    def allowed_s(self, mode: str | None) -> float:
+    def allowed_s(self, mode: str | None) -> float | None:
         return self.storage_s if mode == "storage" else self.transport_s
 
 
 def _gap_limits(limits: Limits | None) -> GapLimits:
-    """The allowed recording intervals of the lot's class (the same for every class)."""
-    return GapLimits(storage_s=STORAGE_GAP_S, transport_s=TRANSPORT_GAP_S)
+    """The allowed recording intervals of the lot's class, from its pack (through ``rule_class``)."""
+    if limits is None:
+        return GapLimits(None, None)
+    return GapLimits(limits.storage_max_gap_s, limits.transport_max_gap_s)
 
 
 # -- reading it --------------------------------------------------------------------------------------
@@ -121,7 +127,9 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
     if lot_row is not None:
         rc = conn.execute(queries.RULE_CLASS, (lot_row[3],)).fetchone()
         if rc is not None:
-            limits = Limits(rc[0], rc[1], rc[2], _float(rc[3]), _float(rc[4]), rc[5])
+            limits = Limits(
+                rc[0], rc[1], rc[2], _float(rc[3]), _float(rc[4]), rc[5], _float(rc[6]), _float(rc[7])
+            )
     units = [Unit(r[0], r[1], _utc(r[2]), _utc_or_none(r[3]), r[4], r[5]) for r in unit_rows]
     goods = [lot_id, *sorted({u.unit_id for u in units if u.asset_id is None})]
     placements = [
@@ -145,6 +153,7 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         if bonded:
             status = bonded[-1].status
         lot = Lot(lot_id_, gtin, batch, product_class, description, origin, hs_code, status)
+    judged = _lot_verdict(conn, lot_id)
     return Trace(
         lot_id=lot_id,
         lot=lot,
@@ -154,7 +163,9 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         custody=legs,
         lot_chain_breaks=lot_breaks,
         events=events,
-        verdict=_lot_verdict(legs, lot_breaks),
+        verdict=judged.verdict,
+        verdict_version=judged.version,
+        verdict_reasons=judged.reasons,
         bonded=bonded,
         backward=_backward(conn, lot_id, lot, goods),
         forward=_forward(conn, lot_id, goods, [e.seq for e in events]),
@@ -168,8 +179,8 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
         "low": None if limits is None else limits.low_c,
         "high": None if limits is None else limits.high_c,
         "mkt_dh_r": MKT_DH_R_K,
-        "storage_gap": f"{gap.storage_s} seconds",
-        "transport_gap": f"{gap.transport_s} seconds",
+        "storage_gap": None if gap.storage_s is None else f"{gap.storage_s} seconds",
+        "transport_gap": None if gap.transport_s is None else f"{gap.transport_s} seconds",
     }
     rows = conn.execute(queries.LEGS_WITH_EVIDENCE, params).fetchall()
     ids = [r[0] for r in rows]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import msgspec
 
-Verdict = Literal["pass", "excursion", "broken"]
+from rules.verdicts import Verdict
+
 # The field docstrings below are the API's field descriptions (pydantic reads them; no import needed).
 FIELD_DOCS = {"use_attribute_docstrings": True}
 
@@ -37,6 +38,10 @@ class Limits:
     low_c: float | None
     high_c: float | None
     source: str
+    storage_max_gap_s: float | None
+    """allowed recording interval in storage, as the class's pack states it"""
+    transport_max_gap_s: float | None
+    """allowed recording interval in transport, as the class's pack states it"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,9 +108,9 @@ class TemperatureSummary:
     max_gap_s: float | None
     """longest interval between two readings of a probe"""
     gaps: int
-    """intervals longer than the allowed recording interval"""
-    allowed_gap_s: float
-    """allowed recording interval (storage 30 min, transport 10)"""
+    """intervals longer than the allowed recording interval (0 when the class states none)"""
+    allowed_gap_s: float | None
+    """allowed recording interval of the leg's mode, from the class's pack; null without a class"""
     first_reading: datetime | None
     last_reading: datetime | None
 
@@ -265,6 +270,11 @@ class Trace:
     lot_chain_breaks: list[ChainBreak]
     events: list[LedgerRef]
     verdict: Verdict
+    """the lot's verdict as the rules stage judged it (latest version of its verdict history)"""
+    verdict_version: int | None
+    """the verdict history version read; null when the rules stage has not judged the lot"""
+    verdict_reasons: list[str]
+    """why: the reasons the rules stage recorded with that version"""
     bonded: list[BondedStep]
     backward: Backward | None
     forward: Forward | None

@@ -150,8 +150,9 @@ def _registry(conn: psycopg.Connection[Any], containers: int, readings_per_conta
         ],
     )
     conn.execute(
-        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source)"
-        " VALUES ('chilled', 'bench', '1', 'chilled', 0, 4, 'bench') ON CONFLICT DO NOTHING"
+        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,"
+        " storage_max_gap_s, transport_max_gap_s)"
+        " VALUES ('chilled', 'bench', '1', 'chilled', 0, 4, 'bench', 1800, 600) ON CONFLICT DO NOTHING"
     )
     numbers = [_container(i) for i in range(containers)]
     assets = [Asset(f"C-{n}", "reefer_container", n, epc=f"urn:epc:id:bic:{n}") for n in numbers]

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from rules.worker import RulesWorker
 from tests.traceability.test_trace_worker import LOT, SSCC, build_scenario
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
@@ -24,6 +25,7 @@ PROBLEM_KEYS = {"type", "title", "status", "instance"}
 def client(db_url: str) -> Iterator[TestClient]:
     build_scenario(db_url)
     LedgerWorker(db_url).run_once()
+    RulesWorker(db_url).run_once()  # the rules stage judges the lot the ledger put in custody
     app = create_app(db_url)
 
     @app.get("/probe/{n}")

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from coldchain.report import format_trace
+from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.epcis import builders, multimodal
@@ -80,8 +81,9 @@ def build(conn: psycopg.Connection[Any]) -> None:
             "INSERT INTO reading (time, series_id, value, received_at) VALUES (%s, %s, %s, %s)", rows
         )
     conn.execute(
-        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source)"
-        " VALUES ('chilled', 'cn_food', '1', 'chilled', 0, 4, 'test')"
+        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,"
+        " storage_max_gap_s, transport_max_gap_s) VALUES ('chilled', 'cn_food', '1', 'chilled', 0, 4, 'test',"
+        " 1800, 600)"
     )
     docs = multimodal.biz_transactions(bill_of_lading="BL-LCB-778", through_document="TD-2026-1")
     rail_docs = multimodal.biz_transactions(rail_waybill="WB-QZ-0042", through_document="TD-2026-1")
@@ -165,6 +167,7 @@ def build(conn: psycopg.Connection[Any]) -> None:
 def chain_db(db_url: str) -> str:
     with psycopg.connect(db_url) as conn:
         build(conn)
+    RulesWorker(db_url).run_once()  # the rules stage judges the lot the ledger put in custody
     return db_url
 
 

@@ -13,6 +13,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from rules.models import VerdictLimits, VerdictPayload
+from rules.worker import RulesWorker
 from traceability.epcis import builders, validation
 from traceability.ledger import chain
 from traceability.ledger.verify import verify
@@ -109,8 +110,10 @@ def seed_world(conn: psycopg.Connection[Any]) -> dict[str, int]:
         (LOT,),
     )
     conn.execute(
-        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source)"
-        " VALUES ('chilled', 'cn_food', '1.0.0', 'chilled aquatic products', 0, 4, 'industry practice')"
+        "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,"
+        " storage_max_gap_s, transport_max_gap_s)"
+        " VALUES ('chilled', 'cn_food', '1.0.0', 'chilled aquatic products', 0, 4, 'industry practice',"
+        " 1800, 600)"
     )
     return series
 
@@ -492,6 +495,7 @@ def seed_verdicts_again(conn: psycopg.Connection[Any]) -> None:
 def test_trace_lot_returns_legs_with_evidence(db_url: str) -> None:
     build_scenario(db_url)
     LedgerWorker(db_url).run_once()
+    RulesWorker(db_url).run_once()  # the rules stage judges the lot the ledger put in custody
     with psycopg.connect(db_url) as conn:
         found = trace_lot(conn, LOT)
         assert trace_lot(conn, "urn:epc:class:lgtin:6901234.012345.NOPE") is None
