@@ -364,7 +364,7 @@ SELECT e.seq, e.event_time, e.biz_step, e.event->'bizTransactionList', e.event->
        e.event->>'https://ns.coldchain.example/epcis/transportMode', e.event->>'cc:transportMode'
 FROM ledger_event e
 WHERE e.seq = ANY(%s) AND NOT e.declares_error
-  AND e.biz_step IN ('shipping', 'departing', 'arriving', 'receiving', 'loading', 'unloading')
+  AND e.biz_step = ANY(%s)
 ORDER BY e.seq
 """
 CUSTODIANS_OF_UNITS = """

@@ -22,6 +22,7 @@ import psycopg
 
 from rules.verdicts import NOT_JUDGED, Verdict
 from traceability import queries
+from traceability.epcis.steps import MOVEMENT_STEPS
 from traceability.resolve import resolve
 from traceability.trace_model import (
     Asset,
@@ -297,7 +298,7 @@ def _forward(conn: Conn, lot_id: str, goods: list[str], seqs: list[int]) -> Forw
             read_point=r[5],
             transport_mode=r[6] or r[7],
         )
-        for r in conn.execute(queries.SHIPMENTS_OF_SEQS, (seqs,)).fetchall()
+        for r in conn.execute(queries.SHIPMENTS_OF_SEQS, (seqs, sorted(MOVEMENT_STEPS))).fetchall()
     ]
     units = goods + [o.id for o in outputs]
     recipients = [

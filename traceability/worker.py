@@ -34,6 +34,7 @@ import psycopg
 from rules.models import LotVerdictPayload, VerdictPayload
 from traceability import queries
 from traceability.epcis import builders, validation
+from traceability.epcis.steps import INBOUND_STEPS, OUTBOUND_STEPS
 from traceability.ledger import chain
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 READ_GAP = timedelta(seconds=60)
 # Rows taken per transaction from each outbox: bounds the transaction's size and lock time.
 BATCH_ROWS = 100
-OUTBOUND_STEPS = frozenset({"shipping", "loading", "departing"})
-INBOUND_STEPS = frozenset({"receiving", "unloading", "arriving"})
 
 
 @dataclass(frozen=True, slots=True)

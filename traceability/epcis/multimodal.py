@@ -28,6 +28,7 @@ from stdnum import iso6346
 from stdnum.exceptions import ValidationError
 
 from traceability.epcis import builders
+from traceability.epcis.steps import LEAVING_STEPS
 
 BTT_BOL = "bol"
 BTT_RAIL_WAYBILL = builders.CC_NAMESPACE + "btt/rail_waybill"
@@ -176,9 +177,9 @@ def movement(
         event_time=t,
         epcs=list(epcs),
         biz_step=step,
-        disposition="in_transit" if step in ("departing", "shipping") else "in_progress",
+        disposition="in_transit" if step in LEAVING_STEPS else "in_progress",
         read_point=location,
-        biz_location=None if step in ("departing", "shipping") else location,
+        biz_location=None if step in LEAVING_STEPS else location,
         extensions=ext,
     )
     return builders.with_event_id(_with(_custodian(ev, custodian), transactions))

@@ -31,6 +31,7 @@ from psycopg import sql
 from traceability import limits, queries
 from traceability.epcis.builders import biz_step_name, parse_time
 from traceability.epcis.digital_link import check_digit
+from traceability.epcis.steps import CUSTODY_STEPS, NOT_PLACING_STEPS
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
 FUTURE_TOLERANCE = timedelta(seconds=limits.FUTURE_TOLERANCE_S)
@@ -40,10 +41,6 @@ Conn = psycopg.Connection[Any]
 # Project extension fields of an ObjectEvent recording customs status per lot (see epcis/multimodal.py).
 BONDED_STATUS_KEY = "cc:bondedStatus"
 CUSTOMS_LINE_KEY = "cc:customsLine"
-NOT_PLACING_STEPS = frozenset({"shipping", "departing", "transporting", "loading", "sensor_reporting"})
-CUSTODY_STEPS = frozenset(
-    {"storing", "shipping", "receiving", "accepting", "arriving", "departing", "stocking"}
-)
 
 
 _SUBJECT_LISTS = (
