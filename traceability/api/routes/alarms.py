@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Query
 
+from rules.alarms import lifecycle
 from traceability.api.deps import Db, Operator
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.api.schemas import Alarm, AlarmAction
 
 router = APIRouter(tags=["alarms"])
-
-
-def _alarms() -> Any:
-    """rules.alarms, imported when first used; 501 while it is not there."""
-    try:
-        return importlib.import_module("rules.alarms")
-    except ImportError:
-        raise ApiProblemError(501, "Not Implemented", "alarms are not available in this build") from None
 
 
 @router.get("/alarms", response_model=list[Alarm])
@@ -32,16 +25,18 @@ def alarms_route(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Alarm]:
     """Alarms, newest first (operator role)."""
-    rows = _alarms().list_alarms(conn, state=state, asset_id=asset_id, limit=limit)
+    rows = lifecycle.list_alarms(conn, state=state, asset_id=asset_id, limit=limit)
     return [Alarm.model_validate(r) for r in rows]
 
 
-def _act(conn: psycopg.Connection[Any], name: str, alarm_id: int, by: str, note: str) -> Alarm:
-    module = _alarms()
+def _act(
+    conn: psycopg.Connection[Any], action: Callable[..., Any], alarm_id: int, by: str, note: str
+) -> Alarm:
+    """An operator's step in the alarm lifecycle, which the rules stage owns (rules.alarms)."""
     try:
         with conn.transaction():
-            found = getattr(module, name)(conn, alarm_id, by=by, note=note)
-    except module.AlarmStateError as exc:
+            found = action(conn, alarm_id, by=by, note=note)
+    except lifecycle.AlarmStateError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "alarm-state") from None
     if found is None:
         raise ApiProblemError(404, "Not Found", f"no alarm {alarm_id}")
@@ -51,10 +46,10 @@ def _act(conn: psycopg.Connection[Any], name: str, alarm_id: int, by: str, note:
 @router.post("/alarms/{alarm_id}/ack", response_model=Alarm, responses={409: ERRORS[404]})
 def ack_route(alarm_id: int, body: AlarmAction, conn: Db, principal: Operator) -> Alarm:
     """Acknowledge an alarm (operator role)."""
-    return _act(conn, "acknowledge", alarm_id, principal.name, body.note)
+    return _act(conn, lifecycle.acknowledge, alarm_id, principal.name, body.note)
 
 
 @router.post("/alarms/{alarm_id}/resolve", response_model=Alarm, responses={409: ERRORS[404]})
 def resolve_route(alarm_id: int, body: AlarmAction, conn: Db, principal: Operator) -> Alarm:
     """Resolve an alarm (operator role)."""
-    return _act(conn, "resolve", alarm_id, principal.name, body.note)
+    return _act(conn, lifecycle.resolve, alarm_id, principal.name, body.note)
