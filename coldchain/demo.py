@@ -17,9 +17,10 @@ from psycopg import sql
 
 from coldchain.embedded import DATABASE_NAME, ensure_database
 from coldchain.migrate import migrate
-from coldchain.runtime import Services, api_options, gateway_limits, open_stack
+from coldchain.runtime import Services, api_options, gateway_limits
 from coldchain.seed import seed_world
 from coldchain.settings import BrokerAddress, Settings
+from coldchain.stack import open_stack
 
 Progress = Callable[[str], None]
 
