@@ -17,9 +17,10 @@ from psycopg import sql
 
 from coldchain.embedded import DATABASE_NAME, ensure_database
 from coldchain.migrate import migrate
-from coldchain.runtime import Services, api_options, gateway_limits, open_stack
+from coldchain.runtime import Services, api_options, gateway_limits
 from coldchain.seed import seed_world
 from coldchain.settings import BrokerAddress, Settings
+from coldchain.stack import open_stack
 
 Progress = Callable[[str], None]
 
@@ -99,7 +100,7 @@ def run_scenario(
 def summarize(database_url: str, api_url: str, *, checkpoint_key: Path | None = None) -> dict[str, Any]:
     """Counts from the database, the ledger's verification (its checkpoints against the public key of
     `checkpoint_key`), and the API's answer for the traced lot."""
-    from firmware_sim.scenario import demo_world
+    from firmware_sim.world import demo_world
     from traceability.api.auth import create_key
     from traceability.ledger.checkpoint import latest, own_log, pinned_key
     from traceability.ledger.verify import verify

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 if TYPE_CHECKING:
-    from firmware_sim.scenario import World
+    from firmware_sim.world import World
 
 # The scenario's device time starts this long before now, so every reading is in the past.
 SCENARIO_LEAD_MS = 8 * 3600 * 1000
@@ -68,7 +68,7 @@ def register_world(conn: psycopg.Connection[Any], world: World, *, start_ms: int
 
 def seed_world(database_url: str, *, now_ms: int | None = None) -> int:
     """Register the demo world and append the shipper's packing event; return the scenario start, epoch ms."""
-    from firmware_sim.scenario import demo_world
+    from firmware_sim.world import demo_world
     from traceability.ledger.seed import append_packing
 
     world = demo_world()

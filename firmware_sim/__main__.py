@@ -9,7 +9,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from firmware_sim.scenario import HOUR_MS, SimulatorError, run_demo
+from firmware_sim.devices import HOUR_MS
+from firmware_sim.scenario import SimulatorError, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:

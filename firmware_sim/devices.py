@@ -10,6 +10,7 @@ from typing import Final
 from firmware_sim.encode import Reading
 
 MINUTE_MS: Final = 60_000
+HOUR_MS: Final = 60 * MINUTE_MS
 
 
 @dataclass(frozen=True)

@@ -363,7 +363,7 @@ def bench_trace(
     """Trace latency, capture rate, verification rate and API request rate over a multimodal ledger."""
     from coldchain.embedded import with_database
     from coldchain.migrate import migrate
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.epcis import capture
     from traceability.epcis.builders import document
     from traceability.ledger import checkpoint, verify

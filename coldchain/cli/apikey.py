@@ -19,7 +19,7 @@ def api_key_create(
     """Create an API key; the key is printed once (only its hash is stored)."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.api.auth import ROLES, SHOWN_CHARS, create_key
 
     if role not in ROLES:
@@ -41,7 +41,7 @@ def api_key_revoke(
     """Revoke an API key: from then on the API answers it 401."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.api.auth import KeyRevocationError, revoke_key
 
     settings = cli_settings()

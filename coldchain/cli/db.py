@@ -13,7 +13,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 def db_migrate() -> None:
     """Apply every stage's pending migrations (idempotent)."""
     from coldchain.migrate import migrate
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
 
     settings = cli_settings()
     with open_stack(settings, apply_migrations=False) as stack:

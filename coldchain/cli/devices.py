@@ -28,7 +28,7 @@ def add(
     """Register a device, mount it on an asset, create its broker login and ACL; print the password once."""
     from coldchain.cli.common import ExitCode, cli_settings
     from coldchain.datadir import DataDir
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from gateway.credentials import add_device, check_device_id
 
     if kind not in DEVICE_KINDS:

@@ -31,7 +31,7 @@ def trace(
     import psycopg
 
     from coldchain.report import format_trace
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.trace import trace as trace_any
     from traceability.trace_model import to_json
 
@@ -126,7 +126,7 @@ def ledger_verify(
     and the key vouches for the chain."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.ledger.checkpoint import CheckpointFormatError, own_log
     from traceability.ledger.verify import verify
 
@@ -200,7 +200,8 @@ def ledger_import(
     COLDCHAIN_CAPTURE_* settings), as POST /epcis/capture: the bytes go the same way."""
     import psycopg
 
-    from coldchain.runtime import api_options, open_stack
+    from coldchain.runtime import api_options
+    from coldchain.stack import open_stack
     from traceability.epcis.capture import capture_bytes
 
     settings = cli_settings()
@@ -225,7 +226,7 @@ def ledger_checkpoint() -> None:
     the checkpoint to the checkpoint log beside it."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
 
     settings = cli_settings()
     with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
@@ -245,7 +246,7 @@ def ledger_export(
     Signs a fresh checkpoint of the head first."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.ledger.bundle import BundleError, export_lot
 
     settings = cli_settings()
@@ -300,7 +301,7 @@ def ledger_declare_error(
     """Append an EPCIS errorDeclaration for an event (the original stays in the chain)."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.ledger.chain import declare_error
 
     settings = cli_settings()
@@ -328,7 +329,7 @@ def ledger_rederive(
     with today's registry (appends wait meanwhile); with --check, exit 1 when they differ from it."""
     import psycopg
 
-    from coldchain.runtime import open_stack
+    from coldchain.stack import open_stack
     from traceability.ledger.rederive import rederive
 
     settings = cli_settings()

@@ -34,7 +34,8 @@ def run(
     ] = None,
 ) -> None:
     """Run stages of the house until Ctrl-C / SIGTERM (each compose service runs one)."""
-    from coldchain.runtime import STAGES, Services, api_options, gateway_limits, open_stack
+    from coldchain.runtime import STAGES, Services, api_options, gateway_limits
+    from coldchain.stack import open_stack
     from gateway.mqtt import GatewayAuthError
     from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
 

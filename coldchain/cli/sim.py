@@ -17,8 +17,8 @@ def sim_run(
 ) -> None:
     """Register the demo world and play its devices against the broker."""
     from coldchain.demo import play_scenario
-    from coldchain.runtime import open_stack
     from coldchain.seed import seed_world
+    from coldchain.stack import open_stack
 
     settings = cli_settings()
     with open_stack(settings, broker=True) as stack:

@@ -11,8 +11,8 @@ import pytest
 from pydantic import SecretStr
 
 from coldchain.embedded import BrokerNeedsMosquittoError, EmbeddedBroker
-from coldchain.runtime import open_stack
 from coldchain.settings import Settings
+from coldchain.stack import open_stack
 from gateway.credentials import set_password
 from gateway.limits import PACKET_OVERHEAD_BYTES
 
@@ -44,7 +44,7 @@ def test_the_broker_port_is_kept_across_restarts(
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
         squatter.bind(("127.0.0.1", first))
         squatter.listen()
-        with caplog.at_level(logging.WARNING, logger="coldchain.runtime"):
+        with caplog.at_level(logging.WARNING, logger="coldchain.stack"):
             moved = _broker_port(settings)
     assert moved != first
     assert any(f"port {first}" in r.getMessage() and str(moved) in r.getMessage() for r in caplog.records)

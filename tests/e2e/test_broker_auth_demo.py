@@ -27,7 +27,7 @@ from process_support import servers_under, stop
 from coldchain.datadir import SERVERS_FILE
 from coldchain.embedded import free_port
 from firmware_sim import encode
-from firmware_sim.scenario import demo_world
+from firmware_sim.world import demo_world
 from tests.gateway_support import connect_as
 
 LOT = demo_world().lots[0].lot_id

@@ -16,7 +16,7 @@ from process_support import servers_under
 
 from coldchain.demo import run_scenario
 from coldchain.embedded import EmbeddedBroker
-from firmware_sim.scenario import demo_world
+from firmware_sim.world import demo_world
 
 LOT = demo_world().lots[0].lot_id
 TRUCK = "TRUCK-GXA-12345"

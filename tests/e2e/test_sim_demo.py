@@ -8,7 +8,8 @@ import uuid
 import psycopg
 
 from coldchain.embedded import EmbeddedBroker
-from firmware_sim.scenario import REEFER, demo_world, run_demo
+from firmware_sim.scenario import run_demo
+from firmware_sim.world import REEFER, demo_world
 from gateway.pipeline import GatewayService
 from tests.gateway_support import assert_one_outbox_row_per_transaction, gateway_config
 

@@ -12,15 +12,8 @@ import pytest
 
 from firmware_sim import encode
 from firmware_sim.devices import MINUTE_MS
-from firmware_sim.scenario import (
-    DROPOUT,
-    LOGGER,
-    PALLET_SSCC,
-    REEFER,
-    TRUCK_EPC,
-    demo_world,
-    plan_demo,
-)
+from firmware_sim.scenario import DROPOUT, plan_demo
+from firmware_sim.world import LOGGER, PALLET_SSCC, REEFER, TRUCK_EPC, demo_world
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "schema"
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

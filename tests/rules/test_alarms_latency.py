@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from coldchain.bench.rules import steady_load_alarm_latencies
+from coldchain.bench.alarm_latency import steady_load_alarm_latencies
 
 TRUCKS = 20
 

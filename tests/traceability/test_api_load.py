@@ -18,9 +18,9 @@ import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from trace_support import LOT, build_scenario
 
 from coldchain.embedded import free_port
-from tests.traceability.test_trace_worker import LOT, build_scenario
 from traceability.api.auth import create_key
 from traceability.ledger import checkpoint
 from traceability.worker import LedgerWorker

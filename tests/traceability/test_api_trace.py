@@ -9,9 +9,9 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from trace_support import LOT, SSCC, build_scenario
 
 from rules.worker import RulesWorker
-from tests.traceability.test_trace_worker import LOT, SSCC, build_scenario
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.options import ApiOptions

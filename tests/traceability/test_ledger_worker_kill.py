@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from trace_support import build_scenario
 
-from tests.traceability.test_trace_worker import build_scenario
 from traceability import queries
 from traceability.ledger import verify
 from traceability.worker import LedgerWorker

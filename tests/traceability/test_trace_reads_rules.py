@@ -6,10 +6,10 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from trace_support import LOT, build_scenario
 
 from rules.verdicts import NOT_JUDGED
 from rules.worker import RulesWorker
-from tests.traceability.test_trace_worker import LOT, build_scenario
 from traceability.trace import trace_lot
 from traceability.trace_model import Trace
 from traceability.worker import LedgerWorker
