@@ -11,32 +11,17 @@ import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_support import T0, append_numbered, numbered_event
 from psycopg import sql
 
 from traceability.epcis import builders, validation
 from traceability.epcis.eventhash import event_hash
 from traceability.ledger import chain, verify
 
-T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
-
-
-def _event(i: int) -> dict[str, Any]:
-    return builders.object_event(
-        event_time=T0 + timedelta(minutes=i),
-        epcs=[f"urn:epc:id:sscc:6901234.{i:010d}"],
-        biz_step="storing",
-        disposition="in_progress",
-        read_point="urn:epc:id:sgln:6901234.00001.1",
-    )
-
-
-def _chain(conn: psycopg.Connection[Any], n: int) -> list[int]:
-    return [chain.append(conn, _event(i)) for i in range(1, n + 1)]
-
 
 def test_append_links_entries_and_verify_passes(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        assert _chain(conn, 4) == [1, 2, 3, 4]
+        assert append_numbered(conn, 4) == [1, 2, 3, 4]
         conn.commit()
         rows = conn.execute(
             "SELECT seq, event_id, event, event_hash, prev_hash, entry_hash, event_type, biz_step, event_jcs"
@@ -44,7 +29,7 @@ def test_append_links_entries_and_verify_passes(db_url: str) -> None:
         ).fetchall()
         prev = "0" * 64
         for seq, event_id, event, ev_hash, prev_hash, entry, event_type, biz_step, jcs in rows:
-            assert ev_hash == event_hash(_event(seq)) == event_id == event["eventID"]
+            assert ev_hash == event_hash(numbered_event(seq)) == event_id == event["eventID"]
             assert ev_hash.startswith("ni:///sha-256;")
             assert ev_hash.endswith("?ver=CBV2.0")
             assert prev_hash == prev
@@ -68,9 +53,9 @@ def test_empty_ledger_verifies(db_url: str) -> None:
 
 def test_append_is_idempotent_on_event_id(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
-        first = chain.append(conn, _event(1))
-        again = chain.append(conn, _event(1))
-        explicit = {**_event(2), "eventID": "urn:uuid:7b0e2c3a-0000-4000-8000-000000000001"}
+        first = chain.append(conn, numbered_event(1))
+        again = chain.append(conn, numbered_event(1))
+        explicit = {**numbered_event(2), "eventID": "urn:uuid:7b0e2c3a-0000-4000-8000-000000000001"}
         second = chain.append(conn, explicit)
         assert chain.append(conn, {**explicit, "bizStep": "receiving"}) == second  # same eventID: kept
         conn.commit()
@@ -93,7 +78,7 @@ def test_derived_rows_must_name_ledger_seqs(
 ) -> None:
     """The derived tables' seqs are checked once per statement (migration 0005): a row naming a seq that
     is not in the ledger is refused, by INSERT, COPY or UPDATE alike; one naming a ledger seq is kept."""
-    assert _chain(conn, 1) == [1]
+    assert append_numbered(conn, 1) == [1]
     count = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
     before = conn.execute(count).fetchone()
     insert = sql.SQL("INSERT INTO {} {} VALUES ({})").format(
@@ -119,7 +104,7 @@ def test_derived_rows_must_name_ledger_seqs(
 def test_append_refuses_invalid_events(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         with pytest.raises(validation.InvalidEventError):
-            chain.append(conn, {**_event(1), "action": "SHOUT"})
+            chain.append(conn, {**numbered_event(1), "action": "SHOUT"})
         assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (0,)
 
 
@@ -133,7 +118,7 @@ def test_append_refuses_invalid_events(db_url: str) -> None:
 )
 def test_trigger_refuses_changes(db_url: str, statement: str) -> None:
     with psycopg.connect(db_url) as conn:
-        _chain(conn, 2)
+        append_numbered(conn, 2)
         conn.commit()
         with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute(statement)
@@ -159,7 +144,7 @@ def test_event_time_reads_as_postgresql_reads_it(
 
 
 def test_event_time_beyond_microseconds_is_appended(db_url: str) -> None:
-    event = {**_event(1), "eventTime": "2026-03-01T00:00:59.9999996Z"}
+    event = {**numbered_event(1), "eventTime": "2026-03-01T00:00:59.9999996Z"}
     with psycopg.connect(db_url) as conn:
         assert chain.append(conn, event) == 1
         row = conn.execute("SELECT event_time FROM ledger_event").fetchone()
@@ -176,9 +161,9 @@ def test_malformed_event_is_refused_before_anything(db_url: str, change: dict[st
     the ledger lock is taken in the caller's transaction."""
     with psycopg.connect(db_url) as conn:
         with pytest.raises(validation.InvalidEventError):
-            chain.append(conn, {**_event(1), **change})
+            chain.append(conn, {**numbered_event(1), **change})
         with pytest.raises(validation.InvalidEventError):
-            chain.append_many(conn, [_event(2), {**_event(3), **change}])
+            chain.append_many(conn, [numbered_event(2), {**numbered_event(3), **change}])
         held = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
         ).fetchone()
@@ -201,8 +186,8 @@ def _derived(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
 def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
     """One batch with an event twice, an event without eventID twice (the same by its hash), an aggregation
     and an errorDeclaration gets the seqs and derived rows that appending its events one by one gets."""
-    a = builders.with_event_id(_event(1))
-    b = _event(2)  # no eventID: its hash becomes one
+    a = builders.with_event_id(numbered_event(1))
+    b = numbered_event(2)  # no eventID: its hash becomes one
     pallet = "urn:epc:id:sscc:6901234.9999999999"
     aggregation = builders.aggregation_event(
         event_time=T0 + timedelta(minutes=3), action="ADD", parent_id=pallet, child_epcs=a["epcList"]
@@ -211,9 +196,9 @@ def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
         **a,
         "errorDeclaration": {"declarationTime": "2026-03-02T00:00:00.000Z", "reason": "incorrect_data"},
     }
-    events = [a, a, b, dict(b), aggregation, declaration, _event(4)]
+    events = [a, a, b, dict(b), aggregation, declaration, numbered_event(4)]
     with psycopg.connect(db_url) as conn:
-        chain.append(conn, _event(9))  # an entry before the batch, kept by both runs
+        chain.append(conn, numbered_event(9))  # an entry before the batch, kept by both runs
         conn.commit()
         one_by_one = [chain.append(conn, e) for e in events]
         expected = _derived(conn)

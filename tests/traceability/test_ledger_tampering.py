@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_support import T0, append_numbered, numbered_event
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -20,23 +21,6 @@ from traceability import queries
 from traceability.epcis import builders
 from traceability.epcis.eventhash import event_hash
 from traceability.ledger import chain, verify
-
-T0 = datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
-
-
-def _event(i: int) -> dict[str, Any]:
-    return builders.object_event(
-        event_time=T0 + timedelta(minutes=i),
-        epcs=[f"urn:epc:id:sscc:6901234.{i:010d}"],
-        biz_step="storing",
-        disposition="in_progress",
-        read_point="urn:epc:id:sgln:6901234.00001.1",
-    )
-
-
-def _chain(conn: psycopg.Connection[Any], n: int) -> list[int]:
-    return [chain.append(conn, _event(i)) for i in range(1, n + 1)]
-
 
 MIGRATIONS = Path(queries.__file__).parent / "migrations"
 # The constraint as the newest migration adds it (re-added after a consistent tampering).
@@ -158,7 +142,7 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         select = "SELECT entry_hash FROM ledger_event WHERE seq = %s"
         prev_row = conn.execute(select, (target - 1,)).fetchone()
         prev = chain.GENESIS_HASH if prev_row is None else prev_row[0]
-        forged = chain.prepare(_event(100 + target))
+        forged = chain.prepare(numbered_event(100 + target))
         jcs = rfc8785.dumps(forged.stored)
         conn.execute(
             "INSERT INTO ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
@@ -211,7 +195,7 @@ def test_verify_names_first_tampered_entry(
     with psycopg.connect(db_url) as conn:
         # Each example builds, tampers and verifies inside one transaction that is rolled back.
         try:
-            _chain(conn, n)
+            append_numbered(conn, n)
             assert verify.verify(conn, deep=deep).ok
             expected = _tamper(conn, kind, target, n)
             result = verify.verify(conn, deep=deep)
@@ -226,7 +210,7 @@ def test_verify_names_first_tampered_entry(
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_tampering_is_named(db_url: str, kind: str, deep: bool) -> None:
     with psycopg.connect(db_url) as conn:
-        _chain(conn, 4)
+        append_numbered(conn, 4)
         expected = _tamper(conn, kind, 2, 4)
         result = verify.verify(conn, deep=deep)
         assert (result.ok, result.first_bad_seq) == (False, expected)
@@ -239,7 +223,7 @@ def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
     links and digests hold, so only the deep verification names it."""
     with psycopg.connect(db_url) as conn:
         try:
-            _chain(conn, 5)
+            append_numbered(conn, 5)
             conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
             _rewrite(conn, 3, _last_epc_digit)
             rows = conn.execute(
@@ -276,7 +260,7 @@ def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
 def test_check_constraint_refuses_diverging_served_columns(db_url: str, change: str) -> None:
     """With every trigger disabled, no served column can differ from the chained bytes."""
     with psycopg.connect(db_url) as conn:
-        _chain(conn, 2)
+        append_numbered(conn, 2)
         assert verify.jcs_constraint_intact(conn)
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
         with pytest.raises(psycopg.errors.CheckViolation):
@@ -292,8 +276,8 @@ def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str, ur
     microseconds truncated, the narrower constraint of 0004) comes out of it with bare step names, the
     database's reading of each eventTime and the full constraint, and still verifies."""
     with psycopg.connect(db_url, autocommit=True) as conn:
-        chain.append(conn, {**_event(1), "bizStep": "https://ref.gs1.org/cbv/BizStep-storing"})
-        chain.append(conn, {**_event(2), "eventTime": "2026-03-01T00:02:00.9999996Z"})
+        chain.append(conn, {**numbered_event(1), "bizStep": "https://ref.gs1.org/cbv/BizStep-storing"})
+        chain.append(conn, {**numbered_event(2), "eventTime": "2026-03-01T00:02:00.9999996Z"})
         old_check = (MIGRATIONS / "0004_ledger_event_jcs.sql").read_text()
         old_check = (
             "ALTER TABLE ledger_event ADD CONSTRAINT"
