@@ -155,7 +155,11 @@ class MqttAdapter:
         self._on_connected(self.generation)
         log.info("gateway: connected (session present: %s)", flags.session_present)
         if broker.mqtt5:
-            client.subscribe(self.topic, options=SubscribeOptions(qos=1))
+            # No retained messages at subscribe time: a shared subscription never gets them (MQTT 5
+            # §4.8.2), and a plain one takes only what devices publish while it is subscribed, as a
+            # shared one does, rather than every stale status (a stranger's, too) at each reconnect.
+            options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            client.subscribe(self.topic, options=options)
         else:
             client.subscribe(self.topic, qos=1)
 

@@ -127,9 +127,15 @@ def empty_db_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerAddress]:
-    """A broker shared by the session: COLDCHAIN_TEST_MQTT_URL or a private Mosquitto on a free port.
+    """A broker shared by the session: COLDCHAIN_TEST_MQTT_URL (mqtt://host:port, anonymous or
+    mqtt://user:password@host:port) or a private Mosquitto on a free port.
 
-    Tests sharing it must use their own device ids / client ids so they do not see each other."""
+    Tests sharing it use their own device ids and client ids so they do not see each other, and clear
+    what they retain; the gateway takes no retained messages at subscribe, so other runs' retained
+    device messages do not reach a test's database. A reused broker must queue and admit what the
+    private one does (deploy/mosquitto/mosquitto.conf: max_queued_messages 100000, max_packet_size
+    1114112): with mosquitto's default of 1000 queued messages, the outage tests' bench load is dropped
+    while their gateway restarts."""
     url = os.environ.get("COLDCHAIN_TEST_MQTT_URL")
     if url:
         yield BrokerAddress.parse(url)

@@ -41,16 +41,16 @@ def steal_meter(stat: Path = Path("/proc/stat")) -> Callable[[], float | None]:
     return share
 
 
-def _cpu_once() -> float:
-    """Milliseconds for a fixed piece of compute (SHA-256 of 1 KB, a small dict to sorted JSON, interpreter
-    loops), 20 000 times over, in this thread."""
+def _cpu_once(clock: Callable[[], float]) -> float:
+    """Milliseconds (by `clock`, in seconds) for a fixed piece of compute (SHA-256 of 1 KB, a small dict to
+    sorted JSON, interpreter loops), 20 000 times over, in this thread."""
     block = bytes(range(256)) * 4
-    started = time.perf_counter()
+    started = clock()
     acc = 0
     for i in range(20_000):
         acc ^= hashlib.sha256(block + i.to_bytes(4, "little")).digest()[0]
         acc += len(json.dumps({"k": i, "v": [i, i + 1], "s": "x" * (i % 7)}, sort_keys=True))
-    elapsed = (time.perf_counter() - started) * 1000
+    elapsed = (clock() - started) * 1000
     return elapsed if acc >= 0 else -elapsed  # acc keeps the work from being optimised away
 
 
@@ -68,29 +68,30 @@ class _Memory:
         self.table = {i: i for i in range(1_000_000)}
         self.keys = [rng.randrange(1_000_000) for _ in range(200_000)]
 
-    def once(self) -> float:
-        started = time.perf_counter()
+    def once(self, clock: Callable[[], float]) -> float:
+        started = clock()
         for _ in range(4):
             self.copy[:] = self.buffer
         table = self.table
         acc = 0
         for k in self.keys:
             acc += table[k]
-        elapsed = (time.perf_counter() - started) * 1000
+        elapsed = (clock() - started) * 1000
         return elapsed if acc >= 0 else -elapsed
 
 
-def host_probe() -> Callable[[], dict[str, dict[str, float]]]:
+def host_probe(clock: Callable[[], float] = time.perf_counter) -> Callable[[], dict[str, dict[str, float]]]:
     """Time fixed compute and memory workloads now; the returned function times them again and gives both
     (best of three each, ms). Every benchmark reports them: on a shared host the same work can take twice
     as long from one hour to the next (seen here with memory: copies and cache misses slowed down while
-    ``cpu_steal_pct`` stayed at 0), so figures of different runs can be read against these."""
+    ``cpu_steal_pct`` stayed at 0), so figures of different runs can be read against these. `clock` (in
+    seconds) times each run of a workload."""
     memory = _Memory()
 
     def sample() -> dict[str, float]:
         return {
-            "cpu_ms": round(min(_cpu_once() for _ in range(3)), 1),
-            "memory_ms": round(min(memory.once() for _ in range(3)), 1),
+            "cpu_ms": round(min(_cpu_once(clock) for _ in range(3)), 1),
+            "memory_ms": round(min(memory.once(clock) for _ in range(3)), 1),
         }
 
     start = sample()

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -121,20 +122,44 @@ def expand(raw_sql: str, *, t_from: datetime, t_to: datetime, interval_ms: int, 
     return out
 
 
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
-T0 = NOW.replace(minute=0) - timedelta(hours=3)  # an hour boundary, so 5-minute buckets are predictable
+@dataclass(frozen=True)
+class Times:
+    """The seeded data's times, derived from the server's `now()` of the test's one transaction.
+
+    PostgreSQL's `now()` is the transaction's start, so the panels and views that read it (the last
+    hour's readings, the recent excursions) see the same instant as the data was derived from, however
+    long the suite ran before and whichever minute or hour boundary falls in between."""
+
+    server_now: datetime
+
+    @property
+    def now(self) -> datetime:
+        """The range's end: the server's now() to the minute (Grafana sends whole seconds)."""
+        return self.server_now.astimezone(UTC).replace(second=0, microsecond=0)
+
+    @property
+    def t0(self) -> datetime:
+        """An hour boundary, so 5-minute buckets are predictable."""
+        return self.now.replace(minute=0) - timedelta(hours=3)
+
+    def m(self, minutes: float) -> datetime:
+        return self.t0 + timedelta(minutes=minutes)
+
+    @property
+    def recent(self) -> datetime:
+        """The only reading in the last hour."""
+        return self.now - timedelta(minutes=10)
+
+    @property
+    def day_ago(self) -> datetime:
+        return self.t0 - timedelta(days=1)
 
 
-def m(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
-
-
-RECENT = NOW - timedelta(minutes=10)  # the only reading in the last hour
 LOT = "urn:epc:class:lgtin:6901234.012345.TEST1"
 ALL_ASSETS = ["A1", "A2", "A3"]
 
 
-def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+def _seed(conn: psycopg.Connection[tuple[Any, ...]], t: Times) -> None:
     conn.execute("INSERT INTO party (party_id, name, role) VALUES ('P1', 'Carrier One', 'carrier')")
     conn.execute(
         "INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source)"
@@ -155,7 +180,7 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         "INSERT INTO device_mount (device_id, asset_id, valid_from, valid_to) VALUES"
         " ('d1', 'A1', %(long_ago)s, %(move)s), ('d1', 'A2', %(move)s, NULL),"
         " ('d2', 'A2', %(long_ago)s, NULL)",
-        {"long_ago": T0 - timedelta(days=2), "move": m(60)},
+        {"long_ago": t.t0 - timedelta(days=2), "move": t.m(60)},
     )
     sid = {}
     for device, channel in [("d1", "temp"), ("d1", "rh"), ("d2", "temp:1")]:
@@ -165,14 +190,14 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         assert row is not None
         sid[device, channel] = row[0]
     readings = [
-        (("d1", "temp"), m(10), 2.0),
-        (("d1", "rh"), m(10), 80.0),  # not a temperature channel
-        (("d1", "temp"), m(70), 3.0),  # after the move: A2's
-        (("d2", "temp:1"), m(-120), 9.9),  # before the time range
-        (("d2", "temp:1"), m(10), 5.5),
-        (("d2", "temp:1"), m(11), 6.5),
-        (("d2", "temp:1"), m(12), None),  # dropout
-        (("d2", "temp:1"), RECENT, 1.5),
+        (("d1", "temp"), t.m(10), 2.0),
+        (("d1", "rh"), t.m(10), 80.0),  # not a temperature channel
+        (("d1", "temp"), t.m(70), 3.0),  # after the move: A2's
+        (("d2", "temp:1"), t.m(-120), 9.9),  # before the time range
+        (("d2", "temp:1"), t.m(10), 5.5),
+        (("d2", "temp:1"), t.m(11), 6.5),
+        (("d2", "temp:1"), t.m(12), None),  # dropout
+        (("d2", "temp:1"), t.recent, 1.5),
     ]
     with conn.cursor() as cur:
         cur.executemany(
@@ -182,9 +207,9 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
         cur.executemany(
             "INSERT INTO dead_letter (received_at, topic, payload, reason) VALUES (%s, %s, %s, %s)",
             [
-                (m(5), "cc/v1/dev/d2/telemetry", b"{", "malformed_json"),
-                (m(6), "cc/v1/dev/x/telemetry", b"{}", "unknown_device"),
-                (m(-120), "cc/v1/dev/d2/telemetry", b"[]", "schema"),
+                (t.m(5), "cc/v1/dev/d2/telemetry", b"{", "malformed_json"),
+                (t.m(6), "cc/v1/dev/x/telemetry", b"{}", "unknown_device"),
+                (t.m(-120), "cc/v1/dev/d2/telemetry", b"[]", "schema"),
             ],
         )
         cur.executemany(
@@ -192,17 +217,17 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
             " end_time, open, peak_c, limit_low_c, limit_high_c, readings) VALUES"
             " (%s, %s, 'chilled', 'cn_food/chilled/range', '1', %s, %s, %s, %s, 0, 4, %s)",
             [
-                (sid["d2", "temp:1"], "A2", m(10), m(25), False, 6.5, 16),
+                (sid["d2", "temp:1"], "A2", t.m(10), t.m(25), False, 6.5, 16),
                 (
                     sid["d1", "temp"],
                     "A1",
-                    T0 - timedelta(days=1),
-                    T0 - timedelta(days=1, minutes=-30),
+                    t.t0 - timedelta(days=1),
+                    t.t0 - timedelta(days=1, minutes=-30),
                     True,
                     7.0,
                     31,
                 ),
-                (sid["d2", "temp:1"], "A2", m(-2880), m(-2870), False, 8.0, 11),  # two days before
+                (sid["d2", "temp:1"], "A2", t.m(-2880), t.m(-2870), False, 8.0, 11),  # two days before
             ],
         )
     conn.execute(
@@ -213,18 +238,48 @@ def _seed(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
             "INSERT INTO chain_break (kind, series_id, asset_id, lot_id, rule_id, pack_version, start_time,"
             " end_time, allowed_s) VALUES (%s, %s, %s, %s, %s, '1', %s, %s, %s)",
             [
-                ("gap", sid["d2", "temp:1"], "A2", None, "cn_food/transport/max_gap", m(130), m(170), 600.0),
-                ("handoff", None, None, LOT, "cn_food/handoff", m(100), m(115), 300.0),
-                ("gap", sid["d1", "temp"], "A1", None, "cn_food/storage/max_gap", m(-600), m(-500), 1800.0),
+                (
+                    "gap",
+                    sid["d2", "temp:1"],
+                    "A2",
+                    None,
+                    "cn_food/transport/max_gap",
+                    t.m(130),
+                    t.m(170),
+                    600.0,
+                ),
+                ("handoff", None, None, LOT, "cn_food/handoff", t.m(100), t.m(115), 300.0),
+                (
+                    "gap",
+                    sid["d1", "temp"],
+                    "A1",
+                    None,
+                    "cn_food/storage/max_gap",
+                    t.m(-600),
+                    t.m(-500),
+                    1800.0,
+                ),
             ],
         )
 
 
+@dataclass(frozen=True)
+class Seeded:
+    conn: psycopg.Connection[tuple[Any, ...]]
+    t: Times
+
+
 @pytest.fixture
-def seeded(db_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        _seed(conn)
-        yield conn
+def seeded(db_url: str) -> Iterator[Seeded]:
+    """The seeded database, in one open transaction: its first statement reads the server's now(), which
+    every later query of the test sees unchanged; the data's times are derived from it."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        t = Times(row[0])
+        _seed(conn, t)
+        yield Seeded(conn, t)
+        conn.rollback()
 
 
 def _targets() -> dict[tuple[str, str], str]:
@@ -236,15 +291,18 @@ def _targets() -> dict[tuple[str, str], str]:
 
 
 def _run(
-    conn: psycopg.Connection[tuple[Any, ...]],
+    seeded: Seeded,
     raw_sql: str,
     assets: list[str],
     interval_ms: int = 60_000,
-    t_from: datetime = T0 - timedelta(minutes=30),
-    t_to: datetime = NOW,
+    t_from: datetime | None = None,
+    t_to: datetime | None = None,
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run a dashboard query as Grafana would, over [t_from, t_to] (default [T0-30 min, now])."""
+    t_from = seeded.t.t0 - timedelta(minutes=30) if t_from is None else t_from
+    t_to = seeded.t.now if t_to is None else t_to
     query = expand(raw_sql, t_from=t_from, t_to=t_to, interval_ms=interval_ms, assets=assets)
-    with conn.cursor() as cur:
+    with seeded.conn.cursor() as cur:
         cur.execute(query)  # type: ignore[call-overload]  # expanded dashboard SQL, as Grafana sends it
         assert cur.description is not None
         return [c.name for c in cur.description], cur.fetchall()
@@ -259,119 +317,133 @@ BREAK_COLS = [
     "start_time", "end_time", "kind", "asset_name", "lot_id", "device_id", "channel",
     "duration_s", "allowed_s", "rule_id",
 ]  # fmt: skip
-E1 = (
-    m(10),
-    m(25),
-    False,
-    "Truck two",
-    "chilled",
-    "d2",
-    "temp:1",
-    6.5,
-    0.0,
-    4.0,
-    900.0,
-    16,
-    "cn_food/chilled/range",
-)
-DAY_AGO = T0 - timedelta(days=1)
-E2 = (
-    DAY_AGO, DAY_AGO + timedelta(minutes=30), True, "Cold room one", "chilled", "d1", "temp",
-    7.0, 0.0, 4.0, 1800.0, 31, "cn_food/chilled/range",
-)  # fmt: skip
-B1 = (m(130), m(170), "gap", "Truck two", None, "d2", "temp:1", 2400.0, 600.0, "cn_food/transport/max_gap")
-B2 = (m(100), m(115), "handoff", None, LOT, None, None, 900.0, 300.0, "cn_food/handoff")
 
-# Every query of the dashboard, run with all assets selected over [T0-30 min, now] at 1-minute buckets.
-EXPECTED_ALL: dict[tuple[str, str], tuple[list[str], list[tuple[Any, ...]]]] = {
-    ("variable asset", "query"): (
-        ["__value", "__text"],
-        [("A1", "Cold room one"), ("A3", "Frozen box"), ("A2", "Truck two")],
-    ),
-    ("Readings, last 1 h", "A"): (["readings"], [(1,)]),
-    ("Dead letters in range", "A"): (["dead_letters"], [(2,)]),
-    ("Open excursions", "A"): (["open_excursions"], [(1,)]),
-    ("Chain breaks in range", "A"): (["chain_breaks"], [(2,)]),
-    ("Temperature by asset, with class limits", "A"): (
-        TEMP_COLS,
-        [
-            (m(10), "Cold room one d1/temp", 2.0),
-            (m(10), "Truck two d2/temp:1", 5.5),
-            (m(11), "Truck two d2/temp:1", 6.5),
-            (m(12), "Truck two d2/temp:1", None),
-            (m(70), "Truck two d1/temp", 3.0),
-            (RECENT, "Truck two d2/temp:1", 1.5),
-        ],
-    ),
-    ("Temperature by asset, with class limits", "B"): (
-        TEMP_COLS,
-        [
-            (edge, f"{name} limit {side}", value)
-            for edge in (T0 - timedelta(minutes=30), NOW)
-            for name, side, value in [
-                ("Cold room one", "high", 4.0),
-                ("Cold room one", "low", 0.0),
-                ("Frozen box", "high", -18.0),
-                ("Truck two", "high", 4.0),
-                ("Truck two", "low", 0.0),
-            ]
-        ],
-    ),
-    ("Excursions: open, or overlapping the range", "A"): (EXC_COLS, [E2, E1]),
-    ("Chain breaks overlapping the range", "A"): (BREAK_COLS, [B1, B2]),
-}  # fmt: skip
+
+def e1(t: Times) -> tuple[Any, ...]:
+    return (
+        t.m(10), t.m(25), False, "Truck two", "chilled", "d2", "temp:1",
+        6.5, 0.0, 4.0, 900.0, 16, "cn_food/chilled/range",
+    )  # fmt: skip
+
+
+def e2(t: Times) -> tuple[Any, ...]:
+    return (
+        t.day_ago, t.day_ago + timedelta(minutes=30), True, "Cold room one", "chilled", "d1", "temp",
+        7.0, 0.0, 4.0, 1800.0, 31, "cn_food/chilled/range",
+    )  # fmt: skip
+
+
+def b1(t: Times) -> tuple[Any, ...]:
+    return (
+        t.m(130),
+        t.m(170),
+        "gap",
+        "Truck two",
+        None,
+        "d2",
+        "temp:1",
+        2400.0,
+        600.0,
+        "cn_food/transport/max_gap",
+    )
+
+
+def b2(t: Times) -> tuple[Any, ...]:
+    return (t.m(100), t.m(115), "handoff", None, LOT, None, None, 900.0, 300.0, "cn_food/handoff")
+
+
+def expected_all(t: Times) -> dict[tuple[str, str], tuple[list[str], list[tuple[Any, ...]]]]:
+    """Every query of the dashboard, all assets selected, over [T0-30 min, now] at 1-minute buckets."""
+    return {
+        ("variable asset", "query"): (
+            ["__value", "__text"],
+            [("A1", "Cold room one"), ("A3", "Frozen box"), ("A2", "Truck two")],
+        ),
+        ("Readings, last 1 h", "A"): (["readings"], [(1,)]),
+        ("Dead letters in range", "A"): (["dead_letters"], [(2,)]),
+        ("Open excursions", "A"): (["open_excursions"], [(1,)]),
+        ("Chain breaks in range", "A"): (["chain_breaks"], [(2,)]),
+        ("Temperature by asset, with class limits", "A"): (
+            TEMP_COLS,
+            [
+                (t.m(10), "Cold room one d1/temp", 2.0),
+                (t.m(10), "Truck two d2/temp:1", 5.5),
+                (t.m(11), "Truck two d2/temp:1", 6.5),
+                (t.m(12), "Truck two d2/temp:1", None),
+                (t.m(70), "Truck two d1/temp", 3.0),
+                (t.recent, "Truck two d2/temp:1", 1.5),
+            ],
+        ),
+        ("Temperature by asset, with class limits", "B"): (
+            TEMP_COLS,
+            [
+                (edge, f"{name} limit {side}", value)
+                for edge in (t.t0 - timedelta(minutes=30), t.now)
+                for name, side, value in [
+                    ("Cold room one", "high", 4.0),
+                    ("Cold room one", "low", 0.0),
+                    ("Frozen box", "high", -18.0),
+                    ("Truck two", "high", 4.0),
+                    ("Truck two", "low", 0.0),
+                ]
+            ],
+        ),
+        ("Excursions: open, or overlapping the range", "A"): (EXC_COLS, [e2(t), e1(t)]),
+        ("Chain breaks overlapping the range", "A"): (BREAK_COLS, [b1(t), b2(t)]),
+    }
 
 
 def test_every_query_is_covered() -> None:
-    assert set(_targets()) == set(EXPECTED_ALL)
+    assert set(_targets()) == set(expected_all(Times(datetime(2026, 1, 1, 12, 34, 56, tzinfo=UTC))))
 
 
-def test_every_query_runs_and_returns_the_seeded_rows(seeded: psycopg.Connection[tuple[Any, ...]]) -> None:
+def test_every_query_runs_and_returns_the_seeded_rows(seeded: Seeded) -> None:
+    expected = expected_all(seeded.t)
     for key, raw_sql in _targets().items():
         cols, rows = _run(seeded, raw_sql, ALL_ASSETS)
-        assert (cols, rows) == EXPECTED_ALL[key], key
+        assert (cols, rows) == expected[key], key
 
 
-def test_asset_variable_filters_every_panel(seeded: psycopg.Connection[tuple[Any, ...]]) -> None:
-    q = _targets()
+def test_asset_variable_filters_every_panel(seeded: Seeded) -> None:
+    q, t = _targets(), seeded.t
     _, rows = _run(seeded, q["Temperature by asset, with class limits", "A"], ["A1"])
     # d1's reading after its move to A2 is not A1's.
-    assert rows == [(m(10), "Cold room one d1/temp", 2.0)]
+    assert rows == [(t.m(10), "Cold room one d1/temp", 2.0)]
     _, rows = _run(seeded, q["Temperature by asset, with class limits", "A"], ["A2"])
     assert {r[1] for r in rows} == {"Truck two d1/temp", "Truck two d2/temp:1"}
     _, rows = _run(seeded, q["Temperature by asset, with class limits", "B"], ["A3"])
     assert rows == [
-        (T0 - timedelta(minutes=30), "Frozen box limit high", -18.0),
-        (NOW, "Frozen box limit high", -18.0),
+        (t.t0 - timedelta(minutes=30), "Frozen box limit high", -18.0),
+        (t.now, "Frozen box limit high", -18.0),
     ]
     _, rows = _run(seeded, q["Excursions: open, or overlapping the range", "A"], ["A2"])
-    assert rows == [E1]
+    assert rows == [e1(t)]
     _, rows = _run(seeded, q["Open excursions", "A"], ["A2"])
     assert rows == [(0,)]
     # A break that concerns no asset (a handoff) shows whatever assets are selected.
     _, rows = _run(seeded, q["Chain breaks overlapping the range", "A"], ["A1"])
-    assert rows == [B2]
+    assert rows == [b2(t)]
 
 
-def test_time_range_and_buckets(seeded: psycopg.Connection[tuple[Any, ...]]) -> None:
-    q = _targets()
+def test_time_range_and_buckets(seeded: Seeded) -> None:
+    q, t = _targets(), seeded.t
     _, rows = _run(seeded, q["Temperature by asset, with class limits", "A"], ["A2"], interval_ms=300_000)
-    recent_bucket = datetime.fromtimestamp(RECENT.timestamp() // 300 * 300, UTC)
+    recent_bucket = datetime.fromtimestamp(t.recent.timestamp() // 300 * 300, UTC)
     assert rows == [
-        (m(10), "Truck two d2/temp:1", 6.0),  # avg of 5.5, 6.5 and a dropout
-        (m(70), "Truck two d1/temp", 3.0),
+        (t.m(10), "Truck two d2/temp:1", 6.0),  # avg of 5.5, 6.5 and a dropout
+        (t.m(70), "Truck two d1/temp", 3.0),
         (recent_bucket, "Truck two d2/temp:1", 1.5),
     ]
     # A range before the data: only the open excursion stays on the table.
-    early = {"t_from": m(-200), "t_to": m(-100)}
+    early = {"t_from": t.m(-200), "t_to": t.m(-100)}
     _, rows = _run(seeded, q["Excursions: open, or overlapping the range", "A"], ALL_ASSETS, **early)
-    assert rows == [E2]
+    assert rows == [e2(t)]
     _, rows = _run(seeded, q["Dead letters in range", "A"], ALL_ASSETS, **early)
     assert rows == [(1,)]
     _, rows = _run(seeded, q["Temperature by asset, with class limits", "A"], ALL_ASSETS, **early)
-    assert rows == [(m(-120), "Truck two d2/temp:1", 9.9)]
+    assert rows == [(t.m(-120), "Truck two d2/temp:1", 9.9)]
 
 
-def test_open_excursions_view(seeded: psycopg.Connection[tuple[Any, ...]]) -> None:
-    rows = seeded.execute("SELECT asset_id, open FROM v_open_excursions ORDER BY start_time").fetchall()
+def test_open_excursions_view(seeded: Seeded) -> None:
+    rows = seeded.conn.execute("SELECT asset_id, open FROM v_open_excursions ORDER BY start_time").fetchall()
     assert rows == [("A1", True), ("A2", False)]  # the one closed two days ago is not "recent"

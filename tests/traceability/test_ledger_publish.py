@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,6 +68,7 @@ def test_checkpoint_goes_to_the_log_mqtt_and_webhooks(
     db_url: str, mqtt_broker: BrokerAddress, tmp_path: Path, webhook: tuple[str, list[Any]]
 ) -> None:
     url, received = webhook
+    run = uuid.uuid4().hex[:10]  # client ids of this test's own on a shared broker
     key_path = tmp_path / "keys" / "ledger-ed25519.pem"
     with psycopg.connect(db_url) as conn:
         _append(conn, 1, 3)
@@ -75,7 +77,7 @@ def test_checkpoint_goes_to_the_log_mqtt_and_webhooks(
         db_url,
         mqtt_broker,
         stages=("ledger",),
-        gateway_client_id="cp-publish-test",
+        gateway_client_id=f"cp-publish-{run}",
         alert_webhooks=[url],
         alert_webhook_secret=SECRET,
         checkpoint_key=key_path,
@@ -91,17 +93,24 @@ def test_checkpoint_goes_to_the_log_mqtt_and_webhooks(
         logged = [json.loads(line) for line in log.read_text().splitlines()]
         # The retained message: a client connecting after it was made gets it (waited for before the
         # stage stops, since the stage's client may publish it only once it has connected).
-        reader = mqtt_client(mqtt_broker, "cp-publish-test-reader")
+        reader = mqtt_client(mqtt_broker, f"cp-publish-reader-{run}")
         reader.on_connect = lambda c, *_: c.subscribe(LEDGER_CHECKPOINT_TOPIC, qos=1)
         reader.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
         _until(lambda: any(m and json.loads(m) == logged[0] for m in got))
     finally:
         services.stop()
         if reader is not None:
-            # Clear the retained message, so no later test on this broker sees this one's checkpoint.
-            reader.publish(LEDGER_CHECKPOINT_TOPIC, b"", qos=1, retain=True).wait_for_publish(10)
             reader.disconnect()
             reader.loop_stop()
+        # Clear the retained message (also where the test failed before reading it), so no later test
+        # on this broker sees this one's checkpoint.
+        clearer = mqtt_client(mqtt_broker, f"cp-publish-clear-{run}")
+        try:
+            _until(clearer.is_connected)
+            clearer.publish(LEDGER_CHECKPOINT_TOPIC, b"", qos=1, retain=True).wait_for_publish(10)
+        finally:
+            clearer.disconnect()
+            clearer.loop_stop()
     assert [cp["seq"] for cp in logged] == [3]  # signed once: the head did not move after it
     cp = checkpoint.Checkpoint.from_dict(logged[0])
     assert checkpoint.signature_ok(cp, checkpoint.public_hex(checkpoint.load_or_create_key(key_path)))
