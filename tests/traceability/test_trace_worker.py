@@ -38,6 +38,19 @@ from traceability.worker import LedgerWorker
 SCHEMA = json.loads((Path(validation.__file__).parent / "schema" / "EPCIS-JSON-Schema.json").read_text())
 
 
+def assert_scenario_containment(conn: psycopg.Connection[Any]) -> None:
+    """The lot in its pallet; the pallet in the cold store, on the truck, then at the market."""
+    containment = conn.execute(
+        "SELECT child_id, parent_id, location_id, t0, t1 FROM containment ORDER BY t0, child_id"
+    ).fetchall()
+    assert containment == [
+        (LOT, SSCC, None, h(-1), None),
+        (SSCC, None, QZ_STORE, h(0), h(2)),
+        (SSCC, TRUCK_EPC, None, h(2), h(6)),
+        (SSCC, None, NN_MARKET, h(6), None),
+    ]
+
+
 def test_worker_emits_events_containment_and_custody(db_url: str) -> None:
     build_scenario(db_url)
     worker = LedgerWorker(db_url)
@@ -95,15 +108,7 @@ def test_worker_emits_events_containment_and_custody(db_url: str) -> None:
         assert gap["cc:breakKind"] == "gap"
         assert gap["sensorElementList"][0]["sensorReport"][0]["exception"] == "ERROR_CONDITION"
 
-        containment = conn.execute(
-            "SELECT child_id, parent_id, location_id, t0, t1 FROM containment ORDER BY t0, child_id"
-        ).fetchall()
-        assert containment == [
-            (LOT, SSCC, None, h(-1), None),
-            (SSCC, None, QZ_STORE, h(0), h(2)),
-            (SSCC, TRUCK_EPC, None, h(2), h(6)),
-            (SSCC, None, NN_MARKET, h(6), None),
-        ]
+        assert_scenario_containment(conn)
         legs = conn.execute(
             "SELECT epc, custodian, location_id, asset_id, t_start, t_end FROM custody_leg ORDER BY t_start"
         ).fetchall()
@@ -186,15 +191,7 @@ def test_reads_of_a_reader_configured_later_become_events(db_url: str) -> None:
             (CARRIER, QZ_STORE, h(2), h(6)),
             (RECEIVER, NN_MARKET, h(6), None),
         ]
-        containment = conn.execute(
-            "SELECT child_id, parent_id, location_id, t0, t1 FROM containment ORDER BY t0, child_id"
-        ).fetchall()
-        assert containment == [
-            (LOT, SSCC, None, h(-1), None),
-            (SSCC, None, QZ_STORE, h(0), h(2)),
-            (SSCC, TRUCK_EPC, None, h(2), h(6)),
-            (SSCC, None, NN_MARKET, h(6), None),
-        ]
+        assert_scenario_containment(conn)
         assert verify(conn).ok
 
 
