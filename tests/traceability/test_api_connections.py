@@ -24,7 +24,7 @@ from coldchain.embedded import free_port
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.options import ApiOptions
-from traceability.api.problems import PROBLEM_BASE
+from traceability.api.problems import PROBLEM_BASE, EpcisException
 from traceability.epcis.builders import iso_ms
 
 POOL = 2
@@ -209,4 +209,5 @@ def test_a_request_without_a_key_is_401_without_taking_a_connection(
         response = client.request(method, path, headers=headers, content=b"{}")
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["type"] == PROBLEM_BASE + "unauthorized"
+    expected = EpcisException.SECURITY if path.startswith("/epcis/") else PROBLEM_BASE + "unauthorized"
+    assert response.json()["type"] == expected

@@ -19,7 +19,7 @@ from coldchain.cli import app as cli_app
 from tests.traceability.test_ledger_trust import _append, _key
 from traceability.api.app import create_app
 from traceability.api.auth import KeyRevocationError, create_key, revoke_key
-from traceability.api.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from traceability.api.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, EpcisException
 from traceability.epcis import builders
 from traceability.ledger import checkpoint
 
@@ -177,7 +177,7 @@ def test_capture_jobs_and_roles(keys: dict[str, str], client: TestClient) -> Non
         assert (job.status_code, job.json()["success"], job.json()["events"]) == (200, True, 1), role
     unknown = _problem(client.get("/epcis/capture/no-such-job", headers=_as(keys["capture"])), 404)
     assert unknown["detail"] == "no capture job 'no-such-job'"
-    assert _problem(client.get(job_url), 401)["type"] == PROBLEM_BASE + "unauthorized"
+    assert _problem(client.get(job_url), 401)["type"] == EpcisException.SECURITY
     for path in ("/trace/x", "/epcis/events", "/ledger/verify", "/ledger/checkpoint"):
         _problem(client.get(path, headers=_as(keys["capture"])), 403)  # a capture key reads nothing else
 
@@ -205,7 +205,7 @@ def test_a_revoked_key_is_refused(db_url: str, keys: dict[str, str], client: Tes
     refused = _problem(client.get("/epcis/events", headers=inspector), 401)
     assert (refused["detail"], refused["type"]) == (
         "unknown or revoked API key",
-        PROBLEM_BASE + "unauthorized",
+        EpcisException.SECURITY,
     )
     assert refused == _problem(
         client.get("/epcis/events", headers={"Authorization": f"Bearer {keys['inspector']}"}), 401

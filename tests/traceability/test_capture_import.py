@@ -141,7 +141,7 @@ def test_import_of_bytes_that_are_not_utf8_is_one_line(
 
 def test_capture_of_a_body_that_is_not_utf8_is_400_with_its_job(db_url: str) -> None:
     from traceability.api.app import create_app
-    from traceability.api.problems import PROBLEM_BASE
+    from traceability.api.problems import EpcisException
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "capture", "utf8")
@@ -154,7 +154,7 @@ def test_capture_of_a_body_that_is_not_utf8_is_400_with_its_job(db_url: str) -> 
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body = response.json()
-    assert body["type"] == PROBLEM_BASE + "capture-refused"
+    assert body["type"] == EpcisException.VALIDATION
     assert "not UTF-8" in body["errors"][0]["message"]
     events, jobs = _stored(db_url)
     assert events == 0

@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from traceability.api import auth
+from traceability.api.gs1_headers import Gs1Headers
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
-from traceability.api.routes import alarms, epcis, health, ledger, trace
+from traceability.api.routes import alarms, epcis, health, ledger, resources, trace
 from traceability.api.routes.health import Liveness
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def create_app(
         finally:
             await lease.release()
 
-    for resource in (health, trace, ledger, epcis, alarms):
+    # Outermost (added last): a version refusal or an OPTIONS answer holds no connection.
+    app.add_middleware(Gs1Headers)
+
+    for resource in (health, trace, ledger, epcis, resources, alarms):
         app.include_router(resource.router)
     return app

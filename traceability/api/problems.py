@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from traceability.epcis.events_query import QueryParameterError
+from traceability.epcis.events_query import QueryParameterError, QueryTooLargeError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,66 @@ BUSY = "every database connection is in use; try again shortly"
 UNUSABLE_VALUE = "a value in the request cannot be used (a NUL character, or out of range)"
 NOT_AUDITED = "the request could not be recorded in the audit log; nothing is served unaudited"
 UNKNOWN_KEY = "unknown or revoked API key"
+
+
+# The routes under this prefix are EPCIS's (GS1 REST bindings): their problems carry EPCIS exception types.
+EPCIS_PREFIX = "/epcis"
+
+
+class EpcisException(StrEnum):
+    """The EPCIS 2.0 exceptions as the GS1 REST bindings name them in a problem's ``type``."""
+
+    QUERY_PARAMETER = "epcisException:QueryParameterException"
+    QUERY_VALIDATION = "epcisException:QueryValidationException"
+    VALIDATION = "epcisException:ValidationException"
+    SECURITY = "epcisException:SecurityException"
+    NO_SUCH_RESOURCE = "epcisException:NoSuchResourceException"
+    NO_SUCH_NAME = "epcisException:NoSuchNameException"
+    NOT_ACCEPTABLE = "epcisException:NotAcceptableException"
+    RESOURCE_ALREADY_EXISTS = "epcisException:ResourceAlreadyExistsException"
+    QUERY_TOO_LARGE = "epcisException:QueryTooLargeException"
+    QUERY_TOO_COMPLEX = "epcisException:QueryTooComplexException"
+    CAPTURE_LIMIT_EXCEEDED = "epcisException:CaptureLimitExceededException"
+    URI_TOO_LONG = "epcisException:URITooLongException"
+    UNSUPPORTED_MEDIA_TYPE = "epcisException:UnsupportedMediaTypeException"
+    SUBSCRIPTION_CONTROLS = "epcisException:SubscriptionControlsException"
+    IMPLEMENTATION = "epcisException:ImplementationException"
+
+
+# The one mapping of this API's problems to EPCIS exceptions, for the routes under EPCIS_PREFIX: a problem
+# type of ours that has its own exception first, else the exception of the status. A type that already is an
+# EPCIS exception stays; a status not listed keeps its type.
+EPCIS_EXCEPTION_OF_TYPE: dict[str, EpcisException] = {
+    PROBLEM_BASE + "capture-refused": EpcisException.VALIDATION,
+    PROBLEM_BASE + "too-large": EpcisException.CAPTURE_LIMIT_EXCEEDED,
+}
+EPCIS_EXCEPTION_OF_STATUS: dict[int, EpcisException] = {
+    400: EpcisException.QUERY_PARAMETER,
+    401: EpcisException.SECURITY,
+    403: EpcisException.SECURITY,
+    404: EpcisException.NO_SUCH_RESOURCE,
+    406: EpcisException.NOT_ACCEPTABLE,
+    409: EpcisException.RESOURCE_ALREADY_EXISTS,
+    413: EpcisException.QUERY_TOO_LARGE,
+    414: EpcisException.URI_TOO_LONG,
+    415: EpcisException.UNSUPPORTED_MEDIA_TYPE,
+    422: EpcisException.QUERY_PARAMETER,
+    500: EpcisException.IMPLEMENTATION,
+    501: EpcisException.IMPLEMENTATION,
+    503: EpcisException.IMPLEMENTATION,
+}
+
+
+def epcis_type(status: int, type_: str) -> str:
+    """The EPCIS exception type of a problem an EPCIS route answers (``type_`` is this API's own)."""
+    if type_.startswith("epcisException:"):
+        return type_
+    found = EPCIS_EXCEPTION_OF_TYPE.get(type_) or EPCIS_EXCEPTION_OF_STATUS.get(status)
+    return str(found) if found is not None else type_
+
+
+def is_epcis(path: str) -> bool:
+    return path == EPCIS_PREFIX or path.startswith(EPCIS_PREFIX + "/")
 
 
 class Problem(BaseModel):
@@ -41,6 +102,8 @@ class Problem(BaseModel):
 def problem(
     status: int, title: str, detail: str | None, instance: str, *, type_: str = "about:blank", **extra: Any
 ) -> JSONResponse:
+    if is_epcis(instance):
+        type_ = epcis_type(status, type_)
     body = Problem(type=type_, title=title, status=status, detail=detail, instance=instance, **extra)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
@@ -111,6 +174,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             400, "Bad Request", f"unusable value: {exc}", request.url.path, type_=PROBLEM_BASE + "bad-value"
         )
 
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, QueryTooLargeError)  # its message is ours, written for the client
+        return problem(
+            413, "Query too large", str(exc), request.url.path, type_=EpcisException.QUERY_TOO_LARGE
+        )
+
     async def bad_value(request: Request, exc: Exception) -> JSONResponse:
         # The database's (or the driver's) words stay in the log: they may quote the server's internals.
         log.info("value refused on %s: %s", printable(request.url.path), exc)
@@ -130,6 +199,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblemError, api_problem)
     app.add_exception_handler(psycopg.DataError, bad_value)
     app.add_exception_handler(QueryParameterError, bad_parameter)
+    app.add_exception_handler(QueryTooLargeError, too_large)
     app.add_exception_handler(psycopg.OperationalError, database_down)
     app.add_exception_handler(Exception, server_error)
 

@@ -69,6 +69,21 @@ def biz_step_name(value: Any) -> str | None:
     return text
 
 
+DISPOSITION_PREFIXES = ("https://ref.gs1.org/cbv/Disp-", "urn:epcglobal:cbv:disp:")
+
+
+def disposition_name(value: Any) -> str | None:
+    """The bare CBV name of a disposition (``in_transit`` for itself, its Web URI or its URN); any other URI
+    as it is; None for none."""
+    if value is None:
+        return None
+    text = str(value)
+    for prefix in DISPOSITION_PREFIXES:
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
 def device_uri(device_id: str) -> str:
     """A URI for a project device id (devices have no GS1 key here)."""
     return f"{CC_NAMESPACE}device/{device_id}"

@@ -146,3 +146,75 @@ _CONVERTERS: tuple[tuple[str, Converter], ...] = (
     ("urn:epc:class:lgtin:", _lgtin),
     ("urn:epc:idpat:sgtin:", _idpat_sgtin),
 )
+
+
+# GS1 Digital Link path: /<primary AI>/<key>[/<qualifier AI>/<value>], on any host (GS1 DL 1.2, 4.11).
+_DL_PATH = re.compile(
+    r"^https?://[^/?#]+(?:/[^?#]*?)??/(\d{2,4})/([^/?#]+)(?:/(\d{2,4})/([^/?#]+))?/?(?:[?#].*)?$"
+)
+_PREFIX_LENGTHS = range(6, 13)  # a GS1 company prefix has 6 to 12 digits
+
+
+def _urn_candidates(ai: str, key: str, qual_ai: str | None, qual: str | None) -> list[str]:
+    """EPC URIs that a Digital Link key may stand for, one per company prefix length (the link does not
+    say where the prefix ends); the caller keeps those that convert back to the same link."""
+    out: list[str] = []
+    for n in _PREFIX_LENGTHS:
+        if ai == "01" and len(key) == 14 and key.isdigit():
+            cp, ref = key[1 : 1 + n], key[0] + key[1 + n : 13]
+            if qual_ai == "21" and qual:
+                out.append(f"urn:epc:id:sgtin:{cp}.{ref}.{qual}")
+            elif qual_ai == "10" and qual:
+                out.append(f"urn:epc:class:lgtin:{cp}.{ref}.{qual}")
+            elif qual_ai is None:
+                out.append(f"urn:epc:idpat:sgtin:{cp}.{ref}.*")
+        elif qual_ai not in (None, "254"):
+            continue
+        elif ai == "00" and len(key) == 18 and key.isdigit():
+            out.append(f"urn:epc:id:sscc:{key[1 : 1 + n]}.{key[0]}{key[1 + n : 17]}")
+        elif ai == "414" and len(key) == 13 and key.isdigit():
+            out.append(f"urn:epc:id:sgln:{key[:n]}.{key[n:12]}.{qual if qual_ai == '254' else '0'}")
+        elif qual_ai is not None:
+            continue
+        elif ai == "8003" and len(key) > 14 and key[:14].isdigit():
+            out.append(f"urn:epc:id:grai:{key[1 : 1 + n]}.{key[1 + n : 13]}.{key[14:]}")
+        elif ai in ("8004", "401"):
+            scheme = "giai" if ai == "8004" else "ginc"
+            out.append(f"urn:epc:id:{scheme}:{key[:n]}.{key[n:]}")
+        elif ai in ("8018", "8017") and len(key) == 18 and key.isdigit():
+            scheme = "gsrn" if ai == "8018" else "gsrnp"
+            out.append(f"urn:epc:id:{scheme}:{key[:n]}.{key[n:17]}")
+        elif ai == "253" and len(key) > 13 and key[:13].isdigit():
+            out.append(f"urn:epc:id:gdti:{key[:n]}.{key[n:12]}.{key[13:]}")
+        elif ai == "402" and len(key) == 17 and key.isdigit():
+            out.append(f"urn:epc:id:gsin:{key[:n]}.{key[n:16]}")
+        elif ai == "417" and len(key) == 13 and key.isdigit():
+            out.append(f"urn:epc:id:pgln:{key[:n]}.{key[n:12]}")
+    return out
+
+
+def _unescape(text: str) -> str:
+    """A Digital Link value as an EPC URI carries it: the characters the link escapes, unescaped."""
+    for ch, enc in (("!", "%21"), ("(", "%28"), (")", "%29"), ("*", "%2A"), ("+", "%2B"), (",", "%2C")):
+        text = text.replace(enc, ch).replace(enc.lower(), ch)
+    return text.replace("%3A", ":").replace("%3a", ":")
+
+
+def epc_forms(uri: str) -> list[str]:
+    """Every form of the same EPC: the URI as given, its canonical GS1 Digital Link URI, and the EPC URIs
+    whose canonical link that is. An EPC URI and a Digital Link URI on any host name the same EPC when they
+    convert to the same canonical link; a URI neither names only itself."""
+    forms = [uri]
+    link = epc_to_digital_link(uri)
+    if link is not None:
+        return [uri, link] if link != uri else forms
+    m = _DL_PATH.match(uri)
+    if m is None:
+        return forms
+    ai, key, qual_ai, qual = m.groups()
+    for candidate in _urn_candidates(ai, _unescape(key), qual_ai, None if qual is None else _unescape(qual)):
+        canonical = epc_to_digital_link(candidate)
+        if canonical is None or _DL_PATH.sub(r"\1/\2/\3/\4", canonical) != _DL_PATH.sub(r"\1/\2/\3/\4", uri):
+            continue
+        forms.extend(x for x in (canonical, candidate) if x not in forms)
+    return forms

@@ -1,5 +1,10 @@
-"""Stage 3, EPCIS: the EPCIS 2.0 event query (GET /epcis/events): filters, sensor value filters with unit
-conversion, and seq-keyed pagination (``nextPageToken``).
+"""Stage 3, EPCIS: the EPCIS 2.0 event query (GET /epcis/events and the REST bindings' resources): filters,
+sensor value filters with unit conversion, ordering, and keyed pagination (``nextPageToken``).
+
+``build`` takes the parameters of GET /epcis/events; ``from_params`` takes any SimpleEventQuery parameter
+mapping and refuses a parameter it does not know (``QueryParameterError``). EPCs, parent IDs, business
+locations and read points match in every form of the same EPC (URN or GS1 Digital Link, see
+``digital_link.epc_forms``); business steps and dispositions as bare CBV names, Web URIs or URNs.
 
 Sensor filters are ``<OP>_<field>_<type>`` with OP in EQ, GT, GE, LT, LE, field in value, minValue,
 maxValue, meanValue, and type a measurement type (``Temperature``); the threshold is in the unit named by
@@ -19,7 +24,12 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
-from traceability.epcis.builders import biz_step_name
+from traceability.epcis.builders import (
+    DISPOSITION_PREFIXES,
+    biz_step_name,
+    disposition_name,
+)
+from traceability.epcis.digital_link import epc_forms
 
 Conn = psycopg.Connection[Any]
 
@@ -40,6 +50,25 @@ class QueryParameterError(ValueError):
     """A query parameter the EPCIS query cannot use."""
 
 
+class QueryTooLargeError(ValueError):
+    """More events match than the query's ``maxEventCount`` allows."""
+
+
+# event_subject roles (traceability.ledger.derive.subjects_of) each MATCH_ parameter looks in.
+SUBJECT_ROLES: dict[str, tuple[str, ...]] = {
+    "MATCH_anyEPC": ("epc", "child", "parent", "input", "output"),
+    "MATCH_inputEPC": ("input",),
+    "MATCH_outputEPC": ("output",),
+    "MATCH_epcClass": ("class", "child"),
+    "MATCH_inputEPCClass": ("input",),
+    "MATCH_outputEPCClass": ("output",),
+    "MATCH_anyEPCClass": ("class", "child", "input", "output"),
+}
+ALL_ROLES = ("epc", "child", "parent", "input", "output", "class")
+ACTIONS = ("ADD", "OBSERVE", "DELETE")
+ORDER_COLUMNS: dict[str, LiteralString] = {"eventTime": "e.event_time", "recordTime": "e.record_time"}
+
+
 @dataclass(slots=True)
 class EventQuery:
     ge_event_time: datetime | None = None
@@ -53,6 +82,18 @@ class EventQuery:
     sensor: list[tuple[str, str, str, float]] = field(default_factory=list)  # (op, field, type, base value)
     per_page: int = DEFAULT_PER_PAGE
     after_seq: int = 0
+    ge_record_time: datetime | None = None
+    lt_record_time: datetime | None = None
+    dispositions: Sequence[str] = ()  # every form of each value asked for
+    actions: Sequence[str] = ()
+    event_ids: Sequence[str] = ()
+    subjects: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)  # (roles, ids): AND
+    order_by: str | None = None  # a key of ORDER_COLUMNS; None: ledger order (seq)
+    order_desc: bool = True
+    event_count_limit: int | None = None
+    max_event_count: int | None = None
+    served: int = 0  # events served by the pages before this one (eventCountLimit spans pages)
+    after_key: datetime | None = None  # the order key of the last event served (with after_seq)
 
 
 def to_base(value: float, uom: str) -> float:
@@ -76,6 +117,23 @@ def decode_token(token: str) -> int:
         return int(value)
     except (ValueError, UnicodeDecodeError):
         raise QueryParameterError("nextPageToken is not one this server issued") from None
+
+
+def encode_ordered_token(served: int, key: datetime, seq: int) -> str:
+    """The token of the next page of an ordered query: how many were served, the last order key and seq."""
+    text = f"ord:{served}:{seq}:{key.isoformat()}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_ordered_token(token: str) -> tuple[int, int, datetime]:
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        kind, served, seq, key = text.split(":", 3)
+        if kind != "ord" or not served.isdigit() or not seq.isdigit():
+            raise ValueError(text)
+        return int(served), int(seq), datetime.fromisoformat(key)
+    except (ValueError, UnicodeDecodeError):
+        raise QueryParameterError("nextPageToken is not one this server issued for this query") from None
 
 
 def sensor_filters(params: Mapping[str, str], uom: str | None) -> list[tuple[str, str, str, float]]:
@@ -133,24 +191,161 @@ def build(
     return q
 
 
+def _scalar(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name) or ()
+    if len(values) > 1:
+        raise QueryParameterError(f"{name} is given more than once")
+    return values[0] if values else None
+
+
+def _time(params: Mapping[str, Sequence[str]], name: str) -> datetime | None:
+    raw = _scalar(params, name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise QueryParameterError(f"{name} is not an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        raise QueryParameterError(f"{name} needs a time zone (Z or an offset)")
+    return value
+
+
+def _count(params: Mapping[str, Sequence[str]], name: str) -> int | None:
+    raw = _scalar(params, name)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1 or len(raw.strip()) > 9:
+        raise QueryParameterError(f"{name} must be a whole number from 1 to 999999999")
+    return int(raw)
+
+
+def cbv_forms(name: str, prefixes: Sequence[str]) -> list[str]:
+    """A bare CBV name and its Web URI and URN forms (``prefixes``); any other URI as it is."""
+    return [name, *(p + name for p in prefixes)] if ":" not in name else [name]
+
+
+def _forms(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(f for v in values for f in epc_forms(v)))
+
+
+# The parameters from_params reads (each a list, '|' separated, unless scalar); sensor filters besides.
+LIST_PARAMS = frozenset(
+    {
+        "eventType",
+        "EQ_bizStep",
+        "EQ_disposition",
+        "EQ_action",
+        "EQ_readPoint",
+        "EQ_bizLocation",
+        "EQ_eventID",
+        "MATCH_epc",
+        "MATCH_parentID",
+        *SUBJECT_ROLES,
+    }
+)
+SCALAR_PARAMS = frozenset(
+    {
+        "GE_eventTime",
+        "LT_eventTime",
+        "GE_recordTime",
+        "LT_recordTime",
+        "orderBy",
+        "orderDirection",
+        "eventCountLimit",
+        "maxEventCount",
+        "uom",
+        "perPage",
+        "nextPageToken",
+    }
+)
+
+
+def from_params(
+    params: Mapping[str, Sequence[str]], *, per_page: int | None = None, next_page_token: str | None = None
+) -> EventQuery:
+    """The query of a raw SimpleEventQuery parameter mapping (name -> its values). ``per_page`` and
+    ``next_page_token``, when given, stand for the mapping's ``perPage`` and ``nextPageToken``. A name it does
+    not know, a malformed value, or a combination the standard forbids is a ``QueryParameterError``."""
+    for name in params:
+        if name not in LIST_PARAMS and name not in SCALAR_PARAMS and SENSOR_PARAM.match(name) is None:
+            raise QueryParameterError(f"query parameter {name!r} is not supported")
+    lists = {name: _split(params.get(name)) for name in LIST_PARAMS}
+    actions = lists["EQ_action"]
+    if any(a not in ACTIONS for a in actions):
+        raise QueryParameterError(f"EQ_action values must be among {', '.join(ACTIONS)}")
+    if per_page is None:
+        per_page = _count(params, "perPage")
+    token = next_page_token if next_page_token is not None else _scalar(params, "nextPageToken")
+    order_by = _scalar(params, "orderBy")
+    if order_by is not None and order_by not in ORDER_COLUMNS:
+        raise QueryParameterError(f"orderBy must be one of {', '.join(ORDER_COLUMNS)}")
+    direction = _scalar(params, "orderDirection") or "DESC"
+    if direction not in ("ASC", "DESC"):
+        raise QueryParameterError("orderDirection must be ASC or DESC")
+    limit, max_count = _count(params, "eventCountLimit"), _count(params, "maxEventCount")
+    if limit is not None and max_count is not None:
+        raise QueryParameterError("eventCountLimit and maxEventCount are mutually exclusive")
+    if limit is not None and order_by is None:
+        raise QueryParameterError("eventCountLimit needs orderBy")
+    sensor = sensor_filters(
+        {k: v[-1] for k, v in params.items() if v and SENSOR_PARAM.match(k)}, _scalar(params, "uom")
+    )
+    q = EventQuery(
+        ge_event_time=_time(params, "GE_eventTime"),
+        lt_event_time=_time(params, "LT_eventTime"),
+        ge_record_time=_time(params, "GE_recordTime"),
+        lt_record_time=_time(params, "LT_recordTime"),
+        event_types=lists["eventType"],
+        biz_steps=[str(biz_step_name(b)) for b in lists["EQ_bizStep"]],
+        dispositions=list(
+            dict.fromkeys(
+                f
+                for d in lists["EQ_disposition"]
+                for f in cbv_forms(str(disposition_name(d)), DISPOSITION_PREFIXES)
+            )
+        ),
+        actions=actions,
+        event_ids=lists["EQ_eventID"],
+        epcs=_forms(lists["MATCH_epc"]),
+        parent_ids=_forms(lists["MATCH_parentID"]),
+        biz_locations=_forms(lists["EQ_bizLocation"]),
+        read_points=_forms(lists["EQ_readPoint"]),
+        subjects=[(roles, _forms(lists[name])) for name, roles in SUBJECT_ROLES.items() if lists[name]],
+        sensor=sensor,
+        per_page=min(max(per_page or DEFAULT_PER_PAGE, 1), MAX_PER_PAGE),
+        order_by=order_by,
+        order_desc=direction == "DESC",
+        event_count_limit=limit,
+        max_event_count=max_count,
+    )
+    if token:
+        if order_by is None:
+            q.after_seq = decode_token(token)
+        else:
+            q.served, q.after_seq, q.after_key = decode_ordered_token(token)
+    return q
+
+
 # Stored sensor value in base units: (value * scale + offset) by the report's uom.
 _BASE_VALUE = """(CASE r->>'uom' WHEN 'CEL' THEN (r->>{f})::float8 + 273.15
     WHEN 'FAH' THEN ((r->>{f})::float8 + 459.67) * 5.0 / 9.0
     WHEN 'KEL' THEN (r->>{f})::float8 ELSE NULL END)"""
 
 
-def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
-    """One page of matching events and the token of the next page. Each event comes as two JSON texts, its
-    ``@context`` and the rest of it (eventID included), that nothing here parses: the page is served
-    without a walk over any event, however deeply one is nested (``documents.query_document``)."""
-    where: list[sql.Composable] = [sql.SQL("e.seq > %(after)s")]
-    args: dict[str, Any] = {"after": q.after_seq, "limit": q.per_page + 1}
-    if q.ge_event_time is not None:
-        where.append(sql.SQL("e.event_time >= %(ge_time)s"))
-        args["ge_time"] = q.ge_event_time
-    if q.lt_event_time is not None:
-        where.append(sql.SQL("e.event_time < %(lt_time)s"))
-        args["lt_time"] = q.lt_event_time
+def _filters(q: EventQuery, args: dict[str, Any]) -> list[sql.Composable]:
+    """The WHERE conditions of the query's filters (paging aside), their values put in ``args``."""
+    where: list[sql.Composable] = []
+    times: tuple[tuple[datetime | None, str, LiteralString], ...] = (
+        (q.ge_event_time, "ge_time", "e.event_time >= %(ge_time)s"),
+        (q.lt_event_time, "lt_time", "e.event_time < %(lt_time)s"),
+        (q.ge_record_time, "ge_rtime", "e.record_time >= %(ge_rtime)s"),
+        (q.lt_record_time, "lt_rtime", "e.record_time < %(lt_rtime)s"),
+    )
+    for when, key, clause in times:
+        if when is not None:
+            where.append(sql.SQL(clause))
+            args[key] = when
     any_of: tuple[tuple[Sequence[str], str, LiteralString], ...] = (
         (q.event_types, "types", "e.event_type = ANY(%(types)s)"),
         (q.biz_steps, "steps", "e.biz_step = ANY(%(steps)s)"),
@@ -163,11 +358,23 @@ def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
         (q.parent_ids, "parents", "e.event->>'parentID' = ANY(%(parents)s)"),
         (q.biz_locations, "locs", "e.event->'bizLocation'->>'id' = ANY(%(locs)s)"),
         (q.read_points, "rps", "e.event->'readPoint'->>'id' = ANY(%(rps)s)"),
+        (q.dispositions, "disps", "e.event->>'disposition' = ANY(%(disps)s)"),
+        (q.actions, "actions", "e.event->>'action' = ANY(%(actions)s)"),
+        (q.event_ids, "ids", "e.event_id = ANY(%(ids)s)"),
     )
     for values, key, clause in any_of:
         if values:
             where.append(sql.SQL(clause))
             args[key] = list(values)
+    for i, (roles, ids) in enumerate(q.subjects):
+        ids_key, roles_key = f"subj{i}", f"roles{i}"
+        args[ids_key], args[roles_key] = list(ids), list(roles)
+        where.append(
+            sql.SQL(
+                "e.seq IN (SELECT s.seq FROM event_subject s WHERE s.subject_id = ANY({ids})"
+                " AND s.role = ANY({roles}))"
+            ).format(ids=sql.Placeholder(ids_key), roles=sql.Placeholder(roles_key))
+        )
     for i, (op, fld, typ, base) in enumerate(q.sensor):
         f_key, t_key, v_key = f"sf{i}", f"st{i}", f"sv{i}"
         args[f_key], args[t_key], args[v_key] = fld, typ, base
@@ -186,12 +393,60 @@ def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
                 v=sql.Placeholder(v_key),
             )
         )
+    return where
+
+
+def run(conn: Conn, q: EventQuery) -> tuple[list[tuple[str, str]], str | None]:
+    """One page of matching events and the token of the next page. Each event comes as two JSON texts, its
+    ``@context`` and the rest of it (eventID included), that nothing here parses: the page is served
+    without a walk over any event, however deeply one is nested (``documents.query_document``).
+
+    Events come in ledger order (seq), or ordered by ``order_by`` (seq breaking ties); a query with
+    ``event_count_limit`` serves that many events over all its pages; one with ``max_event_count`` raises
+    ``QueryTooLargeError`` when more events than that match."""
+    args: dict[str, Any] = {"after": q.after_seq}
+    where = _filters(q, args)
+    if q.max_event_count is not None:
+        args["max_plus_one"] = q.max_event_count + 1
+        counted = sql.SQL(
+            "SELECT count(*) FROM (SELECT 1 FROM ledger_event e WHERE {} LIMIT %(max_plus_one)s) m"
+        ).format(sql.SQL(" AND ").join(where or [sql.SQL("true")]))
+        row = conn.execute(counted, args).fetchone()
+        if row is not None and int(row[0]) > q.max_event_count:
+            raise QueryTooLargeError(f"more than maxEventCount={q.max_event_count} events match the query")
+    page = q.per_page
+    if q.event_count_limit is not None:
+        page = min(page, q.event_count_limit - q.served)
+        if page <= 0:
+            return [], None
+    args["limit"] = page + 1
+    if q.order_by is None:
+        key: sql.Composable = sql.SQL("NULL::timestamptz")
+        where.append(sql.SQL("e.seq > %(after)s"))
+        order: sql.Composable = sql.SQL("e.seq")
+    else:
+        key = sql.SQL(ORDER_COLUMNS[q.order_by])
+        direction = sql.SQL("DESC" if q.order_desc else "ASC")
+        if q.after_key is not None:
+            args["after_key"] = q.after_key
+            where.append(
+                sql.SQL("({key}, e.seq) {cmp} (%(after_key)s, %(after)s)").format(
+                    key=key, cmp=sql.SQL("<" if q.order_desc else ">")
+                )
+            )
+        order = sql.SQL("{key} {d}, e.seq {d}").format(key=key, d=direction)
     statement = sql.SQL(
-        "SELECT e.seq, (e.event -> '@context')::text, (e.event - '@context')::text FROM ledger_event e"
-        " WHERE {} ORDER BY e.seq LIMIT %(limit)s"
-    ).format(sql.SQL(" AND ").join(where))
+        "SELECT e.seq, {key}, (e.event -> '@context')::text, (e.event - '@context')::text FROM ledger_event e"
+        " WHERE {where} ORDER BY {order} LIMIT %(limit)s"
+    ).format(key=key, where=sql.SQL(" AND ").join(where or [sql.SQL("true")]), order=order)
     rows = conn.execute(statement, args).fetchall()
-    more = len(rows) > q.per_page
-    rows = rows[: q.per_page]
-    token = encode_token(int(rows[-1][0])) if more and rows else None
-    return [(str(r[1] or "null"), str(r[2])) for r in rows], token
+    more = len(rows) > page and (q.event_count_limit is None or q.served + page < q.event_count_limit)
+    rows = rows[:page]
+    token = None
+    if more and rows:
+        last = rows[-1]
+        if q.order_by is None:
+            token = encode_token(int(last[0]))
+        else:
+            token = encode_ordered_token(q.served + len(rows), last[1], int(last[0]))
+    return [(str(r[2] or "null"), str(r[3])) for r in rows], token

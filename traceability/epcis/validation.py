@@ -35,6 +35,14 @@ def _validator() -> Callable[[Any], Any]:
     return compiled
 
 
+def vocabulary(definition: str) -> tuple[str, ...]:
+    """The bare CBV names the schema lists for a vocabulary field (``bizStep``, ``disposition``)."""
+    names: list[str] = []
+    for option in _schema()["definitions"][definition].get("anyOf", ()):
+        names.extend(str(n) for n in option.get("enum", ()))
+    return tuple(names)
+
+
 EVENT_TYPES = (
     "ObjectEvent",
     "AggregationEvent",
