@@ -288,9 +288,8 @@ def from_params(
         raise QueryParameterError("eventCountLimit and maxEventCount are mutually exclusive")
     if limit is not None and order_by is None:
         raise QueryParameterError("eventCountLimit needs orderBy")
-    sensor = sensor_filters(
-        {k: v[-1] for k, v in params.items() if v and SENSOR_PARAM.match(k)}, _scalar(params, "uom")
-    )
+    thresholds = {k: _scalar(params, k) for k in params if SENSOR_PARAM.match(k)}
+    sensor = sensor_filters({k: v for k, v in thresholds.items() if v is not None}, _scalar(params, "uom"))
     q = EventQuery(
         ge_event_time=_time(params, "GE_eventTime"),
         lt_event_time=_time(params, "LT_eventTime"),

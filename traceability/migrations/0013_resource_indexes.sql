@@ -7,3 +7,5 @@ CREATE INDEX ledger_event_biz_step_seq ON ledger_event (biz_step, seq);
 CREATE INDEX ledger_event_disposition ON ledger_event ((event ->> 'disposition'), seq);
 CREATE INDEX ledger_event_biz_location ON ledger_event (((event -> 'bizLocation') ->> 'id'), seq);
 CREATE INDEX ledger_event_read_point ON ledger_event (((event -> 'readPoint') ->> 'id'), seq);
+-- GE_recordTime / LT_recordTime and orderBy=recordTime (keyed pages: record_time, then seq).
+CREATE INDEX ledger_event_record_time ON ledger_event (record_time, seq);
