@@ -14,11 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.datastructures import Headers
 
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
-from traceability.api.problems import PROBLEM_MEDIA_TYPE, EpcisException
-from traceability.epcis import builders
+from traceability.api.gs1_headers import refusal
+from traceability.api.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, EpcisException, epcis_type
+from traceability.epcis import builders, events_query
 from traceability.epcis.digital_link import epc_forms, epc_to_digital_link
 from traceability.epcis.validation import vocabulary
 from traceability.ledger import chain
@@ -396,3 +398,67 @@ def test_an_sgtin_and_its_digital_link_are_forms_of_each_other(
     assert urn in epc_forms(link.replace("https://id.gs1.org/", "https://example.com/dl/"))
     for form in epc_forms(link)[1:]:
         assert epc_to_digital_link(form) == link  # every form names the same EPC
+
+
+# -- parsers (property) ----------------------------------------------------------------------------------
+
+_NAMES = [*sorted(events_query.LIST_PARAMS | events_query.SCALAR_PARAMS), "GE_maxValue_Temperature", "X"]
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(_NAMES),
+        st.lists(st.text(max_size=40), min_size=1, max_size=3),
+        max_size=6,
+    )
+)
+def test_from_params_builds_a_query_or_names_the_bad_parameter(params: dict[str, list[str]]) -> None:
+    try:
+        q = events_query.from_params(params)
+    except events_query.QueryParameterError as exc:
+        reason = str(exc)
+    else:
+        reason = ""
+    if reason:  # a reason for the client; no other exception escapes
+        return
+    assert 1 <= q.per_page <= events_query.MAX_PER_PAGE
+    assert q.event_count_limit is None or q.order_by is not None
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["GS1-EPCIS-Min", "GS1-EPCIS-Max", "GS1-CBV-Version"]),
+        st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=12),
+    )
+)
+def test_version_headers_are_served_or_refused_with_a_reason(headers: dict[str, str]) -> None:
+    why = refusal(Headers(headers))
+    assert why is None or why.startswith("GS1-")
+    if why is None:
+        assert all(v.strip().split(".")[0].isdigit() for v in headers.values())
+
+
+@pytest.mark.parametrize(
+    ("status", "ours", "epcis"),
+    [
+        (400, PROBLEM_BASE + "bad-value", EpcisException.QUERY_PARAMETER),
+        (400, PROBLEM_BASE + "capture-refused", EpcisException.VALIDATION),
+        (413, PROBLEM_BASE + "too-large", EpcisException.CAPTURE_LIMIT_EXCEEDED),
+        (401, PROBLEM_BASE + "unauthorized", EpcisException.SECURITY),
+        (403, PROBLEM_BASE + "forbidden", EpcisException.SECURITY),
+        (404, "about:blank", EpcisException.NO_SUCH_RESOURCE),
+        (500, "about:blank", EpcisException.IMPLEMENTATION),
+        (503, PROBLEM_BASE + "busy", EpcisException.IMPLEMENTATION),
+        (404, EpcisException.NO_SUCH_NAME, EpcisException.NO_SUCH_NAME),  # an EPCIS type stays
+        (408, PROBLEM_BASE + "body-timeout", PROBLEM_BASE + "body-timeout"),  # no exception for it
+    ],
+)
+def test_one_mapping_from_our_problems_to_epcis_exceptions(status: int, ours: str, epcis: str) -> None:
+    assert epcis_type(status, ours) == epcis
+
+
+def test_a_schema_refusal_under_epcis_is_a_query_parameter_exception(
+    ledger: dict[str, Any], client: TestClient
+) -> None:
+    refused = _get(client, ledger, "/epcis/bizSteps", perPage=0)
+    assert _problem(refused, 422, EpcisException.QUERY_PARAMETER)["errors"]

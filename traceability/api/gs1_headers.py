@@ -32,7 +32,7 @@ RANGES: dict[str, str] = {
 }
 # EPCs are served as the events give them (URN or GS1 Digital Link): never translated.
 DISCOVERY: dict[str, str] = {**SERVED, **RANGES, "GS1-EPC-Format": "Never_Translates"}
-_VERSION = re.compile(r"^\d{1,6}(\.\d{1,6}){0,5}$")
+_VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,5}$")
 
 
 def _version(text: str) -> tuple[int, ...] | None:
