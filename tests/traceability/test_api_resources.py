@@ -164,6 +164,14 @@ def test_the_events_of_an_epc_in_any_role_and_any_form(ledger: dict[str, Any], c
     assert of(LGTIN_C) == of(str(epc_to_digital_link(LGTIN_C))) == [4]  # quantityList
     assert of("urn:epc:id:sgtin:0614141.107346.9999") == []
     assert of(SGTIN_A, EQ_bizStep="shipping") == [2]
+    key = {"X-API-Key": ledger["keys"]["inspector"]}
+    path = f"/epcis/epcs/{quote(str(epc_to_digital_link(SGTIN_A)), safe='')}/events"
+    query = "?perPage=2&eventType=ObjectEvent&eventType=TransformationEvent"
+    first = client.get(path + query, headers=key)
+    assert _which(ledger, first) == [1, 2]
+    following = first.headers["Link"]
+    assert following.startswith(f"<{path}{query}&nextPageToken=")  # still encoded, every value kept
+    assert _which(ledger, client.get(following[1 : following.index(">")], headers=key)) == [5]
     assert of(SGTIN_A, eventType="ObjectEvent|TransformationEvent", EQ_action="ADD") == [1]
     unknown = _get(client, ledger, f"/epcis/epcs/{SGTIN_A}/events", EQ_colour="red")
     assert "EQ_colour" in _problem(unknown, 400, EpcisException.QUERY_PARAMETER)["detail"]

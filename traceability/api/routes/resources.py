@@ -55,9 +55,11 @@ def _collection(members: list[str]) -> dict[str, Any]:
 def _paged(request: Request, response: Response, token: str | None) -> Response:
     """The response, with the next page's Link (rel="next") and token when there is one."""
     if token is not None:
-        params = dict(request.query_params)
-        params["nextPageToken"] = token
-        response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
+        params = [(k, v) for k, v in request.query_params.multi_items() if k != "nextPageToken"]
+        params.append(("nextPageToken", token))
+        # The path as it was sent (still percent-encoded): an EPC or an eventID in it stays one segment.
+        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        response.headers["Link"] = f'<{path}?{urlencode(params)}>; rel="next"'
         response.headers["GS1-Next-Page-Token"] = token
     return response
 
@@ -124,13 +126,20 @@ RESTRICTIONS: dict[str, tuple[str | None, Callable[[EventQuery, str], None]]] = 
 def _add_resource(resource: str) -> None:
     param, restrict = RESTRICTIONS[resource]
 
-    def events_of(request: Request, conn: Db, _: Reader, value: str, per_page: PerPage = None) -> Response:
+    def events_of(
+        request: Request,
+        conn: Db,
+        _: Reader,
+        value: str,
+        per_page: PerPage = None,
+        token: NextPageToken = None,
+    ) -> Response:
         params = _params(request)
         if param is not None and param in params:
             raise QueryParameterError(
                 f"{param} is the resource's own ({resource}/{{id}}): give it in the path"
             )
-        q = events_query.from_params(params, per_page=per_page)
+        q = events_query.from_params(params, per_page=per_page, next_page_token=token)
         restrict(q, value)
         return _events(request, conn, q)
 
