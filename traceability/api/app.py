@@ -16,7 +16,7 @@ from traceability.api import auth
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
-from traceability.api.routes import alarms, epcis, health, ledger, trace
+from traceability.api.routes import alarms, epcis, health, ledger, queries, trace
 from traceability.api.routes.health import Liveness
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,6 @@ def create_app(
         finally:
             await lease.release()
 
-    for resource in (health, trace, ledger, epcis, alarms):
+    for resource in (health, trace, ledger, epcis, queries, alarms):
         app.include_router(resource.router)
     return app
