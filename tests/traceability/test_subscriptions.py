@@ -19,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.conninfo import make_conninfo
 
 from coldchain.runtime import Services
 from traceability.api.app import create_app
@@ -39,6 +40,7 @@ GTIN_X, GTIN_Y = "4012345.011111", "4012345.022222"
 
 @dataclass
 class Received:
+    path: str
     headers: dict[str, str]
     body: bytes
 
@@ -74,7 +76,7 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            got = Received({k.lower(): v for k, v in self.headers.items()}, body)
+            got = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             with state.arrived:
                 state.requests.append(got)
                 ok = len(state.requests) > state.fail_first
@@ -187,7 +189,7 @@ def test_a_stream_delivers_each_new_matching_event_once_signed_with_an_idempoten
     assert got.event_ids == wanted
     assert before[0] not in got.event_ids
     assert signed_right(got)
-    assert not signed_right(Received(got.headers, got.body + b" "))  # the signature covers the body
+    assert not signed_right(Received(got.path, got.headers, got.body + b" "))  # the signature covers the body
     doc = got.document
     assert doc["type"] == "EPCISQueryDocument"
     assert doc["epcisBody"]["queryResults"]["subscriptionID"] == sub_id
@@ -251,7 +253,8 @@ def test_a_delivery_locked_by_another_worker_is_not_sent_again(
     receiver.fail_first = 1
     subscribe(client, keys["inspector"], {}, {"dest": receiver.url, "stream": True})
     append(db_url, shipped(1, sgtin(GTIN_X, 1)))
-    worker = SubscriptionWorker(db_url, backoff_s=1.0)
+    # A lock wait would be a bug here: the worker gives up on one at once instead of hanging the test.
+    worker = SubscriptionWorker(make_conninfo(db_url, options="-c lock_timeout=2000"), backoff_s=1.0)
     worker.run_once(T0)
     assert len(receiver.requests) == 1
     with psycopg.connect(db_url) as other:  # another worker holds it, in the middle of sending it
@@ -287,6 +290,26 @@ def test_a_port_subscribed_to_the_goods_of_gtin_x_receives_exactly_their_events(
         worker.run_once(T0 + timedelta(minutes=minute))
     assert [r.event_ids for r in receiver.requests] == [[ids[0], ids[2]], [ids[4]]]
     assert all(signed_right(r) for r in receiver.requests)
+
+
+def test_a_stored_query_that_no_longer_runs_stops_only_its_own_subscription(
+    db_url: str, keys: dict[str, str], client: TestClient, receiver: Receiver
+) -> None:
+    subscribe(
+        client, keys["inspector"], {}, {"dest": receiver.url + "/broken", "stream": True}, name="broken"
+    )
+    subscribe(client, keys["inspector"], {}, {"dest": receiver.url, "stream": True}, name="fine")
+    with psycopg.connect(db_url) as conn:  # a unit the event query does not (or no longer) know
+        conn.execute(
+            'UPDATE epcis_named_query SET query = \'{"uom": "RANKINE", "GE_value_Temperature": 1}\''
+            " WHERE name = 'broken'"
+        )
+        conn.commit()
+    ids = append(db_url, shipped(1, sgtin(GTIN_X, 1)))
+    worker = SubscriptionWorker(db_url)
+    worker.run_once(T0)
+    assert [(r.path, r.event_ids) for r in receiver.requests] == [("/epcis-callback", ids)]
+    assert worker.run_once(T0 + timedelta(minutes=1)) == 0
 
 
 # -- schedule -----------------------------------------------------------------------------------------------
@@ -379,19 +402,26 @@ def test_a_revoked_keys_subscription_stops_and_its_delivery_is_held(
     db_url: str, keys: dict[str, str], client: TestClient, receiver: Receiver
 ) -> None:
     receiver.fail_first = 1
-    subscribe(client, keys["port"], {}, {"dest": receiver.url, "stream": True})
+    failing = subscribe(client, keys["port"], {}, {"dest": receiver.url, "stream": True})
     append(db_url, shipped(1, sgtin(GTIN_X, 1)))
     worker = SubscriptionWorker(db_url)
     worker.run_once(T0)
     assert len(receiver.requests) == 1
+    idle = client.post(
+        "/epcis/queries/q/subscriptions",
+        json={"dest": receiver.url, "stream": True},
+        headers=as_key(keys["port"]),
+    )
+    assert idle.status_code == 201  # nothing pending: it would deliver the next event
     with psycopg.connect(db_url) as conn:
         revoke_key(conn, keys["port"][:12])
         conn.commit()
     append(db_url, shipped(2, sgtin(GTIN_X, 2)))
     assert worker.run_once(T0 + timedelta(hours=1)) == 0
     assert len(receiver.requests) == 1  # the retry is not sent, and no delivery of the new event made
-    [(_, _, attempts, _, held)] = pending(db_url)
-    assert (attempts, held) == (1, HELD_NO_READ)
+    assert [(sub, attempts, held) for sub, _, attempts, _, held in pending(db_url)] == [
+        (failing, 1, HELD_NO_READ)
+    ]
 
 
 # -- in the running house ----------------------------------------------------------------------------------

@@ -146,14 +146,23 @@ class SubscriptionWorker:
                         after_id = str(rows[-1][0])
                         head = int(conn.execute(queries.LEDGER_HEAD).fetchone()[0])  # type: ignore[index]
                         for row in rows:
-                            made += self._make_one(conn, now, head, *row)
+                            made += self._make_guarded(conn, now, head, row)
                 except psycopg.errors.SerializationFailure:
                     # A subscription changed (deleted, or delivered by another worker) after this
                     # snapshot began: the next pass takes it again.
-                    conn.rollback()
                     log.debug("subscriptions changed under the pass; taken again next pass")
         finally:
             conn.isolation_level = None
+
+    def _make_guarded(self, conn: psycopg.Connection[Any], now: datetime, head: int, row: Any) -> int:
+        """``_make_one`` in a savepoint: a stored query the event query no longer accepts (or a value the
+        database refuses) leaves that subscription as it was, logged, and the others go on."""
+        try:
+            with conn.transaction():
+                return self._make_one(conn, now, head, *row)
+        except (events_query.QueryParameterError, psycopg.DataError) as exc:
+            log.error("subscription %s: its query cannot run, nothing delivered: %s", row[0], exc)
+            return 0
 
     def _make_one(
         self,
