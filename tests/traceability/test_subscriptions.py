@@ -21,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.conninfo import make_conninfo
 
+from coldchain.embedded import free_port
 from coldchain.runtime import Services
 from traceability.api.app import create_app
 from traceability.api.auth import create_key, revoke_key
@@ -240,6 +241,22 @@ def test_a_failed_delivery_is_retried_with_backoff_across_a_restart_and_never_tw
     assert pending(db_url) == []
     assert again.run_once(T0 + timedelta(hours=1)) == 0
     assert len(receiver.requests) == 3
+
+
+def test_a_receiver_that_cannot_be_reached_is_retried(
+    db_url: str, keys: dict[str, str], client: TestClient
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port('127.0.0.1')}/in"  # nothing listens there
+    subscribe(client, keys["inspector"], {}, {"dest": nobody, "stream": True})
+    append(db_url, shipped(1, sgtin(GTIN_X, 1)))
+    worker = SubscriptionWorker(db_url)
+    assert worker.run_once(T0) == 2
+    [(_, _, attempts, next_at, held)] = pending(db_url)
+    assert (attempts, next_at, held) == (1, T0 + timedelta(seconds=1), None)
+    with psycopg.connect(db_url) as conn:
+        assert str(conn.execute("SELECT last_error FROM epcis_delivery").fetchone()[0]).startswith(  # type: ignore[index]
+            "ConnectError"
+        )
 
 
 def test_backoff_doubles_up_to_its_ceiling(db_url: str) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -174,11 +175,20 @@ class NewSubscription:
 
 
 def _checked_dest(dest: str) -> str:
+    """``dest`` if it is an http(s) URL with a host (and a port in range), as the worker's client reads it."""
     try:
         parts = urlsplit(dest)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        usable = (
+            parts.scheme.lower() in ("http", "https")
+            and bool(parts.hostname)
+            and (parts.port is None or parts.port > 0)
+            and dest.isprintable()
+            and " " not in dest
+            and bool(httpx.URL(dest).host)
+        )
+    except (ValueError, httpx.InvalidURL):
+        usable = False
+    if not usable:
         raise SubscriptionError("dest must be an http or https URL")
     return dest
 

@@ -235,7 +235,7 @@ class SubscriptionWorker:
             headers[SIGNATURE_HEADER] = sign(token.encode("utf-8"), body)
         try:
             response = http.post(dest, content=body, headers=headers, timeout=self._timeout_s)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # the receiver's problem, never the worker's
             return f"{type(exc).__name__}: {exc}"
         if 200 <= response.status_code < 300:
             return None
