@@ -290,3 +290,46 @@ def test_the_next_firing_is_the_first_matching_second_after(
     while probe < fire:  # within the hour: no second before it matches
         assert not schedule.matches(probe)
         probe += timedelta(seconds=1)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([*store.PARAMETERS, "GE_value_Temperature", "LT_meanValue_Humidity"])
+        | st.text(max_size=20),
+        _JSON,
+        max_size=4,
+    )
+)
+def test_a_query_is_either_refused_with_a_reason_or_runnable(query: dict[str, Any]) -> None:
+    try:
+        kept = store.validated(query)
+    except events_query.QueryParameterError:
+        return
+    assert set(kept) == set(query)
+    store.event_query(kept, per_page=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["second", "minute", "hour", "dayOfMonth", "month", "dayOfWeek"]),
+        st.text(max_size=12),
+        max_size=3,
+    )
+)
+def test_a_schedule_is_either_refused_with_a_reason_or_fires(fields: dict[str, str]) -> None:
+    try:
+        schedule = Schedule.parse(fields)
+    except ScheduleError:
+        return
+    fire = schedule.next_after(datetime(2026, 3, 1, tzinfo=UTC))
+    assert fire is not None
+    assert schedule.matches(fire)

@@ -465,3 +465,33 @@ def test_services_run_the_subscription_worker_beside_the_ledger_worker(
         assert signed_right(receiver.accepted[0])
     finally:
         services.stop()
+
+
+def test_a_delivery_pending_when_the_ledger_stage_stops_is_sent_after_it_starts_again(
+    db_url: str, keys: dict[str, str], client: TestClient, receiver: Receiver
+) -> None:
+    receiver.fail_first = 1_000_000  # down until the test says otherwise
+    subscribe(client, keys["inspector"], {}, {"dest": receiver.url, "signatureToken": TOKEN, "stream": True})
+    ids = append(db_url, shipped(1, sgtin(GTIN_X, 1)))
+    services = Services(db_url, None, stages=("ledger",))
+    services.start()
+    try:
+        with receiver.arrived:
+            assert receiver.arrived.wait_for(lambda: len(receiver.requests) >= 1, timeout=30)
+    finally:
+        services.stop()
+    [(_, key, attempts, _, held)] = pending(db_url)
+    assert attempts >= 1
+    assert held is None
+    with receiver.arrived:
+        receiver.fail_first = len(receiver.requests)  # the receiver is back
+    services = Services(db_url, None, stages=("ledger",))
+    services.start()
+    try:
+        assert receiver.wait_accepted(1)
+    finally:
+        services.stop()
+    assert receiver.accepted[0].event_ids == ids
+    assert signed_right(receiver.accepted[0])
+    assert {r.headers[IDEMPOTENCY_HEADER.lower()] for r in receiver.requests} == {key}
+    assert pending(db_url) == []

@@ -93,7 +93,7 @@ def validated(query: Mapping[str, Any]) -> dict[str, Any]:
             _time(name, value)
             out[name] = value
         else:
-            if value not in events_query.UNIT_TO_BASE:
+            if not isinstance(value, str) or value not in events_query.UNIT_TO_BASE:
                 raise QueryParameterError(f"uom must be one of {sorted(events_query.UNIT_TO_BASE)}")
             out[name] = value
     event_query(out, per_page=1, after_seq=0)  # whatever build refuses is refused now, not at run time
