@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from fastapi import params
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.traceability.test_subscriptions import (
@@ -325,6 +325,8 @@ def test_a_query_is_either_refused_with_a_reason_or_runnable(query: dict[str, An
         max_size=3,
     )
 )
+@example({"second": "\u00b9"})  # a digit to str.isdigit(), not a number
+@example({"minute": "1/\u0663"})
 def test_a_schedule_is_either_refused_with_a_reason_or_fires(fields: dict[str, str]) -> None:
     try:
         schedule = Schedule.parse(fields)

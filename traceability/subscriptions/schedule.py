@@ -11,6 +11,7 @@ dayOfWeek are given, a day must match both.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ FIELDS: tuple[tuple[str, int, int], ...] = (
     ("dayOfWeek", 1, 7),
 )
 _BOUNDS = {name: (lo, hi) for name, lo, hi in FIELDS}
+_NUMBER = re.compile("[0-9]{1,2}")  # ASCII digits only: str.isdigit() also takes '¹' and '٣'
 # A schedule that matches no time within this long (``dayOfMonth 31`` with ``month 2``) is refused: the
 # calendar repeats every 400 years, but any real schedule fires within the 28 years of the weekday cycle.
 HORIZON = timedelta(days=366 * 28)
@@ -38,7 +40,7 @@ def _element(name: str, text: str) -> set[int]:
     lo, hi = _BOUNDS[name]
 
     def number(part: str) -> int:
-        if not part.isdigit() or len(part) > 2 or not lo <= int(part) <= hi:
+        if _NUMBER.fullmatch(part) is None or not lo <= int(part) <= hi:
             raise ScheduleError(f"schedule {name}: {text!r} is not a value from {lo} to {hi}")
         return int(part)
 
@@ -57,7 +59,7 @@ def _element(name: str, text: str) -> set[int]:
         end = hi if slash else start
     step = 1
     if slash:
-        if not step_text.isdigit() or not 1 <= int(step_text) <= hi:
+        if _NUMBER.fullmatch(step_text) is None or not 1 <= int(step_text) <= hi:
             raise ScheduleError(f"schedule {name}: {text!r} has no step from 1 to {hi}")
         step = int(step_text)
     return set(range(start, end + 1, step))

@@ -37,7 +37,7 @@ from rules.alarms.notify import sign
 from traceability.api import auth
 from traceability.epcis import documents, events_query
 from traceability.subscriptions import queries, store
-from traceability.subscriptions.schedule import Schedule
+from traceability.subscriptions.schedule import Schedule, ScheduleError
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,13 @@ class SubscriptionWorker:
             conn.isolation_level = None
 
     def _make_guarded(self, conn: psycopg.Connection[Any], now: datetime, head: int, row: Any) -> int:
-        """``_make_one`` in a savepoint: a stored query the event query no longer accepts (or a value the
-        database refuses) leaves that subscription as it was, logged, and the others go on."""
+        """``_make_one`` in a savepoint: a stored query the event query no longer accepts, a schedule that
+        no longer fires, or a value the database refuses, leaves that subscription as it was, logged, and
+        the others go on."""
         try:
             with conn.transaction():
                 return self._make_one(conn, now, head, *row)
-        except (events_query.QueryParameterError, psycopg.DataError) as exc:
+        except (events_query.QueryParameterError, ScheduleError, psycopg.DataError) as exc:
             log.error("subscription %s: its query cannot run, nothing delivered: %s", row[0], exc)
             return 0
 
@@ -182,6 +183,8 @@ class SubscriptionWorker:
         next_run = next_run_at
         if schedule is not None and token is None:  # the firing is complete: the next one
             next_run = Schedule.parse(schedule).next_after(now)
+            if next_run is None:
+                raise ScheduleError("the schedule fires no more")
         conn.execute(
             queries.ADVANCE_SUBSCRIPTION, {"sub": subscription_id, "after_seq": cursor, "next_run": next_run}
         )
