@@ -243,9 +243,12 @@ class Services:
                     worker.after_stop.append(_closer(publisher))
                 self._start(worker)
             if "ledger" in self.stages:
+                from traceability.subscriptions.worker import SubscriptionWorker
                 from traceability.worker import LedgerWorker
 
                 self._start(_Worker("ledger", LedgerWorker(self.database_url)))
+                # EPCIS query subscriptions: their webhook deliveries, from the events the ledger appends.
+                self._start(_Worker("subscriptions", SubscriptionWorker(self.database_url)))
                 if self.checkpoint_key is not None:
                     from coldchain.publish import mqtt_sink, webhook_sink
                     from rules.alarms import Webhook

@@ -17,7 +17,7 @@ from traceability.api.gs1_headers import Gs1Headers
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
-from traceability.api.routes import alarms, epcis, health, ledger, resources, trace
+from traceability.api.routes import alarms, epcis, health, ledger, queries, resources, trace
 from traceability.api.routes.health import Liveness
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,6 @@ def create_app(
     # Outermost (added last): a version refusal or an OPTIONS answer holds no connection.
     app.add_middleware(Gs1Headers)
 
-    for resource in (health, trace, ledger, epcis, resources, alarms):
+    for resource in (health, trace, ledger, epcis, resources, queries, alarms):
         app.include_router(resource.router)
     return app
