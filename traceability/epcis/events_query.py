@@ -138,6 +138,8 @@ def decode_ordered_token(token: str) -> tuple[int, int, datetime]:
 
 def sensor_filters(params: Mapping[str, str], uom: str | None) -> list[tuple[str, str, str, float]]:
     """The ``<OP>_<field>_<type>`` parameters, thresholds converted to base units."""
+    if uom is not None and uom not in UNIT_TO_BASE:
+        raise QueryParameterError(f"uom must be one of {', '.join(sorted(UNIT_TO_BASE))}")
     out = []
     for name, raw in params.items():
         m = SENSOR_PARAM.match(name)

@@ -2,9 +2,9 @@
 supports) and webhook subscriptions to them, kept in the database.
 
 A named query stores EPCIS query language parameters (``{"eventType": ["ObjectEvent"], "EQ_bizStep":
-[...]}``); it runs through ``events_query.build`` exactly as ``GET /epcis/events`` does with the same
-parameters. ``PARAMETERS`` lists the parameters that route takes (a test holds the two together), plus
-the sensor filters ``<OP>_<field>_<type>`` (``events_query.SENSOR_PARAM``).
+[...]}``); it runs through ``events_query.from_params``, as the REST bindings' resources do. It keeps every
+SimpleEventQuery parameter that query takes but paging and ordering (``PARAMETERS``), plus the sensor
+filters ``<OP>_<field>_<type>`` (``events_query.SENSOR_PARAM``).
 """
 
 from __future__ import annotations
@@ -28,19 +28,14 @@ from traceability.subscriptions.schedule import Schedule, ScheduleError
 
 Conn = psycopg.Connection[Any]
 
-LIST, TIME, UOM = "list", "time", "uom"
-# EPCIS query parameter -> (the keyword of events_query.build it feeds, its kind).
-PARAMETERS: dict[str, tuple[str, str]] = {
-    "GE_eventTime": ("ge_event_time", TIME),
-    "LT_eventTime": ("lt_event_time", TIME),
-    "eventType": ("event_type", LIST),
-    "EQ_bizStep": ("eq_biz_step", LIST),
-    "MATCH_epc": ("match_epc", LIST),
-    "MATCH_parentID": ("match_parent_id", LIST),
-    "EQ_bizLocation": ("eq_biz_location", LIST),
-    "EQ_readPoint": ("eq_read_point", LIST),
-    "uom": ("uom", UOM),
-}
+# What a named query may not keep: paging and ordering are the caller's when it runs (a subscription
+# follows the ledger's order from its cursor).
+NOT_STORED = frozenset(
+    {"perPage", "nextPageToken", "orderBy", "orderDirection", "eventCountLimit", "maxEventCount"}
+)
+# The parameters a named query may keep: every SimpleEventQuery parameter of ``events_query.from_params``
+# but those, plus the sensor filters ``<OP>_<field>_<type>``.
+PARAMETERS = (events_query.LIST_PARAMS | events_query.SCALAR_PARAMS) - NOT_STORED
 # Values a list parameter may hold, and how long each: a query is a filter, not a bulk upload.
 MAX_VALUES = 1000
 MAX_VALUE_CHARS = 2000
@@ -58,45 +53,32 @@ class SubscriptionError(ValueError):
     """A subscription that cannot be made (its message is written for the client)."""
 
 
-def _time(name: str, value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise QueryParameterError(f"{name} must be a date-time string")
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise QueryParameterError(f"{name} is not an ISO 8601 date-time: {value[:60]!r}") from None
-
-
 def validated(query: Mapping[str, Any]) -> dict[str, Any]:
-    """The query's parameters as stored: lists of strings, times and units as strings, sensor thresholds
-    as numbers. Raises ``QueryParameterError`` for a parameter the event query does not support or a value
-    it cannot use."""
+    """The query's parameters as stored: lists of strings (the list parameters), strings (the other
+    parameters), numbers (sensor thresholds). Raises ``QueryParameterError`` for a parameter the event query
+    does not support or a value it cannot use."""
     out: dict[str, Any] = {}
     for name, value in query.items():
-        known = PARAMETERS.get(name)
-        if known is None:
+        if name in NOT_STORED:
+            raise QueryParameterError(f"{name} is chosen when a query runs; a named query does not keep it")
+        if name not in PARAMETERS:
             if events_query.SENSOR_PARAM.match(name) is None:
                 raise QueryParameterError(f"the query parameter {name[:100]!r} is not supported")
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise QueryParameterError(f"{name} must be a number")
             out[name] = value
-            continue
-        kind = known[1]
-        if kind == LIST:
+        elif name in events_query.LIST_PARAMS:
             values = [value] if isinstance(value, str) else value
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 raise QueryParameterError(f"{name} must be a list of strings")
             if len(values) > MAX_VALUES or any(len(v) > MAX_VALUE_CHARS for v in values):
                 raise QueryParameterError(f"{name} has more than {MAX_VALUES} values or one too long")
             out[name] = values
-        elif kind == TIME:
-            _time(name, value)
-            out[name] = value
         else:
-            if not isinstance(value, str) or value not in events_query.UNIT_TO_BASE:
-                raise QueryParameterError(f"uom must be one of {sorted(events_query.UNIT_TO_BASE)}")
+            if not isinstance(value, str) or len(value) > MAX_VALUE_CHARS:
+                raise QueryParameterError(f"{name} must be a string")
             out[name] = value
-    event_query(out, per_page=1, after_seq=0)  # whatever build refuses is refused now, not at run time
+    event_query(out, per_page=1, after_seq=0)  # whatever the event query refuses is refused now
     return out
 
 
@@ -104,19 +86,9 @@ def event_query(
     query: Mapping[str, Any], *, per_page: int | None, after_seq: int = 0, next_page_token: str | None = None
 ) -> EventQuery:
     """The EventQuery of stored parameters, from ``after_seq`` (or a page token), ``per_page`` long."""
-    kwargs: dict[str, Any] = {keyword: None for keyword, _ in PARAMETERS.values()}
-    for name, value in query.items():
-        known = PARAMETERS.get(name)
-        if known is not None:
-            keyword, kind = known
-            kwargs[keyword] = _time(name, value) if kind == TIME else value
+    params = {name: value if isinstance(value, list) else [str(value)] for name, value in query.items()}
     token = next_page_token or (events_query.encode_token(after_seq) if after_seq > 0 else None)
-    return events_query.build(
-        **kwargs,
-        all_params={name: str(v) for name, v in query.items() if name not in PARAMETERS},
-        per_page=per_page,
-        next_page_token=token,
-    )
+    return events_query.from_params(params, per_page=per_page, next_page_token=token)
 
 
 # -- named queries ----------------------------------------------------------------------------------------

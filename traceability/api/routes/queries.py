@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from traceability.api import auth
 from traceability.api.deps import Db, Reader
-from traceability.api.problems import ERRORS, ApiProblemError
+from traceability.api.problems import ERRORS, ApiProblemError, EpcisException
 from traceability.epcis import documents, events_query
 from traceability.epcis.events_query import QueryParameterError
 from traceability.subscriptions import store
@@ -21,12 +21,12 @@ from traceability.subscriptions import store
 router = APIRouter(tags=["queries"])
 
 # GS1 REST bindings exception types (the ``type`` of the problem answered).
-QUERY_PARAMETER = "epcisException:QueryParameterException"
-NO_SUCH_NAME = "epcisException:NoSuchNameException"
-NO_SUCH_RESOURCE = "epcisException:NoSuchResourceException"
-ALREADY_EXISTS = "epcisException:ResourceAlreadyExistsException"
-SUBSCRIPTION_CONTROLS = "epcisException:SubscriptionControlsException"
-SECURITY = "epcisException:SecurityException"
+QUERY_PARAMETER = EpcisException.QUERY_PARAMETER
+NO_SUCH_NAME = EpcisException.NO_SUCH_NAME
+NO_SUCH_RESOURCE = EpcisException.NO_SUCH_RESOURCE
+ALREADY_EXISTS = EpcisException.RESOURCE_ALREADY_EXISTS
+SUBSCRIPTION_CONTROLS = EpcisException.SUBSCRIPTION_CONTROLS
+SECURITY = EpcisException.SECURITY
 NAME_PATTERN = r"^[A-Za-z0-9._~-]{1,100}$"  # as the table's CHECK says: a name fits a URL path as it is
 
 QueryName = Annotated[str, Path(alias="queryName", pattern=NAME_PATTERN)]
