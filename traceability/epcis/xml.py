@@ -11,8 +11,9 @@ binding gives the same events, so capture checks, hashes and stores it exactly a
   the document's ``@context``; its children become an object (a repeated child a list), its attributes
   keys beside ``#text``; ``xsi:type`` numbers and booleans become JSON numbers and booleans;
 * ``bizTransaction``, ``source`` and ``destination`` keep their ``type`` attribute; ``sensorMetadata``
-  and ``sensorReport`` attributes become keys (measurement values numbers, ``gs1:`` types bare names);
-  quantities are numbers; ``persistentDisposition`` keeps ``set``/``unset`` lists;
+  and ``sensorReport`` attributes become keys (measurement values numbers; ``gs1:Temperature`` and
+  ``gs1:ALARM_CONDITION`` the bare words); quantities are numbers; ``persistentDisposition`` keeps
+  ``set``/``unset`` lists;
 * CBV URNs (``urn:epcglobal:cbv:bizstep:shipping``) become the JSON binding's bare words
   (``shipping``), and back on the way out: the event hash gives both the same canonical value.
 
@@ -443,14 +444,15 @@ class _Reader:
                 out[name] = _number(value)
             elif report and name == "booleanValue":
                 out[name] = _boolean(value)
-            elif report and name == "type":
-                out[name] = self.measurement_type(element, value)
+            elif report and name in ("type", "exception"):
+                out[name] = self.gs1_term(element, value)
             else:
                 out[name] = value
         return out
 
-    def measurement_type(self, element: etree._Element, value: str) -> str:
-        """``gs1:Temperature`` (the XML examples' CURIE) or GS1's Web URI -> the JSON form's bare name."""
+    def gs1_term(self, element: etree._Element, value: str) -> str:
+        """A measurement type or sensor alert as ``gs1:Temperature`` (the XML examples' CURIE) or GS1's Web
+        URI -> the JSON form's bare name."""
         prefix, sep, local = value.partition(":")
         namespace = element.nsmap.get(prefix) if sep else None
         if sep and (prefix == "gs1" or namespace == GS1_VOC) and "/" not in local:
@@ -686,8 +688,8 @@ class _Writer:
 
     def attributes(self, element: etree._Element, value: Mapping[str, Any], *, report: bool) -> None:
         for name, v in value.items():
-            if report and name == "type" and isinstance(v, str) and ":" not in v:
-                element.set("type", "gs1:" + v)
+            if report and name in ("type", "exception") and isinstance(v, str) and ":" not in v:
+                element.set(name, "gs1:" + v)
             else:
                 element.set(self.tag(name), _scalar(v))
 
