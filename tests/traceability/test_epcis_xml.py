@@ -17,7 +17,10 @@ from epcis_event_hash_generator.__main__ import epcis_hash_from_file
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from process_support import as_url
+from typer.testing import CliRunner
 
+from coldchain.cli import app as cli_app
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.problems import PROBLEM_MEDIA_TYPE
@@ -220,6 +223,12 @@ def test_1_2_extension_wrappers_are_flattened() -> None:
     assert event["readPoint"]["example:myField1"] == "AB-12"
     (sensor,) = _parsed("ref-ReferenceEventHashAlgorithm2.xml")["epcisBody"]["eventList"]
     assert len(sensor["sensorElementList"][0]["sensorReport"]) == 4  # <extension><extension>
+    nested = MINIMAL % (
+        b"<sensorElementList><sensorElement><extension><sensorReport type='gs1:Temperature' value='4'/>"
+        b"</extension></sensorElement></sensorElementList>"
+    )
+    (element,) = capture.parse_document(nested)["epcisBody"]["eventList"][0]["sensorElementList"]
+    assert element == {"sensorReport": [{"type": "Temperature", "value": 4}]}
     (transformation,) = _parsed("gs1-1.2-TransformationEvent.xml")["epcisBody"]["eventList"]
     assert transformation["type"] == "TransformationEvent"  # <EventList><extension><TransformationEvent>
     assert transformation["ilmd"] == {"example:bestBeforeDate": "2014-12-10", "example:batch": "XYZ"}
@@ -385,6 +394,23 @@ def test_depth_and_size_limits() -> None:
     with pytest.raises(capture.CaptureRefusedError) as refused:
         capture.parse_document(big, limits)
     assert refused.value.errors[0].too_large
+
+
+def test_cli_imports_an_xml_file(db_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_DATABASE_URL", as_url(db_url))
+    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
+    runner = CliRunner()
+    result = runner.invoke(
+        cli_app, ["ledger", "import", str(XML_DIR / "ref-epcisDocWithSensorComponent.xml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1])["success"] is True
+    refused = server_tmp / "entity.xml"
+    refused.write_bytes(b"<!DOCTYPE d [<!ENTITY e 'x'>]>" + MINIMAL % b"")
+    result = runner.invoke(cli_app, ["ledger", "import", str(refused)])
+    assert result.exit_code == 2  # no document capture can read: as a file that is not JSON
+    assert DTD_REFUSED in result.output
+    assert _count(db_url) == 1
 
 
 # -- the API: XML in, XML out -----------------------------------------------------------------------------

@@ -277,6 +277,7 @@ class _Reader:
         if ns not in _DOCUMENT_NAMESPACES or name not in ("EPCISDocument", "EPCISQueryDocument"):
             message = f"the root element is <{name}>, not an EPCISDocument or EPCISQueryDocument"
             raise capture.CaptureRefusedError([capture.CaptureError("", message)])
+        # The EPCISHeader (SBDH, master data) is not read: capture keeps events only.
         body = next((c for c in _children(root) if _qname(c)[1] == "EPCISBody"), None)
         if body is None:
             raise capture.CaptureRefusedError([capture.CaptureError("/epcisBody", "no EPCISBody")])
@@ -418,7 +419,9 @@ class _Reader:
 
     def sensor_element(self, element: etree._Element, path: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for c in _children(element):
+        pending = _children(element)
+        while pending:
+            c = pending.pop(0)
             ns, name = _qname(c)
             if ns is not None:
                 self.put_extension(out, c)
@@ -426,7 +429,9 @@ class _Reader:
                 out[name] = self.attributes(c, report=False)
             elif name == "sensorReport":
                 out.setdefault(name, []).append(self.attributes(c, report=True))
-            elif name != "extension":
+            elif name == "extension":
+                pending[:0] = _children(c)
+            else:
                 self.errors.append(capture.CaptureError(f"{path}/{name}", f"<{name}> is not an EPCIS field"))
         return out
 
