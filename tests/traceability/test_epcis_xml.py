@@ -372,6 +372,36 @@ def test_malformed_wrong_root_and_unknown_elements_are_refused_with_their_place(
     ]
 
 
+def test_event_count_and_reasons_are_bounded() -> None:
+    event = MINIMAL[MINIMAL.index(b"<ObjectEvent>") : MINIMAL.index(b"%s")] + b"</ObjectEvent>"
+    head, tail = MINIMAL.split(event.removesuffix(b"</ObjectEvent>"))
+    many = head + event * (capture.MAX_EVENTS + 50) + tail.replace(b"%s</ObjectEvent>", b"")
+    doc = capture.parse_document(many)
+    assert len(doc["epcisBody"]["eventList"]) == capture.MAX_EVENTS + 1  # the walk stops one past the limit
+    assert [e.as_dict() for e in capture.check_document(doc)] == [
+        {"path": "/epcisBody/eventList", "message": f"more than {capture.MAX_EVENTS} events"}
+    ]
+    limits = capture.CaptureLimits(list_items=10)
+    for body, where in (
+        (b"<ex:a xmlns:ex='http://ex/'>1</ex:a>" * 50, "/epcisBody/eventList/0"),
+        (
+            b"<quantityList>"
+            + b"<quantityElement><epcClass>c</epcClass></quantityElement>" * 50
+            + b"</quantityList>",
+            "/epcisBody/eventList/0",
+        ),
+    ):
+        doc = capture.parse_document(MINIMAL % body, limits)
+        (mapped,) = doc["epcisBody"]["eventList"]
+        assert [len(v) for v in mapped.values() if isinstance(v, list) and len(v) > 1] == [11]  # one past
+        assert [e.as_dict() for e in capture.check_document(doc, limits)] == [
+            {"path": where, "message": "a list holds more than 10 items"}
+        ]
+    errors = _refusal(MINIMAL % (b"<bogus/>" * 1000))
+    assert len(errors) == epcis_xml.MAX_REASONS
+    assert errors[0].path == "/epcisBody/eventList/0/bogus"
+
+
 def test_depth_and_size_limits() -> None:
     limits = capture.CaptureLimits(depth=8, document_bytes=4096)
     ceiling = 8 + epcis_xml.XML_WRAPPER_LEVELS
@@ -380,7 +410,10 @@ def test_depth_and_size_limits() -> None:
     assert capture.parse_document(shallow, limits)["epcisBody"]["eventList"][0]["ex:a"] == {
         "ex:a": {"ex:a": "v"}
     }
-    deep = MINIMAL % (b"<ex:a xmlns:ex='http://ex/'>" * 20 + b"v" + b"</ex:a>" * 20)
+    # MINIMAL's event is at level 4: seven more levels are the ceiling (8 + 3), eight are one too many
+    at_ceiling = MINIMAL % (b"<ex:a xmlns:ex='http://ex/'>" * 7 + b"v" + b"</ex:a>" * 7)
+    assert capture.parse_document(at_ceiling, limits)
+    deep = MINIMAL % (b"<ex:a xmlns:ex='http://ex/'>" * 8 + b"v" + b"</ex:a>" * 8)
     with pytest.raises(capture.CaptureRefusedError) as refused:
         capture.parse_document(deep, limits)
     assert [e.as_dict() for e in refused.value.errors] == [

@@ -21,7 +21,7 @@ The parser refuses what could make it read or expand more than the bytes it was 
 external identifier or any declaration (entities, elements), so no entity is ever expanded, and no DTD or
 network resource is ever loaded. A bare ``<!DOCTYPE name>``, which declares nothing (GS1's own 2.0
 examples carry one), is accepted. Nesting deeper than the capture depth limit (plus the XML binding's
-wrapper levels) is refused by a walk level by level before anything is mapped. Every refusal is a
+wrapper levels) is refused (one XPath, evaluated by libxml2) before anything is mapped. Every refusal is a
 ``capture.CaptureError`` with its own sentence and a JSON pointer-like location; no parser message reaches
 the client.
 
@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -60,6 +62,8 @@ GS1_VOC = "https://gs1.org/voc/"
 XML_MEDIA_TYPES = ("application/xml", "text/xml")
 
 EVENT_TYPES = capture.EVENT_TYPES
+# Reasons listed at most for one document: a hundred say what is wrong; the rest is not walked.
+MAX_REASONS = 100
 # Levels the XML binding has and the JSON one has not: the 1.2 <extension> around a TransformationEvent
 # in the event list, and an event's own <extension><extension> (1.2 sensor data sit two deep).
 XML_WRAPPER_LEVELS = 3
@@ -194,7 +198,7 @@ def document_from_xml(raw: bytes, limits: capture.CaptureLimits = capture.DEFAUL
         raise capture.CaptureRefusedError([refusal]) from None
     _check_prolog(root)
     _check_depth(root, limits)
-    return _Reader().document(root)
+    return _Reader(limits).document(root)
 
 
 def _declares_a_dtd(raw: bytes) -> bool:
@@ -221,22 +225,26 @@ def _check_prolog(root: etree._Element) -> None:
 
 
 def _check_depth(root: etree._Element, limits: capture.CaptureLimits) -> None:
-    """Element nesting within the capture depth limit plus the binding's wrapper levels (a walk level by
-    level: no recursion)."""
+    """Element nesting within the capture depth limit plus the binding's wrapper levels: one XPath that
+    libxml2 evaluates level by level, no recursion and no Python object per element."""
     ceiling = limits.depth + XML_WRAPPER_LEVELS
-    level, depth = [root], 1
-    while level:
-        if depth > ceiling:
-            raise capture.CaptureRefusedError(
-                [capture.CaptureError("", f"nested deeper than {ceiling} levels")]
-            )
-        level = [child for element in level for child in element if isinstance(child.tag, str)]
-        depth += 1
+    if _deeper_than(ceiling)(root):
+        raise capture.CaptureRefusedError([capture.CaptureError("", f"nested deeper than {ceiling} levels")])
+
+
+@lru_cache(maxsize=8)
+def _deeper_than(levels: int) -> etree.XPath:
+    """Whether a document has an element more than ``levels`` deep (the root element is level 1)."""
+    return etree.XPath("boolean(" + "/*" * (levels + 1) + ")")
 
 
 def _qname(element: etree._Element) -> tuple[str | None, str]:
-    q = etree.QName(element)
-    return q.namespace, q.localname
+    """(namespace, local name) of an element, from lxml's ``{namespace}local`` tag."""
+    tag: str = element.tag
+    if tag.startswith("{"):
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return None, tag
 
 
 def _children(element: etree._Element) -> list[etree._Element]:
@@ -268,9 +276,22 @@ def _boolean(text: str) -> Any:
 class _Reader:
     """One document's mapping: the namespaces its extensions use, bound to prefixes for @context."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: capture.CaptureLimits) -> None:
+        # A list is mapped to one item past the list limit: capture refuses it for that, with its place,
+        # and no more of it is walked.
+        self.list_cap = limits.list_items + 1
         self.prefix_of: dict[str, str] = {}  # namespace -> prefix
         self.errors: list[capture.CaptureError] = []
+
+    def items(self, element: etree._Element) -> list[etree._Element]:
+        """A list element's items, to one past the list limit."""
+        return _children(element)[: self.list_cap]
+
+    def refuse(self, error: capture.CaptureError) -> None:
+        """Note a reason to refuse the document; at ``MAX_REASONS`` the walk stops there."""
+        self.errors.append(error)
+        if len(self.errors) >= MAX_REASONS:
+            raise capture.CaptureRefusedError(self.errors)
 
     def document(self, root: etree._Element) -> dict[str, Any]:
         ns, name = _qname(root)
@@ -298,7 +319,7 @@ class _Reader:
         results = next((c for c in _children(body) if _qname(c)[1] == "QueryResults"), None)
         out: dict[str, Any] = {}
         if results is None:
-            self.errors.append(capture.CaptureError("/epcisBody/queryResults", "no QueryResults"))
+            self.refuse(capture.CaptureError("/epcisBody/queryResults", "no QueryResults"))
             return out
         for child in _children(results):
             name = _qname(child)[1]
@@ -312,30 +333,28 @@ class _Reader:
 
     def events(self, event_list: etree._Element | None, path: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        pending = list(_children(event_list)) if event_list is not None else []
-        while pending:
-            element = pending.pop(0)
+        pending = deque(_children(event_list) if event_list is not None else ())
+        while pending and len(out) <= capture.MAX_EVENTS:  # one more: capture refuses the document for it
+            element = pending.popleft()
             ns, name = _qname(element)
             if name == "extension" and ns is None:  # 1.2: <extension><TransformationEvent>
-                pending[:0] = _children(element)
+                pending.extendleft(reversed(_children(element)))
             elif name in EVENT_TYPES and ns is None:
                 out.append(self.event(element, name, f"{path}/{len(out)}"))
             else:
-                self.errors.append(
-                    capture.CaptureError(f"{path}/{len(out)}", f"<{name}> is not an EPCIS event")
-                )
+                self.refuse(capture.CaptureError(f"{path}/{len(out)}", f"<{name}> is not an EPCIS event"))
         return out
 
     def event(self, element: etree._Element, event_type: str, path: str) -> dict[str, Any]:
         event: dict[str, Any] = {"type": event_type}
-        pending = _children(element)
+        pending = deque(_children(element))
         while pending:
-            child = pending.pop(0)
+            child = pending.popleft()
             ns, name = _qname(child)
             if ns is not None:
                 self.put_extension(event, child)
             elif name in ("extension", "baseExtension"):  # 1.2 wrappers, nested too: flattened
-                pending[:0] = _children(child)
+                pending.extendleft(reversed(_children(child)))
             else:
                 self.standard_field(event, child, name, path)
         return event
@@ -343,7 +362,7 @@ class _Reader:
     def standard_field(self, event: dict[str, Any], child: etree._Element, name: str, path: str) -> None:
         at = f"{path}/{name}"
         if name in event and name != "certificationInfo":
-            self.errors.append(capture.CaptureError(at, f"<{name}> given more than once"))
+            self.refuse(capture.CaptureError(at, f"<{name}> given more than once"))
         elif name in _SCALARS:
             event[name] = _bare(name, _text(child))
         elif name == "certificationInfo":
@@ -351,14 +370,16 @@ class _Reader:
             value = _text(child)
             if previous is None:
                 event[name] = value
+            elif isinstance(previous, list):
+                previous.append(value)
             else:
-                event[name] = [*(previous if isinstance(previous, list) else [previous]), value]
+                event[name] = [previous, value]
         elif name in _EPC_LISTS:
-            event[name] = [_text(c) for c in _children(child)]
+            event[name] = [_text(c) for c in self.items(child)]
         elif name in _QUANTITY_LISTS:
-            event[name] = [self.quantity(c) for c in _children(child)]
+            event[name] = [self.quantity(c) for c in self.items(child)]
         elif name in _TYPED_LISTS:
-            event[name] = [self.typed(c, name) for c in _children(child)]
+            event[name] = [self.typed(c, name) for c in self.items(child)]
         elif name in _PLACES:
             event[name] = self.fields(child, at, {"id"})
         elif name == "persistentDisposition":
@@ -371,9 +392,9 @@ class _Reader:
         elif name == "ilmd":
             event[name] = self.fields(child, at, set())
         elif name == "sensorElementList":
-            event[name] = [self.sensor_element(c, f"{at}/{i}") for i, c in enumerate(_children(child))]
+            event[name] = [self.sensor_element(c, f"{at}/{i}") for i, c in enumerate(self.items(child))]
         else:
-            self.errors.append(
+            self.refuse(
                 capture.CaptureError(at, f"<{name}> is not an EPCIS field; an extension needs a namespace")
             )
 
@@ -405,7 +426,7 @@ class _Reader:
             elif name == "extension":  # 1.2 readPoint/bizLocation extension
                 out.update(self.fields(c, path, standard))
             else:
-                self.errors.append(capture.CaptureError(f"{path}/{name}", f"<{name}> is not an EPCIS field"))
+                self.refuse(capture.CaptureError(f"{path}/{name}", f"<{name}> is not an EPCIS field"))
         return out
 
     def error_declaration(self, element: etree._Element, path: str) -> dict[str, Any]:
@@ -419,20 +440,22 @@ class _Reader:
 
     def sensor_element(self, element: etree._Element, path: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        pending = _children(element)
+        pending = deque(_children(element))
         while pending:
-            c = pending.pop(0)
+            c = pending.popleft()
             ns, name = _qname(c)
             if ns is not None:
                 self.put_extension(out, c)
             elif name == "sensorMetadata":
                 out[name] = self.attributes(c, report=False)
             elif name == "sensorReport":
-                out.setdefault(name, []).append(self.attributes(c, report=True))
+                reports = out.setdefault(name, [])
+                if len(reports) < self.list_cap:
+                    reports.append(self.attributes(c, report=True))
             elif name == "extension":
-                pending[:0] = _children(c)
+                pending.extendleft(reversed(_children(c)))
             else:
-                self.errors.append(capture.CaptureError(f"{path}/{name}", f"<{name}> is not an EPCIS field"))
+                self.refuse(capture.CaptureError(f"{path}/{name}", f"<{name}> is not an EPCIS field"))
         return out
 
     def attributes(self, element: etree._Element, *, report: bool) -> dict[str, Any]:
@@ -489,12 +512,14 @@ class _Reader:
         ns, name = _qname(element)
         assert ns is not None
         key = f"{self.key(ns, element.prefix)}:{name}"
-        value = self.extension_value(element)
-        if key in target:
-            previous = target[key]
-            target[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        previous = target.get(key)
+        if isinstance(previous, list):  # an element's own value is never a list: this is a repeat
+            if len(previous) < self.list_cap:
+                previous.append(self.extension_value(element))
+        elif key in target:
+            target[key] = [previous, self.extension_value(element)]
         else:
-            target[key] = value
+            target[key] = self.extension_value(element)
 
     def extension_value(self, element: etree._Element) -> Any:
         """An extension element's JSON value: typed text, or an object of its attributes and children."""
