@@ -154,9 +154,14 @@ def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def parse_document(raw: bytes, limits: CaptureLimits = DEFAULT_LIMITS) -> Any:
     """The JSON value of a document's bytes, else ``CaptureRefusedError``: too large, not JSON, or nested
-    beyond what the parser's recursion allows (the depth limit is checked on the parsed value)."""
+    beyond what the parser's recursion allows (the depth limit is checked on the parsed value). A body that
+    starts with ``<`` is EPCIS XML: ``xml.document_from_xml`` maps it to the JSON-LD document."""
     if len(raw) > limits.document_bytes:
         raise CaptureRefusedError([too_large_document(limits)])
+    from traceability.epcis import xml  # here: xml imports this module
+
+    if xml.looks_like_xml(raw):  # EPCIS 2.0 / 1.2 XML: the JSON-LD document of the same events
+        return xml.document_from_xml(raw, limits)
     try:
         return msgspec.json.decode(raw)
     except RecursionError:

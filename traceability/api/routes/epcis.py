@@ -16,16 +16,20 @@ from traceability.api.options import ApiOptions
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.api.schemas import CaptureJobModel
 from traceability.epcis import capture, documents, events_query
+from traceability.epcis import xml as epcis_xml
 
 router = APIRouter(tags=["epcis"])
 
 # The capture body as the OpenAPI document shows it (the route reads the bytes itself, under the limits).
 CAPTURE_BODY: dict[str, Any] = {
     "required": True,
-    "description": "an EPCISDocument (EPCIS 2.0 JSON-LD)",
+    "description": "an EPCISDocument (EPCIS 2.0 JSON-LD, or EPCIS 2.0 / 1.2 XML)",
     "content": {
-        media: {"schema": {"type": "object", "additionalProperties": True}}
-        for media in ("application/ld+json", "application/json")
+        **{
+            media: {"schema": {"type": "object", "additionalProperties": True}}
+            for media in ("application/ld+json", "application/json")
+        },
+        **{media: {"schema": {"type": "string"}} for media in epcis_xml.XML_MEDIA_TYPES},
     },
 }
 
@@ -117,7 +121,14 @@ def capture_job(capture_id: str, conn: Db, principal: Principal) -> CaptureJobMo
     "/epcis/events",
     response_model=None,
     response_class=Response,
-    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    responses={
+        200: {
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/xml": {"schema": {"type": "string"}},
+            }
+        }
+    },
 )
 def events_route(
     request: Request,
@@ -144,7 +155,8 @@ def events_route(
 ) -> Response:
     """EPCIS 2.0 event query (SimpleEventQuery parameters); any ``<OP>_<value|minValue|maxValue|
     meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL matches CEL
-    data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``)."""
+    data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``). With
+    ``Accept: application/xml`` the page is an EPCIS 2.0 XML EPCISQueryDocument (JSON-LD otherwise)."""
     q = events_query.build(
         ge_event_time=ge_event_time,
         lt_event_time=lt_event_time,
@@ -160,7 +172,10 @@ def events_route(
         next_page_token=next_page_token,
     )
     events, token = events_query.run(conn, q)
-    response = Response(documents.query_document(events), media_type="application/json")
+    if epcis_xml.wants_xml(request.headers.get("accept")):
+        response = Response(epcis_xml.query_document_xml(events), media_type="application/xml")
+    else:
+        response = Response(documents.query_document(events), media_type="application/json")
     if token is not None:
         params = dict(request.query_params)
         params["nextPageToken"] = token
