@@ -1,10 +1,11 @@
 """Stage 3, EPCIS: the EPCIS 2.0 event query (GET /epcis/events and the REST bindings' resources): filters,
 sensor value filters with unit conversion, ordering, and keyed pagination (``nextPageToken``).
 
-``build`` takes the parameters of GET /epcis/events; ``from_params`` takes any SimpleEventQuery parameter
-mapping and refuses a parameter it does not know (``QueryParameterError``). EPCs, parent IDs, business
-locations and read points match in every form of the same EPC (URN or GS1 Digital Link, see
-``digital_link.epc_forms``); business steps and dispositions as bare CBV names, Web URIs or URNs.
+``from_params`` takes a SimpleEventQuery parameter mapping (GET /epcis/events, the REST bindings'
+resources, named queries) and refuses a parameter it does not know (``QueryParameterError``). EPCs,
+parent IDs, business locations and read points match in every form of the same EPC (URN or GS1 Digital
+Link, see ``digital_link.epc_forms``); business steps and dispositions as bare CBV names, Web URIs or
+URNs.
 
 Sensor filters are ``<OP>_<field>_<type>`` with OP in EQ, GT, GE, LT, LE, field in value, minValue,
 maxValue, meanValue, and type a measurement type (``Temperature``); the threshold is in the unit named by
@@ -160,37 +161,6 @@ def _split(values: Sequence[str] | None) -> list[str]:
     for v in values or ():
         out.extend(x for x in (p.strip() for p in v.split("|")) if x)
     return out
-
-
-def build(
-    *,
-    ge_event_time: datetime | None,
-    lt_event_time: datetime | None,
-    event_type: Sequence[str] | None,
-    eq_biz_step: Sequence[str] | None,
-    match_epc: Sequence[str] | None,
-    match_parent_id: Sequence[str] | None,
-    eq_biz_location: Sequence[str] | None,
-    eq_read_point: Sequence[str] | None,
-    all_params: Mapping[str, str],
-    uom: str | None,
-    per_page: int | None,
-    next_page_token: str | None,
-) -> EventQuery:
-    q = EventQuery(
-        ge_event_time=ge_event_time,
-        lt_event_time=lt_event_time,
-        event_types=_split(event_type),
-        biz_steps=[str(biz_step_name(b)) for b in _split(eq_biz_step)],
-        epcs=_split(match_epc),
-        parent_ids=_split(match_parent_id),
-        biz_locations=_split(eq_biz_location),
-        read_points=_split(eq_read_point),
-        sensor=sensor_filters(all_params, uom),
-        per_page=min(max(per_page or DEFAULT_PER_PAGE, 1), MAX_PER_PAGE),
-        after_seq=0 if not next_page_token else decode_token(next_page_token),
-    )
-    return q
 
 
 def _scalar(params: Mapping[str, Sequence[str]], name: str) -> str | None:

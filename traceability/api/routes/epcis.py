@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from traceability.api import auth
+from traceability.api import auth, pages
 from traceability.api.deps import Db, Principal, Reader, authenticate, permit, presented_key
 from traceability.api.options import ApiOptions
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.api.schemas import CaptureJobModel
-from traceability.epcis import capture, documents, events_query
+from traceability.epcis import capture, events_query
 from traceability.epcis import xml as epcis_xml
 
 router = APIRouter(tags=["epcis"])
@@ -121,14 +120,7 @@ def capture_job(capture_id: str, conn: Db, principal: Principal) -> CaptureJobMo
     "/epcis/events",
     response_model=None,
     response_class=Response,
-    responses={
-        200: {
-            "content": {
-                "application/json": {"schema": {"type": "object"}},
-                "application/xml": {"schema": {"type": "string"}},
-            }
-        }
-    },
+    responses={200: {"content": pages.EVENTS_PAGE_CONTENT}},
 )
 def events_route(
     request: Request,
@@ -153,32 +145,11 @@ def events_route(
     per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=events_query.MAX_PER_PAGE)] = None,
     next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
 ) -> Response:
-    """EPCIS 2.0 event query (SimpleEventQuery parameters); any ``<OP>_<value|minValue|maxValue|
-    meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL matches CEL
-    data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``). With
-    ``Accept: application/xml`` the page is an EPCIS 2.0 XML EPCISQueryDocument (JSON-LD otherwise)."""
-    q = events_query.build(
-        ge_event_time=ge_event_time,
-        lt_event_time=lt_event_time,
-        event_type=event_type,
-        eq_biz_step=eq_biz_step,
-        match_epc=match_epc,
-        match_parent_id=match_parent_id,
-        eq_biz_location=eq_biz_location,
-        eq_read_point=eq_read_point,
-        all_params=dict(request.query_params),
-        uom=uom,
-        per_page=per_page,
-        next_page_token=next_page_token,
-    )
+    """EPCIS 2.0 event query: every SimpleEventQuery parameter of ``events_query.from_params`` (the common
+    ones are listed here; one it does not know is a 400 QueryParameterException). Any ``<OP>_<value|
+    minValue|maxValue|meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL
+    matches CEL data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``).
+    With ``Accept: application/xml`` the page is an EPCIS 2.0 XML EPCISQueryDocument (JSON-LD otherwise)."""
+    q = events_query.from_params(pages.query_params(request))
     events, token = events_query.run(conn, q)
-    if epcis_xml.wants_xml(request.headers.get("accept")):
-        response = Response(epcis_xml.query_document_xml(events), media_type="application/xml")
-    else:
-        response = Response(documents.query_document(events), media_type="application/json")
-    if token is not None:
-        params = dict(request.query_params)
-        params["nextPageToken"] = token
-        response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-        response.headers["GS1-Next-Page-Token"] = token
-    return response
+    return pages.events_page(request, events, token)

@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from traceability.api import auth
+from traceability.api import auth, pages
 from traceability.api.deps import Db, Reader
 from traceability.api.problems import ERRORS, ApiProblemError, EpcisException
-from traceability.epcis import documents, events_query
+from traceability.epcis import events_query
 from traceability.epcis.events_query import QueryParameterError
 from traceability.subscriptions import store
 
@@ -93,13 +92,6 @@ def _token_name(token: str) -> str:
     return name
 
 
-def _next_link(response: Response, request: Request, token: str) -> None:
-    params = dict(request.query_params)
-    params["nextPageToken"] = token
-    response.headers["Link"] = f'<{request.url.path}?{urlencode(params)}>; rel="next"'
-    response.headers["GS1-Next-Page-Token"] = token
-
-
 @router.post("/epcis/queries", status_code=201, response_model=None, responses=RESPONSES)
 def create_query_route(body: QueryBody, conn: Db, principal: Reader, response: Response) -> dict[str, Any]:
     """Create a named query (read role). Its parameters are those of GET /epcis/events; one it does not
@@ -128,7 +120,7 @@ def list_queries_route(
     found = store.list_queries(conn, after=after, limit=per_page + 1)
     if len(found) > per_page:
         found = found[:per_page]
-        _next_link(response, request, _name_token(found[-1]["name"]))
+        pages.next_link(request, response, _name_token(found[-1]["name"]))
     return found
 
 
@@ -159,7 +151,7 @@ def delete_query_route(name: QueryName, conn: Db, principal: Reader) -> Response
     "/epcis/queries/{queryName}/events",
     response_model=None,
     response_class=Response,
-    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    responses={200: {"content": pages.EVENTS_PAGE_CONTENT}},
 )
 def query_events_route(
     request: Request,
@@ -177,10 +169,7 @@ def query_events_route(
         raise _no_query(name) from None
     q = store.event_query(query, per_page=per_page, next_page_token=next_page_token)
     events, token = events_query.run(conn, q)
-    response = Response(documents.query_document(events), media_type="application/json")
-    if token is not None:
-        _next_link(response, request, token)
-    return response
+    return pages.events_page(request, events, token)
 
 
 @router.post(

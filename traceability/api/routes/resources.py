@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import msgspec
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from traceability.api import pages
 from traceability.api.deps import Db, Reader
 from traceability.api.problems import ERRORS, ApiProblemError, EpcisException
-from traceability.epcis import documents, events_query, vocabularies
+from traceability.epcis import events_query, vocabularies
 from traceability.epcis.builders import DISPOSITION_PREFIXES, EPCIS_CONTEXT, biz_step_name, disposition_name
 from traceability.epcis.digital_link import epc_forms
 from traceability.epcis.events_query import EventQuery, QueryParameterError
@@ -22,9 +22,7 @@ router = APIRouter(tags=["epcis resources"], responses={406: ERRORS[400]})
 
 PerPage = Annotated[int | None, Query(alias="perPage", ge=1, le=events_query.MAX_PER_PAGE)]
 NextPageToken = Annotated[str | None, Query(alias="nextPageToken", max_length=200)]
-QUERY_DOCUMENT: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
-}
+QUERY_DOCUMENT: dict[int | str, dict[str, Any]] = {200: {"content": pages.EVENTS_PAGE_CONTENT}}
 COLLECTION: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {
@@ -52,25 +50,9 @@ def _collection(members: list[str]) -> dict[str, Any]:
     return {"@context": EPCIS_CONTEXT, "type": "Collection", "member": members}
 
 
-def _paged(request: Request, response: Response, token: str | None) -> Response:
-    """The response, with the next page's Link (rel="next") and token when there is one."""
-    if token is not None:
-        params = [(k, v) for k, v in request.query_params.multi_items() if k != "nextPageToken"]
-        params.append(("nextPageToken", token))
-        # The path as it was sent (still percent-encoded): an EPC or an eventID in it stays one segment.
-        path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
-        response.headers["Link"] = f'<{path}?{urlencode(params)}>; rel="next"'
-        response.headers["GS1-Next-Page-Token"] = token
-    return response
-
-
-def _params(request: Request) -> dict[str, list[str]]:
-    return {name: request.query_params.getlist(name) for name in request.query_params}
-
-
 def _events(request: Request, conn: Db, q: EventQuery) -> Response:
     events, token = events_query.run(conn, q)
-    return _paged(request, Response(documents.query_document(events), media_type="application/json"), token)
+    return pages.events_page(request, events, token)
 
 
 # -- one event -----------------------------------------------------------------------------------------
@@ -78,7 +60,10 @@ def _events(request: Request, conn: Db, q: EventQuery) -> Response:
 
 @router.get("/epcis/events/{event_id:path}", response_class=Response, responses=QUERY_DOCUMENT)
 def event_route(
-    conn: Db, _: Reader, event_id: Annotated[str, Path(description="the eventID (URL-encoded)")]
+    request: Request,
+    conn: Db,
+    _: Reader,
+    event_id: Annotated[str, Path(description="the eventID (URL-encoded)")],
 ) -> Response:
     """One event, as an EPCISQueryDocument enclosing it and the error declarations of it (404 when no event
     has this eventID)."""
@@ -89,7 +74,7 @@ def event_route(
         raise ApiProblemError(
             404, "Not Found", "no event with this eventID", type_=EpcisException.NO_SUCH_RESOURCE
         )
-    return Response(documents.query_document(events), media_type="application/json")
+    return pages.events_page(request, events)
 
 
 # -- the events of one resource ------------------------------------------------------------------------
@@ -134,7 +119,7 @@ def _add_resource(resource: str) -> None:
         per_page: PerPage = None,
         token: NextPageToken = None,
     ) -> Response:
-        params = _params(request)
+        params = pages.query_params(request)
         if param is not None and param in params:
             raise QueryParameterError(
                 f"{param} is the resource's own ({resource}/{{id}}): give it in the path"
@@ -151,7 +136,7 @@ def _add_resource(resource: str) -> None:
     ) -> Response:
         size = min(per_page or events_query.DEFAULT_PER_PAGE, events_query.MAX_PER_PAGE)
         values, next_token = vocabularies.known_values(conn, resource, per_page=size, token=token)
-        return _paged(request, _json(_collection(values)), next_token)
+        return pages.next_link(request, _json(_collection(values)), next_token)
 
     base = f"/epcis/{resource}"
     events_of.__doc__ = (
