@@ -302,7 +302,7 @@ def _checked(
     try:
         validation.validate_document(doc)
     except validation.InvalidEventError as exc:
-        return [CaptureError("", f"EPCIS 2.0 JSON Schema: {exc}")], []
+        return [CaptureError(validation.error_pointer(doc), f"EPCIS 2.0 JSON Schema: {exc}")], []
     events = events_of(doc)
     _, pointer = event_list(doc)
     if not events:
