@@ -58,14 +58,25 @@ class CaptureWorker:
         self._wake.set()
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
-        """Finish pending jobs until ``stop`` is set; wait ``poll_s`` (or a ``wake``) when there are none."""
-        while not stop.is_set():
-            self._wake.clear()
-            if self.run_once() == 0:
-                self._wake.wait(poll_s)
+        """Finish pending jobs until ``stop`` is set; wait ``poll_s`` (or a ``wake``) when there are none.
+        One connection throughout; the preparing thread and its connection only while there are jobs."""
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            while not stop.is_set():
+                self._wake.clear()
+                if self._drain(conn, stop) == 0:
+                    self._wake.wait(poll_s)
 
     def run_once(self) -> int:
         """Finish every job pending now (and those queued meanwhile); return how many this worker finished."""
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            return self._drain(conn, threading.Event())
+
+    def _drain(self, conn: psycopg.Connection[Any], halt: threading.Event) -> int:
+        """The pipeline over the pending jobs, until there are none or ``halt`` is set (the jobs not
+        finished then stay pending); the writing thread is this one, on ``conn``."""
+        pending = conn.execute(queries.PENDING_CAPTURE_JOBS).fetchone()
+        if pending is None or not pending[0]:
+            return 0
         items: queue.Queue[_Item | None] = queue.Queue(maxsize=QUEUE_DEPTH)
         stop = threading.Event()
         failure: list[BaseException] = []
@@ -73,21 +84,20 @@ class CaptureWorker:
             target=self._prepare, args=(items, stop, failure), name="coldchain-capture-prepare", daemon=True
         )
         finished = 0
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
-            preparer.start()
-            try:
-                while (item := items.get()) is not None:
-                    checked, captured_by = item
-                    job = capture.write(conn, checked, captured_by=captured_by, queued=True)
-                    if job is not None:
-                        finished += 1
-                        self._remember(job.capture_id)
-            finally:
-                stop.set()
-                while preparer.is_alive():  # it may be blocked on a full queue: make room until it ends
-                    with contextlib.suppress(queue.Empty):
-                        items.get(timeout=0.05)
-                preparer.join()
+        preparer.start()
+        try:
+            while not halt.is_set() and (item := items.get()) is not None:
+                checked, captured_by = item
+                job = capture.write(conn, checked, captured_by=captured_by, queued=True)
+                if job is not None:
+                    finished += 1
+                    self._remember(job.capture_id)
+        finally:
+            stop.set()
+            while preparer.is_alive():  # it may be blocked on a full queue: make room until it ends
+                with contextlib.suppress(queue.Empty):
+                    items.get(timeout=0.05)
+            preparer.join()
         if failure:
             raise failure[0]
         return finished

@@ -407,7 +407,7 @@ ORDER BY created_at, capture_id LIMIT %s FOR UPDATE SKIP LOCKED
 TAKE_CAPTURE_JOB = """
 SELECT 1 FROM capture_job WHERE capture_id = %s AND running FOR UPDATE SKIP LOCKED
 """
-PENDING_CAPTURE_JOBS = "SELECT count(*) FROM capture_job WHERE running"
+PENDING_CAPTURE_JOBS = "SELECT EXISTS (SELECT 1 FROM capture_job WHERE running)"
 CAPTURE_JOB = """
 SELECT capture_id, running, success, events, first_seq, last_seq, errors, already_captured FROM capture_job
 WHERE capture_id = %s

@@ -333,3 +333,26 @@ def test_ledger_import_takes_a_query_document(
     assert result.exit_code == 0, result.output
     job = json.loads(result.output.strip().splitlines()[-1])
     assert (job["success"], job["events"]) == (True, 2)
+
+
+def test_the_ledger_stage_runs_the_capture_worker(db_url: str) -> None:
+    """Services' ledger stage runs a capture worker beside the ledger worker: /health names it, and it
+    finishes a job queued as POST /epcis/capture queues it."""
+    from coldchain.runtime import Services
+
+    services = Services(db_url, None, stages=("ledger",))
+    services.start()
+    try:
+        assert services.liveness().get("capture") is True
+        (component,) = [c for c in services._started if getattr(c, "name", None) == "capture"]
+        worker: CaptureWorker = component.target  # type: ignore[attr-defined]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            job = capture.enqueue(conn, _query_document(), captured_by="runtime")
+        worker.wake()
+        assert worker.wait_finished(job.capture_id, 120)
+    finally:
+        services.stop()
+    with psycopg.connect(db_url) as conn:
+        finished = capture.get_job(conn, job.capture_id)
+    assert finished is not None
+    assert (finished.running, finished.success, finished.events) == (False, True, 2)
