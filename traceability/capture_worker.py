@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 # Checked documents waiting for the writer: two keep it busy (one being appended, one ready) while the
 # preparer checks a third; more would only hold memory (a document is up to the document byte limit).
 QUEUE_DEPTH = 2
-# Pending jobs read per query by the preparer (each is taken again, row-locked, by its writer).
-TAKE_BATCH = 8
+# Pending jobs read per query by the preparer (each is taken again, row-locked, by its writer): one, as
+# a body may be as large as the document limit (16 MiB) and one query a job costs nothing beside it.
+TAKE_BATCH = 1
 # How many finished capture ids ``wait_finished`` remembers.
 REMEMBERED = 10_000
 
