@@ -356,3 +356,20 @@ def test_the_ledger_stage_runs_the_capture_worker(db_url: str) -> None:
         finished = capture.get_job(conn, job.capture_id)
     assert finished is not None
     assert (finished.running, finished.success, finished.events) == (False, True, 2)
+
+
+def test_a_finished_job_is_not_finished_again(db_url: str) -> None:
+    """The writer takes a queued job's row before it writes: a job finished meanwhile (by another worker)
+    is left as it is, its events not appended twice."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        job = capture.enqueue(conn, _query_document(), captured_by="twice")
+        checked = capture.check_bytes(_query_document(), capture_id=job.capture_id)
+        first = capture.write(conn, checked, captured_by="twice", queued=True)
+        assert first is not None
+        assert first.success
+        again = capture.check_bytes(b"{not json", capture_id=job.capture_id)
+        assert capture.write(conn, again, captured_by="twice", queued=True) is None
+        stored = capture.get_job(conn, job.capture_id)
+        assert stored is not None
+        assert (stored.success, stored.events) == (True, 2)
+        assert conn.execute("SELECT count(*) FROM ledger_event").fetchone() == (2,)

@@ -452,8 +452,10 @@ def write(
                 errors = _identity_errors(conn, checked.prepared, checked.pointer)
                 if not errors:
                     _append(conn, job, checked.prepared)
-                    _record(conn, job, captured_by)  # committed with the events: one commit
-                    return job
+                else:  # refused on what the ledger holds: recorded while the job's row is still held
+                    _refused(job, errors, checked.unreadable)
+                _record(conn, job, captured_by)  # committed with the events: one commit
+                return job
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
             # A value or a constraint the database refuses (a bug of ours or a constraint added since):
             # the document is refused and the refusal recorded. The database's words (the values it
@@ -469,14 +471,18 @@ def write(
         except Exception:  # a bug of ours: the document refused, the job finished, never a crash
             log.exception("capture %s refused on an unexpected error", job.capture_id)
             errors = [CaptureError(checked.pointer, "the events could not be appended (an internal error)")]
-    job.errors = [e.as_dict() for e in errors]
-    job.too_large = any(e.too_large for e in errors)
-    job.unreadable = checked.unreadable
+    _refused(job, errors, checked.unreadable)
     with conn.transaction():
         if queued and not _take(conn, job.capture_id):
             return None
         _record(conn, job, captured_by)
     return job
+
+
+def _refused(job: CaptureJob, errors: Sequence[CaptureError], unreadable: bool) -> None:
+    job.errors = [e.as_dict() for e in errors]
+    job.too_large = any(e.too_large for e in errors)
+    job.unreadable = unreadable
 
 
 def _append(conn: Conn, job: CaptureJob, prepared: Sequence[chain.Prepared]) -> None:
