@@ -247,6 +247,12 @@ class Services:
                 from traceability.worker import LedgerWorker
 
                 self._start(_Worker("ledger", LedgerWorker(self.database_url)))
+                from traceability.capture_worker import CaptureWorker
+                from traceability.epcis.capture import DEFAULT_LIMITS as CAPTURE_LIMITS
+
+                # The capture jobs POST /epcis/capture queues, under the same limits as the API's.
+                limits = self.api_options.capture if self.api_options is not None else CAPTURE_LIMITS
+                self._start(_Worker("capture", CaptureWorker(self.database_url, limits)))
                 # EPCIS query subscriptions: their webhook deliveries, from the events the ledger appends.
                 self._start(_Worker("subscriptions", SubscriptionWorker(self.database_url)))
                 if self.checkpoint_key is not None:

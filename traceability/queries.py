@@ -383,11 +383,31 @@ ORDER BY e.event_time, e.seq LIMIT 1
 HEALTH = "SELECT max(seq) FROM ledger_event"
 
 # --- capture jobs ---------------------------------------------------------------------------------
+# A finished job: a new row (captured here and now), or the pending row of a queued job (its body dropped).
 INSERT_CAPTURE_JOB = """
 INSERT INTO capture_job (capture_id, finished_at, running, success, events, first_seq, last_seq, errors,
                          already_captured, captured_by)
 VALUES (%(id)s, now(), false, %(success)s, %(events)s, %(first)s, %(last)s, %(errors)s, %(already)s, %(by)s)
+ON CONFLICT (capture_id) DO UPDATE SET
+    finished_at = now(), running = false, success = EXCLUDED.success, events = EXCLUDED.events,
+    first_seq = EXCLUDED.first_seq, last_seq = EXCLUDED.last_seq, errors = EXCLUDED.errors,
+    already_captured = EXCLUDED.already_captured, body = NULL
 """
+# The capture queue (migration 0011): POST /epcis/capture stores the body as a pending job.
+ENQUEUE_CAPTURE_JOB = """
+INSERT INTO capture_job (capture_id, running, success, body, captured_by) VALUES (%s, true, true, %s, %s)
+"""
+# The oldest pending jobs that no other worker holds, not those this worker has in hand already.
+NEXT_CAPTURE_JOBS = """
+SELECT capture_id, body, captured_by FROM capture_job
+WHERE running AND body IS NOT NULL AND NOT (capture_id = ANY(%s::text[]))
+ORDER BY created_at, capture_id LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+# A pending job's row, locked for the transaction that finishes it (none: taken by another, or done).
+TAKE_CAPTURE_JOB = """
+SELECT 1 FROM capture_job WHERE capture_id = %s AND running FOR UPDATE SKIP LOCKED
+"""
+PENDING_CAPTURE_JOBS = "SELECT EXISTS (SELECT 1 FROM capture_job WHERE running)"
 CAPTURE_JOB = """
 SELECT capture_id, running, success, events, first_seq, last_seq, errors, already_captured FROM capture_job
 WHERE capture_id = %s

@@ -196,8 +196,9 @@ def ledger_import(
         Path, typer.Argument(help="An EPCIS 2.0 JSON(-LD) document.", exists=True, dir_okay=False)
     ],
 ) -> None:
-    """Capture an EPCIS document from a file, all or nothing, under capture's limits (the
-    COLDCHAIN_CAPTURE_* settings), as POST /epcis/capture: the bytes go the same way."""
+    """Capture an EPCIS document (EPCISDocument or EPCISQueryDocument) from a file, all or nothing, under
+    capture's limits (the COLDCHAIN_CAPTURE_* settings): the same checks and the same transaction as the
+    capture worker gives a job of POST /epcis/capture, here and now."""
     import psycopg
 
     from coldchain.runtime import api_options

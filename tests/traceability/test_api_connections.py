@@ -25,6 +25,7 @@ from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.options import ApiOptions
 from traceability.api.problems import PROBLEM_BASE, EpcisException
+from traceability.capture_worker import CaptureWorker
 from traceability.epcis.builders import iso_ms
 
 POOL = 2
@@ -114,8 +115,8 @@ def test_slow_uploads_as_many_as_the_pool_do_not_stop_other_requests(
     db_url: str, keys: tuple[str, str]
 ) -> None:
     """As many capture uploads as the pool has connections, each with half its body sent: the other
-    requests are served (not 503 after the pool timeout), and the uploads are captured once their bodies
-    are complete."""
+    requests are served (not 503 after the pool timeout), and the uploads are queued once their bodies
+    are complete (and captured by the capture worker)."""
     capture_key, reader_key = keys
     options = ApiOptions(pool_size=POOL, pool_timeout_s=POOL_TIMEOUT_S)
     with _serve(options, db_url) as (server, port):
@@ -139,6 +140,9 @@ def test_slow_uploads_as_many_as_the_pool_do_not_stop_other_requests(
         captured = [_status(s) for s in uploads]
     assert [a.status_code for a in answers] == [404] * (2 * POOL), [a.text for a in answers]
     assert captured == [202] * POOL
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM capture_job WHERE running").fetchone() == (POOL,)
+    assert CaptureWorker(db_url).run_once() == POOL  # the ledger stage's worker finishes the queued jobs
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM ledger_event").fetchone()
     assert row == (POOL,)

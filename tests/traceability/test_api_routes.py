@@ -19,6 +19,7 @@ from coldchain.cli import app as cli_app
 from tests.traceability.test_ledger_trust import _append, _key
 from traceability.api.app import create_app
 from traceability.api.auth import KeyRevocationError, create_key, revoke_key
+from traceability.api.options import ApiOptions
 from traceability.api.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, EpcisException
 from traceability.epcis import builders
 from traceability.ledger import checkpoint
@@ -47,7 +48,9 @@ def keys(db_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def client(db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(db_url), raise_server_exceptions=False) as c:
+    with TestClient(
+        create_app(db_url, options=ApiOptions(capture_worker=True)), raise_server_exceptions=False
+    ) as c:
         yield c
 
 
@@ -172,6 +175,7 @@ def test_capture_jobs_and_roles(keys: dict[str, str], client: TestClient) -> Non
     captured = client.post("/epcis/capture", content=_document(), headers=media | _as(keys["capture"]))
     assert captured.status_code == 202, captured.text
     job_url = captured.headers["Location"]
+    assert client.app.state.capture_worker.wait_finished(captured.json()["captureID"], 120)  # type: ignore[attr-defined]
     for role in ROLES:  # every role may read a job: capture keys their own, readers any
         job = client.get(job_url, headers=_as(keys[role]))
         assert (job.status_code, job.json()["success"], job.json()["events"]) == (200, True, 1), role

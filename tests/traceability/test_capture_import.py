@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from capture_support import refused
 from fastapi.testclient import TestClient
 from process_support import as_url
 from typer.testing import CliRunner, Result
@@ -139,23 +140,20 @@ def test_import_of_bytes_that_are_not_utf8_is_one_line(
     assert _stored(db_url)[0] == 0
 
 
-def test_capture_of_a_body_that_is_not_utf8_is_400_with_its_job(db_url: str) -> None:
+def test_capture_of_a_body_that_is_not_utf8_is_a_refused_job(db_url: str) -> None:
     from traceability.api.app import create_app
-    from traceability.api.problems import EpcisException
+    from traceability.api.options import ApiOptions
 
     with psycopg.connect(db_url) as conn:
         key = create_key(conn, "capture", "utf8")
-    with TestClient(create_app(db_url), raise_server_exceptions=False) as client:
+    app = create_app(db_url, options=ApiOptions(capture_worker=True))
+    headers = {"X-API-Key": key}
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
         response = client.post(
-            "/epcis/capture",
-            content=BAD_UTF8,
-            headers={"X-API-Key": key, "Content-Type": "application/json"},
+            "/epcis/capture", content=BAD_UTF8, headers={"Content-Type": "application/json"}
         )
-    assert response.status_code == 400, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == EpcisException.VALIDATION
-    assert "not UTF-8" in body["errors"][0]["message"]
+        job = refused(client, response, "not UTF-8")
+    assert job["errors"][0]["path"] == ""
     events, jobs = _stored(db_url)
     assert events == 0
     assert [ok for ok, _ in jobs] == [False]

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+from capture_support import captured, refused
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -56,13 +57,12 @@ def _doc(*events: dict[str, Any]) -> dict[str, Any]:
 
 
 def _app(db_url: str, **options: Any) -> FastAPI:
+    """The API with its own capture worker (finishing the jobs POST /epcis/capture queues)."""
     from traceability.api.app import create_app
-
-    if not options:
-        return create_app(db_url)
     from traceability.api.options import ApiOptions
 
-    return create_app(db_url, options=ApiOptions(capture=capture.CaptureLimits(**options)))
+    limits = capture.CaptureLimits(**options)
+    return create_app(db_url, options=ApiOptions(capture=limits, capture_worker=True))
 
 
 @pytest.fixture
@@ -84,9 +84,9 @@ def _count(db_url: str, sql: str = "SELECT count(*) FROM ledger_event") -> int:
     return int(row[0])
 
 
-def _refused(response: Any, status: int, reason: str) -> dict[str, Any]:
-    """The answer is a problem+json refusal with this status naming the reason; so is its capture job."""
-    assert response.status_code == status, response.text
+def _too_large(response: Any, reason: str) -> dict[str, Any]:
+    """A body over the document size limit: a problem+json 413 at once, naming the reason; so does its job."""
+    assert response.status_code == 413, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
     body: dict[str, Any] = response.json()
     assert any(reason in e["message"] for e in body["errors"]), body
@@ -104,9 +104,9 @@ def _job_of(client: TestClient, body: dict[str, Any], reason: str) -> None:
 
 def test_event_time_in_the_far_future_is_refused(client: TestClient, db_url: str) -> None:
     """Year 9999 (it would stand ahead of every real event of the unit and freeze its custody)."""
-    body = _refused(
+    body = refused(
+        client,
         client.post("/epcis/capture", json=_doc(_event(datetime(9999, 1, 1, tzinfo=UTC)))),
-        400,
         "later than now",
     )
     _job_of(client, body, "later than now")
@@ -114,8 +114,8 @@ def test_event_time_in_the_far_future_is_refused(client: TestClient, db_url: str
 
 
 def test_event_time_before_the_floor_is_refused(client: TestClient, db_url: str) -> None:
-    _refused(
-        client.post("/epcis/capture", json=_doc(_event(datetime(1900, 1, 1, tzinfo=UTC)))), 400, "before"
+    refused(
+        client, client.post("/epcis/capture", json=_doc(_event(datetime(1900, 1, 1, tzinfo=UTC)))), "before"
     )
     assert _count(db_url) == 0
 
@@ -124,10 +124,10 @@ def test_clock_skew_is_a_setting(db_url: str, key: str) -> None:
     """An event an hour ahead: refused under the default skew, captured where an hour is allowed."""
     ahead = _doc(_event(NOW + timedelta(hours=1)))
     with TestClient(_app(db_url), raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
-        assert c.post("/epcis/capture", json=ahead).status_code == 400
+        refused(c, c.post("/epcis/capture", json=ahead), "later than now")
     app = _app(db_url, future_skew_s=7200)
     with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
-        assert c.post("/epcis/capture", json=ahead).status_code == 202
+        captured(c, c.post("/epcis/capture", json=ahead))
 
 
 # -- eventIDs --------------------------------------------------------------------------------------------
@@ -137,15 +137,14 @@ def test_reused_event_id_with_other_content_is_refused_same_content_idempotent(
     client: TestClient, db_url: str
 ) -> None:
     first = _event(eventID="urn:uuid:6d2b4c1e-0000-4000-8000-000000000001")
-    assert client.post("/epcis/capture", json=_doc(first)).status_code == 202
+    captured(client, client.post("/epcis/capture", json=_doc(first)))
     other = dict(first, bizStep="shipping")
-    body = _refused(
-        client.post("/epcis/capture", json=_doc(other)), 400, "taken by an event with other content"
+    body = refused(
+        client, client.post("/epcis/capture", json=_doc(other)), "taken by an event with other content"
     )
     _job_of(client, body, "other content")
     again = client.post("/epcis/capture", json=_doc(copy.deepcopy(first)))
-    assert again.status_code == 202, again.text
-    job = again.json()
+    job = captured(client, again)
     assert job["events"] == 0
     assert job["alreadyCaptured"] == [{"eventID": first["eventID"], "seq": 1}]
     assert client.get(again.headers["Location"]).json()["alreadyCaptured"] == job["alreadyCaptured"]
@@ -155,20 +154,20 @@ def test_reused_event_id_with_other_content_is_refused_same_content_idempotent(
 def test_hash_event_id_that_is_not_the_hash_is_refused(client: TestClient, db_url: str) -> None:
     event = _event()
     forged = dict(event, eventID="ni:///sha-256;" + "ab" * 32 + "?ver=CBV2.0")
-    _refused(client.post("/epcis/capture", json=_doc(forged)), 400, "not the event's hash")
+    refused(client, client.post("/epcis/capture", json=_doc(forged)), "not the event's hash")
     assert _count(db_url) == 0
     true = dict(event, eventID=event_hash({**event, "@context": CTX}))
-    assert client.post("/epcis/capture", json=_doc(true)).status_code == 202
+    captured(client, client.post("/epcis/capture", json=_doc(true)))
 
 
 def test_error_declaration_of_no_event_is_refused(client: TestClient, db_url: str) -> None:
     declaration = {"declarationTime": iso_ms(NOW), "reason": "incorrect_data"}
     ghost = _event(eventID="urn:uuid:6d2b4c1e-0000-4000-8000-00000000dead", errorDeclaration=declaration)
-    _refused(client.post("/epcis/capture", json=_doc(ghost)), 400, "no event")
+    refused(client, client.post("/epcis/capture", json=_doc(ghost)), "no event")
     assert _count(db_url) == 0
     real = _event(eventID="urn:uuid:6d2b4c1e-0000-4000-8000-00000000beef")
     declared = dict(real, errorDeclaration=declaration)
-    assert client.post("/epcis/capture", json=_doc(real, declared)).status_code == 202
+    captured(client, client.post("/epcis/capture", json=_doc(real, declared)))
     assert _count(db_url) == 2
 
 
@@ -176,7 +175,7 @@ def test_record_time_is_the_repositorys(client: TestClient, db_url: str) -> None
     """A client's recordTime is replaced by the capture's; the event hash does not cover it."""
     event = _event(recordTime="2001-01-01T00:00:00.000Z")
     before = datetime.now(UTC) - timedelta(seconds=1)
-    assert client.post("/epcis/capture", json=_doc(event)).status_code == 202
+    captured(client, client.post("/epcis/capture", json=_doc(event)))
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT event, event_hash FROM ledger_event").fetchone()
     assert row is not None
@@ -215,7 +214,7 @@ JSON = {"content-type": "application/json"}
 def test_deep_nesting_is_a_400_with_a_job(client: TestClient, db_url: str, levels: int) -> None:
     """252-475 levels were accepted (and broke the events query), 476+ were a 500 with no job."""
     response = client.post("/epcis/capture", content=_deep_body(levels), headers=JSON)
-    body = _refused(response, 400, "deeper")
+    body = refused(client, response, "deeper")
     _job_of(client, body, "deeper")
     assert _count(db_url) == 0
 
@@ -223,9 +222,9 @@ def test_deep_nesting_is_a_400_with_a_job(client: TestClient, db_url: str, level
 def test_raw_deep_json_is_a_400(client: TestClient, db_url: str) -> None:
     """Deeper than the JSON parser recurses: refused, recorded, never a 500."""
     raw = b'{"type": "EPCISDocument", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    body = _refused(
+    body = refused(
+        client,
         client.post("/epcis/capture", content=raw, headers={"content-type": "application/json"}),
-        400,
         "deeper",
     )
     _job_of(client, body, "deeper")
@@ -235,20 +234,20 @@ def test_sizes_are_413_and_lists_are_400_before_anything_is_stored(db_url: str, 
     app = _app(db_url, document_bytes=20_000, event_bytes=2_000, list_items=50)
     with TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": key}) as c:
         big_event = _event(**{"ex:blob": "x" * 5_000})
-        body = _refused(c.post("/epcis/capture", json=_doc(big_event)), 413, "bytes, more than 2000")
+        body = refused(c, c.post("/epcis/capture", json=_doc(big_event)), "bytes, more than 2000")
         _job_of(c, body, "more than 2000")
         big_doc = _doc(*[_event(**{"ex:i": str(i), "ex:pad": "y" * 1000}) for i in range(30)])
-        _refused(c.post("/epcis/capture", json=big_doc), 413, "larger than 20000 bytes")
+        _too_large(c.post("/epcis/capture", json=big_doc), "larger than 20000 bytes")
         long_list = _event(epcList=[f"urn:epc:id:sscc:6901234.{i:010d}" for i in range(51)])
-        _refused(c.post("/epcis/capture", json=_doc(long_list)), 400, "more than 50 items")
-        assert c.post("/epcis/capture", json=_doc(_event())).status_code == 202
+        refused(c, c.post("/epcis/capture", json=_doc(long_list)), "more than 50 items")
+        captured(c, c.post("/epcis/capture", json=_doc(_event())))
     assert _count(db_url) == 1
     assert _count(db_url, "SELECT count(*) FROM capture_job WHERE NOT success") == 3
 
 
 def test_default_limits_refuse_a_50_mb_event(client: TestClient, db_url: str) -> None:
-    body = _refused(
-        client.post("/epcis/capture", json=_doc(_event(**{"ex:blob": "z" * (50 << 20)}))), 413, "larger"
+    body = _too_large(
+        client.post("/epcis/capture", json=_doc(_event(**{"ex:blob": "z" * (50 << 20)}))), "larger"
     )
     _job_of(client, body, "larger")
     assert _count(db_url) == 0

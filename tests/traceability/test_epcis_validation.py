@@ -66,8 +66,13 @@ MUTATIONS: list[tuple[str, Any]] = [
 ]
 
 
+# GS1 examples where the plain schema (fastjsonschema's looser formats) and the RFCs disagree; the RFC
+# wins (test_formats_follow_the_rfcs): the document id "_:document1" is no RFC 3986 URI.
+LOOSER_FORMATS = {"SensorDataExample17.jsonld"}
+
+
 def _variants() -> list[Any]:
-    docs: list[Any] = [json.loads(f.read_text()) for f in _example_files()]
+    docs: list[Any] = [json.loads(f.read_text()) for f in _example_files() if f.name not in LOOSER_FORMATS]
     docs.append(_doc(copy.deepcopy(FIVE)))
     docs.append(_doc([*copy.deepcopy(FIVE), {**FIVE[0], "type": "https://example.com/MyEvent"}]))
     docs.append(_doc([*copy.deepcopy(FIVE), {**FIVE[0], "type": "NoSuchEvent"}]))
@@ -85,6 +90,9 @@ def test_validator_agrees_with_the_plain_schema() -> None:
     verdicts = [(_validator_ok(d), _dispatched_ok(d), _plain_ok(d)) for d in _variants()]
     assert all(checked == dispatched == plain for checked, dispatched, plain in verdicts)
     assert {v for v, _, _ in verdicts} == {True, False}  # both kinds of verdict exercised
+    for name in LOOSER_FORMATS:
+        doc = json.loads((_example_files()[0].parent / name).read_text())
+        assert (_validator_ok(doc), _dispatched_ok(doc), _plain_ok(doc)) == (False, False, True)
 
 
 @pytest.mark.parametrize(

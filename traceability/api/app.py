@@ -19,8 +19,19 @@ from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
 from traceability.api.routes import alarms, epcis, health, ledger, queries, resources, trace
 from traceability.api.routes.health import Liveness
+from traceability.capture_worker import Running, start_thread
 
 log = logging.getLogger(__name__)
+
+
+def _capture_worker(app: FastAPI, conninfo: str) -> Running | None:
+    """The in-process capture worker, when the options ask for one (an API served alone)."""
+    options: ApiOptions = app.state.options
+    if not options.capture_worker:
+        return None
+    running = start_thread(conninfo, options.capture)
+    app.state.capture_worker = running.worker
+    return running
 
 
 def create_app(
@@ -34,9 +45,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pools = open_pools(app, conninfo)
+        worker = _capture_worker(app, conninfo)
         try:
             yield
         finally:
+            if worker is not None:
+                worker.stop()
             pools.close()
 
     app = FastAPI(

@@ -24,6 +24,9 @@ class ApiOptions:
     ledger_key: Path | None = None
     # How long a capture body may take to arrive (it is read before the request takes a connection).
     body_timeout_s: float = limits.API_BODY_TIMEOUT_S
+    # Run a capture worker (``traceability.capture_worker``) in the API's process, for an API served
+    # alone; where the ledger stage runs (``coldchain.runtime.Services``), its worker finishes the jobs.
+    capture_worker: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.pool_size <= limits.API_POOL_SIZE_MAX:

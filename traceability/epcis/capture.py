@@ -134,14 +134,31 @@ class CaptureRefusedError(ValueError):
         self.errors = list(errors)
 
 
-def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The document's events, each with the document's @context unless it has its own."""
+DOCUMENT_TYPES = frozenset({"EPCISDocument", "EPCISQueryDocument"})
+# Where each kind of document keeps its events (JSON pointers): an EPCISQueryDocument (a query's answer,
+# as another repository exports it) carries them in its query results.
+EVENT_LIST = "/epcisBody/eventList"
+QUERY_EVENT_LIST = "/epcisBody/queryResults/resultsBody/eventList"
+
+
+def event_list(doc: Mapping[str, Any]) -> tuple[Any, str]:
+    """The raw value holding a document's events (None when there is none) and its JSON pointer."""
     body = doc.get("epcisBody")
     if not isinstance(body, Mapping):
-        return []
+        return None, EVENT_LIST
+    if doc.get("type") == "EPCISQueryDocument":
+        results = body.get("queryResults")
+        inner = results.get("resultsBody") if isinstance(results, Mapping) else None
+        return (inner.get("eventList") if isinstance(inner, Mapping) else None), QUERY_EVENT_LIST
     raw = body.get("eventList")
     if raw is None and "event" in body:
         raw = [body["event"]]
+    return raw, EVENT_LIST
+
+
+def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The document's events, each with the document's @context unless it has its own."""
+    raw, _ = event_list(doc)
     context = doc.get("@context", builders.CONTEXT)
     out = []
     for event in raw if isinstance(raw, list) else []:
@@ -203,19 +220,27 @@ def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureE
     """Every event's depth and lists, then the rest of the document's (an event's size is that of its
     canonical bytes, checked once they are made: ``_prepared``)."""
     errors: list[CaptureError] = []
-    body = doc.get("epcisBody")
-    raw = body.get("eventList") if isinstance(body, Mapping) else None
+    raw, pointer = event_list(doc)
     if isinstance(raw, list):
         if len(raw) > MAX_EVENTS:
-            return [CaptureError("/epcisBody/eventList", f"more than {MAX_EVENTS} events")]
+            return [CaptureError(pointer, f"more than {MAX_EVENTS} events")]
         for i, event in enumerate(raw):
-            path = f"/epcisBody/eventList/{i}"
-            errors.extend(shape_errors(event, path, bounds.CAPTURE_EVENT_DEPTH, limits))
-        rest = {k: v for k, v in doc.items() if k != "epcisBody"}
-        rest["epcisBody"] = {k: v for k, v in body.items() if k != "eventList"}  # type: ignore[union-attr]
+            errors.extend(shape_errors(event, f"{pointer}/{i}", bounds.CAPTURE_EVENT_DEPTH, limits))
+        rest = _without(doc, pointer.strip("/").split("/"))
     else:
         rest = dict(doc)
     return errors + shape_errors(rest, "", 1, limits)
+
+
+def _without(value: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
+    """A shallow copy of ``value`` without the member at the path ``keys`` (the copies along the path are
+    shallow too: nothing below them is walked or copied)."""
+    out = dict(value)
+    if len(keys) == 1:
+        out.pop(keys[0], None)
+    elif isinstance(out.get(keys[0]), Mapping):
+        out[keys[0]] = _without(out[keys[0]], keys[1:])
+    return out
 
 
 def check_document(
@@ -226,6 +251,47 @@ def check_document(
     return _checked(doc, limits, now or datetime.now(UTC))[0]
 
 
+@dataclass(slots=True)
+class Checked:
+    """A document checked and prepared (``check``): the reasons to refuse it, else its events as the ledger
+    will store them, hashed and canonicalised. What ``write`` takes; no database was needed for it."""
+
+    capture_id: str
+    errors: list[CaptureError]
+    prepared: list[chain.Prepared]
+    unreadable: bool = False  # refused as bytes (too large, not UTF-8 JSON): see CaptureJob.unreadable
+    pointer: str = EVENT_LIST  # where the document keeps its events
+
+
+def check(
+    doc: Any,
+    limits: CaptureLimits = DEFAULT_LIMITS,
+    *,
+    capture_id: str | None = None,
+    now: datetime | None = None,
+) -> Checked:
+    """``check_document``, and the events prepared for the append (recordTime: ``now``). Never raises on a
+    value of any shape: an event the hash or canonical form cannot take is a reason with its pointer."""
+    errors, prepared = _checked(doc, limits, now or datetime.now(UTC))
+    pointer = event_list(doc)[1] if isinstance(doc, Mapping) else EVENT_LIST
+    return Checked(capture_id or str(uuid.uuid4()), errors, prepared, pointer=pointer)
+
+
+def check_bytes(
+    raw: bytes,
+    limits: CaptureLimits = DEFAULT_LIMITS,
+    *,
+    capture_id: str | None = None,
+    now: datetime | None = None,
+) -> Checked:
+    """``check`` of a document's bytes (a request body, a file): parsed under the limits first."""
+    try:
+        doc = parse_document(raw, limits)
+    except CaptureRefusedError as exc:
+        return Checked(capture_id or str(uuid.uuid4()), exc.errors, [], unreadable=True)
+    return check(doc, limits, capture_id=capture_id, now=now)
+
+
 def _checked(
     doc: Any, limits: CaptureLimits, at: datetime
 ) -> tuple[list[CaptureError], list[chain.Prepared]]:
@@ -233,21 +299,22 @@ def _checked(
     hashed and canonicalised once: the append reuses both, so the ledger's lock is not held for them."""
     if not isinstance(doc, Mapping):
         return [CaptureError("", "the body is not a JSON object")], []
-    if doc.get("type") != "EPCISDocument":
-        return [CaptureError("/type", "expected an EPCISDocument")], []
+    if doc.get("type") not in DOCUMENT_TYPES:
+        return [CaptureError("/type", "expected an EPCISDocument or an EPCISQueryDocument")], []
     errors = limit_errors(doc, limits)
     if errors:
         return errors, []  # nothing else walks a value beyond the limits
     try:
         validation.validate_document(doc)
     except validation.InvalidEventError as exc:
-        return [CaptureError("", f"EPCIS 2.0 JSON Schema: {exc}")], []
+        return [CaptureError(validation.error_pointer(doc), f"EPCIS 2.0 JSON Schema: {exc}")], []
     events = events_of(doc)
+    _, pointer = event_list(doc)
     if not events:
-        errors.append(CaptureError("/epcisBody", "no events"))
+        errors.append(CaptureError(pointer, "no events"))
     latest = at + timedelta(seconds=limits.future_skew_s)
     for i, event in enumerate(events):
-        path = f"/epcisBody/eventList/{i}"
+        path = f"{pointer}/{i}"
         if event.get("type") not in EVENT_TYPES:
             errors.append(CaptureError(f"{path}/type", f"unknown event type {event.get('type')!r}"))
         errors.extend(sensor_rule_errors(event, path))
@@ -259,11 +326,11 @@ def _checked(
             errors.extend(_time_errors(f"{path}/{name}", text, limits, latest))
     if errors:
         return errors, []
-    return _prepared(events, limits, builders.iso_ms(at))
+    return _prepared(events, limits, builders.iso_ms(at), pointer)
 
 
 def _prepared(
-    events: list[dict[str, Any]], limits: CaptureLimits, record_time: str
+    events: list[dict[str, Any]], limits: CaptureLimits, record_time: str, pointer: str = EVENT_LIST
 ) -> tuple[list[CaptureError], list[chain.Prepared]]:
     """Each (valid) event with the repository's recordTime, hashed and canonicalised, or the reasons to
     refuse: larger than the event limit (as stored), no canonical form, a hash eventID that is not its
@@ -271,16 +338,16 @@ def _prepared(
     errors: list[CaptureError] = []
     prepared: list[chain.Prepared] = []
     for i, event in enumerate(events):
-        path = f"/epcisBody/eventList/{i}"
+        path = f"{pointer}/{i}"
         event["recordTime"] = record_time  # the repository's (see the module docstring)
         try:
             p = chain.canonicalised(event)
         except (jcs.CanonicalizationError, EventTooDeepError) as exc:
             errors.append(CaptureError(path, str(exc)))  # our own messages
             continue
-        except (KeyError, TypeError, ValueError):  # a valid event the hash cannot take: a bug of ours
+        except Exception as exc:  # a valid event the hash cannot take: a bug of ours, never a crash
             log.exception("an event of a capture could not be hashed")
-            errors.append(CaptureError(path, "the event cannot be hashed"))
+            errors.append(CaptureError(path, _unhashable(exc)))
             continue
         assert p.jcs is not None
         if len(p.jcs) > limits.event_bytes:
@@ -291,6 +358,16 @@ def _prepared(
             errors.append(CaptureError(f"{path}/eventID", "a hash eventID that is not the event's hash"))
         prepared.append(p)
     return errors, prepared
+
+
+def _unhashable(exc: Exception) -> str:
+    """A person's sentence for an event the CBV 2.0 hash could not take (the exception stays in the log)."""
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], str) and len(exc.args[0]) <= 64:
+        return (
+            f"the event cannot be hashed: a member without the field {exc.args[0]!r}, which the CBV 2.0 "
+            "event hash needs, although the schema allows it"
+        )
+    return "the event cannot be hashed (CBV 2.0 event hash)"
 
 
 def _time_errors(path: str, text: Any, limits: CaptureLimits, latest: datetime) -> list[CaptureError]:
@@ -336,69 +413,12 @@ def capture(
     limits: CaptureLimits = DEFAULT_LIMITS,
     now: datetime | None = None,
 ) -> CaptureJob:
-    """Capture a document as one job: all its events appended, or none. The job row is recorded either way
-    (committed), so ``GET /epcis/capture/{id}`` can report it. ``conn`` must not be inside a transaction.
-
-    The document is checked (limits, schema, sensor rule, times) and its events hashed and canonicalised
-    once, before the ledger's lock; under the lock only its eventIDs are checked against the ledger, and
-    its events appended with the bytes already made, in the same transaction. The check runs in
-    this thread on purpose: measured on two cores, checking in a thread beside the append held the GIL
-    against its every round trip, and checking in another process cost more CPU in all (transfer, three
-    processes on two cores) than it took off the append."""
-    job = CaptureJob(capture_id=str(uuid.uuid4()), running=False, success=False)
-    at = now or datetime.now(UTC)
-    errors, prepared = _checked(doc, limits, at)
-    if not errors:
-        events = [p.stored for p in prepared]
-        try:
-            with conn.transaction():
-                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                errors = _identity_errors(conn, prepared)
-                if not errors:
-                    head = conn.execute(queries.HEALTH).fetchone()
-                    head_seq = 0 if head is None or head[0] is None else int(head[0])
-                    seqs = chain.append_prepared(conn, prepared)
-                    new = [s for s in seqs if s > head_seq]
-                    job.success, job.events = True, len(set(new))
-                    job.first_seq = min(new) if new else None
-                    job.last_seq = max(new) if new else None
-                    seen: set[int] = set()
-                    for event, seq in zip(events, seqs, strict=True):
-                        if seq <= head_seq or seq in seen:
-                            job.already_captured.append({"eventID": event["eventID"], "seq": seq})
-                        seen.add(seq)
-                    _record(conn, job, captured_by)  # committed with the events: one commit
-                    return job
-        except (validation.InvalidEventError, jcs.CanonicalizationError, EventTooDeepError) as exc:
-            errors = [CaptureError("/epcisBody/eventList", str(exc))]  # our own messages
-        except (
-            KeyError,
-            TypeError,
-            ValueError,
-            psycopg.errors.DataError,
-            psycopg.errors.IntegrityError,
-        ) as exc:
-            # A value or a constraint the database refuses (a bug of ours or a constraint added since):
-            # the document is refused and the refusal recorded, never a crash of the request. The
-            # exception's text (the database's words, the values it quotes) stays in the log; the
-            # reason names the constraint, if one refused it.
-            log.exception("capture %s refused on an unexpected error", job.capture_id)
-            diag = getattr(exc, "diag", None)
-            constraint = diag.constraint_name if diag is not None else None
-            reason = "rejected by the database" + (f" (constraint {constraint})" if constraint else "")
-            errors = [CaptureError("/epcisBody/eventList", reason)]
-    return refuse(conn, errors, captured_by=captured_by, capture_id=job.capture_id)
-
-
-def refuse(
-    conn: Conn, errors: Sequence[CaptureError], *, captured_by: str | None, capture_id: str | None = None
-) -> CaptureJob:
-    """Record a refused capture job with its reasons (committed) and return it."""
-    job = CaptureJob(capture_id=capture_id or str(uuid.uuid4()), running=False, success=False)
-    job.errors = [e.as_dict() for e in errors]
-    job.too_large = any(e.too_large for e in errors)
-    with conn.transaction():
-        _record(conn, job, captured_by)
+    """Capture a document as one job, here and now: all its events appended, or none (``check`` then
+    ``write``). The job row is recorded either way (committed), so ``GET /epcis/capture/{id}`` can report
+    it. ``conn`` must not be inside a transaction. The API queues documents instead (``enqueue``): the
+    capture worker of the ledger stage (``traceability.capture_worker``) checks and writes them."""
+    job = write(conn, check(doc, limits, now=now), captured_by=captured_by)
+    assert job is not None  # a job that was never queued is never taken by another worker
     return job
 
 
@@ -410,17 +430,109 @@ def capture_bytes(
     limits: CaptureLimits = DEFAULT_LIMITS,
     now: datetime | None = None,
 ) -> CaptureJob:
-    """``capture`` of a document's bytes (the request body): parsed under the limits first."""
-    try:
-        doc = parse_document(raw, limits)
-    except CaptureRefusedError as exc:
-        job = refuse(conn, exc.errors, captured_by=captured_by)
-        job.unreadable = True
-        return job
-    return capture(conn, doc, captured_by=captured_by, limits=limits, now=now)
+    """``capture`` of a document's bytes (a file): parsed under the limits first."""
+    job = write(conn, check_bytes(raw, limits, now=now), captured_by=captured_by)
+    assert job is not None
+    return job
 
 
-def _identity_errors(conn: Conn, prepared: Sequence[chain.Prepared]) -> list[CaptureError]:
+def write(
+    conn: Conn, checked: Checked, *, captured_by: str | None, queued: bool = False
+) -> CaptureJob | None:
+    """Finish a checked document's job in one transaction (committed): under the ledger's lock its eventIDs
+    are checked against the ledger and its events appended with the bytes already made, and the job row
+    says so; or the job row records the reasons it was refused. ``queued``: the job row is a pending one
+    (``enqueue``), taken here FOR UPDATE SKIP LOCKED; None when another worker holds it or it is done.
+
+    A value or a constraint the database refuses is a refusal recorded (never a crash); a database that
+    cannot be reached is an exception (the job stays pending)."""
+    job = CaptureJob(capture_id=checked.capture_id, running=False, success=False)
+    errors = list(checked.errors)
+    if not errors:
+        try:
+            with conn.transaction():
+                if queued and not _take(conn, job.capture_id):
+                    return None
+                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                errors = _identity_errors(conn, checked.prepared, checked.pointer)
+                if not errors:
+                    _append(conn, job, checked.prepared)
+                else:  # refused on what the ledger holds: recorded while the job's row is still held
+                    _refused(job, errors, checked.unreadable)
+                _record(conn, job, captured_by)  # committed with the events: one commit
+                return job
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+            # A value or a constraint the database refuses (a bug of ours or a constraint added since):
+            # the document is refused and the refusal recorded. The database's words (the values it
+            # quotes) stay in the log; the reason names the constraint, if one refused it.
+            log.exception("capture %s refused by the database", job.capture_id)
+            constraint = exc.diag.constraint_name
+            reason = "rejected by the database" + (f" (constraint {constraint})" if constraint else "")
+            errors = [CaptureError(checked.pointer, reason)]
+        except (validation.InvalidEventError, jcs.CanonicalizationError, EventTooDeepError) as exc:
+            errors = [CaptureError(checked.pointer, str(exc))]  # our own messages
+        except psycopg.OperationalError:
+            raise  # the database is away: the supervisor sees it; a queued job stays pending
+        except Exception:  # a bug of ours: the document refused, the job finished, never a crash
+            log.exception("capture %s refused on an unexpected error", job.capture_id)
+            errors = [CaptureError(checked.pointer, "the events could not be appended (an internal error)")]
+    _refused(job, errors, checked.unreadable)
+    with conn.transaction():
+        if queued and not _take(conn, job.capture_id):
+            return None
+        _record(conn, job, captured_by)
+    return job
+
+
+def _refused(job: CaptureJob, errors: Sequence[CaptureError], unreadable: bool) -> None:
+    job.errors = [e.as_dict() for e in errors]
+    job.too_large = any(e.too_large for e in errors)
+    job.unreadable = unreadable
+
+
+def _append(conn: Conn, job: CaptureJob, prepared: Sequence[chain.Prepared]) -> None:
+    """Append the events (under the lock the caller holds) and fill the job's seq range and the events
+    that were in the ledger already."""
+    head = conn.execute(queries.HEALTH).fetchone()
+    head_seq = 0 if head is None or head[0] is None else int(head[0])
+    seqs = chain.append_prepared(conn, prepared)
+    new = [s for s in seqs if s > head_seq]
+    job.success, job.events = True, len(set(new))
+    job.first_seq = min(new) if new else None
+    job.last_seq = max(new) if new else None
+    seen: set[int] = set()
+    for p, seq in zip(prepared, seqs, strict=True):
+        if seq <= head_seq or seq in seen:
+            job.already_captured.append({"eventID": p.stored["eventID"], "seq": seq})
+        seen.add(seq)
+
+
+def _take(conn: Conn, capture_id: str) -> bool:
+    """Lock a pending job's row for this transaction; False when another worker holds it or it is done."""
+    return conn.execute(queries.TAKE_CAPTURE_JOB, (capture_id,)).fetchone() is not None
+
+
+def refuse(
+    conn: Conn, errors: Sequence[CaptureError], *, captured_by: str | None, capture_id: str | None = None
+) -> CaptureJob:
+    """Record a refused capture job with its reasons (committed) and return it."""
+    job = write(conn, Checked(capture_id or str(uuid.uuid4()), list(errors), []), captured_by=captured_by)
+    assert job is not None
+    return job
+
+
+def enqueue(conn: Conn, raw: bytes, *, captured_by: str | None) -> CaptureJob:
+    """Store a document's bytes as a pending capture job (committed) and return it: running, no error yet.
+    The capture worker of the ledger stage takes it (``traceability.capture_worker``)."""
+    job = CaptureJob(capture_id=str(uuid.uuid4()), running=True, success=True)
+    with conn.transaction():
+        conn.execute(queries.ENQUEUE_CAPTURE_JOB, (job.capture_id, raw, captured_by))
+    return job
+
+
+def _identity_errors(
+    conn: Conn, prepared: Sequence[chain.Prepared], pointer: str = EVENT_LIST
+) -> list[CaptureError]:
     """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
     of no event (in the ledger or earlier in the document). The events are as they will be stored; an
     eventID that is the event's hash (its own, or given it for want of one) names its content, so met
@@ -434,7 +546,7 @@ def _identity_errors(conn: Conn, prepared: Sequence[chain.Prepared]) -> list[Cap
         ):
             known[(str(event_id), bool(declares))] = content
     for i, (event, ev_hash, _) in enumerate(prepared):
-        path = f"/epcisBody/eventList/{i}"
+        path = f"{pointer}/{i}"
         declares = "errorDeclaration" in event
         event_id = str(event["eventID"])
         key = (event_id, declares)

@@ -111,6 +111,15 @@ def validate_document(doc: Mapping[str, Any]) -> None:
     raise InvalidEventError(_reason(value))
 
 
+def error_pointer(value: Any) -> str:
+    """The JSON pointer (RFC 6901) of the first place the schema refuses in ``value``; "" for the whole of
+    it, or when the schema refuses nothing."""
+    error = next(iter(_checker().iter_errors(value)), None)
+    if error is None:
+        return ""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.instance_path)
+
+
 def _reason(value: Any) -> str:
     """jsonschema-rs's first error: where, and what (its message, cut short: it may quote the value)."""
     error = next(iter(_checker().iter_errors(value)), None)

@@ -73,14 +73,17 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes | N
 async def capture_route(
     request: Request, response: Response, secret: Annotated[str, Depends(presented_key)]
 ) -> Any:
-    """Capture an EPCISDocument, all or nothing (GS1 REST bindings; captureErrorBehaviour rollback).
-    Refused (400, or 413 for a document or an event over its size limit) with the reasons, which the
-    capture job keeps too; the events already in the ledger with the same content are listed in
-    ``alreadyCaptured`` (idempotent). 408 when the body does not arrive in time."""
+    """Queue an EPCISDocument (or EPCISQueryDocument) for capture, all or nothing (GS1 REST bindings;
+    captureErrorBehaviour rollback): 202 at once with the capture job (``Location``), which the capture
+    worker of the ledger stage finishes. ``GET /epcis/capture/{id}`` then says ``running`` until it is
+    done, and ``success`` with the seq range, or the reasons it was refused (``errors``: a JSON pointer and
+    a sentence each); the events already in the ledger with the same content are listed in
+    ``alreadyCaptured`` (idempotent). 413 (a refused job) for a body over the document size limit, 408 when
+    the body does not arrive in time."""
     opts: ApiOptions = request.app.state.options
     limits = opts.capture
-    # The body first (bounded in bytes and time), then the connection: the key lookup, the capture
-    # and the audit row share it, and no upload holds it while its bytes arrive.
+    # The body first (bounded in bytes and time), then the connection: the key lookup and the queued job
+    # share it, and no upload holds it while its bytes arrive.
     raw = await read_body(request, limits.document_bytes, opts.body_timeout_s)
     principal = permit(await authenticate(request, secret), auth.CAPTURE)
     conn = await request.state.lease.acquire()
@@ -88,19 +91,18 @@ async def capture_route(
         job = await run_in_threadpool(
             capture.refuse, conn, [capture.too_large_document(limits)], captured_by=principal.name
         )
-    else:
-        job = await run_in_threadpool(
-            capture.capture_bytes, conn, raw, captured_by=principal.name, limits=limits
-        )
-    if not job.success:
         raise ApiProblemError(
-            413 if job.too_large else 400,
+            413,
             "Capture refused",
-            "the document was not captured: " + "; ".join(e["message"] for e in job.errors)[:2000],
-            type_=PROBLEM_BASE + ("too-large" if job.too_large else "capture-refused"),
+            "the document was not captured: " + "; ".join(e["message"] for e in job.errors),
+            type_=PROBLEM_BASE + "too-large",
             errors=job.errors,
             captureID=job.capture_id,
         )
+    job = await run_in_threadpool(capture.enqueue, conn, raw, captured_by=principal.name)
+    worker = getattr(request.app.state, "capture_worker", None)
+    if worker is not None:
+        worker.wake()
     response.headers["Location"] = f"/epcis/capture/{job.capture_id}"
     return CaptureJobModel(**job.as_dict())
 

@@ -1,0 +1,184 @@
+"""Stage 3, ledger: the capture worker — pending capture jobs (POST /epcis/capture) checked and appended.
+
+POST /epcis/capture stores a document's bytes as a pending job and answers 202 (``capture.enqueue``);
+this worker finishes the jobs, oldest first, each all or nothing (``capture.write``). It is a two-stage
+pipeline: a preparing thread takes pending jobs and checks each document (parse, limits, JSON Schema,
+the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), and the writing thread
+finishes them in order, each in its own transaction (its eventIDs against the ledger, the append, the job
+row), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is checked while the
+database appends document N.
+
+Pending jobs are taken FOR UPDATE SKIP LOCKED, by the preparing thread as it reads them and again by the
+transaction that finishes each: two workers never finish one job twice, and a job whose worker stopped
+before its commit is pending still, so a restarted worker takes it. A job's failure is that job's
+refusal, recorded with its reasons; it never stops the jobs after it. A database that cannot be reached
+is an exception (the supervisor sees it; the jobs stay pending).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections import deque
+from typing import Any
+
+import psycopg
+
+from traceability import queries
+from traceability.epcis import capture
+
+log = logging.getLogger(__name__)
+
+# Checked documents waiting for the writer: two keep it busy (one being appended, one ready) while the
+# preparer checks a third; more would only hold memory (a document is up to the document byte limit).
+QUEUE_DEPTH = 2
+# Pending jobs read per query by the preparer (each is taken again, row-locked, by its writer): one, as
+# a body may be as large as the document limit (16 MiB) and one query a job costs nothing beside it.
+TAKE_BATCH = 1
+# How many finished capture ids ``wait_finished`` remembers.
+REMEMBERED = 10_000
+
+_Item = tuple[capture.Checked, str | None]
+
+
+class CaptureWorker:
+    """Finishes pending capture jobs (``run_once`` / ``run_forever``), under ``limits``."""
+
+    def __init__(self, conninfo: str, limits: capture.CaptureLimits = capture.DEFAULT_LIMITS) -> None:
+        self._conninfo = conninfo
+        self._limits = limits
+        self._wake = threading.Event()
+        self._finished = threading.Condition()
+        self._finished_ids: set[str] = set()
+        self._finished_order: deque[str] = deque()
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
+        """Finish pending jobs until ``stop`` is set; wait ``poll_s`` (or a ``wake``) when there are none.
+        One connection throughout; the preparing thread and its connection only while there are jobs."""
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            while not stop.is_set():
+                self._wake.clear()
+                if self._drain(conn, stop) == 0:
+                    self._wake.wait(poll_s)
+
+    def run_once(self) -> int:
+        """Finish every job pending now (and those queued meanwhile); return how many this worker finished."""
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            return self._drain(conn, threading.Event())
+
+    def _drain(self, conn: psycopg.Connection[Any], halt: threading.Event) -> int:
+        """The pipeline over the pending jobs, until there are none or ``halt`` is set (the jobs not
+        finished then stay pending); the writing thread is this one, on ``conn``."""
+        pending = conn.execute(queries.PENDING_CAPTURE_JOBS).fetchone()
+        if pending is None or not pending[0]:
+            return 0
+        items: queue.Queue[_Item | None] = queue.Queue(maxsize=QUEUE_DEPTH)
+        stop = threading.Event()
+        failure: list[BaseException] = []
+        preparer = threading.Thread(
+            target=self._prepare, args=(items, stop, failure), name="coldchain-capture-prepare", daemon=True
+        )
+        finished = 0
+        preparer.start()
+        try:
+            while not halt.is_set() and (item := items.get()) is not None:
+                checked, captured_by = item
+                job = capture.write(conn, checked, captured_by=captured_by, queued=True)
+                if job is not None:
+                    finished += 1
+                    self._remember(job.capture_id)
+        finally:
+            stop.set()
+            while preparer.is_alive():  # it may be blocked on a full queue: make room until it ends
+                with contextlib.suppress(queue.Empty):
+                    items.get(timeout=0.05)
+            preparer.join()
+        if failure:
+            raise failure[0]
+        return finished
+
+    def wait_finished(self, capture_id: str, timeout_s: float) -> bool:
+        """Whether this worker finished ``capture_id`` within ``timeout_s`` (for tests and the bench)."""
+        with self._finished:
+            return self._finished.wait_for(lambda: capture_id in self._finished_ids, timeout_s)
+
+    def _remember(self, capture_id: str) -> None:
+        with self._finished:
+            self._finished_ids.add(capture_id)
+            self._finished_order.append(capture_id)
+            if len(self._finished_order) > REMEMBERED:
+                self._finished_ids.discard(self._finished_order.popleft())
+            self._finished.notify_all()
+
+    def _prepare(
+        self, items: queue.Queue[_Item | None], stop: threading.Event, failure: list[BaseException]
+    ) -> None:
+        """The preparing thread: pending jobs read (skipping those another worker holds), checked, queued."""
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                handed: list[str] = []
+                while not stop.is_set():
+                    rows = conn.execute(queries.NEXT_CAPTURE_JOBS, (handed, TAKE_BATCH)).fetchall()
+                    if not rows:
+                        break
+                    for capture_id, body, captured_by in rows:
+                        handed.append(capture_id)
+                        if not _put(items, (self._check(capture_id, bytes(body)), captured_by), stop):
+                            return
+        except BaseException as exc:  # the writer re-raises it once the jobs in hand are finished
+            failure.append(exc)
+        finally:
+            _put(items, None, stop)
+
+    def _check(self, capture_id: str, body: bytes) -> capture.Checked:
+        """``capture.check_bytes``; a bug of ours is that job's refusal, never the worker's end."""
+        try:
+            return capture.check_bytes(body, self._limits, capture_id=capture_id)
+        except Exception:
+            log.exception("capture %s could not be checked", capture_id)
+            reason = capture.CaptureError("", "the document could not be checked (an internal error)")
+            return capture.Checked(capture_id, [reason], [])
+
+
+def _put(items: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` on the bounded queue, waiting for room; False when the writer stopped first."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+class Running:
+    """A capture worker on its own thread (``start_thread``), as the API runs one when served alone."""
+
+    def __init__(self, worker: CaptureWorker) -> None:
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="coldchain-capture", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run_forever(self._stop)
+        except Exception:  # the database went away: logged; the jobs stay pending for the next worker
+            log.exception("the capture worker stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.worker.wake()
+        self._thread.join(timeout=30)
+
+
+def start_thread(conninfo: str, limits: capture.CaptureLimits = capture.DEFAULT_LIMITS) -> Running:
+    """Start a capture worker on a thread of this process; ``Running.stop`` ends it."""
+    running = Running(CaptureWorker(conninfo, limits))
+    running._thread.start()
+    return running
