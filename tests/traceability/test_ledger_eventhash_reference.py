@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from epcis_event_hash_generator import hash_generator, json_to_py
+from epcis_event_hash_generator import dl_normaliser, hash_generator, json_to_py
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from traceability.epcis import builders
-from traceability.epcis.digital_link import check_digit
+from traceability.epcis.digital_link import check_digit, to_canonical_digital_link
 from traceability.epcis.eventhash import EventHashError, event_hash, prehash_string
 
 CONTEXT = [builders.EPCIS_CONTEXT, {"cc": builders.CC_NAMESPACE}, {"ex": "http://ns.example.com/epcis/"}]
@@ -509,6 +509,18 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         event["errorDeclaration"] = {"declarationTime": draw(timestamps()), "reason": "incorrect_data"}
     return event
+
+
+@settings(max_examples=1000, deadline=None)
+@given(uri=st.one_of(instance_keys(), class_keys(), locations(), parties()))
+def test_keys_equal_reference_normaliser(uri: str) -> None:
+    """Every GS1 key form, as the reference's normaliser takes it (None: not a key, kept as given)."""
+    logging.disable(logging.CRITICAL)
+    try:
+        expected = dl_normaliser.normaliser(uri)
+    finally:
+        logging.disable(logging.NOTSET)
+    assert to_canonical_digital_link(uri) == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -286,14 +286,14 @@ _KEY_VALUE = {
 }
 # The key qualifiers each key may carry, and which of them the constrained form keeps: only the finest
 # level (a serial over a lot; neither the consumer product variant nor a lot beside a serial).
-_QUALIFIER_VALUE = {"21": rf"{_CSET82}{{0,20}}", "10": rf"{_CSET82}{{0,20}}", "235": rf"{_CSET82}{{0,28}}"}
-_KEEP = {
-    "01": (("21",), ("235",), ("10",)),
-    "8006": (("21",), ("10",)),
-    "414": (("254",),),
-    "8010": (("8011",),),
+_KEEP = {"01": ("21", "235", "10"), "8006": ("21", "10"), "414": ("254",), "8010": ("8011",)}
+_QUALIFIER_VALUE = {
+    "21": rf"{_CSET82}{{0,20}}",
+    "10": rf"{_CSET82}{{0,20}}",
+    "235": rf"{_CSET82}{{0,28}}",
+    "254": rf"{_CSET82}{{0,20}}",
+    "8011": r"\d{0,12}",
 }
-_EXTRA_VALUE = {"254": rf"{_CSET82}{{0,20}}", "8011": r"\d{0,12}"}
 _DL_URI = re.compile(r"^https?://[^/?#]*(/[^?#]*)(\?.*)?$", re.DOTALL)
 
 
@@ -315,23 +315,20 @@ def digital_link_to_canonical(uri: str) -> str | None:
 
 
 def _constrain(ai: str, value: str, rest: list[str]) -> str | None:
-    if rest and rest[-1] == "":
-        rest = rest[:-1]  # one trailing slash
-    if len(rest) % 2:
+    if len(rest) % 2:  # a trailing slash too: no Digital Link URI ends with one
         return None
     qualifiers = {_SHORT_NAMES.get(rest[j], rest[j]): rest[j + 1] for j in range(0, len(rest), 2)}
     if ai == "01" and len(value) in (8, 12, 13):
         value = value.rjust(14, "0")
     if re.fullmatch(_KEY_VALUE[ai], value) is None:
         return None
-    allowed = {q for (q,) in _KEEP.get(ai, ())} | ({"22", "10"} if ai in ("01", "8006") else set())
+    allowed = set(_KEEP.get(ai, ())) | ({"22"} if ai in ("01", "8006") else set())
     if not set(qualifiers) <= allowed:
         return None
     out = f"{DL}{ai}/{value}"
-    for (qualifier,) in _KEEP.get(ai, ()):
+    for qualifier in _KEEP.get(ai, ()):
         if qualifier in qualifiers:
-            syntax = _QUALIFIER_VALUE.get(qualifier) or _EXTRA_VALUE[qualifier]
-            if re.fullmatch(syntax, qualifiers[qualifier]) is None:
+            if re.fullmatch(_QUALIFIER_VALUE[qualifier], qualifiers[qualifier]) is None:
                 return None
             return f"{out}/{qualifier}/{qualifiers[qualifier]}"
     return out

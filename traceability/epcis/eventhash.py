@@ -8,18 +8,30 @@ Follows the canonicalisation of CBV 2.0 section 8.9 as written up by the referen
   bare key for containers (``epcList``, ``readPoint``, ``sensorElement``...);
 * list members (``epc``, ``quantityElement``, ``sensorElement``, ``sensorReport``...) are each turned into
   a string and sorted by code point; a list's name appears once;
-* timestamps become UTC with millisecond precision and ``Z``; numbers lose trailing zeros;
-  whitespace around values is stripped;
-* bare CBV / GS1 vocabulary values (``shipping``, ``in_transit``, ``Temperature``, ``ALARM_CONDITION``)
-  and ``urn:epcglobal:cbv:`` URNs become their Web URIs; EPC URIs become canonical GS1 Digital Link URIs;
-* user extensions are ``{namespace}localName=value`` (prefixes expanded with the event's ``@context``),
-  sorted, after the standard fields; extensions inside ``readPoint``, ``bizLocation``,
-  ``sensorElement``, ``sensorMetadata`` and ``sensorReport`` go at the end of their parent;
-* ``eventID``, ``recordTime``, ``errorDeclaration``, ``type`` and ``@context`` are not hashed.
+* timestamps become UTC with millisecond precision and ``Z`` (rounded half up on their decimal digits);
+  numbers lose trailing zeros (as the reference does it); booleans are ``true``/``false``; whitespace
+  around values is stripped;
+* CURIEs are expanded in keys and values: the event's ``@context`` prefixes, and ``gs1``, ``cbv``,
+  ``epcis`` (and ``cbvmda``, to its XML namespace) without one; bare CBV / GS1 vocabulary values
+  (``shipping``, ``in_transit``, ``Temperature``, ``ALARM_CONDITION``) and ``urn:epcglobal:cbv:`` URNs
+  become their Web URIs;
+* GS1 keys become constrained canonical GS1 Digital Link URIs: EPC (class, pattern) URIs converted, Digital
+  Link URIs constrained (``digital_link.to_canonical_digital_link``);
+* user extensions are ``{namespace}localName=value``, sorted, after the standard fields; extensions inside
+  ``readPoint``, ``bizLocation``, ``sensorElement``, ``sensorMetadata`` and ``sensorReport`` go at the end
+  of their parent;
+* ``eventID``, ``recordTime``, ``errorDeclaration``, ``type``, ``@context`` and comments (``comment``,
+  ``rdfs:comment``, at any level) are not hashed; an absent optional field (a bizTransaction's ``type``)
+  adds nothing.
 
-Not covered yet (see ``traceability/README.md``): constraining GS1 Digital Link URIs given as such
-(custom domains, query strings, key qualifiers), the EPC URI schemes cpi, sgcn, itip, upui and most
-``idpat`` patterns, and ``errorDeclaration`` events' own canonical form.
+Where the reference 1.9.3 or its published vectors depart from CBV 2.0 8.9 we follow the standard; the
+tests name each place (``tests/traceability/test_ledger_eventhash_reference.py``, ``..._vectors.py``).
+An event the hash cannot take raises ``EventHashError`` and nothing else.
+
+Not covered (see ``traceability/README.md``): JSON-LD processing beyond prefix bindings (``@vocab`` and
+term definitions of a document's own context, remote contexts other than EPCIS's), timestamps written
+otherwise than RFC 3339 (hashed as given), Digital Link URIs with percent-escapes (left as given, as the
+reference does).
 """
 
 from __future__ import annotations
