@@ -345,3 +345,18 @@ def test_builders_emit_schema_valid_events() -> None:
     jsonschema.validate(builders.document(events), schema)
     with pytest.raises(validation.InvalidEventError):
         validation.validate({**events[0], "action": "SHOUT"})
+
+
+def test_capture_takes_a_business_transaction_without_type() -> None:
+    """A schema-valid document whose bizTransaction has no type is capturable: its event hashes."""
+    from datetime import UTC, datetime
+
+    from traceability.epcis import capture
+
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    event = builders.object_event(
+        event_time=t, epcs=["urn:epc:id:sscc:6901234.0000000001"], biz_step="shipping"
+    )
+    event["bizTransactionList"] = [{"bizTransaction": "urn:epcglobal:cbv:bt:6901234000004:7"}]
+    assert capture.check_document(builders.document([event]), now=datetime(2026, 3, 2, tzinfo=UTC)) == []
+    assert event_hash(event).startswith("ni:///sha-256;")
