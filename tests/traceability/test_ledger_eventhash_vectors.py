@@ -166,6 +166,10 @@ def test_query_document_events_hash_like_a_documents() -> None:
     single = {**plain, "epcisBody": {"event": plain["epcisBody"]["eventList"][1]}}
     assert [event_hash(e) for e in document_events(single)] == [event_hash(events[1])]
     assert document_events({"epcisBody": {"queryResults": {}}}) == []
+    bare = {k: v for k, v in plain.items() if k != "@context"}
+    assert all("@context" not in e for e in document_events(bare))
+    assert all(e["@context"] == ["x"] for e in document_events(bare, default_context=["x"]))
+    assert document_events(plain, default_context=["x"])[0]["@context"] == query["@context"]
 
 
 GS1_FILES = sorted(p for p in GS1_EXAMPLES.iterdir() if p.suffix in (".json", ".jsonld"))

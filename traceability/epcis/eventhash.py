@@ -270,10 +270,11 @@ def prehash_string(event: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def document_events(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+def document_events(doc: Mapping[str, Any], default_context: Any = None) -> list[dict[str, Any]]:
     """The events of an EPCISDocument (``epcisBody.eventList`` or ``.event``) or of an EPCISQueryDocument
-    (``epcisBody.queryResults.resultsBody.eventList``), each with the document's ``@context`` unless it has
-    its own: what ``event_hash`` takes. Anything else in the document is no event and is left out."""
+    (``epcisBody.queryResults.resultsBody.eventList``), each with the document's ``@context`` (or
+    ``default_context`` if it has none) unless it has its own: what ``event_hash`` takes. Anything else in
+    the document is no event and is left out."""
     body = doc.get("epcisBody")
     if not isinstance(body, Mapping):
         return []
@@ -285,7 +286,7 @@ def document_events(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
         raw = body.get("eventList")
         if raw is None and "event" in body:
             raw = [body["event"]]
-    context = doc.get("@context")
+    context = doc.get("@context", default_context)
     out = []
     for event in raw if isinstance(raw, list) else []:
         if isinstance(event, Mapping):
