@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traceability.epcis import builders, validation
-from traceability.epcis.digital_link import check_digit, epc_to_digital_link
+from traceability.epcis.digital_link import check_digit, epc_to_digital_link, to_canonical_digital_link
 from traceability.epcis.eventhash import canonical_timestamp, event_hash, prehash_string
 
 # Pre-hash strings published with the reference algorithm's test suite (github.com/RalphTro/
@@ -203,6 +203,54 @@ def test_epc_to_digital_link(epc: str, dl: str | None) -> None:
     assert epc_to_digital_link(epc) == dl
 
 
+@pytest.mark.parametrize(
+    ("uri", "dl"),
+    [
+        # EPC URIs of every scheme (TDS 2.0) and the canonical GS1 Digital Link URI of each.
+        ("urn:epc:id:cpi:4012345.ABC.123", "https://id.gs1.org/8010/4012345ABC/8011/123"),
+        ("urn:epc:id:sgcn:4012345.99999.44", "https://id.gs1.org/255/401234599999044"),
+        ("urn:epc:id:itip:4012345.012345.01.02.999", "https://id.gs1.org/8006/040123451234560102/21/999"),
+        ("urn:epc:id:upui:4012345.012345.AB12", "https://id.gs1.org/01/04012345123456/235/AB12"),
+        ("urn:epc:id:gsrnp:4012345.0000098765", "https://id.gs1.org/8017/401234500000987658"),
+        ("urn:epc:id:pgln:690123456789.", "https://id.gs1.org/417/6901234567892"),
+        ("urn:epc:idpat:cpi:4012345.ABC.*", "https://id.gs1.org/8010/4012345ABC"),
+        ("urn:epc:idpat:itip:4012345.012345.01.02.*", "https://id.gs1.org/8006/040123451234560102"),
+        ("urn:epc:idpat:sscc:4012345.*", None),  # names no GS1 key
+        ("urn:epc:id:sgtin:4012345.012345.123456789012345678901", None),  # serial over 20 characters
+        # Digital Link URIs given as such: domain, short names, query string, qualifiers.
+        (
+            "https://example.com/p/gtin/9506000134352/lot/A1/ser/S1?17=201231",
+            "https://id.gs1.org/01/09506000134352/21/S1",
+        ),
+        (
+            "https://example.com/p/gtin/09506000134352/ser/S1?17=201231#x",
+            "https://id.gs1.org/01/09506000134352/21/S1",
+        ),
+        (
+            "https://example.com/p/01/09506000134352/10/A1/21/S1?17=201231",
+            "https://id.gs1.org/01/09506000134352/21/S1",
+        ),
+        ("http://id.gs1.org/01/9506000134352/22/V1/10/L1", "https://id.gs1.org/01/09506000134352/10/L1"),
+        ("https://id.gs1.org/01/09506000134352/10/L1/", None),  # no Digital Link URI ends with a slash
+        ("https://id.gs1.org/01/09506000134352/22/V1", "https://id.gs1.org/01/09506000134352"),
+        ("https://example.org/party/4012345000009", "https://id.gs1.org/417/4012345000009"),
+        ("https://example.org/8004/401234599999", "https://id.gs1.org/8004/401234599999"),
+        ("https://id.gs1.org/8010/4012345ABC/8011/123", "https://id.gs1.org/8010/4012345ABC/8011/123"),
+        ("https://id.gs1.org/414/4012345000115/254/987", "https://id.gs1.org/414/4012345000115/254/987"),
+        ("https://id.gs1.org/01/09506000134352/21/A%2FB", None),  # escapes are left as given
+        (
+            "https://id.gs1.org/01/0950600013435/21/S1",
+            "https://id.gs1.org/01/00950600013435/21/S1",
+        ),  # GTIN-13
+        ("https://id.gs1.org/01/09506001343/21/S1", None),  # 11 digits: no GTIN
+        ("https://example.com/about", None),
+        ("geo:50.9,6.9", None),
+    ],
+)
+def test_to_canonical_digital_link(uri: str, dl: str | None) -> None:
+    assert to_canonical_digital_link(uri) == dl
+
+
 def test_check_digit() -> None:
     assert check_digit("629104150021") == "3"  # GS1 General Specifications 7.9.1 example
     assert check_digit("06901234000000001") == "6"
@@ -297,3 +345,18 @@ def test_builders_emit_schema_valid_events() -> None:
     jsonschema.validate(builders.document(events), schema)
     with pytest.raises(validation.InvalidEventError):
         validation.validate({**events[0], "action": "SHOUT"})
+
+
+def test_capture_takes_a_business_transaction_without_type() -> None:
+    """A schema-valid document whose bizTransaction has no type is capturable: its event hashes."""
+    from datetime import UTC, datetime
+
+    from traceability.epcis import capture
+
+    t = datetime(2026, 3, 1, tzinfo=UTC)
+    event = builders.object_event(
+        event_time=t, epcs=["urn:epc:id:sscc:6901234.0000000001"], biz_step="shipping"
+    )
+    event["bizTransactionList"] = [{"bizTransaction": "urn:epcglobal:cbv:bt:6901234000004:7"}]
+    assert capture.check_document(builders.document([event]), now=datetime(2026, 3, 2, tzinfo=UTC)) == []
+    assert event_hash(event).startswith("ni:///sha-256;")

@@ -40,7 +40,7 @@ from psycopg.types.json import Jsonb
 from traceability import limits as bounds
 from traceability import queries
 from traceability.epcis import builders, jcs, validation
-from traceability.epcis.eventhash import HASH_PREFIX, EventTooDeepError
+from traceability.epcis.eventhash import HASH_PREFIX, EventHashError
 from traceability.ledger import chain
 
 Conn = psycopg.Connection[Any]
@@ -156,15 +156,18 @@ def event_list(doc: Mapping[str, Any]) -> tuple[Any, str]:
     return raw, EVENT_LIST
 
 
-def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The document's events, each with the document's @context unless it has its own."""
+def events_of(doc: Mapping[str, Any], default_context: Any = builders.CONTEXT) -> list[dict[str, Any]]:
+    """The document's events (an EPCISDocument's or an EPCISQueryDocument's), each with the document's
+    @context (``default_context`` when it has none; None: no @context) unless it has its own: what
+    ``eventhash.event_hash`` takes."""
     raw, _ = event_list(doc)
-    context = doc.get("@context", builders.CONTEXT)
+    context = doc.get("@context", default_context)
     out = []
     for event in raw if isinstance(raw, list) else []:
         if isinstance(event, Mapping):  # the schema refuses a document with any other item
             e = dict(event)
-            e.setdefault("@context", context)
+            if context is not None:
+                e.setdefault("@context", context)
             out.append(e)
     return out
 
@@ -342,7 +345,7 @@ def _prepared(
         event["recordTime"] = record_time  # the repository's (see the module docstring)
         try:
             p = chain.canonicalised(event)
-        except (jcs.CanonicalizationError, EventTooDeepError) as exc:
+        except (jcs.CanonicalizationError, EventHashError) as exc:
             errors.append(CaptureError(path, str(exc)))  # our own messages
             continue
         except Exception as exc:  # a valid event the hash cannot take: a bug of ours, never a crash
@@ -469,7 +472,7 @@ def write(
             constraint = exc.diag.constraint_name
             reason = "rejected by the database" + (f" (constraint {constraint})" if constraint else "")
             errors = [CaptureError(checked.pointer, reason)]
-        except (validation.InvalidEventError, jcs.CanonicalizationError, EventTooDeepError) as exc:
+        except (validation.InvalidEventError, jcs.CanonicalizationError, EventHashError) as exc:
             errors = [CaptureError(checked.pointer, str(exc))]  # our own messages
         except psycopg.OperationalError:
             raise  # the database is away: the supervisor sees it; a queued job stays pending
