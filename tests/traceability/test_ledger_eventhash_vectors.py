@@ -169,8 +169,8 @@ def test_query_document_events_hash_like_a_documents() -> None:
     assert events_of({"epcisBody": {"queryResults": {}}}, None) == []
     bare = {k: v for k, v in plain.items() if k != "@context"}
     assert all("@context" not in e for e in events_of(bare, None))
-    assert all(e["@context"] == ["x"] for e in events_of(bare, default_context=["x"], None))
-    assert events_of(plain, default_context=["x"], None)[0]["@context"] == query["@context"]
+    assert all(e["@context"] == ["x"] for e in events_of(bare, default_context=["x"]))
+    assert events_of(plain, default_context=["x"])[0]["@context"] == query["@context"]
 
 
 GS1_FILES = sorted(p for p in GS1_EXAMPLES.iterdir() if p.suffix in (".json", ".jsonld"))
