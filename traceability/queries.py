@@ -45,7 +45,7 @@ LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 
 # New entries, in seq order; ``event`` is the text of ``event_jcs`` (the CHECK constraint holds them equal).
 COPY_EVENTS = """
 COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash,
-                   declares_error, event_jcs) FROM STDIN
+                   declares_error, event_jcs) FROM STDIN (FORMAT BINARY)
 """
 # Verification streams (binary rows, fetched in chunks): the chained columns, plus the served ones when
 # they are compared.

@@ -8,6 +8,7 @@ Events carry ``eventTime`` in UTC with milliseconds and ``Z``, and ``eventTimeZo
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +36,7 @@ def iso_ms(t: datetime) -> str:
 _FRACTION = re.compile(r"\.(\d{7,})")
 
 
+@lru_cache(maxsize=1 << 14)  # a pure function of an immutable value; a capture job's recordTime repeats
 def parse_time(text: str) -> datetime:
     """An ISO 8601 timestamp (Z or offset) as an aware UTC datetime (naive times are taken as UTC).
 
