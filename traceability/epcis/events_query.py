@@ -5,7 +5,8 @@ sensor value filters with unit conversion, ordering, and keyed pagination (``nex
 resources, named queries) and refuses a parameter it does not know (``QueryParameterError``). EPCs,
 parent IDs, business locations and read points match in every form of the same EPC (URN or GS1 Digital
 Link, see ``digital_link.epc_forms``); business steps and dispositions as bare CBV names, Web URIs or
-URNs.
+URNs. A MATCH_ value may be an EPC pattern (``urn:epc:idpat:sgtin:0614141.107346.*``): it matches every EPC,
+or for the class parameters every class, it covers, in URN and Digital Link form (``epc_patterns``).
 
 Sensor filters are ``<OP>_<field>_<type>`` with OP in EQ, GT, GE, LT, LE, field in value, minValue,
 maxValue, meanValue, and type a measurement type (``Temperature``); the threshold is in the unit named by
