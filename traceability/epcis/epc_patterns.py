@@ -40,7 +40,8 @@ PATTERN_FIELDS: dict[str, int] = {
 _TEXT_SAMPLES = ("1", "22")
 _DIGIT_SAMPLES = ("0", "9")
 _SAMPLE_PREFIX = "0000000"  # a company prefix for samples of a pattern that fixes none (any 6 to 12 digits)
-_MAX_NUMERIC = 13  # digits in the longest numeric reference (SSCC: 17 less a 6-digit prefix = 11)
+# Lengths of a numeric reference tried: 0 to 12 (the longest, an SSCC's: 17 digits less a 6-digit prefix).
+_MAX_NUMERIC = 13
 
 
 class PatternError(ValueError):
