@@ -1,7 +1,7 @@
 """Tests: EPCIS query subscriptions end to end: a webhook receiver in the test gets a stream's deliveries
 (signed, each with an idempotency key), retried with backoff across a restart, never twice; a port gets
-exactly the events of its goods; schedules fire; unsubscribing and revoking the key stop deliveries; the
-worker runs beside the ledger worker in Services."""
+exactly the events of its goods (an EPC pattern: every serial or lot of a GTIN); schedules fire;
+unsubscribing and revoking the key stop deliveries; the worker runs beside the ledger worker in Services."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from coldchain.runtime import Services
 from traceability.api.app import create_app
 from traceability.api.auth import create_key, revoke_key
 from traceability.epcis import builders
+from traceability.epcis.digital_link import epc_to_digital_link
 from traceability.ledger import chain
 from traceability.subscriptions.worker import (
     HELD_NO_READ,
@@ -286,27 +287,55 @@ def test_a_delivery_locked_by_another_worker_is_not_sent_again(
 def test_a_port_subscribed_to_the_goods_of_gtin_x_receives_exactly_their_events(
     db_url: str, keys: dict[str, str], client: TestClient, receiver: Receiver
 ) -> None:
-    goods_x = [sgtin(GTIN_X, n) for n in (101, 102, 103)]
-    subscribe(
+    subscribe(  # every serial of GTIN X: an EPC pattern, not a list of the goods
         client,
         keys["port"],
-        {"MATCH_epc": goods_x},
+        {"MATCH_anyEPC": [f"urn:epc:idpat:sgtin:{GTIN_X}.*"]},
         {"dest": receiver.url, "signatureToken": TOKEN, "stream": True},
         name="port-gtin-x",
     )
     ids = append(
         db_url,
-        shipped(1, goods_x[0], sgtin(GTIN_Y, 1)),
+        shipped(1, sgtin(GTIN_X, 101), sgtin(GTIN_Y, 1)),
         shipped(2, sgtin(GTIN_Y, 2)),
-        shipped(3, goods_x[1], biz_step="receiving"),
+        shipped(3, str(epc_to_digital_link(sgtin(GTIN_X, 102))), biz_step="receiving"),  # as a Digital Link
         shipped(4, sgtin(GTIN_Y, 101)),  # the same serial, another GTIN
-        shipped(5, goods_x[2]),
+        shipped(5, sgtin(GTIN_X, 7)),
     )
     worker = SubscriptionWorker(db_url, batch_events=2)  # a backlog goes in several deliveries, in order
     for minute in range(4):
         worker.run_once(T0 + timedelta(minutes=minute))
     assert [r.event_ids for r in receiver.requests] == [[ids[0], ids[2]], [ids[4]]]
     assert all(signed_right(r) for r in receiver.requests)
+
+
+def test_a_port_subscribed_to_the_lots_of_gtin_x_receives_the_events_of_their_quantities(
+    db_url: str, keys: dict[str, str], client: TestClient, receiver: Receiver
+) -> None:
+    subscribe(
+        client,
+        keys["port"],
+        {"MATCH_anyEPCClass": [f"urn:epc:idpat:sgtin:{GTIN_X}.*"]},
+        {"dest": receiver.url, "signatureToken": TOKEN, "stream": True},
+        name="port-lots-of-gtin-x",
+    )
+
+    def lot_shipped(i: int, epc_class: str) -> dict[str, Any]:
+        return builders.object_event(
+            event_time=T0 + timedelta(minutes=i),
+            quantities=[builders.quantity(epc_class, 40.0, "KGM")],
+            biz_step="shipping",
+            disposition="in_transit",
+        )
+
+    ids = append(
+        db_url,
+        lot_shipped(1, f"urn:epc:class:lgtin:{GTIN_X}.LOT1"),
+        lot_shipped(2, f"urn:epc:class:lgtin:{GTIN_Y}.LOT1"),  # the same lot number, another GTIN
+        shipped(3, sgtin(GTIN_X, 1)),  # an instance of GTIN X, not a class
+    )
+    SubscriptionWorker(db_url).run_once(T0)
+    assert [r.event_ids for r in receiver.requests] == [[ids[0]]]
 
 
 def test_a_stored_query_that_no_longer_runs_stops_only_its_own_subscription(

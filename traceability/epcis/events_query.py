@@ -5,7 +5,8 @@ sensor value filters with unit conversion, ordering, and keyed pagination (``nex
 resources, named queries) and refuses a parameter it does not know (``QueryParameterError``). EPCs,
 parent IDs, business locations and read points match in every form of the same EPC (URN or GS1 Digital
 Link, see ``digital_link.epc_forms``); business steps and dispositions as bare CBV names, Web URIs or
-URNs.
+URNs. A MATCH_ value may be an EPC pattern (``urn:epc:idpat:sgtin:0614141.107346.*``): it matches every EPC,
+or for the class parameters every class, it covers, in URN and Digital Link form (``epc_patterns``).
 
 Sensor filters are ``<OP>_<field>_<type>`` with OP in EQ, GT, GE, LT, LE, field in value, minValue,
 maxValue, meanValue, and type a measurement type (``Temperature``); the threshold is in the unit named by
@@ -25,6 +26,7 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
+from traceability.epcis import epc_patterns
 from traceability.epcis.builders import (
     DISPOSITION_PREFIXES,
     biz_step_name,
@@ -65,6 +67,14 @@ SUBJECT_ROLES: dict[str, tuple[str, ...]] = {
     "MATCH_outputEPCClass": ("output",),
     "MATCH_anyEPCClass": ("class", "child", "input", "output"),
 }
+# The MATCH_ parameters with their own clause, and those whose values name classes (EPCIS 2.0 8.2.7.1.1).
+OWN_CLAUSE_ROLES: dict[str, tuple[str, ...]] = {
+    "MATCH_epc": ("epc", "child", "input", "output"),
+    "MATCH_parentID": ("parent",),
+}
+CLASS_PARAMS = frozenset(
+    {"MATCH_epcClass", "MATCH_inputEPCClass", "MATCH_outputEPCClass", "MATCH_anyEPCClass"}
+)
 ALL_ROLES = ("epc", "child", "parent", "input", "output", "class")
 ACTIONS = ("ADD", "OBSERVE", "DELETE")
 ORDER_COLUMNS: dict[str, LiteralString] = {"eventTime": "e.event_time", "recordTime": "e.record_time"}
@@ -89,6 +99,9 @@ class EventQuery:
     actions: Sequence[str] = ()
     event_ids: Sequence[str] = ()
     subjects: list[tuple[tuple[str, ...], list[str]]] = field(default_factory=list)  # (roles, ids): AND
+    # A MATCH_ parameter with an EPC pattern among its values: (roles, ids, LIKE patterns); the parameters
+    # these stand for are in none of epcs, parent_ids or subjects. AND between them, OR within one.
+    subject_patterns: list[tuple[tuple[str, ...], list[str], list[str]]] = field(default_factory=list)
     order_by: str | None = None  # a key of ORDER_COLUMNS; None: ledger order (seq)
     order_desc: bool = True
     event_count_limit: int | None = None
@@ -201,6 +214,26 @@ def _forms(values: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(f for v in values for f in epc_forms(v)))
 
 
+def _patterned(name: str, values: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The exact ids (every form) and the LIKE patterns of a MATCH_ parameter's values, EPC patterns
+    (``urn:epc:idpat:…``) expanded by ``epc_patterns``."""
+    exact: list[str] = []
+    likes: list[str] = []
+    for value in values:
+        if not epc_patterns.is_pattern(value):
+            exact.append(value)
+            continue
+        try:
+            pattern = epc_patterns.parse(value)
+            if pattern.exact is not None and name not in CLASS_PARAMS:
+                exact.append(pattern.exact)
+            else:
+                likes.extend(epc_patterns.like_patterns(pattern, as_class=name in CLASS_PARAMS))
+        except epc_patterns.PatternError as e:
+            raise QueryParameterError(f"{name}: {e}") from None
+    return _forms(exact), list(dict.fromkeys(likes))
+
+
 # The parameters from_params reads (each a list, '|' separated, unless scalar); sensor filters besides.
 LIST_PARAMS = frozenset(
     {
@@ -260,6 +293,11 @@ def from_params(
         raise QueryParameterError("eventCountLimit and maxEventCount are mutually exclusive")
     if limit is not None and order_by is None:
         raise QueryParameterError("eventCountLimit needs orderBy")
+    patterned = {  # the MATCH_ parameters with an EPC pattern: their own clause
+        name: (roles, *_patterned(name, lists.pop(name)))
+        for name, roles in {**OWN_CLAUSE_ROLES, **SUBJECT_ROLES}.items()
+        if any(epc_patterns.is_pattern(v) for v in lists[name])
+    }
     thresholds = {k: _scalar(params, k) for k in params if SENSOR_PARAM.match(k)}
     sensor = sensor_filters({k: v for k, v in thresholds.items() if v is not None}, _scalar(params, "uom"))
     q = EventQuery(
@@ -278,11 +316,12 @@ def from_params(
         ),
         actions=actions,
         event_ids=lists["EQ_eventID"],
-        epcs=_forms(lists["MATCH_epc"]),
-        parent_ids=_forms(lists["MATCH_parentID"]),
+        epcs=_forms(lists.get("MATCH_epc", [])),
+        parent_ids=_forms(lists.get("MATCH_parentID", [])),
         biz_locations=_forms(lists["EQ_bizLocation"]),
         read_points=_forms(lists["EQ_readPoint"]),
-        subjects=[(roles, _forms(lists[name])) for name, roles in SUBJECT_ROLES.items() if lists[name]],
+        subjects=[(roles, _forms(lists[name])) for name, roles in SUBJECT_ROLES.items() if lists.get(name)],
+        subject_patterns=list(patterned.values()),
         sensor=sensor,
         per_page=min(max(per_page or DEFAULT_PER_PAGE, 1), MAX_PER_PAGE),
         order_by=order_by,
@@ -345,6 +384,29 @@ def _filters(q: EventQuery, args: dict[str, Any]) -> list[sql.Composable]:
                 "e.seq IN (SELECT s.seq FROM event_subject s WHERE s.subject_id = ANY({ids})"
                 " AND s.role = ANY({roles}))"
             ).format(ids=sql.Placeholder(ids_key), roles=sql.Placeholder(roles_key))
+        )
+    for i, (roles, ids, likes) in enumerate(q.subject_patterns):
+        ids_key, roles_key = f"pids{i}", f"proles{i}"
+        args[ids_key], args[roles_key] = list(ids), list(roles)
+        covers: list[sql.Composable] = []
+        if ids:
+            covers.append(sql.SQL("s.subject_id = ANY({})").format(sql.Placeholder(ids_key)))
+        for j, like in enumerate(likes):
+            # The explicit range on the literal prefix keeps the index (event_subject_subject_c) in use in a
+            # plan made without the pattern's value (a prepared statement's generic plan).
+            lo = epc_patterns.literal_prefix(like)
+            keys = {k: f"p{i}_{j}_{k}" for k in ("lo", "hi", "like")}
+            args[keys["lo"]], args[keys["hi"]], args[keys["like"]] = lo, epc_patterns.prefix_bound(lo), like
+            covers.append(
+                sql.SQL(
+                    '(s.subject_id COLLATE "C" >= {lo} AND s.subject_id COLLATE "C" < {hi}'
+                    " AND s.subject_id LIKE {like})"
+                ).format(**{k: sql.Placeholder(v) for k, v in keys.items()})
+            )
+        where.append(
+            sql.SQL(
+                "e.seq IN (SELECT s.seq FROM event_subject s WHERE s.role = ANY({roles}) AND ({covers}))"
+            ).format(roles=sql.Placeholder(roles_key), covers=sql.SQL(" OR ").join(covers))
         )
     for i, (op, fld, typ, base) in enumerate(q.sensor):
         f_key, t_key, v_key = f"sf{i}", f"st{i}", f"sv{i}"
