@@ -392,7 +392,7 @@ def _filters(q: EventQuery, args: dict[str, Any]) -> list[sql.Composable]:
         if ids:
             covers.append(sql.SQL("s.subject_id = ANY({})").format(sql.Placeholder(ids_key)))
         for j, like in enumerate(likes):
-            # The explicit range on the literal prefix keeps the index (event_subject_subject_c) in use in a
+            # The explicit range on the literal prefix keeps the primary key of event_subject in use in a
             # plan made without the pattern's value (a prepared statement's generic plan).
             lo = epc_patterns.literal_prefix(like)
             keys = {k: f"p{i}_{j}_{k}" for k in ("lo", "hi", "like")}

@@ -1,5 +1,7 @@
--- Stage 3 (ledger): the index of the event query's EPC patterns (traceability/epcis/epc_patterns.py and
--- events_query.py). A pattern is a LIKE on event_subject.subject_id with an explicit range on its literal
--- prefix, both in the "C" collation (code point order), so the prefix is one range read whatever the
--- database's collation; seq lets the semi-join take the events from the index alone.
-CREATE INDEX event_subject_subject_c ON event_subject ((subject_id COLLATE "C"), seq, role);
+-- Stage 3 (ledger): event_subject.subject_id in the "C" collation (code point order), for the event query's
+-- EPC patterns (traceability/epcis/epc_patterns.py and events_query.py). A pattern is a LIKE on subject_id
+-- with an explicit range on its literal prefix, in the "C" collation: with the column in it, the primary
+-- key (subject_id, seq, role) serves the prefix as one range read whatever the database's collation, and
+-- the semi-join takes the events from the index alone. Equality (every exact match) is the same in any
+-- collation; the primary key is rebuilt, and no second index is written on every append.
+ALTER TABLE event_subject ALTER COLUMN subject_id TYPE text COLLATE "C";
