@@ -8,9 +8,9 @@ Events carry ``eventTime`` in UTC with milliseconds and ``Z``, and ``eventTimeZo
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from traceability.epcis.eventhash import event_hash
