@@ -14,6 +14,7 @@ import copy
 import logging
 import re
 import string
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,10 +49,16 @@ def _booleans_as_text(value: Any) -> Any:
     return value
 
 
-def reference_prehashes(doc: dict[str, Any]) -> list[str]:
+def reference_prehashes(
+    doc: dict[str, Any], *, context: list[Any] | None = None, bindings: Mapping[str, str] | None = None
+) -> list[str]:
     """The reference's pre-hash strings of a document's events (an EPCISQueryDocument's too), with the
-    neutral changes of the module docstring."""
+    neutral changes of the module docstring; ``context`` replaces the document's @context as 1.9.3's JSON-LD
+    processor reads it, and ``bindings`` are prefixes bound after the standard ones (for the documents 1.9.3
+    cannot read as they are: ``test_ledger_eventhash_vectors.GS1_DEPARTURES``)."""
     doc = copy.deepcopy(doc)
+    if context is not None:
+        doc["@context"] = context
     body = doc["epcisBody"]
     if "queryResults" in body:  # 1.9.3 reads eventList or event only
         body = {"eventList": body["queryResults"]["resultsBody"]["eventList"]}
@@ -60,6 +67,7 @@ def reference_prehashes(doc: dict[str, Any]) -> list[str]:
     # protects its own terms from rebinding: start each document from the standard bindings there.
     json_to_py._namespaces.clear()
     json_to_py._namespaces.update({p: "{" + uri + "}" for p, uri in STANDARD_BINDINGS.items()})
+    json_to_py._namespaces.update({p: "{" + uri + "}" for p, uri in (bindings or {}).items()})
     logging.disable(logging.CRITICAL)  # the reference logs every event it cannot take at ERROR
     try:
         events = json_to_py.event_list_from_epcis_document_json(doc)
