@@ -252,7 +252,8 @@ class Services:
 
                 # The capture jobs POST /epcis/capture queues, under the same limits as the API's.
                 limits = self.api_options.capture if self.api_options is not None else CAPTURE_LIMITS
-                self._start(_Worker("capture", CaptureWorker(self.database_url, limits)))
+                capture_worker = CaptureWorker(self.database_url, limits, check_process=True)
+                self._start(_Worker("capture", capture_worker))
                 # EPCIS query subscriptions: their webhook deliveries, from the events the ledger appends.
                 self._start(_Worker("subscriptions", SubscriptionWorker(self.database_url)))
                 if self.checkpoint_key is not None:

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import psycopg
@@ -39,6 +39,9 @@ from psycopg import sql
 
 from coldchain.bench.app import bench_app, host_probe, steal_meter
 from coldchain.cli.common import cli_settings, emit_json
+
+if TYPE_CHECKING:
+    from traceability.capture_worker import CaptureWorker
 
 HOURS_PER_LOT_TRIP = 20
 LOTS_PER_CONTAINER_TRIP = 10
@@ -341,15 +344,13 @@ def _api_rates(url: str, lot_ids: list[str], requests: int, rng: random.Random) 
     return rates
 
 
-def capture_rate(url: str, bodies: Sequence[bytes]) -> tuple[int, float]:
+def capture_rate(worker: CaptureWorker, url: str, bodies: Sequence[bytes]) -> tuple[int, float]:
     """Events captured and the seconds it took: the bodies queued as POST /epcis/capture queues them
-    (one pending job each), then finished by the capture worker of the ledger stage (its pipeline: the
-    next document checked while the database appends the one before). Any body capture reads can be
-    measured so (capture_eps is JSON-LD's)."""
-    from traceability.capture_worker import CaptureWorker
+    (one pending job each), then finished by ``worker``, a capture worker as the ledger stage runs it (its
+    pipeline: the next document checked, in the checking process, while the database appends the one
+    before). Any body capture reads can be measured so (capture_eps is JSON-LD's)."""
     from traceability.epcis import capture
 
-    worker = CaptureWorker(url)
     with psycopg.connect(url, autocommit=True) as conn:
         t = time.perf_counter()
         jobs = [capture.enqueue(conn, body, captured_by="bench") for body in bodies]
@@ -391,6 +392,7 @@ def bench_trace(
     from coldchain.embedded import with_database
     from coldchain.migrate import migrate
     from coldchain.stack import open_stack
+    from traceability.capture_worker import CaptureWorker, settle_heap
     from traceability.epcis.builders import document
     from traceability.ledger import checkpoint, verify
     from traceability.trace import trace
@@ -443,16 +445,23 @@ def bench_trace(
                     legs_seen += len(result.custody)
                 conn.rollback()
             # Capture: documents of 1000 events for new lots, through the real capture path. The first
-            # lot's 10 events go first as a warm-up document, not timed: a running service has compiled
-            # the EPCIS schema and the memos of its validator before its first timed document.
-            new_lots = max(1, capture_events // 10) + 1
+            # 100 lots' events go first as a warm-up document of the same size, not timed: a running
+            # service has started its checking process, compiled the EPCIS schema and filled the memos
+            # of its validator before its first timed document.
+            warm_lots = min(100, max(1, capture_events // 10))
+            new_lots = max(1, capture_events // 10) + warm_lots
             batch: list[dict[str, Any]] = []
             for n, container, start in _plan(new_lots, containers, readings_per_container):
                 batch.extend(_lot_events(lots + n, container, start, prefix="C"))
-            warm_up, batch = document(batch[:10]), batch[10:]
+            warm_up, batch = document(batch[: warm_lots * 10]), batch[warm_lots * 10 :]
             docs = [document(batch[i : i + 1000]) for i in range(0, len(batch), 1000)]
-            warm_up_events, _ = capture_rate(url, [msgspec.json.encode(warm_up)])
-            captured, capture_s = capture_rate(url, [msgspec.json.encode(d) for d in docs])
+            settle_heap()  # as `coldchain run` does once its stages have started
+            worker = CaptureWorker(url, check_process=True)
+            try:
+                warm_up_events, _ = capture_rate(worker, url, [msgspec.json.encode(warm_up)])
+                captured, capture_s = capture_rate(worker, url, [msgspec.json.encode(d) for d in docs])
+            finally:
+                worker.close()
             with psycopg.connect(url, autocommit=True) as conn:
                 checkpoint.sign_head(conn, key)
                 t = time.perf_counter()

@@ -76,6 +76,9 @@ def run(
             except GatewayAuthError as exc:
                 typer.echo(f"the broker refused the gateway's credentials: {exc}", err=True)
                 raise typer.Exit(ExitCode.UNAVAILABLE) from None
+            from traceability.capture_worker import settle_heap
+
+            settle_heap()  # the process has started: its startup heap leaves the collector's generations
             api = f"; API on {services.api_url}" if services.api else ""
             typer.echo(f"running {', '.join(chosen)}{api}")
             if stack.broker is not None:
