@@ -284,15 +284,22 @@ def _query_document() -> bytes:
     return json.dumps(doc).encode()
 
 
-def test_the_worker_finishes_every_job_whatever_the_others_do(db_url: str) -> None:
+@pytest.mark.parametrize("check_process", [False, True], ids=["checked-in-thread", "checked-in-process"])
+def test_the_worker_finishes_every_job_whatever_the_others_do(db_url: str, check_process: bool) -> None:
     """Queued jobs: one not JSON, one refused by the schema, one good; each is finished on its own (a
-    refusal never stops the jobs after it), in the order queued, and keeps no body once finished."""
+    refusal never stops the jobs after it), in the order queued, and keeps no body once finished; the
+    same whether the documents are checked in the worker or in its checking process."""
     bodies = [b"{not json", json.dumps({"type": "EPCISDocument"}).encode(), _query_document()]
     with psycopg.connect(db_url, autocommit=True) as conn:
         queued = [capture.enqueue(conn, body, captured_by="worker-test") for body in bodies]
         assert all(job.running and job.success for job in queued)
         assert capture.get_job(conn, queued[0].capture_id).running  # type: ignore[union-attr]
-    assert CaptureWorker(db_url).run_once() == 3
+    worker = CaptureWorker(db_url, check_process=check_process)
+    try:
+        assert worker.run_once() == 3
+        assert (worker._pool is not None) is check_process
+    finally:
+        worker.close()
     with psycopg.connect(db_url, autocommit=True) as conn:
         jobs = [capture.get_job(conn, job.capture_id) for job in queued]
         assert [(j.running, j.success) for j in jobs if j is not None] == [
@@ -304,6 +311,32 @@ def test_the_worker_finishes_every_job_whatever_the_others_do(db_url: str) -> No
         assert jobs[2].events == 2  # type: ignore[union-attr]
         assert conn.execute("SELECT count(*) FROM capture_job WHERE body IS NOT NULL").fetchone() == (0,)
     assert CaptureWorker(db_url).run_once() == 0  # nothing pending: nothing done twice
+
+
+def test_a_checking_process_that_dies_costs_no_job(db_url: str) -> None:
+    """The checking process killed between two jobs: the next job is checked in the worker (not lost,
+    not refused), and the job after it in a new checking process."""
+    worker = CaptureWorker(db_url, check_process=True)
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            first = capture.enqueue(conn, _query_document(), captured_by="first")
+        assert worker.run_once() == 1
+        assert worker._pool is not None
+        dead = worker._pool
+        for child in list(dead._processes.values()):  # the pool's own record of its process
+            child.kill()
+            child.join()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            second = capture.enqueue(conn, json.dumps({"type": "EPCISDocument"}).encode(), captured_by="2")
+        assert worker.run_once() == 1
+        assert worker._pool is None  # the dead one was let go; the next job starts another
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            jobs = [capture.get_job(conn, job.capture_id) for job in (first, second)]
+        assert [(j.running, j.success) for j in jobs if j is not None] == [(False, True), (False, False)]
+        assert "schema" in jobs[1].errors[0]["message"].lower()  # type: ignore[union-attr]
+        assert "internal error" not in jobs[1].errors[0]["message"]  # type: ignore[union-attr]
+    finally:
+        worker.close()
 
 
 def test_a_job_another_worker_holds_is_left_to_it(db_url: str) -> None:
