@@ -8,10 +8,12 @@ ledger at rest), then measures in one run:
 
 * trace_p50_ms / trace_p95_ms: ``traceability.trace.trace`` of random lots;
 * capture_eps: EPCIS documents (1000 events each, JSON-LD bytes) through the real capture path for new
-  lots: queued as POST /epcis/capture queues them, finished by the capture worker's pipeline (parse,
-  schema validation, event hash, canonical bytes; then chain and derivation), timed from the first
-  queued job to the last finished (``capture_rate``), after one untimed 10-event warm-up document
-  (schema compiled, validator memos filled, as in a running service);
+  lots: queued as POST /epcis/capture queues them, finished by the capture worker as the ledger stage
+  runs it (checking in its child process: parse, schema validation, event hash, canonical bytes; then
+  chain and derivation), timed from the first queued job to the last finished (``capture_rate``), after
+  one untimed warm-up document of the same size (checking process started, schema compiled, validator
+  memos filled, as in a running service); capture_eps_xml: the same number of other new lots' events as
+  EPCIS 2.0 XML documents, the same way;
 * verify_eps: ``verify.verify`` over the whole chain (full integrity: every event's canonical bytes
   digested, every link, no holes, served columns bound to the bytes, signed checkpoint), and
   verify_deep_eps: ``verify.verify(deep=True)``, which also re-derives every GS1 event hash and compares
@@ -393,7 +395,8 @@ def bench_trace(
     from coldchain.migrate import migrate
     from coldchain.stack import open_stack
     from traceability.capture_worker import CaptureWorker, settle_heap
-    from traceability.epcis.builders import document
+    from traceability.epcis import xml as epcis_xml
+    from traceability.epcis.builders import CONTEXT, document
     from traceability.ledger import checkpoint, verify
     from traceability.trace import trace
 
@@ -448,18 +451,29 @@ def bench_trace(
             # 100 lots' events go first as a warm-up document of the same size, not timed: a running
             # service has started its checking process, compiled the EPCIS schema and filled the memos
             # of its validator before its first timed document.
+            # The same number of other new lots' events then go as EPCIS 2.0 XML (capture_eps_xml).
             warm_lots = min(100, max(1, capture_events // 10))
-            new_lots = max(1, capture_events // 10) + warm_lots
+            timed_lots = max(1, capture_events // 10)
+            new_lots = warm_lots + 2 * timed_lots
             batch: list[dict[str, Any]] = []
             for n, container, start in _plan(new_lots, containers, readings_per_container):
                 batch.extend(_lot_events(lots + n, container, start, prefix="C"))
             warm_up, batch = document(batch[: warm_lots * 10]), batch[warm_lots * 10 :]
-            docs = [document(batch[i : i + 1000]) for i in range(0, len(batch), 1000)]
+            json_events, xml_events = batch[: timed_lots * 10], batch[timed_lots * 10 :]
+            docs = [
+                msgspec.json.encode(document(json_events[i : i + 1000]))
+                for i in range(0, len(json_events), 1000)
+            ]
+            xml_docs = [
+                epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in xml_events[i : i + 1000])
+                for i in range(0, len(xml_events), 1000)
+            ]
             settle_heap()  # as `coldchain run` does once its stages have started
             worker = CaptureWorker(url, check_process=True)
             try:
                 warm_up_events, _ = capture_rate(worker, url, [msgspec.json.encode(warm_up)])
-                captured, capture_s = capture_rate(worker, url, [msgspec.json.encode(d) for d in docs])
+                captured, capture_s = capture_rate(worker, url, docs)
+                captured_xml, capture_xml_s = capture_rate(worker, url, xml_docs)
             finally:
                 worker.close()
             with psycopg.connect(url, autocommit=True) as conn:
@@ -486,6 +500,7 @@ def bench_trace(
         "trace_p50_ms": round(statistics.median(timings), 2),
         "trace_p95_ms": round(_percentile(timings, 0.95), 2),
         "capture_eps": round(captured / capture_s, 1),
+        "capture_eps_xml": round(captured_xml / capture_xml_s, 1),
         "verify_eps": round(full.events / verify_s, 1),
         "verify_deep_eps": round(deep.events / deep_s, 1),
         "verify_ok": full.anchored and deep.anchored,
@@ -496,6 +511,7 @@ def bench_trace(
         "lots": sizes[2] - 0,
         "bulk_events": events,
         "captured_events": captured,
+        "captured_events_xml": captured_xml,
         "warm_up_events": warm_up_events,
         "reading_bytes": sizes[3],
         "ledger_bytes": sizes[4],

@@ -24,6 +24,7 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         "trace_p50_ms",
         "trace_p95_ms",
         "capture_eps",
+        "capture_eps_xml",
         "verify_eps",
         "verify_deep_eps",
         "readings",
@@ -43,7 +44,9 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         assert out["host_probe_ms"][when]["cpu_ms"] > 0
         assert out["host_probe_ms"][when]["memory_ms"] > 0
     assert out["verify_ok"] is True
-    assert out["ledger_events"] == out["bulk_events"] + out["warm_up_events"] + out["captured_events"]
+    assert out["captured_events"] == out["captured_events_xml"] == out["params"]["capture_events"]
+    captured = out["warm_up_events"] + out["captured_events"] + out["captured_events_xml"]
+    assert out["ledger_events"] == out["bulk_events"] + captured
     assert out["legs_per_trace"] == 3.0
     with psycopg.connect(pg_server_url) as conn:
         row = conn.execute(
