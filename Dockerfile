@@ -10,6 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/app/.venv \
     PATH=/app/.venv/bin:$PATH
 
+# From Debian: WeasyPrint's Pango and the CJK font the PDF reports embed (the reports are in Chinese).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
+
 # uv from PyPI, pinned to the version that wrote uv.lock.
 RUN pip install --no-cache-dir uv==0.13.9
 

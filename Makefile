@@ -17,12 +17,23 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --quiet
 	@touch $@
 
+# What Debian provides and the project needs: the broker (the embedded runtime), WeasyPrint's Pango, the CJK
+# font the reports embed, poppler's pdftotext/pdftoppm and chromium (the tests read reports and drive pages).
+DEBIAN_PACKAGES := mosquitto libpango-1.0-0 libpangoft2-1.0-0 fonts-noto-cjk poppler-utils chromium
+DEBIAN_PROBES   := /usr/sbin/mosquitto /usr/lib/x86_64-linux-gnu/libpango-1.0.so.0 \
+                   /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc /usr/bin/pdftotext /usr/bin/chromium
+
 bootstrap: $(VENV)/.synced
-	@# The broker binary comes from Debian's packages; the embedded runtime (logins always) needs it.
-	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) ; } || \
-	  echo "note: no mosquitto binary (apt-get install mosquitto); the embedded broker cannot start and the tests stop without it"
+	@missing=""; for f in $(DEBIAN_PROBES); do test -e $$f || missing="$$missing $$f"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      $(DEBIAN_PACKAGES) >/dev/null; \
+	  else \
+	    echo "note: missing$$missing; install the Debian packages: $(DEBIAN_PACKAGES)"; \
+	  fi; \
+	fi
 
 demo: bootstrap
 	$(VENV)/bin/coldchain demo
