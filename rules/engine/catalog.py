@@ -60,6 +60,68 @@ def profile_rules(rules: ClassRules) -> tuple[Rule, ...]:
 
 
 # -- reason texts ------------------------------------------------------------------------------------
+# Each reason is one template: the functions below fill them, and the pages and reports translate a stored
+# reason by matching it against these (``REASON_TEMPLATES``) and filling the translated template. A field
+# whose value is itself a template or a word of ``REASON_WORDS`` is translated too; numbers and ids are not.
+
+RANGE_EXCURSION: Final = (
+    "temperature excursion {side} {limit_c} °C{since} for {duration_s} s{still} "
+    "(peak {peak_c} °C; minimum duration {minimum_s} s)"
+)
+SINCE: Final = " since {start}"
+SO_FAR: Final = " so far"
+WITHIN_ACCURACY: Final = "excursion at {peak_c} °C within the device accuracy (±{accuracy_c} °C)"
+SINGLE_EVENT_TEXT: Final = (
+    "excursion of {duration_s} s{still} exceeds the single-event allowance "
+    + "of {allowance_s} s (peak {peak_c} °C)"
+)
+CUMULATIVE_TEXT: Final = (
+    "{out_of_range_s} s out of range within {window_s} s exceeds the cumulative allowance of {allowance_s} s"
+)
+BAND_TEXT: Final = "readings outside the permitted band [{low_c}, {high_c}] °C (peak {peak_c} °C)"
+MKT_TEXT: Final = "MKT {mkt_c} °C over {window_s} s exceeds {limit_c} °C"
+GAP_TEXT: Final = "no temperature record for {gap_s} s (allowed {allowed_s} s in {mode})"
+STATE_TEXT: Final = "{what} for {duration_s} s (allowed {allowed_s} s)"
+TRIGGER_TEXT: Final = "{kind} trigger {name} fired"
+NEAR_LIMIT_TEXT: Final = "{count} readings within the device accuracy (±{accuracy_c} °C) of a limit"
+FAULTS_TEXT: Final = "sensor faults: {flatline} flatline, {spike} spike, {rate} rate of change"
+EVIDENCE_TEXT: Final = "{kind} {start}..{end} ({duration_s} s, {rule_id})"
+NO_EVIDENCE: Final = "no temperature reading: no evidence"
+NO_LEG: Final = "no custody leg recorded for the lot yet"
+LEG_WITHOUT_ASSET: Final = "custody leg {leg}: no asset, so no temperature evidence"
+LEG_NOT_COVERED: Final = "custody leg {leg}: no temperature reading (handoff not covered)"
+BACK_IN_RANGE: Final = "back in range past the {hysteresis_c} °C hysteresis"
+BACK_TO_NORMAL: Final = "{kind} back to normal"
+CLEAR_AT_LATEST: Final = "{rule} clear over the look-back ending at the latest reading"
+
+REASON_TEMPLATES: Final = (
+    RANGE_EXCURSION,
+    WITHIN_ACCURACY,
+    SINGLE_EVENT_TEXT,
+    CUMULATIVE_TEXT,
+    BAND_TEXT,
+    MKT_TEXT,
+    GAP_TEXT,
+    STATE_TEXT,
+    TRIGGER_TEXT,
+    NEAR_LIMIT_TEXT,
+    FAULTS_TEXT,
+    EVIDENCE_TEXT,
+    NO_EVIDENCE,
+    NO_LEG,
+    LEG_WITHOUT_ASSET,
+    LEG_NOT_COVERED,
+    BACK_IN_RANGE,
+    BACK_TO_NORMAL,
+    CLEAR_AT_LATEST,
+    SINCE,
+    SO_FAR,
+)
+# The words a template's field may hold that are words, not data (translated with the template).
+REASON_WORDS: Final = (
+    *("above", "below", "door open", "power lost", "storage", "transport"),
+    *("gap", "excursion", "door", "power", "trigger"),
+)
 
 
 def range_excursion(
@@ -68,84 +130,88 @@ def range_excursion(
     """A range excursion: which limit, how long, the peak."""
     side = "above" if rules.high_c is not None and peak_c > rules.high_c else "below"
     limit = rules.high_c if side == "above" else rules.low_c
-    since = "" if start is None else f" since {iso_utc(start)}"
-    return (
-        f"temperature excursion {side} {limit} °C{since} for {duration_s:.0f} s{' so far' if still else ''} "
-        f"(peak {peak_c} °C; minimum duration {rules.min_duration.seconds} s)"
+    return RANGE_EXCURSION.format(
+        side=side,
+        limit_c=limit,
+        since="" if start is None else SINCE.format(start=iso_utc(start)),
+        duration_s=f"{duration_s:.0f}",
+        still=SO_FAR if still else "",
+        peak_c=peak_c,
+        minimum_s=rules.min_duration.seconds,
     )
 
 
 def within_accuracy(peak_c: float, accuracy_c: float) -> str:
-    return f"excursion at {peak_c} °C within the device accuracy (±{accuracy_c} °C)"
+    return WITHIN_ACCURACY.format(peak_c=peak_c, accuracy_c=accuracy_c)
 
 
 def single_event(duration_s: float, allowance_s: int, peak_c: float, *, still: bool = False) -> str:
-    return (
-        f"excursion of {duration_s:.0f} s{' so far' if still else ''} exceeds the single-event "
-        f"allowance of {allowance_s} s (peak {peak_c} °C)"
+    return SINGLE_EVENT_TEXT.format(
+        duration_s=f"{duration_s:.0f}", still=SO_FAR if still else "", allowance_s=allowance_s, peak_c=peak_c
     )
 
 
 def cumulative(out_of_range_s: float, window_s: int, allowance_s: int) -> str:
-    return (
-        f"{out_of_range_s:.0f} s out of range within {window_s} s exceeds the cumulative "
-        f"allowance of {allowance_s} s"
+    return CUMULATIVE_TEXT.format(
+        out_of_range_s=f"{out_of_range_s:.0f}", window_s=window_s, allowance_s=allowance_s
     )
 
 
 def band(low_c: float, high_c: float, peak_c: float | None) -> str:
-    return f"readings outside the permitted band [{low_c}, {high_c}] °C (peak {peak_c} °C)"
+    return BAND_TEXT.format(low_c=low_c, high_c=high_c, peak_c=peak_c)
 
 
 def mkt(mkt_c: float, window_s: int, limit_c: float) -> str:
-    return f"MKT {mkt_c:.2f} °C over {window_s} s exceeds {limit_c} °C"
+    return MKT_TEXT.format(mkt_c=f"{mkt_c:.2f}", window_s=window_s, limit_c=limit_c)
 
 
 def gap(gap_s: float, allowed_s: float, mode: str) -> str:
-    return f"no temperature record for {gap_s:.0f} s (allowed {allowed_s:.0f} s in {mode})"
+    return GAP_TEXT.format(gap_s=f"{gap_s:.0f}", allowed_s=f"{allowed_s:.0f}", mode=mode)
 
 
 def state(channel: str, duration_s: float, allowed_s: int) -> str:
     what = "door open" if channel == "door" else "power lost"
-    return f"{what} for {duration_s:.0f} s (allowed {allowed_s} s)"
+    return STATE_TEXT.format(what=what, duration_s=f"{duration_s:.0f}", allowed_s=allowed_s)
 
 
 def trigger_fired(kind: str, name: str) -> str:
-    return f"{kind} trigger {name} fired"
+    return TRIGGER_TEXT.format(kind=kind, name=name)
 
 
 def near_limit(count: int, accuracy_c: float) -> str:
-    return f"{count} readings within the device accuracy (±{accuracy_c} °C) of a limit"
+    return NEAR_LIMIT_TEXT.format(count=count, accuracy_c=accuracy_c)
 
 
 def faults(flatline: int, spike: int, rate: int) -> str:
-    return f"sensor faults: {flatline} flatline, {spike} spike, {rate} rate of change"
+    return FAULTS_TEXT.format(flatline=flatline, spike=spike, rate=rate)
 
 
 def evidence(kind: str, rule_id: str, start: datetime, end: datetime) -> str:
     """A stored chain break a series verdict rests on."""
-    return f"{kind} {iso_utc(start)}..{iso_utc(end)} ({(end - start).total_seconds():.0f} s, {rule_id})"
-
-
-NO_EVIDENCE: Final = "no temperature reading: no evidence"
-NO_LEG: Final = "no custody leg recorded for the lot yet"
+    return EVIDENCE_TEXT.format(
+        kind=kind,
+        start=iso_utc(start),
+        end=iso_utc(end),
+        duration_s=f"{(end - start).total_seconds():.0f}",
+        rule_id=rule_id,
+    )
 
 
 def leg_without_asset(leg: str) -> str:
-    return f"custody leg {leg}: no asset, so no temperature evidence"
+    return LEG_WITHOUT_ASSET.format(leg=leg)
 
 
 def leg_not_covered(leg: str) -> str:
-    return f"custody leg {leg}: no temperature reading (handoff not covered)"
+    return LEG_NOT_COVERED.format(leg=leg)
 
 
 def back_in_range(hysteresis_c: float) -> str:
-    return f"back in range past the {hysteresis_c} °C hysteresis"
+    return BACK_IN_RANGE.format(hysteresis_c=hysteresis_c)
 
 
 def back_to_normal(kind: str) -> str:
-    return f"{kind} back to normal"
+    return BACK_TO_NORMAL.format(kind=kind)
 
 
 def clear_at_latest(rule: Rule) -> str:
-    return f"{rule.name} clear over the look-back ending at the latest reading"
+    return CLEAR_AT_LATEST.format(rule=rule.name)

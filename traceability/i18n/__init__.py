@@ -9,6 +9,8 @@ language: its catalog is the identity.
 from __future__ import annotations
 
 import gettext
+import re
+import string
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
@@ -18,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel.dates import format_datetime
 from babel.messages.pofile import read_po
+
+from rules.engine.catalog import REASON_TEMPLATES, REASON_WORDS
 
 Lang = Literal["zh-CN", "en"]
 LANGS: tuple[Lang, ...] = ("zh-CN", "en")
@@ -116,3 +120,38 @@ def format_time(t: datetime | None, lang: Lang, tz: ZoneInfo, *, seconds: bool =
     pattern = "yyyy-MM-dd HH:mm:ss" if seconds else "yyyy-MM-dd HH:mm"
     local = format_datetime(t.astimezone(tz), pattern, locale=LOCALES[lang])
     return f"{local} {tz.key}"
+
+
+# -- reasons -------------------------------------------------------------------------------------------
+# A reason is stored as English text filled from one of the rules catalog's templates; it is translated by
+# matching it against them (the longest literal first, so a specific template wins) and filling the
+# translated template with the fields, each field translated in turn where it is a word or a template.
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    for literal, field, _spec, _conv in string.Formatter().parse(template):
+        parts.append(re.escape(literal))
+        if field is not None:
+            parts.append(f"(?P<{field}>.*?)")
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _literal_length(template: str) -> int:
+    return sum(len(literal) for literal, *_ in string.Formatter().parse(template))
+
+
+_PATTERNS = [(t, _pattern(t)) for t in sorted(REASON_TEMPLATES, key=_literal_length, reverse=True)]
+
+
+def translate_reason(text: str, _: Gettext, *, depth: int = 3) -> str:
+    """A stored reason in the language of ``_``; text no template matches is returned as it is."""
+    if text in REASON_WORDS or depth == 0:
+        return _(text)
+    for template, pattern in _PATTERNS:
+        m = pattern.fullmatch(text)
+        if m is None:
+            continue
+        fields = {k: translate_reason(v, _, depth=depth - 1) if v else v for k, v in m.groupdict().items()}
+        return _(template).format(**fields)
+    return text
