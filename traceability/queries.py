@@ -208,10 +208,23 @@ SELECT c.child_id, c.location_id, l.name, c.t0, c.t1, c.start_seq, c.end_seq
 FROM containment c JOIN location l USING (location_id)
 WHERE c.child_id = ANY(%s) ORDER BY c.t0, c.child_id
 """
+# What a leg's (or a chart's) evidence is, one truth for both: the series ``s`` of the devices mounted on
+# the asset of window ``g`` (asset_id, t_start, t_end; t_end NULL = still open) during it, with their
+# readings ``r`` while mounted there, and among them the temperature series (channels temp, temp:N).
+MOUNTED_READINGS = """
+    JOIN device_mount m ON m.asset_id = g.asset_id
+         AND m.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(m.valid_to, 'infinity') > g.t_start
+    JOIN series s ON s.device_id = m.device_id
+    JOIN reading r ON r.series_id = s.series_id
+         AND r.time >= GREATEST(g.t_start, m.valid_from)
+         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
+"""
+TEMPERATURE_SERIES = "(s.channel = 'temp' OR s.channel LIKE 'temp:%%')"
 # Custody legs of the units, with the temperature evidence of the devices mounted on each leg's asset
 # during the leg: readings, dropouts, min/max/mean and the longest per-series time out of [low, high]
 # (each reading counts until the series' next reading inside the leg).
-LEGS_WITH_EVIDENCE = """
+LEGS_WITH_EVIDENCE = (
+    """
 WITH legs AS (
     SELECT l.custody_leg_id, l.epc, l.custodian, l.location_id, l.asset_id, l.t_start, l.t_end,
            l.start_seq, l.end_seq
@@ -220,13 +233,11 @@ WITH legs AS (
 pts AS (
     SELECT g.custody_leg_id, r.series_id, r.time, r.value,
            lead(r.time) OVER (PARTITION BY g.custody_leg_id, r.series_id ORDER BY r.time) AS next_time
-    FROM legs g
-    JOIN device_mount m ON m.asset_id = g.asset_id
-         AND m.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(m.valid_to, 'infinity') > g.t_start
-    JOIN series s ON s.device_id = m.device_id AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-    JOIN reading r ON r.series_id = s.series_id
-         AND r.time >= GREATEST(g.t_start, m.valid_from)
-         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
+    FROM legs g"""
+    + MOUNTED_READINGS
+    + "    WHERE "
+    + TEMPERATURE_SERIES
+    + """
 ),
 per_series AS (
     SELECT custody_leg_id, series_id,
@@ -267,6 +278,7 @@ LEFT JOIN asset a ON a.asset_id = g.asset_id
 LEFT JOIN stats st ON st.custody_leg_id = g.custody_leg_id
 ORDER BY g.t_start, g.custody_leg_id
 """
+)
 EXCURSIONS_OF_LEGS = """
 SELECT l.custody_leg_id, e.excursion_id, e.series_id, s.device_id, s.channel, e.rule_id, e.pack_version,
        e.start_time, e.end_time, e.open, e.peak_c, e.limit_low_c, e.limit_high_c, e.readings
@@ -449,4 +461,44 @@ API_KEY_BY_HASH = "SELECT key_id, name, role FROM api_key WHERE key_hash = %s AN
 INSERT_AUDIT = """
 INSERT INTO audit_log (key_id, role, method, path, query, status)
 VALUES (%(key)s, %(role)s, %(method)s, %(path)s, %(query)s, %(status)s)
+"""
+
+# --- readings: the points, markers and track behind a leg's chart (traceability.readings) ------------------
+# The chart's window as the ``g`` of MOUNTED_READINGS: one asset over [t_from, t_to).
+_READINGS_WINDOW = """
+    FROM (SELECT %(asset)s::text AS asset_id, %(t_from)s::timestamptz AS t_start,
+                 %(t_to)s::timestamptz AS t_end) g"""
+# Every reading of the mounted devices' temperature, door, power and GPS series in the window, packed in one
+# bytea: per reading its series (int8send), time (timestamptz_send: int8 µs since 2000-01-01) and value
+# (float8send; a dropout NaN), big-endian, in no set order (readings.py sorts them). One plain aggregate: no
+# row and no Python object per reading, and no ORDER BY or GROUP BY, whose sort of every reading costs more
+# than the read itself. Measured on a 30-day minute series (43 200 readings): ≈ 19 ms, against ≈ 45 ms
+# grouped by series, ≈ 55 ms as binary COPY rows and 55 to 95 ms bucketed in SQL (date_bin, each bucket's
+# extremes and their times).
+ASSET_READINGS = (
+    """
+SELECT string_agg(int8send(r.series_id) || timestamptz_send(r.time)
+                  || float8send(COALESCE(r.value, 'NaN'::float8)), ''::bytea)"""
+    + _READINGS_WINDOW
+    + MOUNTED_READINGS
+    + "    WHERE "
+    + TEMPERATURE_SERIES
+    + " OR s.channel IN ('door', 'power', 'lat', 'lon')\n"
+)
+# The series those readings name, each with whether it is a temperature series.
+SERIES_OF_IDS = (
+    "SELECT s.series_id, s.device_id, s.channel, "
+    + TEMPERATURE_SERIES
+    + " AS temperature FROM series s WHERE s.series_id = ANY(%s) ORDER BY s.device_id, s.channel"
+)
+# The door, power and defrost events of the devices mounted on the asset in the window, while mounted.
+ASSET_DEVICE_EVENTS = """
+SELECT e.time, e.device_id, e.kind, e.value->>'state'
+FROM device_mount m
+JOIN device_event e ON e.device_id = m.device_id AND e.kind IN ('door', 'power', 'defrost')
+     AND e.time >= GREATEST(%(t_from)s::timestamptz, m.valid_from)
+     AND e.time < LEAST(%(t_to)s::timestamptz, COALESCE(m.valid_to, 'infinity'))
+WHERE m.asset_id = %(asset)s AND m.valid_from < %(t_to)s::timestamptz
+  AND COALESCE(m.valid_to, 'infinity') > %(t_from)s::timestamptz
+ORDER BY e.time, e.device_id, e.kind
 """

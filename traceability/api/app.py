@@ -17,7 +17,7 @@ from traceability.api.gs1_headers import Gs1Headers
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
-from traceability.api.routes import alarms, epcis, health, ledger, queries, resources, trace
+from traceability.api.routes import alarms, epcis, health, ledger, queries, readings, resources, trace
 from traceability.api.routes.health import Liveness
 from traceability.capture_worker import Running, start_thread
 
@@ -93,6 +93,7 @@ def create_app(
     # Outermost (added last): a version refusal or an OPTIONS answer holds no connection.
     app.add_middleware(Gs1Headers)
 
-    for resource in (health, trace, ledger, epcis, resources, queries, alarms):
+    # readings before trace: /trace/{id:path} would take /trace/{id}/readings for a lot named '{id}/readings'.
+    for resource in (health, readings, trace, ledger, epcis, resources, queries, alarms):
         app.include_router(resource.router)
     return app
