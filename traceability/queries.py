@@ -502,3 +502,19 @@ WHERE m.asset_id = %(asset)s AND m.valid_from < %(t_to)s::timestamptz
   AND COALESCE(m.valid_to, 'infinity') > %(t_from)s::timestamptz
 ORDER BY e.time, e.device_id, e.kind
 """
+
+# --- reports: the key data elements of a lot's events (FSMA 204 style), by ledger seq -------------------
+# Each event's hash, where and with which documents it happened, its quantities, sources and destinations,
+# and the registry's names of its business location and read point.
+REPORT_EVENTS_AT_SEQS = """
+SELECT e.seq, e.event_hash, e.entry_hash,
+       e.event->'bizLocation'->>'id', bl.name, e.event->'readPoint'->>'id', rp.name,
+       e.event->'bizTransactionList', e.event->'sourceList', e.event->'destinationList',
+       e.event->'quantityList', e.event->'childQuantityList', e.event->'inputQuantityList',
+       e.event->'outputQuantityList', e.event->>'disposition', e.event->>'parentID'
+FROM ledger_event e
+LEFT JOIN location bl ON bl.location_id = e.event->'bizLocation'->>'id'
+LEFT JOIN location rp ON rp.location_id = e.event->'readPoint'->>'id'
+WHERE e.seq = ANY(%s)
+ORDER BY e.seq
+"""

@@ -17,7 +17,7 @@ from traceability.api.gs1_headers import Gs1Headers
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
-from traceability.api.routes import alarms, epcis, health, ledger, queries, readings, resources, trace
+from traceability.api.routes import alarms, epcis, health, ledger, queries, readings, reports, resources, trace
 from traceability.api.routes.health import Liveness
 from traceability.capture_worker import Running, start_thread
 
@@ -93,7 +93,8 @@ def create_app(
     # Outermost (added last): a version refusal or an OPTIONS answer holds no connection.
     app.add_middleware(Gs1Headers)
 
-    # readings before trace: /trace/{id:path} would take /trace/{id}/readings for a lot named '{id}/readings'.
-    for resource in (health, readings, trace, ledger, epcis, resources, queries, alarms):
+    # readings and reports before trace: /trace/{id:path} would take /trace/{id}/readings or
+    # /trace/{id}/report.pdf for a lot named '{id}/readings' or '{id}/report.pdf'.
+    for resource in (health, readings, reports, trace, ledger, epcis, resources, queries, alarms):
         app.include_router(resource.router)
     return app

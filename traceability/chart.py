@@ -1,0 +1,463 @@
+"""Stage 3 (faces): a custody leg's temperature chart and GPS track as self-contained inline SVG, drawn
+from the ``Trace`` and the leg's readings; the same SVG serves the trace page (interactive) and the PDF.
+
+Pure: no I/O. Every text and attribute is escaped, so any device id, channel or label is safe. The chart
+names what it draws by class, for the pages' tests and scripts: ``plot-area``, ``series``, ``limit-band``
+(``data-low-c``/``data-high-c``), ``excursion`` (``data-start``/``data-end`` UTC ISO 8601,
+``data-peak-c``), ``gap`` and ``chain-break`` spans, ``marker`` (``data-kind``), ``axis``, ``legend``.
+With ``interactive=True`` it carries its points as JSON (``script.chart-data``) for ``static/chart.js``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from html import escape
+from zoneinfo import ZoneInfo
+
+from traceability.i18n import Gettext, Lang, format_time
+from traceability.readings_model import AssetReadings, MarkerKind, SeriesPoints
+from traceability.trace_model import CustodyLeg, Limits
+
+# Series colours (colour-blind safe, Okabe–Ito), then repeated.
+COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#56B4E9", "#E69F00", "#000000")
+MARKER_COLOURS: dict[str, str] = {
+    "door_open": "#C0392B",
+    "door_closed": "#7F8C8D",
+    "power_off": "#8E44AD",
+    "power_on": "#7F8C8D",
+    "defrost_start": "#2471A3",
+    "defrost_end": "#7F8C8D",
+}
+# Candidate time-tick steps, smallest first.
+_TICK_STEPS = tuple(
+    timedelta(minutes=m)
+    for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440, 2880, 10080, 20160, 43200)
+)
+# Chart labels (common domain), written out so that catalog checks see every one.
+MARKER_LABELS: dict[MarkerKind, str] = {
+    "door_open": "door open",
+    "door_closed": "door closed",
+    "power_off": "power off",
+    "power_on": "power on",
+    "defrost_start": "defrost start",
+    "defrost_end": "defrost end",
+}
+CHART_MSGIDS = (
+    "Temperature (°C)",
+    "Time ({zone})",
+    "limit band",
+    "excursion",
+    "gap",
+    "chain break",
+    "no temperature evidence",
+    "Temperature chart of custody leg {leg}",
+    "GPS track of custody leg {leg}",
+    "no GPS track",
+    "start",
+    "end",
+    *MARKER_LABELS.values(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The plot area inside the SVG (pixels) and the time and °C ranges it maps."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    t0: datetime
+    t1: datetime
+    v0: float
+    v1: float
+
+    def px(self, t: datetime) -> float:
+        span = (self.t1 - self.t0).total_seconds()
+        f = (t - self.t0).total_seconds() / span if span > 0 else 0.5
+        return round(self.x + min(1.0, max(0.0, f)) * self.w, 2)
+
+    def py(self, v: float) -> float:
+        f = (v - self.v0) / (self.v1 - self.v0)
+        return round(self.y + self.h - min(1.0, max(0.0, f)) * self.h, 2)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _a(value: object) -> str:
+    """An attribute value, escaped (quotes included)."""
+    return escape(str(value), quote=True)
+
+
+def _num(v: float) -> str:
+    return f"{v:.2f}".rstrip("0").rstrip(".")
+
+
+def _series_label(s: SeriesPoints) -> str:
+    return f"{s.device_id}/{s.channel}"
+
+
+def _window(leg: CustodyLeg, readings: AssetReadings | None) -> tuple[datetime, datetime]:
+    """The leg's time window; an open leg ends at its last reading (or the readings' window)."""
+    t0 = leg.t_start
+    t1 = leg.t_end
+    if t1 is None:
+        ends = [p.t for s in (readings.temperature if readings else []) for p in s.points[-1:]]
+        if leg.temperature.last_reading is not None:
+            ends.append(leg.temperature.last_reading)
+        t1 = max(ends) if ends else (readings.t_to if readings else t0 + timedelta(hours=1))
+    if t1 <= t0:
+        t1 = t0 + timedelta(minutes=1)
+    return t0, t1
+
+
+def _value_range(
+    leg: CustodyLeg, readings: AssetReadings | None, limits: Limits | None
+) -> tuple[float, float]:
+    values = [p.v for s in (readings.temperature if readings else []) for p in s.points if math.isfinite(p.v)]
+    for x in (limits.low_c, limits.high_c) if limits else ():
+        if x is not None:
+            values.append(x)
+    values.extend(e.peak_c for e in leg.excursions if e.peak_c is not None and math.isfinite(e.peak_c))
+    if not values:
+        return 0.0, 10.0
+    lo, hi = min(values), max(values)
+    pad = max(1.0, (hi - lo) * 0.08)
+    return math.floor(lo - pad), math.ceil(hi + pad)
+
+
+def _nice_step(span: float, target: int) -> float:
+    raw = span / max(1, target)
+    mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    for m in (1, 2, 2.5, 5, 10):
+        if m * mag >= raw:
+            return m * mag
+    return 10 * mag
+
+
+def _time_ticks(t0: datetime, t1: datetime, tz: ZoneInfo, target: int) -> list[datetime]:
+    span = t1 - t0
+    step = next((s for s in _TICK_STEPS if span / s <= target), _TICK_STEPS[-1])
+    local0 = t0.astimezone(tz)
+    if step >= timedelta(days=1):
+        first = local0.replace(hour=0, minute=0, second=0, microsecond=0)
+    else:
+        minutes = int(step.total_seconds() // 60)
+        midnight = local0.replace(hour=0, minute=0, second=0, microsecond=0)
+        since = int((local0 - midnight).total_seconds() // 60)
+        first = midnight + timedelta(minutes=(since // minutes) * minutes)
+    ticks: list[datetime] = []
+    t = first
+    while t <= t1 and len(ticks) < 100:
+        if t >= t0:
+            ticks.append(t.astimezone(UTC))
+        t = (t.astimezone(UTC) + step).astimezone(tz)
+    return ticks
+
+
+def _tick_label(t: datetime, previous: datetime | None, tz: ZoneInfo, lang: Lang) -> str:
+    """HH:mm, with the date when the day changes (or on the first tick)."""
+    full = format_time(t, lang, tz)  # "yyyy-MM-dd HH:mm Zone"
+    date, clock = full.split(" ")[0], full.split(" ")[1]
+    if previous is None or previous.astimezone(tz).date() != t.astimezone(tz).date():
+        return f"{date[5:]} {clock}"
+    return clock
+
+
+def leg_chart_svg(
+    leg: CustodyLeg,
+    readings: AssetReadings | None,
+    limits: Limits | None,
+    *,
+    _: Gettext,
+    tz: ZoneInfo,
+    lang: Lang,
+    width: int = 900,
+    height: int = 280,
+    interactive: bool = True,
+) -> str:
+    """The leg's temperature chart: one polyline per series, the class's limit band, each excursion
+    shaded over its time range, gaps and chain breaks hatched, door / power / defrost markers, time axis
+    in ``tz`` (named in its title), °C axis and legend; a message when there is no temperature evidence."""
+    t0, t1 = _window(leg, readings)
+    v0, v1 = _value_range(leg, readings, limits)
+    frame = Frame(
+        x=58.0,
+        y=14.0,
+        w=max(10.0, width - 58.0 - 16.0),
+        h=max(10.0, height - 14.0 - 70.0),
+        t0=t0,
+        t1=t1,
+        v0=v0,
+        v1=v1,
+    )
+    uid = f"leg{leg.leg_id}"
+    title = _("Temperature chart of custody leg {leg}").format(leg=leg.leg_id)
+    out: list[str] = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="leg-chart" role="img" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" data-leg-id="{leg.leg_id}" data-tz="{_a(tz.key)}"'
+        f' data-lang="{_a(lang)}" data-t0="{_iso(t0)}" data-t1="{_iso(t1)}"'
+        f' data-interactive="{"true" if interactive else "false"}"'
+        f' font-family="Noto Sans CJK SC, Noto Sans, sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        "<defs>"
+        f'<pattern id="{uid}-hatch" patternUnits="userSpaceOnUse" width="6" height="6"'
+        ' patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#888" stroke-width="2"/>'
+        "</pattern>"
+        f'<pattern id="{uid}-hatch-break" patternUnits="userSpaceOnUse" width="6" height="6"'
+        ' patternTransform="rotate(-45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#B03A2E"'
+        ' stroke-width="2"/></pattern>'
+        "</defs>",
+        f'<rect class="plot-area" x="{frame.x}" y="{frame.y}" width="{frame.w}" height="{frame.h}"'
+        ' fill="#FFFFFF" stroke="#999"/>',
+    ]
+    series = readings.temperature if readings else []
+    has_points = any(s.points for s in series)
+    # limit band
+    if limits is not None and (limits.low_c is not None or limits.high_c is not None):
+        lo = limits.low_c if limits.low_c is not None else v0
+        hi = limits.high_c if limits.high_c is not None else v1
+        y_hi, y_lo = frame.py(hi), frame.py(lo)
+        out.append(
+            f'<rect class="limit-band" x="{frame.x}" y="{y_hi}" width="{frame.w}"'
+            f' height="{round(max(0.0, y_lo - y_hi), 2)}" fill="#2ECC71" fill-opacity="0.12"'
+            f' stroke="#27AE60" stroke-dasharray="4 3" stroke-width="0.8"'
+            f' data-low-c="{_a("" if limits.low_c is None else limits.low_c)}"'
+            f' data-high-c="{_a("" if limits.high_c is None else limits.high_c)}"/>'
+        )
+    # excursions
+    for e in leg.excursions:
+        xa, xb = frame.px(e.start_time), frame.px(e.end_time)
+        out.append(
+            f'<rect class="excursion" x="{xa}" y="{frame.y}" width="{round(max(1.0, xb - xa), 2)}"'
+            f' height="{frame.h}" fill="#E74C3C" fill-opacity="0.18"'
+            f' data-start="{_iso(e.start_time)}" data-end="{_iso(e.end_time)}"'
+            f' data-peak-c="{_a("" if e.peak_c is None else e.peak_c)}" data-rule="{_a(e.rule_id)}">'
+            f"<title>{escape(_('excursion'))}: {escape(format_time(e.start_time, lang, tz))} – "
+            f"{escape(format_time(e.end_time, lang, tz))}</title></rect>"
+        )
+        if xa + max(1.0, xb - xa) > frame.x + frame.w:  # clamp the 1 px minimum inside the plot
+            out[-1] = out[-1].replace(f'x="{xa}"', f'x="{round(frame.x + frame.w - 1.0, 2)}"', 1)
+    # gaps and chain breaks
+    for b in leg.chain_breaks:
+        cls = "gap" if b.kind == "gap" else "chain-break"
+        fill = f"url(#{uid}-hatch)" if cls == "gap" else f"url(#{uid}-hatch-break)"
+        xa, xb = frame.px(b.start_time), frame.px(b.end_time)
+        label = _("gap") if cls == "gap" else _("chain break")
+        out.append(
+            f'<rect class="{cls}" x="{xa}" y="{frame.y}" width="{round(max(0.0, xb - xa), 2)}"'
+            f' height="{frame.h}" fill="{fill}" fill-opacity="0.5" data-kind="{_a(b.kind)}"'
+            f' data-start="{_iso(b.start_time)}" data-end="{_iso(b.end_time)}" data-rule="{_a(b.rule_id)}">'
+            f"<title>{escape(label)}: {escape(format_time(b.start_time, lang, tz))} – "
+            f"{escape(format_time(b.end_time, lang, tz))}</title></rect>"
+        )
+    # axes
+    out.extend(_axes(frame, tz, lang, _))
+    # series
+    for i, s in enumerate(series):
+        if not s.points:
+            continue
+        colour = COLOURS[i % len(COLOURS)]
+        d = _path(frame, s, leg.temperature.allowed_gap_s)
+        out.append(
+            f'<path class="series" d="{d}" fill="none" stroke="{colour}" stroke-width="1.4"'
+            f' stroke-linejoin="round" data-series-id="{s.series_id}" data-label="{_a(_series_label(s))}"/>'
+        )
+    # markers
+    for m in readings.markers if readings else []:
+        if not t0 <= m.t <= t1:
+            continue
+        x = frame.px(m.t)
+        colour = MARKER_COLOURS.get(m.kind, "#555")
+        text = _(MARKER_LABELS.get(m.kind, m.kind))
+        out.append(
+            f'<g class="marker" data-kind="{_a(m.kind)}" data-t="{_iso(m.t)}">'
+            f'<line x1="{x}" y1="{frame.y}" x2="{x}" y2="{frame.y + 10}" stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{x + 2}" y="{frame.y + 9}" font-size="8" fill="{colour}">{escape(text)}</text>'
+            f"<title>{escape(text)} · {escape(m.device_id)} · {escape(format_time(m.t, lang, tz))}</title>"
+            "</g>"
+        )
+    if not has_points:
+        out.append(
+            f'<text class="no-evidence" x="{frame.x + frame.w / 2}" y="{frame.y + frame.h / 2}"'
+            f' text-anchor="middle" font-size="14" fill="#666">{escape(_("no temperature evidence"))}</text>'
+        )
+    out.append(_legend(frame, series, limits, leg, height, _))
+    if interactive:
+        out.append(_chart_data(frame, series))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _path(frame: Frame, s: SeriesPoints, allowed_gap_s: float | None) -> str:
+    """The series as one path, lifted over every interval longer than the allowed recording interval."""
+    parts: list[str] = []
+    previous: datetime | None = None
+    for p in s.points:
+        if not math.isfinite(p.v):
+            continue
+        jump = previous is None or (
+            allowed_gap_s is not None and (p.t - previous).total_seconds() > allowed_gap_s
+        )
+        parts.append(f"{'M' if jump else 'L'}{frame.px(p.t)},{frame.py(p.v)}")
+        previous = p.t
+    return " ".join(parts)
+
+
+def _text_width(label: str) -> float:
+    """A label's approximate width in pixels at 11 px (CJK characters are full width)."""
+    return sum(11.0 if ord(c) >= 0x2E80 else 6.5 for c in label)
+
+
+def _axes(frame: Frame, tz: ZoneInfo, lang: Lang, _: Gettext) -> list[str]:
+    out = ['<g class="axis axis-time" fill="#333">']
+    target = max(2, int(frame.w // 110))
+    previous: datetime | None = None
+    bottom = frame.y + frame.h
+    for t in _time_ticks(frame.t0, frame.t1, tz, target):
+        x = frame.px(t)
+        out.append(
+            f'<line x1="{x}" y1="{bottom}" x2="{x}" y2="{bottom + 4}" stroke="#666"/>'
+            f'<line x1="{x}" y1="{frame.y}" x2="{x}" y2="{bottom}" stroke="#EEE"/>'
+            f'<text x="{x}" y="{bottom + 15}" text-anchor="middle" data-t="{_iso(t)}">'
+            f"{escape(_tick_label(t, previous, tz, lang))}</text>"
+        )
+        previous = t
+    axis_title = _("Time ({zone})").format(zone=tz.key)
+    out.append(
+        f'<text class="axis-title" x="{frame.x + frame.w / 2}" y="{bottom + 30}" text-anchor="middle">'
+        f"{escape(axis_title)}</text></g>"
+    )
+    out.append('<g class="axis axis-temperature" fill="#333">')
+    step = _nice_step(frame.v1 - frame.v0, max(2, int(frame.h // 30)))
+    v = math.ceil(frame.v0 / step) * step
+    while v <= frame.v1 + 1e-9:
+        y = frame.py(v)
+        out.append(
+            f'<line x1="{frame.x - 4}" y1="{y}" x2="{frame.x}" y2="{y}" stroke="#666"/>'
+            f'<text x="{frame.x - 6}" y="{y + 3.5}" text-anchor="end">{_num(v)}</text>'
+        )
+        v += step
+    cy = frame.y + frame.h / 2
+    out.append(
+        f'<text class="axis-title" x="14" y="{cy}" text-anchor="middle" transform="rotate(-90 14 {cy})">'
+        f"{escape(_('Temperature (°C)'))}</text></g>"
+    )
+    return out
+
+
+def _legend(
+    frame: Frame, series: list[SeriesPoints], limits: Limits | None, leg: CustodyLeg, height: int, _: Gettext
+) -> str:
+    items: list[tuple[str, str]] = []  # (swatch svg, label)
+    for i, s in enumerate(series):
+        colour = COLOURS[i % len(COLOURS)]
+        items.append(
+            (f'<line x1="0" y1="-4" x2="14" y2="-4" stroke="{colour}" stroke-width="2"/>', _series_label(s))
+        )
+    if limits is not None and (limits.low_c is not None or limits.high_c is not None):
+        band = f"{_num(limits.low_c) if limits.low_c is not None else '–'}…" + (
+            f"{_num(limits.high_c)}" if limits.high_c is not None else "–"
+        )
+        items.append(
+            (
+                '<rect x="0" y="-9" width="14" height="9" fill="#2ECC71" fill-opacity="0.3"/>',
+                f"{_('limit band')} {band} °C",
+            )
+        )
+    if leg.excursions:
+        items.append(
+            ('<rect x="0" y="-9" width="14" height="9" fill="#E74C3C" fill-opacity="0.35"/>', _("excursion"))
+        )
+    uid = f"leg{leg.leg_id}"
+    if any(b.kind == "gap" for b in leg.chain_breaks):
+        items.append((f'<rect x="0" y="-9" width="14" height="9" fill="url(#{uid}-hatch)"/>', _("gap")))
+    if any(b.kind != "gap" for b in leg.chain_breaks):
+        items.append(
+            (f'<rect x="0" y="-9" width="14" height="9" fill="url(#{uid}-hatch-break)"/>', _("chain break"))
+        )
+    out = [f'<g class="legend" transform="translate({frame.x} {height - 10})" fill="#333">']
+    x = 0.0
+    for swatch, label in items:
+        out.append(
+            f'<g transform="translate({round(x, 1)} 0)">{swatch}<text x="18" y="0">{escape(label)}</text></g>'
+        )
+        x += 30 + _text_width(label)
+    out.append("</g>")
+    return "".join(out)
+
+
+def _chart_data(frame: Frame, series: list[SeriesPoints]) -> str:
+    """The points for hover (epoch ms, °C), as JSON escaped for both XML and HTML parsing."""
+    data = {
+        "plot": {"x": frame.x, "y": frame.y, "w": frame.w, "h": frame.h},
+        "t0": int(frame.t0.timestamp() * 1000),
+        "t1": int(frame.t1.timestamp() * 1000),
+        "v0": frame.v0,
+        "v1": frame.v1,
+        "series": [
+            {
+                "label": _series_label(s),
+                "colour": COLOURS[i % len(COLOURS)],
+                "points": [[int(p.t.timestamp() * 1000), p.v] for p in s.points if math.isfinite(p.v)],
+            }
+            for i, s in enumerate(series)
+        ],
+    }
+    text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return f'<script type="application/json" class="chart-data">{escape(text, quote=False)}</script>'
+
+
+def track_svg(
+    readings: AssetReadings | None,
+    *,
+    _: Gettext,
+    leg_id: int | None = None,
+    width: int = 420,
+    height: int = 300,
+) -> str:
+    """The leg's GPS track as a polyline on a frame scaled by latitude and longitude (equirectangular,
+    longitude shrunk by cos(latitude)); no map tiles. Start and end are marked."""
+    track = [p for p in (readings.track if readings else []) if math.isfinite(p.lat) and math.isfinite(p.lon)]
+    title = _("GPS track of custody leg {leg}").format(leg="" if leg_id is None else leg_id)
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="track" role="img" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" font-family="Noto Sans CJK SC, Noto Sans, sans-serif"'
+        f' font-size="11"><title>{escape(title)}</title>'
+        f'<rect class="plot-area" x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#F8F9F9"'
+        ' stroke="#999"/>'
+    )
+    if not track:
+        return (
+            f'{head}<text class="no-track" x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">'
+            f"{escape(_('no GPS track'))}</text></svg>"
+        )
+    lat0, lat1 = min(p.lat for p in track), max(p.lat for p in track)
+    lon0, lon1 = min(p.lon for p in track), max(p.lon for p in track)
+    k = math.cos(math.radians((lat0 + lat1) / 2))
+    span_x = max((lon1 - lon0) * k, 1e-6)
+    span_y = max(lat1 - lat0, 1e-6)
+    pad = 16.0
+    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
+    ox = pad + ((width - 2 * pad) - span_x * scale) / 2
+    oy = pad + ((height - 2 * pad) - span_y * scale) / 2
+
+    def xy(lat: float, lon: float) -> tuple[float, float]:
+        return round(ox + (lon - lon0) * k * scale, 2), round(height - oy - (lat - lat0) * scale, 2)
+
+    pts = [xy(p.lat, p.lon) for p in track]
+    (sx, sy), (ex, ey) = pts[0], pts[-1]
+    line = " ".join(f"{x},{y}" for x, y in pts)
+    return (
+        f'{head}<polyline class="track-line" points="{line}" fill="none" stroke="#0072B2" stroke-width="2"'
+        f' data-lat-min="{lat0}" data-lat-max="{lat1}" data-lon-min="{lon0}" data-lon-max="{lon1}"/>'
+        f'<circle class="track-start" cx="{sx}" cy="{sy}" r="4" fill="#009E73"><title>{escape(_("start"))}'
+        f"</title></circle>"
+        f'<circle class="track-end" cx="{ex}" cy="{ey}" r="4" fill="#D55E00"><title>{escape(_("end"))}'
+        "</title></circle></svg>"
+    )

@@ -1,0 +1,119 @@
+"""Stage 3 (reports): one report's content, read once: the ``Trace``, its event and readings rows, its
+proof and companion bundle; every format (PDF, XLSX, CSV) renders this same ``Report``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from traceability.i18n import Gettext, Lang, gettext_for
+from traceability.ledger import checkpoint
+from traceability.readings_model import LegReadings
+from traceability.reports.proof import Proof, evidence
+from traceability.reports.rows import EventRow, ReadingRow, event_rows, reading_rows
+from traceability.trace import trace
+from traceability.trace_model import Trace
+
+Conn = psycopg.Connection[Any]
+Format = Literal["pdf", "xlsx", "csv"]
+FORMATS: tuple[Format, ...] = ("pdf", "xlsx", "csv")
+MEDIA_TYPES: dict[Format, str] = {
+    "pdf": "application/pdf",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+}
+# Who supplies a trace's leg readings (the readings API's query, ``leg_readings(conn, trace, max_points)``).
+LegReadingsSource = Callable[[Conn, Trace], list[LegReadings]]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    trace: Trace
+    events: list[EventRow]
+    readings: list[ReadingRow]
+    legs: list[LegReadings]
+    proof: Proof
+    bundle: bytes
+    lang: Lang
+    tz: ZoneInfo
+    _: Gettext
+    trace_url: str | None
+    """the trace page's URL, for the PDF's QR code (None: no QR code)"""
+
+
+def read_report(
+    conn: Conn,
+    ident: str,
+    *,
+    lang: Lang,
+    tz: ZoneInfo,
+    legs: LegReadingsSource | list[LegReadings] | None = None,
+    trace_url: str | None = None,
+    cp: checkpoint.Checkpoint | None = None,
+    now: datetime | None = None,
+) -> Report | None:
+    """The report of whatever lot ``ident`` names (as ``/trace/{id}`` resolves it); None if none.
+    ``legs`` gives the legs' readings (a list, or a callable of the connection and trace); without it,
+    the readings sheet is empty and the charts say there is no temperature evidence. Raises
+    ``ReportError`` when no signed checkpoint covers the lot's events."""
+    found = trace(conn, ident)
+    if found is None:
+        return None
+    leg_readings = legs(conn, found) if callable(legs) else list(legs or [])
+    events = event_rows(conn, found, lang=lang, tz=tz)
+    readings = reading_rows(found, leg_readings, lang=lang, tz=tz)
+    data, proof = evidence(
+        conn, found, reading_rows=len(readings), generated_at=now or datetime.now(UTC), cp=cp
+    )
+    return Report(
+        trace=found,
+        events=events,
+        readings=readings,
+        legs=leg_readings,
+        proof=proof,
+        bundle=data,
+        lang=lang,
+        tz=tz,
+        _=gettext_for(lang),
+        trace_url=trace_url,
+    )
+
+
+def render(report: Report, fmt: Format) -> bytes:
+    """The report in ``fmt``."""
+    if fmt == "pdf":
+        from traceability.reports.pdf import pdf_bytes
+
+        return pdf_bytes(report)
+    if fmt == "xlsx":
+        from traceability.reports.xlsx import xlsx_bytes
+
+        return xlsx_bytes(report)
+    from traceability.reports.csv_report import csv_bytes
+
+    return csv_bytes(report)
+
+
+# Where the trace page of an id is served, under the app's base URL (the PDF's QR code points there).
+TRACE_PAGE_PATH = "/web/trace/{id}"
+
+
+def trace_page_url(base_url: str, ident: str) -> str:
+    """The URL of ``ident``'s trace page under ``base_url`` (the id percent-encoded as a path)."""
+    return base_url.rstrip("/") + TRACE_PAGE_PATH.format(id=quote(ident, safe=":"))
+
+
+def no_leg_readings(conn: Conn, found: Trace) -> list[LegReadings]:
+    """No readings: the charts say there is no temperature evidence and the readings sheet is empty.
+    Stands where the readings query (``leg_readings(conn, trace, max_points)``) is wired in."""
+    return []
+
+
+# The readings the CLI and the API put in a report (one place to wire the readings query).
+REPORT_LEG_READINGS: LegReadingsSource = no_leg_readings
