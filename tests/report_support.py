@@ -47,9 +47,14 @@ def leg_readings(conn: psycopg.Connection[Any], found: Trace) -> list[LegReading
         for sid, device, channel, t, v in rows:
             s = series.setdefault(sid, SeriesPoints(sid, device, channel, 0, False, []))
             s.points.append(Point(t, float(v)))
-        temps = [SeriesPoints(s.series_id, s.device_id, s.channel, len(s.points), False, s.points)
-                 for s in series.values()]
+        temps = [
+            SeriesPoints(s.series_id, s.device_id, s.channel, len(s.points), False, s.points)
+            for s in series.values()
+        ]
         markers = [Marker(x.start_time, "door_open", x.device_id or "") for x in leg.excursions]
-        out.append(LegReadings(leg.leg_id, AssetReadings(leg.asset.asset_id, leg.t_start, t1, 2000, temps,
-                                                         markers, [])))
+        out.append(
+            LegReadings(
+                leg.leg_id, AssetReadings(leg.asset.asset_id, leg.t_start, t1, 2000, temps, markers, [])
+            )
+        )
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -89,9 +90,18 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+# Characters XML 1.0 cannot hold (C0 controls but tab, newline and return; lone surrogates; U+FFFE/F).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _t(text: str, quote: bool = False) -> str:
+    """Text escaped for XML and HTML alike, without the characters XML cannot hold."""
+    return escape(_NOT_XML.sub("\ufffd", text), quote=quote)
+
+
 def _a(value: object) -> str:
     """An attribute value, escaped (quotes included)."""
-    return escape(str(value), quote=True)
+    return _t(str(value), quote=True)
 
 
 def _num(v: float) -> str:
@@ -204,7 +214,7 @@ def leg_chart_svg(
         f' data-lang="{_a(lang)}" data-t0="{_iso(t0)}" data-t1="{_iso(t1)}"'
         f' data-interactive="{"true" if interactive else "false"}"'
         f' font-family="Noto Sans CJK SC, Noto Sans, sans-serif" font-size="11">',
-        f"<title>{escape(title)}</title>",
+        f"<title>{_t(title)}</title>",
         "<defs>"
         f'<pattern id="{uid}-hatch" patternUnits="userSpaceOnUse" width="6" height="6"'
         ' patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="#888" stroke-width="2"/>'
@@ -238,8 +248,8 @@ def leg_chart_svg(
             f' height="{frame.h}" fill="#E74C3C" fill-opacity="0.18"'
             f' data-start="{_iso(e.start_time)}" data-end="{_iso(e.end_time)}"'
             f' data-peak-c="{_a("" if e.peak_c is None else e.peak_c)}" data-rule="{_a(e.rule_id)}">'
-            f"<title>{escape(_('excursion'))}: {escape(format_time(e.start_time, lang, tz))} – "
-            f"{escape(format_time(e.end_time, lang, tz))}</title></rect>"
+            f"<title>{_t(_('excursion'))}: {_t(format_time(e.start_time, lang, tz))} – "
+            f"{_t(format_time(e.end_time, lang, tz))}</title></rect>"
         )
         if xa + max(1.0, xb - xa) > frame.x + frame.w:  # clamp the 1 px minimum inside the plot
             out[-1] = out[-1].replace(f'x="{xa}"', f'x="{round(frame.x + frame.w - 1.0, 2)}"', 1)
@@ -253,8 +263,8 @@ def leg_chart_svg(
             f'<rect class="{cls}" x="{xa}" y="{frame.y}" width="{round(max(0.0, xb - xa), 2)}"'
             f' height="{frame.h}" fill="{fill}" fill-opacity="0.5" data-kind="{_a(b.kind)}"'
             f' data-start="{_iso(b.start_time)}" data-end="{_iso(b.end_time)}" data-rule="{_a(b.rule_id)}">'
-            f"<title>{escape(label)}: {escape(format_time(b.start_time, lang, tz))} – "
-            f"{escape(format_time(b.end_time, lang, tz))}</title></rect>"
+            f"<title>{_t(label)}: {_t(format_time(b.start_time, lang, tz))} – "
+            f"{_t(format_time(b.end_time, lang, tz))}</title></rect>"
         )
     # axes
     out.extend(_axes(frame, tz, lang, _))
@@ -278,14 +288,14 @@ def leg_chart_svg(
         out.append(
             f'<g class="marker" data-kind="{_a(m.kind)}" data-t="{_iso(m.t)}">'
             f'<line x1="{x}" y1="{frame.y}" x2="{x}" y2="{frame.y + 10}" stroke="{colour}" stroke-width="2"/>'
-            f'<text x="{x + 2}" y="{frame.y + 9}" font-size="8" fill="{colour}">{escape(text)}</text>'
-            f"<title>{escape(text)} · {escape(m.device_id)} · {escape(format_time(m.t, lang, tz))}</title>"
+            f'<text x="{x + 2}" y="{frame.y + 9}" font-size="8" fill="{colour}">{_t(text)}</text>'
+            f"<title>{_t(text)} · {_t(m.device_id)} · {_t(format_time(m.t, lang, tz))}</title>"
             "</g>"
         )
     if not has_points:
         out.append(
             f'<text class="no-evidence" x="{frame.x + frame.w / 2}" y="{frame.y + frame.h / 2}"'
-            f' text-anchor="middle" font-size="14" fill="#666">{escape(_("no temperature evidence"))}</text>'
+            f' text-anchor="middle" font-size="14" fill="#666">{_t(_("no temperature evidence"))}</text>'
         )
     out.append(_legend(frame, series, limits, leg, height, _))
     if interactive:
@@ -325,13 +335,13 @@ def _axes(frame: Frame, tz: ZoneInfo, lang: Lang, _: Gettext) -> list[str]:
             f'<line x1="{x}" y1="{bottom}" x2="{x}" y2="{bottom + 4}" stroke="#666"/>'
             f'<line x1="{x}" y1="{frame.y}" x2="{x}" y2="{bottom}" stroke="#EEE"/>'
             f'<text x="{x}" y="{bottom + 15}" text-anchor="middle" data-t="{_iso(t)}">'
-            f"{escape(_tick_label(t, previous, tz, lang))}</text>"
+            f"{_t(_tick_label(t, previous, tz, lang))}</text>"
         )
         previous = t
     axis_title = _("Time ({zone})").format(zone=tz.key)
     out.append(
         f'<text class="axis-title" x="{frame.x + frame.w / 2}" y="{bottom + 30}" text-anchor="middle">'
-        f"{escape(axis_title)}</text></g>"
+        f"{_t(axis_title)}</text></g>"
     )
     out.append('<g class="axis axis-temperature" fill="#333">')
     step = _nice_step(frame.v1 - frame.v0, max(2, int(frame.h // 30)))
@@ -346,7 +356,7 @@ def _axes(frame: Frame, tz: ZoneInfo, lang: Lang, _: Gettext) -> list[str]:
     cy = frame.y + frame.h / 2
     out.append(
         f'<text class="axis-title" x="14" y="{cy}" text-anchor="middle" transform="rotate(-90 14 {cy})">'
-        f"{escape(_('Temperature (°C)'))}</text></g>"
+        f"{_t(_('Temperature (°C)'))}</text></g>"
     )
     return out
 
@@ -385,7 +395,7 @@ def _legend(
     x = 0.0
     for swatch, label in items:
         out.append(
-            f'<g transform="translate({round(x, 1)} 0)">{swatch}<text x="18" y="0">{escape(label)}</text></g>'
+            f'<g transform="translate({round(x, 1)} 0)">{swatch}<text x="18" y="0">{_t(label)}</text></g>'
         )
         x += 30 + _text_width(label)
     out.append("</g>")
@@ -410,7 +420,7 @@ def _chart_data(frame: Frame, series: list[SeriesPoints]) -> str:
         ],
     }
     text = json.dumps(data, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    return f'<script type="application/json" class="chart-data">{escape(text, quote=False)}</script>'
+    return f'<script type="application/json" class="chart-data">{_t(text, quote=False)}</script>'
 
 
 def track_svg(
@@ -428,14 +438,14 @@ def track_svg(
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="track" role="img" viewBox="0 0 {width} {height}"'
         f' width="{width}" height="{height}" font-family="Noto Sans CJK SC, Noto Sans, sans-serif"'
-        f' font-size="11"><title>{escape(title)}</title>'
+        f' font-size="11"><title>{_t(title)}</title>'
         f'<rect class="plot-area" x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#F8F9F9"'
         ' stroke="#999"/>'
     )
     if not track:
         return (
             f'{head}<text class="no-track" x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#666">'
-            f"{escape(_('no GPS track'))}</text></svg>"
+            f"{_t(_('no GPS track'))}</text></svg>"
         )
     lat0, lat1 = min(p.lat for p in track), max(p.lat for p in track)
     lon0, lon1 = min(p.lon for p in track), max(p.lon for p in track)
@@ -456,8 +466,8 @@ def track_svg(
     return (
         f'{head}<polyline class="track-line" points="{line}" fill="none" stroke="#0072B2" stroke-width="2"'
         f' data-lat-min="{lat0}" data-lat-max="{lat1}" data-lon-min="{lon0}" data-lon-max="{lon1}"/>'
-        f'<circle class="track-start" cx="{sx}" cy="{sy}" r="4" fill="#009E73"><title>{escape(_("start"))}'
+        f'<circle class="track-start" cx="{sx}" cy="{sy}" r="4" fill="#009E73"><title>{_t(_("start"))}'
         f"</title></circle>"
-        f'<circle class="track-end" cx="{ex}" cy="{ey}" r="4" fill="#D55E00"><title>{escape(_("end"))}'
+        f'<circle class="track-end" cx="{ex}" cy="{ey}" r="4" fill="#D55E00"><title>{_t(_("end"))}'
         "</title></circle></svg>"
     )
