@@ -91,7 +91,8 @@ def test_chart_draws_band_excursion_gap_marker_and_axes_in_the_viewers_zone() ->
     root = _parse(svg)
     assert root.get("data-tz") == "Asia/Shanghai"
     band = root.find("s:rect[@class='limit-band']", NS)
-    assert band is not None and (band.get("data-low-c"), band.get("data-high-c")) == ("0.0", "4.0")
+    assert band is not None
+    assert (band.get("data-low-c"), band.get("data-high-c")) == ("0.0", "4.0")
     (exc,) = root.findall("s:rect[@class='excursion']", NS)
     assert (exc.get("data-start"), exc.get("data-end"), exc.get("data-peak-c")) == (
         "2026-03-01T03:00:00Z",
@@ -101,17 +102,20 @@ def test_chart_draws_band_excursion_gap_marker_and_axes_in_the_viewers_zone() ->
     x0, x1 = _plot(root)
     ex = float(exc.get("x"))
     # 3 h into a 6 h leg: the shading starts half-way across the plot and lasts a twelfth of it.
-    assert abs(ex - (x0 + (x1 - x0) / 2)) < 1 and abs(float(exc.get("width")) - (x1 - x0) / 12) < 1
+    assert abs(ex - (x0 + (x1 - x0) / 2)) < 1
+    assert abs(float(exc.get("width")) - (x1 - x0) / 12) < 1
     assert len(root.findall("s:rect[@class='gap']", NS)) == 1
     assert len(root.findall("s:rect[@class='chain-break']", NS)) == 1
     (marker,) = root.findall("s:g[@class='marker']", NS)
     assert marker.get("data-kind") == "door_open"
     assert "开门" in "".join(marker.itertext())
     texts = "".join(root.itertext())
-    assert "时间（Asia/Shanghai）" in texts and "温度（°C）" in texts
+    assert "时间（Asia/Shanghai）" in texts
+    assert "温度（°C）" in texts
     # The first time tick is 08:00 in Shanghai (00:00 UTC), dated.
     first_tick = root.find("s:g[@class='axis axis-time']/s:text", NS)
-    assert first_tick is not None and first_tick.text == "03-01 08:00"
+    assert first_tick is not None
+    assert first_tick.text == "03-01 08:00"
     data = json.loads(root.find("s:script[@class='chart-data']", NS).text)
     assert data["series"][0]["points"][0] == [int(S.timestamp() * 1000), 3.0]
 
@@ -135,7 +139,8 @@ def test_track_is_a_polyline_or_says_there_is_none() -> None:
     readings = AssetReadings("TRUCK", S, S + timedelta(hours=2), 2000, [], [], track)
     root = _parse(track_svg(readings, _=gettext_for("en"), leg_id=2))
     line = root.find("s:polyline[@class='track-line']", NS)
-    assert line is not None and len(line.get("points").split()) == 2
+    assert line is not None
+    assert len(line.get("points").split()) == 2
     start = root.find("s:circle[@class='track-start']", NS)
     end = root.find("s:circle[@class='track-end']", NS)
     assert float(end.get("cy")) < float(start.get("cy"))  # north is up
@@ -229,7 +234,9 @@ def test_any_leg_gives_xml_with_every_excursion_inside_the_plot(
         rects + root.findall("s:rect[@class='gap']", NS) + root.findall("s:rect[@class='chain-break']", NS)
     ):
         x, w = float(r.get("x")), float(r.get("width"))
-        assert x0 <= x and x + w <= x1 + 1e-6 and w >= 0
+        assert x0 <= x
+        assert x + w <= x1 + 1e-6
+        assert w >= 0
     if interactive:
         json.loads(root.find("s:script[@class='chart-data']", NS).text)
     _parse(track_svg(readings, _=gettext_for(lang), leg_id=leg.leg_id))
