@@ -33,6 +33,7 @@ def measure_pdf(conninfo: str, lot_id: str, *, repeats: int = 5, lang: Lang = "z
                 tz=tz,
                 legs=REPORT_LEG_READINGS,
                 trace_url=trace_page_url("http://127.0.0.1:8000", lot_id),
+                with_readings=False,
             )
             if report is None:
                 raise LookupError(f"no lot {lot_id!r}")

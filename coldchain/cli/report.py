@@ -71,6 +71,7 @@ def report_lot(
                 legs=REPORT_LEG_READINGS,
                 trace_url=trace_page_url(base, lot_id),
                 cp=cp,
+                with_readings=fmt != "pdf",
             )
         except ReportError as exc:
             fail(str(exc), ExitCode.FAILED)

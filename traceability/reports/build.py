@@ -57,19 +57,25 @@ def read_report(
     trace_url: str | None = None,
     cp: checkpoint.Checkpoint | None = None,
     now: datetime | None = None,
+    with_readings: bool = True,
 ) -> Report | None:
     """The report of whatever lot ``ident`` names (as ``/trace/{id}`` resolves it); None if none.
     ``legs`` gives the legs' readings (a list, or a callable of the connection and trace); without it,
-    the readings sheet is empty and the charts say there is no temperature evidence. Raises
+    the readings sheet is empty and the charts say there is no temperature evidence.
+    ``with_readings=False`` leaves the readings rows out (the PDF shows charts, not rows). Raises
     ``ReportError`` when no signed checkpoint covers the lot's events."""
     found = trace(conn, ident)
     if found is None:
         return None
     leg_readings = legs(conn, found) if callable(legs) else list(legs or [])
     events = event_rows(conn, found, lang=lang, tz=tz)
-    readings = reading_rows(found, leg_readings, lang=lang, tz=tz)
+    readings = reading_rows(found, leg_readings, lang=lang, tz=tz) if with_readings else []
     data, proof = evidence(
-        conn, found, reading_rows=len(readings), generated_at=now or datetime.now(UTC), cp=cp
+        conn,
+        found,
+        reading_rows=len(readings) if with_readings else None,
+        generated_at=now or datetime.now(UTC),
+        cp=cp,
     )
     return Report(
         trace=found,

@@ -37,7 +37,8 @@ class ReportError(Exception):
 class Proof:
     lot_id: str
     event_rows: int
-    reading_rows: int
+    reading_rows: int | None
+    """None when the report holds no readings rows (the PDF)"""
     seq_first: int
     seq_last: int
     head_seq: int
@@ -54,10 +55,11 @@ class Proof:
 
     def items(self) -> list[tuple[str, str]]:
         """The proof as (English label, value) pairs: the reports' proof block (labels are msgids)."""
+        readings = [] if self.reading_rows is None else [("Readings (rows)", str(self.reading_rows))]
         return [
             ("Lot", self.lot_id),
             ("Events (rows)", str(self.event_rows)),
-            ("Readings (rows)", str(self.reading_rows)),
+            *readings,
             ("Ledger seq range", f"{self.seq_first}–{self.seq_last}"),
             ("Ledger head (signed seq)", str(self.head_seq)),
             ("Ledger head hash", self.head_hash),
@@ -80,7 +82,7 @@ def evidence(
     conn: Conn,
     found: Trace,
     *,
-    reading_rows: int,
+    reading_rows: int | None,
     generated_at: datetime,
     cp: checkpoint.Checkpoint | None = None,
 ) -> tuple[bytes, Proof]:

@@ -41,7 +41,9 @@ def bundle_path_of(lot_id: str, head_seq: int) -> str:
     return f"/trace/{quote(lot_id, safe=':')}/bundle.json?seq={head_seq}"
 
 
-def _report(request: Request, conn: Db, trace_id: str, lang: str | None, tz: str | None) -> Report:
+def _report(
+    request: Request, conn: Db, trace_id: str, lang: str | None, tz: str | None, *, with_readings: bool
+) -> Report:
     chosen = negotiate(request.headers.get("accept-language"), lang)
     try:
         report = read_report(
@@ -51,6 +53,7 @@ def _report(request: Request, conn: Db, trace_id: str, lang: str | None, tz: str
             tz=zone(tz, chosen),
             legs=REPORT_LEG_READINGS,
             trace_url=trace_page_url(str(request.base_url), trace_id),
+            with_readings=with_readings,
         )
     except ReportError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "report-unproven") from None
@@ -90,7 +93,7 @@ def report_route(
     """The lot's chain-of-custody and temperature-compliance report (PDF), or its events and readings
     (XLSX; CSV: the events), in zh-CN or en (``lang``, else Accept-Language), local times in ``tz``. The
     ``X-Evidence-Bundle-Sha256`` header names the bundle (``bundle.json``) that proves it offline."""
-    report = _report(request, conn, trace_id, lang, tz)
+    report = _report(request, conn, trace_id, lang, tz, with_readings=fmt != "pdf")
     return _download(
         render(report, fmt), MEDIA_TYPES[fmt], f"{_file_stem(report.trace.lot_id)}.{fmt}", report
     )

@@ -86,7 +86,8 @@
 
     target.addEventListener("mousemove", function (evt) { show(fromEvent(evt)); });
     target.addEventListener("touchstart", function (evt) { show(fromEvent(evt)); }, { passive: true });
-    target.addEventListener("mouseleave", function () { layer.setAttribute("visibility", "hidden"); });
+    function hide() { layer.setAttribute("visibility", "hidden"); current = null; }
+    target.addEventListener("mouseleave", hide);
     svg.addEventListener("keydown", function (evt) {
       var step = (data.t1 - data.t0) / 50;
       if (evt.key === "ArrowRight" || evt.key === "ArrowLeft") {
@@ -94,10 +95,10 @@
         show(base + (evt.key === "ArrowRight" ? step : -step));
         evt.preventDefault();
       } else if (evt.key === "Escape") {
-        layer.setAttribute("visibility", "hidden");
+        hide();
       }
     });
-    svg.addEventListener("blur", function () { layer.setAttribute("visibility", "hidden"); });
+    svg.addEventListener("blur", hide);
   }
 
   function init() {
