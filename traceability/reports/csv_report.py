@@ -32,7 +32,7 @@ def text_of(value: Any, _: Gettext) -> str:
     if isinstance(value, list):
         return "; ".join(_(str(v)) for v in value)
     if isinstance(value, float):
-        return repr(value) if value != int(value) else str(int(value)) if abs(value) < 1e15 else repr(value)
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
 
 
