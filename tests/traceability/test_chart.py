@@ -108,7 +108,7 @@ def test_chart_draws_band_excursion_gap_marker_and_axes_in_the_viewers_zone() ->
     assert len(root.findall("s:rect[@class='chain-break']", NS)) == 1
     (marker,) = root.findall("s:g[@class='marker']", NS)
     assert marker.get("data-kind") == "door_open"
-    assert "开门" in "".join(marker.itertext())
+    assert "门开启" in "".join(marker.itertext())
     texts = "".join(root.itertext())
     assert "时间（Asia/Shanghai）" in texts
     assert "温度（°C）" in texts

@@ -17,7 +17,17 @@ from traceability.api.gs1_headers import Gs1Headers
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
 from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handlers, printable, problem
-from traceability.api.routes import alarms, epcis, health, ledger, queries, readings, reports, resources, trace
+from traceability.api.routes import (
+    alarms,
+    epcis,
+    health,
+    ledger,
+    queries,
+    readings,
+    reports,
+    resources,
+    trace,
+)
 from traceability.api.routes.health import Liveness
 from traceability.capture_worker import Running, start_thread
 

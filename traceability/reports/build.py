@@ -14,7 +14,8 @@ import psycopg
 
 from traceability.i18n import Gettext, Lang, gettext_for
 from traceability.ledger import checkpoint
-from traceability.readings_model import LegReadings
+from traceability.readings import leg_readings
+from traceability.readings_model import MAX_POINTS_LIMIT, LegReadings
 from traceability.reports.proof import Proof, evidence
 from traceability.reports.rows import EventRow, ReadingRow, event_rows, reading_rows
 from traceability.trace import trace
@@ -116,10 +117,16 @@ def trace_page_url(base_url: str, ident: str) -> str:
 
 
 def no_leg_readings(conn: Conn, found: Trace) -> list[LegReadings]:
-    """No readings: the charts say there is no temperature evidence and the readings sheet is empty.
-    Stands where the readings query (``leg_readings(conn, trace, max_points)``) is wired in."""
+    """No readings: the charts say there is no temperature evidence and the readings sheet is empty."""
     return []
 
 
-# The readings the CLI and the API put in a report (one place to wire the readings query).
-REPORT_LEG_READINGS: LegReadingsSource = no_leg_readings
+def report_leg_readings(conn: Conn, found: Trace) -> list[LegReadings]:
+    """The legs' readings a report shows: the readings API's (``traceability.readings.leg_readings``) at
+    its largest point count, so that the readings sheet's intervals hold the readings themselves (a
+    series with more readings is downsampled keeping each bucket's extremes, and its rows say so)."""
+    return leg_readings(conn, found, MAX_POINTS_LIMIT)
+
+
+# The readings the CLI and the API put in a report.
+REPORT_LEG_READINGS: LegReadingsSource = report_leg_readings

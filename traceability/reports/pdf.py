@@ -16,7 +16,7 @@ import segno
 from markupsafe import Markup
 
 from traceability.chart import leg_chart_svg
-from traceability.i18n import format_time
+from traceability.i18n import format_time, translate_reason
 from traceability.readings_model import AssetReadings
 from traceability.reports.build import Report
 from traceability.reports.proof import EVENTS_QUERY
@@ -102,6 +102,7 @@ def html(report: Report) -> str:
         "tm": tm,
         "fmt_num": fmt_num,
         "duration": duration,
+        "reason": lambda text: translate_reason(text, _),
         "charts": charts,
         "excursions": excursions,
         "breaks": breaks,

@@ -34,6 +34,8 @@ NOTE_NO_QUANTITY = "quantity not stated for this lot by the event"
 NOTE_DECLARED_WRONG = "declared wrong by a later errorDeclaration"
 NOTE_ERROR_DECLARATION = "errorDeclaration"
 NOTE_NO_LOCATION = "no location stated"
+# A row of a series the readings came downsampled for: its interval holds only the kept extremes.
+FLAG_DOWNSAMPLED = "downsampled: extremes of each bucket kept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +90,10 @@ class ReadingRow:
     out_of_range: bool
     gap: bool
     excursion: bool
+    downsampled: bool = False
 
     def flags(self) -> list[str]:
-        """The row's flags (report msgids): out of range, gap, excursion."""
+        """The row's flags (report msgids): out of range, gap, excursion, downsampled."""
         out = []
         if self.out_of_range:
             out.append("out of range")
@@ -98,6 +101,8 @@ class ReadingRow:
             out.append("gap")
         if self.excursion:
             out.append("excursion")
+        if self.downsampled:
+            out.append(FLAG_DOWNSAMPLED)
         return out
 
 
@@ -249,7 +254,10 @@ def reading_rows(trace: Trace, legs: list[LegReadings], *, lang: Lang, tz: ZoneI
     """The legs' readings at the class's regulated recording interval (the leg's allowed interval, by its
     mode, as the ``Trace`` states it): per series one row per interval from the leg's start, holding the
     first reading in it with the interval's min and max; flagged out of range (outside the class's
-    limits), gap (no reading in the interval) and excursion (inside an excursion the rules stage found).
+    limits), gap (no reading in the interval, or inside a gap the rules stage found) and excursion
+    (inside an excursion the rules stage found). Of a downsampled series only each bucket's extremes are
+    at hand: an empty interval there is a gap only where the rules stage found one, and its rows say
+    they were downsampled.
     A leg whose class states no interval lists every reading it was given."""
     limits = trace.limits
     low = None if limits is None else limits.low_c
@@ -269,11 +277,19 @@ def reading_rows(trace: Trace, legs: list[LegReadings], *, lang: Lang, tz: ZoneI
         for s in lr.readings.temperature:
             label = f"{s.device_id}/{s.channel}"
             spans = [(x.start_time, x.end_time) for x in leg.excursions if x.series_id == s.series_id]
+            gaps = [
+                (b.start_time, b.end_time)
+                for b in leg.chain_breaks
+                if b.kind == "gap" and b.series_id in (s.series_id, None)
+            ]
 
             def in_excursion(
                 a: datetime, b: datetime, spans: list[tuple[datetime, datetime]] = spans
             ) -> bool:
                 return any(x0 < b and a <= x1 for x0, x1 in spans)
+
+            def in_gap(a: datetime, b: datetime, gaps: list[tuple[datetime, datetime]] = gaps) -> bool:
+                return any(x0 < b and a < x1 for x0, x1 in gaps)
 
             points = [p for p in s.points if math.isfinite(p.v)]
             if interval is None or interval <= 0 or end is None:
@@ -294,6 +310,7 @@ def reading_rows(trace: Trace, legs: list[LegReadings], *, lang: Lang, tz: ZoneI
                             outside(p.v),
                             False,
                             in_excursion(p.t, p.t),
+                            s.downsampled,
                         )
                     )
                 continue
@@ -324,8 +341,9 @@ def reading_rows(trace: Trace, legs: list[LegReadings], *, lang: Lang, tz: ZoneI
                         readings=len(inside),
                         interval_s=interval,
                         out_of_range=any(outside(v) for v in values),
-                        gap=not inside,
+                        gap=(not inside and not s.downsampled) or in_gap(a, b),
                         excursion=in_excursion(a, b),
+                        downsampled=s.downsampled,
                     )
                 )
     return rows
