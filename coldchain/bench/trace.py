@@ -400,6 +400,9 @@ def bench_trace(
     from traceability.ledger import checkpoint, verify
     from traceability.trace import trace
 
+    from .readings import measure_leg_downsample
+    from .reports import measure_pdf
+
     if quick:
         lots, containers, readings_per_container, traces, capture_events = 200, 20, 300, 30, 200
         api_requests = 200
@@ -439,14 +442,17 @@ def bench_trace(
                 lot_ids = [f"urn:epc:class:lgtin:6901234.012345.B{n:07d}" for n in range(lots)]
                 sample = [rng.choice(lot_ids) for _ in range(traces)]
                 trace(conn, sample[0])  # warm caches and plans
-                timings, legs_seen = [], 0
+                timings, legs_seen, most_legs = [], 0, (0, sample[0])
                 for lot in sample:
                     t = time.perf_counter()
                     result = trace(conn, lot)
                     timings.append((time.perf_counter() - t) * 1000)
                     assert result is not None
                     legs_seen += len(result.custody)
+                    most_legs = max(most_legs, (len(result.custody), lot))
                 conn.rollback()
+            # The inspector's desk on the same ledger: the PDF of the sampled lot with the most legs.
+            pdf = measure_pdf(url, most_legs[1], repeats=3 if quick else 5)
             # Capture: documents of 1000 events for new lots, through the real capture path. The first
             # 100 lots' events go first as a warm-up document of the same size, not timed: a running
             # service has started its checking process, compiled the EPCIS schema and filled the memos
@@ -485,6 +491,8 @@ def bench_trace(
                 deep = verify.verify(conn, deep=True, public_key=checkpoint.public_hex(key))
                 deep_s = time.perf_counter() - t
                 api = _api_rates(url, lot_ids, api_requests, rng)
+                # Last, as it adds a 30-day minute series of its own to the database.
+                downsample = measure_leg_downsample(url, repeats=10 if quick else 20)
                 sizes = conn.execute(
                     "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM ledger_event),"
                     " (SELECT count(*) FROM lot) + %s, pg_total_relation_size('reading'),"
@@ -521,6 +529,14 @@ def bench_trace(
         "api_trace_rps": api["api_trace_rps"],
         "api_ceiling_rps": api["api_ceiling_rps"],
         "api_concurrency": API_CONCURRENCY,
+        "pdf_p50_ms": pdf["pdf_p50_ms"],
+        "pdf_max_ms": pdf["pdf_max_ms"],
+        "pdf_legs": pdf["legs"],
+        "pdf_bytes": pdf["pdf_bytes"],
+        "leg_downsample_p50_ms": downsample["leg_downsample_p50_ms"],
+        "leg_downsample_p95_ms": downsample["leg_downsample_p95_ms"],
+        "leg_downsample_readings": downsample["readings"],
+        "leg_downsample_points": downsample["points"],
         "cpu_steal_pct": steal(),
         "host_probe_ms": probe(),
         "params": {
