@@ -54,6 +54,9 @@ class Settings(GatewaySettings):
         default=tl.CAPTURE_FUTURE_SKEW_S, ge=0, le=tl.FUTURE_TOLERANCE_S, allow_inf_nan=False
     )
     capture_time_floor: AwareDatetime = tl.CAPTURE_TIME_FLOOR
+    # The web pages' map tile URL template (e.g. https://tiles.example/{z}/{x}/{y}.png); unset: no tiles are
+    # loaded (the pages load nothing from elsewhere).
+    map_tile_url: str | None = None
 
     @field_validator("alert_webhooks", mode="before")
     @classmethod

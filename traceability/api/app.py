@@ -20,6 +20,7 @@ from traceability.api.problems import ERRORS, NOT_AUDITED, install_problem_handl
 from traceability.api.routes import alarms, epcis, health, ledger, queries, resources, trace
 from traceability.api.routes.health import Liveness
 from traceability.capture_worker import Running, start_thread
+from traceability.web import pages as web_pages
 
 log = logging.getLogger(__name__)
 
@@ -95,4 +96,5 @@ def create_app(
 
     for resource in (health, trace, ledger, epcis, resources, queries, alarms):
         app.include_router(resource.router)
+    web_pages.install(app)  # the web pages (/ui/, /scan/) on the same app
     return app
