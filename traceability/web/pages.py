@@ -492,10 +492,15 @@ def scan_page(request: Request, code: str, conn: Db) -> Response:
 # -- the app's side ---------------------------------------------------------------------------------------
 
 
-def install(app: FastAPI, *, scan_bucket: TokenBucket | None = None) -> None:
+def install_scan_bucket(app: FastAPI, bucket: TokenBucket) -> None:
+    """The scan page's rate limit (``install`` sets the default one)."""
+    app.state.scan_bucket = bucket
+
+
+def install(app: FastAPI) -> None:
     """Mount the pages in ``app``: the routes, ``/`` sending browsers to ``/ui/``, the static files and the
     pages' own error answers (HTML, never an exception's text)."""
-    app.state.scan_bucket = scan_bucket or TokenBucket()
+    install_scan_bucket(app, TokenBucket())
 
     async def page_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, PageError)
