@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
@@ -388,12 +389,13 @@ def report_download(request: Request, trace_id: str, fmt: str, conn: Db, _: Read
 
 @router.get(PREFIX + "/trace/{trace_id:path}")
 def trace_page(request: Request, trace_id: str, conn: Db, session: Reader) -> Response:
+    started = time.perf_counter()
     found = _trace_or_404(conn, trace_id)
     lang = page_lang(request)
     tz = i18n.zone(request.cookies.get(ZONE_COOKIE), lang)
     fmt = views.Formats(lang, tz, i18n.gettext_for(lang))
     options: ApiOptions = request.app.state.options
-    return render(
+    response = render(
         request,
         "trace.html",
         session=session,
@@ -402,6 +404,9 @@ def trace_page(request: Request, trace_id: str, conn: Db, session: Reader) -> Re
         evidence=views.evidence(conn, found, views.pinned_public_key(options.ledger_key)),
         title=N_("Trace"),
     )
+    # The page's own time (trace, views, rendering): what `coldchain bench` reads (coldchain.bench.web).
+    response.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - started) * 1000:.2f}"
+    return response
 
 
 # -- alarms -----------------------------------------------------------------------------------------------
