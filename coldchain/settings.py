@@ -58,6 +58,13 @@ class Settings(GatewaySettings):
     # loaded (the pages load nothing from elsewhere).
     map_tile_url: str | None = None
 
+    @field_validator("map_tile_url")
+    @classmethod
+    def _check_tile_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"the map tile URL must be http(s): {v!r}")
+        return v or None
+
     @field_validator("alert_webhooks", mode="before")
     @classmethod
     def _parse_webhooks(cls, v: object) -> object:

@@ -3,6 +3,7 @@ the API's app under ``/ui/`` and ``/scan/``; Jinja2 templates in zh-CN and en, o
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 import time
@@ -18,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rules.alarms import lifecycle
 from traceability import i18n
@@ -526,6 +528,20 @@ def install(app: FastAPI) -> None:
         target = PREFIX + "/signin?" + urlencode({"next": local_path(exc.back_to)})
         return RedirectResponse(target, status_code=303)
 
+    api_http_error = app.exception_handlers[StarletteHTTPException]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """A page path that is not there (404, 405 ...): a page; anywhere else the API's problem+json."""
+        assert isinstance(exc, StarletteHTTPException)
+        path = request.url.path
+        if path.startswith((PREFIX + "/", "/scan/")) and not path.startswith(PREFIX + "/static/"):
+            message = N_("Nothing was found for this identifier.") if exc.status_code == 404 else N_("Sorry")
+            return render(request, "error.html", status=exc.status_code, message=message, title=N_("Error"))
+        answered = api_http_error(request, exc)
+        response: Response = await answered if inspect.isawaitable(answered) else answered
+        return response
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(PageError, page_error)
     app.add_exception_handler(SignInRequiredError, sign_in_required)
 

@@ -53,6 +53,21 @@ ROLES = {
     "capture": N_("capture"),
     "admin": N_("admin"),
 }
+BIZ_STEPS = {
+    "commissioning": N_("commissioning"),
+    "packing": N_("packing"),
+    "storing": N_("storing"),
+    "loading": N_("loading"),
+    "shipping": N_("shipping"),
+    "departing": N_("departing"),
+    "arriving": N_("arriving"),
+    "unloading": N_("unloading"),
+    "receiving": N_("receiving"),
+    "inspecting": N_("inspecting"),
+    "holding": N_("holding"),
+    "stuffing": N_("stuffing"),
+    "unstuffing": N_("unstuffing"),
+}
 BREAK_KINDS = {"gap": N_("telemetry gap"), "handoff": N_("handoff without evidence")}
 
 

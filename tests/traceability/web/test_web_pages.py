@@ -223,3 +223,12 @@ def test_scan_page_is_rate_limited(app_client: TestClient, clock: Clock) -> None
     assert refused.headers["retry-after"] == "1"
     clock.now += 1
     assert app_client.get("/scan/" + SCANNED).status_code == 200
+
+
+def test_a_missing_page_is_a_page_and_the_api_keeps_problem_json(app_client: TestClient) -> None:
+    page = app_client.get("/ui/no/such/page")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    api = app_client.get("/no/such/route")
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")
