@@ -20,6 +20,8 @@ from traceability.ledger import chain, checkpoint
 from traceability.worker import LedgerWorker
 
 SEA_LOT = "urn:epc:class:lgtin:8850000.012345.TH0301"
+# Packed on the same pallet: the container and its documents lead to both lots.
+SEA_LOT_2 = "urn:epc:class:lgtin:8850000.012345.TH0302"
 SEA_SSCC = "urn:epc:id:sscc:8850000.0000000009"
 CONTAINER = "CSQU3054383"
 BILL_OF_LADING = "BL-LCB-778"
@@ -63,9 +65,10 @@ def _sea_lot(conn: psycopg.Connection[Any]) -> None:
     )
     conn.execute(
         "INSERT INTO lot (lot_id, gtin, batch, product_class, description, origin_country, hs_code,"
-        " bonded_status) VALUES (%s, '08850000123456', 'TH0301', 'chilled', 'Frozen-chilled tiger prawn',"
-        " 'TH', '030636', 'bonded')",
-        (SEA_LOT,),
+        " bonded_status) VALUES"
+        " (%s, '08850000123456', 'TH0301', 'chilled', 'Chilled tiger prawn', 'TH', '030636', 'bonded'),"
+        " (%s, '08850000123456', 'TH0302', 'chilled', 'Chilled tiger prawn', 'TH', '030636', 'bonded')",
+        (SEA_LOT, SEA_LOT_2),
     )
     t0 = S - timedelta(days=3)
     docs = multimodal.biz_transactions(bill_of_lading=BILL_OF_LADING, through_document="TD-2026-1")
@@ -78,7 +81,10 @@ def _sea_lot(conn: psycopg.Connection[Any]) -> None:
                 event_time=t0 - timedelta(hours=2),
                 action="ADD",
                 parent_id=SEA_SSCC,
-                child_quantities=[builders.quantity(SEA_LOT, 500, "KGM")],
+                child_quantities=[
+                    builders.quantity(SEA_LOT, 500, "KGM"),
+                    builders.quantity(SEA_LOT_2, 300, "KGM"),
+                ],
                 biz_step="packing",
             )
         ),

@@ -16,6 +16,7 @@ from web_support import (
     RAIL_WAYBILL,
     SCANNED,
     SEA_LOT,
+    SEA_LOT_2,
     SSCC,
     Desk,
 )
@@ -142,10 +143,8 @@ def test_a_revoked_key_ends_its_sessions(app_client: TestClient, desk: Desk) -> 
         (SCANNED, LOT),
         ("]d2010690123412345610QZ2611A\x1d", LOT),
         ("https://id.gs1.org/01/06901234123456/10/QZ2611A", LOT),
-        (CONTAINER, SEA_LOT),
-        ("csqu 305438 3", SEA_LOT),
-        (BILL_OF_LADING, SEA_LOT),
-        (RAIL_WAYBILL, SEA_LOT),
+        ("TH0302", SEA_LOT_2),
+        ("(01)08850000123456(10)TH0301", SEA_LOT),
     ],
 )
 def test_search_finds_the_lot(app_client: TestClient, desk: Desk, query: str, lot: str) -> None:
@@ -153,6 +152,17 @@ def test_search_finds_the_lot(app_client: TestClient, desk: Desk, query: str, lo
     response = app_client.get("/ui/", params={"q": query})
     assert response.status_code == 303
     assert response.headers["location"] == pages.trace_url(lot)
+
+
+@pytest.mark.parametrize(
+    "query", [CONTAINER, "csqu 305438 3", BILL_OF_LADING, RAIL_WAYBILL, "(01)08850000123456"]
+)
+def test_several_matches_give_a_choice(app_client: TestClient, desk: Desk, query: str) -> None:
+    sign_in(app_client, desk.inspector_key)
+    response = app_client.get("/ui/", params={"q": query})
+    assert response.status_code == 200
+    choices = re.findall(r'<li><a href="([^"]+)">', response.text.split('id="choices"', 1)[1])
+    assert choices == [pages.trace_url(SEA_LOT), pages.trace_url(SEA_LOT_2)]
 
 
 def test_search_says_when_nothing_is_found(app_client: TestClient, desk: Desk) -> None:
