@@ -411,6 +411,17 @@ def trace_page(request: Request, trace_id: str, conn: Db, session: Reader) -> Re
     return response
 
 
+@router.get(PREFIX + "/ledger/verify")
+def ledger_page(request: Request, conn: Db, session: Reader) -> Response:
+    """The whole ledger verified now: every event's chained bytes and link, every checkpoint (slow on a
+    large ledger: it is a page of its own, asked for)."""
+    options: ApiOptions = request.app.state.options
+    result = views.verify_ledger(conn, options.ledger_key)
+    if result is None:
+        raise PageError(503, N_("The ledger's key file or checkpoint log is unreadable."))
+    return render(request, "ledger.html", session=session, result=result, title=N_("Ledger verification"))
+
+
 # -- alarms -----------------------------------------------------------------------------------------------
 
 ALARM_LIMIT = 500

@@ -8,6 +8,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +18,7 @@ import psycopg
 from traceability import i18n, queries
 from traceability.i18n import Gettext, Lang
 from traceability.ledger import checkpoint
+from traceability.ledger import verify as ledger_verify
 from traceability.readings_model import AssetReadings
 from traceability.resolve import resolve
 from traceability.trace_model import CustodyLeg, LedgerRef, Limits, Trace
@@ -212,13 +214,35 @@ class Evidence:
 
 def pinned_public_key(ledger_key: Path | None) -> str | None:
     """The public key the pages check checkpoints under: the ledger's key file's (as /ledger/verify)."""
-    if ledger_key is None or not ledger_key.exists():
+    if ledger_key is None:
         return None
     try:
-        return checkpoint.pinned_key(str(ledger_key))
+        return _pinned(str(ledger_key), ledger_key.stat().st_mtime_ns)
+    except FileNotFoundError:
+        return None
     except checkpoint.CheckpointFormatError:
         log.exception("the ledger's key file is unreadable")
         return None
+
+
+@lru_cache(maxsize=4)
+def _pinned(path: str, _mtime_ns: int) -> str:
+    """The key file's public key, read again only when the file changes."""
+    return checkpoint.pinned_key(path)
+
+
+def verify_ledger(conn: Conn, ledger_key: Path | None) -> ledger_verify.VerifyResult | None:
+    """The whole chain and every checkpoint verified, as ``GET /ledger/verify`` does (the pinned key and its
+    checkpoint log beside it); None when the key file or the log is unreadable."""
+    public_key = pinned_public_key(ledger_key)
+    kept: list[tuple[str, checkpoint.Checkpoint]] = []
+    if public_key is not None and ledger_key is not None:
+        try:
+            kept = checkpoint.own_log(ledger_key)
+        except checkpoint.CheckpointFormatError:
+            log.exception("the ledger's checkpoint log is unreadable")
+            return None
+    return ledger_verify.verify(conn, public_key=public_key, kept=kept)
 
 
 def evidence(conn: Conn, found: Trace, public_key: str | None) -> Evidence:

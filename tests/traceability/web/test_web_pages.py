@@ -242,3 +242,10 @@ def test_a_missing_page_is_a_page_and_the_api_keeps_problem_json(app_client: Tes
     api = app_client.get("/no/such/route")
     assert api.status_code == 404
     assert api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_whole_ledger_verifies_on_its_page(app_client: TestClient, desk: Desk) -> None:
+    sign_in(app_client, desk.inspector_key)
+    page = app_client.get("/ui/ledger/verify")
+    assert page.status_code == 200
+    assert "The ledger verifies" in page.text
