@@ -1,20 +1,32 @@
 """Tests: the inspector's desk's data: the demo world's chilled lot (truck excursion and gap, from
 trace_support), a second lot that came by sea in a reefer container under a B/L and rail waybill, an open
-alarm on the truck, a signed checkpoint, and API keys of each role."""
+alarm on the truck, a signed checkpoint, and API keys of each role; and the browser tests' chromium and
+served app."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import uvicorn
+from playwright.sync_api import Browser, sync_playwright
+from psycopg import sql
 from trace_support import LOT, SSCC, S, build_scenario
 
+from coldchain.embedded import free_port, with_database
 from rules.alarms import lifecycle
 from rules.worker import RulesWorker
+from traceability.api.app import create_app
 from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
 from traceability.epcis import builders, multimodal
 from traceability.ledger import chain, checkpoint
 from traceability.worker import LedgerWorker
@@ -170,4 +182,53 @@ def seed_desk(db_url: str, key_dir: Path) -> Desk:
     return Desk(db_url, ledger_key, operator, inspector, alarm_id)
 
 
-__all__ = ["LOT", "SSCC", "Desk", "seed_desk"]
+@contextmanager
+def module_database(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """A database copied from the migrated template, dropped after (for fixtures wider than a test)."""
+    name = f"w_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+        conn.execute(create.format(sql.Identifier(name), sql.Identifier(template_db)))
+    try:
+        yield with_database(pg_server_url, name)
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+CHROMIUM = "/usr/bin/chromium"
+START_TIMEOUT_S = 20.0
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (its own browser download cannot work here)."""
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@contextmanager
+def serve(db_url: str, ledger_key: Path) -> Iterator[str]:
+    """The API's app (pages included) under uvicorn on a free port; yields its base URL."""
+    port = free_port()
+    app = create_app(db_url, options=ApiOptions(ledger_key=ledger_key))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join()
+
+
+__all__ = ["LOT", "SSCC", "Desk", "chromium", "module_database", "seed_desk", "serve"]
