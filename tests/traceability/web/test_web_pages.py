@@ -249,3 +249,23 @@ def test_the_whole_ledger_verifies_on_its_page(app_client: TestClient, desk: Des
     page = app_client.get("/ui/ledger/verify")
     assert page.status_code == 200
     assert "The ledger verifies" in page.text
+
+
+def test_alarm_filters(app_client: TestClient, desk: Desk) -> None:
+    sign_in(app_client, desk.operator_key)
+    shown = app_client.get("/ui/alarms", params={"state": "all", "severity": "critical", "kind": "excursion"})
+    assert f'id="alarm-{desk.alarm_id}"' in shown.text
+    for params in ({"state": "all", "severity": "info"}, {"state": "all", "asset": "COLDROOM-QZ-B2"}):
+        hidden = app_client.get("/ui/alarms", params=params)
+        assert f'id="alarm-{desk.alarm_id}"' not in hidden.text
+        assert 'id="no-alarms"' in hidden.text
+
+
+def test_unknown_lots_and_unwired_reports_answer_pages(app_client: TestClient, desk: Desk) -> None:
+    sign_in(app_client, desk.inspector_key)
+    missing = app_client.get(pages.trace_url("urn:epc:class:lgtin:6901234.012345.NOPE"))
+    assert missing.status_code == 404
+    assert "Nothing was found for this identifier." in missing.text
+    report = app_client.get(pages.trace_url(LOT) + "/report.pdf")
+    assert report.status_code in (200, 404)
+    assert app_client.get(pages.trace_url(LOT) + "/report.exe").status_code == 404
