@@ -269,3 +269,10 @@ def test_unknown_lots_and_unwired_reports_answer_pages(app_client: TestClient, d
     report = app_client.get(pages.trace_url(LOT) + "/report.pdf")
     assert report.status_code in (200, 404)
     assert app_client.get(pages.trace_url(LOT) + "/report.exe").status_code == 404
+
+
+def test_trace_page_links_its_documents_to_the_search(app_client: TestClient, desk: Desk) -> None:
+    sign_in(app_client, desk.inspector_key)
+    page = app_client.get(pages.trace_url(SEA_LOT)).text
+    assert f'<a href="/ui/?q={BILL_OF_LADING}"' in page
+    assert f'<a href="/ui/?q={RAIL_WAYBILL}"' in page
