@@ -276,3 +276,14 @@ def test_trace_page_links_its_documents_to_the_search(app_client: TestClient, de
     page = app_client.get(pages.trace_url(SEA_LOT)).text
     assert f'<a href="/ui/?q={BILL_OF_LADING}"' in page
     assert f'<a href="/ui/?q={RAIL_WAYBILL}"' in page
+
+
+def test_the_cookie_is_secure_over_https(desk: Desk) -> None:
+    app = create_app(desk.db_url, options=ApiOptions(ledger_key=desk.ledger_key))
+    with TestClient(app, base_url="https://desk.example", follow_redirects=False) as client:
+        form = client.get("/ui/signin")
+        answer = client.post(
+            "/ui/signin", data={"key": desk.inspector_key, "csrf": _csrf(form.text), "next": "/ui/"}
+        )
+        assert answer.status_code == 303
+        assert "Secure" in answer.headers["set-cookie"]
