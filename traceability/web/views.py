@@ -153,7 +153,6 @@ class LegView:
     leg: CustodyLeg
     chart_svg: str
     track_svg: str
-    has_readings: bool
 
 
 def leg_views(conn: Conn, found: Trace, fmt: Formats, *, tile_url: str | None = None) -> list[LegView]:
@@ -167,7 +166,6 @@ def leg_views(conn: Conn, found: Trace, fmt: Formats, *, tile_url: str | None = 
                 leg=leg,
                 chart_svg=chart_svg_of(leg, r, found.limits, fmt),
                 track_svg=track_svg_of(leg, r, fmt, tile_url),
-                has_readings=r is not None,
             )
         )
     return views
