@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from playwright.sync_api import Browser
-from web_support import chromium, module_database, serve
+from web_support import module_database, serve
 
 from coldchain.demo import run_scenario, web_instructions
 from coldchain.embedded import EmbeddedBroker
@@ -42,12 +42,6 @@ def demo(
                 yield url, key, key_path
     finally:
         broker.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
 
 
 def test_the_demo_walkthrough(browser: Browser, demo: tuple[str, str, Path]) -> None:

@@ -1,5 +1,5 @@
 """Tests: the web pages' fixtures: one seeded database per module (the desk's data), the app served on it
-by uvicorn, and one chromium for the session."""
+by uvicorn (the session's chromium is tests/conftest.py's ``browser``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
-from web_support import Desk, chromium, module_database, seed_desk, serve
+from web_support import Desk, module_database, seed_desk, serve
 
 
 @pytest.fixture(scope="module")
@@ -16,13 +15,6 @@ def desk(pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPath
     """A database of the module's own, copied from the migrated template and seeded once."""
     with module_database(pg_server_url, template_db) as db_url:
         yield seed_desk(db_url, Path(tmp_path_factory.mktemp("keys")))
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """One chromium for the whole session."""
-    with chromium() as launched:
-        yield launched
 
 
 @pytest.fixture(scope="module")
