@@ -228,6 +228,19 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float, reset: 
     return 0 if ok else 1
 
 
+def web_instructions(api_url: str, key: str) -> list[str]:
+    """What to do in a browser: the pages' URL, the key to sign in with, and the demo lot's label as a
+    scanner reads it (GS1 element string of its GTIN and batch) to type into the search box."""
+    from firmware_sim.world import demo_world
+
+    lot = demo_world().lots[0]
+    return [
+        f"web pages: open {api_url}/ui/ and sign in with the key above",
+        f"find the demo lot by typing its scanned label: (01){lot.gtin}(10){lot.batch}",
+        f"a buyer's view of it (no sign-in): {api_url}/scan/(01){lot.gtin}(10){lot.batch}",
+    ]
+
+
 def _serve_forever(
     settings: Settings, database_url: str, broker: BrokerAddress, stage_brokers: Mapping[str, BrokerAddress]
 ) -> None:
@@ -251,6 +264,8 @@ def _serve_forever(
     services.start()
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
     print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)
+    for line in web_instructions(services.api_url, key):
+        print(line, flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -110,6 +110,7 @@ def api_options(settings: Settings) -> ApiOptions:
             time_floor=settings.capture_time_floor,
         ),
         ledger_key=settings.home / KEY_FILE,
+        map_tile_url=settings.map_tile_url,
     )
 
 

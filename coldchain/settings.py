@@ -54,6 +54,16 @@ class Settings(GatewaySettings):
         default=tl.CAPTURE_FUTURE_SKEW_S, ge=0, le=tl.FUTURE_TOLERANCE_S, allow_inf_nan=False
     )
     capture_time_floor: AwareDatetime = tl.CAPTURE_TIME_FLOOR
+    # The web pages' map tile URL template (e.g. https://tiles.example/{z}/{x}/{y}.png); unset: no tiles are
+    # loaded (the pages load nothing from elsewhere).
+    map_tile_url: str | None = None
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _check_tile_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"the map tile URL must be http(s): {v!r}")
+        return v or None
 
     @field_validator("alert_webhooks", mode="before")
     @classmethod

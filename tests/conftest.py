@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -18,6 +19,9 @@ from coldchain import embedded
 from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres, ensure_database, with_database
 from coldchain.migrate import migrate
 from coldchain.settings import BrokerAddress
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 MOSQUITTO_MISSING = (
     "no mosquitto binary: the tests need Mosquitto (MQTT 5) for their brokers. Install it with"
@@ -157,3 +161,13 @@ def private_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One Debian chromium for the whole session, driven by Playwright (web_support.chromium); one, since
+    Playwright's sync API runs one driver per thread."""
+    from web_support import chromium
+
+    with chromium() as launched:
+        yield launched

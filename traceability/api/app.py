@@ -30,6 +30,7 @@ from traceability.api.routes import (
 )
 from traceability.api.routes.health import Liveness
 from traceability.capture_worker import Running, start_thread
+from traceability.web import pages as web_pages
 
 log = logging.getLogger(__name__)
 
@@ -107,4 +108,5 @@ def create_app(
     # /trace/{id}/report.pdf for a lot named '{id}/readings' or '{id}/report.pdf'.
     for resource in (health, readings, reports, trace, ledger, epcis, resources, queries, alarms):
         app.include_router(resource.router)
+    web_pages.install(app)  # the web pages (/ui/, /scan/) on the same app
     return app

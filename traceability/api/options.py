@@ -27,6 +27,9 @@ class ApiOptions:
     # Run a capture worker (``traceability.capture_worker``) in the API's process, for an API served
     # alone; where the ledger stage runs (``coldchain.runtime.Services``), its worker finishes the jobs.
     capture_worker: bool = False
+    # The web pages' map tiles (``{z}/{x}/{y}`` URL template): None, the default, loads no tiles at all
+    # (intranets have no internet); the tracks are drawn on a plain background.
+    map_tile_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.pool_size <= limits.API_POOL_SIZE_MAX:

@@ -1,0 +1,77 @@
+"""Tests: the inspector's desk on the demo scenario's own data (devices, broker, gateway, rules, ledger, all
+real), in Debian's chromium: sign in, find the demo lot by its scanned label, see the truck leg's door-open
+excursion, switch to Chinese, download the evidence bundle and verify it offline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from playwright.sync_api import Browser
+from web_support import module_database, serve
+
+from coldchain.demo import run_scenario, web_instructions
+from coldchain.embedded import EmbeddedBroker
+from firmware_sim.world import demo_world
+from traceability.api.auth import create_key
+from traceability.ledger import checkpoint
+from traceability.ledger.bundle import verify_bundle
+from traceability.web.pages import trace_url
+
+LOT = demo_world().lots[0].lot_id
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def demo(
+    pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str, Path]]:
+    """The demo scenario played once into a database of the module's own: (base URL, operator key, key)."""
+    broker = EmbeddedBroker(tmp_path_factory.mktemp("mqtt"))
+    broker.start()
+    key_path = tmp_path_factory.mktemp("keys") / "ledger.pem"
+    try:
+        with module_database(pg_server_url, template_db) as db_url:
+            run_scenario(db_url, broker.address, speedup=2000, checkpoint_key=key_path)
+            with psycopg.connect(db_url) as conn:
+                key = create_key(conn, "operator", "demo --serve")
+                conn.commit()
+            with serve(db_url, key_path) as url:
+                yield url, key, key_path
+    finally:
+        broker.stop()
+
+
+def test_the_demo_walkthrough(browser: Browser, demo: tuple[str, str, Path]) -> None:
+    url, key, key_path = demo
+    label = web_instructions(url, key)[1].rsplit(" ", 1)[1]
+    context = browser.new_context(base_url=url, locale="en-US", viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto("/")
+    assert "/ui/signin" in page.url
+    page.fill("#key", key)
+    page.click("#signin-submit")
+    page.fill("#q", label)
+    page.press("#q", "Enter")
+    page.wait_for_url(f"**{trace_url(LOT)}")
+
+    truck = page.locator("section.leg[data-asset='TRUCK-GXA-12345']")
+    assert truck.locator("tr.excursion").count() >= 1, "the door-open excursion on the truck leg"
+    assert page.inner_text("#verdict-word") == "broken"
+    assert "verified" in page.inner_text("#ledger-status")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo-trace-en.png"), full_page=True)
+
+    page.click("#lang-switch")
+    page.wait_for_load_state()
+    assert page.inner_text("#verdict-word") == "断链"
+    page.screenshot(path=str(ARTIFACTS / "demo-trace-zh.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#dl-bundle")
+    bundle = Path(download.value.path()).read_bytes()
+    result = verify_bundle(bundle, pinned_public_key=checkpoint.pinned_key(str(key_path)))
+    assert result.ok, result.problems
+    context.close()
