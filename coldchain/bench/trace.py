@@ -394,6 +394,8 @@ def bench_trace(
     from coldchain.embedded import with_database
     from coldchain.migrate import migrate
     from coldchain.stack import open_stack
+    from traceability.api.app import create_app
+    from traceability.api.auth import create_key
     from traceability.capture_worker import CaptureWorker, settle_heap
     from traceability.epcis import xml as epcis_xml
     from traceability.epcis.builders import CONTEXT, document
@@ -402,6 +404,7 @@ def bench_trace(
 
     from .readings import measure_leg_downsample
     from .reports import measure_pdf
+    from .web import measure_trace_page
 
     if quick:
         lots, containers, readings_per_container, traces, capture_events = 200, 20, 300, 30, 200
@@ -453,6 +456,12 @@ def bench_trace(
                 conn.rollback()
             # The inspector's desk on the same ledger: the PDF of the sampled lot with the most legs.
             pdf = measure_pdf(url, most_legs[1], repeats=3 if quick else 5)
+            with psycopg.connect(url) as conn:
+                inspector = create_key(conn, "inspector", "bench trace")
+                conn.commit()
+            page = measure_trace_page(
+                create_app(url), inspector, most_legs[1], repeats=20 if quick else traces
+            )
             # Capture: documents of 1000 events for new lots, through the real capture path. The first
             # 100 lots' events go first as a warm-up document of the same size, not timed: a running
             # service has started its checking process, compiled the EPCIS schema and filled the memos
@@ -529,6 +538,9 @@ def bench_trace(
         "api_trace_rps": api["api_trace_rps"],
         "api_ceiling_rps": api["api_ceiling_rps"],
         "api_concurrency": API_CONCURRENCY,
+        "trace_page_p50_ms": page["trace_page_p50_ms"],
+        "trace_page_p95_ms": page["trace_page_p95_ms"],
+        "trace_page_wall_p95_ms": page["trace_page_wall_p95_ms"],
         "pdf_p50_ms": pdf["pdf_p50_ms"],
         "pdf_max_ms": pdf["pdf_max_ms"],
         "pdf_legs": pdf["legs"],

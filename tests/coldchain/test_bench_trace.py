@@ -50,9 +50,10 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
     assert out["legs_per_trace"] == 3.0
     # The inspector's desk on the same ledger: a three-leg lot's PDF, a 30-day minute leg at 2 000 points.
     assert out["pdf_legs"] == 3
+    assert 0 < out["trace_page_p50_ms"] <= out["trace_page_p95_ms"]
     assert out["pdf_bytes"] > 0
     assert out["pdf_p50_ms"] > 0
-    assert out["leg_downsample_readings"] == 43_200
+    assert 43_000 < out["leg_downsample_readings"] <= 43_200  # 30 days of minutes, less the dropouts
     assert 0 < out["leg_downsample_points"] <= 2_000
     with psycopg.connect(pg_server_url) as conn:
         row = conn.execute(

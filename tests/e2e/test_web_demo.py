@@ -4,9 +4,11 @@ excursion, switch to Chinese, download the evidence bundle and verify it offline
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import openpyxl
 import psycopg
 import pytest
 from playwright.sync_api import Browser
@@ -21,6 +23,22 @@ from traceability.ledger.bundle import verify_bundle
 from traceability.web.pages import trace_url
 
 LOT = demo_world().lots[0].lot_id
+# The facts of a leg's chart, read from its SVG: plot area, limit band, shaded excursions (their x extent and
+# their times) and every point (epoch ms, °C) from the chart's hover data.
+CHART_FACTS = """(selector) => {
+  const svg = document.querySelector(selector);
+  const num = (el, a) => parseFloat(el.getAttribute(a));
+  const box = (el) => ({x: num(el, "x"), w: num(el, "width")});
+  const band = svg.querySelector("rect.limit-band");
+  const data = JSON.parse(svg.querySelector("script.chart-data").textContent);
+  return {
+    plot: box(svg.querySelector("rect.plot-area")),
+    band: band && {low: num(band, "data-low-c"), high: num(band, "data-high-c")},
+    excursions: [...svg.querySelectorAll("rect.excursion")].map((e) => ({
+      ...box(e), start: Date.parse(e.dataset.start), end: Date.parse(e.dataset.end)})),
+    points: data.series.flatMap((s) => s.points),
+  };
+}"""
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
@@ -59,6 +77,18 @@ def test_the_demo_walkthrough(browser: Browser, demo: tuple[str, str, Path]) -> 
 
     truck = page.locator("section.leg[data-asset='TRUCK-GXA-12345']")
     assert truck.locator("tr.excursion").count() >= 1, "the door-open excursion on the truck leg"
+    # The chart: the excursion is shaded inside the plot, over the readings that left the limit band.
+    chart = page.evaluate(CHART_FACTS, "section.leg[data-asset='TRUCK-GXA-12345'] svg")
+    assert chart["excursions"], "no excursion shaded on the truck leg's chart"
+    assert chart["band"] is not None, "no limit band on the truck leg's chart"
+    plot = chart["plot"]
+    for shade in chart["excursions"]:
+        assert plot["x"] <= shade["x"]
+        assert shade["x"] + shade["w"] <= plot["x"] + plot["w"] + 0.5
+        assert shade["w"] > 0
+        inside = [v for t, v in chart["points"] if shade["start"] <= t <= shade["end"]]
+        assert inside, "the shaded span holds no reading"
+        assert max(inside) > chart["band"]["high"], "the shaded span holds no reading above the band"
     assert page.inner_text("#verdict-word") == "broken"
     assert "verified" in page.inner_text("#ledger-status")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -74,4 +104,13 @@ def test_the_demo_walkthrough(browser: Browser, demo: tuple[str, str, Path]) -> 
     bundle = Path(download.value.path()).read_bytes()
     result = verify_bundle(bundle, pinned_public_key=checkpoint.pinned_key(str(key_path)))
     assert result.ok, result.problems
+
+    with page.expect_download() as download:
+        page.click("#dl-pdf")
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF-")
+    with page.expect_download() as download:
+        page.click("#dl-xlsx")
+    xlsx = io.BytesIO(Path(download.value.path()).read_bytes())
+    events = openpyxl.load_workbook(xlsx, read_only=True).worksheets[0]
+    assert events.max_row - 1 == page.locator("#evidence table.events tbody tr").count() > 0
     context.close()

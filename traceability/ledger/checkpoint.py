@@ -16,6 +16,7 @@ A copy kept by anyone is what ``ledger verify --checkpoint`` checks the ledger a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -124,6 +125,13 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
 def public_hex(key: Ed25519PrivateKey) -> str:
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return raw.hex()
+
+
+def key_fingerprint(public_key_hex: str) -> str:
+    """A short, readable fingerprint of an Ed25519 public key, as the pages and reports show it: ``SHA256:``
+    and the first 16 bytes of the SHA-256 of its 32 raw bytes, in groups of four hex digits."""
+    digest = hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()[:32]
+    return "SHA256:" + " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 def pinned_key(spec: str) -> str:

@@ -108,7 +108,7 @@ def render(report: Report, fmt: Format) -> bytes:
 
 
 # Where the trace page of an id is served, under the app's base URL (the PDF's QR code points there).
-TRACE_PAGE_PATH = "/web/trace/{id}"
+TRACE_PAGE_PATH = "/ui/trace/{id}"
 
 
 def trace_page_url(base_url: str, ident: str) -> str:

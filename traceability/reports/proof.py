@@ -71,13 +71,6 @@ class Proof:
         ]
 
 
-def key_fingerprint(public_key_hex: str) -> str:
-    """A short, readable fingerprint of an Ed25519 public key: ``SHA256:`` and the first 16 bytes of the
-    SHA-256 of its 32 raw bytes, in groups of four hex digits."""
-    digest = hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()[:32]
-    return "SHA256:" + " ".join(digest[i : i + 4] for i in range(0, 32, 4))
-
-
 def evidence(
     conn: Conn,
     found: Trace,
@@ -108,7 +101,7 @@ def evidence(
         signed_at=str(signed["signed_at"]),
         signature=str(signed["signature"]),
         public_key=str(signed["public_key"]),
-        key_fingerprint=key_fingerprint(str(signed["public_key"])),
+        key_fingerprint=checkpoint.key_fingerprint(str(signed["public_key"])),
         bundle_sha256=hashlib.sha256(data).hexdigest(),
         bundle_bytes=len(data),
         generated_at=generated_at,

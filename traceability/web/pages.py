@@ -8,7 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +26,9 @@ from traceability import i18n
 from traceability.api import auth
 from traceability.api.options import ApiOptions
 from traceability.api.pools import Conn, Lease
-from traceability.ledger.bundle import BundleError, export_lot
+from traceability.ledger import checkpoint
+from traceability.reports import build as reports
+from traceability.reports import proof
 from traceability.trace import trace
 from traceability.trace_model import Trace
 from traceability.web import sessions, views
@@ -51,11 +53,6 @@ ZONES = (
     "Europe/Berlin",
     "America/New_York",
 )
-REPORT_FORMATS = {
-    "pdf": "application/pdf",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "csv": "text/csv; charset=utf-8",
-}
 N_ = views.N_
 
 router = APIRouter(include_in_schema=False)
@@ -353,11 +350,18 @@ def _trace_or_404(conn: Conn, trace_id: str) -> Trace:
 
 
 @router.get(PREFIX + "/trace/{trace_id:path}/bundle.json")
-def bundle_download(trace_id: str, conn: Db, _: Reader) -> Response:
+def bundle_download(trace_id: str, conn: Db, _: Reader, seq: int | None = None) -> Response:
+    """The lot's evidence bundle, as the API's ``/trace/{id}/bundle.json`` gives it (``seq``: the signed
+    head a report names, so its bundle is fetched byte for byte)."""
     found = _trace_or_404(conn, trace_id)
+    cp = None
+    if seq is not None:
+        cp = next((c for _, c in checkpoint.stored(conn) if c.seq == seq), None)
+        if cp is None:
+            raise PageError(404, N_("Nothing was found for this identifier."))
     try:
-        data = export_lot(conn, found.lot_id)
-    except BundleError:
+        data, _proof = proof.evidence(conn, found, reading_rows=0, generated_at=datetime.now(UTC), cp=cp)
+    except proof.ReportError:
         raise PageError(
             404, N_("No signed checkpoint covers this lot's events yet: there is no bundle to download.")
         ) from None
@@ -367,25 +371,42 @@ def bundle_download(trace_id: str, conn: Db, _: Reader) -> Response:
     )
 
 
-def report_bytes(conn: Conn, found: Trace, fmt: str, lang: i18n.Lang, tz: Any) -> bytes | None:
-    """A lot's report as ``fmt`` (pdf, xlsx, csv). Slot: wired to ``traceability.reports``; None until
-    then (the page answers 404)."""
-    return None
+def report_bytes(
+    conn: Conn, found: Trace, fmt: reports.Format, lang: i18n.Lang, tz: Any, base_url: str
+) -> bytes | None:
+    """A lot's report as ``fmt`` (pdf, xlsx, csv), built as the API's report routes build it; None when
+    no signed checkpoint covers the lot yet."""
+    try:
+        report = reports.read_report(
+            conn,
+            found.lot_id,
+            lang=lang,
+            tz=tz,
+            legs=reports.REPORT_LEG_READINGS,
+            trace_url=reports.trace_page_url(base_url, found.lot_id),
+            with_readings=fmt != "pdf",
+        )
+    except proof.ReportError:
+        return None
+    return None if report is None else reports.render(report, fmt)
 
 
 @router.get(PREFIX + "/trace/{trace_id:path}/report.{fmt}")
 def report_download(request: Request, trace_id: str, fmt: str, conn: Db, _: Reader) -> Response:
-    if fmt not in REPORT_FORMATS:
+    if fmt not in reports.MEDIA_TYPES:
         raise PageError(404, N_("Nothing was found for this identifier."))
     found = _trace_or_404(conn, trace_id)
     lang = page_lang(request)
-    data = report_bytes(conn, found, fmt, lang, i18n.zone(request.cookies.get(ZONE_COOKIE), lang))
+    tz = i18n.zone(request.cookies.get(ZONE_COOKIE), lang)
+    data = report_bytes(conn, found, fmt, lang, tz, str(request.base_url))
     if data is None:
-        raise PageError(404, N_("This report is not available."))
+        raise PageError(
+            404, N_("No signed checkpoint covers this lot's events yet: there is no bundle to download.")
+        )
     name = "report-" + "".join(c if c.isalnum() else "_" for c in found.lot_id)[-80:] + "." + fmt
     return Response(
         data,
-        media_type=REPORT_FORMATS[fmt],
+        media_type=reports.MEDIA_TYPES[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 

@@ -4,7 +4,6 @@ public scan page's few buyer-safe facts."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,9 +15,11 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from traceability import i18n, queries
+from traceability.chart import leg_chart_svg, track_svg
 from traceability.i18n import Gettext, Lang
 from traceability.ledger import checkpoint
 from traceability.ledger import verify as ledger_verify
+from traceability.readings import leg_readings
 from traceability.readings_model import AssetReadings
 from traceability.resolve import resolve
 from traceability.trace_model import CustodyLeg, LedgerRef, Limits, Trace
@@ -129,20 +130,19 @@ CHART_POINTS = 2_000
 
 
 def leg_readings_of(conn: Conn, found: Trace) -> dict[int, AssetReadings | None]:
-    """The readings behind each leg's chart, by leg id. Slot: wired to ``traceability.readings.leg_readings``
-    (``{r.leg_id: r.readings for r in leg_readings(conn, found, CHART_POINTS)}``); empty until then."""
-    return {}
+    """The readings behind each leg's chart, by leg id (the readings API's query)."""
+    return {r.leg_id: r.readings for r in leg_readings(conn, found, CHART_POINTS)}
 
 
 def chart_svg_of(leg: CustodyLeg, readings: AssetReadings | None, limits: Limits | None, fmt: Formats) -> str:
-    """The leg's temperature chart (inline SVG). Slot: wired to ``traceability.chart.leg_chart_svg(leg,
-    readings, limits, _=fmt._, tz=fmt.tz, lang=fmt.lang, interactive=True)``; empty until then."""
-    return ""
+    """The leg's temperature chart (inline SVG, with the hover data chart.js reads)."""
+    return leg_chart_svg(leg, readings, limits, _=fmt._, tz=fmt.tz, lang=fmt.lang, interactive=True)
 
 
 def track_svg_of(leg: CustodyLeg, readings: AssetReadings | None, fmt: Formats, tile_url: str | None) -> str:
-    """The leg's GPS track (inline SVG). Slot: wired to ``traceability.chart.track_svg``; empty until then."""
-    return ""
+    """The leg's GPS track (inline SVG). Map tiles (``tile_url``) are not drawn under it: the track is
+    drawn on its own latitude/longitude frame."""
+    return track_svg(readings, _=fmt._, leg_id=leg.leg_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +172,6 @@ def leg_views(conn: Conn, found: Trace, fmt: Formats, *, tile_url: str | None = 
 
 
 # -- the evidence panel -----------------------------------------------------------------------------------
-
-
-def key_fingerprint(public_key_hex: str) -> str:
-    """A public key's fingerprint: the first 16 bytes of SHA-256 of its raw bytes, hex in groups of 4."""
-    digest = hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()[:32]
-    return " ".join(digest[i : i + 4] for i in range(0, 32, 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +255,7 @@ def evidence(conn: Conn, found: Trace, public_key: str | None) -> Evidence:
         head_seq=None if head is None else int(head[0]),
         head_hash=None if head is None else str(head[1]),
         checkpoint=cp,
-        fingerprint=None if cp is None else key_fingerprint(public_key or cp.public_key),
+        fingerprint=None if cp is None else checkpoint.key_fingerprint(public_key or cp.public_key),
         pinned=public_key is not None,
         signature_ok=signature_ok,
         entry_matches=entry_matches,
