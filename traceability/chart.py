@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -423,6 +424,52 @@ def _chart_data(frame: Frame, series: list[SeriesPoints]) -> str:
     return f'<script type="application/json" class="chart-data">{_t(text, quote=False)}</script>'
 
 
+TILE_PX = 256  # the side of a slippy-map tile
+MAX_TILE_ZOOM = 18
+
+
+def _mercator(lat: float, lon: float, zoom: int) -> tuple[float, float]:
+    """Web Mercator pixel coordinates of a position at ``zoom`` (the slippy-map tile scheme)."""
+    lat = max(-85.05112878, min(85.05112878, lat))
+    n = TILE_PX * 2**zoom
+    x = (lon + 180.0) / 360.0 * n
+    y = (1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n
+    return x, y
+
+
+def _tiles(
+    track: list[tuple[float, float]], tile_url: str, width: int, height: int, pad: float
+) -> tuple[Callable[[float, float], tuple[float, float]], str]:
+    """The projection of a track onto map tiles of ``tile_url`` (``{z}``, ``{x}``, ``{y}``), at the
+    largest zoom that fits it in the frame, and the tiles' ``<image>`` elements under it."""
+    zoom = 0
+    for z in range(MAX_TILE_ZOOM, -1, -1):
+        xs, ys = zip(*(_mercator(lat, lon, z) for lat, lon in track), strict=True)
+        if max(xs) - min(xs) <= width - 2 * pad and max(ys) - min(ys) <= height - 2 * pad:
+            zoom = z
+            break
+    xs, ys = zip(*(_mercator(lat, lon, zoom) for lat, lon in track), strict=True)
+    ox = (max(xs) + min(xs)) / 2 - width / 2
+    oy = (max(ys) + min(ys)) / 2 - height / 2
+    count = 2**zoom
+    images = []
+    for ty in range(math.floor(oy / TILE_PX), math.floor((oy + height) / TILE_PX) + 1):
+        if not 0 <= ty < count:
+            continue
+        for tx in range(math.floor(ox / TILE_PX), math.floor((ox + width) / TILE_PX) + 1):
+            href = tile_url.replace("{z}", str(zoom)).replace("{x}", str(tx % count)).replace("{y}", str(ty))
+            images.append(
+                f'<image class="tile" href="{_a(href)}" x="{round(tx * TILE_PX - ox, 2)}"'
+                f' y="{round(ty * TILE_PX - oy, 2)}" width="{TILE_PX}" height="{TILE_PX}"/>'
+            )
+
+    def xy(lat: float, lon: float) -> tuple[float, float]:
+        x, y = _mercator(lat, lon, zoom)
+        return round(x - ox, 2), round(y - oy, 2)
+
+    return xy, "".join(images)
+
+
 def track_svg(
     readings: AssetReadings | None,
     *,
@@ -430,15 +477,19 @@ def track_svg(
     leg_id: int | None = None,
     width: int = 420,
     height: int = 300,
+    tile_url: str | None = None,
 ) -> str:
-    """The leg's GPS track as a polyline on a frame scaled by latitude and longitude (equirectangular,
-    longitude shrunk by cos(latitude)); no map tiles. Start and end are marked."""
+    """The leg's GPS track as a polyline, start and end marked. Without ``tile_url`` it is drawn on a frame
+    scaled by latitude and longitude (equirectangular, longitude shrunk by cos(latitude)) and nothing is
+    loaded; with it, on Web Mercator map tiles from that URL (``{z}/{x}/{y}``), at the zoom that fits."""
     track = [p for p in (readings.track if readings else []) if math.isfinite(p.lat) and math.isfinite(p.lon)]
     title = _("GPS track of custody leg {leg}").format(leg="" if leg_id is None else leg_id)
+    uid = f"track-{leg_id if leg_id is not None else 0}"
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" class="track" role="img" viewBox="0 0 {width} {height}"'
         f' width="{width}" height="{height}" font-family="Noto Sans CJK SC, Noto Sans, sans-serif"'
         f' font-size="11"><title>{_t(title)}</title>'
+        f'<clipPath id="{uid}-clip"><rect x="0" y="0" width="{width}" height="{height}"/></clipPath>'
         f'<rect class="plot-area" x="0.5" y="0.5" width="{width - 1}" height="{height - 1}" fill="#F8F9F9"'
         ' stroke="#999"/>'
     )
@@ -449,22 +500,27 @@ def track_svg(
         )
     lat0, lat1 = min(p.lat for p in track), max(p.lat for p in track)
     lon0, lon1 = min(p.lon for p in track), max(p.lon for p in track)
-    k = math.cos(math.radians((lat0 + lat1) / 2))
-    span_x = max((lon1 - lon0) * k, 1e-6)
-    span_y = max(lat1 - lat0, 1e-6)
     pad = 16.0
-    scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
-    ox = pad + ((width - 2 * pad) - span_x * scale) / 2
-    oy = pad + ((height - 2 * pad) - span_y * scale) / 2
+    tiles = ""
+    if tile_url:
+        xy, tiles = _tiles([(p.lat, p.lon) for p in track], tile_url, width, height, pad)
+    else:
+        k = math.cos(math.radians((lat0 + lat1) / 2))
+        span_x = max((lon1 - lon0) * k, 1e-6)
+        span_y = max(lat1 - lat0, 1e-6)
+        scale = min((width - 2 * pad) / span_x, (height - 2 * pad) / span_y)
+        ox = pad + ((width - 2 * pad) - span_x * scale) / 2
+        oy = pad + ((height - 2 * pad) - span_y * scale) / 2
 
-    def xy(lat: float, lon: float) -> tuple[float, float]:
-        return round(ox + (lon - lon0) * k * scale, 2), round(height - oy - (lat - lat0) * scale, 2)
+        def xy(lat: float, lon: float) -> tuple[float, float]:
+            return round(ox + (lon - lon0) * k * scale, 2), round(height - oy - (lat - lat0) * scale, 2)
 
     pts = [xy(p.lat, p.lon) for p in track]
     (sx, sy), (ex, ey) = pts[0], pts[-1]
     line = " ".join(f"{x},{y}" for x, y in pts)
     return (
-        f'{head}<polyline class="track-line" points="{line}" fill="none" stroke="#0072B2" stroke-width="2"'
+        f'{head}<g clip-path="url(#{uid}-clip)">{tiles}</g>'
+        f'<polyline class="track-line" points="{line}" fill="none" stroke="#0072B2" stroke-width="2"'
         f' data-lat-min="{lat0}" data-lat-max="{lat1}" data-lon-min="{lon0}" data-lon-max="{lon1}"/>'
         f'<circle class="track-start" cx="{sx}" cy="{sy}" r="4" fill="#009E73"><title>{_t(_("start"))}'
         f"</title></circle>"

@@ -93,6 +93,9 @@ LEG_NOT_COVERED: Final = "custody leg {leg}: no temperature reading (handoff not
 BACK_IN_RANGE: Final = "back in range past the {hysteresis_c} °C hysteresis"
 BACK_TO_NORMAL: Final = "{kind} back to normal"
 CLEAR_AT_LATEST: Final = "{rule} clear over the look-back ending at the latest reading"
+SERIES_REASON: Final = "{asset} series {series}: {reason}"
+LEG_NAME: Final = "{asset} from {start}"
+UNKNOWN_ASSET: Final = "unknown asset"
 
 REASON_TEMPLATES: Final = (
     RANGE_EXCURSION,
@@ -114,13 +117,15 @@ REASON_TEMPLATES: Final = (
     BACK_IN_RANGE,
     BACK_TO_NORMAL,
     CLEAR_AT_LATEST,
-    SINCE,
-    SO_FAR,
+    SERIES_REASON,
 )
+# The parts a reason's field may hold (translated there, never taken for a whole reason).
+REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
 # The words a template's field may hold that are words, not data (translated with the template).
 REASON_WORDS: Final = (
     *("above", "below", "door open", "power lost", "storage", "transport"),
     *("gap", "excursion", "door", "power", "trigger"),
+    UNKNOWN_ASSET,
 )
 
 
@@ -195,6 +200,16 @@ def evidence(kind: str, rule_id: str, start: datetime, end: datetime) -> str:
         duration_s=f"{(end - start).total_seconds():.0f}",
         rule_id=rule_id,
     )
+
+
+def series_reason(asset_id: str, series_id: int, reason: str) -> str:
+    """A series' reason as the lot's verdict states it: which asset's which series."""
+    return SERIES_REASON.format(asset=asset_id, series=series_id, reason=reason)
+
+
+def leg_name(asset_id: str | None, start: datetime) -> str:
+    """A custody leg as a lot's reasons name it: its asset and when it began."""
+    return LEG_NAME.format(asset=asset_id or UNKNOWN_ASSET, start=iso_utc(start))
 
 
 def leg_without_asset(leg: str) -> str:

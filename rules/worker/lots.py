@@ -67,7 +67,7 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
     first: datetime | None = None
     last_t: datetime | None = None
     for leg in legs:
-        name = f"{leg.asset_id or 'unknown asset'} from {iso_utc(leg.t_from)}"
+        name = catalog.leg_name(leg.asset_id, leg.t_from)
         if leg.asset_id is None:
             levels.append("broken")
             reasons.append(catalog.leg_without_asset(name))
@@ -94,7 +94,7 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
                 power=leg.power if first_series else None,
             )
             levels.append(ev.verdict)
-            reasons.extend(f"{leg.asset_id} series {s.series_id}: {why}" for why in ev.reasons)
+            reasons.extend(catalog.series_reason(leg.asset_id, s.series_id, why) for why in ev.reasons)
             items.append(
                 {
                     "asset_id": leg.asset_id,

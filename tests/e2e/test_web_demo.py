@@ -97,6 +97,11 @@ def test_the_demo_walkthrough(browser: Browser, demo: tuple[str, str, Path]) -> 
     page.click("#lang-switch")
     page.wait_for_load_state()
     assert page.inner_text("#verdict-word") == "断链"
+    reasons = page.locator("#verdict-reasons li").all_inner_texts()
+    assert reasons
+    for reason in reasons:  # the stored English reasons, read in Chinese
+        assert " series " not in reason
+        assert "temperature" not in reason
     page.screenshot(path=str(ARTIFACTS / "demo-trace-zh.png"), full_page=True)
 
     with page.expect_download() as download:

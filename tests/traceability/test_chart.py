@@ -147,6 +147,47 @@ def test_track_is_a_polyline_or_says_there_is_none() -> None:
     none = _parse(track_svg(None, _=gettext_for("zh-CN")))
     assert none.find("s:text[@class='no-track']", NS).text == "无 GPS 轨迹"
 
+    assert root.find(".//s:image", NS) is None  # no tile URL: nothing is loaded
+
+
+@given(
+    st.lists(
+        st.tuples(st.floats(min_value=-80, max_value=80), st.floats(min_value=-179.9, max_value=179.9)),
+        min_size=1,
+        max_size=30,
+    )
+)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_a_track_on_map_tiles_lies_inside_its_frame_over_tiles_of_one_zoom(
+    positions: list[tuple[float, float]],
+) -> None:
+    track = [TrackPoint(S + timedelta(minutes=i), lat, lon) for i, (lat, lon) in enumerate(positions)]
+    readings = AssetReadings("TRUCK", S, S + timedelta(hours=1), 2000, [], [], track)
+    url = "https://tiles.example/{z}/{x}/{y}.png"
+    root = _parse(track_svg(readings, _=gettext_for("en"), leg_id=1, tile_url=url, width=420, height=300))
+    tiles = root.findall(".//s:image[@class='tile']", NS)
+    assert tiles, "no map tile under the track"
+    zooms = {t.get("href").split("/")[3] for t in tiles}
+    assert len(zooms) == 1
+    for tile in tiles:  # every tile touches the frame
+        x, y = float(tile.get("x")), float(tile.get("y"))
+        assert -256 < x < 420
+        assert -256 < y < 300
+    line = root.find("s:polyline[@class='track-line']", NS)
+    for point in line.get("points").split():
+        x, y = (float(c) for c in point.split(","))
+        assert 0 <= x <= 420
+        assert 0 <= y <= 300
+
+
+def test_tiles_are_the_ones_under_a_known_position() -> None:
+    # Qinzhou port (21.68 N, 108.62 E) at zoom 18: tile x 210 166, y 114 894 (the OpenStreetMap wiki's
+    # slippy-map tile numbers; a single position is drawn at the largest zoom).
+    readings = AssetReadings("TRUCK", S, S, 2000, [], [], [TrackPoint(S, 21.68, 108.62)])
+    root = _parse(track_svg(readings, _=gettext_for("en"), tile_url="https://t/{z}/{x}/{y}.png"))
+    hrefs = {t.get("href") for t in root.findall(".//s:image[@class='tile']", NS)}
+    assert "https://t/18/210166/114894.png" in hrefs
+
 
 times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)

@@ -28,7 +28,9 @@ def _fields(template: str) -> set[str]:
     return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
 
 
-@pytest.mark.parametrize("template", [*catalog.REASON_TEMPLATES, *catalog.REASON_WORDS])
+@pytest.mark.parametrize(
+    "template", [*catalog.REASON_TEMPLATES, *catalog.REASON_PARTS, *catalog.REASON_WORDS]
+)
 def test_every_reason_template_and_word_has_a_chinese_text_with_the_same_fields(template: str) -> None:
     messages = read_catalog("common")
     assert template in messages, f"no zh-CN text for {template!r}"
@@ -93,9 +95,17 @@ reasons = st.one_of(
     st.just(catalog.NO_EVIDENCE),
     st.just(catalog.NO_LEG),
 )
+assets = st.one_of(st.none(), st.sampled_from(["TRUCK-GXA-12345", "MSCU1234565"]))
+# As a lot's verdict states them: a series' reason under its asset, a leg named by its asset and start.
+lot_reasons = st.one_of(
+    reasons,
+    st.builds(catalog.series_reason, st.sampled_from(["TRUCK-GXA-12345"]), st.integers(1, 999), reasons),
+    st.builds(lambda a, t: catalog.leg_without_asset(catalog.leg_name(a, t)), assets, instants),
+    st.builds(lambda a, t: catalog.leg_not_covered(catalog.leg_name(a, t)), assets, instants),
+)
 
 
-@given(reasons)
+@given(lot_reasons)
 def test_a_stored_reason_reads_in_chinese_keeping_its_figures_and_unchanged_in_english(text: str) -> None:
     assert translate_reason(text, EN) == text
     zh = translate_reason(text, ZH)

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel.dates import format_datetime
 from babel.messages.pofile import read_po
 
-from rules.engine.catalog import REASON_TEMPLATES, REASON_WORDS
+from rules.engine.catalog import REASON_PARTS, REASON_TEMPLATES, REASON_WORDS
 
 Lang = Literal["zh-CN", "en"]
 LANGS: tuple[Lang, ...] = ("zh-CN", "en")
@@ -141,17 +141,27 @@ def _literal_length(template: str) -> int:
     return sum(len(literal) for literal, *_ in string.Formatter().parse(template))
 
 
-_PATTERNS = [(t, _pattern(t)) for t in sorted(REASON_TEMPLATES, key=_literal_length, reverse=True)]
+def _patterns(templates: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
+    return [(t, _pattern(t)) for t in sorted(templates, key=_literal_length, reverse=True)]
 
 
-def translate_reason(text: str, _: Gettext, *, depth: int = 3) -> str:
+_WHOLE = _patterns(REASON_TEMPLATES)
+_FIELD = _patterns(REASON_TEMPLATES + REASON_PARTS)
+
+
+def translate_reason(text: str, _: Gettext, *, depth: int = 3, field: bool = False) -> str:
     """A stored reason in the language of ``_``; text no template matches is returned as it is."""
-    if text in REASON_WORDS or depth == 0:
+    if text in REASON_WORDS:
         return _(text)
-    for template, pattern in _PATTERNS:
+    if depth == 0:
+        return text
+    for template, pattern in _FIELD if field else _WHOLE:
         m = pattern.fullmatch(text)
         if m is None:
             continue
-        fields = {k: translate_reason(v, _, depth=depth - 1) if v else v for k, v in m.groupdict().items()}
+        fields = {
+            k: translate_reason(v, _, depth=depth - 1, field=True) if v else v
+            for k, v in m.groupdict().items()
+        }
         return _(template).format(**fields)
     return text

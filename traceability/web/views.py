@@ -82,12 +82,8 @@ def word(table: dict[str, str], code: str | None, _: Gettext) -> str:
 
 
 def reason_text(text: str, _: Gettext) -> str:
-    """A verdict reason (an English sentence the rules stage stored) in the page's language: through
-    ``traceability.i18n.translate_reason`` where it exists, else the catalogs' exact sentence."""
-    translate = getattr(i18n, "translate_reason", None)
-    if translate is not None:
-        return str(translate(text, _))
-    return _(text)
+    """A verdict reason (an English sentence the rules stage stored) in the page's language."""
+    return i18n.translate_reason(text, _)
 
 
 # -- formatting -------------------------------------------------------------------------------------------
@@ -140,9 +136,8 @@ def chart_svg_of(leg: CustodyLeg, readings: AssetReadings | None, limits: Limits
 
 
 def track_svg_of(leg: CustodyLeg, readings: AssetReadings | None, fmt: Formats, tile_url: str | None) -> str:
-    """The leg's GPS track (inline SVG). Map tiles (``tile_url``) are not drawn under it: the track is
-    drawn on its own latitude/longitude frame."""
-    return track_svg(readings, _=fmt._, leg_id=leg.leg_id)
+    """The leg's GPS track (inline SVG), on map tiles from ``tile_url`` when one is set."""
+    return track_svg(readings, _=fmt._, leg_id=leg.leg_id, tile_url=tile_url)
 
 
 @dataclass(frozen=True, slots=True)
