@@ -249,10 +249,22 @@ stats AS (
     SELECT custody_leg_id, COUNT(value) AS readings, COUNT(*) - COUNT(value) AS dropouts,
            MIN(value) AS min_c, MAX(value) AS max_c, AVG(value) AS mean_c,
            COUNT(DISTINCT series_id) AS series,
-           AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) AS mkt_mean_term,
+           COALESCE(
+               SUM(held_s * exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) / NULLIF(SUM(held_s), 0),
+               AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15)))) AS mkt_mean_term,
            MAX(EXTRACT(EPOCH FROM next_time - time)) AS max_gap_s,
            MIN(time) AS first_time, MAX(time) AS last_time
-    FROM pts GROUP BY custody_leg_id
+    FROM (
+        -- Time-weighted MKT: each reading holds until the series' next one, at most the allowed recording
+        -- interval of the leg's mode (a gap is missing evidence, not more of the reading before it); the
+        -- series' last reading in the leg holds nothing (LEAST would take the cap for its NULL).
+        SELECT p.*, CASE WHEN p.next_time IS NOT NULL THEN
+                   LEAST(EXTRACT(EPOCH FROM p.next_time - p.time),
+                         EXTRACT(EPOCH FROM CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
+                                                 ELSE %(transport_gap)s::interval END)) END AS held_s
+        FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
+    ) held
+    GROUP BY custody_leg_id
 ),
 gaps AS (
     SELECT p.custody_leg_id, COUNT(*) AS gaps

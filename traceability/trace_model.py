@@ -104,7 +104,8 @@ class TemperatureSummary:
     out_of_range_s: float | None
     """longest time any one probe was outside the class limits; null without limits"""
     mkt_c: float | None
-    """mean kinetic temperature, ΔH/R = 10 000 K"""
+    """mean kinetic temperature, ΔH/R = 10 000 K, time-weighted: each reading holds until the next one,
+    at most the allowed recording interval"""
     max_gap_s: float | None
     """longest interval between two readings of a probe"""
     gaps: int

@@ -543,6 +543,8 @@ def bench_trace(
         "trace_page_wall_p95_ms": page["trace_page_wall_p95_ms"],
         "pdf_p50_ms": pdf["pdf_p50_ms"],
         "pdf_max_ms": pdf["pdf_max_ms"],
+        "pdf_read_p50_ms": pdf["read_p50_ms"],
+        "pdf_render_p50_ms": pdf["render_p50_ms"],
         "pdf_legs": pdf["legs"],
         "pdf_bytes": pdf["pdf_bytes"],
         "leg_downsample_p50_ms": downsample["leg_downsample_p50_ms"],

@@ -3,6 +3,8 @@ inspection, gates) traced by lot, container number, waybill and SSCC, with per-l
 
 from __future__ import annotations
 
+import itertools
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -272,3 +274,40 @@ def test_api_trace_is_audited_and_role_checked(chain_db: str) -> None:
     assert ("inspector", "GET", f"/trace/{CONTAINER}", "", 200) in rows
     assert ("inspector", "GET", "/epcis/events", "EQ_bizStep=inspecting", 200) in rows
     assert ("inspector", "POST", "/alarms/1/ack", "", 403) in rows
+
+
+def _mkt_c(terms: list[tuple[float, float]]) -> float:
+    """MKT of (weight, °C) pairs, ΔH/R = 10 000 K (the oracle: the textbook formula, weighted)."""
+    total = sum(w for w, _ in terms)
+    mean = sum(w * math.exp(-10_000 / (c + 273.15)) for w, c in terms) / total
+    return 10_000 / -math.log(mean) - 273.15
+
+
+def test_a_legs_mkt_weighs_each_reading_by_the_time_it_holds(chain_db: str) -> None:
+    """A burst of 60 readings a second apart at 25 °C is one minute of the leg, not 60 readings' worth;
+    a reading before a gap holds no longer than the allowed recording interval."""
+    with psycopg.connect(chain_db) as conn:
+        sid = conn.execute("SELECT series_id FROM series WHERE device_id = 'csqu-rc'").fetchone()
+        assert sid is not None
+        burst = [(h(5) + timedelta(seconds=1 + i), sid[0], 25.0, h(5)) for i in range(60)]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO reading (time, series_id, value, received_at) VALUES (%s, %s, %s, %s)", burst
+            )
+        conn.execute(  # and a 2-hour hole
+            "DELETE FROM reading WHERE series_id = %s AND time > %s AND time < %s", (sid[0], h(20), h(22))
+        )
+        conn.commit()
+        found = trace(conn, LOT)
+        assert found is not None
+        sea = found.custody[0]
+        assert sea.asset is not None
+        rows = conn.execute(
+            "SELECT time, value FROM reading WHERE series_id = %s AND time >= %s AND time < %s ORDER BY time",
+            (sid[0], sea.t_start, sea.t_end),
+        ).fetchall()
+    allowed = sea.temperature.allowed_gap_s
+    assert allowed == 600
+    held = [(min((b[0] - a[0]).total_seconds(), allowed), a[1]) for a, b in itertools.pairwise(rows)]
+    assert sea.temperature.mkt_c == pytest.approx(_mkt_c(held), abs=1e-3)
+    assert abs(_mkt_c([(1, c) for _, c in rows]) - _mkt_c(held)) > 0.5  # unweighted would differ
