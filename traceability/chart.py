@@ -20,6 +20,7 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from traceability.i18n import Gettext, Lang, format_time
+from traceability.readings import bucket_width
 from traceability.readings_model import AssetReadings, MarkerKind, SeriesPoints
 from traceability.trace_model import CustodyLeg, Limits
 
@@ -274,7 +275,7 @@ def leg_chart_svg(
         if not s.points:
             continue
         colour = COLOURS[i % len(COLOURS)]
-        d = _path(frame, s, leg.temperature.allowed_gap_s)
+        d = _path(frame, s, leg.temperature.allowed_gap_s, readings.max_points if readings else len(s.points))
         out.append(
             f'<path class="series" d="{d}" fill="none" stroke="{colour}" stroke-width="1.4"'
             f' stroke-linejoin="round" data-series-id="{s.series_id}" data-label="{_a(_series_label(s))}"/>'
@@ -305,16 +306,20 @@ def leg_chart_svg(
     return "".join(out)
 
 
-def _path(frame: Frame, s: SeriesPoints, allowed_gap_s: float | None) -> str:
-    """The series as one path, lifted over every interval longer than the allowed recording interval."""
+def _path(frame: Frame, s: SeriesPoints, allowed_gap_s: float | None, max_points: int) -> str:
+    """The series as one path, lifted over every interval longer than the allowed recording interval. In a
+    downsampled series two drawn neighbours stand up to two buckets apart with no gap between them, so
+    there the path is lifted only over an interval longer than two buckets as well."""
+    finite = [p for p in s.points if math.isfinite(p.v)]
+    limit_s = allowed_gap_s
+    if limit_s is not None and s.downsampled and len(finite) > 1:
+        first_ms, last_ms = (int(p.t.timestamp() * 1000) for p in (finite[0], finite[-1]))
+        two_buckets_s = 2 * bucket_width(first_ms, last_ms, max(1, max_points // 2)) / 1000
+        limit_s = max(limit_s, two_buckets_s * 1.01 + 1)
     parts: list[str] = []
     previous: datetime | None = None
-    for p in s.points:
-        if not math.isfinite(p.v):
-            continue
-        jump = previous is None or (
-            allowed_gap_s is not None and (p.t - previous).total_seconds() > allowed_gap_s
-        )
+    for p in finite:
+        jump = previous is None or (limit_s is not None and (p.t - previous).total_seconds() > limit_s)
         parts.append(f"{'M' if jump else 'L'}{frame.px(p.t)},{frame.py(p.v)}")
         previous = p.t
     return " ".join(parts)

@@ -7,12 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from traceability.chart import leg_chart_svg, track_svg
 from traceability.i18n import gettext_for
+from traceability.readings import downsample
 from traceability.readings_model import AssetReadings, Marker, Point, SeriesPoints, TrackPoint
 from traceability.trace_model import ChainBreak, CustodyLeg, Excursion, Limits, TemperatureSummary
 
@@ -281,3 +283,25 @@ def test_any_leg_gives_xml_with_every_excursion_inside_the_plot(
     if interactive:
         json.loads(root.find("s:script[@class='chart-data']", NS).text)
     _parse(track_svg(readings, _=gettext_for(lang), leg_id=leg.leg_id))
+
+
+def _month_of_minutes(hole: bool) -> AssetReadings:
+    """30 days of 1-minute readings (optionally with a 2-hour hole), downsampled as the readings API does."""
+    t_ms = np.arange(30 * 24 * 60, dtype=np.int64) * 60_000 + int(S.timestamp() * 1000)
+    if hole:
+        t_ms = t_ms[(t_ms < t_ms[20_000]) | (t_ms >= t_ms[20_120])]
+    v = 2.0 + np.sin(np.arange(t_ms.size) / 500.0)
+    kept = downsample(t_ms, v, 2000)
+    points = [Point(datetime.fromtimestamp(t_ms[i] / 1000, UTC), float(v[i])) for i in kept]
+    series = [SeriesPoints(1, "truck-1", "temp:1", int(t_ms.size), True, points)]
+    return AssetReadings("TRUCK", S, S + timedelta(days=30), 2000, series, [], [])
+
+
+def test_a_downsampled_month_is_one_line_broken_only_where_readings_are_missing() -> None:
+    leg = _leg(t_end=S + timedelta(days=30))  # allowed recording interval 600 s
+    for hole, pieces in ((False, 1), (True, 2)):
+        svg = leg_chart_svg(leg, _month_of_minutes(hole), LIMITS, _=gettext_for("en"), tz=SHANGHAI, lang="en")
+        path = _parse(svg).find("s:path[@class='series']", NS)
+        assert path is not None
+        assert path.get("d").count("M") == pieces
+        assert path.get("d").count("L") > 1900
