@@ -30,10 +30,12 @@ from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.chart import CHART_MSGIDS
 from traceability.i18n import read_catalog
-from traceability.ledger.bundle import verify_bundle
+from traceability.ledger import checkpoint
+from traceability.ledger.bundle import export_lot, verify_bundle
 from traceability.reports import proof, rows
-from traceability.reports.build import Report, read_report, render, report_leg_readings, trace_page_url
+from traceability.reports.build import Report, read_report, render, report_leg_readings
 from traceability.reports.pdf import TEMPLATES
+from traceability.web.paths import trace_page_url
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -162,7 +164,10 @@ def test_csv_has_the_same_rows_and_states_its_proof(db_url: str, lot: tuple[str,
 def test_companion_bundle_proves_the_report_offline(db_url: str, lot: tuple[str, str]) -> None:
     lot_id, public = lot
     report = _report(db_url, lot_id)
-    assert hashlib.sha256(report.bundle).hexdigest() == report.proof.bundle_sha256
+    with psycopg.connect(db_url) as conn:  # the bundle fetched on its own, as an inspector would
+        fetched = export_lot(conn, lot_id)
+    assert fetched == report.bundle
+    assert hashlib.sha256(fetched).hexdigest() == report.proof.bundle_sha256
     assert verify_bundle(report.bundle, pinned_public_key=public).ok
     assert (report.proof.seq_first, report.proof.seq_last) == (1, 8)
     tampered = bytearray(report.bundle)
@@ -186,6 +191,16 @@ def test_cli_writes_the_report_and_its_bundle(
     assert companion == server_tmp / "lot.xlsx.bundle.json"
     assert answer["events"] == 8
     assert openpyxl.load_workbook(out)["Events"].max_row == 9
+    with psycopg.connect(db_url) as conn:
+        signed = len(checkpoint.stored(conn))
+    again = runner.invoke(
+        cli_app, ["report", "lot", lot[0], "--format", "csv", "-o", str(server_tmp / "l.csv")]
+    )
+    assert again.exit_code == 0, again.output
+    # The head did not move: no new checkpoint, and the same bundle proves both reports.
+    assert json.loads(again.stdout.strip().splitlines()[-1])["bundle_sha256"] == answer["bundle_sha256"]
+    with psycopg.connect(db_url) as conn:
+        assert len(checkpoint.stored(conn)) == signed
     monkeypatch.delenv("COLDCHAIN_DATABASE_URL")
     checked = runner.invoke(cli_app, ["ledger", "verify-bundle", str(companion)])
     assert checked.exit_code == 0, checked.output
@@ -231,6 +246,34 @@ def test_api_serves_each_report_and_its_bundle(
     assert hashlib.sha256(bundle.content).hexdigest() == response.headers["x-evidence-bundle-sha256"]
     assert verify_bundle(bundle.content, pinned_public_key=public).ok
     assert client.get(f"/trace/{lot_id}").json()["lot_id"] == lot_id  # the trace route still answers
+
+
+def _sign_again(db_url: str, home: Path) -> checkpoint.Checkpoint:
+    """A second checkpoint at the same head (nothing appended in between)."""
+    with psycopg.connect(db_url) as conn:
+        cp = checkpoint.sign_head(conn, checkpoint.load_or_create_key(home / checkpoint.KEY_FILE))
+        conn.commit()
+    assert cp is not None
+    return cp
+
+
+def test_a_reports_link_fetches_the_bundle_it_states_when_a_head_is_signed_twice(
+    client: TestClient, lot: tuple[str, str], db_url: str, server_tmp: Path
+) -> None:
+    lot_id, public = lot
+    again = _sign_again(db_url, server_tmp)
+    for params in ({}, {"seq": again.seq}):
+        response = client.get(f"/trace/{lot_id}/report.csv", params=params)
+        assert response.status_code == 200, response.text
+        link = response.headers["link"]
+        bundle = client.get(link[1 : link.index(">")])
+        assert bundle.status_code == 200
+        assert hashlib.sha256(bundle.content).hexdigest() == response.headers["x-evidence-bundle-sha256"]
+        assert json.loads(bundle.content)["checkpoint"]["signed_at"] == again.signed_at
+        assert verify_bundle(bundle.content, pinned_public_key=public).ok
+    unknown = client.get(f"/trace/{lot_id}/report.pdf", params={"seq": 999})
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/problem+json")
 
 
 def test_api_unknown_lot_and_unknown_checkpoint_are_problems(
