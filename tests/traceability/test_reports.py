@@ -29,7 +29,7 @@ from coldchain.cli import app as cli_app
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.chart import CHART_MSGIDS
-from traceability.i18n import read_catalog
+from traceability.i18n import read_catalog, words
 from traceability.ledger import checkpoint
 from traceability.ledger.bundle import export_lot, verify_bundle
 from traceability.reports import csv_report, proof, rows
@@ -99,6 +99,27 @@ def test_pdf_has_the_chinese_labels_each_excursion_and_the_head_hash(
     grey = Image.open(page).convert("L")
     dark = sum(grey.histogram()[:200])
     assert dark > 0.01 * grey.width * grey.height
+
+
+def test_pdf_writes_durations_steps_and_statuses_in_chinese(
+    db_url: str, lot: tuple[str, str], tmp_path: Path
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE lot SET bonded_status = 'released' WHERE lot_id = %s", (lot[0],))
+    report = _report(db_url, lot[0])
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(render(report, "pdf"))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+    flat = "".join(text.split())
+    steps = {e.biz_step for e in report.events} & words.BIZ_STEPS.keys()
+    assert steps
+    for step in steps:
+        assert read_catalog("reports")[words.BIZ_STEPS[step]] in flat, step
+        assert step not in text, step
+    assert "保税状态:已放行" in flat or "保税状态：已放行" in flat
+    assert "released" not in text
+    assert re.search(r"\d+ (分|秒)", text)
+    assert not re.search(r"\d+ (min|s|h)\b", text)
 
 
 def test_xlsx_has_typed_sortable_columns_and_one_row_per_event(db_url: str, lot: tuple[str, str]) -> None:
@@ -340,5 +361,6 @@ def test_every_report_and_chart_label_is_translated() -> None:
         used |= set(re.findall(r'_\("([^"]+)"\)', text))
         used |= set(re.findall(r'^\s+\("([^"]+)", ', text, re.M))  # the proof block's labels
     used |= set(CHART_MSGIDS)
+    used |= {*words.DURATION_MSGIDS, *words.BONDED.values(), *words.BIZ_STEPS.values()}
     catalog = read_catalog("reports") | read_catalog("common")
     assert sorted(used - catalog.keys()) == []

@@ -26,6 +26,7 @@ from traceability import i18n
 from traceability.api import auth
 from traceability.api.options import ApiOptions
 from traceability.api.pools import Conn, Lease
+from traceability.i18n import words
 from traceability.ledger import checkpoint
 from traceability.reports import build as reports
 from traceability.reports import download, proof
@@ -53,7 +54,7 @@ ZONES = (
     "Europe/Berlin",
     "America/New_York",
 )
-N_ = views.N_
+N_ = words.N_
 
 router = APIRouter(include_in_schema=False)
 
@@ -415,6 +416,7 @@ def trace_page(request: Request, trace_id: str, conn: Db, session: Reader) -> Re
         t=found,
         legs=views.leg_views(conn, found, fmt, tile_url=options.map_tile_url),
         evidence=views.evidence(conn, found, views.pinned_public_key(options.ledger_key)),
+        verify_command=proof.VERIFY_BUNDLE_COMMAND,
         title=N_("Trace"),
     )
     # The page's own time (trace, views, rendering): what `coldchain bench` reads (coldchain.bench.web).
