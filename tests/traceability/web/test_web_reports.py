@@ -7,16 +7,19 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.responses import Response
 from web_support import LOT, Desk
 
 from traceability.api.app import create_app
 from traceability.api.options import ApiOptions
-from traceability.reports import download
+from traceability.reports import csv_report, download
 from traceability.reports.proof import Proof
 from traceability.web import paths
 
@@ -80,25 +83,28 @@ def test_an_unknown_head_is_the_page_error(client: TestClient) -> None:
         assert "Nothing was found for this identifier." in answer.text
 
 
+PROOF = Proof(
+    lot_id="urn:epc:class:lgtin:6901234.012345.QZ2611A",
+    event_rows=1,
+    reading_rows=None,
+    seq_first=1,
+    seq_last=1,
+    head_seq=1,
+    head_hash="0" * 64,
+    signed_at="2026-01-01T00:00:00.000Z",
+    signature="0" * 128,
+    public_key="0" * 64,
+    key_fingerprint="SHA256:0",
+    bundle_sha256="0" * 64,
+    bundle_bytes=1,
+    generated_at=datetime(2026, 1, 1, tzinfo=UTC),
+)
+
+
 def test_a_non_ascii_lot_id_makes_ascii_download_headers() -> None:
     # Lot ids are EPC class URIs (ASCII) once captured: the file-name builder is tested on its own.
     lot = "urn:epc:class:lgtin:6901234.012345.冷链批次"
-    proof = Proof(
-        lot_id=lot,
-        event_rows=1,
-        reading_rows=None,
-        seq_first=1,
-        seq_last=1,
-        head_seq=1,
-        head_hash="0" * 64,
-        signed_at="2026-01-01T00:00:00.000Z",
-        signature="0" * 128,
-        public_key="0" * 64,
-        key_fingerprint="SHA256:0",
-        bundle_sha256="0" * 64,
-        bundle_bytes=1,
-        generated_at=datetime(2026, 1, 1),
-    )
+    proof = replace(PROOF, lot_id=lot)
     for headers in (
         download.report_headers(proof, "pdf", prefix=paths.PREFIX),
         download.bundle_headers(proof),
@@ -109,3 +115,21 @@ def test_a_non_ascii_lot_id_makes_ascii_download_headers() -> None:
         'attachment; filename="report-urn_epc_class_lgtin_6901234.012345.pdf"; '
         "filename*=UTF-8''report-urn_epc_class_lgtin_6901234.012345.%E5%86%B7%E9%93%BE%E6%89%B9%E6%AC%A1.pdf"
     )
+
+
+@given(st.text(max_size=200))
+def test_every_lot_id_makes_a_sendable_file_name(lot_id: str) -> None:
+    name = download.report_file_name(lot_id, "xlsx")
+    assert name.isascii()
+    assert re.fullmatch(r"report-[A-Za-z0-9._-]*\.xlsx", name)
+    disposition = download.bundle_headers(replace(PROOF, lot_id=lot_id))["Content-Disposition"]
+    Response(b"", headers={"Content-Disposition": disposition})  # latin-1 encodable, one line
+    assert "\r" not in disposition
+    assert "\n" not in disposition
+
+
+@given(st.text(max_size=50))
+def test_a_csv_text_cell_never_starts_like_a_formula(text: str) -> None:
+    cell = csv_report.inert(text)
+    assert not cell.startswith(csv_report.FORMULA_STARTS)
+    assert cell in (text, "'" + text)
