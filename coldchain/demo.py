@@ -232,12 +232,14 @@ def web_instructions(api_url: str, key: str) -> list[str]:
     """What to do in a browser: the pages' URL, the key to sign in with, and the demo lot's label as a
     scanner reads it (GS1 element string of its GTIN and batch) to type into the search box."""
     from firmware_sim.world import demo_world
+    from traceability.web.identify import hri
 
     lot = demo_world().lots[0]
+    label = hri((("01", lot.gtin), ("10", lot.batch)))
     return [
         f"web pages: open {api_url}/ui/ and sign in with the key above",
-        f"find the demo lot by typing its scanned label: (01){lot.gtin}(10){lot.batch}",
-        f"a buyer's view of it (no sign-in): {api_url}/scan/(01){lot.gtin}(10){lot.batch}",
+        f"find the demo lot by typing its scanned label: {label}",
+        f"a buyer's view of it (no sign-in): {api_url}/scan/{label}",
     ]
 
 

@@ -20,6 +20,7 @@ from html import escape
 from zoneinfo import ZoneInfo
 
 from traceability.i18n import Gettext, Lang, format_time
+from traceability.i18n.words import number
 from traceability.readings import bucket_width
 from traceability.readings_model import AssetReadings, MarkerKind, SeriesPoints
 from traceability.trace_model import CustodyLeg, Limits
@@ -104,10 +105,6 @@ def _t(text: str, quote: bool = False) -> str:
 def _a(value: object) -> str:
     """An attribute value, escaped (quotes included)."""
     return _t(str(value), quote=True)
-
-
-def _num(v: float) -> str:
-    return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
 def _series_label(s: SeriesPoints) -> str:
@@ -356,7 +353,7 @@ def _axes(frame: Frame, tz: ZoneInfo, lang: Lang, _: Gettext) -> list[str]:
         y = frame.py(v)
         out.append(
             f'<line x1="{frame.x - 4}" y1="{y}" x2="{frame.x}" y2="{y}" stroke="#666"/>'
-            f'<text x="{frame.x - 6}" y="{y + 3.5}" text-anchor="end">{_num(v)}</text>'
+            f'<text x="{frame.x - 6}" y="{y + 3.5}" text-anchor="end">{number(v)}</text>'
         )
         v += step
     cy = frame.y + frame.h / 2
@@ -377,9 +374,7 @@ def _legend(
             (f'<line x1="0" y1="-4" x2="14" y2="-4" stroke="{colour}" stroke-width="2"/>', _series_label(s))
         )
     if limits is not None and (limits.low_c is not None or limits.high_c is not None):
-        band = f"{_num(limits.low_c) if limits.low_c is not None else '–'}…" + (
-            f"{_num(limits.high_c)}" if limits.high_c is not None else "–"
-        )
+        band = f"{number(limits.low_c)}…" + (number(limits.high_c))
         items.append(
             (
                 '<rect x="0" y="-9" width="14" height="9" fill="#2ECC71" fill-opacity="0.3"/>',

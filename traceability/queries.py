@@ -530,3 +530,9 @@ LEFT JOIN location rp ON rp.location_id = e.event->'readPoint'->>'id'
 WHERE e.seq = ANY(%s)
 ORDER BY e.seq
 """
+
+# --- checkpoints: the newest signed at a seq (a report names its head by seq) ----------------------------
+CHECKPOINT_AT_SEQ = """
+SELECT checkpoint_id, seq, entry_hash, signed_at, public_key, signature FROM ledger_checkpoint
+WHERE seq = %s ORDER BY checkpoint_id DESC LIMIT 1
+"""

@@ -11,14 +11,6 @@ from traceability.trace_model import FIELD_DOCS
 
 # What a marker on a chart says happened (from the door / power channels and the devices' events).
 MarkerKind = Literal["door_open", "door_closed", "power_off", "power_on", "defrost_start", "defrost_end"]
-MARKER_KINDS: tuple[MarkerKind, ...] = (
-    "door_open",
-    "door_closed",
-    "power_off",
-    "power_on",
-    "defrost_start",
-    "defrost_end",
-)
 # The largest max_points a request may ask for, and what it gets when it names none.
 MAX_POINTS_LIMIT = 20_000
 DEFAULT_MAX_POINTS = 2_000

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 from traceability.i18n import Lang, zone
-from traceability.reports.build import REPORT_LEG_READINGS, read_report, render, trace_page_url
+from traceability.reports.build import REPORT_LEG_READINGS, read_report, render
+from traceability.web.paths import trace_page_url
 
 
 def measure_pdf(conninfo: str, lot_id: str, *, repeats: int = 5, lang: Lang = "zh-CN") -> dict[str, Any]:

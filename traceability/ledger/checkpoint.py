@@ -259,6 +259,12 @@ def latest(conn: Conn) -> Checkpoint | None:
     return None if row is None else _of_row(row)
 
 
+def at_seq(conn: Conn, seq: int) -> Checkpoint | None:
+    """The newest checkpoint stored at ``seq`` (the signed head a report names), None when there is none."""
+    row = conn.execute(queries.CHECKPOINT_AT_SEQ, (seq,)).fetchone()
+    return None if row is None else _of_row(row)
+
+
 def stored(conn: Conn) -> list[tuple[int, Checkpoint]]:
     """Every checkpoint row, (checkpoint_id, checkpoint), in the order they were recorded."""
     return [(int(r[0]), _of_row(r)) for r in conn.execute(queries.ALL_CHECKPOINTS)]

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -105,20 +104,6 @@ def render(report: Report, fmt: Format) -> bytes:
     from traceability.reports.csv_report import csv_bytes
 
     return csv_bytes(report)
-
-
-# Where the trace page of an id is served, under the app's base URL (the PDF's QR code points there).
-TRACE_PAGE_PATH = "/ui/trace/{id}"
-
-
-def trace_page_url(base_url: str, ident: str) -> str:
-    """The URL of ``ident``'s trace page under ``base_url`` (the id percent-encoded as a path)."""
-    return base_url.rstrip("/") + TRACE_PAGE_PATH.format(id=quote(ident, safe=":"))
-
-
-def no_leg_readings(conn: Conn, found: Trace) -> list[LegReadings]:
-    """No readings: the charts say there is no temperature evidence and the readings sheet is empty."""
-    return []
 
 
 def report_leg_readings(conn: Conn, found: Trace) -> list[LegReadings]:

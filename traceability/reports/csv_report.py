@@ -21,19 +21,32 @@ def iso_utc(t: datetime) -> str:
     return u.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+# Text a spreadsheet would read as a formula (or split into one): such text cells are written after a
+# single quote (OWASP's CSV injection advice), so the file shows them as the text they are.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """A text cell a spreadsheet will not run: prefixed with ``'`` when it starts like a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def text_of(value: Any, _: Gettext) -> str:
-    """A cell as text: times UTC ISO 8601, lists (notes, flags) translated and joined, None empty."""
+    """A cell as text: times UTC ISO 8601, numbers as written, lists (notes, flags) translated and joined,
+    None empty; text that starts like a formula made inert."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, bool):
         return _("yes") if value else ""
-    if isinstance(value, list):
-        return "; ".join(_(str(v)) for v in value)
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
-    return str(value)
+    if isinstance(value, list):
+        return inert("; ".join(_(str(v)) for v in value))
+    return inert(str(value))
 
 
 def csv_bytes(report: Report) -> bytes:

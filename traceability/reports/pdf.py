@@ -16,10 +16,10 @@ import segno
 from markupsafe import Markup
 
 from traceability.chart import leg_chart_svg
-from traceability.i18n import format_time, translate_reason
+from traceability.i18n import format_time, translate_reason, words
 from traceability.readings_model import AssetReadings
 from traceability.reports.build import Report
-from traceability.reports.proof import EVENTS_QUERY
+from traceability.reports.proof import EVENTS_QUERY, VERIFY_BUNDLE_COMMAND
 from traceability.trace_model import ChainBreak, CustodyLeg, Excursion
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -36,26 +36,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-
-
-def fmt_num(x: float | None) -> str:
-    if x is None:
-        return "–"
-    return f"{x:.2f}".rstrip("0").rstrip(".")
-
-
-def duration(seconds: float | None) -> str:
-    """``1 h 05 min``, ``12 min``, ``40 s``; '–' for none."""
-    if seconds is None:
-        return "–"
-    s = round(seconds)
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    if h:
-        return f"{h} h {m:02d} min"
-    if m:
-        return f"{m} min" if not sec else f"{m} min {sec:02d} s"
-    return f"{sec} s"
 
 
 def html(report: Report) -> str:
@@ -100,8 +80,11 @@ def html(report: Report) -> str:
         "p": report.proof,
         "tz": report.tz.key,
         "tm": tm,
-        "fmt_num": fmt_num,
-        "duration": duration,
+        "number": words.number,
+        "duration": lambda seconds: words.duration(seconds, _),
+        "word": lambda table, code: words.word(table, code, _),
+        "words": words,
+        "verify_command": VERIFY_BUNDLE_COMMAND,
         "reason": lambda text: translate_reason(text, _),
         "charts": charts,
         "excursions": excursions,

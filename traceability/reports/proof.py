@@ -26,6 +26,8 @@ READINGS_QUERY = (
     " interval, flagged out of range, gap or excursion"
 )
 BUNDLE_SUFFIX = ".bundle.json"
+# How an inspector checks a report's companion bundle offline (the reports and the trace page say it).
+VERIFY_BUNDLE_COMMAND = f"coldchain ledger verify-bundle FILE{BUNDLE_SUFFIX} --public-key KEY"
 
 
 class ReportError(Exception):
@@ -67,7 +69,7 @@ class Proof:
             ("Checkpoint signature", self.signature),
             ("Key fingerprint", self.key_fingerprint),
             ("Evidence bundle sha256", self.bundle_sha256),
-            ("Verify offline with", "coldchain ledger verify-bundle FILE.bundle.json --public-key KEY"),
+            ("Verify offline with", VERIFY_BUNDLE_COMMAND),
         ]
 
 

@@ -26,18 +26,19 @@ from traceability import i18n
 from traceability.api import auth
 from traceability.api.options import ApiOptions
 from traceability.api.pools import Conn, Lease
+from traceability.i18n import words
 from traceability.ledger import checkpoint
 from traceability.reports import build as reports
-from traceability.reports import proof
+from traceability.reports import download, proof
 from traceability.trace import trace
 from traceability.trace_model import Trace
-from traceability.web import sessions, views
+from traceability.web import paths, sessions, views
+from traceability.web.paths import PREFIX, quote_id, trace_url
 from traceability.web.ratelimit import TokenBucket
 from traceability.web.sessions import COOKIE, Session
 
 log = logging.getLogger(__name__)
 
-PREFIX = "/ui"
 STATIC = Path(__file__).parent / "static"
 LANG_COOKIE, ZONE_COOKIE, PRE_CSRF_COOKIE = "cc_lang", "cc_tz", "cc_signin_csrf"
 YEAR_S = 365 * 24 * 3600
@@ -53,7 +54,7 @@ ZONES = (
     "Europe/Berlin",
     "America/New_York",
 )
-N_ = views.N_
+N_ = words.N_
 
 router = APIRouter(include_in_schema=False)
 
@@ -111,15 +112,6 @@ def templates(lang: i18n.Lang) -> Environment:
 def chart_script() -> bool:
     """Whether the charts' hover script is there to load (it comes with the charts)."""
     return (STATIC / "chart.js").is_file()
-
-
-def quote_id(ident: str) -> str:
-    """An identifier as one path segment run (``:`` kept, ``/``, ``?``, ``#``, ``%`` escaped)."""
-    return quote(ident, safe=":@!$&'()*+,;=-._~")
-
-
-def trace_url(ident: str) -> str:
-    return f"{PREFIX}/trace/{quote_id(ident)}"
 
 
 def render(
@@ -349,65 +341,63 @@ def _trace_or_404(conn: Conn, trace_id: str) -> Trace:
     return found
 
 
+def _checkpoint_at(conn: Conn, seq: int | None) -> checkpoint.Checkpoint | None:
+    """The signed head at ``seq`` (the newest checkpoint there, as the API finds it); None for no ``seq``."""
+    if seq is None:
+        return None
+    cp = checkpoint.at_seq(conn, seq)
+    if cp is None:
+        raise PageError(404, N_("Nothing was found for this identifier."))
+    return cp
+
+
+_NO_BUNDLE = N_("No signed checkpoint covers this lot's events yet: there is no bundle to download.")
+
+
 @router.get(PREFIX + "/trace/{trace_id:path}/bundle.json")
 def bundle_download(trace_id: str, conn: Db, _: Reader, seq: int | None = None) -> Response:
     """The lot's evidence bundle, as the API's ``/trace/{id}/bundle.json`` gives it (``seq``: the signed
     head a report names, so its bundle is fetched byte for byte)."""
     found = _trace_or_404(conn, trace_id)
-    cp = None
-    if seq is not None:
-        cp = next((c for _, c in checkpoint.stored(conn) if c.seq == seq), None)
-        if cp is None:
-            raise PageError(404, N_("Nothing was found for this identifier."))
+    cp = _checkpoint_at(conn, seq)
     try:
-        data, _proof = proof.evidence(conn, found, reading_rows=0, generated_at=datetime.now(UTC), cp=cp)
+        data, proven = proof.evidence(conn, found, reading_rows=0, generated_at=datetime.now(UTC), cp=cp)
     except proof.ReportError:
-        raise PageError(
-            404, N_("No signed checkpoint covers this lot's events yet: there is no bundle to download.")
-        ) from None
-    name = "bundle-" + "".join(c if c.isalnum() else "_" for c in found.lot_id)[-80:] + ".json"
-    return Response(
-        data, media_type="application/json", headers={"Content-Disposition": f'attachment; filename="{name}"'}
-    )
+        raise PageError(404, _NO_BUNDLE) from None
+    return Response(data, media_type=download.BUNDLE_MEDIA_TYPE, headers=download.bundle_headers(proven))
 
 
-def report_bytes(
-    conn: Conn, found: Trace, fmt: reports.Format, lang: i18n.Lang, tz: Any, base_url: str
-) -> bytes | None:
-    """A lot's report as ``fmt`` (pdf, xlsx, csv), built as the API's report routes build it; None when
-    no signed checkpoint covers the lot yet."""
+@router.get(PREFIX + "/trace/{trace_id:path}/report.{fmt}")
+def report_download(
+    request: Request, trace_id: str, fmt: str, conn: Db, _: Reader, seq: int | None = None
+) -> Response:
+    """A lot's report as ``fmt`` (pdf, xlsx, csv), built and sent as the API's report routes build and
+    send it (``seq``: the signed head to prove it against, as the trace page's evidence shows it)."""
+    chosen = next((f for f in reports.FORMATS if f == fmt), None)
+    if chosen is None:
+        raise PageError(404, N_("Nothing was found for this identifier."))
+    found = _trace_or_404(conn, trace_id)
+    cp = _checkpoint_at(conn, seq)
+    lang = page_lang(request)
     try:
         report = reports.read_report(
             conn,
             found.lot_id,
             lang=lang,
-            tz=tz,
+            tz=i18n.zone(request.cookies.get(ZONE_COOKIE), lang),
             legs=reports.REPORT_LEG_READINGS,
-            trace_url=reports.trace_page_url(base_url, found.lot_id),
-            with_readings=fmt != "pdf",
+            trace_url=paths.trace_page_url(str(request.base_url), found.lot_id),
+            cp=cp,
+            with_readings=chosen != "pdf",
         )
     except proof.ReportError:
-        return None
-    return None if report is None else reports.render(report, fmt)
-
-
-@router.get(PREFIX + "/trace/{trace_id:path}/report.{fmt}")
-def report_download(request: Request, trace_id: str, fmt: str, conn: Db, _: Reader) -> Response:
-    if fmt not in reports.MEDIA_TYPES:
-        raise PageError(404, N_("Nothing was found for this identifier."))
-    found = _trace_or_404(conn, trace_id)
-    lang = page_lang(request)
-    tz = i18n.zone(request.cookies.get(ZONE_COOKIE), lang)
-    data = report_bytes(conn, found, fmt, lang, tz, str(request.base_url))
-    if data is None:
-        raise PageError(
-            404, N_("No signed checkpoint covers this lot's events yet: there is no bundle to download.")
-        )
-    name = "report-" + "".join(c if c.isalnum() else "_" for c in found.lot_id)[-80:] + "." + fmt
+        report = None
+    if report is None:
+        raise PageError(404, _NO_BUNDLE)
     return Response(
-        data,
-        media_type=reports.MEDIA_TYPES[fmt],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        reports.render(report, chosen),
+        media_type=reports.MEDIA_TYPES[chosen],
+        headers=download.report_headers(report.proof, chosen, prefix=PREFIX),
     )
 
 
@@ -426,6 +416,7 @@ def trace_page(request: Request, trace_id: str, conn: Db, session: Reader) -> Re
         t=found,
         legs=views.leg_views(conn, found, fmt, tile_url=options.map_tile_url),
         evidence=views.evidence(conn, found, views.pinned_public_key(options.ledger_key)),
+        verify_command=proof.VERIFY_BUNDLE_COMMAND,
         title=N_("Trace"),
     )
     # The page's own time (trace, views, rendering): what `coldchain bench` reads (coldchain.bench.web).

@@ -16,7 +16,13 @@ import psycopg
 
 from traceability import i18n, queries
 from traceability.chart import leg_chart_svg, track_svg
-from traceability.i18n import Gettext, Lang
+from traceability.i18n import Gettext, Lang, words
+
+# The words shared with the reports, shown by the pages as ``words.BONDED`` etc. (re-exported).
+from traceability.i18n.words import BIZ_STEPS as BIZ_STEPS
+from traceability.i18n.words import BONDED as BONDED
+from traceability.i18n.words import N_
+from traceability.i18n.words import word as word
 from traceability.ledger import checkpoint
 from traceability.ledger import verify as ledger_verify
 from traceability.readings import leg_readings
@@ -31,16 +37,10 @@ log = logging.getLogger(__name__)
 Conn = psycopg.Connection[Any]
 
 
-def N_(message: str) -> str:  # noqa: N802 (the name gettext extractors know)
-    """Marks a message for extraction; translated where it is shown."""
-    return message
-
-
 # -- words the pages show for stored codes -------------------------------------------------------------------
 
 ALARM_STATES = {"open": N_("open"), "acknowledged": N_("acknowledged"), "resolved": N_("resolved")}
 SEVERITIES = {"info": N_("info"), "warning": N_("warning"), "critical": N_("critical")}
-BONDED = {"bonded": N_("bonded"), "released": N_("released"), "domestic": N_("domestic")}
 MATCH_KINDS = {
     "lot": N_("lot"),
     "epc": N_("EPC"),
@@ -56,29 +56,7 @@ ROLES = {
     "capture": N_("capture"),
     "admin": N_("admin"),
 }
-BIZ_STEPS = {
-    "commissioning": N_("commissioning"),
-    "packing": N_("packing"),
-    "storing": N_("storing"),
-    "loading": N_("loading"),
-    "shipping": N_("shipping"),
-    "departing": N_("departing"),
-    "arriving": N_("arriving"),
-    "unloading": N_("unloading"),
-    "receiving": N_("receiving"),
-    "inspecting": N_("inspecting"),
-    "holding": N_("holding"),
-    "stuffing": N_("stuffing"),
-    "unstuffing": N_("unstuffing"),
-}
 BREAK_KINDS = {"gap": N_("telemetry gap"), "handoff": N_("handoff without evidence")}
-
-
-def word(table: dict[str, str], code: str | None, _: Gettext) -> str:
-    """The translated word of a stored code (the code itself when the page has no word for it)."""
-    if code is None:
-        return "–"
-    return _(table[code]) if code in table else code
 
 
 def reason_text(text: str, _: Gettext) -> str:
@@ -104,19 +82,7 @@ class Formats:
         return "–" if v is None else f"{v:.1f} °C"
 
     def duration(self, seconds: float | None) -> str:
-        if seconds is None:
-            return "–"
-        s = round(seconds)
-        h, rest = divmod(s, 3600)
-        m, sec = divmod(rest, 60)
-        _ = self._
-        if h:
-            return _("%(h)d h %(m)d min") % {"h": h, "m": m}
-        if m and not sec:
-            return _("%(m)d min") % {"m": m}
-        if m:
-            return _("%(m)d min %(s)d s") % {"m": m, "s": sec}
-        return _("%(s)d s") % {"s": sec}
+        return words.duration(seconds, self._)
 
 
 # -- the chart and track slots ----------------------------------------------------------------------------

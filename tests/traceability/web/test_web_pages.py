@@ -183,7 +183,7 @@ def test_trace_page_shows_the_lot(app_client: TestClient, desk: Desk) -> None:
     assert "8.5 °C" in text
     assert 'data-slot="chart"' in text
     assert "Ledger checkpoint verified" in text
-    assert 'href="/ui/trace/urn:epc:class:lgtin:6901234.012345.QZ2611A/bundle.json"' in text
+    assert 'href="/ui/trace/urn:epc:class:lgtin:6901234.012345.QZ2611A/bundle.json?seq=' in text
     assert "Asia/Shanghai" not in text.split("<main", 1)[1].split("</main>", 1)[0], "en: UTC by default"
     bundle = app_client.get(pages.trace_url(LOT) + "/bundle.json")
     assert bundle.status_code == 200

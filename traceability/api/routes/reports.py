@@ -3,10 +3,8 @@ report, built from the same ``Trace`` as /trace/{id}, and the companion bundle t
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 
@@ -14,37 +12,41 @@ from traceability.api.deps import Db, Reader
 from traceability.api.problems import PROBLEM_BASE, ApiProblemError, LotNotFoundError
 from traceability.i18n import negotiate, zone
 from traceability.ledger import checkpoint
-from traceability.reports.build import (
-    MEDIA_TYPES,
-    REPORT_LEG_READINGS,
-    Report,
-    read_report,
-    render,
-    trace_page_url,
+from traceability.reports.build import MEDIA_TYPES, REPORT_LEG_READINGS, Report, read_report, render
+from traceability.reports.download import (
+    BUNDLE_MEDIA_TYPE,
+    bundle_headers,
+    report_headers,
 )
-from traceability.reports.proof import BUNDLE_SUFFIX, ReportError, evidence
+from traceability.reports.proof import ReportError, evidence
 from traceability.trace import trace
+from traceability.web.paths import trace_page_url
 
 router = APIRouter(tags=["reports"])
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-BUNDLE_MEDIA_TYPE = "application/json"
 
-
-def _file_stem(lot_id: str) -> str:
-    """A file name for the lot's report: its id with every character a file name may not hold replaced."""
-    return "report-" + _UNSAFE.sub("_", lot_id).strip("_")[:120]
-
-
-def bundle_path_of(lot_id: str, head_seq: int) -> str:
-    """The path of the bundle a report states (its lot, proven up to the report's signed head)."""
-    return f"/trace/{quote(lot_id, safe=':')}/bundle.json?seq={head_seq}"
+def _checkpoint_at(conn: Db, seq: int | None) -> checkpoint.Checkpoint | None:
+    """The signed head at ``seq`` (the newest checkpoint there); None for no ``seq``; 404 when none."""
+    if seq is None:
+        return None
+    cp = checkpoint.at_seq(conn, seq)
+    if cp is None:
+        raise ApiProblemError(404, "Not Found", f"no signed checkpoint at seq {seq}")
+    return cp
 
 
 def _report(
-    request: Request, conn: Db, trace_id: str, lang: str | None, tz: str | None, *, with_readings: bool
+    request: Request,
+    conn: Db,
+    trace_id: str,
+    lang: str | None,
+    tz: str | None,
+    seq: int | None,
+    *,
+    with_readings: bool,
 ) -> Report:
     chosen = negotiate(request.headers.get("accept-language"), lang)
+    cp = _checkpoint_at(conn, seq)
     try:
         report = read_report(
             conn,
@@ -53,6 +55,7 @@ def _report(
             tz=zone(tz, chosen),
             legs=REPORT_LEG_READINGS,
             trace_url=trace_page_url(str(request.base_url), trace_id),
+            cp=cp,
             with_readings=with_readings,
         )
     except ReportError as exc:
@@ -60,20 +63,6 @@ def _report(
     if report is None:
         raise LotNotFoundError(trace_id)
     return report
-
-
-def _download(data: bytes, media_type: str, filename: str, report: Report) -> Response:
-    bundle_path = bundle_path_of(report.trace.lot_id, report.proof.head_seq)
-    return Response(
-        content=data,
-        media_type=media_type,
-        headers={
-            "Content-Disposition": f'attachment; filename="{filename}"',
-            "X-Evidence-Bundle-Sha256": report.proof.bundle_sha256,
-            "Link": f'<{bundle_path}>; rel="describedby"; type="{BUNDLE_MEDIA_TYPE}"',
-            "Cache-Control": "no-store",
-        },
-    )
 
 
 @router.get(
@@ -89,13 +78,17 @@ def report_route(
     _: Reader,
     lang: Literal["zh-CN", "en"] | None = None,
     tz: str | None = None,
+    seq: int | None = None,
 ) -> Response:
     """The lot's chain-of-custody and temperature-compliance report (PDF), or its events and readings
-    (XLSX; CSV: the events), in zh-CN or en (``lang``, else Accept-Language), local times in ``tz``. The
-    ``X-Evidence-Bundle-Sha256`` header names the bundle (``bundle.json``) that proves it offline."""
-    report = _report(request, conn, trace_id, lang, tz, with_readings=fmt != "pdf")
-    return _download(
-        render(report, fmt), MEDIA_TYPES[fmt], f"{_file_stem(report.trace.lot_id)}.{fmt}", report
+    (XLSX; CSV: the events), in zh-CN or en (``lang``, else Accept-Language), local times in ``tz``,
+    proven up to the signed checkpoint at ``seq`` (else the newest). The ``X-Evidence-Bundle-Sha256``
+    header names the bundle (``bundle.json``, linked) that proves it offline."""
+    report = _report(request, conn, trace_id, lang, tz, seq, with_readings=fmt != "pdf")
+    return Response(
+        content=render(report, fmt),
+        media_type=MEDIA_TYPES[fmt],
+        headers=report_headers(report.proof, fmt),
     )
 
 
@@ -106,26 +99,14 @@ def report_route(
 )
 def bundle_route(trace_id: str, conn: Db, _: Reader, seq: int | None = None) -> Response:
     """The lot's evidence bundle (a report's companion): its events, the chain segment proving them and a
-    signed checkpoint: the one at ``seq`` (a report names it as its ledger head, so its bundle can be
+    signed checkpoint: the newest at ``seq`` (a report names it as its ledger head, so its bundle can be
     fetched again byte for byte), else the newest. ``coldchain ledger verify-bundle`` checks it offline."""
     found = trace(conn, trace_id)
     if found is None:
         raise LotNotFoundError(trace_id)
-    cp = None
-    if seq is not None:
-        cp = next((c for _, c in checkpoint.stored(conn) if c.seq == seq), None)
-        if cp is None:
-            raise ApiProblemError(404, "Not Found", f"no signed checkpoint at seq {seq}")
+    cp = _checkpoint_at(conn, seq)
     try:
         data, proof = evidence(conn, found, reading_rows=0, generated_at=datetime.now(UTC), cp=cp)
     except ReportError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "report-unproven") from None
-    return Response(
-        content=data,
-        media_type=BUNDLE_MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f'attachment; filename="{_file_stem(found.lot_id)}{BUNDLE_SUFFIX}"',
-            "X-Evidence-Bundle-Sha256": proof.bundle_sha256,
-            "Cache-Control": "no-store",
-        },
-    )
+    return Response(content=data, media_type=BUNDLE_MEDIA_TYPE, headers=bundle_headers(proof))
