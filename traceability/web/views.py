@@ -71,6 +71,20 @@ BIZ_STEPS = {
     "stuffing": N_("stuffing"),
     "unstuffing": N_("unstuffing"),
 }
+# The kinds of alarm the rules stage raises (rules.engine.catalog's rules, and triggers).
+ALARM_KINDS = {
+    "excursion": N_("excursion"),
+    "gap": N_("gap"),
+    "door": N_("door"),
+    "power": N_("power"),
+    "trigger": N_("trigger"),
+    "single_event": N_("single excursion over the limit"),
+    "cumulative": N_("cumulative excursion"),
+    "band": N_("out of band"),
+    "mkt": N_("mean kinetic temperature"),
+    "accuracy": N_("sensor accuracy"),
+    "faults": N_("device faults"),
+}
 BREAK_KINDS = {"gap": N_("telemetry gap"), "handoff": N_("handoff without evidence")}
 
 
