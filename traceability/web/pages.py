@@ -30,7 +30,7 @@ from traceability.api.pools import Conn, Lease
 from traceability.ledger import checkpoint
 from traceability.reports import build as reports
 from traceability.reports import proof
-from traceability.trace import trace
+from traceability.trace import trace, trace_lot
 from traceability.trace_model import Trace
 from traceability.web import sessions, views
 from traceability.web.ratelimit import TokenBucket
@@ -525,10 +525,10 @@ def scan_page(request: Request, code: str, conn: Db) -> Response:
             N_("Too many scans from here. Wait a moment and try again."),
             retry_after=bucket.retry_after_s(client),
         )
-    found = views.search(conn, code)
-    if not found.lots:
+    lot_id = views.scan_lot(conn, code)
+    if lot_id is None:
         raise PageError(404, N_("Nothing was found for this code."))
-    traced = trace(conn, found.lots[0])
+    traced = trace_lot(conn, lot_id)
     if traced is None:
         raise PageError(404, N_("Nothing was found for this code."))
     return render(request, "scan.html", scan=views.scan_view(traced), title=N_("Product check"))
