@@ -168,8 +168,11 @@ ALARM_LIST: Final = (
     + """ FROM alarm
 WHERE (%(state)s::text IS NULL OR state = %(state)s)
   AND (%(asset_id)s::text IS NULL OR asset_id = %(asset_id)s)
+  AND (%(severity)s::text IS NULL OR severity = %(severity)s)
+  AND (%(kind)s::text IS NULL OR kind = %(kind)s)
 ORDER BY alarm_id DESC LIMIT %(limit)s"""
 )
+ALARM_KINDS: Final = "SELECT DISTINCT kind FROM alarm ORDER BY kind"
 ALARM_GET_FOR_UPDATE: Final = (
     "SELECT " + _ALARM_COLUMNS + " FROM alarm WHERE alarm_id = %(alarm_id)s FOR UPDATE"
 )

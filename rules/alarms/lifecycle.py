@@ -36,16 +36,29 @@ def _json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_alarms(
-    conn: Conn, *, state: str | None = None, asset_id: str | None = None, limit: int = 100
+    conn: Conn,
+    *,
+    state: str | None = None,
+    asset_id: str | None = None,
+    severity: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Alarms, newest first, optionally of one state and/or asset, as JSON-ready dicts."""
+    """Alarms, newest first, optionally of one state, asset, severity and/or kind (filtered before the
+    limit), as JSON-ready dicts."""
     if state is not None and state not in ("open", "acknowledged", "resolved"):
         raise ValueError(f"unknown alarm state {state!r}")
+    if severity is not None and severity not in SEVERITIES:
+        raise ValueError(f"unknown alarm severity {severity!r}")
+    params = {"state": state, "asset_id": asset_id, "severity": severity, "kind": kind, "limit": int(limit)}
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
-            queries.ALARM_LIST, {"state": state, "asset_id": asset_id, "limit": int(limit)}
-        ).fetchall()
+        rows = cur.execute(queries.ALARM_LIST, params).fetchall()
     return [_json(r) for r in rows]
+
+
+def alarm_kinds(conn: Conn) -> list[str]:
+    """Every kind of alarm stored, in name order (what a kind filter offers)."""
+    return [str(r[0]) for r in conn.execute(queries.ALARM_KINDS).fetchall()]
 
 
 def acknowledge(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -30,7 +31,7 @@ from traceability.i18n import words
 from traceability.ledger import checkpoint
 from traceability.reports import build as reports
 from traceability.reports import download, proof
-from traceability.trace import trace
+from traceability.trace import trace, trace_lot
 from traceability.trace_model import Trace
 from traceability.web import paths, sessions, views
 from traceability.web.paths import PREFIX, quote_id, trace_url
@@ -451,14 +452,18 @@ def alarms_page(
     kind: str = "",
 ) -> Response:
     state = state if state in views.ALARM_STATES or state == "all" else "open"
+    severity = severity if severity in views.SEVERITIES else ""
+    kind = kind.strip()[:200]
+    # Every filter is the query's, before its limit: a match older than the newest 500 still shows.
     rows = lifecycle.list_alarms(
-        conn, state=None if state == "all" else state, asset_id=asset.strip()[:200] or None, limit=ALARM_LIMIT
+        conn,
+        state=None if state == "all" else state,
+        asset_id=asset.strip()[:200] or None,
+        severity=severity or None,
+        kind=kind or None,
+        limit=ALARM_LIMIT,
     )
-    if severity in views.SEVERITIES:
-        rows = [r for r in rows if r.get("severity") == severity]
-    kinds = sorted({str(r.get("kind")) for r in rows if r.get("kind")})
-    if kind:
-        rows = [r for r in rows if r.get("kind") == kind]
+    kinds = lifecycle.alarm_kinds(conn)
     return render(
         request,
         "alarms.html",
@@ -511,10 +516,10 @@ def scan_page(request: Request, code: str, conn: Db) -> Response:
             N_("Too many scans from here. Wait a moment and try again."),
             retry_after=bucket.retry_after_s(client),
         )
-    found = views.search(conn, code)
-    if not found.lots:
+    lot_id = views.scan_lot(conn, code)
+    if lot_id is None:
         raise PageError(404, N_("Nothing was found for this code."))
-    traced = trace(conn, found.lots[0])
+    traced = trace_lot(conn, lot_id)
     if traced is None:
         raise PageError(404, N_("Nothing was found for this code."))
     return render(request, "scan.html", scan=views.scan_view(traced), title=N_("Product check"))
@@ -553,19 +558,42 @@ def install(app: FastAPI) -> None:
         return RedirectResponse(target, status_code=303)
 
     api_http_error = app.exception_handlers[StarletteHTTPException]
+    api_validation_error = app.exception_handlers[RequestValidationError]
+
+    def is_page(request: Request) -> bool:
+        path = request.url.path
+        return path.startswith((PREFIX + "/", "/scan/")) and not path.startswith(PREFIX + "/static/")
+
+    async def api_answer(handler: Callable[..., Any], request: Request, exc: Exception) -> Response:
+        answered = handler(request, exc)
+        response: Response = await answered if inspect.isawaitable(answered) else answered
+        return response
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """A page path that is not there (404, 405 ...): a page; anywhere else the API's problem+json."""
         assert isinstance(exc, StarletteHTTPException)
-        path = request.url.path
-        if path.startswith((PREFIX + "/", "/scan/")) and not path.startswith(PREFIX + "/static/"):
+        if is_page(request):
             message = N_("Nothing was found for this identifier.") if exc.status_code == 404 else N_("Sorry")
             return render(request, "error.html", status=exc.status_code, message=message, title=N_("Error"))
-        answered = api_http_error(request, exc)
-        response: Response = await answered if inspect.isawaitable(answered) else answered
-        return response
+        return await api_answer(api_http_error, request, exc)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        """A page's parameter or form field that does not fit (too long, not a number ...): a page in the
+        viewer's language; anywhere else the API's problem+json."""
+        assert isinstance(exc, RequestValidationError)
+        if is_page(request):
+            return render(
+                request,
+                "error.html",
+                status=422,
+                message=N_("This request could not be read. Check the address or the form and try again."),
+                title=N_("Error"),
+                session=getattr(request.state, "web_session", None),
+            )
+        return await api_answer(api_validation_error, request, exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(PageError, page_error)
     app.add_exception_handler(SignInRequiredError, sign_in_required)
 

@@ -56,6 +56,20 @@ ROLES = {
     "capture": N_("capture"),
     "admin": N_("admin"),
 }
+# The kinds of alarm the rules stage raises (rules.engine.catalog's rules, and triggers).
+ALARM_KINDS = {
+    "excursion": N_("excursion"),
+    "gap": N_("gap"),
+    "door": N_("door"),
+    "power": N_("power"),
+    "trigger": N_("trigger"),
+    "single_event": N_("single excursion over the limit"),
+    "cumulative": N_("cumulative excursion"),
+    "band": N_("out of band"),
+    "mkt": N_("mean kinetic temperature"),
+    "accuracy": N_("sensor accuracy"),
+    "faults": N_("device faults"),
+}
 BREAK_KINDS = {"gap": N_("telemetry gap"), "handoff": N_("handoff without evidence")}
 
 
@@ -265,6 +279,26 @@ def search(conn: Conn, raw: str) -> Search:
 
 
 # -- the public scan page ---------------------------------------------------------------------------------
+
+
+def scan_lot(conn: Conn, code: str) -> str | None:
+    """The one lot a public scan names, else None. Only a trace code is read: a lot id of the registry, or
+    a GS1 scan carrying both GTIN and batch (element string, raw scan or Digital Link); a GTIN alone, an
+    SSCC, a container, an asset or a document leads nowhere, and neither does a code that fits several
+    lots (the page would otherwise show an arbitrary one's cold chain)."""
+    ident = identify(code)
+    if not ident.text:
+        return None
+    if ident.is_gs1:
+        gtin, batch = ident.gtin, ident.batch
+        if gtin is None or batch is None:
+            return None
+        lots = [str(r[0]) for r in conn.execute(web_queries.LOTS_BY_GTIN_BATCH, (gtin, batch)).fetchall()]
+        if not lots:  # a lot registered without its GS1 keys: its id is the keys' LGTIN
+            lots = [e for e in ident.epcs() if e.startswith("urn:epc:class:lgtin:")]
+            lots = [e for e in lots if conn.execute(queries.LOT, (e,)).fetchone() is not None]
+        return lots[0] if len(lots) == 1 else None
+    return ident.text if conn.execute(queries.LOT, (ident.text,)).fetchone() is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -233,6 +234,45 @@ def test_scan_page_is_rate_limited(app_client: TestClient, clock: Clock) -> None
     assert refused.headers["retry-after"] == "1"
     clock.now += 1
     assert app_client.get("/scan/" + SCANNED).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("code", "product"),
+    [
+        (SCANNED, "Chilled white shrimp"),
+        (LOT, "Chilled white shrimp"),
+        ("https://id.gs1.org/01/06901234123456/10/QZ2611A", "Chilled white shrimp"),
+        ("]d2010690123412345610QZ2611A\x1d", "Chilled white shrimp"),
+        ("(01)08850000123456(10)TH0302", "Chilled tiger prawn"),
+    ],
+)
+def test_scan_page_reads_a_trace_code(app_client: TestClient, clock: Clock, code: str, product: str) -> None:
+    clock.now += 100
+    page = app_client.get("/scan/" + quote(code, safe="/:()"))
+    assert page.status_code == 200, code
+    assert product in page.text
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        CONTAINER,  # two lots, and a container number is not a product's code
+        "(01)08850000123456",  # a GTIN alone: two lots
+        "https://id.gs1.org/01/06901234123456",  # a GTIN alone, even with one lot under it
+        SSCC,  # the pallet: a unit, not a lot
+        BILL_OF_LADING,
+        "TRUCK-GXA-12345",
+        "QZ2611A",  # a batch without its GTIN
+        SEA_LOT.rsplit(".", 1)[0] + ".NOPE",
+    ],
+)
+def test_scan_page_refuses_what_is_not_one_lots_code(app_client: TestClient, clock: Clock, code: str) -> None:
+    clock.now += 100
+    page = app_client.get("/scan/" + quote(code, safe="/:()"), headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 404, code
+    assert "Chilled" not in page.text
+    assert page.headers["content-language"] == "zh-CN"
+    assert 'id="error-message"' in page.text
 
 
 def test_a_missing_page_is_a_page_and_the_api_keeps_problem_json(app_client: TestClient) -> None:
