@@ -7,13 +7,17 @@ from typing import Final
 # Class limits published for dashboards and the API (one row per product class of the loaded packs).
 UPSERT_RULE_CLASS: Final = """
 INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,
-                        storage_max_gap_s, transport_max_gap_s, updated_at)
+                        storage_max_gap_s, transport_max_gap_s, mkt_limit_c, mkt_window_s, mkt_dh_r_k,
+                        updated_at)
 VALUES (%(product_class)s, %(pack_id)s, %(pack_version)s, %(description)s, %(low_c)s, %(high_c)s,
-        %(source)s, %(storage_max_gap_s)s, %(transport_max_gap_s)s, now())
+        %(source)s, %(storage_max_gap_s)s, %(transport_max_gap_s)s, %(mkt_limit_c)s, %(mkt_window_s)s,
+        %(mkt_dh_r_k)s, now())
 ON CONFLICT (product_class) DO UPDATE SET
     pack_id = EXCLUDED.pack_id, pack_version = EXCLUDED.pack_version, description = EXCLUDED.description,
     low_c = EXCLUDED.low_c, high_c = EXCLUDED.high_c, source = EXCLUDED.source,
     storage_max_gap_s = EXCLUDED.storage_max_gap_s, transport_max_gap_s = EXCLUDED.transport_max_gap_s,
+    mkt_limit_c = EXCLUDED.mkt_limit_c, mkt_window_s = EXCLUDED.mkt_window_s,
+    mkt_dh_r_k = EXCLUDED.mkt_dh_r_k,
     updated_at = now()
 """
 

@@ -177,7 +177,8 @@ SELECT lot_id, gtin, batch, product_class, description, origin_country, hs_code,
 FROM lot WHERE lot_id = %s
 """
 RULE_CLASS = """
-SELECT product_class, pack_id, pack_version, low_c, high_c, source, storage_max_gap_s, transport_max_gap_s
+SELECT product_class, pack_id, pack_version, low_c, high_c, source, storage_max_gap_s, transport_max_gap_s,
+       mkt_limit_c, mkt_window_s, mkt_dh_r_k
 FROM rule_class WHERE product_class = %s
 """
 # The rules stage's verdict of a lot: the latest version of its verdict history.
@@ -291,14 +292,37 @@ LEFT JOIN stats st ON st.custody_leg_id = g.custody_leg_id
 ORDER BY g.t_start, g.custody_leg_id
 """
 )
+# The excursions on the legs' assets, each with the MKT mean term of its series over the class's MKT window
+# ending at the excursion's end (NULL without a window), time-weighted as a leg's MKT is: each reading
+# holds until the next, at most the allowed recording interval of the asset's mode.
 EXCURSIONS_OF_LEGS = """
 SELECT l.custody_leg_id, e.excursion_id, e.series_id, s.device_id, s.channel, e.rule_id, e.pack_version,
-       e.start_time, e.end_time, e.open, e.peak_c, e.limit_low_c, e.limit_high_c, e.readings
+       e.start_time, e.end_time, e.open, e.peak_c, e.limit_low_c, e.limit_high_c, e.readings, m.term
 FROM custody_leg l
 JOIN excursion e ON e.asset_id = l.asset_id
      AND e.start_time < COALESCE(l.t_end, 'infinity') AND e.end_time >= l.t_start
 LEFT JOIN series s ON s.series_id = e.series_id
-WHERE l.custody_leg_id = ANY(%s)
+LEFT JOIN asset a ON a.asset_id = l.asset_id
+LEFT JOIN LATERAL (
+    SELECT COALESCE(
+               SUM(w.held_s * exp(-%(mkt_dh_r)s::float8 / (w.value + 273.15))) / NULLIF(SUM(w.held_s), 0),
+               AVG(exp(-%(mkt_dh_r)s::float8 / (w.value + 273.15)))) AS term
+    FROM (
+        SELECT r.value,
+               CASE WHEN r.next_time IS NOT NULL THEN
+                   LEAST(EXTRACT(EPOCH FROM r.next_time - r.time),
+                         EXTRACT(EPOCH FROM CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
+                                                 ELSE %(transport_gap)s::interval END)) END AS held_s
+        FROM (
+            SELECT r.value, r.time, lead(r.time) OVER (ORDER BY r.time) AS next_time
+            FROM reading r
+            WHERE r.series_id = e.series_id AND r.value IS NOT NULL
+              AND r.time > e.end_time - make_interval(secs => %(mkt_window_s)s::float8)
+              AND r.time <= e.end_time
+        ) r
+    ) w
+) m ON %(mkt_window_s)s::float8 IS NOT NULL
+WHERE l.custody_leg_id = ANY(%(legs)s)
 ORDER BY e.start_time, e.excursion_id
 """
 BREAKS_OF_LEGS = """

@@ -129,7 +129,10 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         rc = conn.execute(queries.RULE_CLASS, (lot_row[3],)).fetchone()
         if rc is not None:
             limits = Limits(
-                rc[0], rc[1], rc[2], _float(rc[3]), _float(rc[4]), rc[5], _float(rc[6]), _float(rc[7])
+                *(rc[0], rc[1], rc[2], _float(rc[3]), _float(rc[4]), rc[5], _float(rc[6]), _float(rc[7])),
+                mkt_limit_c=_float(rc[8]),
+                mkt_window_s=_float(rc[9]),
+                mkt_dh_r_k=_float(rc[10]),
             )
     units = [Unit(r[0], r[1], _utc(r[2]), _utc_or_none(r[3]), r[4], r[5]) for r in unit_rows]
     goods = [lot_id, *sorted({u.unit_id for u in units if u.asset_id is None})]
@@ -186,7 +189,14 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
     rows = conn.execute(queries.LEGS_WITH_EVIDENCE, params).fetchall()
     ids = [r[0] for r in rows]
     excursions: dict[int, list[Excursion]] = {i: [] for i in ids}
-    for r in conn.execute(queries.EXCURSIONS_OF_LEGS, (ids,)).fetchall():
+    window = {
+        "legs": ids,
+        "mkt_window_s": None if limits is None else limits.mkt_window_s,
+        "mkt_dh_r": MKT_DH_R_K if limits is None or limits.mkt_dh_r_k is None else limits.mkt_dh_r_k,
+        "storage_gap": params["storage_gap"],
+        "transport_gap": params["transport_gap"],
+    }
+    for r in conn.execute(queries.EXCURSIONS_OF_LEGS, window).fetchall():
         excursions[r[0]].append(
             Excursion(
                 excursion_id=r[1],
@@ -202,6 +212,7 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
                 limit_low_c=_float(r[11]),
                 limit_high_c=_float(r[12]),
                 readings=r[13],
+                mkt_c=_mkt(r[14], window["mkt_dh_r"]),
             )
         )
     breaks: dict[int, list[ChainBreak]] = {i: [] for i in ids}
@@ -261,10 +272,11 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
     return legs
 
 
-def _mkt(mean_term: Any) -> float | None:
+def _mkt(mean_term: Any, dh_r_k: Any = MKT_DH_R_K) -> float | None:
+    """MKT in °C from the mean of exp(-ΔH/R / T) (T in kelvin)."""
     if mean_term is None or mean_term <= 0:
         return None
-    return round(MKT_DH_R_K / -math.log(float(mean_term)) - 273.15, 3)
+    return round(float(dh_r_k) / -math.log(float(mean_term)) - 273.15, 3)
 
 
 def _backward(conn: Conn, lot_id: str, lot: Lot | None, goods: list[str]) -> Backward:

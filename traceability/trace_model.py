@@ -32,6 +32,8 @@ class Lot:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
     product_class: str
     pack_id: str
     pack_version: str
@@ -42,6 +44,12 @@ class Limits:
     """allowed recording interval in storage, as the class's pack states it"""
     transport_max_gap_s: float | None
     """allowed recording interval in transport, as the class's pack states it"""
+    mkt_limit_c: float | None = None
+    """the class's mean kinetic temperature limit (null: the class sets no MKT rule)"""
+    mkt_window_s: float | None = None
+    """the rolling window the MKT limit is judged over"""
+    mkt_dh_r_k: float | None = None
+    """ΔH/R of the class's MKT rule, in kelvin"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +126,8 @@ class TemperatureSummary:
 
 @dataclass(frozen=True, slots=True)
 class Excursion:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
     excursion_id: int
     series_id: int
     device_id: str | None
@@ -131,6 +141,9 @@ class Excursion:
     limit_low_c: float | None
     limit_high_c: float | None
     readings: int
+    mkt_c: float | None = None
+    """MKT of the excursion's series over the class's MKT window ending at the excursion's end
+    (time-weighted as a leg's); null when the class sets no MKT rule"""
 
 
 @dataclass(frozen=True, slots=True)

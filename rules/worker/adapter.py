@@ -109,8 +109,8 @@ class RulesWorker:
         return self._conn
 
     def sync_classes(self) -> int:
-        """Upsert one rule_class row per class of the loaded packs (its limits and its allowed
-        recording intervals); return the number of classes."""
+        """Upsert one rule_class row per class of the loaded packs (its limits, its allowed recording
+        intervals and its MKT rule); return the number of classes."""
         conn = self._connection()
         n = 0
         with conn.transaction():
@@ -128,6 +128,9 @@ class RulesWorker:
                         "source": r.source,
                         "storage_max_gap_s": float(r.max_interval_s("storage")),
                         "transport_max_gap_s": float(r.max_interval_s("transport")),
+                        "mkt_limit_c": None if r.mkt is None else r.mkt.limit_c,
+                        "mkt_window_s": None if r.mkt is None else float(r.mkt.window_s),
+                        "mkt_dh_r_k": None if r.mkt is None else r.mkt.delta_h_r_k,
                     },
                 )
                 n += 1

@@ -344,6 +344,30 @@ def test_api_unknown_lot_and_unknown_checkpoint_are_problems(
     assert client.get(f"/trace/{lot[0]}/report.doc").status_code == 422
 
 
+def test_pdf_states_each_excursions_mkt_over_the_classs_window(
+    db_url: str, lot: tuple[str, str], tmp_path: Path
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        before = _report(db_url, lot[0], "en")
+        conn.execute("UPDATE rule_class SET mkt_limit_c = 8, mkt_window_s = 86400, mkt_dh_r_k = 10000")
+    report = _report(db_url, lot[0], "en")
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(render(report, "pdf"))
+    flat = " ".join(
+        subprocess.run(
+            ["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
+    excursions = [x for leg in report.trace.custody for x in leg.excursions]
+    assert excursions
+    assert all(x.mkt_c is None for leg in before.trace.custody for x in leg.excursions)
+    assert all(x.mkt_c is not None for x in excursions)
+    assert flat.count("over the class's MKT") == len(excursions)  # the cell's lines interleave in the text
+    assert "window of 24 h" in flat
+    for x in excursions:
+        assert words.number(x.mkt_c) in flat
+
+
 def test_every_report_and_chart_label_is_translated() -> None:
     template = (TEMPLATES / "lot_report.html.j2").read_text()
     used = set(re.findall(r'_\("([^"]+)"\)', template)) | set(re.findall(r"_\('([^']+)'\)", template))

@@ -311,3 +311,38 @@ def test_a_legs_mkt_weighs_each_reading_by_the_time_it_holds(chain_db: str) -> N
     held = [(min((b[0] - a[0]).total_seconds(), allowed), a[1]) for a, b in itertools.pairwise(rows)]
     assert sea.temperature.mkt_c == pytest.approx(_mkt_c(held), abs=1e-3)
     assert abs(_mkt_c([(1, c) for _, c in rows]) - _mkt_c(held)) > 0.5  # unweighted would differ
+
+
+def test_an_excursions_mkt_is_over_the_classs_window_ending_at_its_end(chain_db: str) -> None:
+    """A class with an MKT rule (here one hour): each excursion states its series' MKT over the hour up to
+    its end, weighted as a leg's; without the rule it states none."""
+    with psycopg.connect(chain_db) as conn:
+        conn.execute(  # the container's 30 min at 9 °C, as the rules stage records an excursion
+            "INSERT INTO excursion (series_id, asset_id, product_class, rule_id, pack_version, start_time,"
+            " end_time, open, peak_c, limit_low_c, limit_high_c, readings)"
+            " SELECT series_id, 'CONT-CSQU3054383', 'chilled', 'cn_food/chilled/range', '1', %s, %s, false,"
+            " 9, 0, 4, 6 FROM series WHERE device_id = 'csqu-rc'",
+            (h(10), h(10.5)),
+        )
+        found = trace(conn, LOT)
+        assert found is not None
+        assert found.limits is not None
+        assert found.limits.mkt_window_s is None
+        excursion = found.custody[0].excursions[0]
+        assert excursion.mkt_c is None
+        conn.execute(
+            "UPDATE rule_class SET mkt_limit_c = 8, mkt_window_s = 3600, mkt_dh_r_k = 10000"
+            " WHERE product_class = 'chilled'"
+        )
+        found = trace(conn, LOT)
+        assert found is not None
+        excursion = found.custody[0].excursions[0]
+        rows = conn.execute(
+            "SELECT time, value FROM reading WHERE series_id = %s AND time > %s AND time <= %s ORDER BY time",
+            (excursion.series_id, excursion.end_time - timedelta(hours=1), excursion.end_time),
+        ).fetchall()
+    assert found.limits is not None
+    assert found.limits.mkt_limit_c == 8
+    held = [(min((b[0] - a[0]).total_seconds(), 600), a[1]) for a, b in itertools.pairwise(rows)]
+    assert excursion.mkt_c == pytest.approx(_mkt_c(held), abs=1e-3)
+    assert excursion.mkt_c != pytest.approx(found.custody[0].temperature.mkt_c, abs=0.1)
