@@ -3,13 +3,11 @@ with the zone named, and each probe's value in °C; the arrow keys do the same f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 import traceability
 from traceability.chart import leg_chart_svg
@@ -18,16 +16,7 @@ from traceability.readings_model import AssetReadings, Point, SeriesPoints
 from traceability.trace_model import CustodyLeg, Limits, TemperatureSummary
 
 CHART_JS = Path(traceability.__file__).parent / "web" / "static" / "chart.js"
-CHROMIUM = "/usr/bin/chromium"
 S = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _page_html() -> str:
