@@ -70,8 +70,10 @@ def _timescale_available(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
     return True
 
 
-def migrate(conninfo: str) -> list[str]:
-    """Apply pending migrations; return the keys applied now. Idempotent and safe to run concurrently."""
+def migrate(conninfo: str, *, skipped: list[str] | None = None) -> list[str]:
+    """Apply pending migrations; return the keys applied now. Idempotent and safe to run concurrently.
+    The TimescaleDB-only migrations left out because the server has no timescaledb extension are added
+    to ``skipped`` when one is given."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # One migrator at a time, whichever process gets here first.
@@ -103,6 +105,8 @@ def migrate(conninfo: str) -> list[str]:
                     if timescale is None:
                         timescale = _timescale_available(conn)
                     if not timescale:
+                        if skipped is not None:
+                            skipped.append(m.key)
                         continue
                 with conn.transaction():
                     conn.execute(m.sql.encode())

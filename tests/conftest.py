@@ -76,8 +76,22 @@ def template_db(pg_server_url: str) -> Iterator[str]:
     name = f"tmpl_{uuid.uuid4().hex[:12]}"
     url = ensure_database(pg_server_url, name)
     migrate(url)
+    _seal(pg_server_url, name)
     yield name
     _drop(pg_server_url, name)
+
+
+def _seal(server_url: str, name: str) -> None:
+    """No session connects to the template from now on, and any there is ended: CREATE DATABASE … TEMPLATE
+    refuses (ObjectInUse) while one is connected, and on TimescaleDB its background workers connect to
+    every database with the extension."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
 
 
 def _drop(server_url: str, name: str) -> None:

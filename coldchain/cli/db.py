@@ -16,6 +16,12 @@ def db_migrate() -> None:
     from coldchain.stack import open_stack
 
     settings = cli_settings()
+    skipped: list[str] = []
     with open_stack(settings, apply_migrations=False) as stack:
-        applied = migrate(stack.database_url)
+        applied = migrate(stack.database_url, skipped=skipped)
     typer.echo(f"applied {len(applied)} migration(s)" + "".join(f"\n  {k}" for k in applied))
+    if skipped:
+        typer.echo(
+            f"skipped {len(skipped)} TimescaleDB-only migration(s): the server has no timescaledb extension"
+            + "".join(f"\n  {k}" for k in skipped)
+        )

@@ -29,7 +29,8 @@ def test_device_cannot_publish_as_another_and_strangers_cannot_connect(
     with psycopg.connect(db_url) as conn:
         conn.execute("INSERT INTO asset (asset_id, kind, name) VALUES ('TRUCK-T1', 'reefer_truck', 'truck')")
     info = psycopg.conninfo.conninfo_to_dict(db_url)
-    url = f"postgresql://{info['user']}@/{info['dbname']}?host={info['host']}"
+    port = f"&port={info['port']}" if info.get("port") else ""
+    url = f"postgresql://{info['user']}@/{info['dbname']}?host={info['host']}{port}"
     monkeypatch.setenv("COLDCHAIN_DATABASE_URL", url)
     monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
     passwords = {}
