@@ -77,7 +77,7 @@ GROUP BY 1, 2
 WITH NO DATA;
 
 -- Refresh windows reach back far enough for late readings (a spooled gateway, a logger read out on
--- arrival); anything older is refreshed by `coldchain db rollups --refresh`.
+-- arrival); older revisions are picked up by `coldchain db rollups`.
 SELECT add_continuous_aggregate_policy('reading_1m', start_offset => interval '3 days',
        end_offset => interval '1 minute', schedule_interval => interval '1 minute');
 SELECT add_continuous_aggregate_policy('reading_1h', start_offset => interval '3 days',
