@@ -153,7 +153,8 @@ def test_dollar_only_where_grafana_does_not_expand_it(doc: dict[str, Any]) -> No
 @pytest.mark.parametrize(
     "text",
     [
-        "SELECT a.asset_id,\n       x AS minutes\nFROM t\nWHERE $__timeFilter(time) AND '__all' IN ($carrier)\n",
+        "SELECT a.asset_id,\n       x AS minutes\nFROM t\n"
+        "WHERE $__timeFilter(time) AND '__all' IN ($carrier)\n",
         "SELECT 1  \n  -- trailing spaces and no final newline",
         "\tindented with a tab\nand 中文 / Chinese",
         "one line: with a colon, # and a hash",
