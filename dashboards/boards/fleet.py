@@ -21,8 +21,21 @@ STATES: dict[str, tuple[str, str]] = {
     "offline": (bi("离线", "Offline"), "text"),
 }
 
-# Country borders shipped inside Grafana itself (public/maps/): drawn with no internet access.
-OFFLINE_OUTLINE = "public/maps/countries.geojson"
+# Country borders from a GeoJSON file shipped inside Grafana (public/maps/).
+BORDERS = "public/maps/countries.geojson"
+
+
+def offline_basemap() -> MapLayerOptions:
+    """The basemap: country borders from a file inside Grafana, so the map needs no tile server and makes
+    no request outside the site. For street-level tiles from an intranet server, make this
+    `.type("xyz").config({"url": "http://tiles.example.internal/{z}/{x}/{y}.png"})`, or `.type("default")`
+    with GF_GEOMAP_DEFAULT_BASELAYER_CONFIG set on the grafana service (docs/grafana.md)."""
+    return (
+        MapLayerOptions()
+        .type("geojson")
+        .name(bi("国界（离线）", "Borders (offline)"))
+        .config({"src": BORDERS, "rules": [], "style": {"color": {"fixed": "#8080804d"}}})
+    )
 
 
 def _positions_map() -> geomap.Panel:
@@ -49,22 +62,16 @@ def _positions_map() -> geomap.Panel:
             }
         )
     )
-    outline = (
-        MapLayerOptions()
-        .type("geojson")
-        .name(bi("国界（离线）", "Borders (offline)"))
-        .config({"src": OFFLINE_OUTLINE, "rules": [], "style": {"color": {"fixed": "#8080804d"}}})
-    )
     return (
         geomap.Panel()
         .title(bi("最新位置与状态", "Last positions and state"))
         .description(
             "Each asset at its last known position (FLEET_POSITIONS), coloured by its state at the end of "
             "the range: in range (green), in an open excursion (red), chain broken (purple), offline, i.e. "
-            "silent beyond its devices' expected interval (grey). Basemap: Grafana's default layer, which "
-            "loads CARTO tiles from the internet; without internet the tiles stay blank and the country "
-            "borders drawn from Grafana's own public/maps/countries.geojson still place the markers. For "
-            "an intranet tile server set GF_GEOMAP_DEFAULT_BASELAYER_CONFIG (docs/grafana.md)."
+            "silent beyond its devices' expected interval (grey). Basemap: country borders from a file "
+            "inside Grafana (public/maps/countries.geojson), so the map needs no internet; Grafana's default "
+            "CARTO basemap would load tiles from the internet. For an intranet tile server see "
+            "docs/grafana.md."
         )
         .datasource(c.PG)
         .with_target(c.Sql(queries.FLEET_POSITIONS).format("table"))
@@ -77,8 +84,8 @@ def _positions_map() -> geomap.Panel:
             .show_attribution(True)
             .show_scale(True)
         )
-        .basemap(MapLayerOptions().type("default").name(bi("底图", "Basemap")).config({}))
-        .layers([outline, markers])
+        .basemap(offline_basemap())
+        .layers([markers])
         .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
         .override_by_name("state", [c.prop("mappings", c.value_text(STATES))])
         .grid_pos(c.at(0, 0, 16, 14))

@@ -340,7 +340,10 @@ def test_fleet_map_colours_by_state(boards: dict[str, dict[str, Any]]) -> None:
     assert options["in_range"]["color"] == "green"
     assert options["excursion"]["color"] == "red"
     assert all(bilingual(o["text"]) for o in options.values())
-    assert "internet" in geomap["description"]  # says what the basemap needs
+    # No tile server: the basemap is a file inside Grafana, and the description says so.
+    assert geomap["options"]["basemap"]["type"] == "geojson"
+    assert geomap["options"]["basemap"]["config"]["src"].startswith("public/maps/")
+    assert "internet" in geomap["description"]
 
 
 def test_asset_lots_link_to_the_trace_page(boards: dict[str, dict[str, Any]]) -> None:
