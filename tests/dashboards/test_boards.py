@@ -223,6 +223,7 @@ def test_every_sql_is_a_query_constant(boards: dict[str, dict[str, Any]]) -> Non
 
 def test_every_panel_query_is_on_a_board() -> None:
     used = {sql for build_board in BOARDS.values() for _, _, sql in sql_of(build_board())}
+    used |= set(_raw_sql_anywhere(alerts.provisioning_file()))  # should PANELS list the alert queries too
     missing = [name for name, sql in queries.PANELS.items() if sql not in used]
     assert missing == [], f"queries.PANELS entries no dashboard shows: {missing}"
 
