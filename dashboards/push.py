@@ -81,8 +81,8 @@ _RULE_FIELDS = {
     "missing_series_evals_to_resolve": "missingSeriesEvalsToResolve",
     "record": "record",
 }
-# Grafana's defaults for a rule that leaves them out (ngalert models.AlertRule).
-_RULE_DEFAULTS = {"noDataState": "NoData", "execErrState": "Error", "for": "0s"}
+# What Grafana's file provisioning makes of a rule that leaves these out (alerting/rules_types.go).
+_RULE_DEFAULTS = {"noDataState": "NoData", "execErrState": "Alerting", "for": "0s"}
 
 Kind = Literal["folder", "datasource", "dashboard", "contact-point", "rule-group", "policies"]
 Action = Literal["create", "update", "unchanged"]
@@ -123,26 +123,48 @@ class Desired:
 # --- the files ----------------------------------------------------------------------------------------
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+_BRACED_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# Where Grafana's alerting file provisioning does not expand variables (rules_types.go): a query's
+# `model` is taken raw (its SQL holds macros such as $__timeFilter), and `annotations` expand ${VAR} only
+# (their templates hold {{ $labels.x }} and {{ $values.B }}).
+ALERTING_RAW_KEYS = frozenset({"model"})
+ALERTING_BRACED_KEYS = frozenset({"annotations"})
 
 
-def expand_env(value: Any, env: Mapping[str, str], where: str) -> Any:
+def expand_env(
+    value: Any,
+    env: Mapping[str, str],
+    where: str,
+    *,
+    raw_keys: frozenset[str] = frozenset(),
+    braced_keys: frozenset[str] = frozenset(),
+    braced_only: bool = False,
+) -> Any:
     """`value` with ${VAR} and $VAR in every string replaced from `env`, as Grafana's provisioning does
-    (`$$` is a literal `$`); a variable that is not set is an error naming it."""
+    (`$$` is a literal `$`); a variable that is not set is an error naming it. Under a key in `raw_keys`
+    nothing is replaced; under one in `braced_keys` only ${VAR}."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             if m.group(0) == "$$":
                 return "$"
-            name = m.group(1) or m.group(2)
-            if name not in env:
+            name = m.group(1) or (m.group(2) if m.re is _ENV_REF else None)
+            if name is None or name not in env:
                 raise PushError(f"{where}: environment variable {name} is not set", "input")
             return env[name]
 
-        return _ENV_REF.sub(sub, value)
+        return (_BRACED_REF if braced_only else _ENV_REF).sub(sub, value)
+    kw = {"raw_keys": raw_keys, "braced_keys": braced_keys}
     if isinstance(value, list):
-        return [expand_env(v, env, where) for v in value]
+        return [expand_env(v, env, where, braced_only=braced_only, **kw) for v in value]
     if isinstance(value, dict):
-        return {k: expand_env(v, env, where) for k, v in value.items()}
+        return {
+            k: v
+            if k in raw_keys
+            else expand_env(v, env, where, braced_only=braced_only or k in braced_keys, **kw)
+            for k, v in value.items()
+        }
     return value
 
 
@@ -324,7 +346,8 @@ def load(grafana_dir: Path = GRAFANA_DIR, env: Mapping[str, str] | None = None) 
             raise PushError(f"{path}: not a dashboard with a uid", "input")
         desired.dashboards.append(model)
     for path in sorted((grafana_dir / "provisioning" / "alerting").glob("*.yaml")):
-        data = expand_env(_read_yaml(path), env, str(path))
+        raw, braced = ALERTING_RAW_KEYS, ALERTING_BRACED_KEYS
+        data = expand_env(_read_yaml(path), env, str(path), raw_keys=raw, braced_keys=braced)
         desired.rule_groups += [_group(g, path) for g in _list_of_maps(data, "groups", path)]
         for cp in _list_of_maps(data, "contactPoints", path):
             desired.contact_points += _contact_points(cp, path)

@@ -133,6 +133,10 @@ def test_file_format_is_mapped_to_the_api(grafana_dir: Path) -> None:
     assert rule["ruleGroup"] == group["title"]
     assert rule["annotations"]["__dashboardUid__"] == "coldchain-fleet"
     assert rule["annotations"]["__panelId__"] == "1"
+    # as Grafana's file provisioning: a query model is raw, annotations expand ${VAR} only
+    assert "$__timeFilter(now())" in rule["data"][0]["model"]["rawSql"]
+    assert rule["annotations"]["description"] == "{{ $labels.asset_id }}: open for {{ $values.B }} min"
+    assert group["rules"][1]["execErrState"] == "Error"
     assert desired.policies is not None
     assert desired.policies["routes"][1]["object_matchers"] == [["severity", "=~", "warning|info"]]
     assert "matchers" not in desired.policies["routes"][1]
