@@ -330,12 +330,21 @@ def _contact_points(cp: Json, path: Path) -> list[Json]:
     return out
 
 
+def _only(data: Json, keys: tuple[str, ...], path: Path) -> None:
+    """A non-empty top-level section the push does not put into Grafana (deletions, mute timings,
+    templates...) is an error: pushing without it would leave Grafana unlike the files."""
+    extra = sorted(k for k, v in data.items() if k not in ("apiVersion", *keys) and v not in (None, [], {}))
+    if extra:
+        raise PushError(f"{path}: {', '.join(extra)}: not pushed by `coldchain grafana push`", "input")
+
+
 def load(grafana_dir: Path = GRAFANA_DIR, env: Mapping[str, str] | None = None) -> Desired:
     """What the provisioning files under `grafana_dir` ask for. Raises PushError (`input`)."""
     env = os.environ if env is None else env
     desired = Desired()
     for path in sorted((grafana_dir / "provisioning" / "datasources").glob("*.yaml")):
         data = expand_env(_read_yaml(path), env, str(path))
+        _only(data, ("datasources",), path)
         desired.datasources += [_datasource(d, path) for d in _list_of_maps(data, "datasources", path)]
     for path in sorted((grafana_dir / "dashboards").glob("*.json")):
         try:
@@ -348,6 +357,7 @@ def load(grafana_dir: Path = GRAFANA_DIR, env: Mapping[str, str] | None = None) 
     for path in sorted((grafana_dir / "provisioning" / "alerting").glob("*.yaml")):
         raw, braced = ALERTING_RAW_KEYS, ALERTING_BRACED_KEYS
         data = expand_env(_read_yaml(path), env, str(path), raw_keys=raw, braced_keys=braced)
+        _only(data, ("groups", "contactPoints", "policies"), path)
         desired.rule_groups += [_group(g, path) for g in _list_of_maps(data, "groups", path)]
         for cp in _list_of_maps(data, "contactPoints", path):
             desired.contact_points += _contact_points(cp, path)

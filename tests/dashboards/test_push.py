@@ -260,6 +260,17 @@ def test_a_missing_environment_variable_is_named(grafana: GrafanaStandIn, grafan
     assert grafana.seen == []
 
 
+def test_a_section_the_push_cannot_apply_is_refused(grafana_dir: Path) -> None:
+    alerting = next((grafana_dir / "provisioning" / "alerting").glob("*.yaml"))
+    alerting.write_text(
+        alerting.read_text(encoding="utf-8") + "\ndeleteRules:\n  - orgId: 1\n    uid: old\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(gpush.PushError) as err:
+        gpush.load(grafana_dir, ENV)
+    assert str(err.value).endswith("deleteRules: not pushed by `coldchain grafana push`")
+
+
 def test_an_unreachable_grafana_is_a_clear_error(grafana_dir: Path) -> None:
     with GrafanaStandIn() as standin:
         url = standin.url  # a port that was just listening and is closed once the block ends
