@@ -11,6 +11,9 @@ import psycopg
 # Stage order: each stage's tables may reference the stages upstream of it.
 STAGES: tuple[str, ...] = ("registry", "gateway", "rules", "traceability", "dashboards")
 TIMESCALE_SUFFIX = ".timescale.sql"
+# The plain-PostgreSQL half of a pair: applied only where TimescaleDB is absent (the same relations,
+# built another way, e.g. the rollups: tables here, continuous aggregates in the .timescale.sql file).
+PLAIN_SUFFIX = ".plain.sql"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,10 @@ class Migration:
         return self.name.endswith(TIMESCALE_SUFFIX)
 
     @property
+    def plain_only(self) -> bool:
+        return self.name.endswith(PLAIN_SUFFIX)
+
+    @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
@@ -73,7 +80,7 @@ def _timescale_available(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
 def migrate(conninfo: str, *, skipped: list[str] | None = None) -> list[str]:
     """Apply pending migrations; return the keys applied now. Idempotent and safe to run concurrently.
     The TimescaleDB-only migrations left out because the server has no timescaledb extension are added
-    to ``skipped`` when one is given."""
+    to ``skipped`` when one is given; a plain-PostgreSQL file (``*.plain.sql``) is applied only there."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         # One migrator at a time, whichever process gets here first.
@@ -101,10 +108,12 @@ def migrate(conninfo: str, *, skipped: list[str] | None = None) -> list[str]:
                     if done[m.key] != m.checksum:
                         raise MigrationError(f"migration {m.key} changed after it was applied")
                     continue
-                if m.timescale_only:
+                if m.timescale_only or m.plain_only:
                     if timescale is None:
                         timescale = _timescale_available(conn)
-                    if not timescale:
+                    if m.plain_only and timescale:
+                        continue  # its .timescale.sql twin builds the same relations
+                    if m.timescale_only and not timescale:
                         if skipped is not None:
                             skipped.append(m.key)
                         continue

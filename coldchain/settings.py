@@ -18,6 +18,9 @@ from gateway.config import BrokerAddress as BrokerAddress
 from gateway.config import GatewaySettings
 from traceability import limits as tl
 
+# Five years and two leap days: the shortest raw-reading retention the settings accept.
+RETENTION_READING_MIN_DAYS = 5 * 365 + 2
+
 
 class Settings(GatewaySettings):
     """Every setting of the system: the gateway's own (gateway.config.GatewaySettings) and the others.
@@ -65,6 +68,15 @@ class Settings(GatewaySettings):
     # loaded (the pages load nothing from elsewhere).
     map_tile_url: str | None = None
 
+    # ---- Retention (TimescaleDB retention policies; unset = keep forever, the default). Set by
+    # `coldchain db migrate`. Raw readings are the evidence: GSP and the vaccine rules keep temperature
+    # records at least five years after the goods' expiry, so a raw-reading retention under five years
+    # (RETENTION_READING_MIN_DAYS) is refused; the rollups may be kept for less.
+    retention_reading_days: int | None = Field(default=None, ge=RETENTION_READING_MIN_DAYS)
+    retention_reading_1m_days: int | None = Field(default=None, ge=1)
+    retention_reading_1h_days: int | None = Field(default=None, ge=1)
+    retention_reading_1d_days: int | None = Field(default=None, ge=1)
+
     @field_validator("map_tile_url")
     @classmethod
     def _check_tile_url(cls, v: str | None) -> str | None:
@@ -107,8 +119,9 @@ def _invalid(problems: list[str]) -> SettingsError:
     return SettingsError("invalid settings: " + "; ".join(problems))
 
 
-# Variables of the test harness, not of the system: tests read them directly.
-_NOT_SETTINGS = ("COLDCHAIN_TEST_",)
+# Variables of the test harness (tests read them directly) and of Grafana's provisioning files
+# (dashboards/grafana/provisioning), not of the system.
+_NOT_SETTINGS = ("COLDCHAIN_TEST_", "COLDCHAIN_GRAFANA_")
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -31,6 +31,9 @@ LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 """
 
+# The readings' rollups: recompute the buckets of queued raw-row ranges (rules/migrations/0008).
+REFRESH_ROLLUPS: Final = "SELECT rollup_refresh_pending(%(max_rows)s)"
+
 DELETE_BATCHES: Final = "DELETE FROM ingest_batch WHERE batch_id = ANY(%(batch_ids)s)"
 
 # What waits for the rules stage (its metrics): telemetry rows, and the age in seconds of the oldest (0 when

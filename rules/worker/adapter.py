@@ -47,6 +47,9 @@ from rules.worker.states import plan_state
 
 log = structlog.get_logger("rules.worker")
 
+# Longest a busy worker goes without bringing the readings' rollups up to date.
+ROLLUP_EVERY_S = 10.0
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 Mount = tuple[str, datetime, datetime | None, str | None, Mode, ClassRef | None]
 
@@ -144,12 +147,25 @@ class RulesWorker:
         """Run until `stop` is set; sleep `poll_s` whenever a run found no work."""
         if not self._started:
             self.start()
+        rollups_due = 0.0
         try:
             while not stop.is_set():
-                if self.run_once() == 0:
+                worked = self.run_once()
+                # The rollups catch up whenever the outbox is empty, and at least every ROLLUP_EVERY_S
+                # under load, so a busy worker never leaves the dashboards' rollups behind for long.
+                if worked == 0 or time.monotonic() >= rollups_due:
+                    worked += self.refresh_rollups()
+                    rollups_due = time.monotonic() + ROLLUP_EVERY_S
+                if worked == 0:
                     stop.wait(poll_s)
         finally:
             self.close()
+
+    def refresh_rollups(self, max_ranges: int = 1000) -> int:
+        """Recompute the rollup buckets of up to `max_ranges` queued raw-row ranges (plain PostgreSQL; on
+        TimescaleDB refresh policies keep them and this returns 0); return how many were taken."""
+        row = self._connection().execute(queries.REFRESH_ROLLUPS, {"max_rows": max_ranges}).fetchone()
+        return int(row[0]) if row else 0
 
     # -- one round ---------------------------------------------------------------------------------
 

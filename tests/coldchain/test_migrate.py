@@ -18,17 +18,32 @@ def _timescale_available(url: str) -> bool:
         )
 
 
+def _expected_keys(url: str) -> set[str]:
+    """What a fresh database records: the portable files, and the half of each pair its server takes."""
+    timescale = _timescale_available(url)
+    return {
+        m.key
+        for m in discover()
+        if not (m.timescale_only and not timescale) and not (m.plain_only and timescale)
+    }
+
+
 def test_migrations_apply_once_and_are_recorded(empty_db_url: str) -> None:
     skipped: list[str] = []
     first = migrate(empty_db_url, skipped=skipped)
     assert first, "a fresh database gets every portable migration"
     timescale_only = {m.key for m in discover() if m.timescale_only}
+    plain_only = {m.key for m in discover() if m.plain_only}
     assert timescale_only
-    if _timescale_available(empty_db_url):  # a TimescaleDB server applies its files too
+    assert plain_only
+    assert set(first) == _expected_keys(empty_db_url)
+    if _timescale_available(empty_db_url):  # a TimescaleDB server applies its files, not their plain twins
         assert timescale_only <= set(first)
+        assert set(first).isdisjoint(plain_only)
         assert skipped == []
     else:
         assert set(first).isdisjoint(timescale_only)
+        assert plain_only <= set(first)
         assert set(skipped) == timescale_only, "every TimescaleDB-only file is reported as skipped"
     again: list[str] = []
     assert migrate(empty_db_url, skipped=again) == [], "a second run applies nothing"
@@ -37,6 +52,15 @@ def test_migrations_apply_once_and_are_recorded(empty_db_url: str) -> None:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert set(keys) == set(first)
     assert {"reading", "ingest_batch", "dead_letter", "excursion", "chain_break", "ledger_event"} <= tables
+    with psycopg.connect(empty_db_url) as conn:  # the rollups exist under one name on either server
+        rollups = [
+            r[0]
+            for r in conn.execute(
+                "SELECT to_regclass(n)::text FROM unnest(%s::text[]) n",
+                (["reading_1m", "reading_1h", "reading_1d"],),
+            )
+        ]
+    assert rollups == ["reading_1m", "reading_1h", "reading_1d"]
 
 
 def test_stage_order_is_upstream_first() -> None:
@@ -89,8 +113,7 @@ def test_a_database_of_the_old_key_layout_migrates_cleanly(empty_db_url: str) ->
         recorded = dict(conn.execute("SELECT key, checksum FROM schema_migration").fetchall())
     assert OLD_KEY not in recorded
     assert recorded["registry/0001_registry.sql"] == _registry_migration().checksum
-    fresh = {m.key for m in discover() if not m.timescale_only}
-    assert set(recorded) == fresh, "the old database records what a fresh one does"
+    assert set(recorded) == _expected_keys(empty_db_url), "the old database records what a fresh one does"
 
 
 def test_a_fully_migrated_old_database_applies_nothing(empty_db_url: str) -> None:
