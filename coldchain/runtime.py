@@ -243,11 +243,21 @@ class Services:
                 if publisher is not None:
                     worker.after_stop.append(_closer(publisher))
                 self._start(worker)
+                self._serve_metrics("rules", rules_worker.metrics.registry, worker)
             if "ledger" in self.stages:
+                from traceability.metrics import VERIFY_EVERY_S, LedgerMetrics
                 from traceability.subscriptions.worker import SubscriptionWorker
                 from traceability.worker import LedgerWorker
 
-                self._start(_Worker("ledger", LedgerWorker(self.database_url)))
+                every = self.settings.ledger_verify_every_s if self.settings is not None else VERIFY_EVERY_S
+                metrics = LedgerMetrics(
+                    self.database_url, ledger_key=self.checkpoint_key, verify_every_s=every
+                )
+                ledger = _Worker("ledger", LedgerWorker(self.database_url, metrics=metrics))
+                self._start(ledger)
+                if self._serve_metrics("ledger", metrics.registry, ledger):
+                    # The chain verified on a timer, for coldchain_ledger_verify_ok (only when served).
+                    self._start(_Worker("ledger-verify", metrics))
                 from traceability.capture_worker import CaptureWorker
                 from traceability.epcis.capture import DEFAULT_LIMITS as CAPTURE_LIMITS
 
@@ -325,6 +335,29 @@ class Services:
         except BaseException:
             self.stop()
             raise
+
+    def _serve_metrics(self, stage: str, registry: Any, worker: _Worker) -> bool:
+        """Serve the stage's metrics on the port its settings give (none without settings, or at port 0),
+        until its worker stops; whether they are served."""
+        s = self.settings
+        if s is None:
+            return False
+        host, port = {
+            "rules": (s.rules_metrics_host, s.rules_metrics_port),
+            "ledger": (s.ledger_metrics_host, s.ledger_metrics_port),
+        }[stage]
+        if not port:
+            return False
+        from prometheus_client import start_http_server
+
+        server, _ = start_http_server(port, host, registry=registry)
+
+        def close() -> None:
+            server.shutdown()
+            server.server_close()
+
+        worker.after_stop.append(close)
+        return True
 
     def _start(self, component: _Component) -> None:
         component.start()

@@ -32,6 +32,13 @@ class Settings(GatewaySettings):
     home: Path = Path(".coldchain")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    # Prometheus /metrics of the rules and ledger workers (0 = off), beside the gateway's 9108; the API
+    # serves its own on its port. The ledger worker verifies the whole chain every ledger_verify_every_s.
+    rules_metrics_port: int = Field(default=9109, ge=0, le=65535)
+    rules_metrics_host: str = "127.0.0.1"
+    ledger_metrics_port: int = Field(default=9110, ge=0, le=65535)
+    ledger_metrics_host: str = "127.0.0.1"
+    ledger_verify_every_s: float = Field(default=300.0, gt=0, allow_inf_nan=False)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # console: readable lines (the default); json: one JSON object a line, for log collectors.
     log_format: Literal["console", "json"] = "console"

@@ -36,6 +36,16 @@ REFRESH_ROLLUPS: Final = "SELECT rollup_refresh_pending(%(max_rows)s)"
 
 DELETE_BATCHES: Final = "DELETE FROM ingest_batch WHERE batch_id = ANY(%(batch_ids)s)"
 
+# What waits for the rules stage (its metrics): telemetry rows, and the age in seconds of the oldest (0 when
+# none). Both on the (kind, batch_id) index.
+QUEUE_STATE: Final = """
+SELECT count(*),
+       coalesce(extract(epoch FROM clock_timestamp() - (
+           SELECT created_at FROM ingest_batch WHERE kind = 'telemetry' ORDER BY batch_id LIMIT 1)), 0)
+FROM ingest_batch
+WHERE kind = 'telemetry'
+"""
+
 # Serialises evaluation of one series across workers that took different batches touching it.
 # Two-key form: the first key namespaces the lock (hashtext of a fixed label), the second is the series.
 LOCK_SERIES: Final = (

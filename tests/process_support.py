@@ -49,9 +49,15 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float 
         proc.wait()
 
 
+# The rules and ledger workers' metrics servers off unless a test asks (their fixed default ports would
+# collide between commands running side by side).
+METRICS_OFF = {"COLDCHAIN_RULES_METRICS_PORT": "0", "COLDCHAIN_LEDGER_METRICS_PORT": "0"}
+
+
 def clean_env() -> dict[str, str]:
-    """This process's environment without its COLDCHAIN_* variables (the test gives a command its own)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
+    """This process's environment without its COLDCHAIN_* variables (the test gives a command its own),
+    the workers' metrics servers off."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")} | METRICS_OFF
 
 
 def start_run_all(env: dict[str, str], stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:

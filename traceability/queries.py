@@ -160,6 +160,29 @@ TAKE_VERDICTS = """
 SELECT outbox_id, kind, payload FROM verdict_outbox ORDER BY outbox_id LIMIT %s FOR UPDATE SKIP LOCKED
 """
 DELETE_VERDICTS = "DELETE FROM verdict_outbox WHERE outbox_id = ANY(%s)"
+
+# --- worker: metrics (read at each scrape) --------------------------------------------------------
+# Rows waiting for the ledger worker (rfid ingest batches and verdicts), and the age in seconds of the
+# oldest of them (0 when none); each on its table's ordered index.
+QUEUE_STATE = """
+SELECT (SELECT count(*) FROM ingest_batch WHERE kind = 'rfid') + (SELECT count(*) FROM verdict_outbox),
+       coalesce(extract(epoch FROM clock_timestamp() - least(
+           (SELECT created_at FROM ingest_batch WHERE kind = 'rfid' ORDER BY batch_id LIMIT 1),
+           (SELECT created_at FROM verdict_outbox ORDER BY outbox_id LIMIT 1))), 0)
+"""
+# Capture jobs by state: pending (running), succeeded, failed; every state, 0 when it has none.
+CAPTURE_JOB_STATES = """
+SELECT s.state, count(j.capture_id)
+FROM (VALUES ('pending'), ('succeeded'), ('failed')) AS s (state)
+LEFT JOIN capture_job j
+  ON s.state = CASE WHEN j.running THEN 'pending' WHEN j.success THEN 'succeeded' ELSE 'failed' END
+GROUP BY s.state ORDER BY s.state
+"""
+# Seconds since the newest checkpoint was signed; no row when none was.
+CHECKPOINT_AGE = """
+SELECT extract(epoch FROM clock_timestamp() - signed_at) FROM ledger_checkpoint
+ORDER BY checkpoint_id DESC LIMIT 1
+"""
 ASSET_BY_ID = "SELECT asset_id, epc, location_id, kind FROM asset WHERE asset_id = %s"
 # Goods (unit EPCs) inside an asset during [start, end]: children of its tag, or placed at its location.
 GOODS_IN_ASSET = """

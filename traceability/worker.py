@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from traceability import queries
 from traceability.epcis import builders, validation
 from traceability.epcis.steps import INBOUND_STEPS, OUTBOUND_STEPS
 from traceability.ledger import chain
+from traceability.metrics import LedgerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +69,17 @@ class ReadGroup:
 class LedgerWorker:
     """Consumes the rfid ingest outbox and the verdict outbox into the ledger."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, metrics: LedgerMetrics | None = None) -> None:
+        """``metrics``: where its runs are counted (the composition root serves its registry); without,
+        metrics of its own that nobody serves."""
         self._conninfo = conninfo
+        self.metrics = metrics if metrics is not None else LedgerMetrics(conninfo)
+        self._appended = 0  # events appended by the committed transactions of the current run
 
     def run_once(self) -> int:
         """One pass over both outboxes; returns the number of outbox rows consumed."""
+        t0 = time.perf_counter()
+        self._appended = 0
         with psycopg.connect(self._conninfo) as conn:
             with conn.transaction():
                 requeued = conn.execute(queries.REQUEUE_UNMAPPED).rowcount
@@ -81,7 +89,13 @@ class LedgerWorker:
                 )
             done = self._rfid(conn)
             done += self._verdicts(conn)
+        if done:
+            self.metrics.ran(time.perf_counter() - t0, self._appended)
         return done
+
+    def _head(self, conn: psycopg.Connection[Any]) -> int:
+        """The ledger's head seq (0: empty); under the ledger lock, what the transaction's appends move."""
+        return chain.head_seq(conn) or 0
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
         """Drain the outboxes until ``stop`` is set; sleep ``poll_s`` when both are empty."""
@@ -101,6 +115,7 @@ class LedgerWorker:
                 # The ledger lock before any row lock of rfid_unmapped (taken last, in device order): two
                 # workers cannot then hold one each and wait for the other's.
                 conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                head = self._head(conn)
                 unmapped: dict[str, tuple[datetime, datetime]] = {}
                 for _, device_ids, t_min, t_max in batches:
                     for device in self._rfid_batch(conn, list(device_ids), t_min, t_max):
@@ -116,7 +131,9 @@ class LedgerWorker:
                         (devices, [unmapped[d][0] for d in devices], [unmapped[d][1] for d in devices]),
                     )
                 conn.execute(queries.DELETE_BATCHES, ([b[0] for b in batches],))
+                appended = self._head(conn) - head
             total += len(batches)
+            self._appended += appended
 
     def _rfid_batch(
         self, conn: psycopg.Connection[Any], device_ids: list[str], t_min: datetime, t_max: datetime
@@ -176,10 +193,17 @@ class LedgerWorker:
                     events.append(event)
                 # One append for the rows' events: a sensor_reporting event moves nothing and starts no
                 # custody leg, so building each from the derived rows before appending any is the same.
+                appended = 0
                 if events:
+                    # The ledger's lock first (append_many takes it again): the head read is then the one
+                    # these events follow.
+                    conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                    head = self._head(conn)
                     chain.append_many(conn, events, validated=True)
+                    appended = self._head(conn) - head
                 conn.execute(queries.DELETE_VERDICTS, ([r[0] for r in rows],))
             total += len(rows)
+            self._appended += appended
 
 
 def group_reads(rows: Sequence[tuple[Any, ...]]) -> Iterator[ReadGroup]:

@@ -34,6 +34,7 @@ import structlog
 
 from rules import engine, queries
 from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
+from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
 from rules.worker import custody, history, lots, outbox, reads
@@ -85,6 +86,8 @@ class RulesWorker:
         self._escalate_after_s = escalate_after_s
         self.notifier = AlarmNotifier(alert_publisher, webhooks)
         self.last_run = RunStats()
+        # Prometheus metrics of this worker (the composition root serves its registry, or not).
+        self.metrics = RulesMetrics(conninfo)
 
     @property
     def packs(self) -> PackSet:
@@ -172,6 +175,7 @@ class RulesWorker:
         if not self._started:
             self.start()
         stats = RunStats()
+        t0 = time.perf_counter()
         conn = self._connection()
         with conn.transaction():
             batches = outbox.take(conn, self._batch_limit)
@@ -209,6 +213,8 @@ class RulesWorker:
                 self._judge_lot(conn, lot_id, product_class, arrived, stats)
         stats.batches = len(batches)
         self.last_run = stats
+        if batches or stats.custody_seqs:
+            self.metrics.ran(stats, time.perf_counter() - t0)
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
             self.notifier.publish(event, alarm)
         stats.pending.clear()

@@ -43,7 +43,7 @@ _DELETE = {
 
 @dataclass(slots=True)
 class RunStats:
-    """What one run_once did (for logs)."""
+    """What one run_once did (for logs and metrics)."""
 
     batches: int = 0
     series: int = 0
@@ -56,6 +56,7 @@ class RunStats:
     lot_verdicts: int = 0
     custody_seqs: int = 0  # ledger seqs whose custody changes were judged
     breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
+    verdicts: dict[str, int] = field(default_factory=dict)  # verdict_outbox rows written, by kind
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
 
 
@@ -137,6 +138,7 @@ def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
         case Emit():
             if _emit(conn, op):
                 stats.emitted += 1
+                stats.verdicts[op.payload.verdict] = stats.verdicts.get(op.payload.verdict, 0) + 1
                 emitted.add(op.rule_id)
                 for then in op.then:
                     _apply(conn, then, stats, emitted)
@@ -161,6 +163,7 @@ def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
         case EmitLot():
             conn.execute(queries.LOT_VERDICT_OUTBOX, {"payload": Jsonb(msgspec.to_builtins(op.payload))})
             stats.lot_verdicts += 1
+            stats.verdicts[op.payload.verdict] = stats.verdicts.get(op.payload.verdict, 0) + 1
 
 
 def _resolve(conn: Conn, op: ResolveAlarm, stats: RunStats, emitted: set[str]) -> None:

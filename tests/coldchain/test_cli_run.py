@@ -22,12 +22,16 @@ def env_for(home: Path, db_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("stage", ["gateway", "rules", "ledger", "api"])
 def test_run_one_stage_then_sigterm(stage: str, server_tmp: Path, db_url: str) -> None:
-    api_port, metrics_port = free_port(), free_port()
+    api_port, metrics_port, worker_port = free_port(), free_port(), free_port()
     env = env_for(
         server_tmp / "home",
         db_url,
         COLDCHAIN_API_PORT=str(api_port),
         COLDCHAIN_GATEWAY_METRICS_PORT=str(metrics_port),
+        # The rules or ledger worker's metrics (process_support turns them off otherwise).
+        **{f"COLDCHAIN_{stage.upper()}_METRICS_PORT": str(worker_port)}
+        if stage in ("rules", "ledger")
+        else {},
     )
     running = Running("run", stage, env=env)
     try:
@@ -38,6 +42,9 @@ def test_run_one_stage_then_sigterm(stage: str, server_tmp: Path, db_url: str) -
             assert health.json()["database"] is True
         else:
             running.wait_for(r"^broker: mqtt://127\.0\.0\.1:\d+")
+        if stage in ("rules", "ledger"):  # served once the stage runs
+            metrics = httpx.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=10).text
+            assert f"coldchain_{stage}_queue_depth" in metrics
         if stage == "gateway":
             running.wait_for(rf"^metrics: http://127\.0\.0\.1:{metrics_port}/metrics")
             assert (

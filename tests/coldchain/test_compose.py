@@ -84,7 +84,7 @@ def test_compose_config_is_valid() -> None:
             check=False,
         )
         assert proc.returncode == 0, proc.stderr
-    assert set(services()) == {"db", "mqtt", "grafana", "migrate", "simulator", *APP_COMMANDS}
+    assert set(services()) == {"db", "mqtt", "grafana", "prometheus", "migrate", "simulator", *APP_COMMANDS}
 
 
 def test_every_image_is_pinned_or_built() -> None:
@@ -106,7 +106,7 @@ def test_every_image_is_pinned_or_built() -> None:
 
 def test_healthchecks_and_start_order() -> None:
     svc = services()
-    for name in ("db", "mqtt", "api", "grafana"):
+    for name in ("db", "mqtt", "api", "grafana", "prometheus"):
         assert svc[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     assert "pg_isready" in str(svc["db"]["healthcheck"]["test"])
     assert "/health" in str(svc["api"]["healthcheck"]["test"])
@@ -114,7 +114,9 @@ def test_healthchecks_and_start_order() -> None:
     assert _as_list(svc["migrate"]["command"]) == ["db", "migrate"]
     assert svc["migrate"]["restart"] == "no"
 
-    long_running = [n for n, s in svc.items() if s.get("restart", "no") != "no" and n not in ("db", "mqtt")]
+    # Prometheus waits for nothing: a stage not up yet is a failed scrape it records.
+    independent = ("db", "mqtt", "prometheus")
+    long_running = [n for n, s in svc.items() if s.get("restart", "no") != "no" and n not in independent]
     assert set(long_running) == {"grafana", *APP_COMMANDS}
     for name in [*long_running, "simulator"]:
         deps = svc[name]["depends_on"]
@@ -296,3 +298,32 @@ def test_ledger_signing_key_outlives_the_container() -> None:
     (source,) = [s for s, t in _mounts(services()["ledger"]) if t == keys]
     assert not source.startswith((".", "/"))  # a named volume, not a bind mount
     assert source in compose_model()["volumes"]
+
+
+def test_prometheus_scrapes_every_stage_on_its_settings_port() -> None:
+    """deploy/prometheus/prometheus.yml names each stage's service at the port its settings default to, and
+    each stage listens beyond loopback inside its container; Grafana reaches Prometheus at prometheus:9090."""
+    from coldchain.settings import Settings
+
+    svc = services()
+    assert "/-/healthy" in str(svc["prometheus"]["healthcheck"]["test"])
+    config = "deploy/prometheus/prometheus.yml"
+    assert _mounted_at(svc["prometheus"], "/etc/prometheus/prometheus.yml") == config
+    scrape = yaml.safe_load((ROOT / config).read_text(encoding="utf-8"))["scrape_configs"]
+    targets = {
+        job["job_name"]: (job.get("metrics_path", "/metrics"), *job["static_configs"][0]["targets"])
+        for job in scrape
+    }
+    defaults = Settings.model_fields
+    assert targets == {
+        stage: ("/metrics", f"{stage}:{defaults[f'{setting}_port'].default}")
+        for stage, setting in (
+            ("gateway", "gateway_metrics"),
+            ("rules", "rules_metrics"),
+            ("ledger", "ledger_metrics"),
+            ("api", "api"),
+        )
+    }
+    for stage in ("gateway", "rules", "ledger"):
+        assert svc[stage]["environment"][f"COLDCHAIN_{stage.upper()}_METRICS_HOST"] == "0.0.0.0"  # noqa: S104
+    assert any(str(p).endswith(":9090") for p in svc["prometheus"]["ports"])

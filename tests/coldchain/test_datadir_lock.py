@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_support import servers_under, stop
+from process_support import METRICS_OFF, servers_under, stop
 
 from coldchain.cli.common import ExitCode
 from coldchain.datadir import SERVERS_FILE, DataDir, Servers
@@ -22,7 +22,7 @@ from coldchain.embedded import EmbeddedBroker, free_port
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
-    return env | {"COLDCHAIN_HOME": str(home), **extra}
+    return env | METRICS_OFF | {"COLDCHAIN_HOME": str(home), **extra}
 
 
 def _coldchain(home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:

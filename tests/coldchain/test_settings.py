@@ -58,6 +58,10 @@ def test_env_prefix_and_secret(monkeypatch: pytest.MonkeyPatch) -> None:
             "alert_webhooks.1 (COLDCHAIN_ALERT_WEBHOOKS)",
         ),
         ("COLDCHAIN_GATEWAY_CLIENT_ID", "two words", "gateway_client_id (COLDCHAIN_GATEWAY_CLIENT_ID)"),
+        ("COLDCHAIN_RULES_METRICS_PORT", "-1", "rules_metrics_port (COLDCHAIN_RULES_METRICS_PORT)"),
+        ("COLDCHAIN_LEDGER_METRICS_PORT", "65536", "ledger_metrics_port (COLDCHAIN_LEDGER_METRICS_PORT)"),
+        ("COLDCHAIN_LEDGER_VERIFY_EVERY_S", "0", "ledger_verify_every_s (COLDCHAIN_LEDGER_VERIFY_EVERY_S)"),
+        ("COLDCHAIN_LEDGER_VERIFY_EVERY_S", "nan", "ledger_verify_every_s (COLDCHAIN_LEDGER_VERIFY_EVERY_S)"),
     ],
 )
 def test_invalid_setting_names_its_key(

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from traceability.api import auth
+from traceability.api import metrics as api_metrics
 from traceability.api.gs1_headers import Gs1Headers
 from traceability.api.options import ApiOptions
 from traceability.api.pools import open_pools
@@ -103,6 +104,8 @@ def create_app(
 
     # Outermost (added last): a version refusal or an OPTIONS answer holds no connection.
     app.add_middleware(Gs1Headers)
+    # Outside even that: every request counted under its route template, and GET /metrics (no key).
+    api_metrics.install(app)
 
     # readings and reports before trace: /trace/{id:path} would take /trace/{id}/readings or
     # /trace/{id}/report.pdf for a lot named '{id}/readings' or '{id}/report.pdf'.
