@@ -38,6 +38,13 @@ VARIABLES: Final = ("carrier", "site", "asset_kind", "product_class", "asset")
 T_FROM: Final = "$__timeFrom()::timestamptz"
 T_TO: Final = "$__timeTo()::timestamptz"
 WIDTH: Final = "make_interval(secs => $__interval_ms / 1000.0)"
+# The bucket of a fleet-wide series (every in-scope series summed per bucket): Grafana's interval, but at
+# least an hour past 3 days and a day past 30, so a long range reads reading_1h or reading_1d (at most
+# ~170 or ~90 points a quarter) rather than a row per series and interval.
+FLEET_WIDTH: Final = f"""GREATEST({WIDTH}, CASE
+    WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '30 days' THEN interval '1 day'
+    WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '3 days' THEN interval '1 hour'
+    ELSE interval '0' END)"""
 ORIGIN: Final = "timestamptz '2000-01-01 00:00Z'"
 
 # --- scope: the five variables, over v_asset_scope `sc` ------------------------------------------------
@@ -128,8 +135,9 @@ class _Src:
 )"""
 
     def out_minutes(self, lo: str, hi: str) -> str:
-        """CTE `out_minutes`: (asset_id, series_id, minute) for every monitored minute of a temperature
-        series of `mounted` inside one of its excursions on that asset, within [lo, hi) (whole minutes)."""
+        """CTEs `spans` and `out_minutes`: (asset_id, series_id, minute) for every monitored minute of a
+        temperature series of `mounted` inside one of its excursions on that asset, within [lo, hi) (whole
+        minutes)."""
         lb = f"date_bin('1 minute', GREATEST(e.start_time, {lo}, m.valid_from), {ORIGIN})"
         ub = (
             f"LEAST(date_bin('1 minute', e.end_time, {ORIGIN}) + interval '1 minute',"
@@ -138,18 +146,24 @@ class _Src:
         )
         if self.raw:
             minutes = f"""SELECT DISTINCT date_bin('1 minute', r.time, {ORIGIN}) AS minute FROM reading r
-        WHERE r.series_id = e.series_id AND r.time >= {lb} AND r.time < {ub} AND r.value IS NOT NULL"""
+        WHERE r.series_id = sp.series_id AND r.time >= sp.lb AND r.time < sp.ub AND r.value IS NOT NULL"""
         else:
-            minutes = f"""SELECT r.bucket AS minute FROM reading_1m r
-        WHERE r.series_id = e.series_id AND r.bucket >= {lb} AND r.bucket < {ub} AND r.minutes > 0"""
-        return f"""out_minutes AS (
-    SELECT DISTINCT m.asset_id, e.series_id, om.minute
+            minutes = """SELECT r.bucket AS minute FROM reading_1m r
+        WHERE r.series_id = sp.series_id AND r.bucket >= sp.lb AND r.bucket < sp.ub AND r.minutes > 0"""
+        # The spans first (materialised): the lateral read then names one series, so its index scan is
+        # bounded by the span (else the planner ANDs in a scan of the series' every minute).
+        return f"""spans AS MATERIALIZED (
+    SELECT m.asset_id, e.series_id, {lb} AS lb, {ub} AS ub
     FROM excursion e
     JOIN mounted m ON m.series_id = e.series_id AND m.asset_id = e.asset_id
+    WHERE e.start_time < {hi} AND e.end_time >= {lo} - interval '1 minute'
+),
+out_minutes AS (
+    SELECT DISTINCT sp.asset_id, sp.series_id, om.minute
+    FROM spans sp
     CROSS JOIN LATERAL (
         {minutes}
     ) om
-    WHERE e.start_time < {hi} AND e.end_time >= {lo} - interval '1 minute'
 )"""
 
 
@@ -243,14 +257,14 @@ WHERE {ASSET_SCOPE} AND {ALARM_OPEN_AT_TO}
 
 
 def _readings_per_minute(src: _Src) -> str:
-    # Readings (dropouts included) of the in-scope assets' series per minute, per bucket; at All, of every
-    # series (unmounted devices' too).
+    # Readings (dropouts included) of the in-scope assets' series per minute, per fleet bucket; at All, of
+    # every series (unmounted devices' too).
     return _sql(f"""
 WITH {SCOPE_CTE},
 {_mounted("true")}
 SELECT b.bucket AS time,
-       (sum(b.readings) / ($__interval_ms / 60000.0))::double precision AS readings_per_minute
-FROM {src.binned}({WIDTH}, {T_FROM}, {T_TO}, {SCOPED_SERIES}) b
+       (sum(b.readings) / (extract(epoch FROM {FLEET_WIDTH}) / 60.0))::double precision AS readings_per_minute
+FROM {src.binned}({FLEET_WIDTH}, {T_FROM}, {T_TO}, {SCOPED_SERIES}) b
 GROUP BY b.bucket
 ORDER BY 1
 """)
@@ -345,17 +359,18 @@ ORDER BY time, text
 """)
 
 
-def _receive_lag(src: _Src, with_max: bool) -> str:
+def _receive_lag(src: _Src, asset: bool) -> str:
     # Receive lag (gateway receive time - device time) p95 of the in-scope series per bucket, from the
-    # rollups' histogram (lag_p95_s); with the largest lag seen.
-    extra = ", max(b.lag_max_s) AS lag_max_s" if with_max else ""
+    # rollups' histogram (lag_p95_s): per asset with the largest lag seen, or fleet-wide per fleet bucket.
+    extra = ", max(b.lag_max_s) AS lag_max_s" if asset else ""
+    width = WIDTH if asset else FLEET_WIDTH
     return _sql(f"""
 WITH {SCOPE_CTE},
 {_mounted("true")}
 SELECT b.bucket AS time,
        lag_p95_s(sum(b.readings), sum(b.lag_le_1s), sum(b.lag_le_5s), sum(b.lag_le_30s), sum(b.lag_le_60s),
                  sum(b.lag_le_300s), sum(b.lag_le_3600s), max(b.lag_max_s)) AS lag_p95_s{extra}
-FROM {src.binned}({WIDTH}, {T_FROM}, {T_TO}, {SCOPED_SERIES}) b
+FROM {src.binned}({width}, {T_FROM}, {T_TO}, {SCOPED_SERIES}) b
 GROUP BY b.bucket
 ORDER BY 1
 """)
@@ -449,22 +464,22 @@ ORDER BY 1
 
 
 def _compliance_over_time(src: _Src) -> str:
-    # The compliance rate per bucket and product class; each bucket whole (also where it crosses an edge
-    # of the range), its out-of-range minutes counted over the same whole buckets.
-    lo = f"date_bin({WIDTH}, {T_FROM}, {ORIGIN})"
-    hi = f"(date_bin({WIDTH}, {T_TO} - interval '1 microsecond', {ORIGIN}) + {WIDTH})"
+    # The compliance rate per fleet bucket and product class; each bucket whole (also where it crosses an
+    # edge of the range), its out-of-range minutes counted over the same whole buckets.
+    lo = f"date_bin({FLEET_WIDTH}, {T_FROM}, {ORIGIN})"
+    hi = f"(date_bin({FLEET_WIDTH}, {T_TO} - interval '1 microsecond', {ORIGIN}) + {FLEET_WIDTH})"
     return _sql(f"""
 WITH {SCOPE_CTE},
 {_mounted("sm.is_temp")},
 monitored AS (
     SELECT b.bucket, m.asset_id, sum(b.minutes) * 60.0 AS monitored_s
-    FROM {src.binned}({WIDTH}, {T_FROM}, {T_TO}, {MOUNTED_SERIES}) b
+    FROM {src.binned}({FLEET_WIDTH}, {T_FROM}, {T_TO}, {MOUNTED_SERIES}) b
     JOIN mounted m ON {IN_MOUNT}
     GROUP BY 1, 2
 ),
 {src.out_minutes(lo, hi)},
 out_s AS (
-    SELECT date_bin({WIDTH}, o.minute, {ORIGIN}) AS bucket, o.asset_id, count(*) * 60.0 AS out_s
+    SELECT date_bin({FLEET_WIDTH}, o.minute, {ORIGIN}) AS bucket, o.asset_id, count(*) * 60.0 AS out_s
     FROM out_minutes o GROUP BY 1, 2
 )
 SELECT mo.bucket AS time, COALESCE(s.product_class, '(no class)') AS metric,
@@ -644,7 +659,7 @@ def _panels(src: _Src) -> dict[str, str]:
         "ASSET_SETPOINT": _asset_channel(src, "sm.channel = 'setpoint'", "setpoint_c"),
         "ASSET_EVENT_ANNOTATIONS": _event_annotations(src),
         "ASSET_VERDICT_ANNOTATIONS": ASSET_VERDICT_ANNOTATIONS,
-        "ASSET_RECEIVE_LAG": _receive_lag(src, with_max=True),
+        "ASSET_RECEIVE_LAG": _receive_lag(src, asset=True),
         "ASSET_LOTS": ASSET_LOTS,
         "ALARMS_OPEN": ALARMS_OPEN,
         "ALARMS_OVER_TIME": ALARMS_OVER_TIME,
@@ -657,7 +672,7 @@ def _panels(src: _Src) -> dict[str, str]:
         "TOP_EXCURSION_ASSETS": _top_excursion_assets(src),
         "DQ_SEQ_GAP_RATE": DQ_SEQ_GAP_RATE,
         "DQ_DEAD_LETTERS_BY_REASON": DQ_DEAD_LETTERS_BY_REASON,
-        "DQ_RECEIVE_LAG_P95": _receive_lag(src, with_max=False),
+        "DQ_RECEIVE_LAG_P95": _receive_lag(src, asset=False),
         "DQ_SILENT_DEVICES": DQ_SILENT_DEVICES,
         "DQ_CLOCK_SKEW": _clock_skew(src),
     }
