@@ -448,10 +448,14 @@ monitored AS (
     GROUP BY m.asset_id
 ),
 {src.out_minutes(T_FROM, T_TO)},
+out_s AS (
+    SELECT o.asset_id, count(*) * 60.0 AS out_s FROM out_minutes o GROUP BY o.asset_id
+),
 per_asset AS (
-    SELECT s.*, mo.monitored_s,
-           (SELECT count(*) * 60.0 FROM out_minutes o WHERE o.asset_id = s.asset_id) AS out_s
-    FROM scope s JOIN monitored mo ON mo.asset_id = s.asset_id
+    SELECT s.*, mo.monitored_s, COALESCE(o.out_s, 0) AS out_s
+    FROM scope s
+    JOIN monitored mo ON mo.asset_id = s.asset_id
+    LEFT JOIN out_s o ON o.asset_id = s.asset_id
 )
 SELECT {group} AS group_name, sum(monitored_s)::double precision AS monitored_s,
        sum(monitored_s - out_s)::double precision AS in_range_s,
