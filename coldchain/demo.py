@@ -243,6 +243,32 @@ def web_instructions(api_url: str, key: str) -> list[str]:
     ]
 
 
+def grafana_instructions(database_url: str, home: Path) -> list[str]:
+    """How to point a Grafana at this database: the address, the read-only login (made here, its password
+    kept under COLDCHAIN_HOME) and the provisioning folder with the generated dashboards and alert rules."""
+    from importlib import resources
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    from coldchain.reader_role import PASSWORD_FILE, READER_ROLE, ensure_reader, reader_password
+
+    password = reader_password(home)
+    ensure_reader(database_url, password)
+    info = conninfo_to_dict(database_url)
+    host = f"{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}"
+    grafana = Path(str(resources.files("dashboards").joinpath("grafana")))
+    db = info.get("dbname")
+    return [
+        f"Grafana: PostgreSQL datasource at {host}, database {db}, user {READER_ROLE} (read-only),"
+        f" password in {home / PASSWORD_FILE}, TLS off",
+        f"Grafana provisioning folder: {grafana / 'provisioning'} (datasources, dashboards, alert rules);"
+        f" the dashboards: {grafana / 'dashboards'} (the provider reads /var/lib/grafana/dashboards)",
+        f"  provisioned, Grafana's environment needs COLDCHAIN_GRAFANA_DB_HOST={host}"
+        f" COLDCHAIN_GRAFANA_DB_NAME={db} COLDCHAIN_GRAFANA_DB_USER={READER_ROLE}"
+        " COLDCHAIN_GRAFANA_DB_PASSWORD=<that password>; see docs/grafana.md",
+    ]
+
+
 def _serve_forever(
     settings: Settings, database_url: str, broker: BrokerAddress, stage_brokers: Mapping[str, BrokerAddress]
 ) -> None:
@@ -267,6 +293,8 @@ def _serve_forever(
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
     print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)
     for line in web_instructions(services.api_url, key):
+        print(line, flush=True)
+    for line in grafana_instructions(database_url, settings.home):
         print(line, flush=True)
     try:
         threading.Event().wait()

@@ -112,8 +112,9 @@ def _invalid(problems: list[str]) -> SettingsError:
     return SettingsError("invalid settings: " + "; ".join(problems))
 
 
-# Variables of the test harness, not of the system: tests read them directly.
-_NOT_SETTINGS = ("COLDCHAIN_TEST_",)
+# Variables of the test harness (tests read them directly) and of Grafana's provisioning files
+# (dashboards/grafana/provisioning), not of the system.
+_NOT_SETTINGS = ("COLDCHAIN_TEST_", "COLDCHAIN_GRAFANA_")
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

@@ -40,6 +40,13 @@ BEGIN
             ' count(*) FILTER (WHERE received_at - time <= interval ''3600 seconds'')'
             ' FROM reading WHERE time >= $1 AND time < $2' || which || ' GROUP BY 1, 2'
             USING t_from, t_to, series, width, origin;
+    ELSIF width = src_width THEN
+        -- The rollup's own buckets: read them as they are, nothing to re-bin.
+        RETURN QUERY EXECUTE format(
+            'SELECT bucket, series_id, readings, n, sum_c, min_c, max_c, avg_c, minutes, first_time,'
+            ' last_time, skewed, lag_max_s, lag_le_1s, lag_le_5s, lag_le_30s, lag_le_60s, lag_le_300s,'
+            ' lag_le_3600s FROM %I WHERE bucket > $1 - $4 AND bucket < $2', src) || which
+            USING t_from, t_to, series, src_width;
     ELSE
         RETURN QUERY EXECUTE format(
             'SELECT date_bin($4, bucket, $5), series_id, sum(readings)::bigint, sum(n)::bigint,'

@@ -220,11 +220,14 @@ def _binned(
     "width",
     [
         timedelta(seconds=20),  # raw rows
-        timedelta(minutes=5),  # from reading_1m
-        timedelta(hours=3),  # from reading_1h
-        timedelta(days=2),  # from reading_1d
+        timedelta(minutes=1),  # reading_1m's own buckets
+        timedelta(minutes=5),  # reading_1m, re-binned
+        timedelta(hours=1),  # reading_1h's own buckets
+        timedelta(hours=3),  # reading_1h, re-binned
+        timedelta(days=1),  # reading_1d's own buckets
+        timedelta(days=2),  # reading_1d, re-binned
     ],
-    ids=["raw", "1m", "1h", "1d"],
+    ids=["raw", "1m", "5m", "1h", "3h", "1d", "2d"],
 )
 def test_readings_binned_gives_the_raw_answer_from_whichever_source(
     aconn: Conn, db_url: str, width: timedelta
