@@ -45,6 +45,8 @@ FLEET_WIDTH: Final = f"""GREATEST({WIDTH}, CASE
     WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '30 days' THEN interval '1 day'
     WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '3 days' THEN interval '1 hour'
     ELSE interval '0' END)"""
+# The bucket of the compliance rate over time: the fleet's, at least an hour (a rate per minute says little).
+COMPLIANCE_WIDTH: Final = f"GREATEST({FLEET_WIDTH}, interval '1 hour')"
 ORIGIN: Final = "timestamptz '2000-01-01 00:00Z'"
 
 # --- scope: the five variables, over v_asset_scope `sc` ------------------------------------------------
@@ -468,31 +470,31 @@ ORDER BY 1
 
 
 def _compliance_over_time(src: _Src) -> str:
-    # The compliance rate per fleet bucket and product class; each bucket whole (also where it crosses an
-    # edge of the range), its out-of-range minutes counted over the same whole buckets.
-    lo = f"date_bin({FLEET_WIDTH}, {T_FROM}, {ORIGIN})"
-    hi = f"(date_bin({FLEET_WIDTH}, {T_TO} - interval '1 microsecond', {ORIGIN}) + {FLEET_WIDTH})"
+    # The compliance rate per compliance bucket and product class; each bucket whole (also where it crosses
+    # an edge of the range), its out-of-range minutes counted over the same whole buckets.
+    lo = f"date_bin({COMPLIANCE_WIDTH}, {T_FROM}, {ORIGIN})"
+    hi = f"(date_bin({COMPLIANCE_WIDTH}, {T_TO} - interval '1 microsecond', {ORIGIN}) + {COMPLIANCE_WIDTH})"
     return _sql(f"""
 WITH {SCOPE_CTE},
 {_mounted("sm.is_temp")},
 monitored AS (
-    SELECT b.bucket, m.asset_id, sum(b.minutes) * 60.0 AS monitored_s
-    FROM {src.binned}({FLEET_WIDTH}, {T_FROM}, {T_TO}, {MOUNTED_SERIES}) b
+    SELECT b.bucket, s.product_class, sum(b.minutes) AS minutes
+    FROM {src.binned}({COMPLIANCE_WIDTH}, {T_FROM}, {T_TO}, {MOUNTED_SERIES}) b
     JOIN mounted m ON {IN_MOUNT}
+    JOIN scope s ON s.asset_id = m.asset_id
     GROUP BY 1, 2
 ),
 {src.out_minutes(lo, hi)},
-out_s AS (
-    SELECT date_bin({FLEET_WIDTH}, o.minute, {ORIGIN}) AS bucket, o.asset_id, count(*) * 60.0 AS out_s
-    FROM out_minutes o GROUP BY 1, 2
+out_m AS (
+    SELECT date_bin({COMPLIANCE_WIDTH}, o.minute, {ORIGIN}) AS bucket, s.product_class, count(*) AS minutes
+    FROM out_minutes o JOIN scope s ON s.asset_id = o.asset_id
+    GROUP BY 1, 2
 )
-SELECT mo.bucket AS time, COALESCE(s.product_class, '(no class)') AS metric,
-       (sum(mo.monitored_s - COALESCE(o.out_s, 0)) / NULLIF(sum(mo.monitored_s), 0))::double precision AS rate
+SELECT mo.bucket AS time, COALESCE(mo.product_class, '(no class)') AS metric,
+       (mo.minutes - COALESCE(o.minutes, 0))::double precision / mo.minutes AS rate
 FROM monitored mo
-JOIN scope s ON s.asset_id = mo.asset_id
-LEFT JOIN out_s o ON o.bucket = mo.bucket AND o.asset_id = mo.asset_id
-GROUP BY 1, 2
-HAVING sum(mo.monitored_s) > 0
+LEFT JOIN out_m o ON o.bucket = mo.bucket AND o.product_class IS NOT DISTINCT FROM mo.product_class
+WHERE mo.minutes > 0
 ORDER BY 1, 2
 """)
 
@@ -590,17 +592,23 @@ ORDER BY silent_s DESC, d.device_id
 
 def _clock_skew(src: _Src) -> str:
     # Per in-scope device with readings in the range: readings, those flagged with the device clock ahead
-    # of the receive time (flags bit 0), and their share.
+    # of the receive time (flags bit 0), and their share. Summed per series first, so the device's scope
+    # is looked up once a series, not once a bucket.
     return _sql(f"""
 WITH {SCOPE_CTE},
-{_mounted("true")}
-SELECT s.device_id, sum(b.readings)::bigint AS readings, sum(b.skewed)::bigint AS skewed,
-       (sum(b.skewed)::double precision / sum(b.readings)) AS skewed_share
-FROM {src.exact(SCOPED_SERIES)} b
-JOIN series s ON s.series_id = b.series_id
+{_mounted("true")},
+per_series AS (
+    SELECT b.series_id, sum(b.readings) AS readings, sum(b.skewed) AS skewed
+    FROM {src.exact(SCOPED_SERIES)} b
+    GROUP BY b.series_id
+)
+SELECT s.device_id, sum(p.readings)::bigint AS readings, sum(p.skewed)::bigint AS skewed,
+       (sum(p.skewed)::double precision / sum(p.readings)) AS skewed_share
+FROM per_series p
+JOIN series s ON s.series_id = p.series_id
 WHERE {device_scope("s.device_id")}
 GROUP BY s.device_id
-HAVING sum(b.readings) > 0
+HAVING sum(p.readings) > 0
 ORDER BY skewed_share DESC, s.device_id
 """)
 
