@@ -9,8 +9,9 @@ dashboards.queries then runs, expanded as Grafana expands it, for a 24-hour, a 7
 ending at the data's end, at Grafana's interval for each range: the whole fleet (every variable at All),
 except the asset detail panels, timed for one asset (FA0, a reefer truck) as that dashboard shows one.
 Each runs `repeats` times through the rollups (PANELS) and `raw_repeats` times on the raw rows
-(PANELS_RAW), after an untimed run. The figures: p95 ms per panel and range, each path; beside them the
-ceiling measured in the same run, a `SELECT 1` round trip on the same connection (no panel can beat it).
+(PANELS_RAW), after an untimed run. The figures: p95 ms per panel and range, each path; worst_p95_ms,
+the slowest panel through the rollups on 90 days (the target's range: < 200 ms); beside them the ceiling
+measured in the same run, a `SELECT 1` round trip on the same connection (no panel can beat it).
 """
 
 from __future__ import annotations
@@ -241,7 +242,9 @@ def time_panels(
                         timings.append((time.perf_counter() - t) * 1000)
                     figures[f"{path}_p95_ms"] = _p95(timings)
                 out[name][label] = figures
-    worst = max(
+    # The target's figure: the slowest panel through the rollups on the 90-day range; and on any range.
+    worst = max(((by["90d"]["rollup_p95_ms"] or 0.0, name) for name, by in out.items()), default=(0.0, ""))
+    worst_any = max(
         ((f["rollup_p95_ms"] or 0.0, name, label) for name, by in out.items() for label, f in by.items()),
         default=(0.0, "", ""),
     )
@@ -249,7 +252,9 @@ def time_panels(
         "panels": out,
         "worst_p95_ms": worst[0],
         "worst_panel": worst[1],
-        "worst_range": worst[2],
+        "worst_any_range_p95_ms": worst_any[0],
+        "worst_any_range_panel": worst_any[1],
+        "worst_any_range": worst_any[2],
         "ceiling_select1_p95_ms": _p95(ceiling),
     }
 
@@ -306,7 +311,9 @@ def bench_dashboards(
         "days": fleet.days,
         "worst_p95_ms": figures["worst_p95_ms"],
         "worst_panel": figures["worst_panel"],
-        "worst_range": figures["worst_range"],
+        "worst_any_range_p95_ms": figures["worst_any_range_p95_ms"],
+        "worst_any_range_panel": figures["worst_any_range_panel"],
+        "worst_any_range": figures["worst_any_range"],
         "target_p95_ms": TARGET_P95_MS,
         "meets_target": figures["worst_p95_ms"] < TARGET_P95_MS,
         "ceiling_select1_p95_ms": figures["ceiling_select1_p95_ms"],
