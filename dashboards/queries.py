@@ -39,11 +39,11 @@ T_FROM: Final = "$__timeFrom()::timestamptz"
 T_TO: Final = "$__timeTo()::timestamptz"
 WIDTH: Final = "make_interval(secs => $__interval_ms / 1000.0)"
 # The bucket of a fleet-wide series (every in-scope series summed per bucket): Grafana's interval, but at
-# least an hour past 3 days and a day past 30, so a long range reads reading_1h or reading_1d (at most
-# ~170 or ~90 points a quarter) rather than a row per series and interval.
+# least an hour past 12 hours and a day past 30 days, so a long range reads reading_1h or reading_1d (24
+# points a day, 168 a week, 90 a quarter) rather than a row per series and minute.
 FLEET_WIDTH: Final = f"""GREATEST({WIDTH}, CASE
     WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '30 days' THEN interval '1 day'
-    WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '3 days' THEN interval '1 hour'
+    WHEN $__timeTo()::timestamptz - $__timeFrom()::timestamptz > interval '12 hours' THEN interval '1 hour'
     ELSE interval '0' END)"""
 # The bucket of the compliance rate over time: the fleet's, at least an hour (a rate per minute says little).
 COMPLIANCE_WIDTH: Final = f"GREATEST({FLEET_WIDTH}, interval '1 hour')"
