@@ -377,19 +377,9 @@ ORDER BY e.seq
 # --- trace: resolution of an id to lots, lineage, shipments -------------------------------------------
 LOTS_BY_ID_OR_BATCH = "SELECT lot_id FROM lot WHERE lot_id = %(id)s OR batch = %(id)s ORDER BY lot_id"
 ASSET_EPC_BY_ID = "SELECT epc FROM asset WHERE asset_id = %s OR epc = %s"
-# Lot classes ever inside a unit or asset (downwards through containment, any time).
-LOTS_UNDER = """
-WITH RECURSIVE down AS (
-    SELECT c.child_id, 1 AS depth FROM containment c WHERE c.parent_id = ANY(%(roots)s)
-    UNION
-    SELECT c.child_id, down.depth + 1 FROM containment c JOIN down ON c.parent_id = down.child_id
-    WHERE down.depth < 8
-)
-SELECT DISTINCT child_id FROM down WHERE child_id LIKE 'urn:epc:class:%%'
-UNION
-SELECT DISTINCT r FROM unnest(%(roots)s::text[]) r WHERE r LIKE 'urn:epc:class:%%'
-ORDER BY 1
-"""
+# Lot classes ever inside a unit or asset (downwards through containment, any time): the SQL function
+# lots_under (traceability/migrations/0016_lots_under.sql), which the dashboards read too.
+LOTS_UNDER = "SELECT lot_id FROM lots_under(%(roots)s::text[]) ORDER BY 1"
 # Units that ever enclosed an EPC (upwards), e.g. the SSCC an SGTIN was packed in.
 UNITS_ABOVE = """
 WITH RECURSIVE up AS (
