@@ -8,6 +8,7 @@ by this worker after each run's commit.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import psycopg
 import structlog
@@ -16,7 +17,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from rules import queries
-from rules.worker.apply import RunStats
+
+if TYPE_CHECKING:  # rules.worker imports this module: a run-time import would be circular
+    from rules.worker.apply import RunStats
 
 log = structlog.get_logger("rules.metrics")
 

@@ -11,7 +11,8 @@ from dashboards.boards.common import bi
 
 UID = "coldchain-stages"
 
-# Every metric the panels read (CONTRACT15; a histogram's series are <name>_bucket/_sum/_count).
+# Every metric the panels read (tests/dashboards/test_metric_names.py: the stages serve them;
+# a histogram's series are <name>_bucket/_sum/_count).
 METRICS: tuple[str, ...] = (
     "coldchain_gateway_queue_depth",
     "coldchain_gateway_commit_seconds",

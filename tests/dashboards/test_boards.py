@@ -41,7 +41,7 @@ VARIABLE_SQL = {
     "asset": queries.VAR_ASSET,
 }
 
-# CONTRACT15's Prometheus metrics (a histogram's series are <name>_bucket / _sum / _count).
+# The stages' Prometheus metrics (a histogram's series are <name>_bucket / _sum / _count).
 CONTRACT_METRICS = {
     "coldchain_gateway_queue_depth",
     "coldchain_gateway_commit_seconds",
