@@ -7,8 +7,8 @@ grouped under `groups` with the folder named by title, contact points under `con
 integrations as `receivers`, and the policy tree under `policies`; `provisioning_file()` does that mapping.
 
 Grafana expands $VAR / ${VAR} from its environment in provisioning files, except in a rule's annotations
-and query models (read raw): the webhook URL comes from COLDCHAIN_ALERT_WEBHOOK_URL, and the annotations'
-alert templates ({{ $labels.x }}, {{ $values.A }}) and the SQL macros reach Grafana unchanged.
+and query models (read raw): the webhook URL comes from COLDCHAIN_GRAFANA_ALERT_WEBHOOK_URL, and the
+annotations' alert templates ({{ $labels.x }}, {{ $values.A }}) and the SQL macros reach Grafana unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ GROUP_STAGES = "冷链各阶段 / Cold-chain stages"
 EVALUATE_EVERY = "1m"
 
 CONTACT_POINT = "coldchain-webhook"
-WEBHOOK_URL_ENV = "COLDCHAIN_ALERT_WEBHOOK_URL"
+WEBHOOK_URL_ENV = "COLDCHAIN_GRAFANA_ALERT_WEBHOOK_URL"
 
 EXPR = dm.DataSourceRef(type_val="__expr__", uid="__expr__")
 

@@ -32,12 +32,12 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
 
+from dashboards.folder import FOLDER_TITLE, FOLDER_UID
+
 Json = dict[str, Any]
 
 GRAFANA_DIR = Path(__file__).resolve().parent / "grafana"
 
-FOLDER_UID = "coldchain"
-FOLDER_TITLE = "冷链 / Cold chain"
 ORG_ID = 1
 PUSH_MESSAGE = "coldchain grafana push"
 
@@ -537,12 +537,12 @@ class _Grafana:
         self.api = GrafanaApi.from_url(url=normalise_url(url), credential=token, timeout=timeout)
 
     def call(self, what: str, fn: Callable[[], Any], *, missing_ok: bool = False) -> Any:
-        import niquests
-        from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaTimeoutError
+        import requests
+        from grafana_client.client import GrafanaClientError, GrafanaException
 
         try:
             result = fn()
-        except GrafanaTimeoutError as exc:
+        except requests.exceptions.Timeout as exc:
             raise PushError(
                 f"Grafana at {self.url}: no answer to {what}: {_first_line(exc)}", "unavailable"
             ) from None
@@ -575,7 +575,7 @@ class _Grafana:
             raise PushError(
                 f"cannot reach Grafana at {self.url}: {_first_line(exc)}", "unavailable"
             ) from None
-        except niquests.exceptions.RequestException as exc:
+        except requests.exceptions.RequestException as exc:
             raise PushError(
                 f"cannot reach Grafana at {self.url}: {_first_line(exc)}", "unavailable"
             ) from None

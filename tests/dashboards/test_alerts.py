@@ -123,14 +123,16 @@ def test_webhook_contact_point_and_policy(doc: dict[str, Any]) -> None:
     (cp,) = doc["contactPoints"]
     (receiver,) = cp["receivers"]
     assert receiver["type"] == "webhook"
-    assert receiver["settings"]["url"] == "${COLDCHAIN_ALERT_WEBHOOK_URL}"
+    assert receiver["settings"]["url"] == "${COLDCHAIN_GRAFANA_ALERT_WEBHOOK_URL}"
     assert receiver["uid"]
     (policy,) = doc["policies"]
     assert policy["receiver"] == cp["name"]
     assert policy["orgId"] == cp["orgId"] == 1
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
     env = compose["services"]["grafana"]["environment"]
-    assert env["COLDCHAIN_ALERT_WEBHOOK_URL"].startswith("${COLDCHAIN_ALERT_WEBHOOK_URL:-http")
+    assert env["COLDCHAIN_GRAFANA_ALERT_WEBHOOK_URL"].startswith(
+        "${COLDCHAIN_GRAFANA_ALERT_WEBHOOK_URL:-http"
+    )
 
 
 def _strings(obj: Any, path: str = "") -> list[tuple[str, str]]:
@@ -145,7 +147,9 @@ def test_dollar_only_where_grafana_does_not_expand_it(doc: dict[str, Any]) -> No
     """Grafana expands $VAR in provisioning values, except rule annotations and query models (raw)."""
     raw = re.compile(r"^\.groups\[\d+\]\.rules\[\d+\]\.(annotations|data\[\d+\]\.model)\b")
     expanded = [(p, s) for p, s in _strings(doc) if "$" in s and not raw.match(p)]
-    assert expanded == [(".contactPoints[0].receivers[0].settings.url", "${COLDCHAIN_ALERT_WEBHOOK_URL}")]
+    assert expanded == [
+        (".contactPoints[0].receivers[0].settings.url", "${COLDCHAIN_GRAFANA_ALERT_WEBHOOK_URL}")
+    ]
     # and the annotations do use alert templates, which must reach Grafana unexpanded
     assert any("$labels" in s for p, s in _strings(doc) if ".annotations." in p)
 
