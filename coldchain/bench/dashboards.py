@@ -16,6 +16,7 @@ measured in the same run, a `SELECT 1` round trip on the same connection (no pan
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import uuid
@@ -204,6 +205,27 @@ def scope(panel: str) -> dict[str, list[str] | None]:
     return {**queries.ALL, "asset": [DETAIL_ASSET]} if panel.startswith("ASSET_") else dict(queries.ALL)
 
 
+def panel_points() -> dict[str, int]:
+    """Each panel's maxDataPoints as its generated dashboard sets it (Grafana divides the range by it for
+    $__interval); a panel that sets none gets Grafana's default, about its width in pixels (1 000)."""
+    from importlib import resources
+
+    from dashboards import queries
+
+    by_sql = {text: name for name, text in queries.PANELS.items()}
+    points: dict[str, int] = {}
+    folder = resources.files("dashboards").joinpath("grafana", "dashboards")
+    for item in folder.iterdir():
+        if not item.name.endswith(".json"):
+            continue
+        for panel in json.loads(item.read_text(encoding="utf-8")).get("panels", []):
+            for target in panel.get("targets", []):
+                name = by_sql.get(target.get("rawSql", ""))
+                if name is not None and panel.get("maxDataPoints"):
+                    points[name] = int(panel["maxDataPoints"])
+    return points
+
+
 def time_panels(
     conninfo: str, fleet: Fleet, *, repeats: int, raw_repeats: int, panels: list[str] | None = None
 ) -> dict[str, Any]:
@@ -219,10 +241,11 @@ def time_panels(
             t = time.perf_counter()
             conn.execute("SELECT 1").fetchone()
             ceiling.append((time.perf_counter() - t) * 1000)
+        points = panel_points()
         for label, span in RANGES.items():
             t_from, t_to = fleet.end - span, fleet.end
-            ms = queries.interval_ms(t_from, t_to)
             for name in names:
+                ms = queries.interval_ms(t_from, t_to, points.get(name, 1_000))
                 figures: dict[str, float | None] = {}
                 for path, source, n in (
                     ("rollup", queries.PANELS, repeats),

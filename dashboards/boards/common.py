@@ -28,6 +28,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import queries
+from dashboards.folder import FOLDER_TITLE as FOLDER_TITLE  # the folder of every board and rule
+from dashboards.folder import FOLDER_UID as FOLDER_UID
 
 Json = dict[str, Any]
 SqlFormat = Literal["time_series", "table"]
@@ -39,9 +41,6 @@ PG_TYPE = "grafana-postgresql-datasource"
 PG = dm.DataSourceRef(type_val=PG_TYPE, uid="coldchain-pg")
 PROM = dm.DataSourceRef(type_val="prometheus", uid="coldchain-prom")
 
-# The folder every board and alert rule lives in (provisioning/dashboards/coldchain.yaml, alerts.py).
-FOLDER_UID = "coldchain"
-FOLDER_TITLE = "冷链 / Cold chain"
 TAG = "coldchain"
 
 # The SDK (generated for Grafana 10.1) stamps schemaVersion 36; the JSON it writes for these panels already
@@ -50,9 +49,10 @@ SCHEMA_VERSION = 39
 
 # Loggers and reefer controllers record once a minute (DOMAIN); a finer bucket only shows gaps.
 MIN_INTERVAL = "1m"
-# Fleet-wide trend panels: ~200 buckets is what a panel can draw legibly; wider ranges use coarser
-# buckets (and readings_binned then reads the hourly or daily rollup).
-TREND_POINTS = 200
+# Fleet-wide trend panels: 168 points (a week in hours), so Grafana's $__interval (range / points,
+# rounded) is exactly 1 h for 7 days, and 12 h for 90 days, which the panels' SQL widens to a day past
+# 30 days: readings_binned then reads the hour or day rollup's own buckets, with nothing to re-bin.
+TREND_POINTS = 168
 # Per-asset series: enough points for a shift at 1-minute resolution.
 DETAIL_POINTS = 1000
 
