@@ -52,6 +52,15 @@ class Migration:
         return self.name.endswith(PLAIN_SUFFIX)
 
     @property
+    def twin_key(self) -> str | None:
+        """The key its plain/TimescaleDB twin has, if there is one (None: a portable migration)."""
+        if self.plain_only:
+            return self.key[: -len(PLAIN_SUFFIX)] + TIMESCALE_SUFFIX
+        if self.timescale_only:
+            return self.key[: -len(TIMESCALE_SUFFIX)] + PLAIN_SUFFIX
+        return None
+
+    @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
@@ -107,6 +116,10 @@ def migrate(conninfo: str, *, skipped: list[str] | None = None) -> list[str]:
                 if m.key in done:
                     if done[m.key] != m.checksum:
                         raise MigrationError(f"migration {m.key} changed after it was applied")
+                    continue
+                if m.twin_key is not None and m.twin_key in done:
+                    # Its twin built these relations (a plain database that later gained TimescaleDB keeps
+                    # its tables; the rules worker goes on keeping them): nothing to apply.
                     continue
                 if m.timescale_only or m.plain_only:
                     if timescale is None:

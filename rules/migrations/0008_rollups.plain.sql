@@ -102,6 +102,9 @@ DECLARE
     groups jsonb;
     g jsonb;
 BEGIN
+    -- One refresher at a time rewrites buckets (two would delete and insert the same rows). The lock is
+    -- taken before any queue row, in the order dashboards.rollups.refresh takes them: no deadlock.
+    PERFORM pg_advisory_xact_lock(hashtext('coldchain.rollups'));
     WITH picked AS (
         SELECT pending_id FROM rollup_pending ORDER BY pending_id LIMIT max_rows FOR UPDATE SKIP LOCKED
     ), gone AS (
@@ -120,8 +123,6 @@ BEGIN
     IF taken = 0 THEN
         RETURN 0;
     END IF;
-    -- One refresher at a time rewrites buckets: two would delete and insert the same rows.
-    PERFORM pg_advisory_xact_lock(hashtext('coldchain.rollups'));
     FOR g IN SELECT value FROM jsonb_array_elements(groups) LOOP
         PERFORM rollup_rebuild(ARRAY(SELECT jsonb_array_elements_text(g -> 'series')::bigint),
                                (g ->> 't_min')::timestamptz, (g ->> 't_max')::timestamptz);
@@ -129,3 +130,10 @@ BEGIN
     RETURN taken;
 END
 $$;
+
+-- A database that holds readings already: queue them a day at a time, so the rules worker builds their
+-- rollups in bounded steps (a fresh database has none and queues nothing).
+INSERT INTO rollup_pending (series_ids, t_min, t_max)
+SELECT array_agg(DISTINCT series_id), min(time), max(time)
+FROM reading
+GROUP BY date_bin(interval '1 day', time, TIMESTAMPTZ '2000-01-01 00:00:00+00');

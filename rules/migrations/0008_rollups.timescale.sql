@@ -76,13 +76,15 @@ FROM reading_1h
 GROUP BY 1, 2
 WITH NO DATA;
 
--- Refresh windows reach back far enough for late readings (a spooled gateway, a logger read out on
--- arrival); older revisions are picked up by `coldchain db rollups`.
-SELECT add_continuous_aggregate_policy('reading_1m', start_offset => interval '3 days',
+-- Each policy's window reaches back to the beginning (start_offset NULL): a refresh recomputes only
+-- the buckets whose raw rows changed since the last one (TimescaleDB's invalidation log), so a late
+-- reading of any age (a logger read out on arrival, a spooled gateway) is rolled up, and a database
+-- that held readings before this migration has them all materialised by the first run.
+SELECT add_continuous_aggregate_policy('reading_1m', start_offset => NULL,
        end_offset => interval '1 minute', schedule_interval => interval '1 minute');
-SELECT add_continuous_aggregate_policy('reading_1h', start_offset => interval '3 days',
+SELECT add_continuous_aggregate_policy('reading_1h', start_offset => NULL,
        end_offset => interval '1 hour', schedule_interval => interval '10 minutes');
-SELECT add_continuous_aggregate_policy('reading_1d', start_offset => interval '7 days',
+SELECT add_continuous_aggregate_policy('reading_1d', start_offset => NULL,
        end_offset => interval '1 day', schedule_interval => interval '1 hour');
 
 -- Refresh policies do the work: nothing is queued on TimescaleDB.

@@ -161,10 +161,20 @@ class RulesWorker:
         finally:
             self.close()
 
-    def refresh_rollups(self, max_ranges: int = 1000) -> int:
+    def refresh_rollups(self, max_ranges: int = 100) -> int:
         """Recompute the rollup buckets of up to `max_ranges` queued raw-row ranges (plain PostgreSQL; on
-        TimescaleDB refresh policies keep them and this returns 0); return how many were taken."""
-        row = self._connection().execute(queries.REFRESH_ROLLUPS, {"max_rows": max_ranges}).fetchone()
+        TimescaleDB refresh policies keep them and this returns 0); return how many were taken. A database
+        error is logged and leaves the queue as it was: the rollups wait, the verdicts do not."""
+        try:
+            row = self._connection().execute(queries.REFRESH_ROLLUPS, {"max_rows": max_ranges}).fetchone()
+        except psycopg.errors.TransactionRollback as exc:  # a deadlock or serialisation failure
+            log.error("rules.rollup_refresh_failed", error=str(exc).splitlines()[0])
+            return 0
+        except psycopg.OperationalError:
+            raise  # the database is gone: the worker's own handling applies
+        except psycopg.Error as exc:
+            log.error("rules.rollup_refresh_failed", error=str(exc).splitlines()[0])
+            return 0
         return int(row[0]) if row else 0
 
     # -- one round ---------------------------------------------------------------------------------

@@ -135,3 +135,26 @@ def test_an_old_record_with_another_checksum_is_refused(empty_db_url: str) -> No
     _record_old_layout(empty_db_url, "0" * 64)
     with pytest.raises(MigrationError, match=OLD_KEY):
         migrate(empty_db_url)
+
+
+def test_a_plain_database_that_gains_timescaledb_keeps_its_rollup_tables(
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .timescale.sql half of a pair whose .plain.sql twin is recorded is never applied: it would
+    create relations the twin made (a plain database whose server later gained the extension)."""
+    migrate(empty_db_url)
+    keys_found = {m.key for m in discover()}
+    pairs = {m.key for m in discover() if m.twin_key in keys_found}
+    assert pairs
+    with psycopg.connect(empty_db_url) as conn:
+        recorded = {r[0] for r in conn.execute("SELECT key FROM schema_migration")}
+        for m in discover():  # the unpaired TimescaleDB files: pretend the extension applied them
+            if m.timescale_only and m.key not in pairs and m.key not in recorded:
+                conn.execute(
+                    "INSERT INTO schema_migration (key, checksum) VALUES (%s, %s)", (m.key, m.checksum)
+                )
+    monkeypatch.setattr("coldchain.migrate._timescale_available", lambda _conn: True)
+    assert migrate(empty_db_url) == [], "no half of a pair whose twin is recorded is applied"
+    with psycopg.connect(empty_db_url) as conn:
+        keys = {r[0] for r in conn.execute("SELECT key FROM schema_migration")}
+    assert len(keys & pairs) == len(pairs) // 2, "one half of each pair, never both"

@@ -10,6 +10,8 @@ raw rows.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -293,3 +295,37 @@ def test_timescale_keeps_the_rollups_as_continuous_aggregates_with_policies(acon
         ).fetchall()
     )
     assert jobs == {"policy_refresh_continuous_aggregate": 3, "policy_compression": 1}
+
+
+def test_a_full_refresh_and_the_workers_drain_lock_in_one_order(aconn: Conn, db_url: str) -> None:
+    """`coldchain db rollups` (advisory lock, then the queue) under a draining rules worker: the worker
+    takes the advisory lock before any queue row, so the two never deadlock."""
+    sids = _new_series(aconn, 1)
+    write_batch(aconn, sids, [Reading(0, T0, 1.0, 0.0, False)])
+    if rollups.kept_by_timescale(aconn):
+        assert aconn.execute("SELECT rollup_refresh_pending()").fetchone() == (0,)
+        return
+    drained: list[int] = []
+
+    def drain() -> None:
+        with psycopg.connect(db_url, autocommit=True) as worker:
+            drained.append(worker.execute("SELECT rollup_refresh_pending()").fetchone()[0])  # type: ignore[index]
+
+    with psycopg.connect(db_url) as full:  # one transaction, as dashboards.rollups.refresh runs
+        full.execute("SELECT pg_advisory_xact_lock(hashtext('coldchain.rollups'))")
+        worker = threading.Thread(target=drain)
+        worker.start()
+        for _ in range(3000):  # until the worker waits for the advisory lock (observed, bounded)
+            waiting = aconn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()
+            if waiting == (1,):
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the worker never waited for the advisory lock")
+        full.execute("SET LOCAL lock_timeout = '5s'")
+        full.execute("DELETE FROM rollup_pending")  # waits on no row the worker holds
+        full.commit()
+    worker.join(timeout=60)
+    assert drained == [0], "the full refresh took the queue; the worker found it empty"
