@@ -133,7 +133,13 @@ def rules() -> list[tuple[str, list[alerting.Rule]]]:
     gateway = (
         alerting.Rule(c.bi("网关提交停滞", "Gateway commit lag"))
         .uid("coldchain-gateway-commit-lag")
-        .with_query(_promql("coldchain_gateway_seconds_since_last_commit"))
+        # Seconds since the last commit while messages wait (0 when none wait): a quiet fleet is no lag.
+        .with_query(
+            _promql(
+                "coldchain_gateway_seconds_since_last_commit"
+                " * on(instance, job) (coldchain_gateway_queue_depth > bool 0)"
+            )
+        )
         .with_query(_threshold("B", "A", "gt", GATEWAY_COMMIT_LAG_S))
         .condition("B")
         .for_val("1m")
@@ -143,9 +149,10 @@ def rules() -> list[tuple[str, list[alerting.Rule]]]:
         .labels({"severity": "critical", "team": "platform"})
         .annotations(
             {
-                "summary": "Gateway {{ $labels.instance }} has not committed for {{ $values.A }} s "
+                "summary": "Gateway {{ $labels.instance }} holds messages and has not committed for"
+                " {{ $values.A }} s "
                 f"(> {GATEWAY_COMMIT_LAG_S} s)",
-                "summary_zh": "网关 {{ $labels.instance }} 已 {{ $values.A }} 秒未提交"
+                "summary_zh": "网关 {{ $labels.instance }} 有待写入的消息，已 {{ $values.A }} 秒未提交"
                 f"（超过 {GATEWAY_COMMIT_LAG_S} 秒）",
                 "description": "Readings are not reaching the database: check the database, the broker and "
                 "the gateway's spool (Stage health dashboard).",

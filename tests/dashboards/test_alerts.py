@@ -108,7 +108,11 @@ def test_the_four_rules(doc: dict[str, Any]) -> None:
     assert silent["noDataState"] == "OK"
 
     gateway = rules["coldchain-gateway-commit-lag"]
-    assert _query(gateway)["expr"] == "coldchain_gateway_seconds_since_last_commit"
+    # the lag counts only while messages wait: a quiet fleet commits nothing and is no alarm
+    assert _query(gateway)["expr"] == (
+        "coldchain_gateway_seconds_since_last_commit"
+        " * on(instance, job) (coldchain_gateway_queue_depth > bool 0)"
+    )
     assert _query(gateway)["instant"] is True
     assert _threshold(gateway) == ("gt", 120)
     assert gateway["noDataState"] == "NoData"  # an unscraped gateway is reported, not ignored
