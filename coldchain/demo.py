@@ -243,6 +243,21 @@ def web_instructions(api_url: str, key: str) -> list[str]:
     ]
 
 
+def grafana_host(info: Mapping[str, object]) -> tuple[str, str]:
+    """The datasource's host as Grafana takes it, and who can reach it. The embedded server listens on a
+    Unix socket only (no TCP address): Grafana takes the socket's directory as the host, from this
+    machine alone."""
+    host = str(info.get("host") or "127.0.0.1")
+    port = info.get("port") or 5432
+    if host.startswith("/"):
+        return (
+            host,
+            f"a Unix socket, port {port}: a Grafana on this machine only; for one elsewhere, run on a"
+            " PostgreSQL with a TCP listener (COLDCHAIN_DATABASE_URL)",
+        )
+    return f"{host}:{port}", "TCP"
+
+
 def grafana_instructions(database_url: str, home: Path) -> list[str]:
     """How to point a Grafana at this database: the address, the read-only login (made here, its password
     kept under COLDCHAIN_HOME) and the provisioning folder with the generated dashboards and alert rules."""
@@ -255,12 +270,12 @@ def grafana_instructions(database_url: str, home: Path) -> list[str]:
     password = reader_password(home)
     ensure_reader(database_url, password)
     info = conninfo_to_dict(database_url)
-    host = f"{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}"
+    host, where = grafana_host(info)
     grafana = Path(str(resources.files("dashboards").joinpath("grafana")))
     db = info.get("dbname")
     return [
-        f"Grafana: PostgreSQL datasource at {host}, database {db}, user {READER_ROLE} (read-only),"
-        f" password in {home / PASSWORD_FILE}, TLS off",
+        f"Grafana: PostgreSQL datasource at {host} ({where}), database {db}, user {READER_ROLE}"
+        f" (read-only), password in {home / PASSWORD_FILE}, TLS off",
         f"Grafana provisioning folder: {grafana / 'provisioning'} (datasources, dashboards, alert rules);"
         f" the dashboards: {grafana / 'dashboards'} (the provider reads /var/lib/grafana/dashboards)",
         f"  provisioned, Grafana's environment needs COLDCHAIN_GRAFANA_DB_HOST={host}"

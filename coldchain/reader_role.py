@@ -1,8 +1,9 @@
 """Composition root: the read-only database login Grafana (or any reporting tool) reads through.
 
 The same grants as deploy/db/10-grafana-reader.sh gives the compose database at its first start: log
-in, read every table and view of the public schema (also those later migrations create), write
-nothing, and no statement longer than 30 s.
+in, read every table and view of the public schema (also those later migrations create) except those
+holding secrets (revoke_secrets_from, traceability/migrations/0017), write nothing, and no statement
+longer than 30 s.
 """
 
 from __future__ import annotations
@@ -47,3 +48,5 @@ def ensure_reader(conninfo: str, password: str, role: str = READER_ROLE) -> None
             "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}",
         ):
             conn.execute(sql.SQL(stmt).format(role=ident, db=sql.Identifier(db[0])))
+        # Key and session hashes, subscribers' secrets, the audit log: not for a reporting login.
+        conn.execute("SELECT revoke_secrets_from(%s)", (role,))

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from coldchain.demo import grafana_instructions
+from coldchain.demo import grafana_host, grafana_instructions
 from coldchain.reader_role import PASSWORD_FILE, READER_ROLE, ensure_reader, reader_password
 
 
@@ -33,6 +33,12 @@ def test_the_reader_reads_everything_and_writes_nothing(db_url: str, tmp_path: P
             ).fetchone()
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
                 conn.execute("INSERT INTO made_after VALUES (1)")
+        for secret in ("api_key", "web_session", "epcis_subscription", "epcis_delivery", "audit_log"):
+            with (
+                psycopg.connect(_as(db_url, role, "second-pw")) as conn,
+                pytest.raises(psycopg.errors.InsufficientPrivilege),
+            ):
+                conn.execute(f"SELECT 1 FROM {secret} LIMIT 1")
     finally:
         with psycopg.connect(db_url, autocommit=True) as owner:
             owner.execute(f"DROP OWNED BY {role}")
@@ -50,7 +56,7 @@ def test_demo_serve_says_where_grafana_connects_and_what_it_provisions(db_url: s
     lines = grafana_instructions(db_url, tmp_path)
     info = conninfo_to_dict(db_url)
     text = "\n".join(lines)
-    assert f"{info['host']}:{info.get('port', 5432)}" in text
+    assert f"at {grafana_host(info)[0]} (" in text
     assert f"database {info['dbname']}" in text
     assert f"user {READER_ROLE} (read-only)" in text
     assert str(tmp_path / PASSWORD_FILE) in text
@@ -58,3 +64,14 @@ def test_demo_serve_says_where_grafana_connects_and_what_it_provisions(db_url: s
     assert (Path(folder) / "datasources").is_dir(), folder
     with psycopg.connect(_as(db_url, READER_ROLE, reader_password(tmp_path))) as conn:
         assert conn.execute("SELECT count(*) FROM asset").fetchone() is not None
+
+
+def test_a_socket_only_server_is_named_as_such() -> None:
+    """The embedded server listens on a Unix socket only: say so, never print `<socket dir>:5432`."""
+    host, where = grafana_host(
+        conninfo_to_dict("postgresql://postgres@/coldchain?host=/tmp/cc-sock&port=5544")
+    )
+    assert host == "/tmp/cc-sock"
+    assert "Unix socket, port 5544" in where
+    assert "this machine only" in where
+    assert grafana_host(conninfo_to_dict("postgresql://u@db.internal:6543/x")) == ("db.internal:6543", "TCP")
