@@ -8,6 +8,7 @@ as not applied and nothing is deleted.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 import psycopg
@@ -42,8 +43,9 @@ def apply_retention(conninfo: str, settings: Settings) -> list[str]:
             if days is None:
                 continue  # the default: kept forever, said by nothing
             conn.execute(
+                # drop_after is declared "any": it must arrive typed, an interval (a timedelta literal).
                 sql.SQL("SELECT add_retention_policy({}, drop_after => {})").format(
-                    name, sql.Literal(f"{days} days")
+                    name, sql.Literal(timedelta(days=days))
                 )
             )
             lines.append(f"{rel}: chunks older than {days} days are dropped")

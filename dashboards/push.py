@@ -418,10 +418,23 @@ SECRET_KEYS = ("secureJsonData", "password", "authorization_credentials", "token
 
 def _masked(obj: Any, secret_keys: Sequence[str] = SECRET_KEYS) -> Any:
     if isinstance(obj, dict):
-        return {k: _mask_all(v) if k in secret_keys else _masked(v, secret_keys) for k, v in obj.items()}
+        return {
+            k: _mask_all(v)
+            if k in secret_keys
+            else _mask_query(v)
+            if k == "url" and isinstance(v, str)
+            else _masked(v, secret_keys)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list):
         return [_masked(v, secret_keys) for v in obj]
     return obj
+
+
+def _mask_query(url: str) -> str:
+    """A URL with its query masked: chat webhooks (DingTalk, WeCom, Slack) carry their token there."""
+    base, sep, _query = url.partition("?")
+    return base + sep + MASK if sep else url
 
 
 def _mask_all(obj: Any) -> Any:

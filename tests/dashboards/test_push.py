@@ -194,6 +194,20 @@ def test_secrets_never_appear_in_the_dry_run(grafana: GrafanaStandIn, grafana_di
     assert "n3w-pw" not in text
 
 
+def test_webhook_tokens_in_urls_never_appear_in_the_dry_run(
+    grafana: GrafanaStandIn, grafana_dir: Path
+) -> None:
+    """Chat webhooks (DingTalk, WeCom) carry their access token in the URL's query: masked in diffs."""
+    hook = "https://oapi.dingtalk.com/robot/send?access_token="
+    run_push(grafana, grafana_dir, COLDCHAIN_GRAFANA_WEBHOOK_URL=hook + "old-t0ken")
+    planned = run_push(grafana, grafana_dir, dry_run=True, COLDCHAIN_GRAFANA_WEBHOOK_URL=hook + "n3w-t0ken")
+    (update,) = [c for c in planned if c.action == "update"]
+    assert update.kind == "contact-point"  # the change is planned, its token is not shown
+    text = update.diff + gpush.render(planned, dry_run=True)
+    assert "old-t0ken" not in text
+    assert "n3w-t0ken" not in text
+
+
 def test_dry_run_writes_nothing_and_lists_what_would_change(
     grafana: GrafanaStandIn, grafana_dir: Path
 ) -> None:
