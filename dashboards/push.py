@@ -10,8 +10,9 @@ or a rule):
 
 and puts them through Grafana's HTTP API (the `grafana-client` library) with a service-account token:
 the folder (uid `coldchain`), then datasources, dashboards, contact points, alert rule groups and the
-notification policy tree. Every object is read first (GET) and written only when it differs from the
-files, so a second push writes nothing; `dry_run` reads and reports, and writes nothing.
+notification policy (one route under the tree's root, never the root). Every object is read first
+(GET) and written only when it differs from the files, so a second push writes nothing; `dry_run` reads
+and reports, and writes nothing.
 
 What cannot be compared is said where it is decided: secrets (a datasource's secureJsonData, a contact
 point's redacted settings) cannot be read back, so a changed secret alone does not trigger an update.
@@ -27,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import yaml
@@ -722,9 +723,38 @@ def push(
         current = g.call(
             "read the notification policy tree", api.alertingprovisioning.get_notification_policy_tree
         )
-        update = partial(api.alertingprovisioning.set_notification_policy_tree, desired.policies)
-        plan.record("policies", "tree", _policy_view(current), _policy_view(desired.policies), update)
+        tree, ours_now = with_our_route(current, desired.policies)
+        update = partial(api.alertingprovisioning.set_notification_policy_tree, tree)
+        have = None if ours_now is None else _policy_view(ours_now)
+        plan.record("policies", OUR_ROUTE_KEY, have, _policy_view(our_route(desired.policies)), update)
     return plan.changes
+
+
+# A shared Grafana's notification policy tree is its owners': the push never replaces it. The files' tree
+# goes in as one route under the root, matching the alerts of the folder (Grafana labels every alert with
+# its folder's title), first among the root's routes so it is matched before the others.
+OUR_MATCHER: Final = ["grafana_folder", "=", FOLDER_TITLE]
+OUR_ROUTE_KEY: Final = f"route grafana_folder={FOLDER_TITLE}"
+
+
+def our_route(policies: Json) -> Json:
+    """The files' policy tree as a route under someone else's root: its settings and sub-routes, matching
+    the folder's alerts, and not continuing to the root's other routes."""
+    route = {k: v for k, v in policies.items() if k not in ("object_matchers", "continue")}
+    return {**route, "object_matchers": [OUR_MATCHER], "continue": False}
+
+
+def _is_ours(route: Any) -> bool:
+    return isinstance(route, dict) and OUR_MATCHER in (route.get("object_matchers") or [])
+
+
+def with_our_route(tree: Json, policies: Json) -> tuple[Json, Json | None]:
+    """The tree with our route in front of its root's routes (an earlier one of ours replaced, every other
+    route kept as it was); and our route as the tree held it (None: not there yet)."""
+    routes = [r for r in (tree.get("routes") or []) if not _is_ours(r)]
+    ours_now = next((r for r in (tree.get("routes") or []) if _is_ours(r)), None)
+    kept = {k: v for k, v in tree.items() if k != "provenance"}
+    return {**kept, "routes": [our_route(policies), *routes]}, ours_now
 
 
 def render(changes: Sequence[Change], *, dry_run: bool) -> str:

@@ -107,10 +107,8 @@ def test_push_creates_everything_then_a_second_push_writes_nothing(
     grafana_dir = repo_grafana_dir
     desired = gpush.load(grafana_dir, env_for(grafana_dir))
     changes = run_push(grafana, grafana_dir)
-    # Grafana always has a notification policy tree: it is replaced; everything else is new.
-    if desired.policies is not None:
-        assert actions(changes)[("policies", "tree")] == "update"
-    assert {c.action for c in changes if c.kind != "policies"} == {"create"}
+    # everything is new, the route under the policy tree's root too
+    assert {c.action for c in changes} == {"create"}
     assert grafana.folders["coldchain"]["title"] == "冷链 / Cold chain"
     # datasources, with their secrets kept apart, as the files say (variables expanded)
     assert set(grafana.datasources) == {d["uid"] for d in desired.datasources}
@@ -142,8 +140,9 @@ def test_push_creates_everything_then_a_second_push_writes_nothing(
         assert [r["uid"] for r in stored_group["rules"]] == [r["uid"] for r in group["rules"]]
     for cp in desired.contact_points:
         assert grafana.contact_points[cp["uid"]]["settings"] == cp["settings"]
-    if desired.policies is not None:
-        assert {k: v for k, v in grafana.policies.items() if k != "provenance"} == desired.policies
+    if desired.policies is not None:  # a route under Grafana's own root, which stays as it was
+        assert grafana.policies["receiver"] == "grafana-default-email"
+        assert grafana.policies["routes"] == [gpush.our_route(desired.policies)]
 
     writes = len(grafana.writes)
     assert writes == len([c for c in changes if c.action != "unchanged"])
@@ -268,13 +267,37 @@ def test_changed_environment_and_alerting_update_only_their_objects(
     )
     changes = run_push(grafana, grafana_dir, COLDCHAIN_GRAFANA_DB_HOST="db2.example:5432")
     changed = sorted((c.kind, c.key) for c in changes if c.action == "update")
-    assert changed == [("datasource", "coldchain-pg"), ("policies", "tree")]
+    assert changed == [("datasource", "coldchain-pg"), ("policies", gpush.OUR_ROUTE_KEY)]
     assert grafana.datasources["coldchain-pg"]["url"] == "db2.example:5432"
     assert grafana.datasources["coldchain-pg"]["version"] == 2
-    assert grafana.policies["routes"][0]["group_wait"] == "45s"
+    assert grafana.policies["routes"][0]["routes"][0]["group_wait"] == "45s"  # our route's first sub-route
     assert {
         c.action for c in run_push(grafana, grafana_dir, COLDCHAIN_GRAFANA_DB_HOST="db2.example:5432")
     } == {"unchanged"}
+
+
+def test_a_shared_grafanas_policy_tree_keeps_its_root_and_other_routes(
+    grafana: GrafanaStandIn, grafana_dir: Path
+) -> None:
+    """The push adds one route (the folder's alerts) under the root; the owners' receiver and routes stay."""
+    for name in ("ops-email", "ops-pager"):  # the owners' contact points
+        grafana.contact_points[name] = {
+            "uid": name,
+            "name": name,
+            "type": "email",
+            "settings": {"addresses": "ops@example.com"},
+            "disableResolveMessage": False,
+        }
+    theirs = {"receiver": "ops-pager", "object_matchers": [["team", "=", "ops"]]}
+    grafana.policies = {"receiver": "ops-email", "group_by": ["alertname"], "routes": [theirs]}
+    run_push(grafana, grafana_dir)
+    assert grafana.policies["receiver"] == "ops-email"
+    ours, *rest = grafana.policies["routes"]
+    assert ours["object_matchers"] == [["grafana_folder", "=", "冷链 / Cold chain"]]
+    assert ours["continue"] is False
+    assert rest == [theirs]
+    assert {c.action for c in run_push(grafana, grafana_dir)} == {"unchanged"}, "no second route"
+    assert len(grafana.policies["routes"]) == 2
 
 
 def test_a_rule_changed_in_grafana_is_put_back(grafana: GrafanaStandIn, grafana_dir: Path) -> None:
