@@ -86,7 +86,9 @@ def _whole(demo: Demo) -> tuple[datetime, datetime]:
     return start - timedelta(hours=1), start + timedelta(hours=10)
 
 
-def _truck_rate_from_verdicts(demo: Demo, t_from: datetime, t_to: datetime) -> tuple[float, float]:
+def _truck_rate_from_verdicts(
+    demo: Demo, t_from: datetime, t_to: datetime
+) -> tuple[float, float, list[float]]:
     """(monitored s, out of range s) of the truck, from its raw temperature readings and its excursion
     rows: 60 s for each minute holding a reading of a temperature series while mounted on the truck; out
     of range, those minutes from an excursion's start to its end of that series."""
@@ -106,12 +108,15 @@ def _truck_rate_from_verdicts(demo: Demo, t_from: datetime, t_to: datetime) -> t
     start_minute = {(sid, s.replace(second=0, microsecond=0), e) for sid, s, e in excursions}
     out = {(sid, m) for sid, m in minutes for xs, s, e in start_minute if xs == sid and s <= m <= e}
     assert excursions, "the demo's door-open stop gives the truck an excursion"
-    return len(minutes) * 60.0, len(out) * 60.0
+    return len(minutes) * 60.0, len(out) * 60.0, [(e - s).total_seconds() for _, s, e in excursions]
 
 
 def test_truck_compliance_is_what_its_verdicts_imply(demo: Demo) -> None:
     t_from, t_to = _whole(demo)
-    monitored, out = _truck_rate_from_verdicts(demo, t_from, t_to)
+    monitored, out, durations = _truck_rate_from_verdicts(demo, t_from, t_to)
+    # The verdicts' own durations (end - start) say the same time out of range, to the minute at each
+    # excursion's edges: the rate is what the verdicts imply, not only what the panel's counting says.
+    assert abs(out - sum(durations)) <= 60.0 * len(durations), (out, durations)
     carrier = demo_world().parties[1]
     assert carrier.party_id == CARRIER_PARTY
     rows = {r["group_name"]: r for r in run(demo, q.COMPLIANCE_BY_CARRIER, t_from, t_to)}
