@@ -136,6 +136,7 @@ def migrate(conninfo: str, *, skipped: list[str] | None = None) -> list[str]:
                         "INSERT INTO schema_migration (key, checksum) VALUES (%s, %s)", (m.key, m.checksum)
                     )
                 applied_now.append(m.key)
+                done[m.key] = m.checksum
         finally:
             conn.execute("SELECT pg_advisory_unlock(hashtext('coldchain.migrate'))")
     return applied_now

@@ -127,24 +127,7 @@ WITH src AS (
                 ELSE date_bin(w, t_to - interval '1 microsecond', timestamptz '2000-01-01 00:00Z') + w END AS hi
     FROM src
 )
-SELECT date_bin(width, r.time, timestamptz '2000-01-01 00:00Z') AS b,
-       r.series_id,
-       count(*), count(r.value), sum(r.value), min(r.value), max(r.value), avg(r.value),
-       count(DISTINCT date_bin('1 minute', r.time, timestamptz '2000-01-01 00:00Z'))
-           FILTER (WHERE r.value IS NOT NULL),
-       min(r.time), max(r.time),
-       count(*) FILTER (WHERE r.flags & 1 = 1),
-       max(extract(epoch FROM r.received_at - r.time))::double precision,
-       count(*) FILTER (WHERE r.received_at - r.time <= interval '1 second'),
-       count(*) FILTER (WHERE r.received_at - r.time <= interval '5 seconds'),
-       count(*) FILTER (WHERE r.received_at - r.time <= interval '30 seconds'),
-       count(*) FILTER (WHERE r.received_at - r.time <= interval '60 seconds'),
-       count(*) FILTER (WHERE r.received_at - r.time <= interval '300 seconds'),
-       count(*) FILTER (WHERE r.received_at - r.time <= interval '3600 seconds')
-FROM reading r, edges e
-WHERE (series IS NULL OR r.series_id = ANY(series))
-  AND r.time >= e.lo AND r.time < e.hi
-GROUP BY 1, 2
+SELECT b.* FROM edges e, readings_from_raw(width, e.lo, e.hi, series) b
 $$;
 
 -- Dead letters by receive time (the data-quality panel counts a range of them).

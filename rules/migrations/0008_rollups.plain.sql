@@ -46,7 +46,9 @@ $$;
 CREATE TRIGGER ingest_batch_rollup AFTER INSERT ON ingest_batch
     FOR EACH ROW EXECUTE FUNCTION rollup_enqueue();
 
--- Recompute every bucket of `series` (NULL: every series) overlapping [t_from, t_to], at each width.
+-- Recompute every bucket of `series` (NULL: every series) overlapping [t_from, t_to], at each width:
+-- the minutes from the raw rows (readings_from_raw), the hours from the minutes and the days from the
+-- hours (rollup_rebin; both in rules/migrations/0009).
 CREATE FUNCTION rollup_rebuild(series bigint[], t_from timestamptz, t_to timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -61,34 +63,16 @@ BEGIN
     lo := date_bin(interval '1 minute', t_from, origin);
     hi := date_bin(interval '1 minute', t_to, origin) + interval '1 minute';
     EXECUTE 'DELETE FROM reading_1m WHERE bucket >= $1 AND bucket < $2' || which USING lo, hi, series;
-    EXECUTE
-        'INSERT INTO reading_1m SELECT date_bin(interval ''1 minute'', time, $4) AS bucket, series_id,'
-        ' count(*), count(value), sum(value), min(value), max(value), avg(value),'
-        ' max(CASE WHEN value IS NULL THEN 0 ELSE 1 END), min(time), max(time),'
-        ' count(*) FILTER (WHERE flags & 1 = 1),'
-        ' max(extract(epoch FROM received_at - time))::double precision,'
-        ' count(*) FILTER (WHERE received_at - time <= interval ''1 second''),'
-        ' count(*) FILTER (WHERE received_at - time <= interval ''5 seconds''),'
-        ' count(*) FILTER (WHERE received_at - time <= interval ''30 seconds''),'
-        ' count(*) FILTER (WHERE received_at - time <= interval ''60 seconds''),'
-        ' count(*) FILTER (WHERE received_at - time <= interval ''300 seconds''),'
-        ' count(*) FILTER (WHERE received_at - time <= interval ''3600 seconds'')'
-        ' FROM reading WHERE time >= $1 AND time < $2' || which || ' GROUP BY 1, 2'
-        USING lo, hi, series, origin;
+    EXECUTE 'INSERT INTO reading_1m SELECT * FROM readings_from_raw(interval ''1 minute'', $1, $2, $3)'
+        USING lo, hi, series;
     FOREACH w IN ARRAY ARRAY[interval '1 hour', interval '1 day'] LOOP
         src := CASE w WHEN interval '1 hour' THEN 'reading_1m' ELSE 'reading_1h' END;
         dst := CASE w WHEN interval '1 hour' THEN 'reading_1h' ELSE 'reading_1d' END;
         lo := date_bin(w, t_from, origin);
         hi := date_bin(w, t_to, origin) + w;
         EXECUTE format('DELETE FROM %I WHERE bucket >= $1 AND bucket < $2', dst) || which USING lo, hi, series;
-        EXECUTE format(
-            'INSERT INTO %I SELECT date_bin($5, bucket, $4), series_id, sum(readings)::bigint,'
-            ' sum(n)::bigint, sum(sum_c), min(min_c), max(max_c), sum(sum_c) / NULLIF(sum(n), 0),'
-            ' sum(minutes)::bigint, min(first_time), max(last_time), sum(skewed)::bigint, max(lag_max_s),'
-            ' sum(lag_le_1s)::bigint, sum(lag_le_5s)::bigint, sum(lag_le_30s)::bigint,'
-            ' sum(lag_le_60s)::bigint, sum(lag_le_300s)::bigint, sum(lag_le_3600s)::bigint'
-            ' FROM %I WHERE bucket >= $1 AND bucket < $2', dst, src) || which || ' GROUP BY 1, 2'
-            USING lo, hi, series, origin, w;
+        EXECUTE format('INSERT INTO %I SELECT * FROM rollup_rebin($1, $2, $3, $4, $5)', dst)
+            USING src, w, lo, hi, series;
     END LOOP;
 END
 $$;
