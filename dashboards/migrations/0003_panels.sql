@@ -111,11 +111,7 @@ $$;
 -- [t_from, t_to), exactly [t_from, t_to) below a minute.
 CREATE FUNCTION readings_binned_raw(width interval, t_from timestamptz, t_to timestamptz,
                                     series bigint[] DEFAULT NULL)
-RETURNS TABLE (bucket timestamptz, series_id bigint, readings bigint, n bigint, sum_c double precision,
-               min_c double precision, max_c double precision, avg_c double precision, minutes bigint,
-               first_time timestamptz, last_time timestamptz, skewed bigint, lag_max_s double precision,
-               lag_le_1s bigint, lag_le_5s bigint, lag_le_30s bigint, lag_le_60s bigint,
-               lag_le_300s bigint, lag_le_3600s bigint)
+RETURNS SETOF reading_bin
 LANGUAGE sql STABLE AS $$
 WITH src AS (
     SELECT CASE WHEN width >= interval '1 day' THEN interval '1 day'

@@ -4,16 +4,21 @@
 -- The rollup's buckets are re-binned into `width` buckets (date_bin, origin 2000-01-01 UTC); a rollup
 -- bucket straddling a range edge counts whole, so the edges are as fine as the source's buckets.
 -- `series` NULL: every series. Same result columns as the rollup relations.
+-- One row of readings per series and bucket: the rollups' columns, and what every function below returns.
+CREATE TYPE reading_bin AS (
+    bucket timestamptz, series_id bigint, readings bigint, n bigint, sum_c double precision,
+    min_c double precision, max_c double precision, avg_c double precision, minutes bigint,
+    first_time timestamptz, last_time timestamptz, skewed bigint, lag_max_s double precision,
+    lag_le_1s bigint, lag_le_5s bigint, lag_le_30s bigint, lag_le_60s bigint,
+    lag_le_300s bigint, lag_le_3600s bigint
+);
+
 -- The readings of `series` (NULL: every series) in [t_from, t_to), per series and date_bin(width)
 -- bucket, with every rollup column: the one aggregation of raw rows, which the minute rollup (plain
 -- PostgreSQL), readings_binned's finest widths and the panels' raw reference path all read.
 CREATE FUNCTION readings_from_raw(width interval, t_from timestamptz, t_to timestamptz,
                                   series bigint[] DEFAULT NULL)
-RETURNS TABLE (bucket timestamptz, series_id bigint, readings bigint, n bigint, sum_c double precision,
-               min_c double precision, max_c double precision, avg_c double precision, minutes bigint,
-               first_time timestamptz, last_time timestamptz, skewed bigint, lag_max_s double precision,
-               lag_le_1s bigint, lag_le_5s bigint, lag_le_30s bigint, lag_le_60s bigint,
-               lag_le_300s bigint, lag_le_3600s bigint)
+RETURNS SETOF reading_bin
 LANGUAGE sql STABLE AS $$
 SELECT date_bin(width, r.time, TIMESTAMPTZ '2000-01-01 00:00:00+00'), r.series_id,
        count(*), count(r.value), sum(r.value), min(r.value), max(r.value), avg(r.value),
@@ -38,11 +43,7 @@ $$;
 -- PostgreSQL) and readings_binned's coarser widths read.
 CREATE FUNCTION rollup_rebin(src text, width interval, lo timestamptz, hi timestamptz,
                              series bigint[] DEFAULT NULL)
-RETURNS TABLE (bucket timestamptz, series_id bigint, readings bigint, n bigint, sum_c double precision,
-               min_c double precision, max_c double precision, avg_c double precision, minutes bigint,
-               first_time timestamptz, last_time timestamptz, skewed bigint, lag_max_s double precision,
-               lag_le_1s bigint, lag_le_5s bigint, lag_le_30s bigint, lag_le_60s bigint,
-               lag_le_300s bigint, lag_le_3600s bigint)
+RETURNS SETOF reading_bin
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF src NOT IN ('reading_1m', 'reading_1h', 'reading_1d') THEN
@@ -63,11 +64,7 @@ $$;
 
 CREATE FUNCTION readings_binned(width interval, t_from timestamptz, t_to timestamptz,
                                 series bigint[] DEFAULT NULL)
-RETURNS TABLE (bucket timestamptz, series_id bigint, readings bigint, n bigint, sum_c double precision,
-               min_c double precision, max_c double precision, avg_c double precision, minutes bigint,
-               first_time timestamptz, last_time timestamptz, skewed bigint, lag_max_s double precision,
-               lag_le_1s bigint, lag_le_5s bigint, lag_le_30s bigint, lag_le_60s bigint,
-               lag_le_300s bigint, lag_le_3600s bigint)
+RETURNS SETOF reading_bin
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     which text := CASE WHEN series IS NULL THEN '' ELSE ' AND series_id = ANY($3)' END;
