@@ -5,7 +5,6 @@ Grafana expands it, on the real schema: a small seeded fleet whose answers are k
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,9 +14,8 @@ import psycopg
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from psycopg import sql
+from web_support import module_database
 
-from coldchain.embedded import with_database
 from dashboards import queries as q
 from dashboards.rollups import refresh
 from traceability.web.paths import trace_url
@@ -266,24 +264,13 @@ class Fleet:
 @pytest.fixture(scope="module")
 def fleet(pg_server_url: str, template_db: str) -> Iterator[Fleet]:
     """The seeded fleet in a database of the module's own, rollups refreshed; read-only for the tests."""
-    name = f"p_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    try:
-        url = with_database(pg_server_url, name)
+    with module_database(pg_server_url, template_db) as url:
         with psycopg.connect(url) as conn:
             _seed(conn)
             conn.commit()
         refresh(url)
         with psycopg.connect(url, autocommit=True) as conn:
             yield Fleet(url, conn)
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _norm(value: Any) -> Any:

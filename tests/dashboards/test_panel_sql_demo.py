@@ -4,7 +4,6 @@ panels show the truck's telemetry gap and the malformed messages' dead letters."
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,10 +11,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from web_support import module_database
 
 from coldchain.demo import run_scenario
-from coldchain.embedded import EmbeddedBroker, with_database
+from coldchain.embedded import EmbeddedBroker
 from dashboards import queries as q
 from dashboards.rollups import refresh
 from firmware_sim import scenario
@@ -45,22 +44,13 @@ def demo(pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPath
     """The demo scenario played once into a database of the module's own, on a broker of its own."""
     broker = EmbeddedBroker(tmp_path_factory.mktemp("mqtt"))
     broker.start()
-    name = f"d_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
     try:
-        url = with_database(pg_server_url, name)
-        summary = run_scenario(url, broker.address, speedup=2000)
-        refresh(url)
-        yield Demo(url, summary)
+        with module_database(pg_server_url, template_db) as url:
+            summary = run_scenario(url, broker.address, speedup=2000)
+            refresh(url)
+            yield Demo(url, summary)
     finally:
         broker.stop()
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def run(

@@ -3,17 +3,15 @@ loggers over 30 days, a reading every 10 minutes), through the rollups and on th
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
+from web_support import module_database
 
 from coldchain.bench.dashboards import RANGES, Fleet, build_fleet, plan
-from coldchain.embedded import with_database
 from dashboards import queries as q
 from dashboards.rollups import refresh
 
@@ -23,15 +21,7 @@ FLEET = plan(50 * 30 * 144, 50, 30)  # 10-minute steps
 
 @pytest.fixture(scope="module")
 def fleet_url(pg_server_url: str, template_db: str) -> Iterator[str]:
-    name = f"f_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template_db)
-            )
-        )
-    try:
-        url = with_database(pg_server_url, name)
+    with module_database(pg_server_url, template_db) as url:
         with psycopg.connect(url) as conn:
             build_fleet(conn, FLEET)
             conn.commit()
@@ -39,9 +29,6 @@ def fleet_url(pg_server_url: str, template_db: str) -> Iterator[str]:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE")
         yield url
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _rows(conn: psycopg.Connection[Row], text: str, t_from: datetime, t_to: datetime, **v: Any) -> list[Row]:
