@@ -6,10 +6,36 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, migrated database of the benchmark's own on the server (`prefix_<random>`), dropped afterwards
+    whatever happens: a benchmark never touches existing data."""
+    import psycopg
+    from psycopg import sql
+
+    from coldchain.embedded import with_database
+    from coldchain.migrate import migrate
+
+    db = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    name = sql.Identifier(db)
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    try:
+        url = with_database(server_url, db)
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
 
 # The benchmark commands; `coldchain bench` (coldchain.cli.bench) reads them from here when it runs.
 bench_app = typer.Typer(no_args_is_help=True)

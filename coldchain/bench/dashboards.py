@@ -19,16 +19,14 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 import psycopg
 import typer
-from psycopg import sql
 
-from coldchain.bench.app import bench_app, host_probe, steal_meter
+from coldchain.bench.app import bench_app, host_probe, scratch_database, steal_meter
 from coldchain.cli.common import cli_settings, emit_json
 
 END: Final = datetime(2026, 4, 1, tzinfo=UTC)  # the generated data's end (exclusive)
@@ -294,8 +292,6 @@ def bench_dashboards(
     raw_repeats: Annotated[int, typer.Option(help="Timed runs of each panel and range on the raw rows.")] = 3,
 ) -> None:
     """p95 of every dashboard panel's query for 24 h, 7 d and 90 d: raw rows against rollups."""
-    from coldchain.embedded import with_database
-    from coldchain.migrate import migrate
     from coldchain.stack import open_stack
     from dashboards.rollups import refresh
 
@@ -303,30 +299,24 @@ def bench_dashboards(
     steal = steal_meter()
     probe = host_probe()
     settings = cli_settings()
-    name = f"bench_dashboards_{uuid.uuid4().hex[:8]}"
-    with open_stack(settings, apply_migrations=False) as stack:
-        with psycopg.connect(stack.database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = with_database(stack.database_url, name)
-        try:
-            migrate(url)
-            t_build = time.perf_counter()
-            with psycopg.connect(url) as conn:
-                build_fleet(conn, fleet)
-                conn.commit()
-            refresh(url)
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("VACUUM (ANALYZE)")
-                row = conn.execute(
-                    "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM reading_1h),"
-                    " (SELECT count(*) FROM excursion), pg_database_size(current_database())"
-                ).fetchone()
-                assert row is not None
-            build_s = time.perf_counter() - t_build
-            figures = time_panels(url, fleet, repeats=repeats, raw_repeats=raw_repeats)
-        finally:
-            with psycopg.connect(stack.database_url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with (
+        open_stack(settings, apply_migrations=False) as stack,
+        scratch_database(stack.database_url, "bench_dashboards") as url,
+    ):
+        t_build = time.perf_counter()
+        with psycopg.connect(url) as conn:
+            build_fleet(conn, fleet)
+            conn.commit()
+        refresh(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE)")
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM reading_1h),"
+                " (SELECT count(*) FROM excursion), pg_database_size(current_database())"
+            ).fetchone()
+            assert row is not None
+        build_s = time.perf_counter() - t_build
+        figures = time_panels(url, fleet, repeats=repeats, raw_repeats=raw_repeats)
     out = {
         "bench": "dashboards",
         "readings": fleet.readings,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import random
 import statistics
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
@@ -39,7 +38,7 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
-from coldchain.bench.app import bench_app, host_probe, steal_meter
+from coldchain.bench.app import bench_app, host_probe, scratch_database, steal_meter
 from coldchain.cli.common import cli_settings, emit_json
 
 if TYPE_CHECKING:
@@ -391,8 +390,6 @@ def bench_trace(
     ] = API_REQUESTS,
 ) -> None:
     """Trace latency, capture rate, verification rate and API request rate over a multimodal ledger."""
-    from coldchain.embedded import with_database
-    from coldchain.migrate import migrate
     from coldchain.stack import open_stack
     from traceability.api.app import create_app
     from traceability.api.auth import create_key
@@ -413,105 +410,96 @@ def bench_trace(
     probe = host_probe()
     settings = cli_settings()
     rng = random.Random(5)
-    name = f"bench_trace_{uuid.uuid4().hex[:8]}"
-    with open_stack(settings, apply_migrations=False) as stack:
-        with psycopg.connect(stack.database_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        url = with_database(stack.database_url, name)
-        try:
-            migrate(url)
-            t_build = time.perf_counter()
-            with psycopg.connect(url) as conn:
-                _registry(conn, containers, readings_per_container)
-                conn.commit()
-                events = _bulk_ledger(conn, lots, containers, readings_per_container)
-                conn.commit()
-                # A ledger at rest has been vacuumed (autovacuum): hint bits and the visibility map set,
-                # so the first full read (verification) does not rewrite every freshly bulk-loaded page.
-                # It has been checkpointed too: without that, the first full read also writes out the
-                # bulk load's dirty buffers as it evicts them (measured: ≈ 3x the server time of that read).
-                conn.autocommit = True
-                conn.execute("VACUUM (ANALYZE)")
-                try:
-                    conn.execute("CHECKPOINT")  # superuser or pg_checkpoint; reported either way
-                    checkpointed = True
-                except psycopg.errors.InsufficientPrivilege:
-                    checkpointed = False
-                conn.autocommit = False
-                build_s = time.perf_counter() - t_build
-                key = Ed25519PrivateKey.generate()
-                checkpoint.sign_head(conn, key)
-                conn.commit()
-                lot_ids = [f"urn:epc:class:lgtin:6901234.012345.B{n:07d}" for n in range(lots)]
-                sample = [rng.choice(lot_ids) for _ in range(traces)]
-                trace(conn, sample[0])  # warm caches and plans
-                timings, legs_seen, most_legs = [], 0, (0, sample[0])
-                for lot in sample:
-                    t = time.perf_counter()
-                    result = trace(conn, lot)
-                    timings.append((time.perf_counter() - t) * 1000)
-                    assert result is not None
-                    legs_seen += len(result.custody)
-                    most_legs = max(most_legs, (len(result.custody), lot))
-                conn.rollback()
-            # The inspector's desk on the same ledger: the PDF of the sampled lot with the most legs.
-            pdf = measure_pdf(url, most_legs[1], repeats=3 if quick else 5)
-            with psycopg.connect(url) as conn:
-                inspector = create_key(conn, "inspector", "bench trace")
-                conn.commit()
-            page = measure_trace_page(
-                create_app(url), inspector, most_legs[1], repeats=20 if quick else traces
-            )
-            # Capture: documents of 1000 events for new lots, through the real capture path. The first
-            # 100 lots' events go first as a warm-up document of the same size, not timed: a running
-            # service has started its checking process, compiled the EPCIS schema and filled the memos
-            # of its validator before its first timed document.
-            # The same number of other new lots' events then go as EPCIS 2.0 XML (capture_eps_xml).
-            warm_lots = min(100, max(1, capture_events // 10))
-            timed_lots = max(1, capture_events // 10)
-            new_lots = warm_lots + 2 * timed_lots
-            batch: list[dict[str, Any]] = []
-            for n, container, start in _plan(new_lots, containers, readings_per_container):
-                batch.extend(_lot_events(lots + n, container, start, prefix="C"))
-            warm_up, batch = document(batch[: warm_lots * 10]), batch[warm_lots * 10 :]
-            json_events, xml_events = batch[: timed_lots * 10], batch[timed_lots * 10 :]
-            docs = [
-                msgspec.json.encode(document(json_events[i : i + 1000]))
-                for i in range(0, len(json_events), 1000)
-            ]
-            xml_docs = [
-                epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in xml_events[i : i + 1000])
-                for i in range(0, len(xml_events), 1000)
-            ]
-            settle_heap()  # as `coldchain run` does once its stages have started
-            worker = CaptureWorker(url, check_process=True)
+    with (
+        open_stack(settings, apply_migrations=False) as stack,
+        scratch_database(stack.database_url, "bench_trace") as url,
+    ):
+        t_build = time.perf_counter()
+        with psycopg.connect(url) as conn:
+            _registry(conn, containers, readings_per_container)
+            conn.commit()
+            events = _bulk_ledger(conn, lots, containers, readings_per_container)
+            conn.commit()
+            # A ledger at rest has been vacuumed (autovacuum): hint bits and the visibility map set,
+            # so the first full read (verification) does not rewrite every freshly bulk-loaded page.
+            # It has been checkpointed too: without that, the first full read also writes out the
+            # bulk load's dirty buffers as it evicts them (measured: ≈ 3x the server time of that read).
+            conn.autocommit = True
+            conn.execute("VACUUM (ANALYZE)")
             try:
-                warm_up_events, _ = capture_rate(worker, url, [msgspec.json.encode(warm_up)])
-                captured, capture_s = capture_rate(worker, url, docs)
-                captured_xml, capture_xml_s = capture_rate(worker, url, xml_docs)
-            finally:
-                worker.close()
-            with psycopg.connect(url, autocommit=True) as conn:
-                checkpoint.sign_head(conn, key)
+                conn.execute("CHECKPOINT")  # superuser or pg_checkpoint; reported either way
+                checkpointed = True
+            except psycopg.errors.InsufficientPrivilege:
+                checkpointed = False
+            conn.autocommit = False
+            build_s = time.perf_counter() - t_build
+            key = Ed25519PrivateKey.generate()
+            checkpoint.sign_head(conn, key)
+            conn.commit()
+            lot_ids = [f"urn:epc:class:lgtin:6901234.012345.B{n:07d}" for n in range(lots)]
+            sample = [rng.choice(lot_ids) for _ in range(traces)]
+            trace(conn, sample[0])  # warm caches and plans
+            timings, legs_seen, most_legs = [], 0, (0, sample[0])
+            for lot in sample:
                 t = time.perf_counter()
-                full = verify.verify(conn, public_key=checkpoint.public_hex(key))
-                verify_s = time.perf_counter() - t
-                t = time.perf_counter()
-                deep = verify.verify(conn, deep=True, public_key=checkpoint.public_hex(key))
-                deep_s = time.perf_counter() - t
-                api = _api_rates(url, lot_ids, api_requests, rng)
-                # Last, as it adds a 30-day minute series of its own to the database.
-                downsample = measure_leg_downsample(url, repeats=10 if quick else 20)
-                sizes = conn.execute(
-                    "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM ledger_event),"
-                    " (SELECT count(*) FROM lot) + %s, pg_total_relation_size('reading'),"
-                    " pg_total_relation_size('ledger_event'), pg_database_size(current_database())",
-                    (lots + new_lots,),
-                ).fetchone()
-                assert sizes is not None
+                result = trace(conn, lot)
+                timings.append((time.perf_counter() - t) * 1000)
+                assert result is not None
+                legs_seen += len(result.custody)
+                most_legs = max(most_legs, (len(result.custody), lot))
+            conn.rollback()
+        # The inspector's desk on the same ledger: the PDF of the sampled lot with the most legs.
+        pdf = measure_pdf(url, most_legs[1], repeats=3 if quick else 5)
+        with psycopg.connect(url) as conn:
+            inspector = create_key(conn, "inspector", "bench trace")
+            conn.commit()
+        page = measure_trace_page(create_app(url), inspector, most_legs[1], repeats=20 if quick else traces)
+        # Capture: documents of 1000 events for new lots, through the real capture path. The first
+        # 100 lots' events go first as a warm-up document of the same size, not timed: a running
+        # service has started its checking process, compiled the EPCIS schema and filled the memos
+        # of its validator before its first timed document.
+        # The same number of other new lots' events then go as EPCIS 2.0 XML (capture_eps_xml).
+        warm_lots = min(100, max(1, capture_events // 10))
+        timed_lots = max(1, capture_events // 10)
+        new_lots = warm_lots + 2 * timed_lots
+        batch: list[dict[str, Any]] = []
+        for n, container, start in _plan(new_lots, containers, readings_per_container):
+            batch.extend(_lot_events(lots + n, container, start, prefix="C"))
+        warm_up, batch = document(batch[: warm_lots * 10]), batch[warm_lots * 10 :]
+        json_events, xml_events = batch[: timed_lots * 10], batch[timed_lots * 10 :]
+        docs = [
+            msgspec.json.encode(document(json_events[i : i + 1000])) for i in range(0, len(json_events), 1000)
+        ]
+        xml_docs = [
+            epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in xml_events[i : i + 1000])
+            for i in range(0, len(xml_events), 1000)
+        ]
+        settle_heap()  # as `coldchain run` does once its stages have started
+        worker = CaptureWorker(url, check_process=True)
+        try:
+            warm_up_events, _ = capture_rate(worker, url, [msgspec.json.encode(warm_up)])
+            captured, capture_s = capture_rate(worker, url, docs)
+            captured_xml, capture_xml_s = capture_rate(worker, url, xml_docs)
         finally:
-            with psycopg.connect(stack.database_url, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            worker.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            checkpoint.sign_head(conn, key)
+            t = time.perf_counter()
+            full = verify.verify(conn, public_key=checkpoint.public_hex(key))
+            verify_s = time.perf_counter() - t
+            t = time.perf_counter()
+            deep = verify.verify(conn, deep=True, public_key=checkpoint.public_hex(key))
+            deep_s = time.perf_counter() - t
+            api = _api_rates(url, lot_ids, api_requests, rng)
+            # Last, as it adds a 30-day minute series of its own to the database.
+            downsample = measure_leg_downsample(url, repeats=10 if quick else 20)
+            sizes = conn.execute(
+                "SELECT (SELECT count(*) FROM reading), (SELECT count(*) FROM ledger_event),"
+                " (SELECT count(*) FROM lot) + %s, pg_total_relation_size('reading'),"
+                " pg_total_relation_size('ledger_event'), pg_database_size(current_database())",
+                (lots + new_lots,),
+            ).fetchone()
+            assert sizes is not None
     out = {
         "bench": "trace",
         "trace_p50_ms": round(statistics.median(timings), 2),
