@@ -31,12 +31,14 @@ import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 import psycopg
 
 from traceability import queries
 from traceability.epcis import capture
+from traceability.ledger import chain
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +152,10 @@ class CaptureWorker:
             with psycopg.connect(self._conninfo, autocommit=True) as conn:
                 handed: list[str] = []
                 while not stop.is_set():
-                    rows = conn.execute(queries.NEXT_CAPTURE_JOBS, (handed, TAKE_BATCH)).fetchall()
+                    # Binary rows: the body comes as its bytes, not as hex for the server to make and
+                    # this process to undo (twice the bytes on the socket).
+                    asked = (handed, TAKE_BATCH)
+                    rows = conn.execute(queries.NEXT_CAPTURE_JOBS, asked, binary=True).fetchall()
                     if not rows:
                         break
                     for capture_id, body, captured_by in rows:
@@ -171,7 +176,7 @@ class CaptureWorker:
                     1, mp_context=multiprocessing.get_context("spawn"), initializer=settle_heap
                 )
             try:
-                return self._pool.submit(_checked, body, self._limits, capture_id).result()
+                return _expanded(self._pool.submit(_checked_compact, body, self._limits, capture_id).result())
             except BrokenProcessPool:  # the child died (killed, out of memory): a new one for the next
                 log.error("the capture checking process died; capture %s is checked here", capture_id)
                 self._pool = None
@@ -201,6 +206,37 @@ def _checked(body: bytes, limits: capture.CaptureLimits, capture_id: str) -> cap
         log.exception("capture %s could not be checked", capture_id)
         reason = capture.CaptureError("", "the document could not be checked (an internal error)")
         return capture.Checked(capture_id, [reason], [])
+
+
+class _Compact(NamedTuple):
+    """A ``capture.Checked`` as the checking process sends it back: each event as its hash and canonical
+    bytes only. Pickling the events' objects cost the child about as much as the schema check, and
+    unpickling them cost this process more than decoding the bytes does."""
+
+    capture_id: str
+    errors: list[capture.CaptureError]
+    events: list[tuple[str, bytes]]
+    unreadable: bool
+    pointer: str
+
+
+def _checked_compact(body: bytes, limits: capture.CaptureLimits, capture_id: str) -> _Compact:
+    """``_checked``, in the checking process, as it crosses back."""
+    c = _checked(body, limits, capture_id)
+    events = [(p.event_hash, p.jcs) for p in c.prepared if p.jcs is not None]
+    if len(events) != len(c.prepared):  # never: capture.check canonicalises every event it prepares
+        raise ValueError("an event was prepared without its canonical bytes")
+    return _Compact(c.capture_id, c.errors, events, c.unreadable, c.pointer)
+
+
+def _expanded(compact: _Compact) -> capture.Checked:
+    """The ``capture.Checked`` of a compact one: each event is its canonical bytes decoded, the JSON value
+    that the ledger stores for it."""
+    prepared = [chain.Prepared(_DECODE(jcs), ev_hash, jcs) for ev_hash, jcs in compact.events]
+    return capture.Checked(compact.capture_id, compact.errors, prepared, compact.unreadable, compact.pointer)
+
+
+_DECODE = msgspec.json.Decoder().decode
 
 
 def _put(items: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:

@@ -35,9 +35,9 @@ LOCK_LEDGER = "SELECT pg_advisory_xact_lock(%s)"
 EVENT_SEQS_BY_IDS = (
     "SELECT event_id, declares_error, seq FROM ledger_event WHERE event_id = ANY(string_to_array(%s, %s))"
 )
-# The content of the events already under these eventIDs (recordTime apart: the repository's own).
+# The seq and content of the events already under these eventIDs (recordTime apart: the repository's own).
 EVENT_CONTENT_BY_IDS = (
-    "SELECT event_id, declares_error, event - 'recordTime' FROM ledger_event"
+    "SELECT event_id, declares_error, seq, event - 'recordTime' FROM ledger_event"
     " WHERE event_id = ANY(string_to_array(%s, %s))"
 )
 EVENT_BY_ID = "SELECT event FROM ledger_event WHERE event_id = %s AND NOT declares_error"
@@ -61,10 +61,14 @@ WHERE conrelid = 'ledger_event'::regclass AND conname = %s AND contype = 'c'
 """
 
 # --- derived tables, batched (derive.Derivation): read once, write once per table ---------------------------
+# A union, not an OR: each side reads its index (child; parent), where the OR of both was planned as a scan
+# of the whole table at every append.
 BATCH_CONTAINMENT = """
 SELECT containment_id, child_id, parent_id, location_id, t0, t1, start_seq, end_seq FROM containment
 WHERE child_id = ANY(string_to_array(%(children)s, %(d)s))
-   OR (parent_id = ANY(string_to_array(%(parents)s, %(d)s)) AND t1 IS NULL)
+UNION
+SELECT containment_id, child_id, parent_id, location_id, t0, t1, start_seq, end_seq FROM containment
+WHERE parent_id = ANY(string_to_array(%(parents)s, %(d)s)) AND t1 IS NULL
 ORDER BY containment_id
 """
 BATCH_OPEN_LEGS = """

@@ -457,9 +457,9 @@ def write(
                 if queued and not _take(conn, job.capture_id):
                     return None
                 conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                errors = _identity_errors(conn, checked.prepared, checked.pointer)
+                errors, in_ledger = _identity_errors(conn, checked.prepared, checked.pointer)
                 if not errors:
-                    _append(conn, job, checked.prepared)
+                    _append(conn, job, checked.prepared, in_ledger)
                 else:  # refused on what the ledger holds: recorded while the job's row is still held
                     _refused(job, errors, checked.unreadable)
                 _record(conn, job, captured_by)  # committed with the events: one commit
@@ -493,12 +493,18 @@ def _refused(job: CaptureJob, errors: Sequence[CaptureError], unreadable: bool) 
     job.unreadable = unreadable
 
 
-def _append(conn: Conn, job: CaptureJob, prepared: Sequence[chain.Prepared]) -> None:
-    """Append the events (under the lock the caller holds) and fill the job's seq range and the events
-    that were in the ledger already."""
+def _append(
+    conn: Conn,
+    job: CaptureJob,
+    prepared: Sequence[chain.Prepared],
+    in_ledger: Mapping[tuple[str, bool], int],
+) -> None:
+    """Append the events (under the lock the caller holds; ``in_ledger``: the seqs of their eventIDs the
+    ledger holds, read under it) and fill the job's seq range and the events that were in the ledger
+    already."""
     head = conn.execute(queries.HEALTH).fetchone()
     head_seq = 0 if head is None or head[0] is None else int(head[0])
-    seqs = chain.append_prepared(conn, prepared)
+    seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger)
     new = [s for s in seqs if s > head_seq]
     job.success, job.events = True, len(set(new))
     job.first_seq = min(new) if new else None
@@ -535,19 +541,23 @@ def enqueue(conn: Conn, raw: bytes, *, captured_by: str | None) -> CaptureJob:
 
 def _identity_errors(
     conn: Conn, prepared: Sequence[chain.Prepared], pointer: str = EVENT_LIST
-) -> list[CaptureError]:
+) -> tuple[list[CaptureError], dict[tuple[str, bool], int]]:
     """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
     of no event (in the ledger or earlier in the document). The events are as they will be stored; an
     eventID that is the event's hash (its own, or given it for want of one) names its content, so met
-    again it is the same event. Contents are compared only where another eventID is met again."""
+    again it is the same event. Contents are compared only where another eventID is met again. Also the
+    seqs of the eventIDs the ledger holds, keyed by (eventID, declares an error): what the append needs
+    of it (one lookup of the document's eventIDs)."""
     errors: list[CaptureError] = []
     ids = [str(p.stored["eventID"]) for p in prepared]
     known: dict[tuple[str, bool], Mapping[str, Any]] = {}
+    in_ledger: dict[tuple[str, bool], int] = {}
     if ids:
-        for event_id, declares, content in conn.execute(
+        for event_id, declares, seq, content in conn.execute(
             queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)
         ):
             known[(str(event_id), bool(declares))] = content
+            in_ledger[(str(event_id), bool(declares))] = int(seq)
     for i, (event, ev_hash, _) in enumerate(prepared):
         path = f"{pointer}/{i}"
         declares = "errorDeclaration" in event
@@ -562,7 +572,7 @@ def _identity_errors(
             errors.append(CaptureError(f"{path}/errorDeclaration", f"no event {event_id!r} to declare wrong"))
             continue
         known.setdefault(key, event)
-    return errors
+    return errors, in_ledger
 
 
 def _content(event: Mapping[str, Any]) -> bytes:

@@ -101,11 +101,17 @@ def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: b
         return _append(conn, events, validated=validated)
 
 
-def append_prepared(conn: Conn, prepared: Sequence[Prepared]) -> list[int]:
+def append_prepared(
+    conn: Conn, prepared: Sequence[Prepared], *, in_ledger: Mapping[tuple[str, bool], int] | None = None
+) -> list[int]:
     """``append_many`` of valid events already prepared (``canonicalised``): nothing of theirs is hashed
-    or serialised again, so the ledger's lock is held only for the appending itself."""
+    or serialised again, so the ledger's lock is held only for the appending itself. ``in_ledger``: the
+    seqs, keyed by (eventID, declares an error), of those of the events' eventIDs the ledger holds, read
+    by the caller under the ledger's lock, which it holds still (else they are read here)."""
     with conn.transaction():
-        return _append(conn, [p.stored for p in prepared], validated=True, prepared=prepared)
+        return _append(
+            conn, [p.stored for p in prepared], validated=True, prepared=prepared, in_ledger=in_ledger
+        )
 
 
 def validate_all(events: Sequence[Mapping[str, Any]]) -> None:
@@ -122,6 +128,7 @@ def _append(
     *,
     validated: bool,
     prepared: Sequence[Prepared] | None = None,
+    in_ledger: Mapping[tuple[str, bool], int] | None = None,
 ) -> list[int]:
     if not validated:
         validate_all(events)  # before anything reads them or the lock is taken
@@ -129,18 +136,22 @@ def _append(
     # derivation needs): the server answers them while this process hashes the events. The lock is held
     # from there: a second appender waits during this one's hashing too (appends were serialised from the
     # head read to the commit already; this only adds the hashing).
-    given = [str(e["eventID"]) for e in events if e.get("eventID")]
+    given = [] if in_ledger is not None else [str(e["eventID"]) for e in events if e.get("eventID")]
     with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-        known_given = conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(given))
+        known_given = conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(given)) if given else None
         head_asked = conn.execute(queries.LEDGER_HEAD)
         derivation = derive.Derivation(conn, events)
         if prepared is None:
             prepared = [prepare(e, validated=True) for e in events]
     ids = [(str(p.stored["eventID"]), "errorDeclaration" in p.stored) for p in prepared]
-    known = {(str(r[0]), bool(r[1])): int(r[2]) for r in known_given}
-    given_set = set(given)
-    hashed = list(dict.fromkeys(i for i, _ in ids if i not in given_set))
+    if in_ledger is not None:
+        known = dict(in_ledger)
+        hashed = []
+    else:
+        known = {(str(r[0]), bool(r[1])): int(r[2]) for r in known_given or ()}
+        given_set = set(given)
+        hashed = list(dict.fromkeys(i for i, _ in ids if i not in given_set))
     if hashed:  # eventIDs the hash gave (events that came without one)
         known.update(
             {
