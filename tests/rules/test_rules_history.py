@@ -66,7 +66,7 @@ def test_late_data_amends_verdict_and_says_why(conn: Conn, db_url: str) -> None:
         v = history(conn, subject)
         assert [h[1] for h in v] == ["pass", "broken", "pass"]
         version, verdict, items, arrived, change, pack_version = v[2]
-        expected = (3, "pass", [], load_packs()["chilled"].pack_version)
+        expected: tuple[object, ...] = (3, "pass", [], load_packs()["chilled"].pack_version)
         assert (version, verdict, items, pack_version) == expected
         assert (arrived["t_min"], arrived["t_max"]) == (
             "2026-01-01T00:31:00.000Z",
