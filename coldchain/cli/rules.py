@@ -11,7 +11,7 @@ from typer.core import TyperCommand
 from coldchain.cli.common import ExitCode, emit_json, fail
 
 if TYPE_CHECKING:
-    from rules.packs import ClassRef, PackSet
+    from rules.packs import ClassRef, ClassRules, PackSet
 
 rules_app = typer.Typer(help="Rule packs and offline checks.", no_args_is_help=True)
 
@@ -45,7 +45,7 @@ def packs(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object as the last line.")] = False,
     packs_dir: PacksDir = None,
 ) -> None:
-    """List the loaded rule packs, their classes and limits, with sources."""
+    """List the loaded rule packs and every class, each limit with the clause it comes from."""
     ps = _load(packs_dir)
     if json_out:
         emit_json(
@@ -61,23 +61,83 @@ def packs(
     for p in ps.packs.values():
         typer.echo(f"{p.id} {p.version}: {p.title}")
         for code in sorted(p.classes):
-            r = p.classes[code]
-            lo = "−∞" if r.low_c is None else f"{r.low_c:g}"
-            hi = "+∞" if r.high_c is None else f"{r.high_c:g}"
-            extra = [f"min {r.min_duration.seconds}s"]
-            extra.append(f"interval storage {r.max_interval.storage.seconds}s")
-            extra.append(f"transport {r.max_interval.transport.seconds}s")
-            if r.max_interval.out_of_range is not None:
-                extra.append(f"out-of-range {r.max_interval.out_of_range.seconds}s")
-            if r.hysteresis is not None:
-                extra.append(f"hysteresis {r.hysteresis.value:g}°C")
-            if r.mkt is not None:
-                extra.append(f"MKT ≤ {r.mkt.limit_c:g}°C/{r.mkt.window_s}s")
-            if r.band is not None:
-                extra.append(f"band [{r.band.low_c}, {r.band.high_c}]")
-            if r.shelf_life is not None:
-                extra.append(f"shelf life {r.shelf_life.model}")
-            typer.echo(f"  {code:<16} [{lo}, {hi}] °C  {', '.join(extra)}  — {r.source}")
+            typer.echo(f"  {code}: {p.classes[code].description}")
+            for what, source in _limit_lines(p.classes[code]):
+                typer.echo(f"    {what} — {source}")
+
+
+def _c(x: float | None, inclusive: bool, side: str) -> str:
+    if x is None:
+        return "−∞" if side == "low" else "+∞"
+    return f"{x:g}" if inclusive else f"{x:g} (exclusive)"
+
+
+def _limit_lines(r: ClassRules) -> list[tuple[str, str]]:
+    """Every limit of a class as (what, its source): the range, then each table in pack order."""
+    lo, hi = _c(r.low_c, r.low_inclusive, "low"), _c(r.high_c, r.high_inclusive, "high")
+    out = [
+        (f"range [{lo}, {hi}] °C", r.source),
+        (f"minimum duration {r.min_duration.seconds} s", r.min_duration.source),
+    ]
+    mi = r.max_interval
+    for mode, lim in (
+        ("storage", mi.storage),
+        ("transport", mi.transport),
+        ("road", mi.road),
+        ("rail", mi.rail),
+        ("sea", mi.sea),
+        ("out of range", mi.out_of_range),
+    ):
+        if lim is not None:
+            out.append((f"recording interval {mode} ≤ {lim.seconds} s", lim.source))
+    if r.hysteresis is not None:
+        out.append((f"hysteresis {r.hysteresis.value:g} °C", r.hysteresis.source))
+    if r.allowances is not None and r.allowances.single_event is not None:
+        se = r.allowances.single_event
+        out.append((f"single-event allowance {se.seconds} s", se.source))
+    if r.allowances is not None and r.allowances.cumulative is not None:
+        cu = r.allowances.cumulative
+        out.append((f"cumulative allowance {cu.seconds} s in {cu.window_s} s", cu.source))
+    if r.band is not None:
+        b = r.band
+        blo, bhi = _c(b.low_c, b.low_inclusive, "low"), _c(b.high_c, b.high_inclusive, "high")
+        out.append((f"band [{blo}, {bhi}] °C (outside: broken)", b.source))
+        if b.spike is not None:
+            out.append(
+                (f"transient spikes ≤ {b.spike.high_c:g} °C for ≤ {b.spike.seconds} s", b.spike.source)
+            )
+    for t in r.triggers:
+        op = "≥" if t.side == "high" else "≤"
+        span = "" if t.kind == "instant" else f" for {t.seconds} s"
+        window = f" in {t.window_s} s" if t.window_s is not None else ""
+        out.append(
+            (f"trigger {t.name}: {t.kind} {op} {t.threshold_c:g} °C{span}{window} → {t.verdict}", t.source)
+        )
+    if r.mkt is not None:
+        out.append((f"MKT ≤ {r.mkt.limit_c:g} °C over {r.mkt.window_s} s", r.mkt.source))
+    if r.door_open is not None:
+        out.append((f"door open ≤ {r.door_open.seconds} s", r.door_open.source))
+    if r.power_loss is not None:
+        out.append((f"power loss ≤ {r.power_loss.seconds} s", r.power_loss.source))
+    if r.defrost is not None:
+        d = r.defrost
+        out.append((f"defrost suspension ≤ {d.max_s} s, ≤ +{d.max_rise_c:g} °C", d.source))
+    if r.faults is not None:
+        f = r.faults
+        rate = f"{f.max_rate_c_per_min:g} °C/min"
+        what = f"sensor faults: flatline {f.flatline_s} s, spike {f.spike_c:g} °C, {rate}"
+        out.append((what, f.source))
+    if r.accuracy is not None:
+        out.append((f"default accuracy ±{r.accuracy.value:g} °C", r.accuracy.source))
+    if r.humidity is not None:
+        h = r.humidity
+        hlo = "−" if h.low_pct is None else f"{h.low_pct:g}"
+        hhi = "−" if h.high_pct is None else f"{h.high_pct:g}"
+        out.append((f"humidity [{hlo}, {hhi}] %RH", h.source))
+    if r.shelf_life is not None:
+        sl = r.shelf_life
+        out.append((f"shelf life {sl.model}, {sl.ref_life_h:g} h at {sl.ref_c:g} °C", sl.source))
+    return out
 
 
 def _check_limits() -> str:

@@ -5,7 +5,7 @@ kernels, `catalog` defines each rule once (id, kind, verdict, severity, reason t
 the break predicates and chain-breaking runs, `profile` applies a whole class to one series.
 """
 
-from rules.engine.breaks import band_runs, cumulative_breaks
+from rules.engine.breaks import band_breaks, band_runs, cumulative_breaks
 from rules.engine.checked import (
     MAX_ACCURACY_C,
     Excursion,
@@ -30,6 +30,7 @@ __all__ = [
     "Gap",
     "MktPrefix",
     "RangeLimits",
+    "band_breaks",
     "band_runs",
     "check_accuracy",
     "check_series",

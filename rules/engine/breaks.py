@@ -1,5 +1,7 @@
 """Stage 2 (verdicts): the break rules over one slice: defrost, accuracy, single event, cumulative, band.
 
+The band rule honours its inclusive bounds and transient-spike allowance (`band_breaks`).
+
 Each predicate is the one definition of its rule: `evaluate_series` (offline check, lot verdicts) and
 the live worker's chain_break rows both judge through them.
 """
@@ -12,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rules.engine.checked import FloatArray, IntArray, check_series, limit_or
-from rules.packs import ClassRules
+from rules.packs import Band, ClassRules
 
 
 def suspended_by_defrost(rules: ClassRules, peak_c: float, duration_ms: int) -> bool:
@@ -112,9 +114,17 @@ def cumulative_breaks(
     return [(int(idx[lo]), int(idx[hi]), c) for lo, hi, c in merged]
 
 
-def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | None) -> list[tuple[int, int]]:
+def band_runs(
+    v: NDArray[np.generic],
+    *,
+    low_c: float | None,
+    high_c: float | None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> list[tuple[int, int]]:
     """Runs of consecutive non-NaN readings outside the hard band [low_c, high_c] (NaN dropouts
-    neither end nor extend a run), as (first index, last index)."""
+    neither end nor extend a run), as (first index, last index). An inclusive bound is inside the
+    band; a reading equal to an exclusive one is outside it."""
     if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype != np.float64:
         raise ValueError("v must be a 1-D float64 numpy array")
     x: FloatArray = np.ascontiguousarray(v, dtype=np.float64)
@@ -123,6 +133,10 @@ def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | No
     valid = np.flatnonzero(~np.isnan(x))
     xv = x[valid]
     out = (xv < lo) | (xv > hi)
+    if not low_inclusive:
+        out |= xv == lo
+    if not high_inclusive:
+        out |= xv == hi
     runs: list[tuple[int, int]] = []
     start = -1
     for k, o in enumerate(out.tolist()):
@@ -134,3 +148,32 @@ def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | No
     if start >= 0:
         runs.append((int(valid[start]), int(valid[-1])))
     return runs
+
+
+def within_spike(t_ms: NDArray[np.generic], v: NDArray[np.generic], band: Band, run: tuple[int, int]) -> bool:
+    """The run outside the band is a permitted transient spike: every reading of it lies above the
+    band and at or below the spike's ceiling, and it lasts (first to last reading) at most the spike's
+    seconds. Both bounds are inclusive: 40.0 °C for exactly 24 h is a permitted USP CRT spike."""
+    sp = band.spike
+    if sp is None or band.high_c is None:
+        return False
+    i, j = run
+    x = v[i : j + 1]
+    x = x[~np.isnan(x)]
+    above = x > band.high_c if band.high_inclusive else x >= band.high_c
+    return bool(above.all()) and float(x.max()) <= sp.high_c and int(t_ms[j] - t_ms[i]) <= sp.seconds * 1000
+
+
+def band_breaks(t_ms: NDArray[np.generic], v: NDArray[np.generic], band: Band) -> list[tuple[int, int]]:
+    """The runs outside the class's hard band that break the chain, as (first index, last index):
+    every run of `band_runs` except a permitted transient spike (`within_spike`). The one definition
+    of the band rule: the offline check, lot verdicts and the live worker's chain breaks use it."""
+    t, x = check_series(t_ms, v)
+    runs = band_runs(
+        x,
+        low_c=band.low_c,
+        high_c=band.high_c,
+        low_inclusive=band.low_inclusive,
+        high_inclusive=band.high_inclusive,
+    )
+    return [run for run in runs if not within_spike(t, x, band, run)]

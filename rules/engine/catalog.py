@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Final
 
 from rules.models import iso_utc
-from rules.packs import ClassRef, ClassRules
+from rules.packs import ClassRef, ClassRules, Trigger
 from rules.verdicts import Verdict
 
 
@@ -44,9 +44,9 @@ ACCURACY: Final = Rule("accuracy", "accuracy", "indeterminate", "info")
 FAULTS: Final = Rule("faults", "faults", "indeterminate", "info")
 
 
-def trigger(name: str, severity: str) -> Rule:
-    """A pack's named trigger: an excursion-level rule with the trigger's own severity."""
-    return Rule(f"trigger.{name}", "trigger", "excursion", severity)
+def trigger(t: Trigger) -> Rule:
+    """A pack's named trigger: a rule with the trigger's own verdict and severity."""
+    return Rule(f"trigger.{t.name}", "trigger", t.verdict, t.severity)
 
 
 def state_rule(channel: str) -> Rule:
@@ -56,7 +56,7 @@ def state_rule(channel: str) -> Rule:
 
 def profile_rules(rules: ClassRules) -> tuple[Rule, ...]:
     """The profile rules judged live at the latest reading (an alarm each while it stands)."""
-    return (CUMULATIVE, BAND, MKT, ACCURACY, FAULTS, *(trigger(t.name, t.severity) for t in rules.triggers))
+    return (CUMULATIVE, BAND, MKT, ACCURACY, FAULTS, *(trigger(t) for t in rules.triggers))
 
 
 # -- reason texts ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from rules import kernels
 from rules.engine import catalog
 from rules.engine.breaks import (
+    band_breaks,
     beyond_accuracy,
     device_accuracy,
     peak_outside,
@@ -159,11 +160,12 @@ def evaluate_series(
 ) -> Evaluation:
     """Apply every rule of `ref`'s class to one temperature series (and door/power channels if given).
 
-    Verdict, most severe first: broken (a gap beyond the recording interval, an excursion beyond the
-    single-event or cumulative allowance, a reading outside the hard band, MKT above its limit, door
-    open or power lost beyond its limit, or no reading at all), excursion (a counted excursion beyond
-    the device accuracy, or a fired trigger), indeterminate (a reading within the device accuracy of a
-    limit, an excursion within it, or a sensor fault), else pass.
+    Verdict, most severe first (docs/rule-semantics.md): broken (a gap beyond the recording interval,
+    an excursion beyond the single-event or cumulative allowance, a run outside the hard band that is
+    no permitted spike, MKT above its limit, door open or power lost beyond its limit, a fired trigger
+    of verdict broken, or no reading at all), excursion (a counted excursion beyond the device
+    accuracy, or a fired trigger of verdict excursion), indeterminate (a reading within the device
+    accuracy of a limit, an excursion within it, or a sensor fault), else pass.
 
     With `mkt_prefix` the series is a slice of a longer history and MKT is judged at its last reading
     only, over the class's whole MKT window (see `mkt_at_end`); without it, the highest rolling MKT."""
@@ -287,15 +289,14 @@ def evaluate_series(
     if r.band is not None:
         b_lo = -math.inf if r.band.low_c is None else r.band.low_c
         b_hi = math.inf if r.band.high_c is None else r.band.high_c
-        outside = valid & ((x < b_lo) | (x > b_hi))
-        if bool(outside.any()):
-            out_idx = np.flatnonzero(outside)
-            breach(
-                catalog.BAND,
-                catalog.band(b_lo, b_hi, peak_outside(x, b_lo, b_hi)),
-                int(t[out_idx[0]]),
-                int(t[out_idx[-1]]),
+        band_out = band_breaks(t, x, r.band)
+        if band_out:
+            first, last = band_out[0][0], band_out[-1][1]
+            peaks_out = [peak_outside(x[i : j + 1], b_lo, b_hi) for i, j in band_out]
+            worst_peak = max(
+                (p for p in peaks_out if p is not None), key=lambda p: max(b_lo - p, p - b_hi), default=None
             )
+            breach(catalog.BAND, catalog.band(b_lo, b_hi, worst_peak), int(t[first]), int(t[last]))
 
     dhr = r.mkt.delta_h_r_k if r.mkt else DEFAULT_DHR_K
     mkt_window = r.mkt.window_s * 1000 if r.mkt else max(int(t[-1] - t[0]) + 1, 1) if t.shape[0] else 1
@@ -353,7 +354,7 @@ def evaluate_series(
             (trig.window_s or 1) * 1000,
         )
         if idx >= 0:
-            rule = catalog.trigger(trig.name, trig.severity)
+            rule = catalog.trigger(trig)
             tid = rule.id(ref)
             fired.append(
                 TriggerOut(

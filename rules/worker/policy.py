@@ -402,7 +402,7 @@ def profile_breaks(inp: SliceInputs, excursions: list[engine.Excursion], live: b
         band = rules.band
         b_lo = -math.inf if band.low_c is None else band.low_c
         b_hi = math.inf if band.high_c is None else band.high_c
-        for i, j in engine.band_runs(v, low_c=band.low_c, high_c=band.high_c):
+        for i, j in engine.band_breaks(t_ms, v, band):
             peak = peak_outside(v[i : j + 1], b_lo, b_hi)
             still = live and not bool((~np.isnan(v[j + 1 :])).any())
             detail = {
