@@ -13,7 +13,7 @@ next level each time it stays unacknowledged past its severity's escalation time
     name = "王工 (QA)"
     email = "wang@example.cn"            # by e-mail (SMTP)
     webhook = "https://ops.example/wang"  # by a signed webhook POST
-    mqtt = true                           # on cc/v1/duty/wang (QoS 1)
+    mqtt = true                           # on cc/v1/alerts/duty/wang (QoS 1)
 
     [classes.pharma_2_8]
     levels = [["wang", "li", "zhang"], ["qa_head"], ["director"]]
@@ -45,8 +45,9 @@ GSP_MIN_RECIPIENTS = 3
 # under GB 31605, which asks for alarm devices but names no number of people).
 DRUG_PACKS = frozenset({"cn_drug_gsp", "usp", "vaccines", "who_pqs"})
 
-# The MQTT topic of one designated person (beside the fleet-wide cc/v1/alerts/{severity}/{asset}).
-DUTY_TOPIC_PREFIX = "cc/v1/duty"
+# The MQTT topic of one designated person: under the alerts tree the rules stage may write (the broker
+# ACL), beside the fleet-wide cc/v1/alerts/{severity}/{asset}; "duty" is no severity, so they never meet.
+DUTY_TOPIC_PREFIX = "cc/v1/alerts/duty"
 
 MAX_DUTIES_BYTES = 1_000_000
 

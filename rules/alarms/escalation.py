@@ -11,7 +11,7 @@ A failed send stays pending and is retried, backing off.
 
 Channels: e-mail (SMTP, the standard library's smtplib), a webhook POST signed as the alarm webhooks
 are (`rules.alarms.notify.webhook_headers`, event ``alarm.duty``), and MQTT QoS 1 on the person's
-topic ``cc/v1/duty/{person}``.
+topic ``cc/v1/alerts/duty/{person}``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from rules_support import Conn, add_asset, add_device, add_readings, add_series, drain
 
 from coldchain.embedded import free_port
-from coldchain.settings import BrokerAddress, SettingsError, load_settings
+from coldchain.runtime import Services
+from coldchain.settings import BrokerAddress, Settings, SettingsError, load_settings
 from rules import alarms
 from rules.alarms.duties import DRUG_PACKS, DutiesError, load_duties, parse_duties
 from rules.alarms.escalation import DutyEscalator, Senders, SmtpConfig, claim, deliver
@@ -170,6 +171,7 @@ class _Inbox:
         self.port = free_port()
         self.mails: list[tuple[list[str], EmailMessage]] = []
         self.refuse = 0
+        self.received = threading.Semaphore(0)
 
     async def handle_DATA(  # noqa: N802 (aiosmtpd's hook name)
         self, server: SMTP, session: Session, envelope: Envelope
@@ -181,6 +183,7 @@ class _Inbox:
         msg = message_from_bytes(raw, policy=policy.default)
         assert isinstance(msg, EmailMessage)
         self.mails.append((list(envelope.rcpt_tos), msg))
+        self.received.release()
         return "250 OK"
 
 
@@ -231,7 +234,7 @@ class _Mqtt:
         self.sub.on_message = self._on_message
         self.sub.on_subscribe = lambda *a: subscribed.set()
         self.sub.connect(broker.host, broker.port)
-        self.sub.subscribe("cc/v1/duty/carol", qos=1)
+        self.sub.subscribe("cc/v1/alerts/duty/carol", qos=1)
         self.sub.loop_start()
         self.pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="duty-pub", protocol=proto)
         self.pub.on_connect = lambda *a: connected.set()
@@ -327,7 +330,7 @@ def test_escalation_by_email_webhook_mqtt_survives_restart_never_twice(
     assert (json.loads(body)["level"], json.loads(body)["alarm"]["alarm_id"]) == (0, aid)
     assert duty_mqtt.arrived.acquire(timeout=10)
     topic, payload = duty_mqtt.got[0]
-    assert (topic, json.loads(payload)["person"]) == ("cc/v1/duty/carol", "carol")
+    assert (topic, json.loads(payload)["person"]) == ("cc/v1/alerts/duty/carol", "carol")
 
     # Not yet past the warning time (30 min): nothing more, and ticking again repeats nothing.
     assert esc.tick(t_open + timedelta(minutes=29)) == 0
@@ -392,3 +395,32 @@ def test_acknowledged_alarm_stops_escalating(
 def test_deliver_with_nothing_pending_is_quiet(conn: Conn, db_url: str) -> None:
     senders = Senders()
     assert deliver(conn, senders, datetime.now().astimezone()) == 0
+
+
+def test_runtime_runs_the_escalator_from_the_settings(
+    conn: Conn, db_url: str, tmp_path: Path, inbox: _Inbox
+) -> None:
+    path = tmp_path / "duties.toml"
+    path.write_text(duties_text(routes='[default]\nlevels = [["alice", "dan", "erin"]]\n'))
+    settings = Settings(
+        alarm_duties_file=path, smtp_host="127.0.0.1", smtp_port=inbox.port, rules_metrics_port=0
+    )
+    add_asset(conn, "COLD-9", "cold_room", "pharma_2_8", "storage")
+    conn.execute(
+        "INSERT INTO alarm (asset_id, rule_id, kind, severity, state, product_class, reason, condition_start)"
+        " VALUES ('COLD-9', 'cn_drug_gsp/pharma_2_8/range', 'excursion', 'critical', 'open', 'pharma_2_8',"
+        " 'above 8 °C', now())"
+    )
+    services = Services(db_url, None, stages=("rules",), settings=settings)
+    services.start()
+    try:
+        assert "duties" in services.liveness()
+        for _ in range(3):
+            assert inbox.received.acquire(timeout=30)
+    finally:
+        services.stop()
+    assert sorted(r for rs, _ in inbox.mails for r in rs) == [
+        "alice@example.cn",
+        "dan@example.cn",
+        "erin@example.cn",
+    ]
