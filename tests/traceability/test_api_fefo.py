@@ -184,3 +184,19 @@ def test_a_new_reading_moves_the_stored_shelf_life(client: TestClient, db_url: s
     after = client.get(f"/trace/{LOT}").json()["shelf_life"]
     assert after["used"] > before["used"]
     assert after["remaining_h"] < before["remaining_h"]
+
+
+def test_a_dropout_holds_no_time_in_the_legs_mkt(client: TestClient, db_url: str) -> None:
+    # The cold room reads 2 °C throughout: whatever the weights, its MKT is 2 °C, unless a dropout's held
+    # time counted in the denominator without a temperature in the numerator.
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "UPDATE reading SET value = NULL FROM series s WHERE s.series_id = reading.series_id"
+            " AND s.device_id = 'qz-b2-logger' AND s.channel = 'temp' AND reading.time = %s",
+            (h(0.5),),
+        )
+        conn.commit()
+    room = client.get(f"/trace/{LOT}").json()["custody"][0]
+    assert room["asset"]["asset_id"] == "COLDROOM-QZ-B2"
+    assert room["temperature"]["dropouts"] == 1
+    assert room["temperature"]["mkt_c"] == pytest.approx(2.0, abs=1e-3)
