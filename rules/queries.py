@@ -322,6 +322,24 @@ OPEN_EXCURSION_ON_ASSET: Final = """
 SELECT 1 FROM excursion WHERE asset_id = %(asset_id)s AND rule_id = %(rule_id)s AND open LIMIT 1
 """
 
+# A lot's remaining shelf life beside its verdict (rules migration 0013), replaced on every judgement.
+UPSERT_LOT_SHELF_LIFE: Final = """
+INSERT INTO lot_shelf_life (lot_id, product_class, pack_id, pack_version, verdict_version, model, ref_c,
+                            ref_life_h, used, remaining_h, evidence_s, unevidenced_s, first_time, as_of)
+VALUES (%(lot_id)s, %(product_class)s, %(pack_id)s, %(pack_version)s, %(verdict_version)s, %(model)s,
+        %(ref_c)s, %(ref_life_h)s, %(used)s, %(remaining_h)s, %(evidence_s)s, %(unevidenced_s)s,
+        %(first_time)s, %(as_of)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    product_class = EXCLUDED.product_class, pack_id = EXCLUDED.pack_id,
+    pack_version = EXCLUDED.pack_version, verdict_version = EXCLUDED.verdict_version,
+    model = EXCLUDED.model, ref_c = EXCLUDED.ref_c, ref_life_h = EXCLUDED.ref_life_h,
+    used = EXCLUDED.used, remaining_h = EXCLUDED.remaining_h, evidence_s = EXCLUDED.evidence_s,
+    unevidenced_s = EXCLUDED.unevidenced_s, first_time = EXCLUDED.first_time, as_of = EXCLUDED.as_of,
+    computed_at = clock_timestamp()
+"""
+
+DELETE_LOT_SHELF_LIFE: Final = "DELETE FROM lot_shelf_life WHERE lot_id = %(lot_id)s"
+
 LOT_VERDICT_OUTBOX: Final = """
 INSERT INTO verdict_outbox (kind, payload) VALUES ('lot_verdict', %(payload)s) RETURNING outbox_id
 """

@@ -214,6 +214,49 @@ SELECT version, verdict, reasons FROM verdict_history
 WHERE subject_kind = 'lot' AND subject_id = %s
 ORDER BY version DESC LIMIT 1
 """
+# The lot's remaining shelf life as the rules stage stored it beside its verdict (rules migration 0013).
+LOT_SHELF_LIFE = """
+SELECT model, ref_c, ref_life_h, used, remaining_h, evidence_s, unevidenced_s, first_time, as_of,
+       pack_version, verdict_version, computed_at
+FROM lot_shelf_life WHERE lot_id = %s
+"""
+# --- FEFO ------------------------------------------------------------------------------------------
+LOCATION_NAME = "SELECT name FROM location WHERE location_id = %s"
+# The lots at a location now (the location or any place under it, through whatever units enclose them, by
+# the open containment intervals), first-expired first: in order of remaining shelf life at the reference
+# temperature (a lot without a stored shelf life last), then most of its life used, then lot id.
+FEFO_AT_LOCATION = """
+WITH RECURSIVE places AS (
+    SELECT location_id FROM location WHERE location_id = %(location)s
+    UNION
+    SELECT l.location_id FROM location l JOIN places p ON l.parent_location_id = p.location_id
+),
+here AS (
+    SELECT c.child_id, c.location_id, c.t0 AS since, 1 AS depth
+    FROM containment c JOIN places USING (location_id)
+    WHERE c.t1 IS NULL
+    UNION ALL
+    SELECT c.child_id, here.location_id, GREATEST(c.t0, here.since), here.depth + 1
+    FROM containment c JOIN here ON c.parent_id = here.child_id
+    WHERE c.t1 IS NULL AND here.depth < 8
+),
+lots AS (
+    SELECT DISTINCT ON (l.lot_id) l.lot_id, l.product_class, l.description, here.location_id, here.since
+    FROM here JOIN lot l ON l.lot_id = here.child_id
+    ORDER BY l.lot_id, here.since
+)
+SELECT lots.lot_id, lots.product_class, lots.description, lots.location_id, lots.since,
+       s.model, s.ref_life_h, s.used, s.remaining_h, s.unevidenced_s, s.as_of, s.pack_version,
+       v.verdict, v.version
+FROM lots
+LEFT JOIN lot_shelf_life s ON s.lot_id = lots.lot_id
+LEFT JOIN LATERAL (
+    SELECT verdict, version FROM verdict_history
+    WHERE subject_kind = 'lot' AND subject_id = lots.lot_id ORDER BY version DESC LIMIT 1
+) v ON true
+ORDER BY s.remaining_h ASC NULLS LAST, s.used DESC NULLS LAST, lots.lot_id
+LIMIT %(limit)s
+"""
 # Everything that enclosed the lot, transitively, each with the interval during which it did.
 UNITS_OF_LOT = """
 WITH RECURSIVE up AS (
@@ -248,6 +291,27 @@ MOUNTED_READINGS = """
          AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
 """
 TEMPERATURE_SERIES = "(s.channel = 'temp' OR s.channel LIKE 'temp:%%')"
+# The allowed recording interval of the mode of asset ``a`` (the class's, from its pack, as parameters).
+MODE_INTERVAL = (
+    "CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval ELSE %(transport_gap)s::interval END"
+)
+# The time a reading ``p`` represents, in seconds, defined once for every time-weighted figure (and the same
+# rule as the rules stage's ``rules.engine.shelf.held_ms``): it holds until its series' next record
+# (``p.next_time``, whatever that record's value), at most the allowed recording interval of the asset's mode
+# (a longer silence is missing evidence, not more of the reading before it); the series' last record and a
+# dropout (NULL value) hold nothing (NULL).
+HELD_S = (
+    "CASE WHEN p.next_time IS NOT NULL AND p.value IS NOT NULL"
+    " THEN LEAST(EXTRACT(EPOCH FROM p.next_time - p.time), EXTRACT(EPOCH FROM "
+    + MODE_INTERVAL
+    + ")) END AS held_s"
+)
+# The mean term of the MKT formula (DOMAIN.md) over rows (value, held_s): Σ tᵢ·e^(−ΔH/(R·Tᵢ)) / Σ tᵢ, each
+# reading weighted by the time it represents; when no reading holds any time (a single one), their plain
+# mean. MKT = (ΔH/R) / −ln(term).
+MKT_TERM = """COALESCE(
+               SUM(held_s * exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) / NULLIF(SUM(held_s), 0),
+               AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15))))"""
 # Custody legs of the units, with the temperature evidence of the devices mounted on each leg's asset
 # during the leg: readings, dropouts, min/max/mean and the longest per-series time out of [low, high]
 # (each reading counts until the series' next reading inside the leg).
@@ -277,19 +341,16 @@ stats AS (
     SELECT custody_leg_id, COUNT(value) AS readings, COUNT(*) - COUNT(value) AS dropouts,
            MIN(value) AS min_c, MAX(value) AS max_c, AVG(value) AS mean_c,
            COUNT(DISTINCT series_id) AS series,
-           COALESCE(
-               SUM(held_s * exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) / NULLIF(SUM(held_s), 0),
-               AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15)))) AS mkt_mean_term,
+           """
+    + MKT_TERM
+    + """ AS mkt_mean_term,
            MAX(EXTRACT(EPOCH FROM next_time - time)) AS max_gap_s,
            MIN(time) AS first_time, MAX(time) AS last_time
     FROM (
-        -- Time-weighted MKT: each reading holds until the series' next one, at most the allowed recording
-        -- interval of the leg's mode (a gap is missing evidence, not more of the reading before it); the
-        -- series' last reading in the leg holds nothing (LEAST would take the cap for its NULL).
-        SELECT p.*, CASE WHEN p.next_time IS NOT NULL THEN
-                   LEAST(EXTRACT(EPOCH FROM p.next_time - p.time),
-                         EXTRACT(EPOCH FROM CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
-                                                 ELSE %(transport_gap)s::interval END)) END AS held_s
+        -- Time-weighted MKT: each reading weighted by the time it represents (HELD_S).
+        SELECT p.*, """
+    + HELD_S
+    + """
         FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
     ) held
     GROUP BY custody_leg_id
@@ -297,8 +358,9 @@ stats AS (
 gaps AS (
     SELECT p.custody_leg_id, COUNT(*) AS gaps
     FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
-    WHERE p.next_time - p.time > CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
-                                      ELSE %(transport_gap)s::interval END
+    WHERE p.next_time - p.time > """
+    + MODE_INTERVAL
+    + """
     GROUP BY p.custody_leg_id
 )
 SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
@@ -320,9 +382,9 @@ ORDER BY g.t_start, g.custody_leg_id
 """
 )
 # The excursions on the legs' assets, each with the MKT mean term of its series over the class's MKT window
-# ending at the excursion's end (NULL without a window), time-weighted as a leg's MKT is: each reading
-# holds until the next, at most the allowed recording interval of the asset's mode.
-EXCURSIONS_OF_LEGS = """
+# ending at the excursion's end (NULL without a window), time-weighted as a leg's MKT is (HELD_S, MKT_TERM).
+EXCURSIONS_OF_LEGS = (
+    """
 SELECT l.custody_leg_id, e.excursion_id, e.series_id, s.device_id, s.channel, e.rule_id, e.pack_version,
        e.start_time, e.end_time, e.open, e.peak_c, e.limit_low_c, e.limit_high_c, e.readings, m.term
 FROM custody_leg l
@@ -331,27 +393,27 @@ JOIN excursion e ON e.asset_id = l.asset_id
 LEFT JOIN series s ON s.series_id = e.series_id
 LEFT JOIN asset a ON a.asset_id = l.asset_id
 LEFT JOIN LATERAL (
-    SELECT COALESCE(
-               SUM(w.held_s * exp(-%(mkt_dh_r)s::float8 / (w.value + 273.15))) / NULLIF(SUM(w.held_s), 0),
-               AVG(exp(-%(mkt_dh_r)s::float8 / (w.value + 273.15)))) AS term
+    SELECT """
+    + MKT_TERM
+    + """ AS term
     FROM (
-        SELECT r.value,
-               CASE WHEN r.next_time IS NOT NULL THEN
-                   LEAST(EXTRACT(EPOCH FROM r.next_time - r.time),
-                         EXTRACT(EPOCH FROM CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
-                                                 ELSE %(transport_gap)s::interval END)) END AS held_s
+        SELECT p.value, """
+    + HELD_S
+    + """
         FROM (
             SELECT r.value, r.time, lead(r.time) OVER (ORDER BY r.time) AS next_time
             FROM reading r
-            WHERE r.series_id = e.series_id AND r.value IS NOT NULL
+            WHERE r.series_id = e.series_id
               AND r.time > e.end_time - make_interval(secs => %(mkt_window_s)s::float8)
               AND r.time <= e.end_time
-        ) r
+        ) p
+        WHERE p.value IS NOT NULL
     ) w
 ) m ON %(mkt_window_s)s::float8 IS NOT NULL
 WHERE l.custody_leg_id = ANY(%(legs)s)
 ORDER BY e.start_time, e.excursion_id
 """
+)
 BREAKS_OF_LEGS = """
 SELECT l.custody_leg_id, b.chain_break_id, b.kind, b.series_id, b.rule_id, b.pack_version,
        b.start_time, b.end_time, b.allowed_s, b.detail

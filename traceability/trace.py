@@ -42,6 +42,7 @@ from traceability.trace_model import (
     Party,
     Placement,
     Recipient,
+    ShelfLife,
     Shipment,
     TemperatureSummary,
     Trace,
@@ -51,7 +52,8 @@ from traceability.trace_model import (
 
 Conn = psycopg.Connection[Any]
 
-# Mean kinetic temperature: ΔH/R = 10 000 K (DOMAIN.md; USP <1079.2>), equal weight per reading.
+# Mean kinetic temperature: ΔH/R = 10 000 K (DOMAIN.md; USP <1079.2>); each reading weighted by the time it
+# represents (traceability.queries.HELD_S).
 MKT_DH_R_K = 10_000.0
 HANDOFF_RULE = "trace/handoff-without-evidence"
 
@@ -75,6 +77,27 @@ def _lot_verdict(conn: Conn, lot_id: str) -> LotVerdict:
     if row is None:
         return LotVerdict("indeterminate", None, [NOT_JUDGED])
     return LotVerdict(row[1], int(row[0]), [str(r) for r in row[2]])
+
+
+def _shelf_life(conn: Conn, lot_id: str) -> ShelfLife | None:
+    """The lot's remaining shelf life as the rules stage stored it beside the verdict (None: not stored)."""
+    r = conn.execute(queries.LOT_SHELF_LIFE, (lot_id,)).fetchone()
+    if r is None:
+        return None
+    return ShelfLife(
+        model=r[0],
+        ref_c=float(r[1]),
+        ref_life_h=float(r[2]),
+        used=float(r[3]),
+        remaining_h=float(r[4]),
+        evidence_s=float(r[5]),
+        unevidenced_s=float(r[6]),
+        first_time=_utc_or_none(r[7]),
+        as_of=_utc_or_none(r[8]),
+        pack_version=r[9],
+        verdict_version=r[10],
+        computed_at=_utc(r[11]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +182,7 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         lot = Lot(lot_id_, gtin, batch, product_class, description, origin, hs_code, status)
     judged = _lot_verdict(conn, lot_id)
     return Trace(
+        shelf_life=_shelf_life(conn, lot_id),
         lot_id=lot_id,
         lot=lot,
         limits=limits,

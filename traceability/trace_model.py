@@ -274,6 +274,34 @@ class TraceQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ShelfLife:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    model: str
+    """the class's shelf-life model: arrhenius or sqrt (square-root, Ratkowsky)"""
+    ref_c: float
+    """the model's reference temperature (°C)"""
+    ref_life_h: float
+    """shelf life at the reference temperature (hours), from the class's pack"""
+    used: float
+    """fraction of the reference life the lot's temperature history consumed (over 1: past its life)"""
+    remaining_h: float
+    """hours of life left if kept at the reference temperature from as_of (0 once used up)"""
+    evidence_s: float
+    """time some reading of an asset holding the lot covered"""
+    unevidenced_s: float
+    """time in the lot's custody that no reading covers: it consumes nothing, the verdict says why"""
+    first_time: datetime | None
+    """start of the lot's first custody leg"""
+    as_of: datetime | None
+    """the figures hold as of this time: the end of the last reading that covers the lot"""
+    pack_version: str
+    verdict_version: int | None
+    """the lot verdict version the figures were stored with"""
+    computed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     lot_id: str
     lot: Lot | None
@@ -293,6 +321,9 @@ class Trace:
     backward: Backward | None
     forward: Forward | None
     query: TraceQuery | None = None
+    shelf_life: ShelfLife | None = None
+    """the lot's remaining shelf life as the rules stage stored it beside the verdict (null: its class has no
+    shelf-life model, or the rules stage has not judged the lot)"""
 
 
 def to_json(found: Trace) -> dict[str, Any]:

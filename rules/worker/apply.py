@@ -15,6 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from rules import alarms, queries
+from rules.models import from_epoch_us
 from rules.worker.plan import (
     DeleteBreak,
     DeleteRuns,
@@ -25,6 +26,7 @@ from rules.worker.plan import (
     Plan,
     RaiseAlarm,
     ResolveAlarm,
+    StoreShelfLife,
     UpdateBreak,
     UpsertBreak,
     UpsertExcursion,
@@ -164,6 +166,34 @@ def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
             conn.execute(queries.LOT_VERDICT_OUTBOX, {"payload": Jsonb(msgspec.to_builtins(op.payload))})
             stats.lot_verdicts += 1
             stats.verdicts[op.payload.verdict] = stats.verdicts.get(op.payload.verdict, 0) + 1
+        case StoreShelfLife():
+            _store_shelf(conn, op)
+
+
+def _store_shelf(conn: Conn, op: StoreShelfLife) -> None:
+    sl = op.shelf
+    if sl is None:
+        conn.execute(queries.DELETE_LOT_SHELF_LIFE, {"lot_id": op.lot_id})
+        return
+    conn.execute(
+        queries.UPSERT_LOT_SHELF_LIFE,
+        {
+            "lot_id": op.lot_id,
+            "product_class": op.product_class,
+            "pack_id": op.pack_id,
+            "pack_version": op.pack_version,
+            "verdict_version": op.verdict_version,
+            "model": sl.model,
+            "ref_c": sl.ref_c,
+            "ref_life_h": sl.ref_life_h,
+            "used": sl.used,
+            "remaining_h": sl.remaining_h,
+            "evidence_s": sl.evidence_s,
+            "unevidenced_s": sl.unevidenced_s,
+            "first_time": None if sl.first_ms is None else from_epoch_us(sl.first_ms * 1000),
+            "as_of": None if sl.as_of_ms is None else from_epoch_us(sl.as_of_ms * 1000),
+        },
+    )
 
 
 def _resolve(conn: Conn, op: ResolveAlarm, stats: RunStats, emitted: set[str]) -> None:

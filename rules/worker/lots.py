@@ -5,6 +5,10 @@ on its asset during the leg (the asset's door and power channels go with its fir
 a leg with no asset, or with no temperature reading, is a handoff not covered by evidence: broken.
 The lot's verdict is the roll-up of its legs' (`rules.verdicts.roll_up`); with no leg yet it is
 indeterminate. Every leg is an item of the verdict, so the history holds all it rests on.
+
+With the verdict comes the lot's remaining shelf life under its class's model, from the same series
+(``rules.engine.shelf``), stored beside the verdict on every judgement (it changes with every reading;
+the verdict history versions only when the verdict or its evidence changed).
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ from typing import Any
 
 from rules import engine
 from rules.engine import catalog
-from rules.models import LotVerdictPayload, from_epoch_us, iso_utc
-from rules.packs import ClassRef
+from rules.engine.shelf import HeldWindow, LotShelfLife, lot_shelf_life
+from rules.models import LotVerdictPayload, from_epoch_us, iso_utc, to_epoch_ms
+from rules.packs import ClassRef, Mode
 from rules.verdicts import Verdict, roll_up
 from rules.worker.history import LastVersion, history_entry
-from rules.worker.plan import EmitLot, Plan
+from rules.worker.plan import EmitLot, Plan, StoreShelfLife
 from rules.worker.policy import FloatArray, IntArray
 
 Channel = tuple[IntArray, FloatArray]
@@ -34,6 +39,7 @@ class SeriesReadings:
     t_from: datetime
     t_ms: IntArray
     v: FloatArray
+    t_to: datetime | None = None  # end of its part of the leg (exclusive); None: the leg's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +61,38 @@ class LotJudgement:
     reasons: list[str]
     items: list[dict[str, Any]]
     span: tuple[datetime, datetime] | None  # device time of the evidence judged
+    shelf: LotShelfLife | None = None  # None: the class has no shelf-life model
+
+
+def _mode(leg: Leg) -> Mode:
+    """The rule mode of a leg's asset (the mode the engine judges the leg's series in)."""
+    return "storage" if leg.mode == "storage" else "transport"
+
+
+def shelf_of(ref: ClassRef, legs: list[Leg]) -> LotShelfLife | None:
+    """The lot's remaining shelf life through its legs under the class's model (None: no model)."""
+    model = ref.rules.shelf_life
+    if model is None:
+        return None
+    windows: list[HeldWindow] = []
+    for leg in legs:
+        cap_ms = ref.rules.max_interval_s(_mode(leg)) * 1000
+        for s in leg.series:
+            if s.t_ms.shape[0] == 0:
+                continue
+            ends = [t for t in (s.t_to, leg.t_to) if t is not None]
+            # Without a known end the last record bounds the window (it holds nothing itself).
+            hi = to_epoch_ms(min(ends)) if ends else int(s.t_ms[-1])
+            windows.append(HeldWindow(s.t_ms, s.v, to_epoch_ms(s.t_from), hi, cap_ms))
+    spans = [(to_epoch_ms(g.t_from), None if g.t_to is None else to_epoch_ms(g.t_to)) for g in legs]
+    return lot_shelf_life(model, windows, spans)
 
 
 def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
-    """The lot's verdict through its legs."""
+    """The lot's verdict through its legs, and its shelf life."""
+    shelf = shelf_of(ref, legs)
     if not legs:
-        return LotJudgement("indeterminate", [catalog.NO_LEG], [], None)
+        return LotJudgement("indeterminate", [catalog.NO_LEG], [], None, shelf)
     levels: list[Verdict] = []
     reasons: list[str] = []
     items: list[dict[str, Any]] = []
@@ -88,7 +120,7 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
                 s.t_ms,
                 s.v,
                 ref,
-                "storage" if leg.mode == "storage" else "transport",
+                _mode(leg),
                 accuracy_c=s.accuracy_c,
                 door=leg.door if first_series else None,
                 power=leg.power if first_series else None,
@@ -112,7 +144,7 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
                 {"asset_id": leg.asset_id, "verdict": "broken", "from": iso_utc(leg.t_from), "covered": False}
             )
     span = None if first is None or last_t is None else (first, max(first, last_t))
-    return LotJudgement(roll_up(levels), reasons, items, span)
+    return LotJudgement(roll_up(levels), reasons, items, span, shelf)
 
 
 def plan_lot(
@@ -127,6 +159,8 @@ def plan_lot(
     result changed."""
     plan = Plan()
     entry = history_entry("lot", lot_id, judged.verdict, ref, judged.items, judged.reasons, arrived, last)
+    version = entry.version if entry is not None else None if last is None else last.version
+    plan.add(StoreShelfLife(lot_id, ref.code, ref.pack_id, ref.pack_version, version, judged.shelf))
     if entry is None:
         return plan
     plan.add(entry)

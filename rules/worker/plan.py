@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from rules.alarms import Condition
+from rules.engine.shelf import LotShelfLife
 from rules.models import LotVerdictPayload, VerdictPayload
 from rules.packs import Mode
 from rules.verdicts import Verdict
@@ -147,6 +148,19 @@ class EmitLot:
     payload: LotVerdictPayload
 
 
+@dataclass(frozen=True, slots=True)
+class StoreShelfLife:
+    """The lot's remaining shelf life beside its verdict (`verdict_version`: the lot's verdict history
+    version it goes with); `shelf` None removes it (the class has no shelf-life model)."""
+
+    lot_id: str
+    product_class: str
+    pack_id: str
+    pack_version: str
+    verdict_version: int | None
+    shelf: LotShelfLife | None
+
+
 Op = (
     DeleteRuns
     | UpsertExcursion
@@ -158,6 +172,7 @@ Op = (
     | Emit
     | History
     | EmitLot
+    | StoreShelfLife
 )
 
 

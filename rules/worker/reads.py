@@ -253,6 +253,6 @@ def lot_legs(conn: Conn, lot_id: str) -> list[lots.Leg]:
                 queries.SERIES_READINGS, {"series_id": series_id, "t_from": s_from, "t_to": s_to}
             ).fetchall()
             t_ms, v = arrays(rows)
-            series.append(lots.SeriesReadings(int(series_id), accuracy_c, s_from, t_ms, v))
+            series.append(lots.SeriesReadings(int(series_id), accuracy_c, s_from, t_ms, v, s_to))
         out.append(lots.Leg(asset_id, mode, t_from, t_to, series, channels["door"], channels["power"]))
     return out
