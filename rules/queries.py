@@ -322,7 +322,7 @@ OPEN_EXCURSION_ON_ASSET: Final = """
 SELECT 1 FROM excursion WHERE asset_id = %(asset_id)s AND rule_id = %(rule_id)s AND open LIMIT 1
 """
 
-# A lot's remaining shelf life beside its verdict (rules migration 0013), replaced on every judgement.
+# A lot's remaining shelf life beside its verdict (rules migration 0012), replaced on every judgement.
 UPSERT_LOT_SHELF_LIFE: Final = """
 INSERT INTO lot_shelf_life (lot_id, product_class, pack_id, pack_version, verdict_version, model, ref_c,
                             ref_life_h, used, remaining_h, evidence_s, unevidenced_s, first_time, as_of)

@@ -214,7 +214,7 @@ SELECT version, verdict, reasons FROM verdict_history
 WHERE subject_kind = 'lot' AND subject_id = %s
 ORDER BY version DESC LIMIT 1
 """
-# The lot's remaining shelf life as the rules stage stored it beside its verdict (rules migration 0013).
+# The lot's remaining shelf life as the rules stage stored it beside its verdict (rules migration 0012).
 LOT_SHELF_LIFE = """
 SELECT model, ref_c, ref_life_h, used, remaining_h, evidence_s, unevidenced_s, first_time, as_of,
        pack_version, verdict_version, computed_at
