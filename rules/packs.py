@@ -4,8 +4,9 @@ A pack is data, not code: product classes with their limits, each limit citing i
 that does not validate raises `PackError` naming the file and the key path of every error, e.g.
 ``cn_food.toml: classes.chilled.low_c: Input should be a valid number``; the service must not start
 on a bad pack. Optional tables per class: hysteresis, allowances (single event, cumulative over a
-window), the out-of-range recording interval, excursion band, WHO-PQS-style triggers, MKT, door-open
-and power-loss limits, defrost suspension, sensor-fault thresholds, device accuracy and shelf life.
+window), the out-of-range and per-transport-mode (road, rail, sea) recording intervals, excursion band,
+WHO-PQS-style triggers, MKT, door-open and power-loss limits, defrost suspension, sensor-fault thresholds,
+device accuracy, shelf life and humidity limits; a pack may state a default device accuracy.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ MAX_PACK_BYTES = 1024 * 1024
 # divides by the absolute temperature).
 _ABSOLUTE_ZERO_C = -273.15
 
-Mode = Literal["storage", "transport"]
+# The mode an asset's recording interval is chosen by: the registry's asset_transport_mode (one mapping from
+# asset kind and mounting, registry/migrations/0003_evidence_quality.sql); 'transport' is a conveyance of no
+# known mode.
+Mode = Literal["storage", "transport", "road", "rail", "sea"]
+MODES: tuple[Mode, ...] = ("storage", "transport", "road", "rail", "sea")
 
 # Codes appear in rule ids ("cn_food/chilled/range") and in the registry (asset.product_class).
 _CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -55,11 +60,39 @@ class Figure(_Model):
 
 
 class RecordingInterval(_Model):
-    """Longest allowed spacing between temperature records, per asset mode; tighter while out of range."""
+    """Longest allowed spacing between temperature records, per asset mode; tighter while out of range.
+
+    `road`, `rail`, `sea` apply to an asset in that transport mode; where one is absent, `transport` does."""
 
     transport: Limit
     storage: Limit
     out_of_range: Limit | None = None  # applies after an out-of-range reading, whatever the mode
+    road: Limit | None = None
+    rail: Limit | None = None
+    sea: Limit | None = None
+
+    def limit(self, mode: Mode) -> Limit:
+        """The interval that applies to an asset in `mode` (the one place that chooses it)."""
+        if mode == "storage":
+            return self.storage
+        specific = {"road": self.road, "rail": self.rail, "sea": self.sea}.get(mode)
+        return self.transport if specific is None else specific
+
+
+class Humidity(_Model):
+    """Relative-humidity limits of a class (%RH, inclusive: a reading at a bound is in range)."""
+
+    low_pct: float | None = Field(default=None, ge=0, le=100)
+    high_pct: float | None = Field(default=None, ge=0, le=100)
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Humidity:
+        if self.low_pct is None and self.high_pct is None:
+            raise ValueError("a humidity limit needs low_pct, high_pct or both")
+        if self.low_pct is not None and self.high_pct is not None and self.low_pct > self.high_pct:
+            raise ValueError(f"low_pct ({self.low_pct}) is above high_pct ({self.high_pct})")
+        return self
 
 
 class WindowLimit(_Model):
@@ -185,6 +218,7 @@ class ClassRules(_Model):
     faults: Faults | None = None
     accuracy: Figure | None = None  # default device accuracy when the device states none
     shelf_life: ShelfLife | None = None
+    humidity: Humidity | None = None
 
     @model_validator(mode="after")
     def _check_range(self) -> ClassRules:
@@ -221,18 +255,12 @@ class ClassRules(_Model):
 
     def max_interval_s(self, mode: Mode) -> int:
         """The longest allowed recording interval for an asset in this mode."""
-        return (
-            self.max_interval.transport.seconds if mode == "transport" else self.max_interval.storage.seconds
-        )
+        return self.max_interval.limit(mode).seconds
 
     @property
     def lookback_s(self) -> int:
         """Longest rule window of this class: how far before/after a touched window to re-read."""
-        spans = [
-            self.min_duration.seconds,
-            self.max_interval.transport.seconds,
-            self.max_interval.storage.seconds,
-        ]
+        spans = [self.min_duration.seconds, *(self.max_interval_s(mode) for mode in MODES)]
         if self.allowances is not None and self.allowances.cumulative is not None:
             spans.append(self.allowances.cumulative.window_s)
         spans.extend(t.window_s or t.seconds for t in self.triggers)
@@ -250,6 +278,7 @@ class RulePack(_Model):
     id: str = Field(pattern=_CODE_PATTERN)
     version: str = Field(min_length=1)
     title: str = Field(min_length=1)
+    accuracy: Figure | None = None  # the pack's default device accuracy, after the device's and the class's
     classes: dict[ClassCode, ClassRules] = Field(min_length=1)
 
 

@@ -1,7 +1,9 @@
 """Stage 2 (verdicts): a lot's verdict under its own class, through every asset that held it (pure).
 
 Each custody leg is judged with the full rule set on the temperature series of the devices mounted
-on its asset during the leg (the asset's door and power channels go with its first probe series);
+on its asset during the leg (the asset's door, power and humidity channels go with its first probe
+series; a compartment's series is the probe it names on its vehicle's devices), at the recording
+interval of the asset's transport mode, with each device's accuracy and calibration date;
 a leg with no asset, or with no temperature reading, is a handoff not covered by evidence: broken.
 The lot's verdict is the roll-up of its legs' (`rules.verdicts.roll_up`); with no leg yet it is
 indeterminate. Every leg is an item of the verdict, so the history holds all it rests on.
@@ -10,13 +12,13 @@ indeterminate. Every leg is an item of the verdict, so the history holds all it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rules import engine
 from rules.engine import catalog
 from rules.models import LotVerdictPayload, from_epoch_us, iso_utc
-from rules.packs import ClassRef
+from rules.packs import ClassRef, Mode
 from rules.verdicts import Verdict, roll_up
 from rules.worker.history import LastVersion, history_entry
 from rules.worker.plan import EmitLot, Plan
@@ -34,6 +36,7 @@ class SeriesReadings:
     t_from: datetime
     t_ms: IntArray
     v: FloatArray
+    calibration_due: date | None = None  # the device's; readings after it are past calibration
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +44,13 @@ class Leg:
     """One custody leg of the lot and the evidence read for it."""
 
     asset_id: str | None
-    mode: str | None
+    mode: Mode | None  # the asset's transport mode (registry's asset_transport_mode)
     t_from: datetime
     t_to: datetime | None
     series: list[SeriesReadings] = field(default_factory=list)
     door: Channel | None = None
     power: Channel | None = None
+    humidity: Channel | None = None  # the asset's rh channel (%RH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +92,12 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
                 s.t_ms,
                 s.v,
                 ref,
-                "storage" if leg.mode == "storage" else "transport",
+                "transport" if leg.mode is None else leg.mode,
                 accuracy_c=s.accuracy_c,
                 door=leg.door if first_series else None,
                 power=leg.power if first_series else None,
+                humidity=leg.humidity if first_series else None,
+                calibration_due=s.calibration_due,
             )
             levels.append(ev.verdict)
             reasons.extend(catalog.series_reason(leg.asset_id, s.series_id, why) for why in ev.reasons)

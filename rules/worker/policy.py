@@ -363,7 +363,7 @@ def profile_breaks(inp: SliceInputs, excursions: list[engine.Excursion], live: b
         assert rules.allowances is not None
         assert rules.allowances.single_event is not None
         source = rules.allowances.single_event.source
-        acc = device_accuracy(rules, inp.accuracy_c)
+        acc = device_accuracy(ref, inp.accuracy_c)
         for exc in excursions:
             dur_s = exc.duration_ms / 1000
             if dur_s <= single or not beyond_accuracy(rules, exc.peak_c, acc):
