@@ -287,7 +287,7 @@ def plan_slice(inp: SliceInputs) -> Plan:
         seg.committed_at,
     )
     gap_id = catalog.GAP.id(ref)
-    limit = rules.max_interval.transport if mode == "transport" else rules.max_interval.storage
+    limit = rules.max_interval.limit(mode)
     for gap in gaps:
         start, end = from_epoch_us(int(inp.g_us[gap.start_idx])), from_epoch_us(int(inp.g_us[gap.end_idx]))
         gap_s = (end - start).total_seconds()
