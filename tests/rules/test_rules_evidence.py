@@ -189,6 +189,12 @@ def test_gaps_judged_by_the_interval_of_the_transport_mode(db_url: str, conn: Co
         " FROM rule_class WHERE product_class = 'store_2_8'"
     ).fetchone()
     assert published == (600.0, 1200.0, 3600.0, 35.0, 75.0)
+    # The dashboards allow each asset the interval of its mode (silent devices, devices online).
+    allowed = conn.execute(
+        "SELECT asset_id, transport_mode, allowed_s FROM v_asset_scope"
+        " WHERE product_class = 'store_2_8' ORDER BY asset_id"
+    ).fetchall()
+    assert allowed == [("CONT-RAIL", "rail", 1200.0), ("CONT-SEA", "sea", 3600.0), ("TRUCK", "road", 600.0)]
 
 
 def test_a_container_moved_from_a_wagon_to_a_truck_takes_the_road_interval(
