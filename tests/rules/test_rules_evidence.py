@@ -11,8 +11,10 @@ import numpy as np
 import psycopg
 import pytest
 from rules_support import T0, Conn, add_readings, add_series, at, drain, lot_outbox
+from typer.testing import CliRunner
 
 import registry.store as registry
+from coldchain.cli import app
 from registry.models import Asset, Device, Lot, Mount
 from rules import alarms, engine
 from rules.packs import load_packs
@@ -398,3 +400,44 @@ def test_each_compartment_is_judged_by_its_own_probe_and_class(
     assert all(f"series {chl}:" in r for r in reasons)
     # Each compartment's gaps are its own probe's, at the road interval.
     assert gap_rows(conn, "TRUCK") == []
+
+
+# -- the offline check ---------------------------------------------------------------------------------------
+
+
+def test_rules_check_judges_the_mode_interval_and_the_rh_column(tmp_path: Path, packs_dir: Path) -> None:
+    start_ms = int(T0.timestamp()) * 1000
+
+    def check(rh: float, mode: str) -> tuple[int, str]:
+        lines = ["time,temp_c,rh"] + [f"{start_ms + m * 900_000},5.0,{rh}" for m in range(9)]  # every 15 min
+        path = tmp_path / "logger.csv"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        args = [
+            "rules",
+            "check",
+            str(path),
+            "--class",
+            "store_2_8",
+            "--mode",
+            mode,
+            "--packs-dir",
+            str(packs_dir),
+        ]
+        res = CliRunner().invoke(app, args)
+        return res.exit_code, res.stdout
+
+    assert check(50.0, "rail")[1].split(": ")[1].startswith("PASS")
+    code, out = check(50.0, "road")  # 15 min between records: beyond the road's 10 min
+    assert code == 0
+    assert "BROKEN" in out
+    assert "(allowed 600 s in road)" in out
+    code, out = check(80.0, "sea")
+    assert code == 0
+    assert "EXCURSION" in out
+    assert "humidity above 75.0 %RH for 7200 s (peak 80.0 %RH)" in out
+    assert (
+        CliRunner()
+        .invoke(app, ["rules", "check", "x.csv", "--class", "store_2_8", "--mode", "air"])
+        .exit_code
+        == 2
+    )
