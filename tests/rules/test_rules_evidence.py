@@ -4,12 +4,15 @@ transport mode, humidity limits, calibration, the accuracy chain, and multi-temp
 from __future__ import annotations
 
 import datetime as dt
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rules_support import T0, Conn, add_readings, add_series, at, drain, lot_outbox
 from typer.testing import CliRunner
 
@@ -17,7 +20,7 @@ import registry.store as registry
 from coldchain.cli import app
 from registry.models import Asset, Device, Lot, Mount
 from rules import alarms, engine
-from rules.packs import load_packs
+from rules.packs import Humidity, load_packs
 from rules.worker import RulesWorker
 
 # A test pack (the shipped packs are data of their own): one class per concern, figures chosen so each
@@ -441,3 +444,38 @@ def test_rules_check_judges_the_mode_interval_and_the_rh_column(tmp_path: Path, 
         .exit_code
         == 2
     )
+
+
+_RH = st.one_of(st.floats(0.0, 100.0), st.just(math.nan), st.sampled_from([35.0, 75.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(st.integers(1, 600_000), min_size=0, max_size=40),
+    values=st.lists(_RH, min_size=40, max_size=40),
+    low=st.one_of(st.none(), st.just(35.0)),
+    high=st.one_of(st.none(), st.just(75.0)),
+    min_ms=st.integers(0, 1_800_000),
+)
+def test_humidity_runs_match_an_oracle(
+    steps: list[int], values: list[float], low: float | None, high: float | None, min_ms: int
+) -> None:
+    """Runs of consecutive non-NaN readings outside [low, high] (bounds inside), NaN neither ending nor
+    extending a run, kept when last - first >= min_ms; the peak the value furthest outside."""
+    if low is None and high is None:
+        high = 75.0
+    t = np.cumsum(np.array([0, *steps], dtype=np.int64))
+    v = np.array(values[: t.shape[0]], dtype=np.float64)
+    limits = Humidity(low_pct=low, high_pct=high, source="test")
+    lo, hi = (-math.inf if low is None else low), (math.inf if high is None else high)
+    want: list[tuple[int, int, float]] = []
+    run: list[int] = []
+    for i in [*(k for k in range(len(v)) if not math.isnan(v[k])), None]:
+        if i is not None and not lo <= v[i] <= hi:
+            run.append(i)
+            continue
+        if run and t[run[-1]] - t[run[0]] >= min_ms:
+            dist = [max(lo - v[k], v[k] - hi) for k in run]
+            want.append((run[0], run[-1], float(v[run[dist.index(max(dist))]])))
+        run = []
+    assert engine.humidity_runs(t, v, limits, min_ms) == want
