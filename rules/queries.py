@@ -425,20 +425,32 @@ SELECT COALESCE(sum(dur_ms * w), 0)::float8, COALESCE(sum(dur_ms), 0)::float8 FR
 """
 
 # Gaps are device-wide: the readings of every temperature probe of the device in [t_lo, t_hi]
-# (a gap is a time when no probe reported), and the probe series the gap rows are filed under.
-DEVICE_TEMP_READINGS: Final = """
+# (a gap is a time when no probe reported), and the probe series the gap rows are filed under. A probe
+# that a compartment of the asset names (asset.probe) is the compartment's evidence, not the asset's.
+_ASSET_PROBE: Final = """
+  AND NOT EXISTS (SELECT 1 FROM asset c WHERE c.parent_asset_id = %(asset_id)s AND c.probe = s.channel)"""
+
+DEVICE_TEMP_READINGS: Final = (
+    """
 SELECT (extract(epoch FROM r.time) * 1000000)::int8 AS t_us, r.value
 FROM reading r JOIN series s USING (series_id)
 WHERE s.device_id = %(device_id)s AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s
+  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s"""
+    + _ASSET_PROBE
+    + """
 ORDER BY r.time, r.series_id
 """
+)
 
-PRIMARY_TEMP_SERIES: Final = """
-SELECT series_id, channel FROM series
-WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')
+PRIMARY_TEMP_SERIES: Final = (
+    """
+SELECT series_id, channel FROM series s
+WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')"""
+    + _ASSET_PROBE
+    + """
 ORDER BY series_id LIMIT 1
 """
+)
 
 # Door and power channels of the devices mounted on an asset during [t_from, t_to).
 ASSET_STATE_READINGS: Final = """

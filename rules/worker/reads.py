@@ -140,13 +140,21 @@ def slice_inputs(
     if seg.compartment:
         g_id, g_channel, g_us, g_v = seg.series_id, seg.channel, t_us, v
     else:
-        primary = conn.execute(queries.PRIMARY_TEMP_SERIES, {"device_id": seg.device_id}).fetchone()
+        primary = conn.execute(
+            queries.PRIMARY_TEMP_SERIES, {"device_id": seg.device_id, "asset_id": seg.asset_id}
+        ).fetchone()
         g_id, g_channel = (
             (seg.series_id, seg.channel) if primary is None else (int(primary[0]), str(primary[1]))
         )
         merged = conn.execute(
             queries.DEVICE_TEMP_READINGS,
-            {"device_id": seg.device_id, "t_lo": t_lo, "t_hi": t_hi, "seg_hi": seg.seg_hi},
+            {
+                "device_id": seg.device_id,
+                "asset_id": seg.asset_id,
+                "t_lo": t_lo,
+                "t_hi": t_hi,
+                "seg_hi": seg.seg_hi,
+            },
         ).fetchall()
         g_us, g_v = arrays(merged)
     return policy.SliceInputs(

@@ -405,6 +405,27 @@ def test_each_compartment_is_judged_by_its_own_probe_and_class(
     assert gap_rows(conn, "TRUCK") == []
 
 
+def test_a_compartment_probe_does_not_cover_the_vehicle_gaps(
+    db_url: str, conn: Conn, packs_dir: Path
+) -> None:
+    asset(conn, "TRUCK", "reefer_truck", "store_2_8")
+    asset(conn, "FRZ", "truck_compartment", "frozen_pack", parent_asset_id="TRUCK", probe="temp:2")
+    device(conn, "rc", "TRUCK", accuracy_c=0.5)
+    own, comp = add_series(conn, "rc", "temp:1"), add_series(conn, "rc", "temp:2")
+    # The vehicle's own probe is silent from minute 30 to 60; the compartment's reports throughout.
+    add_readings(conn, own, [(m, 5.0) for m, _ in every(5, 120, 0.0) if not 30 < m < 60])
+    add_readings(conn, comp, every(5, 120, -20.0))
+    worker = RulesWorker(db_url, packs_dir)
+    try:
+        drain(worker)
+    finally:
+        worker.close()
+    rows = conn.execute(
+        "SELECT series_id, asset_id, start_time, end_time FROM chain_break WHERE kind = 'gap'"
+    ).fetchall()
+    assert rows == [(own, "TRUCK", at(30), at(60))]
+
+
 # -- the offline check ---------------------------------------------------------------------------------------
 
 
