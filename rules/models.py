@@ -44,7 +44,7 @@ class VerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str
     channel: str
     product_class: str
-    mode: str  # asset mode: 'storage' | 'transport'
+    mode: str  # the asset's transport mode (rules.packs.Mode): storage, transport, road, rail or sea
     rule_id: str  # e.g. cn_food/chilled/range, cn_food/chilled/gap
     pack_id: str
     pack_version: str

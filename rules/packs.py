@@ -7,8 +7,8 @@ on a bad pack. Optional tables per class: hysteresis, allowances (single event, 
 window), the recording interval per mode (storage, transport, and road / rail / sea where a source
 gives one) and while out of range, excursion band (with its inclusive bounds and a transient-spike
 allowance), WHO-PQS-style triggers, MKT, door-open and power-loss limits, defrost suspension,
-sensor-fault thresholds, device accuracy, humidity limits and shelf life. What each verdict means is
-written in docs/rule-semantics.md.
+sensor-fault thresholds, device accuracy, humidity limits and shelf life; a pack may state a default
+device accuracy. What each verdict means is written in docs/rule-semantics.md.
 """
 
 from __future__ import annotations
@@ -28,7 +28,11 @@ MAX_PACK_BYTES = 1024 * 1024
 # divides by the absolute temperature).
 _ABSOLUTE_ZERO_C = -273.15
 
-Mode = Literal["storage", "transport"]
+# The mode an asset's recording interval is chosen by: the registry's asset_transport_mode (one mapping from
+# asset kind and mounting, registry/migrations/0003_evidence_quality.sql); 'transport' is a conveyance of no
+# known mode.
+Mode = Literal["storage", "transport", "road", "rail", "sea"]
+MODES: tuple[Mode, ...] = ("storage", "transport", "road", "rail", "sea")
 
 # Codes appear in rule ids ("cn_food/chilled/range") and in the registry (asset.product_class).
 _CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -61,7 +65,7 @@ class RecordingInterval(_Model):
     """Longest allowed spacing between temperature records, per asset mode; tighter while out of range.
 
     `road`, `rail` and `sea` are the figures for one transport mode where a source gives one; where the
-    asset's transport mode has none, `transport` applies."""
+    asset's transport mode has none, `transport` applies (`limit`)."""
 
     transport: Limit
     storage: Limit
@@ -69,6 +73,13 @@ class RecordingInterval(_Model):
     road: Limit | None = None
     rail: Limit | None = None
     sea: Limit | None = None
+
+    def limit(self, mode: Mode) -> Limit:
+        """The interval that applies to an asset in `mode` (the one place that chooses it)."""
+        if mode == "storage":
+            return self.storage
+        specific = {"road": self.road, "rail": self.rail, "sea": self.sea}.get(mode)
+        return self.transport if specific is None else specific
 
 
 class WindowLimit(_Model):
@@ -282,16 +293,12 @@ class ClassRules(_Model):
 
     def max_interval_s(self, mode: Mode) -> int:
         """The longest allowed recording interval for an asset in this mode."""
-        return (
-            self.max_interval.transport.seconds if mode == "transport" else self.max_interval.storage.seconds
-        )
+        return self.max_interval.limit(mode).seconds
 
     @property
     def lookback_s(self) -> int:
         """Longest rule window of this class: how far before/after a touched window to re-read."""
-        mi = self.max_interval
-        spans = [self.min_duration.seconds, mi.transport.seconds, mi.storage.seconds]
-        spans.extend(lim.seconds for lim in (mi.road, mi.rail, mi.sea) if lim is not None)
+        spans = [self.min_duration.seconds, *(self.max_interval_s(mode) for mode in MODES)]
         if self.band is not None and self.band.spike is not None:
             spans.append(self.band.spike.seconds)
         if self.allowances is not None and self.allowances.cumulative is not None:
@@ -311,6 +318,7 @@ class RulePack(_Model):
     id: str = Field(pattern=_CODE_PATTERN)
     version: str = Field(min_length=1)
     title: str = Field(min_length=1)
+    accuracy: Figure | None = None  # the pack's default device accuracy, after the device's and the class's
     classes: dict[ClassCode, ClassRules] = Field(min_length=1)
 
 

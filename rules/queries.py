@@ -8,16 +8,20 @@ from typing import Final
 UPSERT_RULE_CLASS: Final = """
 INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,
                         storage_max_gap_s, transport_max_gap_s, mkt_limit_c, mkt_window_s, mkt_dh_r_k,
+                        road_max_gap_s, rail_max_gap_s, sea_max_gap_s, humidity_low_pct, humidity_high_pct,
                         updated_at)
 VALUES (%(product_class)s, %(pack_id)s, %(pack_version)s, %(description)s, %(low_c)s, %(high_c)s,
         %(source)s, %(storage_max_gap_s)s, %(transport_max_gap_s)s, %(mkt_limit_c)s, %(mkt_window_s)s,
-        %(mkt_dh_r_k)s, now())
+        %(mkt_dh_r_k)s, %(road_max_gap_s)s, %(rail_max_gap_s)s, %(sea_max_gap_s)s, %(humidity_low_pct)s,
+        %(humidity_high_pct)s, now())
 ON CONFLICT (product_class) DO UPDATE SET
     pack_id = EXCLUDED.pack_id, pack_version = EXCLUDED.pack_version, description = EXCLUDED.description,
     low_c = EXCLUDED.low_c, high_c = EXCLUDED.high_c, source = EXCLUDED.source,
     storage_max_gap_s = EXCLUDED.storage_max_gap_s, transport_max_gap_s = EXCLUDED.transport_max_gap_s,
     mkt_limit_c = EXCLUDED.mkt_limit_c, mkt_window_s = EXCLUDED.mkt_window_s,
-    mkt_dh_r_k = EXCLUDED.mkt_dh_r_k,
+    mkt_dh_r_k = EXCLUDED.mkt_dh_r_k, road_max_gap_s = EXCLUDED.road_max_gap_s,
+    rail_max_gap_s = EXCLUDED.rail_max_gap_s, sea_max_gap_s = EXCLUDED.sea_max_gap_s,
+    humidity_low_pct = EXCLUDED.humidity_low_pct, humidity_high_pct = EXCLUDED.humidity_high_pct,
     updated_at = now()
 """
 
@@ -63,11 +67,15 @@ WHERE series_id = ANY(%(series_ids)s) AND (channel = 'temp' OR channel LIKE 'tem
 ORDER BY series_id
 """
 
-# Mounts of the device overlapping [t_lo, t_hi], with the asset's configured class and mode.
+# Mounts of the device overlapping [t_lo, t_hi], with the asset a series of `channel` is judged on, its
+# configured class, its transport mode (registry's asset_transport_mode) and whether it is a compartment: a
+# probe channel that a compartment of the mounted asset names (asset.probe) is that compartment's evidence.
 MOUNTS_OVERLAPPING: Final = """
-SELECT m.asset_id, m.valid_from, m.valid_to, a.product_class, a.mode
+SELECT a.asset_id, m.valid_from, m.valid_to, a.product_class, asset_transport_mode(a.asset_id),
+       c.asset_id IS NOT NULL AS compartment
 FROM device_mount m
-JOIN asset a USING (asset_id)
+LEFT JOIN asset c ON c.parent_asset_id = m.asset_id AND c.probe = %(channel)s
+JOIN asset a ON a.asset_id = COALESCE(c.asset_id, m.asset_id)
 WHERE m.device_id = %(device_id)s
   AND m.valid_from <= %(t_hi)s
   AND (m.valid_to IS NULL OR m.valid_to > %(t_lo)s)
@@ -281,7 +289,7 @@ ORDER BY 1
 # The intervals during which a lot was held by each asset: custody legs of the lot itself or of a
 # unit containing it, clipped to the containment interval.
 LOT_LEGS: Final = """
-SELECT COALESCE(cl.asset_id, fa.asset_id) AS asset_id, a.mode,
+SELECT COALESCE(cl.asset_id, fa.asset_id) AS asset_id, asset_transport_mode(a.asset_id) AS mode,
        GREATEST(cl.t_start, c.t0) AS t_from,
        LEAST(COALESCE(cl.t_end, '9999-01-01+00'), COALESCE(c.t1, '9999-01-01+00')) AS t_to
 FROM containment c
@@ -291,7 +299,8 @@ LEFT JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
 WHERE c.child_id = %(lot_id)s
   AND c.t0 <= COALESCE(cl.t_end, '9999-01-01+00') AND COALESCE(c.t1, '9999-01-01+00') >= cl.t_start
 UNION ALL
-SELECT COALESCE(cl.asset_id, fa.asset_id), a.mode, cl.t_start, COALESCE(cl.t_end, '9999-01-01+00')
+SELECT COALESCE(cl.asset_id, fa.asset_id), asset_transport_mode(a.asset_id), cl.t_start,
+       COALESCE(cl.t_end, '9999-01-01+00')
 FROM custody_leg cl
 LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
 LEFT JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
@@ -299,15 +308,23 @@ WHERE cl.epc = %(lot_id)s
 ORDER BY 3, 1
 """
 
-# Temperature series mounted on an asset during [t_from, t_to), with the device's stated accuracy.
+# The temperature series that are an asset's evidence during [t_from, t_to), with the device's stated
+# accuracy (NULL: none stated) and calibration due date: the probes of the devices mounted on it but those a
+# compartment of it names (asset.probe), and, for a compartment, the probe it names on the devices mounted
+# on its parent.
 ASSET_TEMP_SERIES: Final = """
-SELECT s.series_id, d.accuracy_c, GREATEST(m.valid_from, %(t_from)s) AS t_from,
+SELECT s.series_id, d.accuracy_c, d.calibration_due, GREATEST(m.valid_from, %(t_from)s) AS t_from,
        LEAST(COALESCE(m.valid_to, '9999-01-01+00'), %(t_to)s) AS t_to
-FROM device_mount m
-JOIN device d USING (device_id)
+FROM asset x
+JOIN device_mount m ON m.asset_id = x.asset_id OR (x.probe IS NOT NULL AND m.asset_id = x.parent_asset_id)
+JOIN device d ON d.device_id = m.device_id
 JOIN series s ON s.device_id = m.device_id AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-WHERE m.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
+WHERE x.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
   AND COALESCE(m.valid_to, '9999-01-01+00') > %(t_from)s
+  AND CASE WHEN m.asset_id = x.asset_id
+           THEN NOT EXISTS (SELECT 1 FROM asset c
+                            WHERE c.parent_asset_id = x.asset_id AND c.probe = s.channel)
+           ELSE s.channel = x.probe END
 ORDER BY s.series_id
 """
 
@@ -353,6 +370,14 @@ WHERE series_id = ANY(%(series_ids)s) AND channel IN ('door', 'power')
 ORDER BY series_id
 """
 
+# Relative-humidity series among those a run touched (judged against their class's humidity limits).
+HUMIDITY_SERIES: Final = """
+SELECT series_id, device_id, channel
+FROM series
+WHERE series_id = ANY(%(series_ids)s) AND channel = 'rh'
+ORDER BY series_id
+"""
+
 # A state run cannot cross a reading outside the state: the slice reaches out to the nearest ones.
 LAST_OUT_OF_STATE_BEFORE: Final = """
 SELECT max(time) FROM reading
@@ -385,7 +410,8 @@ ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
 
 # -- the live class profile (rules.worker.live) ----------------------------------------------
 
-DEVICE_ACCURACY: Final = "SELECT accuracy_c FROM device WHERE device_id = %(device_id)s"
+# What the device states about its evidence: its accuracy (NULL: none) and when its calibration is due.
+DEVICE_QUALITY: Final = "SELECT accuracy_c, calibration_due FROM device WHERE device_id = %(device_id)s"
 
 # The latest reading of the series while mounted (the live evaluation ends there).
 LATEST_READING: Final = """
@@ -417,20 +443,32 @@ SELECT COALESCE(sum(dur_ms * w), 0)::float8, COALESCE(sum(dur_ms), 0)::float8 FR
 """
 
 # Gaps are device-wide: the readings of every temperature probe of the device in [t_lo, t_hi]
-# (a gap is a time when no probe reported), and the probe series the gap rows are filed under.
-DEVICE_TEMP_READINGS: Final = """
+# (a gap is a time when no probe reported), and the probe series the gap rows are filed under. A probe
+# that a compartment of the asset names (asset.probe) is the compartment's evidence, not the asset's.
+_ASSET_PROBE: Final = """
+  AND NOT EXISTS (SELECT 1 FROM asset c WHERE c.parent_asset_id = %(asset_id)s AND c.probe = s.channel)"""
+
+DEVICE_TEMP_READINGS: Final = (
+    """
 SELECT (extract(epoch FROM r.time) * 1000000)::int8 AS t_us, r.value
 FROM reading r JOIN series s USING (series_id)
 WHERE s.device_id = %(device_id)s AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s
+  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s"""
+    + _ASSET_PROBE
+    + """
 ORDER BY r.time, r.series_id
 """
+)
 
-PRIMARY_TEMP_SERIES: Final = """
-SELECT series_id, channel FROM series
-WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')
+PRIMARY_TEMP_SERIES: Final = (
+    """
+SELECT series_id, channel FROM series s
+WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')"""
+    + _ASSET_PROBE
+    + """
 ORDER BY series_id LIMIT 1
 """
+)
 
 # Door and power channels of the devices mounted on an asset during [t_from, t_to).
 ASSET_STATE_READINGS: Final = """

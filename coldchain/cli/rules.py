@@ -174,7 +174,7 @@ def check(
     file: Annotated[Path, typer.Argument(help="Logger export CSV: header time,temp_c[,rh].")],
     product_class: Annotated[str, typer.Option("--class", help="Product class code, e.g. chilled.")],
     mode: Annotated[
-        str, typer.Option(help="storage | transport (sets the recording interval).")
+        str, typer.Option(help="storage | transport | road | rail | sea (sets the recording interval).")
     ] = "transport",
     pack: Annotated[str | None, typer.Option(help="Only accept the class from this pack id.")] = None,
     accuracy_c: Annotated[
@@ -190,9 +190,10 @@ def check(
     """Evaluate a data-logger file against a class without any database; print the verdict."""
     from rules import engine
     from rules.logfile import LogFileError, check_report, read_logger_csv
+    from rules.packs import MODES
 
-    if mode not in ("storage", "transport"):
-        fail(f"--mode must be storage or transport, not {mode!r}", ExitCode.USAGE)
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}", ExitCode.USAGE)
     if accuracy_c is not None:
         try:
             engine.check_accuracy(accuracy_c)
@@ -209,7 +210,12 @@ def check(
     except LogFileError as exc:
         fail(f"{file}: {exc}", ExitCode.USAGE)
     ev = engine.evaluate_series(
-        data.t_ms, data.temp_c, ref, "storage" if mode == "storage" else "transport", accuracy_c=accuracy_c
+        data.t_ms,
+        data.temp_c,
+        ref,
+        next(m for m in MODES if m == mode),
+        accuracy_c=accuracy_c,
+        humidity=None if data.rh is None else (data.t_ms, data.rh),
     )
     report = check_report(ev)
     if json_out:

@@ -42,6 +42,11 @@ DOOR_OPEN: Final = Rule("door_open", "door", "broken", "critical", break_kind="d
 POWER_LOSS: Final = Rule("power_loss", "power", "broken", "critical", break_kind="power")
 ACCURACY: Final = Rule("accuracy", "accuracy", "indeterminate", "info")
 FAULTS: Final = Rule("faults", "faults", "indeterminate", "info")
+# Evidence quality: readings of a device past its calibration date prove nothing either way (GB 31605-2020
+# and the drug GSP require calibrated monitoring devices), so at best indeterminate; relative humidity
+# outside the class's limits is an excursion, judged on the asset's rh channel.
+CALIBRATION: Final = Rule("calibration", "calibration", "indeterminate", "warning")
+HUMIDITY: Final = Rule("humidity", "humidity", "excursion", "warning")
 
 
 def trigger(t: Trigger) -> Rule:
@@ -56,7 +61,15 @@ def state_rule(channel: str) -> Rule:
 
 def profile_rules(rules: ClassRules) -> tuple[Rule, ...]:
     """The profile rules judged live at the latest reading (an alarm each while it stands)."""
-    return (CUMULATIVE, BAND, MKT, ACCURACY, FAULTS, *(trigger(t) for t in rules.triggers))
+    return (
+        CUMULATIVE,
+        BAND,
+        MKT,
+        ACCURACY,
+        FAULTS,
+        CALIBRATION,
+        *(trigger(t) for t in rules.triggers),
+    )
 
 
 # -- reason texts ------------------------------------------------------------------------------------
@@ -86,6 +99,8 @@ TRIGGER_TEXT: Final = "{kind} trigger {name} fired"
 NEAR_LIMIT_TEXT: Final = "{count} readings within the device accuracy (±{accuracy_c} °C) of a limit"
 FAULTS_TEXT: Final = "sensor faults: {flatline} flatline, {spike} spike, {rate} rate of change"
 EVIDENCE_TEXT: Final = "{kind} {start}..{end} ({duration_s} s, {rule_id})"
+CALIBRATION_TEXT: Final = "{count} readings taken after the device's calibration was due ({due})"
+HUMIDITY_TEXT: Final = "humidity {side} {limit_pct} %RH for {duration_s} s (peak {peak_pct} %RH)"
 NO_EVIDENCE: Final = "no temperature reading: no evidence"
 NO_LEG: Final = "no custody leg recorded for the lot yet"
 LEG_WITHOUT_ASSET: Final = "custody leg {leg}: no asset, so no temperature evidence"
@@ -110,6 +125,8 @@ REASON_TEMPLATES: Final = (
     NEAR_LIMIT_TEXT,
     FAULTS_TEXT,
     EVIDENCE_TEXT,
+    CALIBRATION_TEXT,
+    HUMIDITY_TEXT,
     NO_EVIDENCE,
     NO_LEG,
     LEG_WITHOUT_ASSET,
@@ -123,8 +140,8 @@ REASON_TEMPLATES: Final = (
 REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
 # The words a template's field may hold that are words, not data (translated with the template).
 REASON_WORDS: Final = (
-    *("above", "below", "door open", "power lost", "storage", "transport"),
-    *("gap", "excursion", "door", "power", "trigger"),
+    *("above", "below", "door open", "power lost", "storage", "transport", "road", "rail", "sea"),
+    *("gap", "excursion", "door", "power", "trigger", "humidity"),
     UNKNOWN_ASSET,
 )
 
@@ -189,6 +206,18 @@ def near_limit(count: int, accuracy_c: float) -> str:
 
 def faults(flatline: int, spike: int, rate: int) -> str:
     return FAULTS_TEXT.format(flatline=flatline, spike=spike, rate=rate)
+
+
+def calibration(count: int, due: str) -> str:
+    """Readings of a device past its calibration date (`due`: the ISO date)."""
+    return CALIBRATION_TEXT.format(count=count, due=due)
+
+
+def humidity(low_pct: float | None, high_pct: float | None, peak_pct: float, duration_s: float) -> str:
+    """A humidity run outside the class's limits: which limit, how long, the peak."""
+    side = "above" if high_pct is not None and peak_pct > high_pct else "below"
+    limit = high_pct if side == "above" else low_pct
+    return HUMIDITY_TEXT.format(side=side, limit_pct=limit, duration_s=f"{duration_s:.0f}", peak_pct=peak_pct)
 
 
 def evidence(kind: str, rule_id: str, start: datetime, end: datetime) -> str:

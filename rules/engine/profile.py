@@ -6,6 +6,7 @@ level, severity and words come from `rules.engine.catalog`, its predicates from 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import msgspec
@@ -17,7 +18,10 @@ from rules.engine import catalog
 from rules.engine.breaks import (
     band_breaks,
     beyond_accuracy,
+    calibration_lapse_ms,
     device_accuracy,
+    humidity_runs,
+    past_calibration,
     peak_outside,
     single_event_s,
     suspended_by_defrost,
@@ -82,7 +86,7 @@ class Breach(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     start_ms: int
     end_ms: int
-    value: float | None = None  # mkt: the MKT (°C); cumulative: the worst window's time out of range (s)
+    value: float | None = None  # mkt: MKT (°C); cumulative: worst time out of range (s); humidity: peak %RH
 
 
 class MktPrefix(msgspec.Struct, frozen=True, kw_only=True):
@@ -156,16 +160,21 @@ def evaluate_series(
     accuracy_c: float | None = None,
     door: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
     power: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+    humidity: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+    calibration_due: dt.date | None = None,
     mkt_prefix: MktPrefix | None = None,
 ) -> Evaluation:
-    """Apply every rule of `ref`'s class to one temperature series (and door/power channels if given).
+    """Apply every rule of `ref`'s class to one temperature series (and door/power/rh channels if given).
 
     Verdict, most severe first (docs/rule-semantics.md): broken (a gap beyond the recording interval,
     an excursion beyond the single-event or cumulative allowance, a run outside the hard band that is
     no permitted spike, MKT above its limit, door open or power lost beyond its limit, a fired trigger
     of verdict broken, or no reading at all), excursion (a counted excursion beyond the device
-    accuracy, or a fired trigger of verdict excursion), indeterminate (a reading within the device
-    accuracy of a limit, an excursion within it, or a sensor fault), else pass.
+    accuracy, a fired trigger of verdict excursion, or a humidity run outside the class's humidity
+    limits on the `humidity` channel, %RH), indeterminate (a reading within the device accuracy of a
+    limit, an excursion within it, a sensor fault, or a reading taken after the device's
+    `calibration_due` date), else pass. `accuracy_c` is the device's stated accuracy (None: the
+    class's, then the pack's default applies).
 
     With `mkt_prefix` the series is a slice of a longer history and MKT is judged at its last reading
     only, over the class's whole MKT window (see `mkt_at_end`); without it, the highest rolling MKT."""
@@ -174,7 +183,7 @@ def evaluate_series(
     r = ref.rules
     low = limit_or(r.low_c, -math.inf)
     high = limit_or(r.high_c, math.inf)
-    acc = device_accuracy(r, accuracy_c)
+    acc = device_accuracy(ref, accuracy_c)
     reasons: list[str] = []
     verdict: Verdict = "pass"
     breaches: list[Breach] = []
@@ -390,6 +399,22 @@ def evaluate_series(
                 t_first,
                 t_last,
             )
+
+    lapsed = past_calibration(t, x, calibration_lapse_ms(calibration_due))
+    if lapsed.shape[0] and calibration_due is not None:
+        breach(
+            catalog.CALIBRATION,
+            catalog.calibration(int(lapsed.shape[0]), calibration_due.isoformat()),
+            int(t[lapsed[0]]),
+            int(t[lapsed[-1]]),
+        )
+
+    if humidity is not None and r.humidity is not None:
+        ht, hx = check_series(humidity[0], humidity[1])
+        for a, b, peak_pct in humidity_runs(ht, hx, r.humidity, r.min_duration.seconds * 1000):
+            dur_s = float(ht[b] - ht[a]) / 1000
+            why = catalog.humidity(r.humidity.low_pct, r.humidity.high_pct, peak_pct, dur_s)
+            breach(catalog.HUMIDITY, why, int(ht[a]), int(ht[b]), peak_pct)
 
     used: float | None = None
     remaining: float | None = None

@@ -6,7 +6,8 @@ mounted on, read the slice around the touched device-time window (`rules.worker.
 excursions, gaps, profile chain breaks, alarms and ledger hand-overs (`rules.worker.policy`,
 `rules.worker.live`), and apply the plan (`rules.worker.apply`); then the series' verdict gets a new
 verdict_history version when it or its evidence changed (`rules.worker.history`). Door and power
-series the rows touched are judged the same way (`rules.worker.states`). Every lot held by a touched
+series the rows touched are judged the same way (`rules.worker.states`), and relative-humidity series
+against their class's humidity limits (`rules.worker.humidity`). Every lot held by a touched
 asset is re-judged against its own class through the assets that carried it (`rules.worker.lots`), a
 changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted. Every lot
 whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
@@ -27,7 +28,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import structlog
@@ -39,6 +40,7 @@ from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
 from rules.worker import custody, history, lots, outbox, reads
 from rules.worker.apply import RunStats, apply
+from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
 from rules.worker.plan import Segment
 from rules.worker.policy import plan_slice
@@ -51,7 +53,7 @@ log = structlog.get_logger("rules.worker")
 ROLLUP_EVERY_S = 10.0
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-Mount = tuple[str, datetime, datetime | None, str | None, Mode, ClassRef | None]
+Mount = tuple[str, datetime, datetime | None, str | None, Mode, bool, ClassRef | None]
 
 
 class RulesWorker:
@@ -117,7 +119,7 @@ class RulesWorker:
 
     def sync_classes(self) -> int:
         """Upsert one rule_class row per class of the loaded packs (its limits, its allowed recording
-        intervals and its MKT rule); return the number of classes."""
+        intervals per mode, its MKT rule and its humidity limits); return the number of classes."""
         conn = self._connection()
         n = 0
         with conn.transaction():
@@ -138,6 +140,11 @@ class RulesWorker:
                         "mkt_limit_c": None if r.mkt is None else r.mkt.limit_c,
                         "mkt_window_s": None if r.mkt is None else float(r.mkt.window_s),
                         "mkt_dh_r_k": None if r.mkt is None else r.mkt.delta_h_r_k,
+                        "road_max_gap_s": float(r.max_interval_s("road")),
+                        "rail_max_gap_s": float(r.max_interval_s("rail")),
+                        "sea_max_gap_s": float(r.max_interval_s("sea")),
+                        "humidity_low_pct": None if r.humidity is None else r.humidity.low_pct,
+                        "humidity_high_pct": None if r.humidity is None else r.humidity.high_pct,
                     },
                 )
                 n += 1
@@ -212,6 +219,13 @@ class RulesWorker:
                     for asset_id in self._evaluate_state(conn, series_id, device_id, channel, w, stats):
                         touch(asset_id, w.t_min, w.t_max)
                     stats.series += 1
+                wet = conn.execute(queries.HUMIDITY_SERIES, {"series_ids": sorted(windows)}).fetchall()
+                for series_id, device_id, channel in wet:
+                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
+                    w = windows[series_id]
+                    for asset_id in self._evaluate_humidity(conn, series_id, device_id, channel, w, stats):
+                        touch(asset_id, w.t_min, w.t_max)
+                    stats.series += 1
                 for asset_id, (lo, hi) in sorted(assets.items()):
                     to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
@@ -251,8 +265,8 @@ class RulesWorker:
     ) -> list[tuple[str, Segment | None, ClassRef | None]]:
         """Per mount of the device overlapping the window: its asset, the segment and its class."""
         out: list[tuple[str, Segment | None, ClassRef | None]] = []
-        for asset_id, valid_from, valid_to, product_class, mode, ref in self._mounts(
-            conn, device_id, w.t_min, w.t_max
+        for asset_id, valid_from, valid_to, product_class, mode, compartment, ref in self._mounts(
+            conn, device_id, channel, w.t_min, w.t_max
         ):
             if ref is None:
                 log.warning(
@@ -270,6 +284,7 @@ class RulesWorker:
                 seg_hi=valid_to if valid_to is not None else FAR_FUTURE,
                 mounted_now=valid_to is None,
                 committed_at=w.committed_at,
+                compartment=compartment,
             )
             out.append((asset_id, seg, ref))
         return out
@@ -323,11 +338,30 @@ class RulesWorker:
             apply(conn, plan_state(inputs), stats)
         return [asset_id for asset_id, _seg, _ref in segments]
 
-    def _mounts(self, conn: Conn, device_id: str, w_lo: datetime, w_hi: datetime) -> list[Mount]:
-        """The device's mounts overlapping the window (asset, from, to, product class, mode), each with
-        the class it is judged by: the mount's own, else the strictest class of the goods the asset held."""
+    def _evaluate_humidity(
+        self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched, stats: RunStats
+    ) -> list[str]:
+        """Relative humidity outside the class's humidity limits: the asset's humidity alarm. Returns the
+        assets (their lots are re-judged: lot verdicts include the rh channel)."""
+        segments = self._segments(conn, series_id, device_id, channel, w)
+        for _asset_id, seg, ref in segments:
+            if seg is None or ref is None or ref.rules.humidity is None:
+                continue
+            inputs = reads.humidity_inputs(conn, seg, ref, w.t_min, w.t_max, self._escalate_after_s)
+            if inputs is not None:
+                apply(conn, plan_humidity(inputs), stats)
+        return [asset_id for asset_id, _seg, _ref in segments]
+
+    def _mounts(
+        self, conn: Conn, device_id: str, channel: str, w_lo: datetime, w_hi: datetime
+    ) -> list[Mount]:
+        """The device's mounts overlapping the window (the asset a series of `channel` is judged on: the
+        mounted asset, or its compartment that names the probe; from, to, product class, transport mode,
+        whether a compartment), each with the class it is judged by: the asset's own, else the strictest
+        class of the goods the asset held."""
         rows = conn.execute(
-            queries.MOUNTS_OVERLAPPING, {"device_id": device_id, "t_lo": w_lo, "t_hi": w_hi}
+            queries.MOUNTS_OVERLAPPING,
+            {"device_id": device_id, "channel": channel, "t_lo": w_lo, "t_hi": w_hi},
         ).fetchall()
         return [
             (
@@ -335,12 +369,13 @@ class RulesWorker:
                 valid_from,
                 valid_to,
                 product_class,
-                mode,
+                cast("Mode", mode),
+                bool(compartment),
                 self._packs.lookup(product_class)
                 if product_class is not None
                 else self._strictest_held(conn, asset_id, w_lo, w_hi),
             )
-            for asset_id, valid_from, valid_to, product_class, mode in rows
+            for asset_id, valid_from, valid_to, product_class, mode, compartment in rows
         ]
 
     def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:

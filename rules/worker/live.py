@@ -17,7 +17,7 @@ nothing is left).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,7 @@ class ProfileInputs:
     accuracy_c: float | None
     mkt_prefix: engine.MktPrefix | None
     stored_mkt: StoredMkt | None
+    calibration_due: date | None = None  # the device's; readings after it are past calibration
 
 
 def now_from(seg: Segment, ref: ClassRef, latest: datetime) -> datetime:
@@ -74,7 +75,13 @@ def plan_profile(inp: ProfileInputs) -> tuple[Plan, list[engine.Breach]]:
         if not bool((~np.isnan(v[i:j])).any()):
             return {}
         ev = engine.evaluate_series(
-            t_ms[i:j], v[i:j], ref, seg.mode, accuracy_c=inp.accuracy_c, mkt_prefix=prefix
+            t_ms[i:j],
+            v[i:j],
+            ref,
+            seg.mode,
+            accuracy_c=inp.accuracy_c,
+            calibration_due=inp.calibration_due,
+            mkt_prefix=prefix,
         )
         return {x.rule_id: x for x in ev.breaches}
 

@@ -1,7 +1,9 @@
 """Stage 2 (verdicts): a lot's verdict under its own class, through every asset that held it (pure).
 
 Each custody leg is judged with the full rule set on the temperature series of the devices mounted
-on its asset during the leg (the asset's door and power channels go with its first probe series);
+on its asset during the leg (the asset's door, power and humidity channels go with its first probe
+series; a compartment's series is the probe it names on its vehicle's devices), at the recording
+interval of the asset's transport mode, with each device's accuracy and calibration date;
 a leg with no asset, or with no temperature reading, is a handoff not covered by evidence: broken.
 The lot's verdict is the roll-up of its legs' (`rules.verdicts.roll_up`); with no leg yet it is
 indeterminate. Every leg is an item of the verdict, so the history holds all it rests on.
@@ -14,7 +16,7 @@ the verdict history versions only when the verdict or its evidence changed).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from rules import engine
@@ -40,6 +42,7 @@ class SeriesReadings:
     t_ms: IntArray
     v: FloatArray
     t_to: datetime | None = None  # end of its part of the leg (exclusive); None: the leg's end
+    calibration_due: date | None = None  # the device's; readings after it are past calibration
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +50,13 @@ class Leg:
     """One custody leg of the lot and the evidence read for it."""
 
     asset_id: str | None
-    mode: str | None
+    mode: Mode | None  # the asset's transport mode (registry's asset_transport_mode)
     t_from: datetime
     t_to: datetime | None
     series: list[SeriesReadings] = field(default_factory=list)
     door: Channel | None = None
     power: Channel | None = None
+    humidity: Channel | None = None  # the asset's rh channel (%RH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +69,9 @@ class LotJudgement:
 
 
 def _mode(leg: Leg) -> Mode:
-    """The rule mode of a leg's asset (the mode the engine judges the leg's series in)."""
-    return "storage" if leg.mode == "storage" else "transport"
+    """The rule mode of a leg's asset (the mode the engine judges the leg's series in): its transport
+    mode (the registry's asset_transport_mode), or transport when the leg has no asset."""
+    return "transport" if leg.mode is None else leg.mode
 
 
 def shelf_of(ref: ClassRef, legs: list[Leg]) -> LotShelfLife | None:
@@ -124,6 +129,8 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
                 accuracy_c=s.accuracy_c,
                 door=leg.door if first_series else None,
                 power=leg.power if first_series else None,
+                humidity=leg.humidity if first_series else None,
+                calibration_due=s.calibration_due,
             )
             levels.append(ev.verdict)
             reasons.extend(catalog.series_reason(leg.asset_id, s.series_id, why) for why in ev.reasons)

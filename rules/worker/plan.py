@@ -21,7 +21,7 @@ from rules.verdicts import Verdict
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A series while its device was mounted on one asset, with that asset's class and mode."""
+    """A series while its device was mounted on one asset, with that asset's class and transport mode."""
 
     series_id: int
     device_id: str
@@ -32,6 +32,7 @@ class Segment:
     seg_hi: datetime  # mount valid_to (exclusive), FAR_FUTURE while still mounted
     mounted_now: bool
     committed_at: datetime | None = None  # commit time of the earliest batch that triggered this
+    compartment: bool = False  # the asset is a compartment its probe channel measures (asset.probe)
 
 
 @dataclass(frozen=True, slots=True)

@@ -287,7 +287,7 @@ def plan_slice(inp: SliceInputs) -> Plan:
         seg.committed_at,
     )
     gap_id = catalog.GAP.id(ref)
-    limit = rules.max_interval.transport if mode == "transport" else rules.max_interval.storage
+    limit = rules.max_interval.limit(mode)
     for gap in gaps:
         start, end = from_epoch_us(int(inp.g_us[gap.start_idx])), from_epoch_us(int(inp.g_us[gap.end_idx]))
         gap_s = (end - start).total_seconds()
@@ -363,7 +363,7 @@ def profile_breaks(inp: SliceInputs, excursions: list[engine.Excursion], live: b
         assert rules.allowances is not None
         assert rules.allowances.single_event is not None
         source = rules.allowances.single_event.source
-        acc = device_accuracy(rules, inp.accuracy_c)
+        acc = device_accuracy(ref, inp.accuracy_c)
         for exc in excursions:
             dur_s = exc.duration_ms / 1000
             if dur_s <= single or not beyond_accuracy(rules, exc.peak_c, acc):

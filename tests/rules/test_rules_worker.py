@@ -98,7 +98,7 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
             4.0,
         )
         [gap] = gaps(conn, sid)
-        assert gap == (at(60), at(100), 600.0, "cn_food/chilled/gap", "TRUCK-1", "transport")
+        assert gap == (at(60), at(100), 600.0, "cn_food/chilled/gap", "TRUCK-1", "road")
         assert excursions(conn, door) == []
 
         ob = outbox(conn)
