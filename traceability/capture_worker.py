@@ -3,10 +3,11 @@
 POST /epcis/capture stores a document's bytes as a pending job and answers 202 (``capture.enqueue``);
 this worker finishes the jobs, oldest first, each all or nothing (``capture.write``). It is a two-stage
 pipeline: a preparing thread takes pending jobs and checks each document (parse, limits, JSON Schema,
-the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), and the writing thread
-finishes them in order, each in its own transaction (its eventIDs against the ledger, the append, the job
-row), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is checked while the
-database appends document N.
+the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), then looks its eventIDs up
+in the ledger on its own connection (``capture.look_up``), and the writing thread finishes them in order,
+each in its own transaction (under the ledger's lock, only the entries appended since that lookup, the
+append, the job row), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is
+checked and looked up while the database appends document N.
 
 With ``check_process`` (what the ledger stage runs), the checking itself runs in one child process of
 this worker (spawned, not forked: this process has threads), so it does not hold this interpreter's lock
@@ -160,7 +161,9 @@ class CaptureWorker:
                         break
                     for capture_id, body, captured_by in rows:
                         handed.append(capture_id)
-                        if not _put(items, (self._check(capture_id, bytes(body)), captured_by), stop):
+                        checked = self._check(capture_id, bytes(body))
+                        capture.look_up(conn, checked)  # while the writer appends the document before
+                        if not _put(items, (checked, captured_by), stop):
                             return
         except BaseException as exc:  # the writer re-raises it once the jobs in hand are finished
             failure.append(exc)

@@ -82,3 +82,59 @@ def test_each_event_is_hashed_and_canonicalised_once_outside_the_lock(
     assert job.events == EVENTS
     assert calls == Counter({"canonical": EVENTS, "event_hash": EVENTS})
     assert not under_lock, under_lock
+
+
+def _part(doc: dict[str, Any], keep: range) -> dict[str, Any]:
+    events = doc["epcisBody"]["eventList"]
+    return {**doc, "epcisBody": {"eventList": [events[i] for i in keep]}}
+
+
+@pytest.mark.parametrize("catch_up", [capture.SEEN_CATCH_UP, 1])
+def test_events_appended_after_the_look_up_are_known_to_the_write(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, catch_up: int
+) -> None:
+    """A document looked up before the lock (as the capture worker does while it appends the document
+    before) whose eventIDs then reach the ledger from another capture: the write knows them, under the
+    lock, as already captured (same content) or refuses them (other content), whether it reads only what
+    was appended since the look-up or, past ``SEEN_CATCH_UP`` of those, every eventID again."""
+    monkeypatch.setattr(capture, "SEEN_CATCH_UP", catch_up)
+    doc = _doc()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert capture.write(conn, capture.check(_part(doc, range(0, 5))), captured_by="before") is not None
+        later = capture.check(doc)
+        capture.look_up(conn, later)
+        assert later.seen is not None
+        assert len(later.seen.matches) == 5
+        head = later.seen.head
+        # Another capture appends five more of its events meanwhile.
+        other = capture.check(_part(doc, range(5, 10)))
+        assert capture.write(conn, other, captured_by="meanwhile") is not None
+        job = capture.write(conn, later, captured_by="later")
+        assert job is not None
+        assert job.success, job
+        assert job.events == EVENTS - 10
+        assert sorted(a["seq"] for a in job.already_captured) == list(range(head - 4, head + 6))
+        ids = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ledger_event").fetchone()
+        assert ids == (EVENTS, EVENTS)  # nothing appended twice
+
+        # The same eventID with other content, appended after the look-up: refused, not appended.
+        changed = _doc()
+        for e in changed["epcisBody"]["eventList"]:
+            e["eventID"] = e["eventID"].replace("-8000-", "-9000-")
+        late = capture.check(changed)
+        capture.look_up(conn, late)
+        assert late.seen is not None
+        assert late.seen.matches == []
+        first = _part(changed, range(0, 1))
+        first["epcisBody"]["eventList"][0] = {**first["epcisBody"]["eventList"][0], "bizStep": "shipping"}
+        assert capture.write(conn, capture.check(first), captured_by="meanwhile") is not None
+        refused = capture.write(conn, late, captured_by="late")
+        assert refused is not None
+        assert not refused.success
+        assert refused.errors == [
+            {
+                "path": "/epcisBody/eventList/0/eventID",
+                "message": f"eventID {changed['epcisBody']['eventList'][0]['eventID']!r} is taken by an"
+                " event with other content",
+            }
+        ]

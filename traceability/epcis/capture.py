@@ -264,6 +264,34 @@ class Checked:
     prepared: list[chain.Prepared]
     unreadable: bool = False  # refused as bytes (too large, not UTF-8 JSON): see CaptureJob.unreadable
     pointer: str = EVENT_LIST  # where the document keeps its events
+    seen: Seen | None = None  # its eventIDs looked up before the ledger's lock (``look_up``)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What a document's eventIDs matched in the ledger up to ``head`` (one snapshot): (eventID, declares an
+    error, seq, content without recordTime) of each match. ``write`` then reads only what was appended
+    since, under the lock, instead of looking every eventID up again there."""
+
+    head: int
+    matches: list[tuple[str, bool, int, Any]]
+
+
+# Entries appended between ``look_up`` and the lock that ``write`` reads instead of the full lookup; more
+# (another appender's bulk import) and it looks every eventID up again.
+SEEN_CATCH_UP = 10_000
+
+
+def look_up(conn: Conn, checked: Checked) -> None:
+    """Look a checked document's eventIDs up in the ledger now (``checked.seen``), outside any lock: the
+    capture worker does it on its preparing connection while the writing one appends the document before,
+    so that the lookup (one index probe per event) is off the ledger lock's path. Nothing for a refusal."""
+    if checked.errors or not checked.prepared:
+        return
+    ids = [str(p.stored["eventID"]) for p in checked.prepared]
+    rows = conn.execute(queries.EVENT_CONTENT_BY_IDS_AT_HEAD, queries.text_arrays(ids)).fetchall()
+    matches = [(str(r[1]), bool(r[2]), int(r[3]), r[4]) for r in rows if r[1] is not None]
+    checked.seen = Seen(int(rows[0][0]), matches)
 
 
 def check(
@@ -457,7 +485,7 @@ def write(
                 if queued and not _take(conn, job.capture_id):
                     return None
                 conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                errors, in_ledger = _identity_errors(conn, checked.prepared, checked.pointer)
+                errors, in_ledger = _identity_errors(conn, checked.prepared, checked.pointer, checked.seen)
                 if not errors:
                     _append(conn, job, checked.prepared, in_ledger)
                 else:  # refused on what the ledger holds: recorded while the job's row is still held
@@ -539,8 +567,32 @@ def enqueue(conn: Conn, raw: bytes, *, captured_by: str | None) -> CaptureJob:
     return job
 
 
+def _matches(
+    conn: Conn, prepared: Sequence[chain.Prepared], seen: Seen | None
+) -> list[tuple[str, bool, int, Any]]:
+    """The ledger's entries under the events' eventIDs (the caller holds the ledger's lock): those ``seen``
+    matched, and those appended since its head that match; without ``seen``, or with too many appended
+    since, every eventID looked up."""
+    ids = [str(p.stored["eventID"]) for p in prepared]
+    if not ids:
+        return []
+    if seen is not None:
+        since = conn.execute(queries.EVENT_IDS_AFTER, (seen.head, SEEN_CATCH_UP + 1)).fetchall()
+        if len(since) <= SEEN_CATCH_UP:
+            wanted = set(ids)
+            late = [r[0] for r in since if r[0] in wanted]
+            if not late:
+                return list(seen.matches)
+            rows = conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(late)).fetchall()
+            return list(seen.matches) + [
+                (str(r[0]), bool(r[1]), int(r[2]), r[3]) for r in rows if int(r[2]) > seen.head
+            ]
+    rows = conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)).fetchall()
+    return [(str(r[0]), bool(r[1]), int(r[2]), r[3]) for r in rows]
+
+
 def _identity_errors(
-    conn: Conn, prepared: Sequence[chain.Prepared], pointer: str = EVENT_LIST
+    conn: Conn, prepared: Sequence[chain.Prepared], pointer: str = EVENT_LIST, seen: Seen | None = None
 ) -> tuple[list[CaptureError], dict[tuple[str, bool], int]]:
     """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
     of no event (in the ledger or earlier in the document). The events are as they will be stored; an
@@ -549,15 +601,11 @@ def _identity_errors(
     seqs of the eventIDs the ledger holds, keyed by (eventID, declares an error): what the append needs
     of it (one lookup of the document's eventIDs)."""
     errors: list[CaptureError] = []
-    ids = [str(p.stored["eventID"]) for p in prepared]
     known: dict[tuple[str, bool], Mapping[str, Any]] = {}
     in_ledger: dict[tuple[str, bool], int] = {}
-    if ids:
-        for event_id, declares, seq, content in conn.execute(
-            queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)
-        ):
-            known[(str(event_id), bool(declares))] = content
-            in_ledger[(str(event_id), bool(declares))] = int(seq)
+    for event_id, declares, seq, content in _matches(conn, prepared, seen):
+        known[(event_id, declares)] = content
+        in_ledger[(event_id, declares)] = seq
     for i, (event, ev_hash, _) in enumerate(prepared):
         path = f"{pointer}/{i}"
         declares = "errorDeclaration" in event
