@@ -154,20 +154,34 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
 # in the same statement. Rows of one series are
 # evaluated under LOCK_SERIES, so the NOT EXISTS check does not race; the primary key of
 # verdict_emitted would turn a race into an error, never into a duplicate.
-EMIT_ONCE: Final = """
-WITH ob AS (
-    INSERT INTO verdict_outbox (kind, payload)
-    SELECT %(kind)s, %(payload)s
-    WHERE NOT EXISTS (
-        SELECT 1 FROM verdict_emitted
-        WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
-          AND start_time <= %(end_time)s AND end_time >= %(start_time)s
-    )
-    RETURNING outbox_id
+# -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------
+# The emitted verdicts of a kind, series and rule overlapping a span, locked: a new verdict keeps,
+# replaces or adds to them.
+EMITTED_OVERLAPPING: Final = """
+SELECT verdict_id, start_time, end_time, fingerprint, asset_id FROM verdict_emitted
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
+  AND start_time <= %(end_time)s AND end_time >= %(start_time)s
+ORDER BY start_time
+FOR UPDATE
+"""
+# The emitted verdicts of these rules lying wholly inside a re-judged window of the series on the asset.
+EMITTED_INSIDE: Final = """
+SELECT verdict_id, rule_id, start_time, end_time FROM verdict_emitted
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = ANY(%(rule_ids)s)
+  AND (asset_id = %(asset_id)s OR asset_id IS NULL)
+  AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
+ORDER BY start_time
+FOR UPDATE
+"""
+FORGET_EMITTED: Final = "DELETE FROM verdict_emitted WHERE verdict_id = ANY(%(verdict_ids)s)"
+OUTBOX: Final = (
+    "INSERT INTO verdict_outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING outbox_id"
 )
-INSERT INTO verdict_emitted (kind, series_id, rule_id, start_time, end_time, outbox_id)
-SELECT %(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, outbox_id FROM ob
-RETURNING outbox_id
+NOTE_EMITTED: Final = """
+INSERT INTO verdict_emitted
+    (kind, series_id, rule_id, start_time, end_time, outbox_id, asset_id, verdict_id, fingerprint)
+VALUES (%(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, %(outbox_id)s, %(asset_id)s,
+        %(verdict_id)s, %(fingerprint)s)
 """
 
 
@@ -243,6 +257,14 @@ FROM chain_break WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
 ORDER BY 3, 1, 2
 """
 
+# The lot's latest version the ledger heard of (a version whose result changed), with its judged span.
+LAST_EMITTED_LOT: Final = """
+SELECT version, verdict, span_end FROM verdict_history
+WHERE subject_kind = 'lot' AND subject_id = %(lot_id)s
+  AND (change->>'from' IS NULL OR change->>'from' <> change->>'to')
+ORDER BY version DESC LIMIT 1
+"""
+
 LAST_HISTORY: Final = """
 SELECT version, verdict, items FROM verdict_history
 WHERE subject_kind = %(subject_kind)s AND subject_id = %(subject_id)s
@@ -251,9 +273,9 @@ ORDER BY version DESC LIMIT 1
 
 INSERT_HISTORY: Final = """
 INSERT INTO verdict_history (subject_kind, subject_id, version, verdict, product_class, pack_id,
-                             pack_version, items, reasons, arrived, change)
+                             pack_version, items, reasons, arrived, change, span_end)
 VALUES (%(subject_kind)s, %(subject_id)s, %(version)s, %(verdict)s, %(product_class)s, %(pack_id)s,
-        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s)
+        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s, %(span_end)s)
 RETURNING history_id, computed_at
 """
 

@@ -395,5 +395,6 @@ class RulesWorker:
         conn.execute(queries.LOCK_LOT, {"lot_id": lot_id})
         judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
         last = reads.last_version(conn, "lot", lot_id)
-        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last), stats)
+        emitted = reads.last_emitted_lot(conn, lot_id)
+        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last, emitted=emitted), stats)
         stats.lots += 1
