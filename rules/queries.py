@@ -154,6 +154,86 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
 # in the same statement. Rows of one series are
 # evaluated under LOCK_SERIES, so the NOT EXISTS check does not race; the primary key of
 # verdict_emitted would turn a race into an error, never into a duplicate.
+# -- telemetry that waits for the registry, and batches that raised (rules.worker.queue) ---------------
+# What judging a device's telemetry depends on in the registry, hashed: its mounts, their assets' classes
+# and modes, and how many custody legs each asset has (an asset without a class is judged by its lots).
+_REGISTRY_SIG = """
+(SELECT md5(coalesce(string_agg(concat_ws('|', m.asset_id, m.valid_from, m.valid_to, a.product_class, a.mode,
+            (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = m.asset_id)),
+        ';' ORDER BY m.valid_from, m.asset_id), ''))
+ FROM device_mount m JOIN asset a USING (asset_id) WHERE m.device_id = {device})
+"""
+NOTE_WAITING: Final = (
+    """
+INSERT INTO rules_waiting (series_id, device_id, t_min, t_max, batch_ids, reason, registry_sig)
+VALUES (%(series_id)s, %(device_id)s, %(t_min)s, %(t_max)s, %(batch_ids)s, %(reason)s, """
+    + _REGISTRY_SIG.format(device="%(device_id)s")
+    + """)
+ON CONFLICT (series_id) DO UPDATE SET
+    t_min = least(rules_waiting.t_min, excluded.t_min),
+    t_max = greatest(rules_waiting.t_max, excluded.t_max),
+    batch_ids = (rules_waiting.batch_ids || excluded.batch_ids)[
+        greatest(1, cardinality(rules_waiting.batch_ids) + cardinality(excluded.batch_ids) - 99):],
+    reason = excluded.reason,
+    registry_sig = excluded.registry_sig,
+    noted_at = clock_timestamp()
+"""
+)
+# Waiting telemetry whose registry changed since it was noted, taken off the table (the run judges it
+# and notes it again if it still cannot be judged).
+TAKE_WAITING: Final = (
+    """
+DELETE FROM rules_waiting WHERE series_id IN (
+    SELECT w.series_id FROM rules_waiting w
+    WHERE w.registry_sig <> """
+    + _REGISTRY_SIG.format(device="w.device_id")
+    + """
+    ORDER BY w.series_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+RETURNING series_id, t_min, t_max, batch_ids, noted_at
+"""
+)
+# Take one telemetry row off the queue for quarantine (none: another worker took it meanwhile).
+QUARANTINE_BATCH: Final = """
+WITH gone AS (
+    DELETE FROM ingest_batch WHERE batch_id = %(batch_id)s AND kind = 'telemetry'
+    RETURNING batch_id, series_ids, t_min, t_max, created_at
+)
+INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, error)
+SELECT batch_id, series_ids, t_min, t_max, created_at, %(error)s FROM gone
+RETURNING batch_id
+"""
+# The assets a quarantined batch's series were on over its window, with their classes.
+ASSETS_OF_SERIES: Final = """
+SELECT DISTINCT m.asset_id, a.product_class
+FROM series s
+JOIN device_mount m USING (device_id)
+JOIN asset a USING (asset_id)
+WHERE s.series_id = ANY(%(series_ids)s)
+  AND m.valid_from <= %(t_hi)s AND (m.valid_to IS NULL OR m.valid_to > %(t_lo)s)
+ORDER BY m.asset_id
+"""
+# A quarantined batch back to the worker: its series wait with a signature no registry has, so the next
+# run takes them.
+REQUEUE_QUARANTINED: Final = """
+WITH back AS (
+    DELETE FROM batch_quarantine WHERE batch_id = %(batch_id)s
+    RETURNING batch_id, series_ids, t_min, t_max
+)
+INSERT INTO rules_waiting AS w (series_id, device_id, t_min, t_max, batch_ids, reason, registry_sig)
+SELECT s.series_id, s.device_id, b.t_min, b.t_max, ARRAY[b.batch_id], 'requeued', ''
+FROM back b JOIN series s ON s.series_id = ANY(b.series_ids)
+ON CONFLICT (series_id) DO UPDATE SET
+    t_min = least(w.t_min, excluded.t_min), t_max = greatest(w.t_max, excluded.t_max),
+    batch_ids = w.batch_ids || excluded.batch_ids, reason = 'requeued', registry_sig = ''
+RETURNING series_id
+"""
+QUARANTINED: Final = """
+SELECT batch_id, series_ids, t_min, t_max, created_at, error, quarantined_at
+FROM batch_quarantine ORDER BY batch_id
+"""
+
+
 # -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------
 # The emitted verdicts of a kind, series and rule overlapping a span, locked: a new verdict keeps,
 # replaces or adds to them.

@@ -21,22 +21,24 @@ ALTER TABLE verdict_outbox ADD CONSTRAINT verdict_outbox_kind_check
 -- late for that version, and a changed result then corrects the version the ledger holds.
 ALTER TABLE verdict_history ADD COLUMN span_end timestamptz;
 
--- Telemetry the worker could not judge yet: its device had no mount, or the asset no class, over the
--- window. One row per series (windows merged); `registry_sig` is the device's mounts and their assets'
--- classes as they were, so the row is taken again as soon as the registry changes, not on every run.
+-- Telemetry the worker could not judge yet: its device had no mount, or the asset no class, over part
+-- of the window. One row per series (windows merged); `registry_sig` is what the device's judging
+-- depends on in the registry (its mounts, their assets' classes and modes, the custody legs on them) as
+-- it was, so the row is taken again as soon as that changes, not on every run.
 CREATE TABLE rules_waiting (
     series_id    bigint PRIMARY KEY REFERENCES series,
     device_id    text NOT NULL,
     t_min        timestamptz NOT NULL,
     t_max        timestamptz NOT NULL,
-    batch_ids    bigint[] NOT NULL,
-    reason       text NOT NULL,            -- 'unmounted' | 'no_class'
+    batch_ids    bigint[] NOT NULL,        -- the latest ingest_batch ids folded in (at most 100)
+    reason       text NOT NULL CHECK (reason IN ('unmounted', 'no_class', 'requeued')),
     registry_sig text NOT NULL,
     noted_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
 -- An ingest_batch row whose evaluation raised: taken off the queue with its error so the queue goes on
--- (the readings stay in `reading`); an operator re-queues it once the cause is fixed.
+-- (the readings stay in `reading`); an operator re-queues it once the cause is fixed (it then waits in
+-- rules_waiting, taken on the next run).
 CREATE TABLE batch_quarantine (
     batch_id       bigint PRIMARY KEY,
     series_ids     bigint[] NOT NULL,
