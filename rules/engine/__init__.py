@@ -20,7 +20,14 @@ from rules.engine.checked import (
     find_gaps_tight,
     warm_up,
 )
-from rules.engine.profile import Breach, Evaluation, MktPrefix, evaluate_series, mkt_at_end
+from rules.engine.profile import (
+    Breach,
+    Evaluation,
+    MktPrefix,
+    evaluate_series,
+    mkt_at_end,
+    momentary_clear,
+)
 
 __all__ = [
     "MAX_ACCURACY_C",
@@ -41,5 +48,6 @@ __all__ = [
     "find_gaps_multi",
     "find_gaps_tight",
     "mkt_at_end",
+    "momentary_clear",
     "warm_up",
 ]

@@ -97,6 +97,7 @@ LEG_NOT_COVERED: Final = "custody leg {leg}: no temperature reading (handoff not
 BACK_IN_RANGE: Final = "back in range past the {hysteresis_c} °C hysteresis"
 BACK_TO_NORMAL: Final = "{kind} back to normal"
 CLEAR_AT_LATEST: Final = "{rule} clear over the look-back ending at the latest reading"
+CLEAR_NOW: Final = "{rule} clear at the latest reading"
 SERIES_REASON: Final = "{asset} series {series}: {reason}"
 CORRECTED_TEXT: Final = (
     "readings that arrived late changed this verdict: {was_start}..{was_end} is now {start}..{end}"
@@ -131,6 +132,7 @@ REASON_TEMPLATES: Final = (
     BACK_IN_RANGE,
     BACK_TO_NORMAL,
     CLEAR_AT_LATEST,
+    CLEAR_NOW,
     SERIES_REASON,
     CORRECTED_TEXT,
     WITHDRAWN_TEXT,
@@ -249,6 +251,11 @@ def back_to_normal(kind: str) -> str:
 
 def clear_at_latest(rule: Rule) -> str:
     return CLEAR_AT_LATEST.format(rule=rule.name)
+
+
+def clear_now(rule: Rule) -> str:
+    """A momentary rule (instant trigger, accuracy) whose condition no longer holds at the latest reading."""
+    return CLEAR_NOW.format(rule=rule.name)
 
 
 def corrected(was: tuple[datetime, datetime], now: tuple[datetime, datetime]) -> str:
