@@ -236,11 +236,12 @@ FROM batch_quarantine ORDER BY batch_id
 
 # -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------
 # The emitted verdicts of a kind, series and rule overlapping a span, locked: a new verdict keeps,
-# replaces or adds to them.
+# replaces or adds to them. Spans that only touch (a gap ending at the reading the next one starts at)
+# are two verdicts; one with the same start is the same verdict (an MKT break is an instant).
 EMITTED_OVERLAPPING: Final = """
 SELECT verdict_id, start_time, end_time, fingerprint, asset_id FROM verdict_emitted
 WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
-  AND start_time <= %(end_time)s AND end_time >= %(start_time)s
+  AND ((start_time < %(end_time)s AND end_time > %(start_time)s) OR start_time = %(start_time)s)
 ORDER BY start_time
 FOR UPDATE
 """
