@@ -3,16 +3,26 @@ incorrect_data, correctiveEventIDs), end to end through the rules worker, the le
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
+from fastapi.testclient import TestClient
 from trace_support import LOT, SSCC, TRUCK_EPC, h, packing_event, rfid, seed_world
 
 from rules.worker import RulesWorker
-from traceability.ledger import chain
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
+from traceability.ledger import chain, checkpoint
 from traceability.ledger.verify import verify
+from traceability.reports.build import read_report, render
+from traceability.reports.pdf import html as pdf_html
 from traceability.trace import trace_lot
+from traceability.web.paths import trace_url
 from traceability.worker import LedgerWorker
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -63,7 +73,42 @@ def by_verdict(events: list[dict[str, Any]], verdict: str) -> list[dict[str, Any
     return [e for e in events if e.get("cc:verdict") == verdict]
 
 
-def test_late_readings_withdraw_a_gap_and_correct_the_lot_verdict(db_url: str) -> None:
+def sign_in(client: TestClient, key: str) -> None:
+    form = client.get("/ui/signin")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    response = client.post("/ui/signin", data={"key": key, "csrf": csrf.group(1), "next": "/ui/"})
+    assert response.status_code == 303, response.text
+
+
+def shows_the_history_in_chinese(conn: Conn, db_url: str, home: Path) -> None:
+    """The report (CSV and the PDF's HTML) and the web trace page show the corrections and the verdict
+    history, in the users' language."""
+    key_path = home / checkpoint.KEY_FILE
+    assert checkpoint.CheckpointWorker(db_url, key_path).run_once() is not None
+    report = read_report(conn, LOT, lang="zh-CN", tz=ZoneInfo("Asia/Shanghai"), with_readings=False)
+    assert report is not None
+    text = render(report, "csv").decode("utf-8")
+    assert ",已声明错误,更正," in text  # the column after "Declared wrong"
+    assert "迟到的读数撤销了该判定" in text
+    assert "incorrect_data" in text
+    page = pdf_html(report)
+    assert "判定历史" in page
+    assert "账本中的更正" in page
+    assert "的迟到读数将该批次的判定由断链更正为合格" in page
+
+    key = create_key(conn, "inspector", "corrections")
+    app = create_app(db_url, options=ApiOptions(ledger_key=key_path))
+    with TestClient(app, follow_redirects=False, headers={"Accept-Language": "zh-CN"}) as client:
+        sign_in(client, key)
+        html = client.get(trace_url(LOT)).text
+    assert 'id="verdict-history"' in html
+    assert "账本中的更正" in html
+    assert "迟到的读数撤销了该判定" in html
+    assert "判定已撤销" in html
+
+
+def test_late_readings_withdraw_a_gap_and_correct_the_lot_verdict(db_url: str, tmp_path: Path) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         probe = world(conn)
         rules, ledger = RulesWorker(db_url), LedgerWorker(db_url)
@@ -131,6 +176,7 @@ def test_late_readings_withdraw_a_gap_and_correct_the_lot_verdict(db_url: str) -
             assert [v.verdict for v in found.verdict_history] == ["pass", "broken", "pass"]
             assert found.verdict_history[2].change_from == "broken"
             assert found.verdict_history[2].arrived_from == h(2) + timedelta(minutes=31)
+            shows_the_history_in_chinese(conn, db_url, tmp_path)
         finally:
             rules.close()
 
