@@ -203,6 +203,23 @@ INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, er
 SELECT batch_id, series_ids, t_min, t_max, created_at, %(error)s FROM gone
 RETURNING batch_id
 """
+# Take a waiting window that raised off rules_waiting into quarantine, under its latest batch id.
+QUARANTINE_WAITING: Final = """
+WITH gone AS (
+    DELETE FROM rules_waiting WHERE series_id = %(series_id)s
+    RETURNING series_id, t_min, t_max, batch_ids, noted_at
+)
+INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, error)
+SELECT (SELECT max(b) FROM unnest(batch_ids) b), ARRAY[series_id], t_min, t_max, noted_at, %(error)s
+FROM gone
+ON CONFLICT (batch_id) DO UPDATE SET
+    series_ids = (SELECT array_agg(DISTINCT s ORDER BY s)
+                  FROM unnest(batch_quarantine.series_ids || excluded.series_ids) s),
+    t_min = least(batch_quarantine.t_min, excluded.t_min),
+    t_max = greatest(batch_quarantine.t_max, excluded.t_max),
+    error = excluded.error
+RETURNING batch_id
+"""
 # The assets a quarantined batch's series were on over its window, with their classes.
 ASSETS_OF_SERIES: Final = """
 SELECT DISTINCT m.asset_id, a.product_class

@@ -87,6 +87,7 @@ class RulesWorker:
         self.notifier = AlarmNotifier(alert_publisher, webhooks)
         self.last_run = RunStats()
         self._taken: list[outbox.Batch] = []  # the batches the run in progress took
+        self._taken_waiting: dict[int, outbox.Touched] = {}  # and the waiting windows
         # Prometheus metrics of this worker (the composition root serves its registry, or not).
         self.metrics = RulesMetrics(conninfo)
 
@@ -199,39 +200,50 @@ class RulesWorker:
             return self._isolate()
 
     def _isolate(self) -> int:
-        """Judge up to `batch_limit` batches one per transaction, quarantining each that raises."""
+        """Judge up to `batch_limit` batches one per transaction, then the waiting windows whose registry
+        changed one per transaction, quarantining each that raises on its own."""
         done = 0
-        for _ in range(self._batch_limit):
-            try:
-                n = self._run(1, custody=False)
-            except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
-                raise
-            except Exception as exc:  # the batch's own error: it is quarantined
-                if not self._taken:
-                    raise  # not a batch's: the caller sees it
-                conn = self._connection()
-                with conn.transaction():
-                    events = queue.quarantine(conn, self._taken[0], exc)
-                self.metrics.quarantined()
-                for event, alarm in events:
-                    self.notifier.publish(event, alarm)
-                done += 1
-                continue
-            if n == 0:
-                break
-            done += n
+        for waiting in (0, 1):
+            for _ in range(self._batch_limit):
+                try:
+                    n = self._run(1 - waiting, custody=False, waiting_limit=waiting)
+                except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+                    raise
+                except Exception as exc:  # the batch's or window's own error: it is quarantined
+                    if not self._taken and not self._taken_waiting:
+                        raise  # neither's: the caller sees it
+                    self._quarantine(exc)
+                    done += 1
+                    continue
+                if n == 0:
+                    break
+                done += n
         return done
 
-    def _run(self, batch_limit: int, *, custody: bool) -> int:
-        """One run: up to `batch_limit` batches (the waiting telemetry and the custody changes too when
-        `custody`)."""
+    def _quarantine(self, exc: Exception) -> None:
+        """Quarantine what the failed one-item run took, in a transaction of its own."""
+        conn = self._connection()
+        with conn.transaction():
+            if self._taken:
+                events = queue.quarantine(conn, self._taken[0], exc)
+            else:
+                [(series_id, w)] = self._taken_waiting.items()
+                events = queue.quarantine_waiting(conn, series_id, w, exc)
+        self.metrics.quarantined()
+        for event, alarm in events:
+            self.notifier.publish(event, alarm)
+
+    def _run(self, batch_limit: int, *, custody: bool, waiting_limit: int = queue.WAITING_PER_RUN) -> int:
+        """One run: up to `batch_limit` batches, up to `waiting_limit` waiting windows whose registry
+        changed, and the custody changes when `custody`."""
         stats = RunStats()
         t0 = time.perf_counter()
         conn = self._connection()
         with conn.transaction():
             batches = outbox.take(conn, batch_limit)
             self._taken = batches
-            waiting = queue.take_waiting(conn) if custody else {}
+            waiting = queue.take_waiting(conn, waiting_limit) if waiting_limit else {}
+            self._taken_waiting = waiting
             to_judge: list[tuple[str, str, dict[str, Any]]] = []  # (lot, its class, what arrived)
             if batches or waiting:
                 windows = queue.merge(outbox.touched(batches), waiting)
@@ -266,7 +278,7 @@ class RulesWorker:
             for lot_id, product_class, arrived in sorted(to_judge, key=lambda j: j[0]):
                 self._judge_lot(conn, lot_id, product_class, arrived, stats)
         stats.batches = len(batches)
-        self._taken = []
+        self._taken, self._taken_waiting = [], {}
         self.last_run = stats
         if batches or stats.custody_seqs:
             self.metrics.ran(stats, time.perf_counter() - t0)

@@ -81,8 +81,24 @@ def quarantine(conn: Conn, batch: Batch, exc: BaseException) -> list[tuple[str, 
     row = conn.execute(
         queries.QUARANTINE_BATCH, {"batch_id": batch.batch_id, "error": error_text(exc)}
     ).fetchone()
+    return [] if row is None else _alarm(conn, batch, exc)
+
+
+def quarantine_waiting(
+    conn: Conn, series_id: int, w: Touched, exc: BaseException
+) -> list[tuple[str, dict[str, Any]]]:
+    """Take a waiting window whose judging raised off `rules_waiting` into quarantine (under its latest
+    batch id) with the quarantine alarm, as `quarantine` does for a batch."""
+    row = conn.execute(
+        queries.QUARANTINE_WAITING, {"series_id": series_id, "error": error_text(exc)}
+    ).fetchone()
     if row is None:
         return []
+    return _alarm(conn, Batch(int(row[0]), [series_id], w.t_min, w.t_max, w.committed_at), exc)
+
+
+def _alarm(conn: Conn, batch: Batch, exc: BaseException) -> list[tuple[str, dict[str, Any]]]:
+    """The quarantine alarm on every asset the batch's series were on over its window."""
     reason = catalog.quarantined(batch.batch_id, type(exc).__name__)
     assets = conn.execute(
         queries.ASSETS_OF_SERIES, {"series_ids": batch.series_ids, "t_lo": batch.t_min, "t_hi": batch.t_max}

@@ -118,6 +118,16 @@ def test_a_batch_that_raises_is_quarantined_with_an_alarm_and_the_queue_goes_on(
         ]
         assert worker.metrics.quarantines._value.get() == 1
 
+        # Sent back before the cause is fixed: it raises again and goes back to quarantine, and the
+        # telemetry arriving meanwhile is judged.
+        assert queue.requeue(conn, poison_id[0])
+        add_readings(conn, good, [(m, 2.0) for m in range(20, 30)])
+        drain(worker)
+        assert [(q.batch_id, q.series_ids) for q in queue.quarantined(conn)] == [(poison_id[0], [bad])]
+        assert conn.execute("SELECT count(*) FROM rules_waiting").fetchone() == (0,)
+        assert history(conn, good)[-1] == (f"{good}@TRUCK-Q", "pass")
+        assert worker.metrics.quarantines._value.get() == 2
+
         # The cause fixed (the impossible reading removed), the batch goes back and is judged.
         conn.execute("DELETE FROM reading WHERE series_id = %s AND value = 'Infinity'", (bad,))
         assert queue.requeue(conn, poison_id[0])
