@@ -148,12 +148,6 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
     readings = EXCLUDED.readings, computed_at = now()
 """
 
-# Hand a verdict to the ledger once: the outbox row is written only if no verdict of the same kind,
-# series and rule overlapping it in time was emitted before (so late data that moves the start of a
-# closed excursion, merges two, or splits a gap does not re-emit it), and the emission is recorded
-# in the same statement. Rows of one series are
-# evaluated under LOCK_SERIES, so the NOT EXISTS check does not race; the primary key of
-# verdict_emitted would turn a race into an error, never into a duplicate.
 # -- telemetry that waits for the registry, and batches that raised (rules.worker.queue) ---------------
 # What judging a device's telemetry depends on in the registry, hashed: its mounts, their assets' classes
 # and modes, and how many custody legs each asset has (an asset without a class is judged by its lots).
@@ -252,6 +246,8 @@ FROM batch_quarantine ORDER BY batch_id
 
 
 # -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------
+# Rows of one series are judged under LOCK_SERIES, so reading and replacing what the ledger holds does
+# not race; the primary key of verdict_emitted would turn a race into an error, never into a duplicate.
 # The emitted verdicts of a kind, series and rule overlapping a span, locked: a new verdict keeps,
 # replaces or adds to them. Spans that only touch (a gap ending at the reading the next one starts at)
 # are two verdicts; one with the same start is the same verdict (an MKT break is an instant).
