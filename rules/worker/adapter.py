@@ -17,6 +17,10 @@ events are published (MQTT / webhooks) after commit.
 Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
 deadlock on them nor race on a lot's version; the custody watermark is skipped when held. An
 asset without a configured class is judged against the strictest class among the lots it holds.
+
+Nothing is consumed silently: a window no mount with a class covers waits in `rules_waiting` until
+the registry changes (`rules.worker.queue`), and a run that raises is retried one batch (then one
+waiting window) per transaction, the one that raises on its own quarantined with an alarm.
 """
 
 from __future__ import annotations
