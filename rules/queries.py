@@ -156,26 +156,134 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
     readings = EXCLUDED.readings, computed_at = now()
 """
 
-# Hand a verdict to the ledger once: the outbox row is written only if no verdict of the same kind,
-# series and rule overlapping it in time was emitted before (so late data that moves the start of a
-# closed excursion, merges two, or splits a gap does not re-emit it), and the emission is recorded
-# in the same statement. Rows of one series are
-# evaluated under LOCK_SERIES, so the NOT EXISTS check does not race; the primary key of
-# verdict_emitted would turn a race into an error, never into a duplicate.
-EMIT_ONCE: Final = """
-WITH ob AS (
-    INSERT INTO verdict_outbox (kind, payload)
-    SELECT %(kind)s, %(payload)s
-    WHERE NOT EXISTS (
-        SELECT 1 FROM verdict_emitted
-        WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
-          AND start_time <= %(end_time)s AND end_time >= %(start_time)s
-    )
-    RETURNING outbox_id
+# -- telemetry that waits for the registry, and batches that raised (rules.worker.queue) ---------------
+# What judging a device's telemetry depends on in the registry, hashed: its mounts, their assets' classes
+# and modes, and how many custody legs each asset has (an asset without a class is judged by its lots).
+_REGISTRY_SIG = """
+(SELECT md5(coalesce(string_agg(concat_ws('|', m.asset_id, m.valid_from, m.valid_to, a.product_class, a.mode,
+            (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = m.asset_id)),
+        ';' ORDER BY m.valid_from, m.asset_id), ''))
+ FROM device_mount m JOIN asset a USING (asset_id) WHERE m.device_id = {device})
+"""
+NOTE_WAITING: Final = (
+    """
+INSERT INTO rules_waiting (series_id, device_id, t_min, t_max, batch_ids, reason, registry_sig)
+VALUES (%(series_id)s, %(device_id)s, %(t_min)s, %(t_max)s, %(batch_ids)s, %(reason)s, """
+    + _REGISTRY_SIG.format(device="%(device_id)s")
+    + """)
+ON CONFLICT (series_id) DO UPDATE SET
+    t_min = least(rules_waiting.t_min, excluded.t_min),
+    t_max = greatest(rules_waiting.t_max, excluded.t_max),
+    batch_ids = (rules_waiting.batch_ids || excluded.batch_ids)[
+        greatest(1, cardinality(rules_waiting.batch_ids) + cardinality(excluded.batch_ids) - 99):],
+    reason = excluded.reason,
+    registry_sig = excluded.registry_sig,
+    noted_at = clock_timestamp()
+"""
 )
-INSERT INTO verdict_emitted (kind, series_id, rule_id, start_time, end_time, outbox_id)
-SELECT %(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, outbox_id FROM ob
-RETURNING outbox_id
+# Waiting telemetry whose registry changed since it was noted, taken off the table (the run judges it
+# and notes it again if it still cannot be judged).
+TAKE_WAITING: Final = (
+    """
+DELETE FROM rules_waiting WHERE series_id IN (
+    SELECT w.series_id FROM rules_waiting w
+    WHERE w.registry_sig <> """
+    + _REGISTRY_SIG.format(device="w.device_id")
+    + """
+    ORDER BY w.series_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+RETURNING series_id, t_min, t_max, batch_ids, noted_at
+"""
+)
+# Take one telemetry row off the queue for quarantine (none: another worker took it meanwhile).
+QUARANTINE_BATCH: Final = """
+WITH gone AS (
+    DELETE FROM ingest_batch WHERE batch_id = %(batch_id)s AND kind = 'telemetry'
+    RETURNING batch_id, series_ids, t_min, t_max, created_at
+)
+INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, error)
+SELECT batch_id, series_ids, t_min, t_max, created_at, %(error)s FROM gone
+RETURNING batch_id
+"""
+# Take a waiting window that raised off rules_waiting into quarantine, under its latest batch id.
+QUARANTINE_WAITING: Final = """
+WITH gone AS (
+    DELETE FROM rules_waiting WHERE series_id = %(series_id)s
+    RETURNING series_id, t_min, t_max, batch_ids, noted_at
+)
+INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, error)
+SELECT (SELECT max(b) FROM unnest(batch_ids) b), ARRAY[series_id], t_min, t_max, noted_at, %(error)s
+FROM gone
+ON CONFLICT (batch_id) DO UPDATE SET
+    series_ids = (SELECT array_agg(DISTINCT s ORDER BY s)
+                  FROM unnest(batch_quarantine.series_ids || excluded.series_ids) s),
+    t_min = least(batch_quarantine.t_min, excluded.t_min),
+    t_max = greatest(batch_quarantine.t_max, excluded.t_max),
+    error = excluded.error
+RETURNING batch_id
+"""
+# The assets a quarantined batch's series were on over its window, with their classes.
+ASSETS_OF_SERIES: Final = """
+SELECT DISTINCT m.asset_id, a.product_class
+FROM series s
+JOIN device_mount m USING (device_id)
+JOIN asset a USING (asset_id)
+WHERE s.series_id = ANY(%(series_ids)s)
+  AND m.valid_from <= %(t_hi)s AND (m.valid_to IS NULL OR m.valid_to > %(t_lo)s)
+ORDER BY m.asset_id
+"""
+# A quarantined batch back to the worker: its series wait with a signature no registry has, so the next
+# run takes them.
+REQUEUE_QUARANTINED: Final = """
+WITH back AS (
+    DELETE FROM batch_quarantine WHERE batch_id = %(batch_id)s
+    RETURNING batch_id, series_ids, t_min, t_max
+)
+INSERT INTO rules_waiting AS w (series_id, device_id, t_min, t_max, batch_ids, reason, registry_sig)
+SELECT s.series_id, s.device_id, b.t_min, b.t_max, ARRAY[b.batch_id], 'requeued', ''
+FROM back b JOIN series s ON s.series_id = ANY(b.series_ids)
+ON CONFLICT (series_id) DO UPDATE SET
+    t_min = least(w.t_min, excluded.t_min), t_max = greatest(w.t_max, excluded.t_max),
+    batch_ids = w.batch_ids || excluded.batch_ids, reason = 'requeued', registry_sig = ''
+RETURNING series_id
+"""
+QUARANTINED: Final = """
+SELECT batch_id, series_ids, t_min, t_max, created_at, error, quarantined_at
+FROM batch_quarantine ORDER BY batch_id
+"""
+
+
+# -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------
+# Rows of one series are judged under LOCK_SERIES, so reading and replacing what the ledger holds does
+# not race; the primary key of verdict_emitted would turn a race into an error, never into a duplicate.
+# The emitted verdicts of a kind, series and rule overlapping a span, locked: a new verdict keeps,
+# replaces or adds to them. Spans that only touch (a gap ending at the reading the next one starts at)
+# are two verdicts; one with the same start is the same verdict (an MKT break is an instant).
+EMITTED_OVERLAPPING: Final = """
+SELECT verdict_id, start_time, end_time, fingerprint, asset_id FROM verdict_emitted
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
+  AND ((start_time < %(end_time)s AND end_time > %(start_time)s) OR start_time = %(start_time)s)
+ORDER BY start_time
+FOR UPDATE
+"""
+# The emitted verdicts of these rules lying wholly inside a re-judged window of the series on the asset.
+EMITTED_INSIDE: Final = """
+SELECT verdict_id, rule_id, start_time, end_time FROM verdict_emitted
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = ANY(%(rule_ids)s)
+  AND (asset_id = %(asset_id)s OR asset_id IS NULL)
+  AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
+ORDER BY start_time
+FOR UPDATE
+"""
+FORGET_EMITTED: Final = "DELETE FROM verdict_emitted WHERE verdict_id = ANY(%(verdict_ids)s)"
+OUTBOX: Final = (
+    "INSERT INTO verdict_outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING outbox_id"
+)
+NOTE_EMITTED: Final = """
+INSERT INTO verdict_emitted
+    (kind, series_id, rule_id, start_time, end_time, outbox_id, asset_id, verdict_id, fingerprint)
+VALUES (%(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, %(outbox_id)s, %(asset_id)s,
+        %(verdict_id)s, %(fingerprint)s)
 """
 
 
@@ -251,6 +359,14 @@ FROM chain_break WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
 ORDER BY 3, 1, 2
 """
 
+# The lot's latest version the ledger heard of (a version whose result changed), with its judged span.
+LAST_EMITTED_LOT: Final = """
+SELECT version, verdict, span_end FROM verdict_history
+WHERE subject_kind = 'lot' AND subject_id = %(lot_id)s
+  AND (change->>'from' IS NULL OR change->>'from' <> change->>'to')
+ORDER BY version DESC LIMIT 1
+"""
+
 LAST_HISTORY: Final = """
 SELECT version, verdict, items FROM verdict_history
 WHERE subject_kind = %(subject_kind)s AND subject_id = %(subject_id)s
@@ -259,9 +375,9 @@ ORDER BY version DESC LIMIT 1
 
 INSERT_HISTORY: Final = """
 INSERT INTO verdict_history (subject_kind, subject_id, version, verdict, product_class, pack_id,
-                             pack_version, items, reasons, arrived, change)
+                             pack_version, items, reasons, arrived, change, span_end)
 VALUES (%(subject_kind)s, %(subject_id)s, %(version)s, %(verdict)s, %(product_class)s, %(pack_id)s,
-        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s)
+        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s, %(span_end)s)
 RETURNING history_id, computed_at
 """
 

@@ -53,6 +53,13 @@ EVENT_IDS_AFTER = (
     "SELECT event_id, declares_error, seq FROM ledger_event WHERE seq > %s ORDER BY seq LIMIT %s"
 )
 EVENT_BY_ID = "SELECT event FROM ledger_event WHERE event_id = %s AND NOT declares_error"
+# The ledger's events of a rules verdict id (cc:verdictId) that no errorDeclaration names yet, in order.
+LIVE_EVENTS_OF_VERDICT = """
+SELECT e.event FROM ledger_event e
+WHERE e.event ? 'cc:verdictId' AND e.event ->> 'cc:verdictId' = %s AND NOT e.declares_error
+  AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.event_id = e.event_id AND d.declares_error)
+ORDER BY e.seq
+"""
 LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
 # New entries, in seq order; ``event`` is the text of ``event_jcs`` (the CHECK constraint holds them equal).
 COPY_EVENTS = """
@@ -268,6 +275,23 @@ LEFT JOIN LATERAL (
 ) v ON true
 ORDER BY s.remaining_h ASC NULLS LAST, s.used DESC NULLS LAST, lots.lot_id
 LIMIT %(limit)s
+"""
+# Every version of the lot's verdict, oldest first.
+LOT_VERDICT_HISTORY = """
+SELECT version, verdict, computed_at, change->>'from', reasons, arrived->>'t_min', arrived->>'t_max'
+FROM verdict_history
+WHERE subject_kind = 'lot' AND subject_id = %s
+ORDER BY version
+"""
+# The errorDeclarations among these seqs: the declaration, and what the declared event stated.
+DECLARATIONS = """
+SELECT seq, event_id, event->'errorDeclaration', coalesce(event->>'cc:lotVerdict', event->>'cc:verdict')
+FROM ledger_event WHERE declares_error AND seq = ANY(%s) ORDER BY seq
+"""
+# Corrective events by eventID: their account of the change and what they state.
+CORRECTIVE_EVENTS = """
+SELECT event_id, event->>'cc:correctionReason', coalesce(event->>'cc:lotVerdict', event->>'cc:verdict')
+FROM ledger_event WHERE NOT declares_error AND event_id = ANY(%s)
 """
 # Everything that enclosed the lot, transitively, each with the interval during which it did.
 UNITS_OF_LOT = """

@@ -22,6 +22,7 @@ import psycopg
 
 from rules.verdicts import NOT_JUDGED, Verdict
 from traceability import queries
+from traceability.epcis.builders import parse_time
 from traceability.epcis.steps import MOVEMENT_STEPS
 from traceability.resolve import resolve
 from traceability.trace_model import (
@@ -29,6 +30,7 @@ from traceability.trace_model import (
     Backward,
     BondedStep,
     ChainBreak,
+    Correction,
     CustodyLeg,
     Excursion,
     FirstEvent,
@@ -48,6 +50,7 @@ from traceability.trace_model import (
     Trace,
     TraceQuery,
     Unit,
+    VerdictVersion,
 )
 
 Conn = psycopg.Connection[Any]
@@ -181,6 +184,7 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
             status = bonded[-1].status
         lot = Lot(lot_id_, gtin, batch, product_class, description, origin, hs_code, status)
     judged = _lot_verdict(conn, lot_id)
+    corrections = _corrections(conn, [e.seq for e in events if e.error_declaration])
     return Trace(
         shelf_life=_shelf_life(conn, lot_id),
         lot_id=lot_id,
@@ -197,7 +201,50 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         bonded=bonded,
         backward=_backward(conn, lot_id, lot, goods),
         forward=_forward(conn, lot_id, goods, [e.seq for e in events]),
+        corrections=corrections,
+        verdict_history=_verdict_history(conn, lot_id),
     )
+
+
+def _corrections(conn: Conn, seqs: list[int]) -> list[Correction]:
+    """The errorDeclarations at these seqs, each with what its corrective events state."""
+    if not seqs:
+        return []
+    rows = conn.execute(queries.DECLARATIONS, (seqs,)).fetchall()
+    ids = sorted({str(i) for r in rows for i in (r[2] or {}).get("correctiveEventIDs", [])})
+    fixed = {r[0]: (r[1], r[2]) for r in conn.execute(queries.CORRECTIVE_EVENTS, (ids,)).fetchall()}
+    out = []
+    for seq, event_id, declaration, was in rows:
+        corrective = [str(i) for i in declaration.get("correctiveEventIDs", [])]
+        why, now = fixed.get(corrective[0], (None, None)) if corrective else (None, None)
+        out.append(
+            Correction(
+                declared_event_id=event_id,
+                declaration_seq=int(seq),
+                declared_at=parse_time(str(declaration["declarationTime"])),
+                reason=str(declaration.get("reason", "")),
+                corrective_event_ids=corrective,
+                why=why,
+                was=was,
+                now=now,
+            )
+        )
+    return out
+
+
+def _verdict_history(conn: Conn, lot_id: str) -> list[VerdictVersion]:
+    return [
+        VerdictVersion(
+            version=int(r[0]),
+            verdict=r[1],
+            computed_at=_utc(r[2]),
+            change_from=r[3],
+            reasons=[str(x) for x in r[4]],
+            arrived_from=None if r[5] is None else parse_time(r[5]),
+            arrived_to=None if r[6] is None else parse_time(r[6]),
+        )
+        for r in conn.execute(queries.LOT_VERDICT_HISTORY, (lot_id,)).fetchall()
+    ]
 
 
 def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> list[CustodyLeg]:

@@ -3,7 +3,7 @@ reports all render (the shape ``traceability/README.md`` documents)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -196,6 +196,49 @@ class LedgerRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Correction:
+    """An errorDeclaration the ledger holds on one of the trace's events: what was believed, what replaced
+    it, when and why."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    declared_event_id: str
+    """the eventID declared wrong (its original entry stays in the ledger)"""
+    declaration_seq: int
+    """the ledger seq of the errorDeclaration"""
+    declared_at: datetime
+    """the declaration's declarationTime"""
+    reason: str
+    """the CBV error reason (incorrect_data: late data showed the event's statement wrong)"""
+    corrective_event_ids: list[str]
+    """the events that state what is now known instead"""
+    why: str | None
+    """the corrective event's account of the change (what arrived late and what it changed)"""
+    was: str | None
+    """what the declared event stated: a lot verdict's result, else its verdict kind"""
+    now: str | None
+    """what the first corrective event states, in the same terms"""
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictVersion:
+    """One version of the lot's verdict history: what the rules stage believed from when, and why."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    version: int
+    verdict: Verdict
+    computed_at: datetime
+    """when the rules stage reached it"""
+    change_from: Verdict | None
+    """the previous version's verdict (null for the first)"""
+    reasons: list[str]
+    arrived_from: datetime | None
+    """device-time window of the readings whose arrival led to it (null: a custody change)"""
+    arrived_to: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class BondedStep:
     status: str
     line: str | None
@@ -324,6 +367,10 @@ class Trace:
     shelf_life: ShelfLife | None = None
     """the lot's remaining shelf life as the rules stage stored it beside the verdict (null: its class has no
     shelf-life model, or the rules stage has not judged the lot)"""
+    corrections: list[Correction] = field(default_factory=list)
+    """the errorDeclarations on the trace's events, in ledger order"""
+    verdict_history: list[VerdictVersion] = field(default_factory=list)
+    """every version of the lot's verdict, oldest first"""
 
 
 def to_json(found: Trace) -> dict[str, Any]:

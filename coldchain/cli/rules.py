@@ -228,3 +228,48 @@ def check(
         f"  readings {ev.readings}, min {report['min_c']}, max {report['max_c']}, mean {report['mean_c']}, "
         f"MKT {report['mkt_c']}, out of range {ev.time_out_of_range_s:.0f} s"
     )
+
+
+@rules_app.command("quarantine")
+def quarantine(
+    requeue: Annotated[
+        int | None,
+        typer.Option("--requeue", help="Send this quarantined batch back to the rules worker (cause fixed)."),
+    ] = None,
+) -> None:
+    """The telemetry batches taken off the rules queue because judging them raised, with their errors; with
+    --requeue, send one back. Last line: one JSON object."""
+    import psycopg
+
+    from coldchain.cli.common import cli_settings
+    from coldchain.stack import open_stack
+    from rules.models import iso_utc
+    from rules.worker import queue
+
+    settings = cli_settings()
+    with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
+        if requeue is not None:
+            if not queue.requeue(conn, requeue):
+                fail(f"no quarantined batch {requeue}", ExitCode.FAILED)
+            conn.commit()
+            emit_json({"requeued": requeue})
+            return
+        held = queue.quarantined(conn)
+    for q in held:
+        span = f"{iso_utc(q.t_min)}..{iso_utc(q.t_max)}"
+        typer.echo(f"batch {q.batch_id}: series {q.series_ids}, {span}: {q.error}")
+    emit_json(
+        {
+            "quarantined": [
+                {
+                    "batch_id": q.batch_id,
+                    "series_ids": q.series_ids,
+                    "t_min": iso_utc(q.t_min),
+                    "t_max": iso_utc(q.t_max),
+                    "error": q.error,
+                    "quarantined_at": iso_utc(q.quarantined_at),
+                }
+                for q in held
+            ]
+        }
+    )

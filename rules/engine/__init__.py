@@ -28,7 +28,14 @@ from rules.engine.checked import (
     find_gaps_tight,
     warm_up,
 )
-from rules.engine.profile import Breach, Evaluation, MktPrefix, evaluate_series, mkt_at_end
+from rules.engine.profile import (
+    Breach,
+    Evaluation,
+    MktPrefix,
+    evaluate_series,
+    mkt_at_end,
+    momentary_clear,
+)
 
 __all__ = [
     "MAX_ACCURACY_C",
@@ -53,6 +60,7 @@ __all__ = [
     "find_gaps_tight",
     "humidity_runs",
     "mkt_at_end",
+    "momentary_clear",
     "past_calibration",
     "warm_up",
 ]

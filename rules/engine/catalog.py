@@ -47,6 +47,10 @@ FAULTS: Final = Rule("faults", "faults", "indeterminate", "info")
 # outside the class's limits is an excursion, judged on the asset's rh channel.
 CALIBRATION: Final = Rule("calibration", "calibration", "indeterminate", "warning")
 HUMIDITY: Final = Rule("humidity", "humidity", "excursion", "warning")
+# Not a class rule: a telemetry batch whose evaluation raised and was taken off the queue (its id is
+# ``rules/quarantine``, the same under every class).
+QUARANTINE: Final = Rule("quarantine", "quarantine", "indeterminate", "critical")
+QUARANTINE_RULE_ID: Final = "rules/quarantine"
 
 
 def trigger(t: Trigger) -> Rule:
@@ -108,7 +112,18 @@ LEG_NOT_COVERED: Final = "custody leg {leg}: no temperature reading (handoff not
 BACK_IN_RANGE: Final = "back in range past the {hysteresis_c} °C hysteresis"
 BACK_TO_NORMAL: Final = "{kind} back to normal"
 CLEAR_AT_LATEST: Final = "{rule} clear over the look-back ending at the latest reading"
+CLEAR_NOW: Final = "{rule} clear at the latest reading"
 SERIES_REASON: Final = "{asset} series {series}: {reason}"
+CORRECTED_TEXT: Final = (
+    "readings that arrived late changed this verdict: {was_start}..{was_end} is now {start}..{end}"
+)
+WITHDRAWN_TEXT: Final = "readings that arrived late removed this verdict ({start}..{end})"
+LOT_CORRECTED_TEXT: Final = (
+    "readings that arrived late for {start}..{end} changed the lot's verdict from {was} to {now}"
+)
+QUARANTINED_TEXT: Final = (
+    "telemetry batch {batch_id} taken off the rules queue: its evaluation failed ({error})"
+)
 LEG_NAME: Final = "{asset} from {start}"
 UNKNOWN_ASSET: Final = "unknown asset"
 
@@ -134,7 +149,12 @@ REASON_TEMPLATES: Final = (
     BACK_IN_RANGE,
     BACK_TO_NORMAL,
     CLEAR_AT_LATEST,
+    CLEAR_NOW,
     SERIES_REASON,
+    CORRECTED_TEXT,
+    WITHDRAWN_TEXT,
+    LOT_CORRECTED_TEXT,
+    QUARANTINED_TEXT,
 )
 # The parts a reason's field may hold (translated there, never taken for a whole reason).
 REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
@@ -142,6 +162,7 @@ REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
 REASON_WORDS: Final = (
     *("above", "below", "door open", "power lost", "storage", "transport", "road", "rail", "sea"),
     *("gap", "excursion", "door", "power", "trigger", "humidity"),
+    *("pass", "indeterminate", "broken"),
     UNKNOWN_ASSET,
 )
 
@@ -259,3 +280,30 @@ def back_to_normal(kind: str) -> str:
 
 def clear_at_latest(rule: Rule) -> str:
     return CLEAR_AT_LATEST.format(rule=rule.name)
+
+
+def clear_now(rule: Rule) -> str:
+    """A momentary rule (instant trigger, accuracy) whose condition no longer holds at the latest reading."""
+    return CLEAR_NOW.format(rule=rule.name)
+
+
+def corrected(was: tuple[datetime, datetime], now: tuple[datetime, datetime]) -> str:
+    """Why a verdict the ledger holds was replaced: its span before and after the late readings."""
+    return CORRECTED_TEXT.format(
+        was_start=iso_utc(was[0]), was_end=iso_utc(was[1]), start=iso_utc(now[0]), end=iso_utc(now[1])
+    )
+
+
+def withdrawn(start: datetime, end: datetime) -> str:
+    """Why a verdict the ledger holds was withdrawn: late readings left nothing of it."""
+    return WITHDRAWN_TEXT.format(start=iso_utc(start), end=iso_utc(end))
+
+
+def lot_corrected(arrived: tuple[datetime, datetime], was: str, now: str) -> str:
+    """Why a lot verdict the ledger holds was corrected: what arrived late, and the results."""
+    return LOT_CORRECTED_TEXT.format(start=iso_utc(arrived[0]), end=iso_utc(arrived[1]), was=was, now=now)
+
+
+def quarantined(batch_id: int, error: str) -> str:
+    """Why a batch left the queue unjudged (``error``: the exception's type, no message)."""
+    return QUARANTINED_TEXT.format(batch_id=batch_id, error=error)

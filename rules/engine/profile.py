@@ -453,3 +453,27 @@ def evaluate_series(
         mode=mode,
         breaches=breaches,
     )
+
+
+def momentary_clear(ref: ClassRef, v: FloatArray, accuracy_c: float | None = None) -> set[str]:
+    """The rule ids of the class's momentary rules whose condition does not hold at the latest reading
+    (the last non-NaN of `v`): instant triggers (that reading beyond the threshold, as
+    ``kernels.trigger_fire`` judges it) and the accuracy rule (that reading within the device accuracy of
+    a limit, as ``kernels.accuracy_counts`` judges it). Their alarms resolve when the condition clears,
+    not when it leaves the look-back."""
+    r = ref.rules
+    valid = np.flatnonzero(~np.isnan(v))
+    last = v[valid[-1:]] if valid.shape[0] else np.empty(0, dtype=np.float64)
+    t0 = np.zeros(last.shape[0], dtype=np.int64)
+    clear: set[str] = set()
+    for trig in r.triggers:
+        if trig.kind != "instant":
+            continue
+        side = 1 if trig.side == "high" else -1
+        if last.shape[0] == 0 or kernels.trigger_fire(t0, last, 0, side, trig.threshold_c, 0, 1) < 0:
+            clear.add(catalog.trigger(trig).id(ref))
+    low, high = limit_or(r.low_c, -math.inf), limit_or(r.high_c, math.inf)
+    near, _out = kernels.accuracy_counts(last, low, high, device_accuracy(ref, accuracy_c))
+    if near == 0:
+        clear.add(catalog.ACCURACY.id(ref))
+    return clear

@@ -18,6 +18,10 @@ events are published (MQTT / webhooks) after commit.
 Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
 deadlock on them nor race on a lot's version; the custody watermark is skipped when held. An
 asset without a configured class is judged against the strictest class among the lots it holds.
+
+Nothing is consumed silently: a window no mount with a class covers waits in `rules_waiting` until
+the registry changes (`rules.worker.queue`), and a run that raises is retried one batch (then one
+waiting window) per transaction, the one that raises on its own quarantined with an alarm.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import custody, history, lots, outbox, reads
+from rules.worker import custody, history, lots, outbox, queue, reads
 from rules.worker.apply import RunStats, apply
 from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
@@ -88,6 +92,8 @@ class RulesWorker:
         self._escalate_after_s = escalate_after_s
         self.notifier = AlarmNotifier(alert_publisher, webhooks)
         self.last_run = RunStats()
+        self._taken: list[outbox.Batch] = []  # the batches the run in progress took
+        self._taken_waiting: dict[int, outbox.Touched] = {}  # and the waiting windows
         # Prometheus metrics of this worker (the composition root serves its registry, or not).
         self.metrics = RulesMetrics(conninfo)
 
@@ -187,18 +193,71 @@ class RulesWorker:
     # -- one round ---------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Consume up to `batch_limit` telemetry ingest_batch rows and judge the custody changes of up to
-        `custody_limit` ledger seqs, in one transaction; return how many rows and seqs (0: no work)."""
+        """Consume up to `batch_limit` telemetry ingest_batch rows, the waiting telemetry whose registry
+        changed, and judge the custody changes of up to `custody_limit` ledger seqs, in one transaction;
+        return how many rows, windows and seqs (0: no work).
+
+        When the run raises (not for a lost database or a deadlock, which the caller sees), the batches
+        are judged one at a time and a batch that raises on its own is quarantined with its error and an
+        alarm, so the queue goes on."""
         if not self._started:
             self.start()
+        try:
+            return self._run(self._batch_limit, custody=True)
+        except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+            raise
+        except Exception as exc:  # any error of a run: the batches are isolated below
+            log.error("rules.run_failed", error=queue.error_text(exc))
+            return self._isolate()
+
+    def _isolate(self) -> int:
+        """Judge up to `batch_limit` batches one per transaction, then the waiting windows whose registry
+        changed one per transaction, quarantining each that raises on its own."""
+        done = 0
+        for waiting in (0, 1):
+            for _ in range(self._batch_limit):
+                try:
+                    n = self._run(1 - waiting, custody=False, waiting_limit=waiting)
+                except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+                    raise
+                except Exception as exc:  # the batch's or window's own error: it is quarantined
+                    if not self._taken and not self._taken_waiting:
+                        raise  # neither's: the caller sees it
+                    self._quarantine(exc)
+                    done += 1
+                    continue
+                if n == 0:
+                    break
+                done += n
+        return done
+
+    def _quarantine(self, exc: Exception) -> None:
+        """Quarantine what the failed one-item run took, in a transaction of its own."""
+        conn = self._connection()
+        with conn.transaction():
+            if self._taken:
+                events = queue.quarantine(conn, self._taken[0], exc)
+            else:
+                [(series_id, w)] = self._taken_waiting.items()
+                events = queue.quarantine_waiting(conn, series_id, w, exc)
+        self.metrics.quarantined()
+        for event, alarm in events:
+            self.notifier.publish(event, alarm)
+
+    def _run(self, batch_limit: int, *, custody: bool, waiting_limit: int = queue.WAITING_PER_RUN) -> int:
+        """One run: up to `batch_limit` batches, up to `waiting_limit` waiting windows whose registry
+        changed, and the custody changes when `custody`."""
         stats = RunStats()
         t0 = time.perf_counter()
         conn = self._connection()
         with conn.transaction():
-            batches = outbox.take(conn, self._batch_limit)
+            batches = outbox.take(conn, batch_limit)
+            self._taken = batches
+            waiting = queue.take_waiting(conn, waiting_limit) if waiting_limit else {}
+            self._taken_waiting = waiting
             to_judge: list[tuple[str, str, dict[str, Any]]] = []  # (lot, its class, what arrived)
-            if batches:
-                windows = outbox.touched(batches)
+            if batches or waiting:
+                windows = queue.merge(outbox.touched(batches), waiting)
                 assets: dict[str, tuple[datetime, datetime]] = {}
 
                 def touch(asset_id: str, lo: datetime, hi: datetime) -> None:
@@ -229,13 +288,15 @@ class RulesWorker:
                 for asset_id, (lo, hi) in sorted(assets.items()):
                     to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
-            to_judge += self._custody_lots(conn, stats)
+            if custody:
+                to_judge += self._custody_lots(conn, stats)
             # Ascending lot order, each lot locked (after every series lock): two workers judging one lot
             # take turns on its version and never deadlock. Stable: a lot held by several touched assets
             # is judged in their order, then for its custody change.
             for lot_id, product_class, arrived in sorted(to_judge, key=lambda j: j[0]):
                 self._judge_lot(conn, lot_id, product_class, arrived, stats)
         stats.batches = len(batches)
+        self._taken, self._taken_waiting = [], {}
         self.last_run = stats
         if batches or stats.custody_seqs:
             self.metrics.ran(stats, time.perf_counter() - t0)
@@ -258,7 +319,7 @@ class RulesWorker:
                 lot_verdicts=stats.lot_verdicts,
                 breaks=stats.breaks,
             )
-        return len(batches) + stats.custody_seqs
+        return len(batches) + len(waiting) + stats.custody_seqs
 
     def _segments(
         self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched
@@ -294,8 +355,7 @@ class RulesWorker:
     ) -> list[str]:
         """Evaluate the series on every asset it was mounted on in the window; return those assets."""
         segments = self._segments(conn, series_id, device_id, channel, w)
-        if not segments:
-            log.warning("rules.series_unmounted", series_id=series_id, device_id=device_id)
+        self._wait_if_uncovered(conn, series_id, device_id, w, segments)
         for _asset_id, seg, ref in segments:
             if seg is None or ref is None:
                 continue
@@ -328,6 +388,7 @@ class RulesWorker:
         """Door-open (door = 1) and power-loss (power = 0) runs beyond the class limit. Returns the
         assets (their lots are re-judged: lot verdicts include these channels)."""
         segments = self._segments(conn, series_id, device_id, channel, w)
+        self._wait_if_uncovered(conn, series_id, device_id, w, segments)
         for _asset_id, seg, ref in segments:
             if seg is None or ref is None:
                 continue
@@ -351,6 +412,20 @@ class RulesWorker:
             if inputs is not None:
                 apply(conn, plan_humidity(inputs), stats)
         return [asset_id for asset_id, _seg, _ref in segments]
+
+    def _wait_if_uncovered(
+        self,
+        conn: Conn,
+        series_id: int,
+        device_id: str,
+        w: outbox.Touched,
+        segments: list[tuple[str, Segment | None, ClassRef | None]],
+    ) -> None:
+        """Keep the window waiting for the registry when a mount with a class does not cover all of it."""
+        reason = uncovered(segments, w.t_min, w.t_max)
+        if reason is not None:
+            log.warning("rules.waiting", series_id=series_id, device_id=device_id, reason=reason)
+            queue.note_waiting(conn, series_id, device_id, w, reason)
 
     def _mounts(
         self, conn: Conn, device_id: str, channel: str, w_lo: datetime, w_hi: datetime
@@ -430,5 +505,21 @@ class RulesWorker:
         conn.execute(queries.LOCK_LOT, {"lot_id": lot_id})
         judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
         last = reads.last_version(conn, "lot", lot_id)
-        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last), stats)
+        emitted = reads.last_emitted_lot(conn, lot_id)
+        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last, emitted=emitted), stats)
         stats.lots += 1
+
+
+def uncovered(
+    segments: list[tuple[str, Segment | None, ClassRef | None]], t_min: datetime, t_max: datetime
+) -> str | None:
+    """Why [t_min, t_max] cannot all be judged: 'no_class' (a mount's asset has no class), 'unmounted'
+    (some of it lies outside every mount); None when mounts with a class cover it."""
+    if any(seg is None or ref is None for _a, seg, ref in segments):
+        return "no_class"
+    covered = t_min
+    for seg in sorted((s for _a, s, _r in segments if s is not None), key=lambda s: s.seg_lo):
+        if seg.seg_lo > covered:
+            return "unmounted"
+        covered = max(covered, seg.seg_hi)
+    return None if covered > t_max else "unmounted"

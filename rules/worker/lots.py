@@ -6,7 +6,9 @@ series; a compartment's series is the probe it names on its vehicle's devices), 
 interval of the asset's transport mode, with each device's accuracy and calibration date;
 a leg with no asset, or with no temperature reading, is a handoff not covered by evidence: broken.
 The lot's verdict is the roll-up of its legs' (`rules.verdicts.roll_up`); with no leg yet it is
-indeterminate. Every leg is an item of the verdict, so the history holds all it rests on.
+indeterminate. Every leg is an item of the verdict, so the history holds all it rests on. A changed
+result that readings arriving late for the span the ledger's version judged brought about corrects that
+version in the ledger (`LotVerdictPayload.corrects`); one on new evidence is a new verdict.
 
 With the verdict comes the lot's remaining shelf life under its class's model, from the same series
 (``rules.engine.shelf``), stored beside the verdict on every judgement (it changes with every reading;
@@ -15,6 +17,7 @@ the verdict history versions only when the verdict or its evidence changed).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -154,6 +157,26 @@ def judge_lot(ref: ClassRef, legs: list[Leg]) -> LotJudgement:
     return LotJudgement(roll_up(levels), reasons, items, span, shelf)
 
 
+@dataclass(frozen=True, slots=True)
+class EmittedLot:
+    """The lot's latest version the ledger heard of: its version, result and judged span's end."""
+
+    version: int
+    verdict: str
+    span_end: datetime | None
+
+
+def late_for(emitted: EmittedLot | None, arrived: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """The window of readings that arrived at or before the end of what the ledger's version judged (so
+    that version rested on incomplete evidence), else None. Custody changes carry no window."""
+    if emitted is None or emitted.span_end is None or "t_min" not in arrived:
+        return None
+    t_min = datetime.fromisoformat(str(arrived["t_min"]))
+    if t_min > emitted.span_end:
+        return None
+    return t_min, datetime.fromisoformat(str(arrived["t_max"]))
+
+
 def plan_lot(
     lot_id: str,
     ref: ClassRef,
@@ -161,19 +184,25 @@ def plan_lot(
     arrived: dict[str, Any],
     last: LastVersion | None,
     now: datetime | None = None,
+    emitted: EmittedLot | None = None,
 ) -> Plan:
     """A new history version when the verdict or its evidence changed; the ledger hears of it when its
-    result changed."""
+    result changed, as a correction of the version it holds when late readings changed it."""
     plan = Plan()
     entry = history_entry("lot", lot_id, judged.verdict, ref, judged.items, judged.reasons, arrived, last)
     version = entry.version if entry is not None else None if last is None else last.version
     plan.add(StoreShelfLife(lot_id, ref.code, ref.pack_id, ref.pack_version, version, judged.shelf))
     if entry is None:
         return plan
-    plan.add(entry)
+    span = judged.span
+    plan.add(dataclasses.replace(entry, span_end=None if span is None else span[1]))
     if last is not None and last.verdict == judged.verdict:
         return plan
-    span = judged.span
+    late = late_for(emitted, arrived)
+    corrects = reason = None
+    if late is not None and emitted is not None:
+        corrects = f"lot_verdict:{lot_id}:v{emitted.version}"
+        reason = catalog.lot_corrected(late, emitted.verdict, judged.verdict)
     plan.add(
         EmitLot(
             LotVerdictPayload(
@@ -189,6 +218,8 @@ def plan_lot(
                 version=entry.version,
                 start=None if span is None else iso_utc(span[0]),
                 end=None if span is None else iso_utc(span[1]),
+                corrects=corrects,
+                correction_reason=reason,
             )
         )
     )

@@ -273,6 +273,12 @@ def last_version(conn: Conn, subject_kind: str, subject_id: str) -> history.Last
     return None if row is None else history.LastVersion(int(row[0]), str(row[1]), list(row[2]))
 
 
+def last_emitted_lot(conn: Conn, lot_id: str) -> lots.EmittedLot | None:
+    """The lot's latest version the ledger heard of (its result changed), with its judged span's end."""
+    row = conn.execute(queries.LAST_EMITTED_LOT, {"lot_id": lot_id}).fetchone()
+    return None if row is None else lots.EmittedLot(int(row[0]), str(row[1]), row[2])
+
+
 def lot_legs(conn: Conn, lot_id: str) -> list[lots.Leg]:
     """The lot's custody legs with the temperature, door, power and humidity readings of their assets."""
     out: list[lots.Leg] = []

@@ -239,18 +239,33 @@ def test_late_data_re_evaluates_without_duplicate_outbox(db_url: str, conn: Conn
         add_readings(conn, sid, [(m, 2.0) for m in range(70, 100)])
         assert worker.run_once() == 1
         assert [(r[0], r[1]) for r in gaps(conn, sid)] == [(at(50), at(70))]
-        # ... then 51..69: no gap left at all. The emitted chain break is not emitted again.
+        # ... then 51..69: no gap left at all. The emitted chain break is corrected, then withdrawn.
         add_readings(conn, sid, [(m, 2.0) for m in range(51, 70)])
         assert worker.run_once() == 1
         assert gaps(conn, sid) == []
+        kinds = [k for k, _ in outbox(conn)]
+        assert kinds == ["excursion_closed", "chain_break", "verdict_correction", "verdict_correction"]
+        shrunk, gone = (p for k, p in outbox(conn)[2:])
+        assert shrunk["replacement"]["end"] == "2026-01-01T01:10:00.000Z"
+        assert gone["replacement"] is None
+        assert gone["withdrawn"]["verdict_id"] == shrunk["replacement"]["verdict_id"]
 
         # The buffered 25..29 arrive last, out of range too: the excursion now starts at 25. Its row is
-        # replaced; it overlaps the one already emitted, so it is not emitted again.
+        # replaced and so is the verdict the ledger holds (a correction); nothing is emitted twice.
         add_readings(conn, sid, [(m, 7.0) for m in range(25, 30)])
         assert worker.run_once() == 1
         ex = excursions(conn, sid)
         assert [(r[0], r[1], r[2], r[4]) for r in ex] == [(at(25), at(44), False, 19)]
-        assert [k for k, _ in outbox(conn)] == ["excursion_closed", "chain_break"]
+        rows = outbox(conn)
+        assert [k for k, _ in rows][4:] == ["verdict_correction"]
+        assert rows[4][1]["declared"] == [rows[0][1]["verdict_id"]]
+        assert rows[4][1]["replacement"]["start"] == "2026-01-01T00:25:00.000Z"
+        conn.execute(  # the window judged again (a redelivered batch): nothing new for the ledger
+            "INSERT INTO ingest_batch (kind, series_ids, t_min, t_max) VALUES ('telemetry', %s, %s, %s)",
+            ([sid], at(0), at(110)),
+        )
+        assert worker.run_once() == 1
+        assert len(outbox(conn)) == 5
     finally:
         worker.close()
 
