@@ -224,7 +224,7 @@ FROM lot WHERE lot_id = %s
 """
 RULE_CLASS = """
 SELECT product_class, pack_id, pack_version, low_c, high_c, source, storage_max_gap_s, transport_max_gap_s,
-       mkt_limit_c, mkt_window_s, mkt_dh_r_k
+       mkt_limit_c, mkt_window_s, mkt_dh_r_k, road_max_gap_s, rail_max_gap_s, sea_max_gap_s
 FROM rule_class WHERE product_class = %s
 """
 # The rules stage's verdict of a lot: the latest version of its verdict history.
@@ -327,10 +327,15 @@ MOUNTED_READINGS = """
          AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
 """
 TEMPERATURE_SERIES = "(s.channel = 'temp' OR s.channel LIKE 'temp:%%')"
-# The allowed recording interval of the mode of asset ``a`` (the class's, from its pack, as parameters).
-MODE_INTERVAL = (
-    "CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval ELSE %(transport_gap)s::interval END"
-)
+# The allowed recording interval of a leg's asset, by its transport mode ``tmode`` (the registry's
+# ``asset_transport_mode``: storage, road, rail, sea, or transport for an asset of no known mode), the
+# class's figures from its pack as parameters (``rule_class`` publishes each mode's figure, the transport
+# one where the pack gives none: ``RecordingInterval.limit``).
+MODE_INTERVAL = """CASE tmode WHEN 'storage' THEN %(storage_gap)s::interval
+                   WHEN 'road' THEN %(road_gap)s::interval
+                   WHEN 'rail' THEN %(rail_gap)s::interval
+                   WHEN 'sea' THEN %(sea_gap)s::interval
+                   ELSE %(transport_gap)s::interval END"""
 # The time a reading ``p`` represents, in seconds, defined once for every time-weighted figure (and the same
 # rule as the rules stage's ``rules.engine.shelf.held_ms``): it holds until its series' next record
 # (``p.next_time``, whatever that record's value), at most the allowed recording interval of the asset's mode
@@ -355,7 +360,7 @@ LEGS_WITH_EVIDENCE = (
     """
 WITH legs AS (
     SELECT l.custody_leg_id, l.epc, l.custodian, l.location_id, l.asset_id, l.t_start, l.t_end,
-           l.start_seq, l.end_seq
+           l.start_seq, l.end_seq, asset_transport_mode(l.asset_id) AS tmode
     FROM custody_leg l WHERE l.epc = ANY(%(units)s)
 ),
 pts AS (
@@ -387,13 +392,13 @@ stats AS (
         SELECT p.*, """
     + HELD_S
     + """
-        FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
+        FROM pts p JOIN legs g USING (custody_leg_id)
     ) held
     GROUP BY custody_leg_id
 ),
 gaps AS (
     SELECT p.custody_leg_id, COUNT(*) AS gaps
-    FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
+    FROM pts p JOIN legs g USING (custody_leg_id)
     WHERE p.next_time - p.time > """
     + MODE_INTERVAL
     + """
@@ -407,7 +412,7 @@ SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
        CASE WHEN %(low)s::float8 IS NULL AND %(high)s::float8 IS NULL THEN NULL
             ELSE COALESCE((SELECT MAX(COALESCE(ps.out_s, 0)) FROM per_series ps
                            WHERE ps.custody_leg_id = g.custody_leg_id), 0) END AS out_of_range_s,
-       st.mkt_mean_term, st.max_gap_s, COALESCE(gp.gaps, 0), st.first_time, st.last_time, a.mode
+       st.mkt_mean_term, st.max_gap_s, COALESCE(gp.gaps, 0), st.first_time, st.last_time, g.tmode
 FROM legs g
 LEFT JOIN gaps gp ON gp.custody_leg_id = g.custody_leg_id
 LEFT JOIN party p ON p.party_id = g.custodian
@@ -427,7 +432,7 @@ FROM custody_leg l
 JOIN excursion e ON e.asset_id = l.asset_id
      AND e.start_time < COALESCE(l.t_end, 'infinity') AND e.end_time >= l.t_start
 LEFT JOIN series s ON s.series_id = e.series_id
-LEFT JOIN asset a ON a.asset_id = l.asset_id
+CROSS JOIN LATERAL (SELECT asset_transport_mode(l.asset_id) AS tmode) tm
 LEFT JOIN LATERAL (
     SELECT """
     + MKT_TERM

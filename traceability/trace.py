@@ -105,20 +105,46 @@ def _shelf_life(conn: Conn, lot_id: str) -> ShelfLife | None:
 
 @dataclass(frozen=True, slots=True)
 class GapLimits:
-    """The allowed recording interval of a leg, by the mode of its asset (None: the class states none)."""
+    """The allowed recording interval of a leg, by the transport mode of its asset (the registry's
+    ``asset_transport_mode``), as ``rule_class`` publishes the class's figures (None: the class states
+    none). Road, rail and sea are the figures the pack gives that mode, else its transport one."""
 
     storage_s: float | None
     transport_s: float | None
+    road_s: float | None = None
+    rail_s: float | None = None
+    sea_s: float | None = None
 
     def allowed_s(self, mode: str | None) -> float | None:
-        return self.storage_s if mode == "storage" else self.transport_s
+        specific = {"storage": self.storage_s, "road": self.road_s, "rail": self.rail_s, "sea": self.sea_s}
+        found = specific.get(mode or "")
+        return self.transport_s if found is None and mode != "storage" else found
+
+    def params(self) -> dict[str, str | None]:
+        """The figures as the interval parameters of ``queries.MODE_INTERVAL``."""
+        return {
+            f"{mode}_gap": None if s is None else f"{s} seconds"
+            for mode, s in (
+                ("storage", self.storage_s),
+                ("transport", self.transport_s),
+                ("road", self.road_s if self.road_s is not None else self.transport_s),
+                ("rail", self.rail_s if self.rail_s is not None else self.transport_s),
+                ("sea", self.sea_s if self.sea_s is not None else self.transport_s),
+            )
+        }
 
 
 def _gap_limits(limits: Limits | None) -> GapLimits:
     """The allowed recording intervals of the lot's class, from its pack (through ``rule_class``)."""
     if limits is None:
         return GapLimits(None, None)
-    return GapLimits(limits.storage_max_gap_s, limits.transport_max_gap_s)
+    return GapLimits(
+        limits.storage_max_gap_s,
+        limits.transport_max_gap_s,
+        limits.road_max_gap_s,
+        limits.rail_max_gap_s,
+        limits.sea_max_gap_s,
+    )
 
 
 # -- reading it --------------------------------------------------------------------------------------
@@ -159,6 +185,9 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
                 mkt_limit_c=_float(rc[8]),
                 mkt_window_s=_float(rc[9]),
                 mkt_dh_r_k=_float(rc[10]),
+                road_max_gap_s=_float(rc[11]),
+                rail_max_gap_s=_float(rc[12]),
+                sea_max_gap_s=_float(rc[13]),
             )
     units = [Unit(r[0], r[1], _utc(r[2]), _utc_or_none(r[3]), r[4], r[5]) for r in unit_rows]
     goods = [lot_id, *sorted({u.unit_id for u in units if u.asset_id is None})]
@@ -254,8 +283,7 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
         "low": None if limits is None else limits.low_c,
         "high": None if limits is None else limits.high_c,
         "mkt_dh_r": MKT_DH_R_K,
-        "storage_gap": None if gap.storage_s is None else f"{gap.storage_s} seconds",
-        "transport_gap": None if gap.transport_s is None else f"{gap.transport_s} seconds",
+        **gap.params(),
     }
     rows = conn.execute(queries.LEGS_WITH_EVIDENCE, params).fetchall()
     ids = [r[0] for r in rows]
@@ -264,8 +292,7 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
         "legs": ids,
         "mkt_window_s": None if limits is None else limits.mkt_window_s,
         "mkt_dh_r": MKT_DH_R_K if limits is None or limits.mkt_dh_r_k is None else limits.mkt_dh_r_k,
-        "storage_gap": params["storage_gap"],
-        "transport_gap": params["transport_gap"],
+        **gap.params(),
     }
     for r in conn.execute(queries.EXCURSIONS_OF_LEGS, window).fetchall():
         excursions[r[0]].append(

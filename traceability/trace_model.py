@@ -44,6 +44,12 @@ class Limits:
     """allowed recording interval in storage, as the class's pack states it"""
     transport_max_gap_s: float | None
     """allowed recording interval in transport, as the class's pack states it"""
+    road_max_gap_s: float | None = None
+    """allowed recording interval on the road (the transport one where the pack gives none)"""
+    rail_max_gap_s: float | None = None
+    """allowed recording interval by rail (the transport one where the pack gives none)"""
+    sea_max_gap_s: float | None = None
+    """allowed recording interval at sea (the transport one where the pack gives none)"""
     mkt_limit_c: float | None = None
     """the class's mean kinetic temperature limit (null: the class sets no MKT rule)"""
     mkt_window_s: float | None = None
