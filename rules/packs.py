@@ -133,11 +133,18 @@ class Band(_Model):
 
 
 class Humidity(_Model):
-    """Relative-humidity limits (%RH) of a class, at least one bound; inclusive (at the bound is in)."""
+    """Relative-humidity limits (%RH) of a class, at least one bound; inclusive (at the bound is in).
+    `modes`: the asset modes the limits hold in, where the source says (the drug GSP's 35–75 %RH is a
+    storage rule, 储存); absent, every mode."""
 
     low_pct: float | None = Field(default=None, ge=0, le=100)
     high_pct: float | None = Field(default=None, ge=0, le=100)
     source: str = Field(min_length=1)
+    modes: list[Mode] | None = Field(default=None, min_length=1)
+
+    def applies(self, mode: Mode) -> bool:
+        """Whether the limits judge an asset in `mode` (the one place that says so)."""
+        return self.modes is None or mode in self.modes
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Humidity:

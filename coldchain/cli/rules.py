@@ -133,7 +133,8 @@ def _limit_lines(r: ClassRules) -> list[tuple[str, str]]:
         h = r.humidity
         hlo = "−" if h.low_pct is None else f"{h.low_pct:g}"
         hhi = "−" if h.high_pct is None else f"{h.high_pct:g}"
-        out.append((f"humidity [{hlo}, {hhi}] %RH", h.source))
+        held = "" if h.modes is None else f" in {', '.join(h.modes)}"
+        out.append((f"humidity [{hlo}, {hhi}] %RH{held}", h.source))
     if r.shelf_life is not None:
         sl = r.shelf_life
         out.append((f"shelf life {sl.model}, {sl.ref_life_h:g} h at {sl.ref_c:g} °C", sl.source))

@@ -409,7 +409,7 @@ def evaluate_series(
             int(t[lapsed[-1]]),
         )
 
-    if humidity is not None and r.humidity is not None:
+    if humidity is not None and r.humidity is not None and r.humidity.applies(mode):
         ht, hx = check_series(humidity[0], humidity[1])
         for a, b, peak_pct in humidity_runs(ht, hx, r.humidity, r.min_duration.seconds * 1000):
             dur_s = float(ht[b] - ht[a]) / 1000

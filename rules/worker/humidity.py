@@ -1,7 +1,8 @@
 """Stage 2 (verdicts): relative humidity against the class's humidity limits, as the asset's humidity alarm.
 
 Pure. The rh readings from the class look-back before the touched window to the latest reading are
-judged by `rules.engine.breaks.humidity_runs` (the one definition, also what lot verdicts judge by):
+judged by `rules.engine.breaks.humidity_runs` (the one definition, also what lot verdicts judge by),
+where the limits hold in the asset's mode (`Humidity.applies`):
 every run outside the limits that reaches into the touched window opens or updates the asset's
 humidity alarm; with the latest reading of a mounted device back within the limits, the alarm
 resolves. A lot's verdict carries the humidity runs of its legs as excursions.
@@ -39,6 +40,8 @@ def plan_humidity(inp: HumidityInputs) -> Plan:
     limits = ref.rules.humidity
     assert limits is not None
     plan = Plan()
+    if not limits.applies(seg.mode):
+        return plan  # the class's limits do not hold in the asset's mode (a storage rule on a truck)
     t_ms = inp.t_us // 1000
     runs = humidity_runs(t_ms, inp.v, limits, ref.rules.min_duration.seconds * 1000)
     valid = np.flatnonzero(~np.isnan(inp.v))

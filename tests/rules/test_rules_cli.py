@@ -103,7 +103,7 @@ def test_packs_text_lists_every_class_with_each_limit_and_its_clause() -> None:
     assert "    band [0 (exclusive), +∞] °C (outside: broken) — Freeze-sensitive" in res.stdout
     assert "transient spikes ≤ 40 °C for ≤ 86400 s — USP <659>" in res.stdout
     assert "recording interval road ≤ 600 s — GB 29753-2013" in res.stdout
-    assert "humidity [35, 75] %RH — Drug GSP" in res.stdout
+    assert "humidity [35, 75] %RH in storage — Drug GSP" in res.stdout
 
 
 def test_check_iso_file_with_excursion_gap_and_dropout(tmp_path: Path) -> None:

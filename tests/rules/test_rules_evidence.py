@@ -70,6 +70,18 @@ min_duration = { seconds = 600, source = "test" }
 [classes.frozen_pack.max_interval]
 storage = { seconds = 1800, source = "test" }
 transport = { seconds = 1800, source = "test" }
+
+[classes.store_only]
+description = "2 to 8 °C, humidity limits that hold in storage only"
+low_c = 2.0
+high_c = 8.0
+source = "test"
+min_duration = { seconds = 600, source = "test" }
+humidity = { low_pct = 35.0, high_pct = 75.0, modes = ["storage"], source = "test: a storage rule" }
+
+[classes.store_only.max_interval]
+storage = { seconds = 1800, source = "test" }
+transport = { seconds = 1800, source = "test" }
 """
 
 
@@ -275,6 +287,30 @@ def test_humidity_at_the_limits_and_a_short_spike_pass(db_url: str, conn: Conn, 
         worker.close()
     assert [x for x in alarms.list_alarms(conn) if x["kind"] == "humidity"] == []
     assert last_lot_verdict(conn, lot)[0] == "pass"
+
+
+def test_humidity_limits_of_storage_judge_a_cold_room_not_a_truck(
+    db_url: str, conn: Conn, packs_dir: Path
+) -> None:
+    """Limits that hold in storage only (the drug GSP's 35-75 %RH is a storage rule): 90 %RH for two hours
+    is an excursion in a cold room and nothing on a truck, live and in the lot's verdict."""
+    for n, (asset_id, kind, mode) in enumerate(
+        [("ROOM", "cold_room", "storage"), ("TRUCK", "reefer_truck", None)]
+    ):
+        asset(conn, asset_id, kind, "store_only", **({"mode": mode} if mode else {}))
+        device(conn, f"dev-{asset_id}", asset_id, accuracy_c=0.5)
+        add_readings(conn, add_series(conn, f"dev-{asset_id}", "temp"), every(5, 120, 5.0))
+        add_readings(conn, add_series(conn, f"dev-{asset_id}", "rh"), every(5, 120, 90.0))
+        lot_on(conn, f"urn:epc:class:lgtin:6901234.012345.M{n}", "store_only", asset_id, 10 + n)
+    worker = RulesWorker(db_url, packs_dir)
+    try:
+        drain(worker)
+    finally:
+        worker.close()
+    humid = {x["asset_id"] for x in alarms.list_alarms(conn) if x["kind"] == "humidity"}
+    assert humid == {"ROOM"}
+    assert last_lot_verdict(conn, "urn:epc:class:lgtin:6901234.012345.M0")[0] == "excursion"
+    assert last_lot_verdict(conn, "urn:epc:class:lgtin:6901234.012345.M1")[0] == "pass"
 
 
 # -- calibration -----------------------------------------------------------------------------------------
