@@ -4,6 +4,9 @@
 -- notified_at. An alarm still open (not acknowledged) past its severity's time goes to the next level.
 ALTER TABLE alarm ADD COLUMN notify_level integer NOT NULL DEFAULT -1 CHECK (notify_level >= -1);
 ALTER TABLE alarm ADD COLUMN notified_at timestamptz;
+-- Alarms already open when duties begin were announced as they opened (the alarm notifier): they count as
+-- told to the first level now, and escalate from here, instead of all reaching the first level at once.
+UPDATE alarm SET notify_level = 0, notified_at = now() WHERE state = 'open';
 
 -- One row per recipient, channel and level of an alarm: claimed (pending) in the transaction that moves
 -- the alarm's level, marked sent once delivered. The unique key makes a notice impossible to claim twice,
