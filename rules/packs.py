@@ -325,6 +325,9 @@ class RulePack(_Model):
     id: str = Field(pattern=_CODE_PATTERN)
     version: str = Field(min_length=1)
     title: str = Field(min_length=1)
+    # What the classes protect: food (GB 31605's duties) or drugs and vaccines (the drug GSP's, among them
+    # alarms to at least three designated people: rules.alarms.duties).
+    goods: Literal["food", "drugs"]
     accuracy: Figure | None = None  # the pack's default device accuracy, after the device's and the class's
     classes: dict[ClassCode, ClassRules] = Field(min_length=1)
 

@@ -42,6 +42,13 @@ MKT_WINDOW_S = 86_400  # rolling MKT window when the class names none (24 h, as 
 DHR_K = 10_000.0
 
 
+def benchable(ref: ClassRef) -> bool:
+    """Whether the bench's whole rule set applies to a class: it needs the class's sensor-fault
+    thresholds, shelf-life model and device accuracy."""
+    r = ref.rules
+    return r.faults is not None and r.shelf_life is not None and r.accuracy is not None
+
+
 def class_params(ref: ClassRef) -> FloatArray:
     """The kernel parameter vector of `evaluate_one` for a class (transport mode)."""
     r = ref.rules
@@ -237,9 +244,14 @@ def bench_rules(
 ) -> None:
     """Numba rule engine vs a pandas implementation vs plain Python, on the same generated data."""
     known = load_packs()
+    codes = ", ".join(c.code for c in known.classes() if benchable(c))
     if class_code not in known:
-        codes = ", ".join(c.code for c in known.classes())
         fail(f"--class: no product class {class_code!r} (choose from {codes})")
+    if not benchable(known[class_code]):
+        fail(
+            f"--class: {class_code!r} has no sensor-fault thresholds, shelf-life model or accuracy, which"
+            f" the bench's rule set needs (choose from {codes})"
+        )
     if min(series, per_series, sample) < 1:
         fail("--series, --per-series and --sample must be at least 1")
     if quick:

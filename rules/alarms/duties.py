@@ -22,7 +22,7 @@ next level each time it stays unacknowledged past its severity's escalation time
     levels = [["ops"]]
 
 The drug GSP requires alarms to reach at least three designated people, so every drug class (a class
-of a pack in `DRUG_PACKS`) must have at least `GSP_MIN_RECIPIENTS` distinct people at level 0, through
+of a pack whose `goods` are drugs) must have at least `GSP_MIN_RECIPIENTS` distinct people at level 0, through
 its own entry or the default. A file that does not validate raises `DutiesError` naming the file and
 the key path of every error; the settings load it, so a bad file stops the process.
 """
@@ -40,10 +40,6 @@ from rules.packs import PackSet
 # The drug GSP appendix on automatic temperature and humidity monitoring: alarms go out on site and by
 # message to at least three designated people (shared/design/DOMAIN.md, "Recording and alarm rules").
 GSP_MIN_RECIPIENTS = 3
-
-# Packs whose classes are drugs and vaccines, to which the GSP's alarm duty applies (the food packs are
-# under GB 31605, which asks for alarm devices but names no number of people).
-DRUG_PACKS = frozenset({"cn_drug_gsp", "usp", "vaccines", "who_pqs"})
 
 # The MQTT topic of one designated person: under the alerts tree the rules stage may write (the broker
 # ACL), beside the fleet-wide cc/v1/alerts/{severity}/{asset}; "duty" is no severity, so they never meet.
@@ -163,7 +159,7 @@ def check(duties: Duties, packs: PackSet) -> list[str]:
         if code not in packs:
             problems.append(f"classes.{code}: no such product class in the rule packs")
     for ref in packs.classes():
-        if ref.pack_id not in DRUG_PACKS:
+        if ref.pack.goods != "drugs":  # food: GB 31605 asks for alarm devices, names no number of people
             continue
         own = ref.code in duties.classes
         route = duties.route(ref.code)

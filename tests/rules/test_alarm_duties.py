@@ -26,7 +26,7 @@ from coldchain.embedded import free_port
 from coldchain.runtime import Services
 from coldchain.settings import BrokerAddress, Settings, SettingsError, load_settings
 from rules import alarms
-from rules.alarms.duties import DRUG_PACKS, DutiesError, load_duties, parse_duties
+from rules.alarms.duties import DutiesError, load_duties, parse_duties
 from rules.alarms.escalation import DutyEscalator, Senders, SmtpConfig, claim, deliver
 from rules.packs import load_packs
 from rules.worker import RulesWorker
@@ -126,7 +126,14 @@ def test_invalid_duties_name_the_key_path(routes: str, fragment: str) -> None:
 
 
 def test_food_classes_need_no_three_people() -> None:
-    assert {"cn_food"}.isdisjoint(DRUG_PACKS)
+    goods = {ref.pack_id: ref.pack.goods for ref in PACKS.classes()}
+    assert goods == {
+        "cn_food": "food",
+        "cn_drug_gsp": "drugs",
+        "usp": "drugs",
+        "vaccines": "drugs",
+        "who_pqs": "drugs",
+    }
     routes = '[classes.chilled]\nlevels = [["alice"]]\n[default]\nlevels = [["alice", "bob", "carol"]]\n'
     assert parse_duties(duties_text(routes=routes).encode(), "d.toml", PACKS).recipients("chilled", 0)
 

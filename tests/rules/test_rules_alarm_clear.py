@@ -20,6 +20,7 @@ format = 1
 id = "clearing"
 version = "1"
 title = "Alarm clearing test pack"
+goods = "food"
 
 [classes.clear_2_8]
 description = "2 to 8 °C with an instant heat trigger"

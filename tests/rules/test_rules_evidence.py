@@ -30,6 +30,7 @@ format = 1
 id = "evidence_test"
 version = "1"
 title = "Evidence-quality test pack"
+goods = "food"
 
 [accuracy]
 value = 0.7

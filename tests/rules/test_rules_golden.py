@@ -243,6 +243,7 @@ format = 1
 id = "instant_probe"
 version = "1"
 title = "An E006 instant trigger at +30.0 °C"
+goods = "food"
 
 [classes.instant_probe]
 description = "2 to 8 °C with an instant alarm"
