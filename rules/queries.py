@@ -158,10 +158,15 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
 
 # -- telemetry that waits for the registry, and batches that raised (rules.worker.queue) ---------------
 # What judging a device's telemetry depends on in the registry, hashed: its mounts, their assets' classes
-# and modes, and how many custody legs each asset has (an asset without a class is judged by its lots).
+# and modes, and how many custody legs each asset has (an asset without a class is judged by its lots);
+# the same of each compartment of a mounted asset (a child asset naming a probe of its devices).
 _REGISTRY_SIG = """
 (SELECT md5(coalesce(string_agg(concat_ws('|', m.asset_id, m.valid_from, m.valid_to, a.product_class, a.mode,
-            (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = m.asset_id)),
+            (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = m.asset_id),
+            (SELECT string_agg(concat_ws('|', c.asset_id, c.probe, c.product_class, c.mode,
+                        (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = c.asset_id)),
+                    ',' ORDER BY c.asset_id)
+             FROM asset c WHERE c.parent_asset_id = m.asset_id AND c.probe IS NOT NULL)),
         ';' ORDER BY m.valid_from, m.asset_id), ''))
  FROM device_mount m JOIN asset a USING (asset_id) WHERE m.device_id = {device})
 """
@@ -222,7 +227,8 @@ ON CONFLICT (batch_id) DO UPDATE SET
     error = excluded.error
 RETURNING batch_id
 """
-# The assets a quarantined batch's series were on over its window, with their classes.
+# The assets a quarantined batch's series were on over its window, with their configured classes (the
+# worker resolves the class each is judged by).
 ASSETS_OF_SERIES: Final = """
 SELECT DISTINCT m.asset_id, a.product_class
 FROM series s
@@ -251,6 +257,41 @@ QUARANTINED: Final = """
 SELECT batch_id, series_ids, t_min, t_max, created_at, error, quarantined_at
 FROM batch_quarantine ORDER BY batch_id
 """
+# Whether anything quarantined is still on the asset: a batch whose series were on it over the batch's
+# window (as ASSETS_OF_SERIES finds them), or a lot it held when the lot was quarantined.
+QUARANTINE_REMAINS: Final = """
+SELECT EXISTS (
+    SELECT 1 FROM batch_quarantine q
+    JOIN series s ON s.series_id = ANY(q.series_ids)
+    JOIN device_mount m USING (device_id)
+    WHERE m.asset_id = %(asset_id)s
+      AND m.valid_from <= q.t_max AND (m.valid_to IS NULL OR m.valid_to > q.t_min)
+) OR EXISTS (SELECT 1 FROM lot_quarantine WHERE asset_id = %(asset_id)s)
+"""
+# The asset holding a lot now (the open custody leg of the lot or of a unit containing it, a leg without an
+# asset counting for the fixed asset at its location), its configured class and when the leg began.
+LOT_HOLDER: Final = """
+SELECT a.asset_id, a.product_class, cl.t_start, now()
+FROM custody_leg cl
+LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
+JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
+WHERE cl.t_end IS NULL
+  AND (cl.epc = %(lot_id)s
+       OR EXISTS (SELECT 1 FROM containment c
+                  WHERE c.child_id = %(lot_id)s AND c.parent_id = cl.epc AND c.t1 IS NULL))
+ORDER BY cl.t_start DESC, a.asset_id
+LIMIT 1
+"""
+# A lot whose judging raised, with its error (rules migration 0014); judged again on its next touch.
+QUARANTINE_LOT: Final = """
+INSERT INTO lot_quarantine (lot_id, product_class, asset_id, arrived, error)
+VALUES (%(lot_id)s, %(product_class)s, %(asset_id)s, %(arrived)s, %(error)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    product_class = excluded.product_class, asset_id = excluded.asset_id, arrived = excluded.arrived,
+    error = excluded.error, quarantined_at = clock_timestamp()
+"""
+# A quarantined lot judged without error leaves quarantine; returns the asset its alarm was raised on.
+RELEASE_LOT: Final = "DELETE FROM lot_quarantine WHERE lot_id = %(lot_id)s RETURNING asset_id, now()"
 
 
 # -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------

@@ -121,9 +121,10 @@ WITHDRAWN_TEXT: Final = "readings that arrived late removed this verdict ({start
 LOT_CORRECTED_TEXT: Final = (
     "readings that arrived late for {start}..{end} changed the lot's verdict from {was} to {now}"
 )
-QUARANTINED_TEXT: Final = (
-    "telemetry batch {batch_id} taken off the rules queue: its evaluation failed ({error})"
-)
+# Fixed phrases: the error itself stays in batch_quarantine / lot_quarantine and the log.
+QUARANTINED_TEXT: Final = "telemetry batch {batch_id} taken off the rules queue: its evaluation failed"
+LOT_QUARANTINED_TEXT: Final = "lot {lot_id} could not be judged: its evaluation failed"
+QUARANTINE_CLEARED: Final = "the quarantined data was judged without error"
 LEG_NAME: Final = "{asset} from {start}"
 UNKNOWN_ASSET: Final = "unknown asset"
 
@@ -155,6 +156,8 @@ REASON_TEMPLATES: Final = (
     WITHDRAWN_TEXT,
     LOT_CORRECTED_TEXT,
     QUARANTINED_TEXT,
+    LOT_QUARANTINED_TEXT,
+    QUARANTINE_CLEARED,
 )
 # The parts a reason's field may hold (translated there, never taken for a whole reason).
 REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
@@ -304,6 +307,11 @@ def lot_corrected(arrived: tuple[datetime, datetime], was: str, now: str) -> str
     return LOT_CORRECTED_TEXT.format(start=iso_utc(arrived[0]), end=iso_utc(arrived[1]), was=was, now=now)
 
 
-def quarantined(batch_id: int, error: str) -> str:
-    """Why a batch left the queue unjudged (``error``: the exception's type, no message)."""
-    return QUARANTINED_TEXT.format(batch_id=batch_id, error=error)
+def quarantined(batch_id: int) -> str:
+    """Why a batch left the queue unjudged (never the error: an operator reads it with the batch)."""
+    return QUARANTINED_TEXT.format(batch_id=batch_id)
+
+
+def lot_quarantined(lot_id: str) -> str:
+    """Why a lot's verdict was not brought up to date (never the error, as for a batch)."""
+    return LOT_QUARANTINED_TEXT.format(lot_id=lot_id)

@@ -21,7 +21,9 @@ asset without a configured class is judged against the strictest class among the
 
 Nothing is consumed silently: a window no mount with a class covers waits in `rules_waiting` until
 the registry changes (`rules.worker.queue`), and a run that raises is retried one batch (then one
-waiting window) per transaction, the one that raises on its own quarantined with an alarm.
+waiting window) per transaction, the one that raises on its own quarantined with an alarm. Each lot is
+judged under a savepoint of its own: a lot whose judging raises is quarantined with its error and an
+alarm, and the run (its batches, the custody watermark) goes on.
 """
 
 from __future__ import annotations
@@ -236,10 +238,10 @@ class RulesWorker:
         conn = self._connection()
         with conn.transaction():
             if self._taken:
-                events = queue.quarantine(conn, self._taken[0], exc)
+                events = queue.quarantine(conn, self._taken[0], exc, self._class_of(conn))
             else:
                 [(series_id, w)] = self._taken_waiting.items()
-                events = queue.quarantine_waiting(conn, series_id, w, exc)
+                events = queue.quarantine_waiting(conn, series_id, w, exc, self._class_of(conn))
         self.metrics.quarantined()
         for event, alarm in events:
             self.notifier.publish(event, alarm)
@@ -249,6 +251,7 @@ class RulesWorker:
         changed, and the custody changes when `custody`."""
         stats = RunStats()
         t0 = time.perf_counter()
+        self._taken, self._taken_waiting = [], {}  # a failure before the take is no batch's
         conn = self._connection()
         with conn.transaction():
             batches = outbox.take(conn, batch_limit)
@@ -293,13 +296,20 @@ class RulesWorker:
             # Ascending lot order, each lot locked (after every series lock): two workers judging one lot
             # take turns on its version and never deadlock. Stable: a lot held by several touched assets
             # is judged in their order, then for its custody change.
+            failed: set[str] = set()
             for lot_id, product_class, arrived in sorted(to_judge, key=lambda j: j[0]):
-                self._judge_lot(conn, lot_id, product_class, arrived, stats)
+                if lot_id not in failed and not self._judge_lot_isolated(
+                    conn, lot_id, product_class, arrived, stats
+                ):
+                    failed.add(lot_id)
+            for series_id, w in waiting.items():  # judged without error: a requeued batch's alarm clears
+                stats.pending += queue.cleared(conn, series_id, w)
         stats.batches = len(batches)
         self._taken, self._taken_waiting = [], {}
         self.last_run = stats
         if batches or stats.custody_seqs:
             self.metrics.ran(stats, time.perf_counter() - t0)
+        self.metrics.lots_quarantined(stats.lots_quarantined)
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
             self.notifier.publish(event, alarm)
         stats.pending.clear()
@@ -405,6 +415,7 @@ class RulesWorker:
         """Relative humidity outside the class's humidity limits: the asset's humidity alarm. Returns the
         assets (their lots are re-judged: lot verdicts include the rh channel)."""
         segments = self._segments(conn, series_id, device_id, channel, w)
+        self._wait_if_uncovered(conn, series_id, device_id, w, segments)
         for _asset_id, seg, ref in segments:
             if seg is None or ref is None or ref.rules.humidity is None:
                 continue
@@ -446,12 +457,29 @@ class RulesWorker:
                 product_class,
                 cast("Mode", mode),
                 bool(compartment),
-                self._packs.lookup(product_class)
-                if product_class is not None
-                else self._strictest_held(conn, asset_id, w_lo, w_hi),
+                self._judged_by(conn, asset_id, product_class, w_lo, w_hi),
             )
             for asset_id, valid_from, valid_to, product_class, mode, compartment in rows
         ]
+
+    def _judged_by(
+        self, conn: Conn, asset_id: str, product_class: str | None, t_lo: datetime, t_hi: datetime
+    ) -> ClassRef | None:
+        """The class an asset is judged by over [t_lo, t_hi]: its configured one (None when no loaded pack
+        defines it), else the strictest class of the goods it held."""
+        if product_class is not None:
+            return self._packs.lookup(product_class)
+        return self._strictest_held(conn, asset_id, t_lo, t_hi)
+
+    def _class_of(self, conn: Conn) -> queue.ClassOf:
+        """The class code an asset's quarantine alarm carries: the class it is judged by, else (a class no
+        loaded pack defines) its configured one."""
+
+        def class_of(asset_id: str, product_class: str | None, t_lo: datetime, t_hi: datetime) -> str | None:
+            ref = self._judged_by(conn, asset_id, product_class, t_lo, t_hi)
+            return product_class if ref is None else ref.code
+
+        return class_of
 
     def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:
         """The strictest class among the lots an asset holds: the narrowest range, then the lowest top."""
@@ -493,6 +521,27 @@ class RulesWorker:
         custody.advance(conn, seqs)
         stats.custody_seqs += seqs.hi - seqs.lo
         return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
+
+    def _judge_lot_isolated(
+        self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
+    ) -> bool:
+        """Judge the lot under a savepoint; when its judging raises (not for a lost database or a deadlock),
+        roll the lot back, quarantine it with its error and an alarm, and return False (the run goes on)."""
+        pending = len(stats.pending)
+        try:
+            with conn.transaction():
+                self._judge_lot(conn, lot_id, product_class, arrived, stats)
+                stats.pending += queue.release_lot(conn, lot_id)
+        except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+            raise
+        except Exception as exc:  # the lot's own error: it is quarantined, the run goes on
+            del stats.pending[pending:]
+            stats.pending += queue.quarantine_lot(
+                conn, lot_id, product_class, arrived, exc, self._class_of(conn)
+            )
+            stats.lots_quarantined += 1
+            return False
+        return True
 
     def _judge_lot(
         self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
