@@ -465,24 +465,18 @@ WHERE cl.epc = %(lot_id)s
 ORDER BY 3, 1
 """
 
-# The temperature series that are an asset's evidence during [t_from, t_to), with the device's stated
-# accuracy (NULL: none stated) and calibration due date: the probes of the devices mounted on it but those a
-# compartment of it names (asset.probe), and, for a compartment, the probe it names on the devices mounted
-# on its parent.
+# The temperature series that are an asset's evidence during [t_from, t_to) (the registry's
+# asset_evidence_series: a compartment's is the probe it names on its vehicle's devices, the vehicle's its
+# own mounts but those probes), with the device's stated accuracy (NULL: none stated) and calibration due
+# date.
 ASSET_TEMP_SERIES: Final = """
-SELECT s.series_id, d.accuracy_c, d.calibration_due, GREATEST(m.valid_from, %(t_from)s) AS t_from,
-       LEAST(COALESCE(m.valid_to, '9999-01-01+00'), %(t_to)s) AS t_to
-FROM asset x
-JOIN device_mount m ON m.asset_id = x.asset_id OR (x.probe IS NOT NULL AND m.asset_id = x.parent_asset_id)
-JOIN device d ON d.device_id = m.device_id
-JOIN series s ON s.device_id = m.device_id AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-WHERE x.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
-  AND COALESCE(m.valid_to, '9999-01-01+00') > %(t_from)s
-  AND CASE WHEN m.asset_id = x.asset_id
-           THEN NOT EXISTS (SELECT 1 FROM asset c
-                            WHERE c.parent_asset_id = x.asset_id AND c.probe = s.channel)
-           ELSE s.channel = x.probe END
-ORDER BY s.series_id
+SELECT e.series_id, d.accuracy_c, d.calibration_due, GREATEST(e.valid_from, %(t_from)s) AS t_from,
+       LEAST(COALESCE(e.valid_to, '9999-01-01+00'), %(t_to)s) AS t_to
+FROM asset_evidence_series(%(asset_id)s) e
+JOIN device d ON d.device_id = e.device_id
+WHERE (e.channel = 'temp' OR e.channel LIKE 'temp:%%') AND e.valid_from < %(t_to)s
+  AND COALESCE(e.valid_to, '9999-01-01+00') > %(t_from)s
+ORDER BY e.series_id
 """
 
 SERIES_READINGS: Final = """

@@ -315,16 +315,17 @@ SELECT c.child_id, c.location_id, l.name, c.t0, c.t1, c.start_seq, c.end_seq
 FROM containment c JOIN location l USING (location_id)
 WHERE c.child_id = ANY(%s) ORDER BY c.t0, c.child_id
 """
-# What a leg's (or a chart's) evidence is, one truth for both: the series ``s`` of the devices mounted on
-# the asset of window ``g`` (asset_id, t_start, t_end; t_end NULL = still open) during it, with their
-# readings ``r`` while mounted there, and among them the temperature series (channels temp, temp:N).
+# What a leg's (or a chart's) evidence is, one truth for both: the series ``s`` that are the evidence of
+# the asset of window ``g`` (asset_id, t_start, t_end; t_end NULL = still open) by the registry's
+# ``asset_evidence_series`` (a compartment's: the probe it names on its vehicle's devices; a vehicle's: its
+# own devices' series but those probes), whose mount overlaps the window, with their readings ``r`` while
+# mounted there. The function is joined once per window (LATERAL; the planner inlines it), never per reading.
 MOUNTED_READINGS = """
-    JOIN device_mount m ON m.asset_id = g.asset_id
-         AND m.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(m.valid_to, 'infinity') > g.t_start
-    JOIN series s ON s.device_id = m.device_id
+    JOIN LATERAL asset_evidence_series(g.asset_id) s
+         ON s.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(s.valid_to, 'infinity') > g.t_start
     JOIN reading r ON r.series_id = s.series_id
-         AND r.time >= GREATEST(g.t_start, m.valid_from)
-         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
+         AND r.time >= GREATEST(g.t_start, s.valid_from)
+         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(s.valid_to, 'infinity'))
 """
 TEMPERATURE_SERIES = "(s.channel = 'temp' OR s.channel LIKE 'temp:%%')"
 # The allowed recording interval of a leg's asset, by its transport mode ``tmode`` (the registry's
