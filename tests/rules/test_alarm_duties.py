@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -208,7 +209,9 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def inbox() -> Iterator[_Inbox]:
+def inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Inbox]:
+    # The SMTP server's own per-connection lines stay out of the test run's output.
+    monkeypatch.setattr(logging.getLogger("mail.log"), "level", logging.WARNING)
     handler = _Inbox()
     controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
     controller.start()
