@@ -244,6 +244,13 @@ class Services:
                     worker.after_stop.append(_closer(publisher))
                 self._start(worker)
                 self._serve_metrics("rules", rules_worker.metrics.registry, worker)
+                if self.settings is not None and self.settings.alarm_duties_file is not None:
+                    self._start_duties(self.settings, alerts_broker, secret)
+                else:
+                    log.warning(
+                        "no alarm duties file (COLDCHAIN_ALARM_DUTIES_FILE): alarms reach no designated"
+                        " people, which the drug GSP requires for drug classes"
+                    )
             if "ledger" in self.stages:
                 from traceability.metrics import VERIFY_EVERY_S, LedgerMetrics
                 from traceability.subscriptions.worker import SubscriptionWorker
@@ -358,6 +365,27 @@ class Services:
 
         worker.after_stop.append(close)
         return True
+
+    def _start_duties(self, settings: Settings, broker: BrokerAddress | None, secret: bytes) -> None:
+        """The alarm escalator (rules.alarms.escalation): a worker of its own beside the rules worker."""
+        from rules.alarms.escalation import DutyEscalator, Senders, SmtpConfig
+
+        smtp = None
+        if settings.smtp_host is not None:
+            smtp = SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                sender=settings.smtp_from,
+                user=settings.smtp_user,
+                password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                starttls=settings.smtp_starttls,
+            )
+        client = mqtt_client(broker, f"{self.gateway_client_id}-duty") if broker else None
+        senders = Senders(smtp=smtp, mqtt=client, webhook_secret=secret)
+        worker = _Worker("duties", DutyEscalator(self.database_url, settings.duties(), senders))
+        if client is not None:
+            worker.after_stop.append(_closer(client))
+        self._start(worker)
 
     def _start(self, component: _Component) -> None:
         component.start()

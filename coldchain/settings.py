@@ -7,9 +7,9 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AwareDatetime, Field, SecretStr, ValidationError, field_validator
+from pydantic import AwareDatetime, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -17,6 +17,9 @@ from pydantic_settings import SettingsError as SourceError
 from gateway.config import BrokerAddress as BrokerAddress
 from gateway.config import GatewaySettings
 from traceability import limits as tl
+
+if TYPE_CHECKING:
+    from rules.alarms.duties import Duties
 
 # Five years and two leap days: the shortest raw-reading retention the settings accept.
 RETENTION_READING_MIN_DAYS = 5 * 365 + 2
@@ -47,6 +50,17 @@ class Settings(GatewaySettings):
     # NoDecode: the validator below parses the JSON, so malformed text is a validation error naming the key.
     alert_webhooks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     alert_webhook_secret: SecretStr | None = None
+    # Alarm duties (rules/alarms/duties.py): the designated people and, per class, the levels an alarm goes
+    # to when it opens and each time it stays unacknowledged past its severity's time. Checked at load: a
+    # drug class must alarm at least three designated people (drug GSP). Unset: no designated people.
+    alarm_duties_file: Path | None = None
+    # The mail relay for the duties' e-mail recipients (plain SMTP, STARTTLS when smtp_starttls).
+    smtp_host: str | None = Field(default=None, validate_default=True)
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = Field(default="coldchain@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
 
     # ---- API and capture: limits (defaults and their reasons in traceability/limits.py)
     # Requests served at once, one database connection each; the others wait, then get a 503.
@@ -76,6 +90,40 @@ class Settings(GatewaySettings):
     retention_reading_1m_days: int | None = Field(default=None, ge=1)
     retention_reading_1h_days: int | None = Field(default=None, ge=1)
     retention_reading_1d_days: int | None = Field(default=None, ge=1)
+
+    @field_validator("alarm_duties_file")
+    @classmethod
+    def _check_duties(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            from rules.alarms.duties import DutiesError, load_duties
+            from rules.packs import load_packs
+
+            try:
+                load_duties(v, load_packs())
+            except DutiesError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _check_smtp(cls, v: str | None, info: ValidationInfo) -> str | None:
+        path = info.data.get("alarm_duties_file")
+        if v is None and path is not None:
+            from rules.alarms.duties import load_duties
+            from rules.packs import load_packs
+
+            if load_duties(path, load_packs()).needs_smtp:
+                raise ValueError("the alarm duties name e-mail recipients: set the mail relay's host")
+        return v or None
+
+    def duties(self) -> Duties:
+        """The alarm duties file, loaded and checked (ValueError when none is set)."""
+        from rules.alarms.duties import load_duties
+        from rules.packs import load_packs
+
+        if self.alarm_duties_file is None:
+            raise ValueError("no alarm duties file set (COLDCHAIN_ALARM_DUTIES_FILE)")
+        return load_duties(self.alarm_duties_file, load_packs())
 
     @field_validator("map_tile_url")
     @classmethod

@@ -590,6 +590,22 @@ ORDER BY silent_s DESC, d.device_id
 """)
 
 
+# Devices mounted on in-scope assets at $__timeTo() whose calibration is past due then: from 00:00 UTC of the
+# day after calibration_due, as the rules stage judges their readings (rules.engine.calibration_lapse_ms):
+# those readings are indeterminate, never a pass. days_overdue counts from the due date.
+DQ_CALIBRATION_OVERDUE: Final = _sql(f"""
+SELECT d.device_id, sc.asset_name, d.calibration_due,
+       (({T_TO}) AT TIME ZONE 'UTC')::date - d.calibration_due AS days_overdue
+FROM device d
+JOIN device_mount m ON m.device_id = d.device_id
+     AND m.valid_from <= {T_TO} AND (m.valid_to IS NULL OR m.valid_to > {T_TO})
+JOIN v_asset_scope sc ON sc.asset_id = m.asset_id
+WHERE {ASSET_SCOPE} AND d.status = 'active'
+  AND {T_TO} >= (d.calibration_due + 1)::timestamp AT TIME ZONE 'UTC'
+ORDER BY days_overdue DESC, d.device_id
+""")
+
+
 def _clock_skew(src: _Src) -> str:
     # Per in-scope device with readings in the range: readings, those flagged with the device clock ahead
     # of the receive time (flags bit 0), and their share. Summed per series first, so the device's scope
@@ -687,6 +703,7 @@ def _panels(src: _Src) -> dict[str, str]:
         "DQ_RECEIVE_LAG_P95": _receive_lag(src, asset=False),
         "DQ_SILENT_DEVICES": DQ_SILENT_DEVICES,
         "DQ_CLOCK_SKEW": _clock_skew(src),
+        "DQ_CALIBRATION_OVERDUE": DQ_CALIBRATION_OVERDUE,
     }
 
 

@@ -40,7 +40,8 @@ class Asset:
     operator_party_id: str | None = None
     location_id: str | None = None  # fixed assets (cold rooms) sit at a location
     product_class: str | None = None  # configured rule profile (class code from a rule pack)
-    mode: str = "transport"  # storage or transport
+    mode: str = "transport"  # storage or transport (the transport mode: SQL asset_transport_mode)
+    probe: str | None = None  # a compartment: the probe (temp[:n]) of its parent's devices measuring it
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Device:
 
     device_id: str
     kind: str  # temp_logger, reefer_controller, rfid_reader, gps_tracker, gateway_box
-    accuracy_c: float = 0.5
+    accuracy_c: float | None = None  # °C; None: not stated (the class's, then the pack's default applies)
     status: str = "active"  # active or decommissioned
     calibration_due: dt.date | None = None
 

@@ -19,9 +19,9 @@ ON CONFLICT DO NOTHING"""
 
 ADD_ASSETS: Final = """
 INSERT INTO asset (asset_id, kind, name, epc, parent_asset_id, operator_party_id, location_id,
-                   product_class, mode)
+                   product_class, mode, probe)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                     %s::text[], %s::text[])
+                     %s::text[], %s::text[], %s::text[])
 ON CONFLICT DO NOTHING"""
 
 ADD_DEVICES: Final = """
@@ -54,14 +54,14 @@ ON CONFLICT (location_id) DO UPDATE SET
 
 UPSERT_ASSET: Final = """
 INSERT INTO asset (asset_id, kind, name, epc, parent_asset_id, operator_party_id, location_id,
-                   product_class, mode)
+                   product_class, mode, probe)
 VALUES (%(asset_id)s, %(kind)s, %(name)s, %(epc)s, %(parent_asset_id)s, %(operator_party_id)s,
-        %(location_id)s, %(product_class)s, %(mode)s)
+        %(location_id)s, %(product_class)s, %(mode)s, %(probe)s)
 ON CONFLICT (asset_id) DO UPDATE SET
     kind = EXCLUDED.kind, name = EXCLUDED.name, epc = EXCLUDED.epc,
     parent_asset_id = EXCLUDED.parent_asset_id,
     operator_party_id = EXCLUDED.operator_party_id, location_id = EXCLUDED.location_id,
-    product_class = EXCLUDED.product_class, mode = EXCLUDED.mode"""
+    product_class = EXCLUDED.product_class, mode = EXCLUDED.mode, probe = EXCLUDED.probe"""
 
 UPSERT_DEVICE: Final = """
 INSERT INTO device (device_id, kind, accuracy_c, status, calibration_due)
@@ -101,8 +101,11 @@ SELECT_PARTY: Final = "SELECT party_id, name, role FROM party WHERE party_id = %
 SELECT_LOCATION: Final = """
 SELECT location_id, name, kind, party_id, parent_location_id, lat, lon FROM location WHERE location_id = %s"""
 SELECT_ASSET: Final = """
-SELECT asset_id, kind, name, epc, parent_asset_id, operator_party_id, location_id, product_class, mode
+SELECT asset_id, kind, name, epc, parent_asset_id, operator_party_id, location_id, product_class, mode,
+       probe
 FROM asset WHERE asset_id = %s"""
+# The transport mode an asset's recording interval is chosen by (registry/migrations/0003).
+SELECT_TRANSPORT_MODE: Final = "SELECT asset_transport_mode(%s)"
 SELECT_DEVICE: Final = """
 SELECT device_id, kind, accuracy_c, status, calibration_due FROM device WHERE device_id = %s"""
 SELECT_LOT: Final = """

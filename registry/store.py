@@ -65,6 +65,7 @@ def add_assets(db: Db, assets: Iterable[Asset]) -> int:
         "location_id",
         "product_class",
         "mode",
+        "probe",
     )
     return _add(db, queries.ADD_ASSETS, assets, names)
 
@@ -161,6 +162,13 @@ def get_device(db: Db, device_id: str) -> Device | None:
 def get_lot(db: Db, lot_id: str) -> Lot | None:
     row = db.execute(queries.SELECT_LOT, (lot_id,)).fetchone()
     return None if row is None else Lot(*row)
+
+
+def transport_mode(db: Db, asset_id: str) -> str | None:
+    """The mode an asset's recording interval is chosen by (storage, road, rail, sea or transport); None for
+    an unknown asset. Defined once, in SQL (registry/migrations/0003_evidence_quality.sql)."""
+    row = db.execute(queries.SELECT_TRANSPORT_MODE, (asset_id,)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def mounts_of(db: Db, device_id: str) -> list[Mount]:

@@ -163,6 +163,16 @@ GAS_R_KJ = 0.008314462618  # kJ/(mol·K)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")  # inlined into the loops that call it
+def _shelf_rate(x: float, model: int, ref_c: float, param: float) -> float:
+    """Relative rate of spoilage at x °C, 1 at ref_c: model 0 Arrhenius, exp(Ea/R · (1/T_ref − 1/T))
+    (param = Ea in kJ/mol); model 1 square-root, ((x − T_min) / (ref_c − T_min))², 0 at or below
+    T_min (param = T_min in °C). The one definition both shelf-life kernels use."""
+    if model == 0:
+        return float(np.exp(param / GAS_R_KJ * (1.0 / (ref_c + KELVIN) - 1.0 / (x + KELVIN))))
+    return 0.0 if x <= param else ((x - param) / (ref_c - param)) ** 2
+
+
+@numba.njit(cache=True, nogil=True, inline="always")  # inlined into the loops that call it
 def _keep_run(
     t_ms: IntArray, starts: IntArray, ends: IntArray, k: int, start: int, end: int, min_ms: int
 ) -> int:
@@ -500,16 +510,20 @@ def shelf_life_used(
     used = 0.0
     prev = -1
     life_ms = ref_life_h * 3_600_000.0
-    t_ref = ref_c + KELVIN
     for i in range(t_ms.shape[0]):
         if np.isnan(v[i]):
             continue
         if prev >= 0:
-            x = v[prev]
-            if model == 0:
-                rate = np.exp(param / GAS_R_KJ * (1.0 / t_ref - 1.0 / (x + KELVIN)))
-            else:
-                rate = 0.0 if x <= param else ((x - param) / (ref_c - param)) ** 2
+            rate = _shelf_rate(v[prev], model, ref_c, param)
             used += float(t_ms[i] - t_ms[prev]) * rate / life_ms
         prev = i
     return used
+
+
+@kernel
+def shelf_rates(v: FloatArray, model: int, ref_c: float, param: float) -> FloatArray:
+    """The relative rate of spoilage at each temperature (1 at the reference temperature; NaN for NaN)."""
+    out = np.empty(v.shape[0])
+    for i in range(v.shape[0]):
+        out[i] = np.nan if np.isnan(v[i]) else _shelf_rate(v[i], model, ref_c, param)
+    return out

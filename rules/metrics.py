@@ -76,6 +76,16 @@ class RulesMetrics:
         p = "coldchain_rules_"
         self.queue = RulesQueue(conninfo)
         r.register(self.queue)
+        self.quarantines = Counter(
+            p + "batches_quarantined",
+            "Telemetry batches taken off the queue because their evaluation raised",
+            registry=r,
+        )
+        self.lot_quarantines = Counter(
+            p + "lots_quarantined",
+            "Lots whose judging raised, kept in lot_quarantine with their error while the run went on",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             p + "batch_seconds",
             "Time of one run that found work (take, judge, commit)",
@@ -88,6 +98,15 @@ class RulesMetrics:
         self.alarms = Counter(
             p + "alarms", "Alarms raised or escalated, by the severity reached", ["severity"], registry=r
         )
+
+    def quarantined(self) -> None:
+        """A telemetry batch whose evaluation raised was taken off the queue."""
+        self.quarantines.inc()
+
+    def lots_quarantined(self, n: int) -> None:
+        """`n` lots whose judging raised were quarantined by a committed run."""
+        if n:
+            self.lot_quarantines.inc(n)
 
     def ran(self, stats: RunStats, seconds: float) -> None:
         """One committed run that found work: its time, its verdicts and its alarm events."""

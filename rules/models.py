@@ -1,9 +1,10 @@
 """Stage 2 (verdicts): the verdict payload the rules stage writes to verdict_outbox (read by the ledger).
 
-`verdict_outbox.kind` is 'excursion_closed' or 'chain_break' (payload: `VerdictPayload` as JSON) or
-'lot_verdict' (payload: `LotVerdictPayload`). Downstream stages may decode it with
-``msgspec.convert(payload, VerdictPayload)``. `verdict_id` is stable across re-evaluations of the
-same verdict and is emitted once, so it can serve as an idempotency key (e.g. for an EPCIS eventID).
+`verdict_outbox.kind` is 'excursion_closed' or 'chain_break' (payload: `VerdictPayload` as JSON),
+'lot_verdict' (payload: `LotVerdictPayload`) or 'verdict_correction' (payload: `CorrectionPayload`).
+Downstream stages may decode it with ``msgspec.convert(payload, VerdictPayload)``. `verdict_id` is
+stable across re-evaluations of the same verdict (the ledger event carries it as ``cc:verdictId``); a
+verdict late data changes keeps it when its start stays, and a correction names it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class VerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
     device_id: str
     channel: str
     product_class: str
-    mode: str  # asset mode: 'storage' | 'transport'
+    mode: str  # the asset's transport mode (rules.packs.Mode): storage, transport, road, rail or sea
     rule_id: str  # e.g. cn_food/chilled/range, cn_food/chilled/gap
     pack_id: str
     pack_version: str
@@ -77,6 +78,41 @@ class LotVerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 1  # verdict_history version of the lot
     start: str | None = None  # RFC 3339 UTC: device-time span of the evidence judged (first leg start)
     end: str | None = None  # ... to the last reading judged
+    # The verdict id of the lot's version the ledger holds that this one corrects: data arrived at or
+    # before that version's `end` and changed the result (None: a new verdict on new evidence).
+    corrects: str | None = None
+    correction_reason: str | None = None  # why, when `corrects` is set
+
+
+class WithdrawnVerdict(msgspec.Struct, frozen=True, kw_only=True):
+    """What the ledger held of a verdict that late data removed altogether."""
+
+    verdict_id: str
+    verdict: VerdictKind
+    kind: str
+    rule_id: str
+    asset_id: str
+    series_id: int
+    device_id: str
+    channel: str
+    product_class: str
+    pack_id: str
+    pack_version: str
+    start: str  # RFC 3339 UTC, as emitted
+    end: str
+
+
+class CorrectionPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """Verdicts the ledger holds that late data changed or removed: the ledger declares each wrong (EPCIS
+    errorDeclaration, reason incorrect_data) with the replacing verdict's event, or, for a withdrawn one,
+    an event reporting the withdrawal, as the corrective event."""
+
+    verdict: Literal["verdict_correction"]
+    declared: list[str]  # verdict ids of the events the ledger holds that are now wrong
+    replacement: VerdictPayload | None  # the verdict that replaces them
+    withdrawn: WithdrawnVerdict | None  # without a replacement: the verdict removed
+    reason: str  # why they changed (what arrived), human-readable
+    computed_at: str  # RFC 3339 UTC
 
 
 def from_epoch_us(t_us: int) -> datetime:

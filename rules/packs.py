@@ -4,8 +4,11 @@ A pack is data, not code: product classes with their limits, each limit citing i
 that does not validate raises `PackError` naming the file and the key path of every error, e.g.
 ``cn_food.toml: classes.chilled.low_c: Input should be a valid number``; the service must not start
 on a bad pack. Optional tables per class: hysteresis, allowances (single event, cumulative over a
-window), the out-of-range recording interval, excursion band, WHO-PQS-style triggers, MKT, door-open
-and power-loss limits, defrost suspension, sensor-fault thresholds, device accuracy and shelf life.
+window), the recording interval per mode (storage, transport, and road / rail / sea where a source
+gives one) and while out of range, excursion band (with its inclusive bounds and a transient-spike
+allowance), WHO-PQS-style triggers, MKT, door-open and power-loss limits, defrost suspension,
+sensor-fault thresholds, device accuracy, humidity limits and shelf life; a pack may state a default
+device accuracy. What each verdict means is written in docs/rule-semantics.md.
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ MAX_PACK_BYTES = 1024 * 1024
 # divides by the absolute temperature).
 _ABSOLUTE_ZERO_C = -273.15
 
-Mode = Literal["storage", "transport"]
+# The mode an asset's recording interval is chosen by: the registry's asset_transport_mode (one mapping from
+# asset kind and mounting, registry/migrations/0003_evidence_quality.sql); 'transport' is a conveyance of no
+# known mode.
+Mode = Literal["storage", "transport", "road", "rail", "sea"]
+MODES: tuple[Mode, ...] = ("storage", "transport", "road", "rail", "sea")
 
 # Codes appear in rule ids ("cn_food/chilled/range") and in the registry (asset.product_class).
 _CODE_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -55,11 +62,24 @@ class Figure(_Model):
 
 
 class RecordingInterval(_Model):
-    """Longest allowed spacing between temperature records, per asset mode; tighter while out of range."""
+    """Longest allowed spacing between temperature records, per asset mode; tighter while out of range.
+
+    `road`, `rail` and `sea` are the figures for one transport mode where a source gives one; where the
+    asset's transport mode has none, `transport` applies (`limit`)."""
 
     transport: Limit
     storage: Limit
     out_of_range: Limit | None = None  # applies after an out-of-range reading, whatever the mode
+    road: Limit | None = None
+    rail: Limit | None = None
+    sea: Limit | None = None
+
+    def limit(self, mode: Mode) -> Limit:
+        """The interval that applies to an asset in `mode` (the one place that chooses it)."""
+        if mode == "storage":
+            return self.storage
+        specific = {"road": self.road, "rail": self.rail, "sea": self.sea}.get(mode)
+        return self.transport if specific is None else specific
 
 
 class WindowLimit(_Model):
@@ -77,12 +97,62 @@ class Allowances(_Model):
     cumulative: WindowLimit | None = None  # total time out of range within any window
 
 
+class Spike(_Model):
+    """Transient spikes above a band's upper limit that are still permitted: a run of readings above
+    the band that stays at or below `high_c` and lasts at most `seconds` (first to last reading above
+    the band, as an excursion's duration) is not a break (e.g. USP <659> CRT: up to 40 °C, ≤ 24 h)."""
+
+    high_c: float
+    seconds: int = Field(gt=0)
+    source: str = Field(min_length=1)
+
+
 class Band(_Model):
-    """Hard limits around the labelled range (e.g. USP CRT excursions 15-30 °C): outside is `broken`."""
+    """Hard limits around the labelled range (e.g. USP CRT excursions 15-30 °C): outside is `broken`.
+
+    An inclusive bound is permitted (a reading equal to it is inside the band); an exclusive one is
+    not (a freeze-sensitive vaccine's ``low_c = 0.0`` with ``low_inclusive = false``: a reading at
+    or below 0 °C breaks the chain)."""
 
     low_c: float | None = None
     high_c: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    spike: Spike | None = None
     source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_band(self) -> Band:
+        if self.low_c is None and self.high_c is None:
+            raise ValueError("a band needs low_c, high_c or both")
+        if self.low_c is not None and self.high_c is not None and self.low_c >= self.high_c:
+            raise ValueError(f"band low_c ({self.low_c}) must lie below band high_c ({self.high_c})")
+        if self.spike is not None and (self.high_c is None or self.spike.high_c <= self.high_c):
+            raise ValueError("spike.high_c must lie above the band's high_c")
+        return self
+
+
+class Humidity(_Model):
+    """Relative-humidity limits (%RH) of a class, at least one bound; inclusive (at the bound is in).
+    `modes`: the asset modes the limits hold in, where the source says (the drug GSP's 35–75 %RH is a
+    storage rule, 储存); absent, every mode."""
+
+    low_pct: float | None = Field(default=None, ge=0, le=100)
+    high_pct: float | None = Field(default=None, ge=0, le=100)
+    source: str = Field(min_length=1)
+    modes: list[Mode] | None = Field(default=None, min_length=1)
+
+    def applies(self, mode: Mode) -> bool:
+        """Whether the limits judge an asset in `mode` (the one place that says so)."""
+        return self.modes is None or mode in self.modes
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Humidity:
+        if self.low_pct is None and self.high_pct is None:
+            raise ValueError("a humidity limit needs low_pct, high_pct or both")
+        if self.low_pct is not None and self.high_pct is not None and self.low_pct > self.high_pct:
+            raise ValueError(f"low_pct ({self.low_pct}) is above high_pct ({self.high_pct})")
+        return self
 
 
 TriggerKind = Literal["instant", "consecutive", "cumulative"]
@@ -98,6 +168,9 @@ class Trigger(_Model):
     seconds: int = Field(default=0, ge=0)  # consecutive: run length; cumulative: total in the window
     window_s: int | None = Field(default=None, gt=0)  # cumulative only
     severity: Literal["info", "warning", "critical"] = "warning"
+    # The verdict a firing implies. A device standard's alarm (WHO PQS E006 recorders and shipping
+    # indicators) is `broken`: the product's exposure has to be assessed before use.
+    verdict: Literal["excursion", "broken"] = "broken"
     source: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -184,6 +257,7 @@ class ClassRules(_Model):
     defrost: Defrost | None = None
     faults: Faults | None = None
     accuracy: Figure | None = None  # default device accuracy when the device states none
+    humidity: Humidity | None = None  # relative-humidity limits, where a source gives them
     shelf_life: ShelfLife | None = None
 
     @model_validator(mode="after")
@@ -200,6 +274,11 @@ class ClassRules(_Model):
                 raise ValueError("band.low_c must lie at or below low_c")
             if self.band.high_c is not None and (self.high_c is None or self.band.high_c < self.high_c):
                 raise ValueError("band.high_c must lie at or above high_c")
+            b = self.band
+            if b.low_c is not None and not b.low_inclusive and b.low_c == self.low_c:
+                raise ValueError("an exclusive band.low_c must lie below low_c")
+            if b.high_c is not None and not b.high_inclusive and b.high_c == self.high_c:
+                raise ValueError("an exclusive band.high_c must lie above high_c")
         hyst = self.hysteresis
         span = None if self.low_c is None or self.high_c is None else self.high_c - self.low_c
         if hyst is not None and span is not None and 2 * hyst.value > span:
@@ -221,18 +300,14 @@ class ClassRules(_Model):
 
     def max_interval_s(self, mode: Mode) -> int:
         """The longest allowed recording interval for an asset in this mode."""
-        return (
-            self.max_interval.transport.seconds if mode == "transport" else self.max_interval.storage.seconds
-        )
+        return self.max_interval.limit(mode).seconds
 
     @property
     def lookback_s(self) -> int:
         """Longest rule window of this class: how far before/after a touched window to re-read."""
-        spans = [
-            self.min_duration.seconds,
-            self.max_interval.transport.seconds,
-            self.max_interval.storage.seconds,
-        ]
+        spans = [self.min_duration.seconds, *(self.max_interval_s(mode) for mode in MODES)]
+        if self.band is not None and self.band.spike is not None:
+            spans.append(self.band.spike.seconds)
         if self.allowances is not None and self.allowances.cumulative is not None:
             spans.append(self.allowances.cumulative.window_s)
         spans.extend(t.window_s or t.seconds for t in self.triggers)
@@ -250,6 +325,10 @@ class RulePack(_Model):
     id: str = Field(pattern=_CODE_PATTERN)
     version: str = Field(min_length=1)
     title: str = Field(min_length=1)
+    # What the classes protect: food (GB 31605's duties) or drugs and vaccines (the drug GSP's, among them
+    # alarms to at least three designated people: rules.alarms.duties).
+    goods: Literal["food", "drugs"]
+    accuracy: Figure | None = None  # the pack's default device accuracy, after the device's and the class's
     classes: dict[ClassCode, ClassRules] = Field(min_length=1)
 
 

@@ -8,16 +8,20 @@ from typing import Final
 UPSERT_RULE_CLASS: Final = """
 INSERT INTO rule_class (product_class, pack_id, pack_version, description, low_c, high_c, source,
                         storage_max_gap_s, transport_max_gap_s, mkt_limit_c, mkt_window_s, mkt_dh_r_k,
+                        road_max_gap_s, rail_max_gap_s, sea_max_gap_s, humidity_low_pct, humidity_high_pct,
                         updated_at)
 VALUES (%(product_class)s, %(pack_id)s, %(pack_version)s, %(description)s, %(low_c)s, %(high_c)s,
         %(source)s, %(storage_max_gap_s)s, %(transport_max_gap_s)s, %(mkt_limit_c)s, %(mkt_window_s)s,
-        %(mkt_dh_r_k)s, now())
+        %(mkt_dh_r_k)s, %(road_max_gap_s)s, %(rail_max_gap_s)s, %(sea_max_gap_s)s, %(humidity_low_pct)s,
+        %(humidity_high_pct)s, now())
 ON CONFLICT (product_class) DO UPDATE SET
     pack_id = EXCLUDED.pack_id, pack_version = EXCLUDED.pack_version, description = EXCLUDED.description,
     low_c = EXCLUDED.low_c, high_c = EXCLUDED.high_c, source = EXCLUDED.source,
     storage_max_gap_s = EXCLUDED.storage_max_gap_s, transport_max_gap_s = EXCLUDED.transport_max_gap_s,
     mkt_limit_c = EXCLUDED.mkt_limit_c, mkt_window_s = EXCLUDED.mkt_window_s,
-    mkt_dh_r_k = EXCLUDED.mkt_dh_r_k,
+    mkt_dh_r_k = EXCLUDED.mkt_dh_r_k, road_max_gap_s = EXCLUDED.road_max_gap_s,
+    rail_max_gap_s = EXCLUDED.rail_max_gap_s, sea_max_gap_s = EXCLUDED.sea_max_gap_s,
+    humidity_low_pct = EXCLUDED.humidity_low_pct, humidity_high_pct = EXCLUDED.humidity_high_pct,
     updated_at = now()
 """
 
@@ -63,11 +67,15 @@ WHERE series_id = ANY(%(series_ids)s) AND (channel = 'temp' OR channel LIKE 'tem
 ORDER BY series_id
 """
 
-# Mounts of the device overlapping [t_lo, t_hi], with the asset's configured class and mode.
+# Mounts of the device overlapping [t_lo, t_hi], with the asset a series of `channel` is judged on, its
+# configured class, its transport mode (registry's asset_transport_mode) and whether it is a compartment: a
+# probe channel that a compartment of the mounted asset names (asset.probe) is that compartment's evidence.
 MOUNTS_OVERLAPPING: Final = """
-SELECT m.asset_id, m.valid_from, m.valid_to, a.product_class, a.mode
+SELECT a.asset_id, m.valid_from, m.valid_to, a.product_class, asset_transport_mode(a.asset_id),
+       c.asset_id IS NOT NULL AS compartment
 FROM device_mount m
-JOIN asset a USING (asset_id)
+LEFT JOIN asset c ON c.parent_asset_id = m.asset_id AND c.probe = %(channel)s
+JOIN asset a ON a.asset_id = COALESCE(c.asset_id, m.asset_id)
 WHERE m.device_id = %(device_id)s
   AND m.valid_from <= %(t_hi)s
   AND (m.valid_to IS NULL OR m.valid_to > %(t_lo)s)
@@ -148,26 +156,175 @@ ON CONFLICT (series_id, rule_id, start_time) DO UPDATE SET
     readings = EXCLUDED.readings, computed_at = now()
 """
 
-# Hand a verdict to the ledger once: the outbox row is written only if no verdict of the same kind,
-# series and rule overlapping it in time was emitted before (so late data that moves the start of a
-# closed excursion, merges two, or splits a gap does not re-emit it), and the emission is recorded
-# in the same statement. Rows of one series are
-# evaluated under LOCK_SERIES, so the NOT EXISTS check does not race; the primary key of
-# verdict_emitted would turn a race into an error, never into a duplicate.
-EMIT_ONCE: Final = """
-WITH ob AS (
-    INSERT INTO verdict_outbox (kind, payload)
-    SELECT %(kind)s, %(payload)s
-    WHERE NOT EXISTS (
-        SELECT 1 FROM verdict_emitted
-        WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
-          AND start_time <= %(end_time)s AND end_time >= %(start_time)s
-    )
-    RETURNING outbox_id
+# -- telemetry that waits for the registry, and batches that raised (rules.worker.queue) ---------------
+# What judging a device's telemetry depends on in the registry, hashed: its mounts, their assets' classes
+# and modes, and how many custody legs each asset has (an asset without a class is judged by its lots);
+# the same of each compartment of a mounted asset (a child asset naming a probe of its devices).
+_REGISTRY_SIG = """
+(SELECT md5(coalesce(string_agg(concat_ws('|', m.asset_id, m.valid_from, m.valid_to, a.product_class, a.mode,
+            (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = m.asset_id),
+            (SELECT string_agg(concat_ws('|', c.asset_id, c.probe, c.product_class, c.mode,
+                        (SELECT count(*) FROM custody_leg cl WHERE cl.asset_id = c.asset_id)),
+                    ',' ORDER BY c.asset_id)
+             FROM asset c WHERE c.parent_asset_id = m.asset_id AND c.probe IS NOT NULL)),
+        ';' ORDER BY m.valid_from, m.asset_id), ''))
+ FROM device_mount m JOIN asset a USING (asset_id) WHERE m.device_id = {device})
+"""
+NOTE_WAITING: Final = (
+    """
+INSERT INTO rules_waiting (series_id, device_id, t_min, t_max, batch_ids, reason, registry_sig)
+VALUES (%(series_id)s, %(device_id)s, %(t_min)s, %(t_max)s, %(batch_ids)s, %(reason)s, """
+    + _REGISTRY_SIG.format(device="%(device_id)s")
+    + """)
+ON CONFLICT (series_id) DO UPDATE SET
+    t_min = least(rules_waiting.t_min, excluded.t_min),
+    t_max = greatest(rules_waiting.t_max, excluded.t_max),
+    batch_ids = (rules_waiting.batch_ids || excluded.batch_ids)[
+        greatest(1, cardinality(rules_waiting.batch_ids) + cardinality(excluded.batch_ids) - 99):],
+    reason = excluded.reason,
+    registry_sig = excluded.registry_sig,
+    noted_at = clock_timestamp()
+"""
 )
-INSERT INTO verdict_emitted (kind, series_id, rule_id, start_time, end_time, outbox_id)
-SELECT %(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, outbox_id FROM ob
-RETURNING outbox_id
+# Waiting telemetry whose registry changed since it was noted, taken off the table (the run judges it
+# and notes it again if it still cannot be judged).
+TAKE_WAITING: Final = (
+    """
+DELETE FROM rules_waiting WHERE series_id IN (
+    SELECT w.series_id FROM rules_waiting w
+    WHERE w.registry_sig <> """
+    + _REGISTRY_SIG.format(device="w.device_id")
+    + """
+    ORDER BY w.series_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+)
+RETURNING series_id, t_min, t_max, batch_ids, noted_at
+"""
+)
+# Take one telemetry row off the queue for quarantine (none: another worker took it meanwhile).
+QUARANTINE_BATCH: Final = """
+WITH gone AS (
+    DELETE FROM ingest_batch WHERE batch_id = %(batch_id)s AND kind = 'telemetry'
+    RETURNING batch_id, series_ids, t_min, t_max, created_at
+)
+INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, error)
+SELECT batch_id, series_ids, t_min, t_max, created_at, %(error)s FROM gone
+RETURNING batch_id
+"""
+# Take a waiting window that raised off rules_waiting into quarantine, under its latest batch id.
+QUARANTINE_WAITING: Final = """
+WITH gone AS (
+    DELETE FROM rules_waiting WHERE series_id = %(series_id)s
+    RETURNING series_id, t_min, t_max, batch_ids, noted_at
+)
+INSERT INTO batch_quarantine (batch_id, series_ids, t_min, t_max, created_at, error)
+SELECT (SELECT max(b) FROM unnest(batch_ids) b), ARRAY[series_id], t_min, t_max, noted_at, %(error)s
+FROM gone
+ON CONFLICT (batch_id) DO UPDATE SET
+    series_ids = (SELECT array_agg(DISTINCT s ORDER BY s)
+                  FROM unnest(batch_quarantine.series_ids || excluded.series_ids) s),
+    t_min = least(batch_quarantine.t_min, excluded.t_min),
+    t_max = greatest(batch_quarantine.t_max, excluded.t_max),
+    error = excluded.error
+RETURNING batch_id
+"""
+# The assets a quarantined batch's series were on over its window, with their configured classes (the
+# worker resolves the class each is judged by).
+ASSETS_OF_SERIES: Final = """
+SELECT DISTINCT m.asset_id, a.product_class
+FROM series s
+JOIN device_mount m USING (device_id)
+JOIN asset a USING (asset_id)
+WHERE s.series_id = ANY(%(series_ids)s)
+  AND m.valid_from <= %(t_hi)s AND (m.valid_to IS NULL OR m.valid_to > %(t_lo)s)
+ORDER BY m.asset_id
+"""
+# A quarantined batch back to the worker: its series wait with a signature no registry has, so the next
+# run takes them.
+REQUEUE_QUARANTINED: Final = """
+WITH back AS (
+    DELETE FROM batch_quarantine WHERE batch_id = %(batch_id)s
+    RETURNING batch_id, series_ids, t_min, t_max
+)
+INSERT INTO rules_waiting AS w (series_id, device_id, t_min, t_max, batch_ids, reason, registry_sig)
+SELECT s.series_id, s.device_id, b.t_min, b.t_max, ARRAY[b.batch_id], 'requeued', ''
+FROM back b JOIN series s ON s.series_id = ANY(b.series_ids)
+ON CONFLICT (series_id) DO UPDATE SET
+    t_min = least(w.t_min, excluded.t_min), t_max = greatest(w.t_max, excluded.t_max),
+    batch_ids = w.batch_ids || excluded.batch_ids, reason = 'requeued', registry_sig = ''
+RETURNING series_id
+"""
+QUARANTINED: Final = """
+SELECT batch_id, series_ids, t_min, t_max, created_at, error, quarantined_at
+FROM batch_quarantine ORDER BY batch_id
+"""
+# Whether anything quarantined is still on the asset: a batch whose series were on it over the batch's
+# window (as ASSETS_OF_SERIES finds them), or a lot it held when the lot was quarantined.
+QUARANTINE_REMAINS: Final = """
+SELECT EXISTS (
+    SELECT 1 FROM batch_quarantine q
+    JOIN series s ON s.series_id = ANY(q.series_ids)
+    JOIN device_mount m USING (device_id)
+    WHERE m.asset_id = %(asset_id)s
+      AND m.valid_from <= q.t_max AND (m.valid_to IS NULL OR m.valid_to > q.t_min)
+) OR EXISTS (SELECT 1 FROM lot_quarantine WHERE asset_id = %(asset_id)s)
+"""
+# The asset holding a lot now (the open custody leg of the lot or of a unit containing it, a leg without an
+# asset counting for the fixed asset at its location), its configured class and when the leg began.
+LOT_HOLDER: Final = """
+SELECT a.asset_id, a.product_class, cl.t_start, now()
+FROM custody_leg cl
+LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
+JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
+WHERE cl.t_end IS NULL
+  AND (cl.epc = %(lot_id)s
+       OR EXISTS (SELECT 1 FROM containment c
+                  WHERE c.child_id = %(lot_id)s AND c.parent_id = cl.epc AND c.t1 IS NULL))
+ORDER BY cl.t_start DESC, a.asset_id
+LIMIT 1
+"""
+# A lot whose judging raised, with its error (rules migration 0014); judged again on its next touch.
+QUARANTINE_LOT: Final = """
+INSERT INTO lot_quarantine (lot_id, product_class, asset_id, arrived, error)
+VALUES (%(lot_id)s, %(product_class)s, %(asset_id)s, %(arrived)s, %(error)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    product_class = excluded.product_class, asset_id = excluded.asset_id, arrived = excluded.arrived,
+    error = excluded.error, quarantined_at = clock_timestamp()
+"""
+# A quarantined lot judged without error leaves quarantine; returns the asset its alarm was raised on.
+RELEASE_LOT: Final = "DELETE FROM lot_quarantine WHERE lot_id = %(lot_id)s RETURNING asset_id, now()"
+
+
+# -- what the ledger holds (rules.worker.corrections) ---------------------------------------------------
+# Rows of one series are judged under LOCK_SERIES, so reading and replacing what the ledger holds does
+# not race; the primary key of verdict_emitted would turn a race into an error, never into a duplicate.
+# The emitted verdicts of a kind, series and rule overlapping a span, locked: a new verdict keeps,
+# replaces or adds to them. Spans that only touch (a gap ending at the reading the next one starts at)
+# are two verdicts; one with the same start is the same verdict (an MKT break is an instant).
+EMITTED_OVERLAPPING: Final = """
+SELECT verdict_id, start_time, end_time, fingerprint, asset_id FROM verdict_emitted
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = %(rule_id)s
+  AND ((start_time < %(end_time)s AND end_time > %(start_time)s) OR start_time = %(start_time)s)
+ORDER BY start_time
+FOR UPDATE
+"""
+# The emitted verdicts of these rules lying wholly inside a re-judged window of the series on the asset.
+EMITTED_INSIDE: Final = """
+SELECT verdict_id, rule_id, start_time, end_time FROM verdict_emitted
+WHERE kind = %(kind)s AND series_id = %(series_id)s AND rule_id = ANY(%(rule_ids)s)
+  AND (asset_id = %(asset_id)s OR asset_id IS NULL)
+  AND start_time >= %(t_lo)s AND end_time <= %(t_hi)s
+ORDER BY start_time
+FOR UPDATE
+"""
+FORGET_EMITTED: Final = "DELETE FROM verdict_emitted WHERE verdict_id = ANY(%(verdict_ids)s)"
+OUTBOX: Final = (
+    "INSERT INTO verdict_outbox (kind, payload) VALUES (%(kind)s, %(payload)s) RETURNING outbox_id"
+)
+NOTE_EMITTED: Final = """
+INSERT INTO verdict_emitted
+    (kind, series_id, rule_id, start_time, end_time, outbox_id, asset_id, verdict_id, fingerprint)
+VALUES (%(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, %(outbox_id)s, %(asset_id)s,
+        %(verdict_id)s, %(fingerprint)s)
 """
 
 
@@ -243,6 +400,14 @@ FROM chain_break WHERE series_id = %(series_id)s AND asset_id = %(asset_id)s
 ORDER BY 3, 1, 2
 """
 
+# The lot's latest version the ledger heard of (a version whose result changed), with its judged span.
+LAST_EMITTED_LOT: Final = """
+SELECT version, verdict, span_end FROM verdict_history
+WHERE subject_kind = 'lot' AND subject_id = %(lot_id)s
+  AND (change->>'from' IS NULL OR change->>'from' <> change->>'to')
+ORDER BY version DESC LIMIT 1
+"""
+
 LAST_HISTORY: Final = """
 SELECT version, verdict, items FROM verdict_history
 WHERE subject_kind = %(subject_kind)s AND subject_id = %(subject_id)s
@@ -251,9 +416,9 @@ ORDER BY version DESC LIMIT 1
 
 INSERT_HISTORY: Final = """
 INSERT INTO verdict_history (subject_kind, subject_id, version, verdict, product_class, pack_id,
-                             pack_version, items, reasons, arrived, change)
+                             pack_version, items, reasons, arrived, change, span_end)
 VALUES (%(subject_kind)s, %(subject_id)s, %(version)s, %(verdict)s, %(product_class)s, %(pack_id)s,
-        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s)
+        %(pack_version)s, %(items)s, %(reasons)s, %(arrived)s, %(change)s, %(span_end)s)
 RETURNING history_id, computed_at
 """
 
@@ -281,7 +446,7 @@ ORDER BY 1
 # The intervals during which a lot was held by each asset: custody legs of the lot itself or of a
 # unit containing it, clipped to the containment interval.
 LOT_LEGS: Final = """
-SELECT COALESCE(cl.asset_id, fa.asset_id) AS asset_id, a.mode,
+SELECT COALESCE(cl.asset_id, fa.asset_id) AS asset_id, asset_transport_mode(a.asset_id) AS mode,
        GREATEST(cl.t_start, c.t0) AS t_from,
        LEAST(COALESCE(cl.t_end, '9999-01-01+00'), COALESCE(c.t1, '9999-01-01+00')) AS t_to
 FROM containment c
@@ -291,7 +456,8 @@ LEFT JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
 WHERE c.child_id = %(lot_id)s
   AND c.t0 <= COALESCE(cl.t_end, '9999-01-01+00') AND COALESCE(c.t1, '9999-01-01+00') >= cl.t_start
 UNION ALL
-SELECT COALESCE(cl.asset_id, fa.asset_id), a.mode, cl.t_start, COALESCE(cl.t_end, '9999-01-01+00')
+SELECT COALESCE(cl.asset_id, fa.asset_id), asset_transport_mode(a.asset_id), cl.t_start,
+       COALESCE(cl.t_end, '9999-01-01+00')
 FROM custody_leg cl
 LEFT JOIN asset fa ON cl.asset_id IS NULL AND fa.location_id = cl.location_id
 LEFT JOIN asset a ON a.asset_id = COALESCE(cl.asset_id, fa.asset_id)
@@ -299,16 +465,18 @@ WHERE cl.epc = %(lot_id)s
 ORDER BY 3, 1
 """
 
-# Temperature series mounted on an asset during [t_from, t_to), with the device's stated accuracy.
+# The temperature series that are an asset's evidence during [t_from, t_to) (the registry's
+# asset_evidence_series: a compartment's is the probe it names on its vehicle's devices, the vehicle's its
+# own mounts but those probes), with the device's stated accuracy (NULL: none stated) and calibration due
+# date.
 ASSET_TEMP_SERIES: Final = """
-SELECT s.series_id, d.accuracy_c, GREATEST(m.valid_from, %(t_from)s) AS t_from,
-       LEAST(COALESCE(m.valid_to, '9999-01-01+00'), %(t_to)s) AS t_to
-FROM device_mount m
-JOIN device d USING (device_id)
-JOIN series s ON s.device_id = m.device_id AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-WHERE m.asset_id = %(asset_id)s AND m.valid_from < %(t_to)s
-  AND COALESCE(m.valid_to, '9999-01-01+00') > %(t_from)s
-ORDER BY s.series_id
+SELECT e.series_id, d.accuracy_c, d.calibration_due, GREATEST(e.valid_from, %(t_from)s) AS t_from,
+       LEAST(COALESCE(e.valid_to, '9999-01-01+00'), %(t_to)s) AS t_to
+FROM asset_evidence_series(%(asset_id)s) e
+JOIN device d ON d.device_id = e.device_id
+WHERE (e.channel = 'temp' OR e.channel LIKE 'temp:%%') AND e.valid_from < %(t_to)s
+  AND COALESCE(e.valid_to, '9999-01-01+00') > %(t_from)s
+ORDER BY e.series_id
 """
 
 SERIES_READINGS: Final = """
@@ -322,6 +490,24 @@ OPEN_EXCURSION_ON_ASSET: Final = """
 SELECT 1 FROM excursion WHERE asset_id = %(asset_id)s AND rule_id = %(rule_id)s AND open LIMIT 1
 """
 
+# A lot's remaining shelf life beside its verdict (rules migration 0012), replaced on every judgement.
+UPSERT_LOT_SHELF_LIFE: Final = """
+INSERT INTO lot_shelf_life (lot_id, product_class, pack_id, pack_version, verdict_version, model, ref_c,
+                            ref_life_h, used, remaining_h, evidence_s, unevidenced_s, first_time, as_of)
+VALUES (%(lot_id)s, %(product_class)s, %(pack_id)s, %(pack_version)s, %(verdict_version)s, %(model)s,
+        %(ref_c)s, %(ref_life_h)s, %(used)s, %(remaining_h)s, %(evidence_s)s, %(unevidenced_s)s,
+        %(first_time)s, %(as_of)s)
+ON CONFLICT (lot_id) DO UPDATE SET
+    product_class = EXCLUDED.product_class, pack_id = EXCLUDED.pack_id,
+    pack_version = EXCLUDED.pack_version, verdict_version = EXCLUDED.verdict_version,
+    model = EXCLUDED.model, ref_c = EXCLUDED.ref_c, ref_life_h = EXCLUDED.ref_life_h,
+    used = EXCLUDED.used, remaining_h = EXCLUDED.remaining_h, evidence_s = EXCLUDED.evidence_s,
+    unevidenced_s = EXCLUDED.unevidenced_s, first_time = EXCLUDED.first_time, as_of = EXCLUDED.as_of,
+    computed_at = clock_timestamp()
+"""
+
+DELETE_LOT_SHELF_LIFE: Final = "DELETE FROM lot_shelf_life WHERE lot_id = %(lot_id)s"
+
 LOT_VERDICT_OUTBOX: Final = """
 INSERT INTO verdict_outbox (kind, payload) VALUES ('lot_verdict', %(payload)s) RETURNING outbox_id
 """
@@ -332,6 +518,14 @@ STATE_SERIES: Final = """
 SELECT series_id, device_id, channel
 FROM series
 WHERE series_id = ANY(%(series_ids)s) AND channel IN ('door', 'power')
+ORDER BY series_id
+"""
+
+# Relative-humidity series among those a run touched (judged against their class's humidity limits).
+HUMIDITY_SERIES: Final = """
+SELECT series_id, device_id, channel
+FROM series
+WHERE series_id = ANY(%(series_ids)s) AND channel = 'rh'
 ORDER BY series_id
 """
 
@@ -367,7 +561,8 @@ ON CONFLICT (kind, series_id, rule_id, start_time) DO UPDATE SET
 
 # -- the live class profile (rules.worker.live) ----------------------------------------------
 
-DEVICE_ACCURACY: Final = "SELECT accuracy_c FROM device WHERE device_id = %(device_id)s"
+# What the device states about its evidence: its accuracy (NULL: none) and when its calibration is due.
+DEVICE_QUALITY: Final = "SELECT accuracy_c, calibration_due FROM device WHERE device_id = %(device_id)s"
 
 # The latest reading of the series while mounted (the live evaluation ends there).
 LATEST_READING: Final = """
@@ -399,20 +594,32 @@ SELECT COALESCE(sum(dur_ms * w), 0)::float8, COALESCE(sum(dur_ms), 0)::float8 FR
 """
 
 # Gaps are device-wide: the readings of every temperature probe of the device in [t_lo, t_hi]
-# (a gap is a time when no probe reported), and the probe series the gap rows are filed under.
-DEVICE_TEMP_READINGS: Final = """
+# (a gap is a time when no probe reported), and the probe series the gap rows are filed under. A probe
+# that a compartment of the asset names (asset.probe) is the compartment's evidence, not the asset's.
+_ASSET_PROBE: Final = """
+  AND NOT EXISTS (SELECT 1 FROM asset c WHERE c.parent_asset_id = %(asset_id)s AND c.probe = s.channel)"""
+
+DEVICE_TEMP_READINGS: Final = (
+    """
 SELECT (extract(epoch FROM r.time) * 1000000)::int8 AS t_us, r.value
 FROM reading r JOIN series s USING (series_id)
 WHERE s.device_id = %(device_id)s AND (s.channel = 'temp' OR s.channel LIKE 'temp:%%')
-  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s
+  AND r.time >= %(t_lo)s AND r.time <= %(t_hi)s AND r.time < %(seg_hi)s"""
+    + _ASSET_PROBE
+    + """
 ORDER BY r.time, r.series_id
 """
+)
 
-PRIMARY_TEMP_SERIES: Final = """
-SELECT series_id, channel FROM series
-WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')
+PRIMARY_TEMP_SERIES: Final = (
+    """
+SELECT series_id, channel FROM series s
+WHERE device_id = %(device_id)s AND (channel = 'temp' OR channel LIKE 'temp:%%')"""
+    + _ASSET_PROBE
+    + """
 ORDER BY series_id LIMIT 1
 """
+)
 
 # Door and power channels of the devices mounted on an asset during [t_from, t_to).
 ASSET_STATE_READINGS: Final = """

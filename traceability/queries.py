@@ -53,6 +53,13 @@ EVENT_IDS_AFTER = (
     "SELECT event_id, declares_error, seq FROM ledger_event WHERE seq > %s ORDER BY seq LIMIT %s"
 )
 EVENT_BY_ID = "SELECT event FROM ledger_event WHERE event_id = %s AND NOT declares_error"
+# The ledger's events of a rules verdict id (cc:verdictId) that no errorDeclaration names yet, in order.
+LIVE_EVENTS_OF_VERDICT = """
+SELECT e.event FROM ledger_event e
+WHERE e.event ? 'cc:verdictId' AND e.event ->> 'cc:verdictId' = %s AND NOT e.declares_error
+  AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.event_id = e.event_id AND d.declares_error)
+ORDER BY e.seq
+"""
 LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
 # New entries, in seq order; ``event`` is the text of ``event_jcs`` (the CHECK constraint holds them equal).
 COPY_EVENTS = """
@@ -217,7 +224,7 @@ FROM lot WHERE lot_id = %s
 """
 RULE_CLASS = """
 SELECT product_class, pack_id, pack_version, low_c, high_c, source, storage_max_gap_s, transport_max_gap_s,
-       mkt_limit_c, mkt_window_s, mkt_dh_r_k
+       mkt_limit_c, mkt_window_s, mkt_dh_r_k, road_max_gap_s, rail_max_gap_s, sea_max_gap_s
 FROM rule_class WHERE product_class = %s
 """
 # The rules stage's verdict of a lot: the latest version of its verdict history.
@@ -225,6 +232,66 @@ LOT_VERDICT = """
 SELECT version, verdict, reasons FROM verdict_history
 WHERE subject_kind = 'lot' AND subject_id = %s
 ORDER BY version DESC LIMIT 1
+"""
+# The lot's remaining shelf life as the rules stage stored it beside its verdict (rules migration 0012).
+LOT_SHELF_LIFE = """
+SELECT model, ref_c, ref_life_h, used, remaining_h, evidence_s, unevidenced_s, first_time, as_of,
+       pack_version, verdict_version, computed_at
+FROM lot_shelf_life WHERE lot_id = %s
+"""
+# --- FEFO ------------------------------------------------------------------------------------------
+LOCATION_NAME = "SELECT name FROM location WHERE location_id = %s"
+# The lots at a location now (the location or any place under it, through whatever units enclose them, by
+# the open containment intervals), first-expired first: in order of remaining shelf life at the reference
+# temperature (a lot without a stored shelf life last), then most of its life used, then lot id.
+FEFO_AT_LOCATION = """
+WITH RECURSIVE places AS (
+    SELECT location_id FROM location WHERE location_id = %(location)s
+    UNION
+    SELECT l.location_id FROM location l JOIN places p ON l.parent_location_id = p.location_id
+),
+here AS (
+    SELECT c.child_id, c.location_id, c.t0 AS since, 1 AS depth
+    FROM containment c JOIN places USING (location_id)
+    WHERE c.t1 IS NULL
+    UNION ALL
+    SELECT c.child_id, here.location_id, GREATEST(c.t0, here.since), here.depth + 1
+    FROM containment c JOIN here ON c.parent_id = here.child_id
+    WHERE c.t1 IS NULL AND here.depth < 8
+),
+lots AS (
+    SELECT DISTINCT ON (l.lot_id) l.lot_id, l.product_class, l.description, here.location_id, here.since
+    FROM here JOIN lot l ON l.lot_id = here.child_id
+    ORDER BY l.lot_id, here.since
+)
+SELECT lots.lot_id, lots.product_class, lots.description, lots.location_id, lots.since,
+       s.model, s.ref_life_h, s.used, s.remaining_h, s.unevidenced_s, s.as_of, s.pack_version,
+       v.verdict, v.version
+FROM lots
+LEFT JOIN lot_shelf_life s ON s.lot_id = lots.lot_id
+LEFT JOIN LATERAL (
+    SELECT verdict, version FROM verdict_history
+    WHERE subject_kind = 'lot' AND subject_id = lots.lot_id ORDER BY version DESC LIMIT 1
+) v ON true
+ORDER BY s.remaining_h ASC NULLS LAST, s.used DESC NULLS LAST, lots.lot_id
+LIMIT %(limit)s
+"""
+# Every version of the lot's verdict, oldest first.
+LOT_VERDICT_HISTORY = """
+SELECT version, verdict, computed_at, change->>'from', reasons, arrived->>'t_min', arrived->>'t_max'
+FROM verdict_history
+WHERE subject_kind = 'lot' AND subject_id = %s
+ORDER BY version
+"""
+# The errorDeclarations among these seqs: the declaration, and what the declared event stated.
+DECLARATIONS = """
+SELECT seq, event_id, event->'errorDeclaration', coalesce(event->>'cc:lotVerdict', event->>'cc:verdict')
+FROM ledger_event WHERE declares_error AND seq = ANY(%s) ORDER BY seq
+"""
+# Corrective events by eventID: their account of the change and what they state.
+CORRECTIVE_EVENTS = """
+SELECT event_id, event->>'cc:correctionReason', coalesce(event->>'cc:lotVerdict', event->>'cc:verdict')
+FROM ledger_event WHERE NOT declares_error AND event_id = ANY(%s)
 """
 # Everything that enclosed the lot, transitively, each with the interval during which it did.
 UNITS_OF_LOT = """
@@ -248,18 +315,45 @@ SELECT c.child_id, c.location_id, l.name, c.t0, c.t1, c.start_seq, c.end_seq
 FROM containment c JOIN location l USING (location_id)
 WHERE c.child_id = ANY(%s) ORDER BY c.t0, c.child_id
 """
-# What a leg's (or a chart's) evidence is, one truth for both: the series ``s`` of the devices mounted on
-# the asset of window ``g`` (asset_id, t_start, t_end; t_end NULL = still open) during it, with their
-# readings ``r`` while mounted there, and among them the temperature series (channels temp, temp:N).
+# What a leg's (or a chart's) evidence is, one truth for both: the series ``s`` that are the evidence of
+# the asset of window ``g`` (asset_id, t_start, t_end; t_end NULL = still open) by the registry's
+# ``asset_evidence_series`` (a compartment's: the probe it names on its vehicle's devices; a vehicle's: its
+# own devices' series but those probes), whose mount overlaps the window, with their readings ``r`` while
+# mounted there. The function is joined once per window (LATERAL; the planner inlines it), never per reading.
 MOUNTED_READINGS = """
-    JOIN device_mount m ON m.asset_id = g.asset_id
-         AND m.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(m.valid_to, 'infinity') > g.t_start
-    JOIN series s ON s.device_id = m.device_id
+    JOIN LATERAL asset_evidence_series(g.asset_id) s
+         ON s.valid_from < COALESCE(g.t_end, 'infinity') AND COALESCE(s.valid_to, 'infinity') > g.t_start
     JOIN reading r ON r.series_id = s.series_id
-         AND r.time >= GREATEST(g.t_start, m.valid_from)
-         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(m.valid_to, 'infinity'))
+         AND r.time >= GREATEST(g.t_start, s.valid_from)
+         AND r.time < LEAST(COALESCE(g.t_end, 'infinity'), COALESCE(s.valid_to, 'infinity'))
 """
 TEMPERATURE_SERIES = "(s.channel = 'temp' OR s.channel LIKE 'temp:%%')"
+# The allowed recording interval of a leg's asset, by its transport mode ``tmode`` (the registry's
+# ``asset_transport_mode``: storage, road, rail, sea, or transport for an asset of no known mode), the
+# class's figures from its pack as parameters (``rule_class`` publishes each mode's figure, the transport
+# one where the pack gives none: ``RecordingInterval.limit``).
+MODE_INTERVAL = """CASE tmode WHEN 'storage' THEN %(storage_gap)s::interval
+                   WHEN 'road' THEN %(road_gap)s::interval
+                   WHEN 'rail' THEN %(rail_gap)s::interval
+                   WHEN 'sea' THEN %(sea_gap)s::interval
+                   ELSE %(transport_gap)s::interval END"""
+# The time a reading ``p`` represents, in seconds, defined once for every time-weighted figure (and the same
+# rule as the rules stage's ``rules.engine.shelf.held_ms``): it holds until its series' next record
+# (``p.next_time``, whatever that record's value), at most the allowed recording interval of the asset's mode
+# (a longer silence is missing evidence, not more of the reading before it); the series' last record and a
+# dropout (NULL value) hold nothing (NULL).
+HELD_S = (
+    "CASE WHEN p.next_time IS NOT NULL AND p.value IS NOT NULL"
+    " THEN LEAST(EXTRACT(EPOCH FROM p.next_time - p.time), EXTRACT(EPOCH FROM "
+    + MODE_INTERVAL
+    + ")) END AS held_s"
+)
+# The mean term of the MKT formula (DOMAIN.md) over rows (value, held_s): Σ tᵢ·e^(−ΔH/(R·Tᵢ)) / Σ tᵢ, each
+# reading weighted by the time it represents; when no reading holds any time (a single one), their plain
+# mean. MKT = (ΔH/R) / −ln(term).
+MKT_TERM = """COALESCE(
+               SUM(held_s * exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) / NULLIF(SUM(held_s), 0),
+               AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15))))"""
 # Custody legs of the units, with the temperature evidence of the devices mounted on each leg's asset
 # during the leg: readings, dropouts, min/max/mean and the longest per-series time out of [low, high]
 # (each reading counts until the series' next reading inside the leg).
@@ -267,7 +361,7 @@ LEGS_WITH_EVIDENCE = (
     """
 WITH legs AS (
     SELECT l.custody_leg_id, l.epc, l.custodian, l.location_id, l.asset_id, l.t_start, l.t_end,
-           l.start_seq, l.end_seq
+           l.start_seq, l.end_seq, asset_transport_mode(l.asset_id) AS tmode
     FROM custody_leg l WHERE l.epc = ANY(%(units)s)
 ),
 pts AS (
@@ -289,28 +383,26 @@ stats AS (
     SELECT custody_leg_id, COUNT(value) AS readings, COUNT(*) - COUNT(value) AS dropouts,
            MIN(value) AS min_c, MAX(value) AS max_c, AVG(value) AS mean_c,
            COUNT(DISTINCT series_id) AS series,
-           COALESCE(
-               SUM(held_s * exp(-%(mkt_dh_r)s::float8 / (value + 273.15))) / NULLIF(SUM(held_s), 0),
-               AVG(exp(-%(mkt_dh_r)s::float8 / (value + 273.15)))) AS mkt_mean_term,
+           """
+    + MKT_TERM
+    + """ AS mkt_mean_term,
            MAX(EXTRACT(EPOCH FROM next_time - time)) AS max_gap_s,
            MIN(time) AS first_time, MAX(time) AS last_time
     FROM (
-        -- Time-weighted MKT: each reading holds until the series' next one, at most the allowed recording
-        -- interval of the leg's mode (a gap is missing evidence, not more of the reading before it); the
-        -- series' last reading in the leg holds nothing (LEAST would take the cap for its NULL).
-        SELECT p.*, CASE WHEN p.next_time IS NOT NULL THEN
-                   LEAST(EXTRACT(EPOCH FROM p.next_time - p.time),
-                         EXTRACT(EPOCH FROM CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
-                                                 ELSE %(transport_gap)s::interval END)) END AS held_s
-        FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
+        -- Time-weighted MKT: each reading weighted by the time it represents (HELD_S).
+        SELECT p.*, """
+    + HELD_S
+    + """
+        FROM pts p JOIN legs g USING (custody_leg_id)
     ) held
     GROUP BY custody_leg_id
 ),
 gaps AS (
     SELECT p.custody_leg_id, COUNT(*) AS gaps
-    FROM pts p JOIN legs g USING (custody_leg_id) LEFT JOIN asset a ON a.asset_id = g.asset_id
-    WHERE p.next_time - p.time > CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
-                                      ELSE %(transport_gap)s::interval END
+    FROM pts p JOIN legs g USING (custody_leg_id)
+    WHERE p.next_time - p.time > """
+    + MODE_INTERVAL
+    + """
     GROUP BY p.custody_leg_id
 )
 SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
@@ -321,7 +413,7 @@ SELECT g.custody_leg_id, g.epc, g.custodian, p.name AS custodian_name,
        CASE WHEN %(low)s::float8 IS NULL AND %(high)s::float8 IS NULL THEN NULL
             ELSE COALESCE((SELECT MAX(COALESCE(ps.out_s, 0)) FROM per_series ps
                            WHERE ps.custody_leg_id = g.custody_leg_id), 0) END AS out_of_range_s,
-       st.mkt_mean_term, st.max_gap_s, COALESCE(gp.gaps, 0), st.first_time, st.last_time, a.mode
+       st.mkt_mean_term, st.max_gap_s, COALESCE(gp.gaps, 0), st.first_time, st.last_time, g.tmode
 FROM legs g
 LEFT JOIN gaps gp ON gp.custody_leg_id = g.custody_leg_id
 LEFT JOIN party p ON p.party_id = g.custodian
@@ -332,38 +424,38 @@ ORDER BY g.t_start, g.custody_leg_id
 """
 )
 # The excursions on the legs' assets, each with the MKT mean term of its series over the class's MKT window
-# ending at the excursion's end (NULL without a window), time-weighted as a leg's MKT is: each reading
-# holds until the next, at most the allowed recording interval of the asset's mode.
-EXCURSIONS_OF_LEGS = """
+# ending at the excursion's end (NULL without a window), time-weighted as a leg's MKT is (HELD_S, MKT_TERM).
+EXCURSIONS_OF_LEGS = (
+    """
 SELECT l.custody_leg_id, e.excursion_id, e.series_id, s.device_id, s.channel, e.rule_id, e.pack_version,
        e.start_time, e.end_time, e.open, e.peak_c, e.limit_low_c, e.limit_high_c, e.readings, m.term
 FROM custody_leg l
 JOIN excursion e ON e.asset_id = l.asset_id
      AND e.start_time < COALESCE(l.t_end, 'infinity') AND e.end_time >= l.t_start
 LEFT JOIN series s ON s.series_id = e.series_id
-LEFT JOIN asset a ON a.asset_id = l.asset_id
+CROSS JOIN LATERAL (SELECT asset_transport_mode(l.asset_id) AS tmode) tm
 LEFT JOIN LATERAL (
-    SELECT COALESCE(
-               SUM(w.held_s * exp(-%(mkt_dh_r)s::float8 / (w.value + 273.15))) / NULLIF(SUM(w.held_s), 0),
-               AVG(exp(-%(mkt_dh_r)s::float8 / (w.value + 273.15)))) AS term
+    SELECT """
+    + MKT_TERM
+    + """ AS term
     FROM (
-        SELECT r.value,
-               CASE WHEN r.next_time IS NOT NULL THEN
-                   LEAST(EXTRACT(EPOCH FROM r.next_time - r.time),
-                         EXTRACT(EPOCH FROM CASE WHEN a.mode = 'storage' THEN %(storage_gap)s::interval
-                                                 ELSE %(transport_gap)s::interval END)) END AS held_s
+        SELECT p.value, """
+    + HELD_S
+    + """
         FROM (
             SELECT r.value, r.time, lead(r.time) OVER (ORDER BY r.time) AS next_time
             FROM reading r
-            WHERE r.series_id = e.series_id AND r.value IS NOT NULL
+            WHERE r.series_id = e.series_id
               AND r.time > e.end_time - make_interval(secs => %(mkt_window_s)s::float8)
               AND r.time <= e.end_time
-        ) r
+        ) p
+        WHERE p.value IS NOT NULL
     ) w
 ) m ON %(mkt_window_s)s::float8 IS NOT NULL
 WHERE l.custody_leg_id = ANY(%(legs)s)
 ORDER BY e.start_time, e.excursion_id
 """
+)
 BREAKS_OF_LEGS = """
 SELECT l.custody_leg_id, b.chain_break_id, b.kind, b.series_id, b.rule_id, b.pack_version,
        b.start_time, b.end_time, b.allowed_s, b.detail

@@ -1,8 +1,10 @@
-"""Stage 3 (trace): the readings behind a leg's chart: the temperature series of the devices mounted on an
-asset over a window, downsampled without losing a peak, with door / power / defrost markers and the GPS track.
+"""Stage 3 (trace): the readings behind a leg's chart: an asset's temperature series over a window,
+downsampled without losing a peak, with door / power / defrost markers and the GPS track.
 
 Which readings are a leg's evidence is ``queries.MOUNTED_READINGS`` (what the trace's temperature summary
-counts, too): the series of the devices mounted on the asset during the window, read only while mounted.
+counts, too): the series that are the asset's evidence (the registry's ``asset_evidence_series``: a
+compartment's probe on its vehicle's devices; a vehicle's own devices but its compartments' probes) during
+the window, read only while mounted.
 They come over packed in one bytea (``queries.ASSET_READINGS``) and are read into numpy arrays without a
 Python object per reading; each temperature series is then cut down to at most ``max_points`` by
 ``downsample`` (each time bucket's minimum and maximum kept, so no peak is ever lost), in numpy (≈ 1 ms
@@ -148,8 +150,8 @@ def _aware(t: datetime, name: str) -> datetime:
 def asset_readings(
     conn: Conn, asset_id: str, t_from: datetime, t_to: datetime, max_points: int = DEFAULT_MAX_POINTS
 ) -> AssetReadings | None:
-    """The chart of ``asset_id`` over [t_from, t_to): the temperature series of the devices mounted on it
-    (readings while mounted only), each downsampled to at most ``max_points`` points, door / power /
+    """The chart of ``asset_id`` over [t_from, t_to): its evidence's temperature series (readings while
+    mounted only), each downsampled to at most ``max_points`` points, door / power /
     defrost markers, and the GPS track (at most ``max_points`` positions). None when the asset is unknown."""
     t_from, t_to = _aware(t_from, "t_from"), _aware(t_to, "t_to")
     if max_points < 2:

@@ -22,6 +22,7 @@ import psycopg
 
 from rules.verdicts import NOT_JUDGED, Verdict
 from traceability import queries
+from traceability.epcis.builders import parse_time
 from traceability.epcis.steps import MOVEMENT_STEPS
 from traceability.resolve import resolve
 from traceability.trace_model import (
@@ -29,6 +30,7 @@ from traceability.trace_model import (
     Backward,
     BondedStep,
     ChainBreak,
+    Correction,
     CustodyLeg,
     Excursion,
     FirstEvent,
@@ -42,16 +44,19 @@ from traceability.trace_model import (
     Party,
     Placement,
     Recipient,
+    ShelfLife,
     Shipment,
     TemperatureSummary,
     Trace,
     TraceQuery,
     Unit,
+    VerdictVersion,
 )
 
 Conn = psycopg.Connection[Any]
 
-# Mean kinetic temperature: ΔH/R = 10 000 K (DOMAIN.md; USP <1079.2>), equal weight per reading.
+# Mean kinetic temperature: ΔH/R = 10 000 K (DOMAIN.md; USP <1079.2>); each reading weighted by the time it
+# represents (traceability.queries.HELD_S).
 MKT_DH_R_K = 10_000.0
 HANDOFF_RULE = "trace/handoff-without-evidence"
 
@@ -77,22 +82,69 @@ def _lot_verdict(conn: Conn, lot_id: str) -> LotVerdict:
     return LotVerdict(row[1], int(row[0]), [str(r) for r in row[2]])
 
 
+def _shelf_life(conn: Conn, lot_id: str) -> ShelfLife | None:
+    """The lot's remaining shelf life as the rules stage stored it beside the verdict (None: not stored)."""
+    r = conn.execute(queries.LOT_SHELF_LIFE, (lot_id,)).fetchone()
+    if r is None:
+        return None
+    return ShelfLife(
+        model=r[0],
+        ref_c=float(r[1]),
+        ref_life_h=float(r[2]),
+        used=float(r[3]),
+        remaining_h=float(r[4]),
+        evidence_s=float(r[5]),
+        unevidenced_s=float(r[6]),
+        first_time=_utc_or_none(r[7]),
+        as_of=_utc_or_none(r[8]),
+        pack_version=r[9],
+        verdict_version=r[10],
+        computed_at=_utc(r[11]),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class GapLimits:
-    """The allowed recording interval of a leg, by the mode of its asset (None: the class states none)."""
+    """The allowed recording interval of a leg, by the transport mode of its asset (the registry's
+    ``asset_transport_mode``), as ``rule_class`` publishes the class's figures (None: the class states
+    none). Road, rail and sea are the figures the pack gives that mode, else its transport one."""
 
     storage_s: float | None
     transport_s: float | None
+    road_s: float | None = None
+    rail_s: float | None = None
+    sea_s: float | None = None
 
     def allowed_s(self, mode: str | None) -> float | None:
-        return self.storage_s if mode == "storage" else self.transport_s
+        specific = {"storage": self.storage_s, "road": self.road_s, "rail": self.rail_s, "sea": self.sea_s}
+        found = specific.get(mode or "")
+        return self.transport_s if found is None and mode != "storage" else found
+
+    def params(self) -> dict[str, str | None]:
+        """The figures as the interval parameters of ``queries.MODE_INTERVAL``."""
+        return {
+            f"{mode}_gap": None if s is None else f"{s} seconds"
+            for mode, s in (
+                ("storage", self.storage_s),
+                ("transport", self.transport_s),
+                ("road", self.road_s if self.road_s is not None else self.transport_s),
+                ("rail", self.rail_s if self.rail_s is not None else self.transport_s),
+                ("sea", self.sea_s if self.sea_s is not None else self.transport_s),
+            )
+        }
 
 
 def _gap_limits(limits: Limits | None) -> GapLimits:
     """The allowed recording intervals of the lot's class, from its pack (through ``rule_class``)."""
     if limits is None:
         return GapLimits(None, None)
-    return GapLimits(limits.storage_max_gap_s, limits.transport_max_gap_s)
+    return GapLimits(
+        limits.storage_max_gap_s,
+        limits.transport_max_gap_s,
+        limits.road_max_gap_s,
+        limits.rail_max_gap_s,
+        limits.sea_max_gap_s,
+    )
 
 
 # -- reading it --------------------------------------------------------------------------------------
@@ -133,6 +185,9 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
                 mkt_limit_c=_float(rc[8]),
                 mkt_window_s=_float(rc[9]),
                 mkt_dh_r_k=_float(rc[10]),
+                road_max_gap_s=_float(rc[11]),
+                rail_max_gap_s=_float(rc[12]),
+                sea_max_gap_s=_float(rc[13]),
             )
     units = [Unit(r[0], r[1], _utc(r[2]), _utc_or_none(r[3]), r[4], r[5]) for r in unit_rows]
     goods = [lot_id, *sorted({u.unit_id for u in units if u.asset_id is None})]
@@ -158,7 +213,9 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
             status = bonded[-1].status
         lot = Lot(lot_id_, gtin, batch, product_class, description, origin, hs_code, status)
     judged = _lot_verdict(conn, lot_id)
+    corrections = _corrections(conn, [e.seq for e in events if e.error_declaration])
     return Trace(
+        shelf_life=_shelf_life(conn, lot_id),
         lot_id=lot_id,
         lot=lot,
         limits=limits,
@@ -173,7 +230,50 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         bonded=bonded,
         backward=_backward(conn, lot_id, lot, goods),
         forward=_forward(conn, lot_id, goods, [e.seq for e in events]),
+        corrections=corrections,
+        verdict_history=_verdict_history(conn, lot_id),
     )
+
+
+def _corrections(conn: Conn, seqs: list[int]) -> list[Correction]:
+    """The errorDeclarations at these seqs, each with what its corrective events state."""
+    if not seqs:
+        return []
+    rows = conn.execute(queries.DECLARATIONS, (seqs,)).fetchall()
+    ids = sorted({str(i) for r in rows for i in (r[2] or {}).get("correctiveEventIDs", [])})
+    fixed = {r[0]: (r[1], r[2]) for r in conn.execute(queries.CORRECTIVE_EVENTS, (ids,)).fetchall()}
+    out = []
+    for seq, event_id, declaration, was in rows:
+        corrective = [str(i) for i in declaration.get("correctiveEventIDs", [])]
+        why, now = fixed.get(corrective[0], (None, None)) if corrective else (None, None)
+        out.append(
+            Correction(
+                declared_event_id=event_id,
+                declaration_seq=int(seq),
+                declared_at=parse_time(str(declaration["declarationTime"])),
+                reason=str(declaration.get("reason", "")),
+                corrective_event_ids=corrective,
+                why=why,
+                was=was,
+                now=now,
+            )
+        )
+    return out
+
+
+def _verdict_history(conn: Conn, lot_id: str) -> list[VerdictVersion]:
+    return [
+        VerdictVersion(
+            version=int(r[0]),
+            verdict=r[1],
+            computed_at=_utc(r[2]),
+            change_from=r[3],
+            reasons=[str(x) for x in r[4]],
+            arrived_from=None if r[5] is None else parse_time(r[5]),
+            arrived_to=None if r[6] is None else parse_time(r[6]),
+        )
+        for r in conn.execute(queries.LOT_VERDICT_HISTORY, (lot_id,)).fetchall()
+    ]
 
 
 def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> list[CustodyLeg]:
@@ -183,8 +283,7 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
         "low": None if limits is None else limits.low_c,
         "high": None if limits is None else limits.high_c,
         "mkt_dh_r": MKT_DH_R_K,
-        "storage_gap": None if gap.storage_s is None else f"{gap.storage_s} seconds",
-        "transport_gap": None if gap.transport_s is None else f"{gap.transport_s} seconds",
+        **gap.params(),
     }
     rows = conn.execute(queries.LEGS_WITH_EVIDENCE, params).fetchall()
     ids = [r[0] for r in rows]
@@ -193,8 +292,7 @@ def _legs(conn: Conn, lot_id: str, goods: list[str], limits: Limits | None) -> l
         "legs": ids,
         "mkt_window_s": None if limits is None else limits.mkt_window_s,
         "mkt_dh_r": MKT_DH_R_K if limits is None or limits.mkt_dh_r_k is None else limits.mkt_dh_r_k,
-        "storage_gap": params["storage_gap"],
-        "transport_gap": params["transport_gap"],
+        **gap.params(),
     }
     for r in conn.execute(queries.EXCURSIONS_OF_LEGS, window).fetchall():
         excursions[r[0]].append(

@@ -3,7 +3,7 @@ reports all render (the shape ``traceability/README.md`` documents)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -44,6 +44,12 @@ class Limits:
     """allowed recording interval in storage, as the class's pack states it"""
     transport_max_gap_s: float | None
     """allowed recording interval in transport, as the class's pack states it"""
+    road_max_gap_s: float | None = None
+    """allowed recording interval on the road (the transport one where the pack gives none)"""
+    rail_max_gap_s: float | None = None
+    """allowed recording interval by rail (the transport one where the pack gives none)"""
+    sea_max_gap_s: float | None = None
+    """allowed recording interval at sea (the transport one where the pack gives none)"""
     mkt_limit_c: float | None = None
     """the class's mean kinetic temperature limit (null: the class sets no MKT rule)"""
     mkt_window_s: float | None = None
@@ -196,6 +202,49 @@ class LedgerRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Correction:
+    """An errorDeclaration the ledger holds on one of the trace's events: what was believed, what replaced
+    it, when and why."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    declared_event_id: str
+    """the eventID declared wrong (its original entry stays in the ledger)"""
+    declaration_seq: int
+    """the ledger seq of the errorDeclaration"""
+    declared_at: datetime
+    """the declaration's declarationTime"""
+    reason: str
+    """the CBV error reason (incorrect_data: late data showed the event's statement wrong)"""
+    corrective_event_ids: list[str]
+    """the events that state what is now known instead"""
+    why: str | None
+    """the corrective event's account of the change (what arrived late and what it changed)"""
+    was: str | None
+    """what the declared event stated: a lot verdict's result, else its verdict kind"""
+    now: str | None
+    """what the first corrective event states, in the same terms"""
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictVersion:
+    """One version of the lot's verdict history: what the rules stage believed from when, and why."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    version: int
+    verdict: Verdict
+    computed_at: datetime
+    """when the rules stage reached it"""
+    change_from: Verdict | None
+    """the previous version's verdict (null for the first)"""
+    reasons: list[str]
+    arrived_from: datetime | None
+    """device-time window of the readings whose arrival led to it (null: a custody change)"""
+    arrived_to: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class BondedStep:
     status: str
     line: str | None
@@ -274,6 +323,34 @@ class TraceQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class ShelfLife:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    model: str
+    """the class's shelf-life model: arrhenius or sqrt (square-root, Ratkowsky)"""
+    ref_c: float
+    """the model's reference temperature (°C)"""
+    ref_life_h: float
+    """shelf life at the reference temperature (hours), from the class's pack"""
+    used: float
+    """fraction of the reference life the lot's temperature history consumed (over 1: past its life)"""
+    remaining_h: float
+    """hours of life left if kept at the reference temperature from as_of (0 once used up)"""
+    evidence_s: float
+    """time some reading of an asset holding the lot covered"""
+    unevidenced_s: float
+    """time in the lot's custody that no reading covers: it consumes nothing, the verdict says why"""
+    first_time: datetime | None
+    """start of the lot's first custody leg"""
+    as_of: datetime | None
+    """the figures hold as of this time: the end of the last reading that covers the lot"""
+    pack_version: str
+    verdict_version: int | None
+    """the lot verdict version the figures were stored with"""
+    computed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     lot_id: str
     lot: Lot | None
@@ -293,6 +370,13 @@ class Trace:
     backward: Backward | None
     forward: Forward | None
     query: TraceQuery | None = None
+    shelf_life: ShelfLife | None = None
+    """the lot's remaining shelf life as the rules stage stored it beside the verdict (null: its class has no
+    shelf-life model, or the rules stage has not judged the lot)"""
+    corrections: list[Correction] = field(default_factory=list)
+    """the errorDeclarations on the trace's events, in ledger order"""
+    verdict_history: list[VerdictVersion] = field(default_factory=list)
+    """every version of the lot's verdict, oldest first"""
 
 
 def to_json(found: Trace) -> dict[str, Any]:

@@ -16,7 +16,11 @@ transaction that appends their events, so any number of workers can run and noth
   it was registered get their events then.
 * ``verdict_outbox`` rows: an ObjectEvent with bizStep ``sensor_reporting`` and a temperature
   sensorElement (min/max/mean, ALARM_CONDITION; ERROR_CONDITION for a gap in the evidence) over the
-  goods inside the asset during the interval, with the rule pack as ``cc:`` extension fields.
+  goods inside the asset during the interval, with the rule pack and the verdict id as ``cc:`` extension
+  fields. A 'verdict_correction' (late data changed or removed verdicts the ledger holds) appends the
+  replacing verdict's event, or one reporting the withdrawal, then an errorDeclaration (reason
+  ``incorrect_data``, that event as ``correctiveEventIDs``) of each event of the declared verdict ids;
+  a lot verdict that corrects an earlier version declares that version's event the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from rules.models import LotVerdictPayload, VerdictPayload
+from rules.models import CorrectionPayload, LotVerdictPayload, VerdictPayload, WithdrawnVerdict
 from traceability import queries
 from traceability.epcis import builders, validation
 from traceability.epcis.steps import INBOUND_STEPS, OUTBOUND_STEPS
@@ -92,6 +96,35 @@ class LedgerWorker:
         if done:
             self.metrics.ran(time.perf_counter() - t0, self._appended)
         return done
+
+    def _verdict_events(
+        self, conn: psycopg.Connection[Any], kind: str, payload: object, pending: list[builders.Event]
+    ) -> list[builders.Event]:
+        """The ledger events of one verdict_outbox row (`pending`: the events of earlier rows of this
+        append, which a correction may declare wrong)."""
+        decoded = decode_verdict(kind, payload)
+        if decoded is None:
+            return []
+        if isinstance(decoded, LotVerdictPayload):
+            event = lot_verdict_event(decoded)
+            if decoded.corrects is None:
+                return [event]
+            declared_at = builders.parse_time(decoded.computed_at)
+            return [event, *declarations(conn, [decoded.corrects], event, declared_at, pending)]
+        if isinstance(decoded, CorrectionPayload):
+            if decoded.replacement is not None:
+                fixed = verdict_event(conn, decoded.replacement, correction_reason=decoded.reason)
+            elif decoded.withdrawn is not None:
+                fixed = withdrawal_event(conn, decoded.withdrawn, decoded.reason)
+            else:
+                fixed = None
+            if fixed is None:
+                log.warning("verdict correction of %s: no corrective event", ", ".join(decoded.declared))
+                return []
+            declared_at = builders.parse_time(decoded.computed_at)
+            return [fixed, *declarations(conn, decoded.declared, fixed, declared_at, pending)]
+        event_ = verdict_event(conn, decoded)
+        return [] if event_ is None else [event_]
 
     def _head(self, conn: psycopg.Connection[Any]) -> int:
         """The ledger's head seq (0: empty); under the ledger lock, what the transaction's appends move."""
@@ -176,21 +209,17 @@ class LedgerWorker:
                     return total
                 events: list[builders.Event] = []
                 for outbox_id, kind, payload in rows:
-                    decoded = decode_verdict(kind, payload)
-                    if isinstance(decoded, LotVerdictPayload):
-                        event: builders.Event | None = lot_verdict_event(decoded)
-                    else:
-                        event = None if decoded is None else verdict_event(conn, decoded)
-                    if event is None:
+                    built = self._verdict_events(conn, kind, payload, events)
+                    if not built:
                         continue
                     try:
-                        chain.validate_all([event])
+                        chain.validate_all(built)
                     except validation.InvalidEventError as exc:
                         log.error(
                             "verdict_outbox %s dropped: its event is not valid EPCIS: %s", outbox_id, exc
                         )
                         continue
-                    events.append(event)
+                    events.extend(built)
                 # One append for the rows' events: a sensor_reporting event moves nothing and starts no
                 # custody leg, so building each from the derived rows before appending any is the same.
                 appended = 0
@@ -264,11 +293,15 @@ def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[builders.Event]:
 # -- verdicts ----------------------------------------------------------------------------------------
 
 
-def decode_verdict(kind: str, payload: object) -> VerdictPayload | LotVerdictPayload | None:
+def decode_verdict(
+    kind: str, payload: object
+) -> VerdictPayload | LotVerdictPayload | CorrectionPayload | None:
     """The outbox payload as the rules stage's own type; None (logged) when it does not match it."""
     try:
         if kind == "lot_verdict":
             return msgspec.convert(payload, LotVerdictPayload)
+        if kind == "verdict_correction":
+            return msgspec.convert(payload, CorrectionPayload)
         return msgspec.convert(payload, VerdictPayload)
     except msgspec.ValidationError as exc:
         log.error("verdict_outbox %s payload does not match the rules contract (%s): %r", kind, exc, payload)
@@ -288,6 +321,10 @@ def lot_verdict_event(v: LotVerdictPayload) -> builders.Event:
     }
     if v.reasons:
         extensions["cc:reasons"] = "; ".join(v.reasons)
+    if v.corrects is not None:
+        extensions["cc:corrects"] = v.corrects
+        if v.correction_reason is not None:
+            extensions["cc:correctionReason"] = v.correction_reason
     event = builders.object_event(
         event_time=builders.parse_time(v.computed_at),
         quantities=[builders.quantity(v.lot_id)],
@@ -297,26 +334,19 @@ def lot_verdict_event(v: LotVerdictPayload) -> builders.Event:
     return builders.with_event_id(event)
 
 
-def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> builders.Event | None:
+def verdict_event(
+    conn: psycopg.Connection[Any], v: VerdictPayload, *, correction_reason: str | None = None
+) -> builders.Event | None:
     """The sensor_reporting ObjectEvent of an excursion or chain break, or None if its asset is unknown.
 
     What is reported on: the goods unit EPCs inside the asset during the interval; when none, the asset's
     own EPC; when it has none, no epcList at all but a readPoint (the asset's location, else a
     ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events."""
     start, end = builders.parse_time(v.start), builders.parse_time(v.end)
-    asset = conn.execute(queries.ASSET_BY_ID, (v.asset_id,)).fetchone()
-    if asset is None:
-        log.warning("verdict_outbox %s names no known asset: %s", v.verdict, v.asset_id)
+    subjects = _subjects(conn, v.verdict, v.asset_id, start, end)
+    if subjects is None:
         return None
-    _, asset_epc, asset_location, _ = asset
-    goods = [
-        r[0]
-        for r in conn.execute(
-            queries.GOODS_IN_ASSET, {"epc": asset_epc, "location": asset_location, "start": start, "end": end}
-        ).fetchall()
-    ]
-    epcs: list[str] | None = goods or ([asset_epc] if asset_epc else None)
-    read_point = asset_location or (None if epcs else builders.asset_uri(v.asset_id))
+    epcs, read_point = subjects
 
     chain_break = v.verdict == "chain_break"
     gap = chain_break and v.kind == "gap"
@@ -332,6 +362,7 @@ def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> builders.
     )
     extensions: dict[str, Any] = {
         "cc:verdict": v.verdict,
+        "cc:verdictId": v.verdict_id,
         "cc:assetId": v.asset_id,
         "cc:rulePackId": v.pack_id,
         "cc:rulePackVersion": v.pack_version,
@@ -349,6 +380,8 @@ def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> builders.
     ):
         if number is not None:
             extensions[key] = round(number, 3)
+    if correction_reason is not None:
+        extensions["cc:correctionReason"] = correction_reason
     event = builders.object_event(
         event_time=end,
         epcs=epcs,
@@ -358,3 +391,83 @@ def verdict_event(conn: psycopg.Connection[Any], v: VerdictPayload) -> builders.
         extensions=extensions,
     )
     return builders.with_event_id(event)
+
+
+def _subjects(
+    conn: psycopg.Connection[Any], what: str, asset_id: str, start: datetime, end: datetime
+) -> tuple[list[str] | None, str | None] | None:
+    """What a sensor event over [start, end] on the asset reports on: (epcList, readPoint); None (logged)
+    when the asset is unknown."""
+    asset = conn.execute(queries.ASSET_BY_ID, (asset_id,)).fetchone()
+    if asset is None:
+        log.warning("verdict_outbox %s names no known asset: %s", what, asset_id)
+        return None
+    _, asset_epc, asset_location, _ = asset
+    goods = [
+        r[0]
+        for r in conn.execute(
+            queries.GOODS_IN_ASSET, {"epc": asset_epc, "location": asset_location, "start": start, "end": end}
+        ).fetchall()
+    ]
+    epcs: list[str] | None = goods or ([asset_epc] if asset_epc else None)
+    return epcs, asset_location or (None if epcs else builders.asset_uri(asset_id))
+
+
+def withdrawal_event(
+    conn: psycopg.Connection[Any], w: WithdrawnVerdict, reason: str
+) -> builders.Event | None:
+    """The corrective event of a verdict late data removed: a sensor_reporting ObjectEvent over the same
+    goods and span, with no exception, saying which verdict is withdrawn and why."""
+    start, end = builders.parse_time(w.start), builders.parse_time(w.end)
+    subjects = _subjects(conn, "verdict_correction", w.asset_id, start, end)
+    if subjects is None:
+        return None
+    epcs, read_point = subjects
+    element = builders.temperature_element(start_time=start, end_time=end, device_id=w.device_id)
+    extensions: dict[str, Any] = {
+        "cc:verdict": "verdict_withdrawn",
+        "cc:withdrawnVerdictId": w.verdict_id,
+        "cc:assetId": w.asset_id,
+        "cc:rulePackId": w.pack_id,
+        "cc:rulePackVersion": w.pack_version,
+        "cc:ruleId": w.rule_id,
+        "cc:productClass": w.product_class,
+        "cc:channel": w.channel,
+        "cc:correctionReason": reason,
+    }
+    event = builders.object_event(
+        event_time=end,
+        epcs=epcs,
+        biz_step="sensor_reporting",
+        read_point=read_point,
+        sensor_elements=[element],
+        extensions=extensions,
+    )
+    return builders.with_event_id(event)
+
+
+def declarations(
+    conn: psycopg.Connection[Any],
+    verdict_ids: Sequence[str],
+    corrective: builders.Event,
+    declared_at: datetime,
+    pending: Sequence[builders.Event],
+) -> list[builders.Event]:
+    """The errorDeclarations (reason incorrect_data, ``corrective`` as the corrective event) of every
+    event of these verdict ids the ledger holds undeclared, or that an earlier row of this append built."""
+    fixed_id = corrective["eventID"]
+    out: list[builders.Event] = []
+    seen: set[str] = {fixed_id}
+    for verdict_id in verdict_ids:
+        held = [r[0] for r in conn.execute(queries.LIVE_EVENTS_OF_VERDICT, (verdict_id,)).fetchall()]
+        held += [e for e in pending if e.get("cc:verdictId") == verdict_id and "errorDeclaration" not in e]
+        for old in held:
+            if old["eventID"] in seen:
+                continue
+            seen.add(old["eventID"])
+            out.append(
+                builders.error_declaration(old, declared_at=declared_at, corrective_event_ids=[fixed_id])
+            )
+        if not held:
+            log.warning("verdict correction: the ledger holds no event of %s to declare wrong", verdict_id)
+    return out

@@ -5,7 +5,9 @@ timestamps, gaps of 15–90 min, NaN dropouts, excursions of 5–90 min, stuck-s
 evaluates the whole default rule set of a class (hysteresis excursions with minimum duration, total
 and windowed cumulative time out of range, gaps with the tighter out-of-range interval, rolling MKT,
 accuracy band, sensor faults, shelf life) three ways:
-- numba: `rules.kernels_multi.evaluate_multi` (parallel over series), the engine the service runs;
+- numba: `rules.kernels_multi.evaluate_multi` (parallel over series: `numba.prange` around the
+  per-series kernels), the engine the service runs; timed on every numba thread and then on one, on
+  the same data, for the parallel scaling (`numba_rps` / `numba_1t_rps`; both summaries must be equal);
 - pandas: the same rule set written with pandas/numpy vectorised operations (groupby, shift,
   ffill, cumulative sums, searchsorted on a series-offset time axis), in `rules_peers`;
 - python: a plain-Python loop implementation, on a sample of series, in `rules_peers`.
@@ -24,6 +26,7 @@ import os
 import time
 from typing import Annotated, Any
 
+import numba
 import numpy as np
 import typer
 
@@ -37,6 +40,13 @@ from rules.packs import ClassRef, load_packs
 
 MKT_WINDOW_S = 86_400  # rolling MKT window when the class names none (24 h, as USP CCT)
 DHR_K = 10_000.0
+
+
+def benchable(ref: ClassRef) -> bool:
+    """Whether the bench's whole rule set applies to a class: it needs the class's sensor-fault
+    thresholds, shelf-life model and device accuracy."""
+    r = ref.rules
+    return r.faults is not None and r.shelf_life is not None and r.accuracy is not None
 
 
 def class_params(ref: ClassRef) -> FloatArray:
@@ -129,6 +139,20 @@ def compare(a: FloatArray, b: FloatArray) -> list[str]:
     return bad
 
 
+def _timed_multi(
+    offsets: IntArray, t_ms: IntArray, v: FloatArray, params: FloatArray, threads: int
+) -> tuple[FloatArray, float]:
+    """`evaluate_multi` on `threads` numba threads: (summary, seconds). The thread count is restored."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        t0 = time.perf_counter()
+        out = kernels_multi.evaluate_multi(offsets, t_ms, v, params)
+        return out, time.perf_counter() - t0
+    finally:
+        numba.set_num_threads(before)
+
+
 def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> dict[str, Any]:
     ref = load_packs()[class_code]
     p = class_params(ref)
@@ -140,9 +164,10 @@ def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> d
 
     w_off, w_t, w_v = generate(4, 200, seed=1)  # compile / load the kernel cache outside the timing
     kernels_multi.evaluate_multi(w_off, w_t, w_v, params[:4])
-    t0 = time.perf_counter()
-    nb = kernels_multi.evaluate_multi(offsets, t_ms, v, params)
-    numba_s = time.perf_counter() - t0
+    # The same call on every core numba was given, then on one thread: the parallel scaling, same data.
+    threads = int(numba.get_num_threads())  # every core, unless NUMBA_NUM_THREADS says fewer
+    nb, numba_s = _timed_multi(offsets, t_ms, v, params, threads)
+    nb_1t, numba_1t_s = _timed_multi(offsets, t_ms, v, params, 1)
 
     t0 = time.perf_counter()
     pdv = evaluate_pandas(offsets, t_ms, v, p)
@@ -164,6 +189,7 @@ def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> d
     bad_pd = compare(nb, pdv)
     bad_py = compare(nb[picks], py)
     numba_rps = n / numba_s
+    parallel_agree = bool(np.array_equal(nb, nb_1t, equal_nan=True))
     pandas_rps = n / pandas_s
     return {
         "bench": "rules",
@@ -171,7 +197,11 @@ def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> d
         "pandas_rps": round(pandas_rps),
         "python_rps": round(py_n / python_s),
         "speedup_vs_pandas": round(numba_rps / pandas_rps, 1),
-        "agree": not bad_pd and not bad_py,
+        "numba_1t_rps": round(n / numba_1t_s),
+        "numba_threads": threads,
+        "parallel_scaling": round(numba_1t_s / numba_s, 2),
+        "agree": not bad_pd and not bad_py and parallel_agree,
+        "parallel_agree": parallel_agree,
         "disagree_pandas": bad_pd,
         "disagree_python": bad_py,
         "series": n_series,
@@ -182,6 +212,7 @@ def run_bench(n_series: int, per_series: int, sample: int, class_code: str) -> d
         "python_sample_series": len(py_rows),
         "python_sample_readings": py_n,
         "numba_s": round(numba_s, 3),
+        "numba_1t_s": round(numba_1t_s, 3),
         "pandas_s": round(pandas_s, 3),
         "python_s": round(python_s, 3),
         "generate_s": round(gen_s, 3),
@@ -213,9 +244,14 @@ def bench_rules(
 ) -> None:
     """Numba rule engine vs a pandas implementation vs plain Python, on the same generated data."""
     known = load_packs()
+    codes = ", ".join(c.code for c in known.classes() if benchable(c))
     if class_code not in known:
-        codes = ", ".join(c.code for c in known.classes())
         fail(f"--class: no product class {class_code!r} (choose from {codes})")
+    if not benchable(known[class_code]):
+        fail(
+            f"--class: {class_code!r} has no sensor-fault thresholds, shelf-life model or accuracy, which"
+            f" the bench's rule set needs (choose from {codes})"
+        )
     if min(series, per_series, sample) < 1:
         fail("--series, --per-series and --sample must be at least 1")
     if quick:
@@ -230,7 +266,9 @@ def bench_rules(
     result["host_probe_ms"] = probe()
     if not json_out:
         typer.echo(
-            f"numba {result['numba_rps']:,} r/s, pandas {result['pandas_rps']:,} r/s, "
-            f"python {result['python_rps']:,} r/s, agree={result['agree']}"
+            f"numba {result['numba_rps']:,} r/s on {result['numba_threads']} threads "
+            f"({result['numba_1t_rps']:,} r/s on 1: x{result['parallel_scaling']}), "
+            f"pandas {result['pandas_rps']:,} r/s, python {result['python_rps']:,} r/s, "
+            f"agree={result['agree']}, alarm latency p95 {result['alarm_latency_p95_ms']} ms"
         )
     emit_json(result)

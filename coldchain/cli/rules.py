@@ -11,7 +11,7 @@ from typer.core import TyperCommand
 from coldchain.cli.common import ExitCode, emit_json, fail
 
 if TYPE_CHECKING:
-    from rules.packs import ClassRef, PackSet
+    from rules.packs import ClassRef, ClassRules, PackSet
 
 rules_app = typer.Typer(help="Rule packs and offline checks.", no_args_is_help=True)
 
@@ -45,7 +45,7 @@ def packs(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object as the last line.")] = False,
     packs_dir: PacksDir = None,
 ) -> None:
-    """List the loaded rule packs, their classes and limits, with sources."""
+    """List the loaded rule packs and every class, each limit with the clause it comes from."""
     ps = _load(packs_dir)
     if json_out:
         emit_json(
@@ -61,23 +61,84 @@ def packs(
     for p in ps.packs.values():
         typer.echo(f"{p.id} {p.version}: {p.title}")
         for code in sorted(p.classes):
-            r = p.classes[code]
-            lo = "−∞" if r.low_c is None else f"{r.low_c:g}"
-            hi = "+∞" if r.high_c is None else f"{r.high_c:g}"
-            extra = [f"min {r.min_duration.seconds}s"]
-            extra.append(f"interval storage {r.max_interval.storage.seconds}s")
-            extra.append(f"transport {r.max_interval.transport.seconds}s")
-            if r.max_interval.out_of_range is not None:
-                extra.append(f"out-of-range {r.max_interval.out_of_range.seconds}s")
-            if r.hysteresis is not None:
-                extra.append(f"hysteresis {r.hysteresis.value:g}°C")
-            if r.mkt is not None:
-                extra.append(f"MKT ≤ {r.mkt.limit_c:g}°C/{r.mkt.window_s}s")
-            if r.band is not None:
-                extra.append(f"band [{r.band.low_c}, {r.band.high_c}]")
-            if r.shelf_life is not None:
-                extra.append(f"shelf life {r.shelf_life.model}")
-            typer.echo(f"  {code:<16} [{lo}, {hi}] °C  {', '.join(extra)}  — {r.source}")
+            typer.echo(f"  {code}: {p.classes[code].description}")
+            for what, source in _limit_lines(p.classes[code]):
+                typer.echo(f"    {what} — {source}")
+
+
+def _c(x: float | None, inclusive: bool, side: str) -> str:
+    if x is None:
+        return "−∞" if side == "low" else "+∞"
+    return f"{x:g}" if inclusive else f"{x:g} (exclusive)"
+
+
+def _limit_lines(r: ClassRules) -> list[tuple[str, str]]:
+    """Every limit of a class as (what, its source): the range, then each table in pack order."""
+    lo, hi = _c(r.low_c, r.low_inclusive, "low"), _c(r.high_c, r.high_inclusive, "high")
+    out = [
+        (f"range [{lo}, {hi}] °C", r.source),
+        (f"minimum duration {r.min_duration.seconds} s", r.min_duration.source),
+    ]
+    mi = r.max_interval
+    for mode, lim in (
+        ("storage", mi.storage),
+        ("transport", mi.transport),
+        ("road", mi.road),
+        ("rail", mi.rail),
+        ("sea", mi.sea),
+        ("out of range", mi.out_of_range),
+    ):
+        if lim is not None:
+            out.append((f"recording interval {mode} ≤ {lim.seconds} s", lim.source))
+    if r.hysteresis is not None:
+        out.append((f"hysteresis {r.hysteresis.value:g} °C", r.hysteresis.source))
+    if r.allowances is not None and r.allowances.single_event is not None:
+        se = r.allowances.single_event
+        out.append((f"single-event allowance {se.seconds} s", se.source))
+    if r.allowances is not None and r.allowances.cumulative is not None:
+        cu = r.allowances.cumulative
+        out.append((f"cumulative allowance {cu.seconds} s in {cu.window_s} s", cu.source))
+    if r.band is not None:
+        b = r.band
+        blo, bhi = _c(b.low_c, b.low_inclusive, "low"), _c(b.high_c, b.high_inclusive, "high")
+        out.append((f"band [{blo}, {bhi}] °C (outside: broken)", b.source))
+        if b.spike is not None:
+            out.append(
+                (f"transient spikes ≤ {b.spike.high_c:g} °C for ≤ {b.spike.seconds} s", b.spike.source)
+            )
+    for t in r.triggers:
+        op = "≥" if t.side == "high" else "≤"
+        span = "" if t.kind == "instant" else f" for {t.seconds} s"
+        window = f" in {t.window_s} s" if t.window_s is not None else ""
+        out.append(
+            (f"trigger {t.name}: {t.kind} {op} {t.threshold_c:g} °C{span}{window} → {t.verdict}", t.source)
+        )
+    if r.mkt is not None:
+        out.append((f"MKT ≤ {r.mkt.limit_c:g} °C over {r.mkt.window_s} s", r.mkt.source))
+    if r.door_open is not None:
+        out.append((f"door open ≤ {r.door_open.seconds} s", r.door_open.source))
+    if r.power_loss is not None:
+        out.append((f"power loss ≤ {r.power_loss.seconds} s", r.power_loss.source))
+    if r.defrost is not None:
+        d = r.defrost
+        out.append((f"defrost suspension ≤ {d.max_s} s, ≤ +{d.max_rise_c:g} °C", d.source))
+    if r.faults is not None:
+        f = r.faults
+        rate = f"{f.max_rate_c_per_min:g} °C/min"
+        what = f"sensor faults: flatline {f.flatline_s} s, spike {f.spike_c:g} °C, {rate}"
+        out.append((what, f.source))
+    if r.accuracy is not None:
+        out.append((f"default accuracy ±{r.accuracy.value:g} °C", r.accuracy.source))
+    if r.humidity is not None:
+        h = r.humidity
+        hlo = "−" if h.low_pct is None else f"{h.low_pct:g}"
+        hhi = "−" if h.high_pct is None else f"{h.high_pct:g}"
+        held = "" if h.modes is None else f" in {', '.join(h.modes)}"
+        out.append((f"humidity [{hlo}, {hhi}] %RH{held}", h.source))
+    if r.shelf_life is not None:
+        sl = r.shelf_life
+        out.append((f"shelf life {sl.model}, {sl.ref_life_h:g} h at {sl.ref_c:g} °C", sl.source))
+    return out
 
 
 def _check_limits() -> str:
@@ -114,7 +175,7 @@ def check(
     file: Annotated[Path, typer.Argument(help="Logger export CSV: header time,temp_c[,rh].")],
     product_class: Annotated[str, typer.Option("--class", help="Product class code, e.g. chilled.")],
     mode: Annotated[
-        str, typer.Option(help="storage | transport (sets the recording interval).")
+        str, typer.Option(help="storage | transport | road | rail | sea (sets the recording interval).")
     ] = "transport",
     pack: Annotated[str | None, typer.Option(help="Only accept the class from this pack id.")] = None,
     accuracy_c: Annotated[
@@ -130,9 +191,10 @@ def check(
     """Evaluate a data-logger file against a class without any database; print the verdict."""
     from rules import engine
     from rules.logfile import LogFileError, check_report, read_logger_csv
+    from rules.packs import MODES
 
-    if mode not in ("storage", "transport"):
-        fail(f"--mode must be storage or transport, not {mode!r}", ExitCode.USAGE)
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, not {mode!r}", ExitCode.USAGE)
     if accuracy_c is not None:
         try:
             engine.check_accuracy(accuracy_c)
@@ -149,7 +211,12 @@ def check(
     except LogFileError as exc:
         fail(f"{file}: {exc}", ExitCode.USAGE)
     ev = engine.evaluate_series(
-        data.t_ms, data.temp_c, ref, "storage" if mode == "storage" else "transport", accuracy_c=accuracy_c
+        data.t_ms,
+        data.temp_c,
+        ref,
+        next(m for m in MODES if m == mode),
+        accuracy_c=accuracy_c,
+        humidity=None if data.rh is None else (data.t_ms, data.rh),
     )
     report = check_report(ev)
     if json_out:
@@ -161,4 +228,49 @@ def check(
     typer.echo(
         f"  readings {ev.readings}, min {report['min_c']}, max {report['max_c']}, mean {report['mean_c']}, "
         f"MKT {report['mkt_c']}, out of range {ev.time_out_of_range_s:.0f} s"
+    )
+
+
+@rules_app.command("quarantine")
+def quarantine(
+    requeue: Annotated[
+        int | None,
+        typer.Option("--requeue", help="Send this quarantined batch back to the rules worker (cause fixed)."),
+    ] = None,
+) -> None:
+    """The telemetry batches taken off the rules queue because judging them raised, with their errors; with
+    --requeue, send one back. Last line: one JSON object."""
+    import psycopg
+
+    from coldchain.cli.common import cli_settings
+    from coldchain.stack import open_stack
+    from rules.models import iso_utc
+    from rules.worker import queue
+
+    settings = cli_settings()
+    with open_stack(settings, must_exist=True) as stack, psycopg.connect(stack.database_url) as conn:
+        if requeue is not None:
+            if not queue.requeue(conn, requeue):
+                fail(f"no quarantined batch {requeue}", ExitCode.FAILED)
+            conn.commit()
+            emit_json({"requeued": requeue})
+            return
+        held = queue.quarantined(conn)
+    for q in held:
+        span = f"{iso_utc(q.t_min)}..{iso_utc(q.t_max)}"
+        typer.echo(f"batch {q.batch_id}: series {q.series_ids}, {span}: {q.error}")
+    emit_json(
+        {
+            "quarantined": [
+                {
+                    "batch_id": q.batch_id,
+                    "series_ids": q.series_ids,
+                    "t_min": iso_utc(q.t_min),
+                    "t_max": iso_utc(q.t_max),
+                    "error": q.error,
+                    "quarantined_at": iso_utc(q.quarantined_at),
+                }
+                for q in held
+            ]
+        }
     )

@@ -1,4 +1,5 @@
-"""Stage 4 (dashboards): Data quality: sequence gaps, dead letters, lag, silent devices, clock skew."""
+"""Stage 4 (dashboards): Data quality: sequence gaps, dead letters, lag, silent devices, clock skew,
+calibration."""
 
 from __future__ import annotations
 
@@ -64,12 +65,23 @@ def dashboard() -> c.Json:
         .override_by_name("skewed_share", [c.prop("unit", "percentunit"), c.prop("decimals", 2)])
         .grid_pos(c.at(12, 17, 12, 9))
     )
+    calibration = (
+        c.sql_table(
+            bi("校准过期设备", "Devices past their calibration date"),
+            "Devices mounted on assets in scope at the end of the range whose calibration was due before "
+            "that day: the rules stage judges their readings indeterminate, never a pass, until they are "
+            "calibrated again (GB 31605-2020 and the drug GSP require calibrated monitoring devices).",
+            queries.DQ_CALIBRATION_OVERDUE,
+        )
+        .override_by_name("days_overdue", [c.prop("unit", "d")])
+        .grid_pos(c.at(0, 26, 24, 8))
+    )
     return c.to_json(
         c.board(
             UID,
             "数据质量",
             "Data quality",
-            "Whether the telemetry can be trusted: gaps, refusals, lag, silence, clocks.",
+            "Whether the telemetry can be trusted: gaps, refusals, lag, silence, clocks, calibration.",
         )
         .variables(c.scope_variables())
         .with_panel(gaps)
@@ -77,4 +89,5 @@ def dashboard() -> c.Json:
         .with_panel(lag)
         .with_panel(silent)
         .with_panel(skew)
+        .with_panel(calibration)
     )

@@ -101,8 +101,8 @@ class Condition:
     kind: str
     severity: str
     series_id: int | None
-    product_class: str
-    pack_version: str
+    product_class: str | None  # None: not a class rule (a quarantined batch on an unclassed asset)
+    pack_version: str | None
     reason: str
     condition_start: datetime
     condition_end: datetime

@@ -5,7 +5,15 @@ kernels, `catalog` defines each rule once (id, kind, verdict, severity, reason t
 the break predicates and chain-breaking runs, `profile` applies a whole class to one series.
 """
 
-from rules.engine.breaks import band_runs, cumulative_breaks
+from rules.engine.breaks import (
+    band_breaks,
+    band_runs,
+    calibration_lapse_ms,
+    cumulative_breaks,
+    device_accuracy,
+    humidity_runs,
+    past_calibration,
+)
 from rules.engine.checked import (
     MAX_ACCURACY_C,
     Excursion,
@@ -20,7 +28,14 @@ from rules.engine.checked import (
     find_gaps_tight,
     warm_up,
 )
-from rules.engine.profile import Breach, Evaluation, MktPrefix, evaluate_series, mkt_at_end
+from rules.engine.profile import (
+    Breach,
+    Evaluation,
+    MktPrefix,
+    evaluate_series,
+    mkt_at_end,
+    momentary_clear,
+)
 
 __all__ = [
     "MAX_ACCURACY_C",
@@ -30,16 +45,22 @@ __all__ = [
     "Gap",
     "MktPrefix",
     "RangeLimits",
+    "band_breaks",
     "band_runs",
+    "calibration_lapse_ms",
     "check_accuracy",
     "check_series",
     "cumulative_breaks",
+    "device_accuracy",
     "evaluate_series",
     "find_excursions",
     "find_excursions_multi",
     "find_gaps",
     "find_gaps_multi",
     "find_gaps_tight",
+    "humidity_runs",
     "mkt_at_end",
+    "momentary_clear",
+    "past_calibration",
     "warm_up",
 ]

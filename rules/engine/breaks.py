@@ -1,18 +1,23 @@
-"""Stage 2 (verdicts): the break rules over one slice: defrost, accuracy, single event, cumulative, band.
+"""Stage 2 (verdicts): the break rules over one slice: defrost, accuracy, single event, cumulative, band,
+and the evidence-quality rules (calibration, humidity).
+
+The band rule honours its inclusive bounds and transient-spike allowance (`band_breaks`).
 
 Each predicate is the one definition of its rule: `evaluate_series` (offline check, lot verdicts) and
-the live worker's chain_break rows both judge through them.
+the live worker's chain_break rows and alarms all judge through them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import numpy as np
 from numpy.typing import NDArray
 
+from rules import kernels
 from rules.engine.checked import FloatArray, IntArray, check_series, limit_or
-from rules.packs import ClassRules
+from rules.packs import Band, ClassRef, ClassRules, Humidity
 
 
 def suspended_by_defrost(rules: ClassRules, peak_c: float, duration_ms: int) -> bool:
@@ -29,11 +34,51 @@ def beyond_accuracy(rules: ClassRules, peak_c: float, accuracy_c: float) -> bool
     return max(low - peak_c, peak_c - high) > accuracy_c
 
 
-def device_accuracy(rules: ClassRules, accuracy_c: float | None) -> float:
-    """The accuracy a reading is judged with: the device's stated one, else the class's, else 0."""
+def device_accuracy(ref: ClassRef, accuracy_c: float | None) -> float:
+    """The accuracy a reading is judged with: the device's stated one, else its class's, else its pack's
+    default, else 0 (only a reading exactly at a limit is then in doubt)."""
     if accuracy_c is not None:
         return accuracy_c
-    return rules.accuracy.value if rules.accuracy else 0.0
+    if ref.rules.accuracy is not None:
+        return ref.rules.accuracy.value
+    return ref.pack.accuracy.value if ref.pack.accuracy is not None else 0.0
+
+
+def calibration_lapse_ms(calibration_due: dt.date | None) -> int | None:
+    """Device time (epoch ms) from which a device is past its calibration: 00:00 UTC of the day after its
+    `calibration_due` date (the due date itself is still covered). None: no date recorded, nothing lapses."""
+    if calibration_due is None:
+        return None
+    day_after = dt.datetime.combine(calibration_due + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    return int(day_after.timestamp()) * 1000
+
+
+def past_calibration(
+    t_ms: NDArray[np.int64], v: NDArray[np.float64], lapse_ms: int | None
+) -> NDArray[np.intp]:
+    """Indices of the non-NaN readings taken at or after `lapse_ms` (a device past its calibration)."""
+    if lapse_ms is None:
+        return np.empty(0, dtype=np.intp)
+    return np.flatnonzero(~np.isnan(v) & (t_ms >= lapse_ms))
+
+
+def humidity_runs(
+    t_ms: NDArray[np.generic], rh: NDArray[np.generic], limits: Humidity, min_duration_ms: int
+) -> list[tuple[int, int, float]]:
+    """Runs of relative-humidity readings outside the class's limits (bounds inclusive: a reading at a
+    bound is in range) lasting at least `min_duration_ms` (the class's minimum duration, as for
+    temperature), as (first index, last index, peak %RH). NaN dropouts neither end nor extend a run."""
+    t, x = check_series(t_ms, rh)
+    low = limit_or(limits.low_pct, -math.inf)
+    high = limit_or(limits.high_pct, math.inf)
+    starts, ends = kernels.hyst_runs(t, x, low, high, True, True, 0.0, min_duration_ms)
+    if starts.shape[0] == 0:
+        return []
+    peaks = kernels.run_peaks(x, starts, ends, low, high)
+    return [
+        (int(a), int(b), float(peaks[k]))
+        for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True))
+    ]
 
 
 def single_event_s(rules: ClassRules) -> int | None:
@@ -112,9 +157,17 @@ def cumulative_breaks(
     return [(int(idx[lo]), int(idx[hi]), c) for lo, hi, c in merged]
 
 
-def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | None) -> list[tuple[int, int]]:
+def band_runs(
+    v: NDArray[np.generic],
+    *,
+    low_c: float | None,
+    high_c: float | None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> list[tuple[int, int]]:
     """Runs of consecutive non-NaN readings outside the hard band [low_c, high_c] (NaN dropouts
-    neither end nor extend a run), as (first index, last index)."""
+    neither end nor extend a run), as (first index, last index). An inclusive bound is inside the
+    band; a reading equal to an exclusive one is outside it."""
     if not isinstance(v, np.ndarray) or v.ndim != 1 or v.dtype != np.float64:
         raise ValueError("v must be a 1-D float64 numpy array")
     x: FloatArray = np.ascontiguousarray(v, dtype=np.float64)
@@ -123,6 +176,10 @@ def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | No
     valid = np.flatnonzero(~np.isnan(x))
     xv = x[valid]
     out = (xv < lo) | (xv > hi)
+    if not low_inclusive:
+        out |= xv == lo
+    if not high_inclusive:
+        out |= xv == hi
     runs: list[tuple[int, int]] = []
     start = -1
     for k, o in enumerate(out.tolist()):
@@ -134,3 +191,32 @@ def band_runs(v: NDArray[np.generic], *, low_c: float | None, high_c: float | No
     if start >= 0:
         runs.append((int(valid[start]), int(valid[-1])))
     return runs
+
+
+def within_spike(t_ms: NDArray[np.generic], v: NDArray[np.generic], band: Band, run: tuple[int, int]) -> bool:
+    """The run outside the band is a permitted transient spike: every reading of it lies above the
+    band and at or below the spike's ceiling, and it lasts (first to last reading) at most the spike's
+    seconds. Both bounds are inclusive: 40.0 °C for exactly 24 h is a permitted USP CRT spike."""
+    sp = band.spike
+    if sp is None or band.high_c is None:
+        return False
+    i, j = run
+    x = v[i : j + 1]
+    x = x[~np.isnan(x)]
+    above = x > band.high_c if band.high_inclusive else x >= band.high_c
+    return bool(above.all()) and float(x.max()) <= sp.high_c and int(t_ms[j] - t_ms[i]) <= sp.seconds * 1000
+
+
+def band_breaks(t_ms: NDArray[np.generic], v: NDArray[np.generic], band: Band) -> list[tuple[int, int]]:
+    """The runs outside the class's hard band that break the chain, as (first index, last index):
+    every run of `band_runs` except a permitted transient spike (`within_spike`). The one definition
+    of the band rule: the offline check, lot verdicts and the live worker's chain breaks use it."""
+    t, x = check_series(t_ms, v)
+    runs = band_runs(
+        x,
+        low_c=band.low_c,
+        high_c=band.high_c,
+        low_inclusive=band.low_inclusive,
+        high_inclusive=band.high_inclusive,
+    )
+    return [run for run in runs if not within_spike(t, x, band, run)]

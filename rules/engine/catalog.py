@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Final
 
 from rules.models import iso_utc
-from rules.packs import ClassRef, ClassRules
+from rules.packs import ClassRef, ClassRules, Trigger
 from rules.verdicts import Verdict
 
 
@@ -42,11 +42,20 @@ DOOR_OPEN: Final = Rule("door_open", "door", "broken", "critical", break_kind="d
 POWER_LOSS: Final = Rule("power_loss", "power", "broken", "critical", break_kind="power")
 ACCURACY: Final = Rule("accuracy", "accuracy", "indeterminate", "info")
 FAULTS: Final = Rule("faults", "faults", "indeterminate", "info")
+# Evidence quality: readings of a device past its calibration date prove nothing either way (GB 31605-2020
+# and the drug GSP require calibrated monitoring devices), so at best indeterminate; relative humidity
+# outside the class's limits is an excursion, judged on the asset's rh channel.
+CALIBRATION: Final = Rule("calibration", "calibration", "indeterminate", "warning")
+HUMIDITY: Final = Rule("humidity", "humidity", "excursion", "warning")
+# Not a class rule: a telemetry batch whose evaluation raised and was taken off the queue (its id is
+# ``rules/quarantine``, the same under every class).
+QUARANTINE: Final = Rule("quarantine", "quarantine", "indeterminate", "critical")
+QUARANTINE_RULE_ID: Final = "rules/quarantine"
 
 
-def trigger(name: str, severity: str) -> Rule:
-    """A pack's named trigger: an excursion-level rule with the trigger's own severity."""
-    return Rule(f"trigger.{name}", "trigger", "excursion", severity)
+def trigger(t: Trigger) -> Rule:
+    """A pack's named trigger: a rule with the trigger's own verdict and severity."""
+    return Rule(f"trigger.{t.name}", "trigger", t.verdict, t.severity)
 
 
 def state_rule(channel: str) -> Rule:
@@ -56,7 +65,15 @@ def state_rule(channel: str) -> Rule:
 
 def profile_rules(rules: ClassRules) -> tuple[Rule, ...]:
     """The profile rules judged live at the latest reading (an alarm each while it stands)."""
-    return (CUMULATIVE, BAND, MKT, ACCURACY, FAULTS, *(trigger(t.name, t.severity) for t in rules.triggers))
+    return (
+        CUMULATIVE,
+        BAND,
+        MKT,
+        ACCURACY,
+        FAULTS,
+        CALIBRATION,
+        *(trigger(t) for t in rules.triggers),
+    )
 
 
 # -- reason texts ------------------------------------------------------------------------------------
@@ -86,6 +103,8 @@ TRIGGER_TEXT: Final = "{kind} trigger {name} fired"
 NEAR_LIMIT_TEXT: Final = "{count} readings within the device accuracy (±{accuracy_c} °C) of a limit"
 FAULTS_TEXT: Final = "sensor faults: {flatline} flatline, {spike} spike, {rate} rate of change"
 EVIDENCE_TEXT: Final = "{kind} {start}..{end} ({duration_s} s, {rule_id})"
+CALIBRATION_TEXT: Final = "{count} readings taken after the device's calibration was due ({due})"
+HUMIDITY_TEXT: Final = "humidity {side} {limit_pct} %RH for {duration_s} s (peak {peak_pct} %RH)"
 NO_EVIDENCE: Final = "no temperature reading: no evidence"
 NO_LEG: Final = "no custody leg recorded for the lot yet"
 LEG_WITHOUT_ASSET: Final = "custody leg {leg}: no asset, so no temperature evidence"
@@ -93,7 +112,19 @@ LEG_NOT_COVERED: Final = "custody leg {leg}: no temperature reading (handoff not
 BACK_IN_RANGE: Final = "back in range past the {hysteresis_c} °C hysteresis"
 BACK_TO_NORMAL: Final = "{kind} back to normal"
 CLEAR_AT_LATEST: Final = "{rule} clear over the look-back ending at the latest reading"
+CLEAR_NOW: Final = "{rule} clear at the latest reading"
 SERIES_REASON: Final = "{asset} series {series}: {reason}"
+CORRECTED_TEXT: Final = (
+    "readings that arrived late changed this verdict: {was_start}..{was_end} is now {start}..{end}"
+)
+WITHDRAWN_TEXT: Final = "readings that arrived late removed this verdict ({start}..{end})"
+LOT_CORRECTED_TEXT: Final = (
+    "readings that arrived late for {start}..{end} changed the lot's verdict from {was} to {now}"
+)
+# Fixed phrases: the error itself stays in batch_quarantine / lot_quarantine and the log.
+QUARANTINED_TEXT: Final = "telemetry batch {batch_id} taken off the rules queue: its evaluation failed"
+LOT_QUARANTINED_TEXT: Final = "lot {lot_id} could not be judged: its evaluation failed"
+QUARANTINE_CLEARED: Final = "the quarantined data was judged without error"
 LEG_NAME: Final = "{asset} from {start}"
 UNKNOWN_ASSET: Final = "unknown asset"
 
@@ -110,6 +141,8 @@ REASON_TEMPLATES: Final = (
     NEAR_LIMIT_TEXT,
     FAULTS_TEXT,
     EVIDENCE_TEXT,
+    CALIBRATION_TEXT,
+    HUMIDITY_TEXT,
     NO_EVIDENCE,
     NO_LEG,
     LEG_WITHOUT_ASSET,
@@ -117,14 +150,22 @@ REASON_TEMPLATES: Final = (
     BACK_IN_RANGE,
     BACK_TO_NORMAL,
     CLEAR_AT_LATEST,
+    CLEAR_NOW,
     SERIES_REASON,
+    CORRECTED_TEXT,
+    WITHDRAWN_TEXT,
+    LOT_CORRECTED_TEXT,
+    QUARANTINED_TEXT,
+    LOT_QUARANTINED_TEXT,
+    QUARANTINE_CLEARED,
 )
 # The parts a reason's field may hold (translated there, never taken for a whole reason).
 REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
 # The words a template's field may hold that are words, not data (translated with the template).
 REASON_WORDS: Final = (
-    *("above", "below", "door open", "power lost", "storage", "transport"),
-    *("gap", "excursion", "door", "power", "trigger"),
+    *("above", "below", "door open", "power lost", "storage", "transport", "road", "rail", "sea"),
+    *("gap", "excursion", "door", "power", "trigger", "humidity"),
+    *("pass", "indeterminate", "broken"),
     UNKNOWN_ASSET,
 )
 
@@ -191,6 +232,18 @@ def faults(flatline: int, spike: int, rate: int) -> str:
     return FAULTS_TEXT.format(flatline=flatline, spike=spike, rate=rate)
 
 
+def calibration(count: int, due: str) -> str:
+    """Readings of a device past its calibration date (`due`: the ISO date)."""
+    return CALIBRATION_TEXT.format(count=count, due=due)
+
+
+def humidity(low_pct: float | None, high_pct: float | None, peak_pct: float, duration_s: float) -> str:
+    """A humidity run outside the class's limits: which limit, how long, the peak."""
+    side = "above" if high_pct is not None and peak_pct > high_pct else "below"
+    limit = high_pct if side == "above" else low_pct
+    return HUMIDITY_TEXT.format(side=side, limit_pct=limit, duration_s=f"{duration_s:.0f}", peak_pct=peak_pct)
+
+
 def evidence(kind: str, rule_id: str, start: datetime, end: datetime) -> str:
     """A stored chain break a series verdict rests on."""
     return EVIDENCE_TEXT.format(
@@ -230,3 +283,35 @@ def back_to_normal(kind: str) -> str:
 
 def clear_at_latest(rule: Rule) -> str:
     return CLEAR_AT_LATEST.format(rule=rule.name)
+
+
+def clear_now(rule: Rule) -> str:
+    """A momentary rule (instant trigger, accuracy) whose condition no longer holds at the latest reading."""
+    return CLEAR_NOW.format(rule=rule.name)
+
+
+def corrected(was: tuple[datetime, datetime], now: tuple[datetime, datetime]) -> str:
+    """Why a verdict the ledger holds was replaced: its span before and after the late readings."""
+    return CORRECTED_TEXT.format(
+        was_start=iso_utc(was[0]), was_end=iso_utc(was[1]), start=iso_utc(now[0]), end=iso_utc(now[1])
+    )
+
+
+def withdrawn(start: datetime, end: datetime) -> str:
+    """Why a verdict the ledger holds was withdrawn: late readings left nothing of it."""
+    return WITHDRAWN_TEXT.format(start=iso_utc(start), end=iso_utc(end))
+
+
+def lot_corrected(arrived: tuple[datetime, datetime], was: str, now: str) -> str:
+    """Why a lot verdict the ledger holds was corrected: what arrived late, and the results."""
+    return LOT_CORRECTED_TEXT.format(start=iso_utc(arrived[0]), end=iso_utc(arrived[1]), was=was, now=now)
+
+
+def quarantined(batch_id: int) -> str:
+    """Why a batch left the queue unjudged (never the error: an operator reads it with the batch)."""
+    return QUARANTINED_TEXT.format(batch_id=batch_id)
+
+
+def lot_quarantined(lot_id: str) -> str:
+    """Why a lot's verdict was not brought up to date (never the error, as for a batch)."""
+    return LOT_QUARANTINED_TEXT.format(lot_id=lot_id)

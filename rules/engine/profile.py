@@ -6,6 +6,7 @@ level, severity and words come from `rules.engine.catalog`, its predicates from 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 import msgspec
@@ -15,8 +16,12 @@ from numpy.typing import NDArray
 from rules import kernels
 from rules.engine import catalog
 from rules.engine.breaks import (
+    band_breaks,
     beyond_accuracy,
+    calibration_lapse_ms,
     device_accuracy,
+    humidity_runs,
+    past_calibration,
     peak_outside,
     single_event_s,
     suspended_by_defrost,
@@ -81,7 +86,7 @@ class Breach(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     start_ms: int
     end_ms: int
-    value: float | None = None  # mkt: the MKT (°C); cumulative: the worst window's time out of range (s)
+    value: float | None = None  # mkt: MKT (°C); cumulative: worst time out of range (s); humidity: peak %RH
 
 
 class MktPrefix(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,15 +160,21 @@ def evaluate_series(
     accuracy_c: float | None = None,
     door: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
     power: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+    humidity: tuple[NDArray[np.generic], NDArray[np.generic]] | None = None,
+    calibration_due: dt.date | None = None,
     mkt_prefix: MktPrefix | None = None,
 ) -> Evaluation:
-    """Apply every rule of `ref`'s class to one temperature series (and door/power channels if given).
+    """Apply every rule of `ref`'s class to one temperature series (and door/power/rh channels if given).
 
-    Verdict, most severe first: broken (a gap beyond the recording interval, an excursion beyond the
-    single-event or cumulative allowance, a reading outside the hard band, MKT above its limit, door
-    open or power lost beyond its limit, or no reading at all), excursion (a counted excursion beyond
-    the device accuracy, or a fired trigger), indeterminate (a reading within the device accuracy of a
-    limit, an excursion within it, or a sensor fault), else pass.
+    Verdict, most severe first (docs/rule-semantics.md): broken (a gap beyond the recording interval,
+    an excursion beyond the single-event or cumulative allowance, a run outside the hard band that is
+    no permitted spike, MKT above its limit, door open or power lost beyond its limit, a fired trigger
+    of verdict broken, or no reading at all), excursion (a counted excursion beyond the device
+    accuracy, a fired trigger of verdict excursion, or a humidity run outside the class's humidity
+    limits on the `humidity` channel, %RH), indeterminate (a reading within the device accuracy of a
+    limit, an excursion within it, a sensor fault, or a reading taken after the device's
+    `calibration_due` date), else pass. `accuracy_c` is the device's stated accuracy (None: the
+    class's, then the pack's default applies).
 
     With `mkt_prefix` the series is a slice of a longer history and MKT is judged at its last reading
     only, over the class's whole MKT window (see `mkt_at_end`); without it, the highest rolling MKT."""
@@ -172,7 +183,7 @@ def evaluate_series(
     r = ref.rules
     low = limit_or(r.low_c, -math.inf)
     high = limit_or(r.high_c, math.inf)
-    acc = device_accuracy(r, accuracy_c)
+    acc = device_accuracy(ref, accuracy_c)
     reasons: list[str] = []
     verdict: Verdict = "pass"
     breaches: list[Breach] = []
@@ -287,15 +298,14 @@ def evaluate_series(
     if r.band is not None:
         b_lo = -math.inf if r.band.low_c is None else r.band.low_c
         b_hi = math.inf if r.band.high_c is None else r.band.high_c
-        outside = valid & ((x < b_lo) | (x > b_hi))
-        if bool(outside.any()):
-            out_idx = np.flatnonzero(outside)
-            breach(
-                catalog.BAND,
-                catalog.band(b_lo, b_hi, peak_outside(x, b_lo, b_hi)),
-                int(t[out_idx[0]]),
-                int(t[out_idx[-1]]),
+        band_out = band_breaks(t, x, r.band)
+        if band_out:
+            first, last = band_out[0][0], band_out[-1][1]
+            peaks_out = [peak_outside(x[i : j + 1], b_lo, b_hi) for i, j in band_out]
+            worst_peak = max(
+                (p for p in peaks_out if p is not None), key=lambda p: max(b_lo - p, p - b_hi), default=None
             )
+            breach(catalog.BAND, catalog.band(b_lo, b_hi, worst_peak), int(t[first]), int(t[last]))
 
     dhr = r.mkt.delta_h_r_k if r.mkt else DEFAULT_DHR_K
     mkt_window = r.mkt.window_s * 1000 if r.mkt else max(int(t[-1] - t[0]) + 1, 1) if t.shape[0] else 1
@@ -353,7 +363,7 @@ def evaluate_series(
             (trig.window_s or 1) * 1000,
         )
         if idx >= 0:
-            rule = catalog.trigger(trig.name, trig.severity)
+            rule = catalog.trigger(trig)
             tid = rule.id(ref)
             fired.append(
                 TriggerOut(
@@ -389,6 +399,22 @@ def evaluate_series(
                 t_first,
                 t_last,
             )
+
+    lapsed = past_calibration(t, x, calibration_lapse_ms(calibration_due))
+    if lapsed.shape[0] and calibration_due is not None:
+        breach(
+            catalog.CALIBRATION,
+            catalog.calibration(int(lapsed.shape[0]), calibration_due.isoformat()),
+            int(t[lapsed[0]]),
+            int(t[lapsed[-1]]),
+        )
+
+    if humidity is not None and r.humidity is not None and r.humidity.applies(mode):
+        ht, hx = check_series(humidity[0], humidity[1])
+        for a, b, peak_pct in humidity_runs(ht, hx, r.humidity, r.min_duration.seconds * 1000):
+            dur_s = float(ht[b] - ht[a]) / 1000
+            why = catalog.humidity(r.humidity.low_pct, r.humidity.high_pct, peak_pct, dur_s)
+            breach(catalog.HUMIDITY, why, int(ht[a]), int(ht[b]), peak_pct)
 
     used: float | None = None
     remaining: float | None = None
@@ -427,3 +453,27 @@ def evaluate_series(
         mode=mode,
         breaches=breaches,
     )
+
+
+def momentary_clear(ref: ClassRef, v: FloatArray, accuracy_c: float | None = None) -> set[str]:
+    """The rule ids of the class's momentary rules whose condition does not hold at the latest reading
+    (the last non-NaN of `v`): instant triggers (that reading beyond the threshold, as
+    ``kernels.trigger_fire`` judges it) and the accuracy rule (that reading within the device accuracy of
+    a limit, as ``kernels.accuracy_counts`` judges it). Their alarms resolve when the condition clears,
+    not when it leaves the look-back."""
+    r = ref.rules
+    valid = np.flatnonzero(~np.isnan(v))
+    last = v[valid[-1:]] if valid.shape[0] else np.empty(0, dtype=np.float64)
+    t0 = np.zeros(last.shape[0], dtype=np.int64)
+    clear: set[str] = set()
+    for trig in r.triggers:
+        if trig.kind != "instant":
+            continue
+        side = 1 if trig.side == "high" else -1
+        if last.shape[0] == 0 or kernels.trigger_fire(t0, last, 0, side, trig.threshold_c, 0, 1) < 0:
+            clear.add(catalog.trigger(trig).id(ref))
+    low, high = limit_or(r.low_c, -math.inf), limit_or(r.high_c, math.inf)
+    near, _out = kernels.accuracy_counts(last, low, high, device_accuracy(ref, accuracy_c))
+    if near == 0:
+        clear.add(catalog.ACCURACY.id(ref))
+    return clear

@@ -6,7 +6,8 @@ mounted on, read the slice around the touched device-time window (`rules.worker.
 excursions, gaps, profile chain breaks, alarms and ledger hand-overs (`rules.worker.policy`,
 `rules.worker.live`), and apply the plan (`rules.worker.apply`); then the series' verdict gets a new
 verdict_history version when it or its evidence changed (`rules.worker.history`). Door and power
-series the rows touched are judged the same way (`rules.worker.states`). Every lot held by a touched
+series the rows touched are judged the same way (`rules.worker.states`), and relative-humidity series
+against their class's humidity limits (`rules.worker.humidity`). Every lot held by a touched
 asset is re-judged against its own class through the assets that carried it (`rules.worker.lots`), a
 changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted. Every lot
 whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
@@ -17,6 +18,12 @@ events are published (MQTT / webhooks) after commit.
 Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
 deadlock on them nor race on a lot's version; the custody watermark is skipped when held. An
 asset without a configured class is judged against the strictest class among the lots it holds.
+
+Nothing is consumed silently: a window no mount with a class covers waits in `rules_waiting` until
+the registry changes (`rules.worker.queue`), and a run that raises is retried one batch (then one
+waiting window) per transaction, the one that raises on its own quarantined with an alarm. Each lot is
+judged under a savepoint of its own: a lot whose judging raises is quarantined with its error and an
+alarm, and the run (its batches, the custody watermark) goes on.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import structlog
@@ -37,8 +44,9 @@ from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import custody, history, lots, outbox, reads
+from rules.worker import custody, history, lots, outbox, queue, reads
 from rules.worker.apply import RunStats, apply
+from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
 from rules.worker.plan import Segment
 from rules.worker.policy import plan_slice
@@ -51,7 +59,7 @@ log = structlog.get_logger("rules.worker")
 ROLLUP_EVERY_S = 10.0
 
 Conn = psycopg.Connection[tuple[Any, ...]]
-Mount = tuple[str, datetime, datetime | None, str | None, Mode, ClassRef | None]
+Mount = tuple[str, datetime, datetime | None, str | None, Mode, bool, ClassRef | None]
 
 
 class RulesWorker:
@@ -86,6 +94,8 @@ class RulesWorker:
         self._escalate_after_s = escalate_after_s
         self.notifier = AlarmNotifier(alert_publisher, webhooks)
         self.last_run = RunStats()
+        self._taken: list[outbox.Batch] = []  # the batches the run in progress took
+        self._taken_waiting: dict[int, outbox.Touched] = {}  # and the waiting windows
         # Prometheus metrics of this worker (the composition root serves its registry, or not).
         self.metrics = RulesMetrics(conninfo)
 
@@ -117,7 +127,7 @@ class RulesWorker:
 
     def sync_classes(self) -> int:
         """Upsert one rule_class row per class of the loaded packs (its limits, its allowed recording
-        intervals and its MKT rule); return the number of classes."""
+        intervals per mode, its MKT rule and its humidity limits); return the number of classes."""
         conn = self._connection()
         n = 0
         with conn.transaction():
@@ -138,6 +148,11 @@ class RulesWorker:
                         "mkt_limit_c": None if r.mkt is None else r.mkt.limit_c,
                         "mkt_window_s": None if r.mkt is None else float(r.mkt.window_s),
                         "mkt_dh_r_k": None if r.mkt is None else r.mkt.delta_h_r_k,
+                        "road_max_gap_s": float(r.max_interval_s("road")),
+                        "rail_max_gap_s": float(r.max_interval_s("rail")),
+                        "sea_max_gap_s": float(r.max_interval_s("sea")),
+                        "humidity_low_pct": None if r.humidity is None else r.humidity.low_pct,
+                        "humidity_high_pct": None if r.humidity is None else r.humidity.high_pct,
                     },
                 )
                 n += 1
@@ -180,18 +195,72 @@ class RulesWorker:
     # -- one round ---------------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Consume up to `batch_limit` telemetry ingest_batch rows and judge the custody changes of up to
-        `custody_limit` ledger seqs, in one transaction; return how many rows and seqs (0: no work)."""
+        """Consume up to `batch_limit` telemetry ingest_batch rows, the waiting telemetry whose registry
+        changed, and judge the custody changes of up to `custody_limit` ledger seqs, in one transaction;
+        return how many rows, windows and seqs (0: no work).
+
+        When the run raises (not for a lost database or a deadlock, which the caller sees), the batches
+        are judged one at a time and a batch that raises on its own is quarantined with its error and an
+        alarm, so the queue goes on."""
         if not self._started:
             self.start()
-        stats = RunStats()
-        t0 = time.perf_counter()
+        try:
+            return self._run(self._batch_limit, custody=True)
+        except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+            raise
+        except Exception as exc:  # any error of a run: the batches are isolated below
+            log.error("rules.run_failed", error=queue.error_text(exc))
+            return self._isolate()
+
+    def _isolate(self) -> int:
+        """Judge up to `batch_limit` batches one per transaction, then the waiting windows whose registry
+        changed one per transaction, quarantining each that raises on its own."""
+        done = 0
+        for waiting in (0, 1):
+            for _ in range(self._batch_limit):
+                try:
+                    n = self._run(1 - waiting, custody=False, waiting_limit=waiting)
+                except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+                    raise
+                except Exception as exc:  # the batch's or window's own error: it is quarantined
+                    if not self._taken and not self._taken_waiting:
+                        raise  # neither's: the caller sees it
+                    self._quarantine(exc)
+                    done += 1
+                    continue
+                if n == 0:
+                    break
+                done += n
+        return done
+
+    def _quarantine(self, exc: Exception) -> None:
+        """Quarantine what the failed one-item run took, in a transaction of its own."""
         conn = self._connection()
         with conn.transaction():
-            batches = outbox.take(conn, self._batch_limit)
+            if self._taken:
+                events = queue.quarantine(conn, self._taken[0], exc, self._class_of(conn))
+            else:
+                [(series_id, w)] = self._taken_waiting.items()
+                events = queue.quarantine_waiting(conn, series_id, w, exc, self._class_of(conn))
+        self.metrics.quarantined()
+        for event, alarm in events:
+            self.notifier.publish(event, alarm)
+
+    def _run(self, batch_limit: int, *, custody: bool, waiting_limit: int = queue.WAITING_PER_RUN) -> int:
+        """One run: up to `batch_limit` batches, up to `waiting_limit` waiting windows whose registry
+        changed, and the custody changes when `custody`."""
+        stats = RunStats()
+        t0 = time.perf_counter()
+        self._taken, self._taken_waiting = [], {}  # a failure before the take is no batch's
+        conn = self._connection()
+        with conn.transaction():
+            batches = outbox.take(conn, batch_limit)
+            self._taken = batches
+            waiting = queue.take_waiting(conn, waiting_limit) if waiting_limit else {}
+            self._taken_waiting = waiting
             to_judge: list[tuple[str, str, dict[str, Any]]] = []  # (lot, its class, what arrived)
-            if batches:
-                windows = outbox.touched(batches)
+            if batches or waiting:
+                windows = queue.merge(outbox.touched(batches), waiting)
                 assets: dict[str, tuple[datetime, datetime]] = {}
 
                 def touch(asset_id: str, lo: datetime, hi: datetime) -> None:
@@ -212,19 +281,35 @@ class RulesWorker:
                     for asset_id in self._evaluate_state(conn, series_id, device_id, channel, w, stats):
                         touch(asset_id, w.t_min, w.t_max)
                     stats.series += 1
+                wet = conn.execute(queries.HUMIDITY_SERIES, {"series_ids": sorted(windows)}).fetchall()
+                for series_id, device_id, channel in wet:
+                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
+                    w = windows[series_id]
+                    for asset_id in self._evaluate_humidity(conn, series_id, device_id, channel, w, stats):
+                        touch(asset_id, w.t_min, w.t_max)
+                    stats.series += 1
                 for asset_id, (lo, hi) in sorted(assets.items()):
                     to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
-            to_judge += self._custody_lots(conn, stats)
+            if custody:
+                to_judge += self._custody_lots(conn, stats)
             # Ascending lot order, each lot locked (after every series lock): two workers judging one lot
             # take turns on its version and never deadlock. Stable: a lot held by several touched assets
             # is judged in their order, then for its custody change.
+            failed: set[str] = set()
             for lot_id, product_class, arrived in sorted(to_judge, key=lambda j: j[0]):
-                self._judge_lot(conn, lot_id, product_class, arrived, stats)
+                if lot_id not in failed and not self._judge_lot_isolated(
+                    conn, lot_id, product_class, arrived, stats
+                ):
+                    failed.add(lot_id)
+            for series_id, w in waiting.items():  # judged without error: a requeued batch's alarm clears
+                stats.pending += queue.cleared(conn, series_id, w)
         stats.batches = len(batches)
+        self._taken, self._taken_waiting = [], {}
         self.last_run = stats
         if batches or stats.custody_seqs:
             self.metrics.ran(stats, time.perf_counter() - t0)
+        self.metrics.lots_quarantined(stats.lots_quarantined)
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
             self.notifier.publish(event, alarm)
         stats.pending.clear()
@@ -244,15 +329,15 @@ class RulesWorker:
                 lot_verdicts=stats.lot_verdicts,
                 breaks=stats.breaks,
             )
-        return len(batches) + stats.custody_seqs
+        return len(batches) + len(waiting) + stats.custody_seqs
 
     def _segments(
         self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched
     ) -> list[tuple[str, Segment | None, ClassRef | None]]:
         """Per mount of the device overlapping the window: its asset, the segment and its class."""
         out: list[tuple[str, Segment | None, ClassRef | None]] = []
-        for asset_id, valid_from, valid_to, product_class, mode, ref in self._mounts(
-            conn, device_id, w.t_min, w.t_max
+        for asset_id, valid_from, valid_to, product_class, mode, compartment, ref in self._mounts(
+            conn, device_id, channel, w.t_min, w.t_max
         ):
             if ref is None:
                 log.warning(
@@ -270,6 +355,7 @@ class RulesWorker:
                 seg_hi=valid_to if valid_to is not None else FAR_FUTURE,
                 mounted_now=valid_to is None,
                 committed_at=w.committed_at,
+                compartment=compartment,
             )
             out.append((asset_id, seg, ref))
         return out
@@ -279,8 +365,7 @@ class RulesWorker:
     ) -> list[str]:
         """Evaluate the series on every asset it was mounted on in the window; return those assets."""
         segments = self._segments(conn, series_id, device_id, channel, w)
-        if not segments:
-            log.warning("rules.series_unmounted", series_id=series_id, device_id=device_id)
+        self._wait_if_uncovered(conn, series_id, device_id, w, segments)
         for _asset_id, seg, ref in segments:
             if seg is None or ref is None:
                 continue
@@ -313,6 +398,7 @@ class RulesWorker:
         """Door-open (door = 1) and power-loss (power = 0) runs beyond the class limit. Returns the
         assets (their lots are re-judged: lot verdicts include these channels)."""
         segments = self._segments(conn, series_id, device_id, channel, w)
+        self._wait_if_uncovered(conn, series_id, device_id, w, segments)
         for _asset_id, seg, ref in segments:
             if seg is None or ref is None:
                 continue
@@ -323,11 +409,45 @@ class RulesWorker:
             apply(conn, plan_state(inputs), stats)
         return [asset_id for asset_id, _seg, _ref in segments]
 
-    def _mounts(self, conn: Conn, device_id: str, w_lo: datetime, w_hi: datetime) -> list[Mount]:
-        """The device's mounts overlapping the window (asset, from, to, product class, mode), each with
-        the class it is judged by: the mount's own, else the strictest class of the goods the asset held."""
+    def _evaluate_humidity(
+        self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched, stats: RunStats
+    ) -> list[str]:
+        """Relative humidity outside the class's humidity limits: the asset's humidity alarm. Returns the
+        assets (their lots are re-judged: lot verdicts include the rh channel)."""
+        segments = self._segments(conn, series_id, device_id, channel, w)
+        self._wait_if_uncovered(conn, series_id, device_id, w, segments)
+        for _asset_id, seg, ref in segments:
+            if seg is None or ref is None or ref.rules.humidity is None:
+                continue
+            inputs = reads.humidity_inputs(conn, seg, ref, w.t_min, w.t_max, self._escalate_after_s)
+            if inputs is not None:
+                apply(conn, plan_humidity(inputs), stats)
+        return [asset_id for asset_id, _seg, _ref in segments]
+
+    def _wait_if_uncovered(
+        self,
+        conn: Conn,
+        series_id: int,
+        device_id: str,
+        w: outbox.Touched,
+        segments: list[tuple[str, Segment | None, ClassRef | None]],
+    ) -> None:
+        """Keep the window waiting for the registry when a mount with a class does not cover all of it."""
+        reason = uncovered(segments, w.t_min, w.t_max)
+        if reason is not None:
+            log.warning("rules.waiting", series_id=series_id, device_id=device_id, reason=reason)
+            queue.note_waiting(conn, series_id, device_id, w, reason)
+
+    def _mounts(
+        self, conn: Conn, device_id: str, channel: str, w_lo: datetime, w_hi: datetime
+    ) -> list[Mount]:
+        """The device's mounts overlapping the window (the asset a series of `channel` is judged on: the
+        mounted asset, or its compartment that names the probe; from, to, product class, transport mode,
+        whether a compartment), each with the class it is judged by: the asset's own, else the strictest
+        class of the goods the asset held."""
         rows = conn.execute(
-            queries.MOUNTS_OVERLAPPING, {"device_id": device_id, "t_lo": w_lo, "t_hi": w_hi}
+            queries.MOUNTS_OVERLAPPING,
+            {"device_id": device_id, "channel": channel, "t_lo": w_lo, "t_hi": w_hi},
         ).fetchall()
         return [
             (
@@ -335,13 +455,31 @@ class RulesWorker:
                 valid_from,
                 valid_to,
                 product_class,
-                mode,
-                self._packs.lookup(product_class)
-                if product_class is not None
-                else self._strictest_held(conn, asset_id, w_lo, w_hi),
+                cast("Mode", mode),
+                bool(compartment),
+                self._judged_by(conn, asset_id, product_class, w_lo, w_hi),
             )
-            for asset_id, valid_from, valid_to, product_class, mode in rows
+            for asset_id, valid_from, valid_to, product_class, mode, compartment in rows
         ]
+
+    def _judged_by(
+        self, conn: Conn, asset_id: str, product_class: str | None, t_lo: datetime, t_hi: datetime
+    ) -> ClassRef | None:
+        """The class an asset is judged by over [t_lo, t_hi]: its configured one (None when no loaded pack
+        defines it), else the strictest class of the goods it held."""
+        if product_class is not None:
+            return self._packs.lookup(product_class)
+        return self._strictest_held(conn, asset_id, t_lo, t_hi)
+
+    def _class_of(self, conn: Conn) -> queue.ClassOf:
+        """The class code an asset's quarantine alarm carries: the class it is judged by, else (a class no
+        loaded pack defines) its configured one."""
+
+        def class_of(asset_id: str, product_class: str | None, t_lo: datetime, t_hi: datetime) -> str | None:
+            ref = self._judged_by(conn, asset_id, product_class, t_lo, t_hi)
+            return product_class if ref is None else ref.code
+
+        return class_of
 
     def _strictest_held(self, conn: Conn, asset_id: str, t_lo: datetime, t_hi: datetime) -> ClassRef | None:
         """The strictest class among the lots an asset holds: the narrowest range, then the lowest top."""
@@ -384,6 +522,27 @@ class RulesWorker:
         stats.custody_seqs += seqs.hi - seqs.lo
         return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
 
+    def _judge_lot_isolated(
+        self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
+    ) -> bool:
+        """Judge the lot under a savepoint; when its judging raises (not for a lost database or a deadlock),
+        roll the lot back, quarantine it with its error and an alarm, and return False (the run goes on)."""
+        pending = len(stats.pending)
+        try:
+            with conn.transaction():
+                self._judge_lot(conn, lot_id, product_class, arrived, stats)
+                stats.pending += queue.release_lot(conn, lot_id)
+        except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+            raise
+        except Exception as exc:  # the lot's own error: it is quarantined, the run goes on
+            del stats.pending[pending:]
+            stats.pending += queue.quarantine_lot(
+                conn, lot_id, product_class, arrived, exc, self._class_of(conn)
+            )
+            stats.lots_quarantined += 1
+            return False
+        return True
+
     def _judge_lot(
         self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
     ) -> None:
@@ -395,5 +554,21 @@ class RulesWorker:
         conn.execute(queries.LOCK_LOT, {"lot_id": lot_id})
         judged = lots.judge_lot(ref, reads.lot_legs(conn, lot_id))
         last = reads.last_version(conn, "lot", lot_id)
-        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last), stats)
+        emitted = reads.last_emitted_lot(conn, lot_id)
+        apply(conn, lots.plan_lot(lot_id, ref, judged, arrived, last, emitted=emitted), stats)
         stats.lots += 1
+
+
+def uncovered(
+    segments: list[tuple[str, Segment | None, ClassRef | None]], t_min: datetime, t_max: datetime
+) -> str | None:
+    """Why [t_min, t_max] cannot all be judged: 'no_class' (a mount's asset has no class), 'unmounted'
+    (some of it lies outside every mount); None when mounts with a class cover it."""
+    if any(seg is None or ref is None for _a, seg, ref in segments):
+        return "no_class"
+    covered = t_min
+    for seg in sorted((s for _a, s, _r in segments if s is not None), key=lambda s: s.seg_lo):
+        if seg.seg_lo > covered:
+            return "unmounted"
+        covered = max(covered, seg.seg_hi)
+    return None if covered > t_max else "unmounted"

@@ -1,8 +1,10 @@
 """Stage 2 (verdicts): carry out a worker `Plan` on the run's connection, inside its one transaction.
 
-Moves rows and makes no decisions beyond the two the plan names: an `Emit` writes its outbox row
-only if the verdict was never emitted (`EMIT_ONCE`), and its follow-up ops run only then; a
-`ResolveAlarm` may wait for no open excursion on the asset, or for a new emission in the plan.
+Moves rows and makes no decisions beyond those the plan names: an `Emit` writes its outbox row only
+if the ledger does not hold the verdict as it is, a correction when it holds it with other figures
+(`rules.worker.corrections`), and its follow-up ops run only for a new verdict; a `Withdraw` corrects
+the emitted verdicts of a window no emission kept; a `ResolveAlarm` may wait for no open excursion on
+the asset, or for a new emission in the plan.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from rules import alarms, queries
+from rules.models import from_epoch_us
+from rules.worker import corrections
 from rules.worker.plan import (
     DeleteBreak,
     DeleteRuns,
@@ -25,9 +29,11 @@ from rules.worker.plan import (
     Plan,
     RaiseAlarm,
     ResolveAlarm,
+    StoreShelfLife,
     UpdateBreak,
     UpsertBreak,
     UpsertExcursion,
+    Withdraw,
 )
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -56,6 +62,8 @@ class RunStats:
     lot_verdicts: int = 0
     custody_seqs: int = 0  # ledger seqs whose custody changes were judged
     breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
+    corrections: int = 0  # verdicts the ledger holds that late data changed or removed
+    lots_quarantined: int = 0  # lots whose judging raised (kept in lot_quarantine, the run going on)
     verdicts: dict[str, int] = field(default_factory=dict)  # verdict_outbox rows written, by kind
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
 
@@ -63,11 +71,13 @@ class RunStats:
 def apply(conn: Conn, plan: Plan, stats: RunStats) -> None:
     """Apply the plan's ops in order."""
     emitted: set[str] = set()
+    outcome = corrections.Outcome()
     for op in plan.ops:
-        _apply(conn, op, stats, emitted)
+        _apply(conn, op, stats, emitted, outcome)
+    stats.corrections += outcome.corrections
 
 
-def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
+def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str], outcome: corrections.Outcome) -> None:
     match op:
         case DeleteRuns():
             conn.execute(
@@ -136,12 +146,16 @@ def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
         case ResolveAlarm():
             _resolve(conn, op, stats, emitted)
         case Emit():
-            if _emit(conn, op):
-                stats.emitted += 1
-                stats.verdicts[op.payload.verdict] = stats.verdicts.get(op.payload.verdict, 0) + 1
+            written = outcome.new + outcome.corrections
+            if corrections.emit(conn, op, outcome):
                 emitted.add(op.rule_id)
                 for then in op.then:
-                    _apply(conn, then, stats, emitted)
+                    _apply(conn, then, stats, emitted, outcome)
+            if outcome.new + outcome.corrections > written:
+                stats.emitted += 1
+                stats.verdicts[op.payload.verdict] = stats.verdicts.get(op.payload.verdict, 0) + 1
+        case Withdraw():
+            corrections.withdraw(conn, op, outcome)
         case History():
             conn.execute(
                 queries.INSERT_HISTORY,
@@ -157,6 +171,7 @@ def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
                     "reasons": Jsonb(op.reasons),
                     "arrived": Jsonb(op.arrived),
                     "change": Jsonb(op.change),
+                    "span_end": op.span_end,
                 },
             )
             stats.history += 1
@@ -164,6 +179,34 @@ def _apply(conn: Conn, op: Op, stats: RunStats, emitted: set[str]) -> None:
             conn.execute(queries.LOT_VERDICT_OUTBOX, {"payload": Jsonb(msgspec.to_builtins(op.payload))})
             stats.lot_verdicts += 1
             stats.verdicts[op.payload.verdict] = stats.verdicts.get(op.payload.verdict, 0) + 1
+        case StoreShelfLife():
+            _store_shelf(conn, op)
+
+
+def _store_shelf(conn: Conn, op: StoreShelfLife) -> None:
+    sl = op.shelf
+    if sl is None:
+        conn.execute(queries.DELETE_LOT_SHELF_LIFE, {"lot_id": op.lot_id})
+        return
+    conn.execute(
+        queries.UPSERT_LOT_SHELF_LIFE,
+        {
+            "lot_id": op.lot_id,
+            "product_class": op.product_class,
+            "pack_id": op.pack_id,
+            "pack_version": op.pack_version,
+            "verdict_version": op.verdict_version,
+            "model": sl.model,
+            "ref_c": sl.ref_c,
+            "ref_life_h": sl.ref_life_h,
+            "used": sl.used,
+            "remaining_h": sl.remaining_h,
+            "evidence_s": sl.evidence_s,
+            "unevidenced_s": sl.unevidenced_s,
+            "first_time": None if sl.first_ms is None else from_epoch_us(sl.first_ms * 1000),
+            "as_of": None if sl.as_of_ms is None else from_epoch_us(sl.as_of_ms * 1000),
+        },
+    )
 
 
 def _resolve(conn: Conn, op: ResolveAlarm, stats: RunStats, emitted: set[str]) -> None:
@@ -182,19 +225,3 @@ def _resolve(conn: Conn, op: ResolveAlarm, stats: RunStats, emitted: set[str]) -
         stats.pending.append(("resolved", cleared))
         if op.counted:
             stats.alarms += 1
-
-
-def _emit(conn: Conn, op: Emit) -> bool:
-    """Write the outbox row unless this verdict was emitted before; True if written."""
-    row = conn.execute(
-        queries.EMIT_ONCE,
-        {
-            "kind": op.payload.verdict,
-            "payload": Jsonb(msgspec.to_builtins(op.payload)),
-            "series_id": op.series_id,
-            "rule_id": op.rule_id,
-            "start_time": op.start,
-            "end_time": op.end,
-        },
-    ).fetchone()
-    return row is not None

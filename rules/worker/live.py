@@ -4,8 +4,10 @@ Pure. Three slices of one read: *now*, the class look-back ending at the series'
 over its whole window from the prefix the adapter aggregated, so a 30-day window is never read);
 *touched*, [lo − look-back, hi]; *before*, [lo − look-back, lo). A breach standing now, or found in
 the touched slice but not before it (new data made it), opens or updates the asset's alarm under its
-own rule id; a profile rule not standing now is resolved. The breaches standing now are what the
-series verdict rests on beside its stored rows.
+own rule id; a profile rule not standing now is resolved, and so is a momentary one (an instant
+trigger, a reading within the device accuracy of a limit) whose condition no longer holds at the
+latest reading. The breaches standing now are what the series verdict rests on beside its stored
+rows.
 
 MKT is judged at the latest reading over the class's window, so its chain_break row covers the
 readings at which it was judged above the limit, from the first to the latest; it stays open while
@@ -17,7 +19,7 @@ nothing is left).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -54,6 +56,7 @@ class ProfileInputs:
     accuracy_c: float | None
     mkt_prefix: engine.MktPrefix | None
     stored_mkt: StoredMkt | None
+    calibration_due: date | None = None  # the device's; readings after it are past calibration
 
 
 def now_from(seg: Segment, ref: ClassRef, latest: datetime) -> datetime:
@@ -74,7 +77,13 @@ def plan_profile(inp: ProfileInputs) -> tuple[Plan, list[engine.Breach]]:
         if not bool((~np.isnan(v[i:j])).any()):
             return {}
         ev = engine.evaluate_series(
-            t_ms[i:j], v[i:j], ref, seg.mode, accuracy_c=inp.accuracy_c, mkt_prefix=prefix
+            t_ms[i:j],
+            v[i:j],
+            ref,
+            seg.mode,
+            accuracy_c=inp.accuracy_c,
+            calibration_due=inp.calibration_due,
+            mkt_prefix=prefix,
         )
         return {x.rule_id: x for x in ev.breaches}
 
@@ -85,7 +94,10 @@ def plan_profile(inp: ProfileInputs) -> tuple[Plan, list[engine.Breach]]:
     lo, hi = inp.lo, inp.hi
     touched = {k: b for k, b in breaches(lo - look, hi, None).items() if k != mkt_id}
     before = {k: b for k, b in breaches(lo - look, lo - ONE_US, None).items() if k != mkt_id}
-    for rule_id in sorted(set(now) | (set(touched) - set(before))):
+    # Momentary rules whose condition cleared at the latest reading: no longer raised for the look-back
+    # alone (one new data brought is raised, then resolved below: it happened and is over).
+    cleared = engine.momentary_clear(ref, v, inp.accuracy_c) if seg.mounted_now else set()
+    for rule_id in sorted((set(now) - cleared) | (set(touched) - set(before))):
         b = now.get(rule_id) or touched[rule_id]
         span = (from_epoch_us(b.start_ms * 1000), from_epoch_us(b.end_ms * 1000))
         plan.add(
@@ -105,6 +117,8 @@ def plan_profile(inp: ProfileInputs) -> tuple[Plan, list[engine.Breach]]:
             rule_id = rule.id(ref)
             if rule_id not in now:
                 plan.add(ResolveAlarm(seg.asset_id, rule_id, inp.latest, catalog.clear_at_latest(rule)))
+            elif rule_id in cleared:
+                plan.add(ResolveAlarm(seg.asset_id, rule_id, inp.latest, catalog.clear_now(rule)))
     return plan, [now[k] for k in sorted(now)]
 
 

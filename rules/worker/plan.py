@@ -2,8 +2,10 @@
 
 The policy (`rules.worker.policy`, `rules.worker.lots`) turns what was read into a `Plan`; the adapter
 (`rules.worker.apply`) carries it out, in order, inside the run's one transaction. An `Emit` is the
-ledger outbox's once-ever hand-over: its `then` ops (the alarm a new verdict raises) apply only when
-the verdict had never been emitted before.
+ledger outbox's hand-over: its `then` ops (the alarm a new verdict raises) apply only when the
+verdict had never been emitted before; an emitted verdict it overlaps with other figures is replaced
+(a correction to the ledger). A `Withdraw` corrects the emitted verdicts of a re-judged window that no
+`Emit` of the plan kept.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from rules.alarms import Condition
+from rules.engine.shelf import LotShelfLife
 from rules.models import LotVerdictPayload, VerdictPayload
 from rules.packs import Mode
 from rules.verdicts import Verdict
@@ -20,7 +23,7 @@ from rules.verdicts import Verdict
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """A series while its device was mounted on one asset, with that asset's class and mode."""
+    """A series while its device was mounted on one asset, with that asset's class and transport mode."""
 
     series_id: int
     device_id: str
@@ -31,6 +34,7 @@ class Segment:
     seg_hi: datetime  # mount valid_to (exclusive), FAR_FUTURE while still mounted
     mounted_now: bool
     committed_at: datetime | None = None  # commit time of the earliest batch that triggered this
+    compartment: bool = False  # the asset is a compartment its probe channel measures (asset.probe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,25 @@ class Emit:
 
 
 @dataclass(frozen=True, slots=True)
+class Withdraw:
+    """Withdraw the emitted verdicts of these rules lying wholly inside [t_lo, t_hi] of the series on the
+    asset that no `Emit` earlier in the plan kept or replaced: the window was judged again and they are
+    not there any more (a correction to the ledger). Must follow the plan's Emits of those rules."""
+
+    verdict: str  # 'excursion_closed' | 'chain_break'
+    series_id: int
+    asset_id: str
+    rules: tuple[tuple[str, str], ...]  # (rule id, the payload's kind: 'excursion', 'gap', ...)
+    t_lo: datetime
+    t_hi: datetime
+    device_id: str
+    channel: str
+    product_class: str
+    pack_id: str
+    pack_version: str
+
+
+@dataclass(frozen=True, slots=True)
 class History:
     """A new verdict_history version of a subject ('series' or 'lot')."""
 
@@ -138,6 +161,7 @@ class History:
     reasons: list[str]
     arrived: dict[str, Any]
     change: dict[str, Any]
+    span_end: datetime | None = None  # lots: the device time up to which the evidence was judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +169,19 @@ class EmitLot:
     """A changed lot verdict for the ledger."""
 
     payload: LotVerdictPayload
+
+
+@dataclass(frozen=True, slots=True)
+class StoreShelfLife:
+    """The lot's remaining shelf life beside its verdict (`verdict_version`: the lot's verdict history
+    version it goes with); `shelf` None removes it (the class has no shelf-life model)."""
+
+    lot_id: str
+    product_class: str
+    pack_id: str
+    pack_version: str
+    verdict_version: int | None
+    shelf: LotShelfLife | None
 
 
 Op = (
@@ -156,8 +193,10 @@ Op = (
     | RaiseAlarm
     | ResolveAlarm
     | Emit
+    | Withdraw
     | History
     | EmitLot
+    | StoreShelfLife
 )
 
 

@@ -5,9 +5,10 @@ MKT row) goes in, a `Plan` comes out. Rules, kinds, severities and words come fr
 `rules.engine.catalog`; the break predicates from `rules.engine.breaks`.
 
 A closed excursion, a gap and a profile chain break each go to the ledger once (`Emit`); a new one
-raises the asset's alarm under its rule. An excursion still open at the latest reading keeps the
-range alarm up; back in range past the hysteresis, the alarm resolves once no excursion of the
-asset is open.
+raises the asset's alarm under its rule. Late data that changes one the ledger holds corrects it
+there, and one the re-judged window no longer holds is withdrawn (`Withdraw`). An excursion still
+open at the latest reading keeps the range alarm up; back in range past the hysteresis, the alarm
+resolves once no excursion of the asset is open.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,6 +42,7 @@ from rules.worker.plan import (
     Segment,
     UpsertBreak,
     UpsertExcursion,
+    Withdraw,
 )
 
 IntArray = NDArray[np.int64]
@@ -287,7 +289,7 @@ def plan_slice(inp: SliceInputs) -> Plan:
         seg.committed_at,
     )
     gap_id = catalog.GAP.id(ref)
-    limit = rules.max_interval.transport if mode == "transport" else rules.max_interval.storage
+    limit = rules.max_interval.limit(mode)
     for gap in gaps:
         start, end = from_epoch_us(int(inp.g_us[gap.start_idx])), from_epoch_us(int(inp.g_us[gap.end_idx]))
         gap_s = (end - start).total_seconds()
@@ -320,6 +322,28 @@ def plan_slice(inp: SliceInputs) -> Plan:
         plan.add(Emit(p, inp.gap_series_id, gap_id, start, end, then=(raise_,)))
 
     plan.ops.extend(profile_breaks(inp, excursions, live).ops)
+    # After every Emit of the window: what the ledger holds there and no emission kept is withdrawn.
+    profile = tuple((r.id(ref), r.break_kind or "excursion") for r in PROFILE_BREAK_RULES)
+    for verdict, sid, channel, rules_of in (
+        ("excursion_closed", seg.series_id, seg.channel, ((range_id, catalog.RANGE.kind),)),
+        ("chain_break", inp.gap_series_id, inp.gap_channel, ((gap_id, "gap"),)),
+        ("chain_break", seg.series_id, seg.channel, profile),
+    ):
+        plan.add(
+            Withdraw(
+                verdict,
+                sid,
+                seg.asset_id,
+                rules_of,
+                inp.t_lo,
+                inp.t_hi,
+                seg.device_id,
+                channel,
+                ref.code,
+                ref.pack_id,
+                ref.pack_version,
+            )
+        )
 
     if live and open_now is not None:
         o_start, o_end, o_peak = open_now
@@ -339,6 +363,10 @@ def plan_slice(inp: SliceInputs) -> Plan:
         )
         plan.add(resolve)
     return plan
+
+
+# The profile rules whose chain breaks a slice replaces (MKT is judged at the latest reading instead).
+PROFILE_BREAK_RULES: Final = (catalog.SINGLE_EVENT, catalog.CUMULATIVE, catalog.BAND)
 
 
 def profile_breaks(inp: SliceInputs, excursions: list[engine.Excursion], live: bool) -> Plan:
@@ -363,7 +391,7 @@ def profile_breaks(inp: SliceInputs, excursions: list[engine.Excursion], live: b
         assert rules.allowances is not None
         assert rules.allowances.single_event is not None
         source = rules.allowances.single_event.source
-        acc = device_accuracy(rules, inp.accuracy_c)
+        acc = device_accuracy(ref, inp.accuracy_c)
         for exc in excursions:
             dur_s = exc.duration_ms / 1000
             if dur_s <= single or not beyond_accuracy(rules, exc.peak_c, acc):
@@ -402,7 +430,7 @@ def profile_breaks(inp: SliceInputs, excursions: list[engine.Excursion], live: b
         band = rules.band
         b_lo = -math.inf if band.low_c is None else band.low_c
         b_hi = math.inf if band.high_c is None else band.high_c
-        for i, j in engine.band_runs(v, low_c=band.low_c, high_c=band.high_c):
+        for i, j in engine.band_breaks(t_ms, v, band):
             peak = peak_outside(v[i : j + 1], b_lo, b_hi)
             still = live and not bool((~np.isnan(v[j + 1 :])).any())
             detail = {

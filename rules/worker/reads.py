@@ -11,7 +11,7 @@ to the mount interval. Evaluation is on device time only.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, cast
 
 import numpy as np
@@ -20,8 +20,8 @@ import psycopg
 from rules import engine, queries
 from rules.engine import catalog
 from rules.models import from_epoch_us, to_epoch_ms
-from rules.packs import ClassRef
-from rules.worker import history, lots, policy, states
+from rules.packs import ClassRef, Mode
+from rules.worker import history, humidity, lots, policy, states
 from rules.worker.live import ProfileInputs, StoredMkt, now_from
 from rules.worker.plan import Segment
 from rules.worker.policy import FloatArray, IntArray
@@ -62,8 +62,16 @@ def readings(
 
 
 def accuracy(conn: Conn, device_id: str) -> float | None:
-    row = conn.execute(queries.DEVICE_ACCURACY, {"device_id": device_id}).fetchone()
-    return None if row is None or row[0] is None else float(row[0])
+    """The device's stated accuracy (None: none stated, the class's then the pack's default applies)."""
+    return quality(conn, device_id)[0]
+
+
+def quality(conn: Conn, device_id: str) -> tuple[float | None, date | None]:
+    """What the device states about its evidence: its accuracy and when its calibration is due."""
+    row = conn.execute(queries.DEVICE_QUALITY, {"device_id": device_id}).fetchone()
+    if row is None:
+        return None, None
+    return (None if row[0] is None else float(row[0])), cast("date | None", row[1])
 
 
 def slice_inputs(
@@ -128,13 +136,27 @@ def slice_inputs(
     t_us, v = readings(conn, seg.series_id, t_lo, t_hi, seg.seg_hi)
     # Gaps are device-wide: a gap is a time when no temperature probe of the device reported; the
     # rows are filed under the device's first probe series, so one dropout is one chain break.
-    primary = conn.execute(queries.PRIMARY_TEMP_SERIES, {"device_id": seg.device_id}).fetchone()
-    g_id, g_channel = (seg.series_id, seg.channel) if primary is None else (int(primary[0]), str(primary[1]))
-    merged = conn.execute(
-        queries.DEVICE_TEMP_READINGS,
-        {"device_id": seg.device_id, "t_lo": t_lo, "t_hi": t_hi, "seg_hi": seg.seg_hi},
-    ).fetchall()
-    g_us, g_v = arrays(merged)
+    # A compartment's evidence is its own probe: its gaps are that series' alone.
+    if seg.compartment:
+        g_id, g_channel, g_us, g_v = seg.series_id, seg.channel, t_us, v
+    else:
+        primary = conn.execute(
+            queries.PRIMARY_TEMP_SERIES, {"device_id": seg.device_id, "asset_id": seg.asset_id}
+        ).fetchone()
+        g_id, g_channel = (
+            (seg.series_id, seg.channel) if primary is None else (int(primary[0]), str(primary[1]))
+        )
+        merged = conn.execute(
+            queries.DEVICE_TEMP_READINGS,
+            {
+                "device_id": seg.device_id,
+                "asset_id": seg.asset_id,
+                "t_lo": t_lo,
+                "t_hi": t_hi,
+                "seg_hi": seg.seg_hi,
+            },
+        ).fetchall()
+        g_us, g_v = arrays(merged)
     return policy.SliceInputs(
         seg=seg,
         ref=ref,
@@ -188,6 +210,7 @@ def profile_inputs(
         ).fetchone()
         if row is not None:
             stored = StoredMkt(int(row[0]), row[1], row[2], dict(row[3]))
+    accuracy_c, calibration_due = quality(conn, seg.device_id)
     return ProfileInputs(
         seg=seg,
         ref=ref,
@@ -196,10 +219,25 @@ def profile_inputs(
         latest=latest,
         t_ms=t_ms,
         v=v,
-        accuracy_c=accuracy(conn, seg.device_id),
+        accuracy_c=accuracy_c,
         mkt_prefix=prefix,
         stored_mkt=stored,
+        calibration_due=calibration_due,
     )
+
+
+def humidity_inputs(
+    conn: Conn, seg: Segment, ref: ClassRef, lo: datetime, hi: datetime, escalate_after_s: int | None
+) -> humidity.HumidityInputs | None:
+    """The rh readings from the look-back before the touched window to the latest reading; None without
+    any reading on the mount."""
+    bound = {"series_id": seg.series_id, "seg_lo": seg.seg_lo, "seg_hi": seg.seg_hi}
+    latest = when(conn.execute(queries.LATEST_READING, bound).fetchone())
+    if latest is None:
+        return None
+    t_lo = max(seg.seg_lo, min(lo, latest) - timedelta(seconds=ref.rules.lookback_s))
+    t_us, v = readings(conn, seg.series_id, t_lo, latest, seg.seg_hi)
+    return humidity.HumidityInputs(seg, ref, lo, hi, latest, t_us, v, escalate_after_s)
 
 
 def state_inputs(
@@ -235,8 +273,14 @@ def last_version(conn: Conn, subject_kind: str, subject_id: str) -> history.Last
     return None if row is None else history.LastVersion(int(row[0]), str(row[1]), list(row[2]))
 
 
+def last_emitted_lot(conn: Conn, lot_id: str) -> lots.EmittedLot | None:
+    """The lot's latest version the ledger heard of (its result changed), with its judged span's end."""
+    row = conn.execute(queries.LAST_EMITTED_LOT, {"lot_id": lot_id}).fetchone()
+    return None if row is None else lots.EmittedLot(int(row[0]), str(row[1]), row[2])
+
+
 def lot_legs(conn: Conn, lot_id: str) -> list[lots.Leg]:
-    """The lot's custody legs with the temperature, door and power readings of their assets."""
+    """The lot's custody legs with the temperature, door, power and humidity readings of their assets."""
     out: list[lots.Leg] = []
     for asset_id, mode, t_from, t_to in conn.execute(queries.LOT_LEGS, {"lot_id": lot_id}).fetchall():
         if asset_id is None:
@@ -244,15 +288,31 @@ def lot_legs(conn: Conn, lot_id: str) -> list[lots.Leg]:
             continue
         span = {"asset_id": asset_id, "t_from": t_from, "t_to": t_to}
         channels: dict[str, lots.Channel | None] = {}
-        for channel in ("door", "power"):
+        for channel in ("door", "power", "rh"):
             got = conn.execute(queries.ASSET_STATE_READINGS, {**span, "channel": channel}).fetchall()
             channels[channel] = arrays(got) if got else None
         series: list[lots.SeriesReadings] = []
-        for series_id, accuracy_c, s_from, s_to in conn.execute(queries.ASSET_TEMP_SERIES, span).fetchall():
+        found = conn.execute(queries.ASSET_TEMP_SERIES, span).fetchall()
+        for series_id, accuracy_c, calibration_due, s_from, s_to in found:
             rows = conn.execute(
                 queries.SERIES_READINGS, {"series_id": series_id, "t_from": s_from, "t_to": s_to}
             ).fetchall()
             t_ms, v = arrays(rows)
-            series.append(lots.SeriesReadings(int(series_id), accuracy_c, s_from, t_ms, v))
-        out.append(lots.Leg(asset_id, mode, t_from, t_to, series, channels["door"], channels["power"]))
+            series.append(
+                lots.SeriesReadings(
+                    int(series_id), accuracy_c, s_from, t_ms, v, s_to, calibration_due=calibration_due
+                )
+            )
+        out.append(
+            lots.Leg(
+                asset_id,
+                cast("Mode | None", mode),
+                t_from,
+                t_to,
+                series,
+                channels["door"],
+                channels["power"],
+                channels["rh"],
+            )
+        )
     return out

@@ -15,7 +15,7 @@ from rules import engine, kernels
 from rules.engine import catalog
 from rules.models import from_epoch_us
 from rules.packs import ClassRef
-from rules.worker.plan import DeleteRuns, Emit, Plan, ResolveAlarm, Segment, UpsertBreak
+from rules.worker.plan import DeleteRuns, Emit, Plan, ResolveAlarm, Segment, UpsertBreak, Withdraw
 from rules.worker.policy import NO_FIGURES, FloatArray, IntArray, alarm, payload
 
 
@@ -88,6 +88,22 @@ def plan_state(inp: StateInputs) -> Plan:
         )
         resolve = ResolveAlarm(seg.asset_id, rule_id, end, catalog.back_to_normal(kind), counted=False)
         plan.add(Emit(p, seg.series_id, rule_id, start, end, then=(raise_, resolve)))
+    # After the window's Emits: a run the ledger holds there that late data ended is withdrawn.
+    plan.add(
+        Withdraw(
+            "chain_break",
+            seg.series_id,
+            seg.asset_id,
+            ((rule_id, kind),),
+            inp.t_lo,
+            inp.t_hi,
+            seg.device_id,
+            seg.channel,
+            ref.code,
+            ref.pack_id,
+            ref.pack_version,
+        )
+    )
     n = inp.t_us.shape[0]
     if not open_run and inp.right_unbounded and seg.mounted_now and n and bool(x[-1] != state):
         last = from_epoch_us(int(inp.t_us[-1]))

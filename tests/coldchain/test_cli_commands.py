@@ -14,9 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from process_support import as_url, coldchain
+from rules_support import add_asset, add_device, add_readings, add_series, drain
 
 from coldchain.cli.common import ExitCode
 from coldchain.migrate import discover
+from rules.worker import RulesWorker
 
 LOT = "urn:epc:class:lgtin:6901234.012345.CLI1"
 SSCC = "urn:epc:id:sscc:6901234.0000000123"
@@ -286,3 +288,26 @@ def test_export_of_an_unknown_lot_writes_nothing(home: Home, tmp_path: Path) -> 
     done = home.run("ledger", "export", "--lot", "urn:epc:class:lgtin:0000000.000000.NOPE", "-o", str(bundle))
     one_line_error(done, ExitCode.FAILED, "NOPE")
     assert not bundle.exists()
+
+
+def test_rules_quarantine_lists_a_batch_that_raised_and_sends_it_back(home: Home) -> None:
+    with psycopg.connect(home.db_url, autocommit=True) as conn:
+        add_asset(conn, "TRUCK-CLI", "reefer_truck", "chilled", "transport")
+        add_device(conn, "cli-probe", "TRUCK-CLI")
+        sid = add_series(conn, "cli-probe", "temp")
+        add_readings(conn, sid, [(0, 2.0), (1, float("inf"))])
+        worker = RulesWorker(home.db_url)
+        try:
+            drain(worker)
+        finally:
+            worker.close()
+    [held] = home.last_json("rules", "quarantine")["quarantined"]
+    assert held["series_ids"] == [sid]
+    assert held["error"].startswith("ValueError: ")
+    assert home.last_json("rules", "quarantine", "--requeue", str(held["batch_id"])) == {
+        "requeued": held["batch_id"]
+    }
+    assert home.last_json("rules", "quarantine") == {"quarantined": []}
+    one_line_error(
+        home.run("rules", "quarantine", "--requeue", str(held["batch_id"])), ExitCode.FAILED, "no quarantined"
+    )

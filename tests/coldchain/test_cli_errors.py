@@ -285,8 +285,17 @@ def test_one_line_escapes_every_control_character() -> None:
 
 
 def test_bench_of_an_unknown_class_is_refused_in_one_line() -> None:
+    res = run_cli("bench", "rules", "--class", "no_such_class", "--quick")
+    assert_one_line_error(res.returncode, res.stdout, res.stderr, ExitCode.USAGE, "no_such_class", "chilled")
+
+
+def test_bench_of_a_class_without_the_whole_rule_set_is_refused_in_one_line() -> None:
+    """A class the bench's rule set does not fit (durian: no sensor faults or shelf life) is a usage
+    error naming what is missing and the classes that fit, not an internal error."""
     res = run_cli("bench", "rules", "--class", "durian", "--quick")
-    assert_one_line_error(res.returncode, res.stdout, res.stderr, ExitCode.USAGE, "durian", "chilled")
+    assert_one_line_error(
+        res.returncode, res.stdout, res.stderr, ExitCode.USAGE, "durian", "shelf-life", "chilled"
+    )
 
 
 def test_an_unexpected_exception_is_one_line_naming_only_its_type(

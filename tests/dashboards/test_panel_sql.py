@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -77,9 +77,10 @@ def _seed(conn: psycopg.Connection[Row]) -> None:
         " ('A3', NULL, 'passive_box', 'Frozen box', NULL, NULL, 'frozen', 'transport')",
         (TRUCK_EPC,),
     )
+    # d1's calibration was due 3 days before TO; d2's is due on TO's day (still covered); d3 states none.
     ex(
-        "INSERT INTO device (device_id, kind) VALUES ('d1', 'temp_logger'), ('d2', 'reefer_controller'),"
-        " ('d3', 'temp_logger'), ('d4', 'rfid_reader')"
+        "INSERT INTO device (device_id, kind, calibration_due) VALUES ('d1', 'temp_logger', '2026-02-27'),"
+        " ('d2', 'reefer_controller', '2026-03-02'), ('d3', 'temp_logger', NULL), ('d4', 'rfid_reader', NULL)"
     )
     ex(
         "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES"
@@ -341,6 +342,7 @@ COLUMNS = {
     "DQ_RECEIVE_LAG_P95": ["time", "lag_p95_s"],
     "DQ_SILENT_DEVICES": ["device_id", "asset_name", "last_seen", "silent_s", "allowed_s"],
     "DQ_CLOCK_SKEW": ["device_id", "readings", "skewed", "skewed_share"],
+    "DQ_CALIBRATION_OVERDUE": ["device_id", "asset_name", "calibration_due", "days_overdue"],
 }
 SCOPES: dict[str, dict[str, list[str] | None]] = {
     "all": {},
@@ -461,6 +463,24 @@ def test_devices_online_silent_and_low_battery(fleet: Fleet) -> None:
         {"device_id": "d2", "asset_name": "Truck two", "battery_pct": 15.0, "time": at(-120)}
     ]
     assert run(fleet, "FLEET_LOW_BATTERY", timedelta(minutes=90)) == []  # not in the range
+
+
+def test_devices_past_their_calibration_date(fleet: Fleet) -> None:
+    d1 = {"device_id": "d1", "asset_name": "Cold room one", "calibration_due": date(2026, 2, 27)}
+    assert run(fleet, "DQ_CALIBRATION_OVERDUE") == [d1 | {"days_overdue": 3}]
+    # Past due from 00:00 UTC of the day after the due date, as the rules stage judges the readings.
+    day_after = datetime(2026, 2, 28, tzinfo=UTC)
+    assert run(fleet, "DQ_CALIBRATION_OVERDUE", t_to=day_after - timedelta(microseconds=1)) == []
+    assert run(fleet, "DQ_CALIBRATION_OVERDUE", t_to=day_after) == [d1 | {"days_overdue": 1}]
+    later = datetime(2026, 3, 3, tzinfo=UTC)
+    d2 = {
+        "device_id": "d2",
+        "asset_name": "Truck two",
+        "calibration_due": date(2026, 3, 2),
+        "days_overdue": 1,
+    }
+    assert run(fleet, "DQ_CALIBRATION_OVERDUE", t_to=later) == [d1 | {"days_overdue": 4}, d2]
+    assert run(fleet, "DQ_CALIBRATION_OVERDUE", t_to=later, asset=["A2"]) == [d2]
 
 
 def test_readings_per_minute(fleet: Fleet) -> None:

@@ -213,15 +213,16 @@ def test_band_breach_is_one_chain_break(conn: Conn, db_url: str) -> None:
     sid = room(conn, "CRT-2", "usp_crt", "crt-2")
     worker = RulesWorker(db_url)
     try:
-        # 22 °C, then 32 °C (outside the 15–30 °C band) from 10 to 14 with a dropout at 12.
+        # 22 °C, then 42 °C (outside the 15–30 °C band and above the 40 °C spike allowance) from 10 to
+        # 14 with a dropout at 12.
         pts: list[tuple[float, float | None]] = [
-            (float(m), None if m == 12 else 32.0 if 10 <= m <= 14 else 22.0) for m in range(30)
+            (float(m), None if m == 12 else 42.0 if 10 <= m <= 14 else 22.0) for m in range(30)
         ]
         add_readings(conn, sid, pts)
         drain(worker)
         [row] = breaks(conn, "/band")
         assert row[3:7] == ("usp/usp_crt/band", at(10), at(14), 0.0)
-        assert (row[7]["band_low_c"], row[7]["band_high_c"], row[7]["peak_c"]) == (15.0, 30.0, 32.0)
+        assert (row[7]["band_low_c"], row[7]["band_high_c"], row[7]["peak_c"]) == (15.0, 30.0, 42.0)
         add_batch(conn, [sid], 0, 29)
         add_readings(conn, sid, [(float(m), 22.0) for m in range(30, 40)])
         drain(worker)
@@ -231,7 +232,7 @@ def test_band_breach_is_one_chain_break(conn: Conn, db_url: str) -> None:
             "2026-01-01T00:10:00.000Z",
             "2026-01-01T00:14:00.000Z",
             4,
-            32.0,
+            42.0,
         )
     finally:
         worker.close()

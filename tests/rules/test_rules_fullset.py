@@ -436,7 +436,10 @@ def test_usp_crt_mkt_and_band() -> None:
     hot = engine.evaluate_series(*minutes([27.0] * 200), ref, "storage")
     assert hot.verdict == "broken"
     assert any("MKT" in r for r in hot.reasons)
-    out = engine.evaluate_series(*minutes([22.0] * 10 + [31.0] * 3 + [22.0] * 10), ref, "storage")
+    # Above the band but within the transient-spike allowance (≤ 40 °C, ≤ 24 h): an excursion.
+    spike = engine.evaluate_series(*minutes([22.0] * 10 + [31.0] * 3 + [22.0] * 10), ref, "storage")
+    assert spike.verdict == "excursion"
+    out = engine.evaluate_series(*minutes([22.0] * 10 + [41.0] * 3 + [22.0] * 10), ref, "storage")
     assert out.verdict == "broken"
     assert any("band" in r for r in out.reasons)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +23,7 @@ from rules_support import (
     lot_outbox,
 )
 
+from rules.packs import DEFAULT_PACKS_DIR, load_packs
 from rules.worker import RulesWorker
 
 
@@ -63,7 +66,8 @@ def test_late_data_amends_verdict_and_says_why(conn: Conn, db_url: str) -> None:
         v = history(conn, subject)
         assert [h[1] for h in v] == ["pass", "broken", "pass"]
         version, verdict, items, arrived, change, pack_version = v[2]
-        assert (version, verdict, items, pack_version) == (3, "pass", [], "2026.2")
+        expected: tuple[object, ...] = (3, "pass", [], load_packs()["chilled"].pack_version)
+        assert (version, verdict, items, pack_version) == expected
         assert (arrived["t_min"], arrived["t_max"]) == (
             "2026-01-01T00:31:00.000Z",
             "2026-01-01T00:59:00.000Z",
@@ -184,3 +188,47 @@ def test_lot_judged_against_its_own_class_through_the_asset(conn: Conn, db_url: 
         assert hist == [(1, "pass"), (2, "excursion"), (3, "broken")]
     finally:
         worker.close()
+
+
+# -- pack versions: a stored verdict keeps the version it was made under -------------------------------
+
+
+def test_stored_verdicts_keep_their_pack_version(conn: Conn, db_url: str, tmp_path: Path) -> None:
+    shipped = load_packs()
+    old = shipped.packs["cn_food"].version
+    for pack in DEFAULT_PACKS_DIR.glob("*.toml"):
+        shutil.copy(pack, tmp_path / pack.name)
+    add_asset(conn, "TRUCK-V", "reefer_truck", "chilled", "transport")
+    add_device(conn, "rc-v", "TRUCK-V", "reefer_controller")
+    sid = add_series(conn, "rc-v", "temp:1")
+    subject = f"{sid}@TRUCK-V"
+    worker = RulesWorker(db_url, tmp_path)
+    try:
+        add_readings(conn, sid, [(m, 2.0) for m in range(0, 31)])
+        drain(worker)
+    finally:
+        worker.close()
+    # The pack is revised: a new version is loaded; the verdict made under the old one stays as it was.
+    food = tmp_path / "cn_food.toml"
+    food.write_text(
+        food.read_text(encoding="utf-8").replace(f'version = "{old}"', 'version = "2099.1"', 1),
+        encoding="utf-8",
+    )
+    before = history(conn, subject)
+    worker = RulesWorker(db_url, tmp_path)
+    try:
+        add_readings(conn, sid, [(m, 2.0) for m in range(60, 91)])  # a 30 min gap in transport: broken
+        drain(worker)
+    finally:
+        worker.close()
+    v = history(conn, subject)
+    assert [(h[0], h[1], h[5]) for h in v] == [(1, "pass", old), (2, "broken", "2099.1")]
+    assert v[0] == before[0]
+    [(gap_version,)] = conn.execute(
+        "SELECT pack_version FROM chain_break WHERE series_id = %s", (sid,)
+    ).fetchall()
+    assert gap_version == "2099.1"
+    [(published,)] = conn.execute(
+        "SELECT pack_version FROM rule_class WHERE product_class = 'chilled'"
+    ).fetchall()
+    assert published == "2099.1"

@@ -23,7 +23,7 @@ def test_shipped_packs_load() -> None:
     frozen = packs.lookup("frozen")
     assert frozen is not None
     assert (frozen.rules.low_c, frozen.rules.high_c) == (None, -18.0)
-    assert packs.lookup("durian") is None
+    assert packs.lookup("rambutan") is None
     for ref in packs.classes():
         rules = ref.rules
         for source in (
@@ -123,11 +123,9 @@ def test_default_packs_and_required_classes() -> None:
     assert chilled.hysteresis_c == 0.5
     assert chilled.shelf_life is not None
     assert chilled.shelf_life.model == "sqrt"
-    assert [t.kind for t in packs["pqs_2_8"].rules.triggers] == [
-        "consecutive",
-        "consecutive",
-        "cumulative",
-        "instant",
+    assert [(t.name, t.kind) for t in packs["pqs_2_8"].rules.triggers] == [
+        ("freeze", "consecutive"),
+        ("heat_single", "consecutive"),
     ]
     # Every limit cites its standard and clause (or says "project default").
     for ref in packs.classes():
@@ -141,12 +139,12 @@ def test_extended_tables_fail_with_key_path(tmp_path: Path) -> None:
     who = (DEFAULT_PACKS_DIR / "who_pqs.toml").read_text(encoding="utf-8")
     bad = who.replace('kind = "cumulative"', 'kind = "rolling"', 1)
     with pytest.raises(
-        PackError, match=r"who_pqs\.toml: classes\.pqs_2_8\.triggers\.2\.kind: Input should be"
+        PackError, match=r"who_pqs\.toml: classes\.pqs_indicator_type1\.triggers\.1\.kind: Input should be"
     ):
         load_packs(_write(tmp_path, bad, "who_pqs.toml"))
     bad2 = who.replace("window_s = 2592000\n", "", 1)
     with pytest.raises(
-        PackError, match=r"classes\.pqs_2_8\.triggers\.2: .*cumulative trigger needs window_s"
+        PackError, match=r"classes\.pqs_indicator_type1\.triggers\.1: .*cumulative trigger needs window_s"
     ):
         load_packs(_write(tmp_path, bad2, "who_pqs.toml"))
     bad3 = SHIPPED.replace('model = "sqrt"', 'model = "arrhenius"', 1)

@@ -29,6 +29,7 @@ from rules.worker.plan import (
     RaiseAlarm,
     ResolveAlarm,
     Segment,
+    StoreShelfLife,
     UpdateBreak,
     UpsertBreak,
     UpsertExcursion,
@@ -319,8 +320,11 @@ def test_lot_plan_tells_the_ledger_only_when_the_result_changes(packs: PackSet) 
         "lot_verdict:LOT:v1",
     )
     same_result = lots.plan_lot("LOT", ref, judged, {}, history.LastVersion(1, "pass", []), now=at(100))
-    assert [type(op) for op in same_result.ops] == [History]  # new evidence, same verdict: history only
-    assert lots.plan_lot("LOT", ref, judged, {}, history.LastVersion(1, "pass", entry.items)).ops == []
+    # New evidence, same verdict: history only (and the shelf life, stored on every judgement).
+    assert [type(op) for op in same_result.ops] == [StoreShelfLife, History]
+    unchanged = lots.plan_lot("LOT", ref, judged, {}, history.LastVersion(1, "pass", entry.items))
+    assert [type(op) for op in unchanged.ops] == [StoreShelfLife]
+    assert unchanged.ops[0] == StoreShelfLife("LOT", "pharma_2_8", ref.pack_id, ref.pack_version, 1, None)
 
 
 # -- the outbox ------------------------------------------------------------------------------------------

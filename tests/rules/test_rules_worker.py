@@ -20,7 +20,10 @@ from rules_support import (
 )
 
 from rules.models import VerdictPayload
+from rules.packs import load_packs
 from rules.worker import RulesWorker
+
+FOOD_VERSION = load_packs().packs["cn_food"].version
 
 
 def excursions(conn: Conn, series_id: int) -> list[tuple[Any, ...]]:
@@ -88,14 +91,14 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
             9.0,
             14,
             "cn_food/chilled/range",
-            "2026.2",
+            FOOD_VERSION,
             "TRUCK-1",
             "chilled",
             0.0,
             4.0,
         )
         [gap] = gaps(conn, sid)
-        assert gap == (at(60), at(100), 600.0, "cn_food/chilled/gap", "TRUCK-1", "transport")
+        assert gap == (at(60), at(100), 600.0, "cn_food/chilled/gap", "TRUCK-1", "road")
         assert excursions(conn, door) == []
 
         ob = outbox(conn)
@@ -115,7 +118,7 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
             "chilled",
             "cn_food/chilled/range",
             "cn_food",
-            "2026.2",
+            FOOD_VERSION,
         )
         assert (e["start"], e["end"]) == ("2026-01-01T00:30:00.000Z", "2026-01-01T00:44:00.000Z")
         assert (e["peak_c"], e["min_c"], e["max_c"], e["readings"], e["duration_s"]) == (
@@ -152,7 +155,9 @@ def test_chilled_truck_excursion_and_gap(db_url: str, conn: Conn) -> None:
             "SELECT product_class, low_c, high_c, pack_version FROM rule_class"
             " WHERE pack_id = 'cn_food' ORDER BY 1"
         ).fetchall()
-        assert rows == [("chilled", 0.0, 4.0, "2026.2"), ("frozen", None, -18.0, "2026.2")]
+        assert ("chilled", 0.0, 4.0, FOOD_VERSION) in rows
+        assert ("frozen", None, -18.0, FOOD_VERSION) in rows
+        assert {r[0] for r in rows} == set(load_packs().packs["cn_food"].classes)
 
         # Nothing queued: nothing done. A redelivered batch re-evaluates to the same verdicts, no new outbox.
         assert worker.run_once() == 0
@@ -169,11 +174,12 @@ def test_frozen_cold_room_open_then_closed(db_url: str, conn: Conn) -> None:
     add_asset(conn, "COLDROOM-1", "cold_room", "frozen", "storage")
     add_device(conn, "room-logger", "COLDROOM-1")
     sid = add_series(conn, "room-logger", "temp")
-    # Every 5 min: -20 °C; -15 °C at 60..80 (20 min); nothing 100..145 (55 min > 30 allowed in storage);
-    # -10 °C from 170 to the latest reading at 180 (10 min: an excursion, still open).
+    # Every 5 min: -20 °C; -15 °C at 60..80 (20 min, at the −15 °C tolerance: an excursion, no band
+    # break); nothing 100..145 (55 min > 30 allowed in storage); -16 °C from 170 to the latest reading
+    # at 180 (10 min: an excursion, still open).
     minutes = [m for m in range(0, 181, 5) if not 100 <= m <= 145]
     pts: list[tuple[float, float | None]] = [
-        (m, -15.0 if 60 <= m <= 80 else -10.0 if m >= 170 else -20.0) for m in minutes
+        (m, -15.0 if 60 <= m <= 80 else -16.0 if m >= 170 else -20.0) for m in minutes
     ]
     add_readings(conn, sid, pts)
     worker = RulesWorker(db_url)
@@ -182,14 +188,14 @@ def test_frozen_cold_room_open_then_closed(db_url: str, conn: Conn) -> None:
         ex = excursions(conn, sid)
         assert [(r[0], r[1], r[2], r[3], r[4]) for r in ex] == [
             (at(60), at(80), False, -15.0, 5),
-            (at(170), at(180), True, -10.0, 3),
+            (at(170), at(180), True, -16.0, 3),
         ]
         assert ex[0][9:] == (None, -18.0)
         assert gaps(conn, sid) == [(at(95), at(150), 1800.0, "cn_food/frozen/gap", "COLDROOM-1", "storage")]
         assert [k for k, _ in outbox(conn)] == ["excursion_closed", "chain_break"]  # the open one waits
 
-        # Late data: more -10 °C, then back to -20 °C: the open excursion closes and is emitted once.
-        add_readings(conn, sid, [(185, -10.0), (190, -20.0), (195, -20.0)])
+        # Late data: more -16 °C, then back to -20 °C: the open excursion closes and is emitted once.
+        add_readings(conn, sid, [(185, -16.0), (190, -20.0), (195, -20.0)])
         assert worker.run_once() == 1
         ex = excursions(conn, sid)
         assert [(r[0], r[1], r[2], r[4]) for r in ex] == [
@@ -233,18 +239,33 @@ def test_late_data_re_evaluates_without_duplicate_outbox(db_url: str, conn: Conn
         add_readings(conn, sid, [(m, 2.0) for m in range(70, 100)])
         assert worker.run_once() == 1
         assert [(r[0], r[1]) for r in gaps(conn, sid)] == [(at(50), at(70))]
-        # ... then 51..69: no gap left at all. The emitted chain break is not emitted again.
+        # ... then 51..69: no gap left at all. The emitted chain break is corrected, then withdrawn.
         add_readings(conn, sid, [(m, 2.0) for m in range(51, 70)])
         assert worker.run_once() == 1
         assert gaps(conn, sid) == []
+        kinds = [k for k, _ in outbox(conn)]
+        assert kinds == ["excursion_closed", "chain_break", "verdict_correction", "verdict_correction"]
+        shrunk, gone = (p for k, p in outbox(conn)[2:])
+        assert shrunk["replacement"]["end"] == "2026-01-01T01:10:00.000Z"
+        assert gone["replacement"] is None
+        assert gone["withdrawn"]["verdict_id"] == shrunk["replacement"]["verdict_id"]
 
         # The buffered 25..29 arrive last, out of range too: the excursion now starts at 25. Its row is
-        # replaced; it overlaps the one already emitted, so it is not emitted again.
+        # replaced and so is the verdict the ledger holds (a correction); nothing is emitted twice.
         add_readings(conn, sid, [(m, 7.0) for m in range(25, 30)])
         assert worker.run_once() == 1
         ex = excursions(conn, sid)
         assert [(r[0], r[1], r[2], r[4]) for r in ex] == [(at(25), at(44), False, 19)]
-        assert [k for k, _ in outbox(conn)] == ["excursion_closed", "chain_break"]
+        rows = outbox(conn)
+        assert [k for k, _ in rows][4:] == ["verdict_correction"]
+        assert rows[4][1]["declared"] == [rows[0][1]["verdict_id"]]
+        assert rows[4][1]["replacement"]["start"] == "2026-01-01T00:25:00.000Z"
+        conn.execute(  # the window judged again (a redelivered batch): nothing new for the ledger
+            "INSERT INTO ingest_batch (kind, series_ids, t_min, t_max) VALUES ('telemetry', %s, %s, %s)",
+            ([sid], at(0), at(110)),
+        )
+        assert worker.run_once() == 1
+        assert len(outbox(conn)) == 5
     finally:
         worker.close()
 
@@ -259,9 +280,9 @@ def test_mount_change_splits_evaluation_by_asset(db_url: str, conn: Conn) -> Non
         (at(-60), at(60), at(60)),
     )
     sid = add_series(conn, "mover", "temp")
-    # 2 °C throughout: fine for the chilled room (0..59), an excursion for the frozen truck (60..90),
-    # which is still open at the latest reading.
-    add_readings(conn, sid, [(m, 2.0) for m in range(0, 91)])
+    # 2 °C in the chilled room (0..59): fine; -16 °C in the frozen truck (60..90): an excursion above
+    # −18 °C within the −15 °C tolerance, still open at the latest reading.
+    add_readings(conn, sid, [(m, 2.0 if m < 60 else -16.0) for m in range(0, 91)])
     worker = RulesWorker(db_url)
     try:
         assert worker.run_once() == 1

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from coldchain.report import format_trace
+from rules.packs import load_packs
 from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
@@ -307,7 +308,10 @@ def test_a_legs_mkt_weighs_each_reading_by_the_time_it_holds(chain_db: str) -> N
             (sid[0], sea.t_start, sea.t_end),
         ).fetchall()
     allowed = sea.temperature.allowed_gap_s
-    assert allowed == 600
+    # The container's leg is at sea: the class's sea interval, as the rules stage published it from the pack.
+    chilled = load_packs().packs["cn_food"].classes["chilled"]
+    assert allowed == chilled.max_interval.limit("sea").seconds
+    assert allowed != chilled.max_interval.transport.seconds
     held = [(min((b[0] - a[0]).total_seconds(), allowed), a[1]) for a, b in itertools.pairwise(rows)]
     assert sea.temperature.mkt_c == pytest.approx(_mkt_c(held), abs=1e-3)
     assert abs(_mkt_c([(1, c) for _, c in rows]) - _mkt_c(held)) > 0.5  # unweighted would differ

@@ -23,6 +23,7 @@ from traceability.api.routes import (
     epcis,
     health,
     ledger,
+    locations,
     queries,
     readings,
     reports,
@@ -109,7 +110,7 @@ def create_app(
 
     # readings and reports before trace: /trace/{id:path} would take /trace/{id}/readings or
     # /trace/{id}/report.pdf for a lot named '{id}/readings' or '{id}/report.pdf'.
-    for resource in (health, readings, reports, trace, ledger, epcis, resources, queries, alarms):
+    for resource in (health, readings, reports, trace, ledger, epcis, resources, queries, alarms, locations):
         app.include_router(resource.router)
     web_pages.install(app)  # the web pages (/ui/, /scan/) on the same app
     return app

@@ -244,6 +244,28 @@ def temperature_element(
     return {"sensorMetadata": meta, "sensorReport": [report]}
 
 
+# The CBV error reason of a declaration whose event stated what later data showed wrong (CBV 2.0 8.7, as
+# the bare name the project writes CBV values in).
+INCORRECT_DATA = "incorrect_data"
+
+
+def error_declaration(
+    event: Mapping[str, Any],
+    *,
+    declared_at: datetime,
+    reason: str = INCORRECT_DATA,
+    corrective_event_ids: Sequence[str] = (),
+) -> Event:
+    """The errorDeclaration of ``event`` (EPCIS 2.0 7.4.1.2): a copy of it, same eventID, with
+    ``errorDeclaration`` {declarationTime, reason, correctiveEventIDs}."""
+    out = dict(event)
+    declaration: dict[str, Any] = {"declarationTime": iso_ms(declared_at), "reason": reason}
+    if corrective_event_ids:
+        declaration["correctiveEventIDs"] = list(corrective_event_ids)
+    out["errorDeclaration"] = declaration
+    return out
+
+
 def with_event_id(event: Mapping[str, Any]) -> Event:
     """The event with ``eventID`` = its CBV 2.0 event hash, unless it already has one."""
     out = dict(event)

@@ -38,7 +38,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from traceability import queries
-from traceability.epcis.builders import CONTEXT, biz_step_name, iso_ms, parse_time
+from traceability.epcis.builders import CONTEXT, biz_step_name, error_declaration, parse_time
 from traceability.epcis.eventhash import event_hash
 from traceability.epcis.jcs import canonical
 from traceability.epcis.validation import validate
@@ -231,15 +231,13 @@ def declare_error(
     row = conn.execute(queries.EVENT_BY_ID, (event_id,)).fetchone()
     if row is None:
         raise LookupError(event_id)
-    event = dict(row[0])
-    declaration: dict[str, Any] = {
-        "declarationTime": iso_ms(declared_at or datetime.now(UTC)),
-        "reason": reason,
-    }
-    if corrective_event_ids:
-        declaration["correctiveEventIDs"] = list(corrective_event_ids)
-    event["errorDeclaration"] = declaration
-    return append(conn, event)
+    declared = error_declaration(
+        row[0],
+        declared_at=declared_at or datetime.now(UTC),
+        reason=reason,
+        corrective_event_ids=corrective_event_ids,
+    )
+    return append(conn, declared)
 
 
 def append(conn: Conn, event: Mapping[str, Any]) -> int:

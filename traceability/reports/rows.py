@@ -20,9 +20,9 @@ import psycopg
 
 from traceability import queries
 from traceability.epcis.digital_link import epc_to_digital_link
-from traceability.i18n import Lang, format_time
+from traceability.i18n import Gettext, Lang, format_time, gettext_for, translate_reason
 from traceability.readings_model import LegReadings
-from traceability.trace_model import CustodyLeg, Trace
+from traceability.trace_model import Correction, CustodyLeg, Trace
 
 Conn = psycopg.Connection[Any]
 CellKind = Literal["text", "int", "float", "datetime", "bool"]
@@ -72,6 +72,8 @@ class EventRow:
     entry_hash: str
     declared_wrong: bool
     notes: list[str] = field(default_factory=list)
+    correction: str | None = None
+    """for an event declared wrong: when, the CBV reason, why (translated), and its corrective events"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,7 @@ EVENT_COLUMNS: tuple[Column, ...] = (
     Column("event_id", "Event ID", "text", 40),
     Column("event_hash", "Event hash", "text", 50),
     Column("declared_wrong", "Declared wrong", "bool", 10),
+    Column("correction", "Correction", "text", 40),
     Column("notes", "Notes", "text", 34),
 )
 
@@ -195,6 +198,8 @@ def event_rows(conn: Conn, trace: Trace, *, lang: Lang, tz: ZoneInfo) -> list[Ev
     }
     lot = trace.lot
     lot_code = (lot.batch if lot is not None and lot.batch else None) or trace.lot_id
+    corrections = {c.declared_event_id: c for c in trace.corrections}
+    translate = gettext_for(lang)
     rows: list[EventRow] = []
     for e in refs:
         r = found[e.seq]
@@ -237,9 +242,24 @@ def event_rows(conn: Conn, trace: Trace, *, lang: Lang, tz: ZoneInfo) -> list[Ev
                 entry_hash=str(entry),
                 declared_wrong=e.declared_wrong,
                 notes=notes,
+                correction=correction_text(corrections.get(e.event_id), lang, tz, translate)
+                if e.declared_wrong and not e.error_declaration
+                else None,
             )
         )
     return rows
+
+
+def correction_text(c: Correction | None, lang: Lang, tz: ZoneInfo, _: Gettext) -> str | None:
+    """A correction in one line: when it was declared, the CBV reason, why, and the corrective events."""
+    if c is None:
+        return None
+    parts = [format_time(c.declared_at, lang, tz, seconds=True), c.reason]
+    if c.why:
+        parts.append(translate_reason(c.why, _))
+    if c.corrective_event_ids:
+        parts.append(_("corrected by") + " " + ", ".join(c.corrective_event_ids))
+    return "; ".join(parts)
 
 
 def _leg_end(leg: CustodyLeg, readings: LegReadings) -> datetime | None:
