@@ -382,6 +382,17 @@ def verdict_event(
             extensions[key] = round(number, 3)
     if correction_reason is not None:
         extensions["cc:correctionReason"] = correction_reason
+    return _sensor_report(end, epcs, read_point, element, extensions)
+
+
+def _sensor_report(
+    end: datetime,
+    epcs: list[str] | None,
+    read_point: str | None,
+    element: dict[str, Any],
+    extensions: dict[str, Any],
+) -> builders.Event:
+    """A verdict's sensor_reporting ObjectEvent (a verdict, or the withdrawal of one), with its eventID."""
     event = builders.object_event(
         event_time=end,
         epcs=epcs,
@@ -435,15 +446,7 @@ def withdrawal_event(
         "cc:channel": w.channel,
         "cc:correctionReason": reason,
     }
-    event = builders.object_event(
-        event_time=end,
-        epcs=epcs,
-        biz_step="sensor_reporting",
-        read_point=read_point,
-        sensor_elements=[element],
-        extensions=extensions,
-    )
-    return builders.with_event_id(event)
+    return _sensor_report(end, epcs, read_point, element, extensions)
 
 
 def declarations(
