@@ -267,27 +267,21 @@ class RulesWorker:
                     a, b = assets.get(asset_id, (lo, hi))
                     assets[asset_id] = (min(a, lo), max(b, hi))
 
-                found = conn.execute(queries.TEMPERATURE_SERIES, {"series_ids": sorted(windows)}).fetchall()
-                for series_id, device_id, channel in found:  # ascending: the advisory locks never deadlock
-                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
-                    w = windows[series_id]
-                    for asset_id in self._evaluate_series(conn, series_id, device_id, channel, w, stats):
-                        touch(asset_id, w.t_min, w.t_max)
-                    stats.series += 1
-                states = conn.execute(queries.STATE_SERIES, {"series_ids": sorted(windows)}).fetchall()
-                for series_id, device_id, channel in states:
-                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
-                    w = windows[series_id]
-                    for asset_id in self._evaluate_state(conn, series_id, device_id, channel, w, stats):
-                        touch(asset_id, w.t_min, w.t_max)
-                    stats.series += 1
-                wet = conn.execute(queries.HUMIDITY_SERIES, {"series_ids": sorted(windows)}).fetchall()
-                for series_id, device_id, channel in wet:
-                    conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
-                    w = windows[series_id]
-                    for asset_id in self._evaluate_humidity(conn, series_id, device_id, channel, w, stats):
-                        touch(asset_id, w.t_min, w.t_max)
-                    stats.series += 1
+                # Temperature, then state (door, power, defrost), then humidity series, each kind judged by
+                # its own evaluator; each kind's series in ascending order, so the advisory locks never
+                # deadlock.
+                for kind_query, evaluate in (
+                    (queries.TEMPERATURE_SERIES, self._evaluate_series),
+                    (queries.STATE_SERIES, self._evaluate_state),
+                    (queries.HUMIDITY_SERIES, self._evaluate_humidity),
+                ):
+                    found = conn.execute(kind_query, {"series_ids": sorted(windows)}).fetchall()
+                    for series_id, device_id, channel in found:
+                        conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
+                        w = windows[series_id]
+                        for asset_id in evaluate(conn, series_id, device_id, channel, w, stats):
+                            touch(asset_id, w.t_min, w.t_max)
+                        stats.series += 1
                 for asset_id, (lo, hi) in sorted(assets.items()):
                     to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
