@@ -376,8 +376,13 @@ class PackSet:
             yield self._by_class[code]
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+def key_path_errors(name: str, exc: ValidationError) -> str:
+    """A validation error of the TOML file `name` as one line: each error as `name: key.path: message`
+    (the form every TOML file the rules stage reads is refused in)."""
+    return "; ".join(
+        f"{name}: {'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in exc.errors()
+    )
 
 
 def load_pack(path: Path) -> RulePack:
@@ -398,8 +403,7 @@ def load_pack(path: Path) -> RulePack:
     try:
         pack = RulePack.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{name}: {_format_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise PackError("; ".join(lines)) from exc
+        raise PackError(key_path_errors(name, exc)) from exc
     if pack.id != path.stem:
         raise PackError(f"{name}: id: pack id {pack.id!r} must equal the file name stem {path.stem!r}")
     return pack

@@ -35,7 +35,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rules.packs import PackSet
+from rules.packs import PackSet, key_path_errors
 
 # The drug GSP appendix on automatic temperature and humidity monitoring: alarms go out on site and by
 # message to at least three designated people (shared/design/DOMAIN.md, "Recording and alarm rules").
@@ -176,10 +176,6 @@ def check(duties: Duties, packs: PackSet) -> list[str]:
     return problems
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 def parse_duties(raw: bytes, name: str, packs: PackSet) -> Duties:
     """Validate a duties file's bytes against the schema and the loaded packs; DutiesError if invalid."""
     try:
@@ -191,8 +187,7 @@ def parse_duties(raw: bytes, name: str, packs: PackSet) -> Duties:
     try:
         duties = Duties.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{name}: {_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise DutiesError("; ".join(lines)) from None
+        raise DutiesError(key_path_errors(name, exc)) from None
     problems = check(duties, packs)
     if problems:
         raise DutiesError("; ".join(f"{name}: {p}" for p in problems))
