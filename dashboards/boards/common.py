@@ -315,15 +315,19 @@ def sql_timeseries(
 ) -> timeseries.Panel:
     """A time series of one time_series-format SQL query, bucketed at >= 1 minute."""
     return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(PG)
+        lines(timeseries.Panel().title(title).description(description).datasource(PG).unit(unit))
         .with_target(Sql(sql).format("time_series"))
         .interval(MIN_INTERVAL)
         .max_data_points(points)
-        .unit(unit)
-        .legend(
+        .span_nulls(False)
+    )
+
+
+def lines(panel: timeseries.Panel) -> timeseries.Panel:
+    """The look of every time series of the boards: a legend listed below, every series in the tooltip,
+    2 px lines with a light fill and no points."""
+    return (
+        panel.legend(
             VizLegendOptions()
             .show_legend(True)
             .display_mode(cm.LegendDisplayMode.LIST)
@@ -334,7 +338,6 @@ def sql_timeseries(
         .line_width(2)
         .fill_opacity(10)
         .show_points(cm.VisibilityMode.NEVER)
-        .span_nulls(False)
     )
 
 

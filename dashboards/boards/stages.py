@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import prometheus, timeseries
-from grafana_foundation_sdk.builders.common import VizLegendOptions, VizTooltipOptions
-from grafana_foundation_sdk.models import common as cm
 
 from dashboards.boards import common as c
 from dashboards.boards.common import bi
@@ -53,23 +51,8 @@ def _panel(
     title: str, description: str, unit: str, targets: list[tuple[str, str]], place: tuple[int, int, int, int]
 ) -> timeseries.Panel:
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(c.PROM)
-        .unit(unit)
+        c.lines(timeseries.Panel().title(title).description(description).datasource(c.PROM).unit(unit))
         .interval("15s")
-        .legend(
-            VizLegendOptions()
-            .show_legend(True)
-            .display_mode(cm.LegendDisplayMode.LIST)
-            .placement(cm.LegendPlacement.BOTTOM)
-            .calcs([])
-        )
-        .tooltip(VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.NONE))
-        .line_width(2)
-        .fill_opacity(10)
-        .show_points(cm.VisibilityMode.NEVER)
         .grid_pos(c.at(*place))
     )
     for ref, (expr, legend) in zip("ABCDEFGH", targets, strict=False):
