@@ -86,3 +86,78 @@ class Lot:
     origin_country: str | None = None  # ISO 3166 alpha-2
     hs_code: str | None = None
     bonded_status: str | None = None  # bonded, released or domestic
+    owner_party_id: str | None = None  # the shipper or importer it belongs to
+
+
+@dataclass(frozen=True, slots=True)
+class Geofence:
+    """A location's geofence: a circle (centre, radius in metres) or a polygon ring of (lon, lat) pairs."""
+
+    location_id: str
+    shape: str  # circle or polygon
+    center_lat: float | None = None
+    center_lon: float | None = None
+    radius_m: float | None = None
+    polygon: tuple[tuple[float, float], ...] | None = None  # (lon, lat), GeoJSON order
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentLeg:
+    """One leg of a shipment: its mode (sea, rail, road, cold_store), carrier and conveyance."""
+
+    leg_no: int
+    mode: str
+    carrier_party_id: str | None = None
+    asset_id: str | None = None
+    container_number: str | None = None  # ISO 6346
+    vessel: str | None = None
+    voyage: str | None = None
+    train: str | None = None
+    truck_plate: str | None = None
+    from_location_id: str | None = None
+    to_location_id: str | None = None
+    planned_start: dt.datetime | None = None
+    planned_end: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentLot:
+    """A lot a shipment carries, with its quantity (UN/CEFACT unit)."""
+
+    lot_id: str
+    quantity: float | None = None
+    uom: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentProfile:
+    """A shipper's alarm profile for one shipment: tighter than the class, never looser; versioned."""
+
+    version: int
+    source: str  # the shipper's specification it cites
+    low_c: float | None = None
+    high_c: float | None = None
+    max_gap_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    """A shipment under one through document (一单制), with its legs, stops, lots and planned window."""
+
+    shipment_id: str
+    through_document: str | None = None
+    bill_of_lading: str | None = None
+    rail_waybill: str | None = None
+    road_waybill: str | None = None
+    shipper_party_id: str | None = None
+    consignee_party_id: str | None = None
+    product_class: str | None = None
+    origin_location_id: str | None = None
+    destination_location_id: str | None = None
+    planned_start: dt.datetime | None = None
+    planned_end: dt.datetime | None = None
+    legs: tuple[ShipmentLeg, ...] = ()
+    stops: tuple[str, ...] = ()  # location ids, in order
+    lots: tuple[ShipmentLot, ...] = ()
+    source: str = "api"  # api, cli, epcis or seed
+    closed_at: dt.datetime | None = None

@@ -35,9 +35,10 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[
 ON CONFLICT DO NOTHING"""
 
 ADD_LOTS: Final = """
-INSERT INTO lot (lot_id, product_class, gtin, batch, description, origin_country, hs_code, bonded_status)
+INSERT INTO lot (lot_id, product_class, gtin, batch, description, origin_country, hs_code, bonded_status,
+                 owner_party_id)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
-                     %s::text[])
+                     %s::text[], %s::text[])
 ON CONFLICT DO NOTHING"""
 
 # Single-row upserts: insert, or overwrite every column of the row already there.
@@ -71,13 +72,15 @@ ON CONFLICT (device_id) DO UPDATE SET
     calibration_due = EXCLUDED.calibration_due"""
 
 UPSERT_LOT: Final = """
-INSERT INTO lot (lot_id, product_class, gtin, batch, description, origin_country, hs_code, bonded_status)
+INSERT INTO lot (lot_id, product_class, gtin, batch, description, origin_country, hs_code, bonded_status,
+                 owner_party_id)
 VALUES (%(lot_id)s, %(product_class)s, %(gtin)s, %(batch)s, %(description)s, %(origin_country)s,
-        %(hs_code)s, %(bonded_status)s)
+        %(hs_code)s, %(bonded_status)s, %(owner_party_id)s)
 ON CONFLICT (lot_id) DO UPDATE SET
     product_class = EXCLUDED.product_class, gtin = EXCLUDED.gtin, batch = EXCLUDED.batch,
     description = EXCLUDED.description, origin_country = EXCLUDED.origin_country,
-    hs_code = EXCLUDED.hs_code, bonded_status = EXCLUDED.bonded_status"""
+    hs_code = EXCLUDED.hs_code, bonded_status = EXCLUDED.bonded_status,
+    owner_party_id = EXCLUDED.owner_party_id"""
 
 # An operator enrols a device: a new one is inserted, a known one takes the kind and is active again;
 # its accuracy and calibration date stay as they were.
@@ -109,7 +112,7 @@ SELECT_TRANSPORT_MODE: Final = "SELECT asset_transport_mode(%s)"
 SELECT_DEVICE: Final = """
 SELECT device_id, kind, accuracy_c, status, calibration_due FROM device WHERE device_id = %s"""
 SELECT_LOT: Final = """
-SELECT lot_id, product_class, gtin, batch, description, origin_country, hs_code, bonded_status
+SELECT lot_id, product_class, gtin, batch, description, origin_country, hs_code, bonded_status, owner_party_id
 FROM lot WHERE lot_id = %s"""
 SELECT_MOUNTS: Final = """
 SELECT device_id, asset_id, valid_from, valid_to FROM device_mount WHERE device_id = %s ORDER BY valid_from"""

@@ -82,7 +82,7 @@ def add_mounts(db: Db, mounts: Iterable[Mount]) -> int:
 
 def add_lots(db: Db, lots: Iterable[Lot]) -> int:
     names = ("lot_id", "product_class", "gtin", "batch", "description", "origin_country", "hs_code")
-    return _add(db, queries.ADD_LOTS, lots, (*names, "bonded_status"))
+    return _add(db, queries.ADD_LOTS, lots, (*names, "bonded_status", "owner_party_id"))
 
 
 # --- writes: one row, inserted or overwritten ---

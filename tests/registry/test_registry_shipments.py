@@ -1,0 +1,118 @@
+"""Tests: shipments, their legs, stops and lots, and geofences round-trip; an asset maps to its shipment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import psycopg
+import pytest
+
+from registry import shipments, store
+from registry.models import (
+    Asset,
+    Geofence,
+    Location,
+    Lot,
+    Party,
+    Shipment,
+    ShipmentLeg,
+    ShipmentLot,
+)
+
+Conn = psycopg.Connection[Any]
+T0 = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+HOUR = dt.timedelta(hours=1)
+CARRIER = Party("6901234100006", "Beibu Gulf Reefer", "carrier")
+SHIPPER = Party("8850000000001", "Chanthaburi Durian Co", "shipper")
+PORT = Location("urn:epc:id:sgln:6901234.00010.0", "Qinzhou port", "port")
+STORE = Location("urn:epc:id:sgln:6901234.00020.0", "Bonded cold store", "cold_store")
+BOX = Asset("CONT-1", "reefer_container", "Reefer 1", epc="urn:epc:id:bic:CSQU3054383")
+TRUCK = Asset("TRUCK-1", "reefer_truck", "Truck 1")
+LOT = Lot("urn:epc:class:lgtin:8850000.012345.D1", "durian", owner_party_id=SHIPPER.party_id)
+
+
+def _world(conn: Conn) -> None:
+    store.add_parties(conn, [CARRIER, SHIPPER])
+    store.add_locations(conn, [PORT, STORE])
+    store.add_assets(conn, [BOX, TRUCK])
+    store.add_lots(conn, [LOT])
+
+
+def _shipment(sid: str = "SHP-1", **kw: Any) -> Shipment:
+    legs = (
+        ShipmentLeg(
+            1,
+            "sea",
+            CARRIER.party_id,
+            container_number="CSQU3054383",
+            vessel="Beibu 1",
+            voyage="V1",
+            planned_start=T0,
+            planned_end=T0 + 48 * HOUR,
+        ),
+        ShipmentLeg(
+            2,
+            "road",
+            CARRIER.party_id,
+            asset_id=TRUCK.asset_id,
+            truck_plate="桂A12345",
+            planned_start=T0 + 50 * HOUR,
+            planned_end=T0 + 60 * HOUR,
+        ),
+    )
+    base: dict[str, Any] = {
+        "through_document": "TD-" + sid,
+        "bill_of_lading": "BL-1",
+        "shipper_party_id": SHIPPER.party_id,
+        "origin_location_id": PORT.location_id,
+        "destination_location_id": STORE.location_id,
+        "planned_start": T0,
+        "planned_end": T0 + 60 * HOUR,
+        "legs": legs,
+        "stops": (STORE.location_id,),
+        "lots": (ShipmentLot(LOT.lot_id, 120, "CT"),),
+    }
+    return Shipment(sid, **{**base, **kw})
+
+
+def test_a_lot_keeps_its_owner(conn: Conn) -> None:
+    _world(conn)
+    assert store.get_lot(conn, LOT.lot_id) == LOT
+
+
+def test_a_shipment_is_stored_once_and_an_asset_maps_to_it_by_leg_window(conn: Conn) -> None:
+    _world(conn)
+    assert shipments.add_shipment(conn, _shipment())
+    assert not shipments.add_shipment(conn, _shipment())
+    # The container is named by its ISO 6346 number on the sea leg, the truck by its asset id on the road leg.
+    assert shipments.shipment_of_asset(conn, BOX.asset_id, T0 + HOUR) == "SHP-1"
+    assert shipments.shipment_of_asset(conn, TRUCK.asset_id, T0 + 55 * HOUR) == "SHP-1"
+    assert shipments.shipment_of_asset(conn, TRUCK.asset_id, T0 - HOUR) is None
+    conn.execute("UPDATE shipment SET closed_at = %s", (T0 + 52 * HOUR,))
+    assert shipments.shipment_of_asset(conn, TRUCK.asset_id, T0 + 55 * HOUR) is None
+
+
+def test_a_shipment_that_contradicts_itself_is_refused_before_any_write(conn: Conn) -> None:
+    _world(conn)
+    with pytest.raises(shipments.ShipmentError, match="mode"):
+        shipments.add_shipment(conn, _shipment(legs=(ShipmentLeg(1, "air"),)))
+    with pytest.raises(shipments.ShipmentError, match="planned end"):
+        shipments.add_shipment(conn, _shipment(planned_end=T0 - HOUR))
+    assert conn.execute("SELECT count(*) FROM shipment").fetchone() == (0,)
+
+
+def test_geofences_round_trip_and_replace(conn: Conn) -> None:
+    _world(conn)
+    ring = ((108.6, 21.7), (108.7, 21.7), (108.7, 21.8))
+    fences = [
+        Geofence(PORT.location_id, "polygon", polygon=ring),
+        Geofence(STORE.location_id, "circle", 21.75, 108.62, 300.0),
+    ]
+    assert shipments.upsert_geofences(conn, fences) == 2
+    assert shipments.geofences(conn) == fences
+    moved = Geofence(STORE.location_id, "circle", 21.76, 108.63, 250.0)
+    shipments.upsert_geofences(conn, [moved])
+    assert shipments.geofences(conn)[1] == moved
+    with pytest.raises(psycopg.errors.CheckViolation):
+        shipments.upsert_geofences(conn, [Geofence(PORT.location_id, "circle", 21.7, 108.6)])
