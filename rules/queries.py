@@ -336,19 +336,23 @@ condition_start, condition_end, peak_c, escalation, escalated_at, opened_at, tri
 acknowledged_at, acknowledged_by, ack_note, resolved_at, resolved_by, resolve_note, updated_at
 """
 
-ALARM_LIST: Final = (
-    "SELECT "
-    + _ALARM_COLUMNS
-    + """ FROM alarm
+_ALARM_FILTERS = """ FROM alarm
 WHERE (%(state)s::text IS NULL OR state = %(state)s)
   AND (%(asset_id)s::text IS NULL OR asset_id = %(asset_id)s)
   AND (%(severity)s::text IS NULL OR severity = %(severity)s)
-  AND (%(kind)s::text IS NULL OR kind = %(kind)s)
-ORDER BY alarm_id DESC LIMIT %(limit)s"""
-)
+  AND (%(kind)s::text IS NULL OR kind = %(kind)s)"""
+# A reader of the trace API sees the alarms of the assets it may read: cc_sees_asset(role, party, asset), the
+# one definition of who sees an asset (the ledger stage's migration 0020, applied after this stage's).
+_ALARM_SEEN = " AND (cc_sees_all(%(role)s) OR cc_sees_asset(%(role)s, %(party)s, asset_id))"
+_ALARM_ORDER = " ORDER BY alarm_id DESC LIMIT %(limit)s"
+ALARM_LIST: Final = "SELECT " + _ALARM_COLUMNS + _ALARM_FILTERS + _ALARM_ORDER
+ALARM_LIST_SEEN: Final = "SELECT " + _ALARM_COLUMNS + _ALARM_FILTERS + _ALARM_SEEN + _ALARM_ORDER
 ALARM_KINDS: Final = "SELECT DISTINCT kind FROM alarm ORDER BY kind"
 ALARM_GET_FOR_UPDATE: Final = (
     "SELECT " + _ALARM_COLUMNS + " FROM alarm WHERE alarm_id = %(alarm_id)s FOR UPDATE"
+)
+ALARM_GET_SEEN_FOR_UPDATE: Final = (
+    "SELECT " + _ALARM_COLUMNS + " FROM alarm WHERE alarm_id = %(alarm_id)s" + _ALARM_SEEN + " FOR UPDATE"
 )
 ALARM_ACK: Final = (
     """UPDATE alarm SET state = 'acknowledged', acknowledged_at = clock_timestamp(),

@@ -3,6 +3,7 @@ shelf life the rules stage stored beside each lot's verdict (``rules.worker.lots
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -60,13 +61,19 @@ def _utc(t: datetime | None) -> datetime | None:
     return None if t is None else t.astimezone(UTC)
 
 
-def fefo(conn: Conn, location_id: str, limit: int = DEFAULT_LIMIT) -> Fefo | None:
-    """The lots at the location (or under it) now, in order of remaining shelf life; None if the location
-    is not in the registry."""
+def fefo(
+    conn: Conn,
+    location_id: str,
+    limit: int = DEFAULT_LIMIT,
+    seen_by: Mapping[str, str | None] = queries.EVERYTHING,
+) -> Fefo | None:
+    """The lots at the location (or under it) now that ``seen_by`` (a scope's parameters) may read, in
+    order of remaining shelf life; None if the location is not in the registry."""
     place = conn.execute(queries.LOCATION_NAME, (location_id,)).fetchone()
     if place is None:
         return None
-    rows = conn.execute(queries.FEFO_AT_LOCATION, {"location": location_id, "limit": limit}).fetchall()
+    args = {**seen_by, "location": location_id, "limit": limit}
+    rows = conn.execute(queries.FEFO_AT_LOCATION, args).fetchall()
     lots = [
         FefoLot(
             lot_id=r[0],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Final
 
 
 def text_arrays(*lists: Iterable[str]) -> tuple[str, ...]:
@@ -25,6 +27,22 @@ def named_text_arrays(**lists: Iterable[str]) -> dict[str, str]:
     """`text_arrays` as named parameters: each list's text under its name, the delimiter under ``d``."""
     *texts, delimiter = text_arrays(*lists.values())
     return {**dict(zip(lists, texts, strict=True)), "d": delimiter}
+
+
+# --- who may read what: the cc_sees_* functions of migration 0020, asked with %(role)s and %(party)s --------
+# The parameters under which every cc_sees_* answers yes: an operator's own tools (the CLI, the workers).
+# Each query asks ``cc_sees_all(role) OR cc_sees_x(...)``: for a role that reads everything the planner folds
+# the condition away (cc_sees_all is immutable), so such a reader pays nothing for it.
+EVERYTHING: Final[Mapping[str, str | None]] = MappingProxyType({"role": "admin", "party": None})
+VISIBLE_LOTS = """
+SELECT l FROM unnest(%(lots)s::text[]) l
+WHERE (cc_sees_all(%(role)s) OR cc_sees_lot(%(role)s, %(party)s, l))
+ORDER BY 1
+"""
+ASSET_VISIBLE = """
+SELECT 1 FROM asset
+WHERE asset_id = %(asset)s AND (cc_sees_all(%(role)s) OR cc_sees_asset(%(role)s, %(party)s, asset_id))
+"""
 
 
 # Serialises appends: one transaction at a time extends the chain. Key = the ASCII of "ccledger",
@@ -262,6 +280,7 @@ here AS (
 lots AS (
     SELECT DISTINCT ON (l.lot_id) l.lot_id, l.product_class, l.description, here.location_id, here.since
     FROM here JOIN lot l ON l.lot_id = here.child_id
+    WHERE (cc_sees_all(%(role)s) OR cc_sees_lot(%(role)s, %(party)s, l.lot_id))
     ORDER BY l.lot_id, here.since
 )
 SELECT lots.lot_id, lots.product_class, lots.description, lots.location_id, lots.since,
@@ -579,7 +598,7 @@ SELECT 1 FROM capture_job WHERE capture_id = %s AND running FOR UPDATE SKIP LOCK
 PENDING_CAPTURE_JOBS = "SELECT EXISTS (SELECT 1 FROM capture_job WHERE running)"
 CAPTURE_JOB = """
 SELECT capture_id, running, success, events, first_seq, last_seq, errors, already_captured FROM capture_job
-WHERE capture_id = %s
+WHERE capture_id = %(id)s AND cc_sees_all(%(role)s)
 """
 
 # --- checkpoints and bundles ------------------------------------------------------------------------
@@ -605,7 +624,8 @@ EVENTS_JCS_AT_SEQS = "SELECT seq, event_jcs FROM ledger_event WHERE seq = ANY(%s
 
 # --- access --------------------------------------------------------------------------------------------
 INSERT_API_KEY = """
-INSERT INTO api_key (name, role, key_hash, key_prefix) VALUES (%(name)s, %(role)s, %(hash)s, %(prefix)s)
+INSERT INTO api_key (name, role, party_id, key_hash, key_prefix)
+VALUES (%(name)s, %(role)s, %(party)s, %(hash)s, %(prefix)s)
 """
 # The keys a revocation names: by id, or by the prefix of the secret (at most two, to see an ambiguity).
 API_KEYS_NAMED = """
@@ -614,10 +634,13 @@ WHERE key_id = %(id)s OR (%(prefix)s::text IS NOT NULL AND key_prefix LIKE %(pre
 ORDER BY key_id LIMIT 2
 """
 REVOKE_API_KEY = "UPDATE api_key SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL"
-API_KEY_BY_HASH = "SELECT key_id, name, role FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
+API_KEY_BY_HASH = (
+    "SELECT key_id, name, role, party_id FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
+)
+PARTY_KNOWN = "SELECT 1 FROM party WHERE party_id = %s"
 INSERT_AUDIT = """
-INSERT INTO audit_log (key_id, role, method, path, query, status)
-VALUES (%(key)s, %(role)s, %(method)s, %(path)s, %(query)s, %(status)s)
+INSERT INTO audit_log (key_id, role, party_id, method, path, query, status)
+VALUES (%(key)s, %(role)s, %(party)s, %(method)s, %(path)s, %(query)s, %(status)s)
 """
 
 # --- readings: the points, markers and track behind a leg's chart (traceability.readings) ------------------

@@ -14,7 +14,7 @@ for a 30-day minute series): bucketing in SQL costs the server several times mor
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -148,15 +148,21 @@ def _aware(t: datetime, name: str) -> datetime:
 
 
 def asset_readings(
-    conn: Conn, asset_id: str, t_from: datetime, t_to: datetime, max_points: int = DEFAULT_MAX_POINTS
+    conn: Conn,
+    asset_id: str,
+    t_from: datetime,
+    t_to: datetime,
+    max_points: int = DEFAULT_MAX_POINTS,
+    seen_by: Mapping[str, str | None] = queries.EVERYTHING,
 ) -> AssetReadings | None:
     """The chart of ``asset_id`` over [t_from, t_to): its evidence's temperature series (readings while
     mounted only), each downsampled to at most ``max_points`` points, door / power /
-    defrost markers, and the GPS track (at most ``max_points`` positions). None when the asset is unknown."""
+    defrost markers, and the GPS track (at most ``max_points`` positions). None when the asset is unknown,
+    or not one ``seen_by`` (a scope's parameters) may read."""
     t_from, t_to = _aware(t_from, "t_from"), _aware(t_to, "t_to")
     if max_points < 2:
         raise ValueError(f"max_points must be at least 2, not {max_points}")
-    if conn.execute(queries.ASSET_BY_ID, (asset_id,)).fetchone() is None:
+    if conn.execute(queries.ASSET_VISIBLE, {**seen_by, "asset": asset_id}).fetchone() is None:
         return None
     window = {"asset": asset_id, "t_from": t_from, "t_to": t_to}
     temperature: list[SeriesPoints] = []

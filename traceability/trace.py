@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -424,14 +425,27 @@ def _since_key(since: datetime | None) -> str:
     return "" if since is None else since.isoformat()
 
 
-def trace(conn: Conn, ident: str) -> Trace | None:
+def visible_lots(conn: Conn, lots: list[str], seen_by: Mapping[str, str | None]) -> list[str]:
+    """The lots of ``lots`` the reader ``seen_by`` (a scope's ``{"role", "party"}``) may read (sorted)."""
+    if not lots:
+        return []
+    return [r[0] for r in conn.execute(queries.VISIBLE_LOTS, {**seen_by, "lots": lots}).fetchall()]
+
+
+def trace(conn: Conn, ident: str, seen_by: Mapping[str, str | None] = queries.EVERYTHING) -> Trace | None:
     """The trace of whatever ``ident`` names (lot id or code, EPC, container number, B/L or waybill):
-    the first lot it leads to, traced, with ``query`` = {id, kind, lots} listing every lot it leads to."""
+    the first lot it leads to that ``seen_by`` may read, traced, with ``query`` = {id, kind, lots} listing
+    every such lot it leads to. None when it leads to none (or to none ``seen_by`` may read)."""
     kind, lots = resolve(conn, ident)
     if not lots:
+        if not visible_lots(conn, [ident], seen_by):
+            return None
         found = trace_lot(conn, ident)  # a lot known only from the ledger (no registry row)
         kind = "lot"
     else:
+        lots = visible_lots(conn, lots, seen_by)
+        if not lots:
+            return None
         found = trace_lot(conn, lots[0])
     if found is None:
         return None

@@ -9,6 +9,7 @@ the notifier (`rules.alarms.notify`) after commit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
@@ -43,16 +44,21 @@ def list_alarms(
     severity: str | None = None,
     kind: str | None = None,
     limit: int = 100,
+    seen_by: Mapping[str, str | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Alarms, newest first, optionally of one state, asset, severity and/or kind (filtered before the
-    limit), as JSON-ready dicts."""
+    limit), as JSON-ready dicts; with ``seen_by`` (a reader's ``{"role", "party"}``) only the alarms of the
+    assets that reader may see."""
     if state is not None and state not in ("open", "acknowledged", "resolved"):
         raise ValueError(f"unknown alarm state {state!r}")
     if severity is not None and severity not in SEVERITIES:
         raise ValueError(f"unknown alarm severity {severity!r}")
     params = {"state": state, "asset_id": asset_id, "severity": severity, "kind": kind, "limit": int(limit)}
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(queries.ALARM_LIST, params).fetchall()
+        if seen_by is None:
+            rows = cur.execute(queries.ALARM_LIST, params).fetchall()
+        else:
+            rows = cur.execute(queries.ALARM_LIST_SEEN, {**params, **seen_by}).fetchall()
     return [_json(r) for r in rows]
 
 
@@ -61,26 +67,41 @@ def alarm_kinds(conn: Conn) -> list[str]:
     return [str(r[0]) for r in conn.execute(queries.ALARM_KINDS).fetchall()]
 
 
-def acknowledge(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, Any] | None:
-    """Acknowledge an open alarm (None = no such alarm; AlarmStateError if already resolved).
+def acknowledge(
+    conn: Conn, alarm_id: int, *, by: str, note: str, seen_by: Mapping[str, str | None] | None = None
+) -> dict[str, Any] | None:
+    """Acknowledge an open alarm (None = no such alarm, or none ``seen_by`` may see; AlarmStateError if
+    already resolved).
 
     Acknowledging an acknowledged alarm records the newer acknowledgement."""
-    return _operator_update(conn, alarm_id, queries.ALARM_ACK, {"by": by, "note": note})
+    return _operator_update(conn, alarm_id, queries.ALARM_ACK, {"by": by, "note": note}, seen_by)
 
 
-def resolve(conn: Conn, alarm_id: int, *, by: str, note: str) -> dict[str, Any] | None:
-    """Resolve an alarm by an operator (None = no such alarm; AlarmStateError if already resolved)."""
+def resolve(
+    conn: Conn, alarm_id: int, *, by: str, note: str, seen_by: Mapping[str, str | None] | None = None
+) -> dict[str, Any] | None:
+    """Resolve an alarm by an operator (None = no such alarm, or none ``seen_by`` may see;
+    AlarmStateError if already resolved)."""
     return _operator_update(
-        conn, alarm_id, queries.ALARM_RESOLVE, {"by": by, "note": note, "condition_end": None}
+        conn, alarm_id, queries.ALARM_RESOLVE, {"by": by, "note": note, "condition_end": None}, seen_by
     )
 
 
 def _operator_update(
-    conn: Conn, alarm_id: int, query: LiteralString, params: dict[str, Any]
+    conn: Conn,
+    alarm_id: int,
+    query: LiteralString,
+    params: dict[str, Any],
+    seen_by: Mapping[str, str | None] | None,
 ) -> dict[str, Any] | None:
-    """Run an operator's update `query` on an alarm not yet resolved, under the alarm's row lock."""
+    """Run an operator's update `query` on an alarm not yet resolved (and seen by ``seen_by``, when
+    given), under the alarm's row lock."""
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(queries.ALARM_GET_FOR_UPDATE, {"alarm_id": alarm_id}).fetchone()
+        if seen_by is None:
+            row = cur.execute(queries.ALARM_GET_FOR_UPDATE, {"alarm_id": alarm_id}).fetchone()
+        else:
+            found = queries.ALARM_GET_SEEN_FOR_UPDATE
+            row = cur.execute(found, {"alarm_id": alarm_id, **seen_by}).fetchone()
         if row is None:
             return None
         if row["state"] == "resolved":

@@ -1,11 +1,18 @@
-"""Stage 3, API: API keys with roles (stored as SHA-256 hashes only) and the audit log of API queries.
+"""Stage 3, API: API keys with a role and a party (stored as SHA-256 hashes only) and the audit log of reads.
 
-Roles and what they may do:
+Roles and what they may do (what they may read is the SQL's ``cc_sees_*``, migration 0020: the
+``traceability.api.scope`` of the key):
 
-* ``inspector``: read (trace, EPCIS query, ledger verification, capture job status);
-* ``operator``: read, and acknowledge / resolve alarms;
+* ``inspector``, ``regulator``: read everything (trace, EPCIS query, ledger verification, capture jobs);
+* ``customs``: read the import flow (imported or bonded lots, their shipments and assets);
+* ``carrier``: read its own shipments, the assets it operates or carries them in and their lots, and
+  acknowledge / resolve those assets' alarms;
+* ``shipper``: read the lots it owns and the shipments it ships or receives;
+* ``operator``: read everything, and acknowledge / resolve alarms;
 * ``capture``: capture EPCIS documents and read their capture jobs;
 * ``admin``: everything.
+
+A carrier's or shipper's key belongs to its party (``party_id``); any other key may name one.
 
 A key is ``cck_`` + 43 URL-safe characters (32 random bytes); only its SHA-256 is stored, so a plain
 hash suffices (the secret has full entropy: no password stretching needed). The key is shown once.
@@ -27,10 +34,16 @@ Conn = psycopg.Connection[Any]
 READ, ALARMS, CAPTURE = "read", "alarms", "capture"
 ROLES: dict[str, frozenset[str]] = {
     "inspector": frozenset({READ}),
+    "regulator": frozenset({READ}),
+    "customs": frozenset({READ}),
+    "carrier": frozenset({READ, ALARMS}),
+    "shipper": frozenset({READ}),
     "operator": frozenset({READ, ALARMS}),
     "capture": frozenset({CAPTURE}),
     "admin": frozenset({READ, ALARMS, CAPTURE}),
 }
+# The roles whose key must name its party (what they read is that party's).
+PARTY_ROLES = frozenset({"carrier", "shipper"})
 KEY_PREFIX = "cck_"
 
 
@@ -39,6 +52,7 @@ class Principal:
     key_id: int
     name: str
     role: str
+    party_id: str | None = None
 
     def may(self, permission: str) -> bool:
         return permission in ROLES.get(self.role, frozenset())
@@ -67,14 +81,29 @@ class KeyRevocationError(LookupError):
     """No key, or more than one, is named; or the key named is revoked already."""
 
 
-def create_key(conn: Conn, role: str, name: str) -> str:
-    """Create an API key of ``role`` named ``name`` (in the caller's transaction); return the secret."""
+class KeyPartyError(ValueError):
+    """A key's party is missing (a carrier's or shipper's key) or not in the registry."""
+
+
+def create_key(conn: Conn, role: str, name: str, party_id: str | None = None) -> str:
+    """Create an API key of ``role`` named ``name``, of ``party_id`` (a registry party; required for the
+    roles of ``PARTY_ROLES``), in the caller's transaction; return the secret."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}: one of {sorted(ROLES)}")
+    if role in PARTY_ROLES and not party_id:
+        raise KeyPartyError(f"a {role} key belongs to a party: name it (--party)")
+    if party_id is not None and conn.execute(queries.PARTY_KNOWN, (party_id,)).fetchone() is None:
+        raise KeyPartyError(f"no party {party_id!r} in the registry")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     conn.execute(
         queries.INSERT_API_KEY,
-        {"name": name, "role": role, "hash": hash_key(secret), "prefix": secret[:SHOWN_CHARS]},
+        {
+            "name": name,
+            "role": role,
+            "party": party_id,
+            "hash": hash_key(secret),
+            "prefix": secret[:SHOWN_CHARS],
+        },
     )
     return secret
 
@@ -111,7 +140,7 @@ def lookup(conn: Conn, secret: str) -> Principal | None:
     if not well_formed(secret):
         return None
     row = conn.execute(queries.API_KEY_BY_HASH, (hash_key(secret),)).fetchone()
-    return None if row is None else Principal(int(row[0]), str(row[1]), str(row[2]))
+    return None if row is None else Principal(int(row[0]), str(row[1]), str(row[2]), row[3])
 
 
 def audit(conn: Conn, principal: Principal, method: str, path: str, query: str, status: int) -> None:
@@ -120,6 +149,7 @@ def audit(conn: Conn, principal: Principal, method: str, path: str, query: str, 
         {
             "key": principal.key_id,
             "role": principal.role,
+            "party": principal.party_id,
             "method": method,
             "path": path,
             "query": query,

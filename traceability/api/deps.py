@@ -1,4 +1,4 @@
-"""Stage 3, API: the request's dependencies: its API key, principal, role checks and connection."""
+"""Stage 3, API: the request's dependencies: its API key, principal, role checks, scope and connection."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from traceability.api import auth
 from traceability.api.pools import Conn, Lease
 from traceability.api.problems import PROBLEM_BASE, UNKNOWN_KEY, ApiProblemError
+from traceability.api.scope import Scope, scope_of
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (cck_...)")
 _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
@@ -83,3 +84,11 @@ def _require(permission: str) -> Any:
 Reader = Annotated[auth.Principal, _require(auth.READ)]
 Operator = Annotated[auth.Principal, _require(auth.ALARMS)]
 Principal = Annotated[auth.Principal, Depends(current_principal)]
+
+
+async def current_scope(principal: Annotated[auth.Principal, Depends(current_principal)]) -> Scope:
+    """What the request's key may read (its role and party): pass ``scope.params()`` to the query."""
+    return scope_of(principal)
+
+
+ScopeDep = Annotated[Scope, Depends(current_scope)]

@@ -644,8 +644,12 @@ def _record(conn: Conn, job: CaptureJob, captured_by: str | None) -> None:
     )
 
 
-def get_job(conn: Conn, capture_id: str) -> CaptureJob | None:
-    row = conn.execute(queries.CAPTURE_JOB, (capture_id,)).fetchone()
+def get_job(
+    conn: Conn, capture_id: str, seen_by: Mapping[str, str | None] = queries.EVERYTHING
+) -> CaptureJob | None:
+    """A capture job, to a reader ``seen_by`` (a scope's parameters) who sees every event (None: no such
+    job, or a reader who sees only some: a job names the ledger's seqs, whoever's events they are)."""
+    row = conn.execute(queries.CAPTURE_JOB, {**seen_by, "id": capture_id}).fetchone()
     if row is None:
         return None
     return CaptureJob(

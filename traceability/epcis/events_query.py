@@ -108,6 +108,9 @@ class EventQuery:
     max_event_count: int | None = None
     served: int = 0  # events served by the pages before this one (eventCountLimit spans pages)
     after_key: datetime | None = None  # the order key of the last event served (with after_seq)
+    # Who reads ({"role", "party"}: a scope's parameters): only the events cc_sees_event lets it see. None:
+    # every event (the ledger stage's own readers).
+    seen_by: Mapping[str, str | None] | None = None
 
 
 def to_base(value: float, uom: str) -> float:
@@ -426,6 +429,9 @@ def _filters(q: EventQuery, args: dict[str, Any]) -> list[sql.Composable]:
                 v=sql.Placeholder(v_key),
             )
         )
+    if q.seen_by is not None:
+        where.append(sql.SQL("(cc_sees_all(%(role)s) OR cc_sees_event(%(role)s, %(party)s, e.seq))"))
+        args.update(q.seen_by)
     return where
 
 

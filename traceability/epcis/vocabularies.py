@@ -8,13 +8,14 @@ an index skip scan (one index probe per value), never by reading every event."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
 import psycopg
 from psycopg import sql
 
+from traceability import queries
 from traceability.epcis.builders import biz_step_name, disposition_name
 from traceability.epcis.events_query import QueryParameterError
 from traceability.epcis.validation import EVENT_TYPES, vocabulary
@@ -74,29 +75,41 @@ def decode_token(token: str) -> str:
     return after
 
 
-def _used(conn: Conn, res: Resource, after: str, limit: int) -> list[str]:
-    """The distinct values events use, greater than ``after``, in order: at most ``limit`` of them."""
+def _used(conn: Conn, res: Resource, after: str, limit: int, seen_by: Mapping[str, str | None]) -> list[str]:
+    """The distinct values the events ``seen_by`` may read use, greater than ``after``, in order: at most
+    ``limit`` of them (for a reader who sees every event, ``cc_sees_event`` folds to true: an index probe a
+    value still)."""
     expr, table = sql.SQL(res.expr), sql.Identifier(res.table)
+    seen = "(cc_sees_all(%(role)s) OR cc_sees_event(%(role)s, %(party)s, seq))"
     statement = sql.SQL(
         "WITH RECURSIVE v(x) AS ("
-        " (SELECT {e} FROM {t} WHERE {e} > %(after)s ORDER BY {e} LIMIT 1)"
+        " (SELECT {e} FROM {t} WHERE {e} > %(after)s AND {seen} ORDER BY {e} LIMIT 1)"
         " UNION ALL"
-        " SELECT (SELECT {e} FROM {t} WHERE {e} > v.x ORDER BY {e} LIMIT 1) FROM v WHERE v.x IS NOT NULL"
+        " SELECT (SELECT {e} FROM {t} WHERE {e} > v.x AND {seen} ORDER BY {e} LIMIT 1) FROM v"
+        " WHERE v.x IS NOT NULL"
         ") SELECT x FROM v WHERE x IS NOT NULL LIMIT %(limit)s"
-    ).format(e=expr, t=table)
-    return [str(r[0]) for r in conn.execute(statement, {"after": after, "limit": limit}).fetchall()]
+    ).format(e=expr, t=table, seen=sql.SQL(seen))
+    args = {**seen_by, "after": after, "limit": limit}
+    return [str(r[0]) for r in conn.execute(statement, args).fetchall()]
 
 
 def known_values(
-    conn: Conn, resource: str, *, per_page: int, token: str | None
+    conn: Conn,
+    resource: str,
+    *,
+    per_page: int,
+    token: str | None,
+    seen_by: Mapping[str, str | None] = queries.EVERYTHING,
 ) -> tuple[list[str], str | None]:
-    """One page of the resource's known values and the token of the next page (None on the last)."""
+    """One page of the resource's known values and the token of the next page (None on the last): the
+    standard's values and those of the events ``seen_by`` (a scope's parameters) may read."""
     res = RESOURCES[resource]
     after = decode_token(token) if token else ""
     if res.standard is None:
-        values = _used(conn, res, after, per_page + 1)
+        values = _used(conn, res, after, per_page + 1, seen_by)
     else:
-        merged = set(res.standard()) | {res.name(v) for v in _used(conn, res, "", MAX_CUSTOM_VALUES)}
+        used = _used(conn, res, "", MAX_CUSTOM_VALUES, seen_by)
+        merged = set(res.standard()) | {res.name(v) for v in used}
         values = sorted(v for v in merged if v > after)[: per_page + 1]
     more = len(values) > per_page
     values = values[:per_page]

@@ -3,7 +3,7 @@ proof and companion bundle; every format (PDF, XLSX, CSV) renders this same ``Re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from traceability import queries
 from traceability.i18n import Gettext, Lang, gettext_for
 from traceability.ledger import checkpoint
 from traceability.readings import leg_readings
@@ -58,13 +59,15 @@ def read_report(
     cp: checkpoint.Checkpoint | None = None,
     now: datetime | None = None,
     with_readings: bool = True,
+    seen_by: Mapping[str, str | None] = queries.EVERYTHING,
 ) -> Report | None:
     """The report of whatever lot ``ident`` names (as ``/trace/{id}`` resolves it); None if none.
     ``legs`` gives the legs' readings (a list, or a callable of the connection and trace); without it,
     the readings sheet is empty and the charts say there is no temperature evidence.
     ``with_readings=False`` leaves the readings rows out (the PDF shows charts, not rows). Raises
-    ``ReportError`` when no signed checkpoint covers the lot's events."""
-    found = trace(conn, ident)
+    ``ReportError`` when no signed checkpoint covers the lot's events. Only a lot ``seen_by`` (a scope's
+    parameters) may read is reported on."""
+    found = trace(conn, ident, seen_by)
     if found is None:
         return None
     leg_readings = legs(conn, found) if callable(legs) else list(legs or [])

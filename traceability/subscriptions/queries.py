@@ -6,10 +6,14 @@ INSERT_NAMED_QUERY = (
     "INSERT INTO epcis_named_query (name, query, key_id) VALUES (%(name)s, %(query)s, %(key)s)"
     " ON CONFLICT (name) DO NOTHING"
 )
+# What a reader sees of them: its own, its party's, or all (cc_sees_key: %(role)s, %(party)s, %(reader_key)s).
+_SEEN = " AND (cc_sees_all(%(role)s) OR cc_sees_key(%(role)s, %(party)s, %(reader_key)s, key_id))"
 NAMED_QUERIES = (
-    "SELECT name, query FROM epcis_named_query WHERE name > %(after)s ORDER BY name LIMIT %(limit)s"
+    "SELECT name, query FROM epcis_named_query WHERE name > %(after)s"
+    + _SEEN
+    + " ORDER BY name LIMIT %(limit)s"
 )
-NAMED_QUERY = "SELECT name, query FROM epcis_named_query WHERE name = %s"
+NAMED_QUERY = "SELECT name, query FROM epcis_named_query WHERE name = %(name)s" + _SEEN
 DELETE_NAMED_QUERY = "DELETE FROM epcis_named_query WHERE name = %s"
 
 _SUBSCRIPTION_COLUMNS = (
@@ -26,12 +30,15 @@ INSERT_SUBSCRIPTION = (
     " RETURNING " + _SUBSCRIPTION_COLUMNS
 )
 SUBSCRIPTIONS = (
-    "SELECT " + _SUBSCRIPTION_COLUMNS + " FROM epcis_subscription WHERE query_name = %s"
-    " ORDER BY created_at, subscription_id"
+    "SELECT "
+    + _SUBSCRIPTION_COLUMNS
+    + " FROM epcis_subscription WHERE query_name = %(name)s"
+    + _SEEN
+    + " ORDER BY created_at, subscription_id"
 )
 SUBSCRIPTION = (
     "SELECT " + _SUBSCRIPTION_COLUMNS + " FROM epcis_subscription"
-    " WHERE query_name = %s AND subscription_id = %s"
+    " WHERE query_name = %(name)s AND subscription_id = %(id)s" + _SEEN
 )
 DELETE_SUBSCRIPTION = "DELETE FROM epcis_subscription WHERE query_name = %s AND subscription_id = %s"
 
@@ -39,9 +46,11 @@ DELETE_SUBSCRIPTION = "DELETE FROM epcis_subscription WHERE query_name = %s AND 
 
 # Subscriptions with work to do and no delivery pending, whose key may read (not revoked, a role of
 # ``readers``): a stream with events past its cursor, a schedule once it is due; in id order from
-# ``after_id`` (a pass takes each once).
+# ``after_id`` (a pass takes each once). With the key's role and party: a delivery holds only the events
+# that key may read (cc_sees_event).
 TAKE_SUBSCRIPTIONS = (
-    "SELECT s.subscription_id, q.query, s.schedule, s.report_if_empty, s.after_seq, s.next_run_at"
+    "SELECT s.subscription_id, q.query, s.schedule, s.report_if_empty, s.after_seq, s.next_run_at,"
+    " k.role, k.party_id"
     " FROM epcis_subscription s JOIN epcis_named_query q ON q.name = s.query_name"
     " JOIN api_key k ON k.key_id = s.key_id"
     " WHERE (s.stream OR s.next_run_at <= %(now)s)"
@@ -82,5 +91,7 @@ RETRY_LATER = (
     "UPDATE epcis_delivery SET attempts = attempts + 1, next_attempt_at = %(next)s, last_error = %(error)s"
     " WHERE delivery_id = %(id)s"
 )
-NAMED_QUERY_OWNER = "SELECT key_id FROM epcis_named_query WHERE name = %s"
-SUBSCRIPTION_OWNER = "SELECT key_id FROM epcis_subscription WHERE query_name = %s AND subscription_id = %s"
+NAMED_QUERY_OWNER = "SELECT key_id FROM epcis_named_query WHERE name = %(name)s" + _SEEN
+SUBSCRIPTION_OWNER = (
+    "SELECT key_id FROM epcis_subscription WHERE query_name = %(name)s AND subscription_id = %(id)s" + _SEEN
+)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
+from traceability import queries as traceability_queries
 from traceability.epcis import events_query
 from traceability.epcis.builders import iso_ms
 from traceability.epcis.events_query import EventQuery, QueryParameterError
@@ -103,27 +105,44 @@ def create_query(conn: Conn, name: str, query: Mapping[str, Any], key_id: int) -
     return {"name": name, "query": stored}
 
 
-def list_queries(conn: Conn, *, after: str, limit: int) -> list[dict[str, Any]]:
-    rows = conn.execute(queries.NAMED_QUERIES, {"after": after, "limit": limit}).fetchall()
+# Who reads the named queries and subscriptions: a scope's parameters and the reader's key id
+# (``reader(...)``); by default, someone who sees them all.
+ANY_READER: Mapping[str, Any] = MappingProxyType({**traceability_queries.EVERYTHING, "reader_key": None})
+
+
+def reader(seen_by: Mapping[str, str | None], key_id: int) -> dict[str, Any]:
+    """The reader of the named queries and subscriptions: its scope's parameters and its key (a key sees
+    what it made, its party's keys made, or everything if its role reads everything: cc_sees_key)."""
+    return {**seen_by, "reader_key": key_id}
+
+
+def list_queries(
+    conn: Conn, *, after: str, limit: int, seen_by: Mapping[str, Any] = ANY_READER
+) -> list[dict[str, Any]]:
+    rows = conn.execute(queries.NAMED_QUERIES, {**seen_by, "after": after, "limit": limit}).fetchall()
     return [{"name": r[0], "query": r[1]} for r in rows]
 
 
-def get_query(conn: Conn, name: str) -> dict[str, Any]:
-    row = conn.execute(queries.NAMED_QUERY, (name,)).fetchone()
+def get_query(conn: Conn, name: str, seen_by: Mapping[str, Any] = ANY_READER) -> dict[str, Any]:
+    row = conn.execute(queries.NAMED_QUERY, {**seen_by, "name": name}).fetchone()
     if row is None:
         raise UnknownQueryError(name)
     return {"name": row[0], "query": row[1]}
 
 
-def query_owner(conn: Conn, name: str) -> int | None:
-    """The key that made the named query; None when there is no such query."""
-    row = conn.execute(queries.NAMED_QUERY_OWNER, (name,)).fetchone()
+def query_owner(conn: Conn, name: str, seen_by: Mapping[str, Any] = ANY_READER) -> int | None:
+    """The key that made the named query; None when there is no such query (that ``seen_by`` sees)."""
+    row = conn.execute(queries.NAMED_QUERY_OWNER, {**seen_by, "name": name}).fetchone()
     return None if row is None else int(row[0])
 
 
-def subscription_owner(conn: Conn, query_name: str, subscription_id: str) -> int | None:
-    """The key that made the subscription (whose reading rights it delivers with); None when none."""
-    row = conn.execute(queries.SUBSCRIPTION_OWNER, (query_name, subscription_id)).fetchone()
+def subscription_owner(
+    conn: Conn, query_name: str, subscription_id: str, seen_by: Mapping[str, Any] = ANY_READER
+) -> int | None:
+    """The key that made the subscription (whose reading rights it delivers with); None when none (that
+    ``seen_by`` sees)."""
+    args = {**seen_by, "name": query_name, "id": subscription_id}
+    row = conn.execute(queries.SUBSCRIPTION_OWNER, args).fetchone()
     return None if row is None else int(row[0])
 
 
@@ -181,7 +200,13 @@ def _response(row: Any) -> dict[str, Any]:
 
 
 def create_subscription(
-    conn: Conn, query_name: str, new: NewSubscription, key_id: int, *, now: datetime | None = None
+    conn: Conn,
+    query_name: str,
+    new: NewSubscription,
+    key_id: int,
+    *,
+    now: datetime | None = None,
+    seen_by: Mapping[str, Any] = ANY_READER,
 ) -> dict[str, Any]:
     """Subscribe ``dest`` to a named query for the key ``key_id`` (in the caller's transaction). A stream
     delivers every new matching event; a schedule delivers the events new since its last firing. The first
@@ -198,7 +223,7 @@ def create_subscription(
         except ScheduleError as exc:
             raise SubscriptionError(str(exc)) from None
         schedule_fields = {k: v for k, v in new.schedule.items() if v not in (None, "")}
-    get_query(conn, query_name)
+    get_query(conn, query_name, seen_by)
     row = conn.execute(
         queries.INSERT_SUBSCRIPTION,
         {
@@ -218,13 +243,19 @@ def create_subscription(
     return _response(row)
 
 
-def list_subscriptions(conn: Conn, query_name: str) -> list[dict[str, Any]]:
-    get_query(conn, query_name)
-    return [_response(r) for r in conn.execute(queries.SUBSCRIPTIONS, (query_name,)).fetchall()]
+def list_subscriptions(
+    conn: Conn, query_name: str, seen_by: Mapping[str, Any] = ANY_READER
+) -> list[dict[str, Any]]:
+    get_query(conn, query_name, seen_by)
+    rows = conn.execute(queries.SUBSCRIPTIONS, {**seen_by, "name": query_name}).fetchall()
+    return [_response(r) for r in rows]
 
 
-def get_subscription(conn: Conn, query_name: str, subscription_id: str) -> dict[str, Any] | None:
-    row = conn.execute(queries.SUBSCRIPTION, (query_name, subscription_id)).fetchone()
+def get_subscription(
+    conn: Conn, query_name: str, subscription_id: str, seen_by: Mapping[str, Any] = ANY_READER
+) -> dict[str, Any] | None:
+    args = {**seen_by, "name": query_name, "id": subscription_id}
+    row = conn.execute(queries.SUBSCRIPTION, args).fetchone()
     return None if row is None else _response(row)
 
 

@@ -35,6 +35,7 @@ from psycopg import IsolationLevel
 
 from rules.alarms.notify import sign
 from traceability.api import auth
+from traceability.api.scope import Scope
 from traceability.epcis import documents, events_query
 from traceability.subscriptions import queries, store
 from traceability.subscriptions.schedule import Schedule, ScheduleError
@@ -176,8 +177,11 @@ class SubscriptionWorker:
         report_if_empty: bool,
         after_seq: int,
         next_run_at: datetime | None,
+        role: str,
+        party_id: str | None,
     ) -> int:
         q = store.event_query(query, per_page=self._batch_events, after_seq=after_seq)
+        q.seen_by = Scope(role, party_id).params()  # what the subscribing key may read, no more
         events, token = events_query.run(conn, q)
         cursor = events_query.decode_token(token) if token is not None else max(after_seq, head)
         next_run = next_run_at

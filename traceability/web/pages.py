@@ -27,6 +27,7 @@ from traceability import i18n
 from traceability.api import auth
 from traceability.api.options import ApiOptions
 from traceability.api.pools import Conn, Lease
+from traceability.api.scope import scope_of
 from traceability.i18n import words
 from traceability.ledger import checkpoint
 from traceability.reports import build as reports
@@ -223,6 +224,11 @@ Operator = Annotated[Session, Depends(_role(auth.ALARMS))]
 Db = Annotated[Conn, Depends(web_conn)]
 
 
+def seen_by(session: Session) -> dict[str, str | None]:
+    """What the session's key may read (its scope's parameters): every page's query filters through it."""
+    return scope_of(session.principal).params()
+
+
 def require_csrf(session: Session, presented: str | None) -> None:
     if not sessions.csrf_ok(session, presented):
         raise PageError(
@@ -321,7 +327,7 @@ def choose_zone(request: Request, zone: str = "", next: str | None = None) -> Re
 def search_page(request: Request, conn: Db, session: Reader, q: str = "") -> Response:
     if not q.strip():
         return render(request, "search.html", session=session, q="", found=None, title=N_("Search"))
-    found = views.search(conn, q)
+    found = views.search(conn, q, seen_by(session))
     if len(found.lots) == 1:
         return RedirectResponse(trace_url(found.lots[0]), status_code=303)
     return render(
@@ -335,8 +341,8 @@ def search_page(request: Request, conn: Db, session: Reader, q: str = "") -> Res
     )
 
 
-def _trace_or_404(conn: Conn, trace_id: str) -> Trace:
-    found = trace(conn, trace_id)
+def _trace_or_404(conn: Conn, trace_id: str, session: Session) -> Trace:
+    found = trace(conn, trace_id, seen_by(session))
     if found is None:
         raise PageError(404, N_("Nothing was found for this identifier."))
     return found
@@ -356,10 +362,10 @@ _NO_BUNDLE = N_("No signed checkpoint covers this lot's events yet: there is no 
 
 
 @router.get(PREFIX + "/trace/{trace_id:path}/bundle.json")
-def bundle_download(trace_id: str, conn: Db, _: Reader, seq: int | None = None) -> Response:
+def bundle_download(trace_id: str, conn: Db, session: Reader, seq: int | None = None) -> Response:
     """The lot's evidence bundle, as the API's ``/trace/{id}/bundle.json`` gives it (``seq``: the signed
     head a report names, so its bundle is fetched byte for byte)."""
-    found = _trace_or_404(conn, trace_id)
+    found = _trace_or_404(conn, trace_id, session)
     cp = _checkpoint_at(conn, seq)
     try:
         data, proven = proof.evidence(conn, found, reading_rows=0, generated_at=datetime.now(UTC), cp=cp)
@@ -370,14 +376,14 @@ def bundle_download(trace_id: str, conn: Db, _: Reader, seq: int | None = None) 
 
 @router.get(PREFIX + "/trace/{trace_id:path}/report.{fmt}")
 def report_download(
-    request: Request, trace_id: str, fmt: str, conn: Db, _: Reader, seq: int | None = None
+    request: Request, trace_id: str, fmt: str, conn: Db, session: Reader, seq: int | None = None
 ) -> Response:
     """A lot's report as ``fmt`` (pdf, xlsx, csv), built and sent as the API's report routes build and
     send it (``seq``: the signed head to prove it against, as the trace page's evidence shows it)."""
     chosen = next((f for f in reports.FORMATS if f == fmt), None)
     if chosen is None:
         raise PageError(404, N_("Nothing was found for this identifier."))
-    found = _trace_or_404(conn, trace_id)
+    found = _trace_or_404(conn, trace_id, session)
     cp = _checkpoint_at(conn, seq)
     lang = page_lang(request)
     try:
@@ -390,6 +396,7 @@ def report_download(
             trace_url=paths.trace_page_url(str(request.base_url), found.lot_id),
             cp=cp,
             with_readings=chosen != "pdf",
+            seen_by=seen_by(session),
         )
     except proof.ReportError:
         report = None
@@ -405,7 +412,7 @@ def report_download(
 @router.get(PREFIX + "/trace/{trace_id:path}")
 def trace_page(request: Request, trace_id: str, conn: Db, session: Reader) -> Response:
     started = time.perf_counter()
-    found = _trace_or_404(conn, trace_id)
+    found = _trace_or_404(conn, trace_id, session)
     lang = page_lang(request)
     tz = i18n.zone(request.cookies.get(ZONE_COOKIE), lang)
     fmt = views.Formats(lang, tz, i18n.gettext_for(lang))
@@ -462,6 +469,7 @@ def alarms_page(
         severity=severity or None,
         kind=kind or None,
         limit=ALARM_LIMIT,
+        seen_by=seen_by(session),
     )
     kinds = lifecycle.alarm_kinds(conn)
     return render(
@@ -495,7 +503,7 @@ def alarm_action(
         raise PageError(404, N_("No such alarm."))
     try:
         with conn.transaction():
-            done = step(conn, alarm_id, by=session.principal.name, note=note)
+            done = step(conn, alarm_id, by=session.principal.name, note=note, seen_by=seen_by(session))
     except lifecycle.AlarmStateError:
         raise PageError(409, N_("This alarm is already resolved.")) from None
     if done is None:

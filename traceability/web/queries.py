@@ -8,7 +8,7 @@ INSERT INTO web_session (token_hash, key_id, csrf_token, expires_at)
 VALUES (%(hash)s, %(key)s, %(csrf)s, now() + make_interval(secs => %(ttl)s))
 """
 SESSION_BY_HASH = """
-SELECT k.key_id, k.name, k.role, s.csrf_token
+SELECT k.key_id, k.name, k.role, s.csrf_token, k.party_id
 FROM web_session s JOIN api_key k ON k.key_id = s.key_id
 WHERE s.token_hash = %s AND s.expires_at > now() AND k.revoked_at IS NULL
 """

@@ -50,7 +50,7 @@ def session_of(conn: Conn, token: str | None) -> Session | None:
     row = conn.execute(queries.SESSION_BY_HASH, (auth.hash_key(token),)).fetchone()
     if row is None:
         return None
-    return Session(auth.Principal(int(row[0]), str(row[1]), str(row[2])), str(row[3]))
+    return Session(auth.Principal(int(row[0]), str(row[1]), str(row[2]), row[4]), str(row[3]))
 
 
 def close_session(conn: Conn, token: str | None) -> None:

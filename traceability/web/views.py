@@ -4,7 +4,9 @@ public scan page's few buyer-safe facts."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -28,6 +30,7 @@ from traceability.ledger import verify as ledger_verify
 from traceability.readings import leg_readings
 from traceability.readings_model import AssetReadings
 from traceability.resolve import resolve
+from traceability.trace import visible_lots
 from traceability.trace_model import CustodyLeg, LedgerRef, Limits, Trace
 from traceability.web import queries as web_queries
 from traceability.web.identify import Identified, identify
@@ -251,9 +254,15 @@ class Search:
     lots: list[str]
 
 
-def search(conn: Conn, raw: str) -> Search:
-    """The lots the search box's text leads to, through the trace's own resolution (``resolve``): a GS1
-    scan by its GTIN and batch in the registry, else by the EPC URIs its keys name."""
+def search(conn: Conn, raw: str, seen_by: Mapping[str, str | None] = queries.EVERYTHING) -> Search:
+    """The lots the search box's text leads to that ``seen_by`` (a scope's parameters) may read, through
+    the trace's own resolution (``resolve``): a GS1 scan by its GTIN and batch in the registry, else by the
+    EPC URIs its keys name."""
+    found = _search(conn, raw)
+    return dataclasses.replace(found, lots=visible_lots(conn, found.lots, seen_by))
+
+
+def _search(conn: Conn, raw: str) -> Search:
     ident = identify(raw)
     if not ident.text:
         return Search(ident, "unknown", [])

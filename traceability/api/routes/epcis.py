@@ -9,11 +9,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from traceability import queries
 from traceability.api import auth, pages
-from traceability.api.deps import Db, Principal, Reader, authenticate, permit, presented_key
+from traceability.api.deps import Db, Principal, Reader, ScopeDep, authenticate, permit, presented_key
 from traceability.api.options import ApiOptions
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.api.schemas import CaptureJobModel
+from traceability.api.scope import scope_of
 from traceability.epcis import capture, events_query
 from traceability.epcis import xml as epcis_xml
 
@@ -109,10 +111,13 @@ async def capture_route(
 
 @router.get("/epcis/capture/{capture_id}", response_model=CaptureJobModel)
 def capture_job(capture_id: str, conn: Db, principal: Principal) -> CaptureJobModel:
-    """A capture job's state."""
+    """A capture job's state (to the capture keys and the readers of everything: a job names the ledger's
+    seqs, not whose events they are; 404 to any other reader)."""
     if not (principal.may(auth.CAPTURE) or principal.may(auth.READ)):
         raise ApiProblemError(403, "Forbidden", f"role {principal.role!r} may not read capture jobs")
-    job = capture.get_job(conn, capture_id)
+    # A capture key reads the jobs it queues (it reads no events); a reader, if it sees every event.
+    seen_by = queries.EVERYTHING if principal.may(auth.CAPTURE) else scope_of(principal).params()
+    job = capture.get_job(conn, capture_id, seen_by)
     if job is None:
         raise ApiProblemError(404, "Not Found", f"no capture job {capture_id!r}")
     return CaptureJobModel(**job.as_dict())
@@ -128,6 +133,7 @@ def events_route(
     request: Request,
     conn: Db,
     _: Reader,
+    scope: ScopeDep,
     ge_event_time: Annotated[datetime | None, Query(alias="GE_eventTime")] = None,
     lt_event_time: Annotated[datetime | None, Query(alias="LT_eventTime")] = None,
     event_type: Annotated[list[str] | None, Query(alias="eventType")] = None,
@@ -151,7 +157,9 @@ def events_route(
     ones are listed here; one it does not know is a 400 QueryParameterException). Any ``<OP>_<value|
     minValue|maxValue|meanValue>_<Type>`` sensor filter is accepted, thresholds in ``uom`` (converted: KEL
     matches CEL data). Pages are ``perPage`` long; the next one is in the Link header (``nextPageToken``).
-    With ``Accept: application/xml`` the page is an EPCIS 2.0 XML EPCISQueryDocument (JSON-LD otherwise)."""
+    With ``Accept: application/xml`` the page is an EPCIS 2.0 XML EPCISQueryDocument (JSON-LD otherwise).
+    Only the events the key may read (``cc_sees_event``: a subject or a business transaction it sees)."""
     q = events_query.from_params(pages.query_params(request))
+    q.seen_by = scope.params()
     events, token = events_query.run(conn, q)
     return pages.events_page(request, events, token)

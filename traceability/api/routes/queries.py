@@ -11,8 +11,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from traceability.api import auth, pages
-from traceability.api.deps import Db, Reader
+from traceability.api.deps import Db, Reader, ScopeDep
 from traceability.api.problems import ERRORS, ApiProblemError, EpcisException
+from traceability.api.scope import scope_of
 from traceability.epcis import events_query
 from traceability.epcis.events_query import QueryParameterError
 from traceability.subscriptions import store
@@ -78,6 +79,12 @@ def _may_delete(principal: auth.Principal, owner: int) -> None:
         )
 
 
+def _reader(principal: auth.Principal) -> dict[str, Any]:
+    """Who reads the named queries and subscriptions: a key sees its own, its party's keys', or all of them
+    if its role reads everything (cc_sees_key); another's is 404, as if there were none."""
+    return store.reader(scope_of(principal).params(), principal.key_id)
+
+
 def _name_token(name: str) -> str:
     return base64.urlsafe_b64encode(f"name:{name}".encode()).decode().rstrip("=")
 
@@ -111,13 +118,14 @@ def list_queries_route(
     request: Request,
     response: Response,
     conn: Db,
-    _: Reader,
+    principal: Reader,
     per_page: Annotated[int, Query(alias="perPage", ge=1, le=events_query.MAX_PER_PAGE)] = 30,
     next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
 ) -> list[dict[str, Any]]:
-    """The named queries, by name, ``perPage`` a page (the next one in the Link header)."""
+    """The named queries the key sees (its own, its party's; all of them to a role that reads everything),
+    by name, ``perPage`` a page (the next one in the Link header)."""
     after = _token_name(next_page_token) if next_page_token else ""
-    found = store.list_queries(conn, after=after, limit=per_page + 1)
+    found = store.list_queries(conn, after=after, limit=per_page + 1, seen_by=_reader(principal))
     if len(found) > per_page:
         found = found[:per_page]
         pages.next_link(request, response, _name_token(found[-1]["name"]))
@@ -125,10 +133,10 @@ def list_queries_route(
 
 
 @router.get("/epcis/queries/{queryName}", response_model=None)
-def get_query_route(name: QueryName, conn: Db, _: Reader) -> dict[str, Any]:
-    """A named query's definition."""
+def get_query_route(name: QueryName, conn: Db, principal: Reader) -> dict[str, Any]:
+    """A named query's definition (404 to a key that does not see it)."""
     try:
-        return store.get_query(conn, name)
+        return store.get_query(conn, name, _reader(principal))
     except store.UnknownQueryError:
         raise _no_query(name) from None
 
@@ -136,7 +144,7 @@ def get_query_route(name: QueryName, conn: Db, _: Reader) -> dict[str, Any]:
 @router.delete("/epcis/queries/{queryName}", status_code=204)
 def delete_query_route(name: QueryName, conn: Db, principal: Reader) -> Response:
     """Delete a named query and its subscriptions (the key that made it, or an admin)."""
-    owner = store.query_owner(conn, name)
+    owner = store.query_owner(conn, name, _reader(principal))
     if owner is None:
         raise _no_query(name)
     _may_delete(principal, owner)
@@ -157,17 +165,19 @@ def query_events_route(
     request: Request,
     name: QueryName,
     conn: Db,
-    _: Reader,
+    principal: Reader,
+    scope: ScopeDep,
     per_page: Annotated[int | None, Query(alias="perPage", ge=1, le=events_query.MAX_PER_PAGE)] = None,
     next_page_token: Annotated[str | None, Query(alias="nextPageToken", max_length=200)] = None,
 ) -> Response:
-    """The named query's events (an EPCISQueryDocument), ``perPage`` a page; the next page in the Link
-    header (``nextPageToken``)."""
+    """The named query's events (an EPCISQueryDocument) that the key may read, ``perPage`` a page; the next
+    page in the Link header (``nextPageToken``)."""
     try:
-        query = store.get_query(conn, name)["query"]
+        query = store.get_query(conn, name, _reader(principal))["query"]
     except store.UnknownQueryError:
         raise _no_query(name) from None
     q = store.event_query(query, per_page=per_page, next_page_token=next_page_token)
+    q.seen_by = scope.params()  # whoever defined it, the caller gets what it may read
     events, token = events_query.run(conn, q)
     return pages.events_page(request, events, token)
 
@@ -195,7 +205,7 @@ def subscribe_route(
     )
     try:
         with conn.transaction():
-            created = store.create_subscription(conn, name, new, principal.key_id)
+            created = store.create_subscription(conn, name, new, principal.key_id, seen_by=_reader(principal))
     except store.UnknownQueryError:
         raise _no_query(name) from None
     except store.SubscriptionError as exc:
@@ -205,10 +215,10 @@ def subscribe_route(
 
 
 @router.get("/epcis/queries/{queryName}/subscriptions", response_model=None)
-def subscriptions_route(name: QueryName, conn: Db, _: Reader) -> list[dict[str, Any]]:
-    """A named query's subscriptions (never their signature tokens)."""
+def subscriptions_route(name: QueryName, conn: Db, principal: Reader) -> list[dict[str, Any]]:
+    """A named query's subscriptions that the key sees (never their signature tokens)."""
     try:
-        return store.list_subscriptions(conn, name)
+        return store.list_subscriptions(conn, name, _reader(principal))
     except store.UnknownQueryError:
         raise _no_query(name) from None
 
@@ -224,10 +234,10 @@ SubscriptionId = Annotated[str, Path(alias="subscriptionID", max_length=100)]
 
 @router.get("/epcis/queries/{queryName}/subscriptions/{subscriptionID}", response_model=None)
 def subscription_route(
-    name: QueryName, subscription_id: SubscriptionId, conn: Db, _: Reader
+    name: QueryName, subscription_id: SubscriptionId, conn: Db, principal: Reader
 ) -> dict[str, Any]:
-    """One subscription (never its signature token)."""
-    found = store.get_subscription(conn, name, subscription_id)
+    """One subscription (never its signature token; 404 to a key that does not see it)."""
+    found = store.get_subscription(conn, name, subscription_id, _reader(principal))
     if found is None:
         raise _no_subscription(name, subscription_id)
     return found
@@ -238,7 +248,7 @@ def unsubscribe_route(
     name: QueryName, subscription_id: SubscriptionId, conn: Db, principal: Reader
 ) -> Response:
     """Unsubscribe (the key that subscribed, or an admin); a pending delivery is dropped with it."""
-    owner = store.subscription_owner(conn, name, subscription_id)
+    owner = store.subscription_owner(conn, name, subscription_id, _reader(principal))
     if owner is None:
         raise _no_subscription(name, subscription_id)
     _may_delete(principal, owner)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from traceability.api.deps import Db, Reader
+from traceability.api.deps import Db, Reader, ScopeDep
 from traceability.api.problems import PROBLEM_BASE, ApiProblemError, LotNotFoundError
 from traceability.readings import asset_readings, leg_readings
 from traceability.readings_model import DEFAULT_MAX_POINTS, MAX_POINTS_LIMIT, AssetReadings, LegReadings
@@ -61,6 +61,7 @@ def _window(t_from: datetime | None, t_to: datetime | None) -> tuple[datetime, d
 def asset_readings_route(
     conn: Db,
     _: Reader,
+    scope: ScopeDep,
     asset_id: Annotated[str, Path(max_length=200)],
     t_from: Annotated[
         datetime | None, Query(alias="from", description="RFC 3339; default: 24 h before `to`")
@@ -70,9 +71,9 @@ def asset_readings_route(
 ) -> AssetReadings:
     """The temperature series of the devices mounted on the asset over [from, to) (readings while mounted
     only), each downsampled to at most max_points points keeping every bucket's minimum and maximum; door,
-    power and defrost markers; the GPS track."""
+    power and defrost markers; the GPS track. 404 when the key may not read the asset."""
     start, end = _window(t_from, t_to)
-    found = asset_readings(conn, asset_id, start, end, max_points)
+    found = asset_readings(conn, asset_id, start, end, max_points, scope.params())
     if found is None:
         raise ApiProblemError(
             404, "Not Found", f"no asset {asset_id!r} in the registry", type_=PROBLEM_BASE + "asset-not-found"
@@ -82,12 +83,12 @@ def asset_readings_route(
 
 @router.get("/trace/{trace_id:path}/readings", response_model=list[LegReadings])
 def trace_readings_route(
-    trace_id: str, conn: Db, _: Reader, max_points: MaxPoints = DEFAULT_MAX_POINTS
+    trace_id: str, conn: Db, _: Reader, scope: ScopeDep, max_points: MaxPoints = DEFAULT_MAX_POINTS
 ) -> list[LegReadings]:
     """The chart readings of each custody leg of the lot the identifier leads to (as GET /trace/{id}), in
     the trace's leg order: the leg's asset over the leg (an open leg up to now); null for a leg with no
     asset."""
-    found = trace(conn, trace_id)
+    found = trace(conn, trace_id, scope.params())
     if found is None:
         raise LotNotFoundError(trace_id)
     return leg_readings(conn, found, max_points)

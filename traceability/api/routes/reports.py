@@ -8,7 +8,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 
-from traceability.api.deps import Db, Reader
+from traceability.api.deps import Db, Reader, ScopeDep
 from traceability.api.problems import PROBLEM_BASE, ApiProblemError, LotNotFoundError
 from traceability.i18n import negotiate, zone
 from traceability.ledger import checkpoint
@@ -42,6 +42,7 @@ def _report(
     lang: str | None,
     tz: str | None,
     seq: int | None,
+    scope: ScopeDep,
     *,
     with_readings: bool,
 ) -> Report:
@@ -57,6 +58,7 @@ def _report(
             trace_url=trace_page_url(str(request.base_url), trace_id),
             cp=cp,
             with_readings=with_readings,
+            seen_by=scope.params(),
         )
     except ReportError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "report-unproven") from None
@@ -76,6 +78,7 @@ def report_route(
     fmt: Literal["pdf", "xlsx", "csv"],
     conn: Db,
     _: Reader,
+    scope: ScopeDep,
     lang: Literal["zh-CN", "en"] | None = None,
     tz: str | None = None,
     seq: int | None = None,
@@ -84,7 +87,7 @@ def report_route(
     (XLSX; CSV: the events), in zh-CN or en (``lang``, else Accept-Language), local times in ``tz``,
     proven up to the signed checkpoint at ``seq`` (else the newest). The ``X-Evidence-Bundle-Sha256``
     header names the bundle (``bundle.json``, linked) that proves it offline."""
-    report = _report(request, conn, trace_id, lang, tz, seq, with_readings=fmt != "pdf")
+    report = _report(request, conn, trace_id, lang, tz, seq, scope, with_readings=fmt != "pdf")
     return Response(
         content=render(report, fmt),
         media_type=MEDIA_TYPES[fmt],
@@ -97,11 +100,11 @@ def report_route(
     response_class=Response,
     responses={200: {"content": {BUNDLE_MEDIA_TYPE: {}}, "description": "The evidence bundle."}},
 )
-def bundle_route(trace_id: str, conn: Db, _: Reader, seq: int | None = None) -> Response:
+def bundle_route(trace_id: str, conn: Db, _: Reader, scope: ScopeDep, seq: int | None = None) -> Response:
     """The lot's evidence bundle (a report's companion): its events, the chain segment proving them and a
     signed checkpoint: the newest at ``seq`` (a report names it as its ledger head, so its bundle can be
     fetched again byte for byte), else the newest. ``coldchain ledger verify-bundle`` checks it offline."""
-    found = trace(conn, trace_id)
+    found = trace(conn, trace_id, scope.params())
     if found is None:
         raise LotNotFoundError(trace_id)
     cp = _checkpoint_at(conn, seq)

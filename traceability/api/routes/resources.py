@@ -11,7 +11,7 @@ import msgspec
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from traceability.api import pages
-from traceability.api.deps import Db, Reader
+from traceability.api.deps import Db, Reader, ScopeDep
 from traceability.api.problems import ERRORS, ApiProblemError, EpcisException
 from traceability.epcis import events_query, vocabularies
 from traceability.epcis.builders import DISPOSITION_PREFIXES, EPCIS_CONTEXT, biz_step_name, disposition_name
@@ -50,7 +50,8 @@ def _collection(members: list[str]) -> dict[str, Any]:
     return {"@context": EPCIS_CONTEXT, "type": "Collection", "member": members}
 
 
-def _events(request: Request, conn: Db, q: EventQuery) -> Response:
+def _events(request: Request, conn: Db, q: EventQuery, scope: ScopeDep) -> Response:
+    q.seen_by = scope.params()
     events, token = events_query.run(conn, q)
     return pages.events_page(request, events, token)
 
@@ -63,13 +64,13 @@ def event_route(
     request: Request,
     conn: Db,
     _: Reader,
+    scope: ScopeDep,
     event_id: Annotated[str, Path(description="the eventID (URL-encoded)")],
 ) -> Response:
     """One event, as an EPCISQueryDocument enclosing it and the error declarations of it (404 when no event
-    has this eventID)."""
-    events, _token = events_query.run(
-        conn, EventQuery(event_ids=[event_id], per_page=events_query.MAX_PER_PAGE)
-    )
+    the key may read has this eventID)."""
+    q = EventQuery(event_ids=[event_id], per_page=events_query.MAX_PER_PAGE, seen_by=scope.params())
+    events, _token = events_query.run(conn, q)
     if not events:
         raise ApiProblemError(
             404, "Not Found", "no event with this eventID", type_=EpcisException.NO_SUCH_RESOURCE
@@ -115,6 +116,7 @@ def _add_resource(resource: str) -> None:
         request: Request,
         conn: Db,
         _: Reader,
+        scope: ScopeDep,
         value: str,
         per_page: PerPage = None,
         token: NextPageToken = None,
@@ -126,16 +128,23 @@ def _add_resource(resource: str) -> None:
             )
         q = events_query.from_params(params, per_page=per_page, next_page_token=token)
         restrict(q, value)
-        return _events(request, conn, q)
+        return _events(request, conn, q, scope)
 
     def sub_resources(_: Reader, value: str) -> Response:
         return _json(_collection(["events"]))
 
     def listed(
-        conn: Db, _: Reader, request: Request, per_page: PerPage = None, token: NextPageToken = None
+        conn: Db,
+        _: Reader,
+        scope: ScopeDep,
+        request: Request,
+        per_page: PerPage = None,
+        token: NextPageToken = None,
     ) -> Response:
         size = min(per_page or events_query.DEFAULT_PER_PAGE, events_query.MAX_PER_PAGE)
-        values, next_token = vocabularies.known_values(conn, resource, per_page=size, token=token)
+        values, next_token = vocabularies.known_values(
+            conn, resource, per_page=size, token=token, seen_by=scope.params()
+        )
         return pages.next_link(request, _json(_collection(values)), next_token)
 
     base = f"/epcis/{resource}"
