@@ -22,7 +22,6 @@ from scope_support import (
     PALLETS,
     STORE,
     TRUCK_A,
-    TRUCK_A_EPC,
     TRUCK_B,
     TRUCK_B_EPC,
     World,
@@ -213,8 +212,8 @@ def test_every_read_is_audited_with_key_role_and_party(client: TestClient, world
     assert _get(client, world, "carrier_a", f"/trace/{LOT_B}").status_code == 404
     with psycopg.connect(world.db_url) as conn:
         rows = conn.execute(
-            "SELECT k.name, a.role, a.party_id, a.path, a.status FROM audit_log a JOIN api_key k USING (key_id)"
-            " WHERE a.path IN (%s, %s) ORDER BY a.audit_id",
+            "SELECT k.name, a.role, a.party_id, a.path, a.status"
+            " FROM audit_log a JOIN api_key k USING (key_id) WHERE a.path IN (%s, %s) ORDER BY a.audit_id",
             (f"/trace/{LOT_A}", f"/trace/{LOT_B}"),
         ).fetchall()
     assert ("carrier A", "carrier", CARRIER_A, f"/trace/{LOT_A}", 200) in rows
