@@ -55,6 +55,10 @@ MATCH_KINDS = {
 }
 ROLES = {
     "inspector": N_("inspector"),
+    "regulator": N_("regulator"),
+    "customs": N_("customs"),
+    "carrier": N_("carrier"),
+    "shipper": N_("shipper"),
     "operator": N_("operator"),
     "capture": N_("capture"),
     "admin": N_("admin"),
