@@ -4,7 +4,10 @@
 -- Roles: admin, operator, inspector and regulator read everything; customs reads the import flow (imported or
 -- bonded lots, the shipments carrying them and the assets of those shipments); a carrier reads its own
 -- shipments (a leg it carries), the assets it operates or carries them in, and the lots they carry; a shipper
--- (or importer) reads the lots it owns and the shipments it ships or receives; capture reads nothing.
+-- (or importer) reads the lots it owns and the shipments it ships or receives; capture reads nothing. A ledger
+-- event is read through its subjects and business transactions (cc_sees_event), a key's named queries and
+-- subscriptions by its party (cc_sees_key). Queries ask `cc_sees_all(role) OR cc_sees_x(role, party, ...)`:
+-- for a role that reads everything the planner folds that to true (cc_sees_all is immutable).
 ALTER TABLE api_key ADD COLUMN party_id text REFERENCES party;
 ALTER TABLE api_key DROP CONSTRAINT api_key_role_check;
 ALTER TABLE api_key ADD CONSTRAINT api_key_role_check
