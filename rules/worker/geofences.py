@@ -28,6 +28,7 @@ from rules import queries
 from rules.engine.crossings import Change, Crossing, Position, crossings, diff
 from rules.models import CrossingPayload, iso_utc
 from rules.worker.outbox import Touched
+from rules.worker.queue import note_waiting
 
 log = structlog.get_logger("rules.geofences")
 
@@ -36,24 +37,41 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 def assets_touched(conn: Conn, windows: dict[int, Touched]) -> dict[str, tuple[datetime, datetime]]:
     """Lock the touched position series (ascending) and return, per asset their devices were mounted on,
-    the device-time window to re-judge (the union over its devices, clipped to the mounts)."""
+    the device-time window to re-judge (the union over its devices, clipped to the mounts). A window no
+    mount covers in full waits in rules_waiting (reason 'unmounted') until the device's mounts change."""
     found = conn.execute(q.POSITION_SERIES, {"series_ids": sorted(windows)}).fetchall()
-    devices: dict[str, tuple[datetime, datetime]] = {}
+    devices: dict[str, list[int]] = {}
     for series_id, device_id, _channel in found:
         conn.execute(queries.LOCK_SERIES, {"series_id": series_id})
-        w = windows[series_id]
-        lo, hi = devices.get(device_id, (w.t_min, w.t_max))
-        devices[device_id] = (min(lo, w.t_min), max(hi, w.t_max))
+        devices.setdefault(device_id, []).append(series_id)
     assets: dict[str, tuple[datetime, datetime]] = {}
-    for device_id, (lo, hi) in sorted(devices.items()):
-        for asset_id, valid_from, valid_to in conn.execute(
-            q.DEVICE_MOUNTS, {"device_id": device_id, "t_lo": lo, "t_hi": hi}
-        ).fetchall():
+    for device_id, series_ids in sorted(devices.items()):
+        lo = min(windows[s].t_min for s in series_ids)
+        hi = max(windows[s].t_max for s in series_ids)
+        mounts = conn.execute(q.DEVICE_MOUNTS, {"device_id": device_id, "t_lo": lo, "t_hi": hi}).fetchall()
+        for asset_id, valid_from, valid_to in mounts:
             a_lo = max(lo, valid_from)
             a_hi = hi if valid_to is None else min(hi, valid_to)
             have = assets.get(asset_id)
             assets[asset_id] = (a_lo, a_hi) if have is None else (min(have[0], a_lo), max(have[1], a_hi))
+        for series_id in series_ids:
+            w = windows[series_id]
+            if not covered([(f, t) for _a, f, t in mounts], w.t_min, w.t_max):
+                log.warning("rules.waiting", series_id=series_id, device_id=device_id, reason="unmounted")
+                note_waiting(conn, series_id, device_id, w, "unmounted")
     return assets
+
+
+def covered(mounts: Sequence[tuple[datetime, datetime | None]], t_min: datetime, t_max: datetime) -> bool:
+    """Whether the mounts' spans ([from, to), to None: still mounted) cover [t_min, t_max]."""
+    reach = t_min
+    for valid_from, valid_to in sorted(mounts, key=lambda m: m[0]):
+        if valid_from > reach:
+            return False
+        if valid_to is None:
+            return True
+        reach = max(reach, valid_to)
+    return reach > t_max
 
 
 def judge(conn: Conn, windows: dict[int, Touched], computed_at: datetime) -> int:

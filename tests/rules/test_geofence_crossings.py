@@ -181,3 +181,22 @@ def test_asset_without_epc_reports_the_shipments_lots(db_url: str, conn: Conn) -
     assert row is not None
     assert "epcList" not in row[0]
     assert row[0]["quantityList"] == [{"epcClass": lot, "quantity": 1200.0, "uom": "KGM"}]
+
+
+def test_positions_before_the_mount_wait_for_it(db_url: str, conn: Conn) -> None:
+    import registry.store as registry
+    from registry.models import Device, Mount
+
+    fenced_world(conn)
+    registry.add_devices(conn, [Device("gps-spare", "gps_tracker")])
+    track(conn, [(0, OUTSIDE), (1, INSIDE)], device="gps-spare")
+    _run(db_url)
+    assert stored_crossings(conn) == []
+    waiting = conn.execute("SELECT device_id, reason FROM rules_waiting").fetchall()
+    assert waiting == [("gps-spare", "unmounted"), ("gps-spare", "unmounted")], "lat and lon wait"
+    # The tracker's mount on the container is registered afterwards: its positions are judged then.
+    registry.add_mounts(conn, [Mount("gps-spare", CONTAINER, at(-30))])
+    _run(db_url)
+    assert stored_crossings(conn) == [(TERMINAL, "enter", at(1))]
+    assert conn.execute("SELECT count(*) FROM rules_waiting").fetchone() == (0,)
+    assert [e[:3] for e in live_geofence_events(conn)] == [("arriving", TERMINAL, _ms(1))]
