@@ -12,6 +12,7 @@ from rules_support import at
 import registry.store as registry
 from registry.models import Asset, Device, Geofence, Location, Mount, Shipment, ShipmentLeg
 from registry.shipments import add_shipment, upsert_geofences
+from traceability.geofence_ledger import live_events
 
 Conn = psycopg.Connection[Any]
 
@@ -90,12 +91,9 @@ def stored_crossings(conn: Conn) -> list[tuple[str, str, datetime]]:
 
 def live_geofence_events(conn: Conn) -> list[tuple[str, str, str, str | None]]:
     """(bizStep, readPoint, eventTime, cc:shipment) of the geofence events the ledger holds undeclared."""
-    rows = conn.execute(
-        "SELECT e.event FROM ledger_event e WHERE e.event ? 'cc:geofence' AND NOT e.declares_error"
-        " AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.event_id = e.event_id AND d.declares_error)"
-        " ORDER BY e.event_time, e.seq"
-    ).fetchall()
-    return [(e["bizStep"], e["readPoint"]["id"], e["eventTime"], e.get("cc:shipment")) for (e,) in rows]
+    return [
+        (e["bizStep"], e["readPoint"]["id"], e["eventTime"], e.get("cc:shipment")) for e in live_events(conn)
+    ]
 
 
 def declared_geofence_events(conn: Conn) -> list[dict[str, Any]]:

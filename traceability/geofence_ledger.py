@@ -1,7 +1,7 @@
 """Stage 3, ledger: geofence crossings (the rules stage's geofence_outbox) into arriving/departing events.
 
-Rows are taken ``FOR UPDATE SKIP LOCKED`` and deleted in the transaction that appends their events, so
-each crossing reaches the ledger once, whatever the number of workers. A new crossing appends the event
+Rows are taken in order under the ledger's lock and deleted in the transaction that appends their events,
+so each crossing reaches the ledger once, whatever the number of workers. A new crossing appends the event
 `multimodal.geofence_event` builds, over the asset's EPC (else its shipment's lots), with the shipment the
 asset carried goods for at that time (`registry.shipments.shipment_of_asset`) and its through document. A
 moved crossing appends the event at its new time and declares the one the ledger holds at the old time
@@ -39,7 +39,14 @@ def drain(conn: Conn) -> tuple[int, int]:
     """Append the events of every geofence_outbox row; return (rows consumed, events appended)."""
     rows_done = appended = 0
     while True:
+        with conn.transaction():  # a look without the ledger's lock: most passes find nothing
+            row = conn.execute(q.ANY_CROSSING).fetchone()
+        if row is None or not row[0]:
+            return rows_done, appended
         with conn.transaction():
+            # The ledger's lock before the rows: a worker taking later rows (a crossing moved) waits until
+            # the events of earlier ones (the crossing it moves) are committed, and then sees them.
+            conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
             rows = conn.execute(q.TAKE_CROSSINGS, (BATCH_ROWS,)).fetchall()
             if not rows:
                 return rows_done, appended
@@ -53,7 +60,6 @@ def drain(conn: Conn) -> tuple[int, int]:
                     continue
                 events.extend(built)
             if events:
-                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
                 head = chain.head_seq(conn) or 0
                 chain.append_many(conn, events, validated=True)
                 appended += (chain.head_seq(conn) or 0) - head
@@ -178,3 +184,9 @@ def held_events(
         and e.get("eventTime") == event_time
     ]
     return held
+
+
+def live_events(conn: Conn) -> list[builders.Event]:
+    """The geofence (arriving/departing) events the ledger holds and has not declared wrong, in device-time
+    order: one per crossing the rules stage holds."""
+    return [r[0] for r in conn.execute(q.LIVE_GEOFENCE_EVENTS).fetchall()]

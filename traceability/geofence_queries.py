@@ -7,6 +7,7 @@ from typing import Final
 TAKE_CROSSINGS: Final = """
 SELECT outbox_id, payload FROM geofence_outbox ORDER BY outbox_id LIMIT %s FOR UPDATE SKIP LOCKED
 """
+ANY_CROSSING: Final = "SELECT EXISTS (SELECT 1 FROM geofence_outbox)"
 DELETE_CROSSINGS: Final = "DELETE FROM geofence_outbox WHERE outbox_id = ANY(%s)"
 
 THROUGH_DOCUMENT: Final = "SELECT through_document FROM shipment WHERE shipment_id = %s"
@@ -21,4 +22,12 @@ WHERE e.biz_step = %(biz_step)s AND e.event_time = %(event_time)s AND NOT e.decl
   AND e.event -> 'readPoint' ->> 'id' = %(location_id)s
   AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.event_id = e.event_id AND d.declares_error)
 ORDER BY e.seq
+"""
+
+# Every geofence event the ledger holds and has not declared wrong, in device-time order.
+LIVE_GEOFENCE_EVENTS: Final = """
+SELECT e.event FROM ledger_event e
+WHERE e.event ? 'cc:geofence' AND NOT e.declares_error
+  AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.event_id = e.event_id AND d.declares_error)
+ORDER BY e.event_time, e.seq
 """

@@ -231,8 +231,8 @@ def geofence_event(
     """An asset entering (bizStep arriving, bizLocation the fence's location) or leaving (departing) a
     location's geofence at device time ``t``: over the asset's EPC, else the shipment's lots
     (quantityList elements), with the shipment's through document as bizTransaction and ``cc:geofence``
-    (enter|exit), ``cc:asset`` and ``cc:shipment``. ``ValueError`` for another direction, or when there
-    is neither an asset EPC nor a lot to report on."""
+    (enter|exit), ``cc:asset`` and ``cc:shipment`` (when the asset carries one). ``ValueError`` for another
+    direction, or when there is neither an asset EPC nor a lot to report on."""
     if direction not in GEOFENCE_STEPS:
         raise ValueError(f"geofence direction {direction!r} not one of {sorted(GEOFENCE_STEPS)}")
     if asset_epc is None and not lots:
