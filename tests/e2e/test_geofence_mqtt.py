@@ -18,6 +18,7 @@ from gateway.config import BrokerAddress
 from gateway.pipeline import GatewayService
 from rules.worker import RulesWorker
 from traceability.ledger import verify
+from traceability.ledger.rederive import rederive
 from traceability.worker import LedgerWorker
 
 
@@ -105,3 +106,5 @@ def test_positions_over_mqtt_cross_the_fence_once(
         assert conn.execute("SELECT count(*) FROM geofence_outbox").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM ingest_batch").fetchone() == (0,)
         assert verify.verify(conn).ok
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert rederive(conn, apply=False).consistent, "the derived tables are what the ledger gives"

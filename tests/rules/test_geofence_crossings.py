@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from geofence_support import (
@@ -200,3 +201,79 @@ def test_positions_before_the_mount_wait_for_it(db_url: str, conn: Conn) -> None
     assert stored_crossings(conn) == [(TERMINAL, "enter", at(1))]
     assert conn.execute("SELECT count(*) FROM rules_waiting").fetchone() == (0,)
     assert [e[:3] for e in live_geofence_events(conn)] == [("arriving", TERMINAL, _ms(1))]
+
+
+def test_workers_side_by_side_judge_and_append_each_crossing_once(db_url: str, conn: Conn) -> None:
+    import random
+    import threading
+
+    import registry.store as registry
+    from registry.models import Asset, Device, Mount
+
+    fenced_world(conn)
+    rng = random.Random(17)
+    places = [OUTSIDE, INSIDE, IN_YARD]
+    tracks: dict[str, dict[int, tuple[float, float]]] = {}
+    batches: list[tuple[str, list[tuple[float, tuple[float, float]]]]] = []
+    for n in range(3):
+        asset, device = f"TRUCK-P{n}", f"gps-p{n}"
+        registry.add_assets(conn, [Asset(asset, "reefer_truck", asset, epc=f"urn:epc:id:giai:6901234.9{n}")])
+        registry.add_devices(conn, [Device(device, "gps_tracker")])
+        registry.add_mounts(conn, [Mount(device, asset, at(-60))])
+        tracks[asset] = {m: rng.choice(places) for m in range(40)}
+        minutes = list(range(40))
+        batches += [(device, [(m, tracks[asset][m]) for m in minutes[i : i + 3]]) for i in range(0, 40, 3)]
+    rng.shuffle(batches)
+    for device, points in batches:
+        track(conn, points, device=device)
+
+    judged = threading.Event()
+
+    def rules() -> None:
+        worker = RulesWorker(db_url, batch_limit=1)
+        try:
+            drain(worker)
+        finally:
+            worker.close()
+
+    def ledger() -> None:
+        while not judged.is_set() or LedgerWorker(db_url).run_once():
+            LedgerWorker(db_url).run_once()
+
+    rule_threads = [threading.Thread(target=rules) for _ in range(2)]
+    ledger_threads = [threading.Thread(target=ledger) for _ in range(2)]
+    for t in [*rule_threads, *ledger_threads]:
+        t.start()
+    for t in rule_threads:
+        t.join()
+    judged.set()
+    for t in ledger_threads:
+        t.join()
+    assert conn.execute("SELECT count(*) FROM ingest_batch").fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM geofence_outbox").fetchone() == (0,)
+
+    def expected(asset: str) -> list[tuple[str, str, Any]]:
+        out = []
+        ordered = sorted(tracks[asset].items())
+        for loc, place in ((TERMINAL, INSIDE), (YARD, IN_YARD)):
+            for (_, a), (m, b) in itertools.pairwise(ordered):
+                if (a == place) != (b == place):
+                    out.append((loc, "enter" if b == place else "exit", at(m)))
+        return sorted(out, key=lambda c: (c[2], c[0]))
+
+    for asset in tracks:
+        stored = conn.execute(
+            "SELECT location_id, direction, crossed_at FROM geofence_crossing WHERE asset_id = %s"
+            " ORDER BY crossed_at, location_id",
+            (asset,),
+        ).fetchall()
+        assert stored == expected(asset)
+        live = conn.execute(
+            "SELECT e.event->'readPoint'->>'id', e.event->>'cc:geofence', e.event_time FROM ledger_event e"
+            " WHERE e.event->>'cc:asset' = %s AND NOT e.declares_error AND NOT EXISTS"
+            " (SELECT 1 FROM ledger_event d WHERE d.event_id = e.event_id AND d.declares_error)"
+            " ORDER BY e.event_time, 1",
+            (asset,),
+        ).fetchall()
+        assert live == expected(asset)
+    assert verify.verify(conn).ok
