@@ -427,8 +427,8 @@ class Services:
         return error
 
     def wait_settled(self, timeout_s: float = 60.0) -> bool:
-        """True once the gateway is idle and the outboxes (ingest_batch, verdict_outbox) and the rollups'
-        queue (rollup_pending) are empty."""
+        """True once the gateway is idle and the outboxes (ingest_batch, verdict_outbox, geofence_outbox) and
+        the rollups' queue (rollup_pending) are empty."""
         deadline = time.monotonic() + timeout_s
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             quiet_rounds = 0
@@ -440,7 +440,7 @@ class Services:
                     idle = bool(self.gateway.wait_idle(0.5))  # type: ignore[attr-defined]
                 row = conn.execute(
                     "SELECT (SELECT count(*) FROM ingest_batch) + (SELECT count(*) FROM verdict_outbox)"
-                    " + (SELECT count(*) FROM rollup_pending)"
+                    " + (SELECT count(*) FROM geofence_outbox) + (SELECT count(*) FROM rollup_pending)"
                 ).fetchone()
                 pending = int(row[0]) if row else 0
                 quiet_rounds = quiet_rounds + 1 if idle and pending == 0 else 0

@@ -1,7 +1,8 @@
 """Stage 2 (verdicts): the verdict payload the rules stage writes to verdict_outbox (read by the ledger).
 
 `verdict_outbox.kind` is 'excursion_closed' or 'chain_break' (payload: `VerdictPayload` as JSON),
-'lot_verdict' (payload: `LotVerdictPayload`) or 'verdict_correction' (payload: `CorrectionPayload`).
+'lot_verdict' (payload: `LotVerdictPayload`) or 'verdict_correction' (payload: `CorrectionPayload`);
+geofence_outbox rows are `CrossingPayload`.
 Downstream stages may decode it with ``msgspec.convert(payload, VerdictPayload)``. `verdict_id` is
 stable across re-evaluations of the same verdict (the ledger event carries it as ``cc:verdictId``); a
 verdict late data changes keeps it when its start stays, and a correction names it.
@@ -112,6 +113,25 @@ class CorrectionPayload(msgspec.Struct, frozen=True, kw_only=True):
     replacement: VerdictPayload | None  # the verdict that replaces them
     withdrawn: WithdrawnVerdict | None  # without a replacement: the verdict removed
     reason: str  # why they changed (what arrived), human-readable
+    computed_at: str  # RFC 3339 UTC
+
+
+class CrossingPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """An asset crossing a location's geofence, as handed to the ledger (a geofence_outbox row): a new
+    crossing (`corrects` and `withdrawn` unset), one replacing the crossing the ledger holds at `corrects`
+    (same asset, fence and direction: a late position moved it), or the crossing at `at` withdrawn
+    (`withdrawn`: late positions removed it; nothing replaces it)."""
+
+    crossing: Literal["enter", "exit"]
+    asset_id: str
+    location_id: str
+    at: str  # RFC 3339 UTC, device time of the first position inside (enter) / outside (exit)
+    device_id: str
+    lat: float
+    lon: float
+    corrects: str | None = None  # RFC 3339 UTC: device time of the crossing this one replaces
+    withdrawn: bool = False
+    reason: str | None = None  # why it was corrected or withdrawn (what arrived), human-readable
     computed_at: str  # RFC 3339 UTC
 
 

@@ -48,7 +48,9 @@ class LedgerState(Collector):
     def _families(self) -> tuple[GaugeMetricFamily, ...]:
         p = "coldchain_ledger_"
         return (
-            GaugeMetricFamily(p + "queue_depth", "rfid ingest batches and verdict_outbox rows waiting"),
+            GaugeMetricFamily(
+                p + "queue_depth", "rfid ingest batches, verdict_outbox and geofence_outbox rows waiting"
+            ),
             GaugeMetricFamily(p + "queue_lag_seconds", "Age of the oldest waiting row (0: none)"),
             GaugeMetricFamily(
                 p + "capture_jobs", "Capture jobs by state (pending, succeeded, failed)", labels=["state"]

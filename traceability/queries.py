@@ -203,13 +203,15 @@ SELECT outbox_id, kind, payload FROM verdict_outbox ORDER BY outbox_id LIMIT %s 
 DELETE_VERDICTS = "DELETE FROM verdict_outbox WHERE outbox_id = ANY(%s)"
 
 # --- worker: metrics (read at each scrape) --------------------------------------------------------
-# Rows waiting for the ledger worker (rfid ingest batches and verdicts), and the age in seconds of the
-# oldest of them (0 when none); each on its table's ordered index.
+# Rows waiting for the ledger worker (rfid ingest batches, verdicts, geofence crossings), and the age in
+# seconds of the oldest of them (0 when none); each on its table's ordered index.
 QUEUE_STATE = """
-SELECT (SELECT count(*) FROM ingest_batch WHERE kind = 'rfid') + (SELECT count(*) FROM verdict_outbox),
+SELECT (SELECT count(*) FROM ingest_batch WHERE kind = 'rfid') + (SELECT count(*) FROM verdict_outbox)
+           + (SELECT count(*) FROM geofence_outbox),
        coalesce(extract(epoch FROM clock_timestamp() - least(
            (SELECT created_at FROM ingest_batch WHERE kind = 'rfid' ORDER BY batch_id LIMIT 1),
-           (SELECT created_at FROM verdict_outbox ORDER BY outbox_id LIMIT 1))), 0)
+           (SELECT created_at FROM verdict_outbox ORDER BY outbox_id LIMIT 1),
+           (SELECT created_at FROM geofence_outbox ORDER BY outbox_id LIMIT 1))), 0)
 """
 # Capture jobs by state: pending (running), succeeded, failed; every state, 0 when it has none.
 CAPTURE_JOB_STATES = """

@@ -21,6 +21,8 @@ transaction that appends their events, so any number of workers can run and noth
   replacing verdict's event, or one reporting the withdrawal, then an errorDeclaration (reason
   ``incorrect_data``, that event as ``correctiveEventIDs``) of each event of the declared verdict ids;
   a lot verdict that corrects an earlier version declares that version's event the same way.
+* ``geofence_outbox`` rows: the arriving/departing event of an asset's geofence crossing
+  (``traceability.geofence_ledger``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import msgspec
 import psycopg
 
 from rules.models import CorrectionPayload, LotVerdictPayload, VerdictPayload, WithdrawnVerdict
-from traceability import queries
+from traceability import geofence_ledger, queries
 from traceability.epcis import builders, validation
 from traceability.epcis.steps import INBOUND_STEPS, OUTBOUND_STEPS
 from traceability.ledger import chain
@@ -71,7 +73,7 @@ class ReadGroup:
 
 
 class LedgerWorker:
-    """Consumes the rfid ingest outbox and the verdict outbox into the ledger."""
+    """Consumes the rfid ingest outbox, the verdict outbox and the geofence outbox into the ledger."""
 
     def __init__(self, conninfo: str, *, metrics: LedgerMetrics | None = None) -> None:
         """``metrics``: where its runs are counted (the composition root serves its registry); without,
@@ -81,7 +83,7 @@ class LedgerWorker:
         self._appended = 0  # events appended by the committed transactions of the current run
 
     def run_once(self) -> int:
-        """One pass over both outboxes; returns the number of outbox rows consumed."""
+        """One pass over the outboxes; returns the number of outbox rows consumed."""
         t0 = time.perf_counter()
         self._appended = 0
         with psycopg.connect(self._conninfo) as conn:
@@ -93,6 +95,9 @@ class LedgerWorker:
                 )
             done = self._rfid(conn)
             done += self._verdicts(conn)
+            crossings, appended = geofence_ledger.drain(conn)
+            done += crossings
+            self._appended += appended
         if done:
             self.metrics.ran(time.perf_counter() - t0, self._appended)
         return done

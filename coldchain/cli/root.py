@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from coldchain.cli import apikey, bench, db, devices, grafana, ledger, report, rules, run, sim
+from coldchain.cli import apikey, bench, db, devices, geofence, grafana, ledger, report, rules, run, sim
 from coldchain.cli.common import ExitCode, fail
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ app.command("trace")(ledger.trace)
 app.add_typer(db.db_app, name="db")
 app.add_typer(sim.sim_app, name="sim")
 app.add_typer(devices.devices_app, name="devices")
+app.add_typer(geofence.geofence_app, name="geofence")
 app.add_typer(rules.rules_app, name="rules")
 app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(apikey.api_key_app, name="apikey")

@@ -7,7 +7,8 @@ excursions, gaps, profile chain breaks, alarms and ledger hand-overs (`rules.wor
 `rules.worker.live`), and apply the plan (`rules.worker.apply`); then the series' verdict gets a new
 verdict_history version when it or its evidence changed (`rules.worker.history`). Door and power
 series the rows touched are judged the same way (`rules.worker.states`), and relative-humidity series
-against their class's humidity limits (`rules.worker.humidity`). Every lot held by a touched
+against their class's humidity limits (`rules.worker.humidity`); position (lat/lon) series give the
+geofence crossings of the assets they were on (`rules.worker.geofences`). Every lot held by a touched
 asset is re-judged against its own class through the assets that carried it (`rules.worker.lots`), a
 changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted. Every lot
 whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
@@ -32,7 +33,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,7 +45,7 @@ from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import custody, history, lots, outbox, queue, reads
+from rules.worker import custody, geofences, history, lots, outbox, queue, reads
 from rules.worker.apply import RunStats, apply
 from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
@@ -282,6 +283,8 @@ class RulesWorker:
                         for asset_id in evaluate(conn, series_id, device_id, channel, w, stats):
                             touch(asset_id, w.t_min, w.t_max)
                         stats.series += 1
+                # Positions last: their series locks after the other kinds', each asset's after them all.
+                stats.crossings += geofences.judge(conn, windows, datetime.now(UTC))
                 for asset_id, (lo, hi) in sorted(assets.items()):
                     to_judge += self._held_lots(conn, asset_id, lo, hi)
                 outbox.done(conn, batches)
@@ -322,6 +325,7 @@ class RulesWorker:
                 history=stats.history,
                 lot_verdicts=stats.lot_verdicts,
                 breaks=stats.breaks,
+                crossings=stats.crossings,
             )
         return len(batches) + len(waiting) + stats.custody_seqs
 

@@ -64,6 +64,7 @@ class RunStats:
     breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
     corrections: int = 0  # verdicts the ledger holds that late data changed or removed
     lots_quarantined: int = 0  # lots whose judging raised (kept in lot_quarantine, the run going on)
+    crossings: int = 0  # geofence crossings added, moved or withdrawn
     verdicts: dict[str, int] = field(default_factory=dict)  # verdict_outbox rows written, by kind
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
 

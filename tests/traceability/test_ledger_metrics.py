@@ -71,16 +71,33 @@ def test_queue_appended_events_capture_jobs_and_checkpoint_age(db_url: str, tmp_
                 (json.dumps(_payload("broken", 1)),),
             )
         conn.execute("INSERT INTO ingest_batch (kind, t_min, t_max) VALUES ('rfid', now(), now())")
+        conn.execute(  # a crossing of an asset the registry does not hold: taken, nothing appended
+            "INSERT INTO geofence_outbox (payload) VALUES (%s::jsonb)",
+            (
+                json.dumps(
+                    {
+                        "crossing": "enter",
+                        "asset_id": "NO-SUCH-ASSET",
+                        "location_id": "urn:epc:id:sgln:6901234.00010.0",
+                        "at": "2026-01-01T00:00:00.000Z",
+                        "device_id": "gps",
+                        "lat": 21.68,
+                        "lon": 108.6,
+                        "computed_at": "2026-01-01T00:01:00.000Z",
+                    }
+                ),
+            ),
+        )
         conn.execute(  # the rules stage's rows are not the ledger's queue
             "INSERT INTO ingest_batch (kind, t_min, t_max) VALUES ('telemetry', now(), now())"
         )
-        assert _value(metrics, "coldchain_ledger_queue_depth") == 3
+        assert _value(metrics, "coldchain_ledger_queue_depth") == 4
         lag = _value(metrics, "coldchain_ledger_queue_lag_seconds")
         assert lag is not None
         assert lag >= 90
 
         worker = LedgerWorker(db_url, metrics=metrics)
-        assert worker.run_once() == 3
+        assert worker.run_once() == 4
         assert worker.run_once() == 0
         assert _value(metrics, "coldchain_ledger_queue_depth") == 0
         assert _value(metrics, "coldchain_ledger_queue_lag_seconds") == 0

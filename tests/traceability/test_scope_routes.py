@@ -17,6 +17,7 @@ UNSCOPED: dict[tuple[str, str], str] = {
         "/ledger/verify",
     ): "the chain's integrity: seqs and hashes, no event content, open to every reader",
     ("GET", "/ledger/checkpoint"): "the signed chain head: a hash, open to every reader",
+    ("PUT", "/locations/{location_id:path}/geofence"): "a write (operator or admin role)",
     ("POST", "/epcis/capture"): "a write (capture role)",
     ("GET", "/epcis/capture/{capture_id}"): "scoped by its query (cc_sees_all unless a capture key)",
     ("DELETE", "/epcis/nextPageToken/{token}"): "tokens hold nothing on the server",

@@ -14,7 +14,9 @@ Conventions (all values are EPCIS 2.0 fields or ``cc:`` extensions, so every eve
 * inspection: bizStep ``inspecting`` with disposition conformant/non_conformant and ``cc:inspection``
   (inspection|disinfection); quarantine: bizStep ``holding``, disposition ``non_sellable_other``;
 * gates: bizStep ``arriving`` (in) / ``departing`` (out) at the gate's SGLN with ``cc:gate``
-  (port_terminal|rail_station|bonded_zone).
+  (port_terminal|rail_station|bonded_zone);
+* geofences: an asset's position entering (``arriving``) or leaving (``departing``) a location's
+  geofence, with ``cc:geofence`` (enter|exit), ``cc:asset`` and ``cc:shipment``.
 SGTIN-96 / SSCC-96 tag hex is the gateway's to decode; here identifiers are EPC URIs.
 """
 
@@ -208,6 +210,47 @@ def gate_event(
         extensions={"cc:gate": gate},
     )
     return builders.with_event_id(_custodian(ev, custodian))
+
+
+# A geofence crossing's CBV business step and disposition, by direction (one mapping, read everywhere).
+GEOFENCE_STEPS = {"enter": "arriving", "exit": "departing"}
+GEOFENCE_DISPOSITIONS = {"enter": "in_progress", "exit": "in_transit"}
+
+
+def geofence_event(
+    *,
+    t: datetime,
+    direction: str,
+    location: str,
+    asset_id: str,
+    asset_epc: str | None = None,
+    shipment_id: str | None = None,
+    through_document: str | None = None,
+    lots: Sequence[Mapping[str, Any]] = (),
+) -> builders.Event:
+    """An asset entering (bizStep arriving, bizLocation the fence's location) or leaving (departing) a
+    location's geofence at device time ``t``: over the asset's EPC, else the shipment's lots
+    (quantityList elements), with the shipment's through document as bizTransaction and ``cc:geofence``
+    (enter|exit), ``cc:asset`` and ``cc:shipment`` (when the asset carries one). ``ValueError`` for another
+    direction, or when there is neither an asset EPC nor a lot to report on."""
+    if direction not in GEOFENCE_STEPS:
+        raise ValueError(f"geofence direction {direction!r} not one of {sorted(GEOFENCE_STEPS)}")
+    if asset_epc is None and not lots:
+        raise ValueError(f"asset {asset_id} has no EPC and carries no shipment's lots: nothing to report on")
+    ext: dict[str, Any] = {"cc:geofence": direction, "cc:asset": asset_id}
+    if shipment_id is not None:
+        ext["cc:shipment"] = shipment_id
+    ev = builders.object_event(
+        event_time=t,
+        epcs=None if asset_epc is None else [asset_epc],
+        quantities=() if asset_epc is not None else lots,
+        biz_step=GEOFENCE_STEPS[direction],
+        disposition=GEOFENCE_DISPOSITIONS[direction],
+        read_point=location,
+        biz_location=location if direction == "enter" else None,
+        extensions=ext,
+    )
+    return builders.with_event_id(_with(ev, biz_transactions(through_document=through_document)))
 
 
 def bonded(*, t: datetime, lots: Sequence[str], status: str, line: str, location: str) -> builders.Event:
