@@ -20,7 +20,8 @@ from coldchain.seed import register_world, scenario_start_ms
 from coldchain.settings import BrokerAddress, Settings
 
 if TYPE_CHECKING:
-    from firmware_sim.port_world import PortWorld, Shipment, Step
+    from firmware_sim.port_timeline import Step
+    from firmware_sim.port_world import PortWorld, Shipment
 
 Progress = Callable[[str], None]
 
@@ -229,12 +230,14 @@ def run_port_scenario(
     """Seed the port world, run every stage, play the devices while capturing the human steps through the
     API, wait until the stages settle, summarise (as ``coldchain.demo.run_scenario`` for the default)."""
     from firmware_sim.port_scenario import run_port
+    from firmware_sim.port_timeline import port_timeline
     from firmware_sim.port_world import port_world
     from traceability.api.auth import create_key
 
     say = progress or (lambda _msg: None)
     logins = dict(stage_brokers or {})
     world = port_world()
+    steps = port_timeline().steps
     start_ms = seed_port(database_url, world)
     with psycopg.connect(database_url) as conn:
         capture_key = create_key(conn, "capture", "Qinzhou port community system")
@@ -255,7 +258,7 @@ def run_port_scenario(
         say(f"stages running; API on {services.api_url}; broker {broker.url()}")
 
         def on_step(index: int) -> None:
-            step = world.steps[index]
+            step = steps[index]
             capturer.capture(f"{step.kind} {step.shipment_id}", step_document(world, step, start_ms))
             say(f"port system: {step.kind} of {', '.join(lot.lot_id for lot in step.lots)} captured")
 

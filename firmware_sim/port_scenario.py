@@ -9,7 +9,7 @@ from typing import Final, Literal
 
 from firmware_sim import encode
 from firmware_sim.devices import MINUTE_MS, DoorOpening, Fix, TrackedReefer
-from firmware_sim.port_world import PORT_SCENARIO_MS, PortWorld, port_world
+from firmware_sim.port_timeline import PORT_SCENARIO_MS, PortTimeline, port_timeline
 from firmware_sim.scenario import BATCH_MINUTES, Action, Publication, play
 
 # The devices' noise is seeded by the scenario, not by its start: every run is the same run, shifted in time.
@@ -29,13 +29,13 @@ class PortReport:
     wall_s: float
 
 
-def plan_port(start_ms: int, world: PortWorld | None = None) -> list[Publication]:
+def plan_port(start_ms: int, timeline: PortTimeline | None = None) -> list[Publication]:
     """Every publish of the port scenario in scenario-time order. Pure: the same plan for every start,
     shifted by it.
 
     Each reefer samples every minute and sends a batch every 10 minutes of its clock; a track that falls
     silent sends what it sampled before, then nothing (its broker session's Last Will says offline)."""
-    w = world or port_world()
+    w = timeline or port_timeline()
     s = start_ms
     rng = random.Random(PORT_SEED)
     pubs: list[Publication] = []
@@ -95,13 +95,13 @@ def run_port(
     publish_timeout_s: float = 60.0,
 ) -> PortReport:
     """Play the port scenario's devices against a broker; `on_step(i)` runs at the scenario time of the
-    world's i-th human step (the caller records it, as the port's systems would)."""
-    world = port_world()
-    plan = plan_port(start_ms, world)
+    timeline's i-th human step (the caller records it, as the port's systems would)."""
+    timeline = port_timeline()
+    plan = plan_port(start_ms, timeline)
     actions: list[Action] = []
     if on_step is not None:
         step_cb = on_step
-        actions = [(start_ms + st.t_offset_ms, _bind(step_cb, i)) for i, st in enumerate(world.steps)]
+        actions = [(start_ms + st.t_offset_ms, _bind(step_cb, i)) for i, st in enumerate(timeline.steps)]
     wall_s = play(
         host,
         port,
@@ -123,7 +123,7 @@ def run_port(
         telemetry_messages=len(telemetry),
         readings_published=sum(p.items for p in telemetry),
         status_messages=sum(1 for p in plan if p.kind == "status"),
-        silent_devices=tuple(t.device_id for t in world.tracks if t.silent_from_offset_ms is not None),
+        silent_devices=tuple(t.device_id for t in timeline.tracks if t.silent_from_offset_ms is not None),
         steps=len(actions),
         wall_s=wall_s,
     )

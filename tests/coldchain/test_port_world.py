@@ -20,13 +20,13 @@ from coldchain import port_calls
 from coldchain.port_demo import registry_shipment, seed_port, step_document, step_event
 from firmware_sim.devices import MINUTE_MS
 from firmware_sim.port_scenario import plan_port
+from firmware_sim.port_timeline import PORT_SCENARIO_MS, port_timeline
 from firmware_sim.port_world import (
     DURIAN_CONTAINER,
     DURIAN_CONTAINER_RC,
     DURIAN_LOT,
     DURIAN_TRUCK_RC,
     NN_MARKET,
-    PORT_SCENARIO_MS,
     QZ_RAIL,
     SEAFOOD_TRUCK_RC,
     SQUID_LOT,
@@ -41,6 +41,7 @@ from traceability.epcis.validation import validate
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "schema"
 WORLD = port_world()
+TIMELINE = port_timeline()
 
 
 # ---- an oracle of the geometry, independent of the rules stage's ---------------------------------
@@ -131,12 +132,12 @@ def test_every_reference_resolves() -> None:
             assert {leg.from_location_id, leg.to_location_id} <= locations
             assert leg.asset_id is None or leg.asset_id in assets
         check_shipment(registry_shipment(s, S_MS))  # the registry's own check of legs, lots, windows
-    for step in WORLD.steps:
+    for step in TIMELINE.steps:
         assert step.location_id in locations
         assert step.asset_id is None or step.asset_id in assets
         assert {lot.lot_id for lot in step.lots} <= lots
-    assert {t.asset_id for t in WORLD.tracks} <= assets
-    assert {t.device_id for t in WORLD.tracks} == {d.device_id for d in WORLD.base.devices}
+    assert {t.asset_id for t in TIMELINE.tracks} <= assets
+    assert {t.device_id for t in TIMELINE.tracks} == {d.device_id for d in WORLD.base.devices}
     # Both modes of the onward journey, and the three documents a through document links.
     modes = {leg.mode for s in WORLD.shipments for leg in s.legs}
     assert modes == {"sea", "cold_store", "rail", "road"}
@@ -150,7 +151,7 @@ def test_every_reference_resolves() -> None:
 
 
 def test_tracks_cross_exactly_the_declared_geofences_in_order() -> None:
-    asset_of = {t.device_id: t.asset_id for t in WORLD.tracks}
+    asset_of = {t.device_id: t.asset_id for t in TIMELINE.tracks}
     crossed: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for device, fixes in _positions(S_MS).items():
         for fence in WORLD.geofences:
@@ -162,22 +163,22 @@ def test_tracks_cross_exactly_the_declared_geofences_in_order() -> None:
                 if was != now
             ]
     declared: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    for c in WORLD.crossings:
+    for c in TIMELINE.crossings:
         declared[c.asset_id].append((c.location_id, c.direction))
     assert {a: [(loc, d) for _, loc, d in sorted(seen)] for a, seen in crossed.items()} == declared
-    assert len(WORLD.crossings) == 31
+    assert len(TIMELINE.crossings) == 31
 
 
 def test_the_faults_are_where_the_scenario_says() -> None:
     fixes = _positions(S_MS)
     fences = {g.location_id: g for g in WORLD.geofences}
-    silent = next(t for t in WORLD.tracks if t.silent_from_offset_ms is not None)
+    silent = next(t for t in TIMELINE.tracks if t.silent_from_offset_ms is not None)
     assert silent.device_id == DURIAN_CONTAINER_RC
     assert silent.silent_from_offset_ms is not None
     t_last, lat, lon = fixes[DURIAN_CONTAINER_RC][-1]
     assert t_last == S_MS + silent.silent_from_offset_ms - MINUTE_MS, "telemetry stops, nothing after"
     assert _inside(fences[QZ_RAIL], lat, lon), "the container falls silent in the rail yard"
-    rail_departure = next(s for s in WORLD.steps if s.kind == "departure" and s.mode == "rail")
+    rail_departure = next(s for s in TIMELINE.steps if s.kind == "departure" and s.mode == "rail")
     assert rail_departure.t_offset_ms > silent.silent_from_offset_ms, "the train leaves after it fell silent"
     _, lat, lon = fixes[SEAFOOD_TRUCK_RC][-1]
     assert not _inside(fences[NN_MARKET], lat, lon), "one truck's track ends outside the market's fence"
@@ -234,7 +235,7 @@ def test_every_payload_validates_against_the_wire_schema() -> None:
 def test_every_step_is_a_valid_epcis_document_of_its_shipment() -> None:
     through = {s.shipment_id: multimodal.document_uri("through", s.through_document) for s in WORLD.shipments}
     kinds = []
-    for step in WORLD.steps:
+    for step in TIMELINE.steps:
         doc = step_document(WORLD, step, S_MS)
         validate(doc)
         (event,) = doc["epcisBody"]["eventList"]
@@ -249,13 +250,13 @@ def test_every_step_is_a_valid_epcis_document_of_its_shipment() -> None:
     assert kinds.count("inspection") == 2
     assert kinds.count("disinfection") == 1
     assert kinds.count("trace_code") == 1
-    assert [s.mode for s in WORLD.steps if s.kind == "departure"] == ["road", "road", "rail"]
-    assert [s.t_offset_ms for s in WORLD.steps] == sorted(s.t_offset_ms for s in WORLD.steps)
+    assert [s.mode for s in TIMELINE.steps if s.kind == "departure"] == ["road", "road", "rail"]
+    assert [s.t_offset_ms for s in TIMELINE.steps] == sorted(s.t_offset_ms for s in TIMELINE.steps)
 
 
 def test_the_import_flow_as_scheduled_one_release_without_inspection_and_two_parts_that_add_up() -> None:
     rows = []
-    for step in WORLD.steps:
+    for step in TIMELINE.steps:
         event = step_event(WORLD, step, S_MS)
         for q in event["quantityList"]:
             rows.append(
@@ -303,7 +304,7 @@ def test_seed_registers_the_world_its_geofences_and_both_shipments(db_url: str) 
             " (SELECT count(*) FROM device_mount),"
             " (SELECT count(*) FROM lot WHERE owner_party_id IS NOT NULL)"
         ).fetchone()
-        assert counts == (2, 7, 3, len(WORLD.geofences), len(WORLD.tracks), 3)
+        assert counts == (2, 7, 3, len(WORLD.geofences), len(TIMELINE.tracks), 3)
         # The registry's one mapping from an asset to its shipment: the box at sea, then on the train.
         of_asset = "SELECT shipment_of_asset(%s, to_timestamp(%s / 1000.0))"
         at_sea, on_train = (

@@ -9,9 +9,11 @@ import psycopg
 
 from coldchain.embedded import EmbeddedBroker
 from coldchain.port_demo import run_port_scenario, step_event
+from firmware_sim.port_timeline import port_timeline
 from firmware_sim.port_world import DURIAN_LOT, port_world
 
 WORLD = port_world()
+TIMELINE = port_timeline()
 
 
 def test_port_scenario_devices_and_human_steps_reach_the_ledger(
@@ -34,9 +36,9 @@ def test_port_scenario_devices_and_human_steps_reach_the_ledger(
             "SELECT count(DISTINCT s.device_id) FROM reading r JOIN series s USING (series_id)"
             " WHERE s.channel IN ('lat', 'lon')"
         ).fetchone()
-        assert lat_lon == (len(WORLD.tracks),)
+        assert lat_lon == (len(TIMELINE.tracks),)
         # Human steps: each captured through the API once, as the port's systems recorded it.
-        expected = [step_event(WORLD, step, start_ms)["eventID"] for step in WORLD.steps]
+        expected = [step_event(WORLD, step, start_ms)["eventID"] for step in TIMELINE.steps]
         stored = [
             r[0]
             for r in conn.execute(
@@ -52,7 +54,7 @@ def test_port_scenario_devices_and_human_steps_reach_the_ledger(
                 (expected,),
             )
         ]
-    assert summary["captured_events"] == len(WORLD.steps)
+    assert summary["captured_events"] == len(TIMELINE.steps)
     assert kinds.count("inspection") == 2
     assert kinds.count("disinfection") == 1
     assert kinds.count("first") == 3
