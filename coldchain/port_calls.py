@@ -1,8 +1,10 @@
 """Composition root: the port demo's calls into the import-flow, shipment and access APIs, in one place.
 
-Every event of the import flow the port scenario captures is built here, with the conventions of
-``traceability.epcis.multimodal``: per lot (batch) with a quantityList, the shipment's through document
-(and the B/L or waybill of the step) as bizTransactions, ``cc:`` extensions for what EPCIS has no field for.
+The import-flow events are built per batch (lot, quantityList) with the fields and ``cc:`` extensions of
+``traceability.epcis.multimodal``'s conventions (``discharge``, ``inspection_result``, ``disinfection``,
+``trace_code_issue``, ``first_line_entry``, ``second_line_release``, ``onward``, with those builders'
+signatures); the shipment's through document, B/L and waybills ride as bizTransactions where a step names
+its shipment's documents.
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ from traceability.api import auth
 from traceability.epcis import builders, multimodal
 
 Event = builders.Event
-LotQuantity = tuple[str, float, str]  # (LGTIN of the lot, quantity, UN/ECE rec 20 unit)
 
 BTT_ROAD_WAYBILL = builders.CC_NAMESPACE + "btt/road_waybill"
+DISCHARGE_KEY = "cc:discharge"
+INSPECTION_KEY = "cc:inspection"
+RESULT_KEY = "cc:result"
+CERTIFICATES_KEY = "cc:certificates"
+SITE_KEY = "cc:site"
+DISINFECTION_REQUIRED_KEY = "cc:disinfectionRequired"
+TRACE_CODE_KEY = "cc:traceCode"
 
 
 def transactions(
@@ -34,144 +42,177 @@ def transactions(
         bill_of_lading=bill_of_lading, rail_waybill=rail_waybill, through_document=through_document
     )
     if road_waybill:
-        out.append(
-            {
-                "type": BTT_ROAD_WAYBILL,
-                "bizTransaction": multimodal.document_uri("road_waybill", road_waybill),
-            }
-        )
+        uri = multimodal.document_uri("road_waybill", road_waybill)
+        out.append({"type": BTT_ROAD_WAYBILL, "bizTransaction": uri})
     return out
 
 
-def _lot_event(
-    *,
-    t: datetime,
-    lots: Sequence[LotQuantity],
-    biz_step: str,
-    disposition: str,
-    location: str,
-    extensions: Mapping[str, Any],
-    txns: Sequence[Mapping[str, str]],
-    epcs: Sequence[str] | None = None,
-    biz_location: bool = True,
-) -> Event:
-    event = builders.object_event(
-        event_time=t,
-        epcs=epcs,
-        quantities=[builders.quantity(lot, qty, uom) for lot, qty, uom in lots],
-        biz_step=biz_step,
-        disposition=disposition,
-        read_point=location,
-        biz_location=location if biz_location else None,
-        extensions=extensions,
-    )
+def _batch(lot: str, quantity: float | None, uom: str | None) -> list[dict[str, Any]]:
+    if quantity is not None and quantity <= 0:
+        raise ValueError(f"quantity of {lot} must be positive, not {quantity}")
+    return [builders.quantity(lot, quantity, uom)]
+
+
+def _with(event: Event, txns: Sequence[Mapping[str, str]]) -> Event:
     if txns:
         event["bizTransactionList"] = [dict(x) for x in txns]
-    return builders.with_event_id(event)
+    return event
 
 
-def discharge_event(
+def discharge(
     *,
     t: datetime,
-    lot: LotQuantity,
-    container: str,
+    lot: str,
+    quantity: float | None = None,
+    uom: str | None = None,
     location: str,
-    vessel: str | None,
-    voyage: str | None,
-    txns: Sequence[Mapping[str, str]],
+    container: str | None = None,
+    vessel: str | None = None,
+    voyage: str | None = None,
+    transactions: Sequence[Mapping[str, str]] = (),
 ) -> Event:
-    """The lot discharged at the port in its container (arriving, ``cc:discharge``)."""
-    ext = {**multimodal.conveyance("sea", vessel=vessel, voyage=voyage), "cc:discharge": True}
-    return _lot_event(
-        t=t,
-        lots=[lot],
-        epcs=[multimodal.container_epc(container)],
+    """The batch discharged at the port (its arrival): bizStep arriving, ``cc:discharge``."""
+    ext: dict[str, Any] = {DISCHARGE_KEY: " ".join(v for v in (vessel, voyage) if v) or "port"}
+    ev = builders.object_event(
+        event_time=t,
+        epcs=[multimodal.container_epc(container)] if container else [],
+        quantities=_batch(lot, quantity, uom),
         biz_step="arriving",
         disposition="in_progress",
-        location=location,
+        read_point=location,
+        biz_location=location,
         extensions=ext,
-        txns=txns,
     )
+    if not container:
+        ev.pop("epcList", None)
+    return builders.with_event_id(_with(ev, transactions))
 
 
-def inspection_event(
+def inspection_result(
     *,
     t: datetime,
-    lot: LotQuantity,
-    site: str,
-    certificates: Sequence[str],
-    result: str | None,
+    lot: str,
+    quantity: float,
+    uom: str | None = None,
     conformant: bool,
-    kind: str,
-    txns: Sequence[Mapping[str, str]],
+    certificates: Sequence[str],
+    site: str,
+    location: str,
+    disinfection_required: bool = False,
 ) -> Event:
-    """An inspection and quarantine result (``kind`` inspection) or a disinfection record (disinfection)."""
-    ext: dict[str, Any] = {"cc:inspection": kind, "cc:certificates": list(certificates), "cc:site": site}
-    if result:
-        ext["cc:result"] = result
-    return _lot_event(
-        t=t,
-        lots=[lot],
+    """The inspection and quarantine result of a batch: the quantity inspected, its certificates, its site."""
+    result = "conformant" if conformant else "non_conformant"
+    ext: dict[str, Any] = {
+        INSPECTION_KEY: "inspection",
+        RESULT_KEY: result,
+        CERTIFICATES_KEY: [str(c) for c in certificates],
+        SITE_KEY: site,
+    }
+    if disinfection_required:
+        ext[DISINFECTION_REQUIRED_KEY] = True
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
         biz_step="inspecting",
-        disposition="conformant" if conformant else "non_conformant",
-        location=site,
+        disposition=result,
+        read_point=location,
+        biz_location=location,
         extensions=ext,
-        txns=txns,
     )
+    return builders.with_event_id(ev)
 
 
-def bonded_event(
-    *, t: datetime, lot: LotQuantity, location: str, entry: bool, txns: Sequence[Mapping[str, str]]
+def disinfection(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float | None = None,
+    uom: str | None = None,
+    site: str,
+    location: str,
+    certificates: Sequence[str] = (),
 ) -> Event:
-    """First-line entry into the bonded zone (``entry``) or a second-line release, with the quantity."""
-    status, line = ("bonded", "first") if entry else ("released", "second")
-    return _lot_event(
-        t=t,
-        lots=[lot],
+    """The disinfection record of a batch (done once, at `site`)."""
+    ext: dict[str, Any] = {INSPECTION_KEY: "disinfection", SITE_KEY: site}
+    if certificates:
+        ext[CERTIFICATES_KEY] = [str(c) for c in certificates]
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
+        biz_step="inspecting",
+        disposition="conformant",
+        read_point=location,
+        biz_location=location,
+        extensions=ext,
+    )
+    return builders.with_event_id(ev)
+
+
+def trace_code_issue(*, t: datetime, lot: str, code: str, site: str, location: str) -> Event:
+    """The first receiving site (首站) issuing the batch's trace code, which the public scan page resolves."""
+    if not code or not code.isascii() or not all(c.isalnum() or c in "-_." for c in code):
+        raise ValueError(f"trace code {code!r}: letters, digits, '-', '_' and '.' only")
+    ev = builders.object_event(
+        event_time=t,
+        quantities=[builders.quantity(lot)],
+        biz_step="commissioning",
+        disposition="active",
+        read_point=location,
+        biz_location=location,
+        extensions={TRACE_CODE_KEY: code, SITE_KEY: site},
+    )
+    return builders.with_event_id(ev)
+
+
+def _customs_line(
+    t: datetime, lot: str, quantity: float, uom: str | None, status: str, line: str, location: str
+) -> Event:
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
         biz_step="entering_exiting",
         disposition="in_progress",
-        location=location,
+        read_point=location,
         extensions={"cc:bondedStatus": status, "cc:customsLine": line},
-        txns=txns,
     )
+    return builders.with_event_id(ev)
 
 
-def trace_code_event(
-    *, t: datetime, lot: LotQuantity, code: str, site: str, txns: Sequence[Mapping[str, str]]
+def first_line_entry(
+    *, t: datetime, lot: str, quantity: float, uom: str | None = None, location: str
 ) -> Event:
-    """The first receiving site issues the lot's trace code (首站赋码)."""
-    return _lot_event(
-        t=t,
-        lots=[lot],
-        biz_step="encoding",
-        disposition="in_progress",
-        location=site,
-        extensions={"cc:traceCode": code, "cc:site": site},
-        txns=txns,
-    )
+    """First-line entry of a batch into the bonded zone (status bonded), with the quantity entering."""
+    return _customs_line(t, lot, quantity, uom, "bonded", "first", location)
 
 
-def departure_event(
+def second_line_release(
+    *, t: datetime, lot: str, quantity: float, uom: str | None = None, location: str
+) -> Event:
+    """Second-line release of (part of) a batch (status released), with the quantity released."""
+    return _customs_line(t, lot, quantity, uom, "released", "second", location)
+
+
+def onward(
     *,
     t: datetime,
-    lots: Sequence[LotQuantity],
-    asset_epc: str,
+    lot: str,
+    quantity: float | None = None,
+    uom: str | None = None,
     location: str,
     conveyance_ext: Mapping[str, Any],
-    txns: Sequence[Mapping[str, str]],
+    transactions: Sequence[Mapping[str, str]] = (),
 ) -> Event:
-    """The lots leave on a conveyance (departing): the container on a train, a truck on the road."""
-    return _lot_event(
-        t=t,
-        lots=lots,
-        epcs=[asset_epc],
+    """The batch leaving onward (departing by sea-rail train or truck) after its release."""
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
         biz_step="departing",
         disposition="in_transit",
-        location=location,
-        extensions=conveyance_ext,
-        txns=txns,
-        biz_location=False,
+        read_point=location,
+        extensions=dict(conveyance_ext),
     )
+    ev.pop("epcList", None)
+    return builders.with_event_id(_with(ev, transactions))
 
 
 def partial_releases(rows: Sequence[Sequence[Any]]) -> dict[str, dict[str, Any]]:

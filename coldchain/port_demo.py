@@ -106,71 +106,86 @@ def registry_shipment(shipment: Shipment, start_ms: int) -> Any:
     )
 
 
-def step_event(world: PortWorld, step: Step, start_ms: int) -> dict[str, Any]:
-    """The EPCIS event a port, customs or cold-store system records for a human step."""
+def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, Any]]:
+    """The EPCIS events a port, customs or cold-store system records for a human step: one per batch."""
     from traceability.epcis import multimodal
 
     shipment = next(s for s in world.shipments if s.shipment_id == step.shipment_id)
+    site = next(x.name for x in world.base.locations if x.location_id == step.location_id)
     t = _ts(start_ms + step.t_offset_ms)
-    lots = [(lot.lot_id, lot.quantity, lot.uom) for lot in step.lots]
-    through = shipment.through_document
-    plain = port_calls.transactions(through)
-    if step.kind == "discharge":
-        assert step.asset_id is not None
-        return port_calls.discharge_event(
-            t=t,
-            lot=lots[0],
-            container=step.asset_id,
-            location=step.location_id,
-            vessel=step.vessel,
-            voyage=step.voyage,
-            txns=port_calls.transactions(through, bill_of_lading=shipment.bill_of_lading),
-        )
-    if step.kind in ("inspection", "disinfection"):
-        return port_calls.inspection_event(
-            t=t,
-            lot=lots[0],
-            site=step.location_id,
-            certificates=step.certificates,
-            result=step.result,
-            conformant=step.conformant,
-            kind=step.kind,
-            txns=plain,
-        )
-    if step.kind in ("bonded_entry", "release"):
-        entry = step.kind == "bonded_entry"
-        return port_calls.bonded_event(t=t, lot=lots[0], location=step.location_id, entry=entry, txns=plain)
-    if step.kind == "trace_code":
-        assert step.trace_code is not None
-        return port_calls.trace_code_event(
-            t=t, lot=lots[0], code=step.trace_code, site=step.location_id, txns=plain
-        )
-    assert step.kind == "departure"
-    assert step.asset_id is not None
-    assert step.mode is not None
-    asset = next(a for a in world.base.assets if a.asset_id == step.asset_id)
-    assert asset.epc is not None
-    rail = step.mode == "rail"
-    return port_calls.departure_event(
-        t=t,
-        lots=lots,
-        asset_epc=asset.epc,
-        location=step.location_id,
-        conveyance_ext=multimodal.conveyance(step.mode, train=step.train, truck_plate=step.truck_plate),
-        txns=port_calls.transactions(
-            through,
+    where = step.location_id
+    if step.kind == "departure":
+        assert step.mode is not None
+        rail = step.mode == "rail"
+        conveyance = multimodal.conveyance(step.mode, train=step.train, truck_plate=step.truck_plate)
+        txns = port_calls.transactions(
+            shipment.through_document,
             rail_waybill=shipment.rail_waybill if rail else None,
             road_waybill=None if rail else shipment.road_waybill,
-        ),
-    )
+        )
+        return [
+            port_calls.onward(
+                t=t, lot=lot.lot_id, quantity=lot.quantity, uom=lot.uom, location=where,
+                conveyance_ext=conveyance, transactions=txns,
+            )
+            for lot in step.lots
+        ]  # fmt: skip
+    (lot,) = step.lots
+    q, uom = lot.quantity, lot.uom
+    if step.kind == "discharge":
+        txns = port_calls.transactions(shipment.through_document, bill_of_lading=shipment.bill_of_lading)
+        event = port_calls.discharge(
+            t=t,
+            lot=lot.lot_id,
+            quantity=q,
+            uom=uom,
+            location=where,
+            container=step.asset_id,
+            vessel=step.vessel,
+            voyage=step.voyage,
+            transactions=txns,
+        )
+    elif step.kind == "inspection":
+        event = port_calls.inspection_result(
+            t=t,
+            lot=lot.lot_id,
+            quantity=q,
+            uom=uom,
+            location=where,
+            conformant=step.conformant,
+            certificates=step.certificates,
+            site=site,
+            disinfection_required=step.disinfection_required,
+        )
+    elif step.kind == "disinfection":
+        event = port_calls.disinfection(
+            t=t,
+            lot=lot.lot_id,
+            quantity=q,
+            uom=uom,
+            location=where,
+            site=site,
+            certificates=step.certificates,
+        )
+    elif step.kind == "bonded_entry":
+        event = port_calls.first_line_entry(t=t, lot=lot.lot_id, quantity=q, uom=uom, location=where)
+    elif step.kind == "release":
+        event = port_calls.second_line_release(t=t, lot=lot.lot_id, quantity=q, uom=uom, location=where)
+    else:
+        assert step.kind == "trace_code"
+        assert step.trace_code is not None
+        event = port_calls.trace_code_issue(
+            t=t, lot=lot.lot_id, code=step.trace_code, site=site, location=where
+        )
+    return [event]
 
 
 def step_document(world: PortWorld, step: Step, start_ms: int) -> dict[str, Any]:
     """The EPCISDocument a system posts to the capture endpoint for one human step."""
     from traceability.epcis import builders
 
-    event = step_event(world, step, start_ms)
-    return builders.document([event], creation_date=_ts(start_ms + step.t_offset_ms))
+    events = step_events(world, step, start_ms)
+    return builders.document(events, creation_date=_ts(start_ms + step.t_offset_ms))
 
 
 class CaptureError(RuntimeError):

@@ -76,8 +76,8 @@ class Step:
     lots: tuple[ShipmentLot, ...]
     asset_id: str | None = None  # the container or truck concerned (discharge, departure)
     certificates: tuple[str, ...] = ()
-    result: str | None = None
-    conformant: bool = True
+    conformant: bool = True  # an inspection's result
+    disinfection_required: bool = False  # an inspection's result asks for disinfection
     trace_code: str | None = None
     mode: Literal["sea", "rail", "road"] | None = None  # a discharge's or departure's conveyance
     vessel: str | None = None
@@ -290,7 +290,6 @@ def _steps(durian: ShipmentLot, shrimp: ShipmentLot, squid: ShipmentLot) -> tupl
             QZ_INSPECTION,
             (durian,),
             certificates=("CIQ-QZ-2611-000118",),
-            result="no quarantine pests; pesticide residues within GB 2763",
         ),
         Step(
             _m(125),
@@ -299,7 +298,7 @@ def _steps(durian: ShipmentLot, shrimp: ShipmentLot, squid: ShipmentLot) -> tupl
             QZ_INSPECTION,
             (shrimp,),
             certificates=("CIQ-QZ-2611-000121",),
-            result="nucleic acid negative; core temperature -19.5 C",
+            disinfection_required=True,  # imported frozen seafood: every package disinfected
         ),
         Step(
             _m(140),
@@ -308,7 +307,6 @@ def _steps(durian: ShipmentLot, shrimp: ShipmentLot, squid: ShipmentLot) -> tupl
             QZ_INSPECTION,
             (shrimp,),
             certificates=("XS-QZ-2611-000045",),
-            result="outer packaging sprayed, chlorine dioxide",
         ),
         Step(_m(180), "bonded_entry", th, QZ_COLD_STORE, (durian,)),
         Step(_m(185), "trace_code", th, QZ_COLD_STORE, (durian,), trace_code=DURIAN_TRACE_CODE),

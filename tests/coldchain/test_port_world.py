@@ -17,7 +17,7 @@ import pytest
 from stdnum import ean
 
 from coldchain import port_calls
-from coldchain.port_demo import registry_shipment, seed_port, step_document, step_event
+from coldchain.port_demo import registry_shipment, seed_port, step_document, step_events
 from firmware_sim.devices import MINUTE_MS
 from firmware_sim.port_scenario import plan_port
 from firmware_sim.port_timeline import PORT_SCENARIO_MS, port_timeline
@@ -29,6 +29,7 @@ from firmware_sim.port_world import (
     NN_MARKET,
     QZ_RAIL,
     SEAFOOD_TRUCK_RC,
+    SHRIMP_LOT,
     SQUID_LOT,
     TH_SHIPMENT,
     Geofence,
@@ -232,42 +233,51 @@ def test_every_payload_validates_against_the_wire_schema() -> None:
 # ---- the human steps as EPCIS --------------------------------------------------------------------
 
 
-def test_every_step_is_a_valid_epcis_document_of_its_shipment() -> None:
+def test_every_step_is_a_valid_epcis_document_one_event_per_batch() -> None:
     through = {s.shipment_id: multimodal.document_uri("through", s.through_document) for s in WORLD.shipments}
     kinds = []
     for step in TIMELINE.steps:
         doc = step_document(WORLD, step, S_MS)
         validate(doc)
-        (event,) = doc["epcisBody"]["eventList"]
-        validate({**event, "@context": doc["@context"]})
-        assert event["eventTime"].startswith("2026-01-01T")
-        txns = {(x["type"], x["bizTransaction"]) for x in event["bizTransactionList"]}
-        assert (multimodal.BTT_THROUGH_DOCUMENT, through[step.shipment_id]) in txns
-        assert [q["epcClass"] for q in event["quantityList"]] == [lot.lot_id for lot in step.lots]
-        assert all(q["quantity"] > 0 and q["uom"] == "KGM" for q in event["quantityList"])
-        assert event["eventID"].startswith("ni:///sha-256;")
+        events = doc["epcisBody"]["eventList"]
+        assert len(events) == len(step.lots), "one event per batch"
+        for event, lot in zip(events, step.lots, strict=True):
+            validate({**event, "@context": doc["@context"]})
+            assert event["eventTime"].startswith("2026-01-01T")
+            assert event["eventID"].startswith("ni:///sha-256;")
+            (q,) = event["quantityList"]
+            assert q["epcClass"] == lot.lot_id
+            if step.kind != "trace_code":  # the code names the batch, not an amount of it
+                assert (q["quantity"], q["uom"]) == (lot.quantity, "KGM")
+            # The steps on a conveyance name the shipment's through document (and the B/L or waybill).
+            txns = {(x["type"], x["bizTransaction"]) for x in event.get("bizTransactionList", ())}
+            named = (multimodal.BTT_THROUGH_DOCUMENT, through[step.shipment_id]) in txns
+            assert named is (step.kind in ("discharge", "departure"))
         kinds.append(step.kind)
     assert kinds.count("inspection") == 2
     assert kinds.count("disinfection") == 1
     assert kinds.count("trace_code") == 1
     assert [s.mode for s in TIMELINE.steps if s.kind == "departure"] == ["road", "road", "rail"]
     assert [s.t_offset_ms for s in TIMELINE.steps] == sorted(s.t_offset_ms for s in TIMELINE.steps)
+    # The one disinfection is the one an inspection result asked for.
+    asked = [s.lots[0].lot_id for s in TIMELINE.steps if s.kind == "inspection" and s.disinfection_required]
+    assert asked == [s.lots[0].lot_id for s in TIMELINE.steps if s.kind == "disinfection"] == [SHRIMP_LOT]
 
 
 def test_the_import_flow_as_scheduled_one_release_without_inspection_and_two_parts_that_add_up() -> None:
     rows = []
     for step in TIMELINE.steps:
-        event = step_event(WORLD, step, S_MS)
-        for q in event["quantityList"]:
-            rows.append(
-                (
-                    q["epcClass"],
-                    q["quantity"],
-                    event.get("cc:inspection"),
-                    event.get("disposition"),
-                    event.get("cc:customsLine"),
+        for event in step_events(WORLD, step, S_MS):
+            for q in event["quantityList"]:
+                rows.append(
+                    (
+                        q["epcClass"],
+                        q.get("quantity"),
+                        event.get("cc:inspection"),
+                        event.get("disposition"),
+                        event.get("cc:customsLine"),
+                    )
                 )
-            )
     assert port_calls.partial_releases(rows) == {
         DURIAN_LOT: {"inspected": 18_000.0, "released": [12_000.0, 6_000.0], "remaining": 0.0}
     }

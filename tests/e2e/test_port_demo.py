@@ -139,20 +139,27 @@ def test_port_scenario_done_when(db_url: str, played: dict[str, Any], api: TestC
     assert hidden.status_code == 404
     assert "lot_chain_breaks" not in hidden.text
 
-    # The partial releases add up: two parts of the durian, together what was inspected, nothing left.
+    # The partial releases add up: two parts of the durian, together what was inspected, nothing left; the
+    # time from discharge to the first release is kept.
     assert played["partial_releases"] == {
         DURIAN_LOT: {"inspected": 18_000.0, "released": [12_000.0, 6_000.0], "remaining": 0.0}
     }
     durian = _trace(api, keys["customs"], DURIAN_LOT)
     assert durian.status_code == 200
-    assert durian.json()["import_flow"] is not None
+    flow_of = durian.json()["import_flow"]
+    releases = [
+        (r["quantity"], r["released_total"], r["inspected"], r["remaining"]) for r in flow_of["releases"]
+    ]
+    assert releases == [(12_000.0, 12_000.0, 18_000.0, 6_000.0), (6_000.0, 18_000.0, 18_000.0, 0.0)]
+    assert flow_of["clearance_s"] == 250 * 60, "discharge at S+50 min, first release at S+300 min"
 
     # The trace code resolves on the public scan page (no key) to the lot it was issued for.
-    assert played["trace_code"] == WORLD.trace_code
+    assert flow_of["trace_code"] == played["trace_code"] == WORLD.trace_code
     assert played["trace_code_scan_status"] == 200
     scan = api.get(f"/scan/{WORLD.trace_code}")
     assert scan.status_code == 200
-    assert "TH2611D01" in scan.text
+    assert WORLD.trace_code in scan.text
+    assert "Fresh durian" in scan.text
     assert api.get("/scan/GX0000XX000000").status_code == 404
 
 
