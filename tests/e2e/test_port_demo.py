@@ -96,7 +96,12 @@ def test_port_scenario_done_when(db_url: str, played: dict[str, Any], api: TestC
         (VN_SHIPMENT, 200),
     ]
     assert all(s["legs"] == len(legs_of[s["shipment_id"]]) for s in played["shipments"])
-    assert all(s["state"] for s in played["shipments"]), "each shipment has a state derived from its events"
+    # Neither reached its destination: the durian's train left the rail yard after its container fell
+    # silent, and the seafood truck's track ends outside the market's geofence.
+    assert {s["shipment_id"]: s["state"] for s in played["shipments"]} == {
+        TH_SHIPMENT: "in_transit",
+        VN_SHIPMENT: "in_transit",
+    }
 
     # The geofence events are in the ledger exactly once: the crossings the tracks make, in order, no more,
     # each naming the asset's shipment by its through document; running the stages again adds none.
