@@ -26,6 +26,8 @@ Progress = Callable[[str], None]
 
 # Scenario seconds per wall-clock second: 8 h of scenario in about half a minute.
 DEFAULT_SPEEDUP = 900.0
+# The demo's scenarios: the default one, and the import flow at Qinzhou port.
+SCENARIOS = ("default", "port")
 
 
 def play_scenario(
@@ -161,16 +163,26 @@ def reset_embedded(settings: Settings, server_url: str) -> str:
     return url
 
 
-def run_demo_command(settings: Settings, *, serve: bool, speedup: float, reset: bool = False) -> int:
+def run_demo_command(
+    settings: Settings, *, serve: bool, speedup: float, reset: bool = False, scenario: str = "default"
+) -> int:
     """`coldchain demo`: progress lines, a human summary, and one JSON object as the last line.
+
+    `scenario`: ``default`` (Qinzhou cold store -> Nanning market) or ``port`` (the import flow at Qinzhou:
+    ``coldchain.port_demo``).
 
     On the embedded database the demo starts from a clean slate, which it makes only on a database of
     its own: one it created (marked so under COLDCHAIN_HOME), a home that holds none yet, or with
     `reset` (asked for by the user). Any other database is left as it is, and the demo refuses (2).
     The broker's logins (mqtt/passwd, mqtt/acl: the devices' included) are never touched."""
     from coldchain.datadir import DataDir
+    from coldchain.port_demo import format_port_summary, port_ok, run_port_scenario
     from coldchain.report import format_demo_summary
+    from firmware_sim.port_world import port_world
     from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
 
     embedded_db = settings.database_url is None
     data = DataDir(settings.home)
@@ -205,7 +217,8 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float, reset: 
                 print("the configured database already holds ledger events; run the demo on an empty one")
                 return 2
         try:
-            summary = run_scenario(
+            play = run_port_scenario if scenario == "port" else run_scenario
+            summary = play(
                 database_url,
                 stack.broker,
                 speedup=speedup,
@@ -215,26 +228,33 @@ def run_demo_command(settings: Settings, *, serve: bool, speedup: float, reset: 
                 stage_brokers=stack.stage_brokers(),
                 settings=settings,
             )
-            print(format_demo_summary(summary), flush=True)
-            line = {k: v for k, v in summary.items() if k not in ("trace", "sent")}
+            human = format_port_summary(summary) if scenario == "port" else format_demo_summary(summary)
+            print(human, flush=True)
+            line = {k: v for k, v in summary.items() if k not in ("trace", "traces", "sent")}
             line["messages_sent"] = summary["sent"].get("messages")
             print(json.dumps(line, ensure_ascii=False, default=str), flush=True)
             if serve:
-                _serve_forever(settings, database_url, stack.broker, stack.stage_brokers())
+                lot = port_world().trace_code_lot if scenario == "port" else None
+                _serve_forever(settings, database_url, stack.broker, stack.stage_brokers(), lot=lot)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             return 130
+    if scenario == "port":
+        return 0 if port_ok(summary) else 1
     ok = summary["ledger_verified"] and summary["trace_status"] == 200
     return 0 if ok else 1
 
 
-def web_instructions(api_url: str, key: str) -> list[str]:
+def web_instructions(api_url: str, key: str, lot_id: str | None = None) -> list[str]:
     """What to do in a browser: the pages' URL, the key to sign in with, and the demo lot's label as a
-    scanner reads it (GS1 element string of its GTIN and batch) to type into the search box."""
+    scanner reads it (GS1 element string of its GTIN and batch) to type into the search box. `lot_id`: the
+    port scenario's lot to show (default: the default scenario's lot)."""
+    from firmware_sim.port_world import port_world
     from firmware_sim.world import demo_world
     from traceability.web.identify import hri
 
-    lot = demo_world().lots[0]
+    lots = demo_world().lots if lot_id is None else port_world().base.lots
+    lot = next(x for x in lots if lot_id in (None, x.lot_id))
     label = hri((("01", lot.gtin), ("10", lot.batch)))
     return [
         f"web pages: open {api_url}/ui/ and sign in with the key above",
@@ -285,7 +305,12 @@ def grafana_instructions(database_url: str, home: Path) -> list[str]:
 
 
 def _serve_forever(
-    settings: Settings, database_url: str, broker: BrokerAddress, stage_brokers: Mapping[str, BrokerAddress]
+    settings: Settings,
+    database_url: str,
+    broker: BrokerAddress,
+    stage_brokers: Mapping[str, BrokerAddress],
+    *,
+    lot: str | None = None,
 ) -> None:
     from traceability.api.auth import create_key
     from traceability.ledger.checkpoint import KEY_FILE as LEDGER_KEY_FILE
@@ -307,7 +332,7 @@ def _serve_forever(
     services.start()
     print(f"serving: API {services.api_url}, broker {broker.url()} (Ctrl-C to stop)", flush=True)
     print(f"operator API key for this data directory (send as X-API-Key): {key}", flush=True)
-    for line in web_instructions(services.api_url, key):
+    for line in web_instructions(services.api_url, key, lot):
         print(line, flush=True)
     for line in grafana_instructions(database_url, settings.home):
         print(line, flush=True)

@@ -1,7 +1,8 @@
-"""Stage 0, devices: models of a reefer truck, a cold-room logger and RFID readers (pure, seeded)."""
+"""Stage 0, devices: models of reefer trucks and containers, a cold-room logger and RFID readers (pure)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from firmware_sim.encode import Reading
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 60 * MINUTE_MS
+DAY_MS: Final = 24 * HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,28 @@ class DoorOpening:
     outside_c: float  # air the open door lets in
 
 
+def box_probes(
+    box_c: dict[str, float],
+    rng: random.Random,
+    t_ms: int,
+    dt_min: float,
+    setpoint_c: float,
+    door: DoorOpening | None,
+) -> list[Reading]:
+    """Advance a reefer box's two probes by `dt_min` (state in `box_c`) and read them, with probe noise."""
+    out: list[Reading] = []
+    # Probe 2 sits deeper in the load: it follows the air a little more slowly.
+    for probe, lag in (("temp:1", 1.0), ("temp:2", 0.9)):
+        box = box_c.get(probe, setpoint_c)
+        if door is not None:
+            box += (door.outside_c - box) * (1 - math.exp(-dt_min * lag / TAU_OPEN_MIN))
+        else:
+            box += (setpoint_c - box) * (1 - math.exp(-dt_min * lag / TAU_CLOSED_MIN))
+        box_c[probe] = box
+        out.append((t_ms, probe, round(box + rng.gauss(0, 0.08), 2)))
+    return out
+
+
 @dataclass
 class ReeferTruck:
     """A reefer controller: two probes, door, setpoint and GPS, along a scripted trip (scenario ms)."""
@@ -127,16 +151,7 @@ class ReeferTruck:
         dt_min = 1.0 if self._last_ms is None else (t_ms - self._last_ms) / MINUTE_MS
         self._last_ms = t_ms
         door = self.door(t_ms)
-        out: list[Reading] = []
-        # Probe 2 sits deeper in the load: it follows the air a little more slowly.
-        for probe, lag in (("temp:1", 1.0), ("temp:2", 0.9)):
-            box = self._box_c.get(probe, self.setpoint_c)
-            if door is not None:
-                box += (door.outside_c - box) * (1 - math.exp(-dt_min * lag / TAU_OPEN_MIN))
-            else:
-                box += (self.setpoint_c - box) * (1 - math.exp(-dt_min * lag / TAU_CLOSED_MIN))
-            self._box_c[probe] = box
-            out.append((t_ms, probe, round(box + self.rng.gauss(0, 0.08), 2)))
+        out = box_probes(self._box_c, self.rng, t_ms, dt_min, self.setpoint_c, door)
         where, kmh = self.position(t_ms)
         moving = kmh > 0
 
@@ -168,3 +183,63 @@ class RfidReader:
                 reads.append((t, epc, 1 + (k % 2), round(self.rng.uniform(-68.0, -45.0), 1)))
         reads.sort()
         return reads
+
+
+@dataclass(frozen=True)
+class Fix:
+    """Where a tracked asset is at scenario time `t_ms`; between two fixes it moves in a straight line."""
+
+    t_ms: int
+    at: Waypoint
+
+
+def track_position(fixes: tuple[Fix, ...], t_ms: int) -> tuple[Waypoint, float]:
+    """(where, speed km/h) at `t_ms` on a track of fixes in time order: still before the first and after
+    the last, straight and at even speed between two."""
+    if t_ms <= fixes[0].t_ms:
+        return fixes[0].at, 0.0
+    for a, b in itertools.pairwise(fixes):
+        if t_ms < b.t_ms:
+            f = (t_ms - a.t_ms) / (b.t_ms - a.t_ms)
+            where = Waypoint(a.at.lat + (b.at.lat - a.at.lat) * f, a.at.lon + (b.at.lon - a.at.lon) * f)
+            return where, haversine_km(a.at, b.at) / ((b.t_ms - a.t_ms) / HOUR_MS)
+        if t_ms == b.t_ms:
+            return b.at, 0.0
+    return fixes[-1].at, 0.0
+
+
+@dataclass
+class TrackedReefer:
+    """A reefer controller (container or truck) on a scripted track of fixes: two probes, door, setpoint,
+    GPS. GPS noise is ~5 m while moving, none standing still."""
+
+    device_id: str
+    rng: random.Random
+    fixes: tuple[Fix, ...]
+    setpoint_c: float
+    doors: tuple[DoorOpening, ...] = ()
+    _box_c: dict[str, float] = field(default_factory=dict)
+    _last_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.fixes or any(b.t_ms <= a.t_ms for a, b in itertools.pairwise(self.fixes)):
+            raise ValueError(f"{self.device_id}: a track needs fixes in strictly increasing time")
+
+    def sample(self, t_ms: int) -> list[Reading]:
+        """Advance the box model to t_ms and read every channel (called every minute)."""
+        dt_min = 1.0 if self._last_ms is None else (t_ms - self._last_ms) / MINUTE_MS
+        self._last_ms = t_ms
+        door = next((d for d in self.doors if d.from_ms <= t_ms < d.to_ms), None)
+        out = box_probes(self._box_c, self.rng, t_ms, dt_min, self.setpoint_c, door)
+        where, kmh = track_position(self.fixes, t_ms)
+        moving = kmh > 0
+        lat = where.lat + (self.rng.gauss(0, 0.00005) if moving else 0.0)
+        lon = where.lon + (self.rng.gauss(0, 0.00005) if moving else 0.0)
+        return [
+            *out,
+            (t_ms, "door", 0.0 if door is None else 1.0),
+            (t_ms, "setpoint", self.setpoint_c),
+            (t_ms, "lat", round(lat, 6)),
+            (t_ms, "lon", round(lon, 6)),
+            (t_ms, "speed", round(max(0.0, kmh + self.rng.gauss(0, 2.0)), 1) if moving else 0.0),
+        ]

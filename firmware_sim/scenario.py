@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -250,6 +250,79 @@ class DeviceLink:
             self._client = None
 
 
+Action = tuple[int, Callable[[], None]]  # (scenario time ms, what to do then)
+
+
+def play(
+    host: str,
+    port: int,
+    plan: Sequence[Publication],
+    *,
+    start_ms: int,
+    speedup: float,
+    on_progress: Callable[[str], None] | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    mqtt5: bool = True,
+    publish_timeout_s: float = 60.0,
+    actions: Sequence[Action] = (),
+) -> float:
+    """Publish a plan (in scenario-time order) against a broker, one connection per device: scenario time =
+    start_ms + (wall time elapsed) * speedup. ``actions`` run at their scenario time, each before the
+    publishes of the same time. Returns the wall seconds taken, once the broker acknowledged (PUBACK) every
+    publish."""
+    if speedup <= 0:
+        raise ValueError("speedup must be > 0")
+    say = on_progress or (lambda _msg: None)
+    links = {
+        cid: DeviceLink(
+            cid, host, port, will_t_ms=start_ms, username=username, password=password, mqtt5=mqtt5
+        )
+        for cid in dict.fromkeys(p.client_id for p in plan)
+    }
+    todo = sorted(actions, key=lambda a: a[0])
+    end_ms = max([p.t_ms for p in plan] + [a[0] for a in todo] + [start_ms])
+    wall0 = time.monotonic()
+
+    def wait_until(t_ms: int) -> None:
+        delay = wall0 + (t_ms - start_ms) / 1000.0 / speedup - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def act_until(t_ms: int) -> None:
+        while todo and todo[0][0] <= t_ms:
+            at, action = todo.pop(0)
+            wait_until(at)
+            action()
+
+    infos: list[tuple[Publication, mqtt.MQTTMessageInfo]] = []
+    try:
+        for link in links.values():
+            link.connect()
+        hours = (end_ms - start_ms) / HOUR_MS
+        say(f"simulator: {len(links)} devices connected; playing {hours:g} h at x{speedup:g}")
+        next_hour = 1
+        for pub in plan:
+            act_until(pub.t_ms)
+            wait_until(pub.t_ms)
+            infos.append((pub, links[pub.client_id].publish(pub.topic, pub.payload, retain=pub.retain)))
+            if pub.t_ms - start_ms >= next_hour * HOUR_MS:
+                say(f"simulator: S+{next_hour}h, {len(infos)} messages sent")
+                next_hour += 1
+        act_until(end_ms)
+        deadline = time.monotonic() + publish_timeout_s
+        for pub, info in infos:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            if not info.is_published():
+                raise SimulatorError(
+                    f"{pub.client_id}: no PUBACK for {pub.topic} within {publish_timeout_s} s"
+                )
+    finally:
+        for link in links.values():
+            link.close()
+    return round(time.monotonic() - wall0, 3)
+
+
 def run_demo(
     host: str,
     port: int,
@@ -265,42 +338,20 @@ def run_demo(
     """Play the demo timeline against a broker: scenario time = start_ms + (wall time elapsed) * speedup.
 
     Returns once every publish has been acknowledged by the broker (PUBACK)."""
-    if speedup <= 0:
-        raise ValueError("speedup must be > 0")
     say = on_progress or (lambda _msg: None)
     plan, lost = plan_demo(start_ms)
-    links = {
-        cid: DeviceLink(
-            cid, host, port, will_t_ms=start_ms, username=username, password=password, mqtt5=mqtt5
-        )
-        for cid in dict.fromkeys(p.client_id for p in plan)
-    }
-    wall0 = time.monotonic()
-    infos: list[tuple[Publication, mqtt.MQTTMessageInfo]] = []
-    try:
-        for link in links.values():
-            link.connect()
-        say(f"simulator: {len(links)} devices connected; playing 8 h at x{speedup:g}")
-        next_hour = 1
-        for pub in plan:
-            target = wall0 + (pub.t_ms - start_ms) / 1000.0 / speedup
-            delay = target - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            infos.append((pub, links[pub.client_id].publish(pub.topic, pub.payload, retain=pub.retain)))
-            if pub.t_ms - start_ms >= next_hour * HOUR_MS:
-                say(f"simulator: S+{next_hour}h, {len(infos)} messages sent")
-                next_hour += 1
-        deadline = time.monotonic() + publish_timeout_s
-        for pub, info in infos:
-            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            if not info.is_published():
-                raise SimulatorError(
-                    f"{pub.client_id}: no PUBACK for {pub.topic} within {publish_timeout_s} s"
-                )
-    finally:
-        for link in links.values():
-            link.close()
+    wall_s = play(
+        host,
+        port,
+        plan,
+        start_ms=start_ms,
+        speedup=speedup,
+        on_progress=say,
+        username=username,
+        password=password,
+        mqtt5=mqtt5,
+        publish_timeout_s=publish_timeout_s,
+    )
     telemetry = [p for p in plan if p.kind == "telemetry"]
     rfid = [p for p in plan if p.kind == "rfid"]
     report = ScenarioReport(
@@ -314,7 +365,7 @@ def run_demo(
         rfid_reads=sum(p.items for p in rfid),
         status_messages=sum(1 for p in plan if p.kind == "status"),
         malformed_sent=sum(1 for p in plan if p.kind == "malformed"),
-        wall_s=round(time.monotonic() - wall0, 3),
+        wall_s=wall_s,
     )
     say(f"simulator: done, {report.messages} messages, {report.readings_published} readings")
     return report

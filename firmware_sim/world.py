@@ -83,6 +83,7 @@ class Lot:
     origin_country: str
     hs_code: str
     bonded_status: str
+    owner_party_id: str | None = None  # the shipper or importer it belongs to
 
 
 @dataclass(frozen=True)

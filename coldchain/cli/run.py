@@ -20,12 +20,22 @@ def demo(
             help="Drop the embedded database first even when the demo did not create it (its data is lost).",
         ),
     ] = False,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="default: Qinzhou cold store -> Nanning market; port: durian and frozen seafood through"
+            " Qinzhou port's import flow (inspection, bonded store, releases, sea-rail train and truck).",
+        ),
+    ] = "default",
 ) -> None:
-    """Run the built-in scenario end to end: Qinzhou bonded cold store -> reefer truck -> Nanning market."""
-    from coldchain.demo import run_demo_command
+    """Run a built-in scenario end to end: Qinzhou cold store -> Nanning market, or the port import flow."""
+    from coldchain.demo import SCENARIOS, run_demo_command
 
+    if scenario not in SCENARIOS:
+        typer.echo(f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS)}", err=True)
+        raise typer.Exit(ExitCode.USAGE)
     settings = cli_settings()
-    raise typer.Exit(run_demo_command(settings, serve=serve, speedup=speedup, reset=reset))
+    raise typer.Exit(run_demo_command(settings, serve=serve, speedup=speedup, reset=reset, scenario=scenario))
 
 
 def run(
