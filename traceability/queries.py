@@ -614,7 +614,9 @@ WHERE key_id = %(id)s OR (%(prefix)s::text IS NOT NULL AND key_prefix LIKE %(pre
 ORDER BY key_id LIMIT 2
 """
 REVOKE_API_KEY = "UPDATE api_key SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL"
-API_KEY_BY_HASH = "SELECT key_id, name, role FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
+API_KEY_BY_HASH = (
+    "SELECT key_id, name, role, party_id FROM api_key WHERE key_hash = %s AND revoked_at IS NULL"
+)
 INSERT_AUDIT = """
 INSERT INTO audit_log (key_id, role, method, path, query, status)
 VALUES (%(key)s, %(role)s, %(method)s, %(path)s, %(query)s, %(status)s)

@@ -25,6 +25,7 @@ from traceability import queries
 from traceability.epcis.builders import parse_time
 from traceability.epcis.steps import MOVEMENT_STEPS
 from traceability.resolve import resolve
+from traceability.shipments import ScopeParams, shipments_of_lot
 from traceability.trace_model import (
     Asset,
     Backward,
@@ -59,6 +60,8 @@ Conn = psycopg.Connection[Any]
 # represents (traceability.queries.HELD_S).
 MKT_DH_R_K = 10_000.0
 HANDOFF_RULE = "trace/handoff-without-evidence"
+# The scope of a trace read for no API caller (the CLI, a report built at the console): every shipment.
+UNSCOPED: ScopeParams = {"role": "admin", "party": None}
 
 
 # -- the two judgements ------------------------------------------------------------------------------
@@ -166,8 +169,9 @@ def _float(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
-def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
-    """The trace of one lot, None if the lot is unknown."""
+def trace_lot(conn: Conn, lot_id: str, *, scope: ScopeParams = UNSCOPED) -> Trace | None:
+    """The trace of one lot, None if the lot is unknown; ``scope`` ({role, party}) picks the shipments
+    shown."""
     lot_row = conn.execute(queries.LOT, (lot_id,)).fetchone()
     unit_rows = conn.execute(queries.UNITS_OF_LOT, {"lot": lot_id}).fetchall()
     if (
@@ -232,6 +236,7 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         forward=_forward(conn, lot_id, goods, [e.seq for e in events]),
         corrections=corrections,
         verdict_history=_verdict_history(conn, lot_id),
+        shipments=shipments_of_lot(conn, lot_id, scope),
     )
 
 
@@ -424,15 +429,15 @@ def _since_key(since: datetime | None) -> str:
     return "" if since is None else since.isoformat()
 
 
-def trace(conn: Conn, ident: str) -> Trace | None:
+def trace(conn: Conn, ident: str, *, scope: ScopeParams = UNSCOPED) -> Trace | None:
     """The trace of whatever ``ident`` names (lot id or code, EPC, container number, B/L or waybill):
     the first lot it leads to, traced, with ``query`` = {id, kind, lots} listing every lot it leads to."""
     kind, lots = resolve(conn, ident)
     if not lots:
-        found = trace_lot(conn, ident)  # a lot known only from the ledger (no registry row)
+        found = trace_lot(conn, ident, scope=scope)  # a lot known only from the ledger (no registry row)
         kind = "lot"
     else:
-        found = trace_lot(conn, lots[0])
+        found = trace_lot(conn, lots[0], scope=scope)
     if found is None:
         return None
     return dataclasses.replace(found, query=TraceQuery(id=ident, kind=kind, lots=lots or [ident]))

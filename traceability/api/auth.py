@@ -3,9 +3,10 @@
 Roles and what they may do:
 
 * ``inspector``: read (trace, EPCIS query, ledger verification, capture job status);
-* ``operator``: read, and acknowledge / resolve alarms;
+* ``operator``: read, acknowledge / resolve alarms, and register shipments;
 * ``capture``: capture EPCIS documents and read their capture jobs;
-* ``admin``: everything.
+* ``admin``: everything;
+* ``regulator``, ``customs``: read; ``carrier``, ``shipper``: read, and register shipments (their own).
 
 A key is ``cck_`` + 43 URL-safe characters (32 random bytes); only its SHA-256 is stored, so a plain
 hash suffices (the secret has full entropy: no password stretching needed). The key is shown once.
@@ -24,12 +25,16 @@ from traceability import queries
 
 Conn = psycopg.Connection[Any]
 
-READ, ALARMS, CAPTURE = "read", "alarms", "capture"
+READ, ALARMS, CAPTURE, SHIPMENTS = "read", "alarms", "capture", "shipments"
 ROLES: dict[str, frozenset[str]] = {
     "inspector": frozenset({READ}),
-    "operator": frozenset({READ, ALARMS}),
+    "operator": frozenset({READ, ALARMS, SHIPMENTS}),
     "capture": frozenset({CAPTURE}),
-    "admin": frozenset({READ, ALARMS, CAPTURE}),
+    "admin": frozenset({READ, ALARMS, CAPTURE, SHIPMENTS}),
+    "regulator": frozenset({READ}),
+    "customs": frozenset({READ}),
+    "carrier": frozenset({READ, SHIPMENTS}),
+    "shipper": frozenset({READ, SHIPMENTS}),
 }
 KEY_PREFIX = "cck_"
 
@@ -39,6 +44,7 @@ class Principal:
     key_id: int
     name: str
     role: str
+    party_id: str | None = None
 
     def may(self, permission: str) -> bool:
         return permission in ROLES.get(self.role, frozenset())
@@ -111,7 +117,7 @@ def lookup(conn: Conn, secret: str) -> Principal | None:
     if not well_formed(secret):
         return None
     row = conn.execute(queries.API_KEY_BY_HASH, (hash_key(secret),)).fetchone()
-    return None if row is None else Principal(int(row[0]), str(row[1]), str(row[2]))
+    return None if row is None else Principal(int(row[0]), str(row[1]), str(row[2]), row[3])
 
 
 def audit(conn: Conn, principal: Principal, method: str, path: str, query: str, status: int) -> None:

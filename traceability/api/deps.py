@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from traceability.api import auth
 from traceability.api.pools import Conn, Lease
 from traceability.api.problems import PROBLEM_BASE, UNKNOWN_KEY, ApiProblemError
+from traceability.api.scope import Scope, scope_of
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (cck_...)")
 _bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
@@ -83,3 +84,10 @@ def _require(permission: str) -> Any:
 Reader = Annotated[auth.Principal, _require(auth.READ)]
 Operator = Annotated[auth.Principal, _require(auth.ALARMS)]
 Principal = Annotated[auth.Principal, Depends(current_principal)]
+
+
+async def _scope(principal: Annotated[auth.Principal, Depends(current_principal)]) -> Scope:
+    return scope_of(principal)
+
+
+ScopeDep = Annotated[Scope, Depends(_scope)]
