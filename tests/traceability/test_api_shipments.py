@@ -5,9 +5,11 @@ events naming an unknown through document create its shipment; the trace shows a
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -377,3 +379,33 @@ def test_the_trace_shows_the_shipments_a_lot_travelled_in(world: World) -> None:
     ]
     assert ref["legs"][0]["container_number"] == BOX
     assert world.get("admin", f"/trace/{LOT2.lot_id}").json()["shipments"] == []
+
+
+def _signed_in(world: World) -> None:
+    form = world.client.get("/ui/signin")
+    found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert found is not None
+    data = {"key": world.keys["inspector"], "csrf": found.group(1), "next": "/ui/"}
+    assert world.client.post("/ui/signin", data=data, follow_redirects=False).status_code == 303
+
+
+def test_the_trace_page_shows_the_shipments_in_both_languages(world: World) -> None:
+    assert world.post("admin", _body("SHP-A")).status_code == 201
+    with psycopg.connect(world.db_url) as conn:
+        through = multimodal.biz_transactions(through_document="TD-SHP-A")
+        chain.append(conn, _step("departing", T0 + HOUR, ORIGIN.location_id, through))
+        conn.commit()
+    _signed_in(world)
+    path = "/ui/trace/" + quote(LOT.lot_id, safe="")
+    en = world.client.get(path, headers={"Accept-Language": "en"})
+    assert en.status_code == 200, en.text
+    assert "Shipment SHP-A" in en.text
+    assert "in transit" in en.text
+    assert BOX in en.text
+    zh = world.client.get(path, headers={"Accept-Language": "zh-CN"})
+    assert "运单 SHP-A" in zh.text
+    assert "运输中" in zh.text
+    assert "海运" in zh.text
+    other = world.client.get("/ui/trace/" + quote(LOT2.lot_id, safe=""), headers={"Accept-Language": "en"})
+    assert other.status_code == 200
+    assert "Shipment SHP-A" not in other.text
