@@ -153,3 +153,35 @@ def close(
             fail(f"no shipment {shipment_id!r}", ExitCode.FAILED)
         conn.commit()
         emit_json(_shown(conn, shipment_id))
+
+
+@shipment_app.command("profile")
+def profile(
+    shipment_id: Annotated[str, typer.Argument(help="The shipment's id.")],
+    source: Annotated[
+        str, typer.Option(help="The shipper's specification it comes from (document, clause).")
+    ],
+    low_c: Annotated[float | None, typer.Option("--low-c", help="Lowest temperature allowed (°C).")] = None,
+    high_c: Annotated[
+        float | None, typer.Option("--high-c", help="Highest temperature allowed (°C).")
+    ] = None,
+    max_gap_s: Annotated[
+        float | None, typer.Option("--max-gap-s", help="Longest recording interval allowed (s).")
+    ] = None,
+) -> None:
+    """Add the next version of a shipment's alarm profile: refused when looser than its class."""
+    from registry.models import ShipmentProfile
+    from registry.shipments import ShipmentError, add_profile, get_shipment
+    from traceability.shipments import class_bounds
+
+    with _connect() as conn:
+        found = get_shipment(conn, shipment_id)
+        if found is None:
+            fail(f"no shipment {shipment_id!r}", ExitCode.FAILED)
+        wanted = ShipmentProfile(0, source, low_c, high_c, max_gap_s)
+        try:
+            add_profile(conn, shipment_id, wanted, class_bounds(conn, found.product_class))
+        except ShipmentError as exc:
+            fail(f"profile refused: {exc}", ExitCode.FAILED)
+        conn.commit()
+        emit_json(_shown(conn, shipment_id))

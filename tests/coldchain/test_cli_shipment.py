@@ -15,6 +15,7 @@ from process_support import as_url, coldchain
 from coldchain.cli.common import ExitCode
 from registry import store
 from registry.models import Location, Lot, Party
+from rules.worker import RulesWorker
 
 CARRIER = Party("6901234100006", "Beibu Gulf Reefer", "carrier")
 PORT = Location("urn:epc:id:sgln:6901234.00010.0", "Qinzhou port", "port")
@@ -22,6 +23,7 @@ LOT = Lot("urn:epc:class:lgtin:8850000.012345.D1", "durian", origin_country="TH"
 
 SHIPMENT_TOML = f"""
 shipment_id = "SHP-CLI-1"
+product_class = "durian"
 through_document = "TD-CLI-1"
 bill_of_lading = "BL-CLI-1"
 destination_location_id = "{PORT.location_id}"
@@ -75,6 +77,7 @@ def cli(tmp_path: Path, db_url: str) -> Cli:
         store.add_parties(conn, [CARRIER])
         store.add_locations(conn, [PORT])
         store.add_lots(conn, [LOT])
+    RulesWorker(db_url).sync_classes()  # the classes' bounds, as the rules stage publishes them
     return Cli(tmp_path, db_url)
 
 
@@ -111,3 +114,19 @@ def test_a_bad_file_or_a_refused_shipment_is_one_line(cli: Cli) -> None:
     cli.error(ExitCode.FAILED, "no shipment 'SHP-NONE'", "show", "SHP-NONE")
     cli.error(ExitCode.FAILED, "no shipment 'SHP-NONE'", "close", "SHP-NONE")
     cli.error(ExitCode.USAGE, "unknown state", "list", "--state", "lost")
+
+
+def test_profile_versions_never_looser_than_the_class(cli: Cli) -> None:
+    cli.json("create", cli.file("s.toml", SHIPMENT_TOML))
+    first = cli.json("profile", "SHP-CLI-1", "--source", "DS-7 §2", "--low-c", "11", "--max-gap-s", "300")
+    assert first["profiles"] == [
+        {"version": 1, "source": "DS-7 §2", "low_c": 11.0, "high_c": None, "max_gap_s": 300.0}
+    ]
+    cli.error(
+        ExitCode.FAILED, "looser than class durian", "profile", "SHP-CLI-1", "--source", "x", "--low-c", "9"
+    )
+    cli.error(ExitCode.FAILED, "looser", "profile", "SHP-CLI-1", "--source", "x", "--high-c", "16")
+    cli.error(ExitCode.FAILED, "looser", "profile", "SHP-CLI-1", "--source", "x", "--max-gap-s", "601")
+    second = cli.json("profile", "SHP-CLI-1", "--source", "DS-7 §3", "--high-c", "14")
+    assert [p["version"] for p in second["profiles"]] == [1, 2]
+    cli.error(ExitCode.FAILED, "no shipment", "profile", "SHP-NONE", "--source", "x", "--low-c", "11")
