@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import copy
 import re
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -22,7 +24,7 @@ from rules.worker import RulesWorker
 from traceability.api import auth
 from traceability.api.app import create_app
 from traceability.epcis import builders, multimodal
-from traceability.ledger import chain, rederive
+from traceability.ledger import chain, checkpoint, rederive
 
 Conn = psycopg.Connection[Any]
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -403,9 +405,27 @@ def test_the_trace_page_shows_the_shipments_in_both_languages(world: World) -> N
     assert "in transit" in en.text
     assert BOX in en.text
     zh = world.client.get(path, headers={"Accept-Language": "zh-CN"})
-    assert "运单 SHP-A" in zh.text
+    assert "货运 SHP-A" in zh.text
     assert "运输中" in zh.text
     assert "海运" in zh.text
     other = world.client.get("/ui/trace/" + quote(LOT2.lot_id, safe=""), headers={"Accept-Language": "en"})
     assert other.status_code == 200
     assert "Shipment SHP-A" not in other.text
+
+
+def test_the_pdf_report_lists_the_shipments(world: World, tmp_path: Path) -> None:
+    assert world.post("admin", _body("SHP-A")).status_code == 201
+    with psycopg.connect(world.db_url) as conn:
+        chain.append(conn, _captured(T0 + HOUR, "TD-SHP-A", [LOT.lot_id]))  # the lot leaves in it
+        conn.commit()
+    assert checkpoint.CheckpointWorker(world.db_url, tmp_path / checkpoint.KEY_FILE).run_once() is not None
+    got = world.get("admin", f"/trace/{quote(LOT.lot_id, safe='')}/report.pdf", lang="zh-CN")
+    assert got.status_code == 200, got.text
+    pdf = tmp_path / "r.pdf"
+    pdf.write_bytes(got.content)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+    flat = "".join(text.split())
+    assert "本批次所经货运" in flat
+    assert "SHP-A" in flat
+    assert "运输中" in flat
+    assert "一单制单号TD-SHP-A" in flat
