@@ -429,3 +429,16 @@ def test_the_pdf_report_lists_the_shipments(world: World, tmp_path: Path) -> Non
     assert "SHP-A" in flat
     assert "运输中" in flat
     assert "一单制单号TD-SHP-A" in flat
+
+
+def test_a_shipment_id_with_slashes_reads_and_closes(world: World) -> None:
+    with psycopg.connect(world.db_url) as conn:
+        chain.append(conn, _captured(T0, "2026/TD/7", [LOT.lot_id]))
+        conn.commit()
+    got = world.get("carrier_a", "/shipments/TD-2026/TD/7")
+    assert got.status_code == 200, got.text
+    assert got.json()["through_document"] == "2026/TD/7"
+    closed = world.post("carrier_a", {}, "/shipments/TD-2026/TD/7/close")
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["state"] == "closed"
+    _problem(world.get("carrier_b", "/shipments/TD-2026/TD/7"), 404)

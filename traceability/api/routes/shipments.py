@@ -70,7 +70,7 @@ def list_shipments(
     return [ShipmentSummaryOut.of(s) for s in found]
 
 
-@router.get("/shipments/{shipment_id}", response_model=ShipmentOut)
+@router.get("/shipments/{shipment_id:path}", response_model=ShipmentOut)
 def get_shipment(shipment_id: ShipmentId, conn: Db, _: Reader, scope: ScopeDep) -> ShipmentOut:
     """One shipment: documents, parties, legs, stops, lots, profile versions, and its state with the times
     its ledger events reached each step. 404 when unknown or not the caller's to see."""
@@ -80,7 +80,7 @@ def get_shipment(shipment_id: ShipmentId, conn: Db, _: Reader, scope: ScopeDep) 
     return ShipmentOut.of_view(view)
 
 
-@router.post("/shipments/{shipment_id}/close", response_model=ShipmentOut, responses={409: ERRORS[404]})
+@router.post("/shipments/{shipment_id:path}/close", response_model=ShipmentOut, responses={409: ERRORS[404]})
 def close_shipment(
     shipment_id: ShipmentId, body: ShipmentCloseIn, conn: Db, principal: Principal, scope: ScopeDep
 ) -> ShipmentOut:
