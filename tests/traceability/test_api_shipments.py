@@ -16,6 +16,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry import shipments as registry_shipments
 from registry import store
@@ -442,3 +444,14 @@ def test_a_shipment_id_with_slashes_reads_and_closes(world: World) -> None:
     assert closed.status_code == 200, closed.text
     assert closed.json()["state"] == "closed"
     _problem(world.get("carrier_b", "/shipments/TD-2026/TD/7"), 404)
+
+
+@given(kind=st.sampled_from(multimodal.DOCUMENT_KINDS), number=st.text(min_size=1, max_size=40))
+def test_a_document_number_reads_back_from_its_uri(kind: str, number: str) -> None:
+    assert multimodal.document_number(multimodal.document_uri(kind, number)) == (kind, number)
+
+
+@given(uri=st.text(max_size=80))
+def test_any_other_text_is_no_document(uri: str) -> None:
+    found = multimodal.document_number(uri)
+    assert found is None or multimodal.document_uri(*found) == uri
