@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from registry import shipments as registry
-from registry.models import ClassBounds, Shipment
+from registry.models import ClassBounds, Shipment, ShipmentProfile
 from traceability import shipment_queries as q
 from traceability.trace_model import ShipmentLegRef, ShipmentRef
 
@@ -136,6 +136,16 @@ def close(conn: Conn, shipment_id: str, at: dt.datetime, scope: ScopeParams) -> 
     if seen is None or not seen[0]:
         return None
     return registry.close_shipment(conn, shipment_id, at)
+
+
+def add_profile(conn: Conn, shipment_id: str, profile: ShipmentProfile, scope: ScopeParams) -> int | None:
+    """Add the next version of the shipper's profile of a shipment the caller sees, checked against its
+    class; the version stored, None when unknown or unseen; ``ShipmentError`` when refused."""
+    seen = conn.execute(q.SEES_SHIPMENT, {**scope, "shipment_id": shipment_id}).fetchone()
+    found = registry.get_shipment(conn, shipment_id) if seen is not None and seen[0] else None
+    if found is None:
+        return None
+    return registry.add_profile(conn, shipment_id, profile, class_bounds(conn, found.product_class))
 
 
 def shipments_of_lot(conn: Conn, lot_id: str, scope: ScopeParams) -> list[ShipmentRef]:

@@ -171,17 +171,16 @@ def profile(
 ) -> None:
     """Add the next version of a shipment's alarm profile: refused when looser than its class."""
     from registry.models import ShipmentProfile
-    from registry.shipments import ShipmentError, add_profile, get_shipment
-    from traceability.shipments import class_bounds
+    from registry.shipments import ShipmentError
+    from traceability.shipments import add_profile
 
     with _connect() as conn:
-        found = get_shipment(conn, shipment_id)
-        if found is None:
-            fail(f"no shipment {shipment_id!r}", ExitCode.FAILED)
         wanted = ShipmentProfile(0, source, low_c, high_c, max_gap_s)
         try:
-            add_profile(conn, shipment_id, wanted, class_bounds(conn, found.product_class))
+            version = add_profile(conn, shipment_id, wanted, CONSOLE)
         except ShipmentError as exc:
             fail(f"profile refused: {exc}", ExitCode.FAILED)
+        if version is None:
+            fail(f"no shipment {shipment_id!r}", ExitCode.FAILED)
         conn.commit()
         emit_json(_shown(conn, shipment_id))

@@ -41,6 +41,7 @@ LOT = Lot(
     "urn:epc:class:lgtin:8850000.012345.D1", "durian", origin_country="TH", owner_party_id="8850000000001"
 )
 LOT2 = Lot("urn:epc:class:lgtin:8850000.012345.D2", "durian", origin_country="TH")
+DOMESTIC = Lot("urn:epc:class:lgtin:6901234.012345.C1", "chilled", origin_country="CN")
 BOX = "CSQU3054383"  # ISO 6346, check digit 3
 
 
@@ -105,7 +106,7 @@ def world(db_url: str) -> Iterator[World]:
     with psycopg.connect(db_url) as conn:
         store.add_parties(conn, [CARRIER_A, CARRIER_B, SHIPPER])
         store.add_locations(conn, [ORIGIN, DEST, DOCK])
-        store.add_lots(conn, [LOT, LOT2])
+        store.add_lots(conn, [LOT, LOT2, DOMESTIC])
         keys = {
             "admin": _key(conn, "admin"),
             "inspector": _key(conn, "inspector"),
@@ -113,6 +114,8 @@ def world(db_url: str) -> Iterator[World]:
             "carrier_a": _key(conn, "carrier", CARRIER_A.party_id),
             "carrier_b": _key(conn, "carrier", CARRIER_B.party_id),
             "shipper": _key(conn, "shipper", SHIPPER.party_id),
+            "customs": _key(conn, "customs"),
+            "regulator": _key(conn, "regulator"),
         }
         conn.commit()
     RulesWorker(db_url).sync_classes()  # the classes' limits, as the rules stage publishes them
@@ -206,6 +209,13 @@ def test_another_carriers_shipment_is_not_found_and_not_listed(world: World) -> 
     everyone = {s["shipment_id"] for s in world.get("inspector", "/shipments").json()}
     assert everyone == {"SHP-A", "SHP-B"}
     assert {s["shipment_id"] for s in world.get("shipper", "/shipments").json()} == {"SHP-A", "SHP-B"}
+    assert {s["shipment_id"] for s in world.get("regulator", "/shipments").json()} == {"SHP-A", "SHP-B"}
+    # Customs sees the shipments of imported lots (LOT is Thai), not a domestic one's.
+    domestic = _body("SHP-D", lots=[{"lot_id": DOMESTIC.lot_id}], through_document="TD-D")
+    assert world.post("admin", domestic).status_code == 201
+    assert {s["shipment_id"] for s in world.get("customs", "/shipments").json()} == {"SHP-A", "SHP-B"}
+    _problem(world.get("customs", "/shipments/SHP-D"), 404)
+    assert world.get("customs", "/shipments/SHP-A").status_code == 200
     _problem(world.get("capture", "/shipments"), 403)
     _problem(world.client.get("/shipments/SHP-A"), 401)
     _problem(world.get("admin", "/shipments", state="lost"), 422)
@@ -227,6 +237,25 @@ def test_a_shipment_closes_once_and_only_for_whom_sees_it(world: World) -> None:
     assert datetime.fromisoformat(closed.json()["closed_at"]) == T0 + 80 * HOUR
     _problem(world.post("carrier_a", {}, "/shipments/SHP-A/close"), 409, "closed already")
     _problem(world.post("admin", {}, "/shipments/SHP-NONE/close"), 404)
+
+
+def test_profile_versions_add_up_and_are_scoped(world: World) -> None:
+    assert world.post("admin", _body("SHP-A")).status_code == 201
+    path = "/shipments/SHP-A/profile"
+    first = world.post("carrier_a", {"source": "DS-7 §2", "high_c": 14.0}, path)
+    assert first.status_code == 201, first.text
+    second = world.post("shipper", {"source": "DS-7 §3", "max_gap_s": 300}, path)
+    assert [(p["version"], p["source"]) for p in second.json()["profiles"]] == [
+        (1, "DS-7 §2"),
+        (2, "DS-7 §3"),
+    ]
+    _problem(world.post("admin", {"source": "x", "high_c": 16.0}, path), 422, "looser")
+    _problem(world.post("admin", {"source": "x", "high_c": 12.0, "low_c": 13.0}, path), 422, "not below")
+    _problem(world.post("admin", {"high_c": 12.0}, path), 422)
+    _problem(world.post("carrier_b", {"source": "x", "high_c": 14.0}, path), 404, "SHP-A")
+    _problem(world.post("inspector", {"source": "x", "high_c": 14.0}, path), 403)
+    _problem(world.post("admin", {"source": "x", "high_c": 14.0}, "/shipments/SHP-NONE/profile"), 404)
+    assert len(world.get("admin", "/shipments/SHP-A").json()["profiles"]) == 2
 
 
 # --- state from the ledger -------------------------------------------------------------------------

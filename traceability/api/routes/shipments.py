@@ -1,5 +1,5 @@
-"""Stage 3, API: POST/GET /shipments, GET /shipments/{id} and POST /shipments/{id}/close, scoped to what the
-caller's party sees (a shipment it may not see is 404, as one that does not exist)."""
+"""Stage 3, API: POST/GET /shipments, GET /shipments/{id}, POST /shipments/{id}/close and /profile, scoped to
+what the caller's party sees (a shipment it may not see is 404, as one that does not exist)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from registry.models import ShipmentProfile
 from registry.shipments import ShipmentClosedError, ShipmentError
 from traceability import shipments
 from traceability.api.auth import SHIPMENTS
 from traceability.api.deps import Db, Principal, Reader, ScopeDep, permit
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.api.shipment_schemas import (
+    ProfileIn,
     ShipmentCloseIn,
     ShipmentIn,
     ShipmentOut,
@@ -94,6 +96,30 @@ def close_shipment(
     except ShipmentClosedError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "shipment-closed") from None
     view = None if closed is None else shipments.shipment_view(conn, shipment_id, params)
+    if view is None:
+        raise _not_found(shipment_id)
+    return ShipmentOut.of_view(view)
+
+
+@router.post("/shipments/{shipment_id:path}/profile", status_code=201, response_model=ShipmentOut)
+def add_profile(
+    shipment_id: ShipmentId, body: ProfileIn, conn: Db, principal: Principal, scope: ScopeDep
+) -> ShipmentOut:
+    """Add the next version of the shipper's alarm profile (the newest applies; every version is kept),
+    refused (422) when looser than the shipment's class on any side. 404 when unknown or not the
+    caller's to see."""
+    permit(principal, SHIPMENTS)
+    params = scope.params()
+    try:
+        with conn.transaction():
+            version = shipments.add_profile(
+                conn, shipment_id, ShipmentProfile(0, **body.model_dump()), params
+            )
+    except ShipmentError as exc:
+        raise ApiProblemError(
+            422, "Unprocessable Content", str(exc), type_=PROBLEM_BASE + "shipment-refused"
+        ) from None
+    view = None if version is None else shipments.shipment_view(conn, shipment_id, params)
     if view is None:
         raise _not_found(shipment_id)
     return ShipmentOut.of_view(view)
