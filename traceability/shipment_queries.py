@@ -25,15 +25,31 @@ WHERE shipment_id = %(shipment_id)s AND cc_sees_shipment(%(role)s, %(party)s, %(
 
 SEES_SHIPMENT: Final = "SELECT cc_sees_shipment(%(role)s, %(party)s, %(shipment_id)s)"
 
-# The shipments carrying a lot that the caller sees, by planned start, with the lot's quantity in each.
+# The shipments that carried a lot and the caller sees, by planned start: those listing it (with its quantity)
+# and those whose through document, B/L or rail waybill one of the lot's events (at %(seqs)s) names.
 SHIPMENTS_OF_LOT: Final = """
+WITH named AS (
+    SELECT DISTINCT bt ->> 'bizTransaction' AS uri
+    FROM ledger_event e, jsonb_array_elements(coalesce(e.event -> 'bizTransactionList', '[]')) AS bt
+    WHERE e.seq = ANY(%(seqs)s)
+),
+linked AS (
+    SELECT shipment_id, quantity, uom FROM shipment_lot WHERE lot_id = %(lot)s
+    UNION ALL
+    SELECT s.shipment_id, NULL, NULL FROM shipment s
+    WHERE EXISTS (SELECT 1 FROM named WHERE named.uri IN (
+        cc_document_uri('through', s.through_document),
+        cc_document_uri('bl', s.bill_of_lading),
+        cc_document_uri('waybill', s.rail_waybill)))
+),
+one AS (SELECT DISTINCT ON (shipment_id) * FROM linked ORDER BY shipment_id, quantity IS NULL)
 SELECT s.shipment_id, s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill,
        s.origin_location_id, s.destination_location_id, s.planned_start, s.planned_end, st.state,
-       sl.quantity, sl.uom
-FROM shipment_lot sl
+       one.quantity, one.uom
+FROM one
 JOIN shipment s USING (shipment_id)
 JOIN shipment_state st USING (shipment_id)
-WHERE sl.lot_id = %(lot)s AND cc_sees_shipment(%(role)s, %(party)s, s.shipment_id)
+WHERE cc_sees_shipment(%(role)s, %(party)s, s.shipment_id)
 ORDER BY s.planned_start NULLS LAST, s.shipment_id"""
 
 LEGS_OF_SHIPMENTS: Final = """

@@ -7,7 +7,7 @@ through ``cc_sees_shipment``: a shipment the caller may not see is answered as o
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,9 +148,12 @@ def add_profile(conn: Conn, shipment_id: str, profile: ShipmentProfile, scope: S
     return registry.add_profile(conn, shipment_id, profile, class_bounds(conn, found.product_class))
 
 
-def shipments_of_lot(conn: Conn, lot_id: str, scope: ScopeParams) -> list[ShipmentRef]:
-    """The shipments that carried the lot and the caller sees, with their legs and state."""
-    rows = conn.execute(q.SHIPMENTS_OF_LOT, {**scope, "lot": lot_id}).fetchall()
+def shipments_of_lot(
+    conn: Conn, lot_id: str, scope: ScopeParams, seqs: Sequence[int] = ()
+) -> list[ShipmentRef]:
+    """The shipments that carried the lot and the caller sees, with their legs and state: those listing
+    the lot, and those whose documents one of the lot's ledger events at ``seqs`` names."""
+    rows = conn.execute(q.SHIPMENTS_OF_LOT, {**scope, "lot": lot_id, "seqs": list(seqs)}).fetchall()
     if not rows:
         return []
     legs: dict[str, list[ShipmentLegRef]] = {}

@@ -236,7 +236,9 @@ def trace_lot(conn: Conn, lot_id: str, *, scope: ScopeParams = UNSCOPED) -> Trac
         forward=_forward(conn, lot_id, goods, [e.seq for e in events]),
         corrections=corrections,
         verdict_history=_verdict_history(conn, lot_id),
-        shipments=shipments_of_lot(conn, lot_id, scope),
+        shipments=shipments_of_lot(
+            conn, lot_id, scope, [e.seq for e in events if not (e.error_declaration or e.declared_wrong)]
+        ),
     )
 
 

@@ -412,6 +412,16 @@ def test_the_trace_shows_the_shipments_a_lot_travelled_in(world: World) -> None:
     ]
     assert ref["legs"][0]["container_number"] == BOX
     assert world.get("admin", f"/trace/{LOT2.lot_id}").json()["shipments"] == []
+    # A lot the shipment does not list, named by an event under its B/L, travelled in it too (no quantity).
+    with psycopg.connect(world.db_url) as conn:
+        event = _captured(T0 + 2 * HOUR, "TD-SHP-A", [LOT2.lot_id])
+        event["bizTransactionList"] = multimodal.biz_transactions(bill_of_lading="BL-SHP-A")
+        chain.append(conn, builders.with_event_id({k: v for k, v in event.items() if k != "eventID"}))
+        conn.commit()
+    (ref2,) = world.get("admin", f"/trace/{LOT2.lot_id}").json()["shipments"]
+    assert (ref2["shipment_id"], ref2["quantity"], len(ref2["legs"])) == ("SHP-A", None, 2)
+    (ref,) = world.get("admin", f"/trace/{LOT.lot_id}").json()["shipments"]
+    assert ref["quantity"] == 120.0
 
 
 def _signed_in(world: World) -> None:
