@@ -141,6 +141,17 @@ class ShipmentProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassBounds:
+    """What a product class allows, as the rule pack states it: the range and the tightest recording
+    interval over the modes (None: the class sets no bound there). A shipment profile may only narrow it."""
+
+    product_class: str
+    low_c: float | None
+    high_c: float | None
+    max_gap_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Shipment:
     """A shipment under one through document (一单制), with its legs, stops, lots and planned window."""
 
@@ -161,3 +172,4 @@ class Shipment:
     lots: tuple[ShipmentLot, ...] = ()
     source: str = "api"  # api, cli, epcis or seed
     closed_at: dt.datetime | None = None
+    profiles: tuple[ShipmentProfile, ...] = ()  # every version, oldest first (the newest applies)

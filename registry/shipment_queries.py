@@ -37,3 +37,55 @@ GEOFENCES: Final = """
 SELECT location_id, shape, center_lat, center_lon, radius_m, polygon FROM geofence ORDER BY location_id"""
 
 SHIPMENT_OF_ASSET: Final = "SELECT shipment_of_asset(%s, %s)"
+
+SHIPMENT: Final = """
+SELECT shipment_id, through_document, bill_of_lading, rail_waybill, road_waybill, shipper_party_id,
+       consignee_party_id, product_class, origin_location_id, destination_location_id, planned_start,
+       planned_end, source, closed_at
+FROM shipment WHERE shipment_id = %s"""
+
+LEGS: Final = """
+SELECT leg_no, mode, carrier_party_id, asset_id, container_number, vessel, voyage, train, truck_plate,
+       from_location_id, to_location_id, planned_start, planned_end
+FROM shipment_leg WHERE shipment_id = %s ORDER BY leg_no"""
+
+STOPS: Final = "SELECT location_id FROM shipment_stop WHERE shipment_id = %s ORDER BY stop_no"
+
+LOTS: Final = "SELECT lot_id, quantity, uom FROM shipment_lot WHERE shipment_id = %s ORDER BY lot_id"
+
+# The shipment a through document, bill of lading or waybill number names (the through document first).
+SHIPMENT_BY_DOCUMENTS: Final = """
+SELECT shipment_id, source FROM shipment
+WHERE through_document = %(through)s OR bill_of_lading = %(bl)s OR rail_waybill = %(rail)s
+   OR road_waybill = %(road)s
+ORDER BY (through_document = %(through)s) IS TRUE DESC, shipment_id
+LIMIT 1"""
+
+# A shipment's lots, the registered ones only; a lot it carries already keeps its quantity.
+LINK_LOTS: Final = """
+INSERT INTO shipment_lot (shipment_id, lot_id, quantity, uom)
+SELECT %(shipment_id)s, lot.lot_id, q.quantity, q.uom
+FROM unnest(%(lots)s::text[], %(quantities)s::float8[], %(uoms)s::text[]) AS q (lot_id, quantity, uom)
+JOIN lot ON lot.lot_id = q.lot_id
+ON CONFLICT (shipment_id, lot_id) DO NOTHING"""
+
+CLOSE_SHIPMENT: Final = """
+UPDATE shipment SET closed_at = %(at)s WHERE shipment_id = %(shipment_id)s AND closed_at IS NULL
+RETURNING closed_at"""
+
+CLOSED_AT: Final = "SELECT closed_at FROM shipment WHERE shipment_id = %s"
+
+PROFILES: Final = """
+SELECT version, source, low_c, high_c, max_gap_s FROM shipment_profile WHERE shipment_id = %s
+ORDER BY version"""
+
+# The next version of a shipment's profile; the row lock on the shipment keeps two writers from taking the
+# same number.
+ADD_PROFILE: Final = """
+WITH s AS (SELECT shipment_id FROM shipment WHERE shipment_id = %(shipment_id)s FOR UPDATE)
+INSERT INTO shipment_profile (shipment_id, version, low_c, high_c, max_gap_s, source)
+SELECT s.shipment_id,
+       1 + coalesce((SELECT max(version) FROM shipment_profile p WHERE p.shipment_id = s.shipment_id), 0),
+       %(low_c)s, %(high_c)s, %(max_gap_s)s, %(source)s
+FROM s
+RETURNING version"""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
 from registry import shipment_queries as q
-from registry.models import Geofence, Shipment
+from registry.models import ClassBounds, Geofence, Shipment, ShipmentLeg, ShipmentLot, ShipmentProfile
 from registry.store import Db, _cursor
 
 MODES = frozenset({"sea", "rail", "road", "cold_store"})
@@ -37,11 +38,47 @@ def check_shipment(shipment: Shipment) -> None:
         raise ShipmentError(f"shipment {shipment.shipment_id}: planned end is not after its planned start")
 
 
-def add_shipment(db: Db, shipment: Shipment) -> bool:
-    """Store a new shipment with its legs, stops and lots; False (nothing written) when its id exists.
-    ``ShipmentError`` when it contradicts itself; the database refuses unknown parties, locations, assets
+def check_profile(profile: ShipmentProfile, bounds: ClassBounds | None) -> None:
+    """Refuse a shipper's profile that is looser than its class on any side (a lower low limit, a higher
+    high limit, a longer recording interval) or that contradicts itself. A side the profile leaves open
+    keeps the class's bound; equal to the class is not looser."""
+    if not profile.source.strip():
+        raise ShipmentError("a profile cites the shipper's specification it comes from (source)")
+    if profile.low_c is None and profile.high_c is None and profile.max_gap_s is None:
+        raise ShipmentError("a profile sets low_c, high_c or max_gap_s")
+    if profile.low_c is not None and profile.high_c is not None and profile.low_c >= profile.high_c:
+        raise ShipmentError(f"profile: low_c {profile.low_c} is not below high_c {profile.high_c}")
+    if profile.max_gap_s is not None and profile.max_gap_s <= 0:
+        raise ShipmentError("profile: max_gap_s must be positive")
+    if bounds is None:
+        raise ShipmentError("a profile needs the shipment's product class, known to the rule packs")
+    name = bounds.product_class
+    if profile.low_c is not None and bounds.low_c is not None and profile.low_c < bounds.low_c:
+        raise ShipmentError(
+            f"profile low_c {profile.low_c} °C is looser than class {name}'s {bounds.low_c} °C"
+        )
+    if profile.high_c is not None and bounds.high_c is not None and profile.high_c > bounds.high_c:
+        raise ShipmentError(
+            f"profile high_c {profile.high_c} °C is looser than class {name}'s {bounds.high_c} °C"
+        )
+    if (
+        profile.max_gap_s is not None
+        and bounds.max_gap_s is not None
+        and profile.max_gap_s > bounds.max_gap_s
+    ):
+        raise ShipmentError(
+            f"profile max_gap_s {profile.max_gap_s} s is looser than class {name}'s {bounds.max_gap_s} s"
+        )
+
+
+def add_shipment(db: Db, shipment: Shipment, bounds: ClassBounds | None = None) -> bool:
+    """Store a new shipment with its legs, stops, lots and profile versions (each checked against its
+    class's ``bounds``); False (nothing written) when its id exists. ``ShipmentError`` when it contradicts
+    itself or a profile is looser than the class; the database refuses unknown parties, locations, assets
     and lots (foreign keys)."""
     check_shipment(shipment)
+    for profile in shipment.profiles:
+        check_profile(profile, bounds)
     row = asdict(shipment)
     with _cursor(db) as cur:
         cur.execute(q.INSERT_SHIPMENT, row)
@@ -53,7 +90,106 @@ def add_shipment(db: Db, shipment: Shipment) -> bool:
             cur.execute(q.INSERT_STOP, (shipment.shipment_id, n, location_id))
         for lot in shipment.lots:
             cur.execute(q.INSERT_SHIPMENT_LOT, (shipment.shipment_id, lot.lot_id, lot.quantity, lot.uom))
+        for profile in shipment.profiles:
+            cur.execute(q.ADD_PROFILE, {"shipment_id": shipment.shipment_id, **asdict(profile)})
     return True
+
+
+def add_profile(db: Db, shipment_id: str, profile: ShipmentProfile, bounds: ClassBounds | None) -> int | None:
+    """Add the next version of a shipment's profile (``profile.version`` is ignored), checked against its
+    class's ``bounds``; return the version stored, None when there is no such shipment."""
+    check_profile(profile, bounds)
+    with _cursor(db) as cur:
+        row = cur.execute(q.ADD_PROFILE, {"shipment_id": shipment_id, **asdict(profile)}).fetchone()
+    return None if row is None else int(row[0])
+
+
+def get_shipment(db: Db, shipment_id: str) -> Shipment | None:
+    """The shipment with its legs (by number), stops (in order), lots and profile versions; None: unknown."""
+    with _cursor(db) as cur:
+        row = cur.execute(q.SHIPMENT, (shipment_id,)).fetchone()
+        if row is None:
+            return None
+        legs = tuple(ShipmentLeg(*r) for r in cur.execute(q.LEGS, (shipment_id,)).fetchall())
+        stops = tuple(str(r[0]) for r in cur.execute(q.STOPS, (shipment_id,)).fetchall())
+        lots = tuple(ShipmentLot(*r) for r in cur.execute(q.LOTS, (shipment_id,)).fetchall())
+        profiles = tuple(
+            ShipmentProfile(int(r[0]), str(r[1]), r[2], r[3], r[4])
+            for r in cur.execute(q.PROFILES, (shipment_id,)).fetchall()
+        )
+    (sid, through, bl, rail, road, shipper, consignee, cls, origin, dest, start, end, source, closed) = row
+    return Shipment(
+        sid,
+        through,
+        bl,
+        rail,
+        road,
+        shipper,
+        consignee,
+        cls,
+        origin,
+        dest,
+        start,
+        end,
+        legs=legs,
+        stops=stops,
+        lots=lots,
+        source=source,
+        closed_at=closed,
+        profiles=profiles,
+    )
+
+
+def shipment_by_documents(
+    db: Db,
+    *,
+    through_document: str | None = None,
+    bill_of_lading: str | None = None,
+    rail_waybill: str | None = None,
+    road_waybill: str | None = None,
+) -> tuple[str, str] | None:
+    """(shipment_id, source) of the shipment one of these numbers names (its through document first);
+    None when none does."""
+    params = {"through": through_document, "bl": bill_of_lading, "rail": rail_waybill, "road": road_waybill}
+    with _cursor(db) as cur:
+        row = cur.execute(q.SHIPMENT_BY_DOCUMENTS, params).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def link_lots(db: Db, shipment_id: str, lots: Iterable[ShipmentLot]) -> int:
+    """Add lots to a shipment: registered lots only, a lot it carries already unchanged; return how many
+    were added."""
+    given = {lot.lot_id: lot for lot in lots}
+    if not given:
+        return 0
+    values = list(given.values())
+    params = {
+        "shipment_id": shipment_id,
+        "lots": [lot.lot_id for lot in values],
+        "quantities": [lot.quantity for lot in values],
+        "uoms": [lot.uom for lot in values],
+    }
+    with _cursor(db) as cur:
+        cur.execute(q.LINK_LOTS, params)
+        return max(cur.rowcount, 0)
+
+
+class ShipmentClosedError(ShipmentError):
+    """The shipment is closed already."""
+
+
+def close_shipment(db: Db, shipment_id: str, at: dt.datetime) -> dt.datetime | None:
+    """Close a shipment at ``at``; return the time stored, None when there is no such shipment;
+    ``ShipmentClosedError`` when it is closed already (a shipment closes once)."""
+    with _cursor(db) as cur:
+        row = cur.execute(q.CLOSE_SHIPMENT, {"shipment_id": shipment_id, "at": at}).fetchone()
+        if row is not None:
+            closed: dt.datetime = row[0]
+            return closed
+        known = cur.execute(q.CLOSED_AT, (shipment_id,)).fetchone()
+    if known is None:
+        return None
+    raise ShipmentClosedError(f"shipment {shipment_id} is closed already (at {known[0].isoformat()})")
 
 
 def _polygon_json(fence: Geofence) -> str | None:

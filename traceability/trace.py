@@ -26,6 +26,7 @@ from traceability import queries
 from traceability.epcis.builders import parse_time
 from traceability.epcis.steps import MOVEMENT_STEPS
 from traceability.resolve import resolve
+from traceability.shipments import ScopeParams, shipments_of_lot
 from traceability.trace_model import (
     Asset,
     Backward,
@@ -60,6 +61,7 @@ Conn = psycopg.Connection[Any]
 # represents (traceability.queries.HELD_S).
 MKT_DH_R_K = 10_000.0
 HANDOFF_RULE = "trace/handoff-without-evidence"
+# The scope of a trace read for no API caller (the CLI, a report built at the console): every shipment.
 
 
 # -- the two judgements ------------------------------------------------------------------------------
@@ -167,8 +169,9 @@ def _float(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
-def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
-    """The trace of one lot, None if the lot is unknown."""
+def trace_lot(conn: Conn, lot_id: str, *, scope: ScopeParams = queries.EVERYTHING) -> Trace | None:
+    """The trace of one lot, None if the lot is unknown; ``scope`` ({role, party}) picks the shipments
+    shown."""
     lot_row = conn.execute(queries.LOT, (lot_id,)).fetchone()
     unit_rows = conn.execute(queries.UNITS_OF_LOT, {"lot": lot_id}).fetchall()
     if (
@@ -233,6 +236,9 @@ def trace_lot(conn: Conn, lot_id: str) -> Trace | None:
         forward=_forward(conn, lot_id, goods, [e.seq for e in events]),
         corrections=corrections,
         verdict_history=_verdict_history(conn, lot_id),
+        shipments=shipments_of_lot(
+            conn, lot_id, scope, [e.seq for e in events if not (e.error_declaration or e.declared_wrong)]
+        ),
     )
 
 
@@ -440,13 +446,13 @@ def trace(conn: Conn, ident: str, seen_by: Mapping[str, str | None] = queries.EV
     if not lots:
         if not visible_lots(conn, [ident], seen_by):
             return None
-        found = trace_lot(conn, ident)  # a lot known only from the ledger (no registry row)
+        found = trace_lot(conn, ident, scope=seen_by)  # a lot known only from the ledger (no registry row)
         kind = "lot"
     else:
         lots = visible_lots(conn, lots, seen_by)
         if not lots:
             return None
-        found = trace_lot(conn, lots[0])
+        found = trace_lot(conn, lots[0], scope=seen_by)
     if found is None:
         return None
     return dataclasses.replace(found, query=TraceQuery(id=ident, kind=kind, lots=lots or [ident]))

@@ -351,6 +351,51 @@ class ShelfLife:
 
 
 @dataclass(frozen=True, slots=True)
+class ShipmentLegRef:
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    leg_no: int
+    mode: str
+    """sea, rail, road or cold_store"""
+    carrier_party_id: str | None
+    carrier_name: str | None
+    asset_id: str | None
+    container_number: str | None
+    """ISO 6346, the same on every leg (一箱到底)"""
+    vessel: str | None
+    voyage: str | None
+    train: str | None
+    truck_plate: str | None
+    from_location_id: str | None
+    to_location_id: str | None
+    planned_start: datetime | None
+    planned_end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentRef:
+    """A shipment the lot travelled in, under its through document (一单制)."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    shipment_id: str
+    through_document: str | None
+    bill_of_lading: str | None
+    rail_waybill: str | None
+    road_waybill: str | None
+    origin_location_id: str | None
+    destination_location_id: str | None
+    planned_start: datetime | None
+    planned_end: datetime | None
+    state: str
+    """planned, in_transit, arrived, delivered or closed: from the shipment's ledger events"""
+    quantity: float | None
+    """the lot's quantity in this shipment"""
+    uom: str | None
+    legs: list[ShipmentLegRef]
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     lot_id: str
     lot: Lot | None
@@ -377,6 +422,8 @@ class Trace:
     """the errorDeclarations on the trace's events, in ledger order"""
     verdict_history: list[VerdictVersion] = field(default_factory=list)
     """every version of the lot's verdict, oldest first"""
+    shipments: list[ShipmentRef] = field(default_factory=list)
+    """the shipments the lot travelled in (registered, or named by its captured documents), with their legs"""
 
 
 def to_json(found: Trace) -> dict[str, Any]:

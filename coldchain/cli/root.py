@@ -9,7 +9,20 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from coldchain.cli import apikey, bench, db, devices, geofence, grafana, ledger, report, rules, run, sim
+from coldchain.cli import (
+    apikey,
+    bench,
+    db,
+    devices,
+    geofence,
+    grafana,
+    ledger,
+    report,
+    rules,
+    run,
+    shipment,
+    sim,
+)
 from coldchain.cli.common import ExitCode, fail
 
 log = logging.getLogger(__name__)
@@ -74,6 +87,7 @@ app.add_typer(ledger.ledger_app, name="ledger")
 app.add_typer(apikey.api_key_app, name="apikey")
 ledger.ledger_app.add_typer(apikey.api_key_app, name="api-key")
 app.add_typer(report.report_app, name="report")
+app.add_typer(shipment.shipment_app, name="shipment")
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(grafana.grafana_app, name="grafana")
 

@@ -11,6 +11,7 @@ import pytest
 from registry import shipments, store
 from registry.models import (
     Asset,
+    ClassBounds,
     Geofence,
     Location,
     Lot,
@@ -18,6 +19,7 @@ from registry.models import (
     Shipment,
     ShipmentLeg,
     ShipmentLot,
+    ShipmentProfile,
 )
 
 Conn = psycopg.Connection[Any]
@@ -116,3 +118,69 @@ def test_geofences_round_trip_and_replace(conn: Conn) -> None:
     assert shipments.geofences(conn)[1] == moved
     with pytest.raises(psycopg.errors.CheckViolation):
         shipments.upsert_geofences(conn, [Geofence(PORT.location_id, "circle", 21.7, 108.6)])
+
+
+def test_a_shipment_reads_back_whole_and_closes_once(conn: Conn) -> None:
+    _world(conn)
+    profile = ShipmentProfile(1, "DS-7", low_c=11.0, high_c=14.0)
+    bounds = ClassBounds("durian", 10.0, 15.0, 600.0)
+    assert shipments.add_shipment(conn, _shipment(profiles=(profile,)), bounds)
+    assert shipments.get_shipment(conn, "SHP-1") == _shipment(profiles=(profile,))
+    assert shipments.get_shipment(conn, "SHP-2") is None
+    assert shipments.close_shipment(conn, "SHP-1", T0 + 70 * HOUR) == T0 + 70 * HOUR
+    with pytest.raises(shipments.ShipmentClosedError, match="closed already"):
+        shipments.close_shipment(conn, "SHP-1", T0 + 71 * HOUR)
+    assert shipments.close_shipment(conn, "SHP-2", T0) is None
+    found = shipments.get_shipment(conn, "SHP-1")
+    assert found is not None
+    assert found.closed_at == T0 + 70 * HOUR
+
+
+def test_profile_versions_are_numbered_and_never_looser_than_the_class(conn: Conn) -> None:
+    _world(conn)
+    bounds = ClassBounds("durian", 10.0, 15.0, 600.0)
+    assert shipments.add_shipment(conn, _shipment())
+    assert shipments.add_profile(conn, "SHP-1", ShipmentProfile(0, "DS-7", low_c=10.0), bounds) == 1
+    assert shipments.add_profile(conn, "SHP-1", ShipmentProfile(0, "DS-8", max_gap_s=300.0), bounds) == 2
+    assert shipments.add_profile(conn, "SHP-2", ShipmentProfile(0, "DS-7", low_c=11.0), bounds) is None
+    for looser in (
+        ShipmentProfile(0, "x", low_c=9.9),
+        ShipmentProfile(0, "x", high_c=15.1),
+        ShipmentProfile(0, "x", max_gap_s=601.0),
+    ):
+        with pytest.raises(shipments.ShipmentError, match="looser"):
+            shipments.add_profile(conn, "SHP-1", looser, bounds)
+    for wrong in (
+        ShipmentProfile(0, "", low_c=11.0),
+        ShipmentProfile(0, "x"),
+        ShipmentProfile(0, "x", low_c=14.0, high_c=12.0),
+    ):
+        with pytest.raises(shipments.ShipmentError):
+            shipments.add_profile(conn, "SHP-1", wrong, bounds)
+    with pytest.raises(shipments.ShipmentError, match="product class"):
+        shipments.add_profile(conn, "SHP-1", ShipmentProfile(0, "x", low_c=11.0), None)
+    found = shipments.get_shipment(conn, "SHP-1")
+    assert found is not None
+    assert [(p.version, p.source) for p in found.profiles] == [(1, "DS-7"), (2, "DS-8")]
+    with pytest.raises(shipments.ShipmentError, match="looser"):
+        shipments.add_shipment(
+            conn, _shipment("SHP-3", profiles=(ShipmentProfile(1, "x", low_c=5.0),)), bounds
+        )
+    assert shipments.get_shipment(conn, "SHP-3") is None
+
+
+def test_documents_find_a_shipment_and_lots_link_once(conn: Conn) -> None:
+    _world(conn)
+    assert shipments.add_shipment(conn, _shipment(lots=()))
+    assert shipments.shipment_by_documents(conn, through_document="TD-SHP-1") == ("SHP-1", "api")
+    assert shipments.shipment_by_documents(conn, through_document="TD-X", bill_of_lading="BL-1") == (
+        "SHP-1",
+        "api",
+    )
+    assert shipments.shipment_by_documents(conn, through_document="TD-X") is None
+    unknown = ShipmentLot("urn:epc:class:lgtin:0000000.000000.X", 1.0, "CT")
+    assert shipments.link_lots(conn, "SHP-1", [ShipmentLot(LOT.lot_id, 5.0, "CT"), unknown]) == 1
+    assert shipments.link_lots(conn, "SHP-1", [ShipmentLot(LOT.lot_id, 9.0, "KGM")]) == 0
+    found = shipments.get_shipment(conn, "SHP-1")
+    assert found is not None
+    assert found.lots == (ShipmentLot(LOT.lot_id, 5.0, "CT"),)

@@ -386,5 +386,6 @@ def test_every_report_and_chart_label_is_translated() -> None:
         used |= set(re.findall(r'^\s+\("([^"]+)", ', text, re.M))  # the proof block's labels
     used |= set(CHART_MSGIDS)
     used |= {*words.DURATION_MSGIDS, *words.BONDED.values(), *words.BIZ_STEPS.values()}
+    used |= {*words.SHIPMENT_STATES.values(), *words.TRANSPORT_MODES.values()}
     catalog = read_catalog("reports") | read_catalog("common")
     assert sorted(used - catalog.keys()) == []

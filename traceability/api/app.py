@@ -28,6 +28,7 @@ from traceability.api.routes import (
     readings,
     reports,
     resources,
+    shipments,
     trace,
 )
 from traceability.api.routes.health import Liveness
@@ -110,7 +111,19 @@ def create_app(
 
     # readings and reports before trace: /trace/{id:path} would take /trace/{id}/readings or
     # /trace/{id}/report.pdf for a lot named '{id}/readings' or '{id}/report.pdf'.
-    for resource in (health, readings, reports, trace, ledger, epcis, resources, queries, alarms, locations):
+    for resource in (
+        health,
+        readings,
+        reports,
+        trace,
+        ledger,
+        epcis,
+        resources,
+        queries,
+        alarms,
+        locations,
+        shipments,
+    ):
         app.include_router(resource.router)
     web_pages.install(app)  # the web pages (/ui/, /scan/) on the same app
     return app

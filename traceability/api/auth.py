@@ -5,10 +5,10 @@ Roles and what they may do (what they may read is the SQL's ``cc_sees_*``, migra
 
 * ``inspector``, ``regulator``: read everything (trace, EPCIS query, ledger verification, capture jobs);
 * ``customs``: read the import flow (imported or bonded lots, their shipments and assets);
-* ``carrier``: read its own shipments, the assets it operates or carries them in and their lots, and
-  acknowledge / resolve those assets' alarms;
-* ``shipper``: read the lots it owns and the shipments it ships or receives;
-* ``operator``: read everything, and acknowledge / resolve alarms;
+* ``carrier``: read its own shipments, the assets it operates or carries them in and their lots,
+  acknowledge / resolve those assets' alarms, and register its own shipments;
+* ``shipper``: read the lots it owns and the shipments it ships or receives, and register its own shipments;
+* ``operator``: read everything, acknowledge / resolve alarms, and register shipments;
 * ``capture``: capture EPCIS documents and read their capture jobs;
 * ``admin``: everything.
 
@@ -31,16 +31,16 @@ from traceability import queries
 
 Conn = psycopg.Connection[Any]
 
-READ, ALARMS, CAPTURE = "read", "alarms", "capture"
+READ, ALARMS, CAPTURE, SHIPMENTS = "read", "alarms", "capture", "shipments"
 ROLES: dict[str, frozenset[str]] = {
     "inspector": frozenset({READ}),
     "regulator": frozenset({READ}),
     "customs": frozenset({READ}),
-    "carrier": frozenset({READ, ALARMS}),
-    "shipper": frozenset({READ}),
-    "operator": frozenset({READ, ALARMS}),
+    "carrier": frozenset({READ, ALARMS, SHIPMENTS}),
+    "shipper": frozenset({READ, SHIPMENTS}),
+    "operator": frozenset({READ, ALARMS, SHIPMENTS}),
     "capture": frozenset({CAPTURE}),
-    "admin": frozenset({READ, ALARMS, CAPTURE}),
+    "admin": frozenset({READ, ALARMS, CAPTURE, SHIPMENTS}),
 }
 # The roles whose key must name its party (what they read is that party's).
 PARTY_ROLES = frozenset({"carrier", "shipper"})

@@ -57,6 +57,20 @@ def document_uri(kind: str, number: str) -> str:
     return f"{builders.CC_NAMESPACE}doc/{kind}/{number}"
 
 
+# The kinds of document number a bizTransaction URI carries (document_uri): the through document (一单制),
+# the ocean bill of lading and the rail waybill.
+DOCUMENT_KINDS = ("through", "bl", "waybill")
+
+
+def document_number(uri: str) -> tuple[str, str] | None:
+    """(kind, number) of a document URI ``document_uri`` made; None for any other bizTransaction."""
+    prefix = f"{builders.CC_NAMESPACE}doc/"
+    if not uri.startswith(prefix):
+        return None
+    kind, _, number = uri.removeprefix(prefix).partition("/")
+    return (kind, number) if kind in DOCUMENT_KINDS and number else None
+
+
 def biz_transactions(
     *, bill_of_lading: str | None = None, rail_waybill: str | None = None, through_document: str | None = None
 ) -> list[dict[str, str]]:

@@ -27,6 +27,15 @@ BIZ_STEPS = {
     "stuffing": N_("stuffing"),
     "unstuffing": N_("unstuffing"),
 }
+# A shipment's states (traceability migration 0021) and a leg's modes (registry shipment_leg.mode).
+SHIPMENT_STATES = {
+    "planned": N_("planned"),
+    "in_transit": N_("in transit"),
+    "arrived": N_("arrived"),
+    "delivered": N_("delivered"),
+    "closed": N_("closed"),
+}
+TRANSPORT_MODES = {"sea": N_("sea"), "rail": N_("rail"), "road": N_("road"), "cold_store": N_("cold store")}
 # The durations' messages (``duration`` fills them in).
 DURATION_MSGIDS = ("%(h)d h %(m)d min", "%(m)d min", "%(m)d min %(s)d s", "%(s)d s")
 

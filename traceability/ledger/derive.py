@@ -14,6 +14,8 @@ ledger and the registry):
   ends and a new one starts, with the custodian of the read point, the location (bizLocation, else
   the read point's), and the asset enclosing the EPC at that moment (the asset whose tag is its
   parent, else the fixed asset at its location). A step that changes none of the three is no handoff.
+* An event naming a through document that no registered shipment carries creates that shipment in the
+  registry (``traceability.ledger.shipments``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from traceability import limits, queries
 from traceability.epcis.builders import biz_step_name, parse_time
 from traceability.epcis.digital_link import check_digit
 from traceability.epcis.steps import CUSTODY_STEPS, NOT_PLACING_STEPS
+from traceability.ledger import shipments
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
 FUTURE_TOLERANCE = timedelta(seconds=limits.FUTURE_TOLERANCE_S)
@@ -164,6 +167,7 @@ class Derivation:
         self.bts: list[tuple[str, Any, int]] = []
         self.bonded: list[tuple[str, str, str | None, int, datetime]] = []
         self.lineage: list[tuple[str, str, int, datetime]] = []
+        self.claims: list[shipments.Claim] = []
         self.rows: list[_Contained] = []  # every containment row in play, loaded then created
         self.by_child: dict[str, list[_Contained]] = {}
         self.by_parent: dict[str, list[_Contained]] = {}
@@ -276,6 +280,10 @@ class Derivation:
             for bt in event.get("bizTransactionList", ()):
                 if isinstance(bt, Mapping) and bt.get("bizTransaction"):
                     self.bts.append((str(bt["bizTransaction"]), bt.get("type"), seq))
+            if event.get("bizTransactionList"):
+                claim = shipments.claim_of(event, self._event_custodian(event))
+                if claim is not None:
+                    self.claims.append(claim)
             status = event.get(BONDED_STATUS_KEY)
             if status in ("bonded", "released", "domestic"):
                 line = event.get(CUSTOMS_LINE_KEY)
@@ -455,6 +463,8 @@ class Derivation:
         ]
         if changed:
             self.conn.execute(queries.BATCH_UPDATE_LEGS, _columns(changed, 4))
+        if self.claims:
+            shipments.apply(self.conn, self.claims)
 
 
 def _record_time(event: Mapping[str, Any]) -> datetime | None:

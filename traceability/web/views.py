@@ -24,6 +24,8 @@ from traceability.i18n import Gettext, Lang, words
 from traceability.i18n.words import BIZ_STEPS as BIZ_STEPS
 from traceability.i18n.words import BONDED as BONDED
 from traceability.i18n.words import N_
+from traceability.i18n.words import SHIPMENT_STATES as SHIPMENT_STATES
+from traceability.i18n.words import TRANSPORT_MODES as TRANSPORT_MODES
 from traceability.i18n.words import word as word
 from traceability.ledger import checkpoint
 from traceability.ledger import verify as ledger_verify

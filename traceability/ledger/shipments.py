@@ -1,0 +1,137 @@
+"""Stage 3, ledger: shipments that captured events name by their documents, created in the registry.
+
+An event whose bizTransactionList names a through document (一单制, ``multimodal.document_uri("through",
+...)``) is about that shipment. When no shipment in the registry carries that through document, nor the
+bill of lading or rail waybill the event names beside it, the derivation creates one through the registry
+(source ``epcis``, id ``TD-<number>``) with the documents, the registered lots of the event's quantityList
+and epcList, and, when the event names a conveyance (``cc:transportMode``), a first leg with it: its mode,
+its container (an ISO 6346 ``bic`` EPC), vessel, voyage, train or plate, and the registered party the event
+names as possessing party as carrier. Later events naming a shipment created so add the lots they carry; a
+shipment created through the API or the CLI is the shipper's declaration and is left as it is.
+
+The registry is not derived from the ledger: a rederivation finds these shipments there and changes none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from registry import shipments
+from registry.models import Shipment, ShipmentLeg, ShipmentLot
+from traceability.epcis import multimodal
+
+Conn = psycopg.Connection[Any]
+
+SHIPMENT_ID_PREFIX = "TD-"
+BIC_PREFIX = "urn:epc:id:bic:"
+
+
+@dataclass(slots=True)
+class Claim:
+    """What one event says of the shipment under a through document."""
+
+    through_document: str
+    bill_of_lading: str | None = None
+    rail_waybill: str | None = None
+    lots: dict[str, ShipmentLot] = field(default_factory=dict)
+    leg: ShipmentLeg | None = None
+
+
+def claim_of(event: Mapping[str, Any], carrier: str | None) -> Claim | None:
+    """The claim of an event naming a through document, None for any other event. ``carrier``: the
+    registered party the event names as possessing party, if any."""
+    numbers: dict[str, str] = {}
+    for bt in event.get("bizTransactionList", ()):
+        if isinstance(bt, Mapping) and isinstance(bt.get("bizTransaction"), str):
+            found = multimodal.document_number(bt["bizTransaction"])
+            if found is not None:
+                numbers.setdefault(found[0], found[1])
+    if "through" not in numbers:
+        return None
+    claim = Claim(numbers["through"], numbers.get("bl"), numbers.get("waybill"))
+    for q in event.get("quantityList", ()):
+        if isinstance(q, Mapping) and q.get("epcClass"):
+            quantity = q.get("quantity")
+            claim.lots[str(q["epcClass"])] = ShipmentLot(
+                str(q["epcClass"]),
+                float(quantity) if isinstance(quantity, int | float) and quantity > 0 else None,
+                str(q["uom"]) if q.get("uom") else None,
+            )
+    epcs = [str(e) for e in event.get("epcList", ())]
+    for epc in epcs:
+        claim.lots.setdefault(epc, ShipmentLot(epc))
+    mode = event.get("cc:transportMode")
+    if mode in multimodal.MODES:
+        containers = [e.removeprefix(BIC_PREFIX) for e in epcs if e.startswith(BIC_PREFIX)]
+        claim.leg = ShipmentLeg(
+            1,
+            str(mode),
+            carrier,
+            container_number=containers[0] if containers else None,
+            vessel=_text(event.get("cc:vessel")),
+            voyage=_text(event.get("cc:voyage")),
+            train=_text(event.get("cc:train")),
+            truck_plate=_text(event.get("cc:truckPlate")),
+        )
+    return claim
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def merge(claims: Iterable[Claim]) -> list[Claim]:
+    """One claim per through document, in the order first named: documents and leg as first given, lots
+    added up (the first quantity of a lot kept)."""
+    out: dict[str, Claim] = {}
+    for c in claims:
+        have = out.get(c.through_document)
+        if have is None:
+            out[c.through_document] = Claim(
+                c.through_document, c.bill_of_lading, c.rail_waybill, dict(c.lots), c.leg
+            )
+            continue
+        have.bill_of_lading = have.bill_of_lading or c.bill_of_lading
+        have.rail_waybill = have.rail_waybill or c.rail_waybill
+        have.leg = have.leg or c.leg
+        for lot_id, lot in c.lots.items():
+            have.lots.setdefault(lot_id, lot)
+    return list(out.values())
+
+
+def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
+    """Create the shipments the claims name and no shipment carries yet; add lots to those the ledger
+    created. Returns the ids created. Each write is its own savepoint: a shipment another writer creates
+    meanwhile under the same documents leaves the append as it is."""
+    created: list[str] = []
+    for claim in merge(claims):
+        found = shipments.shipment_by_documents(
+            conn,
+            through_document=claim.through_document,
+            bill_of_lading=claim.bill_of_lading,
+            rail_waybill=claim.rail_waybill,
+        )
+        try:
+            with conn.transaction():
+                if found is None:
+                    shipment_id = SHIPMENT_ID_PREFIX + claim.through_document
+                    new = Shipment(
+                        shipment_id,
+                        through_document=claim.through_document,
+                        bill_of_lading=claim.bill_of_lading,
+                        rail_waybill=claim.rail_waybill,
+                        legs=() if claim.leg is None else (claim.leg,),
+                        source="epcis",
+                    )
+                    if shipments.add_shipment(conn, new):
+                        created.append(shipment_id)
+                        shipments.link_lots(conn, shipment_id, claim.lots.values())
+                elif found[1] == "epcis":
+                    shipments.link_lots(conn, found[0], claim.lots.values())
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+            continue  # another writer holds these documents now, or the leg's carrier went: nothing to add
+    return created
