@@ -12,7 +12,9 @@ asset is re-judged against its own class through the assets that carried it (`ru
 changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted. Every lot
 whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
 unpacked) is re-judged too, at most `custody_limit` ledger seqs a run (`rules.worker.custody`), so a
-custody change with no later telemetry still gets its lot verdict. The whole is committed; alarm
+custody change with no later telemetry still gets its lot verdict. The lots whose import steps those
+runs' ledger seqs recorded have their import flow checked (`rules.worker.flow`: flow violations, chain
+breaks of kind 'flow', with their alarms and ledger hand-overs). The whole is committed; alarm
 events are published (MQTT / webhooks) after commit.
 
 Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
@@ -32,7 +34,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -44,7 +46,7 @@ from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import custody, history, lots, outbox, queue, reads
+from rules.worker import custody, flow, history, lots, outbox, queue, reads
 from rules.worker.apply import RunStats, apply
 from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
@@ -296,18 +298,20 @@ class RulesWorker:
                     conn, lot_id, product_class, arrived, stats
                 ):
                     failed.add(lot_id)
+            if custody:
+                self._flow(conn, stats)
             for series_id, w in waiting.items():  # judged without error: a requeued batch's alarm clears
                 stats.pending += queue.cleared(conn, series_id, w)
         stats.batches = len(batches)
         self._taken, self._taken_waiting = [], {}
         self.last_run = stats
-        if batches or stats.custody_seqs:
+        if batches or stats.custody_seqs or stats.flow_seqs:
             self.metrics.ran(stats, time.perf_counter() - t0)
         self.metrics.lots_quarantined(stats.lots_quarantined)
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
             self.notifier.publish(event, alarm)
         stats.pending.clear()
-        if batches or stats.custody_seqs:
+        if batches or stats.custody_seqs or stats.flow_seqs:
             # Routine evaluations are debug; a run that sent verdicts to the ledger is worth a line.
             (log.info if stats.emitted else log.debug)(
                 "rules.run_once",
@@ -322,8 +326,9 @@ class RulesWorker:
                 history=stats.history,
                 lot_verdicts=stats.lot_verdicts,
                 breaks=stats.breaks,
+                flow_violations=stats.flow_violations,
             )
-        return len(batches) + len(waiting) + stats.custody_seqs
+        return len(batches) + len(waiting) + stats.custody_seqs + stats.flow_seqs
 
     def _segments(
         self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched
@@ -515,6 +520,15 @@ class RulesWorker:
         custody.advance(conn, seqs)
         stats.custody_seqs += seqs.hi - seqs.lo
         return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
+
+    def _flow(self, conn: Conn, stats: RunStats) -> None:
+        """Follow the import steps of the next ledger seqs after the flow watermark (`rules.worker.flow`)."""
+        run = flow.judge(conn, self._custody_limit, datetime.now(UTC))
+        stats.flow_seqs += run.seqs
+        stats.flow_violations += run.raised + run.withdrawn
+        stats.emitted += run.raised + run.withdrawn
+        stats.pending += run.pending
+        stats.alarms += len(run.pending)
 
     def _judge_lot_isolated(
         self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats
