@@ -1,6 +1,7 @@
 -- Stage 3 (ledger): the imported cold-chain food flow per batch, derived from the ledger (traceability/ledger/
 -- derive.py): one row per lot and ledger event that is a step of it. The steps and their extension fields are
--- those of traceability/epcis/multimodal.py; the rules stage's flow checker follows them.
+-- those of traceability/epcis/multimodal.py; the rules stage's flow checker follows them (rules/engine/flow.py,
+-- which also counts the partial releases and the clearance time from discharge to release).
 CREATE TABLE import_step (
     lot_id                text NOT NULL,
     step                  text NOT NULL CHECK (step IN (
@@ -24,15 +25,3 @@ CREATE TRIGGER import_step_seqs_insert AFTER INSERT ON import_step REFERENCING N
     FOR EACH STATEMENT EXECUTE FUNCTION derived_seqs_in_ledger('seq');
 CREATE TRIGGER import_step_seqs_update AFTER UPDATE ON import_step REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION derived_seqs_in_ledger('seq');
-
--- Clearance time per batch: from its discharge at the port to its first release to the domestic market (the
--- plan asks perishables to be cleared within hours), and to its last release so far.
-CREATE VIEW lot_clearance AS
-SELECT lot_id,
-       min(event_time) FILTER (WHERE step = 'discharge') AS discharged_at,
-       min(event_time) FILTER (WHERE step = 'release') AS first_release_at,
-       max(event_time) FILTER (WHERE step = 'release') AS last_release_at,
-       extract(epoch FROM min(event_time) FILTER (WHERE step = 'release')
-                          - min(event_time) FILTER (WHERE step = 'discharge'))::double precision AS clearance_s
-FROM import_step
-GROUP BY lot_id;
