@@ -706,11 +706,7 @@ ORDER BY 1
 """
 
 
-# -- the import flow (rules.worker.flow, rules migration 0016; import_step is the ledger stage's) ----------
-LOCK_FLOW_WATERMARK: Final = "SELECT judged_seq FROM flow_watermark WHERE singleton FOR UPDATE SKIP LOCKED"
-ADVANCE_FLOW_WATERMARK: Final = """
-UPDATE flow_watermark SET judged_seq = %(seq)s, judged_at = now() WHERE singleton
-"""
+# -- the import flow (rules.worker.flow, rules migration 0016; import_step is the ledger stage's) -----
 # The registered lots with an import step among the ledger seqs (lo, hi].
 FLOW_LOTS_MOVED: Final = """
 SELECT DISTINCT s.lot_id FROM import_step s JOIN lot USING (lot_id)

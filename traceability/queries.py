@@ -462,6 +462,7 @@ SELECT l.custody_leg_id, b.chain_break_id, b.kind, b.series_id, b.rule_id, b.pac
 FROM custody_leg l
 JOIN chain_break b ON (b.asset_id = l.asset_id OR b.lot_id = %(lot)s)
      AND b.start_time < COALESCE(l.t_end, 'infinity') AND b.end_time >= l.t_start
+     AND b.kind <> 'flow'  -- a lot's import-flow violations are the lot's, not a leg's (LOT_BREAKS)
 WHERE l.custody_leg_id = ANY(%(legs)s)
 ORDER BY b.start_time, b.chain_break_id
 """

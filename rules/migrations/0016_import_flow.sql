@@ -15,13 +15,3 @@ CREATE UNIQUE INDEX chain_break_flow ON chain_break (lot_id, rule_id, start_time
 ALTER TABLE verdict_outbox DROP CONSTRAINT verdict_outbox_kind_check;
 ALTER TABLE verdict_outbox ADD CONSTRAINT verdict_outbox_kind_check
     CHECK (kind IN ('excursion_closed', 'chain_break', 'lot_verdict', 'verdict_correction', 'flow_violation'));
-
--- How far the flow checker has followed the ledger's import steps: the highest ledger seq whose import_step
--- rows it has judged the lots of (locked FOR UPDATE SKIP LOCKED, advanced in the transaction that writes the
--- violations, as custody_watermark is).
-CREATE TABLE flow_watermark (
-    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    judged_seq  bigint NOT NULL DEFAULT 0 CHECK (judged_seq >= 0),
-    judged_at   timestamptz NOT NULL DEFAULT now()
-);
-INSERT INTO flow_watermark DEFAULT VALUES;

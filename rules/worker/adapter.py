@@ -13,7 +13,7 @@ changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are d
 whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
 unpacked) is re-judged too, at most `custody_limit` ledger seqs a run (`rules.worker.custody`), so a
 custody change with no later telemetry still gets its lot verdict. The lots whose import steps those
-runs' ledger seqs recorded have their import flow checked (`rules.worker.flow`: flow violations, chain
+seqs recorded have their import flow checked (`rules.worker.flow`: flow violations, chain
 breaks of kind 'flow', with their alarms and ledger hand-overs). The whole is committed; alarm
 events are published (MQTT / webhooks) after commit.
 
@@ -298,20 +298,18 @@ class RulesWorker:
                     conn, lot_id, product_class, arrived, stats
                 ):
                     failed.add(lot_id)
-            if custody:
-                self._flow(conn, stats)
             for series_id, w in waiting.items():  # judged without error: a requeued batch's alarm clears
                 stats.pending += queue.cleared(conn, series_id, w)
         stats.batches = len(batches)
         self._taken, self._taken_waiting = [], {}
         self.last_run = stats
-        if batches or stats.custody_seqs or stats.flow_seqs:
+        if batches or stats.custody_seqs:
             self.metrics.ran(stats, time.perf_counter() - t0)
         self.metrics.lots_quarantined(stats.lots_quarantined)
         for event, alarm in stats.pending:  # after commit: subscribers never see a rolled-back alarm
             self.notifier.publish(event, alarm)
         stats.pending.clear()
-        if batches or stats.custody_seqs or stats.flow_seqs:
+        if batches or stats.custody_seqs:
             # Routine evaluations are debug; a run that sent verdicts to the ledger is worth a line.
             (log.info if stats.emitted else log.debug)(
                 "rules.run_once",
@@ -328,7 +326,7 @@ class RulesWorker:
                 breaks=stats.breaks,
                 flow_violations=stats.flow_violations,
             )
-        return len(batches) + len(waiting) + stats.custody_seqs + stats.flow_seqs
+        return len(batches) + len(waiting) + stats.custody_seqs
 
     def _segments(
         self, conn: Conn, series_id: int, device_id: str, channel: str, w: outbox.Touched
@@ -517,14 +515,14 @@ class RulesWorker:
         if seqs is None:
             return []
         moved = custody.moved_lots(conn, seqs)
+        self._flow(conn, seqs, stats)
         custody.advance(conn, seqs)
         stats.custody_seqs += seqs.hi - seqs.lo
         return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
 
-    def _flow(self, conn: Conn, stats: RunStats) -> None:
-        """Follow the import steps of the next ledger seqs after the flow watermark (`rules.worker.flow`)."""
-        run = flow.judge(conn, self._custody_limit, datetime.now(UTC))
-        stats.flow_seqs += run.seqs
+    def _flow(self, conn: Conn, seqs: custody.SeqRange, stats: RunStats) -> None:
+        """Check the import flow of the lots with an import step among the seqs (`rules.worker.flow`)."""
+        run = flow.judge(conn, seqs, datetime.now(UTC))
         stats.flow_violations += run.raised + run.withdrawn
         stats.emitted += run.raised + run.withdrawn
         stats.pending += run.pending

@@ -1,10 +1,10 @@
 """Stage 2 (verdicts): the flow checker: import-flow violations of the lots the ledger's import steps moved.
 
 The ledger stage derives each batch's import steps (``import_step``) from the events it appends; this
-stage only reads them. Its `flow_watermark` row holds the highest ledger seq whose import steps it has
-judged. A run locks the row ``FOR UPDATE SKIP LOCKED``, takes the next seqs after it (at most `limit`),
-and for each registered lot with a step among them checks the lot's whole flow (`rules.engine.flow`,
-pure) against the flow chain breaks it stored before:
+stage only reads them. The run that judges the custody changes of a range of ledger seqs
+(`rules.worker.custody`: under its watermark, locked ``FOR UPDATE SKIP LOCKED`` and advanced in the same
+transaction) also checks, for each registered lot with an import step among those seqs, the lot's whole
+flow (`rules.engine.flow`, pure) against the flow chain breaks it stored before:
 
 * a new violation becomes a chain_break row of kind 'flow' (the lot, the asset holding it at the
   offending step when one is known, rule ``flow/<violation>``), a 'flow_violation' for the ledger and an
@@ -13,9 +13,9 @@ pure) against the flow chain breaks it stored before:
   deleted, the ledger hears of its withdrawal, and its alarm resolves when no violation of its rule
   remains on the lot.
 
-The watermark advances in the same transaction; a crash before commit leaves the seqs to be taken again.
-Only the holder of the watermark writes flow chain breaks, so two workers never judge a lot's flow at once
-(no lot lock: the lot verdicts' locks are taken in another order).
+A crash before commit leaves the seqs to be taken again. Only the holder of the custody watermark writes
+flow chain breaks, so two workers never judge a lot's flow at once (no lot lock: a run takes the lot
+verdicts' locks in another order).
 """
 
 from __future__ import annotations
@@ -61,20 +61,13 @@ def verdict_id(rule_id: str, lot_id: str, t: datetime, seq: int) -> str:
     return f"flow_violation:{rule_id}:{lot_id}:{to_epoch_ms(t)}:{seq}"
 
 
-def judge(conn: Conn, limit: int, now: datetime) -> FlowRun:
-    """Judge the lots of the next at most `limit` ledger seqs after the watermark (in the caller's
-    transaction); nothing when another worker holds the watermark or it is at the ledger's head."""
+def judge(conn: Conn, seqs: custody.SeqRange, now: datetime) -> FlowRun:
+    """Judge the flow of the lots with an import step among the seqs (in the caller's transaction, which
+    holds the custody watermark and advances it past them)."""
     run = FlowRun()
-    row = conn.execute(queries.LOCK_FLOW_WATERMARK).fetchone()
-    if row is None:
-        return run
-    seqs = custody.seq_range(int(row[0]), custody.head(conn), limit)
-    if seqs is None:
-        return run
     lots = [str(r[0]) for r in conn.execute(queries.FLOW_LOTS_MOVED, {"lo": seqs.lo, "hi": seqs.hi})]
     for lot_id in lots:
         judge_lot(conn, lot_id, now, run)
-    conn.execute(queries.ADVANCE_FLOW_WATERMARK, {"seq": seqs.hi})
     run.seqs = seqs.hi - seqs.lo
     return run
 
