@@ -68,7 +68,7 @@ def import_steps(seq: int, t: datetime, event: Mapping[str, Any]) -> list[Import
     elif kind == "inspection":
         result = disposition_name(event.get("disposition")) or _text(event.get(multimodal.RESULT_KEY))
         conformant = {"conformant": True, "non_conformant": False}.get(result or "")
-        asks = event.get(multimodal.DISINFECTION_REQUIRED_KEY) is True
+        asks = event.get(multimodal.DISINFECTION_REQUIRED_KEY) in (True, "true")  # JSON, or XML text
         steps.append((flow.INSPECTION, conformant, None, asks))
     elif kind == "disinfection":
         steps.append((flow.DISINFECTION, None, None, None))
