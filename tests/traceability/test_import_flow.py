@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import openpyxl
 import psycopg
 import pytest
 import segno
@@ -21,7 +23,9 @@ from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.options import ApiOptions
+from traceability.i18n import gettext_for, read_catalog, words
 from traceability.ledger import checkpoint
+from traceability.reports import xlsx
 from traceability.reports.build import read_report, render
 from traceability.reports.pdf import html
 from traceability.trace import trace
@@ -30,6 +34,7 @@ from traceability.web.paths import scan_page_url, trace_page_url
 from traceability.worker import LedgerWorker
 
 BASE = "http://inspector.example:8000"
+ZH = gettext_for("zh-CN")
 
 
 @pytest.fixture
@@ -183,3 +188,20 @@ def test_the_pdf_carries_the_qr_code_of_the_scan_url(flowed: tuple[str, Path], s
     assert plain is not None
     assert plain.scan_url is None  # no trace code issued: no scan QR
     assert 'id="scan-qr"' not in html(plain)
+
+
+def test_the_xlsx_lists_the_import_flow_and_every_label_is_translated(flowed: tuple[str, Path]) -> None:
+    db_url, _ = flowed
+    with psycopg.connect(db_url) as conn:
+        report = read_report(conn, DURIAN, lang="zh-CN", tz=ZoneInfo("Asia/Shanghai"), base_url=BASE)
+    assert report is not None
+    book = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
+    sheet = book["进口冷链食品流程"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][:3] == ("环节", "时间（UTC）", "数量")
+    releases = [r for r in rows[1:] if r[0] == "二线出区放行"]
+    assert [(r[2], r[8], r[9], r[10]) for r in releases] == [(600, 600, 1000, 400), (300, 900, 1000, 100)]
+    assert rows[-1][:2] == ("通关时间（卸船至首次放行）", ZH("%(h)d h %(m)d min") % {"h": 4, "m": 0})
+    catalog = read_catalog("reports") | read_catalog("common")
+    used = {*xlsx.IMPORT_FLOW_HEADERS, *words.IMPORT_STEPS.values(), "conformant", "non-conformant"}
+    assert sorted(used - catalog.keys()) == []
