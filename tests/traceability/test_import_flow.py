@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import subprocess
@@ -30,6 +31,7 @@ from traceability.reports.build import read_report, render
 from traceability.reports.pdf import html
 from traceability.trace import trace
 from traceability.trace_model import from_json, to_json
+from traceability.web import views
 from traceability.web.paths import scan_page_url, trace_page_url
 from traceability.worker import LedgerWorker
 
@@ -125,7 +127,12 @@ def test_the_scan_page_resolves_the_trace_code_and_the_trace_page_shows_the_flow
     assert "Fresh durian" in page.text
     assert FIRST_SITE in page.text
     assert TRACE_CODE in page.text
+    assert re.search(r'id="inspection-status">Passed<', page.text)
     assert c.get("/scan/QZ-NO-SUCH-CODE").status_code == 404
+    # Released without any inspection: the scan page does not say it passed.
+    seafood = c.get(f"/scan/{SEAFOOD}")
+    assert seafood.status_code == 200
+    assert re.search(r'id="inspection-status">No record<', seafood.text)
 
     form = c.get("/ui/signin")
     signed = c.post("/ui/signin", data={"key": key, "csrf": _csrf(form.text), "next": "/ui/"})
@@ -205,3 +212,17 @@ def test_the_xlsx_lists_the_import_flow_and_every_label_is_translated(flowed: tu
     catalog = read_catalog("reports") | read_catalog("common")
     used = {*xlsx.IMPORT_FLOW_HEADERS, *words.IMPORT_STEPS.values(), "conformant", "non-conformant"}
     assert sorted(used - catalog.keys()) == []
+
+
+def test_the_scan_page_says_not_conformant_after_a_non_conformant_result(
+    flowed: tuple[str, Path], conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    found = trace(conn, DURIAN)
+    assert found is not None
+    assert found.import_flow is not None
+    assert views.scan_view(found).inspection == "passed"
+    steps = found.import_flow.steps
+    failed = [dataclasses.replace(s, conformant=False) if s.step == "inspection" else s for s in steps]
+    again = dataclasses.replace(found, import_flow=dataclasses.replace(found.import_flow, steps=failed))
+    assert views.scan_view(again).inspection == "failed"
+    assert views.scan_view(again).first_receiving_site == FIRST_SITE

@@ -320,7 +320,7 @@ class ScanView:
     product: str | None
     origin_country: str | None
     inspection: str
-    """passed | pending | not_required | unknown"""
+    """passed | pending | not_required | failed | unknown"""
     cold_chain: str
     """intact | broken | unknown"""
     first_receiving_site: str | None
@@ -346,8 +346,15 @@ def scan_view(found: Trace) -> ScanView:
                 site = leg.custodian.name or leg.custodian.party_id
             break
     flow = found.import_flow
-    if flow is not None and flow.trace_code_site:
-        site = flow.trace_code_site  # the first receiving site named itself when it issued the code
+    if flow is not None:
+        # An imported batch passed only on its latest inspection result, whatever its bonded status says.
+        results = [s.conformant for s in flow.steps if s.step == "inspection"]
+        if not results:
+            inspection = "unknown"
+        elif results[-1] is not True:
+            inspection = "failed"
+        if flow.trace_code_site:
+            site = flow.trace_code_site  # the first receiving site named itself when it issued the code
     return ScanView(
         trace_code=None if flow is None else flow.trace_code,
         product=None if lot is None else (lot.description or lot.product_class),
