@@ -20,6 +20,7 @@ from flow_support import DURIAN, FIRST_SITE, SEAFOOD, TRACE_CODE, seed_flow
 from playwright.sync_api import Browser
 from web_support import serve
 
+from coldchain.report import format_trace
 from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
@@ -86,6 +87,9 @@ def test_the_trace_shows_the_import_flow_partial_releases_and_clearance(
     assert from_json(to_json(found)) == found
     as_json = to_json(found)["import_flow"]
     assert as_json["releases"][1]["remaining"] == 100.0
+    text = format_trace(found)
+    assert f"import flow: trace code {TRACE_CODE}; clearance 4.0 h" in text
+    assert "900 released so far, 100 left" in text
 
     seafood = trace(conn, SEAFOOD)
     assert seafood is not None
