@@ -7,12 +7,17 @@ from typing import Any
 
 import msgspec
 import psycopg
-from flow_support import COLD_ROOM, DURIAN, SEAFOOD, h, seed_flow
+from capture_support import captured
+from fastapi.testclient import TestClient
+from flow_support import COLD_ROOM, DURIAN, SEAFOOD, flow_events, h, seed_flow, seed_registry
 
 from rules.engine import catalog, flow
 from rules.models import FlowViolationPayload
 from rules.worker import RulesWorker
-from traceability.epcis import multimodal
+from traceability.api.app import create_app
+from traceability.api.auth import create_key
+from traceability.api.options import ApiOptions
+from traceability.epcis import builders, multimodal
 from traceability.ledger import chain, rederive, verify
 from traceability.worker import LedgerWorker
 
@@ -185,3 +190,23 @@ def test_released_beyond_inspected_and_after_non_conformant(db_url: str, conn: C
         )
     finally:
         worker.close()
+
+
+def test_a_captured_document_of_the_flow_is_checked_like_appended_events(db_url: str, conn: Conn) -> None:
+    """The port system's path: the import-flow events posted to the capture endpoint as one document."""
+    seed_registry(conn)
+    conn.commit()
+    key = create_key(conn, "capture", "port system")
+    conn.commit()
+    app = create_app(db_url, options=ApiOptions(capture_worker=True))
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}) as c:
+        captured(c, c.post("/epcis/capture", json=builders.document(flow_events())))
+    assert conn.execute("SELECT count(*) FROM import_step").fetchone() == (11,)
+    worker = RulesWorker(db_url)
+    try:
+        drained(worker)
+    finally:
+        worker.close()
+    assert [(lot, rule) for lot, rule, _ in flow_breaks(conn)] == [
+        (SEAFOOD, catalog.flow_rule_id(flow.RELEASE_WITHOUT_INSPECTION))
+    ]
