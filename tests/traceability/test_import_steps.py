@@ -95,3 +95,34 @@ def test_each_builder_gives_its_step() -> None:
     ]
     onward = multimodal.onward(t=T, lot=LOT, location=PLACE, conveyance_ext=multimodal.conveyance("road"))
     assert steps(onward) == [("onward", None, None)]
+
+
+def test_every_step_may_carry_the_shipments_through_document() -> None:
+    docs = multimodal.biz_transactions(through_document="TD-2026-7")
+    built = [
+        multimodal.discharge(t=T, lot=LOT, location=PLACE, transactions=docs),
+        multimodal.inspection_result(
+            t=T,
+            lot=LOT,
+            quantity=1,
+            conformant=True,
+            certificates=[],
+            site="S",
+            location=PLACE,
+            transactions=docs,
+        ),
+        multimodal.disinfection(t=T, lot=LOT, site="S", location=PLACE, transactions=docs),
+        multimodal.trace_code_issue(t=T, lot=LOT, code="QZ-1", site="S", location=PLACE, transactions=docs),
+        multimodal.first_line_entry(t=T, lot=LOT, quantity=1, location=PLACE, transactions=docs),
+        multimodal.second_line_release(t=T, lot=LOT, quantity=1, location=PLACE, transactions=docs),
+        multimodal.onward(
+            t=T, lot=LOT, location=PLACE, conveyance_ext=multimodal.conveyance("rail"), transactions=docs
+        ),
+    ]
+    for event in built:
+        assert event["bizTransactionList"] == [
+            {
+                "type": multimodal.BTT_THROUGH_DOCUMENT,
+                "bizTransaction": multimodal.document_uri("through", "TD-2026-7"),
+            }
+        ]

@@ -330,6 +330,7 @@ def inspection_result(
     site: str,
     location: str,
     disinfection_required: bool = False,
+    transactions: Sequence[Mapping[str, str]] = (),
 ) -> builders.Event:
     """The inspection and quarantine result of a batch: the quantity inspected, its certificates, its site."""
     result = "conformant" if conformant else "non_conformant"
@@ -350,7 +351,7 @@ def inspection_result(
         biz_location=location,
         extensions=ext,
     )
-    return builders.with_event_id(ev)
+    return builders.with_event_id(_with(ev, transactions))
 
 
 def disinfection(
@@ -362,6 +363,7 @@ def disinfection(
     site: str,
     location: str,
     certificates: Sequence[str] = (),
+    transactions: Sequence[Mapping[str, str]] = (),
 ) -> builders.Event:
     """The disinfection record of a batch (done once, at `site`)."""
     ext: dict[str, Any] = {INSPECTION_KEY: "disinfection", SITE_KEY: site}
@@ -376,10 +378,18 @@ def disinfection(
         biz_location=location,
         extensions=ext,
     )
-    return builders.with_event_id(ev)
+    return builders.with_event_id(_with(ev, transactions))
 
 
-def trace_code_issue(*, t: datetime, lot: str, code: str, site: str, location: str) -> builders.Event:
+def trace_code_issue(
+    *,
+    t: datetime,
+    lot: str,
+    code: str,
+    site: str,
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
     """The first receiving site (首站) issuing the batch's trace code, which the public scan page resolves."""
     if not code or not code.isascii() or not all(c.isalnum() or c in "-_." for c in code):
         raise ValueError(f"trace code {code!r}: letters, digits, '-', '_' and '.' only")
@@ -392,11 +402,18 @@ def trace_code_issue(*, t: datetime, lot: str, code: str, site: str, location: s
         biz_location=location,
         extensions={TRACE_CODE_KEY: code, SITE_KEY: site},
     )
-    return builders.with_event_id(ev)
+    return builders.with_event_id(_with(ev, transactions))
 
 
 def _customs_line(
-    t: datetime, lot: str, quantity: float, uom: str | None, status: str, line: str, location: str
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None,
+    status: str,
+    line: str,
+    location: str,
+    transactions: Sequence[Mapping[str, str]],
 ) -> builders.Event:
     ev = builders.object_event(
         event_time=t,
@@ -406,22 +423,34 @@ def _customs_line(
         read_point=location,
         extensions={"cc:bondedStatus": status, "cc:customsLine": line},
     )
-    return builders.with_event_id(ev)
+    return builders.with_event_id(_with(ev, transactions))
 
 
 def first_line_entry(
-    *, t: datetime, lot: str, quantity: float, uom: str | None = None, location: str
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None = None,
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
 ) -> builders.Event:
     """First-line entry of a batch into the bonded zone (status bonded), with the quantity entering."""
-    return _customs_line(t, lot, quantity, uom, "bonded", "first", location)
+    return _customs_line(t, lot, quantity, uom, "bonded", "first", location, transactions)
 
 
 def second_line_release(
-    *, t: datetime, lot: str, quantity: float, uom: str | None = None, location: str
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None = None,
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
 ) -> builders.Event:
     """Second-line release of (part of) a batch to the domestic market (status released), with the quantity
     released: one inspection may cover several partial releases."""
-    return _customs_line(t, lot, quantity, uom, "released", "second", location)
+    return _customs_line(t, lot, quantity, uom, "released", "second", location, transactions)
 
 
 def onward(
