@@ -56,9 +56,28 @@ def format_trace(trace: Trace) -> str:
                 f"allowed {b.allowed_s:.0f} s ({b.rule_id})"
             )
     for b in trace.lot_chain_breaks:
-        lines.append(f"  CHAIN BREAK ({b.kind}) {_t(b.start_time)} → {_t(b.end_time)} ({b.rule_id})")
+        why = f": {b.detail['reason']}" if b.kind == "flow" and b.detail and b.detail.get("reason") else ""
+        lines.append(f"  CHAIN BREAK ({b.kind}) {_t(b.start_time)} → {_t(b.end_time)} ({b.rule_id}){why}")
+    lines += _import_flow(trace)
     lines.append(f"  ledger events: {len(trace.events)}")
     return "\n".join(lines)
+
+
+def _import_flow(trace: Trace) -> list[str]:
+    """The lot's import flow: steps, releases with what remains, clearance time, trace code."""
+    flow = trace.import_flow
+    if flow is None:
+        return []
+    clearance = "–" if flow.clearance_s is None else f"{flow.clearance_s / 3600:.1f} h"
+    lines = [f"  import flow: trace code {flow.trace_code or '–'}; clearance {clearance}"]
+    for s in flow.steps:
+        amount = "" if s.quantity is None else f" {s.quantity:g} {s.uom or ''}".rstrip()
+        result = "" if s.conformant is None else (" conformant" if s.conformant else " NON-CONFORMANT")
+        lines.append(f"    {_t(s.event_time)}  {s.step}{amount}{result}")
+    for r in flow.releases:
+        left = "–" if r.remaining is None else f"{r.remaining:g}"
+        lines.append(f"    release {_t(r.event_time)}: {r.released_total:g} released so far, {left} left")
+    return lines
 
 
 def format_demo_summary(summary: dict[str, Any]) -> str:

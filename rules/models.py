@@ -1,8 +1,8 @@
 """Stage 2 (verdicts): the verdict payload the rules stage writes to verdict_outbox (read by the ledger).
 
 `verdict_outbox.kind` is 'excursion_closed' or 'chain_break' (payload: `VerdictPayload` as JSON),
-'lot_verdict' (payload: `LotVerdictPayload`) or 'verdict_correction' (payload: `CorrectionPayload`);
-geofence_outbox rows are `CrossingPayload`.
+'lot_verdict' (payload: `LotVerdictPayload`), 'verdict_correction' (payload: `CorrectionPayload`) or
+'flow_violation' (payload: `FlowViolationPayload`); geofence_outbox rows are `CrossingPayload`.
 Downstream stages may decode it with ``msgspec.convert(payload, VerdictPayload)``. `verdict_id` is
 stable across re-evaluations of the same verdict (the ledger event carries it as ``cc:verdictId``); a
 verdict late data changes keeps it when its start stays, and a correction names it.
@@ -133,6 +133,25 @@ class CrossingPayload(msgspec.Struct, frozen=True, kw_only=True):
     withdrawn: bool = False
     reason: str | None = None  # why it was corrected or withdrawn (what arrived), human-readable
     computed_at: str  # RFC 3339 UTC
+
+
+class FlowViolationPayload(msgspec.Struct, frozen=True, kw_only=True):
+    """An import-flow violation of a lot (a chain break of kind 'flow'), or its withdrawal when the flow no
+    longer shows it (a step recorded late, dated before the offending one)."""
+
+    verdict: Literal["flow_violation"]
+    verdict_id: str  # "flow_violation:<rule_id>:<lot_id>:<offending step's epoch ms>"
+    lot_id: str
+    rule_id: str  # flow/<violation>
+    violation: str  # rules.engine.flow.VIOLATIONS
+    reason: str
+    missing: str | None  # step_missing: the step not recorded
+    event_seq: int  # the offending step's ledger seq
+    event_id: str | None  # and its EPCIS eventID
+    event_time: str  # RFC 3339 UTC, the offending step's event time
+    asset_id: str | None  # the asset holding the lot then, when known
+    computed_at: str  # RFC 3339 UTC
+    withdrawn: bool = False
 
 
 def from_epoch_us(t_us: int) -> datetime:

@@ -708,3 +708,55 @@ SELECT l.lot_id, l.product_class
 FROM moved m JOIN containment c ON c.parent_id = m.epc JOIN lot l ON l.lot_id = c.child_id
 ORDER BY 1
 """
+
+
+# -- the import flow (rules.worker.flow, rules migration 0016; import_step is the ledger stage's) -----
+# The registered lots with an import step among the ledger seqs (lo, hi].
+FLOW_LOTS_MOVED: Final = """
+SELECT DISTINCT s.lot_id FROM import_step s JOIN lot USING (lot_id)
+WHERE s.seq > %(lo)s AND s.seq <= %(hi)s
+ORDER BY s.lot_id
+"""
+FLOW_STEPS_OF_LOT: Final = """
+SELECT step, seq, event_time, quantity, uom, conformant, site, certificates, trace_code, disinfection_required
+FROM import_step WHERE lot_id = %(lot_id)s ORDER BY event_time, seq
+"""
+FLOW_BREAKS_OF_LOT: Final = """
+SELECT chain_break_id, rule_id, (detail ->> 'seq')::bigint, asset_id, start_time, detail
+FROM chain_break WHERE kind = 'flow' AND lot_id = %(lot_id)s
+ORDER BY chain_break_id
+"""
+# The asset holding a lot at t: the asset whose tag encloses it (through its units, upwards), else a fixed
+# asset where it (or what encloses it) is; else a fixed asset at the offending event's bizLocation or
+# readPoint.
+FLOW_HOLDER_AT: Final = """
+WITH RECURSIVE up AS (
+    SELECT c.parent_id, c.location_id, 1 AS depth FROM containment c
+    WHERE c.child_id = %(lot_id)s AND c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s)
+    UNION
+    SELECT c.parent_id, c.location_id, up.depth + 1 FROM containment c JOIN up ON c.child_id = up.parent_id
+    WHERE c.t0 <= %(t)s AND (c.t1 IS NULL OR c.t1 > %(t)s) AND up.depth < 8
+),
+held AS (
+    SELECT a.asset_id, up.depth, 0 AS pref FROM up JOIN asset a ON a.epc = up.parent_id
+    UNION ALL
+    SELECT a.asset_id, up.depth, 1 FROM up JOIN asset a ON a.location_id = up.location_id
+    UNION ALL
+    SELECT a.asset_id, 99, 2 FROM ledger_event e
+    JOIN asset a ON a.location_id IN (e.event -> 'bizLocation' ->> 'id', e.event -> 'readPoint' ->> 'id')
+    WHERE e.seq = %(seq)s
+)
+SELECT asset_id FROM held ORDER BY pref, depth, asset_id LIMIT 1
+"""
+FLOW_EVENT_ID: Final = "SELECT event_id FROM ledger_event WHERE seq = %(seq)s"
+INSERT_FLOW_BREAK: Final = """
+INSERT INTO chain_break (kind, series_id, asset_id, lot_id, rule_id, pack_version, start_time, end_time,
+                         allowed_s, detail)
+VALUES ('flow', NULL, %(asset_id)s, %(lot_id)s, %(rule_id)s, %(pack_version)s, %(t)s, %(t)s, 0, %(detail)s)
+"""
+DELETE_FLOW_BREAK: Final = """
+DELETE FROM chain_break WHERE chain_break_id = %(chain_break_id)s AND kind = 'flow'
+"""
+FLOW_OUTBOX: Final = """
+INSERT INTO verdict_outbox (kind, payload) VALUES ('flow_violation', %(payload)s) RETURNING outbox_id
+"""

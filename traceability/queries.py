@@ -483,8 +483,18 @@ SELECT l.custody_leg_id, b.chain_break_id, b.kind, b.series_id, b.rule_id, b.pac
 FROM custody_leg l
 JOIN chain_break b ON (b.asset_id = l.asset_id OR b.lot_id = %(lot)s)
      AND b.start_time < COALESCE(l.t_end, 'infinity') AND b.end_time >= l.t_start
+     AND b.kind <> 'flow'  -- a lot's import-flow violations are the lot's, not a leg's (LOT_BREAKS)
 WHERE l.custody_leg_id = ANY(%(legs)s)
 ORDER BY b.start_time, b.chain_break_id
+"""
+# The lot's import-flow steps (import_step, derived), and the lots a trace code names.
+IMPORT_STEPS_OF_LOT = """
+SELECT step, seq, event_time, quantity, uom, conformant, site, certificates, trace_code, disinfection_required
+FROM import_step WHERE lot_id = %s ORDER BY event_time, seq
+"""
+LOTS_BY_TRACE_CODE = """
+SELECT DISTINCT s.lot_id FROM import_step s JOIN lot USING (lot_id)
+WHERE s.trace_code = %s AND s.step = 'trace_code' ORDER BY s.lot_id
 """
 LOT_BREAKS = """
 SELECT chain_break_id, kind, series_id, rule_id, pack_version, start_time, end_time, allowed_s, detail

@@ -21,6 +21,7 @@ from typing import Any
 
 import psycopg
 
+from rules.engine import flow
 from rules.verdicts import NOT_JUDGED, Verdict
 from traceability import queries
 from traceability.epcis.builders import parse_time
@@ -37,6 +38,9 @@ from traceability.trace_model import (
     Excursion,
     FirstEvent,
     Forward,
+    ImportFlow,
+    ImportRelease,
+    ImportStep,
     LedgerRef,
     Limits,
     LineageLink,
@@ -54,6 +58,7 @@ from traceability.trace_model import (
     Unit,
     VerdictVersion,
 )
+from traceability.web.paths import scan_path
 
 Conn = psycopg.Connection[Any]
 
@@ -239,6 +244,56 @@ def trace_lot(conn: Conn, lot_id: str, *, scope: ScopeParams = queries.EVERYTHIN
         shipments=shipments_of_lot(
             conn, lot_id, scope, [e.seq for e in events if not (e.error_declaration or e.declared_wrong)]
         ),
+        import_flow=_import_flow(conn, lot_id),
+    )
+
+
+def _import_flow(conn: Conn, lot_id: str) -> ImportFlow | None:
+    """The lot's import flow from its derived steps, its releases and clearance time as the flow checker
+    counts them (``rules.engine.flow``); None when the ledger records no import step of the lot."""
+    steps = [
+        flow.FlowStep(
+            step=str(r[0]),
+            seq=int(r[1]),
+            t=_utc(r[2]),
+            quantity=_float(r[3]),
+            uom=r[4],
+            conformant=r[5],
+            site=r[6],
+            certificates=tuple(r[7] or ()),
+            trace_code=r[8],
+            disinfection_required=bool(r[9]),
+        )
+        for r in conn.execute(queries.IMPORT_STEPS_OF_LOT, (lot_id,)).fetchall()
+    ]
+    if not steps:
+        return None
+    found = flow.check(steps)
+    return ImportFlow(
+        steps=[
+            ImportStep(
+                s.step,
+                s.seq,
+                s.t,
+                s.quantity,
+                s.uom,
+                s.conformant,
+                s.site,
+                list(s.certificates),
+                s.trace_code,
+            )
+            for s in found.steps
+        ],
+        releases=[
+            ImportRelease(r.seq, r.t, r.quantity, r.uom, r.released_total, r.inspected, r.remaining)
+            for r in found.releases
+        ],
+        discharged_at=found.discharged_at,
+        first_release_at=found.first_release_at,
+        clearance_s=found.clearance_s,
+        trace_code=found.trace_code,
+        trace_code_site=found.trace_code_site,
+        scan_path=None if found.trace_code is None else scan_path(found.trace_code),
     )
 
 

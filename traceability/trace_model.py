@@ -396,6 +396,64 @@ class ShipmentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ImportStep:
+    """A step of the lot's import flow as the ledger recorded it (``import_step``)."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    step: str
+    """discharge, inspection, disinfection, trace_code, entry (first line), release (second line) or onward"""
+    seq: int
+    event_time: datetime
+    quantity: float | None
+    uom: str | None
+    conformant: bool | None
+    """an inspection's result (null for the other steps)"""
+    site: str | None
+    certificates: list[str]
+    trace_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRelease:
+    """A (partial) second-line release: one inspection may cover several."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    seq: int
+    event_time: datetime
+    quantity: float | None
+    uom: str | None
+    released_total: float
+    """the lot's releases so far, this one included"""
+    inspected: float | None
+    """the quantity the covering conformant inspection inspected (null: none, or in another unit)"""
+    remaining: float | None
+    """what remains of it after this release"""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportFlow:
+    """The lot's imported cold-chain food flow: its steps, releases, clearance time and trace code. Its
+    violations are the lot's chain breaks of kind ``flow`` (``lot_chain_breaks``), as the rules stage raised
+    them."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    steps: list[ImportStep]
+    releases: list[ImportRelease]
+    discharged_at: datetime | None
+    first_release_at: datetime | None
+    clearance_s: float | None
+    """discharge → first release, in seconds (null until both are recorded)"""
+    trace_code: str | None
+    """the trace code the first receiving site issued (null: none yet)"""
+    trace_code_site: str | None
+    scan_path: str | None
+    """the public scan page of the trace code (``/scan/{code}``)"""
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     lot_id: str
     lot: Lot | None
@@ -424,6 +482,8 @@ class Trace:
     """every version of the lot's verdict, oldest first"""
     shipments: list[ShipmentRef] = field(default_factory=list)
     """the shipments the lot travelled in (registered, or named by its captured documents), with their legs"""
+    import_flow: ImportFlow | None = None
+    """the lot's import flow (null: the ledger records no import step of it)"""
 
 
 def to_json(found: Trace) -> dict[str, Any]:

@@ -20,7 +20,11 @@ transaction that appends their events, so any number of workers can run and noth
   fields. A 'verdict_correction' (late data changed or removed verdicts the ledger holds) appends the
   replacing verdict's event, or one reporting the withdrawal, then an errorDeclaration (reason
   ``incorrect_data``, that event as ``correctiveEventIDs``) of each event of the declared verdict ids;
-  a lot verdict that corrects an earlier version declares that version's event the same way.
+  a lot verdict that corrects an earlier version declares that version's event the same way. A
+  'flow_violation' (the lot's import flow broke its order) appends an ObjectEvent over the lot
+  (quantityList) at the offending step's time, ``cc:verdict`` chain_break, ``cc:breakKind`` flow, the
+  violation, its reason and the offending event's id; its withdrawal one with ``cc:verdict``
+  verdict_withdrawn naming the violation's verdict id.
 * ``geofence_outbox`` rows: the arriving/departing event of an asset's geofence crossing
   (``traceability.geofence_ledger``).
 """
@@ -38,7 +42,13 @@ from typing import Any
 import msgspec
 import psycopg
 
-from rules.models import CorrectionPayload, LotVerdictPayload, VerdictPayload, WithdrawnVerdict
+from rules.models import (
+    CorrectionPayload,
+    FlowViolationPayload,
+    LotVerdictPayload,
+    VerdictPayload,
+    WithdrawnVerdict,
+)
 from traceability import geofence_ledger, queries
 from traceability.epcis import builders, validation
 from traceability.epcis.steps import INBOUND_STEPS, OUTBOUND_STEPS
@@ -110,6 +120,8 @@ class LedgerWorker:
         decoded = decode_verdict(kind, payload)
         if decoded is None:
             return []
+        if isinstance(decoded, FlowViolationPayload):
+            return [flow_violation_event(decoded)]
         if isinstance(decoded, LotVerdictPayload):
             event = lot_verdict_event(decoded)
             if decoded.corrects is None:
@@ -300,9 +312,11 @@ def events_for_group(group: ReadGroup, rp: ReadPoint) -> list[builders.Event]:
 
 def decode_verdict(
     kind: str, payload: object
-) -> VerdictPayload | LotVerdictPayload | CorrectionPayload | None:
+) -> VerdictPayload | LotVerdictPayload | CorrectionPayload | FlowViolationPayload | None:
     """The outbox payload as the rules stage's own type; None (logged) when it does not match it."""
     try:
+        if kind == "flow_violation":
+            return msgspec.convert(payload, FlowViolationPayload)
         if kind == "lot_verdict":
             return msgspec.convert(payload, LotVerdictPayload)
         if kind == "verdict_correction":
@@ -332,6 +346,41 @@ def lot_verdict_event(v: LotVerdictPayload) -> builders.Event:
             extensions["cc:correctionReason"] = v.correction_reason
     event = builders.object_event(
         event_time=builders.parse_time(v.computed_at),
+        quantities=[builders.quantity(v.lot_id)],
+        biz_step="inspecting",
+        extensions=extensions,
+    )
+    return builders.with_event_id(event)
+
+
+def flow_violation_event(v: FlowViolationPayload) -> builders.Event:
+    """The ledger event of an import-flow violation of a lot (or of its withdrawal)."""
+    if v.withdrawn:
+        extensions: dict[str, Any] = {
+            "cc:verdict": "verdict_withdrawn",
+            "cc:withdrawnVerdictId": v.verdict_id,
+            "cc:ruleId": v.rule_id,
+            "cc:correctionReason": v.reason,
+        }
+        at = v.computed_at
+    else:
+        extensions = {
+            "cc:verdict": "chain_break",
+            "cc:breakKind": "flow",
+            "cc:verdictId": v.verdict_id,
+            "cc:ruleId": v.rule_id,
+            "cc:flowViolation": v.violation,
+            "cc:reasons": v.reason,
+        }
+        if v.missing is not None:
+            extensions["cc:missingStep"] = v.missing
+        if v.event_id is not None:
+            extensions["cc:violatingEvent"] = v.event_id
+        if v.asset_id is not None:
+            extensions["cc:assetId"] = v.asset_id
+        at = v.event_time
+    event = builders.object_event(
+        event_time=builders.parse_time(at),
         quantities=[builders.quantity(v.lot_id)],
         biz_step="inspecting",
         extensions=extensions,

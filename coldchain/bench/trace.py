@@ -196,12 +196,15 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
     from traceability.epcis.jcs import canonical
     from traceability.ledger.chain import GENESIS_HASH, content_digest, entry_hash
     from traceability.ledger.derive import subjects_of
+    from traceability.ledger.import_steps import COLUMNS as IMPORT_STEP_COLUMNS
+    from traceability.ledger.import_steps import import_steps
 
     prev, seq = GENESIS_HASH, 0
     ledger_rows: list[tuple[Any, ...]] = []
     subjects: list[tuple[Any, ...]] = []
     bts: list[tuple[Any, ...]] = []
     bonded: list[tuple[Any, ...]] = []
+    steps: list[tuple[Any, ...]] = []
     containment: list[tuple[Any, ...]] = []
     legs: list[tuple[Any, ...]] = []
     for n, container, start in _plan(lots, containers, readings):
@@ -230,6 +233,7 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
             seqs.append(seq)
             subjects.extend((i, seq, r) for i, r in subjects_of(event))
             bts.extend((b["bizTransaction"], b["type"], seq) for b in event.get("bizTransactionList", ()))
+            steps.extend(import_steps(seq, parse_time(event["eventTime"]), event))
             if "cc:bondedStatus" in event:
                 bonded.append(
                     (
@@ -266,6 +270,7 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
             ("event_subject", ("subject_id", "seq", "role"), subjects),
             ("biz_transaction", ("biz_transaction", "type", "seq"), bts),
             ("bonded_status", ("lot_id", "status", "line", "seq", "event_time"), bonded),
+            ("import_step", IMPORT_STEP_COLUMNS, steps),
             (
                 "containment",
                 ("child_id", "parent_id", "location_id", "t0", "t1", "start_seq", "end_seq"),

@@ -73,6 +73,7 @@ def report_lot(
                 tz=tz,
                 legs=REPORT_LEG_READINGS,
                 trace_url=trace_page_url(base, lot_id),
+                base_url=base,
                 cp=cp,
                 with_readings=fmt != "pdf",
             )

@@ -47,6 +47,10 @@ FAULTS: Final = Rule("faults", "faults", "indeterminate", "info")
 # outside the class's limits is an excursion, judged on the asset's rh channel.
 CALIBRATION: Final = Rule("calibration", "calibration", "indeterminate", "warning")
 HUMIDITY: Final = Rule("humidity", "humidity", "excursion", "warning")
+# Not a class rule: the import flow of a batch (rules.engine.flow), one rule per violation, its chain_break
+# kind 'flow'; the rule id is ``flow/<violation>`` (`flow_rule_id`).
+FLOW: Final = Rule("flow", "flow", "broken", "critical", break_kind="flow")
+FLOW_RULE_PREFIX: Final = "flow/"
 # Not a class rule: a telemetry batch whose evaluation raised and was taken off the queue (its id is
 # ``rules/quarantine``, the same under every class).
 QUARANTINE: Final = Rule("quarantine", "quarantine", "indeterminate", "critical")
@@ -127,6 +131,15 @@ LOT_QUARANTINED_TEXT: Final = "lot {lot_id} could not be judged: its evaluation 
 QUARANTINE_CLEARED: Final = "the quarantined data was judged without error"
 LEG_NAME: Final = "{asset} from {start}"
 UNKNOWN_ASSET: Final = "unknown asset"
+# The import flow of a batch (rules.engine.flow): each violation's reason, and the alarm naming its lot.
+FLOW_RELEASE_WITHOUT_INSPECTION: Final = "release of {quantity} without a conformant inspection"
+FLOW_RELEASED_BEYOND_INSPECTED: Final = "released {released} in total, beyond the {inspected} inspected"
+FLOW_RELEASE_AFTER_NON_CONFORMANT: Final = (
+    "release of {quantity} after a non-conformant inspection ({inspected_at})"
+)
+FLOW_STEP_MISSING: Final = "{step} with no {missing} recorded before it"
+FLOW_ALARM: Final = "lot {lot}: {reason}"
+FLOW_CLEARED: Final = "the import flow no longer shows this violation"
 
 REASON_TEMPLATES: Final = (
     RANGE_EXCURSION,
@@ -158,6 +171,12 @@ REASON_TEMPLATES: Final = (
     QUARANTINED_TEXT,
     LOT_QUARANTINED_TEXT,
     QUARANTINE_CLEARED,
+    FLOW_RELEASE_WITHOUT_INSPECTION,
+    FLOW_RELEASED_BEYOND_INSPECTED,
+    FLOW_RELEASE_AFTER_NON_CONFORMANT,
+    FLOW_STEP_MISSING,
+    FLOW_ALARM,
+    FLOW_CLEARED,
 )
 # The parts a reason's field may hold (translated there, never taken for a whole reason).
 REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
@@ -166,6 +185,7 @@ REASON_WORDS: Final = (
     *("above", "below", "door open", "power lost", "storage", "transport", "road", "rail", "sea"),
     *("gap", "excursion", "door", "power", "trigger", "humidity"),
     *("pass", "indeterminate", "broken"),
+    *("discharge", "inspection", "disinfection", "release", "onward", "a quantity not stated"),
     UNKNOWN_ASSET,
 )
 
@@ -315,3 +335,13 @@ def quarantined(batch_id: int) -> str:
 def lot_quarantined(lot_id: str) -> str:
     """Why a lot's verdict was not brought up to date (never the error, as for a batch)."""
     return LOT_QUARANTINED_TEXT.format(lot_id=lot_id)
+
+
+def flow_rule_id(violation: str) -> str:
+    """The rule id of an import-flow violation (its chain_break row, its ledger event, its alarm)."""
+    return FLOW_RULE_PREFIX + violation
+
+
+def flow_alarm(lot_id: str, reason: str) -> str:
+    """An import-flow alarm's reason: the alarm is on an asset, so it names the lot."""
+    return FLOW_ALARM.format(lot=lot_id, reason=reason)

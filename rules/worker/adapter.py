@@ -13,7 +13,9 @@ asset is re-judged against its own class through the assets that carried it (`ru
 changed lot verdict going to the ledger as a 'lot_verdict'. The taken rows are deleted. Every lot
 whose custody the ledger changed since the last judged seq (a handoff, a leg closed, a unit packed or
 unpacked) is re-judged too, at most `custody_limit` ledger seqs a run (`rules.worker.custody`), so a
-custody change with no later telemetry still gets its lot verdict. The whole is committed; alarm
+custody change with no later telemetry still gets its lot verdict. The lots whose import steps those
+seqs recorded have their import flow checked (`rules.worker.flow`: flow violations, chain
+breaks of kind 'flow', with their alarms and ledger hand-overs). The whole is committed; alarm
 events are published (MQTT / webhooks) after commit.
 
 Series are locked in ascending order (advisory locks), then the lots to judge, so two workers never
@@ -45,7 +47,7 @@ from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import custody, geofences, history, lots, outbox, queue, reads
+from rules.worker import custody, flow, geofences, history, lots, outbox, queue, reads
 from rules.worker.apply import RunStats, apply
 from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
@@ -326,6 +328,7 @@ class RulesWorker:
                 lot_verdicts=stats.lot_verdicts,
                 breaks=stats.breaks,
                 crossings=stats.crossings,
+                flow_violations=stats.flow_violations,
             )
         return len(batches) + len(waiting) + stats.custody_seqs
 
@@ -516,9 +519,18 @@ class RulesWorker:
         if seqs is None:
             return []
         moved = custody.moved_lots(conn, seqs)
+        self._flow(conn, seqs, stats)
         custody.advance(conn, seqs)
         stats.custody_seqs += seqs.hi - seqs.lo
         return [(lot_id, product_class, seqs.arrived()) for lot_id, product_class in moved]
+
+    def _flow(self, conn: Conn, seqs: custody.SeqRange, stats: RunStats) -> None:
+        """Check the import flow of the lots with an import step among the seqs (`rules.worker.flow`)."""
+        run = flow.judge(conn, seqs, datetime.now(UTC))
+        stats.flow_violations += run.raised + run.withdrawn
+        stats.emitted += run.raised + run.withdrawn
+        stats.pending += run.pending
+        stats.alarms += len(run.pending)
 
     def _judge_lot_isolated(
         self, conn: Conn, lot_id: str, product_class: str, arrived: dict[str, Any], stats: RunStats

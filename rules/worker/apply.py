@@ -63,6 +63,7 @@ class RunStats:
     custody_seqs: int = 0  # ledger seqs whose custody changes were judged
     breaks: int = 0  # profile chain breaks (single event, cumulative, band, MKT) written
     corrections: int = 0  # verdicts the ledger holds that late data changed or removed
+    flow_violations: int = 0  # import-flow violations raised or withdrawn
     lots_quarantined: int = 0  # lots whose judging raised (kept in lot_quarantine, the run going on)
     crossings: int = 0  # geofence crossings added, moved or withdrawn
     verdicts: dict[str, int] = field(default_factory=dict)  # verdict_outbox rows written, by kind

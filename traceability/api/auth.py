@@ -8,7 +8,7 @@ Roles and what they may do (what they may read is the SQL's ``cc_sees_*``, migra
 * ``carrier``: read its own shipments, the assets it operates or carries them in and their lots,
   acknowledge / resolve those assets' alarms, and register its own shipments;
 * ``shipper``: read the lots it owns and the shipments it ships or receives, and register its own shipments;
-* ``operator``: read everything, acknowledge / resolve alarms, and register shipments;
+* ``operator``: read everything, acknowledge / resolve alarms, register shipments and set geofences;
 * ``capture``: capture EPCIS documents and read their capture jobs;
 * ``admin``: everything.
 
@@ -31,16 +31,16 @@ from traceability import queries
 
 Conn = psycopg.Connection[Any]
 
-READ, ALARMS, CAPTURE, SHIPMENTS = "read", "alarms", "capture", "shipments"
+READ, ALARMS, CAPTURE, SHIPMENTS, LOCATIONS = "read", "alarms", "capture", "shipments", "locations"
 ROLES: dict[str, frozenset[str]] = {
     "inspector": frozenset({READ}),
     "regulator": frozenset({READ}),
     "customs": frozenset({READ}),
     "carrier": frozenset({READ, ALARMS, SHIPMENTS}),
     "shipper": frozenset({READ, SHIPMENTS}),
-    "operator": frozenset({READ, ALARMS, SHIPMENTS}),
+    "operator": frozenset({READ, ALARMS, SHIPMENTS, LOCATIONS}),
     "capture": frozenset({CAPTURE}),
-    "admin": frozenset({READ, ALARMS, CAPTURE, SHIPMENTS}),
+    "admin": frozenset({READ, ALARMS, CAPTURE, SHIPMENTS, LOCATIONS}),
 }
 # The roles whose key must name its party (what they read is that party's).
 PARTY_ROLES = frozenset({"carrier", "shipper"})

@@ -83,6 +83,7 @@ def _require(permission: str) -> Any:
 
 Reader = Annotated[auth.Principal, _require(auth.READ)]
 Operator = Annotated[auth.Principal, _require(auth.ALARMS)]
+Registrar = Annotated[auth.Principal, _require(auth.LOCATIONS)]  # sets locations' geofences
 Principal = Annotated[auth.Principal, Depends(current_principal)]
 
 

@@ -17,6 +17,21 @@ Conventions (all values are EPCIS 2.0 fields or ``cc:`` extensions, so every eve
   (port_terminal|rail_station|bonded_zone);
 * geofences: an asset's position entering (``arriving``) or leaving (``departing``) a location's
   geofence, with ``cc:geofence`` (enter|exit), ``cc:asset`` and ``cc:shipment``.
+
+The imported cold-chain food flow, one batch (lot) per event, its quantity in the quantityList (what the
+ledger derives into ``import_step`` and the rules stage's flow checker follows):
+
+* discharge: bizStep ``arriving`` at the port with ``cc:discharge`` (the vessel and voyage, or ``port``);
+* inspection and quarantine result: bizStep ``inspecting``, disposition conformant/non_conformant,
+  ``cc:inspection`` ``inspection``, ``cc:result`` (conformant|non_conformant), ``cc:certificates`` (the
+  certificate numbers), ``cc:site`` (the designated supervision site) and, when the result asks for it,
+  ``cc:disinfectionRequired`` true;
+* disinfection: bizStep ``inspecting``, ``cc:inspection`` ``disinfection``, ``cc:site`` (done once);
+* trace code issue at the first receiving site (首站赋码): bizStep ``commissioning`` with
+  ``cc:traceCode`` and ``cc:site``;
+* first-line entry (``cc:bondedStatus`` bonded, ``cc:customsLine`` first) and second-line release
+  (released, second), each with the quantity entering or leaving;
+* onward: bizStep ``departing`` of the batch (quantityList) with its conveyance.
 SGTIN-96 / SSCC-96 tag hex is the gateway's to decode; here identifiers are EPC URIs.
 """
 
@@ -314,3 +329,205 @@ def inspection(
         extensions=ext,
     )
     return builders.with_event_id(ev)
+
+
+# -- the imported cold-chain food flow, per batch ---------------------------------------------------------
+DISCHARGE_KEY = "cc:discharge"
+INSPECTION_KEY = "cc:inspection"
+RESULT_KEY = "cc:result"
+CERTIFICATES_KEY = "cc:certificates"
+SITE_KEY = "cc:site"
+DISINFECTION_REQUIRED_KEY = "cc:disinfectionRequired"
+TRACE_CODE_KEY = "cc:traceCode"
+
+
+def _batch(lot: str, quantity: float | None, uom: str | None) -> list[dict[str, Any]]:
+    if quantity is not None and quantity <= 0:
+        raise ValueError(f"quantity of {lot} must be positive, not {quantity}")
+    return [builders.quantity(lot, quantity, uom)]
+
+
+def discharge(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float | None = None,
+    uom: str | None = None,
+    location: str,
+    container: str | None = None,
+    vessel: str | None = None,
+    voyage: str | None = None,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """The batch discharged at the port (its arrival): bizStep arriving, ``cc:discharge``."""
+    ext: dict[str, Any] = {DISCHARGE_KEY: " ".join(v for v in (vessel, voyage) if v) or "port"}
+    ev = builders.object_event(
+        event_time=t,
+        epcs=[container_epc(container)] if container else [],
+        quantities=_batch(lot, quantity, uom),
+        biz_step="arriving",
+        disposition="in_progress",
+        read_point=location,
+        biz_location=location,
+        extensions=ext,
+    )
+    if not container:
+        ev.pop("epcList", None)
+    return builders.with_event_id(_with(ev, transactions))
+
+
+def inspection_result(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None = None,
+    conformant: bool,
+    certificates: Sequence[str],
+    site: str,
+    location: str,
+    disinfection_required: bool = False,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """The inspection and quarantine result of a batch: the quantity inspected, its certificates, its site."""
+    result = "conformant" if conformant else "non_conformant"
+    ext: dict[str, Any] = {
+        INSPECTION_KEY: "inspection",
+        RESULT_KEY: result,
+        CERTIFICATES_KEY: [str(c) for c in certificates],
+        SITE_KEY: site,
+    }
+    if disinfection_required:
+        ext[DISINFECTION_REQUIRED_KEY] = True
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
+        biz_step="inspecting",
+        disposition=result,
+        read_point=location,
+        biz_location=location,
+        extensions=ext,
+    )
+    return builders.with_event_id(_with(ev, transactions))
+
+
+def disinfection(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float | None = None,
+    uom: str | None = None,
+    site: str,
+    location: str,
+    certificates: Sequence[str] = (),
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """The disinfection record of a batch (done once, at `site`)."""
+    ext: dict[str, Any] = {INSPECTION_KEY: "disinfection", SITE_KEY: site}
+    if certificates:
+        ext[CERTIFICATES_KEY] = [str(c) for c in certificates]
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
+        biz_step="inspecting",
+        disposition="conformant",
+        read_point=location,
+        biz_location=location,
+        extensions=ext,
+    )
+    return builders.with_event_id(_with(ev, transactions))
+
+
+def trace_code_issue(
+    *,
+    t: datetime,
+    lot: str,
+    code: str,
+    site: str,
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """The first receiving site (首站) issuing the batch's trace code, which the public scan page resolves."""
+    if not code or not code.isascii() or not all(c.isalnum() or c in "-_." for c in code):
+        raise ValueError(f"trace code {code!r}: letters, digits, '-', '_' and '.' only")
+    ev = builders.object_event(
+        event_time=t,
+        quantities=[builders.quantity(lot)],
+        biz_step="commissioning",
+        disposition="active",
+        read_point=location,
+        biz_location=location,
+        extensions={TRACE_CODE_KEY: code, SITE_KEY: site},
+    )
+    return builders.with_event_id(_with(ev, transactions))
+
+
+def _customs_line(
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None,
+    status: str,
+    line: str,
+    location: str,
+    transactions: Sequence[Mapping[str, str]],
+) -> builders.Event:
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
+        biz_step="entering_exiting",
+        disposition="in_progress",
+        read_point=location,
+        extensions={"cc:bondedStatus": status, "cc:customsLine": line},
+    )
+    return builders.with_event_id(_with(ev, transactions))
+
+
+def first_line_entry(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None = None,
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """First-line entry of a batch into the bonded zone (status bonded), with the quantity entering."""
+    return _customs_line(t, lot, quantity, uom, "bonded", "first", location, transactions)
+
+
+def second_line_release(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float,
+    uom: str | None = None,
+    location: str,
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """Second-line release of (part of) a batch to the domestic market (status released), with the quantity
+    released: one inspection may cover several partial releases."""
+    return _customs_line(t, lot, quantity, uom, "released", "second", location, transactions)
+
+
+def onward(
+    *,
+    t: datetime,
+    lot: str,
+    quantity: float | None = None,
+    uom: str | None = None,
+    location: str,
+    conveyance_ext: Mapping[str, Any],
+    transactions: Sequence[Mapping[str, str]] = (),
+) -> builders.Event:
+    """The batch leaving onward (departing by sea-rail train or truck) after its release."""
+    ev = builders.object_event(
+        event_time=t,
+        quantities=_batch(lot, quantity, uom),
+        biz_step="departing",
+        disposition="in_transit",
+        read_point=location,
+        extensions=dict(conveyance_ext),
+    )
+    ev.pop("epcList", None)
+    return builders.with_event_id(_with(ev, transactions))

@@ -12,6 +12,16 @@ def N_(message: str) -> str:  # noqa: N802 (the name gettext extractors know)
 
 
 BONDED = {"bonded": N_("bonded"), "released": N_("released"), "domestic": N_("domestic")}
+# The steps of a batch's import flow (rules.engine.flow), as the trace page and the reports name them.
+IMPORT_STEPS = {
+    "discharge": N_("discharge"),
+    "inspection": N_("inspection"),
+    "disinfection": N_("disinfection"),
+    "trace_code": N_("trace code issued"),
+    "entry": N_("first-line entry"),
+    "release": N_("second-line release"),
+    "onward": N_("onward"),
+}
 BIZ_STEPS = {
     "commissioning": N_("commissioning"),
     "packing": N_("packing"),

@@ -1,4 +1,4 @@
-"""Stage 3, ledger: derive containment intervals and custody legs from appended EPCIS events.
+"""Stage 3, ledger: derive containment, custody legs and import steps from appended EPCIS events.
 
 Rules (applied in ledger order, inside the append's transaction, so both tables are a function of the
 ledger and the registry):
@@ -10,6 +10,9 @@ ledger and the registry):
 * AggregationEvent DELETE: the listed children (all children when none are listed) leave the parent.
 * ObjectEvent with a bizLocation known to the registry, other than while moving (shipping, departing,
   transporting, loading) or reporting: each EPC leaves what held it and is at that location.
+* ObjectEvent naming lots in its quantityList with an import-flow extension (discharge, inspection,
+  disinfection, trace code, first-line entry, second-line release) or leaving: a row of ``import_step``
+  per lot (``traceability.ledger.import_steps``).
 * ObjectEvent with a custody step (storing, shipping, receiving, ...): each EPC's open custody leg
   ends and a new one starts, with the custodian of the read point, the location (bizLocation, else
   the read point's), and the asset enclosing the EPC at that moment (the asset whose tag is its
@@ -34,7 +37,7 @@ from traceability import limits, queries
 from traceability.epcis.builders import biz_step_name, parse_time
 from traceability.epcis.digital_link import check_digit
 from traceability.epcis.steps import CUSTODY_STEPS, NOT_PLACING_STEPS
-from traceability.ledger import shipments
+from traceability.ledger import import_steps, shipments
 
 POSSESSING = "https://ref.gs1.org/cbv/SDT-possessing_party"
 FUTURE_TOLERANCE = timedelta(seconds=limits.FUTURE_TOLERANCE_S)
@@ -168,6 +171,7 @@ class Derivation:
         self.bonded: list[tuple[str, str, str | None, int, datetime]] = []
         self.lineage: list[tuple[str, str, int, datetime]] = []
         self.claims: list[shipments.Claim] = []
+        self.import_steps: list[import_steps.ImportRow] = []
         self.rows: list[_Contained] = []  # every containment row in play, loaded then created
         self.by_child: dict[str, list[_Contained]] = {}
         self.by_parent: dict[str, list[_Contained]] = {}
@@ -291,6 +295,7 @@ class Derivation:
                     self.bonded.append(
                         (lot, str(status), line if line in ("first", "second") else None, seq, t)
                     )
+            self.import_steps += import_steps.import_steps(seq, t, event)
             kind = event.get("type")
             placing = kind in ("AggregationEvent", "ObjectEvent") and not self._future(seq, t, event)
             if kind == "AggregationEvent" and placing:
@@ -433,6 +438,8 @@ class Derivation:
         _copy(self.conn, "biz_transaction", ("biz_transaction", "type", "seq"), bts.values())
         bonded = {(r[0], r[3]): r for r in self.bonded}
         _copy(self.conn, "bonded_status", ("lot_id", "status", "line", "seq", "event_time"), bonded.values())
+        steps = {(r[0], r[2], r[1]): r for r in self.import_steps}
+        _copy(self.conn, "import_step", import_steps.COLUMNS, steps.values())
         lineage = {r[:3]: r for r in self.lineage}
         _copy(self.conn, "lineage", ("input_id", "output_id", "seq", "event_time"), lineage.values())
         _copy(

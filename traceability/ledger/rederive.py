@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from traceability import queries
-from traceability.ledger import derive
+from traceability.ledger import derive, import_steps
 
 Conn = psycopg.Connection[Any]
 
@@ -37,6 +37,7 @@ DERIVED_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("biz_transaction", ("biz_transaction", "type", "seq")),
     ("bonded_status", ("lot_id", "status", "line", "seq", "event_time")),
     ("lineage", ("input_id", "output_id", "seq", "event_time")),
+    ("import_step", import_steps.COLUMNS),
     ("containment", ("child_id", "parent_id", "location_id", "t0", "t1", "start_seq", "end_seq")),
     (
         "custody_leg",

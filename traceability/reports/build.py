@@ -20,6 +20,7 @@ from traceability.reports.proof import Proof, evidence
 from traceability.reports.rows import EventRow, ReadingRow, event_rows, reading_rows
 from traceability.trace import trace
 from traceability.trace_model import Trace
+from traceability.web.paths import scan_page_url
 
 Conn = psycopg.Connection[Any]
 Format = Literal["pdf", "xlsx", "csv"]
@@ -46,6 +47,9 @@ class Report:
     _: Gettext
     trace_url: str | None
     """the trace page's URL, for the PDF's QR code (None: no QR code)"""
+    scan_url: str | None = None
+    """the public scan page of the lot's trace code, for the PDF's second QR code (None: no trace code, or
+    no base URL given)"""
 
 
 def read_report(
@@ -56,6 +60,7 @@ def read_report(
     tz: ZoneInfo,
     legs: LegReadingsSource | list[LegReadings] | None = None,
     trace_url: str | None = None,
+    base_url: str | None = None,
     cp: checkpoint.Checkpoint | None = None,
     now: datetime | None = None,
     with_readings: bool = True,
@@ -64,9 +69,10 @@ def read_report(
     """The report of whatever lot ``ident`` names (as ``/trace/{id}`` resolves it); None if none.
     ``legs`` gives the legs' readings (a list, or a callable of the connection and trace); without it,
     the readings sheet is empty and the charts say there is no temperature evidence.
-    ``with_readings=False`` leaves the readings rows out (the PDF shows charts, not rows). Raises
-    ``ReportError`` when no signed checkpoint covers the lot's events. Only a lot ``seen_by`` (a scope's
-    parameters) may read is reported on."""
+    ``with_readings=False`` leaves the readings rows out (the PDF shows charts, not rows). ``base_url``: where
+    the public scan page is served, for the trace code's QR code. Raises ``ReportError`` when no signed
+    checkpoint covers the lot's events. Only a lot ``seen_by`` (a scope's parameters) may read is reported
+    on."""
     found = trace(conn, ident, seen_by)
     if found is None:
         return None
@@ -91,7 +97,14 @@ def read_report(
         tz=tz,
         _=gettext_for(lang),
         trace_url=trace_url,
+        scan_url=_scan_url(found, base_url),
     )
+
+
+def _scan_url(found: Trace, base_url: str | None) -> str | None:
+    """The public scan page of the lot's trace code under ``base_url`` (None: no code, or no base URL)."""
+    code = found.import_flow.trace_code if found.import_flow is not None else None
+    return None if code is None or base_url is None else scan_page_url(base_url, code)
 
 
 def render(report: Report, fmt: Format) -> bytes:

@@ -1,6 +1,7 @@
 """Stage 3 (reports): the lot's chain-of-custody and temperature-compliance report as a PDF (WeasyPrint,
 from ``templates/lot_report.html.j2``), zh-CN or en: a cover with the proof and a QR code to the trace
-page, then custody, a static chart per leg, excursions, gaps and breaks, and every event with its hash.
+page (and one to the public scan page of the lot's trace code), the import flow, then custody, a static
+chart per leg, excursions, gaps and breaks, and every event with its hash.
 Pages are numbered (CSS ``@page`` counters); fonts, the CJK one ('Noto Sans CJK SC', Debian's
 fonts-noto-cjk) included, are embedded by WeasyPrint."""
 
@@ -66,6 +67,9 @@ def html(report: Report) -> str:
     qr = None
     if report.trace_url:
         qr = segno.make(report.trace_url, error="m").svg_data_uri(scale=4, border=2)
+    scan_qr = None
+    if report.scan_url:
+        scan_qr = segno.make(report.scan_url, error="m").svg_data_uri(scale=4, border=2)
 
     def tm(x: datetime | None) -> str:
         return format_time(x, report.lang, report.tz)
@@ -92,6 +96,9 @@ def html(report: Report) -> str:
         "events": report.events,
         "qr": qr,
         "trace_url": report.trace_url,
+        "scan_qr": scan_qr,
+        "scan_url": report.scan_url,
+        "flow": t.import_flow,
         "events_query": _(EVENTS_QUERY).format(lot=t.lot_id),
     }
     return env.get_template("lot_report.html.j2").render(context)

@@ -1,5 +1,6 @@
 """Stage 3 (reports): the lot's events and readings as an XLSX workbook (XlsxWriter): an events sheet (one
-row per critical tracking event), a readings sheet (at the class's recording interval, flagged) and a
+row per critical tracking event), a readings sheet (at the class's recording interval, flagged), the
+import flow's steps when the lot has any (partial releases with what remains, the clearance time) and a
 proof sheet; frozen headers, autofilters, typed cells (times as Excel dates in UTC, numbers as numbers)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
+from traceability.i18n import words
 from traceability.reports.build import Report
 from traceability.reports.csv_report import iso_utc
 from traceability.reports.proof import EVENTS_QUERY, READINGS_QUERY
@@ -38,6 +40,7 @@ def xlsx_bytes(report: Report) -> bytes:
     }
     _sheet(book, _("Events"), EVENT_COLUMNS, report.events, fmt, report)
     _sheet(book, _("Readings"), READING_COLUMNS, report.readings, fmt, report)
+    _import_flow(book, fmt, report)
     proof = book.add_worksheet(_("Proof"))
     proof.set_column(0, 0, 28)
     proof.set_column(1, 1, 100)
@@ -53,6 +56,64 @@ def xlsx_bytes(report: Report) -> bytes:
         proof.write_string(i, 1, value)
     book.close()
     return buffer.getvalue()
+
+
+IMPORT_FLOW_HEADERS = (
+    "Step",
+    "Time (UTC)",
+    "Quantity",
+    "Unit",
+    "Result",
+    "Site",
+    "Certificates",
+    "Trace code",
+    "Released so far",
+    "Inspected",
+    "Remaining",
+)
+
+
+def _import_flow(book: xlsxwriter.Workbook, fmt: dict[str, Any], report: Report) -> None:
+    """The import flow's steps, one row each; a release row with the total released so far, the inspected
+    quantity and what remains; the clearance time under them (nothing when the lot has no import step)."""
+    flow = report.trace.import_flow
+    if flow is None:
+        return
+    _ = report._
+    sheet = book.add_worksheet(_("Import flow"))
+    for j, header in enumerate(IMPORT_FLOW_HEADERS):
+        sheet.write_string(0, j, _(header), fmt["header"])
+        sheet.set_column(j, j, 18)
+    releases = {r.seq: r for r in flow.releases}
+    for i, s in enumerate(flow.steps, start=1):
+        r = releases.get(s.seq) if s.step == "release" else None
+        result = None if s.conformant is None else ("conformant" if s.conformant else "non-conformant")
+        values: list[Any] = [
+            _(words.IMPORT_STEPS.get(s.step, s.step)),
+            s.event_time,
+            s.quantity,
+            s.uom,
+            None if result is None else _(result),
+            s.site,
+            ", ".join(s.certificates) or None,
+            s.trace_code,
+            None if r is None else r.released_total,
+            None if r is None else r.inspected,
+            None if r is None else r.remaining,
+        ]
+        for j, value in enumerate(values):
+            if value is None:
+                sheet.write_blank(i, j, None)
+            elif isinstance(value, datetime):
+                sheet.write_datetime(i, j, value.astimezone(UTC).replace(tzinfo=None), fmt["datetime"])
+            elif isinstance(value, int | float):
+                sheet.write_number(i, j, value, fmt["float"])
+            else:
+                sheet.write_string(i, j, str(value))
+    last = len(flow.steps) + 2
+    sheet.write_string(last, 0, _("Clearance time (discharge to first release)"), fmt["bold"])
+    sheet.write_string(last, 1, words.duration(flow.clearance_s, _))
+    sheet.freeze_panes(1, 0)
 
 
 def _sheet(

@@ -394,6 +394,7 @@ def report_download(
             tz=i18n.zone(request.cookies.get(ZONE_COOKIE), lang),
             legs=reports.REPORT_LEG_READINGS,
             trace_url=paths.trace_page_url(str(request.base_url), found.lot_id),
+            base_url=str(request.base_url),
             cp=cp,
             with_readings=chosen != "pdf",
             seen_by=seen_by(session),

@@ -20,3 +20,13 @@ def trace_url(ident: str) -> str:
 def trace_page_url(base_url: str, ident: str) -> str:
     """The URL of ``ident``'s trace page under ``base_url`` (the PDF's QR code points there)."""
     return base_url.rstrip("/") + trace_url(ident)
+
+
+def scan_path(code: str) -> str:
+    """The path of the public scan page of a trace code (or any code the scan page reads)."""
+    return f"/scan/{quote_id(code)}"
+
+
+def scan_page_url(base_url: str, code: str) -> str:
+    """The URL of a code's public scan page under ``base_url`` (the PDF prints it as a QR code)."""
+    return base_url.rstrip("/") + scan_path(code)

@@ -23,6 +23,7 @@ from traceability.i18n import Gettext, Lang, words
 # The words shared with the reports, shown by the pages as ``words.BONDED`` etc. (re-exported).
 from traceability.i18n.words import BIZ_STEPS as BIZ_STEPS
 from traceability.i18n.words import BONDED as BONDED
+from traceability.i18n.words import IMPORT_STEPS as IMPORT_STEPS
 from traceability.i18n.words import N_
 from traceability.i18n.words import SHIPMENT_STATES as SHIPMENT_STATES
 from traceability.i18n.words import TRANSPORT_MODES as TRANSPORT_MODES
@@ -79,7 +80,11 @@ ALARM_KINDS = {
     "accuracy": N_("sensor accuracy"),
     "faults": N_("device faults"),
 }
-BREAK_KINDS = {"gap": N_("telemetry gap"), "handoff": N_("handoff without evidence")}
+BREAK_KINDS = {
+    "gap": N_("telemetry gap"),
+    "handoff": N_("handoff without evidence"),
+    "flow": N_("import flow violation"),
+}
 
 
 def reason_text(text: str, _: Gettext) -> str:
@@ -106,6 +111,9 @@ class Formats:
 
     def duration(self, seconds: float | None) -> str:
         return words.duration(seconds, self._)
+
+    def number(self, v: float | None) -> str:
+        return words.number(v)
 
 
 # -- the chart and track slots ----------------------------------------------------------------------------
@@ -300,7 +308,11 @@ def scan_lot(conn: Conn, code: str) -> str | None:
     """The one lot a public scan names, else None. Only a trace code is read: a lot id of the registry, or
     a GS1 scan carrying both GTIN and batch (element string, raw scan or Digital Link); a GTIN alone, an
     SSCC, a container, an asset or a document leads nowhere, and neither does a code that fits several
-    lots (the page would otherwise show an arbitrary one's cold chain)."""
+    lots (the page would otherwise show an arbitrary one's cold chain). A trace code the first receiving site
+    issued (``import_step``) names its lot first."""
+    coded = [str(r[0]) for r in conn.execute(queries.LOTS_BY_TRACE_CODE, (code.strip(),)).fetchall()]
+    if coded:
+        return coded[0] if len(coded) == 1 else None
     ident = identify(code)
     if not ident.text:
         return None
@@ -323,10 +335,12 @@ class ScanView:
     product: str | None
     origin_country: str | None
     inspection: str
-    """passed | pending | not_required | unknown"""
+    """passed | pending | not_required | failed | unknown"""
     cold_chain: str
     """intact | broken | unknown"""
     first_receiving_site: str | None
+    trace_code: str | None = None
+    """the batch's trace code, issued at the first receiving site (null: none)"""
 
 
 def scan_view(found: Trace) -> ScanView:
@@ -346,7 +360,18 @@ def scan_view(found: Trace) -> ScanView:
             elif leg.custodian is not None:
                 site = leg.custodian.name or leg.custodian.party_id
             break
+    flow = found.import_flow
+    if flow is not None:
+        # An imported batch passed only on its latest inspection result, whatever its bonded status says.
+        results = [s.conformant for s in flow.steps if s.step == "inspection"]
+        if not results:
+            inspection = "unknown"
+        elif results[-1] is not True:
+            inspection = "failed"
+        if flow.trace_code_site:
+            site = flow.trace_code_site  # the first receiving site named itself when it issued the code
     return ScanView(
+        trace_code=None if flow is None else flow.trace_code,
         product=None if lot is None else (lot.description or lot.product_class),
         origin_country=None if lot is None else lot.origin_country,
         inspection=inspection,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from registry.geofences import set_geofence
 from registry.geometry import MAX_RADIUS_M, MAX_VERTICES, GeofenceError
 from registry.models import Geofence
-from traceability.api.deps import Db, Operator, Reader, ScopeDep
+from traceability.api.deps import Db, Reader, Registrar, ScopeDep
 from traceability.api.problems import ERRORS, PROBLEM_BASE, ApiProblemError
 from traceability.fefo import DEFAULT_LIMIT, MAX_LIMIT, Fefo, fefo
 
@@ -69,7 +69,7 @@ class GeofenceOut(GeofenceBody):
 )
 def geofence_route(
     conn: Db,
-    _: Operator,
+    _: Registrar,
     location_id: Annotated[str, Path(max_length=200, description="the location's id (SGLN), URL-encoded")],
     body: GeofenceBody,
 ) -> GeofenceOut:

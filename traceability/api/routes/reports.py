@@ -56,6 +56,7 @@ def _report(
             tz=zone(tz, chosen),
             legs=REPORT_LEG_READINGS,
             trace_url=trace_page_url(str(request.base_url), trace_id),
+            base_url=str(request.base_url),
             cp=cp,
             with_readings=with_readings,
             seen_by=scope.params(),

@@ -1,0 +1,213 @@
+"""Stage 2 (verdicts): the flow checker: import-flow violations of the lots the ledger's import steps moved.
+
+The ledger stage derives each batch's import steps (``import_step``) from the events it appends; this
+stage only reads them. The run that judges the custody changes of a range of ledger seqs
+(`rules.worker.custody`: under its watermark, locked ``FOR UPDATE SKIP LOCKED`` and advanced in the same
+transaction) also checks, for each registered lot with an import step among those seqs, the lot's whole
+flow (`rules.engine.flow`, pure) against the flow chain breaks it stored before:
+
+* a new violation becomes a chain_break row of kind 'flow' (the lot, the asset holding it at the
+  offending step when one is known, rule ``flow/<violation>``), a 'flow_violation' for the ledger and an
+  alarm on that asset (rule ``flow/<violation>/<lot>``, so each lot has its own);
+* a stored violation the flow no longer shows (a step recorded late, dated before the offending one) is
+  deleted, the ledger hears of its withdrawal, and its alarm resolves when no violation of its rule
+  remains on the lot.
+
+A crash before commit leaves the seqs to be taken again. Only the holder of the custody watermark writes
+flow chain breaks, so two workers never judge a lot's flow at once (no lot lock: a run takes the lot
+verdicts' locks in another order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.types.json import Jsonb
+
+from rules import alarms, queries
+from rules.engine import catalog, flow
+from rules.models import FlowViolationPayload, iso_utc, to_epoch_ms
+from rules.worker import custody
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+# The version of the flow rules stored with each violation (chain_break.pack_version): the flow's order and
+# violations are those of rules.engine.flow, not of a rule pack.
+FLOW_RULES_VERSION = "1"
+
+
+@dataclass(slots=True)
+class FlowRun:
+    """What one run of the checker did."""
+
+    seqs: int = 0
+    lots: int = 0
+    raised: int = 0
+    withdrawn: int = 0
+    pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
+
+
+def alarm_rule_id(violation: str, lot_id: str) -> str:
+    """The alarm's rule id: one alarm per lot and violation on the asset."""
+    return f"{catalog.flow_rule_id(violation)}/{lot_id}"
+
+
+def verdict_id(rule_id: str, lot_id: str, t: datetime, seq: int) -> str:
+    return f"flow_violation:{rule_id}:{lot_id}:{to_epoch_ms(t)}:{seq}"
+
+
+def judge(conn: Conn, seqs: custody.SeqRange, now: datetime) -> FlowRun:
+    """Judge the flow of the lots with an import step among the seqs (in the caller's transaction, which
+    holds the custody watermark and advances it past them)."""
+    run = FlowRun()
+    lots = [str(r[0]) for r in conn.execute(queries.FLOW_LOTS_MOVED, {"lo": seqs.lo, "hi": seqs.hi})]
+    for lot_id in lots:
+        judge_lot(conn, lot_id, now, run)
+    run.seqs = seqs.hi - seqs.lo
+    return run
+
+
+def steps_of(conn: Conn, lot_id: str) -> list[flow.FlowStep]:
+    """The lot's import steps as the ledger derived them."""
+    return [
+        flow.FlowStep(
+            step=str(step),
+            seq=int(seq),
+            t=t,
+            quantity=quantity,
+            uom=uom,
+            conformant=conformant,
+            site=site,
+            certificates=tuple(certificates or ()),
+            trace_code=code,
+            disinfection_required=bool(required),
+        )
+        for step, seq, t, quantity, uom, conformant, site, certificates, code, required in conn.execute(
+            queries.FLOW_STEPS_OF_LOT, {"lot_id": lot_id}
+        )
+    ]
+
+
+def judge_lot(conn: Conn, lot_id: str, now: datetime, run: FlowRun) -> None:
+    """Check one lot's flow and bring its flow chain breaks, ledger hand-overs and alarms up to date."""
+    found = flow.check(steps_of(conn, lot_id)).violations
+    stored = conn.execute(queries.FLOW_BREAKS_OF_LOT, {"lot_id": lot_id}).fetchall()
+    have = {(str(r[1]), int(r[2])): r for r in stored}
+    wanted = {(v.rule_id, v.seq): v for v in found}
+    for key, v in wanted.items():
+        if key not in have:
+            _raise(conn, lot_id, v, now, run)
+    for key, r in have.items():
+        if key not in wanted:
+            _withdraw(conn, lot_id, r, now, run, remaining=[k for k in wanted if k[0] == key[0]])
+    run.lots += 1
+
+
+def _raise(conn: Conn, lot_id: str, v: flow.Violation, now: datetime, run: FlowRun) -> None:
+    holder = conn.execute(queries.FLOW_HOLDER_AT, {"lot_id": lot_id, "t": v.t, "seq": v.seq}).fetchone()
+    asset_id = None if holder is None else str(holder[0])
+    event = conn.execute(queries.FLOW_EVENT_ID, {"seq": v.seq}).fetchone()
+    detail = {"seq": v.seq, "violation": v.violation, "reason": v.reason, "missing": v.missing}
+    conn.execute(
+        queries.INSERT_FLOW_BREAK,
+        {
+            "asset_id": asset_id,
+            "lot_id": lot_id,
+            "rule_id": v.rule_id,
+            "pack_version": FLOW_RULES_VERSION,
+            "t": v.t,
+            "detail": Jsonb(detail),
+        },
+    )
+    _outbox(
+        conn,
+        FlowViolationPayload(
+            verdict="flow_violation",
+            verdict_id=verdict_id(v.rule_id, lot_id, v.t, v.seq),
+            lot_id=lot_id,
+            rule_id=v.rule_id,
+            violation=v.violation,
+            reason=v.reason,
+            missing=v.missing,
+            event_seq=v.seq,
+            event_id=None if event is None else str(event[0]),
+            event_time=iso_utc(v.t),
+            asset_id=asset_id,
+            computed_at=iso_utc(now),
+        ),
+    )
+    run.raised += 1
+    if asset_id is None:
+        return  # no asset held the lot: the chain break and the ledger event say it, no alarm can
+    change = alarms.raise_or_update(
+        conn,
+        alarms.Condition(
+            asset_id=asset_id,
+            rule_id=alarm_rule_id(v.violation, lot_id),
+            kind=catalog.FLOW.kind,
+            severity=catalog.FLOW.severity or "critical",
+            series_id=None,
+            product_class=None,
+            pack_version=FLOW_RULES_VERSION,
+            reason=catalog.flow_alarm(lot_id, v.reason),
+            condition_start=v.t,
+            condition_end=v.t,
+            peak_c=None,
+            trigger_committed_at=None,
+        ),
+    )
+    if change is not None:
+        run.pending.append(change)
+
+
+def _withdraw(
+    conn: Conn,
+    lot_id: str,
+    row: Sequence[Any],
+    now: datetime,
+    run: FlowRun,
+    *,
+    remaining: list[tuple[str, int]],
+) -> None:
+    chain_break_id, rule_id, seq, asset_id, t, detail = row
+    conn.execute(queries.DELETE_FLOW_BREAK, {"chain_break_id": chain_break_id})
+    violation = str(detail.get("violation") or rule_id.removeprefix(catalog.FLOW_RULE_PREFIX))
+    _outbox(
+        conn,
+        FlowViolationPayload(
+            verdict="flow_violation",
+            verdict_id=verdict_id(str(rule_id), lot_id, t, int(seq)),
+            lot_id=lot_id,
+            rule_id=str(rule_id),
+            violation=violation,
+            reason=catalog.FLOW_CLEARED,
+            missing=detail.get("missing"),
+            event_seq=int(seq),
+            event_id=None,
+            event_time=iso_utc(t),
+            asset_id=asset_id,
+            computed_at=iso_utc(now),
+            withdrawn=True,
+        ),
+    )
+    run.withdrawn += 1
+    if asset_id is None or remaining:
+        return
+    cleared = alarms.auto_resolve(
+        conn,
+        asset_id=str(asset_id),
+        rule_id=alarm_rule_id(violation, lot_id),
+        condition_end=t,
+        note=catalog.FLOW_CLEARED,
+    )
+    if cleared is not None:
+        run.pending.append(("resolved", cleared))
+
+
+def _outbox(conn: Conn, payload: FlowViolationPayload) -> None:
+    conn.execute(queries.FLOW_OUTBOX, {"payload": Jsonb(msgspec.to_builtins(payload))})
