@@ -124,7 +124,7 @@ def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, A
             road_waybill=None if rail else shipment.road_waybill,
         )
         return [
-            port_calls.onward(
+            multimodal.onward(
                 t=t, lot=lot.lot_id, quantity=lot.quantity, uom=lot.uom, location=where,
                 conveyance_ext=conveyance, transactions=txns,
             )
@@ -134,7 +134,7 @@ def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, A
     q, uom = lot.quantity, lot.uom
     if step.kind == "discharge":
         txns = port_calls.transactions(shipment.through_document, bill_of_lading=shipment.bill_of_lading)
-        event = port_calls.discharge(
+        event = multimodal.discharge(
             t=t,
             lot=lot.lot_id,
             quantity=q,
@@ -146,7 +146,7 @@ def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, A
             transactions=txns,
         )
     elif step.kind == "inspection":
-        event = port_calls.inspection_result(
+        event = multimodal.inspection_result(
             t=t,
             lot=lot.lot_id,
             quantity=q,
@@ -158,7 +158,7 @@ def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, A
             disinfection_required=step.disinfection_required,
         )
     elif step.kind == "disinfection":
-        event = port_calls.disinfection(
+        event = multimodal.disinfection(
             t=t,
             lot=lot.lot_id,
             quantity=q,
@@ -168,13 +168,13 @@ def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, A
             certificates=step.certificates,
         )
     elif step.kind == "bonded_entry":
-        event = port_calls.first_line_entry(t=t, lot=lot.lot_id, quantity=q, uom=uom, location=where)
+        event = multimodal.first_line_entry(t=t, lot=lot.lot_id, quantity=q, uom=uom, location=where)
     elif step.kind == "release":
-        event = port_calls.second_line_release(t=t, lot=lot.lot_id, quantity=q, uom=uom, location=where)
+        event = multimodal.second_line_release(t=t, lot=lot.lot_id, quantity=q, uom=uom, location=where)
     else:
         assert step.kind == "trace_code"
         assert step.trace_code is not None
-        event = port_calls.trace_code_issue(
+        event = multimodal.trace_code_issue(
             t=t, lot=lot.lot_id, code=step.trace_code, site=site, location=where
         )
     return [event]

@@ -49,6 +49,7 @@ from traceability.epcis.steps import LEAVING_STEPS
 
 BTT_BOL = "bol"
 BTT_RAIL_WAYBILL = builders.CC_NAMESPACE + "btt/rail_waybill"
+BTT_ROAD_WAYBILL = builders.CC_NAMESPACE + "btt/road_waybill"
 BTT_THROUGH_DOCUMENT = builders.CC_NAMESPACE + "btt/through_document"
 GATES = frozenset({"port_terminal", "rail_station", "bonded_zone"})
 MODES = frozenset({"sea", "rail", "road"})
@@ -74,7 +75,7 @@ def document_uri(kind: str, number: str) -> str:
 
 # The kinds of document number a bizTransaction URI carries (document_uri): the through document (一单制),
 # the ocean bill of lading and the rail waybill.
-DOCUMENT_KINDS = ("through", "bl", "waybill")
+DOCUMENT_KINDS = ("through", "bl", "waybill", "road_waybill")
 
 
 def document_number(uri: str) -> tuple[str, str] | None:
@@ -87,7 +88,11 @@ def document_number(uri: str) -> tuple[str, str] | None:
 
 
 def biz_transactions(
-    *, bill_of_lading: str | None = None, rail_waybill: str | None = None, through_document: str | None = None
+    *,
+    bill_of_lading: str | None = None,
+    rail_waybill: str | None = None,
+    through_document: str | None = None,
+    road_waybill: str | None = None,
 ) -> list[dict[str, str]]:
     out = []
     if bill_of_lading:
@@ -98,6 +103,8 @@ def biz_transactions(
         out.append(
             {"type": BTT_THROUGH_DOCUMENT, "bizTransaction": document_uri("through", through_document)}
         )
+    if road_waybill:
+        out.append({"type": BTT_ROAD_WAYBILL, "bizTransaction": document_uri("road_waybill", road_waybill)})
     return out
 
 

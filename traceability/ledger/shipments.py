@@ -37,6 +37,7 @@ class Claim:
     through_document: str
     bill_of_lading: str | None = None
     rail_waybill: str | None = None
+    road_waybill: str | None = None
     lots: dict[str, ShipmentLot] = field(default_factory=dict)
     leg: ShipmentLeg | None = None
 
@@ -52,7 +53,7 @@ def claim_of(event: Mapping[str, Any], carrier: str | None) -> Claim | None:
                 numbers.setdefault(found[0], found[1])
     if "through" not in numbers:
         return None
-    claim = Claim(numbers["through"], numbers.get("bl"), numbers.get("waybill"))
+    claim = Claim(numbers["through"], numbers.get("bl"), numbers.get("waybill"), numbers.get("road_waybill"))
     for q in event.get("quantityList", ()):
         if isinstance(q, Mapping) and q.get("epcClass"):
             quantity = q.get("quantity")
@@ -92,11 +93,12 @@ def merge(claims: Iterable[Claim]) -> list[Claim]:
         have = out.get(c.through_document)
         if have is None:
             out[c.through_document] = Claim(
-                c.through_document, c.bill_of_lading, c.rail_waybill, dict(c.lots), c.leg
+                c.through_document, c.bill_of_lading, c.rail_waybill, c.road_waybill, dict(c.lots), c.leg
             )
             continue
         have.bill_of_lading = have.bill_of_lading or c.bill_of_lading
         have.rail_waybill = have.rail_waybill or c.rail_waybill
+        have.road_waybill = have.road_waybill or c.road_waybill
         have.leg = have.leg or c.leg
         for lot_id, lot in c.lots.items():
             have.lots.setdefault(lot_id, lot)
@@ -114,6 +116,7 @@ def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
             through_document=claim.through_document,
             bill_of_lading=claim.bill_of_lading,
             rail_waybill=claim.rail_waybill,
+            road_waybill=claim.road_waybill,
         )
         try:
             with conn.transaction():
@@ -124,6 +127,7 @@ def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
                         through_document=claim.through_document,
                         bill_of_lading=claim.bill_of_lading,
                         rail_waybill=claim.rail_waybill,
+                        road_waybill=claim.road_waybill,
                         legs=() if claim.leg is None else (claim.leg,),
                         source="epcis",
                     )

@@ -10,7 +10,7 @@
 -- shipment back in transit); an event an errorDeclaration names does not count.
 
 -- The URI a document number takes as a bizTransaction (traceability.epcis.multimodal.document_uri; a test
--- holds the two to the same form): kind is through, bl or waybill.
+-- holds the two to the same form): kind is through, bl, waybill (rail) or road_waybill.
 CREATE FUNCTION cc_document_uri(p_kind text, p_number text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$ SELECT 'https://ns.coldchain.example/epcis/doc/' || p_kind || '/' || p_number $$;
 
@@ -26,7 +26,7 @@ WITH RECURSIVE up (location_id, depth) AS (
 SELECT p_outer IS NOT NULL AND EXISTS (SELECT 1 FROM up WHERE location_id = p_outer)
 $$;
 
--- The ledger events of each shipment: those naming its through document, bill of lading or rail waybill.
+-- The ledger events of each shipment: those naming its through document, bill of lading, rail or road waybill.
 CREATE VIEW shipment_event AS
 SELECT DISTINCT s.shipment_id, e.seq, e.event_time, e.biz_step,
        coalesce(e.event -> 'bizLocation' ->> 'id', e.event -> 'readPoint' ->> 'id') AS place
@@ -34,7 +34,8 @@ FROM shipment s
 JOIN biz_transaction b ON b.biz_transaction IN (
         cc_document_uri('through', s.through_document),
         cc_document_uri('bl', s.bill_of_lading),
-        cc_document_uri('waybill', s.rail_waybill))
+        cc_document_uri('waybill', s.rail_waybill),
+        cc_document_uri('road_waybill', s.road_waybill))
 JOIN ledger_event e ON e.seq = b.seq
 WHERE NOT e.declares_error
   AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.declares_error AND d.event_id = e.event_id);
