@@ -38,8 +38,9 @@ bootstrap: $(VENV)/.synced
 demo: bootstrap
 	$(VENV)/bin/coldchain demo
 
+# One pytest worker per core (pytest-xdist): each worker starts its own private PostgreSQL and brokers.
 test: bootstrap
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n auto
 	$(MAKE) --no-print-directory lint
 
 lint: bootstrap
