@@ -16,11 +16,11 @@ from psycopg import sql
 
 from coldchain import port_calls
 from coldchain.runtime import Services, api_options, gateway_limits
-from coldchain.seed import register_world, scenario_start_ms
+from coldchain.seed import SCENARIO_LEAD_MS, register_world, scenario_start_ms
 from coldchain.settings import BrokerAddress, Settings
 
 if TYPE_CHECKING:
-    from firmware_sim.port_timeline import Step
+    from firmware_sim.port_timeline import Handling, Step
     from firmware_sim.port_world import PortWorld, Shipment
 
 Progress = Callable[[str], None]
@@ -30,6 +30,7 @@ PORT_SPEEDUP = 900.0
 # Wall seconds the stages get to settle after the devices are done, and the capture jobs to finish.
 SETTLE_TIMEOUT_S = 120.0
 CAPTURE_POLL_S = 0.1  # between two looks at a capture job still running
+MINUTE_MS = 60_000
 
 GEOFENCE_EVENTS = "SELECT count(*) FROM ledger_event WHERE event ? 'cc:geofence'"
 GEOFENCE_DISTINCT = """
@@ -37,16 +38,31 @@ SELECT count(*) FROM (
     SELECT DISTINCT event->>'cc:asset', event->'readPoint'->>'id', event->>'cc:geofence', event->>'eventTime'
     FROM ledger_event WHERE event ? 'cc:geofence') AS crossing"""
 FLOW_VIOLATIONS = "SELECT count(*) FROM chain_break WHERE kind = 'flow'"
+FLOW_LOTS = "SELECT DISTINCT lot_id FROM chain_break WHERE kind = 'flow' ORDER BY 1"
 IMPORT_STEPS = """
 SELECT q->>'epcClass', (q->>'quantity')::float8, event->>'cc:inspection', event->>'disposition',
        event->>'cc:customsLine'
 FROM ledger_event, jsonb_array_elements(event->'quantityList') AS q
 WHERE event->>'cc:inspection' = 'inspection' OR event->>'cc:customsLine' = 'second'
 ORDER BY seq"""
+# What shows the faults: a device's last reading; whether an asset's track entered a location's geofence.
+LAST_READING = "SELECT max(r.time) FROM reading r JOIN series s USING (series_id) WHERE s.device_id = %s"
+ENTERED = """
+SELECT count(*) FROM ledger_event
+WHERE event->>'cc:asset' = %s AND event->>'cc:geofence' = 'enter' AND event->'readPoint'->>'id' = %s"""
 
 
 def _ts(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
+
+def port_start_ms(now_ms: int | None = None) -> int:
+    """The port scenario's start, epoch ms: early enough that the last thing it records (the destination's
+    receiving, a day and more after the port's window) is past, as the default demo's end is."""
+    from firmware_sim.port_timeline import port_timeline
+
+    last = max(h.t_offset_ms for h in port_timeline().handlings)
+    return scenario_start_ms(now_ms) - ((last - SCENARIO_LEAD_MS) // MINUTE_MS + 10) * MINUTE_MS
 
 
 def seed_port(database_url: str, world: PortWorld, *, now_ms: int | None = None) -> int:
@@ -54,7 +70,7 @@ def seed_port(database_url: str, world: PortWorld, *, now_ms: int | None = None)
     from registry import models
     from registry.shipments import add_shipment, upsert_geofences
 
-    start_ms = scenario_start_ms(now_ms)
+    start_ms = port_start_ms(now_ms)
     with psycopg.connect(database_url) as conn:
         register_world(conn, world.base, start_ms=start_ms)
         upsert_geofences(conn, (models.Geofence(**asdict(g)) for g in world.geofences))
@@ -180,6 +196,57 @@ def step_events(world: PortWorld, step: Step, start_ms: int) -> list[dict[str, A
     return [event]
 
 
+def handling_events(world: PortWorld, handling: Handling, start_ms: int) -> list[dict[str, Any]]:
+    """The EPCIS events a cold store's, railway's or destination's system records for a unit's handling."""
+    from traceability.epcis import builders, multimodal
+
+    shipment = next(s for s in world.shipments if s.shipment_id == handling.shipment_id)
+    t = _ts(start_ms + handling.t_offset_ms)
+    where = handling.location_id
+    lot = handling.lot
+    if handling.kind == "stuffing":
+        packed = builders.aggregation_event(
+            event_time=t,
+            action="ADD",
+            parent_id=handling.unit,
+            child_quantities=[{"epcClass": lot.lot_id, "quantity": lot.quantity, "uom": lot.uom}],
+            biz_step="packing",
+            disposition="in_progress",
+            read_point=where,
+        )
+        txns = port_calls.transactions(shipment.through_document)
+        stuffed = multimodal.stuffing(
+            t=t, container=handling.container, units=[handling.unit], location=where, transactions=txns
+        )
+        return [builders.with_event_id(packed), stuffed]
+    rail = handling.mode == "rail"
+    txns = port_calls.transactions(
+        shipment.through_document, rail_waybill=shipment.rail_waybill if rail else None
+    )
+    conveyance = (
+        multimodal.conveyance(handling.mode, train=handling.train) if handling.mode is not None else {}
+    )
+    return [
+        multimodal.movement(
+            t=t,
+            step=handling.kind,
+            epcs=[handling.unit],
+            location=where,
+            conveyance_ext=conveyance,
+            custodian=handling.custodian,
+            transactions=txns,
+        )
+    ]
+
+
+def handling_document(world: PortWorld, handling: Handling, start_ms: int) -> dict[str, Any]:
+    """The EPCISDocument a system posts to the capture endpoint for one handling of a unit."""
+    from traceability.epcis import builders
+
+    events = handling_events(world, handling, start_ms)
+    return builders.document(events, creation_date=_ts(start_ms + handling.t_offset_ms))
+
+
 def step_document(world: PortWorld, step: Step, start_ms: int) -> dict[str, Any]:
     """The EPCISDocument a system posts to the capture endpoint for one human step."""
     from traceability.epcis import builders
@@ -245,14 +312,16 @@ def run_port_scenario(
     """Seed the port world, run every stage, play the devices while capturing the human steps through the
     API, wait until the stages settle, summarise (as ``coldchain.demo.run_scenario`` for the default)."""
     from firmware_sim.port_scenario import run_port
-    from firmware_sim.port_timeline import port_timeline
+    from firmware_sim.port_timeline import PORT_SCENARIO_MS, port_timeline
     from firmware_sim.port_world import port_world
     from traceability.api.auth import create_key
 
     say = progress or (lambda _msg: None)
     logins = dict(stage_brokers or {})
     world = port_world()
-    steps = port_timeline().steps
+    timeline = port_timeline()
+    steps = timeline.steps
+    handlings = timeline.handlings
     start_ms = seed_port(database_url, world)
     with psycopg.connect(database_url) as conn:
         capture_key = create_key(conn, "capture", "Qinzhou port community system")
@@ -277,6 +346,11 @@ def run_port_scenario(
             capturer.capture(f"{step.kind} {step.shipment_id}", step_document(world, step, start_ms))
             say(f"port system: {step.kind} of {', '.join(lot.lot_id for lot in step.lots)} captured")
 
+        def on_handling(index: int) -> None:
+            h = handlings[index]
+            capturer.capture(f"{h.kind} {h.unit}", handling_document(world, h, start_ms))
+            say(f"logistics system: {h.kind} of {h.unit} at {h.location_id} captured")
+
         simulator = logins.get("simulator", broker)
         report = run_port(
             simulator.host,
@@ -284,11 +358,17 @@ def run_port_scenario(
             start_ms=start_ms,
             speedup=speedup,
             on_step=on_step,
+            on_handling=on_handling,
             on_progress=say,
             username=simulator.username,
             password=simulator.password.get_secret_value() if simulator.password else None,
             mqtt5=simulator.mqtt5,
         )
+        # The destination's system records what happened after the port's window: the train's arrival.
+        for h in handlings:
+            if h.t_offset_ms > PORT_SCENARIO_MS:
+                capturer.capture(f"{h.kind} {h.unit}", handling_document(world, h, start_ms))
+                say(f"destination system: {h.kind} of {h.unit} at {h.location_id} captured")
         captured = capturer.wait(SETTLE_TIMEOUT_S)
         say(f"devices done, {captured} events captured; waiting for the stages to settle")
         if not services.wait_settled(timeout_s=SETTLE_TIMEOUT_S):
@@ -310,10 +390,20 @@ def summarize_port(
     database_url: str, api_url: str, world: PortWorld, *, checkpoint_key: Path | None = None
 ) -> dict[str, Any]:
     """What the port scenario left: shipments (as the API serves them), geofence events, flow violations,
-    partial releases, the trace code and its scan page, the ledger's verification, and each lot's trace."""
+    partial releases, the trace code and its scan page, the ledger's verification, each lot's trace, and
+    what shows each of the three faults."""
+    from firmware_sim.port_timeline import (
+        SILENT_CONTAINER,
+        SILENT_CONTAINER_LOT,
+        STRANDED_SHIPMENT,
+        STRANDED_TRUCK,
+        port_timeline,
+    )
     from traceability.api.auth import create_key
     from traceability.ledger.checkpoint import latest, own_log, pinned_key
     from traceability.ledger.verify import verify
+
+    timeline = port_timeline()
 
     with psycopg.connect(database_url) as conn:
         counts: dict[str, int] = {}
@@ -334,7 +424,16 @@ def summarize_port(
         ):
             row = conn.execute(query).fetchone()
             counts[key] = int(row[0]) if row else 0
+        flow_lots = [str(r[0]) for r in conn.execute(FLOW_LOTS)]
         releases = port_calls.partial_releases(conn.execute(IMPORT_STEPS).fetchall())
+        silent_device = next(t.device_id for t in timeline.tracks if t.silent_from_offset_ms is not None)
+        last_row = conn.execute(LAST_READING, (silent_device,)).fetchone()
+        last_reading = None if last_row is None or last_row[0] is None else last_row[0].isoformat()
+        destination = next(
+            s.destination_location_id for s in world.shipments if s.shipment_id == STRANDED_SHIPMENT
+        )
+        entered_row = conn.execute(ENTERED, (STRANDED_TRUCK, destination)).fetchone()
+        entered = bool(entered_row and entered_row[0])
         result = verify(
             conn,
             public_key=pinned_key(str(checkpoint_key)) if checkpoint_key else None,
@@ -357,7 +456,7 @@ def summarize_port(
                     "legs": len(body.get("legs") or ()),
                 }
             )
-        traces = {}
+        traces: dict[str, dict[str, Any]] = {}
         for lot in world.base.lots:
             answer = api.get(f"/trace/{lot.lot_id}")
             traces[lot.lot_id] = {
@@ -365,6 +464,27 @@ def summarize_port(
                 "trace": answer.json() if answer.is_success else None,
             }
         scan = httpx.get(f"{api_url}/scan/{world.trace_code}", timeout=30)
+    state_of = {s["shipment_id"]: s["state"] for s in shipments}
+    faults = {
+        "silent_container": {
+            "asset": SILENT_CONTAINER,
+            "device": silent_device,
+            "last_reading": last_reading,
+            "lot": SILENT_CONTAINER_LOT,
+            **unevidenced_leg(traces[SILENT_CONTAINER_LOT]["trace"], SILENT_CONTAINER, last_reading),
+        },
+        "track_outside_destination": {
+            "asset": STRANDED_TRUCK,
+            "shipment": STRANDED_SHIPMENT,
+            "destination": destination,
+            "entered_destination": entered,
+            "state": state_of.get(STRANDED_SHIPMENT),
+        },
+        "release_without_inspection": {
+            "lots": flow_lots,
+            "chain_break_kind": "flow" if flow_lots else None,
+        },
+    }
     return {
         **counts,
         "shipments": shipments,
@@ -374,8 +494,30 @@ def summarize_port(
         "trace_code_scan_status": scan.status_code,
         "ledger_verified": result.ok,
         "checkpoint_seq": checkpoint.seq if checkpoint else None,
+        "faults": faults,
         "traces": traces,
     }
+
+
+def unevidenced_leg(trace: Mapping[str, Any] | None, asset: str, last_reading: str | None) -> dict[str, Any]:
+    """The first custody leg of a lot's trace on ``asset`` that begins after the asset's last reading and
+    carries a chain break: where it began, when, and the break's kind (None when there is no such leg)."""
+    none: dict[str, Any] = dict.fromkeys(("leg_location", "leg_start", "leg_end", "chain_break_kind"))
+    if trace is None or last_reading is None:
+        return none
+    silent_from = datetime.fromisoformat(last_reading)
+    for leg in trace.get("custody") or ():
+        if (leg.get("asset") or {}).get("asset_id") != asset or not leg.get("chain_breaks"):
+            continue
+        if datetime.fromisoformat(leg["t_start"]) <= silent_from:
+            continue
+        return {
+            "leg_location": (leg.get("location") or {}).get("location_id"),
+            "leg_start": leg["t_start"],
+            "leg_end": leg.get("t_end"),
+            "chain_break_kind": leg["chain_breaks"][0]["kind"],
+        }
+    return none
 
 
 def format_port_summary(summary: Mapping[str, Any]) -> str:
@@ -397,6 +539,20 @@ def format_port_summary(summary: Mapping[str, Any]) -> str:
             f"releases of {lot_id}: {' + '.join(f'{q:g}' for q in r['released'])}"
             f" of {r['inspected']:g} inspected, {r['remaining']:g} remaining"
         )
+    silent = summary["faults"]["silent_container"]
+    lines.append(
+        f"fault: container {silent['asset']} silent after {silent['last_reading']}; lot {silent['lot']}:"
+        f" {silent['chain_break_kind'] or 'NO'} chain break on its leg from {silent['leg_location']}"
+        f" ({silent['leg_start']} to {silent['leg_end']})"
+    )
+    stranded = summary["faults"]["track_outside_destination"]
+    lines.append(
+        f"fault: truck {stranded['asset']} ends outside {stranded['destination']}"
+        f" (entered: {'yes' if stranded['entered_destination'] else 'no'});"
+        f" shipment {stranded['shipment']} {stranded['state']}"
+    )
+    unchecked = summary["faults"]["release_without_inspection"]
+    lines.append(f"fault: released without inspection: {', '.join(unchecked['lots']) or 'none flagged'}")
     lines += [
         f"trace code           {summary['trace_code']} (scan page HTTP {summary['trace_code_scan_status']})",
         f"ledger events        {summary['ledger_events']} "

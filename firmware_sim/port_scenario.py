@@ -88,6 +88,7 @@ def run_port(
     start_ms: int,
     speedup: float,
     on_step: Callable[[int], None] | None = None,
+    on_handling: Callable[[int], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -95,13 +96,21 @@ def run_port(
     publish_timeout_s: float = 60.0,
 ) -> PortReport:
     """Play the port scenario's devices against a broker; `on_step(i)` runs at the scenario time of the
-    timeline's i-th human step (the caller records it, as the port's systems would)."""
+    timeline's i-th human step, `on_handling(i)` at that of its i-th handling inside the devices' window
+    (the caller records them, as the port's systems would; those after the window are the caller's)."""
     timeline = port_timeline()
     plan = plan_port(start_ms, timeline)
     actions: list[Action] = []
     if on_step is not None:
         step_cb = on_step
         actions = [(start_ms + st.t_offset_ms, _bind(step_cb, i)) for i, st in enumerate(timeline.steps)]
+    if on_handling is not None:
+        handling_cb = on_handling
+        actions += [
+            (start_ms + h.t_offset_ms, _bind(handling_cb, i))
+            for i, h in enumerate(timeline.handlings)
+            if h.t_offset_ms <= PORT_SCENARIO_MS
+        ]
     wall_s = play(
         host,
         port,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from firmware_sim.devices import HOUR_MS, MINUTE_MS, DoorOpening, Fix, Waypoint
 from firmware_sim.port_world import (
     COLD_STORE,
+    COLD_STORE_OP,
+    CQ_COLD_STORE,
+    CQ_IMPORTER,
     DURIAN_CONTAINER,
     DURIAN_CONTAINER_RC,
     DURIAN_LOT,
+    DURIAN_RAIL_UNIT,
     DURIAN_TRACE_CODE,
     DURIAN_TRUCK,
     DURIAN_TRUCK_PLATE,
@@ -25,6 +29,7 @@ from firmware_sim.port_world import (
     QZ_INSPECTION,
     QZ_RAIL,
     QZ_TERMINAL,
+    RAIL_CARRIER,
     RAIL_YARD,
     SEA_RAIL_TRAIN,
     SEAFOOD_CONTAINER,
@@ -39,7 +44,17 @@ from firmware_sim.port_world import (
     ShipmentLot,
 )
 
-PORT_SCENARIO_MS: Final = 9 * HOUR_MS
+PORT_SCENARIO_MS: Final = 9 * HOUR_MS  # the devices' window: what the port's reefers report
+# The sea-rail train's run from Qinzhou port east to Chongqing: the destination's system records its arrival.
+RAIL_RUN_MS: Final = 30 * HOUR_MS
+
+# The faults the scenario plays, by what shows them: the container whose telemetry stops at the rail yard
+# (its track is the one with ``silent_from_offset_ms``) and the lot it carries onward; the truck whose track
+# ends outside its shipment's destination.
+SILENT_CONTAINER: Final = DURIAN_CONTAINER
+SILENT_CONTAINER_LOT: Final = DURIAN_LOT
+STRANDED_TRUCK: Final = SEAFOOD_TRUCK
+STRANDED_SHIPMENT: Final = VN_SHIPMENT
 
 # ---- where the reefers go between the places ---------------------------------------------------------
 SEA_APPROACH_DURIAN: Final = Waypoint(21.560, 108.656)  # Qinzhou bay fairway, inbound
@@ -86,6 +101,28 @@ class Step:
     truck_plate: str | None = None
 
 
+HandlingKind = Literal["stuffing", "shipping", "departing", "arriving", "receiving"]
+
+
+@dataclass(frozen=True)
+class Handling:
+    """A logistic unit (SSCC) handled in its container, as the cold store's, the railway's or the
+    destination's system records it: packed with its batch and stuffed (``stuffing``), handed on
+    (``shipping``, ``departing``), arriving at and received by the destination (``arriving``,
+    ``receiving``). These carry the batch's custody from the cold store to the destination."""
+
+    t_offset_ms: int
+    kind: HandlingKind
+    shipment_id: str
+    location_id: str
+    unit: str
+    container: str
+    lot: ShipmentLot  # the batch (part of a lot) the unit holds
+    custodian: str | None = None  # the party taking the unit (a registered party's GLN)
+    mode: Literal["sea", "rail", "road"] | None = None  # the conveyance, for a unit on the move
+    train: str | None = None
+
+
 @dataclass(frozen=True)
 class Track:
     """A reefer controller on an asset: its setpoint, where it goes (fixes, relative ms), its door openings,
@@ -111,6 +148,7 @@ class Crossing:
 @dataclass(frozen=True)
 class PortTimeline:
     steps: tuple[Step, ...]  # in time order
+    handlings: tuple[Handling, ...]  # in time order; those after PORT_SCENARIO_MS the destination records
     tracks: tuple[Track, ...]
     crossings: tuple[Crossing, ...]  # in time order per asset
 
@@ -120,7 +158,7 @@ def port_timeline() -> PortTimeline:
     durian = ShipmentLot(DURIAN_LOT, 18_000.0, KILOGRAM)
     shrimp = ShipmentLot(SHRIMP_LOT, 20_000.0, KILOGRAM)
     squid = ShipmentLot(SQUID_LOT, 6_000.0, KILOGRAM)
-    return PortTimeline(_steps(durian, shrimp, squid), _tracks(), _crossings())
+    return PortTimeline(_steps(durian, shrimp, squid), _handlings(), _tracks(), _crossings())
 
 
 def _m(minutes: int) -> int:
@@ -349,3 +387,23 @@ def _steps(durian: ShipmentLot, shrimp: ShipmentLot, squid: ShipmentLot) -> tupl
         ),
     )
     return steps
+
+
+def _handlings() -> tuple[Handling, ...]:
+    """The durian's first release as one unit: stuffed into its container at the cold store, shipped to the
+    rail yard, on the sea-rail train after the container fell silent, then at the Chongqing cold store: so
+    the batch's custody runs on through legs no reading covers."""
+    part1 = ShipmentLot(DURIAN_LOT, 12_000.0, KILOGRAM)
+    arrival = _m(420) + RAIL_RUN_MS
+    on_train: dict[str, Any] = {"custodian": RAIL_CARRIER, "mode": "rail", "train": SEA_RAIL_TRAIN}
+
+    def handling(t: int, kind: HandlingKind, where: str, **kw: Any) -> Handling:
+        return Handling(t, kind, TH_SHIPMENT, where, DURIAN_RAIL_UNIT, DURIAN_CONTAINER, part1, **kw)
+
+    return (
+        handling(_m(308), "stuffing", QZ_COLD_STORE),
+        handling(_m(316), "shipping", QZ_COLD_STORE, custodian=COLD_STORE_OP),
+        handling(_m(420), "departing", QZ_RAIL, **on_train),
+        handling(arrival, "arriving", CQ_COLD_STORE, **on_train),
+        handling(arrival + HOUR_MS, "receiving", CQ_COLD_STORE, custodian=CQ_IMPORTER),
+    )

@@ -12,19 +12,19 @@ from typing import Final, Literal
 from firmware_sim.devices import DAY_MS, HOUR_MS, MINUTE_MS, Waypoint
 from firmware_sim.world import MOUNTED_OFFSET_MS, Asset, Device, DeviceMount, Location, Lot, Party, World
 
-# ---- parties (13-digit GLNs) -----------------------------------------------------------------------------
-TH_SHIPPER: Final = "8850000000101"
-CQ_IMPORTER: Final = "6901234000103"
+# ---- parties (13-digit GLNs, check digit included) ---------------------------------------------------------
+TH_SHIPPER: Final = "8850000000102"
+CQ_IMPORTER: Final = "6901234000108"
 VN_SHIPPER: Final = "8930000000101"
-NN_RECEIVER: Final = "6901234000028"
-OCEAN_COSCO: Final = "6901234000110"
+NN_RECEIVER: Final = "6901234000023"
+OCEAN_COSCO: Final = "6901234000115"
 OCEAN_HAIAN: Final = "8930000000200"
-RAIL_CARRIER: Final = "6901234000127"
-ROAD_BEIBU: Final = "6901234000011"
-ROAD_FRESHLINK: Final = "6901234000134"
-COLD_STORE_OP: Final = "6901234000004"
-PORT_OPERATOR: Final = "6901234000141"
-CUSTOMS: Final = "6901234000158"
+RAIL_CARRIER: Final = "6901234000122"
+ROAD_BEIBU: Final = "6901234000016"
+ROAD_FRESHLINK: Final = "6901234000139"
+COLD_STORE_OP: Final = "6901234000009"
+PORT_OPERATOR: Final = "6901234000146"
+CUSTOMS: Final = "6901234000153"
 
 # ---- locations (SGLN) --------------------------------------------------------------------------------------
 LAEM_CHABANG: Final = "urn:epc:id:sgln:8850000.00001.0"
@@ -61,6 +61,8 @@ MOUNTED_ON: Final = (
 DURIAN_LOT: Final = "urn:epc:class:lgtin:8850000.012001.TH2611D01"
 SHRIMP_LOT: Final = "urn:epc:class:lgtin:8930000.015001.VN2611S01"
 SQUID_LOT: Final = "urn:epc:class:lgtin:8930000.015002.VN2611Q01"
+# The durian's first release (12 t), palletised as one logistic unit for the sea-rail train (SSCC).
+DURIAN_RAIL_UNIT: Final = "urn:epc:id:sscc:8850000.0261100118"
 
 # ---- shipments and their documents (一单制) ----------------------------------------------------------
 TH_SHIPMENT: Final = "SHP-QZ-2611-TH01"

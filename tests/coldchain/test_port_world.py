@@ -17,17 +17,40 @@ import pytest
 from stdnum import ean
 
 from coldchain import port_calls
-from coldchain.port_demo import registry_shipment, seed_port, step_document, step_events
+from coldchain.port_demo import (
+    handling_document,
+    handling_events,
+    port_start_ms,
+    registry_shipment,
+    seed_port,
+    step_document,
+    step_events,
+    unevidenced_leg,
+)
 from firmware_sim.devices import MINUTE_MS
 from firmware_sim.port_scenario import plan_port
-from firmware_sim.port_timeline import PORT_SCENARIO_MS, port_timeline
+from firmware_sim.port_timeline import (
+    PORT_SCENARIO_MS,
+    RAIL_RUN_MS,
+    SILENT_CONTAINER,
+    SILENT_CONTAINER_LOT,
+    STRANDED_SHIPMENT,
+    STRANDED_TRUCK,
+    port_timeline,
+)
 from firmware_sim.port_world import (
+    COLD_STORE_OP,
+    CQ_COLD_STORE,
+    CQ_IMPORTER,
     DURIAN_CONTAINER,
     DURIAN_CONTAINER_RC,
     DURIAN_LOT,
+    DURIAN_RAIL_UNIT,
     DURIAN_TRUCK_RC,
     NN_MARKET,
+    QZ_COLD_STORE,
     QZ_RAIL,
+    RAIL_CARRIER,
     SEAFOOD_TRUCK_RC,
     SHRIMP_LOT,
     SQUID_LOT,
@@ -113,6 +136,13 @@ def test_lots_are_lgtins_of_their_gtin_and_batch() -> None:
         assert lot.bonded_status == "bonded"
 
 
+def test_parties_are_glns_with_their_check_digit() -> None:
+    # A party named as a possessing party (urn:epc:id:pgln) maps back to its GLN only with a valid check
+    # digit: the ledger's custody legs name the custodian so.
+    for party in WORLD.base.parties:
+        assert ean.is_valid(party.party_id), party.party_id
+
+
 def test_every_reference_resolves() -> None:
     parties = {p.party_id: p.role for p in WORLD.base.parties}
     locations = {x.location_id for x in WORLD.base.locations}
@@ -137,6 +167,11 @@ def test_every_reference_resolves() -> None:
         assert step.location_id in locations
         assert step.asset_id is None or step.asset_id in assets
         assert {lot.lot_id for lot in step.lots} <= lots
+    for h in TIMELINE.handlings:
+        assert h.location_id in locations
+        assert h.container in assets
+        assert h.lot.lot_id in lots
+        assert h.custodian is None or h.custodian in parties
     assert {t.asset_id for t in TIMELINE.tracks} <= assets
     assert {t.device_id for t in TIMELINE.tracks} == {d.device_id for d in WORLD.base.devices}
     # Both modes of the onward journey, and the three documents a through document links.
@@ -262,6 +297,109 @@ def test_every_step_is_a_valid_epcis_document_one_event_per_batch() -> None:
     # The one disinfection is the one an inspection result asked for.
     asked = [s.lots[0].lot_id for s in TIMELINE.steps if s.kind == "inspection" and s.disinfection_required]
     assert asked == [s.lots[0].lot_id for s in TIMELINE.steps if s.kind == "disinfection"] == [SHRIMP_LOT]
+
+
+def test_the_durian_unit_goes_on_in_its_silent_container_to_the_destination() -> None:
+    """The durian's first release, one unit (SSCC) in its container: stuffed and shipped at the cold store,
+    on the train after the container fell silent, arriving at and received by the Chongqing cold store, the
+    shipment's destination, after the port's window: each a valid EPCIS document naming the through
+    document (and the rail waybill on the train)."""
+    silent = next(t for t in TIMELINE.tracks if t.silent_from_offset_ms is not None)
+    assert silent.silent_from_offset_ms is not None
+    th = next(s for s in WORLD.shipments if s.shipment_id == TH_SHIPMENT)
+    through = multimodal.document_uri("through", th.through_document)
+    rail = multimodal.document_uri("waybill", th.rail_waybill or "")
+    seen = []
+    for h in TIMELINE.handlings:
+        doc = handling_document(WORLD, h, S_MS)
+        validate(doc)
+        events = doc["epcisBody"]["eventList"]
+        for event in events:
+            validate({**event, "@context": doc["@context"]})
+        last = events[-1]
+        txns = {x["bizTransaction"] for x in last.get("bizTransactionList", ())}
+        assert through in txns
+        assert (rail in txns) is (h.mode == "rail")
+        seen.append((h.kind, h.location_id, h.custodian, h.t_offset_ms > PORT_SCENARIO_MS))
+    assert seen == [
+        ("stuffing", QZ_COLD_STORE, None, False),
+        ("shipping", QZ_COLD_STORE, COLD_STORE_OP, False),
+        ("departing", QZ_RAIL, RAIL_CARRIER, False),
+        ("arriving", CQ_COLD_STORE, RAIL_CARRIER, True),
+        ("receiving", CQ_COLD_STORE, CQ_IMPORTER, True),
+    ]
+    offsets = [h.t_offset_ms for h in TIMELINE.handlings]
+    assert offsets == sorted(offsets)
+    departing, arriving = TIMELINE.handlings[2], TIMELINE.handlings[3]
+    assert departing.t_offset_ms > silent.silent_from_offset_ms, "the unit leaves after the silence"
+    assert arriving.t_offset_ms - departing.t_offset_ms == RAIL_RUN_MS
+    assert th.destination_location_id == CQ_COLD_STORE
+    # The stuffing packs the batch into the unit, then the unit into the container.
+    packed, stuffed = handling_events(WORLD, TIMELINE.handlings[0], S_MS)
+    assert (packed["parentID"], packed["childQuantityList"]) == (
+        DURIAN_RAIL_UNIT,
+        [{"epcClass": DURIAN_LOT, "quantity": 12_000.0, "uom": "KGM"}],
+    )
+    assert (stuffed["parentID"], stuffed["childEPCs"]) == (
+        multimodal.container_epc(DURIAN_CONTAINER),
+        [DURIAN_RAIL_UNIT],
+    )
+    # The custodian rides as the possessing party, a GLN the ledger maps back.
+    (received,) = handling_events(WORLD, TIMELINE.handlings[-1], S_MS)
+    assert received["destinationList"] == [
+        {"type": "possessing_party", "destination": multimodal.party_uri(CQ_IMPORTER)}
+    ]
+
+
+def test_the_faults_the_summary_names_are_the_tracks_that_play_them() -> None:
+    (silent,) = (t for t in TIMELINE.tracks if t.silent_from_offset_ms is not None)
+    assert (silent.asset_id, SILENT_CONTAINER_LOT) == (SILENT_CONTAINER, DURIAN_LOT)
+    assert {h.container for h in TIMELINE.handlings} == {SILENT_CONTAINER}
+    (stranded,) = (t for t in TIMELINE.tracks if t.asset_id == STRANDED_TRUCK)
+    shipment = next(s for s in WORLD.shipments if s.shipment_id == STRANDED_SHIPMENT)
+    assert STRANDED_TRUCK in {leg.asset_id for leg in shipment.legs}
+    fence = next(g for g in WORLD.geofences if g.location_id == shipment.destination_location_id)
+    end = stranded.fixes[-1].at
+    assert not _inside(fence, end.lat, end.lon), "the truck's track ends outside its destination's fence"
+
+
+def test_the_scenario_starts_early_enough_that_all_it_records_is_past() -> None:
+    now = S_MS + 123_456
+    start = port_start_ms(now)
+    assert start % MINUTE_MS == 0
+    last = max(h.t_offset_ms for h in TIMELINE.handlings)
+    assert now - 20 * MINUTE_MS <= start + last <= now - 10 * MINUTE_MS
+
+
+def test_unevidenced_leg_is_the_first_broken_leg_of_the_asset_after_its_last_reading() -> None:
+    def leg(asset: str | None, start: str, kinds: list[str], where: str = QZ_RAIL) -> dict[str, Any]:
+        return {
+            "asset": None if asset is None else {"asset_id": asset},
+            "location": {"location_id": where},
+            "t_start": start,
+            "t_end": None,
+            "chain_breaks": [{"kind": k} for k in kinds],
+        }
+
+    trace = {
+        "custody": [
+            leg(DURIAN_CONTAINER, "2026-01-01T05:00:00Z", ["gap"], QZ_COLD_STORE),  # before the silence
+            leg(None, "2026-01-01T07:00:00Z", ["handoff"]),  # another asset's
+            leg(DURIAN_CONTAINER, "2026-01-01T07:00:00Z", []),  # no break
+            leg(DURIAN_CONTAINER, "2026-01-01T08:00:00Z", ["handoff"]),
+        ]
+    }
+    found = unevidenced_leg(trace, DURIAN_CONTAINER, "2026-01-01T06:00:00+00:00")
+    assert found == {
+        "leg_location": QZ_RAIL,
+        "leg_start": "2026-01-01T08:00:00Z",
+        "leg_end": None,
+        "chain_break_kind": "handoff",
+    }
+    nothing = dict.fromkeys(("leg_location", "leg_start", "leg_end", "chain_break_kind"))
+    assert unevidenced_leg(trace, DURIAN_CONTAINER, "2026-01-01T09:00:00+00:00") == nothing
+    assert unevidenced_leg(None, DURIAN_CONTAINER, "2026-01-01T06:00:00+00:00") == nothing
+    assert unevidenced_leg(trace, DURIAN_CONTAINER, None) == nothing
 
 
 def test_the_import_flow_as_scheduled_one_release_without_inspection_and_two_parts_that_add_up() -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +22,26 @@ from process_support import servers_under
 from coldchain.embedded import EmbeddedBroker
 from coldchain.port_calls import party_key
 from coldchain.port_demo import run_port_scenario
+from firmware_sim.devices import MINUTE_MS
 from firmware_sim.port_timeline import port_timeline
 from firmware_sim.port_world import (
+    CQ_COLD_STORE,
     CUSTOMS,
+    DURIAN_CONTAINER,
     DURIAN_LOT,
+    NN_MARKET,
+    QZ_COLD_STORE,
+    QZ_RAIL,
     RAIL_CARRIER,
     ROAD_BEIBU,
+    SEAFOOD_TRUCK,
     SHRIMP_LOT,
     SQUID_LOT,
     TH_SHIPMENT,
     VN_SHIPMENT,
     port_world,
 )
+from rules.engine import catalog
 from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
@@ -96,10 +105,10 @@ def test_port_scenario_done_when(db_url: str, played: dict[str, Any], api: TestC
         (VN_SHIPMENT, 200),
     ]
     assert all(s["legs"] == len(legs_of[s["shipment_id"]]) for s in played["shipments"])
-    # Neither reached its destination: the durian's train left the rail yard after its container fell
-    # silent, and the seafood truck's track ends outside the market's geofence.
+    # The durian reached its destination (the Chongqing cold store recorded the train's arrival and received
+    # the unit): delivered. The seafood truck's track ends outside the market's geofence: still in transit.
     assert {s["shipment_id"]: s["state"] for s in played["shipments"]} == {
-        TH_SHIPMENT: "in_transit",
+        TH_SHIPMENT: "delivered",
         VN_SHIPMENT: "in_transit",
     }
 
@@ -167,6 +176,79 @@ def test_port_scenario_done_when(db_url: str, played: dict[str, Any], api: TestC
     assert "Fresh durian" in scan.text
     assert api.get("/scan/GX0000XX000000").status_code == 404
 
+    _faults_show_where_an_inspector_looks(played, api, keys)
+
+
+def _faults_show_where_an_inspector_looks(
+    played: dict[str, Any], api: TestClient, keys: dict[str, str]
+) -> None:
+    """Each of the three faults, as the summary shows it and as an inspector finds it (played once)."""
+    faults = played["faults"]
+    silent_track = next(t for t in TIMELINE.tracks if t.silent_from_offset_ms is not None)
+    start_ms = played["sent"]["start_ms"]
+
+    # The container whose telemetry stops at the rail yard: its last reading is the minute before it fell
+    # silent; the lot it carries onward has a chain break on the leg that began after that (the train, from
+    # the rail yard), where no reading covers it.
+    silent = faults["silent_container"]
+    last = datetime.fromisoformat(silent["last_reading"])
+    assert last == _at(start_ms + silent_track.silent_from_offset_ms - MINUTE_MS)
+    assert (silent["asset"], silent["device"], silent["lot"]) == (
+        DURIAN_CONTAINER,
+        silent_track.device_id,
+        DURIAN_LOT,
+    )
+    assert (silent["leg_location"], silent["chain_break_kind"]) == (QZ_RAIL, "handoff")
+    departing, arriving = (
+        next(h for h in TIMELINE.handlings if h.kind == kind) for kind in ("departing", "arriving")
+    )
+    assert datetime.fromisoformat(silent["leg_start"]) == _at(start_ms + departing.t_offset_ms)
+    assert datetime.fromisoformat(silent["leg_end"]) == _at(start_ms + arriving.t_offset_ms)
+    trace = _trace(api, keys["customs"], DURIAN_LOT).json()
+    legs = [
+        (leg["location"]["location_id"], leg["asset"]["asset_id"], leg["temperature"]["readings"], leg)
+        for leg in trace["custody"]
+    ]
+    assert [(where, asset) for where, asset, _, _ in legs] == [
+        (QZ_COLD_STORE, DURIAN_CONTAINER),
+        (QZ_RAIL, DURIAN_CONTAINER),
+        (CQ_COLD_STORE, DURIAN_CONTAINER),
+        (CQ_COLD_STORE, DURIAN_CONTAINER),
+    ]
+    cold_store, rail = legs[0][3], legs[1][3]
+    assert legs[0][2] > 0, "the leg from the cold store to the rail yard has the container's readings"
+    assert datetime.fromisoformat(cold_store["temperature"]["last_reading"]) == last
+    assert not cold_store["chain_breaks"]
+    assert legs[1][2] == 0
+    assert [b["kind"] for b in rail["chain_breaks"]] == ["handoff"]
+    assert rail["custodian"]["party_id"] == RAIL_CARRIER
+    # The rules stage judged the same leg: the lot is broken, and its first reason is that leg.
+    assert trace["verdict"] == "broken"
+    assert trace["verdict_reasons"][0] == catalog.leg_not_covered(
+        catalog.leg_name(DURIAN_CONTAINER, datetime.fromisoformat(rail["t_start"]))
+    )
+
+    # The truck that ends its track outside its destination's geofence: no geofence event enters the
+    # market, its shipment stays in transit while the durian's shows delivered.
+    stranded = faults["track_outside_destination"]
+    assert stranded == {
+        "asset": SEAFOOD_TRUCK,
+        "shipment": VN_SHIPMENT,
+        "destination": NN_MARKET,
+        "entered_destination": False,
+        "state": "in_transit",
+    }
+    inspector = {"X-API-Key": keys["inspector"]}
+    assert api.get(f"/shipments/{VN_SHIPMENT}", headers=inspector).json()["state"] == "in_transit"
+    assert api.get(f"/shipments/{TH_SHIPMENT}", headers=inspector).json()["state"] == "delivered"
+
+    # The release without inspection: a flow chain break on the squid lot.
+    assert faults["release_without_inspection"] == {"lots": [SQUID_LOT], "chain_break_kind": "flow"}
+
+
+def _at(ms: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+
 
 def test_cli_demo_scenario_port_ends_with_its_json_line(server_tmp: Path) -> None:
     home = server_tmp / "home"
@@ -188,6 +270,16 @@ def test_cli_demo_scenario_port_ends_with_its_json_line(server_tmp: Path) -> Non
     assert last["flow_violations"] >= 1
     assert last["partial_releases"][DURIAN_LOT]["remaining"] == 0
     assert last["trace_code"] == WORLD.trace_code
+    # Each fault, as the JSON line shows it.
+    assert [s["state"] for s in last["shipments"]] == ["delivered", "in_transit"]
+    faults = last["faults"]
+    assert faults["silent_container"]["asset"] == DURIAN_CONTAINER
+    assert faults["silent_container"]["last_reading"] is not None
+    assert faults["silent_container"]["chain_break_kind"] == "handoff"
+    assert faults["track_outside_destination"]["asset"] == SEAFOOD_TRUCK
+    assert faults["track_outside_destination"]["shipment"] == VN_SHIPMENT
+    assert faults["track_outside_destination"]["state"] == "in_transit"
+    assert faults["release_without_inspection"]["lots"] == [SQUID_LOT]
     assert last["ledger_verified"] is True
     assert last["checkpoint_seq"] == last["ledger_events"]
     assert servers_under(home) == [], "the demo leaves no server behind"

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 
 from coldchain.embedded import EmbeddedBroker
-from coldchain.port_demo import run_port_scenario, step_events
+from coldchain.port_demo import handling_events, run_port_scenario, step_events
 from firmware_sim.port_timeline import port_timeline
 from firmware_sim.port_world import DURIAN_LOT, port_world
 
@@ -38,7 +38,14 @@ def test_port_scenario_devices_and_human_steps_reach_the_ledger(
         ).fetchone()
         assert lat_lon == (len(TIMELINE.tracks),)
         # Human steps: each captured through the API once, as the port's systems recorded it.
-        expected = [e["eventID"] for step in TIMELINE.steps for e in step_events(WORLD, step, start_ms)]
+        # In the order the systems recorded them: the port's steps and the units' handlings by time (a step
+        # first at the same time), then what the destination recorded after the devices' window.
+        recorded = sorted(
+            [(s.t_offset_ms, 0, step_events(WORLD, s, start_ms)) for s in TIMELINE.steps]
+            + [(h.t_offset_ms, 1, handling_events(WORLD, h, start_ms)) for h in TIMELINE.handlings],
+            key=lambda r: (r[0], r[1]),
+        )
+        expected = [e["eventID"] for _, _, events in recorded for e in events]
         stored = [
             r[0]
             for r in conn.execute(
@@ -54,13 +61,18 @@ def test_port_scenario_devices_and_human_steps_reach_the_ledger(
                 (expected,),
             )
         ]
-    # One event per batch: the seafood's two batches leave on one truck.
-    assert summary["captured_events"] == len(expected) == len(TIMELINE.steps) + 1
+    # One event per batch: the seafood's two batches leave on one truck; the durian's unit is packed and
+    # stuffed (two events), then handed on four times.
+    assert (
+        summary["captured_events"] == len(expected) == len(TIMELINE.steps) + 1 + len(TIMELINE.handlings) + 1
+    )
     assert kinds.count("inspection") == 2
     assert kinds.count("disinfection") == 1
     assert kinds.count("first") == 3
     assert kinds.count("second") == 4
-    assert kinds.count("departing") == 4
+    assert kinds.count("departing") == 5
+    assert kinds.count("arriving") == 4  # three discharges and the train's arrival at the destination
+    assert kinds.count("receiving") == 1
 
     # The summary: partial releases of the durian add up to its inspected quantity; the ledger verifies.
     assert summary["partial_releases"] == {
