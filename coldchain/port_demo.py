@@ -532,7 +532,8 @@ def format_port_summary(summary: Mapping[str, Any]) -> str:
         f"readings stored      {summary['readings']}",
         f"geofence events      {summary['geofence_events']} ({summary['geofence_crossings']} distinct)",
         f"flow violations      {summary['flow_violations']}",
-        f"chain breaks         {summary['chain_breaks']}",
+        f"chain breaks         {summary['chain_breaks']} stored by the rules stage"
+        " (a lot's trace adds each handoff no reading covers)",
     ]
     for lot_id, r in summary["partial_releases"].items():
         lines.append(
