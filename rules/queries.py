@@ -333,7 +333,8 @@ VALUES (%(kind)s, %(series_id)s, %(rule_id)s, %(start_time)s, %(end_time)s, %(ou
 _ALARM_COLUMNS = """
 alarm_id, asset_id, rule_id, kind, severity, state, series_id, product_class, pack_version, reason,
 condition_start, condition_end, peak_c, escalation, escalated_at, opened_at, trigger_committed_at,
-acknowledged_at, acknowledged_by, ack_note, resolved_at, resolved_by, resolve_note, updated_at
+acknowledged_at, acknowledged_by, ack_note, resolved_at, resolved_by, resolve_note, updated_at,
+shipment_id, profile_version, source
 """
 
 _ALARM_FILTERS = """ FROM alarm
@@ -374,10 +375,11 @@ ALARM_UNRESOLVED: Final = (
 )
 ALARM_INSERT: Final = (
     """INSERT INTO alarm (asset_id, rule_id, kind, severity, state, series_id, product_class, pack_version,
-    reason, condition_start, condition_end, peak_c, trigger_committed_at)
+    reason, condition_start, condition_end, peak_c, trigger_committed_at, shipment_id, profile_version,
+    source)
 VALUES (%(asset_id)s, %(rule_id)s, %(kind)s, %(severity)s, 'open', %(series_id)s, %(product_class)s,
     %(pack_version)s, %(reason)s, %(condition_start)s, %(condition_end)s, %(peak_c)s,
-    %(trigger_committed_at)s)
+    %(trigger_committed_at)s, %(shipment_id)s, %(profile_version)s, %(source)s)
 RETURNING """
     + _ALARM_COLUMNS
 )
@@ -385,6 +387,7 @@ ALARM_UPDATE: Final = (
     """UPDATE alarm SET condition_end = %(condition_end)s, peak_c = %(peak_c)s, reason = %(reason)s,
     severity = %(severity)s, escalation = escalation + %(escalate)s,
     escalated_at = CASE WHEN %(escalate)s > 0 THEN clock_timestamp() ELSE escalated_at END,
+    profile_version = COALESCE(%(profile_version)s, profile_version), source = COALESCE(%(source)s, source),
     updated_at = clock_timestamp()
 WHERE alarm_id = %(alarm_id)s RETURNING """
     + _ALARM_COLUMNS

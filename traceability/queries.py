@@ -487,6 +487,19 @@ JOIN chain_break b ON (b.asset_id = l.asset_id OR b.lot_id = %(lot)s)
 WHERE l.custody_leg_id = ANY(%(legs)s)
 ORDER BY b.start_time, b.chain_break_id
 """
+# The runs outside a shipper's profile (rules stage: profile_excursion) on the assets of the lot's legs while
+# they held it, of the shipments the lot is in (another shipper's profile on a shared asset is not the lot's).
+PROFILE_EXCURSIONS_OF_LEGS = """
+SELECT DISTINCT p.kind, p.asset_id, p.series_id, p.shipment_id, p.profile_version, p.rule_id, p.source,
+       p.start_time, p.end_time, p.open, p.peak_c, p.limit_low_c, p.limit_high_c, p.allowed_s,
+       p.profile_excursion_id
+FROM custody_leg l
+JOIN profile_excursion p ON p.asset_id = l.asset_id
+     AND p.start_time < COALESCE(l.t_end, 'infinity') AND p.end_time >= l.t_start
+WHERE l.custody_leg_id = ANY(%(legs)s)
+  AND EXISTS (SELECT 1 FROM shipment_lot sl WHERE sl.shipment_id = p.shipment_id AND sl.lot_id = %(lot)s)
+ORDER BY p.start_time, p.profile_excursion_id
+"""
 # The lot's import-flow steps (import_step, derived), and the lots a trace code names.
 IMPORT_STEPS_OF_LOT = """
 SELECT step, seq, event_time, quantity, uom, conformant, site, certificates, trace_code, disinfection_required

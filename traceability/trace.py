@@ -49,6 +49,7 @@ from traceability.trace_model import (
     Origin,
     Party,
     Placement,
+    ProfileExcursion,
     Recipient,
     ShelfLife,
     Shipment,
@@ -245,7 +246,32 @@ def trace_lot(conn: Conn, lot_id: str, *, scope: ScopeParams = queries.EVERYTHIN
             conn, lot_id, scope, [e.seq for e in events if not (e.error_declaration or e.declared_wrong)]
         ),
         import_flow=_import_flow(conn, lot_id),
+        profile_excursions=_profile_excursions(conn, lot_id, [leg.leg_id for leg in legs]),
     )
+
+
+def _profile_excursions(conn: Conn, lot_id: str, legs: list[int]) -> list[ProfileExcursion]:
+    """The shipment-profile rows of the lot's shipments on its legs' assets (rules.worker.shipper)."""
+    rows = conn.execute(queries.PROFILE_EXCURSIONS_OF_LEGS, {"lot": lot_id, "legs": legs}).fetchall()
+    return [
+        ProfileExcursion(
+            kind=r[0],
+            asset_id=r[1],
+            series_id=r[2],
+            shipment_id=r[3],
+            profile_version=r[4],
+            rule_id=r[5],
+            source=r[6],
+            start_time=_utc(r[7]),
+            end_time=_utc(r[8]),
+            open=r[9],
+            peak_c=_num(r[10]),
+            limit_low_c=_float(r[11]),
+            limit_high_c=_float(r[12]),
+            allowed_s=_float(r[13]),
+        )
+        for r in rows
+    ]
 
 
 def _import_flow(conn: Conn, lot_id: str) -> ImportFlow | None:

@@ -454,6 +454,32 @@ class ImportFlow:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileExcursion:
+    """A run of readings outside a shipper's per-shipment profile (``range``) or a recording interval beyond
+    it (``gap``), on an asset that carried the lot for one of its shipments. Beside the class's verdicts,
+    never part of them: it cites the shipper's specification and the profile version, not a rule pack."""
+
+    __pydantic_config__: ClassVar[dict[str, bool]] = FIELD_DOCS
+
+    kind: str
+    asset_id: str
+    series_id: int
+    shipment_id: str
+    profile_version: int
+    rule_id: str
+    source: str
+    """the shipper's specification the profile version cites"""
+    start_time: datetime
+    end_time: datetime
+    open: bool
+    peak_c: float | None
+    limit_low_c: float | None
+    limit_high_c: float | None
+    allowed_s: float | None
+    """gap: the profile's recording interval"""
+
+
+@dataclass(frozen=True, slots=True)
 class Trace:
     lot_id: str
     lot: Lot | None
@@ -484,6 +510,9 @@ class Trace:
     """the shipments the lot travelled in (registered, or named by its captured documents), with their legs"""
     import_flow: ImportFlow | None = None
     """the lot's import flow (null: the ledger records no import step of it)"""
+    profile_excursions: list[ProfileExcursion] = field(default_factory=list)
+    """the runs outside (and gaps beyond) the alarm profiles of the lot's shipments, on the assets of its
+    custody legs, oldest first"""
 
 
 def to_json(found: Trace) -> dict[str, Any]:

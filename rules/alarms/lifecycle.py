@@ -129,6 +129,11 @@ class Condition:
     condition_end: datetime
     peak_c: float | None
     trigger_committed_at: datetime | None
+    # A shipment profile's alarm cites the shipment, the version in force and the shipper's specification
+    # (a rule pack's alarm cites its pack: product_class, pack_version).
+    shipment_id: str | None = None
+    profile_version: int | None = None
+    source: str | None = None
 
 
 def raise_or_update(conn: Conn, c: Condition) -> tuple[str, dict[str, Any]] | None:
@@ -154,6 +159,9 @@ def raise_or_update(conn: Conn, c: Condition) -> tuple[str, dict[str, Any]] | No
                     "condition_end": c.condition_end,
                     "peak_c": c.peak_c,
                     "trigger_committed_at": c.trigger_committed_at,
+                    "shipment_id": c.shipment_id,
+                    "profile_version": c.profile_version,
+                    "source": c.source,
                 },
             ).fetchone()
             assert new is not None
@@ -171,6 +179,8 @@ def raise_or_update(conn: Conn, c: Condition) -> tuple[str, dict[str, Any]] | No
                 "reason": c.reason,
                 "severity": c.severity if escalate else row["severity"],
                 "escalate": 1 if escalate else 0,
+                "profile_version": c.profile_version,
+                "source": c.source,
             },
         ).fetchone()
         assert upd is not None

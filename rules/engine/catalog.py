@@ -55,6 +55,12 @@ FLOW_RULE_PREFIX: Final = "flow/"
 # ``rules/quarantine``, the same under every class).
 QUARANTINE: Final = Rule("quarantine", "quarantine", "indeterminate", "critical")
 QUARANTINE_RULE_ID: Final = "rules/quarantine"
+# Not class rules: a shipper's per-shipment alarm profile (rules.engine.shipper), judged beside the class;
+# the rule id is ``shipment/<shipment id>/<name>`` (`shipment_rule_id`), one per shipment whatever its
+# version (the alarm and the profile_excursion row name the version and the specification it cites).
+PROFILE_RANGE: Final = Rule("range", "profile_range", "excursion", None)
+PROFILE_GAP: Final = Rule("gap", "profile_gap", "excursion", "warning")
+SHIPMENT_RULE_PREFIX: Final = "shipment/"
 
 
 def trigger(t: Trigger) -> Rule:
@@ -140,6 +146,17 @@ FLOW_RELEASE_AFTER_NON_CONFORMANT: Final = (
 FLOW_STEP_MISSING: Final = "{step} with no {missing} recorded before it"
 FLOW_ALARM: Final = "lot {lot}: {reason}"
 FLOW_CLEARED: Final = "the import flow no longer shows this violation"
+# A shipper's profile (rules.engine.shipper): a run outside its band, a gap beyond its interval, the cleared
+# range alarm; each names the shipment, the version and the specification the profile cites.
+PROFILE_RANGE_TEXT: Final = (
+    "temperature {side} the shipper's {limit_c} °C for {duration_s} s{still} (peak {peak_c} °C; "
+    "shipment {shipment} profile v{version}: {source})"
+)
+PROFILE_GAP_TEXT: Final = (
+    "no temperature record for {gap_s} s (the shipper allows {allowed_s} s; "
+    "shipment {shipment} profile v{version}: {source})"
+)
+PROFILE_BACK_IN_BAND: Final = "back inside the shipper's band (shipment {shipment})"
 
 REASON_TEMPLATES: Final = (
     RANGE_EXCURSION,
@@ -177,6 +194,9 @@ REASON_TEMPLATES: Final = (
     FLOW_STEP_MISSING,
     FLOW_ALARM,
     FLOW_CLEARED,
+    PROFILE_RANGE_TEXT,
+    PROFILE_GAP_TEXT,
+    PROFILE_BACK_IN_BAND,
 )
 # The parts a reason's field may hold (translated there, never taken for a whole reason).
 REASON_PARTS: Final = (LEG_NAME, SINCE, SO_FAR)
@@ -345,3 +365,45 @@ def flow_rule_id(violation: str) -> str:
 def flow_alarm(lot_id: str, reason: str) -> str:
     """An import-flow alarm's reason: the alarm is on an asset, so it names the lot."""
     return FLOW_ALARM.format(lot=lot_id, reason=reason)
+
+
+def shipment_rule_id(shipment_id: str, rule: Rule) -> str:
+    """The rule id of a shipment profile's rule (its profile_excursion rows, its alarm)."""
+    return f"{SHIPMENT_RULE_PREFIX}{shipment_id}/{rule.name}"
+
+
+def profile_range(
+    low_c: float | None,
+    high_c: float | None,
+    peak_c: float,
+    duration_s: float,
+    cited: tuple[str, int, str],
+    *,
+    still: bool = False,
+) -> str:
+    """A run outside a shipper's band: which limit, how long, the peak, and the profile it breaks
+    (`cited`: shipment id, version, the specification)."""
+    side = "above" if high_c is not None and peak_c > high_c else "below"
+    shipment, version, source = cited
+    return PROFILE_RANGE_TEXT.format(
+        side=side,
+        limit_c=high_c if side == "above" else low_c,
+        duration_s=f"{duration_s:.0f}",
+        still=SO_FAR if still else "",
+        peak_c=peak_c,
+        shipment=shipment,
+        version=version,
+        source=source,
+    )
+
+
+def profile_gap(gap_s: float, allowed_s: float, cited: tuple[str, int, str]) -> str:
+    """A recording interval beyond a shipper's, and the profile it breaks."""
+    shipment, version, source = cited
+    return PROFILE_GAP_TEXT.format(
+        gap_s=f"{gap_s:.0f}", allowed_s=f"{allowed_s:.0f}", shipment=shipment, version=version, source=source
+    )
+
+
+def profile_back_in_band(shipment_id: str) -> str:
+    return PROFILE_BACK_IN_BAND.format(shipment=shipment_id)

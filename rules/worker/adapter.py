@@ -47,7 +47,7 @@ from rules.alarms import AlarmNotifier, MqttPublisher, Webhook
 from rules.metrics import RulesMetrics
 from rules.models import iso_utc
 from rules.packs import ClassRef, Mode, PackSet, load_packs
-from rules.worker import custody, flow, geofences, history, lots, outbox, queue, reads
+from rules.worker import custody, flow, geofences, history, lots, outbox, queue, reads, shipper
 from rules.worker.apply import RunStats, apply
 from rules.worker.humidity import plan_humidity
 from rules.worker.live import plan_profile
@@ -371,11 +371,13 @@ class RulesWorker:
             if seg is None or ref is None:
                 continue
             lo, hi = max(w.t_min, seg.seg_lo), min(w.t_max, seg.seg_hi - ONE_US)
-            apply(conn, plan_slice(reads.slice_inputs(conn, seg, ref, lo, hi, self._escalate_after_s)), stats)
+            inputs = reads.slice_inputs(conn, seg, ref, lo, hi, self._escalate_after_s)
+            apply(conn, plan_slice(inputs), stats)
+            shipper.judge(conn, inputs, stats)  # the shipment profile in force, beside the class
             standing: list[engine.Breach] = []
-            inputs = reads.profile_inputs(conn, seg, ref, lo, hi)
-            if inputs is not None:
-                plan, standing = plan_profile(inputs)
+            live = reads.profile_inputs(conn, seg, ref, lo, hi)
+            if live is not None:
+                plan, standing = plan_profile(live)
                 apply(conn, plan, stats)
             verdict, items, reasons = history.series_verdict(ref, reads.evidence(conn, seg), standing)
             subject = f"{seg.series_id}@{seg.asset_id}"

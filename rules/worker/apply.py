@@ -66,6 +66,7 @@ class RunStats:
     flow_violations: int = 0  # import-flow violations raised or withdrawn
     lots_quarantined: int = 0  # lots whose judging raised (kept in lot_quarantine, the run going on)
     crossings: int = 0  # geofence crossings added, moved or withdrawn
+    profile_excursions: int = 0  # runs and gaps written under a shipment profile (rules.worker.shipper)
     verdicts: dict[str, int] = field(default_factory=dict)  # verdict_outbox rows written, by kind
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # alarm events after commit
 

@@ -57,6 +57,9 @@ class Alarm(BaseModel):
     rule_id: str | None = None
     severity: str | None = None
     state: str | None = None
+    shipment_id: str | None = Field(None, description="a shipment profile's alarm: the shipment")
+    profile_version: int | None = Field(None, description="the profile version in force at the readings")
+    source: str | None = Field(None, description="the shipper's specification the profile cites")
 
 
 class AlarmAction(BaseModel):

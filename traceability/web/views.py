@@ -79,6 +79,8 @@ ALARM_KINDS = {
     "mkt": N_("mean kinetic temperature"),
     "accuracy": N_("sensor accuracy"),
     "faults": N_("device faults"),
+    "profile_range": N_("outside the shipper's profile"),
+    "profile_gap": N_("gap beyond the shipper's profile"),
 }
 BREAK_KINDS = {
     "gap": N_("telemetry gap"),
