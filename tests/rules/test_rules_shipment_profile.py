@@ -5,7 +5,10 @@ re-judged, the class verdicts untouched, and a carrier's key seeing its own asse
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi.testclient import TestClient
@@ -18,7 +21,10 @@ from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.epcis import builders
-from traceability.ledger import chain
+from traceability.i18n import Lang
+from traceability.ledger import chain, checkpoint
+from traceability.reports import pdf
+from traceability.reports.build import read_report
 from traceability.trace import trace_lot
 from traceability.trace_model import to_json
 
@@ -286,7 +292,9 @@ def test_the_window_of_a_late_reading_covers_the_stored_profile_rows(db_url: str
     assert len(_alarms(conn)) == 1, "the re-judged run raises no second alarm"
 
 
-def test_the_lots_trace_shows_the_profile_run_of_its_shipment(db_url: str, conn: Conn) -> None:
+def test_the_lots_trace_shows_the_profile_run_of_its_shipment(
+    db_url: str, conn: Conn, tmp_path: Path
+) -> None:
     lot, sscc, truck_epc = (
         "urn:epc:class:lgtin:6901234.012345.PRF1",
         "urn:epc:id:sscc:6901234.0000000991",
@@ -352,3 +360,16 @@ def test_the_lots_trace_shows_the_profile_run_of_its_shipment(db_url: str, conn:
             assert alarms.status_code == 200, alarms.text
             assert "SHP-T" in alarms.text
             assert "SQ-7" in alarms.text
+    # The lot's report shows it too.
+    checkpoint.sign_head(conn, checkpoint.load_or_create_key(tmp_path / "ledger.pem"), now=datetime.now(UTC))
+    langs: list[tuple[Lang, str]] = [
+        ("en", "Outside the shipper&#39;s profile"),
+        ("zh-CN", "超出货主告警配置"),
+    ]
+    for lang, heading in langs:
+        report = read_report(conn, lot, lang=lang, tz=ZoneInfo("UTC"))
+        assert report is not None
+        text = pdf.html(report)
+        assert heading in text
+        assert 'class="profile-excursion-row"' in text
+        assert "SQ-7" in text
