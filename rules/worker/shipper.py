@@ -72,7 +72,7 @@ class ProfileInputs:
     g_us: IntArray  # the device's probes, merged (gaps are device-wide, as the class's)
     g_v: FloatArray
     g_specs: list[ProfileSpec | None]
-    stored: frozenset[tuple[str, datetime]]  # (rule id, start) of the stored rows of the window
+    stored: frozenset[tuple[str, datetime, datetime]]  # (rule id, start, end) of the window's stored rows
 
 
 @dataclass(slots=True)
@@ -129,13 +129,13 @@ def read_inputs(conn: Conn, inp: SliceInputs) -> ProfileInputs | None:
         q.PROFILE_AT, {"asset_id": seg.asset_id, "times_us": times}
     ).fetchall():
         at[int(us)] = ProfileSpec(str(shipment_id), int(version), low_c, high_c, max_gap_s, str(source))
-    stored: set[tuple[str, datetime]] = set()
+    stored: set[tuple[str, datetime, datetime]] = set()
     for kind, sid in (("range", seg.series_id), ("gap", inp.gap_series_id)):
-        for _k, rule_id, start, _end, _open in conn.execute(
+        for _k, rule_id, start, end, _open in conn.execute(
             q.STORED_IN,
             {"asset_id": seg.asset_id, "series_id": sid, "kind": kind, "t_lo": t_lo, "t_hi": t_hi},
         ).fetchall():
-            stored.add((str(rule_id), start))
+            stored.add((str(rule_id), start, end))
     return ProfileInputs(
         inp=inp,
         t_lo=t_lo,
@@ -205,7 +205,9 @@ def plan_profile(pi: ProfileInputs) -> ProfilePlan:
     raised: dict[str, datetime] = {}  # range rule id -> end of its latest run raised here
     open_rules: set[str] = set()
     for row in rows:
-        new = (row.rule_id, row.start) not in pi.stored
+        # New: no stored row of its rule overlaps it (late data that only moves or joins runs the asset's
+        # alarm already saw raises none again).
+        new = not any(r == row.rule_id and s <= row.end and row.start <= e for r, s, e in pi.stored)
         if row.kind == "range":
             duration_s = (row.end - row.start).total_seconds()
             assert row.peak_c is not None

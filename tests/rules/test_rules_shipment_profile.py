@@ -373,3 +373,17 @@ def test_the_lots_trace_shows_the_profile_run_of_its_shipment(
         assert heading in text
         assert 'class="profile-excursion-row"' in text
         assert "SQ-7" in text
+
+
+def test_late_readings_that_move_a_stored_run_raise_no_second_alarm(db_url: str, conn: Conn) -> None:
+    sid = _truck(conn)
+    _shipment(conn, "SHP-M", TRUCK, ShipmentProfile(1, SPEC, low_c=1.0, high_c=3.0))
+    _created(conn, "SHP-M", 1, -60)
+    add_readings(conn, sid, [(m, 2.0) for m in range(0, 8)] + [(m, 3.2) for m in range(10, 25)])
+    add_readings(conn, sid, [(m, 2.0) for m in range(25, 40)])
+    _run(db_url)
+    assert [(r[6], r[7]) for r in _rows(conn)] == [(at(10), at(24))]
+    add_readings(conn, sid, [(8, 3.2), (9, 3.2)])  # buffered: the run began two minutes earlier
+    _run(db_url)
+    assert [(r[6], r[7]) for r in _rows(conn)] == [(at(8), at(24))]
+    assert [(a[1], a[3]) for a in _alarms(conn)] == [("shipment/SHP-M/range", "resolved")]
