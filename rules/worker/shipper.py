@@ -34,6 +34,7 @@ from rules.worker import reads
 from rules.worker.apply import RunStats, apply
 from rules.worker.plan import Plan, RaiseAlarm, ResolveAlarm
 from rules.worker.policy import SliceInputs, severity
+from rules.worker.reads import ONE_US
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 IntArray = NDArray[np.int64]
@@ -104,7 +105,8 @@ def read_inputs(conn: Conn, inp: SliceInputs) -> ProfileInputs | None:
         ).fetchone()
         if span is None or span[0] is None or (span[0] >= t_lo and span[1] <= t_hi):
             break
-        t_lo, t_hi = min(t_lo, span[0]), max(t_hi, span[1])
+        # Never past the mount: a row of an earlier mount of the device on the asset is that mount's.
+        t_lo, t_hi = max(min(t_lo, span[0]), seg.seg_lo), min(max(t_hi, span[1]), seg.seg_hi - ONE_US)
     if (t_lo, t_hi) == (inp.t_lo, inp.t_hi):
         t_us, v, g_us, g_v = inp.t_us, inp.v, inp.g_us, inp.g_v
     else:
