@@ -32,11 +32,17 @@ SETTLE_TIMEOUT_S = 120.0
 CAPTURE_POLL_S = 0.1  # between two looks at a capture job still running
 MINUTE_MS = 60_000
 
-GEOFENCE_EVENTS = "SELECT count(*) FROM ledger_event WHERE event ? 'cc:geofence'"
-GEOFENCE_DISTINCT = """
-SELECT count(*) FROM (
-    SELECT DISTINCT event->>'cc:asset', event->'readPoint'->>'id', event->>'cc:geofence', event->>'eventTime'
-    FROM ledger_event WHERE event ? 'cc:geofence') AS crossing"""
+
+def geofence_counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    """The geofence events the ledger holds and has not declared wrong, and the crossings (asset, fence,
+    direction, device time) they name: equal when each crossing is in the ledger once."""
+    from traceability.geofence_ledger import live_events
+
+    live = live_events(conn)
+    named = {(e["cc:asset"], e["readPoint"]["id"], e["cc:geofence"], e["eventTime"]) for e in live}
+    return len(live), len(named)
+
+
 FLOW_VIOLATIONS = "SELECT count(*) FROM chain_break WHERE kind = 'flow'"
 FLOW_LOTS = "SELECT DISTINCT lot_id FROM chain_break WHERE kind = 'flow' ORDER BY 1"
 IMPORT_STEPS = """
@@ -417,13 +423,9 @@ def summarize_port(
         ):
             row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
             counts[key] = int(row[0]) if row else 0
-        for key, query in (
-            ("geofence_events", GEOFENCE_EVENTS),
-            ("geofence_crossings", GEOFENCE_DISTINCT),
-            ("flow_violations", FLOW_VIOLATIONS),
-        ):
-            row = conn.execute(query).fetchone()
-            counts[key] = int(row[0]) if row else 0
+        counts["geofence_events"], counts["geofence_crossings"] = geofence_counts(conn)
+        row = conn.execute(FLOW_VIOLATIONS).fetchone()
+        counts["flow_violations"] = int(row[0]) if row else 0
         flow_lots = [str(r[0]) for r in conn.execute(FLOW_LOTS)]
         releases = port_calls.partial_releases(conn.execute(IMPORT_STEPS).fetchall())
         silent_device = next(t.device_id for t in timeline.tracks if t.silent_from_offset_ms is not None)

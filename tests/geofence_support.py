@@ -31,8 +31,18 @@ YARD_RING = ((108.70, 21.80), (108.72, 21.80), (108.72, 21.82), (108.70, 21.82))
 IN_YARD = (21.81, 108.71)
 
 
-def fenced_world(conn: Conn, *, device: str = TRACKER, asset_epc: str | None = CONTAINER_EPC) -> None:
-    """The terminal and the yard with their fences, the container (tracked by `device`) and its shipment."""
+def fenced_world(
+    conn: Conn,
+    *,
+    device: str = TRACKER,
+    asset_epc: str | None = CONTAINER_EPC,
+    through_document: str | None = THROUGH,
+    bill_of_lading: str | None = None,
+    rail_waybill: str | None = None,
+    road_waybill: str | None = None,
+) -> None:
+    """The terminal and the yard with their fences, the container (tracked by `device`) and its shipment
+    under the documents given."""
     registry.add_locations(
         conn,
         [
@@ -54,9 +64,12 @@ def fenced_world(conn: Conn, *, device: str = TRACKER, asset_epc: str | None = C
         conn,
         Shipment(
             SHIPMENT,
-            through_document=THROUGH,
             planned_start=at(-60),
             legs=(ShipmentLeg(1, "sea", asset_id=CONTAINER),),
+            through_document=through_document,
+            bill_of_lading=bill_of_lading,
+            rail_waybill=rail_waybill,
+            road_waybill=road_waybill,
         ),
     )
 

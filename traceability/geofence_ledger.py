@@ -3,11 +3,13 @@
 Rows are taken in order under the ledger's lock and deleted in the transaction that appends their events,
 so each crossing reaches the ledger once, whatever the number of workers. A new crossing appends the event
 `multimodal.geofence_event` builds, over the asset's EPC (else its shipment's lots), with the shipment the
-asset carried goods for at that time (`registry.shipments.shipment_of_asset`) and its through document. A
+asset carried goods for at that time (`registry.shipments.shipment_of_asset`) and all of its documents. A
 moved crossing appends the event at its new time and declares the one the ledger holds at the old time
 wrong (errorDeclaration, reason incorrect_data, the new event as corrective event); a withdrawn one
 declares its event wrong with no corrective event. Events are identified by their hash, so the same
-event built again is not appended twice.
+event built again is not appended twice; a crossing that comes back after its event was declared wrong (a
+late position moved it away, a later one brought it back) gets an event naming the declared one
+(``cc:supersedes``), which is a new event and so reaches the ledger again.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ def crossing_events(
                 c.at,
             )
         return [_declared(old, c, None) for old in held]
-    event = geofence_event(conn, c, at)
+    event = geofence_event(conn, c, at, pending)
     if event is None:
         return []
     if c.corrects is None:
@@ -117,20 +119,30 @@ def _declared(old: builders.Event, c: CrossingPayload, corrective: str | None) -
     )
 
 
-def geofence_event(conn: Conn, c: CrossingPayload, at: datetime) -> builders.Event | None:
+def geofence_event(
+    conn: Conn, c: CrossingPayload, at: datetime, pending: Sequence[builders.Event] = ()
+) -> builders.Event | None:
     """The arriving/departing event of a crossing; None (logged) when there is nothing to report on: the
-    asset has no EPC and carries no shipment's lots."""
+    asset has no EPC and carries no shipment's lots. When the ledger (or `pending`) declared that event
+    wrong before, the event superseding the last one declared."""
     asset = conn.execute(queries.ASSET_BY_ID, (c.asset_id,)).fetchone()
     if asset is None:
         log.warning("geofence crossing of an unknown asset: %s", c.asset_id)
         return None
     asset_epc = asset[1]
     shipment_id = shipment_of_asset(conn, c.asset_id, at)
-    through_document = None
+    transactions: list[dict[str, str]] = []
     lots: list[dict[str, Any]] = []
     if shipment_id is not None:
-        row = conn.execute(q.THROUGH_DOCUMENT, (shipment_id,)).fetchone()
-        through_document = None if row is None else row[0]
+        row = conn.execute(q.SHIPMENT_DOCUMENTS, (shipment_id,)).fetchone()
+        if row is not None:
+            bill_of_lading, rail_waybill, through_document, road_waybill = row
+            transactions = multimodal.biz_transactions(
+                bill_of_lading=bill_of_lading,
+                rail_waybill=rail_waybill,
+                through_document=through_document,
+                road_waybill=road_waybill,
+            )
         if asset_epc is None:
             lots = [
                 builders.quantity(lot_id, quantity, uom)
@@ -143,15 +155,29 @@ def geofence_event(conn: Conn, c: CrossingPayload, at: datetime) -> builders.Eve
             c.at,
         )
         return None
-    return multimodal.geofence_event(
-        t=at,
-        direction=c.crossing,
-        location=c.location_id,
-        asset_id=c.asset_id,
-        asset_epc=asset_epc,
-        shipment_id=shipment_id,
-        through_document=through_document,
-        lots=lots,
+    supersedes: str | None = None
+    while True:
+        event = multimodal.geofence_event(
+            t=at,
+            direction=c.crossing,
+            location=c.location_id,
+            asset_id=c.asset_id,
+            asset_epc=asset_epc,
+            shipment_id=shipment_id,
+            transactions=transactions,
+            lots=lots,
+            supersedes=supersedes,
+        )
+        if not declared(conn, str(event["eventID"]), pending):
+            return event
+        supersedes = str(event["eventID"])
+
+
+def declared(conn: Conn, event_id: str, pending: Sequence[builders.Event]) -> bool:
+    """Whether the ledger holds, or an earlier row of this append built, the errorDeclaration of the event."""
+    row = conn.execute(q.EVENT_DECLARED, (event_id,)).fetchone()
+    return bool(row and row[0]) or any(
+        "errorDeclaration" in e and e.get("eventID") == event_id for e in pending
     )
 
 

@@ -26,6 +26,7 @@ from rules_support import at, drain
 
 from rules.worker import RulesWorker
 from traceability.epcis import multimodal
+from traceability.geofence_ledger import live_events
 from traceability.ledger import verify
 from traceability.worker import LedgerWorker
 
@@ -153,6 +154,76 @@ def test_late_position_in_between_adds_a_visit(db_url: str, conn: Conn) -> None:
         ("departing", TERMINAL, _ms(10)),
     ]
     assert declared_geofence_events(conn) == []
+
+
+def _live_at(conn: Conn, minute: float) -> dict[str, Any]:
+    [event] = [e for e in live_events(conn) if e["eventTime"] == _ms(minute)]
+    return event
+
+
+def test_crossing_back_at_a_declared_time_reaches_the_ledger_again(db_url: str, conn: Conn) -> None:
+    fenced_world(conn)
+    track(conn, [(0, OUTSIDE), (5, INSIDE)])
+    _run(db_url)
+    entered_at_5 = _live_at(conn, 5)
+    # Late: inside already at minute 3; the entry moves to 3 and the event at 5 is declared wrong.
+    track(conn, [(3, INSIDE)])
+    _run(db_url)
+    assert [e[:3] for e in live_geofence_events(conn)] == [("arriving", TERMINAL, _ms(3))]
+    assert [e["eventID"] for e in declared_geofence_events(conn)] == [entered_at_5["eventID"]]
+    # Later still: outside at 4, so the entry at 5 is a crossing again. Its event is a new one naming the
+    # event declared wrong, not that one again (the ledger would take it for one it already holds).
+    track(conn, [(4, OUTSIDE)])
+    _run(db_url)
+    assert stored_crossings(conn) == [
+        (TERMINAL, "enter", at(3)),
+        (TERMINAL, "exit", at(4)),
+        (TERMINAL, "enter", at(5)),
+    ]
+    assert live_geofence_events(conn) == [
+        ("arriving", TERMINAL, _ms(3), SHIPMENT),
+        ("departing", TERMINAL, _ms(4), SHIPMENT),
+        ("arriving", TERMINAL, _ms(5), SHIPMENT),
+    ]
+    back = _live_at(conn, 5)
+    assert back[multimodal.SUPERSEDES_KEY] == entered_at_5["eventID"]
+    # Away and back once more: the entry at 5 moves to 4.5, then 4.75 is outside again.
+    track(conn, [(4.5, INSIDE)])
+    _run(db_url)
+    assert [e[2] for e in live_geofence_events(conn)] == [_ms(3), _ms(4), _ms(4.5)]
+    track(conn, [(4.75, OUTSIDE)])
+    _run(db_url)
+    assert [e[:3] for e in live_geofence_events(conn)] == [
+        ("arriving", TERMINAL, _ms(3)),
+        ("departing", TERMINAL, _ms(4)),
+        ("arriving", TERMINAL, _ms(4.5)),
+        ("departing", TERMINAL, _ms(4.75)),
+        ("arriving", TERMINAL, _ms(5)),
+    ]
+    assert _live_at(conn, 5)[multimodal.SUPERSEDES_KEY] == back["eventID"]
+    # Every late batch again changes nothing: each crossing is in the ledger exactly once.
+    seqs = conn.execute("SELECT max(seq) FROM ledger_event").fetchone()
+    track(conn, [(3, INSIDE), (4, OUTSIDE), (4.5, INSIDE), (4.75, OUTSIDE)])
+    _run(db_url)
+    assert conn.execute("SELECT max(seq) FROM ledger_event").fetchone() == seqs
+    assert len(live_events(conn)) == len(stored_crossings(conn)) == 5
+    assert verify.verify(conn).ok
+
+
+def test_every_document_of_the_shipment_moves_its_state(db_url: str, conn: Conn) -> None:
+    # A shipment registered under a B/L and a road waybill, no through document.
+    fenced_world(conn, through_document=None, bill_of_lading="BL/77", road_waybill="RW-9")
+    track(conn, [(0, INSIDE), (1, INSIDE), (2, OUTSIDE)])
+    _run(db_url)
+    [departing] = live_events(conn)
+    assert departing["bizStep"] == "departing"
+    assert departing["bizTransactionList"] == multimodal.biz_transactions(
+        bill_of_lading="BL/77", road_waybill="RW-9"
+    )
+    state = conn.execute(
+        "SELECT state, departed_at FROM shipment_state WHERE shipment_id = %s", (SHIPMENT,)
+    ).fetchone()
+    assert state == ("in_transit", at(2))
 
 
 def test_late_earliest_position_makes_the_first_known_one_a_crossing(db_url: str, conn: Conn) -> None:

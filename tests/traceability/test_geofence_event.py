@@ -23,7 +23,7 @@ def test_arriving_over_the_asset_with_the_through_document() -> None:
         asset_id="REEFER-1",
         asset_epc=BOX,
         shipment_id="SHP-1",
-        through_document="TD-1",
+        transactions=multimodal.biz_transactions(through_document="TD-1"),
     )
     chain.validate_all([e])
     assert (e["type"], e["bizStep"], e["disposition"]) == ("ObjectEvent", "arriving", "in_progress")
@@ -54,7 +54,37 @@ def test_departing_over_the_lots_without_a_location() -> None:
     assert "bizLocation" not in e
     assert "epcList" not in e
     assert e["quantityList"] == [{"epcClass": LOT, "quantity": 1200, "uom": "KGM"}]
-    assert "bizTransactionList" not in e, "no through document given"
+    assert "bizTransactionList" not in e, "no document given"
+
+
+def test_every_document_of_the_shipment_is_a_biz_transaction() -> None:
+    documents = multimodal.biz_transactions(
+        bill_of_lading="BL-1", rail_waybill="RW-1", through_document="TD/2026/1", road_waybill="RD-1"
+    )
+    e = multimodal.geofence_event(
+        t=T, direction="exit", location=PORT, asset_id="R", asset_epc=BOX, transactions=documents
+    )
+    chain.validate_all([e])
+    assert e["bizTransactionList"] == documents
+    assert {multimodal.document_number(t["bizTransaction"]) for t in e["bizTransactionList"]} == {
+        ("bl", "BL-1"),
+        ("waybill", "RW-1"),
+        ("through", "TD/2026/1"),
+        ("road_waybill", "RD-1"),
+    }
+
+
+def test_a_superseding_event_is_another_event_of_the_same_crossing() -> None:
+    first = multimodal.geofence_event(t=T, direction="enter", location=PORT, asset_id="R", asset_epc=BOX)
+    again = multimodal.geofence_event(
+        t=T, direction="enter", location=PORT, asset_id="R", asset_epc=BOX, supersedes=first["eventID"]
+    )
+    chain.validate_all([again])
+    assert again[multimodal.SUPERSEDES_KEY] == first["eventID"]
+    assert again["eventID"] != first["eventID"]
+    assert {k: v for k, v in again.items() if k not in ("eventID", multimodal.SUPERSEDES_KEY)} == {
+        k: v for k, v in first.items() if k != "eventID"
+    }
 
 
 def test_without_a_shipment_there_is_no_shipment_field() -> None:

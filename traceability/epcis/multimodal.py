@@ -16,7 +16,8 @@ Conventions (all values are EPCIS 2.0 fields or ``cc:`` extensions, so every eve
 * gates: bizStep ``arriving`` (in) / ``departing`` (out) at the gate's SGLN with ``cc:gate``
   (port_terminal|rail_station|bonded_zone);
 * geofences: an asset's position entering (``arriving``) or leaving (``departing``) a location's
-  geofence, with ``cc:geofence`` (enter|exit), ``cc:asset`` and ``cc:shipment``.
+  geofence, with ``cc:geofence`` (enter|exit), ``cc:asset`` and ``cc:shipment``, and all of the shipment's
+  documents as bizTransactions.
 
 The imported cold-chain food flow, one batch (lot) per event, its quantity in the quantityList (what the
 ledger derives into ``import_step`` and the rules stage's flow checker follows):
@@ -251,6 +252,7 @@ def gate_event(
 # A geofence crossing's CBV business step and disposition, by direction (one mapping, read everywhere).
 GEOFENCE_STEPS = {"enter": "arriving", "exit": "departing"}
 GEOFENCE_DISPOSITIONS = {"enter": "in_progress", "exit": "in_transit"}
+SUPERSEDES_KEY = "cc:supersedes"
 
 
 def geofence_event(
@@ -261,14 +263,18 @@ def geofence_event(
     asset_id: str,
     asset_epc: str | None = None,
     shipment_id: str | None = None,
-    through_document: str | None = None,
+    transactions: Sequence[Mapping[str, str]] = (),
     lots: Sequence[Mapping[str, Any]] = (),
+    supersedes: str | None = None,
 ) -> builders.Event:
     """An asset entering (bizStep arriving, bizLocation the fence's location) or leaving (departing) a
     location's geofence at device time ``t``: over the asset's EPC, else the shipment's lots
-    (quantityList elements), with the shipment's through document as bizTransaction and ``cc:geofence``
-    (enter|exit), ``cc:asset`` and ``cc:shipment`` (when the asset carries one). ``ValueError`` for another
-    direction, or when there is neither an asset EPC nor a lot to report on."""
+    (quantityList elements), with the shipment's documents as bizTransactions (``biz_transactions``) and
+    ``cc:geofence`` (enter|exit), ``cc:asset`` and ``cc:shipment`` (when the asset carries one).
+    ``supersedes``: the eventID of the same crossing's event that was declared wrong before (a late position
+    moved the crossing away and a later one brought it back), as ``cc:supersedes``, so that the crossing's
+    new event is not that one again. ``ValueError`` for another direction, or when there is neither an
+    asset EPC nor a lot to report on."""
     if direction not in GEOFENCE_STEPS:
         raise ValueError(f"geofence direction {direction!r} not one of {sorted(GEOFENCE_STEPS)}")
     if asset_epc is None and not lots:
@@ -276,6 +282,8 @@ def geofence_event(
     ext: dict[str, Any] = {"cc:geofence": direction, "cc:asset": asset_id}
     if shipment_id is not None:
         ext["cc:shipment"] = shipment_id
+    if supersedes is not None:
+        ext[SUPERSEDES_KEY] = supersedes
     ev = builders.object_event(
         event_time=t,
         epcs=None if asset_epc is None else [asset_epc],
@@ -286,7 +294,7 @@ def geofence_event(
         biz_location=location if direction == "enter" else None,
         extensions=ext,
     )
-    return builders.with_event_id(_with(ev, biz_transactions(through_document=through_document)))
+    return builders.with_event_id(_with(ev, transactions))
 
 
 def bonded(*, t: datetime, lots: Sequence[str], status: str, line: str, location: str) -> builders.Event:
