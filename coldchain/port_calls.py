@@ -6,7 +6,7 @@ document, B/L and waybills ride as bizTransactions where a step names its shipme
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -33,26 +33,21 @@ def transactions(
     )
 
 
-def partial_releases(rows: Sequence[Sequence[Any]]) -> dict[str, dict[str, Any]]:
-    """The lots released in more than one part: quantity inspected conformant, the quantities released (in
-    ledger order) and what remains. ``rows``: (lot, quantity, cc:inspection, disposition, cc:customsLine)
-    of the ledger's inspection and second-line release events, in ledger order."""
-    inspected: dict[str, float] = {}
-    released: dict[str, list[float]] = {}
-    for lot, quantity, inspection, disposition, line in rows:
-        if inspection == "inspection" and disposition == "conformant":
-            inspected[lot] = inspected.get(lot, 0.0) + float(quantity or 0.0)
-        elif line == "second":
-            released.setdefault(lot, []).append(float(quantity or 0.0))
-    return {
-        lot: {
-            "inspected": inspected.get(lot, 0.0),
-            "released": parts,
-            "remaining": inspected.get(lot, 0.0) - sum(parts),
-        }
-        for lot, parts in released.items()
-        if len(parts) > 1
-    }
+def partial_releases(traces: Mapping[str, Mapping[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """The lots released in more than one part, as their traces' import flow states them (the releases
+    ``rules.engine.flow.check`` follows): the quantity the covering conformant inspection inspected (None: no
+    such inspection, or in another unit), the quantities released in order, and what remains after the last.
+    ``traces``: lot → its trace as the API serves it (None: not served)."""
+    out: dict[str, dict[str, Any]] = {}
+    for lot, trace in traces.items():
+        releases = ((trace or {}).get("import_flow") or {}).get("releases") or []
+        if len(releases) > 1:
+            out[lot] = {
+                "inspected": releases[-1]["inspected"],
+                "released": [r["quantity"] for r in releases],
+                "remaining": releases[-1]["remaining"],
+            }
+    return out
 
 
 def party_key(conn: psycopg.Connection[Any], role: str, party_id: str, name: str) -> str:

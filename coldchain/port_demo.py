@@ -45,12 +45,6 @@ def geofence_counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 
 FLOW_VIOLATIONS = "SELECT count(*) FROM chain_break WHERE kind = 'flow'"
 FLOW_LOTS = "SELECT DISTINCT lot_id FROM chain_break WHERE kind = 'flow' ORDER BY 1"
-IMPORT_STEPS = """
-SELECT q->>'epcClass', (q->>'quantity')::float8, event->>'cc:inspection', event->>'disposition',
-       event->>'cc:customsLine'
-FROM ledger_event, jsonb_array_elements(event->'quantityList') AS q
-WHERE event->>'cc:inspection' = 'inspection' OR event->>'cc:customsLine' = 'second'
-ORDER BY seq"""
 # What shows the faults: a device's last reading; whether an asset's track entered a location's geofence.
 LAST_READING = "SELECT max(r.time) FROM reading r JOIN series s USING (series_id) WHERE s.device_id = %s"
 ENTERED = """
@@ -427,7 +421,6 @@ def summarize_port(
         row = conn.execute(FLOW_VIOLATIONS).fetchone()
         counts["flow_violations"] = int(row[0]) if row else 0
         flow_lots = [str(r[0]) for r in conn.execute(FLOW_LOTS)]
-        releases = port_calls.partial_releases(conn.execute(IMPORT_STEPS).fetchall())
         silent_device = next(t.device_id for t in timeline.tracks if t.silent_from_offset_ms is not None)
         last_row = conn.execute(LAST_READING, (silent_device,)).fetchone()
         last_reading = None if last_row is None or last_row[0] is None else last_row[0].isoformat()
@@ -466,6 +459,7 @@ def summarize_port(
                 "trace": answer.json() if answer.is_success else None,
             }
         scan = httpx.get(f"{api_url}/scan/{world.trace_code}", timeout=30)
+    releases = port_calls.partial_releases({lot: t["trace"] for lot, t in traces.items()})
     state_of = {s["shipment_id"]: s["state"] for s in shipments}
     faults = {
         "silent_container": {
@@ -538,10 +532,13 @@ def format_port_summary(summary: Mapping[str, Any]) -> str:
         " (a lot's trace adds each handoff no reading covers)",
     ]
     for lot_id, r in summary["partial_releases"].items():
-        lines.append(
-            f"releases of {lot_id}: {' + '.join(f'{q:g}' for q in r['released'])}"
-            f" of {r['inspected']:g} inspected, {r['remaining']:g} remaining"
+        parts = " + ".join("?" if q is None else f"{q:g}" for q in r["released"])
+        covered = (
+            " (no conformant inspection covers them)"
+            if r["inspected"] is None
+            else f" of {r['inspected']:g} inspected, {r['remaining']:g} remaining"
         )
+        lines.append(f"releases of {lot_id}: {parts}{covered}")
     silent = summary["faults"]["silent_container"]
     lines.append(
         f"fault: container {silent['asset']} silent after {silent['last_reading']}; lot {silent['lot']}:"

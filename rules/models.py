@@ -140,7 +140,7 @@ class FlowViolationPayload(msgspec.Struct, frozen=True, kw_only=True):
     longer shows it (a step recorded late, dated before the offending one)."""
 
     verdict: Literal["flow_violation"]
-    verdict_id: str  # "flow_violation:<rule_id>:<lot_id>:<offending step's epoch ms>"
+    verdict_id: str  # "flow_violation:<rule_id>:<lot_id>:<offending step's epoch ms>:<seq>[:<missing>]"
     lot_id: str
     rule_id: str  # flow/<violation>
     violation: str  # rules.engine.flow.VIOLATIONS

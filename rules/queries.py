@@ -714,15 +714,24 @@ ORDER BY 1
 
 
 # -- the import flow (rules.worker.flow, rules migration 0016; import_step is the ledger stage's) -----
-# The registered lots with an import step among the ledger seqs (lo, hi].
+# The registered lots with an import step among the ledger seqs (lo, hi], or with a step whose event an
+# errorDeclaration among them declares wrong (import_step keeps the steps of declared events; the lot's flow
+# changes without a step of its own among the seqs).
 FLOW_LOTS_MOVED: Final = """
-SELECT DISTINCT s.lot_id FROM import_step s JOIN lot USING (lot_id)
+SELECT s.lot_id FROM import_step s JOIN lot USING (lot_id)
 WHERE s.seq > %(lo)s AND s.seq <= %(hi)s
-ORDER BY s.lot_id
+UNION
+SELECT s.lot_id FROM ledger_event d
+JOIN ledger_event e ON e.event_id = d.event_id AND NOT e.declares_error
+JOIN import_step s ON s.seq = e.seq
+JOIN lot l ON l.lot_id = s.lot_id
+WHERE d.declares_error AND d.seq > %(lo)s AND d.seq <= %(hi)s
+ORDER BY 1
 """
+# The lot's steps as the flow stands (live_import_step: no step of an event declared wrong).
 FLOW_STEPS_OF_LOT: Final = """
 SELECT step, seq, event_time, quantity, uom, conformant, site, certificates, trace_code, disinfection_required
-FROM import_step WHERE lot_id = %(lot_id)s ORDER BY event_time, seq
+FROM live_import_step WHERE lot_id = %(lot_id)s ORDER BY event_time, seq
 """
 FLOW_BREAKS_OF_LOT: Final = """
 SELECT chain_break_id, rule_id, (detail ->> 'seq')::bigint, asset_id, start_time, detail
@@ -730,7 +739,9 @@ FROM chain_break WHERE kind = 'flow' AND lot_id = %(lot_id)s
 ORDER BY chain_break_id
 """
 # The asset holding a lot at t: the asset whose tag encloses it (through its units, upwards), else a fixed
-# asset where it (or what encloses it) is; else a fixed asset at the offending event's bizLocation or
+# asset where it (or what encloses it) is; else an asset of a shipment carrying the lot (shipment_lot → its
+# legs' asset or container, as shipment_of_asset matches them: the leg under way at t first, then the
+# latest begun before t, then the earliest); else a fixed asset at the offending event's bizLocation or
 # readPoint.
 FLOW_HOLDER_AT: Final = """
 WITH RECURSIVE up AS (
@@ -745,7 +756,22 @@ held AS (
     UNION ALL
     SELECT a.asset_id, up.depth, 1 FROM up JOIN asset a ON a.location_id = up.location_id
     UNION ALL
-    SELECT a.asset_id, 99, 2 FROM ledger_event e
+    SELECT a.asset_id,
+           (row_number() OVER (ORDER BY
+               (coalesce(l.planned_start, s.planned_start, '-infinity') <= %(t)s
+                AND %(t)s < coalesce(l.planned_end, s.planned_end, 'infinity')) DESC,
+               (coalesce(l.planned_start, s.planned_start, '-infinity') <= %(t)s) DESC,
+               CASE WHEN coalesce(l.planned_start, s.planned_start, '-infinity') <= %(t)s
+                    THEN coalesce(l.planned_start, s.planned_start) END DESC NULLS LAST,
+               coalesce(l.planned_start, s.planned_start) NULLS LAST,
+               l.shipment_id, l.leg_no))::int,
+           2
+    FROM shipment_lot sl JOIN shipment s USING (shipment_id) JOIN shipment_leg l USING (shipment_id)
+    JOIN asset a ON a.asset_id = l.asset_id
+                    OR (l.container_number IS NOT NULL AND a.epc = 'urn:epc:id:bic:' || l.container_number)
+    WHERE sl.lot_id = %(lot_id)s
+    UNION ALL
+    SELECT a.asset_id, 99, 3 FROM ledger_event e
     JOIN asset a ON a.location_id IN (e.event -> 'bizLocation' ->> 'id', e.event -> 'readPoint' ->> 'id')
     WHERE e.seq = %(seq)s
 )

@@ -500,13 +500,14 @@ WHERE l.custody_leg_id = ANY(%(legs)s)
   AND EXISTS (SELECT 1 FROM shipment_lot sl WHERE sl.shipment_id = p.shipment_id AND sl.lot_id = %(lot)s)
 ORDER BY p.start_time, p.profile_excursion_id
 """
-# The lot's import-flow steps (import_step, derived), and the lots a trace code names.
+# The lot's import-flow steps, and the lots a trace code names (live_import_step: the derived steps of the
+# events no errorDeclaration names).
 IMPORT_STEPS_OF_LOT = """
 SELECT step, seq, event_time, quantity, uom, conformant, site, certificates, trace_code, disinfection_required
-FROM import_step WHERE lot_id = %s ORDER BY event_time, seq
+FROM live_import_step WHERE lot_id = %s ORDER BY event_time, seq
 """
 LOTS_BY_TRACE_CODE = """
-SELECT DISTINCT s.lot_id FROM import_step s JOIN lot USING (lot_id)
+SELECT DISTINCT s.lot_id FROM live_import_step s JOIN lot USING (lot_id)
 WHERE s.trace_code = %s AND s.step = 'trace_code' ORDER BY s.lot_id
 """
 LOT_BREAKS = """

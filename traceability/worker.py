@@ -371,6 +371,9 @@ def flow_violation_event(v: FlowViolationPayload) -> builders.Event:
             "cc:ruleId": v.rule_id,
             "cc:flowViolation": v.violation,
             "cc:reasons": v.reason,
+            # When the rules stage found it: a violation withdrawn and found again is a new event, not the
+            # first one's eventID again (which the ledger would take as already captured).
+            "cc:computedAt": v.computed_at,
         }
         if v.missing is not None:
             extensions["cc:missingStep"] = v.missing

@@ -9,9 +9,16 @@ flow (`rules.engine.flow`, pure) against the flow chain breaks it stored before:
 * a new violation becomes a chain_break row of kind 'flow' (the lot, the asset holding it at the
   offending step when one is known, rule ``flow/<violation>``), a 'flow_violation' for the ledger and an
   alarm on that asset (rule ``flow/<violation>/<lot>``, so each lot has its own);
-* a stored violation the flow no longer shows (a step recorded late, dated before the offending one) is
-  deleted, the ledger hears of its withdrawal, and its alarm resolves when no violation of its rule
-  remains on the lot.
+* a stored violation the flow no longer shows (a step recorded late, dated before the offending one, or
+  the offending step's event declared wrong) is deleted, the ledger hears of its withdrawal, and its alarm
+  resolves when no violation of its rule remains on the lot;
+* a violation is known by its rule, offending step and missing step (two steps missing before one release
+  are two violations); one whose reason changed (a late step: the missing one is now another, the totals
+  or the inspection it follows differ) is withdrawn and raised again with the reason as it stands, and the
+  alarm takes that reason.
+
+The lots judged are those with an import step among the seqs and those whose step's event an
+errorDeclaration among them declares wrong (the flow reads only the steps of events not declared).
 
 A crash before commit leaves the seqs to be taken again. Only the holder of the custody watermark writes
 flow chain breaks, so two workers never judge a lot's flow at once (no lot lock: a run takes the lot
@@ -57,8 +64,14 @@ def alarm_rule_id(violation: str, lot_id: str) -> str:
     return f"{catalog.flow_rule_id(violation)}/{lot_id}"
 
 
-def verdict_id(rule_id: str, lot_id: str, t: datetime, seq: int) -> str:
-    return f"flow_violation:{rule_id}:{lot_id}:{to_epoch_ms(t)}:{seq}"
+# A violation as stored and as found: (rule id, offending step's seq, the missing step or None).
+Key = tuple[str, int, str | None]
+
+
+def verdict_id(rule_id: str, lot_id: str, t: datetime, seq: int, missing: str | None = None) -> str:
+    """The violation's verdict id: one per lot, rule, offending step and (step_missing) missing step."""
+    base = f"flow_violation:{rule_id}:{lot_id}:{to_epoch_ms(t)}:{seq}"
+    return base if missing is None else f"{base}:{missing}"
 
 
 def judge(conn: Conn, seqs: custody.SeqRange, now: datetime) -> FlowRun:
@@ -97,18 +110,26 @@ def judge_lot(conn: Conn, lot_id: str, now: datetime, run: FlowRun) -> None:
     """Check one lot's flow and bring its flow chain breaks, ledger hand-overs and alarms up to date."""
     found = flow.check(steps_of(conn, lot_id)).violations
     stored = conn.execute(queries.FLOW_BREAKS_OF_LOT, {"lot_id": lot_id}).fetchall()
-    have = {(str(r[1]), int(r[2])): r for r in stored}
-    wanted = {(v.rule_id, v.seq): v for v in found}
+    have: dict[Key, Sequence[Any]] = {(str(r[1]), int(r[2]), r[5].get("missing")): r for r in stored}
+    wanted: dict[Key, flow.Violation] = {(v.rule_id, v.seq, v.missing): v for v in found}
+    # Stale first (the replacement takes the same key): gone from the flow, or its reason changed.
+    stale = [k for k, r in have.items() if k not in wanted or r[5].get("reason") != wanted[k].reason]
+    for key in stale:
+        _withdraw(conn, lot_id, have[key], now, run, remaining=[k for k in wanted if k[0] == key[0]])
+    asset_of = {k: None if r[3] is None else str(r[3]) for k, r in have.items() if k not in stale}
     for key, v in wanted.items():
-        if key not in have:
-            _raise(conn, lot_id, v, now, run)
-    for key, r in have.items():
-        if key not in wanted:
-            _withdraw(conn, lot_id, r, now, run, remaining=[k for k in wanted if k[0] == key[0]])
+        if key not in asset_of:
+            asset_of[key] = _raise(conn, lot_id, v, now, run)
+    # A rule's alarm states the lot's latest violation of it still standing (one withdrawn may have been it).
+    for rule_id in {k[0] for k in stale}:
+        standing = [k for k in wanted if k[0] == rule_id]
+        if standing:
+            _alarm(conn, lot_id, wanted[standing[-1]], asset_of[standing[-1]], run)
     run.lots += 1
 
 
-def _raise(conn: Conn, lot_id: str, v: flow.Violation, now: datetime, run: FlowRun) -> None:
+def _raise(conn: Conn, lot_id: str, v: flow.Violation, now: datetime, run: FlowRun) -> str | None:
+    """Store a violation found, hand it to the ledger and raise its alarm; the asset it names (or None)."""
     holder = conn.execute(queries.FLOW_HOLDER_AT, {"lot_id": lot_id, "t": v.t, "seq": v.seq}).fetchone()
     asset_id = None if holder is None else str(holder[0])
     event = conn.execute(queries.FLOW_EVENT_ID, {"seq": v.seq}).fetchone()
@@ -128,7 +149,7 @@ def _raise(conn: Conn, lot_id: str, v: flow.Violation, now: datetime, run: FlowR
         conn,
         FlowViolationPayload(
             verdict="flow_violation",
-            verdict_id=verdict_id(v.rule_id, lot_id, v.t, v.seq),
+            verdict_id=verdict_id(v.rule_id, lot_id, v.t, v.seq, v.missing),
             lot_id=lot_id,
             rule_id=v.rule_id,
             violation=v.violation,
@@ -142,6 +163,12 @@ def _raise(conn: Conn, lot_id: str, v: flow.Violation, now: datetime, run: FlowR
         ),
     )
     run.raised += 1
+    _alarm(conn, lot_id, v, asset_id, run)
+    return asset_id
+
+
+def _alarm(conn: Conn, lot_id: str, v: flow.Violation, asset_id: str | None, run: FlowRun) -> None:
+    """Open the violation's alarm on the asset, or have the open one state this violation's reason."""
     if asset_id is None:
         return  # no asset held the lot: the chain break and the ledger event say it, no alarm can
     change = alarms.raise_or_update(
@@ -172,7 +199,7 @@ def _withdraw(
     now: datetime,
     run: FlowRun,
     *,
-    remaining: list[tuple[str, int]],
+    remaining: list[Key],
 ) -> None:
     chain_break_id, rule_id, seq, asset_id, t, detail = row
     conn.execute(queries.DELETE_FLOW_BREAK, {"chain_break_id": chain_break_id})
@@ -181,7 +208,7 @@ def _withdraw(
         conn,
         FlowViolationPayload(
             verdict="flow_violation",
-            verdict_id=verdict_id(str(rule_id), lot_id, t, int(seq)),
+            verdict_id=verdict_id(str(rule_id), lot_id, t, int(seq), detail.get("missing")),
             lot_id=lot_id,
             rule_id=str(rule_id),
             violation=violation,

@@ -59,8 +59,11 @@ from firmware_sim.port_world import (
     port_world,
 )
 from registry.shipments import check_shipment
+from rules.engine import flow
 from traceability.epcis import multimodal
+from traceability.epcis.builders import parse_time
 from traceability.epcis.validation import validate
+from traceability.ledger import import_steps
 
 S_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "gateway" / "schema"
@@ -402,41 +405,70 @@ def test_unevidenced_leg_is_the_first_broken_leg_of_the_asset_after_its_last_rea
     assert unevidenced_leg(trace, DURIAN_CONTAINER, None) == nothing
 
 
+def _served(releases: list[flow.Release]) -> dict[str, Any]:
+    """A trace as the API serves it, with these releases in its import flow."""
+    return {
+        "import_flow": {
+            "releases": [
+                {
+                    "quantity": r.quantity,
+                    "released_total": r.released_total,
+                    "inspected": r.inspected,
+                    "remaining": r.remaining,
+                }
+                for r in releases
+            ]
+        }
+    }
+
+
 def test_the_import_flow_as_scheduled_one_release_without_inspection_and_two_parts_that_add_up() -> None:
     rows = []
     for step in TIMELINE.steps:
         for event in step_events(WORLD, step, S_MS):
-            for q in event["quantityList"]:
-                rows.append(
-                    (
-                        q["epcClass"],
-                        q.get("quantity"),
-                        event.get("cc:inspection"),
-                        event.get("disposition"),
-                        event.get("cc:customsLine"),
-                    )
-                )
-    assert port_calls.partial_releases(rows) == {
+            rows += import_steps.import_steps(len(rows) + 1, parse_time(event["eventTime"]), event)
+    steps: dict[str, list[flow.FlowStep]] = defaultdict(list)
+    for lot, step, seq, t, quantity, uom, conformant, site, certs, code, required in rows:
+        steps[lot].append(
+            flow.FlowStep(
+                step, seq, t, quantity, uom, conformant, site, tuple(certs or ()), code, bool(required)
+            )
+        )
+    checked = {lot: flow.check(s) for lot, s in steps.items()}
+    traces = {lot: _served(list(c.releases)) for lot, c in checked.items()}
+    assert port_calls.partial_releases(traces) == {
         DURIAN_LOT: {"inspected": 18_000.0, "released": [12_000.0, 6_000.0], "remaining": 0.0}
     }
-    inspected = {r[0] for r in rows if r[2] == "inspection"}
-    released = {r[0] for r in rows if r[4] == "second"}
-    assert released - inspected == {SQUID_LOT}, "the fault: one release with no inspection"
+    flagged = {lot for lot, c in checked.items() for v in c.violations}
+    assert {v.violation for v in checked[SQUID_LOT].violations} == {flow.RELEASE_WITHOUT_INSPECTION}
+    assert flagged == {SQUID_LOT}, "the fault: one release with no inspection"
 
 
-def test_partial_releases_show_what_remains() -> None:
-    rows = [
-        ("L", 100.0, "inspection", "conformant", None),
-        ("L", 30.0, None, "in_progress", "second"),
-        ("L", 50.0, None, "in_progress", "second"),
-        ("M", 10.0, None, "in_progress", "second"),
-        ("N", 10.0, "inspection", "non_conformant", None),
-        ("N", 4.0, None, "in_progress", "second"),
-        ("N", 4.0, None, "in_progress", "second"),
+def test_partial_releases_are_the_flow_checks() -> None:
+    t = parse_time("2026-01-01T00:00:00Z")
+    later = parse_time("2026-01-01T01:00:00Z")
+    inspected = [flow.FlowStep(flow.INSPECTION, 1, t, 100.0, "KGM", conformant=True)]
+    rejected = [flow.FlowStep(flow.INSPECTION, 1, t, 10.0, "KGM", conformant=False)]
+    twice = [
+        flow.FlowStep(flow.RELEASE, 5, later, 30.0, "KGM"),
+        flow.FlowStep(flow.RELEASE, 6, later, 50.0, "KGM"),
     ]
-    assert port_calls.partial_releases(rows) == {
+    once = [flow.FlowStep(flow.RELEASE, 2, later, 10.0, "KGM")]
+    checks = {
+        "L": flow.check(inspected + twice),
+        "M": flow.check(once),
+        "N": flow.check(rejected + twice),
+        # The latest conformant inspection covers the releases after it, not the sum of all of them.
+        "R": flow.check(
+            [*inspected, flow.FlowStep(flow.INSPECTION, 4, t, 100.0, "KGM", conformant=True), *twice]
+        ),
+    }
+    traces: dict[str, dict[str, Any] | None] = {lot: _served(list(c.releases)) for lot, c in checks.items()}
+    traces["X"] = None  # a trace not served
+    assert port_calls.partial_releases(traces) == {
         "L": {"inspected": 100.0, "released": [30.0, 50.0], "remaining": 20.0},
-        "N": {"inspected": 0.0, "released": [4.0, 4.0], "remaining": -8.0},
+        "N": {"inspected": None, "released": [30.0, 50.0], "remaining": None},
+        "R": {"inspected": 100.0, "released": [30.0, 50.0], "remaining": 20.0},
     }
 
 

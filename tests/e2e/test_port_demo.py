@@ -42,6 +42,7 @@ from firmware_sim.port_world import (
     port_world,
 )
 from rules.engine import catalog
+from rules.engine import flow as flow_rules
 from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
@@ -145,6 +146,15 @@ def test_port_scenario_done_when(db_url: str, played: dict[str, Any], api: TestC
     assert DURIAN_LOT not in flow
     assert SHRIMP_LOT not in flow
     assert played["flow_violations"] == len(flow)
+    # Nothing encloses the squid at its release: the alarm goes on the asset of its shipment's leg then.
+    with psycopg.connect(db_url) as conn:
+        held = conn.execute(
+            "SELECT asset_id FROM chain_break WHERE kind = 'flow' AND lot_id = %s", (SQUID_LOT,)
+        ).fetchall()
+        alarmed = conn.execute("SELECT asset_id, rule_id, state FROM alarm WHERE kind = 'flow'").fetchall()
+    unchecked = catalog.flow_rule_id(flow_rules.RELEASE_WITHOUT_INSPECTION)
+    assert held == [(SEAFOOD_TRUCK,)]
+    assert alarmed == [(SEAFOOD_TRUCK, f"{unchecked}/{SQUID_LOT}", "open")]
     customs = _trace(api, keys["customs"], SQUID_LOT)
     assert customs.status_code == 200, customs.text
     assert "flow" in {b["kind"] for b in customs.json()["lot_chain_breaks"]}

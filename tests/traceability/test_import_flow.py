@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import segno
 from fastapi.testclient import TestClient
-from flow_support import DURIAN, FIRST_SITE, SEAFOOD, TRACE_CODE, seed_flow
+from flow_support import DURIAN, FIRST_SITE, SEAFOOD, TRACE_CODE, flow_events, h, seed_flow, seed_registry
 from playwright.sync_api import Browser
 from web_support import serve
 
@@ -25,8 +25,9 @@ from rules.worker import RulesWorker
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.options import ApiOptions
+from traceability.epcis import builders, multimodal
 from traceability.i18n import gettext_for, read_catalog, words
-from traceability.ledger import checkpoint
+from traceability.ledger import chain, checkpoint
 from traceability.reports import xlsx
 from traceability.reports.build import read_report, render
 from traceability.reports.pdf import html
@@ -230,3 +231,48 @@ def test_the_scan_page_says_not_conformant_after_a_non_conformant_result(
     again = dataclasses.replace(found, import_flow=dataclasses.replace(found.import_flow, steps=failed))
     assert views.scan_view(again).inspection == "failed"
     assert views.scan_view(again).first_receiving_site == FIRST_SITE
+
+
+def test_the_scan_page_says_no_record_for_a_result_neither_conformant_nor_not(
+    flowed: tuple[str, Path], conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    found = trace(conn, DURIAN)
+    assert found is not None
+    assert found.import_flow is not None
+    steps = found.import_flow.steps
+    unknown = [dataclasses.replace(s, conformant=None) if s.step == "inspection" else s for s in steps]
+    again = dataclasses.replace(found, import_flow=dataclasses.replace(found.import_flow, steps=unknown))
+    assert views.scan_view(again).inspection == "unknown"
+
+
+def test_steps_of_events_declared_wrong_leave_the_trace_and_the_scan_page(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        seed_registry(conn)
+        events = flow_events()
+        chain.append_many(conn, events)
+        conn.commit()
+        issued = next(e for e in events if multimodal.TRACE_CODE_KEY in e)
+        released = next(
+            e
+            for e in events
+            if e.get("cc:customsLine") == "second"
+            and e["quantityList"][0] == {"epcClass": DURIAN, "quantity": 600, "uom": "KGM"}
+        )
+        assert views.scan_lot(conn, TRACE_CODE) == DURIAN
+        chain.append_many(
+            conn,
+            [
+                builders.error_declaration(issued, declared_at=h(40)),
+                builders.error_declaration(released, declared_at=h(40)),
+            ],
+        )
+        conn.commit()
+        found = trace(conn, DURIAN)
+        assert found is not None
+        assert found.import_flow is not None
+        assert found.import_flow.trace_code is None
+        assert [s.step for s in found.import_flow.steps].count("release") == 1
+        assert [(r.quantity, r.released_total, r.remaining) for r in found.import_flow.releases] == [
+            (300.0, 300.0, 700.0)
+        ]
+        assert views.scan_lot(conn, TRACE_CODE) is None

@@ -126,3 +126,37 @@ def test_every_step_may_carry_the_shipments_through_document() -> None:
                 "bizTransaction": multimodal.document_uri("through", "TD-2026-7"),
             }
         ]
+
+
+def test_geofence_events_are_no_steps() -> None:
+    """A truck leaving the port's fence before the release is no onward step: only the flow's own events
+    are steps, whatever their business step."""
+    lots = [{"epcClass": LOT, "quantity": 10.0, "uom": "KGM"}]
+    for direction in multimodal.GEOFENCE_STEPS:
+        crossing = multimodal.geofence_event(
+            t=T, direction=direction, location=PLACE, asset_id="TRUCK-1", shipment_id="S-1", lots=lots
+        )
+        assert import_steps(1, T, crossing) == []
+
+
+def test_an_inspection_result_is_the_disposition_only_when_it_names_one() -> None:
+    def result(disposition: str | None, stated: str | None) -> bool | None:
+        event = multimodal.inspection_result(
+            t=T, lot=LOT, quantity=10, conformant=True, certificates=[], site="S", location=PLACE
+        )
+        event.pop("disposition", None)
+        event.pop(multimodal.RESULT_KEY, None)
+        if disposition is not None:
+            event["disposition"] = disposition
+        if stated is not None:
+            event[multimodal.RESULT_KEY] = stated
+        [row] = import_steps(1, T, event)
+        return row[6]
+
+    assert result("in_progress", "conformant") is True
+    assert result("https://ref.gs1.org/cbv/Disp-in_progress", "non_conformant") is False
+    assert result("in_progress", None) is None
+    assert result(None, "conformant") is True
+    assert result("non_conformant", "conformant") is False  # a result the disposition names comes first
+    assert result("conformant", None) is True
+    assert result("unknown", "pending") is None

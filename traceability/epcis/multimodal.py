@@ -354,6 +354,7 @@ CERTIFICATES_KEY = "cc:certificates"
 SITE_KEY = "cc:site"
 DISINFECTION_REQUIRED_KEY = "cc:disinfectionRequired"
 TRACE_CODE_KEY = "cc:traceCode"
+GEOFENCE_KEY = "cc:geofence"  # a geofence event's direction (geofence_event)
 
 
 def _batch(lot: str, quantity: float | None, uom: str | None) -> list[dict[str, Any]]:

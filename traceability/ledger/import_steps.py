@@ -4,11 +4,15 @@ An ObjectEvent (not DELETE) is a step of each lot its quantityList names (the ex
 ``traceability.epcis.multimodal``):
 
 * ``cc:discharge``: discharge (the batch's arrival at the port);
-* ``cc:inspection`` inspection: the inspection result (disposition conformant / non_conformant, else
-  ``cc:result``), its certificates, site and whether it asks for disinfection; disinfection likewise;
+* ``cc:inspection`` inspection: the inspection result (the disposition when it is conformant or
+  non_conformant, else ``cc:result``; neither: not known), its certificates, site and whether it asks for
+  disinfection; disinfection likewise;
 * ``cc:traceCode``: the trace code the first receiving site issued;
 * ``cc:bondedStatus`` bonded on the first line: entry; released on the second line: release;
 * otherwise a leaving step (shipping, departing): onward.
+
+A geofence event (``cc:geofence``: an asset crossing a fence, over its shipment's lots) is no step: the
+flow follows what the port, customs and the sites record, not where a truck drove.
 """
 
 from __future__ import annotations
@@ -52,9 +56,15 @@ COLUMNS = (
 )
 
 
+# An inspection result, as a disposition or cc:result names it: conformant or not (any other: not known).
+RESULTS: dict[str, bool] = {"conformant": True, "non_conformant": False}
+
+
 def import_steps(seq: int, t: datetime, event: Mapping[str, Any]) -> list[ImportRow]:
     """The import_step rows of one ledger event (none for most events)."""
     if event.get("type") != "ObjectEvent" or event.get("action") == "DELETE":
+        return []
+    if multimodal.GEOFENCE_KEY in event:
         return []
     batches = [q for q in event.get("quantityList", ()) if isinstance(q, Mapping) and q.get("epcClass")]
     if not batches:
@@ -66,8 +76,9 @@ def import_steps(seq: int, t: datetime, event: Mapping[str, Any]) -> list[Import
     if event.get(multimodal.DISCHARGE_KEY) is not None:
         steps.append((flow.DISCHARGE, None, None, None))
     elif kind == "inspection":
-        result = disposition_name(event.get("disposition")) or _text(event.get(multimodal.RESULT_KEY))
-        conformant = {"conformant": True, "non_conformant": False}.get(result or "")
+        conformant = RESULTS.get(disposition_name(event.get("disposition")) or "")
+        if conformant is None:  # a disposition that is no result (in_progress, ...) says nothing of it
+            conformant = RESULTS.get(_text(event.get(multimodal.RESULT_KEY)) or "")
         asks = event.get(multimodal.DISINFECTION_REQUIRED_KEY) in (True, "true")  # JSON, or XML text
         steps.append((flow.INSPECTION, conformant, None, asks))
     elif kind == "disinfection":

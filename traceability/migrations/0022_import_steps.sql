@@ -1,7 +1,8 @@
 -- Stage 3 (ledger): the imported cold-chain food flow per batch, derived from the ledger (traceability/ledger/
 -- derive.py): one row per lot and ledger event that is a step of it. The steps and their extension fields are
 -- those of traceability/epcis/multimodal.py; the rules stage's flow checker follows them (rules/engine/flow.py,
--- which also counts the partial releases and the clearance time from discharge to release).
+-- which also counts the partial releases and the clearance time from discharge to release). Geofence events
+-- (cc:geofence) are no steps: only the flow's own events are.
 CREATE TABLE import_step (
     lot_id                text NOT NULL,
     step                  text NOT NULL CHECK (step IN (
@@ -25,3 +26,11 @@ CREATE TRIGGER import_step_seqs_insert AFTER INSERT ON import_step REFERENCING N
     FOR EACH STATEMENT EXECUTE FUNCTION derived_seqs_in_ledger('seq');
 CREATE TRIGGER import_step_seqs_update AFTER UPDATE ON import_step REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION derived_seqs_in_ledger('seq');
+
+-- The steps of the events no errorDeclaration names: the flow as it stands. Every reader of a lot's steps (the
+-- flow checker, the trace, the scan page's trace codes) reads this view; import_step keeps the steps of
+-- declared events too (derive changes no row on a declaration), so the rules stage can find the lots a
+-- declaration touches (rules.queries.FLOW_LOTS_MOVED).
+CREATE VIEW live_import_step AS
+SELECT s.* FROM import_step s JOIN ledger_event e ON e.seq = s.seq
+WHERE NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.declares_error AND d.event_id = e.event_id);

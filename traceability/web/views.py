@@ -364,11 +364,12 @@ def scan_view(found: Trace) -> ScanView:
             break
     flow = found.import_flow
     if flow is not None:
-        # An imported batch passed only on its latest inspection result, whatever its bonded status says.
+        # An imported batch passed only on its latest inspection result, whatever its bonded status says; a
+        # result recorded as neither conformant nor non-conformant is no record of one.
         results = [s.conformant for s in flow.steps if s.step == "inspection"]
-        if not results:
+        if not results or results[-1] is None:
             inspection = "unknown"
-        elif results[-1] is not True:
+        elif results[-1] is False:
             inspection = "failed"
         if flow.trace_code_site:
             site = flow.trace_code_site  # the first receiving site named itself when it issued the code
