@@ -21,6 +21,18 @@ VALUES (%(shipment_id)s, %(leg_no)s, %(mode)s, %(carrier_party_id)s, %(asset_id)
         %(vessel)s, %(voyage)s, %(train)s, %(truck_plate)s, %(from_location_id)s, %(to_location_id)s,
         %(planned_start)s, %(planned_end)s)"""
 
+# A shipment's first leg, when it has no leg yet (a shipment the ledger created before an event named its
+# conveyance).
+INSERT_FIRST_LEG: Final = """
+INSERT INTO shipment_leg (shipment_id, leg_no, mode, carrier_party_id, asset_id, container_number, vessel,
+                          voyage, train, truck_plate, from_location_id, to_location_id, planned_start,
+                          planned_end)
+SELECT %(shipment_id)s, %(leg_no)s, %(mode)s, %(carrier_party_id)s, %(asset_id)s, %(container_number)s,
+       %(vessel)s, %(voyage)s, %(train)s, %(truck_plate)s, %(from_location_id)s, %(to_location_id)s,
+       %(planned_start)s, %(planned_end)s
+WHERE NOT EXISTS (SELECT 1 FROM shipment_leg WHERE shipment_id = %(shipment_id)s)
+ON CONFLICT DO NOTHING"""
+
 INSERT_STOP: Final = "INSERT INTO shipment_stop (shipment_id, stop_no, location_id) VALUES (%s, %s, %s)"
 
 INSERT_SHIPMENT_LOT: Final = """

@@ -174,6 +174,13 @@ def link_lots(db: Db, shipment_id: str, lots: Iterable[ShipmentLot]) -> int:
         return max(cur.rowcount, 0)
 
 
+def add_first_leg(db: Db, shipment_id: str, leg: ShipmentLeg) -> bool:
+    """Give a shipment that has no leg its first one; False (nothing changed) when it has a leg."""
+    with _cursor(db) as cur:
+        cur.execute(q.INSERT_FIRST_LEG, {"shipment_id": shipment_id, **asdict(leg)})
+        return cur.rowcount > 0
+
+
 class ShipmentClosedError(ShipmentError):
     """The shipment is closed already."""
 

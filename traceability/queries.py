@@ -43,6 +43,13 @@ ASSET_VISIBLE = """
 SELECT 1 FROM asset
 WHERE asset_id = %(asset)s AND (cc_sees_all(%(role)s) OR cc_sees_asset(%(role)s, %(party)s, asset_id))
 """
+# The parts of [%(t_from)s, %(t_to)s) in which the reader sees the asset (cc_asset_windows), in order.
+ASSET_WINDOWS = """
+SELECT greatest(t_from, %(t_from)s), least(t_to, %(t_to)s)
+FROM cc_asset_windows(%(role)s, %(party)s, %(asset)s)
+WHERE t_from < %(t_to)s AND t_to > %(t_from)s
+ORDER BY 1, 2
+"""
 
 
 # Serialises appends: one transaction at a time extends the chain. Key = the ASCII of "ccledger",

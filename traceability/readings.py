@@ -165,12 +165,18 @@ def asset_readings(
     if conn.execute(queries.ASSET_VISIBLE, {**seen_by, "asset": asset_id}).fetchone() is None:
         return None
     window = {"asset": asset_id, "t_from": t_from, "t_to": t_to}
+    seen = [(a, b) for a, b in conn.execute(queries.ASSET_WINDOWS, {**seen_by, **window}).fetchall()]
+    # Only what falls in the windows the reader sees the asset in (a carrier of one leg: that leg's).
+    keep = None if seen == [(t_from, t_to)] else _Windows(seen)
     temperature: list[SeriesPoints] = []
     markers: list[Marker] = []
     gps: dict[str, dict[str, tuple[IntArray, FloatArray]]] = {}
     with conn.cursor(binary=True) as cur:
         row = cur.execute(queries.ASSET_READINGS, window).fetchone()
     of_series = _unpack(None if row is None else row[0])
+    if keep is not None:
+        kept = {sid: keep.arrays(t_ms, v) for sid, (t_ms, v) in of_series.items()}
+        of_series = {sid: tv for sid, tv in kept.items() if tv[0].size}
     series_rows = conn.execute(queries.SERIES_OF_IDS, (list(of_series),)).fetchall() if of_series else []
     for series_id, device_id, channel, is_temperature in series_rows:
         t_ms, v = of_series[series_id]
@@ -184,7 +190,7 @@ def asset_readings(
             gps.setdefault(device_id, {})[channel] = (t_ms, v)
     for t, device_id, kind, state in conn.execute(queries.ASSET_DEVICE_EVENTS, window).fetchall():
         found = EVENT_MARKERS.get((kind, state))
-        if found is not None:
+        if found is not None and (keep is None or keep.holds(t)):
             markers.append(Marker(t.astimezone(UTC), found, device_id))
     return AssetReadings(
         asset_id=asset_id,
@@ -195,6 +201,27 @@ def asset_readings(
         markers=sorted(set(markers), key=lambda m: (m.t, m.device_id, m.kind)),
         track=_track(gps.values(), max_points),
     )
+
+
+class _Windows:
+    """Half-open time windows [a, b): which readings and markers fall in one."""
+
+    def __init__(self, windows: Iterable[tuple[datetime, datetime]]) -> None:
+        self.windows = [(a, b) for a, b in windows]
+        self.ms = [(_ms(a), _ms(b)) for a, b in self.windows]
+
+    def holds(self, t: datetime) -> bool:
+        return any(a <= t < b for a, b in self.windows)
+
+    def arrays(self, t_ms: IntArray, v: FloatArray) -> tuple[IntArray, FloatArray]:
+        inside = np.zeros(t_ms.shape, dtype=bool)
+        for a, b in self.ms:
+            inside |= (t_ms >= a) & (t_ms < b)
+        return t_ms[inside], v[inside]
+
+
+def _ms(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _series(

@@ -25,8 +25,43 @@ WHERE shipment_id = %(shipment_id)s AND cc_sees_shipment(%(role)s, %(party)s, %(
 
 SEES_SHIPMENT: Final = "SELECT cc_sees_shipment(%(role)s, %(party)s, %(shipment_id)s)"
 
+# Whether the caller may change a shipment it sees as a whole (close it, add the shipper's profile): the roles
+# that read everything, and the shipper's or the consignee's party (a carrier carries a leg, it does not own
+# the shipment).
+OWNS_SHIPMENT: Final = """
+SELECT cc_sees_all(%(role)s) OR (%(role)s = 'shipper' AND EXISTS (
+    SELECT 1 FROM shipment WHERE shipment_id = %(shipment_id)s
+      AND %(party)s IN (shipper_party_id, consignee_party_id)))"""
+
+# What a new shipment names that the caller does not see already, as (what, which): a lot (cc_sees_lot); a
+# leg's asset, or the registered asset carrying its container number as EPC, unless one window the caller sees
+# it in (cc_asset_windows) covers the leg's planned window (%(leg_from)s / %(leg_to)s, NULL: unbounded); a
+# document (%(kinds)s / %(numbers)s, cc_document_uri) that a shipment holds or a ledger event names. Linking
+# any of them would show the caller what it does not see; none for the roles that read everything.
+UNSEEN_REFERENCES: Final = """
+SELECT 'lot', x FROM unnest(%(lots)s::text[]) x WHERE NOT cc_sees_lot(%(role)s, %(party)s, x)
+UNION ALL
+SELECT 'asset', coalesce(l.asset_id, l.container)
+FROM unnest(%(leg_assets)s::text[], %(leg_containers)s::text[], %(leg_from)s::timestamptz[],
+            %(leg_to)s::timestamptz[]) AS l (asset_id, container, t_from, t_to)
+LEFT JOIN asset a ON a.asset_id = l.asset_id OR a.epc = 'urn:epc:id:bic:' || l.container
+WHERE NOT cc_sees_all(%(role)s)
+  AND ((a.asset_id IS NULL AND l.asset_id IS NOT NULL)
+       OR (a.asset_id IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM cc_asset_windows(%(role)s, %(party)s, a.asset_id) w
+               WHERE w.t_from <= coalesce(l.t_from, '-infinity') AND coalesce(l.t_to, 'infinity') <= w.t_to)))
+UNION ALL
+SELECT d.kind, d.number FROM unnest(%(kinds)s::text[], %(numbers)s::text[]) AS d (kind, number)
+WHERE NOT cc_sees_document(%(role)s, %(party)s, cc_document_uri(d.kind, d.number))
+  AND (EXISTS (SELECT 1 FROM shipment s WHERE cc_document_uri(d.kind, d.number) = ANY (cc_shipment_documents(
+                   s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill)))
+       OR EXISTS (SELECT 1 FROM biz_transaction b
+                  WHERE b.biz_transaction = cc_document_uri(d.kind, d.number)))"""
+
+SEES_ALL: Final = "SELECT cc_sees_all(%(role)s)"
+
 # The shipments that carried a lot and the caller sees, by planned start: those listing it (with its quantity)
-# and those whose through document, B/L or rail waybill one of the lot's events (at %(seqs)s) names.
+# and those one of whose documents (cc_shipment_documents) one of the lot's events (at %(seqs)s) names.
 SHIPMENTS_OF_LOT: Final = """
 WITH named AS (
     SELECT DISTINCT bt ->> 'bizTransaction' AS uri
@@ -37,10 +72,8 @@ linked AS (
     SELECT shipment_id, quantity, uom FROM shipment_lot WHERE lot_id = %(lot)s
     UNION ALL
     SELECT s.shipment_id, NULL, NULL FROM shipment s
-    WHERE EXISTS (SELECT 1 FROM named WHERE named.uri IN (
-        cc_document_uri('through', s.through_document),
-        cc_document_uri('bl', s.bill_of_lading),
-        cc_document_uri('waybill', s.rail_waybill)))
+    WHERE EXISTS (SELECT 1 FROM named WHERE named.uri = ANY (cc_shipment_documents(
+        s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill)))
 ),
 one AS (SELECT DISTINCT ON (shipment_id) * FROM linked ORDER BY shipment_id, quantity IS NULL)
 SELECT s.shipment_id, s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill,

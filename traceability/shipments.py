@@ -26,12 +26,25 @@ STATES = ("planned", "in_transit", "arrived", "delivered", "closed")
 
 
 class ShipmentExistsError(registry.ShipmentError):
-    """A shipment with this id, or under this through document, is registered already."""
+    """A shipment with this id, or under one of its documents, is registered already."""
 
 
 class NotYoursError(registry.ShipmentError):
-    """The caller registers a shipment it would not see: a carrier carrying no leg, a shipper neither
-    shipping nor receiving it."""
+    """The caller registers a shipment it would not see (a carrier carrying no leg, a shipper neither
+    shipping nor receiving it), or one naming a lot or asset it does not see; or it changes a shipment
+    it does not own (closing it, adding the shipper's profile)."""
+
+
+# What a key of a carrier or shipper is told when the id or a document of the shipment it registers is
+# taken: the same words whoever holds it and whichever it is, so that the answer names no one's shipment.
+TAKEN = "the shipment id or one of its documents is registered already"
+# The document kinds (multimodal.DOCUMENT_KINDS) of a shipment's document fields.
+_DOCUMENT_FIELDS = (
+    ("through", "through_document"),
+    ("bl", "bill_of_lading"),
+    ("waybill", "rail_waybill"),
+    ("road_waybill", "road_waybill"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +111,23 @@ def class_bounds(conn: Conn, product_class: str | None) -> ClassBounds | None:
 def register(conn: Conn, shipment: Shipment, scope: ScopeParams) -> None:
     """Register a shipment in one transaction (the caller's, as a savepoint): ``ShipmentError`` when it is
     refused (contradicting itself, a profile looser than its class, a reference to nothing registered),
-    ``ShipmentExistsError`` when its id or through document is taken, ``NotYoursError`` when the caller
-    would not see it. Nothing is written when it is refused."""
+    ``ShipmentExistsError`` when its id or a document is taken, ``NotYoursError`` when the caller would not
+    see it or names a lot or asset it does not see. A key of a carrier or shipper links nothing it does not
+    see already (else the link would show it): no lot it does not see, no asset (or container of one) it
+    does not see over the leg's planned window, no document another's shipment holds or unseen events name;
+    a taken id or document is answered in the same words (``TAKEN``) whose ever it is. Nothing is written
+    when it is refused."""
+    everything = bool(_one(conn, q.SEES_ALL, scope))
+    if not everything:
+        _refuse_unseen(conn, shipment, scope)
     bounds = class_bounds(conn, shipment.product_class)
     try:
         with conn.transaction():
             if not registry.add_shipment(conn, shipment, bounds):
-                raise ShipmentExistsError(f"shipment {shipment.shipment_id} is registered already")
-            seen = conn.execute(q.SEES_SHIPMENT, {**scope, "shipment_id": shipment.shipment_id}).fetchone()
-            if seen is None or not seen[0]:
+                raise ShipmentExistsError(
+                    f"shipment {shipment.shipment_id} is registered already" if everything else TAKEN
+                )
+            if not _one(conn, q.SEES_SHIPMENT, {**scope, "shipment_id": shipment.shipment_id}):
                 raise NotYoursError(
                     f"a {scope['role']} key registers only shipments of its own party "
                     "(a carrier: one it carries a leg of; a shipper: one it ships or receives)"
@@ -114,9 +135,46 @@ def register(conn: Conn, shipment: Shipment, scope: ScopeParams) -> None:
     except psycopg.errors.UniqueViolation:
         raise ShipmentExistsError(
             f"through document {shipment.through_document} belongs to another shipment"
+            if everything
+            else TAKEN
         ) from None
     except psycopg.errors.ForeignKeyViolation as exc:
         raise registry.ShipmentError(_unknown_reference(exc)) from None
+
+
+def _one(conn: Conn, query: str, params: Mapping[str, Any]) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return None if row is None else row[0]
+
+
+def _refuse_unseen(conn: Conn, shipment: Shipment, scope: ScopeParams) -> None:
+    """``NotYoursError`` naming the first lot or asset of ``shipment`` the caller does not see (over its
+    leg's window), ``ShipmentExistsError`` (``TAKEN``) for a document in use that it does not see."""
+    docs = [(kind, getattr(shipment, name)) for kind, name in _DOCUMENT_FIELDS if getattr(shipment, name)]
+    legs = [leg for leg in shipment.legs if leg.asset_id or leg.container_number]
+    rows = conn.execute(
+        q.UNSEEN_REFERENCES,
+        {
+            **scope,
+            "lots": [lot.lot_id for lot in shipment.lots],
+            "leg_assets": [leg.asset_id for leg in legs],
+            "leg_containers": [leg.container_number for leg in legs],
+            "leg_from": [leg.planned_start or shipment.planned_start for leg in legs],
+            "leg_to": [leg.planned_end or shipment.planned_end for leg in legs],
+            "kinds": [kind for kind, _ in docs],
+            "numbers": [number for _, number in docs],
+        },
+    ).fetchall()
+    for what, which in rows:
+        if what == "lot":
+            raise NotYoursError(f"a {scope['role']} key links only lots it sees; it does not see {which}")
+        if what == "asset":
+            raise NotYoursError(
+                f"a {scope['role']} key puts a leg only on an asset or container it sees over the leg's "
+                f"planned window; it does not see {which} so"
+            )
+    if rows:
+        raise ShipmentExistsError(TAKEN)
 
 
 def _unknown_reference(exc: psycopg.errors.ForeignKeyViolation) -> str:
@@ -130,22 +188,34 @@ def _unknown_reference(exc: psycopg.errors.ForeignKeyViolation) -> str:
 
 
 def close(conn: Conn, shipment_id: str, at: dt.datetime, scope: ScopeParams) -> dt.datetime | None:
-    """Close a shipment the caller sees at ``at``; None when unknown or unseen; ``ShipmentError`` when it
-    is closed already."""
-    seen = conn.execute(q.SEES_SHIPMENT, {**scope, "shipment_id": shipment_id}).fetchone()
-    if seen is None or not seen[0]:
+    """Close a shipment the caller sees at ``at``; None when unknown or unseen; ``NotYoursError`` when the
+    caller sees it but does not own it (``_owns``); ``ShipmentError`` when it is closed already."""
+    if not _sees(conn, shipment_id, scope):
         return None
+    _owns(conn, shipment_id, scope, "closes")
     return registry.close_shipment(conn, shipment_id, at)
 
 
 def add_profile(conn: Conn, shipment_id: str, profile: ShipmentProfile, scope: ScopeParams) -> int | None:
     """Add the next version of the shipper's profile of a shipment the caller sees, checked against its
-    class; the version stored, None when unknown or unseen; ``ShipmentError`` when refused."""
-    seen = conn.execute(q.SEES_SHIPMENT, {**scope, "shipment_id": shipment_id}).fetchone()
-    found = registry.get_shipment(conn, shipment_id) if seen is not None and seen[0] else None
+    class; the version stored, None when unknown or unseen; ``NotYoursError`` when the caller does not
+    own it (``_owns``); ``ShipmentError`` when refused."""
+    found = registry.get_shipment(conn, shipment_id) if _sees(conn, shipment_id, scope) else None
     if found is None:
         return None
+    _owns(conn, shipment_id, scope, "adds a profile to")
     return registry.add_profile(conn, shipment_id, profile, class_bounds(conn, found.product_class))
+
+
+def _sees(conn: Conn, shipment_id: str, scope: ScopeParams) -> bool:
+    return bool(_one(conn, q.SEES_SHIPMENT, {**scope, "shipment_id": shipment_id}))
+
+
+def _owns(conn: Conn, shipment_id: str, scope: ScopeParams, does: str) -> None:
+    """``NotYoursError`` unless the caller may change the shipment as a whole: an operator's or admin's key,
+    or one of the shipper's or the consignee's party (q.OWNS_SHIPMENT)."""
+    if not _one(conn, q.OWNS_SHIPMENT, {**scope, "shipment_id": shipment_id}):
+        raise NotYoursError(f"a {scope['role']} key {does} only a shipment its party ships or receives")
 
 
 def shipments_of_lot(

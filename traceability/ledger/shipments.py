@@ -6,8 +6,9 @@ bill of lading or rail waybill the event names beside it, the derivation creates
 (source ``epcis``, id ``TD-<number>``) with the documents, the registered lots of the event's quantityList
 and epcList, and, when the event names a conveyance (``cc:transportMode``), a first leg with it: its mode,
 its container (an ISO 6346 ``bic`` EPC), vessel, voyage, train or plate, and the registered party the event
-names as possessing party as carrier. Later events naming a shipment created so add the lots they carry; a
-shipment created through the API or the CLI is the shipper's declaration and is left as it is.
+names as possessing party as carrier. Later events naming a shipment created so add the lots they carry, and
+the first leg when it has none yet (whether the events came in one capture or several); a shipment created
+through the API or the CLI is the shipper's declaration and is left as it is.
 
 The registry is not derived from the ledger: a rederivation finds these shipments there and changes none.
 """
@@ -106,9 +107,10 @@ def merge(claims: Iterable[Claim]) -> list[Claim]:
 
 
 def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
-    """Create the shipments the claims name and no shipment carries yet; add lots to those the ledger
-    created. Returns the ids created. Each write is its own savepoint: a shipment another writer creates
-    meanwhile under the same documents leaves the append as it is."""
+    """Create the shipments the claims name and no shipment carries yet; add lots, and a first leg when
+    they have none, to those the ledger created. Returns the ids created. Each write is its own
+    savepoint: a shipment another writer creates meanwhile under the same documents leaves the append as
+    it is."""
     created: list[str] = []
     for claim in merge(claims):
         found = shipments.shipment_by_documents(
@@ -136,6 +138,8 @@ def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
                         shipments.link_lots(conn, shipment_id, claim.lots.values())
                 elif found[1] == "epcis":
                     shipments.link_lots(conn, found[0], claim.lots.values())
+                    if claim.leg is not None:
+                        shipments.add_first_leg(conn, found[0], claim.leg)
         except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
             continue  # another writer holds these documents now, or the leg's carrier went: nothing to add
     return created

@@ -52,46 +52,100 @@ SELECT cc_sees_all(p_role)
               AND cc_sees_shipment(p_role, p_party, sl.shipment_id)))
 $$;
 
-CREATE FUNCTION cc_sees_asset(p_role text, p_party text, p_asset text) RETURNS boolean
+-- The times a caller sees an asset in: all time for the roles that read everything and for the carrier
+-- operating it; else the windows of the legs on it (by asset or container) of the shipments the caller sees,
+-- each from the leg's (else the shipment's) planned start to the shipment's closing, else the leg's (else the
+-- shipment's) planned end, as shipment_of_asset places an asset in a shipment. A bound nothing gives is
+-- infinite (a key of a carrier or shipper registers a leg on an asset only with a planned window).
+CREATE FUNCTION cc_asset_windows(p_role text, p_party text, p_asset text)
+RETURNS TABLE (t_from timestamptz, t_to timestamptz)
 LANGUAGE sql STABLE AS $$
-SELECT cc_sees_all(p_role)
-    OR (p_role = 'carrier' AND EXISTS (
-            SELECT 1 FROM asset a WHERE a.asset_id = p_asset AND a.operator_party_id = p_party))
-    OR (p_role IN ('carrier', 'customs', 'shipper') AND EXISTS (
-            SELECT 1 FROM shipment_leg l LEFT JOIN asset a ON a.asset_id = p_asset
-            WHERE (l.asset_id = p_asset
-                   OR (l.container_number IS NOT NULL AND a.epc = 'urn:epc:id:bic:' || l.container_number))
-              AND cc_sees_shipment(p_role, p_party, l.shipment_id)))
+SELECT '-infinity'::timestamptz, 'infinity'::timestamptz
+WHERE cc_sees_all(p_role)
+   OR (p_role = 'carrier' AND EXISTS (
+           SELECT 1 FROM asset a WHERE a.asset_id = p_asset AND a.operator_party_id = p_party))
+UNION ALL
+SELECT coalesce(l.planned_start, s.planned_start, '-infinity'),
+       coalesce(s.closed_at, l.planned_end, s.planned_end, 'infinity')
+FROM shipment_leg l
+JOIN shipment s ON s.shipment_id = l.shipment_id
+LEFT JOIN asset a ON a.asset_id = p_asset
+WHERE p_role IN ('carrier', 'customs', 'shipper')
+  AND (l.asset_id = p_asset
+       OR (l.container_number IS NOT NULL AND a.epc = 'urn:epc:id:bic:' || l.container_number))
+  AND cc_sees_shipment(p_role, p_party, l.shipment_id)
 $$;
 
--- A business transaction (B/L, waybill, through document, as an event names it: a URI ending in the number)
--- is visible with a shipment it documents.
+-- Whether the caller sees the asset at some time (the asset itself: its page, its alarms' list).
+CREATE FUNCTION cc_sees_asset(p_role text, p_party text, p_asset text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+SELECT cc_sees_all(p_role) OR EXISTS (SELECT 1 FROM cc_asset_windows(p_role, p_party, p_asset))
+$$;
+
+-- Whether the caller sees the asset at p_at (its readings, the events naming its EPC then).
+CREATE FUNCTION cc_sees_asset_at(p_role text, p_party text, p_asset text, p_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+SELECT cc_sees_all(p_role) OR EXISTS (
+    SELECT 1 FROM cc_asset_windows(p_role, p_party, p_asset) w WHERE w.t_from <= p_at AND p_at < w.t_to)
+$$;
+
+-- The URI a document number takes as a bizTransaction (traceability.epcis.multimodal.document_uri; a test
+-- holds the two to the same form): kind is through, bl, waybill (rail) or road_waybill.
+CREATE FUNCTION cc_document_uri(p_kind text, p_number text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT 'https://ns.coldchain.example/epcis/doc/' || p_kind || '/' || p_number $$;
+
+-- The bizTransaction URIs of a shipment's documents: which column is which kind, once, for every query that
+-- links events to shipments (an absent document gives NULL, matching nothing).
+CREATE FUNCTION cc_shipment_documents(p_through text, p_bl text, p_rail text, p_road text) RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+SELECT ARRAY[cc_document_uri('through', p_through), cc_document_uri('bl', p_bl),
+             cc_document_uri('waybill', p_rail), cc_document_uri('road_waybill', p_road)]
+$$;
+
+-- A business transaction (a B/L, waybill or through document URI, cc_document_uri) is visible with a
+-- shipment holding that very document: same kind, same number.
 CREATE FUNCTION cc_sees_document(p_role text, p_party text, p_document text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
 SELECT cc_sees_all(p_role)
     OR EXISTS (
         SELECT 1 FROM shipment s
-        WHERE regexp_replace(p_document, '^.*[/:]', '')
-              IN (s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill)
+        WHERE p_document = ANY (cc_shipment_documents(
+                  s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill))
           AND cc_sees_shipment(p_role, p_party, s.shipment_id))
 $$;
 
--- An identifier an event names (event_subject.subject_id) is visible when it is a visible lot, the EPC of a
--- visible asset, or a unit that ever held a visible lot (downwards through containment: lots_under).
-CREATE FUNCTION cc_sees_subject(p_role text, p_party text, p_subject text) RETURNS boolean
+-- The lot classes inside a unit or asset at p_at (downwards through containment, the containment then: from
+-- its packing to its unpacking, both included), and the unit itself when it is a lot class.
+CREATE FUNCTION cc_lots_in_at(p_unit text, p_at timestamptz) RETURNS TABLE (lot_id text)
+LANGUAGE sql STABLE AS $$
+WITH RECURSIVE down AS (
+    SELECT c.child_id, 1 AS depth FROM containment c
+    WHERE c.parent_id = p_unit AND c.t0 <= p_at AND (c.t1 IS NULL OR c.t1 >= p_at)
+    UNION
+    SELECT c.child_id, down.depth + 1 FROM containment c JOIN down ON c.parent_id = down.child_id
+    WHERE c.t0 <= p_at AND (c.t1 IS NULL OR c.t1 >= p_at) AND down.depth < 8
+)
+SELECT DISTINCT child_id FROM down WHERE child_id LIKE 'urn:epc:class:%'
+$$;
+
+-- An identifier an event at p_at names (event_subject.subject_id) is visible when it is a visible lot, the
+-- EPC of an asset visible then, or a unit holding a visible lot then.
+CREATE FUNCTION cc_sees_subject(p_role text, p_party text, p_subject text, p_at timestamptz) RETURNS boolean
 LANGUAGE sql STABLE AS $$
 SELECT cc_sees_all(p_role)
     OR cc_sees_lot(p_role, p_party, p_subject)
-    OR EXISTS (SELECT 1 FROM asset a WHERE a.epc = p_subject AND cc_sees_asset(p_role, p_party, a.asset_id))
-    OR EXISTS (SELECT 1 FROM lots_under(ARRAY[p_subject]) u WHERE cc_sees_lot(p_role, p_party, u.lot_id))
+    OR EXISTS (SELECT 1 FROM asset a WHERE a.epc = p_subject
+                 AND cc_sees_asset_at(p_role, p_party, a.asset_id, p_at))
+    OR EXISTS (SELECT 1 FROM cc_lots_in_at(p_subject, p_at) u WHERE cc_sees_lot(p_role, p_party, u.lot_id))
 $$;
 
--- A ledger event is visible when one of its subjects, or one of its business transactions, is.
+-- A ledger event is visible when one of its subjects (at its event time), or one of its business
+-- transactions, is.
 CREATE FUNCTION cc_sees_event(p_role text, p_party text, p_seq bigint) RETURNS boolean
 LANGUAGE sql STABLE AS $$
 SELECT cc_sees_all(p_role)
-    OR EXISTS (SELECT 1 FROM event_subject s
-               WHERE s.seq = p_seq AND cc_sees_subject(p_role, p_party, s.subject_id))
+    OR EXISTS (SELECT 1 FROM event_subject s JOIN ledger_event e ON e.seq = s.seq
+               WHERE s.seq = p_seq AND cc_sees_subject(p_role, p_party, s.subject_id, e.event_time))
     OR EXISTS (SELECT 1 FROM biz_transaction b
                WHERE b.seq = p_seq AND cc_sees_document(p_role, p_party, b.biz_transaction))
 $$;

@@ -9,11 +9,6 @@
 -- location under it. The furthest state reached holds (a late departing event does not take a delivered
 -- shipment back in transit); an event an errorDeclaration names does not count.
 
--- The URI a document number takes as a bizTransaction (traceability.epcis.multimodal.document_uri; a test
--- holds the two to the same form): kind is through, bl, waybill (rail) or road_waybill.
-CREATE FUNCTION cc_document_uri(p_kind text, p_number text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT 'https://ns.coldchain.example/epcis/doc/' || p_kind || '/' || p_number $$;
-
 -- Whether location p_inner is p_outer or lies under it (registry parent chain).
 CREATE FUNCTION cc_location_within(p_inner text, p_outer text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
@@ -31,11 +26,8 @@ CREATE VIEW shipment_event AS
 SELECT DISTINCT s.shipment_id, e.seq, e.event_time, e.biz_step,
        coalesce(e.event -> 'bizLocation' ->> 'id', e.event -> 'readPoint' ->> 'id') AS place
 FROM shipment s
-JOIN biz_transaction b ON b.biz_transaction IN (
-        cc_document_uri('through', s.through_document),
-        cc_document_uri('bl', s.bill_of_lading),
-        cc_document_uri('waybill', s.rail_waybill),
-        cc_document_uri('road_waybill', s.road_waybill))
+JOIN biz_transaction b ON b.biz_transaction = ANY (cc_shipment_documents(
+        s.through_document, s.bill_of_lading, s.rail_waybill, s.road_waybill))
 JOIN ledger_event e ON e.seq = b.seq
 WHERE NOT e.declares_error
   AND NOT EXISTS (SELECT 1 FROM ledger_event d WHERE d.declares_error AND d.event_id = e.event_id);

@@ -34,12 +34,17 @@ def _not_found(shipment_id: str) -> ApiProblemError:
     )
 
 
+def _forbidden(exc: shipments.NotYoursError) -> ApiProblemError:
+    return ApiProblemError(403, "Forbidden", str(exc), type_=PROBLEM_BASE + "forbidden")
+
+
 @router.post("/shipments", status_code=201, response_model=ShipmentOut, responses={409: ERRORS[404]})
 def create_shipment(body: ShipmentIn, conn: Db, principal: Principal, scope: ScopeDep) -> ShipmentOut:
     """Register a shipment with its legs, stops, lots and, optionally, the shipper's alarm profile (never
     looser than the class as the rule packs state it). A carrier's key registers only a shipment it
-    carries a leg of, a shipper's one it ships or receives (else 403). 409 when its id or through
-    document is taken; 422 when it contradicts itself or names something not registered."""
+    carries a leg of, a shipper's one it ships or receives, and either names only lots and assets it sees
+    already (else 403). 409 when its id or a document is taken (to a carrier's or shipper's key in words
+    naming neither which nor whose); 422 when it contradicts itself or names something not registered."""
     permit(principal, SHIPMENTS)
     params = scope.params()
     try:
@@ -47,7 +52,7 @@ def create_shipment(body: ShipmentIn, conn: Db, principal: Principal, scope: Sco
     except shipments.ShipmentExistsError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "shipment-exists") from None
     except shipments.NotYoursError as exc:
-        raise ApiProblemError(403, "Forbidden", str(exc), type_=PROBLEM_BASE + "forbidden") from None
+        raise _forbidden(exc) from None
     except ShipmentError as exc:
         raise ApiProblemError(
             422, "Unprocessable Content", str(exc), type_=PROBLEM_BASE + "shipment-refused"
@@ -86,8 +91,9 @@ def get_shipment(shipment_id: ShipmentId, conn: Db, _: Reader, scope: ScopeDep) 
 def close_shipment(
     shipment_id: ShipmentId, body: ShipmentCloseIn, conn: Db, principal: Principal, scope: ScopeDep
 ) -> ShipmentOut:
-    """Close a shipment (its last state, set by hand). 404 when unknown or not the caller's to see; 409
-    when closed already."""
+    """Close a shipment (its last state, set by hand). 404 when unknown or not the caller's to see; 403
+    when it sees it but is not of the shipper's or consignee's party (nor an operator); 409 when closed
+    already."""
     permit(principal, SHIPMENTS)
     params = scope.params()
     try:
@@ -95,6 +101,8 @@ def close_shipment(
             closed = shipments.close(conn, shipment_id, body.at or datetime.now(UTC), params)
     except ShipmentClosedError as exc:
         raise ApiProblemError(409, "Conflict", str(exc), type_=PROBLEM_BASE + "shipment-closed") from None
+    except shipments.NotYoursError as exc:
+        raise _forbidden(exc) from None
     view = None if closed is None else shipments.shipment_view(conn, shipment_id, params)
     if view is None:
         raise _not_found(shipment_id)
@@ -107,7 +115,8 @@ def add_profile(
 ) -> ShipmentOut:
     """Add the next version of the shipper's alarm profile (the newest applies; every version is kept),
     refused (422) when looser than the shipment's class on any side. 404 when unknown or not the
-    caller's to see."""
+    caller's to see; 403 when it sees it but is not of the shipper's or consignee's party (nor an
+    operator)."""
     permit(principal, SHIPMENTS)
     params = scope.params()
     try:
@@ -115,6 +124,8 @@ def add_profile(
             version = shipments.add_profile(
                 conn, shipment_id, ShipmentProfile(0, **body.model_dump()), params
             )
+    except shipments.NotYoursError as exc:
+        raise _forbidden(exc) from None
     except ShipmentError as exc:
         raise ApiProblemError(
             422, "Unprocessable Content", str(exc), type_=PROBLEM_BASE + "shipment-refused"
