@@ -342,9 +342,12 @@ WHERE (%(state)s::text IS NULL OR state = %(state)s)
   AND (%(asset_id)s::text IS NULL OR asset_id = %(asset_id)s)
   AND (%(severity)s::text IS NULL OR severity = %(severity)s)
   AND (%(kind)s::text IS NULL OR kind = %(kind)s)"""
-# A reader of the trace API sees the alarms of the assets it may read: cc_sees_asset(role, party, asset), the
-# one definition of who sees an asset (the ledger stage's migration 0020, applied after this stage's).
-_ALARM_SEEN = " AND (cc_sees_all(%(role)s) OR cc_sees_asset(%(role)s, %(party)s, asset_id))"
+# A reader of the trace API sees the alarms of an asset whose condition began while it may read the asset:
+# cc_sees_asset_at(role, party, asset, at), the one definition of who sees an asset when (the ledger stage's
+# migration 0020, applied after this stage's).
+_ALARM_SEEN = (
+    " AND (cc_sees_all(%(role)s) OR cc_sees_asset_at(%(role)s, %(party)s, asset_id, condition_start))"
+)
 _ALARM_ORDER = " ORDER BY alarm_id DESC LIMIT %(limit)s"
 ALARM_LIST: Final = "SELECT " + _ALARM_COLUMNS + _ALARM_FILTERS + _ALARM_ORDER
 ALARM_LIST_SEEN: Final = "SELECT " + _ALARM_COLUMNS + _ALARM_FILTERS + _ALARM_SEEN + _ALARM_ORDER
