@@ -45,11 +45,9 @@ def geofence_counts(conn: psycopg.Connection[Any]) -> tuple[int, int]:
 
 FLOW_VIOLATIONS = "SELECT count(*) FROM chain_break WHERE kind = 'flow'"
 FLOW_LOTS = "SELECT DISTINCT lot_id FROM chain_break WHERE kind = 'flow' ORDER BY 1"
-# What shows the faults: a device's last reading; whether an asset's track entered a location's geofence.
+# What shows the faults: a device's last reading (whether an asset's track entered a location's geofence is
+# read from the live geofence events, `entered`).
 LAST_READING = "SELECT max(r.time) FROM reading r JOIN series s USING (series_id) WHERE s.device_id = %s"
-ENTERED = """
-SELECT count(*) FROM ledger_event
-WHERE event->>'cc:asset' = %s AND event->>'cc:geofence' = 'enter' AND event->'readPoint'->>'id' = %s"""
 
 
 def _ts(ms: int) -> datetime:
@@ -400,6 +398,7 @@ def summarize_port(
         port_timeline,
     )
     from traceability.api.auth import create_key
+    from traceability.geofence_ledger import live_events
     from traceability.ledger.checkpoint import latest, own_log, pinned_key
     from traceability.ledger.verify import verify
 
@@ -427,8 +426,12 @@ def summarize_port(
         destination = next(
             s.destination_location_id for s in world.shipments if s.shipment_id == STRANDED_SHIPMENT
         )
-        entered_row = conn.execute(ENTERED, (STRANDED_TRUCK, destination)).fetchone()
-        entered = bool(entered_row and entered_row[0])
+        entered = any(
+            e.get("cc:asset") == STRANDED_TRUCK
+            and e.get("cc:geofence") == "enter"
+            and e.get("readPoint", {}).get("id") == destination
+            for e in live_events(conn)
+        )
         result = verify(
             conn,
             public_key=pinned_key(str(checkpoint_key)) if checkpoint_key else None,
