@@ -183,9 +183,8 @@ def _append(
         return seqs
     # The server inserts each block of entries while this process canonicalises and links the next ones: a
     # block goes to the socket as soon as it is full (the socket buffer takes it without waiting), and the
-    # derivation runs, its rows formatted for their COPYs, before the COPY ends. No writer thread: one
-    # measured here held the GIL against this thread at every block and lost more than it overlapped
-    # (≈ 55 → 33 µs an event for this phase).
+    # derivation runs before the COPY ends. No writer thread: one measured here held the GIL against this
+    # thread at every block and lost more than it overlapped (≈ 55 → 33 µs an event for this phase).
     with conn.cursor() as cur, cur.copy(queries.COPY_EVENTS) as copy:
         # Binary rows: the canonical bytes go once as they are (bytea) and once as jsonb text, with no
         # hex escaping for the server to undo.
@@ -210,7 +209,6 @@ def _append(
             )
             prev = link
         derivation.run()
-        derivation.encode()  # the derived rows formatted while the server inserts the entries
     derivation.write()
     return seqs
 

@@ -420,9 +420,10 @@ class Derivation:
 
     # -- writing -------------------------------------------------------------------------------------------
     def encode(self) -> None:
-        """Format what ``run`` derived for ``write``: each table's rows as its COPY data, the closed and
-        changed pre-existing rows as the UPDATEs' arrays. No database use: the append does it while the
-        server is still inserting the ledger's entries, so that ``write`` only sends."""
+        """Format what ``run`` derived for ``write``: each table's rows as its binary COPY data, the closed
+        and changed pre-existing rows as the UPDATEs' arrays. No database use. (Done while the server
+        was still inserting the ledger's entries, inside the append's COPY, it measured slower on the
+        bench: the preparing thread's work then competed with it for the interpreter's lock.)"""
         # The seqs are new, so rows keyed by them cannot exist yet: COPY (deduplicated on each primary key).
         bts = {(bt, seq): (bt, kind, seq) for bt, kind, seq in self.bts}
         bonded = {(r[0], r[3]): r for r in self.bonded}
