@@ -26,6 +26,7 @@ when it recorded each event. "Same content" means the same canonical bytes, reco
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -482,12 +483,20 @@ def write(
     if not errors:
         try:
             with conn.transaction():
-                if queued and not _take(conn, job.capture_id):
-                    return None
-                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                errors, in_ledger = _identity_errors(conn, checked.prepared, checked.pointer, checked.seen)
+                # One round trip: the job's row, the ledger's lock, what was appended since the lookup
+                # (``look_up``), the head.
+                with _pipeline(conn):
+                    taken = conn.execute(queries.TAKE_CAPTURE_JOB, (job.capture_id,)) if queued else None
+                    conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                    since = _appended_since(conn, checked.seen)
+                    head = conn.execute(queries.HEALTH)
+                if taken is not None and taken.fetchone() is None:
+                    return None  # another worker holds it, or it is done
+                errors, in_ledger = _identity_errors(
+                    conn, checked.prepared, checked.pointer, checked.seen, since=_rows(since)
+                )
                 if not errors:
-                    _append(conn, job, checked.prepared, in_ledger)
+                    _append(conn, job, checked.prepared, in_ledger, _head_seq(head))
                 else:  # refused on what the ledger holds: recorded while the job's row is still held
                     _refused(job, errors, checked.unreadable)
                 _record(conn, job, captured_by)  # committed with the events: one commit
@@ -526,13 +535,12 @@ def _append(
     job: CaptureJob,
     prepared: Sequence[chain.Prepared],
     in_ledger: Mapping[tuple[str, bool], int],
+    head_seq: int,
 ) -> None:
     """Append the events (under the lock the caller holds; ``in_ledger``: the seqs of their eventIDs the
-    ledger holds, read under it) and fill the job's seq range and the events that were in the ledger
-    already."""
-    head = conn.execute(queries.HEALTH).fetchone()
-    head_seq = 0 if head is None or head[0] is None else int(head[0])
-    seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger)
+    ledger holds, and ``head_seq`` its head, read under it) in the caller's transaction, and fill the
+    job's seq range and the events that were in the ledger already."""
+    seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False)
     new = [s for s in seqs if s > head_seq]
     job.success, job.events = True, len(set(new))
     job.first_seq = min(new) if new else None
@@ -567,17 +575,44 @@ def enqueue(conn: Conn, raw: bytes, *, captured_by: str | None) -> CaptureJob:
     return job
 
 
+def _pipeline(conn: Conn) -> contextlib.AbstractContextManager[Any]:
+    """A pipeline on ``conn`` (its statements sent together, answered at its end), where libpq has one."""
+    return conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
+
+
+def _appended_since(conn: Conn, seen: Seen | None) -> psycopg.Cursor[Any] | None:
+    """Ask for the eventIDs appended since ``seen`` was looked up (at most one more than the catch-up
+    bound); None without ``seen``."""
+    if seen is None:
+        return None
+    return conn.execute(queries.EVENT_IDS_AFTER, (seen.head, SEEN_CATCH_UP + 1))
+
+
+def _rows(cursor: psycopg.Cursor[Any] | None) -> list[tuple[Any, ...]] | None:
+    return None if cursor is None else cursor.fetchall()
+
+
+def _head_seq(cursor: psycopg.Cursor[Any]) -> int:
+    head = cursor.fetchone()
+    return 0 if head is None or head[0] is None else int(head[0])
+
+
 def _matches(
-    conn: Conn, prepared: Sequence[chain.Prepared], seen: Seen | None
+    conn: Conn,
+    prepared: Sequence[chain.Prepared],
+    seen: Seen | None,
+    since: Sequence[tuple[Any, ...]] | None = None,
 ) -> list[tuple[str, bool, int, Any]]:
     """The ledger's entries under the events' eventIDs (the caller holds the ledger's lock): those ``seen``
-    matched, and those appended since its head that match; without ``seen``, or with too many appended
-    since, every eventID looked up."""
+    matched, and those appended since its head that match (``since``: those appended, as
+    ``_appended_since`` asked, else read here); without ``seen``, or with too many appended since, every
+    eventID looked up."""
     ids = [str(p.stored["eventID"]) for p in prepared]
     if not ids:
         return []
     if seen is not None:
-        since = conn.execute(queries.EVENT_IDS_AFTER, (seen.head, SEEN_CATCH_UP + 1)).fetchall()
+        if since is None:
+            since = conn.execute(queries.EVENT_IDS_AFTER, (seen.head, SEEN_CATCH_UP + 1)).fetchall()
         if len(since) <= SEEN_CATCH_UP:
             wanted = set(ids)
             late = [r[0] for r in since if r[0] in wanted]
@@ -592,7 +627,12 @@ def _matches(
 
 
 def _identity_errors(
-    conn: Conn, prepared: Sequence[chain.Prepared], pointer: str = EVENT_LIST, seen: Seen | None = None
+    conn: Conn,
+    prepared: Sequence[chain.Prepared],
+    pointer: str = EVENT_LIST,
+    seen: Seen | None = None,
+    *,
+    since: Sequence[tuple[Any, ...]] | None = None,
 ) -> tuple[list[CaptureError], dict[tuple[str, bool], int]]:
     """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
     of no event (in the ledger or earlier in the document). The events are as they will be stored; an
@@ -603,23 +643,24 @@ def _identity_errors(
     errors: list[CaptureError] = []
     known: dict[tuple[str, bool], Mapping[str, Any]] = {}
     in_ledger: dict[tuple[str, bool], int] = {}
-    for event_id, declares, seq, content in _matches(conn, prepared, seen):
+    for event_id, declares, seq, content in _matches(conn, prepared, seen, since):
         known[(event_id, declares)] = content
         in_ledger[(event_id, declares)] = seq
     for i, (event, ev_hash, _) in enumerate(prepared):
-        path = f"{pointer}/{i}"
         declares = "errorDeclaration" in event
         event_id = str(event["eventID"])
         key = (event_id, declares)
         earlier = known.get(key)
         if earlier is not None and event_id != ev_hash and _content(earlier) != _content(event):
             reason = f"eventID {event_id!r} is taken by an event with other content"
-            errors.append(CaptureError(f"{path}/eventID", reason))
+            errors.append(CaptureError(f"{pointer}/{i}/eventID", reason))
             continue
         if declares and (event_id, False) not in known:
-            errors.append(CaptureError(f"{path}/errorDeclaration", f"no event {event_id!r} to declare wrong"))
+            reason = f"no event {event_id!r} to declare wrong"
+            errors.append(CaptureError(f"{pointer}/{i}/errorDeclaration", reason))
             continue
-        known.setdefault(key, event)
+        if earlier is None:
+            known[key] = event
     return errors, in_ledger
 
 

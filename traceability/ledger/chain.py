@@ -102,16 +102,23 @@ def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: b
 
 
 def append_prepared(
-    conn: Conn, prepared: Sequence[Prepared], *, in_ledger: Mapping[tuple[str, bool], int] | None = None
+    conn: Conn,
+    prepared: Sequence[Prepared],
+    *,
+    in_ledger: Mapping[tuple[str, bool], int] | None = None,
+    savepoint: bool = True,
 ) -> list[int]:
     """``append_many`` of valid events already prepared (``canonicalised``): nothing of theirs is hashed
     or serialised again, so the ledger's lock is held only for the appending itself. ``in_ledger``: the
     seqs, keyed by (eventID, declares an error), of those of the events' eventIDs the ledger holds, read
-    by the caller under the ledger's lock, which it holds still (else they are read here)."""
+    by the caller under the ledger's lock, which it holds still (else they are read here). Without
+    ``savepoint``, the caller's transaction is the append's: a failed append must end it (rolled back),
+    as capture's does."""
+    events = [p.stored for p in prepared]
+    if not savepoint and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        return _append(conn, events, validated=True, prepared=prepared, in_ledger=in_ledger)
     with conn.transaction():
-        return _append(
-            conn, [p.stored for p in prepared], validated=True, prepared=prepared, in_ledger=in_ledger
-        )
+        return _append(conn, events, validated=True, prepared=prepared, in_ledger=in_ledger)
 
 
 def validate_all(events: Sequence[Mapping[str, Any]]) -> None:

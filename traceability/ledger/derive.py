@@ -28,10 +28,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
-from psycopg import sql
+from psycopg import adapt, sql
+from psycopg._copy_base import BinaryFormatter  # rows formatted before their COPY starts
 
 from traceability import limits, queries
 from traceability.epcis.builders import biz_step_name, parse_time
@@ -184,6 +185,7 @@ class Derivation:
         self.assets_at: dict[str, list[str]] = {}
         self._parents: set[str] = set()
         self._asked: dict[str, psycopg.Cursor[Any]] = {}
+        self._encoded: _Encoded | None = None
         self._ask([e for e in events if "errorDeclaration" not in e])
 
     # -- reading -----------------------------------------------------------------------------------------
@@ -430,48 +432,159 @@ class Derivation:
         self._add_leg(_Leg(None, epc, custodian, location, asset, t, None, seq, None))
 
     # -- writing -------------------------------------------------------------------------------------------
-    def write(self) -> None:
-        """Write what ``run`` derived: one COPY per table, one UPDATE for closed pre-existing rows."""
+    def encode(self) -> None:
+        """Format what ``run`` derived for ``write``: each table's rows as its binary COPY data, the closed
+        and changed pre-existing rows as the UPDATEs' arrays. No database use. (Done while the server
+        was still inserting the ledger's entries, inside the append's COPY, it measured slower on the
+        bench: the preparing thread's work then competed with it for the interpreter's lock.)"""
         # The seqs are new, so rows keyed by them cannot exist yet: COPY (deduplicated on each primary key).
-        _copy(self.conn, "event_subject", ("subject_id", "seq", "role"), dict.fromkeys(self.subjects))
         bts = {(bt, seq): (bt, kind, seq) for bt, kind, seq in self.bts}
-        _copy(self.conn, "biz_transaction", ("biz_transaction", "type", "seq"), bts.values())
         bonded = {(r[0], r[3]): r for r in self.bonded}
-        _copy(self.conn, "bonded_status", ("lot_id", "status", "line", "seq", "event_time"), bonded.values())
         steps = {(r[0], r[2], r[1]): r for r in self.import_steps}
-        _copy(self.conn, "import_step", import_steps.COLUMNS, steps.values())
         lineage = {r[:3]: r for r in self.lineage}
-        _copy(self.conn, "lineage", ("input_id", "output_id", "seq", "event_time"), lineage.values())
-        _copy(
-            self.conn,
-            "containment",
-            ("child_id", "parent_id", "location_id", "t0", "t1", "start_seq", "end_seq"),
-            [
-                (r.child, r.parent, r.location, r.t0, r.t1, r.start_seq, r.end_seq)
-                for r in self.rows
-                if r.row_id is None
-            ],
-        )
+        tables: list[tuple[str, Iterable[Sequence[Any]]]] = [
+            ("event_subject", dict.fromkeys(self.subjects)),
+            ("biz_transaction", bts.values()),
+            ("bonded_status", bonded.values()),
+            ("import_step", steps.values()),
+            ("lineage", lineage.values()),
+            (
+                "containment",
+                [
+                    (r.child, r.parent, r.location, r.t0, r.t1, r.start_seq, r.end_seq)
+                    for r in self.rows
+                    if r.row_id is None
+                ],
+            ),
+            (
+                "custody_leg",
+                [
+                    (g.epc, g.custodian, g.location, g.asset, g.t_start, g.t_end, g.start_seq, g.end_seq)
+                    for g in self.legs
+                    if g.leg_id is None
+                ],
+            ),
+        ]
+        copies: dict[str, bytes] = {}
+        registry = self.conn.adapters.types
+        for table, rows in tables:
+            transformer = adapt.Transformer.from_context(self.conn)
+            oids = [registry.get_oid(kind) for kind in _COPY_TYPES[table]]
+            transformer.set_dumper_types(oids, psycopg.pq.Format.BINARY)
+            formatter = BinaryFormatter(transformer)
+            data, written = bytearray(), False
+            for row in rows:
+                data += formatter.write_row(row)
+                written = True
+            if written:  # the formatter holds the last rows still; end() gives them and the trailer
+                copies[table] = bytes(data + formatter.end())
         closed = [(r.row_id, r.t1, r.end_seq) for r in self.rows if r.row_id is not None and r.dirty]
-        if closed:
-            self.conn.execute(queries.BATCH_CLOSE_CONTAINMENT, _columns(closed, 3))
-        _copy(
-            self.conn,
-            "custody_leg",
-            ("epc", "custodian", "location_id", "asset_id", "t_start", "t_end", "start_seq", "end_seq"),
-            [
-                (g.epc, g.custodian, g.location, g.asset, g.t_start, g.t_end, g.start_seq, g.end_seq)
-                for g in self.legs
-                if g.leg_id is None
-            ],
-        )
         changed = [
             (g.leg_id, g.asset, g.t_end, g.end_seq) for g in self.legs if g.leg_id is not None and g.dirty
         ]
-        if changed:
-            self.conn.execute(queries.BATCH_UPDATE_LEGS, _columns(changed, 4))
+        self._encoded = _Encoded(copies, _columns(closed, 3), _columns(changed, 4))
+
+    def write(self) -> None:
+        """Write what ``run`` derived (``encode``, unless done): one COPY per table, one UPDATE for the
+        closed pre-existing rows of each table."""
+        if self._encoded is None:
+            self.encode()
+        assert self._encoded is not None
+        copies, closed, changed = self._encoded
+        self._encoded = None
+        for table, statement in _COPY_STATEMENTS.items():
+            if table in copies:
+                _copy(self.conn, statement, copies[table])
+            if table == "containment" and closed[0]:
+                self.conn.execute(queries.BATCH_CLOSE_CONTAINMENT, closed)
+            if table == "custody_leg" and changed[0]:
+                self.conn.execute(queries.BATCH_UPDATE_LEGS, changed)
         if self.claims:
             shipments.apply(self.conn, self.claims)
+
+
+# The derived tables' columns as ``write`` copies them, in the order it writes them, with their types: the
+# rows go as binary COPY data (no text for the server to parse: timestamps are most of it).
+COPY_COLUMNS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("event_subject", (("subject_id", "text"), ("seq", "int8"), ("role", "text"))),
+    ("biz_transaction", (("biz_transaction", "text"), ("type", "text"), ("seq", "int8"))),
+    (
+        "bonded_status",
+        (
+            ("lot_id", "text"),
+            ("status", "text"),
+            ("line", "text"),
+            ("seq", "int8"),
+            ("event_time", "timestamptz"),
+        ),
+    ),
+    (
+        "import_step",
+        tuple(
+            zip(
+                import_steps.COLUMNS,
+                (
+                    "text",
+                    "text",
+                    "int8",
+                    "timestamptz",
+                    "float8",
+                    "text",
+                    "bool",
+                    "text",
+                    "text[]",
+                    "text",
+                    "bool",
+                ),
+                strict=True,
+            )
+        ),
+    ),
+    (
+        "lineage",
+        (("input_id", "text"), ("output_id", "text"), ("seq", "int8"), ("event_time", "timestamptz")),
+    ),
+    (
+        "containment",
+        (
+            ("child_id", "text"),
+            ("parent_id", "text"),
+            ("location_id", "text"),
+            ("t0", "timestamptz"),
+            ("t1", "timestamptz"),
+            ("start_seq", "int8"),
+            ("end_seq", "int8"),
+        ),
+    ),
+    (
+        "custody_leg",
+        (
+            ("epc", "text"),
+            ("custodian", "text"),
+            ("location_id", "text"),
+            ("asset_id", "text"),
+            ("t_start", "timestamptz"),
+            ("t_end", "timestamptz"),
+            ("start_seq", "int8"),
+            ("end_seq", "int8"),
+        ),
+    ),
+)
+_COPY_STATEMENTS = {
+    table: sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(name) for name, _ in columns)
+    )
+    for table, columns in COPY_COLUMNS
+}
+_COPY_TYPES = {table: [kind for _, kind in columns] for table, columns in COPY_COLUMNS}
+
+
+class _Encoded(NamedTuple):
+    """``Derivation.encode``: COPY data by table, the arrays of the two UPDATEs."""
+
+    copies: dict[str, bytes]
+    closed: tuple[list[Any], ...]
+    changed: tuple[list[Any], ...]
 
 
 def _record_time(event: Mapping[str, Any]) -> datetime | None:
@@ -483,17 +596,10 @@ def _record_time(event: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _copy(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """COPY rows into a table (nothing when there are none)."""
-    rows = list(rows)
-    if not rows:
-        return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
+def _copy(conn: Conn, statement: sql.Composed, data: bytes) -> None:
+    """COPY rows already formatted (binary COPY data, ``encode``) into a table."""
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+        copy.write(data)
 
 
 def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
