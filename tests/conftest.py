@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 
 from coldchain import embedded
@@ -22,6 +23,11 @@ from coldchain.settings import BrokerAddress
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
+
+# Hypothesis' per-example deadline is a wall-clock threshold: on a loaded machine it fails a property by
+# timing, not by behaviour. Every property test runs without one.
+settings.register_profile("coldchain", deadline=None)
+settings.load_profile("coldchain")
 
 MOSQUITTO_MISSING = (
     "no mosquitto binary: the tests need Mosquitto (MQTT 5) for their brokers. Install it with"
