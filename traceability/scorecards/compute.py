@@ -180,6 +180,40 @@ def card(
     raise UnknownSubjectError(f"no {subject} {subject_id!r} in {period.label}")
 
 
+def _row(a: Atom, exs: Sequence[Exemption]) -> dict[str, Any]:
+    row = dict(a.row)
+    row["numerator"] = a.numerator
+    row["denominator"] = a.denominator
+    if a.value is not None:
+        row["value"] = a.value
+    row["exemptions"] = [exs[i] for i in a.exemptions]
+    return row
+
+
+def drill_all(
+    conn: Conn,
+    period: Period,
+    subject: str,
+    subject_ids: Sequence[str],
+    *,
+    seen_by: SeenBy = trace_queries.EVERYTHING,
+    weights: Weights | None = None,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The rows behind every indicator of each of ``subject_ids`` the caller sees (subject id -> indicator
+    -> rows), from one reading of the period."""
+    _check(subject)
+    seen = _visible(conn, subject, list(subject_ids), seen_by)
+    atoms, exs = collect(conn, period, weights or default_weights())
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {
+        sid: {k: [] for k in INDICATOR_KEYS} for sid in subject_ids if sid in seen
+    }
+    for a in atoms:
+        for sid in a.subjects.get(subject, frozenset()):
+            if sid in out:
+                out[sid][a.indicator].append(_row(a, exs))
+    return out
+
+
 def drill(
     conn: Conn,
     period: Period,
@@ -191,30 +225,18 @@ def drill(
     weights: Weights | None = None,
 ) -> list[dict[str, Any]]:
     """The rows behind one indicator of one subject: each with its numerator and denominator (and the
-    exemptions that took it out), in the order they were read. UnknownSubjectError when the subject has no
-    row in the period or is not the caller's to see."""
+    exemptions that took it out), in the order they were read. UnknownSubjectError when the subject is
+    not registered and has no row in the period, or is not the caller's to see."""
     _check(subject, indicator)
-    if subject_id not in _visible(conn, subject, [subject_id], seen_by):
+    found = drill_all(conn, period, subject, [subject_id], seen_by=seen_by, weights=weights)
+    if subject_id not in found:
         raise UnknownSubjectError(f"no {subject} {subject_id!r} in {period.label}")
-    w = weights or default_weights()
-    atoms, exs = collect(conn, period, w)
-    mine = [a for a in atoms if subject_id in a.subjects.get(subject, frozenset())]
-    if not mine:
+    rows = found[subject_id]
+    if not any(rows.values()):
         names = dict(conn.execute(queries.NAMES[subject], ([subject_id],)).fetchall())
         if subject_id not in names:
             raise UnknownSubjectError(f"no {subject} {subject_id!r} in {period.label}")
-    rows = []
-    for a in mine:
-        if a.indicator != indicator:
-            continue
-        row = dict(a.row)
-        row["numerator"] = a.numerator
-        row["denominator"] = a.denominator
-        if a.value is not None:
-            row["value"] = a.value
-        row["exemptions"] = [exs[i] for i in a.exemptions]
-        rows.append(row)
-    return rows
+    return rows[indicator]
 
 
 def grant_exemption(conn: Conn, e: Exemption) -> None:

@@ -44,7 +44,7 @@ INDICATORS: Final[tuple[IndicatorSpec, ...]] = (
         "conformance", "share", N_("conformance rate"), N_("messages accepted"), N_("messages received"),
     ),
     IndicatorSpec(
-        "sequence", "share", N_("sequence integrity rate"),
+        "sequence", "share", N_("sequence loss rate"),
         N_("readings missing by sequence"), N_("readings produced"),
     ),
     IndicatorSpec(

@@ -76,3 +76,9 @@ def parse_period(label: str) -> Period:
         f"period {label!r}: expected a quarter (2026Q4), a month (2026-11) or a range of days "
         "(2026-10-01/2026-12-31)"
     )
+
+
+def quarter_of(t: datetime) -> Period:
+    """The calendar quarter holding ``t`` (UTC)."""
+    u = t.astimezone(UTC)
+    return parse_period(f"{u.year}Q{(u.month - 1) // 3 + 1}")
