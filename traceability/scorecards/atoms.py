@@ -4,7 +4,7 @@ the subjects it counts for, read from the rollups, the gateway's day counters an
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,7 +16,6 @@ from traceability.scorecards.model import Exemption
 from traceability.scorecards.period import Period
 from traceability.scorecards.weights import LAG_COLUMNS, Weights
 from traceability.scorecards.windows import (
-    HOUR,
     Span,
     hour_window,
     rollup_parts,
@@ -28,7 +27,6 @@ from traceability.scorecards.windows import (
 Conn = psycopg.Connection[Any]
 Subjects = dict[str, frozenset[str]]
 _LAG_INDEX = {"lag_le_60s": 1, "lag_le_300s": 2, "lag_le_3600s": 3}
-EARTH_RADIUS_M = 6_371_008.8  # mean Earth radius (IUGG), metres
 
 
 @dataclass(slots=True)
@@ -278,73 +276,6 @@ def device_day_atoms(
             )
         )
     return atoms
-
-
-def _distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine) in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
-
-
-def trajectory_anomalies(
-    hours: Sequence[datetime],
-    positions: Mapping[datetime, tuple[float, float, float, float, float, float]],
-    w: Weights,
-) -> list[dict[str, Any]]:
-    """The anomalies of one transit, judged on hourly positions (bucket -> lat min, max, mean, lon min, max,
-    mean): a position jump (an hour's extent farther than max speed covers in an hour), an impossible
-    speed (consecutive hourly mean positions farther apart than max speed covers between them), standing
-    still (``still_hours`` or more hours in a row within ``still_m``) and silence (``silent_hours`` or more
-    hours in a row without a position). One anomaly per hour or per run."""
-    out: list[dict[str, Any]] = []
-    reach_m = w.max_speed_kmh * 1000.0
-    prev: tuple[datetime, float, float] | None = None
-    still: list[datetime] = []
-    silent: list[datetime] = []
-
-    def close_runs(force_still: bool, force_silent: bool) -> None:
-        nonlocal still, silent
-        if force_still:
-            if len(still) >= w.still_hours:
-                out.append({"kind": "standing_still", "from": still[0], "to": still[-1] + HOUR})
-            still = []
-        if force_silent:
-            if len(silent) >= w.silent_hours:
-                out.append({"kind": "silence", "from": silent[0], "to": silent[-1] + HOUR})
-            silent = []
-
-    for h in hours:
-        p = positions.get(h)
-        if p is None:
-            silent.append(h)
-            close_runs(True, False)
-            continue
-        close_runs(False, True)
-        lat_min, lat_max, lat_avg, lon_min, lon_max, lon_avg = p
-        extent = _distance_m(lat_min, lon_min, lat_max, lon_max)
-        if extent > reach_m:
-            out.append({"kind": "position_jump", "from": h, "to": h + HOUR, "extent_m": round(extent, 1)})
-        if prev is not None:
-            gap_h = (h - prev[0]) / HOUR
-            dist = _distance_m(prev[1], prev[2], lat_avg, lon_avg)
-            if dist > reach_m * gap_h:
-                out.append(
-                    {
-                        "kind": "impossible_speed",
-                        "from": prev[0],
-                        "to": h + HOUR,
-                        "speed_kmh": round(dist / 1000 / gap_h, 1),
-                    }
-                )
-        prev = (h, lat_avg, lon_avg)
-        if extent <= w.still_m:
-            still.append(h)
-        else:
-            close_runs(True, False)
-    close_runs(True, True)
-    return out
 
 
 def alarm_atoms(conn: Conn, period: Period, exs: Sequence[Exemption], w: Weights) -> list[Atom]:

@@ -167,20 +167,81 @@ FROM shipment_leg l JOIN shipment s USING (shipment_id)
 WHERE l.shipment_id = ANY(%s)
 ORDER BY l.shipment_id, l.leg_no"""
 
-# Hourly positions (lat and lon rollups) of each part's asset in [a, b), from the devices mounted on it.
-PART_POSITIONS: Final = """
+
+# Great-circle distance (haversine, mean Earth radius 6 371 008.8 m: IUGG) between two positions, metres.
+def _haversine(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
+    return (
+        f"(2 * 6371008.8 * asin(LEAST(1, sqrt(power(sin(radians({lat2} - {lat1}) / 2), 2)"
+        f" + cos(radians({lat1})) * cos(radians({lat2})) * power(sin(radians({lon2} - {lon1}) / 2), 2)))))"
+    )
+
+
+# The trajectory anomalies of each part (a leg's asset over [a, b) of a transit, hour-aligned), judged on
+# the hourly position rollups (lat and lon of the devices mounted on the asset): a position jump (an hour
+# whose extent is beyond what %(reach_m)s covers in an hour), an impossible speed (consecutive hourly mean
+# positions farther apart than %(reach_m)s per hour between them), standing still (%(still_hours)s or more
+# consecutive hours each within %(still_m)s) and silence (%(silent_hours)s or more consecutive hours
+# without a position). One row per anomaly: (pid, kind, from, to, figure: metres or km/h).
+TRAJECTORY_ANOMALIES: Final = (
+    """
 WITH p AS (
     SELECT * FROM unnest(%(pid)s::int[], %(asset)s::text[], %(a)s::timestamptz[], %(b)s::timestamptz[])
              AS u(pid, asset_id, a, b)
+), h AS (
+    SELECT p.pid, r.bucket,
+           min(r.min_c) FILTER (WHERE s.channel = 'lat') AS lat_lo,
+           max(r.max_c) FILTER (WHERE s.channel = 'lat') AS lat_hi,
+           sum(r.sum_c) FILTER (WHERE s.channel = 'lat') / sum(r.n) FILTER (WHERE s.channel = 'lat') AS lat,
+           min(r.min_c) FILTER (WHERE s.channel = 'lon') AS lon_lo,
+           max(r.max_c) FILTER (WHERE s.channel = 'lon') AS lon_hi,
+           sum(r.sum_c) FILTER (WHERE s.channel = 'lon') / sum(r.n) FILTER (WHERE s.channel = 'lon') AS lon
+    FROM p
+    JOIN LATERAL asset_evidence_series(p.asset_id) s
+         ON s.channel IN ('lat', 'lon') AND s.valid_from < p.b AND COALESCE(s.valid_to, 'infinity') > p.a
+    JOIN reading_1h r ON r.series_id = s.series_id AND r.bucket >= p.a AND r.bucket < p.b
+         AND r.bucket >= date_bin(interval '1 hour', s.valid_from, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+         AND r.bucket < COALESCE(s.valid_to, 'infinity') AND r.n > 0
+    GROUP BY p.pid, r.bucket
+    HAVING count(*) FILTER (WHERE s.channel = 'lat') > 0 AND count(*) FILTER (WHERE s.channel = 'lon') > 0
+), m AS (
+    SELECT h.*, """
+    + _haversine("h.lat_lo", "h.lon_lo", "h.lat_hi", "h.lon_hi")
+    + """ AS extent_m,
+           lag(h.bucket) OVER w AS prev_bucket, lag(h.lat) OVER w AS prev_lat, lag(h.lon) OVER w AS prev_lon
+    FROM h WINDOW w AS (PARTITION BY h.pid ORDER BY h.bucket)
+), still AS (
+    SELECT m.pid, m.bucket, m.bucket - (row_number() OVER (PARTITION BY m.pid ORDER BY m.bucket))
+                                       * interval '1 hour' AS island
+    FROM m WHERE m.extent_m <= %(still_m)s
+), last AS (
+    SELECT p.pid, p.a, p.b, max(h.bucket) AS last_bucket
+    FROM p LEFT JOIN h USING (pid) GROUP BY p.pid, p.a, p.b
 )
-SELECT p.pid, r.bucket, s.channel, r.min_c, r.max_c, r.avg_c, r.n
-FROM p
-JOIN LATERAL asset_evidence_series(p.asset_id) s
-     ON s.channel IN ('lat', 'lon') AND s.valid_from < p.b AND COALESCE(s.valid_to, 'infinity') > p.a
-JOIN reading_1h r ON r.series_id = s.series_id AND r.bucket >= p.a AND r.bucket < p.b
-     AND r.bucket >= date_bin(interval '1 hour', s.valid_from, TIMESTAMPTZ '2000-01-01 00:00:00+00')
-     AND r.bucket < COALESCE(s.valid_to, 'infinity') AND r.n > 0
-ORDER BY p.pid, r.bucket, s.channel"""
+SELECT pid, 'position_jump' AS kind, bucket AS t_from, bucket + interval '1 hour' AS t_to, extent_m AS figure
+FROM m WHERE extent_m > %(reach_m)s
+UNION ALL
+SELECT pid, 'impossible_speed', prev_bucket, bucket + interval '1 hour',
+       """
+    + _haversine("prev_lat", "prev_lon", "lat", "lon")
+    + """ / 1000 / (EXTRACT(EPOCH FROM bucket - prev_bucket) / 3600)
+FROM m WHERE prev_bucket IS NOT NULL
+  AND """
+    + _haversine("prev_lat", "prev_lon", "lat", "lon")
+    + """ > %(reach_m)s * EXTRACT(EPOCH FROM bucket - prev_bucket) / 3600
+UNION ALL
+SELECT pid, 'standing_still', min(bucket), max(bucket) + interval '1 hour', count(*)::float8
+FROM still GROUP BY pid, island HAVING count(*) >= %(still_hours)s
+UNION ALL
+SELECT m.pid, 'silence', COALESCE(m.prev_bucket + interval '1 hour', p.a), m.bucket,
+       EXTRACT(EPOCH FROM m.bucket - COALESCE(m.prev_bucket + interval '1 hour', p.a)) / 3600
+FROM m JOIN p USING (pid)
+WHERE m.bucket - COALESCE(m.prev_bucket + interval '1 hour', p.a) >= %(silent_hours)s * interval '1 hour'
+UNION ALL
+SELECT pid, 'silence', COALESCE(last_bucket + interval '1 hour', a), b,
+       EXTRACT(EPOCH FROM b - COALESCE(last_bucket + interval '1 hour', a)) / 3600
+FROM last WHERE b - COALESCE(last_bucket + interval '1 hour', a) >= %(silent_hours)s * interval '1 hour'
+ORDER BY 1, 3, 2"""
+)
 
 # Whether each check's asset has a temperature value in an hour bucket overlapping [a, b) from a device
 # mounted on it then: the temperature evidence of a leg or of one side of a handoff.

@@ -17,7 +17,6 @@ from traceability.scorecards.atoms import (
     covering,
     matching,
     subjects_of,
-    trajectory_anomalies,
 )
 from traceability.scorecards.model import Exemption
 from traceability.scorecards.period import Period
@@ -165,29 +164,32 @@ def _judge_positions(
     transit: dict[str, tuple[Span | None, Atom | None]],
     w: Weights,
 ) -> None:
-    by_ship: dict[str, dict[datetime, dict[str, tuple[float, float, float]]]] = {}
+    found: dict[str, list[dict[str, Any]]] = {}
     if positions["pid"]:
-        for pid, bucket, channel, lo, hi, avg, _n in conn.execute(
-            queries.PART_POSITIONS, positions
-        ).fetchall():
-            by_ship.setdefault(parts[pid], {}).setdefault(bucket, {})[channel] = (lo, hi, avg)
+        params = {
+            **positions,
+            "reach_m": w.max_speed_kmh * 1000.0,
+            "still_m": w.still_m,
+            "still_hours": w.still_hours,
+            "silent_hours": w.silent_hours,
+        }
+        for pid, kind, t_from, t_to, figure in conn.execute(queries.TRAJECTORY_ANOMALIES, params).fetchall():
+            found.setdefault(parts[pid], []).append(
+                {"kind": kind, "from": t_from, "to": t_to, "figure": figure}
+            )
     for sid, (span, atom) in transit.items():
         if span is None or atom is None:
             continue
-        hours = []
-        h = span[0]
-        while h < span[1]:
-            hours.append(h)
-            h += HOUR
-        pos = {
-            b: (*c["lat"], *c["lon"]) for b, c in by_ship.get(sid, {}).items() if "lat" in c and "lon" in c
-        }
-        found = trajectory_anomalies(hours, pos, w)
-        atom.numerator = float(len(found))
+        mine = found.get(sid, [])
+        if not any(p == sid for p in parts.values()):  # no leg with an asset: silent all along
+            hours = (span[1] - span[0]) / HOUR
+            if hours >= w.silent_hours:
+                mine = [{"kind": "silence", "from": span[0], "to": span[1], "figure": hours}]
+        atom.numerator = float(len(mine))
         counts: dict[str, int] = {}
-        for f in found:
+        for f in mine:
             counts[f["kind"]] = counts.get(f["kind"], 0) + 1
-        atom.row.update(anomalies=len(found), by_kind=counts, found=found)
+        atom.row.update(anomalies=len(mine), by_kind=counts, found=mine)
 
 
 def _lot_atoms(
