@@ -187,6 +187,12 @@ TRAJECTORY_ANOMALIES: Final = (
 WITH p AS (
     SELECT * FROM unnest(%(pid)s::int[], %(asset)s::text[], %(a)s::timestamptz[], %(b)s::timestamptz[])
              AS u(pid, asset_id, a, b)
+), ser AS MATERIALIZED (
+    -- each asset's position series once (not once per part): the devices mounted on it, when
+    SELECT x.asset_id, s.series_id, s.channel, s.valid_from, s.valid_to
+    FROM (SELECT DISTINCT asset_id FROM p) x
+    CROSS JOIN LATERAL asset_evidence_series(x.asset_id) s
+    WHERE s.channel IN ('lat', 'lon')
 ), h AS (
     SELECT p.pid, r.bucket,
            min(r.min_c) FILTER (WHERE s.channel = 'lat') AS lat_lo,
@@ -196,11 +202,16 @@ WITH p AS (
            max(r.max_c) FILTER (WHERE s.channel = 'lon') AS lon_hi,
            sum(r.sum_c) FILTER (WHERE s.channel = 'lon') / sum(r.n) FILTER (WHERE s.channel = 'lon') AS lon
     FROM p
-    JOIN LATERAL asset_evidence_series(p.asset_id) s
-         ON s.channel IN ('lat', 'lon') AND s.valid_from < p.b AND COALESCE(s.valid_to, 'infinity') > p.a
-    JOIN reading_1h r ON r.series_id = s.series_id AND r.bucket >= p.a AND r.bucket < p.b
-         AND r.bucket >= date_bin(interval '1 hour', s.valid_from, TIMESTAMPTZ '2000-01-01 00:00:00+00')
-         AND r.bucket < COALESCE(s.valid_to, 'infinity') AND r.n > 0
+    JOIN ser s ON s.asset_id = p.asset_id AND s.valid_from < p.b AND COALESCE(s.valid_to, 'infinity') > p.a
+    -- per part and series, an index range scan of its hours (never a join over every rollup row)
+    CROSS JOIN LATERAL (
+        SELECT r.bucket, r.min_c, r.max_c, r.sum_c, r.n FROM reading_1h r
+        WHERE r.series_id = s.series_id
+          AND r.bucket >= GREATEST(p.a, date_bin(interval '1 hour', s.valid_from,
+                                                 TIMESTAMPTZ '2000-01-01 00:00:00+00'))
+          AND r.bucket < LEAST(p.b, COALESCE(s.valid_to, 'infinity')) AND r.n > 0
+        OFFSET 0  -- kept a subquery: the planner would otherwise hash every rollup row
+    ) r
     GROUP BY p.pid, r.bucket
     HAVING count(*) FILTER (WHERE s.channel = 'lat') > 0 AND count(*) FILTER (WHERE s.channel = 'lon') > 0
 ), m AS (
@@ -250,16 +261,23 @@ EVIDENCE: Final = (
 WITH p AS (
     SELECT * FROM unnest(%(pid)s::int[], %(asset)s::text[], %(a)s::timestamptz[], %(b)s::timestamptz[])
              AS u(pid, asset_id, a, b)
+), ser AS MATERIALIZED (
+    -- each asset's temperature series once (not once per check): the devices mounted on it, when
+    SELECT x.asset_id, s.series_id, s.valid_from, s.valid_to
+    FROM (SELECT DISTINCT asset_id FROM p) x
+    CROSS JOIN LATERAL asset_evidence_series(x.asset_id) s
+    WHERE """
+    + _TEMP
+    + """
 )
 SELECT p.pid FROM p
 WHERE EXISTS (
-    SELECT 1 FROM asset_evidence_series(p.asset_id) s
+    SELECT 1 FROM ser s
     JOIN reading_1h r ON r.series_id = s.series_id
-         AND r.bucket < p.b AND r.bucket + interval '1 hour' > p.a
-         AND r.bucket < COALESCE(s.valid_to, 'infinity') AND r.bucket + interval '1 hour' > s.valid_from
-    WHERE """
-    + _TEMP
-    + """ AND r.n > 0)"""
+         AND r.bucket >= date_bin(interval '1 hour', GREATEST(p.a, s.valid_from),
+                                  TIMESTAMPTZ '2000-01-01 00:00:00+00')
+         AND r.bucket < LEAST(p.b, COALESCE(s.valid_to, 'infinity'))
+    WHERE s.asset_id = p.asset_id AND r.n > 0)"""
 )
 
 # The lots the given shipments carry, with their owner and latest lot verdict (rules' verdict_history).

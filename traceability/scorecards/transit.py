@@ -47,6 +47,9 @@ def shipment_atoms(
     legs: dict[str, list[tuple[Any, ...]]] = {}
     for row in conn.execute(queries.LEGS, ([s[0] for s in ships],)).fetchall():
         legs.setdefault(row[0], []).append(row)
+    mounts_of: dict[str, list[Mount]] = {}
+    for m in mounts:
+        mounts_of.setdefault(m.asset_id, []).append(m)
     subj_of: dict[str, Subjects] = {}
     ref_of: dict[str, datetime] = {}
     atoms: list[Atom] = []
@@ -74,9 +77,9 @@ def shipment_atoms(
         window = (p_start, p_end) if p_start and p_end else None
         devices = [
             m.device_id
-            for m in mounts
-            if m.asset_id in assets
-            and (window is None or (m.window[0] < window[1] and m.window[1] > window[0]))
+            for asset in assets
+            for m in mounts_of.get(asset, ())
+            if window is None or (m.window[0] < window[1] and m.window[1] > window[0])
         ]
         subj = subjects_of(carrier=carriers, asset=assets, device=devices, site=origin, shipper=shipper)
         subj_of[sid], ref_of[sid] = subj, t_ref
@@ -177,11 +180,12 @@ def _judge_positions(
             found.setdefault(parts[pid], []).append(
                 {"kind": kind, "from": t_from, "to": t_to, "figure": figure}
             )
+    judged = set(parts.values())
     for sid, (span, atom) in transit.items():
         if span is None or atom is None:
             continue
         mine = found.get(sid, [])
-        if not any(p == sid for p in parts.values()):  # no leg with an asset: silent all along
+        if sid not in judged:  # no leg with an asset: silent all along
             hours = (span[1] - span[0]) / HOUR
             if hours >= w.silent_hours:
                 mine = [{"kind": "silence", "from": span[0], "to": span[1], "figure": hours}]
