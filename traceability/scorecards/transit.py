@@ -47,6 +47,8 @@ def shipment_atoms(
     legs: dict[str, list[tuple[Any, ...]]] = {}
     for row in conn.execute(queries.LEGS, ([s[0] for s in ships],)).fetchall():
         legs.setdefault(row[0], []).append(row)
+    lots = conn.execute(queries.LOTS, ([s[0] for s in ships],)).fetchall()
+    with_lots = {row[0] for row in lots}  # only their legs' evidence is asked for
     mounts_of: dict[str, list[Mount]] = {}
     for m in mounts:
         mounts_of.setdefault(m.asset_id, []).append(m)
@@ -125,10 +127,10 @@ def shipment_atoms(
                 if asset and b > a:
                     transit_parts[_check(positions, asset, a, b)] = sid
 
-        # Evidence of each leg (coverage of the lots) and of both sides of each handoff.
+        # Evidence of each leg (coverage of the lots it carries) and of both sides of each handoff.
         checks: list[tuple[int, int | None]] = []
         shipment_legs = legs.get(sid, [])
-        for leg in shipment_legs:
+        for leg in shipment_legs if sid in with_lots else ():
             asset, la, lb = leg[4], leg[5], leg[6]
             checks.append(
                 (leg[1], _check(evidence, asset, la, lb) if asset and la and lb and lb > la else None)
@@ -156,7 +158,7 @@ def shipment_atoms(
         before, after = out_id in with_evidence, in_id in with_evidence
         atom.numerator = float(before and after)
         atom.row.update(evidence_before=before, evidence_after=after)
-    atoms += _lot_atoms(conn, [s[0] for s in ships], subj_of, ref_of, leg_checks, with_evidence, exs)
+    atoms += _lot_atoms(lots, subj_of, ref_of, leg_checks, with_evidence, exs)
     return atoms
 
 
@@ -197,8 +199,7 @@ def _judge_positions(
 
 
 def _lot_atoms(
-    conn: Conn,
-    shipment_ids: list[str],
+    rows: list[tuple[Any, ...]],
     subj_of: dict[str, Subjects],
     ref_of: dict[str, datetime],
     leg_checks: dict[str, list[tuple[int, int | None]]],
@@ -206,7 +207,7 @@ def _lot_atoms(
     exs: Sequence[Exemption],
 ) -> list[Atom]:
     lots: dict[str, dict[str, Any]] = {}
-    for sid, lot_id, owner, verdict in conn.execute(queries.LOTS, (shipment_ids,)).fetchall():
+    for sid, lot_id, owner, verdict in rows:
         entry = lots.setdefault(lot_id, {"owner": owner, "verdict": verdict, "shipments": []})
         entry["shipments"].append(sid)
     atoms: list[Atom] = []
