@@ -4,11 +4,12 @@ reason) and readings counted by (boot, seq), added up in the transaction that st
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import psycopg
 
-from gateway.decode.common import parse_topic
+from gateway.decode.common import RejectError, parse_time_ms, parse_topic
 from gateway.models import Batch, RawMessage
 from gateway.queries import UPSERT_DEVICE_DAY, UPSERT_DEVICE_DAY_DEAD
 
@@ -19,14 +20,33 @@ def day_of_ms(t_ms: int) -> dt.date:
     return dt.datetime.fromtimestamp(t_ms / 1000, tz=dt.UTC).date()
 
 
+def _first_time_ms(payload: bytes) -> int | None:
+    """The first reading's device time of a refused payload that is still JSON of the v1 shape (a schema
+    violation elsewhere in it), else None."""
+    try:
+        doc = json.loads(payload)
+        t = doc["readings"][0]["t"]
+        return parse_time_ms(t)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, RejectError):
+        return None
+
+
 def message_day(raw: RawMessage, batch: Batch | None) -> dt.date:
-    """A message's day: its first device time's UTC day when it was read, else its receive day."""
+    """A message's day: its first device time's UTC day when it can be read (from the decoded batch, or
+    from a refused payload that is still JSON with a first reading's time), else its receive day."""
     if batch is not None:
         t = batch.t_ms
         if isinstance(t, int):
             return day_of_ms(t)
         if t:
             return day_of_ms(min(t))
+    elif raw.whole_bytes is None:  # a payload over the size limit was refused unread, and is not read now
+        first = _first_time_ms(raw.payload)
+        if first is not None:
+            try:
+                return day_of_ms(first)
+            except (OverflowError, OSError, ValueError):
+                pass
     return day_of_ms(raw.received_at_ms)
 
 

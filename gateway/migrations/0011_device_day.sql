@@ -1,9 +1,10 @@
 -- Stage 1 (ingest): per device and UTC day, what the gateway received from it, accepted, dead-lettered (by
 -- reason) and counted by (boot, seq), so a quarter's conformance and sequence integrity sum ~90 rows per
 -- device instead of scanning dead letters and readings. Written in the transaction that stores the
--- messages (gateway.daily). A message's day is the UTC day of its first device time when the gateway could
--- read it, else of its receive time (a payload it could not parse has no device time). Status messages
--- (connection state, the broker's Last Will) are not counted.
+-- messages (gateway.daily). A message's day is the UTC day of its first device time when the gateway can
+-- read one (a refused payload that is still JSON names its first reading's time), else of its receive time
+-- (broken JSON has no device time). Status messages (connection state, the broker's Last Will) are not
+-- counted.
 CREATE TABLE device_day (
     device_id   text NOT NULL,                  -- from the topic; not necessarily registered
     day         date NOT NULL,

@@ -3,6 +3,7 @@ reason, readings counted by seq and the change in readings missing, exact under 
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import psycopg
@@ -93,3 +94,23 @@ def test_day_counts_sum_to_the_seq_ledger_in_any_order(
     )
     assert days[0][:2] == seq[0]
     assert days[0][2] == sum(sent)  # every distinct message once, redeliveries not again
+
+
+def test_a_refused_payload_counts_on_its_device_day_when_it_names_one(db_url: str) -> None:
+    device = f"dr-{_uid()}"
+    _register(db_url, device)
+    topic = f"cc/v1/dev/{device}/telemetry"
+    bad_value = json.dumps(
+        {"v": 1, "device": device, "boot": 1, "seq": 0, "readings": [{"t": T0_MS, "ch": "temp", "v": "warm"}]}
+    ).encode()
+    with psycopg.connect(db_url) as conn:
+        _write(conn, topic, [bad_value, b"{not json"], T0_MS + DAY_MS)  # both received on the second day
+    got = _rows(
+        db_url,
+        "SELECT day, reason, n FROM device_day_dead WHERE device_id = %s ORDER BY day, reason",
+        device,
+    )
+    # The schema violation still names its device time (the first day); the broken JSON has only its
+    # receive day.
+    assert [(d, n) for d, _, n in got] == [(D1, 1), (D2, 1)]
+    assert got[1][1] == "malformed_json"
