@@ -605,6 +605,31 @@ WHERE {ASSET_SCOPE} AND d.status = 'active'
 ORDER BY days_overdue DESC, d.device_id
 """)
 
+# Per carrier, over the UTC days the range touches: the gateway's per device-day counters (gateway migration
+# 0011) of the devices mounted that day on in-scope assets: messages received and accepted (the scorecards'
+# conformance rate, 规范符合率) and readings counted by seq and missing (序号缺失率). A device-day counts for
+# the asset of its latest mount overlapping the day, as the scorecards count it.
+DQ_CARRIER_CONFORMANCE: Final = _sql(f"""
+SELECT COALESCE(sc.carrier_name, sc.carrier_id, '–') AS carrier,
+       sum(dd.received)::bigint AS messages, sum(dd.accepted)::bigint AS accepted,
+       (sum(dd.accepted)::double precision / NULLIF(sum(dd.received), 0)) AS conformance,
+       sum(dd.readings)::bigint AS readings, GREATEST(sum(dd.seq_missing), 0)::bigint AS missing,
+       (GREATEST(sum(dd.seq_missing), 0)::double precision
+            / NULLIF(sum(dd.readings) + GREATEST(sum(dd.seq_missing), 0), 0)) AS seq_loss
+FROM device_day dd
+CROSS JOIN LATERAL (
+    SELECT m.asset_id FROM device_mount m
+    WHERE m.device_id = dd.device_id AND m.valid_from < dd.day + 1
+      AND COALESCE(m.valid_to, 'infinity') > dd.day::timestamptz
+    ORDER BY m.valid_from DESC LIMIT 1
+) on_day
+JOIN v_asset_scope sc ON sc.asset_id = on_day.asset_id
+WHERE dd.day >= (({T_FROM}) AT TIME ZONE 'UTC')::date AND dd.day <= (({T_TO}) AT TIME ZONE 'UTC')::date
+  AND {ASSET_SCOPE}
+GROUP BY 1
+ORDER BY conformance NULLS LAST, carrier
+""")
+
 
 def _clock_skew(src: _Src) -> str:
     # Per in-scope device with readings in the range: readings, those flagged with the device clock ahead
@@ -704,6 +729,7 @@ def _panels(src: _Src) -> dict[str, str]:
         "DQ_SILENT_DEVICES": DQ_SILENT_DEVICES,
         "DQ_CLOCK_SKEW": _clock_skew(src),
         "DQ_CALIBRATION_OVERDUE": DQ_CALIBRATION_OVERDUE,
+        "DQ_CARRIER_CONFORMANCE": DQ_CARRIER_CONFORMANCE,
     }
 
 

@@ -200,3 +200,17 @@ WHERE d.reason = {reason} AND d.topic = u.topic""").format(reason=sql.Literal(CO
 INSERT_DEAD_LETTER: Final = """
 INSERT INTO dead_letter (received_at, topic, payload, payload_bytes, payload_sha256, reason, detail)
 VALUES (%s, %s, %s, %s, %s, %s, %s)"""
+
+# Per device and day counters (migration 0011), added to in the storing transaction (gateway.daily).
+UPSERT_DEVICE_DAY: Final = """
+INSERT INTO device_day AS d (device_id, day, received, accepted, dead, readings, seq_missing)
+SELECT * FROM unnest(%s::text[], %s::date[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],
+                     %s::bigint[])
+ON CONFLICT (device_id, day) DO UPDATE SET
+    received = d.received + EXCLUDED.received, accepted = d.accepted + EXCLUDED.accepted,
+    dead = d.dead + EXCLUDED.dead, readings = d.readings + EXCLUDED.readings,
+    seq_missing = d.seq_missing + EXCLUDED.seq_missing"""
+UPSERT_DEVICE_DAY_DEAD: Final = """
+INSERT INTO device_day_dead AS d (device_id, day, reason, n)
+SELECT * FROM unnest(%s::text[], %s::date[], %s::text[], %s::bigint[])
+ON CONFLICT (device_id, day, reason) DO UPDATE SET n = d.n + EXCLUDED.n"""

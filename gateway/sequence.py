@@ -41,10 +41,13 @@ def update_seq(
     batches: Sequence[tuple[RawMessage, TelemetryBatch | RfidBatch]],
     stored: dict[int, int],
     seq_jump_max: int,
+    missing_delta: dict[int, int] | None = None,
 ) -> tuple[int, int]:
     """Count (boot, seq) per device; return (readings newly known as missing, seq jumps recorded).
 
-    `stored` gives each message's readings received (see _SeqState for the rule of a jump)."""
+    `stored` gives each message's readings received (see _SeqState for the rule of a jump). When given,
+    `missing_delta` gets, per (device, boot), the change in its missing count (negative when late readings
+    filled gaps), keyed by id() of that (device, boot)'s highest-seq message in the transaction."""
     if not batches:
         return 0, 0
     by_key: dict[tuple[str, int], list[tuple[RawMessage, TelemetryBatch | RfidBatch]]] = {}
@@ -110,6 +113,9 @@ def update_seq(
             )  # fmt: skip
         m_new = max(raw_missing, 0)
         gaps += max(m_new - m_old, 0)
+        if missing_delta is not None and m_new != m_old:
+            last = max(by_key[key], key=lambda rb: rb[1].seq)[1]
+            missing_delta[id(last)] = missing_delta.get(id(last), 0) + m_new - m_old
         for col, x in zip(
             cols,
             (*key, st.next_seq, st.received, st.skipped, m_new, st.jump_seq, st.jump_next, st.jump_received),

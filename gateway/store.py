@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 from psycopg import errors
 
+from gateway.daily import DayCounts, message_day
 from gateway.limits import DEFAULT_LIMITS, IngestLimits
 from gateway.models import Batch, EventBatch, RawMessage, Rejected, RfidBatch, StatusBatch, TelemetryBatch
 from gateway.queries import (
@@ -132,15 +133,14 @@ def write(
             # Received, not stored: its seq numbers are no gap.
             stored[id(b)] = stored.get(id(b), 0) + c.items
             dead.append((raw, CONFLICTING_DUPLICATE, c.detail))
+        seq_tracked = [
+            (raw, b)
+            for raw, b in accepted
+            if isinstance(b, RfidBatch) or (isinstance(b, TelemetryBatch) and b.seq_tracked)
+        ]
+        missing_delta: dict[int, int] = {}
         result.seq_gaps, result.seq_anomalies = update_seq(
-            cur,
-            [
-                (raw, b)
-                for raw, b in accepted
-                if isinstance(b, RfidBatch) or (isinstance(b, TelemetryBatch) and b.seq_tracked)
-            ],
-            stored,
-            limits.seq_jump_max,
+            cur, seq_tracked, stored, limits.seq_jump_max, missing_delta
         )
         if spool_mark is not None:
             cur.execute(UPSERT_SPOOL_MARK, spool_mark)
@@ -164,9 +164,36 @@ def write(
                 ],
             )
         result.dead_letters = len(dead)
+        _count_days(cur, accepted, dead, stored, seq_tracked, missing_delta)
     if cache is not None:
         cache.update(learned)
     return result
+
+
+def _count_days(
+    cur: psycopg.Cursor[Any],
+    accepted: Sequence[tuple[RawMessage, Batch]],
+    dead: Sequence[tuple[RawMessage, str, str]],
+    stored: dict[int, int],
+    seq_tracked: Sequence[tuple[RawMessage, Batch]],
+    missing_delta: dict[int, int],
+) -> None:
+    """Add this transaction's messages to the per device and day counters (gateway.daily)."""
+    counts = DayCounts()
+    dead_raw = {id(raw): reason for raw, reason, _ in dead}
+    for raw, b in accepted:
+        if id(raw) in dead_raw:
+            continue  # dead-lettered after decoding (a conflicting duplicate): counted below
+        # A redelivered message whose items were all stored before adds nothing (an empty one counts).
+        # Events are not tracked per message: each counts.
+        new = isinstance(b, StatusBatch | EventBatch) or len(b) == 0 or stored.get(id(b), 0) > 0
+        counts.message(raw, b, new=new, dead_reason=None)
+    decoded = {id(raw): b for raw, b in accepted}
+    for raw, reason, _ in dead:
+        counts.message(raw, decoded.get(id(raw)), new=True, dead_reason=reason)
+    for raw, b in seq_tracked:
+        counts.readings(b.device_id, message_day(raw, b), stored.get(id(b), 0), missing_delta.get(id(b), 0))
+    counts.write(cur)
 
 
 class _Conflict(msgspec.Struct, frozen=True):

@@ -20,6 +20,7 @@ from coldchain.cli import (
     report,
     rules,
     run,
+    scorecard,
     shipment,
     sim,
 )
@@ -88,6 +89,7 @@ app.add_typer(apikey.api_key_app, name="apikey")
 ledger.ledger_app.add_typer(apikey.api_key_app, name="api-key")
 app.add_typer(report.report_app, name="report")
 app.add_typer(shipment.shipment_app, name="shipment")
+app.add_typer(scorecard.scorecard_app, name="scorecard")
 app.add_typer(bench.bench_app, name="bench")
 app.add_typer(grafana.grafana_app, name="grafana")
 

@@ -76,6 +76,19 @@ def dashboard() -> c.Json:
         .override_by_name("days_overdue", [c.prop("unit", "d")])
         .grid_pos(c.at(0, 26, 24, 8))
     )
+    conformance = (
+        c.sql_table(
+            bi("规范符合率与序号缺失率（按承运人）", "Conformance and sequence loss per carrier"),
+            "Per carrier, over the days of the range: messages the gateway received from its devices and "
+            "accepted (the scorecard's conformance rate), readings counted by (boot, seq) and those missing "
+            "(its sequence loss rate). `coldchain scorecard` and GET /scorecards give every indicator.",
+            queries.DQ_CARRIER_CONFORMANCE,
+        )
+        .override_by_regexp(
+            "^(conformance|seq_loss)$", [c.prop("unit", "percentunit"), c.prop("decimals", 2)]
+        )
+        .grid_pos(c.at(0, 34, 24, 8))
+    )
     return c.to_json(
         c.board(
             UID,
@@ -90,4 +103,5 @@ def dashboard() -> c.Json:
         .with_panel(silent)
         .with_panel(skew)
         .with_panel(calibration)
+        .with_panel(conformance)
     )

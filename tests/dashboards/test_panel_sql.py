@@ -343,6 +343,15 @@ COLUMNS = {
     "DQ_SILENT_DEVICES": ["device_id", "asset_name", "last_seen", "silent_s", "allowed_s"],
     "DQ_CLOCK_SKEW": ["device_id", "readings", "skewed", "skewed_share"],
     "DQ_CALIBRATION_OVERDUE": ["device_id", "asset_name", "calibration_due", "days_overdue"],
+    "DQ_CARRIER_CONFORMANCE": [
+        "carrier",
+        "messages",
+        "accepted",
+        "conformance",
+        "readings",
+        "missing",
+        "seq_loss",
+    ],
 }
 SCOPES: dict[str, dict[str, list[str] | None]] = {
     "all": {},

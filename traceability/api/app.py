@@ -28,6 +28,7 @@ from traceability.api.routes import (
     readings,
     reports,
     resources,
+    scorecards,
     shipments,
     trace,
 )
@@ -123,6 +124,7 @@ def create_app(
         alarms,
         locations,
         shipments,
+        scorecards,
     ):
         app.include_router(resource.router)
     web_pages.install(app)  # the web pages (/ui/, /scan/) on the same app

@@ -39,6 +39,19 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def template_environment() -> jinja2.Environment:
+    """The reports' Jinja environment (templates/): every PDF report is laid out from it."""
+    return _environment()
+
+
+def html_to_pdf(document: str) -> bytes:
+    """A report's HTML as PDF bytes (WeasyPrint; fonts, the CJK one included, embedded)."""
+    from weasyprint import HTML  # heavy import (Pango, fonts): only when a PDF is asked for
+
+    data: bytes = HTML(string=document, base_url=str(TEMPLATES)).write_pdf()
+    return data
+
+
 def html(report: Report) -> str:
     """The report's HTML, as WeasyPrint lays it out."""
     _ = report._
@@ -106,7 +119,4 @@ def html(report: Report) -> str:
 
 def pdf_bytes(report: Report) -> bytes:
     """The report as PDF bytes."""
-    from weasyprint import HTML  # heavy import (Pango, fonts): only when a PDF is asked for
-
-    data: bytes = HTML(string=html(report), base_url=str(TEMPLATES)).write_pdf()
-    return data
+    return html_to_pdf(html(report))
