@@ -10,6 +10,7 @@ count the scorecards see is exact, and ``implied`` states each ratio with tolera
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -166,26 +167,32 @@ class _Counts:
     lost: int = 0
     late: int = 0
     malformed: int = 0
-    slots: int = 0
-    slots_seen: int = 0
+    temp_received: int = 0  # capped at the expected count, device by device
+    temp_expected: int = 0
     trips: int = 0
     trips_matched: int = 0
+    drive_h: float = 0.0
+    off_track: int = 0
 
 
 def implied(fleet: Fleet, start_ms: int, *, required_interval_ms: int) -> dict[str, dict[str, Expected]]:
     """Per carrier (party id), per indicator key: what the injected faults imply, exactly.
 
-    - completeness: slots of `required_interval_ms` (aligned as date_bin aligns them) holding at least one
-      temperature reading, over the slots of the period (every truck is on a trip all period long);
+    - completeness: temperature readings received, capped at the readings expected, over the readings
+      expected: one per `required_interval_ms` of the period (every logger is mounted all period);
     - timeliness: readings stored within every mode's limit (sent at once) over readings stored;
     - conformance: messages accepted over messages received (lost samples are never sent);
     - sequence: readings missing by seq (lost and malformed samples) over readings produced;
-    - track_matching: trips starting inside the origin's fence and ending inside the destination's, over
-      trips;
-    - temp_compliance: monitored time in range over monitored time (the box never leaves 0..4 degC).
+    - track_matching: trips leaving the origin's fence and entering the destination's within their window,
+      over trips;
+    - trajectory_anomalies (per 100 shipment-hours, over the drive hours): none, where no truck is off
+      track (the off-track truck stands still short of its destination: not implied here);
+    - temp_compliance: monitored time in range over monitored time (the box never leaves 0..4 degC);
+    - lots_unbroken: lots without a break over lots (no gap reaches the required interval);
+    - coverage_assets: assets with a live device over assets.
     """
     per: dict[str, _Counts] = {c.party_id: _Counts() for c in fleet.carriers}
-    ch = len(CHANNELS)
+    expected = fleet.period_ms // required_interval_ms
     for dev in samples(fleet, start_ms):
         c = per[dev.carrier_party_id]
         fate = dev.fate
@@ -193,26 +200,34 @@ def implied(fleet: Fleet, start_ms: int, *, required_interval_ms: int) -> dict[s
         c.lost += int((fate == LOST).sum())
         c.late += int((fate == LATE).sum())
         c.malformed += int((fate == MALFORMED).sum())
-        slot = dev.t_ms // required_interval_ms  # epoch-aligned, as date_bin from 2000-01-01 is
-        first, last = int(slot[0]), int((start_ms + fleet.period_ms - 1) // required_interval_ms)
-        c.slots += last - first + 1
-        c.slots_seen += len(np.unique(slot[(fate == SENT) | (fate == LATE)]))
+        c.temp_received += min(expected, int(((fate == SENT) | (fate == LATE)).sum()))
+        c.temp_expected += expected
     for trip in fleet.trips:
         c = per[trip.carrier_party_id]
         c.trips += 1
         c.trips_matched += 0 if trip.off_track else 1
+        c.off_track += 1 if trip.off_track else 0
+        moving = [f.t_ms for a, f in itertools.pairwise(trip.fixes) if a.at != f.at]
+        c.drive_h += (moving[-1] - trip.fixes[1].t_ms) / HOUR_MS
+    ch = len(CHANNELS)
     out: dict[str, dict[str, Expected]] = {}
-    for party, c in per.items():
+    for carrier in fleet.carriers:
+        c = per[carrier.party_id]
         stored = (c.samples - c.lost - c.malformed) * ch
         received = c.samples - c.lost
-        out[party] = {
-            "completeness": Expected(c.slots_seen, c.slots),
+        trucks = len(carrier.trucks)
+        out[carrier.party_id] = {
+            "completeness": Expected(c.temp_received, c.temp_expected),
             "timeliness": Expected(stored - c.late * ch, stored),
             "conformance": Expected(received - c.malformed, received),
             "sequence": Expected((c.lost + c.malformed) * ch, c.samples * ch),
             "track_matching": Expected(c.trips_matched, c.trips),
             "temp_compliance": Expected(1.0, 1.0),
+            "lots_unbroken": Expected(c.trips, c.trips),
+            "coverage_assets": Expected(trucks, trucks),
         }
+        if not c.off_track:
+            out[carrier.party_id]["trajectory_anomalies"] = Expected(0.0, c.drive_h / 100)
     return out
 
 

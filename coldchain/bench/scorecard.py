@@ -165,7 +165,7 @@ def bench_scorecard(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes (smoke test).")] = False,
     devices: Annotated[
         str, typer.Option(help="Fleet sizes to run, loggers, comma-separated (5 carriers share them).")
-    ] = "10,20,40",
+    ] = "5,10",
     days: Annotated[int, typer.Option(help="Days simulated (91: a quarter).")] = 91,
 ) -> None:
     """Every carrier's scorecard from rollups, over a fleet with injected faults, at several sizes."""

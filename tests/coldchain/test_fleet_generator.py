@@ -160,8 +160,16 @@ def test_the_implied_ratios_are_the_profiles_nominal_shares() -> None:
     assert ratios("conformance") == {"clean": 1, "lossy": 1, "late": 1, "malformed": 0.98, "off_track": 1}
     assert ratios("track_matching") == {"clean": 1, "lossy": 1, "late": 1, "malformed": 1, "off_track": 0.9}
     assert ratios("temp_compliance") == dict.fromkeys((p.name for p in PROFILES), 1.0)
-    # Every 10-minute slot keeps a reading: the loss is spread over single minutes.
     assert ratios("completeness") == dict.fromkeys((p.name for p in PROFILES), 1.0)
+    assert ratios("lots_unbroken") == dict.fromkeys((p.name for p in PROFILES), 1.0)
+    assert ratios("coverage_assets") == dict.fromkeys((p.name for p in PROFILES), 1.0)
+    assert "trajectory_anomalies" not in by_profile[OFF_TRACK]
+    assert {p.name: by_profile[p]["trajectory_anomalies"].ratio for p in PROFILES if p != OFF_TRACK} == {
+        "clean": 0,
+        "lossy": 0,
+        "late": 0,
+        "malformed": 0,
+    }
     assert by_profile[LOSSY]["sequence"].denominator == 2 * 1800 * 3
     assert by_profile[LATE_PROFILE]["timeliness"].denominator == 2 * 1800 * 3
     assert by_profile[MALFORMED_PROFILE]["conformance"].denominator == 2 * 1800
@@ -170,11 +178,14 @@ def test_the_implied_ratios_are_the_profiles_nominal_shares() -> None:
     assert CLEAN in by_profile
 
 
-def test_completeness_counts_slots_without_any_reading() -> None:
-    # A one-minute required interval: each lost or malformed sample empties its slot.
+def test_completeness_is_capped_per_device() -> None:
+    # A one-minute required interval: each lost or malformed sample is a reading short.
     want = implied(FLEET, START_MS, required_interval_ms=SAMPLE_MS)
     by_profile = {c.profile.name: want[c.party_id]["completeness"].ratio for c in FLEET.carriers}
     assert by_profile == {"clean": 1, "lossy": 0.9, "late": 1, "malformed": 0.98, "off_track": 1}
+    # Recording ten times as often as required: no loss shows.
+    want = implied(FLEET, START_MS, required_interval_ms=TEN_MIN_MS)
+    assert {w["completeness"].denominator for w in want.values()} == {2 * 180}
 
 
 def test_carrier_glns_carry_their_check_digit() -> None:
