@@ -121,7 +121,7 @@ def _track(start_ms: int, route: tuple[Waypoint, ...], *, stop_fraction: float =
     return tuple(fixes)
 
 
-def fleet(carriers: int = len(PROFILES), trucks_per_carrier: int = 2, period_ms: int = 30 * HOUR_MS) -> Fleet:
+def fleet(carriers: int = len(PROFILES), trucks_per_carrier: int = 2, period_ms: int = 24 * HOUR_MS) -> Fleet:
     """`carriers` carriers (their profiles cycle through PROFILES) of `trucks_per_carrier` trucks each,
     over `period_ms` (a whole number of TRIP_MS); every time relative to the period start."""
     if carriers < 1 or trucks_per_carrier < 1:

@@ -47,19 +47,21 @@ from gateway.models import Rejected, TelemetryBatch
 START_MS = int(datetime(2026, 10, 5, tzinfo=UTC).timestamp() * 1000)
 FLEET = fleet()
 TEN_MIN_MS = 600_000
+N = 1440  # samples per logger a day
+BAD = 29 / N  # 2 % of 1 440 samples is 28.8: the generator takes 29
 
 
 def test_each_profile_takes_exactly_its_share_of_every_device() -> None:
     n = FLEET.period_ms // SAMPLE_MS
-    assert n == 1800  # 30 h: every share below is a whole number of samples
+    assert n == 1440  # a day
     for carrier in FLEET.carriers:
         p = carrier.profile
         for truck in carrier.trucks:
             fate = fates(FLEET, truck.device_id, p)
             counts = Counter(fate.tolist())
-            assert counts[LOST] == p.lost * n
-            assert counts[LATE] == p.late * n
-            assert counts[MALFORMED] == p.malformed * n
+            assert counts[LOST] == round(p.lost * n)  # 10 %: 144
+            assert counts[LATE] == round(p.late * n)  # 20 %: 288
+            assert counts[MALFORMED] == round(p.malformed * n)  # 2 %: 28.8, so 29
             assert fate[-1] == SENT, "the last sample goes out at once: every gap before it shows by seq"
             late = np.flatnonzero(fate == LATE)
             assert (late * SAMPLE_MS + LATE_MS < FLEET.period_ms).all(), "late uploads stay in the period"
@@ -129,7 +131,7 @@ def test_the_gateway_decoder_refuses_exactly_the_malformed_messages() -> None:
     results = [(p, decode(p.topic, p.payload, p.t_ms)) for p in plan]
     refused = [p for p, r in results if isinstance(r, Rejected)]
     assert refused == [p for p in plan if p.kind == "malformed"]
-    assert len(refused) == 36
+    assert len(refused) == 29
     accepted = [r for _, r in results if isinstance(r, TelemetryBatch)]
     assert all(len(b) == 3 and b.seq % 3 == 0 for b in accepted)
 
@@ -155,10 +157,10 @@ def test_the_implied_ratios_are_the_profiles_nominal_shares() -> None:
     def ratios(key: str) -> dict[str, float | None]:
         return {p.name: by_profile[p][key].ratio for p in PROFILES}
 
-    assert ratios("sequence") == {"clean": 0, "lossy": 0.1, "late": 0, "malformed": 0.02, "off_track": 0}
+    assert ratios("sequence") == {"clean": 0, "lossy": 0.1, "late": 0, "malformed": BAD, "off_track": 0}
     assert ratios("timeliness") == {"clean": 1, "lossy": 1, "late": 0.8, "malformed": 1, "off_track": 1}
-    assert ratios("conformance") == {"clean": 1, "lossy": 1, "late": 1, "malformed": 0.98, "off_track": 1}
-    assert ratios("track_matching") == {"clean": 1, "lossy": 1, "late": 1, "malformed": 1, "off_track": 0.9}
+    assert ratios("conformance") == {"clean": 1, "lossy": 1, "late": 1, "malformed": 1 - BAD, "off_track": 1}
+    assert ratios("track_matching") == {"clean": 1, "lossy": 1, "late": 1, "malformed": 1, "off_track": 7 / 8}
     assert ratios("temp_compliance") == dict.fromkeys((p.name for p in PROFILES), 1.0)
     assert ratios("completeness") == dict.fromkeys((p.name for p in PROFILES), 1.0)
     assert ratios("lots_unbroken") == dict.fromkeys((p.name for p in PROFILES), 1.0)
@@ -170,9 +172,9 @@ def test_the_implied_ratios_are_the_profiles_nominal_shares() -> None:
         "late": 0,
         "malformed": 0,
     }
-    assert by_profile[LOSSY]["sequence"].denominator == 2 * 1800 * 3
-    assert by_profile[LATE_PROFILE]["timeliness"].denominator == 2 * 1800 * 3
-    assert by_profile[MALFORMED_PROFILE]["conformance"].denominator == 2 * 1800
+    assert by_profile[LOSSY]["sequence"].denominator == 2 * N * 3
+    assert by_profile[LATE_PROFILE]["timeliness"].denominator == 2 * N * 3
+    assert by_profile[MALFORMED_PROFILE]["conformance"].denominator == 2 * N
     assert by_profile[OFF_TRACK]["track_matching"].denominator == 2 * FLEET.period_ms // TRIP_MS
     assert all(e.tolerance == 0 for w in want.values() for e in w.values())
     assert CLEAN in by_profile
@@ -182,10 +184,10 @@ def test_completeness_is_capped_per_device() -> None:
     # A one-minute required interval: each lost or malformed sample is a reading short.
     want = implied(FLEET, START_MS, required_interval_ms=SAMPLE_MS)
     by_profile = {c.profile.name: want[c.party_id]["completeness"].ratio for c in FLEET.carriers}
-    assert by_profile == {"clean": 1, "lossy": 0.9, "late": 1, "malformed": 0.98, "off_track": 1}
+    assert by_profile == {"clean": 1, "lossy": 0.9, "late": 1, "malformed": 1 - BAD, "off_track": 1}
     # Recording ten times as often as required: no loss shows.
     want = implied(FLEET, START_MS, required_interval_ms=TEN_MIN_MS)
-    assert {w["completeness"].denominator for w in want.values()} == {2 * 180}
+    assert {w["completeness"].denominator for w in want.values()} == {2 * 144}
 
 
 def test_carrier_glns_carry_their_check_digit() -> None:

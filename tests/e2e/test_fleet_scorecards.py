@@ -20,7 +20,7 @@ from rules.worker import RulesWorker
 from traceability.worker import LedgerWorker
 
 START_MS = int(datetime(2026, 10, 5, tzinfo=UTC).timestamp() * 1000)
-FLEET = fleet()  # five carriers, one per profile, two trucks each, over 30 h
+FLEET = fleet()  # five carriers, one per profile, two trucks each, over a day (whole days: day counters)
 SETTLE_TIMEOUT_S = 60.0
 
 
