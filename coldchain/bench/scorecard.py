@@ -108,12 +108,17 @@ def judge(url: str) -> int:
     return runs
 
 
-def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
-    """One fleet of `devices` loggers over `days` days in a database of its own: build, then time the
-    carrier scoreboard and compare it with the implied ratios."""
+def carrier_board(conn: psycopg.Connection[Any], label: str, start: datetime, end: datetime) -> Any:
+    """Every carrier's scorecard over [start, end) (the scorecards stage's scoreboard)."""
     from traceability.scorecards.compute import scoreboard
     from traceability.scorecards.period import Period
 
+    return scoreboard(conn, Period(label, start, end), "carrier")
+
+
+def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
+    """One fleet of `devices` loggers over `days` days in a database of its own: build, then time the
+    carrier scoreboard and compare it with the implied ratios."""
     from coldchain.fleet import compare, period_of, required_interval_ms, seed_fleet
     from firmware_sim.fleet import implied
     from firmware_sim.fleet_world import PRODUCT_CLASS, fleet
@@ -132,10 +137,9 @@ def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM (ANALYZE)")  # a database at rest: autovacuum has analysed it
             start, end = period_of(f, START_MS)
-            period = Period(f"{days}d", start, end)
-            scoreboard(conn, period, "carrier")  # warm: the first run also reads the pages from disk
+            carrier_board(conn, f"{days}d", start, end)  # warm: the first run also reads the pages from disk
             t0 = time.perf_counter()
-            board = scoreboard(conn, period, "carrier")
+            board = carrier_board(conn, f"{days}d", start, end)
             scorecard_s = time.perf_counter() - t0
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         want = implied(f, START_MS, required_interval_ms=required_interval_ms(PRODUCT_CLASS))
