@@ -1,11 +1,11 @@
-"""Stage 0, devices: the fleet generator: samples, the faults each carrier's profile injects, the ratios
-they imply, and a stepped player whose clock the receiving side follows.
+"""Stage 0, devices: the fleet generator: samples, injected faults, the ratios they imply, a stepped player.
 
 Every truck's logger samples temp, lat and lon once a minute and sends each sample as one message at
 once. A fault profile takes exactly round(share × samples) of each device's samples, chosen by a seeded
 generator (the same fleet and start give the same choice): lost ones are never sent, late ones are sent
 LATE_MS after their device time, malformed ones are sent as a message the gateway must refuse. So every
-count the scorecards see is exact, and ``implied`` states each ratio with tolerance 0.
+count the scorecards see is exact, and ``implied`` states each ratio with tolerance 0. ``play_stepped``
+publishes on a stepped clock that the receiving side follows.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Composition root: `coldchain bench scorecard`: every carrier's scorecard over a fleet's period, from
-rollups, at several fleet sizes; and whether the cards equal what the injected faults imply.
+"""Composition root: `coldchain bench scorecard`: every carrier's scorecard from rollups, at fleet sizes.
 
 Each size is a database of its own on the configured (or embedded) server. The fleet generator's samples
 (one a minute per logger: temp, lat, lon; each carrier with its fault profile) go through the gateway's
@@ -7,7 +6,8 @@ own writer (`gateway.store.write`, one binary COPY per transaction, the `device_
 accounting of the live service) rather than through MQTT: one message per sample, received at its upload
 time (late samples LATE_MS after their device time), the malformed ones refused by the gateway's decoder.
 The rules worker then judges everything (geofence crossings) and refreshes the rollups; the timed figure
-is `scorecard_s`, the whole carrier scoreboard (`traceability.scorecards.compute.scoreboard`).
+is `scorecard_s`, the whole carrier scoreboard (`traceability.scorecards.compute.scoreboard`), and each
+size says whether the cards equal what the injected faults imply.
 """
 
 from __future__ import annotations
