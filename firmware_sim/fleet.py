@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from firmware_sim import encode
 from firmware_sim.devices import HOUR_MS, MINUTE_MS
-from firmware_sim.fleet_world import CHANNELS, SETPOINT_C, FaultProfile, Fleet
+from firmware_sim.fleet_world import CHANNELS, SETPOINT_C, FaultProfile, Fleet, Trip
 from firmware_sim.scenario import DeviceLink, Publication, SimulatorError
 
 FLEET_SEED: Final = 2612
@@ -88,9 +88,12 @@ def samples(fleet: Fleet, start_ms: int) -> Iterator[DeviceSamples]:
     """Every logger's samples over the period starting at `start_ms`, carrier by carrier."""
     n = fleet.period_ms // SAMPLE_MS
     t_off = np.arange(n, dtype=np.int64) * SAMPLE_MS
+    trips_of: dict[str, list[Trip]] = {}
+    for trip in fleet.trips:
+        trips_of.setdefault(trip.asset_id, []).append(trip)
     for carrier in fleet.carriers:
         for truck in carrier.trucks:
-            trips = [trip for trip in fleet.trips if trip.asset_id == truck.asset_id]
+            trips = trips_of[truck.asset_id]
             fix_t = np.array([f.t_ms for trip in trips for f in trip.fixes], dtype=np.float64)
             fix_lat = np.array([f.at.lat for trip in trips for f in trip.fixes])
             fix_lon = np.array([f.at.lon for trip in trips for f in trip.fixes])
