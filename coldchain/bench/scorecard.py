@@ -6,13 +6,15 @@ own writer (`gateway.store.write`, one binary COPY per transaction, the `device_
 accounting of the live service) rather than through MQTT: one message per sample, received at its upload
 time (late samples LATE_MS after their device time), the malformed ones refused by the gateway's decoder.
 The rules worker then judges everything (geofence crossings) and refreshes the rollups; the timed figure
-is `scorecard_s`, the whole carrier scoreboard (`traceability.scorecards.compute.scoreboard`), and each
-size says whether the cards equal what the injected faults imply.
+is `scorecard_s`, the median of three runs (after a warm-up) of the whole carrier scoreboard
+(`traceability.scorecards.compute.scoreboard`), and each size says whether the cards equal what the
+injected faults imply.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,6 +33,7 @@ START_MS = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp() * 1000)
 # bulk load (the load is not what the bench times).
 WRITE_CHUNK = 5000
 CARRIERS = 5  # one per fault profile
+TIMED_RUNS = 3  # the scoreboard timed this many times after a warm-up run; the median is reported
 
 
 def ingest(url: str, fleet: Any, start_ms: int) -> dict[str, int]:
@@ -138,9 +141,12 @@ def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
             conn.execute("VACUUM (ANALYZE)")  # a database at rest: autovacuum has analysed it
             start, end = period_of(f, START_MS)
             carrier_board(conn, f"{days}d", start, end)  # warm: the first run also reads the pages from disk
-            t0 = time.perf_counter()
-            board = carrier_board(conn, f"{days}d", start, end)
-            scorecard_s = time.perf_counter() - t0
+            times = []
+            for _ in range(TIMED_RUNS):
+                t0 = time.perf_counter()
+                board = carrier_board(conn, f"{days}d", start, end)
+                times.append(time.perf_counter() - t0)
+            scorecard_s = statistics.median(times)
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         want = implied(f, START_MS, required_interval_ms=required_interval_ms(PRODUCT_CLASS))
         mismatches = compare(board, want)
@@ -154,6 +160,7 @@ def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
         "shipments": len(f.trips),
         "carriers": len(board.cards),
         "scorecard_s": round(scorecard_s, 3),
+        "scorecard_s_runs": [round(t, 3) for t in times],
         "ingest_s": round(ingest_s, 1),
         "ingest_rps": round(counts["readings"] / ingest_s),
         "rules_and_rollups_s": round(judge_s, 1),
