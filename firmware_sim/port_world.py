@@ -125,7 +125,7 @@ class Shipment:
 
     shipment_id: str
     through_document: str
-    bill_of_lading: str
+    bill_of_lading: str | None
     shipper_party_id: str
     consignee_party_id: str
     product_class: str

@@ -63,8 +63,10 @@ class MqttAdapter:
         deliver: Callable[[Inbound], None],
         on_connected: Callable[[int], None],
         on_fatal: Callable[[GatewayError], None],
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.config = config
+        self._clock = clock or _now_ms  # receive time, epoch ms
         self.topic = f"$share/{config.shared_group}/{TOPIC_FILTER}" if config.shared_group else TOPIC_FILTER
         self._deliver = deliver
         self._on_connected = on_connected
@@ -199,7 +201,7 @@ class MqttAdapter:
         # A payload over the limit is refused unread: only its dead letter's prefix (with its length and
         # sha256) is queued, so it is never held, queued or spooled whole.
         limits = self.config.limits
-        raw = RawMessage(topic, bytes(msg.payload), _now_ms()).bounded(
+        raw = RawMessage(topic, bytes(msg.payload), self._clock()).bounded(
             limits.max_payload_bytes, limits.dead_letter_prefix_bytes
         )
         self._deliver(Inbound(raw, msg.mid, msg.qos, self.generation))

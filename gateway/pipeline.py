@@ -30,6 +30,8 @@ _SPOOL: Final = object()  # _write's answer when the batch should go to the spoo
 _Decoded = tuple[list[Inbound], list[tuple[RawMessage, Batch | Rejected]]]
 # decode(topic, payload, received_at_ms): the pure decoder the service runs (a seam for tests).
 Decoder = Callable[[str, bytes, int], Batch | Rejected]
+# The receive clock, epoch ms: the wall clock, or a simulation's accelerated clock (a seam for tests).
+Clock = Callable[[], int]
 
 
 class GatewayService:
@@ -37,8 +39,11 @@ class GatewayService:
 
     Nothing opens in the constructor: `start()` connects, `stop()` drains, commits, acks, disconnects."""
 
-    def __init__(self, config: GatewayConfig, *, decoder: Decoder | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, decoder: Decoder | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
+        self._clock = clock
         self.limits = config.limits
         self._decode: Decoder = decoder or functools.partial(
             decode, max_payload_bytes=config.limits.max_payload_bytes
@@ -106,7 +111,7 @@ class GatewayService:
             server, _ = start_http_server(self.metrics_port, cfg.metrics_host, registry=self.metrics.registry)
             self._metrics_server = server
             self.metrics_port = server.server_address[1]
-        adapter = MqttAdapter(cfg, self._enqueue, self._on_connected, self._on_fatal)
+        adapter = MqttAdapter(cfg, self._enqueue, self._on_connected, self._on_fatal, self._clock)
         self._mqtt = adapter
         self._writer_threads = [
             threading.Thread(target=self._run_writer, name=f"gateway-writer-{i}", daemon=True)

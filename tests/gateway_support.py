@@ -22,7 +22,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from gateway.config import BrokerAddress, GatewayConfig
-from gateway.pipeline import Decoder, GatewayService
+from gateway.pipeline import Clock, Decoder, GatewayService
 from registry.models import Device
 from registry.store import add_devices
 
@@ -80,12 +80,18 @@ def gateway_config(
 
 
 def gateway_service(
-    db_url: str, broker: BrokerAddress, *, decoder: Decoder | None = None, **kw: Any
+    db_url: str,
+    broker: BrokerAddress,
+    *,
+    decoder: Decoder | None = None,
+    clock: Clock | None = None,
+    **kw: Any,
 ) -> GatewayService:
-    """A gateway of this test's own (its own client id, no shared subscription), not started."""
+    """A gateway of this test's own (its own client id, no shared subscription), not started; `clock` is
+    its receive clock (default: the wall clock)."""
     kw.setdefault("client_id", f"gw-{uid()}")
     kw.setdefault("shared_group", None)
-    return GatewayService(gateway_config(db_url, broker, **kw), decoder=decoder)
+    return GatewayService(gateway_config(db_url, broker, **kw), decoder=decoder, clock=clock)
 
 
 def connect_as(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, list[int]]:
