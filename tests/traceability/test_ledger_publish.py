@@ -96,6 +96,9 @@ def test_checkpoint_goes_to_the_log_mqtt_and_webhooks(
         reader = mqtt_client(mqtt_broker, f"cp-publish-reader-{run}")
         reader.on_connect = lambda c, *_: c.subscribe(LEDGER_CHECKPOINT_TOPIC, qos=1)
         reader.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
+        # The client connects in its own thread: where it connected before on_connect was set, subscribe now.
+        _until(reader.is_connected)
+        reader.subscribe(LEDGER_CHECKPOINT_TOPIC, qos=1)
         _until(lambda: any(m and json.loads(m) == logged[0] for m in got))
     finally:
         services.stop()
