@@ -46,14 +46,19 @@ class Atom:
 def subjects_of(**ids: Iterable[str | None] | str | None) -> Subjects:
     out: Subjects = {}
     for kind, v in ids.items():
-        vals = [v] if isinstance(v, str) or v is None else list(v)
-        found = frozenset(x for x in vals if x)
+        if v is None or isinstance(v, str):
+            if v:
+                out[kind] = frozenset((v,))
+            continue
+        found = frozenset(filter(None, v))
         if found:
             out[kind] = found
     return out
 
 
 def matching(exs: Sequence[Exemption], indicator: str, subjects: Subjects) -> list[int]:
+    if not exs:  # the common case, asked once per atom
+        return []
     return [
         i
         for i, e in enumerate(exs)
@@ -62,6 +67,8 @@ def matching(exs: Sequence[Exemption], indicator: str, subjects: Subjects) -> li
 
 
 def covering(exs: Sequence[Exemption], idx: list[int], at: datetime) -> list[int]:
+    if not idx:
+        return []
     return [i for i in idx if exs[i].start <= at < exs[i].end]
 
 

@@ -46,6 +46,7 @@ class UnknownSubjectError(LookupError):
 
 def collect(conn: Conn, period: Period, w: Weights) -> tuple[list[Atom], list[Exemption]]:
     """Every atom of every indicator over the period, and the exemptions the period holds."""
+    conn.execute(queries.WORK_MEM)
     exs = load_exemptions(conn, period)
     atoms, mounts = mount_atoms(conn, period, exs, w)
     atoms += device_day_atoms(conn, period, exs, mounts)

@@ -316,6 +316,10 @@ FROM v_asset_scope v
 WHERE v.asset_kind NOT IN ('truck_compartment', 'passive_box')
 ORDER BY v.asset_id"""
 
+# Memory for the period's sorts and hash aggregates (hundreds of thousands of hourly rows at a fleet's
+# size) for the rest of the caller's transaction, so they stay off disk.
+WORK_MEM: Final = "SELECT set_config('work_mem', '128MB', true)"
+
 EXEMPTIONS: Final = """
 SELECT indicator, subject_kind, subject_id, starts_at, ends_at, reason, granted_by, granted_at
 FROM scorecard_exemption

@@ -24,6 +24,7 @@ from traceability.scorecards.weights import Weights
 from traceability.scorecards.windows import HOUR, Span, hour_window
 
 _Checks = dict[str, list[Any]]
+_PARTS_PER_QUERY = 2000
 
 
 def _check(checks: _Checks, asset: str, a: datetime, b: datetime) -> int:
@@ -170,14 +171,15 @@ def _judge_positions(
     w: Weights,
 ) -> None:
     found: dict[str, list[dict[str, Any]]] = {}
-    if positions["pid"]:
-        params = {
-            **positions,
-            "reach_m": w.max_speed_kmh * 1000.0,
-            "still_m": w.still_m,
-            "still_hours": w.still_hours,
-            "silent_hours": w.silent_hours,
-        }
+    limits = {
+        "reach_m": w.max_speed_kmh * 1000.0,
+        "still_m": w.still_m,
+        "still_hours": w.still_hours,
+        "silent_hours": w.silent_hours,
+    }
+    # Each part is judged on its own: a batch of parts at a time keeps the query's hourly rows in memory.
+    for lo in range(0, len(positions["pid"]), _PARTS_PER_QUERY):
+        params = {k: v[lo : lo + _PARTS_PER_QUERY] for k, v in positions.items()} | limits
         for pid, kind, t_from, t_to, figure in conn.execute(queries.TRAJECTORY_ANOMALIES, params).fetchall():
             found.setdefault(parts[pid], []).append(
                 {"kind": kind, "from": t_from, "to": t_to, "figure": figure}
