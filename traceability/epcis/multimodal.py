@@ -363,6 +363,36 @@ def _batch(lot: str, quantity: float | None, uom: str | None) -> list[dict[str, 
     return [builders.quantity(lot, quantity, uom)]
 
 
+def _batch_event(
+    *,
+    t: datetime,
+    quantities: list[dict[str, Any]],
+    step: str,
+    disposition: str,
+    location: str,
+    extensions: Mapping[str, Any],
+    transactions: Sequence[Mapping[str, str]],
+    epcs: list[str] | None = None,
+    at_location: bool = True,
+    no_epc_list: bool = False,
+) -> builders.Event:
+    """An import-flow ObjectEvent over a batch (quantityList) at `location` (its bizLocation too where
+    `at_location`), with its transactions and eventID; `no_epc_list` leaves out an empty epcList."""
+    ev = builders.object_event(
+        event_time=t,
+        epcs=epcs,
+        quantities=quantities,
+        biz_step=step,
+        disposition=disposition,
+        read_point=location,
+        biz_location=location if at_location else None,
+        extensions=dict(extensions),
+    )
+    if no_epc_list:
+        ev.pop("epcList", None)
+    return builders.with_event_id(_with(ev, transactions))
+
+
 def discharge(
     *,
     t: datetime,
@@ -377,19 +407,17 @@ def discharge(
 ) -> builders.Event:
     """The batch discharged at the port (its arrival): bizStep arriving, ``cc:discharge``."""
     ext: dict[str, Any] = {DISCHARGE_KEY: " ".join(v for v in (vessel, voyage) if v) or "port"}
-    ev = builders.object_event(
-        event_time=t,
+    return _batch_event(
+        t=t,
         epcs=[container_epc(container)] if container else [],
         quantities=_batch(lot, quantity, uom),
-        biz_step="arriving",
+        step="arriving",
         disposition="in_progress",
-        read_point=location,
-        biz_location=location,
+        location=location,
         extensions=ext,
+        transactions=transactions,
+        no_epc_list=not container,
     )
-    if not container:
-        ev.pop("epcList", None)
-    return builders.with_event_id(_with(ev, transactions))
 
 
 def inspection_result(
@@ -415,16 +443,15 @@ def inspection_result(
     }
     if disinfection_required:
         ext[DISINFECTION_REQUIRED_KEY] = True
-    ev = builders.object_event(
-        event_time=t,
+    return _batch_event(
+        t=t,
         quantities=_batch(lot, quantity, uom),
-        biz_step="inspecting",
+        step="inspecting",
         disposition=result,
-        read_point=location,
-        biz_location=location,
+        location=location,
         extensions=ext,
+        transactions=transactions,
     )
-    return builders.with_event_id(_with(ev, transactions))
 
 
 def disinfection(
@@ -442,16 +469,15 @@ def disinfection(
     ext: dict[str, Any] = {INSPECTION_KEY: "disinfection", SITE_KEY: site}
     if certificates:
         ext[CERTIFICATES_KEY] = [str(c) for c in certificates]
-    ev = builders.object_event(
-        event_time=t,
+    return _batch_event(
+        t=t,
         quantities=_batch(lot, quantity, uom),
-        biz_step="inspecting",
+        step="inspecting",
         disposition="conformant",
-        read_point=location,
-        biz_location=location,
+        location=location,
         extensions=ext,
+        transactions=transactions,
     )
-    return builders.with_event_id(_with(ev, transactions))
 
 
 def trace_code_issue(
@@ -466,16 +492,15 @@ def trace_code_issue(
     """The first receiving site (首站) issuing the batch's trace code, which the public scan page resolves."""
     if not code or not code.isascii() or not all(c.isalnum() or c in "-_." for c in code):
         raise ValueError(f"trace code {code!r}: letters, digits, '-', '_' and '.' only")
-    ev = builders.object_event(
-        event_time=t,
+    return _batch_event(
+        t=t,
         quantities=[builders.quantity(lot)],
-        biz_step="commissioning",
+        step="commissioning",
         disposition="active",
-        read_point=location,
-        biz_location=location,
+        location=location,
         extensions={TRACE_CODE_KEY: code, SITE_KEY: site},
+        transactions=transactions,
     )
-    return builders.with_event_id(_with(ev, transactions))
 
 
 def _customs_line(
@@ -488,15 +513,16 @@ def _customs_line(
     location: str,
     transactions: Sequence[Mapping[str, str]],
 ) -> builders.Event:
-    ev = builders.object_event(
-        event_time=t,
+    return _batch_event(
+        t=t,
         quantities=_batch(lot, quantity, uom),
-        biz_step="entering_exiting",
+        step="entering_exiting",
         disposition="in_progress",
-        read_point=location,
+        location=location,
         extensions={"cc:bondedStatus": status, "cc:customsLine": line},
+        transactions=transactions,
+        at_location=False,
     )
-    return builders.with_event_id(_with(ev, transactions))
 
 
 def first_line_entry(
@@ -537,13 +563,14 @@ def onward(
     transactions: Sequence[Mapping[str, str]] = (),
 ) -> builders.Event:
     """The batch leaving onward (departing by sea-rail train or truck) after its release."""
-    ev = builders.object_event(
-        event_time=t,
+    return _batch_event(
+        t=t,
         quantities=_batch(lot, quantity, uom),
-        biz_step="departing",
+        step="departing",
         disposition="in_transit",
-        read_point=location,
-        extensions=dict(conveyance_ext),
+        location=location,
+        extensions=conveyance_ext,
+        transactions=transactions,
+        at_location=False,
+        no_epc_list=True,
     )
-    ev.pop("epcList", None)
-    return builders.with_event_id(_with(ev, transactions))
