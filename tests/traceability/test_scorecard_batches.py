@@ -1,5 +1,5 @@
-"""Tests: the shipment indicators judged a few parts per query give the same cards and drill-down rows as
-all parts judged in one query; an atom's subjects are the ids named, empty ones left out."""
+"""Tests: the shipment indicators judged a few assets' parts per query give the same cards and drill-down rows
+as all parts judged in one query; an atom's subjects are the ids named, empty ones left out."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def test_parts_judged_in_batches_equal_parts_judged_at_once(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build_world(db_url)
-    monkeypatch.setattr(transit, "_PARTS_PER_QUERY", 1_000_000)
+    monkeypatch.setattr(transit, "_ASSETS_PER_QUERY", 1_000_000)
     boards, rows = _everything(db_url)
     found = [r for by_id in rows for per in by_id.values() for r in per["trajectory_anomalies"]]
     assert sum(r.get("anomalies", 0) for r in found) >= 2  # the world has anomalies a batch could lose
     for size in (1, 2):
-        monkeypatch.setattr(transit, "_PARTS_PER_QUERY", size)
+        monkeypatch.setattr(transit, "_ASSETS_PER_QUERY", size)
         assert _everything(db_url) == (boards, rows)
 
 

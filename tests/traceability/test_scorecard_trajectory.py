@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from traceability.scorecards import queries
@@ -69,8 +69,17 @@ def oracle(n_hours: int, track: dict[int, Hour]) -> list[tuple[str, int, int]]:
     return sorted(out, key=lambda x: (x[1], x[0]))
 
 
-def judged(conn: psycopg.Connection[Any], n_hours: int, track: dict[int, Hour]) -> list[tuple[str, int, int]]:
-    """Store the track as one device's hourly lat/lon rollup rows on a new asset; judge it in SQL."""
+def judged(
+    conn: psycopg.Connection[Any],
+    n_hours: int,
+    track: dict[int, Hour],
+    parts: list[tuple[int, int]] | None = None,
+    spare_device: bool = False,
+) -> list[tuple[Any, ...]]:
+    """Store the track as one device's hourly lat/lon rollup rows on a new asset; judge it in SQL over
+    ``parts`` (hours [a, b); default: the whole track), each part's anomalies in hours from its start.
+    ``spare_device``: a second device with position series and no rows is mounted too (the query's
+    general path, which merges several series per hour)."""
     asset, device = f"T-{uuid.uuid4().hex[:8]}", f"d-{uuid.uuid4().hex[:8]}"
     conn.execute("INSERT INTO asset (asset_id, kind, name) VALUES (%s, 'reefer_truck', %s)", (asset, asset))
     conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'gps_tracker')", (device,))
@@ -78,6 +87,15 @@ def judged(conn: psycopg.Connection[Any], n_hours: int, track: dict[int, Hour]) 
         "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
         (device, asset, T0 - timedelta(days=1)),
     )
+    if spare_device:
+        spare = f"d-{uuid.uuid4().hex[:8]}"
+        conn.execute("INSERT INTO device (device_id, kind) VALUES (%s, 'gps_tracker')", (spare,))
+        conn.execute(
+            "INSERT INTO device_mount (device_id, asset_id, valid_from) VALUES (%s, %s, %s)",
+            (spare, asset, T0 - timedelta(days=1)),
+        )
+        for ch in ("lat", "lon"):
+            conn.execute("INSERT INTO series (device_id, channel) VALUES (%s, %s)", (spare, ch))
     ids = {}
     for ch in ("lat", "lon"):
         row = conn.execute(
@@ -97,17 +115,23 @@ def judged(conn: psycopg.Connection[Any], n_hours: int, track: dict[int, Hour]) 
             " lag_le_3600s) VALUES (%s, %s, 2, 2, %s, %s, %s, %s, 2, %s, %s, 0, 2, 2, 2, 2, 2, 2)",
             rows,
         )
+    cuts = parts if parts is not None else [(0, n_hours)]
     params = {
-        "pid": [0],
-        "asset": [asset],
-        "a": [T0],
-        "b": [T0 + n_hours * HOUR],
+        "pid": list(range(len(cuts))),
+        "asset": [asset] * len(cuts),
+        "a": [T0 + a * HOUR for a, _ in cuts],
+        "b": [T0 + b * HOUR for _, b in cuts],
         "reach_m": W.max_speed_kmh * 1000.0,
         "still_m": W.still_m,
         "still_hours": W.still_hours,
         "silent_hours": W.silent_hours,
     }
     found = conn.execute(queries.TRAJECTORY_ANOMALIES, params).fetchall()
+    if parts is not None:
+        return sorted(
+            (pid, kind, int((a - T0) / HOUR) - cuts[pid][0], int((b - T0) / HOUR) - cuts[pid][0])
+            for pid, kind, a, b, _ in found
+        )
     out = [(kind, int((a - T0) / HOUR), int((b - T0) / HOUR)) for _, kind, a, b, _ in found]
     return sorted(out, key=lambda x: (x[1], x[0]))
 
@@ -154,9 +178,50 @@ def tracks(draw: st.DrawFn) -> tuple[int, dict[int, Hour]]:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=tracks())
+@given(case=tracks(), spare_device=st.booleans())
 def test_sql_equals_the_oracle_on_any_track(
-    conn: psycopg.Connection[Any], case: tuple[int, dict[int, Hour]]
+    conn: psycopg.Connection[Any], case: tuple[int, dict[int, Hour]], spare_device: bool
 ) -> None:
     n, track = case
-    assert judged(conn, n, track) == oracle(n, track)
+    assert judged(conn, n, track, spare_device=spare_device) == oracle(n, track)
+
+
+@st.composite
+def cut_tracks(draw: st.DrawFn) -> tuple[int, dict[int, Hour], list[tuple[int, int]]]:
+    n, track = draw(tracks())
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        a = draw(st.integers(0, n - 1))
+        parts.append((a, draw(st.integers(a + 1, n))))
+    return n, track, parts
+
+
+_FAR = {0: _at(21, 107), 1: _at(23, 109), 2: _at(21, 107)}
+_PARKED = {h: _at(22, 108) for h in range(6)}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cut_tracks(), spare_device=st.booleans())
+@example(
+    case=(3, _FAR, [(0, 2), (1, 3)]), spare_device=False
+)  # a pair across a part's start is not that part's
+@example(
+    case=(6, _PARKED, [(0, 4), (2, 6), (1, 3)]), spare_device=False
+)  # a still run cut at the edges, kept if long enough
+@example(
+    case=(6, {0: _at(22, 108, 0.2), 5: _at(22.1, 108, 0.2)}, [(0, 3), (2, 6), (3, 4)]), spare_device=False
+)  # silences cut
+def test_parts_of_one_track_are_judged_each_on_its_own_hours(
+    conn: psycopg.Connection[Any],
+    case: tuple[int, dict[int, Hour], list[tuple[int, int]]],
+    spare_device: bool,
+) -> None:
+    """Several parts of one asset's track (apart, touching or overlapping), judged in one query, give
+    each part what the oracle finds in that part's hours alone."""
+    n, track, parts = case
+    expected = sorted(
+        (pid, kind, x, y)
+        for pid, (a, b) in enumerate(parts)
+        for kind, x, y in oracle(b - a, {h - a: p for h, p in track.items() if a <= h < b})
+    )
+    assert judged(conn, n, track, parts, spare_device) == expected

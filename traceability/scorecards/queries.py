@@ -176,83 +176,167 @@ def _haversine(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
     )
 
 
+def _track(hours: str) -> str:
+    """One asset's position hours (``hours``: bucket, lat_lo, lat_hi, lat, lon_lo, lon_hi, lon) in time
+    order, each with the position hour before and after it, keeping only the hours that may hold an
+    anomaly (see TRAJECTORY_ANOMALIES), told apart by bounds of the distance, which is at least the
+    latitude's arc and at most the latitude's and longitude's arcs together (the exact test follows)."""
+    return (
+        """
+        SELECT y.*, """
+        + _haversine("y.lat_lo", "y.lon_lo", "y.lat_hi", "y.lon_hi")
+        + """ AS extent_m
+        FROM (
+            SELECT h.*, lag(h.bucket) OVER w AS prev_bucket, lag(h.lat) OVER w AS prev_lat,
+                   lag(h.lon) OVER w AS prev_lon, lead(h.bucket) OVER w AS next_bucket
+            FROM ("""
+        + hours
+        + """
+            ) h WINDOW w AS (ORDER BY h.bucket)
+        ) y
+        WHERE y.prev_bucket IS NULL OR y.next_bucket IS NULL
+           OR y.bucket - y.prev_bucket > %(silent_hours)s * interval '1 hour'
+           OR 6371008.8 * radians(y.lat_hi - y.lat_lo) <= %(still_m)s
+           OR 6371008.8 * radians(y.lat_hi - y.lat_lo + y.lon_hi - y.lon_lo) > %(reach_m)s
+           OR 6371008.8 * radians(abs(y.lat - y.prev_lat) + abs(y.lon - y.prev_lon))
+              > %(reach_m)s * EXTRACT(EPOCH FROM y.bucket - y.prev_bucket) / 3600"""
+    )
+
+
 # The trajectory anomalies of each part (a leg's asset over [a, b) of a transit, hour-aligned), judged on
 # the hourly position rollups (lat and lon of the devices mounted on the asset): a position jump (an hour
 # whose extent is beyond what %(reach_m)s covers in an hour), an impossible speed (consecutive hourly mean
 # positions farther apart than %(reach_m)s per hour between them), standing still (%(still_hours)s or more
 # consecutive hours each within %(still_m)s) and silence (%(silent_hours)s or more consecutive hours
-# without a position). One row per anomaly: (pid, kind, from, to, figure: metres or km/h).
+# without a position). One row per anomaly: (pid, kind, from, to, figure: metres, km/h or hours).
+# Each asset's track is read once over the span of its parts, in time order, and judged once: its jump
+# hours, its pairs of consecutive position hours, its runs of still hours and its silent runs; a part then
+# takes what lies inside it (a pair whose both hours are in it; a run cut at its edges, kept when what
+# is left is long enough). This equals judging each part's hours on their own, as cutting a run only
+# shortens it, and a part's first position hour has no earlier one inside it.
 TRAJECTORY_ANOMALIES: Final = (
     """
 WITH p AS (
     SELECT * FROM unnest(%(pid)s::int[], %(asset)s::text[], %(a)s::timestamptz[], %(b)s::timestamptz[])
              AS u(pid, asset_id, a, b)
+), x AS (
+    SELECT asset_id, min(a) AS a, max(b) AS b FROM p GROUP BY asset_id
 ), ser AS MATERIALIZED (
-    -- each asset's position series once (not once per part): the devices mounted on it, when
+    -- each asset's position series once: the devices mounted on it, when
     SELECT x.asset_id, s.series_id, s.channel, s.valid_from, s.valid_to
-    FROM (SELECT DISTINCT asset_id FROM p) x
-    CROSS JOIN LATERAL asset_evidence_series(x.asset_id) s
+    FROM x CROSS JOIN LATERAL asset_evidence_series(x.asset_id) s
     WHERE s.channel IN ('lat', 'lon')
-), h AS (
-    SELECT p.pid, r.bucket,
-           min(r.min_c) FILTER (WHERE s.channel = 'lat') AS lat_lo,
-           max(r.max_c) FILTER (WHERE s.channel = 'lat') AS lat_hi,
-           sum(r.sum_c) FILTER (WHERE s.channel = 'lat') / sum(r.n) FILTER (WHERE s.channel = 'lat') AS lat,
-           min(r.min_c) FILTER (WHERE s.channel = 'lon') AS lon_lo,
-           max(r.max_c) FILTER (WHERE s.channel = 'lon') AS lon_hi,
-           sum(r.sum_c) FILTER (WHERE s.channel = 'lon') / sum(r.n) FILTER (WHERE s.channel = 'lon') AS lon
-    FROM p
-    JOIN ser s ON s.asset_id = p.asset_id AND s.valid_from < p.b AND COALESCE(s.valid_to, 'infinity') > p.a
-    -- per part and series, an index range scan of its hours (never a join over every rollup row)
-    CROSS JOIN LATERAL (
-        SELECT r.bucket, r.min_c, r.max_c, r.sum_c, r.n FROM reading_1h r
-        WHERE r.series_id = s.series_id
-          AND r.bucket >= GREATEST(p.a, date_bin(interval '1 hour', s.valid_from,
-                                                 TIMESTAMPTZ '2000-01-01 00:00:00+00'))
-          AND r.bucket < LEAST(p.b, COALESCE(s.valid_to, 'infinity')) AND r.n > 0
-        OFFSET 0  -- kept a subquery: the planner would otherwise hash every rollup row
-    ) r
-    GROUP BY p.pid, r.bucket
-    HAVING count(*) FILTER (WHERE s.channel = 'lat') > 0 AND count(*) FILTER (WHERE s.channel = 'lon') > 0
+), k AS (
+    -- an asset whose track over its span is one lat and one lon series of one mount (the common case)
+    -- has its hours joined in time order; any other has its series' hours merged per hour
+    SELECT x.asset_id, x.a, x.b,
+           count(*) = 2 AND count(*) FILTER (WHERE s.channel = 'lat') = 1
+               AND min(s.valid_from) <= x.a AND COALESCE(max(s.valid_to), 'infinity') >= x.b
+               AND min(s.valid_from) = max(s.valid_from) AS single,
+           max(s.series_id) FILTER (WHERE s.channel = 'lat') AS lat_id,
+           max(s.series_id) FILTER (WHERE s.channel = 'lon') AS lon_id
+    FROM x LEFT JOIN ser s USING (asset_id)
+    GROUP BY x.asset_id, x.a, x.b
 ), m AS (
-    SELECT h.*, """
-    + _haversine("h.lat_lo", "h.lon_lo", "h.lat_hi", "h.lon_hi")
-    + """ AS extent_m,
-           lag(h.bucket) OVER w AS prev_bucket, lag(h.lat) OVER w AS prev_lat, lag(h.lon) OVER w AS prev_lon
-    FROM h WINDOW w AS (PARTITION BY h.pid ORDER BY h.bucket)
-), still AS (
-    SELECT m.pid, m.bucket, m.bucket - (row_number() OVER (PARTITION BY m.pid ORDER BY m.bucket))
-                                       * interval '1 hour' AS island
-    FROM m WHERE m.extent_m <= %(still_m)s
-), last AS (
-    SELECT p.pid, p.a, p.b, max(h.bucket) AS last_bucket
-    FROM p LEFT JOIN h USING (pid) GROUP BY p.pid, p.a, p.b
-)
-SELECT pid, 'position_jump' AS kind, bucket AS t_from, bucket + interval '1 hour' AS t_to, extent_m AS figure
-FROM m WHERE extent_m > %(reach_m)s
-UNION ALL
-SELECT pid, 'impossible_speed', prev_bucket, bucket + interval '1 hour',
-       """
+    -- each asset's position hours in time order with the one before and after; only the hours that hold
+    -- an anomaly, begin or end a silence, or stand still are kept
+    SELECT k.asset_id, t.* FROM k CROSS JOIN LATERAL ("""
+    + _track(
+        """
+        SELECT la.bucket, la.min_c AS lat_lo, la.max_c AS lat_hi, la.sum_c / la.n AS lat,
+               lo.min_c AS lon_lo, lo.max_c AS lon_hi, lo.sum_c / lo.n AS lon
+        FROM reading_1h la
+        JOIN reading_1h lo ON lo.series_id = k.lon_id AND lo.bucket = la.bucket
+             AND lo.bucket >= k.a AND lo.bucket < k.b AND lo.n > 0
+        WHERE la.series_id = k.lat_id AND la.bucket >= k.a AND la.bucket < k.b AND la.n > 0"""
+    )
+    + """
+    ) t WHERE k.single
+    UNION ALL
+    SELECT k.asset_id, t.* FROM k CROSS JOIN LATERAL ("""
+    + _track(
+        """
+        SELECT r.bucket,
+               min(r.min_c) FILTER (WHERE s.channel = 'lat') AS lat_lo,
+               max(r.max_c) FILTER (WHERE s.channel = 'lat') AS lat_hi,
+               sum(r.sum_c) FILTER (WHERE s.channel = 'lat')
+                   / sum(r.n) FILTER (WHERE s.channel = 'lat') AS lat,
+               min(r.min_c) FILTER (WHERE s.channel = 'lon') AS lon_lo,
+               max(r.max_c) FILTER (WHERE s.channel = 'lon') AS lon_hi,
+               sum(r.sum_c) FILTER (WHERE s.channel = 'lon')
+                   / sum(r.n) FILTER (WHERE s.channel = 'lon') AS lon
+        FROM ser s
+        -- per series, an index range scan of its hours (never a join over every rollup row)
+        CROSS JOIN LATERAL (
+            SELECT r.bucket, r.min_c, r.max_c, r.sum_c, r.n FROM reading_1h r
+            WHERE r.series_id = s.series_id
+              AND r.bucket >= GREATEST(k.a, date_bin(interval '1 hour', s.valid_from,
+                                                     TIMESTAMPTZ '2000-01-01 00:00:00+00'))
+              AND r.bucket < LEAST(k.b, COALESCE(s.valid_to, 'infinity')) AND r.n > 0
+            OFFSET 0  -- kept a subquery: the planner would otherwise hash every rollup row
+        ) r
+        WHERE s.asset_id = k.asset_id
+        GROUP BY r.bucket
+        HAVING count(*) FILTER (WHERE s.channel = 'lat') > 0
+           AND count(*) FILTER (WHERE s.channel = 'lon') > 0"""
+    )
+    + """
+    ) t WHERE NOT k.single
+), found AS (
+    -- per asset: jump hours, pairs too far apart, runs of still hours, silent runs (before the first
+    -- position hour, between two, after the last; a track with none is silent all along)
+    SELECT asset_id, 'position_jump' AS kind, bucket AS t_from, bucket + interval '1 hour' AS t_to,
+           extent_m AS figure, NULL::timestamptz AS pair_from
+    FROM m WHERE extent_m > %(reach_m)s
+    UNION ALL
+    SELECT asset_id, 'impossible_speed', prev_bucket, bucket + interval '1 hour',
+           """
     + _haversine("prev_lat", "prev_lon", "lat", "lon")
-    + """ / 1000 / (EXTRACT(EPOCH FROM bucket - prev_bucket) / 3600)
-FROM m WHERE prev_bucket IS NOT NULL
-  AND """
+    + """ / 1000 / (EXTRACT(EPOCH FROM bucket - prev_bucket) / 3600), prev_bucket
+    FROM m WHERE prev_bucket IS NOT NULL
+      AND """
     + _haversine("prev_lat", "prev_lon", "lat", "lon")
     + """ > %(reach_m)s * EXTRACT(EPOCH FROM bucket - prev_bucket) / 3600
-UNION ALL
-SELECT pid, 'standing_still', min(bucket), max(bucket) + interval '1 hour', count(*)::float8
-FROM still GROUP BY pid, island HAVING count(*) >= %(still_hours)s
-UNION ALL
-SELECT m.pid, 'silence', COALESCE(m.prev_bucket + interval '1 hour', p.a), m.bucket,
-       EXTRACT(EPOCH FROM m.bucket - COALESCE(m.prev_bucket + interval '1 hour', p.a)) / 3600
-FROM m JOIN p USING (pid)
-WHERE m.bucket - COALESCE(m.prev_bucket + interval '1 hour', p.a) >= %(silent_hours)s * interval '1 hour'
-UNION ALL
-SELECT pid, 'silence', COALESCE(last_bucket + interval '1 hour', a), b,
-       EXTRACT(EPOCH FROM b - COALESCE(last_bucket + interval '1 hour', a)) / 3600
-FROM last WHERE b - COALESCE(last_bucket + interval '1 hour', a) >= %(silent_hours)s * interval '1 hour'
+    UNION ALL
+    SELECT asset_id, 'standing_still', min(bucket), max(bucket) + interval '1 hour', NULL, NULL
+    FROM (SELECT asset_id, bucket,
+                 bucket - (row_number() OVER (PARTITION BY asset_id ORDER BY bucket)) * interval '1 hour'
+                     AS island
+          FROM m WHERE extent_m <= %(still_m)s) still
+    GROUP BY asset_id, island HAVING count(*) >= %(still_hours)s
+    UNION ALL
+    SELECT m.asset_id, 'silence', COALESCE(m.prev_bucket + interval '1 hour', k.a), m.bucket, NULL, NULL
+    FROM m JOIN k USING (asset_id)
+    WHERE m.bucket - COALESCE(m.prev_bucket + interval '1 hour', k.a) >= %(silent_hours)s * interval '1 hour'
+    UNION ALL
+    SELECT m.asset_id, 'silence', m.bucket + interval '1 hour', k.b, NULL, NULL
+    FROM m JOIN k USING (asset_id)
+    WHERE m.next_bucket IS NULL
+      AND k.b - (m.bucket + interval '1 hour') >= %(silent_hours)s * interval '1 hour'
+    UNION ALL
+    SELECT k.asset_id, 'silence', k.a, k.b, NULL, NULL
+    FROM k WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.asset_id = k.asset_id)  -- an asset's first hour is in m
+), cut AS (
+    SELECT p.pid, f.kind, f.figure,
+           CASE WHEN f.kind IN ('standing_still', 'silence') THEN GREATEST(f.t_from, p.a) ELSE f.t_from END
+               AS t_from,
+           CASE WHEN f.kind IN ('standing_still', 'silence') THEN LEAST(f.t_to, p.b) ELSE f.t_to END AS t_to
+    FROM found f JOIN p ON p.asset_id = f.asset_id AND f.t_from < p.b AND f.t_to > p.a
+    WHERE CASE f.kind
+        WHEN 'position_jump' THEN f.t_from >= p.a
+        WHEN 'impossible_speed' THEN f.pair_from >= p.a AND f.t_to <= p.b
+        ELSE LEAST(f.t_to, p.b) - GREATEST(f.t_from, p.a)
+             >= (CASE f.kind WHEN 'silence' THEN %(silent_hours)s ELSE %(still_hours)s END)
+                * interval '1 hour'
+    END
+)
+SELECT pid, kind, t_from, t_to,
+       CASE WHEN kind IN ('standing_still', 'silence') THEN EXTRACT(EPOCH FROM t_to - t_from) / 3600
+            ELSE figure END AS figure
+FROM cut
 ORDER BY 1, 3, 2"""
 )
+
 
 # Whether each check's asset has a temperature value in an hour bucket overlapping [a, b) from a device
 # mounted on it then: the temperature evidence of a leg or of one side of a handoff.

@@ -24,7 +24,7 @@ from traceability.scorecards.weights import Weights
 from traceability.scorecards.windows import HOUR, Span, hour_window
 
 _Checks = dict[str, list[Any]]
-_PARTS_PER_QUERY = 2000
+_ASSETS_PER_QUERY = 250
 
 
 def _check(checks: _Checks, asset: str, a: datetime, b: datetime) -> int:
@@ -177,9 +177,15 @@ def _judge_positions(
         "still_hours": w.still_hours,
         "silent_hours": w.silent_hours,
     }
-    # Each part is judged on its own: a batch of parts at a time keeps the query's hourly rows in memory.
-    for lo in range(0, len(positions["pid"]), _PARTS_PER_QUERY):
-        params = {k: v[lo : lo + _PARTS_PER_QUERY] for k, v in positions.items()} | limits
+    # Each asset's track is read once, with every part of it: the parts of a batch of assets at a time,
+    # so the query's hourly rows stay in memory.
+    by_asset: dict[str, list[int]] = {}
+    for i, asset in enumerate(positions["asset"]):
+        by_asset.setdefault(asset, []).append(i)
+    assets = list(by_asset)
+    for lo in range(0, len(assets), _ASSETS_PER_QUERY):
+        rows = [i for asset in assets[lo : lo + _ASSETS_PER_QUERY] for i in by_asset[asset]]
+        params = {k: [v[i] for i in rows] for k, v in positions.items()} | limits
         for pid, kind, t_from, t_to, figure in conn.execute(queries.TRAJECTORY_ANOMALIES, params).fetchall():
             found.setdefault(parts[pid], []).append(
                 {"kind": kind, "from": t_from, "to": t_to, "figure": figure}
