@@ -44,13 +44,17 @@ class UnknownSubjectError(LookupError):
     """No card of that subject in the period, or not one the caller may see (the same answer: 404)."""
 
 
-def collect(conn: Conn, period: Period, w: Weights) -> tuple[list[Atom], list[Exemption]]:
-    """Every atom of every indicator over the period, and the exemptions the period holds."""
+def collect(
+    conn: Conn, period: Period, w: Weights, subject: str, only: Sequence[str] | None = None
+) -> tuple[list[Atom], list[Exemption]]:
+    """Every atom of every indicator over the period that counts for subjects of kind ``subject``, and the
+    exemptions the period holds. The shipment-side atoms come summed per subject id, or, when ``only``
+    names subject ids, row by row for those subjects."""
     conn.execute(queries.WORK_MEM)
     exs = load_exemptions(conn, period)
     atoms, mounts = mount_atoms(conn, period, exs, w)
     atoms += device_day_atoms(conn, period, exs, mounts)
-    atoms += shipment_atoms(conn, period, exs, w, mounts)
+    atoms += shipment_atoms(conn, period, exs, w, subject, only)
     atoms += alarm_atoms(conn, period, exs, w)
     atoms += calibration_atoms(period, exs, mounts)
     atoms += asset_atoms(conn, period, exs)
@@ -110,7 +114,7 @@ def score_of(indicators: Mapping[str, Indicator], w: Weights) -> float | None:
 
 
 def _cards(conn: Conn, period: Period, subject: str, w: Weights) -> list[Card]:
-    atoms, exs = collect(conn, period, w)
+    atoms, exs = collect(conn, period, w, subject)
     per: dict[str, dict[str, list[Atom]]] = {}
     for a in atoms:
         for sid in a.subjects.get(subject, frozenset()):
@@ -204,7 +208,9 @@ def drill_all(
     -> rows), from one reading of the period."""
     _check(subject)
     seen = _visible(conn, subject, list(subject_ids), seen_by)
-    atoms, exs = collect(conn, period, weights or default_weights())
+    atoms, exs = collect(
+        conn, period, weights or default_weights(), subject, [s for s in subject_ids if s in seen]
+    )
     out: dict[str, dict[str, list[dict[str, Any]]]] = {
         sid: {k: [] for k in INDICATOR_KEYS} for sid in subject_ids if sid in seen
     }

@@ -128,46 +128,6 @@ WHERE day >= %(first)s AND day < %(stop)s
                   WHERE x.d = dd.device_id AND x.day = dd.day)
 GROUP BY device_id, reason ORDER BY device_id, reason"""
 
-# Shipments of the period (planned start, else registration, in [start, end)), with their window, origin and
-# destination (and whether each has a geofence), shipper, and the first exit from the origin's geofence and
-# first entry into the destination's by any asset of its legs within the planned window (geofence_crossing).
-SHIPMENTS: Final = """
-WITH s AS (
-    SELECT s.shipment_id, s.shipper_party_id, s.origin_location_id, s.destination_location_id,
-           s.planned_start, s.planned_end, COALESCE(s.planned_start, s.created_at) AS t_ref,
-           ARRAY(SELECT l.asset_id FROM shipment_leg l WHERE l.shipment_id = s.shipment_id
-                 AND l.asset_id IS NOT NULL ORDER BY l.leg_no) AS assets,
-           ARRAY(SELECT DISTINCT l.carrier_party_id FROM shipment_leg l WHERE l.shipment_id = s.shipment_id
-                 AND l.carrier_party_id IS NOT NULL) AS carriers
-    FROM shipment s
-    WHERE COALESCE(s.planned_start, s.created_at) >= %(start)s
-      AND COALESCE(s.planned_start, s.created_at) < %(end)s
-)
-SELECT s.shipment_id, s.shipper_party_id, s.origin_location_id, s.destination_location_id,
-       s.planned_start, s.planned_end, s.t_ref, s.assets, s.carriers,
-       EXISTS (SELECT 1 FROM geofence g WHERE g.location_id = s.origin_location_id) AS origin_fenced,
-       EXISTS (SELECT 1 FROM geofence g WHERE g.location_id = s.destination_location_id)
-           AS destination_fenced,
-       (SELECT min(c.crossed_at) FROM geofence_crossing c
-        WHERE c.asset_id = ANY(s.assets) AND c.location_id = s.origin_location_id AND c.direction = 'exit'
-          AND c.crossed_at >= COALESCE(s.planned_start, '-infinity')
-          AND c.crossed_at <= COALESCE(s.planned_end, 'infinity')) AS exit_at,
-       (SELECT min(c.crossed_at) FROM geofence_crossing c
-        WHERE c.asset_id = ANY(s.assets) AND c.location_id = s.destination_location_id
-          AND c.direction = 'enter'
-          AND c.crossed_at >= COALESCE(s.planned_start, '-infinity')
-          AND c.crossed_at <= COALESCE(s.planned_end, 'infinity')) AS enter_at
-FROM s ORDER BY s.shipment_id"""
-
-# The legs of the given shipments with their windows (the leg's, else the shipment's).
-LEGS: Final = """
-SELECT l.shipment_id, l.leg_no, l.mode, l.carrier_party_id, l.asset_id,
-       COALESCE(l.planned_start, s.planned_start) AS t_start, COALESCE(l.planned_end, s.planned_end) AS t_end
-FROM shipment_leg l JOIN shipment s USING (shipment_id)
-WHERE l.shipment_id = ANY(%s)
-ORDER BY l.shipment_id, l.leg_no"""
-
-
 # Great-circle distance (haversine, mean Earth radius 6 371 008.8 m: IUGG) between two positions, metres.
 def _haversine(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
     return (
@@ -214,12 +174,9 @@ def _track(hours: str) -> str:
 # takes what lies inside it (a pair whose both hours are in it; a run cut at its edges, kept when what
 # is left is long enough). This equals judging each part's hours on their own, as cutting a run only
 # shortens it, and a part's first position hour has no earlier one inside it.
-TRAJECTORY_ANOMALIES: Final = (
+_TRAJECTORY_CTES: Final = (
     """
-WITH p AS (
-    SELECT * FROM unnest(%(pid)s::int[], %(asset)s::text[], %(a)s::timestamptz[], %(b)s::timestamptz[])
-             AS u(pid, asset_id, a, b)
-), x AS (
+x AS (
     SELECT asset_id, min(a) AS a, max(b) AS b FROM p GROUP BY asset_id
 ), ser AS MATERIALIZED (
     -- each asset's position series once: the devices mounted on it, when
@@ -316,7 +273,7 @@ WITH p AS (
     UNION ALL
     SELECT k.asset_id, 'silence', k.a, k.b, NULL, NULL
     FROM k WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.asset_id = k.asset_id)  -- an asset's first hour is in m
-), cut AS (
+), cut0 AS (
     SELECT p.pid, f.kind, f.figure,
            CASE WHEN f.kind IN ('standing_still', 'silence') THEN GREATEST(f.t_from, p.a) ELSE f.t_from END
                AS t_from,
@@ -329,49 +286,24 @@ WITH p AS (
              >= (CASE f.kind WHEN 'silence' THEN %(silent_hours)s ELSE %(still_hours)s END)
                 * interval '1 hour'
     END
+), cut AS (
+    SELECT pid, kind, t_from, t_to,
+           CASE WHEN kind IN ('standing_still', 'silence') THEN EXTRACT(EPOCH FROM t_to - t_from) / 3600
+                ELSE figure END::float8 AS figure
+    FROM cut0
+)"""
 )
-SELECT pid, kind, t_from, t_to,
-       CASE WHEN kind IN ('standing_still', 'silence') THEN EXTRACT(EPOCH FROM t_to - t_from) / 3600
-            ELSE figure END AS figure
-FROM cut
-ORDER BY 1, 3, 2"""
-)
-
-
-# Whether each check's asset has a temperature value in an hour bucket overlapping [a, b) from a device
-# mounted on it then: the temperature evidence of a leg or of one side of a handoff.
-EVIDENCE: Final = (
+TRAJECTORY_ANOMALIES: Final = (
     """
 WITH p AS (
     SELECT * FROM unnest(%(pid)s::int[], %(asset)s::text[], %(a)s::timestamptz[], %(b)s::timestamptz[])
              AS u(pid, asset_id, a, b)
-), ser AS MATERIALIZED (
-    -- each asset's temperature series once (not once per check): the devices mounted on it, when
-    SELECT x.asset_id, s.series_id, s.valid_from, s.valid_to
-    FROM (SELECT DISTINCT asset_id FROM p) x
-    CROSS JOIN LATERAL asset_evidence_series(x.asset_id) s
-    WHERE """
-    + _TEMP
+), """
+    + _TRAJECTORY_CTES
     + """
-)
-SELECT p.pid FROM p
-WHERE EXISTS (
-    SELECT 1 FROM ser s
-    JOIN reading_1h r ON r.series_id = s.series_id
-         AND r.bucket >= date_bin(interval '1 hour', GREATEST(p.a, s.valid_from),
-                                  TIMESTAMPTZ '2000-01-01 00:00:00+00')
-         AND r.bucket < LEAST(p.b, COALESCE(s.valid_to, 'infinity'))
-    WHERE s.asset_id = p.asset_id AND r.n > 0)"""
+SELECT pid, kind, t_from, t_to, figure FROM cut ORDER BY 1, 3, 2"""
 )
 
-# The lots the given shipments carry, with their owner and latest lot verdict (rules' verdict_history).
-LOTS: Final = """
-SELECT sl.shipment_id, sl.lot_id, lo.owner_party_id,
-       (SELECT h.verdict FROM verdict_history h WHERE h.subject_kind = 'lot' AND h.subject_id = sl.lot_id
-        ORDER BY h.version DESC LIMIT 1) AS verdict
-FROM shipment_lot sl JOIN lot lo USING (lot_id)
-WHERE sl.shipment_id = ANY(%s)
-ORDER BY sl.lot_id, sl.shipment_id"""
 
 # Alarms opened in the period, with the asset's carrier and site and the device of the series.
 ALARMS: Final = """
@@ -436,3 +368,318 @@ WHERE cc_sees_all(%(role)s)
 WHERE cc_sees_all(%(role)s)
    OR EXISTS (SELECT 1 FROM location l WHERE l.location_id = x AND l.party_id = %(party)s)""",
 }
+
+
+def _ceil_hour(t: str) -> str:
+    """``t`` rounded up to the rollups' hour (the start of the first hour bucket starting at or after it)."""
+    binned = f"date_bin(interval '1 hour', {t}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+    return f"(CASE WHEN {binned} = {t} THEN {t} ELSE {binned} + interval '1 hour' END)"
+
+
+def _exempt(indicator: str, at: str, subjects: str) -> str:
+    """The indexes (into the caller's list) of the exemptions of ``indicator`` covering time ``at`` that
+    name a subject of the atom; ``subjects`` is SQL true when (ex.kind, ex.id) is one of them."""
+    return (
+        f"ARRAY(SELECT ex.i FROM ex WHERE ex.indicator IN ('{indicator}', '*') AND ex.a <= {at}"
+        f" AND {at} < ex.b AND ({subjects}) ORDER BY ex.i)"
+    )
+
+
+def _shipment_subject(alias: str) -> str:
+    return (
+        f"CASE ex.kind WHEN 'carrier' THEN ex.id = ANY({alias}.carriers)"
+        f" WHEN 'asset' THEN ex.id = ANY({alias}.assets) WHEN 'device' THEN ex.id = ANY({alias}.devices)"
+        f" WHEN 'site' THEN ex.id = {alias}.origin WHEN 'shipper' THEN ex.id = {alias}.shipper ELSE false END"
+    )
+
+
+# An exemption's subject is one of the lot's.
+_LOT_SUBJECT: Final = (
+    "EXISTS (SELECT 1 FROM lsub WHERE lsub.lot_id = lt.lot_id AND lsub.kind = ex.kind AND lsub.id = ex.id)"
+)
+
+# The ids of one subject kind a shipment counts for (the carriers and assets of its legs, the devices
+# mounted on those assets during it, its origin site, its shipper).
+_SHIPMENT_IDS: Final = {
+    "carrier": "{a}.carriers",
+    "asset": "{a}.assets",
+    "device": "{a}.devices",
+    "site": "ARRAY[{a}.origin]",
+    "shipper": "ARRAY[{a}.shipper]",
+}
+
+# The shipment-side atoms of the period, judged in one statement: track matching and trajectory anomalies
+# per shipment, handover per pair of consecutive legs, lots without a break and lots covered on every leg
+# per lot. Shipments: planned start (else registration) in [%(start)s, %(end)s). %(only)s (NULL: all)
+# keeps the atoms of the subjects of kind {kind} named in it. ``ex``: the period's exemptions.
+# ``hits``: the shipments whose atoms are kept; a lot is kept when one of its subjects is named.
+_SHIPMENT_CTES: Final = (
+    """
+WITH ex AS (
+    SELECT * FROM unnest(%(x_i)s::int[], %(x_ind)s::text[], %(x_kind)s::text[], %(x_id)s::text[],
+                         %(x_a)s::timestamptz[], %(x_b)s::timestamptz[]) AS u(i, indicator, kind, id, a, b)
+), s AS (
+    SELECT s.shipment_id AS sid, s.shipper_party_id AS shipper, s.origin_location_id AS origin,
+           s.destination_location_id AS dest, s.planned_start AS p_start, s.planned_end AS p_end,
+           COALESCE(s.planned_start, s.created_at) AS t_ref
+    FROM shipment s
+    WHERE COALESCE(s.planned_start, s.created_at) >= %(start)s
+      AND COALESCE(s.planned_start, s.created_at) < %(end)s
+), l AS (
+    -- the legs with their windows (the leg's, else the shipment's) and the leg before each
+    SELECT l.shipment_id AS sid, l.leg_no, l.carrier_party_id AS carrier, l.asset_id,
+           COALESCE(l.planned_start, s.p_start) AS la, COALESCE(l.planned_end, s.p_end) AS lb,
+           lag(l.leg_no) OVER w AS prev_leg, lag(l.asset_id) OVER w AS prev_asset,
+           lag(COALESCE(l.planned_end, s.p_end)) OVER w AS prev_lb
+    FROM shipment_leg l JOIN s ON s.sid = l.shipment_id
+    WINDOW w AS (PARTITION BY l.shipment_id ORDER BY l.leg_no)
+), la AS (
+    SELECT sid, array_agg(asset_id ORDER BY leg_no) FILTER (WHERE asset_id IS NOT NULL) AS assets,
+           array_agg(DISTINCT carrier) FILTER (WHERE carrier IS NOT NULL) AS carriers
+    FROM l GROUP BY sid
+), dv AS (
+    -- the devices mounted on its assets in the period (and during its planned window, when it has one)
+    SELECT l.sid, array_agg(DISTINCT m.device_id) AS devices
+    FROM l JOIN s USING (sid) JOIN device_mount m ON m.asset_id = l.asset_id
+    WHERE m.valid_from < %(end)s AND COALESCE(m.valid_to, 'infinity') > %(start)s
+      AND (s.p_start IS NULL OR s.p_end IS NULL
+           OR (GREATEST(m.valid_from, %(start)s) < s.p_end
+               AND LEAST(COALESCE(m.valid_to, 'infinity'), %(end)s) > s.p_start))
+    GROUP BY l.sid
+), fenced AS (
+    SELECT DISTINCT location_id FROM geofence
+), sh AS (
+    -- each shipment with its subjects and the first exit from the origin's geofence and first entry into
+    -- the destination's by an asset of its legs within the planned window
+    SELECT s.*, COALESCE(la.assets, '{{}}') AS assets, COALESCE(la.carriers, '{{}}') AS carriers,
+           COALESCE(dv.devices, '{{}}') AS devices,
+           fo.location_id IS NOT NULL AS o_fenced, fd.location_id IS NOT NULL AS d_fenced,
+           (SELECT min(c.crossed_at) FROM unnest(la.assets) AS a(asset_id) CROSS JOIN LATERAL (
+                SELECT c.crossed_at FROM geofence_crossing c
+                WHERE c.asset_id = a.asset_id AND c.location_id = s.origin AND c.direction = 'exit'
+                  AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
+                  AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
+                ORDER BY c.crossed_at LIMIT 1) c) AS exit_at,
+           (SELECT min(c.crossed_at) FROM unnest(la.assets) AS a(asset_id) CROSS JOIN LATERAL (
+                SELECT c.crossed_at FROM geofence_crossing c
+                WHERE c.asset_id = a.asset_id AND c.location_id = s.dest AND c.direction = 'enter'
+                  AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
+                  AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
+                ORDER BY c.crossed_at LIMIT 1) c) AS enter_at
+    FROM s LEFT JOIN la USING (sid) LEFT JOIN dv USING (sid)
+    LEFT JOIN fenced fo ON fo.location_id = s.origin
+    LEFT JOIN fenced fd ON fd.location_id = s.dest
+), tr AS (
+    -- the kept shipments, with their exemptions and their transit: from leaving the origin (else the
+    -- planned start) to reaching the destination (else the planned end), clipped to the period, at hours
+    SELECT sh.*, """
+    + _exempt("track_matching", "sh.t_ref", _shipment_subject("sh"))
+    + """ AS x_track, """
+    + _exempt("trajectory_anomalies", "sh.t_ref", _shipment_subject("sh"))
+    + """ AS x_traj, """
+    + _exempt("handover", "sh.t_ref", _shipment_subject("sh"))
+    + """ AS x_hand,
+           CASE WHEN tb > ta THEN ta END AS span_a, CASE WHEN tb > ta THEN tb END AS span_b
+    FROM sh CROSS JOIN LATERAL (
+        SELECT """
+    + _ceil_hour("GREATEST(COALESCE(sh.exit_at, sh.p_start), %(start)s)")
+    + """ AS ta, """
+    + _ceil_hour("LEAST(COALESCE(sh.enter_at, sh.p_end), %(end)s)")
+    + """ AS tb
+    ) t
+    WHERE %(only)s::text[] IS NULL OR {ids_sh} && %(only)s::text[]
+), p AS (
+    -- the parts judged for trajectory anomalies: each leg's asset over the hours of the transit it spans
+    SELECT (row_number() OVER ())::int AS pid, sid, asset_id, a, b FROM (
+        SELECT tr.sid, l.asset_id,
+               GREATEST("""
+    + _ceil_hour("COALESCE(l.la, tr.span_a)")
+    + """, tr.span_a) AS a,
+               LEAST("""
+    + _ceil_hour("COALESCE(l.lb, tr.span_b)")
+    + """, tr.span_b) AS b
+        FROM tr JOIN l USING (sid)
+        WHERE tr.span_a IS NOT NULL AND cardinality(tr.x_traj) = 0 AND l.asset_id IS NOT NULL
+    ) q WHERE b > a
+), """
+    + _TRAJECTORY_CTES
+    + """, an AS (
+    SELECT p.sid, count(cut.pid) AS n FROM p LEFT JOIN cut USING (pid) GROUP BY p.sid
+), sl AS (
+    SELECT sl.shipment_id AS sid, sl.lot_id, lo.owner_party_id AS owner
+    FROM shipment_lot sl JOIN lot lo USING (lot_id) JOIN s ON s.sid = sl.shipment_id
+), lsub AS (
+    -- a lot's subjects: its shipments' (but their shippers: its owner, else their shippers)
+    SELECT DISTINCT sl.lot_id, u.kind, u.id
+    FROM sl JOIN sh USING (sid)
+    CROSS JOIN LATERAL (
+        SELECT 'carrier' AS kind, c AS id FROM unnest(sh.carriers) c
+        UNION ALL SELECT 'asset', a FROM unnest(sh.assets) a
+        UNION ALL SELECT 'device', d FROM unnest(sh.devices) d
+        UNION ALL SELECT 'site', sh.origin
+        UNION ALL SELECT 'shipper', COALESCE(sl.owner, sh.shipper)
+    ) u
+    WHERE u.id IS NOT NULL AND u.id <> ''
+), lt AS (
+    SELECT sl.lot_id, min(sh.t_ref) AS ref, array_agg(sl.sid ORDER BY sl.sid) AS shipments,
+           (SELECT h.verdict FROM verdict_history h WHERE h.subject_kind = 'lot' AND h.subject_id = sl.lot_id
+            ORDER BY h.version DESC LIMIT 1) AS verdict
+    FROM sl JOIN sh USING (sid)
+    WHERE %(only)s::text[] IS NULL
+       OR EXISTS (SELECT 1 FROM lsub WHERE lsub.lot_id = sl.lot_id AND lsub.kind = '{kind}'
+                  AND lsub.id = ANY(%(only)s::text[]))
+    GROUP BY sl.lot_id
+), ho AS (
+    -- the handoffs of the kept shipments: one leg to the next, at the first's end (else the next's start)
+    SELECT l.sid, l.prev_leg AS from_leg, l.leg_no AS to_leg, l.prev_asset AS from_asset,
+           l.asset_id AS to_asset, COALESCE(l.prev_lb, l.la) AS at
+    FROM l JOIN tr USING (sid) WHERE l.prev_leg IS NOT NULL
+), ck AS (
+    -- temperature evidence asked for: every leg of a shipment carrying a kept lot, and both sides of
+    -- every handoff that is not exempt
+    SELECT 'leg' AS side, l.sid, l.leg_no, l.asset_id, l.la AS a, l.lb AS b
+    FROM l WHERE l.asset_id IS NOT NULL AND l.la IS NOT NULL AND l.lb > l.la
+      AND l.sid IN (SELECT sl.sid FROM sl JOIN lt USING (lot_id))
+    UNION ALL
+    SELECT 'out', ho.sid, ho.to_leg, ho.from_asset, ho.at - interval '1 hour', ho.at
+    FROM ho JOIN tr USING (sid) WHERE ho.from_asset IS NOT NULL AND ho.at IS NOT NULL
+      AND cardinality(tr.x_hand) = 0
+    UNION ALL
+    SELECT 'in', ho.sid, ho.to_leg, ho.to_asset, ho.at, ho.at + interval '1 hour'
+    FROM ho JOIN tr USING (sid) WHERE ho.to_asset IS NOT NULL AND ho.at IS NOT NULL
+      AND cardinality(tr.x_hand) = 0
+), tser AS MATERIALIZED (
+    -- each asset's temperature series once: the devices mounted on it, when
+    SELECT x.asset_id, s.series_id, s.valid_from, s.valid_to
+    FROM (SELECT DISTINCT asset_id FROM ck) x
+    CROSS JOIN LATERAL asset_evidence_series(x.asset_id) s
+    WHERE """
+    + _TEMP
+    + """
+), ev AS (
+    -- whether the asset has a temperature value in an hour bucket overlapping [a, b) from a device
+    -- mounted on it then
+    SELECT ck.*, EXISTS (
+        SELECT 1 FROM tser t
+        JOIN reading_1h r ON r.series_id = t.series_id
+             AND r.bucket >= date_bin(interval '1 hour', GREATEST(ck.a, t.valid_from),
+                                      TIMESTAMPTZ '2000-01-01 00:00:00+00')
+             AND r.bucket < LEAST(ck.b, COALESCE(t.valid_to, 'infinity'))
+        WHERE t.asset_id = ck.asset_id AND r.n > 0) AS ok
+    FROM ck
+), lcov AS (
+    -- per kept lot: its shipments' legs, and those without evidence
+    SELECT sl.lot_id, count(l.leg_no) AS legs,
+           array_agg(l.sid || '#' || l.leg_no ORDER BY l.sid, l.leg_no)
+               FILTER (WHERE l.leg_no IS NOT NULL AND ev.ok IS NOT TRUE) AS uncovered
+    FROM lt JOIN sl USING (lot_id) LEFT JOIN l USING (sid)
+    LEFT JOIN ev ON ev.side = 'leg' AND ev.sid = l.sid AND ev.leg_no = l.leg_no
+    GROUP BY sl.lot_id
+), lx AS (
+    SELECT lt.*, lcov.legs, COALESCE(lcov.uncovered, '{{}}') AS uncovered, """
+    + _exempt(
+        "lots_unbroken",
+        "lt.ref",
+        _LOT_SUBJECT,
+    )
+    + """ AS x_unbroken, """
+    + _exempt(
+        "coverage_lots",
+        "lt.ref",
+        _LOT_SUBJECT,
+    )
+    + """ AS x_cover,
+           ARRAY(SELECT lsub.id FROM lsub WHERE lsub.lot_id = lt.lot_id AND lsub.kind = '{kind}'
+                 ORDER BY lsub.id) AS ids
+    FROM lt JOIN lcov USING (lot_id)
+), atoms AS (
+    -- indicator, numerator, denominator, exemptions used, ids of kind {kind}, and what the drill-down shows
+    SELECT 'track_matching' AS ind, tr.sid, NULL::text AS lot_id,
+           CASE WHEN cardinality(tr.x_track) > 0 OR NOT (tr.origin IS NOT NULL AND tr.dest IS NOT NULL
+                     AND tr.o_fenced AND tr.d_fenced) THEN 0
+                WHEN tr.exit_at <= tr.enter_at THEN 1 ELSE 0 END::float8 AS num,
+           CASE WHEN cardinality(tr.x_track) > 0 OR NOT (tr.origin IS NOT NULL AND tr.dest IS NOT NULL
+                     AND tr.o_fenced AND tr.d_fenced) THEN 0 ELSE 1 END::float8 AS den,
+           tr.x_track AS used, {ids_tr} AS ids,
+           CASE WHEN cardinality(tr.x_track) > 0 THEN 'exempt'
+                WHEN NOT (tr.origin IS NOT NULL AND tr.dest IS NOT NULL AND tr.o_fenced AND tr.d_fenced)
+                    THEN 'no_geofence'
+                WHEN tr.exit_at <= tr.enter_at THEN 'matched'
+                WHEN tr.exit_at IS NULL THEN 'never_left_origin'
+                ELSE 'never_reached_destination' END AS what,
+           NULL::int AS n, NULL::float8 AS hours, NULL::int AS from_leg, NULL::int AS to_leg,
+           NULL::timestamptz AS at, NULL::text AS from_asset, NULL::text AS to_asset,
+           NULL::boolean AS before, NULL::boolean AS after
+    FROM tr
+    UNION ALL
+    SELECT 'trajectory_anomalies', tr.sid, NULL,
+           CASE WHEN cardinality(tr.x_traj) > 0 THEN 0
+                WHEN an.sid IS NOT NULL THEN an.n
+                WHEN EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600 >= %(silent_hours)s THEN 1
+                ELSE 0 END,
+           CASE WHEN cardinality(tr.x_traj) > 0 THEN 0
+                ELSE EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600 END,
+           tr.x_traj, {ids_tr},
+           CASE WHEN cardinality(tr.x_traj) > 0 THEN 'exempt' WHEN an.sid IS NULL THEN 'unjudged'
+                ELSE 'judged' END,
+           an.n, EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM tr LEFT JOIN an USING (sid)
+    WHERE cardinality(tr.x_traj) > 0 OR tr.span_a IS NOT NULL
+    UNION ALL
+    SELECT 'handover', ho.sid, NULL,
+           CASE WHEN cardinality(tr.x_hand) = 0 AND COALESCE(o.ok, false) AND COALESCE(i.ok, false)
+                THEN 1 ELSE 0 END,
+           CASE WHEN cardinality(tr.x_hand) > 0 THEN 0 ELSE 1 END,
+           tr.x_hand, {ids_tr}, CASE WHEN cardinality(tr.x_hand) > 0 THEN 'exempt' ELSE 'judged' END,
+           NULL, NULL, ho.from_leg, ho.to_leg, ho.at, ho.from_asset, ho.to_asset,
+           COALESCE(o.ok, false), COALESCE(i.ok, false)
+    FROM ho JOIN tr USING (sid)
+    LEFT JOIN ev o ON o.side = 'out' AND o.sid = ho.sid AND o.leg_no = ho.to_leg
+    LEFT JOIN ev i ON i.side = 'in' AND i.sid = ho.sid AND i.leg_no = ho.to_leg
+    UNION ALL
+    SELECT 'lots_unbroken', NULL, lx.lot_id,
+           CASE WHEN cardinality(lx.x_unbroken) = 0 AND lx.verdict IS DISTINCT FROM 'broken' THEN 1
+                ELSE 0 END,
+           CASE WHEN cardinality(lx.x_unbroken) > 0 THEN 0 ELSE 1 END,
+           lx.x_unbroken, lx.ids, CASE WHEN cardinality(lx.x_unbroken) > 0 THEN 'exempt' ELSE 'judged' END,
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM lx
+    UNION ALL
+    SELECT 'coverage_lots', NULL, lx.lot_id,
+           CASE WHEN cardinality(lx.x_cover) = 0 AND lx.legs > 0 AND cardinality(lx.uncovered) = 0 THEN 1
+                ELSE 0 END,
+           CASE WHEN cardinality(lx.x_cover) > 0 THEN 0 ELSE 1 END,
+           lx.x_cover, lx.ids, CASE WHEN cardinality(lx.x_cover) > 0 THEN 'exempt' ELSE 'judged' END,
+           lx.legs, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM lx
+)"""
+)
+
+_SHIPMENT_BOARD: Final = """
+SELECT a.ind, x.id, sum(a.num), sum(a.den), count(*),
+       (SELECT array_agg(DISTINCT u ORDER BY u) FROM atoms b CROSS JOIN LATERAL unnest(b.ids) y(id)
+        CROSS JOIN LATERAL unnest(b.used) u WHERE b.ind = a.ind AND y.id = x.id) AS used
+FROM atoms a CROSS JOIN LATERAL unnest(a.ids) x(id)
+WHERE x.id IS NOT NULL AND x.id <> ''
+GROUP BY a.ind, x.id"""
+
+_SHIPMENT_DRILL: Final = """
+SELECT a.ind, a.sid, a.lot_id, a.num, a.den, a.used, a.ids, a.what, a.n, a.hours, a.from_leg, a.to_leg, a.at,
+       a.from_asset, a.to_asset, a.before, a.after, tr.origin, tr.dest, tr.p_start, tr.p_end, tr.exit_at,
+       tr.enter_at, tr.span_a, tr.span_b, lx.shipments, lx.verdict, lx.uncovered
+FROM atoms a LEFT JOIN tr USING (sid) LEFT JOIN lx USING (lot_id)
+ORDER BY a.ind, a.sid NULLS LAST, a.from_leg NULLS FIRST, a.lot_id"""
+
+_SHIPMENT_FOUND: Final = """
+SELECT p.sid, cut.kind, cut.t_from, cut.t_to, cut.figure FROM cut JOIN p USING (pid)
+ORDER BY p.sid, cut.t_from, cut.kind"""
+
+
+def shipment_atoms(kind: str, part: str) -> str:
+    """The shipment-side statement for subject kind ``kind``: ``part`` "board" (per indicator and subject
+    id: numerator, denominator, atoms, exemptions used), "drill" (every atom with what it shows) or
+    "found" (each trajectory anomaly of the kept shipments)."""
+    ids = _SHIPMENT_IDS[kind]
+    ctes = _SHIPMENT_CTES.format(kind=kind, ids_sh=ids.format(a="sh"), ids_tr=ids.format(a="tr"))
+    tail = {"board": _SHIPMENT_BOARD, "drill": _SHIPMENT_DRILL, "found": _SHIPMENT_FOUND}[part]
+    return ctes + tail
