@@ -98,19 +98,26 @@ SELECT pid, sum(monitored), sum(in_range) FROM (
 )
 
 # The gateway's per device-day counters over the period's days, per device (with the asset it was mounted
-# on that day: the latest mount overlapping the day), leaving out the (device, day) pairs exempt from
-# conformance (%(cx_*)s) or sequence integrity (%(sx_*)s).
+# on that day: the latest mount overlapping the day, joined set-wise), leaving out the (device, day) pairs
+# exempt from conformance (%(cx_*)s) or sequence integrity (%(sx_*)s).
 DEVICE_DAYS: Final = """
-WITH dd AS (
-    SELECT dd.*, (SELECT m.asset_id FROM device_mount m
-                  WHERE m.device_id = dd.device_id AND m.valid_from < dd.day + 1
-                    AND COALESCE(m.valid_to, 'infinity') > dd.day::timestamptz
-                  ORDER BY m.valid_from DESC LIMIT 1) AS asset_id,
-           EXISTS (SELECT 1 FROM unnest(%(cx_dev)s::text[], %(cx_day)s::date[]) x(d, day)
-                   WHERE x.d = dd.device_id AND x.day = dd.day) AS c_exempt,
-           EXISTS (SELECT 1 FROM unnest(%(sx_dev)s::text[], %(sx_day)s::date[]) x(d, day)
-                   WHERE x.d = dd.device_id AND x.day = dd.day) AS s_exempt
-    FROM device_day dd WHERE dd.day >= %(first)s AND dd.day < %(stop)s
+WITH cx AS (
+    SELECT DISTINCT d, day FROM unnest(%(cx_dev)s::text[], %(cx_day)s::date[]) x(d, day)
+), sx AS (
+    SELECT DISTINCT d, day FROM unnest(%(sx_dev)s::text[], %(sx_day)s::date[]) x(d, day)
+), mt AS (
+    SELECT device_id, asset_id, valid_from, COALESCE(valid_to, 'infinity') AS valid_to FROM device_mount
+    WHERE valid_from < %(stop)s::date + 1 AND COALESCE(valid_to, 'infinity') > %(first)s::date::timestamptz
+), dd AS (
+    SELECT DISTINCT ON (dd.device_id, dd.day) dd.*, mt.asset_id,
+           cx.d IS NOT NULL AS c_exempt, sx.d IS NOT NULL AS s_exempt
+    FROM device_day dd
+    LEFT JOIN mt ON mt.device_id = dd.device_id AND mt.valid_from < dd.day + 1
+                AND mt.valid_to > dd.day::timestamptz
+    LEFT JOIN cx ON cx.d = dd.device_id AND cx.day = dd.day
+    LEFT JOIN sx ON sx.d = dd.device_id AND sx.day = dd.day
+    WHERE dd.day >= %(first)s AND dd.day < %(stop)s
+    ORDER BY dd.device_id, dd.day, mt.valid_from DESC
 )
 SELECT device_id, asset_id,
        COALESCE(sum(received) FILTER (WHERE NOT c_exempt), 0),
