@@ -204,3 +204,26 @@ def test_a_granted_exemption_takes_time_out(world: str) -> None:
     b = _cards(world, "carrier")[CAR_B]
     assert _nd(b, "completeness") == (216, 216, 1.0)
     assert [e.reason for e in b.indicators["completeness"].exemptions] == ["device in repair"]
+
+
+def test_exemptions_take_shipments_lots_and_handoffs_out(world: str) -> None:
+    """An exemption of every indicator for a device covering a shipment's planned start takes that
+    shipment (and its lot and handoff) out of the shipment-side indicators of every subject it counts
+    for, and is listed there; a shipment it does not name keeps its figures."""
+    with psycopg.connect(world) as conn:
+        grant_exemption(
+            conn, Exemption("*", "device", "dev-b", at(-1), at(1), "logger recalled", "inspector Wang", T0)
+        )
+        conn.commit()
+    cards = _cards(world, "carrier")
+    b, a = cards[CAR_B], cards[CAR_A]
+    for key in ("track_matching", "trajectory_anomalies", "handover", "lots_unbroken", "coverage_lots"):
+        assert _nd(b, key) == (0, 0, None), key
+        assert [e.reason for e in b.indicators[key].exemptions] == ["logger recalled"], key
+        assert b.indicators[key].note == "everything was exempt or not applicable", key
+    assert _nd(a, "track_matching") == (1, 1, 1.0)
+    assert _nd(a, "lots_unbroken") == (1, 1, 1.0)
+    assert a.indicators["track_matching"].exemptions == []
+    shipper = _cards(world, "shipper")[SHIPPER]  # S2's lot counts for the shipper too
+    assert _nd(shipper, "coverage_lots") == (1, 1, 1.0)
+    assert [e.reason for e in shipper.indicators["coverage_lots"].exemptions] == ["logger recalled"]

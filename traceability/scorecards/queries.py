@@ -135,6 +135,7 @@ WHERE day >= %(first)s AND day < %(stop)s
                   WHERE x.d = dd.device_id AND x.day = dd.day)
 GROUP BY device_id, reason ORDER BY device_id, reason"""
 
+
 # Great-circle distance (haversine, mean Earth radius 6 371 008.8 m: IUGG) between two positions, metres.
 def _haversine(lat1: str, lon1: str, lat2: str, lon2: str) -> str:
     return (
@@ -383,11 +384,12 @@ def _ceil_hour(t: str) -> str:
     return f"(CASE WHEN {binned} = {t} THEN {t} ELSE {binned} + interval '1 hour' END)"
 
 
-def _exempt(indicator: str, at: str, subjects: str) -> str:
+def _exempt(indicator: str, at: str, subjects: str, source: str = "ex") -> str:
     """The indexes (into the caller's list) of the exemptions of ``indicator`` covering time ``at`` that
-    name a subject of the atom; ``subjects`` is SQL true when (ex.kind, ex.id) is one of them."""
+    name a subject of the atom; ``subjects`` is SQL true when (ex.kind, ex.id) is one of them; ``source``
+    the relation the exemptions are read from, as ``ex``."""
     return (
-        f"ARRAY(SELECT ex.i FROM ex WHERE ex.indicator IN ('{indicator}', '*') AND ex.a <= {at}"
+        f"ARRAY(SELECT ex.i FROM {source} ex WHERE ex.indicator IN ('{indicator}', '*') AND ex.a <= {at}"
         f" AND {at} < ex.b AND ({subjects}) ORDER BY ex.i)"
     )
 
@@ -399,11 +401,6 @@ def _shipment_subject(alias: str) -> str:
         f" WHEN 'site' THEN ex.id = {alias}.origin WHEN 'shipper' THEN ex.id = {alias}.shipper ELSE false END"
     )
 
-
-# An exemption's subject is one of the lot's.
-_LOT_SUBJECT: Final = (
-    "EXISTS (SELECT 1 FROM lsub WHERE lsub.lot_id = lt.lot_id AND lsub.kind = ex.kind AND lsub.id = ex.id)"
-)
 
 # The ids of one subject kind a shipment counts for (the carriers and assets of its legs, the devices
 # mounted on those assets during it, its origin site, its shipper).
@@ -533,8 +530,8 @@ WITH ex AS (
             ORDER BY h.version DESC LIMIT 1) AS verdict
     FROM sl JOIN sh USING (sid)
     WHERE %(only)s::text[] IS NULL
-       OR EXISTS (SELECT 1 FROM lsub WHERE lsub.lot_id = sl.lot_id AND lsub.kind = '{kind}'
-                  AND lsub.id = ANY(%(only)s::text[]))
+       OR sl.lot_id IN (SELECT lsub.lot_id FROM lsub WHERE lsub.kind = '{kind}'
+                        AND lsub.id = ANY(%(only)s::text[]))
     GROUP BY sl.lot_id
 ), ho AS (
     -- the handoffs of the kept shipments: one leg to the next, at the first's end (else the next's start)
@@ -582,23 +579,29 @@ WITH ex AS (
     FROM lt JOIN sl USING (lot_id) LEFT JOIN l USING (sid)
     LEFT JOIN ev ON ev.side = 'leg' AND ev.sid = l.sid AND ev.leg_no = l.leg_no
     GROUP BY sl.lot_id
+), lids AS (
+    SELECT lot_id, array_agg(id ORDER BY id) AS ids FROM lsub WHERE kind = '{kind}' GROUP BY lot_id
+), lxm AS (
+    -- the exemptions naming one of a lot's subjects (then matched on indicator and time per lot)
+    SELECT DISTINCT lsub.lot_id, ex.* FROM lsub JOIN ex ON ex.kind = lsub.kind AND ex.id = lsub.id
 ), lx AS (
-    SELECT lt.*, lcov.legs, COALESCE(lcov.uncovered, '{{}}') AS uncovered, """
+    SELECT lt.*, lcov.legs, COALESCE(lcov.uncovered, '{{}}') AS uncovered, COALESCE(lids.ids, '{{}}') AS ids,
+           """
     + _exempt(
         "lots_unbroken",
         "lt.ref",
-        _LOT_SUBJECT,
+        "ex.lot_id = lt.lot_id",
+        "lxm",
     )
     + """ AS x_unbroken, """
     + _exempt(
         "coverage_lots",
         "lt.ref",
-        _LOT_SUBJECT,
+        "ex.lot_id = lt.lot_id",
+        "lxm",
     )
-    + """ AS x_cover,
-           ARRAY(SELECT lsub.id FROM lsub WHERE lsub.lot_id = lt.lot_id AND lsub.kind = '{kind}'
-                 ORDER BY lsub.id) AS ids
-    FROM lt JOIN lcov USING (lot_id)
+    + """ AS x_cover
+    FROM lt JOIN lcov USING (lot_id) LEFT JOIN lids USING (lot_id)
 ), atoms AS (
     -- indicator, numerator, denominator, exemptions used, ids of kind {kind}, and what the drill-down shows
     SELECT 'track_matching' AS ind, tr.sid, NULL::text AS lot_id,
