@@ -227,3 +227,18 @@ def test_exemptions_take_shipments_lots_and_handoffs_out(world: str) -> None:
     shipper = _cards(world, "shipper")[SHIPPER]  # S2's lot counts for the shipper too
     assert _nd(shipper, "coverage_lots") == (1, 1, 1.0)
     assert [e.reason for e in shipper.indicators["coverage_lots"].exemptions] == ["logger recalled"]
+
+
+def test_a_shippers_exemption_takes_its_lots_out(world: str) -> None:
+    """A lot counts for its owner as shipper: an exemption of the owner takes the lot out of every
+    subject's lot indicators (carriers included), and nothing else."""
+    with psycopg.connect(world) as conn:
+        grant_exemption(
+            conn, Exemption("lots_unbroken", "shipper", SHIPPER, at(-1), at(1), "recall", "inspector Li", T0)
+        )
+        conn.commit()
+    a = _cards(world, "carrier")[CAR_A]
+    assert _nd(a, "lots_unbroken") == (0, 0, None)
+    assert [e.reason for e in a.indicators["lots_unbroken"].exemptions] == ["recall"]
+    assert _nd(a, "coverage_lots") == (1, 1, 1.0)
+    assert _nd(a, "track_matching") == (1, 1, 1.0)

@@ -450,27 +450,26 @@ WITH ex AS (
            OR (GREATEST(m.valid_from, %(start)s) < s.p_end
                AND LEAST(COALESCE(m.valid_to, 'infinity'), %(end)s) > s.p_start))
     GROUP BY l.sid
+), cx AS (
+    -- the first exit from the origin's geofence and first entry into the destination's by an asset of
+    -- its legs within the planned window (each leg's asset's crossings in that window, by index range)
+    SELECT l.sid,
+           min(c.crossed_at) FILTER (WHERE c.location_id = s.origin AND c.direction = 'exit') AS exit_at,
+           min(c.crossed_at) FILTER (WHERE c.location_id = s.dest AND c.direction = 'enter') AS enter_at
+    FROM l JOIN s USING (sid)
+    JOIN geofence_crossing c ON c.asset_id = l.asset_id
+         AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
+         AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
+    GROUP BY l.sid
 ), fenced AS (
     SELECT DISTINCT location_id FROM geofence
 ), sh AS (
-    -- each shipment with its subjects and the first exit from the origin's geofence and first entry into
-    -- the destination's by an asset of its legs within the planned window
+    -- each shipment with its subjects and crossings
     SELECT s.*, COALESCE(la.assets, '{{}}') AS assets, COALESCE(la.carriers, '{{}}') AS carriers,
            COALESCE(dv.devices, '{{}}') AS devices,
            fo.location_id IS NOT NULL AS o_fenced, fd.location_id IS NOT NULL AS d_fenced,
-           (SELECT min(c.crossed_at) FROM unnest(la.assets) AS a(asset_id) CROSS JOIN LATERAL (
-                SELECT c.crossed_at FROM geofence_crossing c
-                WHERE c.asset_id = a.asset_id AND c.location_id = s.origin AND c.direction = 'exit'
-                  AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
-                  AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
-                ORDER BY c.crossed_at LIMIT 1) c) AS exit_at,
-           (SELECT min(c.crossed_at) FROM unnest(la.assets) AS a(asset_id) CROSS JOIN LATERAL (
-                SELECT c.crossed_at FROM geofence_crossing c
-                WHERE c.asset_id = a.asset_id AND c.location_id = s.dest AND c.direction = 'enter'
-                  AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
-                  AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
-                ORDER BY c.crossed_at LIMIT 1) c) AS enter_at
-    FROM s LEFT JOIN la USING (sid) LEFT JOIN dv USING (sid)
+           cx.exit_at, cx.enter_at
+    FROM s LEFT JOIN la USING (sid) LEFT JOIN dv USING (sid) LEFT JOIN cx USING (sid)
     LEFT JOIN fenced fo ON fo.location_id = s.origin
     LEFT JOIN fenced fd ON fd.location_id = s.dest
 ), tr AS (
@@ -512,26 +511,19 @@ WITH ex AS (
 ), sl AS (
     SELECT sl.shipment_id AS sid, sl.lot_id, lo.owner_party_id AS owner
     FROM shipment_lot sl JOIN lot lo USING (lot_id) JOIN s ON s.sid = sl.shipment_id
-), lsub AS (
-    -- a lot's subjects: its shipments' (but their shippers: its owner, else their shippers)
-    SELECT DISTINCT sl.lot_id, u.kind, u.id
-    FROM sl JOIN sh USING (sid)
-    CROSS JOIN LATERAL (
-        SELECT 'carrier' AS kind, c AS id FROM unnest(sh.carriers) c
-        UNION ALL SELECT 'asset', a FROM unnest(sh.assets) a
-        UNION ALL SELECT 'device', d FROM unnest(sh.devices) d
-        UNION ALL SELECT 'site', sh.origin
-        UNION ALL SELECT 'shipper', COALESCE(sl.owner, sh.shipper)
-    ) u
-    WHERE u.id IS NOT NULL AND u.id <> ''
+), lids AS (
+    -- a lot's ids of kind {kind}: its shipments' (but as shipper: its owner, else its shipments' shippers)
+    SELECT sl.lot_id, array_agg(DISTINCT x.id ORDER BY x.id) AS ids
+    FROM sl JOIN sh USING (sid) CROSS JOIN LATERAL unnest({ids_lot}) x(id)
+    WHERE x.id IS NOT NULL AND x.id <> ''
+    GROUP BY sl.lot_id
 ), lt AS (
     SELECT sl.lot_id, min(sh.t_ref) AS ref, array_agg(sl.sid ORDER BY sl.sid) AS shipments,
            (SELECT h.verdict FROM verdict_history h WHERE h.subject_kind = 'lot' AND h.subject_id = sl.lot_id
             ORDER BY h.version DESC LIMIT 1) AS verdict
     FROM sl JOIN sh USING (sid)
     WHERE %(only)s::text[] IS NULL
-       OR sl.lot_id IN (SELECT lsub.lot_id FROM lsub WHERE lsub.kind = '{kind}'
-                        AND lsub.id = ANY(%(only)s::text[]))
+       OR sl.lot_id IN (SELECT lids.lot_id FROM lids WHERE lids.ids && %(only)s::text[])
     GROUP BY sl.lot_id
 ), ho AS (
     -- the handoffs of the kept shipments: one leg to the next, at the first's end (else the next's start)
@@ -562,15 +554,15 @@ WITH ex AS (
     + """
 ), ev AS (
     -- whether the asset has a temperature value in an hour bucket overlapping [a, b) from a device
-    -- mounted on it then
-    SELECT ck.*, EXISTS (
-        SELECT 1 FROM tser t
-        JOIN reading_1h r ON r.series_id = t.series_id
-             AND r.bucket >= date_bin(interval '1 hour', GREATEST(ck.a, t.valid_from),
-                                      TIMESTAMPTZ '2000-01-01 00:00:00+00')
-             AND r.bucket < LEAST(ck.b, COALESCE(t.valid_to, 'infinity'))
-        WHERE t.asset_id = ck.asset_id AND r.n > 0) AS ok
-    FROM ck
+    -- mounted on it then (each check joined to its asset's series, one index probe per series)
+    SELECT ck.side, ck.sid, ck.leg_no, COALESCE(bool_or(EXISTS (
+        SELECT 1 FROM reading_1h r
+        WHERE r.series_id = t.series_id
+          AND r.bucket >= date_bin(interval '1 hour', GREATEST(ck.a, t.valid_from),
+                                   TIMESTAMPTZ '2000-01-01 00:00:00+00')
+          AND r.bucket < LEAST(ck.b, COALESCE(t.valid_to, 'infinity')) AND r.n > 0)), false) AS ok
+    FROM ck LEFT JOIN tser t ON t.asset_id = ck.asset_id
+    GROUP BY ck.side, ck.sid, ck.leg_no
 ), lcov AS (
     -- per kept lot: its shipments' legs, and those without evidence
     SELECT sl.lot_id, count(l.leg_no) AS legs,
@@ -579,11 +571,12 @@ WITH ex AS (
     FROM lt JOIN sl USING (lot_id) LEFT JOIN l USING (sid)
     LEFT JOIN ev ON ev.side = 'leg' AND ev.sid = l.sid AND ev.leg_no = l.leg_no
     GROUP BY sl.lot_id
-), lids AS (
-    SELECT lot_id, array_agg(id ORDER BY id) AS ids FROM lsub WHERE kind = '{kind}' GROUP BY lot_id
 ), lxm AS (
-    -- the exemptions naming one of a lot's subjects (then matched on indicator and time per lot)
-    SELECT DISTINCT lsub.lot_id, ex.* FROM lsub JOIN ex ON ex.kind = lsub.kind AND ex.id = lsub.id
+    -- the exemptions naming a subject of a lot (then matched on indicator and time per lot)
+    SELECT DISTINCT sl.lot_id, ex.*
+    FROM sl JOIN sh USING (sid)
+    JOIN ex ON CASE ex.kind WHEN 'shipper' THEN ex.id = COALESCE(sl.owner, sh.shipper)
+                            ELSE ex.kind <> 'shipper' AND ({lot_subject}) END
 ), lx AS (
     SELECT lt.*, lcov.legs, COALESCE(lcov.uncovered, '{{}}') AS uncovered, COALESCE(lids.ids, '{{}}') AS ids,
            """
@@ -665,13 +658,17 @@ WITH ex AS (
 )"""
 )
 
-_SHIPMENT_BOARD: Final = """
-SELECT a.ind, x.id, sum(a.num), sum(a.den), count(*),
-       (SELECT array_agg(DISTINCT u ORDER BY u) FROM atoms b CROSS JOIN LATERAL unnest(b.ids) y(id)
-        CROSS JOIN LATERAL unnest(b.used) u WHERE b.ind = a.ind AND y.id = x.id) AS used
-FROM atoms a CROSS JOIN LATERAL unnest(a.ids) x(id)
-WHERE x.id IS NOT NULL AND x.id <> ''
-GROUP BY a.ind, x.id"""
+_SHIPMENT_BOARD: Final = """, sums AS (
+    SELECT a.ind, x.id, sum(a.num) AS num, sum(a.den) AS den, count(*) AS n
+    FROM atoms a CROSS JOIN LATERAL unnest(a.ids) x(id)
+    WHERE x.id IS NOT NULL AND x.id <> ''
+    GROUP BY a.ind, x.id
+), used AS (
+    SELECT a.ind, x.id, array_agg(DISTINCT u ORDER BY u) AS used
+    FROM atoms a CROSS JOIN LATERAL unnest(a.used) u CROSS JOIN LATERAL unnest(a.ids) x(id)
+    GROUP BY a.ind, x.id
+)
+SELECT sums.ind, sums.id, sums.num, sums.den, sums.n, used.used FROM sums LEFT JOIN used USING (ind, id)"""
 
 _SHIPMENT_DRILL: Final = """
 SELECT a.ind, a.sid, a.lot_id, a.num, a.den, a.used, a.ids, a.what, a.n, a.hours, a.from_leg, a.to_leg, a.at,
@@ -685,11 +682,21 @@ SELECT p.sid, cut.kind, cut.t_from, cut.t_to, cut.figure FROM cut JOIN p USING (
 ORDER BY p.sid, cut.t_from, cut.kind"""
 
 
+# The ids of one subject kind a lot counts for (``sl``: its shipment_lot row with the lot's owner).
+_LOT_IDS: Final = {**_SHIPMENT_IDS, "shipper": "ARRAY[COALESCE({l}.owner, {a}.shipper)]"}
+
+
 def shipment_atoms(kind: str, part: str) -> str:
     """The shipment-side statement for subject kind ``kind``: ``part`` "board" (per indicator and subject
     id: numerator, denominator, atoms, exemptions used), "drill" (every atom with what it shows) or
     "found" (each trajectory anomaly of the kept shipments)."""
     ids = _SHIPMENT_IDS[kind]
-    ctes = _SHIPMENT_CTES.format(kind=kind, ids_sh=ids.format(a="sh"), ids_tr=ids.format(a="tr"))
+    ctes = _SHIPMENT_CTES.format(
+        kind=kind,
+        ids_sh=ids.format(a="sh"),
+        ids_tr=ids.format(a="tr"),
+        ids_lot=_LOT_IDS[kind].format(a="sh", l="sl"),
+        lot_subject=_shipment_subject("sh"),
+    )
     tail = {"board": _SHIPMENT_BOARD, "drill": _SHIPMENT_DRILL, "found": _SHIPMENT_FOUND}[part]
     return ctes + tail
