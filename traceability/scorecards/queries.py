@@ -148,26 +148,31 @@ def _track(hours: str) -> str:
     """One asset's position hours (``hours``: bucket, lat_lo, lat_hi, lat, lon_lo, lon_hi, lon) in time
     order, each with the position hour before and after it, keeping only the hours that may hold an
     anomaly (see TRAJECTORY_ANOMALIES), told apart by bounds of the distance, which is at least the
-    latitude's arc and at most the latitude's and longitude's arcs together (the exact test follows)."""
+    latitude's arc and at most the latitude's and longitude's arcs together (the exact test follows);
+    ``island``: for an hour within %(still_m)s, the key of its run of such hours (NULL otherwise)."""
     return (
         """
-        SELECT y.*, """
+        SELECT z.*, CASE WHEN z.extent_m <= %(still_m)s THEN z.bucket - interval '1 hour' * row_number()
+                         OVER (PARTITION BY z.extent_m <= %(still_m)s ORDER BY z.bucket) END AS island
+        FROM (
+            SELECT y.*, """
         + _haversine("y.lat_lo", "y.lon_lo", "y.lat_hi", "y.lon_hi")
         + """ AS extent_m
-        FROM (
-            SELECT h.*, lag(h.bucket) OVER w AS prev_bucket, lag(h.lat) OVER w AS prev_lat,
-                   lag(h.lon) OVER w AS prev_lon, lead(h.bucket) OVER w AS next_bucket
-            FROM ("""
+            FROM (
+                SELECT h.*, lag(h.bucket) OVER w AS prev_bucket, lag(h.lat) OVER w AS prev_lat,
+                       lag(h.lon) OVER w AS prev_lon, lead(h.bucket) OVER w AS next_bucket
+                FROM ("""
         + hours
         + """
-            ) h WINDOW w AS (ORDER BY h.bucket)
-        ) y
-        WHERE y.prev_bucket IS NULL OR y.next_bucket IS NULL
-           OR y.bucket - y.prev_bucket > %(silent_hours)s * interval '1 hour'
-           OR 6371008.8 * radians(y.lat_hi - y.lat_lo) <= %(still_m)s
-           OR 6371008.8 * radians(y.lat_hi - y.lat_lo + y.lon_hi - y.lon_lo) > %(reach_m)s
-           OR 6371008.8 * radians(abs(y.lat - y.prev_lat) + abs(y.lon - y.prev_lon))
-              > %(reach_m)s * EXTRACT(EPOCH FROM y.bucket - y.prev_bucket) / 3600"""
+                ) h WINDOW w AS (ORDER BY h.bucket)
+            ) y
+            WHERE y.prev_bucket IS NULL OR y.next_bucket IS NULL
+               OR y.bucket - y.prev_bucket > %(silent_hours)s * interval '1 hour'
+               OR 6371008.8 * radians(y.lat_hi - y.lat_lo) <= %(still_m)s
+               OR 6371008.8 * radians(y.lat_hi - y.lat_lo + y.lon_hi - y.lon_lo) > %(reach_m)s
+               OR 6371008.8 * radians(abs(y.lat - y.prev_lat) + abs(y.lon - y.prev_lon))
+                  > %(reach_m)s * EXTRACT(EPOCH FROM y.bucket - y.prev_bucket) / 3600
+        ) z"""
     )
 
 
@@ -264,10 +269,7 @@ x AS (
     + """ > %(reach_m)s * EXTRACT(EPOCH FROM bucket - prev_bucket) / 3600
     UNION ALL
     SELECT asset_id, 'standing_still', min(bucket), max(bucket) + interval '1 hour', NULL, NULL
-    FROM (SELECT asset_id, bucket,
-                 bucket - (row_number() OVER (PARTITION BY asset_id ORDER BY bucket)) * interval '1 hour'
-                     AS island
-          FROM m WHERE extent_m <= %(still_m)s) still
+    FROM m WHERE island IS NOT NULL
     GROUP BY asset_id, island HAVING count(*) >= %(still_hours)s
     UNION ALL
     SELECT m.asset_id, 'silence', COALESCE(m.prev_bucket + interval '1 hour', k.a), m.bucket, NULL, NULL
@@ -281,12 +283,23 @@ x AS (
     UNION ALL
     SELECT k.asset_id, 'silence', k.a, k.b, NULL, NULL
     FROM k WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.asset_id = k.asset_id)  -- an asset's first hour is in m
+), fd AS MATERIALIZED (
+    -- anomalies and parts by the days they touch, so each anomaly meets only the parts of its days
+    SELECT f.*, d FROM found f CROSS JOIN LATERAL generate_series(
+        date_bin(interval '1 day', f.t_from, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+        f.t_to - interval '1 microsecond', interval '1 day') d
+), pd AS MATERIALIZED (
+    SELECT p.*, d FROM p CROSS JOIN LATERAL generate_series(
+        date_bin(interval '1 day', p.a, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+        p.b - interval '1 microsecond', interval '1 day') d
 ), cut0 AS (
+    -- each anomaly in the parts it overlaps (once per part: on the first day both touch)
     SELECT p.pid, f.kind, f.figure,
            CASE WHEN f.kind IN ('standing_still', 'silence') THEN GREATEST(f.t_from, p.a) ELSE f.t_from END
                AS t_from,
            CASE WHEN f.kind IN ('standing_still', 'silence') THEN LEAST(f.t_to, p.b) ELSE f.t_to END AS t_to
-    FROM found f JOIN p ON p.asset_id = f.asset_id AND f.t_from < p.b AND f.t_to > p.a
+    FROM fd f JOIN pd p ON p.asset_id = f.asset_id AND p.d = f.d AND f.t_from < p.b AND f.t_to > p.a
+         AND f.d = date_bin(interval '1 day', GREATEST(f.t_from, p.a), TIMESTAMPTZ '2000-01-01 00:00:00+00')
     WHERE CASE f.kind
         WHEN 'position_jump' THEN f.t_from >= p.a
         WHEN 'impossible_speed' THEN f.pair_from >= p.a AND f.t_to <= p.b
@@ -341,8 +354,16 @@ WHERE v.asset_kind NOT IN ('truck_compartment', 'passive_box')
 ORDER BY v.asset_id"""
 
 # Memory for the period's sorts and hash aggregates (hundreds of thousands of hourly rows at a fleet's
-# size) for the rest of the caller's transaction, so they stay off disk.
-WORK_MEM: Final = "SELECT set_config('work_mem', '128MB', true)"
+# size) for the rest of the caller's transaction, so they stay off disk; and no JIT compilation: the
+# statements' estimated costs grow with the rollups' size past jit_above_cost, and compiling the
+# shipment statement's expressions takes seconds, more than evaluating them.
+WORK_MEM: Final = "SELECT set_config('work_mem', '128MB', true), set_config('jit', 'off', true)"
+
+# Around the shipment statement: its CTEs join each other on shipment and lot ids, where the planner,
+# without statistics for a CTE, expects a few hundred rows and may loop over one for each row of another;
+# its per-row index probes are LATERAL subqueries, loops by construction. Hash and merge joins only.
+NO_NESTLOOP: Final = "SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)"
+RESTORE_NESTLOOP: Final = "SELECT set_config('enable_nestloop', %s, true)"
 
 EXEMPTIONS: Final = """
 SELECT indicator, subject_kind, subject_id, starts_at, ends_at, reason, granted_by, granted_at
@@ -389,8 +410,9 @@ def _exempt(indicator: str, at: str, subjects: str, source: str = "ex") -> str:
     name a subject of the atom; ``subjects`` is SQL true when (ex.kind, ex.id) is one of them; ``source``
     the relation the exemptions are read from, as ``ex``."""
     return (
-        f"ARRAY(SELECT ex.i FROM {source} ex WHERE ex.indicator IN ('{indicator}', '*') AND ex.a <= {at}"
-        f" AND {at} < ex.b AND ({subjects}) ORDER BY ex.i)"
+        f"CASE WHEN (SELECT count(*) = 0 FROM ex) THEN '{{{{}}}}'::int[] ELSE"  # none: not asked per row
+        f" ARRAY(SELECT ex.i FROM {source} ex WHERE ex.indicator IN ('{indicator}', '*') AND ex.a <= {at}"
+        f" AND {at} < ex.b AND ({subjects}) ORDER BY ex.i) END"
     )
 
 
@@ -427,8 +449,8 @@ WITH ex AS (
            s.destination_location_id AS dest, s.planned_start AS p_start, s.planned_end AS p_end,
            COALESCE(s.planned_start, s.created_at) AS t_ref
     FROM shipment s
-    WHERE COALESCE(s.planned_start, s.created_at) >= %(start)s
-      AND COALESCE(s.planned_start, s.created_at) < %(end)s
+    WHERE (s.planned_start >= %(start)s AND s.planned_start < %(end)s)
+       OR (s.planned_start IS NULL AND s.created_at >= %(start)s AND s.created_at < %(end)s)
 ), l AS (
     -- the legs with their windows (the leg's, else the shipment's) and the leg before each
     SELECT l.shipment_id AS sid, l.leg_no, l.carrier_party_id AS carrier, l.asset_id,
@@ -457,9 +479,12 @@ WITH ex AS (
            min(c.crossed_at) FILTER (WHERE c.location_id = s.origin AND c.direction = 'exit') AS exit_at,
            min(c.crossed_at) FILTER (WHERE c.location_id = s.dest AND c.direction = 'enter') AS enter_at
     FROM l JOIN s USING (sid)
-    JOIN geofence_crossing c ON c.asset_id = l.asset_id
-         AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
-         AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
+    CROSS JOIN LATERAL (
+        SELECT c.location_id, c.direction, c.crossed_at FROM geofence_crossing c
+        WHERE c.asset_id = l.asset_id AND c.crossed_at >= COALESCE(s.p_start, '-infinity')
+          AND c.crossed_at <= COALESCE(s.p_end, 'infinity')
+        OFFSET 0  -- kept a subquery: joined, the planner would hash every crossing of the asset
+    ) c
     GROUP BY l.sid
 ), fenced AS (
     SELECT DISTINCT location_id FROM geofence

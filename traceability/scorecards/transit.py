@@ -46,24 +46,28 @@ def shipment_atoms(
     atom per indicator and subject id, its numerator and denominator the sums over that subject's rows
     (a scoreboard's figures). With ``only``: every row of the subjects named, with what it shows."""
     params = _params(period, exs, w, only)
+
+    def read(part: str) -> list[tuple[Any, ...]]:
+        row = conn.execute(queries.NO_NESTLOOP).fetchone()
+        try:
+            return conn.execute(queries.shipment_atoms(subject, part), params).fetchall()
+        finally:
+            conn.execute(queries.RESTORE_NESTLOOP, (row[0] if row else "on",))
+
     if only is None:
         return [
             Atom(ind, float(num), float(den), {subject: frozenset((sid,))}, {}, exemptions=list(used or ()))
-            for ind, sid, num, den, _n, used in conn.execute(
-                queries.shipment_atoms(subject, "board"), params
-            ).fetchall()
+            for ind, sid, num, den, _n, used in read("board")
         ]
     found: dict[str, list[dict[str, Any]]] = {}
-    for sid, kind, t_from, t_to, figure in conn.execute(
-        queries.shipment_atoms(subject, "found"), params
-    ).fetchall():
+    for sid, kind, t_from, t_to, figure in read("found"):
         found.setdefault(sid, []).append({"kind": kind, "from": t_from, "to": t_to, "figure": figure})
     atoms: list[Atom] = []
     for (
         ind, sid, lot_id, num, den, used, ids, what, n, hours, from_leg, to_leg, at, from_asset, to_asset,
         before, after, origin, dest, p_start, p_end, exit_at, enter_at, span_a, span_b, shipments, verdict,
         uncovered,
-    ) in conn.execute(queries.shipment_atoms(subject, "drill"), params).fetchall():  # fmt: skip
+    ) in read("drill"):  # fmt: skip
         if lot_id is not None:
             row: dict[str, Any] = {"lot_id": lot_id, "shipments": list(shipments)}
         else:
