@@ -23,7 +23,7 @@ def test_bench_scorecard_quick_json() -> None:
     ):
         assert key in out
     assert out["matches_injected"] is True, out["runs"]
-    assert [r["devices"] for r in out["runs"]] == [5, 10]
+    assert [(r["devices"], r["build"]) for r in out["runs"]] == [(5, "pipeline"), (10, "pipeline")]
     # One reading a minute per channel over two days, less the lost and malformed samples.
     largest = out["runs"][-1]
     assert largest["readings"] == out["readings"] < 10 * 2 * 1440 * 3
@@ -34,3 +34,32 @@ def test_bench_scorecard_quick_json() -> None:
 def test_bench_scorecard_refuses_a_bad_size() -> None:
     res = CliRunner().invoke(app, ["bench", "scorecard", "--devices", "3", "--json"])
     assert res.exit_code != 0
+
+
+def test_bench_scorecard_quick_direct_build_json() -> None:
+    res = CliRunner().invoke(app, ["bench", "scorecard", "--quick", "--build", "direct", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output.strip().splitlines()[-1])
+    for key in (
+        "devices",
+        "readings",
+        "shipments",
+        "build_s",
+        "scorecard_s",
+        "scorecard_s_runs",
+        "database_mb",
+    ):
+        assert key in out
+    assert out["build"] == "direct"
+    assert out["matches_injected"] is True, out["runs"]
+    assert [(r["devices"], r["build"]) for r in out["runs"]] == [(5, "direct"), (10, "direct")]
+    assert out["runs"][-1]["dead_letters"] > 0
+    assert 0 < out["readings"] < 10 * 2 * 1440 * 3
+    assert out["shipments"] == 10 * 2 * 4  # one a 6 h trip
+    assert out["loaded_through"].startswith("coldchain.fleet_rollups.build")
+
+
+def test_bench_scorecard_refuses_reuse_without_a_database() -> None:
+    res = CliRunner().invoke(app, ["bench", "scorecard", "--reuse", "--json"])
+    assert res.exit_code != 0
+    assert "--keep-db" in res.output
