@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
+from pathlib import Path
 
+import psycopg
+import pytest
+from process_support import as_url
+from psycopg import sql
 from typer.testing import CliRunner
 
 from coldchain.cli import app
@@ -36,7 +42,11 @@ def test_bench_scorecard_refuses_a_bad_size() -> None:
     assert res.exit_code != 0
 
 
-def test_bench_scorecard_quick_direct_build_json() -> None:
+def test_bench_scorecard_quick_direct_build_json(
+    pg_server_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLDCHAIN_DATABASE_URL", as_url(pg_server_url))
+    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
     res = CliRunner().invoke(app, ["bench", "scorecard", "--quick", "--build", "direct", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
@@ -63,3 +73,29 @@ def test_bench_scorecard_refuses_reuse_without_a_database() -> None:
     res = CliRunner().invoke(app, ["bench", "scorecard", "--reuse", "--json"])
     assert res.exit_code != 0
     assert "--keep-db" in res.output
+
+
+def test_bench_scorecard_keeps_its_database_and_times_it_again(
+    pg_server_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"bench_kept_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
+    env = {"COLDCHAIN_DATABASE_URL": as_url(pg_server_url)}
+    args = ["bench", "scorecard", "--devices", "5", "--days", "2", "--build", "direct", "--keep-db", name]
+    try:
+        res = CliRunner().invoke(app, [*args, "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        built = json.loads(res.output.strip().splitlines()[-1])
+        assert (built["build"], built["database"], built["matches_injected"]) == ("direct", name, True)
+        again = CliRunner().invoke(app, [*args, "--json"], env=env)
+        assert again.exit_code != 0
+        assert "exists" in again.output
+        res = CliRunner().invoke(app, [*args, "--reuse", "--json"], env=env)
+        assert res.exit_code == 0, res.output
+        reused = json.loads(res.output.strip().splitlines()[-1])
+        assert reused["build"] == "reused"
+        assert reused["matches_injected"] is True
+        assert reused["readings"] == built["readings"]
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
