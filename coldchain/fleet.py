@@ -25,13 +25,12 @@ def seed_fleet(conn: psycopg.Connection[Any], fleet: Fleet, start_ms: int) -> No
     """Register the fleet's carriers, trucks, loggers, mounts, lots, geofences and trips (one shipment each)
     in the caller's transaction."""
     from registry import models
-    from registry.shipments import add_shipment, upsert_geofences
+    from registry.shipments import add_shipments, upsert_geofences
 
     world = fleet.world
     register_world(conn, world.base, start_ms=start_ms)
     upsert_geofences(conn, (models.Geofence(**asdict(g)) for g in world.geofences))
-    for shipment in world.shipments:
-        add_shipment(conn, registry_shipment(shipment, start_ms))
+    add_shipments(conn, (registry_shipment(shipment, start_ms) for shipment in world.shipments))
 
 
 def required_interval_ms(product_class: str, mode: str = "road") -> int:

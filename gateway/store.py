@@ -316,7 +316,7 @@ def _conflict_details(rows: Iterable[tuple[Any, str, Any, str, str]]) -> list[_C
 # Binary COPY rows for reading(time, series_id, value, received_at, flags): int16 field count, then per
 # field an int32 length and the big-endian value (PostgreSQL COPY BINARY format); a NULL value is length -1
 # with no bytes, so rows with and without a value have two fixed layouts.
-_PG_EPOCH_MS: Final = 946_684_800_000  # 2000-01-01, PostgreSQL's timestamp epoch
+PG_EPOCH_MS: Final = 946_684_800_000  # 2000-01-01, PostgreSQL's timestamp epoch
 _ROW: Final = np.dtype(
     [
         ("n", ">i2"), ("l1", ">i4"), ("t", ">i8"), ("l2", ">i4"), ("s", ">i8"), ("l3", ">i4"),
@@ -350,7 +350,7 @@ def reading_copy_rows(
         rows = np.empty(n, dtype=dtype)
         rows["n"] = 5
         rows["l1"] = 8
-        rows["t"] = (t_ms[mask] - _PG_EPOCH_MS) * 1000
+        rows["t"] = (t_ms[mask] - PG_EPOCH_MS) * 1000
         rows["l2"] = 8
         rows["s"] = series_id[mask]
         if dtype is _ROW:
@@ -359,7 +359,7 @@ def reading_copy_rows(
         else:
             rows["l3"] = -1
         rows["l4"] = 8
-        rows["rx"] = (received_ms[mask] - _PG_EPOCH_MS) * 1000
+        rows["rx"] = (received_ms[mask] - PG_EPOCH_MS) * 1000
         rows["l5"] = 2
         rows["f"] = flags[mask]
         parts.append(rows.tobytes())

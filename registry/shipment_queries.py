@@ -13,6 +13,9 @@ VALUES (%(shipment_id)s, %(through_document)s, %(bill_of_lading)s, %(rail_waybil
         %(destination_location_id)s, %(planned_start)s, %(planned_end)s, %(source)s, %(closed_at)s)
 ON CONFLICT (shipment_id) DO NOTHING"""
 
+# Which of the given shipment ids exist.
+EXISTING_SHIPMENTS: Final = "SELECT shipment_id FROM shipment WHERE shipment_id = ANY(%s)"
+
 INSERT_LEG: Final = """
 INSERT INTO shipment_leg (shipment_id, leg_no, mode, carrier_party_id, asset_id, container_number, vessel,
                           voyage, train, truck_plate, from_location_id, to_location_id, planned_start,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any
 
 from registry import shipment_queries as q
@@ -93,6 +93,40 @@ def add_shipment(db: Db, shipment: Shipment, bounds: ClassBounds | None = None) 
         for profile in shipment.profiles:
             cur.execute(q.ADD_PROFILE, {"shipment_id": shipment.shipment_id, **asdict(profile)})
     return True
+
+
+def add_shipments(db: Db, shipments: Iterable[Shipment], bounds: ClassBounds | None = None) -> int:
+    """Store many new shipments as ``add_shipment`` stores each (the same checks, statements and rows), the
+    statements sent in batches (psycopg pipelines ``executemany``): a fleet's quarter is hundreds of
+    thousands. A shipment whose id exists, or came earlier in `shipments`, is skipped (nothing written for
+    it); return how many were stored."""
+    wanted: dict[str, Shipment] = {}
+    for shipment in shipments:
+        check_shipment(shipment)
+        for profile in shipment.profiles:
+            check_profile(profile, bounds)
+        wanted.setdefault(shipment.shipment_id, shipment)
+    with _cursor(db) as cur:
+        known = {str(r[0]) for r in cur.execute(q.EXISTING_SHIPMENTS, (list(wanted),)).fetchall()}
+        new = [s for sid, s in wanted.items() if sid not in known]
+        if not new:
+            return 0
+        cur.executemany(q.INSERT_SHIPMENT, [_fields(s) for s in new])
+        legs = [{"shipment_id": s.shipment_id, **_fields(leg)} for s in new for leg in s.legs]
+        stops = [(s.shipment_id, n, loc) for s in new for n, loc in enumerate(s.stops, start=1)]
+        lots = [(s.shipment_id, lot.lot_id, lot.quantity, lot.uom) for s in new for lot in s.lots]
+        profiles = [{"shipment_id": s.shipment_id, **_fields(p)} for s in new for p in s.profiles]
+        for query, rows in ((q.INSERT_LEG, legs), (q.INSERT_STOP, stops), (q.INSERT_SHIPMENT_LOT, lots)):
+            if rows:
+                cur.executemany(query, rows)
+        if profiles:
+            cur.executemany(q.ADD_PROFILE, profiles)
+    return len(new)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields by name, not copied (``asdict`` deep-copies every value: the bulk path's cost)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def add_profile(db: Db, shipment_id: str, profile: ShipmentProfile, bounds: ClassBounds | None) -> int | None:

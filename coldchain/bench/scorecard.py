@@ -9,6 +9,12 @@ The rules worker then judges everything (geofence crossings) and refreshes the r
 is `scorecard_s`, the median of three runs (after a warm-up) of the whole carrier scoreboard
 (`traceability.scorecards.compute.scoreboard`), and each size says whether the cards equal what the
 injected faults imply.
+
+`--build direct` fills each size's database without the gateway and the rules worker: the tables the
+scorecards read are written from the same fleet generator (`coldchain.fleet_rollups.build`, checked equal
+to this pipeline's by tests/coldchain/test_fleet_rollups.py), so a quarter of 1 000 loggers builds in
+minutes. `--keep-db NAME` builds the one size into database NAME on the server and keeps it; `--keep-db NAME
+--reuse` times that database again without building it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -34,10 +42,17 @@ START_MS = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp() * 1000)
 WRITE_CHUNK = 5000
 CARRIERS = 5  # one per fault profile
 TIMED_RUNS = 3  # the scoreboard timed this many times after a warm-up run; the median is reported
+BUILDS = ("pipeline", "direct")
+LOADED_THROUGH = {
+    "pipeline": "gateway.store.write (binary COPY), not MQTT; rules worker for crossings and rollups",
+    "direct": "coldchain.fleet_rollups.build: the tables the scorecards read, written from the fleet "
+    "generator (equal to the pipeline's: tests/coldchain/test_fleet_rollups.py)",
+    "reused": "an existing database (--keep-db NAME --reuse), as built before",
+}
 
 
-def ingest(url: str, fleet: Any, start_ms: int) -> dict[str, int]:
-    """Every sample of the fleet through the gateway's writer, in WRITE_CHUNK-message transactions."""
+def ingest(url: str, fleet: Any, start_ms: int, *, per_transaction: int = WRITE_CHUNK) -> dict[str, int]:
+    """Every sample of the fleet through the gateway's writer, in `per_transaction`-message transactions."""
     from firmware_sim import encode
     from firmware_sim.fleet import BOOT, LOST, MALFORMED, malformed_payload, samples
     from firmware_sim.fleet_world import CHANNELS
@@ -88,7 +103,7 @@ def ingest(url: str, fleet: Any, start_ms: int) -> dict[str, int]:
                         flags=flags,
                     )
                     items.append((RawMessage(topic, b"", rx), batch))
-                if len(items) >= WRITE_CHUNK:
+                if len(items) >= per_transaction:
                     flush()
         if items:
             flush()
@@ -119,26 +134,95 @@ def carrier_board(conn: psycopg.Connection[Any], label: str, start: datetime, en
     return scoreboard(conn, Period(label, start, end), "carrier")
 
 
-def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
-    """One fleet of `devices` loggers over `days` days in a database of its own: build, then time the
-    carrier scoreboard and compare it with the implied ratios."""
-    from coldchain.fleet import compare, period_of, required_interval_ms, seed_fleet
+@contextmanager
+def kept_database(server_url: str, name: str, *, reuse: bool) -> Iterator[str]:
+    """The database `name` on the server, kept afterwards: a new, migrated one (refused when it exists), or,
+    with `reuse`, the one a previous build left (refused when it does not exist)."""
+    from psycopg import sql
+
+    from coldchain.embedded import with_database
+    from coldchain.migrate import migrate
+
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        if reuse and not exists:
+            fail(f"--reuse: there is no database {name!r} on the server to time (build it with --keep-db)")
+        if not reuse and exists:
+            fail(f"--keep-db: database {name!r} exists; --reuse times it as it is, or drop it first")
+        if not reuse:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    if not reuse:
+        migrate(url)
+    yield url
+
+
+def build_fleet(url: str, f: Any, how: str) -> dict[str, Any]:
+    """Seed the fleet's registry, then fill what the scorecards read: through the gateway's writer and the
+    rules worker (`pipeline`), or written directly (`direct`, coldchain.fleet_rollups); what it took."""
+    from coldchain.fleet import seed_fleet
+    from coldchain.fleet_rollups import build
+
+    t0 = time.perf_counter()
+    with psycopg.connect(url) as conn:
+        seed_fleet(conn, f, START_MS)
+        conn.commit()
+    seed_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"seed_s": round(seed_s, 1)}
+    if how == "direct":
+        t0 = time.perf_counter()
+        built = build(url, f, START_MS, messages_per_transaction=WRITE_CHUNK)
+        direct_s = time.perf_counter() - t0
+        out.update(
+            readings=built.readings,
+            messages=built.messages,
+            dead_letters=built.dead_letters,
+            direct_s=round(direct_s, 1),
+            build_s=round(seed_s + direct_s, 1),
+        )
+        return out
+    t0 = time.perf_counter()
+    counts = ingest(url, f, START_MS)
+    ingest_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    judge(url)
+    judge_s = time.perf_counter() - t0
+    out.update(
+        readings=counts["readings"],
+        messages=counts["messages"],
+        dead_letters=counts["dead_letters"],
+        ingest_s=round(ingest_s, 1),
+        ingest_rps=round(counts["readings"] / ingest_s),
+        rules_and_rollups_s=round(judge_s, 1),
+        build_s=round(seed_s + ingest_s + judge_s, 1),
+    )
+    return out
+
+
+def run_size(
+    server_url: str, devices: int, days: int, how: str, keep_db: str | None = None, reuse: bool = False
+) -> dict[str, Any]:
+    """One fleet of `devices` loggers over `days` days in a database of its own (a scratch one, or
+    `keep_db`): build it (`how`: pipeline or direct; nothing when `reuse`), then time the carrier scoreboard
+    and compare it with the implied ratios."""
+    from coldchain.fleet import compare, period_of, required_interval_ms
     from firmware_sim.fleet import implied
     from firmware_sim.fleet_world import PRODUCT_CLASS, fleet
 
     f = fleet(carriers=CARRIERS, trucks_per_carrier=max(1, devices // CARRIERS), period_ms=days * DAY_MS)
-    with scratch_database(server_url, "bench_scorecard") as url:
-        with psycopg.connect(url) as conn:
-            seed_fleet(conn, f, START_MS)
-            conn.commit()
-        t0 = time.perf_counter()
-        counts = ingest(url, f, START_MS)
-        ingest_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        judge(url)
-        judge_s = time.perf_counter() - t0
+    database = (
+        kept_database(server_url, keep_db, reuse=reuse)
+        if keep_db
+        else scratch_database(server_url, "bench_scorecard")
+    )
+    with database as url:
+        built: dict[str, Any] = {"build": "reused"} if reuse else {"build": how, **build_fleet(url, f, how)}
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM (ANALYZE)")  # a database at rest: autovacuum has analysed it
+            if reuse:
+                row = conn.execute("SELECT COALESCE(sum(readings), 0) FROM reading_1d").fetchone()
+                built["readings"] = int(row[0]) if row else 0
+            else:
+                conn.execute("VACUUM (ANALYZE)")  # a database at rest: autovacuum has analysed it
             start, end = period_of(f, START_MS)
             carrier_board(conn, f"{days}d", start, end)  # warm: the first run also reads the pages from disk
             times = []
@@ -154,16 +238,12 @@ def run_size(server_url: str, devices: int, days: int) -> dict[str, Any]:
     return {
         "devices": n_devices,
         "days": days,
-        "readings": counts["readings"],
-        "messages": counts["messages"],
-        "dead_letters": counts["dead_letters"],
+        **built,
+        "database": keep_db,
         "shipments": len(f.trips),
         "carriers": len(board.cards),
         "scorecard_s": round(scorecard_s, 3),
         "scorecard_s_runs": [round(t, 3) for t in times],
-        "ingest_s": round(ingest_s, 1),
-        "ingest_rps": round(counts["readings"] / ingest_s),
-        "rules_and_rollups_s": round(judge_s, 1),
         "database_mb": round(int(size[0]) / 2**20) if size else None,
         "matches_injected": not mismatches,
         "mismatches": [m.__dict__ for m in mismatches[:20]],
@@ -178,6 +258,22 @@ def bench_scorecard(
         str, typer.Option(help="Fleet sizes to run, loggers, comma-separated (5 carriers share them).")
     ] = "5,10",
     days: Annotated[int, typer.Option(help="Days simulated (91: a quarter).")] = 91,
+    build: Annotated[
+        str,
+        typer.Option(
+            help="How each size is built: 'pipeline' (the gateway's writer and the rules worker) or 'direct' "
+            "(the scorecard tables written from the fleet generator: coldchain.fleet_rollups)."
+        ),
+    ] = "pipeline",
+    keep_db: Annotated[
+        str | None,
+        typer.Option(
+            help="Build the (one) size into this database on the server and keep it (not a scratch one)."
+        ),
+    ] = None,
+    reuse: Annotated[
+        bool, typer.Option("--reuse", help="Time the database --keep-db names as it is, without building it.")
+    ] = False,
 ) -> None:
     """Every carrier's scorecard from rollups, over a fleet with injected faults, at several sizes."""
     try:
@@ -197,33 +293,45 @@ def bench_scorecard(
         fail(f"--devices: each size at least {CARRIERS} (one truck per carrier)")
     if days < 2:
         fail("--days: at least 2 (the late profile uploads samples 2 h after their time)")
+    if build not in BUILDS:
+        fail(f"--build: one of {', '.join(BUILDS)}, not {build!r}")
+    if reuse and not keep_db:
+        fail("--reuse: name the database to time with --keep-db")
+    if keep_db and len(sizes) > 1:
+        fail("--keep-db: one fleet size (one database)")
     steal = steal_meter()
     probe = host_probe()
     settings = cli_settings()
     runs = []
     with open_stack(settings, apply_migrations=False) as stack:
         for n in sizes:
-            runs.append(run_size(stack.database_url, n, days))
+            runs.append(run_size(stack.database_url, n, days, build, keep_db, reuse))
             if not json_out:
                 r = runs[-1]
                 typer.echo(
-                    f"{r['devices']} devices x {days} d: {r['readings']:,} readings; scorecard "
-                    f"{r['scorecard_s']} s; matches injected faults: {r['matches_injected']}"
+                    f"{r['devices']} devices x {days} d ({r['build']}): {r['readings']:,} readings; "
+                    f"scorecard {r['scorecard_s']} s; matches injected faults: {r['matches_injected']}"
                 )
     largest = runs[-1]
     first = runs[0]
     growth = round(largest["scorecard_s"] / first["scorecard_s"], 2) if first["scorecard_s"] > 0 else None
     result = {
         "bench": "scorecard",
+        "build": largest["build"],
         "devices": largest["devices"],
         "readings": largest["readings"],
+        "shipments": largest["shipments"],
+        "build_s": largest.get("build_s"),
         "scorecard_s": largest["scorecard_s"],
+        "scorecard_s_runs": largest["scorecard_s_runs"],
         "matches_injected": all(r["matches_injected"] for r in runs),
+        "database_mb": largest["database_mb"],
+        "database": keep_db,
         "days": days,
         "readings_per_device_minute": 1,
         "channels_per_reading": 3,
         "profiles": [p.name for p in PROFILES],
-        "loaded_through": "gateway.store.write (binary COPY), not MQTT",
+        "loaded_through": LOADED_THROUGH["reused" if reuse else build],
         "scorecard_growth": {
             "devices_ratio": round(largest["devices"] / first["devices"], 2),
             "scorecard_s_ratio": growth,

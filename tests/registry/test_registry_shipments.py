@@ -184,3 +184,21 @@ def test_documents_find_a_shipment_and_lots_link_once(conn: Conn) -> None:
     found = shipments.get_shipment(conn, "SHP-1")
     assert found is not None
     assert found.lots == (ShipmentLot(LOT.lot_id, 5.0, "CT"),)
+
+
+def test_shipments_stored_in_bulk_read_back_as_stored_one_by_one(conn: Conn, second_db_url: str) -> None:
+    profile = ShipmentProfile(1, "DS-7", low_c=11.0, high_c=14.0, max_gap_s=300.0)
+    bounds = ClassBounds("durian", 10.0, 15.0, 600.0)
+    many = [_shipment("SHP-1", profiles=(profile,)), _shipment("SHP-2", stops=()), _shipment("SHP-3")]
+    _world(conn)
+    for s in many:
+        assert shipments.add_shipment(conn, s, bounds)
+    with psycopg.connect(second_db_url, autocommit=True) as bulk:
+        _world(bulk)
+        assert shipments.add_shipments(bulk, many[:1], bounds) == 1
+        # An id stored before, or twice in the same call, is skipped.
+        assert shipments.add_shipments(bulk, [many[0], many[1], many[2], many[1]], bounds) == 2
+        for s in many:
+            got = shipments.get_shipment(bulk, s.shipment_id)
+            assert got is not None
+            assert got == shipments.get_shipment(conn, s.shipment_id) == s
