@@ -437,8 +437,8 @@ _SHIPMENT_IDS: Final = {
 # The shipment-side atoms of the period, judged in one statement: track matching and trajectory anomalies
 # per shipment, handover per pair of consecutive legs, lots without a break and lots covered on every leg
 # per lot. Shipments: planned start (else registration) in [%(start)s, %(end)s). %(only)s (NULL: all)
-# keeps the atoms of the subjects of kind {kind} named in it. ``ex``: the period's exemptions.
-# ``hits``: the shipments whose atoms are kept; a lot is kept when one of its subjects is named.
+# keeps the atoms of the subjects of that kind named in it: ``tr`` holds the shipments whose atoms are
+# kept, ``lt`` the lots (a lot is kept when one of its subjects is named). ``ex``: the period's exemptions.
 _SHIPMENT_CTES: Final = (
     """
 WITH ex AS (
