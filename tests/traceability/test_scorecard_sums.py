@@ -42,6 +42,19 @@ def test_cards_equal_the_sums_of_their_rows(db_url: str, subject: str) -> None:
     assert judged > 0
 
 
+def test_trajectory_rows_list_the_anomalies_they_count(db_url: str) -> None:
+    build_world(db_url)
+    with psycopg.connect(db_url) as conn:
+        board = scoreboard(conn, P, "carrier")
+        rows = drill_all(conn, P, "carrier", [c.subject_id for c in board.cards])
+    judged = [r for per in rows.values() for r in per["trajectory_anomalies"] if not r.get("exempt")]
+    assert sum(r["numerator"] for r in judged) >= 2  # the world has anomalies to list
+    for r in judged:
+        assert r["anomalies"] == r["numerator"] == len(r["found"]) == sum(r["by_kind"].values())
+        for f in r["found"]:
+            assert r["transit_from"] <= f["from"] < f["to"] <= r["transit_to"], f
+
+
 @given(
     st.dictionaries(
         st.sampled_from(SUBJECTS),

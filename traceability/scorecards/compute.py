@@ -50,7 +50,7 @@ def collect(
     """Every atom of every indicator over the period that counts for subjects of kind ``subject``, and the
     exemptions the period holds. The shipment-side atoms come summed per subject id, or, when ``only``
     names subject ids, row by row for those subjects."""
-    conn.execute(queries.WORK_MEM)
+    conn.execute(queries.TRANSACTION_SETTINGS)
     exs = load_exemptions(conn, period)
     atoms, mounts = mount_atoms(conn, period, exs, w)
     atoms += device_day_atoms(conn, period, exs, mounts)

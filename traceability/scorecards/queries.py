@@ -357,7 +357,7 @@ ORDER BY v.asset_id"""
 # size) for the rest of the caller's transaction, so they stay off disk; and no JIT compilation: the
 # statements' estimated costs grow with the rollups' size past jit_above_cost, and compiling the
 # shipment statement's expressions takes seconds, more than evaluating them.
-WORK_MEM: Final = "SELECT set_config('work_mem', '128MB', true), set_config('jit', 'off', true)"
+TRANSACTION_SETTINGS: Final = "SELECT set_config('work_mem', '128MB', true), set_config('jit', 'off', true)"
 
 # Around the shipment statement: its CTEs join each other on shipment and lot ids, where the planner,
 # without statistics for a CTE, expects a few hundred rows and may loop over one for each row of another;
@@ -695,16 +695,21 @@ _SHIPMENT_BOARD: Final = """, sums AS (
 )
 SELECT sums.ind, sums.id, sums.num, sums.den, sums.n, used.used FROM sums LEFT JOIN used USING (ind, id)"""
 
-_SHIPMENT_DRILL: Final = """
+_SHIPMENT_DRILL: Final = """, fa AS (
+    -- each kept shipment's trajectory anomalies, in time order
+    SELECT p.sid, array_agg(cut.kind ORDER BY cut.t_from, cut.kind) AS f_kind,
+           array_agg(cut.t_from ORDER BY cut.t_from, cut.kind) AS f_from,
+           array_agg(cut.t_to ORDER BY cut.t_from, cut.kind) AS f_to,
+           array_agg(cut.figure ORDER BY cut.t_from, cut.kind) AS f_figure
+    FROM cut JOIN p USING (pid) GROUP BY p.sid
+)
 SELECT a.ind, a.sid, a.lot_id, a.num, a.den, a.used, a.ids, a.what, a.n, a.hours, a.from_leg, a.to_leg, a.at,
        a.from_asset, a.to_asset, a.before, a.after, tr.origin, tr.dest, tr.p_start, tr.p_end, tr.exit_at,
-       tr.enter_at, tr.span_a, tr.span_b, lx.shipments, lx.verdict, lx.uncovered
+       tr.enter_at, tr.span_a, tr.span_b, lx.shipments, lx.verdict, lx.uncovered, fa.f_kind, fa.f_from,
+       fa.f_to, fa.f_figure
 FROM atoms a LEFT JOIN tr USING (sid) LEFT JOIN lx USING (lot_id)
+LEFT JOIN fa ON a.ind = 'trajectory_anomalies' AND fa.sid = a.sid
 ORDER BY a.ind, a.sid NULLS LAST, a.from_leg NULLS FIRST, a.lot_id"""
-
-_SHIPMENT_FOUND: Final = """
-SELECT p.sid, cut.kind, cut.t_from, cut.t_to, cut.figure FROM cut JOIN p USING (pid)
-ORDER BY p.sid, cut.t_from, cut.kind"""
 
 
 # The ids of one subject kind a lot counts for (``sl``: its shipment_lot row with the lot's owner).
@@ -713,8 +718,8 @@ _LOT_IDS: Final = {**_SHIPMENT_IDS, "shipper": "ARRAY[COALESCE({l}.owner, {a}.sh
 
 def shipment_atoms(kind: str, part: str) -> str:
     """The shipment-side statement for subject kind ``kind``: ``part`` "board" (per indicator and subject
-    id: numerator, denominator, atoms, exemptions used), "drill" (every atom with what it shows) or
-    "found" (each trajectory anomaly of the kept shipments)."""
+    id: numerator, denominator, atoms, exemptions used) or "drill" (every atom with what it shows, a
+    shipment's trajectory anomalies with it)."""
     ids = _SHIPMENT_IDS[kind]
     ctes = _SHIPMENT_CTES.format(
         kind=kind,
@@ -723,5 +728,5 @@ def shipment_atoms(kind: str, part: str) -> str:
         ids_lot=_LOT_IDS[kind].format(a="sh", l="sl"),
         lot_subject=_shipment_subject("sh"),
     )
-    tail = {"board": _SHIPMENT_BOARD, "drill": _SHIPMENT_DRILL, "found": _SHIPMENT_FOUND}[part]
+    tail = {"board": _SHIPMENT_BOARD, "drill": _SHIPMENT_DRILL}[part]
     return ctes + tail

@@ -59,14 +59,11 @@ def shipment_atoms(
             Atom(ind, float(num), float(den), {subject: frozenset((sid,))}, {}, exemptions=list(used or ()))
             for ind, sid, num, den, _n, used in read("board")
         ]
-    found: dict[str, list[dict[str, Any]]] = {}
-    for sid, kind, t_from, t_to, figure in read("found"):
-        found.setdefault(sid, []).append({"kind": kind, "from": t_from, "to": t_to, "figure": figure})
     atoms: list[Atom] = []
     for (
         ind, sid, lot_id, num, den, used, ids, what, n, hours, from_leg, to_leg, at, from_asset, to_asset,
         before, after, origin, dest, p_start, p_end, exit_at, enter_at, span_a, span_b, shipments, verdict,
-        uncovered,
+        uncovered, f_kind, f_from, f_to, f_figure,
     ) in read("drill"):  # fmt: skip
         if lot_id is not None:
             row: dict[str, Any] = {"lot_id": lot_id, "shipments": list(shipments)}
@@ -84,7 +81,10 @@ def shipment_atoms(
                 row.update(left_origin_at=exit_at, reached_destination_at=enter_at, matched=what == "matched",
                            reason=None if what == "matched" else what)  # fmt: skip
         elif ind == "trajectory_anomalies":
-            mine = found.get(sid, [])
+            mine = [
+                {"kind": k, "from": a, "to": b, "figure": f}
+                for k, a, b, f in zip(f_kind or (), f_from or (), f_to or (), f_figure or (), strict=True)
+            ]
             if what == "unjudged" and hours >= w.silent_hours:  # no leg with an asset: silent all along
                 mine = [{"kind": "silence", "from": span_a, "to": span_b, "figure": hours}]
             counts: dict[str, int] = {}
