@@ -274,6 +274,10 @@ class Services:
                 self._start(_Worker("capture", capture_worker))
                 # EPCIS query subscriptions: their webhook deliveries, from the events the ledger appends.
                 self._start(_Worker("subscriptions", SubscriptionWorker(self.database_url)))
+                from traceability.scorecards.facts import ShipmentFactWorker
+
+                # The scorecards' shipment facts: each finished shipment judged once its data has settled.
+                self._start(_Worker("shipment-facts", ShipmentFactWorker(self.database_url)))
                 if self.checkpoint_key is not None:
                     from coldchain.publish import mqtt_sink, webhook_sink
                     from rules.alarms import Webhook

@@ -24,7 +24,7 @@ import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import numpy as np
@@ -126,12 +126,27 @@ def judge(url: str) -> int:
     return runs
 
 
-def carrier_board(conn: psycopg.Connection[Any], label: str, start: datetime, end: datetime) -> Any:
-    """Every carrier's scorecard over [start, end) (the scorecards stage's scoreboard)."""
+def carrier_board(
+    conn: psycopg.Connection[Any], label: str, start: datetime, end: datetime, *, facts: bool = True
+) -> Any:
+    """Every carrier's scorecard over [start, end) (the scorecards stage's scoreboard); ``facts`` False:
+    every shipment judged in the statement, none read from shipment_fact."""
     from traceability.scorecards.compute import scoreboard
     from traceability.scorecards.period import Period
 
-    return scoreboard(conn, Period(label, start, end), "carrier")
+    return scoreboard(conn, Period(label, start, end), "carrier", facts=facts)
+
+
+def judge_all(url: str, end: datetime) -> tuple[int, float]:
+    """Judge every shipment of the fleet into shipment_fact as the facts worker does once the period is
+    over (its clock a day after ``end``): how many, and the seconds it took."""
+    from traceability.scorecards.facts import judge_once
+
+    t0 = time.perf_counter()
+    judged = 0
+    while (done := judge_once(url, limit=50_000, at=end + timedelta(days=1))).shipments:
+        judged += done.shipments
+    return judged, time.perf_counter() - t0
 
 
 @contextmanager
@@ -224,6 +239,14 @@ def run_size(
             else:
                 conn.execute("VACUUM (ANALYZE)")  # a database at rest: autovacuum has analysed it
             start, end = period_of(f, START_MS)
+            # Without facts: each shipment's track, crossings and evidence judged in the statement itself
+            # (a reused database's facts are judged again below, so the judging is measured too).
+            conn.execute("TRUNCATE shipment_fact")
+            t0 = time.perf_counter()
+            unjudged = carrier_board(conn, f"{days}d", start, end, facts=False)
+            unjudged_s = time.perf_counter() - t0
+            judged, judge_s = judge_all(url, end)
+            conn.execute("VACUUM (ANALYZE) shipment_fact")
             carrier_board(conn, f"{days}d", start, end)  # warm: the first run also reads the pages from disk
             times = []
             for _ in range(TIMED_RUNS):
@@ -234,6 +257,7 @@ def run_size(
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
         want = implied(f, START_MS, required_interval_ms=required_interval_ms(PRODUCT_CLASS))
         mismatches = compare(board, want)
+        unjudged_mismatches = compare(unjudged, want)
     n_devices = sum(len(c.trucks) for c in f.carriers)
     return {
         "devices": n_devices,
@@ -246,6 +270,10 @@ def run_size(
         "scorecard_s_runs": [round(t, 3) for t in times],
         "database_mb": round(int(size[0]) / 2**20) if size else None,
         "matches_injected": not mismatches,
+        "unjudged_scorecard_s": round(unjudged_s, 3),
+        "unjudged_matches_injected": not unjudged_mismatches,
+        "facts_judged": judged,
+        "facts_judge_s": round(judge_s, 1),
         "mismatches": [m.__dict__ for m in mismatches[:20]],
     }
 

@@ -45,19 +45,28 @@ class UnknownSubjectError(LookupError):
 
 
 def collect(
-    conn: Conn, period: Period, w: Weights, subject: str, only: Sequence[str] | None = None
+    conn: Conn,
+    period: Period,
+    w: Weights,
+    subject: str,
+    only: Sequence[str] | None = None,
+    *,
+    facts: bool = True,
 ) -> tuple[list[Atom], list[Exemption]]:
     """Every atom of every indicator over the period that counts for subjects of kind ``subject``, and the
     exemptions the period holds. The shipment-side atoms come summed per subject id, or, when ``only``
-    names subject ids, row by row for those subjects."""
-    conn.execute(queries.TRANSACTION_SETTINGS)
-    exs = load_exemptions(conn, period)
-    atoms, mounts = mount_atoms(conn, period, exs, w)
-    atoms += device_day_atoms(conn, period, exs, mounts)
-    atoms += shipment_atoms(conn, period, exs, w, subject, only)
-    atoms += alarm_atoms(conn, period, exs, w)
-    atoms += calibration_atoms(period, exs, mounts)
-    atoms += asset_atoms(conn, period, exs)
+    names subject ids, row by row for those subjects (``facts``: see transit.shipment_atoms)."""
+    # One transaction (a savepoint inside the caller's), so its settings hold for every statement, also on
+    # a connection in autocommit (the API's pool), where each statement would be a transaction of its own.
+    with conn.transaction():
+        conn.execute(queries.TRANSACTION_SETTINGS)
+        exs = load_exemptions(conn, period)
+        atoms, mounts = mount_atoms(conn, period, exs, w)
+        atoms += device_day_atoms(conn, period, exs, mounts)
+        atoms += shipment_atoms(conn, period, exs, w, subject, only, facts=facts)
+        atoms += alarm_atoms(conn, period, exs, w)
+        atoms += calibration_atoms(period, exs, mounts)
+        atoms += asset_atoms(conn, period, exs)
     return atoms, exs
 
 
@@ -113,8 +122,8 @@ def score_of(indicators: Mapping[str, Indicator], w: Weights) -> float | None:
     return round(100.0 * part / total, 4) if total > 0 else None
 
 
-def _cards(conn: Conn, period: Period, subject: str, w: Weights) -> list[Card]:
-    atoms, exs = collect(conn, period, w, subject)
+def _cards(conn: Conn, period: Period, subject: str, w: Weights, facts: bool = True) -> list[Card]:
+    atoms, exs = collect(conn, period, w, subject, facts=facts)
     per: dict[str, dict[str, list[Atom]]] = {}
     for a in atoms:
         for sid in a.subjects.get(subject, frozenset()):
@@ -155,13 +164,14 @@ def scoreboard(
     *,
     seen_by: SeenBy = trace_queries.EVERYTHING,
     weights: Weights | None = None,
+    facts: bool = True,
 ) -> Scoreboard:
     """Every card of ``subject`` kind over ``period``, ranked among all of them, with the previous period's
-    score; only the cards ``seen_by`` may see (a carrier: its own)."""
+    score; only the cards ``seen_by`` may see (a carrier: its own). ``facts``: see transit.shipment_atoms."""
     _check(subject)
     w = weights or default_weights()
-    cards = _rank(_cards(conn, period, subject, w))
-    before = {c.subject_id: c.score for c in _cards(conn, period.previous(), subject, w)}
+    cards = _rank(_cards(conn, period, subject, w, facts))
+    before = {c.subject_id: c.score for c in _cards(conn, period.previous(), subject, w, facts)}
     for c in cards:
         c.previous_score = before.get(c.subject_id)
     seen = _visible(conn, subject, [c.subject_id for c in cards], seen_by)

@@ -444,13 +444,28 @@ _SHIPMENT_CTES: Final = (
 WITH ex AS (
     SELECT * FROM unnest(%(x_i)s::int[], %(x_ind)s::text[], %(x_kind)s::text[], %(x_id)s::text[],
                          %(x_a)s::timestamptz[], %(x_b)s::timestamptz[]) AS u(i, indicator, kind, id, a, b)
-), s AS (
+), s0 AS MATERIALIZED (
+    -- the period's shipments; ``judged``: its facts (shipment_fact) are read, as its planned window lies in
+    -- the period (nothing of it is clipped) and no reading stored late for its time has marked them
     SELECT s.shipment_id AS sid, s.shipper_party_id AS shipper, s.origin_location_id AS origin,
            s.destination_location_id AS dest, s.planned_start AS p_start, s.planned_end AS p_end,
-           COALESCE(s.planned_start, s.created_at) AS t_ref
+           COALESCE(s.planned_start, s.created_at) AS t_ref,
+           f.shipment_id IS NOT NULL AND %(facts)s AND s.planned_start >= %(start)s
+               AND s.planned_end <= %(end)s AND k.shipment_id IS NULL AS judged,
+           f.assets, f.carriers, f.devices, f.exit_at, f.enter_at, f.anomalies,
+           cardinality(f.leg_nos) AS legs, cardinality(array_positions(f.leg_ok, false)) AS bad,
+           cardinality(f.h_to_leg) AS handoffs
     FROM shipment s
-    WHERE (s.planned_start >= %(start)s AND s.planned_start < %(end)s)
-       OR (s.planned_start IS NULL AND s.created_at >= %(start)s AND s.created_at < %(end)s)
+    LEFT JOIN shipment_fact f ON %(facts)s AND f.shipment_id = s.shipment_id
+    LEFT JOIN (SELECT DISTINCT shipment_id FROM shipment_fact_marked()) k ON k.shipment_id = s.shipment_id
+    WHERE ((s.planned_start >= %(start)s AND s.planned_start < %(end)s)
+           OR (s.planned_start IS NULL AND s.created_at >= %(start)s AND s.created_at < %(end)s))
+      AND (%(judge)s::text[] IS NULL OR s.shipment_id = ANY(%(judge)s::text[]))
+), fx AS (
+    SELECT * FROM s0 WHERE judged
+), s AS (
+    -- the others, judged here
+    SELECT sid, shipper, origin, dest, p_start, p_end, t_ref FROM s0 WHERE NOT judged
 ), l AS (
     -- the legs with their windows (the leg's, else the shipment's) and the leg before each
     SELECT l.shipment_id AS sid, l.leg_no, l.carrier_party_id AS carrier, l.asset_id,
@@ -488,15 +503,20 @@ WITH ex AS (
     GROUP BY l.sid
 ), fenced AS (
     SELECT DISTINCT location_id FROM geofence
-), sh AS (
-    -- each shipment with its subjects and crossings
+), sj AS (
+    -- each shipment with its subjects and crossings: judged here, or its facts
     SELECT s.*, COALESCE(la.assets, '{{}}') AS assets, COALESCE(la.carriers, '{{}}') AS carriers,
-           COALESCE(dv.devices, '{{}}') AS devices,
-           fo.location_id IS NOT NULL AS o_fenced, fd.location_id IS NOT NULL AS d_fenced,
-           cx.exit_at, cx.enter_at
+           COALESCE(dv.devices, '{{}}') AS devices, cx.exit_at, cx.enter_at, true AS live,
+           NULL::bigint AS legs, NULL::bigint AS bad, NULL::bigint AS anomalies
     FROM s LEFT JOIN la USING (sid) LEFT JOIN dv USING (sid) LEFT JOIN cx USING (sid)
-    LEFT JOIN fenced fo ON fo.location_id = s.origin
-    LEFT JOIN fenced fd ON fd.location_id = s.dest
+    UNION ALL
+    SELECT sid, shipper, origin, dest, p_start, p_end, t_ref, assets, carriers, devices, exit_at, enter_at,
+           false, legs, bad, anomalies
+    FROM fx
+), sh AS (
+    SELECT sj.*, fo.location_id IS NOT NULL AS o_fenced, fd.location_id IS NOT NULL AS d_fenced
+    FROM sj LEFT JOIN fenced fo ON fo.location_id = sj.origin
+    LEFT JOIN fenced fd ON fd.location_id = sj.dest
 ), tr AS (
     -- the kept shipments, with their exemptions and their transit: from leaving the origin (else the
     -- planned start) to reaching the destination (else the planned end), clipped to the period, at hours
@@ -532,43 +552,45 @@ WITH ex AS (
 ), """
     + _TRAJECTORY_CTES
     + """, an AS (
+    -- trajectory anomalies per kept shipment judged here with a part judged (a judged one's: tr.anomalies)
     SELECT p.sid, count(cut.pid) AS n FROM p LEFT JOIN cut USING (pid) GROUP BY p.sid
 ), sl AS (
     SELECT sl.shipment_id AS sid, sl.lot_id, lo.owner_party_id AS owner
-    FROM shipment_lot sl JOIN lot lo USING (lot_id) JOIN s ON s.sid = sl.shipment_id
-), lids AS (
-    -- a lot's ids of kind {kind}: its shipments' (but as shipper: its owner, else its shipments' shippers)
-    SELECT sl.lot_id, array_agg(DISTINCT x.id ORDER BY x.id) AS ids
-    FROM sl JOIN sh USING (sid) CROSS JOIN LATERAL unnest({ids_lot}) x(id)
-    WHERE x.id IS NOT NULL AND x.id <> ''
-    GROUP BY sl.lot_id
-), lt AS (
-    SELECT sl.lot_id, min(sh.t_ref) AS ref, array_agg(sl.sid ORDER BY sl.sid) AS shipments,
-           (SELECT h.verdict FROM verdict_history h WHERE h.subject_kind = 'lot' AND h.subject_id = sl.lot_id
-            ORDER BY h.version DESC LIMIT 1) AS verdict
-    FROM sl JOIN sh USING (sid)
-    WHERE %(only)s::text[] IS NULL
-       OR sl.lot_id IN (SELECT lids.lot_id FROM lids WHERE lids.ids && %(only)s::text[])
-    GROUP BY sl.lot_id
+    FROM shipment_lot sl JOIN lot lo USING (lot_id) JOIN s0 ON s0.sid = sl.shipment_id
+), lk AS (
+    -- the lots kept when subjects are named: those with a shipment counting for one of them
+    SELECT DISTINCT sl.lot_id FROM sl JOIN sh USING (sid) CROSS JOIN LATERAL unnest({ids_lot}) x(id)
+    WHERE %(only)s::text[] IS NOT NULL AND x.id = ANY(%(only)s::text[])
 ), ho AS (
-    -- the handoffs of the kept shipments: one leg to the next, at the first's end (else the next's start)
+    -- the handoffs of the kept shipments: one leg to the next, at the first's end (else the next's start);
+    -- with their evidence on each side when their shipment's facts hold it
     SELECT l.sid, l.prev_leg AS from_leg, l.leg_no AS to_leg, l.prev_asset AS from_asset,
-           l.asset_id AS to_asset, COALESCE(l.prev_lb, l.la) AS at
+           l.asset_id AS to_asset, COALESCE(l.prev_lb, l.la) AS at, NULL::boolean AS before,
+           NULL::boolean AS after
     FROM l JOIN tr USING (sid) WHERE l.prev_leg IS NOT NULL
+    UNION ALL
+    SELECT fx.sid, h.* FROM fx JOIN tr USING (sid) JOIN shipment_fact f ON f.shipment_id = fx.sid
+    CROSS JOIN LATERAL unnest(f.h_from_leg, f.h_to_leg, f.h_from_asset, f.h_to_asset, f.h_at, f.h_before,
+                              f.h_after) h
+    WHERE fx.handoffs > 0
+), lsid AS (
+    -- the shipments judged here carrying a kept lot
+    SELECT DISTINCT sl.sid FROM sl JOIN s USING (sid)
+    WHERE %(only)s::text[] IS NULL OR sl.lot_id IN (SELECT lot_id FROM lk)
 ), ck AS (
-    -- temperature evidence asked for: every leg of a shipment carrying a kept lot, and both sides of
-    -- every handoff that is not exempt
+    -- temperature evidence asked for of the shipments judged here: every leg of a shipment carrying a
+    -- kept lot (every leg, when judging), and both sides of every handoff that is not exempt
     SELECT 'leg' AS side, l.sid, l.leg_no, l.asset_id, l.la AS a, l.lb AS b
     FROM l WHERE l.asset_id IS NOT NULL AND l.la IS NOT NULL AND l.lb > l.la
-      AND l.sid IN (SELECT sl.sid FROM sl JOIN lt USING (lot_id))
+      AND (%(judge)s::text[] IS NOT NULL OR l.sid IN (SELECT sid FROM lsid))
     UNION ALL
     SELECT 'out', ho.sid, ho.to_leg, ho.from_asset, ho.at - interval '1 hour', ho.at
     FROM ho JOIN tr USING (sid) WHERE ho.from_asset IS NOT NULL AND ho.at IS NOT NULL
-      AND cardinality(tr.x_hand) = 0
+      AND ho.before IS NULL AND cardinality(tr.x_hand) = 0
     UNION ALL
     SELECT 'in', ho.sid, ho.to_leg, ho.to_asset, ho.at, ho.at + interval '1 hour'
     FROM ho JOIN tr USING (sid) WHERE ho.to_asset IS NOT NULL AND ho.at IS NOT NULL
-      AND cardinality(tr.x_hand) = 0
+      AND ho.before IS NULL AND cardinality(tr.x_hand) = 0
 ), tser AS MATERIALIZED (
     -- each asset's temperature series once: the devices mounted on it, when
     SELECT x.asset_id, s.series_id, s.valid_from, s.valid_to
@@ -588,14 +610,31 @@ WITH ex AS (
           AND r.bucket < LEAST(ck.b, COALESCE(t.valid_to, 'infinity')) AND r.n > 0)), false) AS ok
     FROM ck LEFT JOIN tser t ON t.asset_id = ck.asset_id
     GROUP BY ck.side, ck.sid, ck.leg_no
-), lcov AS (
-    -- per kept lot: its shipments' legs, and those without evidence
-    SELECT sl.lot_id, count(l.leg_no) AS legs,
-           array_agg(l.sid || '#' || l.leg_no ORDER BY l.sid, l.leg_no)
-               FILTER (WHERE l.leg_no IS NOT NULL AND ev.ok IS NOT TRUE) AS uncovered
-    FROM lt JOIN sl USING (lot_id) LEFT JOIN l USING (sid)
-    LEFT JOIN ev ON ev.side = 'leg' AND ev.sid = l.sid AND ev.leg_no = l.leg_no
+), lgl AS (
+    -- the legs judged here of the shipments carrying a kept lot (every leg, when judging), and whether
+    -- each had temperature evidence
+    SELECT l.sid, l.leg_no, l.la, l.lb, COALESCE(ev.ok, false) AS ok
+    FROM l LEFT JOIN ev ON ev.side = 'leg' AND ev.sid = l.sid AND ev.leg_no = l.leg_no
+    WHERE %(judge)s::text[] IS NOT NULL OR l.sid IN (SELECT sid FROM lsid)
+), lgs AS (
+    -- per shipment judged here: legs, and legs without evidence
+    SELECT sid, count(*) AS legs, count(*) FILTER (WHERE NOT ok) AS bad FROM lgl GROUP BY sid
+), lt AS (
+    -- the kept lots, in one pass over their shipments: a lot's ids of kind {kind} (its shipments'; but as
+    -- shipper: its owner, else its shipments' shippers), first time, shipments, legs and legs without
+    -- evidence (each shipment once: on the row of its first id), and its verdict
+    SELECT sl.lot_id, min(sh.t_ref) AS ref,
+           array_agg(sl.sid ORDER BY sl.sid) FILTER (WHERE x.o IS NULL OR x.o = 1) AS shipments,
+           COALESCE(array_agg(DISTINCT x.id ORDER BY x.id) FILTER (WHERE x.id IS NOT NULL AND x.id <> ''),
+                    '{{}}') AS ids,
+           COALESCE(sum(COALESCE(sh.legs, g.legs)) FILTER (WHERE x.o IS NULL OR x.o = 1), 0)::bigint AS legs,
+           COALESCE(sum(COALESCE(sh.bad, g.bad)) FILTER (WHERE x.o IS NULL OR x.o = 1), 0)::bigint AS bad,
+           (SELECT h.verdict FROM verdict_history h WHERE h.subject_kind = 'lot' AND h.subject_id = sl.lot_id
+            ORDER BY h.version DESC LIMIT 1) AS verdict
+    FROM sl JOIN sh USING (sid) LEFT JOIN lgs g USING (sid)
+    LEFT JOIN LATERAL unnest({ids_lot}) WITH ORDINALITY x(id, o) ON true
     GROUP BY sl.lot_id
+    HAVING %(only)s::text[] IS NULL OR sl.lot_id IN (SELECT lot_id FROM lk)
 ), lxm AS (
     -- the exemptions naming a subject of a lot (then matched on indicator and time per lot)
     SELECT DISTINCT sl.lot_id, ex.*
@@ -603,7 +642,7 @@ WITH ex AS (
     JOIN ex ON CASE ex.kind WHEN 'shipper' THEN ex.id = COALESCE(sl.owner, sh.shipper)
                             ELSE ex.kind <> 'shipper' AND ({lot_subject}) END
 ), lx AS (
-    SELECT lt.*, lcov.legs, COALESCE(lcov.uncovered, '{{}}') AS uncovered, COALESCE(lids.ids, '{{}}') AS ids,
+    SELECT lt.*,
            """
     + _exempt(
         "lots_unbroken",
@@ -619,7 +658,7 @@ WITH ex AS (
         "lxm",
     )
     + """ AS x_cover
-    FROM lt JOIN lcov USING (lot_id) LEFT JOIN lids USING (lot_id)
+    FROM lt
 ), atoms AS (
     -- indicator, numerator, denominator, exemptions used, ids of kind {kind}, and what the drill-down shows
     SELECT 'track_matching' AS ind, tr.sid, NULL::text AS lot_id,
@@ -642,25 +681,27 @@ WITH ex AS (
     UNION ALL
     SELECT 'trajectory_anomalies', tr.sid, NULL,
            CASE WHEN cardinality(tr.x_traj) > 0 THEN 0
-                WHEN an.sid IS NOT NULL THEN an.n
+                WHEN COALESCE(an.n, tr.anomalies) IS NOT NULL THEN COALESCE(an.n, tr.anomalies)
                 WHEN EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600 >= %(silent_hours)s THEN 1
                 ELSE 0 END,
            CASE WHEN cardinality(tr.x_traj) > 0 THEN 0
                 ELSE EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600 END,
            tr.x_traj, {ids_tr},
-           CASE WHEN cardinality(tr.x_traj) > 0 THEN 'exempt' WHEN an.sid IS NULL THEN 'unjudged'
+           CASE WHEN cardinality(tr.x_traj) > 0 THEN 'exempt'
+                WHEN COALESCE(an.n, tr.anomalies) IS NULL THEN 'unjudged'
                 ELSE 'judged' END,
-           an.n, EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+           COALESCE(an.n, tr.anomalies), EXTRACT(EPOCH FROM tr.span_b - tr.span_a) / 3600, NULL, NULL, NULL,
+           NULL, NULL, NULL, NULL
     FROM tr LEFT JOIN an USING (sid)
     WHERE cardinality(tr.x_traj) > 0 OR tr.span_a IS NOT NULL
     UNION ALL
     SELECT 'handover', ho.sid, NULL,
-           CASE WHEN cardinality(tr.x_hand) = 0 AND COALESCE(o.ok, false) AND COALESCE(i.ok, false)
-                THEN 1 ELSE 0 END,
+           CASE WHEN cardinality(tr.x_hand) = 0 AND COALESCE(ho.before, o.ok, false)
+                     AND COALESCE(ho.after, i.ok, false) THEN 1 ELSE 0 END,
            CASE WHEN cardinality(tr.x_hand) > 0 THEN 0 ELSE 1 END,
            tr.x_hand, {ids_tr}, CASE WHEN cardinality(tr.x_hand) > 0 THEN 'exempt' ELSE 'judged' END,
            NULL, NULL, ho.from_leg, ho.to_leg, ho.at, ho.from_asset, ho.to_asset,
-           COALESCE(o.ok, false), COALESCE(i.ok, false)
+           COALESCE(ho.before, o.ok, false), COALESCE(ho.after, i.ok, false)
     FROM ho JOIN tr USING (sid)
     LEFT JOIN ev o ON o.side = 'out' AND o.sid = ho.sid AND o.leg_no = ho.to_leg
     LEFT JOIN ev i ON i.side = 'in' AND i.sid = ho.sid AND i.leg_no = ho.to_leg
@@ -674,7 +715,7 @@ WITH ex AS (
     FROM lx
     UNION ALL
     SELECT 'coverage_lots', NULL, lx.lot_id,
-           CASE WHEN cardinality(lx.x_cover) = 0 AND lx.legs > 0 AND cardinality(lx.uncovered) = 0 THEN 1
+           CASE WHEN cardinality(lx.x_cover) = 0 AND lx.legs > 0 AND lx.bad = 0 THEN 1
                 ELSE 0 END,
            CASE WHEN cardinality(lx.x_cover) > 0 THEN 0 ELSE 1 END,
            lx.x_cover, lx.ids, CASE WHEN cardinality(lx.x_cover) > 0 THEN 'exempt' ELSE 'judged' END,
@@ -683,17 +724,12 @@ WITH ex AS (
 )"""
 )
 
-_SHIPMENT_BOARD: Final = """, sums AS (
-    SELECT a.ind, x.id, sum(a.num) AS num, sum(a.den) AS den, count(*) AS n
-    FROM atoms a CROSS JOIN LATERAL unnest(a.ids) x(id)
-    WHERE x.id IS NOT NULL AND x.id <> ''
-    GROUP BY a.ind, x.id
-), used AS (
-    SELECT a.ind, x.id, array_agg(DISTINCT u ORDER BY u) AS used
-    FROM atoms a CROSS JOIN LATERAL unnest(a.used) u CROSS JOIN LATERAL unnest(a.ids) x(id)
-    GROUP BY a.ind, x.id
-)
-SELECT sums.ind, sums.id, sums.num, sums.den, sums.n, used.used FROM sums LEFT JOIN used USING (ind, id)"""
+_SHIPMENT_BOARD: Final = """
+SELECT a.ind, x.id, sum(a.num) AS num, sum(a.den) AS den, count(*) AS n,
+       string_agg(array_to_string(a.used, ','), ',') FILTER (WHERE cardinality(a.used) > 0) AS used
+FROM atoms a CROSS JOIN LATERAL unnest(a.ids) x(id)
+WHERE x.id IS NOT NULL AND x.id <> ''
+GROUP BY a.ind, x.id"""
 
 _SHIPMENT_DRILL: Final = """, fa AS (
     -- each kept shipment's trajectory anomalies, in time order
@@ -702,14 +738,71 @@ _SHIPMENT_DRILL: Final = """, fa AS (
            array_agg(cut.t_to ORDER BY cut.t_from, cut.kind) AS f_to,
            array_agg(cut.figure ORDER BY cut.t_from, cut.kind) AS f_figure
     FROM cut JOIN p USING (pid) GROUP BY p.sid
+    UNION ALL
+    SELECT fx.sid, f.f_kind, f.f_from, f.f_to, f.f_figure
+    FROM fx JOIN tr USING (sid) JOIN shipment_fact f ON f.shipment_id = fx.sid
+    WHERE fx.anomalies > 0 AND cardinality(tr.x_traj) = 0
+), lun AS (
+    -- per kept lot, its shipments' legs without evidence
+    SELECT sl.lot_id, array_agg(u.sid || '#' || u.leg_no ORDER BY u.sid, u.leg_no) AS uncovered
+    FROM lt JOIN sl USING (lot_id) JOIN (
+        SELECT sid, leg_no FROM lgl WHERE NOT ok
+        UNION ALL
+        SELECT fx.sid, g.leg_no FROM fx JOIN shipment_fact f ON f.shipment_id = fx.sid
+        CROSS JOIN LATERAL unnest(f.leg_nos, f.leg_ok) g(leg_no, ok)
+        WHERE fx.bad > 0 AND NOT g.ok
+    ) u USING (sid)
+    GROUP BY sl.lot_id
 )
 SELECT a.ind, a.sid, a.lot_id, a.num, a.den, a.used, a.ids, a.what, a.n, a.hours, a.from_leg, a.to_leg, a.at,
        a.from_asset, a.to_asset, a.before, a.after, tr.origin, tr.dest, tr.p_start, tr.p_end, tr.exit_at,
-       tr.enter_at, tr.span_a, tr.span_b, lx.shipments, lx.verdict, lx.uncovered, fa.f_kind, fa.f_from,
-       fa.f_to, fa.f_figure
+       tr.enter_at, tr.span_a, tr.span_b, lx.shipments, lx.verdict, COALESCE(lun.uncovered, '{}'), fa.f_kind,
+       fa.f_from, fa.f_to, fa.f_figure
 FROM atoms a LEFT JOIN tr USING (sid) LEFT JOIN lx USING (lot_id)
 LEFT JOIN fa ON a.ind = 'trajectory_anomalies' AND fa.sid = a.sid
+LEFT JOIN lun ON a.ind = 'coverage_lots' AND lun.lot_id = a.lot_id
 ORDER BY a.ind, a.sid NULLS LAST, a.from_leg NULLS FIRST, a.lot_id"""
+
+
+# What a shipment's facts hold (shipment_fact), judged by the same statement over the shipments named in
+# %(judge)s with no period (-infinity, infinity), no exemptions and no subject asked for: its subjects and
+# crossings, its trajectory anomalies, every leg's evidence, each handoff's evidence on both sides, and the
+# device time all of it was read from (the planned windows, the legs' and an hour each side of a handoff,
+# widened by an hour for the rollups' buckets).
+_SHIPMENT_JUDGE: Final = """, fa AS (
+    SELECT p.sid, array_agg(cut.kind ORDER BY cut.t_from, cut.kind) AS f_kind,
+           array_agg(cut.t_from ORDER BY cut.t_from, cut.kind) AS f_from,
+           array_agg(cut.t_to ORDER BY cut.t_from, cut.kind) AS f_to,
+           array_agg(cut.figure ORDER BY cut.t_from, cut.kind) AS f_figure
+    FROM cut JOIN p USING (pid) GROUP BY p.sid
+), jl AS (
+    SELECT sid, array_agg(leg_no ORDER BY leg_no) AS leg_nos, array_agg(ok ORDER BY leg_no) AS leg_ok,
+           min(la) AS la, max(lb) AS lb
+    FROM lgl GROUP BY sid
+), jh AS (
+    SELECT ho.sid, array_agg(ho.from_leg ORDER BY ho.to_leg) AS h_from_leg,
+           array_agg(ho.to_leg ORDER BY ho.to_leg) AS h_to_leg, array_agg(ho.at ORDER BY ho.to_leg) AS h_at,
+           array_agg(ho.from_asset ORDER BY ho.to_leg) AS h_from_asset,
+           array_agg(ho.to_asset ORDER BY ho.to_leg) AS h_to_asset,
+           array_agg(COALESCE(o.ok, false) ORDER BY ho.to_leg) AS h_before,
+           array_agg(COALESCE(i.ok, false) ORDER BY ho.to_leg) AS h_after,
+           min(ho.at) AS a, max(ho.at) AS b
+    FROM ho
+    LEFT JOIN ev o ON o.side = 'out' AND o.sid = ho.sid AND o.leg_no = ho.to_leg
+    LEFT JOIN ev i ON i.side = 'in' AND i.sid = ho.sid AND i.leg_no = ho.to_leg
+    GROUP BY ho.sid
+)
+SELECT tr.sid,
+       LEAST(tr.p_start, jl.la, jh.a - interval '1 hour') - interval '1 hour' AS dep_from,
+       GREATEST(tr.p_end, jl.lb, jh.b + interval '1 hour') + interval '1 hour' AS dep_to,
+       tr.assets, tr.carriers, tr.devices, tr.exit_at, tr.enter_at, an.n,
+       COALESCE(fa.f_kind, '{}'), COALESCE(fa.f_from, '{}'), COALESCE(fa.f_to, '{}'),
+       COALESCE(fa.f_figure, '{}'), COALESCE(jl.leg_nos, '{}'), COALESCE(jl.leg_ok, '{}'),
+       COALESCE(jh.h_from_leg, '{}'), COALESCE(jh.h_to_leg, '{}'), COALESCE(jh.h_at, '{}'),
+       COALESCE(jh.h_from_asset, '{}'), COALESCE(jh.h_to_asset, '{}'), COALESCE(jh.h_before, '{}'),
+       COALESCE(jh.h_after, '{}')
+FROM tr LEFT JOIN an USING (sid) LEFT JOIN fa USING (sid) LEFT JOIN jl USING (sid) LEFT JOIN jh USING (sid)
+WHERE tr.p_start IS NOT NULL AND tr.p_end IS NOT NULL"""
 
 
 # The ids of one subject kind a lot counts for (``sl``: its shipment_lot row with the lot's owner).
@@ -718,8 +811,8 @@ _LOT_IDS: Final = {**_SHIPMENT_IDS, "shipper": "ARRAY[COALESCE({l}.owner, {a}.sh
 
 def shipment_atoms(kind: str, part: str) -> str:
     """The shipment-side statement for subject kind ``kind``: ``part`` "board" (per indicator and subject
-    id: numerator, denominator, atoms, exemptions used) or "drill" (every atom with what it shows, a
-    shipment's trajectory anomalies with it)."""
+    id: numerator, denominator, atoms, exemptions used), "drill" (every atom with what it shows, a
+    shipment's trajectory anomalies with it) or "judge" (a shipment_fact row per shipment named)."""
     ids = _SHIPMENT_IDS[kind]
     ctes = _SHIPMENT_CTES.format(
         kind=kind,
@@ -728,5 +821,5 @@ def shipment_atoms(kind: str, part: str) -> str:
         ids_lot=_LOT_IDS[kind].format(a="sh", l="sl"),
         lot_subject=_shipment_subject("sh"),
     )
-    tail = {"board": _SHIPMENT_BOARD, "drill": _SHIPMENT_DRILL}[part]
+    tail = {"board": _SHIPMENT_BOARD, "drill": _SHIPMENT_DRILL, "judge": _SHIPMENT_JUDGE}[part]
     return ctes + tail

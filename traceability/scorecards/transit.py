@@ -15,12 +15,14 @@ from traceability.scorecards.weights import Weights
 
 
 def _params(
-    period: Period, exs: Sequence[Exemption], w: Weights, only: Sequence[str] | None
+    period: Period, exs: Sequence[Exemption], w: Weights, only: Sequence[str] | None, facts: bool = True
 ) -> dict[str, Any]:
     return {
         "start": period.start,
         "end": period.end,
         "only": list(only) if only is not None else None,
+        "judge": None,
+        "facts": facts,
         "x_i": list(range(len(exs))),
         "x_ind": [e.indicator for e in exs],
         "x_kind": [e.subject_kind for e in exs],
@@ -34,6 +36,11 @@ def _params(
     }
 
 
+def _used(listed: str | None) -> list[int]:
+    """The exemptions a board row used: the indexes its atoms listed (comma-separated), each once."""
+    return sorted({int(i) for i in listed.split(",")}) if listed else []
+
+
 def shipment_atoms(
     conn: Conn,
     period: Period,
@@ -41,11 +48,15 @@ def shipment_atoms(
     w: Weights,
     subject: str,
     only: Sequence[str] | None = None,
+    *,
+    facts: bool = True,
 ) -> list[Atom]:
     """The shipment-side atoms of the period for subjects of kind ``subject``. With ``only`` None: one
     atom per indicator and subject id, its numerator and denominator the sums over that subject's rows
-    (a scoreboard's figures). With ``only``: every row of the subjects named, with what it shows."""
-    params = _params(period, exs, w, only)
+    (a scoreboard's figures). With ``only``: every row of the subjects named, with what it shows.
+    ``facts``: read the shipments' facts where they hold (shipment_fact); False judges every shipment
+    here (the same figures, at the cost of judging)."""
+    params = _params(period, exs, w, only, facts)
 
     def read(part: str) -> list[tuple[Any, ...]]:
         row = conn.execute(queries.NO_NESTLOOP).fetchone()
@@ -56,7 +67,7 @@ def shipment_atoms(
 
     if only is None:
         return [
-            Atom(ind, float(num), float(den), {subject: frozenset((sid,))}, {}, exemptions=list(used or ()))
+            Atom(ind, float(num), float(den), {subject: frozenset((sid,))}, {}, exemptions=_used(used))
             for ind, sid, num, den, _n, used in read("board")
         ]
     atoms: list[Atom] = []
