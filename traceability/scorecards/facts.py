@@ -121,7 +121,7 @@ def judge_once(
         n = 0
         if ids:
             conn.execute(queries.TRANSACTION_SETTINGS)
-            conn.execute(queries.NO_NESTLOOP)
+            conn.execute(queries.HASH_JOINS)
             sql = _INSERT.format(judge=queries.shipment_atoms("carrier", "judge"))
             cur = conn.execute(sql, judge_params(w, ids))
             n = cur.rowcount

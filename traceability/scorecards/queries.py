@@ -360,10 +360,15 @@ ORDER BY v.asset_id"""
 TRANSACTION_SETTINGS: Final = "SELECT set_config('work_mem', '128MB', true), set_config('jit', 'off', true)"
 
 # Around the shipment statement: its CTEs join each other on shipment and lot ids, where the planner,
-# without statistics for a CTE, expects a few hundred rows and may loop over one for each row of another;
-# its per-row index probes are LATERAL subqueries, loops by construction. Hash and merge joins only.
-NO_NESTLOOP: Final = "SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)"
-RESTORE_NESTLOOP: Final = "SELECT set_config('enable_nestloop', %s, true)"
+# without statistics for a CTE, expects a few hundred rows and may loop over one for each row of another,
+# or sort both sides of hundreds of thousands of rows to merge them where one side is empty; its per-row
+# index probes are LATERAL subqueries, loops by construction. Hash joins only.
+HASH_JOINS: Final = """
+SELECT current_setting('enable_nestloop'), current_setting('enable_mergejoin'),
+       set_config('enable_nestloop', 'off', true), set_config('enable_mergejoin', 'off', true)"""
+RESTORE_JOINS: Final = (
+    "SELECT set_config('enable_nestloop', %s, true), set_config('enable_mergejoin', %s, true)"
+)
 
 EXEMPTIONS: Final = """
 SELECT indicator, subject_kind, subject_id, starts_at, ends_at, reason, granted_by, granted_at

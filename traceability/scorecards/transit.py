@@ -59,11 +59,11 @@ def shipment_atoms(
     params = _params(period, exs, w, only, facts)
 
     def read(part: str) -> list[tuple[Any, ...]]:
-        row = conn.execute(queries.NO_NESTLOOP).fetchone()
+        row = conn.execute(queries.HASH_JOINS).fetchone()
         try:
             return conn.execute(queries.shipment_atoms(subject, part), params).fetchall()
         finally:
-            conn.execute(queries.RESTORE_NESTLOOP, (row[0] if row else "on",))
+            conn.execute(queries.RESTORE_JOINS, (row[0], row[1]) if row else ("on", "on"))
 
     if only is None:
         return [
