@@ -5,6 +5,8 @@ nothing is judged before its data has settled."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -181,3 +183,30 @@ def test_a_changed_leg_drops_the_fact_and_it_is_judged_again(db_url: str) -> Non
     assert judge_once(db_url, at=LATER).shipments == 1
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert _figures(conn, "carrier", facts=True) == unjudged
+
+
+def test_a_pass_waits_for_a_change_in_flight_and_judges_it_changed(db_url: str) -> None:
+    _world(db_url)
+    with psycopg.connect(db_url) as change, psycopg.connect(db_url, autocommit=True) as watch:
+        change.execute(
+            "UPDATE shipment_leg SET asset_id = 'TRUCK-B' WHERE shipment_id = 'S1'"
+        )  # not committed
+        with ThreadPoolExecutor(1) as pool:
+            judged = pool.submit(judge_once, db_url, at=LATER)
+            waiting, deadline = 0, time.monotonic() + 60
+            while (
+                time.monotonic() < deadline
+            ):  # the pass blocks on the change's lock (observed, not slept for)
+                row = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                ).fetchone()
+                waiting = row[0] if row else 0
+                if waiting or judged.done():
+                    break
+            assert waiting == 1
+            assert not judged.done()
+            change.commit()
+            assert judged.result(timeout=60).shipments == 3
+        got = watch.execute("SELECT assets FROM shipment_fact WHERE shipment_id = 'S1'").fetchone()
+    assert got == (["TRUCK-B"],)

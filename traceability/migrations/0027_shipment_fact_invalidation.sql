@@ -9,12 +9,21 @@
 -- only for the rows it changed (old rows EXCEPT new rows, and new EXCEPT old): an upsert writing the same
 -- values drops nothing.
 
+-- A change that drops facts holds this lock (shared) to the end of its transaction; a judging pass holds it
+-- exclusively before it reads anything (traceability.scorecards.facts). So a pass never judges from rows a
+-- change in flight is replacing (it waits, then reads them changed), and a change never misses a fact a
+-- pass in flight is writing (it waits, then drops it).
+CREATE FUNCTION shipment_fact_hold() RETURNS void LANGUAGE sql AS $$
+    SELECT pg_advisory_xact_lock_shared(hashtext('coldchain.shipment_fact'))
+$$;
+
 -- Compartments by their vehicle: the mount and asset triggers (and shipment_fact_marked) look them up.
 CREATE INDEX asset_parent ON asset (parent_asset_id) WHERE parent_asset_id IS NOT NULL;
 
 -- Every fact, when one of the tables is emptied.
 CREATE FUNCTION shipment_fact_drop_all() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM shipment_fact_hold();
     DELETE FROM shipment_fact;
     RETURN NULL;
 END
@@ -23,6 +32,7 @@ $$;
 -- A shipment updated: its fact (a deleted one takes its fact by the foreign key).
 CREATE FUNCTION shipment_fact_drop_shipment() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM shipment_fact_hold();
     DELETE FROM shipment_fact f
     WHERE f.shipment_id IN (
         SELECT shipment_id FROM (SELECT * FROM sf_old EXCEPT SELECT * FROM sf_new) o
@@ -37,6 +47,7 @@ CREATE TRIGGER shipment_shipment_fact AFTER UPDATE ON shipment
 -- A leg added, changed or removed: the facts of its shipment (the old row's and the new row's).
 CREATE FUNCTION shipment_fact_drop_leg() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM shipment_fact_hold();
     IF TG_OP = 'INSERT' THEN
         DELETE FROM shipment_fact f WHERE f.shipment_id IN (SELECT shipment_id FROM sf_new);
     ELSIF TG_OP = 'DELETE' THEN
@@ -78,6 +89,7 @@ WHERE f.shipment_id = l.shipment_id AND f.dep_from <= a.t1 AND f.dep_to >= a.t0
 $$;
 CREATE FUNCTION shipment_fact_drop_mount() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM shipment_fact_hold();
     IF TG_OP = 'INSERT' THEN
         PERFORM shipment_fact_drop_mounted(array_agg(asset_id), array_agg(valid_from),
                                            array_agg(COALESCE(valid_to, 'infinity')))
@@ -109,6 +121,7 @@ CREATE TRIGGER device_mount_fact_truncate AFTER TRUNCATE ON device_mount
 -- follows asset_evidence_series: a compartment's probe is its vehicle's, and no longer the vehicle's own).
 CREATE FUNCTION shipment_fact_drop_asset() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM shipment_fact_hold();
     WITH ch AS (
         SELECT asset_id, parent_asset_id, probe FROM sf_old
         EXCEPT SELECT asset_id, parent_asset_id, probe FROM sf_new
@@ -133,6 +146,7 @@ CREATE TRIGGER asset_shipment_fact AFTER UPDATE ON asset
 -- statement, or none during a fact's time, this is a join of an empty or small table by shipment_leg_asset.
 CREATE FUNCTION shipment_fact_drop_crossing() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM shipment_fact_hold();
     IF TG_OP = 'INSERT' THEN
         DELETE FROM shipment_fact f
         USING sf_new c JOIN shipment_leg l ON l.asset_id = c.asset_id

@@ -52,8 +52,9 @@ INSERT INTO shipment_fact (shipment_id, dep_from, dep_to, assets, carriers, devi
                            h_at, h_from_asset, h_to_asset, h_before, h_after)
 SELECT * FROM ({judge}) j
 ON CONFLICT (shipment_id) DO NOTHING"""
-# One judge at a time (two would judge the same shipments twice).
-_LOCK: Final = "SELECT pg_try_advisory_xact_lock(hashtext('coldchain.shipment_fact'))"
+# Held before the pass reads anything: one pass at a time, and none while a change that drops facts is in
+# flight, nor such a change while a pass is (they hold it shared: migration 0027's shipment_fact_hold).
+_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('coldchain.shipment_fact'))"
 _TIMESCALE: Final = "SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'"
 _RANGE: Final = """
 SELECT min(LEAST(s.planned_start, l.planned_start)) - interval '2 hours',
@@ -91,7 +92,7 @@ def judge_params(w: Weights, ids: list[str]) -> dict[str, Any]:
 
 
 def judge_once(
-    url: str, *, limit: int = 20_000, weights: Weights | None = None, at: datetime | None = None
+    url: str, *, limit: int = 5_000, weights: Weights | None = None, at: datetime | None = None
 ) -> Judged:
     """Take the marks of consumed batches (dropping the facts they overlap) and judge up to ``limit``
     settled shipments without a fact. On TimescaleDB the rollups over the shipments' and marks' time are
@@ -108,16 +109,14 @@ def judge_once(
     if not marks and not ids:
         return Judged(0, 0)
     with psycopg.connect(url) as conn:
-        got = conn.execute(_LOCK).fetchone()
-        if not got or not got[0]:
-            return Judged(0, 0)
+        conn.execute(_LOCK)
         mark_ids = [m[0] for m in marks]
         if mark_ids:
             conn.execute(_FORGET, {"marks": mark_ids})
             conn.execute(_TAKE, {"marks": mark_ids})
-            # the shipments whose facts the marks dropped are ready again (their late readings lie in the
-            # marks' time, refreshed above)
-            ids = [r[0] for r in conn.execute(_READY, ready).fetchall()]
+        # Again under the lock: the shipments whose facts the marks dropped are ready again (their late
+        # readings lie in the marks' time, refreshed above), a pass before this one judged others.
+        ids = [r[0] for r in conn.execute(_READY, ready).fetchall()]
         n = 0
         if ids:
             conn.execute(queries.TRANSACTION_SETTINGS)
@@ -151,7 +150,7 @@ class ShipmentFactWorker:
         self,
         url: str,
         every_s: float = 60.0,
-        limit: int = 20_000,
+        limit: int = 5_000,
         clock: Callable[[], datetime | None] = lambda: None,
     ) -> None:
         self._url = url

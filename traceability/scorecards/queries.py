@@ -455,8 +455,8 @@ WITH ex AS (
     SELECT s.shipment_id AS sid, s.shipper_party_id AS shipper, s.origin_location_id AS origin,
            s.destination_location_id AS dest, s.planned_start AS p_start, s.planned_end AS p_end,
            COALESCE(s.planned_start, s.created_at) AS t_ref,
-           f.shipment_id IS NOT NULL AND %(facts)s AND s.planned_start >= %(start)s
-               AND s.planned_end <= %(end)s AND k.shipment_id IS NULL AS judged,
+           COALESCE(f.shipment_id IS NOT NULL AND %(facts)s AND s.planned_start >= %(start)s
+                    AND s.planned_end <= %(end)s AND k.shipment_id IS NULL, false) AS judged,
            f.assets, f.carriers, f.devices, f.exit_at, f.enter_at, f.anomalies,
            cardinality(f.leg_nos) AS legs, cardinality(array_positions(f.leg_ok, false)) AS bad,
            cardinality(f.h_to_leg) AS handoffs
@@ -511,12 +511,12 @@ WITH ex AS (
 ), sj AS (
     -- each shipment with its subjects and crossings: judged here, or its facts
     SELECT s.*, COALESCE(la.assets, '{{}}') AS assets, COALESCE(la.carriers, '{{}}') AS carriers,
-           COALESCE(dv.devices, '{{}}') AS devices, cx.exit_at, cx.enter_at, true AS live,
-           NULL::bigint AS legs, NULL::bigint AS bad, NULL::bigint AS anomalies
+           COALESCE(dv.devices, '{{}}') AS devices, cx.exit_at, cx.enter_at, NULL::bigint AS legs,
+           NULL::bigint AS bad, NULL::bigint AS anomalies
     FROM s LEFT JOIN la USING (sid) LEFT JOIN dv USING (sid) LEFT JOIN cx USING (sid)
     UNION ALL
     SELECT sid, shipper, origin, dest, p_start, p_end, t_ref, assets, carriers, devices, exit_at, enter_at,
-           false, legs, bad, anomalies
+           legs, bad, anomalies
     FROM fx
 ), sh AS (
     SELECT sj.*, fo.location_id IS NOT NULL AS o_fenced, fd.location_id IS NOT NULL AS d_fenced
