@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from traceability.scorecards.compute import drill_all, scoreboard
 from traceability.scorecards.facts import ShipmentFactWorker, judge_once
 from traceability.scorecards.model import SUBJECTS
 from traceability.scorecards.period import parse_period
+from traceability.scorecards.weights import default_weights
 
 P = parse_period(PERIOD)
 LATER = datetime(2027, 1, 1, tzinfo=UTC)  # the judge's clock: the world's shipments long over
@@ -210,3 +212,17 @@ def test_a_pass_waits_for_a_change_in_flight_and_judges_it_changed(db_url: str) 
             assert judged.result(timeout=60).shipments == 3
         got = watch.execute("SELECT assets FROM shipment_fact WHERE shipment_id = 'S1'").fetchone()
     assert got == (["TRUCK-B"],)
+
+
+def test_facts_judged_under_other_thresholds_are_not_read(db_url: str) -> None:
+    _world(db_url)
+    judge_once(db_url, at=LATER)  # under the weights file's thresholds
+    w = default_weights()
+    other = replace(w, silent_hours=100)  # the world has no positions: silence only, all transits shorter
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        mine = scoreboard(conn, P, "carrier", weights=other, facts=False).cards
+        read = scoreboard(conn, P, "carrier", weights=other).cards
+        usual = scoreboard(conn, P, "carrier").cards
+    n = {c.subject_id: c.indicators["trajectory_anomalies"].numerator for c in mine}
+    assert n != {c.subject_id: c.indicators["trajectory_anomalies"].numerator for c in usual}
+    assert {c.subject_id: c.indicators["trajectory_anomalies"].numerator for c in read} == n

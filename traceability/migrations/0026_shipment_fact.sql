@@ -8,6 +8,7 @@
 CREATE TABLE shipment_fact (
     shipment_id  text PRIMARY KEY REFERENCES shipment ON DELETE CASCADE,
     judged_at    timestamptz NOT NULL DEFAULT now(),
+    thresholds   text NOT NULL,                  -- the trajectory thresholds judged under (weights file)
     dep_from     timestamptz NOT NULL,           -- the device time its judgement read data over
     dep_to       timestamptz NOT NULL,
     assets       text[] NOT NULL,                -- its legs' assets, in leg order

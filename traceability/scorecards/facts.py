@@ -18,10 +18,9 @@ from traceability.scorecards.weights import Weights, default_weights
 log = logging.getLogger(__name__)
 
 # The marks whose batch the rules worker has consumed (its crossings are written), and the time before
-# which every stored reading is in the rollups and the crossings: an hour ago (shipment_fact_settle; before
-# the given time instead, for a simulated clock), and
-# not past the first reading of a batch the rules worker has not consumed or (plain PostgreSQL) of a range
-# whose rollups are not rebuilt yet.
+# which every stored reading is in the rollups and the crossings: an hour before now (shipment_fact_settle;
+# before the given time instead, for a simulated clock), and not past the first reading of a batch the
+# rules worker has not consumed or (plain PostgreSQL) of a range whose rollups are not rebuilt yet.
 _MARKS: Final = """
 SELECT k.mark_id, k.t_min, k.t_max FROM shipment_fact_mark k
 WHERE NOT EXISTS (SELECT 1 FROM ingest_batch b WHERE b.batch_id = k.batch_id)
@@ -49,8 +48,8 @@ _TAKE: Final = "DELETE FROM shipment_fact_mark WHERE mark_id = ANY(%(marks)s)"
 _INSERT: Final = """
 INSERT INTO shipment_fact (shipment_id, dep_from, dep_to, assets, carriers, devices, exit_at, enter_at,
                            anomalies, f_kind, f_from, f_to, f_figure, leg_nos, leg_ok, h_from_leg, h_to_leg,
-                           h_at, h_from_asset, h_to_asset, h_before, h_after)
-SELECT * FROM ({judge}) j
+                           h_at, h_from_asset, h_to_asset, h_before, h_after, thresholds)
+SELECT j.*, %(thresholds)s FROM ({judge}) j
 ON CONFLICT (shipment_id) DO NOTHING"""
 # Held before the pass reads anything: one pass at a time, and none while a change that drops facts is in
 # flight, nor such a change while a pass is (they hold it shared: migration 0027's shipment_fact_hold).
@@ -70,9 +69,15 @@ class Judged:
     shipments: int
 
 
+def thresholds(w: Weights) -> str:
+    """The trajectory thresholds of ``w`` as a fact records them: a fact judged under others is not read."""
+    return f"{w.max_speed_kmh!r}:{w.still_m!r}:{w.still_hours!r}:{w.silent_hours!r}"
+
+
 def judge_params(w: Weights, ids: list[str]) -> dict[str, Any]:
     """The shipment statement's parameters for judging ``ids``: no period, exemption or subject."""
     return {
+        "thresholds": thresholds(w),
         "start": datetime.min.replace(tzinfo=UTC),
         "end": datetime.max.replace(tzinfo=UTC),
         "only": None,

@@ -450,8 +450,9 @@ WITH ex AS (
     SELECT * FROM unnest(%(x_i)s::int[], %(x_ind)s::text[], %(x_kind)s::text[], %(x_id)s::text[],
                          %(x_a)s::timestamptz[], %(x_b)s::timestamptz[]) AS u(i, indicator, kind, id, a, b)
 ), s0 AS MATERIALIZED (
-    -- the period's shipments; ``judged``: its facts (shipment_fact) are read, as its planned window lies in
-    -- the period (nothing of it is clipped) and no reading stored late for its time has marked them
+    -- the period's shipments; ``judged``: its facts (shipment_fact) are read, as they were judged under the
+    -- trajectory thresholds asked for, its planned window lies in the period (nothing of it is clipped)
+    -- and no reading stored late for its time has marked them
     SELECT s.shipment_id AS sid, s.shipper_party_id AS shipper, s.origin_location_id AS origin,
            s.destination_location_id AS dest, s.planned_start AS p_start, s.planned_end AS p_end,
            COALESCE(s.planned_start, s.created_at) AS t_ref,
@@ -461,7 +462,8 @@ WITH ex AS (
            cardinality(f.leg_nos) AS legs, cardinality(array_positions(f.leg_ok, false)) AS bad,
            cardinality(f.h_to_leg) AS handoffs
     FROM shipment s
-    LEFT JOIN shipment_fact f ON %(facts)s AND f.shipment_id = s.shipment_id
+    LEFT JOIN shipment_fact f
+           ON %(facts)s AND f.shipment_id = s.shipment_id AND f.thresholds = %(thresholds)s
     LEFT JOIN (SELECT DISTINCT shipment_id FROM shipment_fact_marked()) k ON k.shipment_id = s.shipment_id
     WHERE ((s.planned_start >= %(start)s AND s.planned_start < %(end)s)
            OR (s.planned_start IS NULL AND s.created_at >= %(start)s AND s.created_at < %(end)s))

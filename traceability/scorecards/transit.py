@@ -9,6 +9,7 @@ from typing import Any
 
 from traceability.scorecards import queries
 from traceability.scorecards.atoms import Atom, Conn
+from traceability.scorecards.facts import thresholds
 from traceability.scorecards.model import Exemption
 from traceability.scorecards.period import Period
 from traceability.scorecards.weights import Weights
@@ -23,6 +24,7 @@ def _params(
         "only": list(only) if only is not None else None,
         "judge": None,
         "facts": facts,
+        "thresholds": thresholds(w),
         "x_i": list(range(len(exs))),
         "x_ind": [e.indicator for e in exs],
         "x_kind": [e.subject_kind for e in exs],
