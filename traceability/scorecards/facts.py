@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import psycopg
@@ -144,7 +144,11 @@ def _refresh_timescale(conn: psycopg.Connection[Any], ids: list[str], marks: lis
         lo = t_min if lo is None else min(lo, t_min)
         hi = t_max if hi is None else max(hi, t_max)
     if lo is not None and hi is not None:
-        conn.execute("CALL refresh_continuous_aggregate('reading_1h', %s, %s)", (lo, hi))
+        # A refresh rebuilds the buckets wholly inside its window: an hour more each side. reading_1h is
+        # built on reading_1m, so the minutes first.
+        window = (lo - timedelta(hours=1), hi + timedelta(hours=1))
+        conn.execute("CALL refresh_continuous_aggregate('reading_1m', %s, %s)", window)
+        conn.execute("CALL refresh_continuous_aggregate('reading_1h', %s, %s)", window)
 
 
 class ShipmentFactWorker:
