@@ -1,5 +1,6 @@
 """Composition root: `coldchain scorecard`: the regulator's scorecards of a period (a table, --json, or a
-PDF/XLSX report), one subject's drill-down rows, and `coldchain scorecard exempt` to grant an exemption."""
+PDF/XLSX report), one subject's drill-down rows, `coldchain scorecard exempt` to grant an exemption and
+`coldchain scorecard judge` to judge the settled shipments' facts now."""
 
 from __future__ import annotations
 
@@ -153,3 +154,27 @@ def exempt(
             fail(str(exc))
         conn.commit()
     emit_json({"exempted": indicator, "subject": subject, "id": subject_id, "from": e.start, "to": e.end})
+
+
+@scorecard_app.command("judge")
+def judge(
+    at: Annotated[
+        datetime | None,
+        typer.Option(help="The time it is (ISO 8601; UTC when no offset is given); default: the server's."),
+    ] = None,
+) -> None:
+    """Judge every settled shipment without a fact into shipment_fact now, as the shipment-facts worker
+    does once a minute (after a bulk import, or where no ledger stage runs)."""
+    from coldchain.stack import open_stack
+    from traceability.scorecards.facts import judge_once
+
+    when = None if at is None else at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    settings = cli_settings()
+    marks = judged = 0
+    with open_stack(settings, must_exist=True) as stack:
+        while True:
+            done = judge_once(stack.database_url, at=when)
+            marks, judged = marks + done.marks, judged + done.shipments
+            if not done.shipments:
+                break
+    emit_json({"marks_taken": marks, "shipments_judged": judged})

@@ -192,6 +192,13 @@ def test_cli_prints_the_table_the_json_a_drill_and_a_report(
     report = runner.invoke(cli_app, ["scorecard", "--period", PERIOD, "-o", str(out), "--format", "xlsx"])
     assert report.exit_code == 0, report.output
     assert openpyxl.load_workbook(out).sheetnames[0] == "得分"
+    with psycopg.connect(world, autocommit=True) as conn:
+        conn.execute("DELETE FROM ingest_batch")  # the world's batch, consumed as the rules worker would
+    judged = runner.invoke(cli_app, ["scorecard", "judge", "--at", "2027-01-01T00:00:00"])
+    assert judged.exit_code == 0, judged.output
+    assert json.loads(judged.stdout.strip().splitlines()[-1])["shipments_judged"] == 2
+    again = runner.invoke(cli_app, ["scorecard", "--period", PERIOD, "--subject", "carrier", "--json"])
+    assert json.loads(again.stdout.strip().splitlines()[-1])["cards"] == board["cards"]
     assert runner.invoke(cli_app, ["scorecard", "--period", "2026Q9"]).exit_code == 2
     assert runner.invoke(cli_app, ["scorecard", "--period", PERIOD, "--drill", "NOBODY"]).exit_code == 1
     granted = runner.invoke(
