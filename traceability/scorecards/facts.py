@@ -13,6 +13,8 @@ from typing import Any, Final
 import psycopg
 
 from traceability.scorecards import queries
+from traceability.scorecards.period import Period
+from traceability.scorecards.transit import statement_params
 from traceability.scorecards.weights import Weights, default_weights
 
 log = logging.getLogger(__name__)
@@ -69,31 +71,10 @@ class Judged:
     shipments: int
 
 
-def thresholds(w: Weights) -> str:
-    """The trajectory thresholds of ``w`` as a fact records them: a fact judged under others is not read."""
-    return f"{w.max_speed_kmh!r}:{w.still_m!r}:{w.still_hours!r}:{w.silent_hours!r}"
-
-
 def judge_params(w: Weights, ids: list[str]) -> dict[str, Any]:
     """The shipment statement's parameters for judging ``ids``: no period, exemption or subject."""
-    return {
-        "thresholds": thresholds(w),
-        "start": datetime.min.replace(tzinfo=UTC),
-        "end": datetime.max.replace(tzinfo=UTC),
-        "only": None,
-        "judge": ids,
-        "facts": False,
-        "x_i": [],
-        "x_ind": [],
-        "x_kind": [],
-        "x_id": [],
-        "x_a": [],
-        "x_b": [],
-        "reach_m": w.max_speed_kmh * 1000.0,
-        "still_m": w.still_m,
-        "still_hours": w.still_hours,
-        "silent_hours": w.silent_hours,
-    }
+    always = Period("all", datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+    return statement_params(always, [], w, None, facts=False, judge=ids)
 
 
 def judge_once(

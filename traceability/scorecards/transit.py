@@ -9,20 +9,33 @@ from typing import Any
 
 from traceability.scorecards import queries
 from traceability.scorecards.atoms import Atom, Conn
-from traceability.scorecards.facts import thresholds
 from traceability.scorecards.model import Exemption
 from traceability.scorecards.period import Period
 from traceability.scorecards.weights import Weights
 
 
-def _params(
-    period: Period, exs: Sequence[Exemption], w: Weights, only: Sequence[str] | None, facts: bool = True
+def thresholds(w: Weights) -> str:
+    """The trajectory thresholds of ``w`` as a fact records them: a fact judged under others is not read."""
+    return f"{w.max_speed_kmh!r}:{w.still_m!r}:{w.still_hours!r}:{w.silent_hours!r}"
+
+
+def statement_params(
+    period: Period,
+    exs: Sequence[Exemption],
+    w: Weights,
+    only: Sequence[str] | None,
+    *,
+    facts: bool = True,
+    judge: Sequence[str] | None = None,
 ) -> dict[str, Any]:
+    """The shipment statement's parameters: the period, the subjects kept (``only``; None: all), whether
+    facts are read, the shipments judged into facts (``judge``; None: a board or a drill-down), the
+    exemptions and the trajectory thresholds."""
     return {
         "start": period.start,
         "end": period.end,
         "only": list(only) if only is not None else None,
-        "judge": None,
+        "judge": list(judge) if judge is not None else None,
         "facts": facts,
         "thresholds": thresholds(w),
         "x_i": list(range(len(exs))),
@@ -58,7 +71,7 @@ def shipment_atoms(
     (a scoreboard's figures). With ``only``: every row of the subjects named, with what it shows.
     ``facts``: read the shipments' facts where they hold (shipment_fact); False judges every shipment
     here (the same figures, at the cost of judging)."""
-    params = _params(period, exs, w, only, facts)
+    params = statement_params(period, exs, w, only, facts=facts)
 
     def read(part: str) -> list[tuple[Any, ...]]:
         row = conn.execute(queries.HASH_JOINS).fetchone()
