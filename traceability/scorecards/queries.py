@@ -775,7 +775,8 @@ ORDER BY a.ind, a.sid NULLS LAST, a.from_leg NULLS FIRST, a.lot_id"""
 # %(judge)s with no period (-infinity, infinity), no exemptions and no subject asked for: its subjects and
 # crossings, its trajectory anomalies, every leg's evidence, each handoff's evidence on both sides, and the
 # device time all of it was read from (the planned windows, the legs' and an hour each side of a handoff,
-# widened by an hour for the rollups' buckets).
+# widened by an hour for the rollups' buckets). A change to what this judges (or to the CTEs it shares with
+# the board) changes what existing facts would say: its migration empties shipment_fact, to be judged again.
 _SHIPMENT_JUDGE: Final = """, fa AS (
     SELECT p.sid, array_agg(cut.kind ORDER BY cut.t_from, cut.kind) AS f_kind,
            array_agg(cut.t_from ORDER BY cut.t_from, cut.kind) AS f_from,
