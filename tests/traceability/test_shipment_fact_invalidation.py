@@ -86,8 +86,9 @@ def _judge(conn: Conn) -> None:
         conn.execute(
             "INSERT INTO shipment_fact (shipment_id, dep_from, dep_to, assets, carriers, devices, f_kind,"
             " f_from, f_to, f_figure, leg_nos, leg_ok, h_from_leg, h_to_leg, h_at, h_from_asset, h_to_asset,"
-            " h_before, h_after) VALUES (%s, %s, %s, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',"
-            " '{}', '{}', '{}', '{}', '{}', '{}', '{}') ON CONFLICT DO NOTHING",
+            " h_before, h_after, thresholds)"
+            " VALUES (%s, %s, %s, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}',"
+            " '{}', '{}', '{}', '{}', 'any') ON CONFLICT DO NOTHING",
             (sid, start, end),
         )
     assert _facts(conn) == ALL
