@@ -410,3 +410,33 @@ def test_constraint_refusal_is_a_refused_job(db_url: str) -> None:
         assert stored is not None
         assert stored.errors == job.errors
     assert _count(db_url) == 0
+
+
+def test_a_refusal_at_the_commit_leaves_nothing_of_the_append_on_the_job(db_url: str) -> None:
+    """A refusal only the commit sees (a deferred constraint trigger on the job's row, after the events
+    were appended in the transaction): the job is recorded refused with no success, no events, no seq
+    range and nothing already captured, as nothing of it was appended."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            """
+            CREATE FUNCTION refuse_success() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.success AND NOT NEW.running THEN
+                    RAISE EXCEPTION 'refused at commit'
+                        USING ERRCODE = 'check_violation', CONSTRAINT = 'refused_at_commit';
+                END IF;
+                RETURN NULL;
+            END $$;
+            CREATE CONSTRAINT TRIGGER refuse_success AFTER INSERT OR UPDATE ON capture_job
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_success();
+            """
+        )
+        job = capture.capture(conn, _doc(copy.deepcopy(FIVE)))
+        assert (job.success, job.events, job.first_seq, job.last_seq) == (False, 0, None, None)
+        assert job.already_captured == []
+        assert "refused_at_commit" in job.errors[0]["message"]
+        stored = capture.get_job(conn, job.capture_id)
+        assert stored is not None
+        assert (stored.success, stored.events, stored.first_seq, stored.last_seq) == (False, 0, None, None)
+        assert stored.errors == job.errors
+    assert _count(db_url) == 0

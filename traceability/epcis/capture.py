@@ -525,6 +525,8 @@ def write(
 
 
 def _refused(job: CaptureJob, errors: Sequence[CaptureError], unreadable: bool) -> None:
+    # Nothing of an append rolled back stays on the job (a refusal at the commit comes after ``_append``).
+    job.success, job.events, job.first_seq, job.last_seq, job.already_captured = False, 0, None, None, []
     job.errors = [e.as_dict() for e in errors]
     job.too_large = any(e.too_large for e in errors)
     job.unreadable = unreadable
