@@ -162,16 +162,21 @@ def test_a_reading_stored_on_time_marks_nothing(db_url: str) -> None:
 
 def test_nothing_is_judged_before_its_data_settles(db_url: str) -> None:
     _world(db_url)
-    # Both shipments end at 24:00. An hour after that their data has not settled (the judge waits two);
-    # a batch the rules worker has not consumed, from before their end, holds them back too.
+    # S1 and S2 end at 24:00, S3 at 22:00; a shipment is judged three hours after its end has settled, and
+    # the settle time is an hour before the clock: at 27:30, S3 only.
     assert judge_once(db_url, at=at(25)).shipments == 0
+    assert judge_once(db_url, at=at(27.5)).shipments == 1
     with psycopg.connect(db_url, autocommit=True) as conn:
+        assert set(_facts(conn)) == {"S3"}
+        # a batch the rules worker has not consumed, from before their end, holds the others back
         _late_batch(conn, at(20))
     rollups.refresh(db_url)
     assert judge_once(db_url, at=LATER).shipments == 0
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("DELETE FROM ingest_batch")
-    assert ShipmentFactWorker(db_url, clock=lambda: LATER).run_once().shipments == 3
+    done = ShipmentFactWorker(db_url, clock=lambda: LATER).run_once()
+    # S1, S2, and S3 again: the late batch (TRUCK-A's device, S3's first leg) marked its fact
+    assert (done.marks, done.shipments) == (1, 3)
     assert judge_once(db_url, at=LATER).shipments == 0  # each once
 
 

@@ -31,17 +31,19 @@ _SETTLED: Final = """
 SELECT LEAST(COALESCE(%(at)s, now()) - shipment_fact_settle(),
              (SELECT min(t_min) FROM ingest_batch WHERE kind = 'telemetry'),
              (SELECT min(t_min) FROM rollup_pending))"""
-# Shipments with a planned window and no fact whose data (the planned window and its legs', an hour
-# around) has settled, oldest first.
+# Shipments with a planned window and no fact whose data has settled, oldest first. A fact reads up to two
+# hours past the planned windows (a handoff's hour after, widened to the rollups' hour): waiting three keeps
+# an hour between its time and the settle time, so a batch in flight while it is judged, not marked as its
+# readings are under an hour old, falls after its time.
 _READY: Final = """
 SELECT s.shipment_id
 FROM shipment s
 WHERE s.planned_start IS NOT NULL AND s.planned_end IS NOT NULL
-  AND s.planned_end + interval '2 hours' < %(settled)s
+  AND s.planned_end + interval '3 hours' < %(settled)s
   AND NOT EXISTS (SELECT 1 FROM shipment_fact f WHERE f.shipment_id = s.shipment_id)
   AND NOT EXISTS (SELECT 1 FROM shipment_leg l WHERE l.shipment_id = s.shipment_id
-                  AND (l.planned_end + interval '2 hours' >= %(settled)s
-                       OR l.planned_start + interval '2 hours' >= %(settled)s))
+                  AND (l.planned_end + interval '3 hours' >= %(settled)s
+                       OR l.planned_start + interval '3 hours' >= %(settled)s))
 ORDER BY s.planned_end, s.shipment_id
 LIMIT %(limit)s"""
 _FORGET: Final = """
