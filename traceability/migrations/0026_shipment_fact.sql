@@ -36,7 +36,8 @@ CREATE TABLE shipment_fact (
 -- Readings stored for a time a fact may have been judged over (device time over an hour old when stored:
 -- an upload after an outage, a spool replayed, a late device); each drops the facts it overlaps when the
 -- judge takes it, and until then keeps them from being read. Written with the gateway's batch, in its
--- transaction; readings newer than that fall after every fact's time (facts are judged an hour after).
+-- transaction; readings newer than that fall after every fact's time (a fact's time ends over two hours
+-- before it is judged: traceability.scorecards.facts).
 CREATE TABLE shipment_fact_mark (
     mark_id    bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     batch_id   bigint NOT NULL,                  -- ingest_batch: taken once the rules worker has consumed it
