@@ -68,13 +68,19 @@ STOPS: Final = "SELECT location_id FROM shipment_stop WHERE shipment_id = %s ORD
 
 LOTS: Final = "SELECT lot_id, quantity, uom FROM shipment_lot WHERE shipment_id = %s ORDER BY lot_id"
 
-# The shipment a through document, bill of lading or waybill number names (the through document first).
-SHIPMENT_BY_DOCUMENTS: Final = """
-SELECT shipment_id, source FROM shipment
-WHERE through_document = %(through)s OR bill_of_lading = %(bl)s OR rail_waybill = %(rail)s
-   OR road_waybill = %(road)s
-ORDER BY (through_document = %(through)s) IS TRUE DESC, shipment_id
-LIMIT 1"""
+# For each set of numbers (the arrays' n-th elements, n from 1), the shipment its through document, bill of
+# lading or waybill number names (the through document first); sets that name none have no row.
+SHIPMENTS_BY_DOCUMENTS: Final = """
+SELECT d.n, s.shipment_id, s.source
+FROM unnest(%(through)s::text[], %(bl)s::text[], %(rail)s::text[], %(road)s::text[])
+     WITH ORDINALITY AS d (through, bl, rail, road, n)
+CROSS JOIN LATERAL (
+    SELECT shipment_id, source FROM shipment
+    WHERE through_document = d.through OR bill_of_lading = d.bl OR rail_waybill = d.rail
+       OR road_waybill = d.road
+    ORDER BY (through_document = d.through) IS TRUE DESC, shipment_id
+    LIMIT 1
+) s"""
 
 # A shipment's lots, the registered ones only; a lot it carries already keeps its quantity.
 LINK_LOTS: Final = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -184,35 +184,68 @@ def shipment_by_documents(
 ) -> tuple[str, str] | None:
     """(shipment_id, source) of the shipment one of these numbers names (its through document first);
     None when none does."""
-    params = {"through": through_document, "bl": bill_of_lading, "rail": rail_waybill, "road": road_waybill}
+    return shipments_by_documents(db, [(through_document, bill_of_lading, rail_waybill, road_waybill)])[0]
+
+
+Documents = tuple[str | None, str | None, str | None, str | None]
+
+
+def shipments_by_documents(db: Db, documents: Sequence[Documents]) -> list[tuple[str, str] | None]:
+    """``shipment_by_documents`` of each (through document, bill of lading, rail waybill, road waybill), in
+    one query."""
+    if not documents:
+        return []
+    through, bl, rail, road = (list(column) for column in zip(*documents, strict=True))
+    params = {"through": through, "bl": bl, "rail": rail, "road": road}
+    found: list[tuple[str, str] | None] = [None] * len(documents)
     with _cursor(db) as cur:
-        row = cur.execute(q.SHIPMENT_BY_DOCUMENTS, params).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]))
+        for n, shipment_id, source in cur.execute(q.SHIPMENTS_BY_DOCUMENTS, params):
+            found[int(n) - 1] = (str(shipment_id), str(source))
+    return found
 
 
 def link_lots(db: Db, shipment_id: str, lots: Iterable[ShipmentLot]) -> int:
     """Add lots to a shipment: registered lots only, a lot it carries already unchanged; return how many
     were added."""
-    given = {lot.lot_id: lot for lot in lots}
-    if not given:
+    return link_lots_many(db, [(shipment_id, lots)])
+
+
+def link_lots_many(db: Db, links: Iterable[tuple[str, Iterable[ShipmentLot]]]) -> int:
+    """``link_lots`` of each (shipment, lots), the statements sent in one batch; return how many were
+    added."""
+    rows = []
+    for shipment_id, lots in links:
+        given = list({lot.lot_id: lot for lot in lots}.values())
+        if given:
+            rows.append(
+                {
+                    "shipment_id": shipment_id,
+                    "lots": [lot.lot_id for lot in given],
+                    "quantities": [lot.quantity for lot in given],
+                    "uoms": [lot.uom for lot in given],
+                }
+            )
+    if not rows:
         return 0
-    values = list(given.values())
-    params = {
-        "shipment_id": shipment_id,
-        "lots": [lot.lot_id for lot in values],
-        "quantities": [lot.quantity for lot in values],
-        "uoms": [lot.uom for lot in values],
-    }
     with _cursor(db) as cur:
-        cur.execute(q.LINK_LOTS, params)
+        cur.executemany(q.LINK_LOTS, rows)
         return max(cur.rowcount, 0)
 
 
 def add_first_leg(db: Db, shipment_id: str, leg: ShipmentLeg) -> bool:
     """Give a shipment that has no leg its first one; False (nothing changed) when it has a leg."""
+    return add_first_legs(db, [(shipment_id, leg)]) > 0
+
+
+def add_first_legs(db: Db, legs: Iterable[tuple[str, ShipmentLeg]]) -> int:
+    """``add_first_leg`` of each (shipment, leg), the statements sent in one batch; return how many
+    shipments got their first leg."""
+    rows = [{"shipment_id": shipment_id, **asdict(leg)} for shipment_id, leg in legs]
+    if not rows:
+        return 0
     with _cursor(db) as cur:
-        cur.execute(q.INSERT_FIRST_LEG, {"shipment_id": shipment_id, **asdict(leg)})
-        return cur.rowcount > 0
+        cur.executemany(q.INSERT_FIRST_LEG, rows)
+        return max(cur.rowcount, 0)
 
 
 class ShipmentClosedError(ShipmentError):

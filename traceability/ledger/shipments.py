@@ -15,7 +15,7 @@ The registry is not derived from the ledger: a rederivation finds these shipment
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,9 +108,27 @@ def merge(claims: Iterable[Claim]) -> list[Claim]:
 
 def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
     """Create the shipments the claims name and no shipment carries yet; add lots, and a first leg when
-    they have none, to those the ledger created. Returns the ids created. Each write is its own
-    savepoint: a shipment another writer creates meanwhile under the same documents leaves the append as
-    it is."""
+    they have none, to those the ledger created. Returns the ids created. A shipment another writer
+    creates meanwhile under the same documents, or a leg's carrier gone, leaves the append as it is.
+
+    The claims are applied together (one lookup, each statement's rows in one batch, one savepoint): a
+    document's claims are often many. Where that cannot give what applying them one by one gives (two
+    claims share a document number, so one finds the shipment the other creates; or a write is refused),
+    they are applied one by one (``apply_each``)."""
+    merged = merge(claims)
+    if not merged:
+        return []
+    if _share_a_number(merged):
+        return apply_each(conn, merged)
+    try:
+        with conn.transaction():
+            return _apply_together(conn, merged)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation, _IdTakenError):
+        return apply_each(conn, merged)
+
+
+def apply_each(conn: Conn, claims: Iterable[Claim]) -> list[str]:
+    """``apply``, one claim after the other, each write its own savepoint."""
     created: list[str] = []
     for claim in merge(claims):
         found = shipments.shipment_by_documents(
@@ -123,19 +141,10 @@ def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
         try:
             with conn.transaction():
                 if found is None:
-                    shipment_id = SHIPMENT_ID_PREFIX + claim.through_document
-                    new = Shipment(
-                        shipment_id,
-                        through_document=claim.through_document,
-                        bill_of_lading=claim.bill_of_lading,
-                        rail_waybill=claim.rail_waybill,
-                        road_waybill=claim.road_waybill,
-                        legs=() if claim.leg is None else (claim.leg,),
-                        source="epcis",
-                    )
+                    new = _new_shipment(claim)
                     if shipments.add_shipment(conn, new):
-                        created.append(shipment_id)
-                        shipments.link_lots(conn, shipment_id, claim.lots.values())
+                        created.append(new.shipment_id)
+                        shipments.link_lots(conn, new.shipment_id, claim.lots.values())
                 elif found[1] == "epcis":
                     shipments.link_lots(conn, found[0], claim.lots.values())
                     if claim.leg is not None:
@@ -143,3 +152,49 @@ def apply(conn: Conn, claims: Iterable[Claim]) -> list[str]:
         except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
             continue  # another writer holds these documents now, or the leg's carrier went: nothing to add
     return created
+
+
+class _IdTakenError(Exception):
+    """A shipment to create has an id that is taken (by a shipment its documents do not name)."""
+
+
+def _apply_together(conn: Conn, claims: list[Claim]) -> list[str]:
+    found = shipments.shipments_by_documents(conn, [_numbers(c) for c in claims])
+    unnamed = [c for c, f in zip(claims, found, strict=True) if f is None]
+    new = [_new_shipment(c) for c in unnamed]
+    if new and shipments.add_shipments(conn, new) != len(new):
+        raise _IdTakenError
+    ours = [(f[0], c) for c, f in zip(claims, found, strict=True) if f is not None and f[1] == "epcis"]
+    links = [(s.shipment_id, c.lots.values()) for s, c in zip(new, unnamed, strict=True)]
+    shipments.link_lots_many(conn, links + [(shipment_id, c.lots.values()) for shipment_id, c in ours])
+    shipments.add_first_legs(conn, [(shipment_id, c.leg) for shipment_id, c in ours if c.leg is not None])
+    return [s.shipment_id for s in new]
+
+
+def _numbers(claim: Claim) -> shipments.Documents:
+    return (claim.through_document, claim.bill_of_lading, claim.rail_waybill, claim.road_waybill)
+
+
+def _share_a_number(claims: Sequence[Claim]) -> bool:
+    """Whether two claims name one document number (of the same kind)."""
+    seen: set[tuple[int, str]] = set()
+    for claim in claims:
+        for kind, number in enumerate(_numbers(claim)):
+            if number is not None:
+                if (kind, number) in seen:
+                    return True
+                seen.add((kind, number))
+    return False
+
+
+def _new_shipment(claim: Claim) -> Shipment:
+    """The shipment the ledger creates for a claim that names none."""
+    return Shipment(
+        SHIPMENT_ID_PREFIX + claim.through_document,
+        through_document=claim.through_document,
+        bill_of_lading=claim.bill_of_lading,
+        rail_waybill=claim.rail_waybill,
+        road_waybill=claim.road_waybill,
+        legs=() if claim.leg is None else (claim.leg,),
+        source="epcis",
+    )
