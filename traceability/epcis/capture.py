@@ -484,19 +484,19 @@ def write(
         try:
             with conn.transaction():
                 # One round trip: the job's row, the ledger's lock, what was appended since the lookup
-                # (``look_up``), the head.
+                # (``look_up``), the head and the state the derivation needs.
                 with _pipeline(conn):
                     taken = conn.execute(queries.TAKE_CAPTURE_JOB, (job.capture_id,)) if queued else None
                     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
                     since = _appended_since(conn, checked.seen)
-                    head = conn.execute(queries.HEALTH)
+                    opening = chain.Opening(conn, [p.stored for p in checked.prepared])
                 if taken is not None and taken.fetchone() is None:
                     return None  # another worker holds it, or it is done
                 errors, in_ledger = _identity_errors(
                     conn, checked.prepared, checked.pointer, checked.seen, since=_rows(since)
                 )
                 if not errors:
-                    _append(conn, job, checked.prepared, in_ledger, _head_seq(head))
+                    _append(conn, job, checked.prepared, in_ledger, opening)
                 else:  # refused on what the ledger holds: recorded while the job's row is still held
                     _refused(job, errors, checked.unreadable)
                 _record(conn, job, captured_by)  # committed with the events: one commit
@@ -537,12 +537,13 @@ def _append(
     job: CaptureJob,
     prepared: Sequence[chain.Prepared],
     in_ledger: Mapping[tuple[str, bool], int],
-    head_seq: int,
+    opening: chain.Opening,
 ) -> None:
     """Append the events (under the lock the caller holds; ``in_ledger``: the seqs of their eventIDs the
-    ledger holds, and ``head_seq`` its head, read under it) in the caller's transaction, and fill the
-    job's seq range and the events that were in the ledger already."""
-    seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False)
+    ledger holds, and ``opening`` the head and derivation state, read under it) in the caller's
+    transaction, and fill the job's seq range and the events that were in the ledger already."""
+    head_seq = opening.head()[0]
+    seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False, opening=opening)
     new = [s for s in seqs if s > head_seq]
     job.success, job.events = True, len(set(new))
     job.first_seq = min(new) if new else None
@@ -592,11 +593,6 @@ def _appended_since(conn: Conn, seen: Seen | None) -> psycopg.Cursor[Any] | None
 
 def _rows(cursor: psycopg.Cursor[Any] | None) -> list[tuple[Any, ...]] | None:
     return None if cursor is None else cursor.fetchall()
-
-
-def _head_seq(cursor: psycopg.Cursor[Any]) -> int:
-    head = cursor.fetchone()
-    return 0 if head is None or head[0] is None else int(head[0])
 
 
 def _matches(

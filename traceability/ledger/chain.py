@@ -101,24 +101,42 @@ def append_many(conn: Conn, events: Sequence[Mapping[str, Any]], *, validated: b
         return _append(conn, events, validated=validated)
 
 
+class Opening:
+    """The reads an append starts with (the head, the state the derivation needs), asked by a caller that
+    holds the ledger's lock, in its own pipeline (capture sends them with the lock and its job's row)."""
+
+    def __init__(self, conn: Conn, events: Sequence[Mapping[str, Any]]) -> None:
+        self._asked = conn.execute(queries.LEDGER_HEAD)
+        self._head: tuple[int, str] | None = None
+        self.derivation = derive.Derivation(conn, events)
+
+    def head(self) -> tuple[int, str]:
+        """The ledger's head: (seq, entry_hash), (0, ``GENESIS_HASH``) when it is empty."""
+        if self._head is None:
+            row = self._asked.fetchone()
+            self._head = (0, GENESIS_HASH) if row is None else (int(row[0]), str(row[1]))
+        return self._head
+
+
 def append_prepared(
     conn: Conn,
     prepared: Sequence[Prepared],
     *,
     in_ledger: Mapping[tuple[str, bool], int] | None = None,
     savepoint: bool = True,
+    opening: Opening | None = None,
 ) -> list[int]:
     """``append_many`` of valid events already prepared (``canonicalised``): nothing of theirs is hashed
     or serialised again, so the ledger's lock is held only for the appending itself. ``in_ledger``: the
     seqs, keyed by (eventID, declares an error), of those of the events' eventIDs the ledger holds, read
-    by the caller under the ledger's lock, which it holds still (else they are read here). Without
-    ``savepoint``, the caller's transaction is the append's: a failed append must end it (rolled back),
-    as capture's does."""
+    by the caller under the ledger's lock, which it holds still (else they are read here); ``opening``:
+    the head and the derivation's state, asked by the caller under that lock (of these same events).
+    Without ``savepoint``, the caller's transaction is the append's: a failed append must end it (rolled
+    back), as capture's does."""
     events = [p.stored for p in prepared]
-    if not savepoint and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-        return _append(conn, events, validated=True, prepared=prepared, in_ledger=in_ledger)
-    with conn.transaction():
-        return _append(conn, events, validated=True, prepared=prepared, in_ledger=in_ledger)
+    in_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    with contextlib.nullcontext() if not savepoint and in_transaction else conn.transaction():
+        return _append(conn, events, validated=True, prepared=prepared, in_ledger=in_ledger, opening=opening)
 
 
 def validate_all(events: Sequence[Mapping[str, Any]]) -> None:
@@ -136,6 +154,7 @@ def _append(
     validated: bool,
     prepared: Sequence[Prepared] | None = None,
     in_ledger: Mapping[tuple[str, bool], int] | None = None,
+    opening: Opening | None = None,
 ) -> list[int]:
     if not validated:
         validate_all(events)  # before anything reads them or the lock is taken
@@ -144,13 +163,18 @@ def _append(
     # from there: a second appender waits during this one's hashing too (appends were serialised from the
     # head read to the commit already; this only adds the hashing).
     given = [] if in_ledger is not None else [str(e["eventID"]) for e in events if e.get("eventID")]
-    with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
-        conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-        known_given = conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(given)) if given else None
-        head_asked = conn.execute(queries.LEDGER_HEAD)
-        derivation = derive.Derivation(conn, events)
-        if prepared is None:
-            prepared = [prepare(e, validated=True) for e in events]
+    known_given = None
+    if opening is None:
+        with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
+            conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+            if given:
+                known_given = conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(given))
+            opening = Opening(conn, events)
+            if prepared is None:
+                prepared = [prepare(e, validated=True) for e in events]
+    if prepared is None:  # the caller asked for the opening reads (none here to overlap the hashing)
+        prepared = [prepare(e, validated=True) for e in events]
+    derivation = opening.derivation
     ids = [(str(p.stored["eventID"]), "errorDeclaration" in p.stored) for p in prepared]
     if in_ledger is not None:
         known = dict(in_ledger)
@@ -166,8 +190,7 @@ def _append(
                 for r in conn.execute(queries.EVENT_SEQS_BY_IDS, queries.text_arrays(hashed))
             }
         )
-    head = head_asked.fetchone()
-    seq, prev = (0, GENESIS_HASH) if head is None else (int(head[0]), str(head[1]))
+    seq, prev = opening.head()
     seqs: list[int] = []
     new: list[tuple[int, Prepared]] = []
     for p, key in zip(prepared, ids, strict=True):
