@@ -79,14 +79,18 @@ class CaptureWorker:
         self._wake.set()
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
-        """Finish pending jobs until ``stop`` is set; wait ``poll_s`` (or a ``wake``) when there are none.
-        One connection throughout; the preparing thread and its connection only while there are jobs."""
+        """Finish pending jobs until ``stop`` is set; when there are none, wait until a job is queued (the
+        queue announces each on ``queries.CAPTURE_CHANNEL``, which this worker listens on), ``wake`` is
+        called, or ``poll_s`` has passed. One connection throughout; the preparing thread and its
+        connection only while there are jobs."""
         try:
             with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                conn.execute(queries.LISTEN_CAPTURE_JOBS)
                 while not stop.is_set():
                     self._wake.clear()
-                    if self._drain(conn, stop) == 0:
-                        self._wake.wait(poll_s)
+                    if self._drain(conn, stop) == 0 and not self._wake.is_set():
+                        for _ in conn.notifies(timeout=poll_s, stop_after=1):
+                            pass
         finally:
             self.close()
 

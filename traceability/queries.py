@@ -614,10 +614,14 @@ ON CONFLICT (capture_id) DO UPDATE SET
     first_seq = EXCLUDED.first_seq, last_seq = EXCLUDED.last_seq, errors = EXCLUDED.errors,
     already_captured = EXCLUDED.already_captured, body = NULL
 """
-# The capture queue (migration 0011): POST /epcis/capture stores the body as a pending job.
+# The capture queue (migration 0011): POST /epcis/capture stores the body as a pending job, and announces it
+# on the capture channel (delivered at its commit) to the capture workers listening there.
 ENQUEUE_CAPTURE_JOB = """
 INSERT INTO capture_job (capture_id, running, success, body, captured_by) VALUES (%s, true, true, %s, %s)
 """
+CAPTURE_CHANNEL = "coldchain_capture"
+ANNOUNCE_CAPTURE_JOB = f"SELECT pg_notify('{CAPTURE_CHANNEL}', '')"
+LISTEN_CAPTURE_JOBS = f"LISTEN {CAPTURE_CHANNEL}"
 # The oldest pending jobs that no other worker holds, not those this worker has in hand already.
 NEXT_CAPTURE_JOBS = """
 SELECT capture_id, body, captured_by FROM capture_job

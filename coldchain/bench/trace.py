@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,8 @@ PORT, RAIL, GATE, BONDED_STORE = (
     "urn:epc:id:sgln:6901234.00031.0",
 )
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+# How long the bench waits for one capture job (a stalled worker fails the run instead of hanging it).
+CAPTURE_TIMEOUT_S = 300.0
 
 
 def _container(i: int) -> str:
@@ -351,16 +354,21 @@ def _api_rates(url: str, lot_ids: list[str], requests: int, rng: random.Random) 
 
 
 def capture_rate(worker: CaptureWorker, url: str, bodies: Sequence[bytes]) -> tuple[int, float]:
-    """Events captured and the seconds it took: the bodies queued as POST /epcis/capture queues them
-    (one pending job each), then finished by ``worker``, a capture worker as the ledger stage runs it (its
-    pipeline: the next document checked, in the checking process, while the database appends the one
-    before). Any body capture reads can be measured so (capture_eps is JSON-LD's)."""
+    """Events captured and the seconds it took: the bodies queued one after the other as POST
+    /epcis/capture queues them (one pending job each, announced on the capture channel), finished by
+    ``worker``, a capture worker running as the ledger stage runs it (``run_forever``, woken by the first
+    announcement: it checks the first document while the next are queued; then its pipeline, the next
+    document checked in the checking process while the database appends the one before). Timed from the
+    first job queued to the last finished. Any body capture reads can be measured so (capture_eps is
+    JSON-LD's)."""
     from traceability.epcis import capture
 
     with psycopg.connect(url, autocommit=True) as conn:
         t = time.perf_counter()
         jobs = [capture.enqueue(conn, body, captured_by="bench") for body in bodies]
-        worker.run_once()
+        for queued in jobs:  # finished in the order queued
+            if not worker.wait_finished(queued.capture_id, CAPTURE_TIMEOUT_S):
+                raise RuntimeError(f"capture {queued.capture_id} not finished in {CAPTURE_TIMEOUT_S} s")
         elapsed = time.perf_counter() - t
         events = 0
         for queued in jobs:
@@ -481,12 +489,17 @@ def bench_trace(
         ]
         settle_heap()  # as `coldchain run` does once its stages have started
         worker = CaptureWorker(url, check_process=True)
+        stop = threading.Event()
+        running = threading.Thread(target=worker.run_forever, args=(stop,), name="bench-capture", daemon=True)
+        running.start()
         try:
             warm_up_events, _ = capture_rate(worker, url, [msgspec.json.encode(warm_up)])
             captured, capture_s = capture_rate(worker, url, docs)
             captured_xml, capture_xml_s = capture_rate(worker, url, xml_docs)
         finally:
-            worker.close()
+            stop.set()
+            worker.wake()
+            running.join()
         with psycopg.connect(url, autocommit=True) as conn:
             checkpoint.sign_head(conn, key)
             t = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
+from traceability import queries
 from traceability.capture_worker import CaptureWorker
 from traceability.epcis import capture, validation
 from traceability.epcis.eventhash import HASH_PREFIX, event_hash
@@ -389,6 +391,26 @@ def test_the_ledger_stage_runs_the_capture_worker(db_url: str) -> None:
         finished = capture.get_job(conn, job.capture_id)
     assert finished is not None
     assert (finished.running, finished.success, finished.events) == (False, True, 2)
+
+
+def test_a_queued_job_wakes_the_running_worker(db_url: str) -> None:
+    """A running worker waits on the capture channel, not on its poll: a job queued from another process
+    (no ``wake``) is finished although the poll is an hour away; a second one too, once it waits again."""
+    worker = CaptureWorker(db_url)
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run_forever, args=(stop, 3600.0), daemon=True)
+    running.start()
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            for n in range(2):
+                job = capture.enqueue(conn, _query_document(), captured_by=f"announced {n}")
+                assert worker.wait_finished(job.capture_id, 120)
+    finally:
+        stop.set()
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(queries.ANNOUNCE_CAPTURE_JOB)  # ends its wait
+        running.join(timeout=60)
+    assert not running.is_alive()
 
 
 def test_a_finished_job_is_not_finished_again(db_url: str) -> None:

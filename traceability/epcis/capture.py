@@ -573,8 +573,9 @@ def enqueue(conn: Conn, raw: bytes, *, captured_by: str | None) -> CaptureJob:
     """Store a document's bytes as a pending capture job (committed) and return it: running, no error yet.
     The capture worker of the ledger stage takes it (``traceability.capture_worker``)."""
     job = CaptureJob(capture_id=str(uuid.uuid4()), running=True, success=True)
-    with conn.transaction():
+    with conn.transaction(), _pipeline(conn):
         conn.execute(queries.ENQUEUE_CAPTURE_JOB, (job.capture_id, raw, captured_by))
+        conn.execute(queries.ANNOUNCE_CAPTURE_JOB)  # the capture workers wake at the commit
     return job
 
 
