@@ -101,6 +101,29 @@ def test_derived_rows_must_name_ledger_seqs(
     assert conn.execute(count).fetchone() == (before[0] + 1,)
 
 
+@pytest.mark.parametrize(
+    ("seqs", "refused"),
+    [([1, 2, 3], None), ([1, 0, 2], 0), ([2, 4, 1], 4), ([-5], -5), ([3, 3], None)],
+)
+def test_a_statement_naming_one_seq_outside_the_ledger_is_refused(
+    conn: psycopg.Connection[Any], seqs: list[int], refused: int | None
+) -> None:
+    """The seqs of a whole statement are checked against the ledger's range (migration 0028): one seq
+    below 1 or past the head among good ones refuses the statement, naming it."""
+    assert append_numbered(conn, 3) == [1, 2, 3]
+    rows = [(f"urn:example:subject:{n}", seq, "epc") for n, seq in enumerate(seqs)]
+    insert = (
+        "INSERT INTO event_subject (subject_id, seq, role)"
+        " SELECT * FROM unnest(%s::text[], %s::int8[], %s::text[])"
+    )
+    args = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+    if refused is None:
+        conn.execute(insert, args)
+        return
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f"event_subject.seq = {refused} is not"):
+        conn.execute(insert, args)
+
+
 def test_append_refuses_invalid_events(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         with pytest.raises(validation.InvalidEventError):
