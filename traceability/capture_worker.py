@@ -69,6 +69,7 @@ class CaptureWorker:
         self._limits = limits
         self._check_process = check_process
         self._pool: ProcessPoolExecutor | None = None
+        self._preparing: psycopg.Connection[Any] | None = None
         self._wake = threading.Event()
         self._finished = threading.Condition()
         self._finished_ids: set[str] = set()
@@ -81,8 +82,8 @@ class CaptureWorker:
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:
         """Finish pending jobs until ``stop`` is set; when there are none, wait until a job is queued (the
         queue announces each on ``queries.CAPTURE_CHANNEL``, which this worker listens on), ``wake`` is
-        called, or ``poll_s`` has passed. One connection throughout; the preparing thread and its
-        connection only while there are jobs."""
+        called, or ``poll_s`` has passed. One connection throughout; the preparing thread only while
+        there are jobs, its connection kept from one run of jobs to the next."""
         try:
             with psycopg.connect(self._conninfo, autocommit=True) as conn:
                 conn.execute(queries.LISTEN_CAPTURE_JOBS)
@@ -95,15 +96,32 @@ class CaptureWorker:
             self.close()
 
     def close(self) -> None:
-        """End the checking process, if one runs (``run_forever`` does this when it ends)."""
+        """End the checking process, if one runs, and close the preparing thread's connection
+        (``run_forever`` does this when it ends)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        self._close_preparing_connection()
+
+    def _preparing_connection(self) -> psycopg.Connection[Any]:
+        """The preparing thread's connection, kept from one run of jobs to the next (opened again after a
+        failure): a burst of documents starts without a connection's start-up (a new backend)."""
+        if self._preparing is None or self._preparing.closed:
+            self._preparing = psycopg.connect(self._conninfo, autocommit=True)
+        return self._preparing
+
+    def _close_preparing_connection(self) -> None:
+        conn, self._preparing = self._preparing, None
+        if conn is not None:
+            conn.close()
 
     def run_once(self) -> int:
         """Finish every job pending now (and those queued meanwhile); return how many this worker finished."""
-        with psycopg.connect(self._conninfo, autocommit=True) as conn:
-            return self._drain(conn, threading.Event())
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                return self._drain(conn, threading.Event())
+        finally:
+            self._close_preparing_connection()
 
     def _drain(self, conn: psycopg.Connection[Any], halt: threading.Event) -> int:
         """The pipeline over the pending jobs, until there are none or ``halt`` is set (the jobs not
@@ -154,22 +172,23 @@ class CaptureWorker:
     ) -> None:
         """The preparing thread: pending jobs read (skipping those another worker holds), checked, queued."""
         try:
-            with psycopg.connect(self._conninfo, autocommit=True) as conn:
-                handed: list[str] = []
-                while not stop.is_set():
-                    # Binary rows: the body comes as its bytes, not as hex for the server to make and
-                    # this process to undo (twice the bytes on the socket).
-                    asked = (handed, TAKE_BATCH)
-                    rows = conn.execute(queries.NEXT_CAPTURE_JOBS, asked, binary=True).fetchall()
-                    if not rows:
-                        break
-                    for capture_id, body, captured_by in rows:
-                        handed.append(capture_id)
-                        checked = self._check(capture_id, bytes(body))
-                        capture.look_up(conn, checked)  # while the writer appends the document before
-                        if not _put(items, (checked, captured_by), stop):
-                            return
+            conn = self._preparing_connection()
+            handed: list[str] = []
+            while not stop.is_set():
+                # Binary rows: the body comes as its bytes, not as hex for the server to make and this
+                # process to undo (twice the bytes on the socket).
+                asked = (handed, TAKE_BATCH)
+                rows = conn.execute(queries.NEXT_CAPTURE_JOBS, asked, binary=True).fetchall()
+                if not rows:
+                    break
+                for capture_id, body, captured_by in rows:
+                    handed.append(capture_id)
+                    checked = self._check(capture_id, bytes(body))
+                    capture.look_up(conn, checked)  # while the writer appends the document before
+                    if not _put(items, (checked, captured_by), stop):
+                        return
         except BaseException as exc:  # the writer re-raises it once the jobs in hand are finished
+            self._close_preparing_connection()
             failure.append(exc)
         finally:
             _put(items, None, stop)
