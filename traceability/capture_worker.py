@@ -1,7 +1,8 @@
 """Stage 3, ledger: the capture worker — pending capture jobs (POST /epcis/capture) checked and appended.
 
-POST /epcis/capture stores a document's bytes as a pending job and answers 202 (``capture.enqueue``);
-this worker finishes the jobs, oldest first, each all or nothing (``capture.write``). It is a two-stage
+POST /epcis/capture stores a document's bytes as a pending job, announced on the capture channel, and
+answers 202 (``capture.enqueue``); this worker, listening there, finishes the jobs, oldest first, each all
+or nothing (``capture.write``). It is a two-stage
 pipeline: a preparing thread takes pending jobs and checks each document (parse, limits, JSON Schema,
 the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), then looks its eventIDs up
 in the ledger on its own connection (``capture.look_up``), and the writing thread finishes them in order,
@@ -76,7 +77,8 @@ class CaptureWorker:
         self._finished_order: deque[str] = deque()
 
     def wake(self) -> None:
-        """A job was queued: look now rather than at the next poll."""
+        """Look for jobs before the next wait (a wait under way ends at the queue's next announcement or
+        the poll); a job queued by ``capture.enqueue`` wakes the worker by its announcement anyway."""
         self._wake.set()
 
     def run_forever(self, stop: threading.Event, poll_s: float = 0.2) -> None:

@@ -8,9 +8,10 @@ ledger at rest), then measures in one run:
 
 * trace_p50_ms / trace_p95_ms: ``traceability.trace.trace`` of random lots;
 * capture_eps: EPCIS documents (1000 events each, JSON-LD bytes) through the real capture path for new
-  lots: queued as POST /epcis/capture queues them, finished by the capture worker as the ledger stage
-  runs it (checking in its child process: parse, schema validation, event hash, canonical bytes; then
-  chain and derivation), timed from the first queued job to the last finished (``capture_rate``), after
+  lots: queued as POST /epcis/capture queues them, finished by the capture worker running as the ledger
+  stage runs it (woken by the queue's announcement; checking in its child process: parse, schema
+  validation, event hash, canonical bytes; then chain and derivation), timed from the first queued job
+  to the last finished (``capture_rate``), after
   one untimed warm-up document of the same size (checking process started, schema compiled, validator
   memos filled, as in a running service); capture_eps_xml: the same number of other new lots' events as
   EPCIS 2.0 XML documents, the same way;
