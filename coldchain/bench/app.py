@@ -106,6 +106,22 @@ class _Memory:
         return elapsed if acc >= 0 else -elapsed
 
 
+# The server settings a database figure depends on most, reported beside it (``database_probe``).
+DATABASE_SETTINGS = ("server_version", "shared_buffers", "max_wal_size", "synchronous_commit", "fsync")
+
+
+def database_probe(url: str) -> dict[str, str]:
+    """The database server's version and the settings of ``DATABASE_SETTINGS``, as it reports them: a
+    benchmark's database figures are those of this server so configured."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name", (list(DATABASE_SETTINGS),)
+        ).fetchall()
+    return {str(name): str(value) for name, value in rows}
+
+
 def host_probe(clock: Callable[[], float] = time.perf_counter) -> Callable[[], dict[str, dict[str, float]]]:
     """Time fixed compute and memory workloads now; the returned function times them again and gives both
     (best of three each, ms). Every benchmark reports them: on a shared host the same work can take twice

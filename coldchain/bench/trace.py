@@ -40,7 +40,7 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 
-from coldchain.bench.app import bench_app, host_probe, scratch_database, steal_meter
+from coldchain.bench.app import bench_app, database_probe, host_probe, scratch_database, steal_meter
 from coldchain.cli.common import cli_settings, emit_json
 
 if TYPE_CHECKING:
@@ -428,6 +428,7 @@ def bench_trace(
         open_stack(settings, apply_migrations=False) as stack,
         scratch_database(stack.database_url, "bench_trace") as url,
     ):
+        database = database_probe(url)
         t_build = time.perf_counter()
         with psycopg.connect(url) as conn:
             _registry(conn, containers, readings_per_container)
@@ -560,6 +561,7 @@ def bench_trace(
         "leg_downsample_points": downsample["points"],
         "cpu_steal_pct": steal(),
         "host_probe_ms": probe(),
+        "database": database,
         "params": {
             "quick": quick,
             "lots": lots,

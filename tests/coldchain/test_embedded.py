@@ -11,7 +11,13 @@ import psycopg
 import pytest
 from process_support import servers_under
 
-from coldchain.embedded import EmbeddedBroker, EmbeddedPostgres, mosquitto_binary
+from coldchain.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    mosquitto_binary,
+    server_settings,
+    settings_to_change,
+)
 from coldchain.settings import BrokerAddress
 
 
@@ -66,7 +72,11 @@ def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(server_tm
     pgdata = server_tmp / "pgdata"
     first = EmbeddedPostgres(pgdata)
     url = first.start()
+    # A new server runs with its settings from the first start (restarted once, by its only user).
+    assert settings_to_change(first.server_url, server_settings()) == []
     with psycopg.connect(url, autocommit=True) as conn:
+        buffers = conn.execute("SELECT pg_size_bytes(current_setting('shared_buffers'))").fetchone()
+        assert buffers == (int(server_settings()["shared_buffers"].removesuffix("MB")) * 2**20,)
         conn.execute("CREATE TABLE kept (x int)")
         conn.execute("INSERT INTO kept VALUES (42)")
     first.stop()
@@ -77,6 +87,19 @@ def test_embedded_postgres_keeps_data_between_starts_and_stops_cleanly(server_tm
     try:
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+        assert settings_to_change(second.server_url, server_settings()) == []
     finally:
         second.stop()
     assert not servers_under(pgdata.resolve(), ("postgres",))
+
+
+@pytest.mark.parametrize(
+    ("memory_gib", "shared_buffers"),
+    [(0.5, "128MB"), (2, "256MB"), (4, "512MB"), (24, "1024MB"), (256, "1024MB")],
+)
+def test_embedded_postgres_buffers_are_an_eighth_of_memory_within_bounds(
+    memory_gib: float, shared_buffers: str
+) -> None:
+    settings = server_settings(int(memory_gib * 2**30))
+    assert settings["shared_buffers"] == shared_buffers
+    assert settings["max_wal_size"] == "2GB"
