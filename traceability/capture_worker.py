@@ -71,6 +71,9 @@ class CaptureWorker:
         self._check_process = check_process
         self._pool: ProcessPoolExecutor | None = None
         self._preparing: psycopg.Connection[Any] | None = None
+        # What this worker's writes appended lately: a write takes the eventIDs appended since its
+        # document's lookup (the document before, mostly) from here instead of from the ledger.
+        self._appended = capture.Appended()
         self._wake = threading.Event()
         self._finished = threading.Condition()
         self._finished_ids: set[str] = set()
@@ -142,7 +145,9 @@ class CaptureWorker:
         try:
             while not halt.is_set() and (item := items.get()) is not None:
                 checked, captured_by = item
-                job = capture.write(conn, checked, captured_by=captured_by, queued=True)
+                job = capture.write(
+                    conn, checked, captured_by=captured_by, queued=True, appended=self._appended
+                )
                 if job is not None:
                     finished += 1
                     self._remember(job.capture_id)

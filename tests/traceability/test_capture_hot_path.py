@@ -138,3 +138,46 @@ def test_events_appended_after_the_look_up_are_known_to_the_write(
                 " event with other content",
             }
         ]
+
+
+@pytest.mark.parametrize("interleaved", [False, True], ids=["only-this-writer", "another-appender-between"])
+def test_a_write_knows_what_its_own_writer_appended_since_the_look_up(db_url: str, interleaved: bool) -> None:
+    """The capture worker looks a document up while it appends the one before; the write then takes the
+    eventIDs appended since from what its writer recorded (``capture.Appended``), or, when another
+    appender's entries are among them, from the ledger: either way an eventID appended since the look-up
+    is known under the lock (the same content: already captured; other content: refused)."""
+    doc = _doc()
+    appended = capture.Appended()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        first = capture.check(_part(doc, range(0, 5)))
+        changed = _part(doc, range(0, 10))
+        changed["epcisBody"]["eventList"][0] = {**changed["epcisBody"]["eventList"][0], "bizStep": "shipping"}
+        refused_later = capture.check(changed)
+        same_later = capture.check(_part(doc, range(0, 10)))
+        for later in (refused_later, same_later):
+            capture.look_up(conn, later)  # before the first document is appended
+            assert later.seen is not None
+            assert later.seen.matches == []
+        job = capture.write(conn, first, captured_by="first", appended=appended)
+        assert job is not None
+        assert job.success, job
+        if interleaved:  # another appender, without this writer's record
+            other = capture.check(_part(doc, range(10, 12)))
+            assert capture.write(conn, other, captured_by="other") is not None
+        refused = capture.write(conn, refused_later, captured_by="later", appended=appended)
+        assert refused is not None
+        assert not refused.success
+        assert refused.errors == [
+            {
+                "path": "/epcisBody/eventList/0/eventID",
+                "message": f"eventID {doc['epcisBody']['eventList'][0]['eventID']!r} is taken by an event"
+                " with other content",
+            }
+        ]
+        again = capture.write(conn, same_later, captured_by="later", appended=appended)
+        assert again is not None
+        assert again.success, again
+        assert [a["seq"] for a in again.already_captured] == [1, 2, 3, 4, 5]
+        assert again.events == 5
+        count = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ledger_event").fetchone()
+        assert count == (12, 12) if interleaved else (10, 10)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -281,6 +282,35 @@ class Seen:
 # Entries appended between ``look_up`` and the lock that ``write`` reads instead of the full lookup; more
 # (another appender's bulk import) and it looks every eventID up again.
 SEEN_CATCH_UP = 10_000
+# The appends an ``Appended`` remembers: more than the documents a capture worker looks up ahead.
+APPENDED_RUNS = 8
+
+
+class Appended:
+    """The entries one writer (a capture worker's writing connection) appended lately, as the runs it
+    committed: (the head before, the head after, the eventIDs). When every entry appended since a
+    document's ``look_up`` is one of these, ``write`` takes their eventIDs from here instead of reading
+    them back from the ledger (the capture worker looks a document up while it appends the one before,
+    so each write would otherwise read the previous document's eventIDs again). Whether they are all
+    this writer's is decided under the ledger's lock: its runs must join, without a gap, from the
+    look-up's head to the head then (seqs have no holes); else the ledger is read, as without it."""
+
+    def __init__(self) -> None:
+        self._runs: deque[tuple[int, int, list[str]]] = deque(maxlen=APPENDED_RUNS)
+
+    def record(self, before: int, after: int, event_ids: list[str]) -> None:
+        """A committed append: the head went from ``before`` to ``after`` with ``event_ids``."""
+        self._runs.append((before, after, event_ids))
+
+    def since(self, seen: int, head: int) -> list[tuple[str]] | None:
+        """The eventIDs appended after head ``seen`` up to ``head`` (as the ledger's rows of them, one
+        eventID each), or None when not every one of those entries is a run remembered here."""
+        at, event_ids = seen, []
+        for before, after, ids in self._runs:
+            if before == at and after <= head:
+                event_ids.extend(ids)
+                at = after
+        return [(i,) for i in event_ids] if at == head else None
 
 
 def look_up(conn: Conn, checked: Checked) -> None:
@@ -469,38 +499,54 @@ def capture_bytes(
 
 
 def write(
-    conn: Conn, checked: Checked, *, captured_by: str | None, queued: bool = False
+    conn: Conn,
+    checked: Checked,
+    *,
+    captured_by: str | None,
+    queued: bool = False,
+    appended: Appended | None = None,
 ) -> CaptureJob | None:
     """Finish a checked document's job in one transaction (committed): under the ledger's lock its eventIDs
     are checked against the ledger and its events appended with the bytes already made, and the job row
     says so; or the job row records the reasons it was refused. ``queued``: the job row is a pending one
     (``enqueue``), taken here FOR UPDATE SKIP LOCKED; None when another worker holds it or it is done.
+    ``appended``: what this connection appended lately (kept by its caller from one write to the next),
+    recorded here after each commit.
 
     A value or a constraint the database refuses is a refusal recorded (never a crash); a database that
     cannot be reached is an exception (the job stays pending)."""
     job = CaptureJob(capture_id=checked.capture_id, running=False, success=False)
     errors = list(checked.errors)
     if not errors:
+        seen = checked.seen
         try:
             with conn.transaction():
                 # One round trip: the job's row, the ledger's lock, what was appended since the lookup
-                # (``look_up``), the head and the state the derivation needs.
+                # (``look_up``; unless ``appended`` may know it), the head and the state the derivation
+                # needs.
                 with _pipeline(conn):
                     taken = conn.execute(queries.TAKE_CAPTURE_JOB, (job.capture_id,)) if queued else None
                     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                    since = _appended_since(conn, checked.seen)
+                    since = _appended_since(conn, seen) if appended is None else None
                     opening = chain.Opening(conn, [p.stored for p in checked.prepared])
                 if taken is not None and taken.fetchone() is None:
                     return None  # another worker holds it, or it is done
+                head = opening.head()[0]
+                since_rows = _rows(since)
+                if appended is not None and seen is not None:
+                    since_rows = appended.since(seen.head, head)  # None: read from the ledger
                 errors, in_ledger = _identity_errors(
-                    conn, checked.prepared, checked.pointer, checked.seen, since=_rows(since)
+                    conn, checked.prepared, checked.pointer, seen, since=since_rows
                 )
+                appended_ids: list[str] = []
                 if not errors:
-                    _append(conn, job, checked.prepared, in_ledger, opening)
+                    appended_ids = _append(conn, job, checked.prepared, in_ledger, opening)
                 else:  # refused on what the ledger holds: recorded while the job's row is still held
                     _refused(job, errors, checked.unreadable)
                 _record(conn, job, captured_by)  # committed with the events: one commit
-                return job
+            if appended is not None and job.last_seq is not None:
+                appended.record(head, job.last_seq, appended_ids)
+            return job
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
             # A value or a constraint the database refuses (a bug of ours or a constraint added since):
             # the document is refused and the refusal recorded. The database's words (the values it
@@ -538,10 +584,11 @@ def _append(
     prepared: Sequence[chain.Prepared],
     in_ledger: Mapping[tuple[str, bool], int],
     opening: chain.Opening,
-) -> None:
+) -> list[str]:
     """Append the events (under the lock the caller holds; ``in_ledger``: the seqs of their eventIDs the
     ledger holds, and ``opening`` the head and derivation state, read under it) in the caller's
-    transaction, and fill the job's seq range and the events that were in the ledger already."""
+    transaction, and fill the job's seq range and the events that were in the ledger already. Returns
+    the eventIDs of the entries appended, in seq order."""
     head_seq = opening.head()[0]
     seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False, opening=opening)
     new = [s for s in seqs if s > head_seq]
@@ -549,10 +596,14 @@ def _append(
     job.first_seq = min(new) if new else None
     job.last_seq = max(new) if new else None
     seen: set[int] = set()
+    appended: list[str] = []
     for p, seq in zip(prepared, seqs, strict=True):
         if seq <= head_seq or seq in seen:
             job.already_captured.append({"eventID": p.stored["eventID"], "seq": seq})
+        else:
+            appended.append(str(p.stored["eventID"]))
         seen.add(seq)
+    return appended
 
 
 def _take(conn: Conn, capture_id: str) -> bool:
