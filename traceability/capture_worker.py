@@ -40,7 +40,7 @@ import psycopg
 
 from traceability import queries
 from traceability.epcis import capture
-from traceability.ledger import chain
+from traceability.ledger import chain, derive
 
 log = logging.getLogger(__name__)
 
@@ -242,31 +242,34 @@ def _checked(body: bytes, limits: capture.CaptureLimits, capture_id: str) -> cap
 
 
 class _Compact(NamedTuple):
-    """A ``capture.Checked`` as the checking process sends it back: each event as its hash and canonical
-    bytes only. Pickling the events' objects cost the child about as much as the schema check, and
-    unpickling them cost this process more than decoding the bytes does."""
+    """A ``capture.Checked`` as the checking process sends it back: each event as its hash, canonical
+    bytes and row parts (``chain.Row``: bytes) only. Pickling the events' objects cost the child about as
+    much as the schema check, and unpickling them cost this process more than decoding the bytes does."""
 
     capture_id: str
     errors: list[capture.CaptureError]
-    events: list[tuple[str, bytes]]
+    events: list[tuple[str, bytes, chain.Row | None]]
     unreadable: bool
     pointer: str
+    keys: derive.StateKeys | None
 
 
 def _checked_compact(body: bytes, limits: capture.CaptureLimits, capture_id: str) -> _Compact:
     """``_checked``, in the checking process, as it crosses back."""
     c = _checked(body, limits, capture_id)
-    events = [(p.event_hash, p.jcs) for p in c.prepared if p.jcs is not None]
+    events = [(p.event_hash, p.jcs, p.row) for p in c.prepared if p.jcs is not None]
     if len(events) != len(c.prepared):  # never: capture.check canonicalises every event it prepares
         raise ValueError("an event was prepared without its canonical bytes")
-    return _Compact(c.capture_id, c.errors, events, c.unreadable, c.pointer)
+    return _Compact(c.capture_id, c.errors, events, c.unreadable, c.pointer, c.keys)
 
 
 def _expanded(compact: _Compact) -> capture.Checked:
     """The ``capture.Checked`` of a compact one: each event is its canonical bytes decoded, the JSON value
     that the ledger stores for it."""
-    prepared = [chain.Prepared(_DECODE(jcs), ev_hash, jcs) for ev_hash, jcs in compact.events]
-    return capture.Checked(compact.capture_id, compact.errors, prepared, compact.unreadable, compact.pointer)
+    prepared = [chain.Prepared(_DECODE(jcs), ev_hash, jcs, row) for ev_hash, jcs, row in compact.events]
+    return capture.Checked(
+        compact.capture_id, compact.errors, prepared, compact.unreadable, compact.pointer, keys=compact.keys
+    )
 
 
 _DECODE = msgspec.json.Decoder().decode

@@ -233,3 +233,62 @@ def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
         assert chain.append_many(conn, events) == one_by_one  # all known now: nothing appended
         assert _derived(conn) == expected
         conn.rollback()
+
+
+_TIMES = st.sampled_from(
+    [
+        "2026-03-01T08:00:00Z",
+        "2026-03-01T08:00:00.5Z",
+        "2026-03-01T08:00:00.123456789+08:00",
+        "2026-03-01T08:00:00.9999995-05:30",
+        "1999-12-31T23:59:59.999Z",
+        "2000-01-01T00:00:00+00:00",
+    ]
+)
+_STEPS = st.sampled_from(
+    [None, "receiving", "urn:epcglobal:cbv:bizstep:shipping", "https://ref.gs1.org/cbv/BizStep-storing",
+     "https://example.com/steps/清点"]
+)  # fmt: skip
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    drawn=st.lists(
+        st.tuples(_TIMES, _STEPS, st.text(min_size=1, max_size=12), st.booleans()), min_size=1, max_size=6
+    )
+)
+def test_rows_joined_from_their_parts_are_the_rows_formatted_one_by_one(
+    db_url: str, drawn: list[tuple[str, str | None, str, bool]]
+) -> None:
+    """Capture makes each entry's row parts where no lock is held (``chain.row_of``) and the append joins
+    them; any other append formats each row. Both store the same row, byte for byte (the appending
+    transaction's record_time apart)."""
+    events = []
+    for n, (when, step, name, declares) in enumerate(drawn):
+        event: dict[str, Any] = {
+            "type": "ObjectEvent",
+            "eventID": f"urn:uuid:0f6e3c1a-0000-4000-8000-{n:012d}#{name}",
+            "eventTime": when,
+            "eventTimeZoneOffset": "+00:00",
+            "action": "OBSERVE",
+            "epcList": [f"urn:epc:id:sgtin:6901234.012345.{name.encode().hex()[:20] or 0}"],
+        }
+        if step is not None:
+            event["bizStep"] = step
+        if declares:
+            event["errorDeclaration"] = {"declarationTime": when, "reason": "incorrect_data"}
+        events.append(event)
+    prepared = [chain.canonicalised(e) for e in events]
+    assert all(p.row is not None for p in prepared)
+    columns = (
+        "seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash,"
+        " declares_error, event_jcs"
+    )
+    stored = []
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for parts in (prepared, [p._replace(row=None) for p in prepared]):
+            with conn.transaction(force_rollback=True):
+                chain.append_prepared(conn, parts, in_ledger={})
+                stored.append(conn.execute(f"SELECT {columns} FROM ledger_event ORDER BY seq").fetchall())
+    assert stored[0] == stored[1]
+    assert len(stored[0]) == len(events)

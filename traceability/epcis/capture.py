@@ -43,7 +43,7 @@ from traceability import limits as bounds
 from traceability import queries
 from traceability.epcis import builders, jcs, validation
 from traceability.epcis.eventhash import HASH_PREFIX, EventHashError
-from traceability.ledger import chain
+from traceability.ledger import chain, derive
 
 Conn = psycopg.Connection[Any]
 log = logging.getLogger(__name__)
@@ -267,6 +267,7 @@ class Checked:
     unreadable: bool = False  # refused as bytes (too large, not UTF-8 JSON): see CaptureJob.unreadable
     pointer: str = EVENT_LIST  # where the document keeps its events
     seen: Seen | None = None  # its eventIDs looked up before the ledger's lock (``look_up``)
+    keys: derive.StateKeys | None = None  # what of the derived state its events touch (``check``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +337,8 @@ def check(
     value of any shape: an event the hash or canonical form cannot take is a reason with its pointer."""
     errors, prepared = _checked(doc, limits, now or datetime.now(UTC))
     pointer = event_list(doc)[1] if isinstance(doc, Mapping) else EVENT_LIST
-    return Checked(capture_id or str(uuid.uuid4()), errors, prepared, pointer=pointer)
+    keys = None if errors else derive.state_keys(p.stored for p in prepared)
+    return Checked(capture_id or str(uuid.uuid4()), errors, prepared, pointer=pointer, keys=keys)
 
 
 def check_bytes(
@@ -528,7 +530,7 @@ def write(
                     taken = conn.execute(queries.TAKE_CAPTURE_JOB, (job.capture_id,)) if queued else None
                     conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
                     since = _appended_since(conn, seen) if appended is None else None
-                    opening = chain.Opening(conn, [p.stored for p in checked.prepared])
+                    opening = chain.Opening(conn, [p.stored for p in checked.prepared], checked.keys)
                 if taken is not None and taken.fetchone() is None:
                     return None  # another worker holds it, or it is done
                 head = opening.head()[0]
@@ -696,7 +698,7 @@ def _identity_errors(
     for event_id, declares, seq, content in _matches(conn, prepared, seen, since):
         known[(event_id, declares)] = content
         in_ledger[(event_id, declares)] = seq
-    for i, (event, ev_hash, _) in enumerate(prepared):
+    for i, (event, ev_hash, *_) in enumerate(prepared):
         declares = "errorDeclaration" in event
         event_id = str(event["eventID"])
         key = (event_id, declares)

@@ -138,6 +138,54 @@ def _classes(event: Mapping[str, Any], key: str) -> list[str]:
     return [str(q["epcClass"]) for q in event.get(key, ()) if isinstance(q, Mapping) and q.get("epcClass")]
 
 
+class StateKeys(NamedTuple):
+    """What of the ledger's derived state and the registry a run of events can touch (``state_keys``): the
+    keys ``Derivation`` reads by."""
+
+    children: frozenset[str]  # containment: as a child
+    parents: frozenset[str]  # containment: as a parent
+    leg_epcs: frozenset[str]  # open custody legs
+    places: frozenset[str]  # locations (bizLocation, readPoint)
+    read_points: frozenset[str]  # read points' devices and custodians
+    party_ids: frozenset[str]  # parties named as destinations
+
+
+def state_keys(events: Iterable[Mapping[str, Any]]) -> StateKeys:
+    """The ``StateKeys`` of events (an errorDeclaration changes no derived row: none of its keys). Needs
+    no database: computed before the ledger's lock (capture does it as it checks a document)."""
+    children: set[str] = set()
+    parents: set[str] = set()
+    leg_epcs: set[str] = set()
+    places: set[str] = set()
+    read_points: set[str] = set()
+    party_ids: set[str] = set()
+    for event in events:
+        if "errorDeclaration" in event:
+            continue
+        kind = event.get("type")
+        if kind == "AggregationEvent" and event.get("parentID"):
+            parents.add(str(event["parentID"]))
+            kids = _epcs(event, "childEPCs")
+            children.update(kids, _classes(event, "childQuantityList"))
+            leg_epcs.update(kids)
+        elif kind == "ObjectEvent" and event.get("action") != "DELETE":
+            epcs = _epcs(event, "epcList")
+            children.update(epcs)
+            leg_epcs.update(epcs)
+            for key in ("bizLocation", "readPoint"):
+                place = (event.get(key) or {}).get("id")
+                if place:
+                    places.add(str(place))
+            if event.get("readPoint", {}).get("id"):
+                read_points.add(str(event["readPoint"]["id"]))
+            for dest in event.get("destinationList", ()):
+                if isinstance(dest, Mapping):
+                    party = party_id_of(str(dest.get("destination", "")))
+                    if party:
+                        party_ids.add(party)
+    return StateKeys(*(frozenset(k) for k in (children, parents, leg_epcs, places, read_points, party_ids)))
+
+
 class Derivation:
     """The derivation of a run of appended events in two steps of reading, then ``run`` and ``write``.
 
@@ -163,7 +211,9 @@ class Derivation:
     the derivation: the event's ``recordTime``, else its row's ``record_time`` (the appending
     transaction's time), so a rederivation at any later time judges it as its append did."""
 
-    def __init__(self, conn: Conn, events: Iterable[Mapping[str, Any]]) -> None:
+    def __init__(
+        self, conn: Conn, events: Iterable[Mapping[str, Any]], keys: StateKeys | None = None
+    ) -> None:
         self.conn = conn
         self.recorded: dict[int, datetime] = {}  # seq -> its row's record_time, for events without one
         self.events: list[tuple[int, datetime, Mapping[str, Any]]] = []
@@ -186,38 +236,12 @@ class Derivation:
         self._parents: set[str] = set()
         self._asked: dict[str, psycopg.Cursor[Any]] = {}
         self._encoded: _Encoded | None = None
-        self._ask([e for e in events if "errorDeclaration" not in e])
+        self._ask(state_keys(events) if keys is None else keys)
 
     # -- reading -----------------------------------------------------------------------------------------
-    def _ask(self, events: Sequence[Mapping[str, Any]]) -> None:
-        children: set[str] = set()
-        parents = self._parents
-        leg_epcs: set[str] = set()
-        places: set[str] = set()
-        read_points: set[str] = set()
-        party_ids: set[str] = set()
-        for event in events:
-            kind = event.get("type")
-            if kind == "AggregationEvent" and event.get("parentID"):
-                parents.add(str(event["parentID"]))
-                kids = _epcs(event, "childEPCs")
-                children.update(kids, _classes(event, "childQuantityList"))
-                leg_epcs.update(kids)
-            elif kind == "ObjectEvent" and event.get("action") != "DELETE":
-                epcs = _epcs(event, "epcList")
-                children.update(epcs)
-                leg_epcs.update(epcs)
-                for key in ("bizLocation", "readPoint"):
-                    place = (event.get(key) or {}).get("id")
-                    if place:
-                        places.add(str(place))
-                if event.get("readPoint", {}).get("id"):
-                    read_points.add(str(event["readPoint"]["id"]))
-                for dest in event.get("destinationList", ()):
-                    if isinstance(dest, Mapping):
-                        party = party_id_of(str(dest.get("destination", "")))
-                        if party:
-                            party_ids.add(party)
+    def _ask(self, keys: StateKeys) -> None:
+        children, parents, leg_epcs, places, read_points, party_ids = keys
+        self._parents = set(parents)
         ask, asked = self.conn.execute, self._asked
         if children or parents:
             asked["containment"] = ask(
@@ -434,9 +458,8 @@ class Derivation:
     # -- writing -------------------------------------------------------------------------------------------
     def encode(self) -> None:
         """Format what ``run`` derived for ``write``: each table's rows as its binary COPY data, the closed
-        and changed pre-existing rows as the UPDATEs' arrays. No database use. (Done while the server
-        was still inserting the ledger's entries, inside the append's COPY, it measured slower on the
-        bench: the preparing thread's work then competed with it for the interpreter's lock.)"""
+        and changed pre-existing rows as the UPDATEs' arrays. No database use: the append does it inside
+        its COPY of the ledger's entries, while the server still inserts them."""
         # The seqs are new, so rows keyed by them cannot exist yet: COPY (deduplicated on each primary key).
         bts = {(bt, seq): (bt, kind, seq) for bt, kind, seq in self.bts}
         bonded = {(r[0], r[3]): r for r in self.bonded}
