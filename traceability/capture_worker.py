@@ -10,10 +10,14 @@ each in its own transaction (under the ledger's lock, only the entries appended 
 append, the job row), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is
 checked and looked up while the database appends document N.
 
-With ``check_process`` (what the ledger stage runs), the checking itself runs in one child process of
-this worker (spawned, not forked: this process has threads), so it does not hold this interpreter's lock
-against the writing thread, whose own work (derivation, rows) then overlaps the database's; the child's
-result comes back pickled. A child that dies is replaced, and the document it held is checked here.
+With ``check_process`` (what the ledger stage runs), the checking itself runs in ``CHECK_PROCESSES`` child
+processes of this worker (spawned, not forked: this process has threads), so it does not hold this
+interpreter's lock against the writing thread, whose own work then overlaps the database's; a child's
+result comes back pickled. The checking also makes each entry's row parts and the keys the derivation
+reads by, so the writer only joins them. A document checked while the writer appends is checked whole
+in one child; the one the writer waits for (the first of a burst) is checked in parts, one in each
+child (``capture.check_part``, merged as if checked whole). A child that dies is replaced, and the
+document it held is checked here.
 
 Pending jobs are taken FOR UPDATE SKIP LOCKED, by the preparing thread as it reads them and again by the
 transaction that finishes each: two workers never finish one job twice, and a job whose worker stopped
@@ -33,13 +37,14 @@ import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
 import psycopg
 
 from traceability import queries
-from traceability.epcis import capture
+from traceability.epcis import builders, capture, validation
 from traceability.ledger import chain, derive
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,9 @@ QUEUE_DEPTH = 2
 # Pending jobs read per query by the preparer (each is taken again, row-locked, by its writer): one, as
 # a body may be as large as the document limit (16 MiB) and one query a job costs nothing beside it.
 TAKE_BATCH = 1
+# Checking processes (with ``check_process``): the document the writer waits for (the first of a burst) is
+# checked in parts, one in each; the others, checked while the writer appends, in one each.
+CHECK_PROCESSES = 2
 # How many finished capture ids ``wait_finished`` remembers.
 REMEMBERED = 10_000
 
@@ -75,6 +83,7 @@ class CaptureWorker:
         # document's lookup (the document before, mostly) from here instead of from the ledger.
         self._appended = capture.Appended()
         self._wake = threading.Event()
+        self._writing = threading.Event()  # set while the writer appends a document
         self._finished = threading.Condition()
         self._finished_ids: set[str] = set()
         self._finished_order: deque[str] = deque()
@@ -145,9 +154,13 @@ class CaptureWorker:
         try:
             while not halt.is_set() and (item := items.get()) is not None:
                 checked, captured_by = item
-                job = capture.write(
-                    conn, checked, captured_by=captured_by, queued=True, appended=self._appended
-                )
+                self._writing.set()
+                try:
+                    job = capture.write(
+                        conn, checked, captured_by=captured_by, queued=True, appended=self._appended
+                    )
+                finally:
+                    self._writing.clear()
                 if job is not None:
                     finished += 1
                     self._remember(job.capture_id)
@@ -190,7 +203,8 @@ class CaptureWorker:
                     break
                 for capture_id, body, captured_by in rows:
                     handed.append(capture_id)
-                    checked = self._check(capture_id, bytes(body))
+                    waited_for = items.empty() and not self._writing.is_set()
+                    checked = self._check(capture_id, bytes(body), waited_for=waited_for)
                     capture.look_up(conn, checked)  # while the writer appends the document before
                     if not _put(items, (checked, captured_by), stop):
                         return
@@ -200,18 +214,27 @@ class CaptureWorker:
         finally:
             _put(items, None, stop)
 
-    def _check(self, capture_id: str, body: bytes) -> capture.Checked:
-        """``capture.check_bytes`` (in the checking process, with ``check_process``); a bug of ours is that
+    def _check(self, capture_id: str, body: bytes, *, waited_for: bool = False) -> capture.Checked:
+        """``capture.check_bytes`` (in the checking processes, with ``check_process``: in parts, one in
+        each, when the writer is ``waited_for``: it has nothing else to append); a bug of ours is that
         job's refusal, never the worker's end."""
         if self._check_process:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=settle_heap
+                    CHECK_PROCESSES,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=start_checking,
                 )
+            parts = CHECK_PROCESSES if waited_for else 1
+            now = datetime.now(UTC)  # the recordTime of every part
             try:
-                return _expanded(self._pool.submit(_checked_compact, body, self._limits, capture_id).result())
-            except BrokenProcessPool:  # the child died (killed, out of memory): a new one for the next
-                log.error("the capture checking process died; capture %s is checked here", capture_id)
+                asked = [
+                    self._pool.submit(_checked_compact, body, self._limits, now, part, parts)
+                    for part in range(parts)
+                ]
+                return capture.merged(capture_id, [_expanded(a.result()) for a in asked])
+            except BrokenProcessPool:  # a child died (killed, out of memory): new ones for the next
+                log.error("a capture checking process died; capture %s is checked here", capture_id)
                 self._pool = None
         return _checked(body, self._limits, capture_id)
 
@@ -231,22 +254,32 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def start_checking() -> None:
+    """A checking process's start: the EPCIS JSON Schema compiled (any of them may check a document whole),
+    then ``settle_heap``."""
+    with contextlib.suppress(validation.InvalidEventError):
+        validation.validate_document(builders.document([]))
+    settle_heap()
+
+
 def _checked(body: bytes, limits: capture.CaptureLimits, capture_id: str) -> capture.Checked:
     """``capture.check_bytes``; a bug of ours is that job's refusal (logged), never an exception."""
     try:
         return capture.check_bytes(body, limits, capture_id=capture_id)
     except Exception:
         log.exception("capture %s could not be checked", capture_id)
-        reason = capture.CaptureError("", "the document could not be checked (an internal error)")
-        return capture.Checked(capture_id, [reason], [])
+        return capture.Checked(capture_id, [_INTERNAL], [])
+
+
+_INTERNAL = capture.CaptureError("", "the document could not be checked (an internal error)")
 
 
 class _Compact(NamedTuple):
-    """A ``capture.Checked`` as the checking process sends it back: each event as its hash, canonical
-    bytes and row parts (``chain.Row``: bytes) only. Pickling the events' objects cost the child about as
-    much as the schema check, and unpickling them cost this process more than decoding the bytes does."""
+    """A ``capture.Part`` as a checking process sends it back: each event as its hash, canonical bytes
+    and row parts (``chain.Row``: bytes) only. Pickling the events' objects cost the child about as much
+    as the schema check, and unpickling them cost this process more than decoding the bytes does."""
 
-    capture_id: str
+    stage: int
     errors: list[capture.CaptureError]
     events: list[tuple[str, bytes, chain.Row | None]]
     unreadable: bool
@@ -254,21 +287,28 @@ class _Compact(NamedTuple):
     keys: derive.StateKeys | None
 
 
-def _checked_compact(body: bytes, limits: capture.CaptureLimits, capture_id: str) -> _Compact:
-    """``_checked``, in the checking process, as it crosses back."""
-    c = _checked(body, limits, capture_id)
+def _checked_compact(
+    body: bytes, limits: capture.CaptureLimits, now: datetime, part: int, parts: int
+) -> _Compact:
+    """``capture.check_part_bytes`` of one part, in a checking process, as it crosses back; a bug of ours
+    is the document's refusal (logged), never an exception."""
+    try:
+        c = capture.check_part_bytes(body, limits, now=now, part=part, parts=parts)
+    except Exception:
+        log.exception("a capture could not be checked")
+        return _Compact(capture.DOCUMENT, [_INTERNAL], [], False, capture.EVENT_LIST, None)
     events = [(p.event_hash, p.jcs, p.row) for p in c.prepared if p.jcs is not None]
     if len(events) != len(c.prepared):  # never: capture.check canonicalises every event it prepares
         raise ValueError("an event was prepared without its canonical bytes")
-    return _Compact(c.capture_id, c.errors, events, c.unreadable, c.pointer, c.keys)
+    return _Compact(c.stage, c.errors, events, c.unreadable, c.pointer, c.keys)
 
 
-def _expanded(compact: _Compact) -> capture.Checked:
-    """The ``capture.Checked`` of a compact one: each event is its canonical bytes decoded, the JSON value
+def _expanded(compact: _Compact) -> capture.Part:
+    """The ``capture.Part`` of a compact one: each event is its canonical bytes decoded, the JSON value
     that the ledger stores for it."""
     prepared = [chain.Prepared(_DECODE(jcs), ev_hash, jcs, row) for ev_hash, jcs, row in compact.events]
-    return capture.Checked(
-        compact.capture_id, compact.errors, prepared, compact.unreadable, compact.pointer, keys=compact.keys
+    return capture.Part(
+        compact.stage, compact.errors, prepared, compact.unreadable, compact.pointer, compact.keys
     )
 
 

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
 from traceability import queries
-from traceability.capture_worker import CaptureWorker
+from traceability.capture_worker import CHECK_PROCESSES, CaptureWorker
 from traceability.epcis import capture, validation
 from traceability.epcis.eventhash import HASH_PREFIX, event_hash
 
@@ -339,6 +339,39 @@ def test_a_checking_process_that_dies_costs_no_job(db_url: str) -> None:
         assert "internal error" not in jobs[1].errors[0]["message"]  # type: ignore[union-attr]
     finally:
         worker.close()
+
+
+def test_the_document_the_writer_waits_for_is_checked_in_parts(db_url: str) -> None:
+    """With the writer idle, a document is checked in parts, one in each checking process, and finished
+    as if checked whole: captured, or refused with the reasons of its events wherever they are."""
+    doc = json.loads(_query_document())
+    events = doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    late = json.loads(json.dumps(doc))
+    late_events = late["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    late_events[-1]["eventTime"] = "2999-01-01T00:00:00Z"  # in the last part: refused there
+    late_events[-1].pop("eventID", None)
+    worker = CaptureWorker(db_url, check_process=True)
+    try:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            refused = capture.enqueue(conn, json.dumps(late).encode(), captured_by="parts")
+        assert worker.run_once() == 1
+        assert worker._pool is not None
+        assert len(worker._pool._processes) == CHECK_PROCESSES  # each part in a process of its own
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            good = capture.enqueue(conn, json.dumps(doc).encode(), captured_by="parts")
+        assert worker.run_once() == 1
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            jobs = [capture.get_job(conn, job.capture_id) for job in (refused, good)]
+    finally:
+        worker.close()
+    assert jobs[0] is not None
+    assert not jobs[0].success
+    assert [e["path"] for e in jobs[0].errors] == [
+        f"/epcisBody/queryResults/resultsBody/eventList/{len(events) - 1}/eventTime"
+    ]
+    assert jobs[1] is not None
+    assert jobs[1].success, jobs[1].errors
+    assert jobs[1].events == len(events)
 
 
 def test_a_job_another_worker_holds_is_left_to_it(db_url: str) -> None:

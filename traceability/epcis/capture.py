@@ -253,7 +253,7 @@ def check_document(
 ) -> list[CaptureError]:
     """Every reason to refuse ``doc`` (empty: capturable) that needs no database: limits, schema, the
     sensor rule, the times, each event's size and its hash-form eventID."""
-    return _checked(doc, limits, now or datetime.now(UTC))[0]
+    return _checked(doc, limits, now or datetime.now(UTC))[1]
 
 
 @dataclass(slots=True)
@@ -335,10 +335,7 @@ def check(
 ) -> Checked:
     """``check_document``, and the events prepared for the append (recordTime: ``now``). Never raises on a
     value of any shape: an event the hash or canonical form cannot take is a reason with its pointer."""
-    errors, prepared = _checked(doc, limits, now or datetime.now(UTC))
-    pointer = event_list(doc)[1] if isinstance(doc, Mapping) else EVENT_LIST
-    keys = None if errors else derive.state_keys(p.stored for p in prepared)
-    return Checked(capture_id or str(uuid.uuid4()), errors, prepared, pointer=pointer, keys=keys)
+    return merged(capture_id, [check_part(doc, limits, now=now or datetime.now(UTC))])
 
 
 def check_bytes(
@@ -349,35 +346,100 @@ def check_bytes(
     now: datetime | None = None,
 ) -> Checked:
     """``check`` of a document's bytes (a request body, a file): parsed under the limits first."""
+    return merged(capture_id, [check_part_bytes(raw, limits, now=now or datetime.now(UTC))])
+
+
+# The stages of a document's check, in order; a document is refused with the reasons of the first stage
+# that has any (in any part), and only those.
+DOCUMENT, EVENT_FIELDS, AS_STORED, CAPTURABLE = range(4)
+
+
+@dataclass(slots=True)
+class Part:
+    """What the check of one part of a document's events found (``check_part``): its first stage with
+    reasons to refuse (``CAPTURABLE``: none) and those reasons, else the part's events prepared.
+    ``merged`` makes the document's ``Checked`` of its parts, which may have been checked at once in
+    several processes (the capture worker does so)."""
+
+    stage: int
+    errors: list[CaptureError]
+    prepared: list[chain.Prepared]
+    unreadable: bool = False
+    pointer: str = EVENT_LIST
+    keys: derive.StateKeys | None = None
+
+
+def part_bounds(count: int, part: int, parts: int) -> range:
+    """The indexes of the events of part ``part`` of ``parts`` of a document of ``count`` events."""
+    return range(count * part // parts, count * (part + 1) // parts)
+
+
+def check_part(doc: Any, limits: CaptureLimits, *, now: datetime, part: int = 0, parts: int = 1) -> Part:
+    """Check part ``part`` of ``parts`` of a document: the document as a whole (its type and limits in each
+    part, the JSON Schema in part 0), then the events of ``part_bounds`` only, which it prepares (their
+    recordTime: ``now``, the same for every part)."""
+    pointer = event_list(doc)[1] if isinstance(doc, Mapping) else EVENT_LIST
+    stage, errors, prepared = _checked(doc, limits, now, part, parts)
+    keys = derive.state_keys(p.stored for p in prepared) if stage == CAPTURABLE else None
+    return Part(stage, errors, prepared, pointer=pointer, keys=keys)
+
+
+def check_part_bytes(
+    raw: bytes, limits: CaptureLimits, *, now: datetime, part: int = 0, parts: int = 1
+) -> Part:
+    """``check_part`` of a document's bytes, parsed under the limits first."""
     try:
         doc = parse_document(raw, limits)
     except CaptureRefusedError as exc:
-        return Checked(capture_id or str(uuid.uuid4()), exc.errors, [], unreadable=True)
-    return check(doc, limits, capture_id=capture_id, now=now)
+        return Part(DOCUMENT, exc.errors, [], unreadable=True)
+    return check_part(doc, limits, now=now, part=part, parts=parts)
+
+
+def merged(capture_id: str | None, parts: Sequence[Part]) -> Checked:
+    """The ``Checked`` of a document from its parts' checks, in part order: refused with the reasons of the
+    first stage any part refused at (the document's own reasons from part 0, which checks most of it),
+    else its events prepared and the keys of them all."""
+    stage = min(p.stage for p in parts)
+    first = parts[0]
+    if stage == DOCUMENT:
+        chosen = next(p for p in parts if p.stage == DOCUMENT)
+        return Checked(capture_id or str(uuid.uuid4()), chosen.errors, [], chosen.unreadable, chosen.pointer)
+    errors = [e for p in parts if p.stage == stage for e in p.errors]
+    prepared = [e for p in parts for e in p.prepared] if stage >= AS_STORED else []
+    keys = None
+    if stage == CAPTURABLE:
+        each = [p.keys for p in parts if p.keys is not None]
+        keys = derive.StateKeys(*(frozenset().union(*k) for k in zip(*each, strict=True)))
+    return Checked(capture_id or str(uuid.uuid4()), errors, prepared, pointer=first.pointer, keys=keys)
 
 
 def _checked(
-    doc: Any, limits: CaptureLimits, at: datetime
-) -> tuple[list[CaptureError], list[chain.Prepared]]:
-    """``check_document``, and the document's events as the ledger will store them (recordTime ``at``),
-    hashed and canonicalised once: the append reuses both, so the ledger's lock is not held for them."""
+    doc: Any, limits: CaptureLimits, at: datetime, part: int = 0, parts: int = 1
+) -> tuple[int, list[CaptureError], list[chain.Prepared]]:
+    """``check_document`` (of the events of one part: ``check_part``), and those events as the ledger will
+    store them (recordTime ``at``), hashed and canonicalised once: the append reuses both, so the
+    ledger's lock is not held for them. Returns the first stage with reasons to refuse, and them."""
     if not isinstance(doc, Mapping):
-        return [CaptureError("", "the body is not a JSON object")], []
+        return DOCUMENT, [CaptureError("", "the body is not a JSON object")], []
     if doc.get("type") not in DOCUMENT_TYPES:
-        return [CaptureError("/type", "expected an EPCISDocument or an EPCISQueryDocument")], []
+        return DOCUMENT, [CaptureError("/type", "expected an EPCISDocument or an EPCISQueryDocument")], []
     errors = limit_errors(doc, limits)
     if errors:
-        return errors, []  # nothing else walks a value beyond the limits
-    try:
-        validation.validate_document(doc)
-    except validation.InvalidEventError as exc:
-        return [CaptureError(validation.error_pointer(doc), f"EPCIS 2.0 JSON Schema: {exc}")], []
+        return DOCUMENT, errors, []  # nothing else walks a value beyond the limits
+    if part == 0:
+        try:
+            validation.validate_document(doc)
+        except validation.InvalidEventError as exc:
+            reason = f"EPCIS 2.0 JSON Schema: {exc}"
+            return DOCUMENT, [CaptureError(validation.error_pointer(doc), reason)], []
     events = events_of(doc)
     _, pointer = event_list(doc)
-    if not events:
+    if not events and part == 0:
         errors.append(CaptureError(pointer, "no events"))
     latest = at + timedelta(seconds=limits.future_skew_s)
-    for i, event in enumerate(events):
+    mine = part_bounds(len(events), part, parts)
+    for i in mine:
+        event = events[i]
         path = f"{pointer}/{i}"
         if event.get("type") not in EVENT_TYPES:
             errors.append(CaptureError(f"{path}/type", f"unknown event type {event.get('type')!r}"))
@@ -389,19 +451,26 @@ def _checked(
         for name, text in times:
             errors.extend(_time_errors(f"{path}/{name}", text, limits, latest))
     if errors:
-        return errors, []
-    return _prepared(events, limits, builders.iso_ms(at), pointer)
+        return EVENT_FIELDS, errors, []
+    errors, prepared = _prepared(
+        events[mine.start : mine.stop], limits, builders.iso_ms(at), pointer, mine.start
+    )
+    return (AS_STORED if errors else CAPTURABLE), errors, prepared
 
 
 def _prepared(
-    events: list[dict[str, Any]], limits: CaptureLimits, record_time: str, pointer: str = EVENT_LIST
+    events: list[dict[str, Any]],
+    limits: CaptureLimits,
+    record_time: str,
+    pointer: str = EVENT_LIST,
+    first: int = 0,
 ) -> tuple[list[CaptureError], list[chain.Prepared]]:
     """Each (valid) event with the repository's recordTime, hashed and canonicalised, or the reasons to
     refuse: larger than the event limit (as stored), no canonical form, a hash eventID that is not its
     hash."""
     errors: list[CaptureError] = []
     prepared: list[chain.Prepared] = []
-    for i, event in enumerate(events):
+    for i, event in enumerate(events, first):
         path = f"{pointer}/{i}"
         event["recordTime"] = record_time  # the repository's (see the module docstring)
         try:
