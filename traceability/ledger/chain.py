@@ -101,7 +101,6 @@ _INT8 = struct.Struct(">iq")
 _LENGTH = struct.Struct(">i")
 _JSONB = struct.Struct(">iB")  # the length, then jsonb's binary format version: 1 (the text follows)
 _HASH_HEX = struct.pack(">i", 64)  # prev_hash and entry_hash: 64 hex digits
-_ROW_START = struct.pack(">h", 11)
 _BOOL = {False: struct.pack(">i?", 1, False), True: struct.pack(">i?", 1, True)}
 
 
@@ -340,6 +339,7 @@ def _append(
 COPY_EVENT_TYPES = (
     "int8", "text", "text", "timestamptz", "text", "jsonb", "text", "text", "text", "bool", "bytea"
 )  # fmt: skip
+_ROW_START = struct.pack(">h", len(COPY_EVENT_TYPES))  # a binary COPY row: its field count first
 
 
 def _as_is(value: Any) -> Any:
