@@ -84,6 +84,19 @@ def test_each_event_is_hashed_and_canonicalised_once_outside_the_lock(
     assert not under_lock, under_lock
 
 
+def _refused_as_taken(job: capture.CaptureJob | None, doc: dict[str, Any]) -> None:
+    """The job was refused for its first event's eventID, taken by an event with other content."""
+    assert job is not None
+    assert not job.success
+    event_id = doc["epcisBody"]["eventList"][0]["eventID"]
+    assert job.errors == [
+        {
+            "path": "/epcisBody/eventList/0/eventID",
+            "message": f"eventID {event_id!r} is taken by an event with other content",
+        }
+    ]
+
+
 def _part(doc: dict[str, Any], keep: range) -> dict[str, Any]:
     events = doc["epcisBody"]["eventList"]
     return {**doc, "epcisBody": {"eventList": [events[i] for i in keep]}}
@@ -128,16 +141,7 @@ def test_events_appended_after_the_look_up_are_known_to_the_write(
         first = _part(changed, range(0, 1))
         first["epcisBody"]["eventList"][0] = {**first["epcisBody"]["eventList"][0], "bizStep": "shipping"}
         assert capture.write(conn, capture.check(first), captured_by="meanwhile") is not None
-        refused = capture.write(conn, late, captured_by="late")
-        assert refused is not None
-        assert not refused.success
-        assert refused.errors == [
-            {
-                "path": "/epcisBody/eventList/0/eventID",
-                "message": f"eventID {changed['epcisBody']['eventList'][0]['eventID']!r} is taken by an"
-                " event with other content",
-            }
-        ]
+        _refused_as_taken(capture.write(conn, late, captured_by="late"), changed)
 
 
 @pytest.mark.parametrize("interleaved", [False, True], ids=["only-this-writer", "another-appender-between"])
@@ -164,16 +168,7 @@ def test_a_write_knows_what_its_own_writer_appended_since_the_look_up(db_url: st
         if interleaved:  # another appender, without this writer's record
             other = capture.check(_part(doc, range(10, 12)))
             assert capture.write(conn, other, captured_by="other") is not None
-        refused = capture.write(conn, refused_later, captured_by="later", appended=appended)
-        assert refused is not None
-        assert not refused.success
-        assert refused.errors == [
-            {
-                "path": "/epcisBody/eventList/0/eventID",
-                "message": f"eventID {doc['epcisBody']['eventList'][0]['eventID']!r} is taken by an event"
-                " with other content",
-            }
-        ]
+        _refused_as_taken(capture.write(conn, refused_later, captured_by="later", appended=appended), doc)
         again = capture.write(conn, same_later, captured_by="later", appended=appended)
         assert again is not None
         assert again.success, again
