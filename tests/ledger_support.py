@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,3 +28,20 @@ def numbered_event(i: int) -> dict[str, Any]:
 def append_numbered(conn: psycopg.Connection[Any], n: int) -> list[int]:
     """Append events 1..n; their seqs."""
     return [chain.append(conn, numbered_event(i)) for i in range(1, n + 1)]
+
+
+# What a superuser runs to serve a jsonb of their own beside the chained bytes (migration 0029): the jsonb
+# made a plain column, its values kept and no longer generated from the bytes.
+UNBIND_JSON = "ALTER TABLE ledger_event ALTER COLUMN event DROP EXPRESSION"
+
+
+def stub_entry(conn: psycopg.Connection[Any], seq: int, event_id: str, event_time: datetime) -> None:
+    """A bare ledger row, outside any chain (hashes 'h', 'p', 'e'): an ObjectEvent with only its eventID
+    and time, for tests of what reads the ledger's rows rather than its chain. Nothing when ``seq`` is
+    taken."""
+    event = {"eventID": event_id, "eventTime": event_time.isoformat(), "type": "ObjectEvent"}
+    conn.execute(
+        "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event_hash, prev_hash, entry_hash,"
+        " event_jcs) VALUES (%s, %s, 'ObjectEvent', %s, 'h', 'p', 'e', %s) ON CONFLICT DO NOTHING",
+        (seq, event_id, event_time, json.dumps(event).encode()),
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import psycopg
+from ledger_support import stub_entry
 
 import registry.store as registry
 from registry.models import Asset, Device, Mount
@@ -69,11 +70,7 @@ SSCC = "urn:epc:id:sscc:6901234.0000000009"
 
 def custody(conn: Conn, asset: str, t0: float, t1: float | None) -> None:
     """A ledger event, the lot packed in the pallet, and the pallet's custody leg on the asset."""
-    conn.execute(
-        "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event, event_hash, prev_hash,"
-        " entry_hash) VALUES (1, 'e1', 'ObjectEvent', %s, '{}', 'h', 'p', 'e') ON CONFLICT DO NOTHING",
-        (at(t0),),
-    )
+    stub_entry(conn, 1, "e1", at(t0))
     conn.execute(
         "INSERT INTO containment (child_id, parent_id, t0, start_seq) VALUES (%s, %s, %s, 1)",
         (LOT, SSCC, at(-60)),

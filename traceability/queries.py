@@ -86,9 +86,9 @@ WHERE e.event ? 'cc:verdictId' AND e.event ->> 'cc:verdictId' = %s AND NOT e.dec
 ORDER BY e.seq
 """
 LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
-# New entries, in seq order; ``event`` is the text of ``event_jcs`` (the CHECK constraint holds them equal).
+# New entries, in seq order (their jsonb ``event`` is generated from ``event_jcs``).
 COPY_EVENTS = """
-COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash, prev_hash, entry_hash,
+COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event_hash, prev_hash, entry_hash,
                    declares_error, event_jcs) FROM STDIN (FORMAT BINARY)
 """
 # Verification streams (binary rows, fetched in chunks): the chained columns, plus the served ones when
@@ -99,9 +99,20 @@ SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, 
        event_time, biz_step, declares_error
 FROM ledger_event ORDER BY seq
 """
-JCS_CONSTRAINT = """
-SELECT convalidated, pg_get_constraintdef(oid) FROM pg_constraint
-WHERE conrelid = 'ledger_event'::regclass AND conname = %s AND contype = 'c'
+# How the served columns are bound to the chained bytes: the CHECK (validated?, its definition), and the
+# jsonb's generation (kind, expression, the body and volatility of the function it calls, which a
+# superuser could replace).
+JCS_BINDING = """
+SELECT (SELECT convalidated FROM pg_constraint
+        WHERE conrelid = 'ledger_event'::regclass AND conname = %(check)s AND contype = 'c'),
+       (SELECT pg_get_constraintdef(oid) FROM pg_constraint
+        WHERE conrelid = 'ledger_event'::regclass AND conname = %(check)s AND contype = 'c'),
+       a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid),
+       (SELECT pg_get_function_sqlbody(f.oid) || ' ' || f.provolatile::text FROM pg_proc f
+        JOIN pg_depend x ON x.refclassid = 'pg_proc'::regclass AND x.refobjid = f.oid
+        WHERE x.classid = 'pg_attrdef'::regclass AND x.objid = d.oid)
+FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = 'ledger_event'::regclass AND a.attname = 'event' AND NOT a.attisdropped
 """
 
 # --- derived tables, batched (derive.Derivation): read once, write once per table ---------------------------

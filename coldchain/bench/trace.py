@@ -226,7 +226,6 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
                     event["type"],
                     parse_time(event["eventTime"]),
                     biz_step_name(event.get("bizStep")),
-                    jcs.decode("utf-8"),
                     ev_hash,
                     prev,
                     link,
@@ -265,8 +264,8 @@ def _bulk_ledger(conn: psycopg.Connection[Any], lots: int, containers: int, read
         ]
     with conn.cursor() as cur:
         with cur.copy(
-            "COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
-            " prev_hash, entry_hash, event_jcs) FROM STDIN"
+            "COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event_hash, prev_hash,"
+            " entry_hash, event_jcs) FROM STDIN"
         ) as copy:
             for row in ledger_rows:
                 copy.write_row(row)

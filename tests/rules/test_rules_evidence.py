@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ledger_support import stub_entry
 from rules_support import T0, Conn, add_readings, add_series, at, drain, lot_outbox
 from typer.testing import CliRunner
 
@@ -105,11 +106,7 @@ def lot_on(conn: Conn, lot_id: str, product_class: str, asset_id: str, seq: int)
     """A lot packed in its own pallet, the pallet's custody leg on the asset from minute 0."""
     registry.add_lots(conn, [Lot(lot_id, product_class)])
     pallet = f"urn:epc:id:sscc:6901234.{seq:010d}"
-    conn.execute(
-        "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event, event_hash, prev_hash,"
-        " entry_hash) VALUES (%s, %s, 'ObjectEvent', %s, '{}', 'h', 'p', 'e')",
-        (seq, f"e{seq}", at(0)),
-    )
+    stub_entry(conn, seq, f"e{seq}", at(0))
     conn.execute(
         "INSERT INTO containment (child_id, parent_id, t0, start_seq) VALUES (%s, %s, %s, %s)",
         (lot_id, pallet, at(-60), seq),

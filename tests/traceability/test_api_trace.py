@@ -9,6 +9,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from ledger_support import UNBIND_JSON
 from trace_support import LOT, SSCC, build_scenario
 
 from rules.worker import RulesWorker
@@ -93,7 +94,9 @@ def test_ledger_verify(client: TestClient, db_url: str) -> None:
     assert _verdict(client) == {"ok": True, "events": 8, "first_bad_seq": None}
     with psycopg.connect(db_url) as conn:
         conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
-        # The served jsonb alone: a superuser must first drop the constraint binding it to the chain.
+        # The served jsonb alone: a superuser must first free it from the chained bytes and drop the
+        # constraint binding the step's column to it.
+        conn.execute(UNBIND_JSON)
         conn.execute("ALTER TABLE ledger_event DROP CONSTRAINT ledger_event_event_is_jcs")
         conn.execute(
             "UPDATE ledger_event SET event = jsonb_set(event, '{bizStep}', '\"receiving\"') WHERE seq = 3"

@@ -1,4 +1,4 @@
-"""Tests: ledger tampering is located by verify; the CHECK binds the served columns to the chained bytes."""
+"""Tests: ledger tampering is located by verify; the served columns are bound to the chained bytes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import pytest
 import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ledger_support import T0, append_numbered, numbered_event
+from ledger_support import T0, UNBIND_JSON, append_numbered, numbered_event
 from psycopg import sql
-from psycopg.types.json import Jsonb
 
 from coldchain.migrate import migrate
 from traceability import queries
@@ -26,7 +25,7 @@ MIGRATIONS = Path(queries.__file__).parent / "migrations"
 # The constraint as the newest migration adds it (re-added after a consistent tampering).
 JCS_CHECK = (
     "ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs"
-    + (MIGRATIONS / "0006_ledger_columns_bound.sql")
+    + (MIGRATIONS / "0029_ledger_event_generated.sql")
     .read_text()
     .split("ALTER TABLE ledger_event ADD CONSTRAINT ledger_event_event_is_jcs")[1]
     .split(";")[0]
@@ -48,15 +47,15 @@ KINDS = [
 
 
 def _rewrite(conn: psycopg.Connection[Any], seq: int, change: Any) -> None:
-    """Replace entry ``seq``'s event by ``change(event)`` in both stored forms and its served columns,
-    consistently (the CHECK constraint holds)."""
+    """Replace entry ``seq``'s event by ``change(event)`` in its bytes (the jsonb follows) and its served
+    columns, consistently (the CHECK constraint holds)."""
     row = conn.execute("SELECT event_jcs FROM ledger_event WHERE seq = %s", (seq,)).fetchone()
     assert row is not None
     event = change(json.loads(bytes(row[0])))
     jcs = rfc8785.dumps(event)
     conn.execute(
-        "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s, biz_step = %s WHERE seq = %s",
-        (jcs.decode(), jcs, builders.biz_step_name(event.get("bizStep")), seq),
+        "UPDATE ledger_event SET event_jcs = %s, biz_step = %s WHERE seq = %s",
+        (jcs, builders.biz_step_name(event.get("bizStep")), seq),
     )
 
 
@@ -73,8 +72,8 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         # One character of the stored event (the last digit of its EPC), in its bytes and its jsonb.
         _rewrite(conn, target, _last_epc_digit)
     elif kind == "served_json":
-        # Only the served jsonb, after dropping the constraint that forbids it: verify compares every row.
-        conn.execute(DROP_JCS_CHECK)
+        # Only the served jsonb, once freed from the bytes it is generated from: verify compares every row.
+        conn.execute(UNBIND_JSON)
         row = conn.execute(
             "SELECT event->'epcList'->>0 FROM ledger_event WHERE seq = %s", (target,)
         ).fetchone()
@@ -97,8 +96,8 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         change = "biz_step = 'shipping'" if kind == "served_step" else "declares_error = NOT declares_error"
         conn.execute(f"UPDATE ledger_event SET {change} WHERE seq = %s", (target,))
     elif kind == "jcs_only":
-        # One raw byte of the chained bytes, constraint dropped (the jsonb no longer matches either).
-        conn.execute(DROP_JCS_CHECK)
+        # One raw byte of the chained bytes, the jsonb freed from them (it no longer matches either).
+        conn.execute(UNBIND_JSON)
         conn.execute(
             "UPDATE ledger_event SET event_jcs = set_byte(event_jcs, 10, get_byte(event_jcs, 10) # 1)"
             " WHERE seq = %s",
@@ -145,15 +144,14 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         forged = chain.prepare(numbered_event(100 + target))
         jcs = rfc8785.dumps(forged.stored)
         conn.execute(
-            "INSERT INTO ledger_event (seq, event_id, event_type, event_time, biz_step, event, event_hash,"
+            "INSERT INTO ledger_event (seq, event_id, event_type, event_time, biz_step, event_hash,"
             " prev_hash, entry_hash, event_jcs)"
-            " VALUES (%s, %s, 'ObjectEvent', %s, %s, %s::jsonb, %s, %s, %s, %s)",
+            " VALUES (%s, %s, 'ObjectEvent', %s, %s, %s, %s, %s, %s)",
             (
                 target,
                 forged.stored["eventID"],
                 builders.parse_time(forged.stored["eventTime"]),
                 forged.stored["bizStep"],
-                jcs.decode(),
                 forged.event_hash,
                 prev,
                 chain.entry_hash(prev, forged.event_hash, chain.content_digest(jcs)),
@@ -164,17 +162,17 @@ def _tamper(conn: psycopg.Connection[Any], kind: str, target: int, n: int) -> in
         return target + 1  # the first genuine entry after it no longer links
     elif kind == "swap":
         target = min(target, n - 1)
-        columns = "event_id, event_time, biz_step, event, event_hash, prev_hash, entry_hash, event_jcs"
+        columns = "event_id, event_time, biz_step, event_hash, prev_hash, entry_hash, event_jcs"
         select = f"SELECT {columns} FROM ledger_event WHERE seq = %s"
         a = conn.execute(select, (target,)).fetchone()
         b = conn.execute(select, (target + 1,)).fetchone()
         assert a is not None
         assert b is not None
-        update = f"UPDATE ledger_event SET ({columns}) = (%s, %s, %s, %s, %s, %s, %s, %s) WHERE seq = %s"
+        update = f"UPDATE ledger_event SET ({columns}) = (%s, %s, %s, %s, %s, %s, %s) WHERE seq = %s"
         conn.execute(DROP_JCS_CHECK)  # re-added below, validated: the swapped rows are each consistent
         conn.execute("UPDATE ledger_event SET event_id = 'swapping' WHERE seq = %s", (target,))
-        conn.execute(update, (*a[:3], Jsonb(a[3]), *a[4:], target + 1))
-        conn.execute(update, (*b[:3], Jsonb(b[3]), *b[4:], target))
+        conn.execute(update, (*a, target + 1))
+        conn.execute(update, (*b, target))
         conn.execute(JCS_CHECK)
         assert verify.jcs_constraint_intact(conn)
     conn.execute("ALTER TABLE ledger_event ENABLE TRIGGER USER")
@@ -248,7 +246,6 @@ def test_deep_verify_rederives_gs1_hashes(db_url: str) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        'event = event || \'{"bizStep": "x"}\'',
         "event_id = 'urn:uuid:00000000-0000-4000-8000-000000000000'",
         "event_type = 'AggregationEvent'",
         "event_time = event_time + interval '1 second'",
@@ -268,13 +265,44 @@ def test_check_constraint_refuses_diverging_served_columns(db_url: str, change: 
         conn.rollback()
 
 
+def test_served_json_is_generated_from_the_chained_bytes(db_url: str) -> None:
+    """With every trigger disabled, the jsonb cannot be written; written bytes carry their jsonb along."""
+    with psycopg.connect(db_url) as conn:
+        append_numbered(conn, 2)
+        conn.execute("ALTER TABLE ledger_event DISABLE TRIGGER USER")
+        with pytest.raises(psycopg.errors.GeneratedAlways), conn.transaction():
+            conn.execute("""UPDATE ledger_event SET event = event || '{"bizStep": "x"}' WHERE seq = 1""")
+        _rewrite(conn, 1, _last_epc_digit)
+        row = conn.execute("SELECT event, event_jcs FROM ledger_event WHERE seq = 1").fetchone()
+        assert row is not None
+        assert row[0] == json.loads(bytes(row[1])) == _last_epc_digit(chain.prepare(numbered_event(1)).stored)
+        conn.rollback()
+
+
+def test_verify_sees_the_generation_changed(db_url: str) -> None:
+    """The function the jsonb is generated by, replaced (the rows written after it would serve its
+    jsonb), or the generation dropped: the binding is not intact, and verify compares every row."""
+    for change in (
+        UNBIND_JSON,
+        "CREATE OR REPLACE FUNCTION ledger_event_json(jcs bytea) RETURNS jsonb LANGUAGE sql IMMUTABLE"
+        " STRICT PARALLEL SAFE RETURN convert_from(jcs, 'UTF8')::jsonb - 'bizStep'",
+    ):
+        with psycopg.connect(db_url) as conn:
+            append_numbered(conn, 2)
+            assert verify.jcs_constraint_intact(conn)
+            conn.execute(change)
+            assert not verify.jcs_constraint_intact(conn)
+            assert verify.verify(conn).ok  # the rows are still their bytes'
+            conn.rollback()
+
+
 @pytest.mark.parametrize(
     "uri", ["https://ref.gs1.org/cbv/BizStep-storing", "urn:epcglobal:cbv:bizstep:storing"]
 )
 def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str, uri: str) -> None:
     """A ledger written before migration 0006 (biz_step as the event gave it, eventTime fractions beyond
     microseconds truncated, the narrower constraint of 0004) comes out of it with bare step names, the
-    database's reading of each eventTime and the full constraint, and still verifies."""
+    database's reading of each eventTime and its full constraint, and still verifies."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         chain.append(conn, {**numbered_event(1), "bizStep": "https://ref.gs1.org/cbv/BizStep-storing"})
         chain.append(conn, {**numbered_event(2), "eventTime": "2026-03-01T00:02:00.9999996Z"})
@@ -297,5 +325,9 @@ def test_migration_0006_names_steps_and_binds_the_served_columns(db_url: str, ur
             ("storing", T0 + timedelta(minutes=1)),
             ("storing", T0 + timedelta(minutes=2, seconds=1)),
         ]
-        assert verify.jcs_constraint_intact(conn)
+        # 0006's constraint, whole and validated (0029 later binds the jsonb by generating it instead).
+        row = conn.execute(queries.JCS_BINDING, {"check": verify.JCS_CONSTRAINT}).fetchone()
+        assert row is not None
+        assert row[0] is True
+        assert all(part in row[1] for part in ("convert_from", "event_time", "declares_error"))
         assert verify.verify(conn).ok

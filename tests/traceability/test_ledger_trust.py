@@ -76,9 +76,9 @@ def _rewrite_and_relink(conn: psycopg.Connection[Any], seq: int, peak_c: float) 
         jcs = rfc8785.dumps(event)
         entry = chain.entry_hash(prev, ev_hash, hashlib.sha256(jcs).digest())
         conn.execute(
-            "UPDATE ledger_event SET event = %s::jsonb, event_jcs = %s, event_hash = %s, prev_hash = %s,"
-            " entry_hash = %s WHERE seq = %s",
-            (jcs.decode(), jcs, ev_hash, prev, entry, s),
+            "UPDATE ledger_event SET event_jcs = %s, event_hash = %s, prev_hash = %s, entry_hash = %s"
+            " WHERE seq = %s",
+            (jcs, ev_hash, prev, entry, s),
         )
         prev = entry
 

@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_support import T0, stub_entry
 
 from traceability import queries
 
@@ -38,11 +39,8 @@ def test_text_arrays_pick_a_delimiter_no_value_holds(conn: psycopg.Connection[An
 
 def test_lookup_by_ids_finds_ledger_events(conn: psycopg.Connection[Any]) -> None:
     """The eventID lookup of an append binds its ids as one text: an id with a newline is still found."""
-    conn.execute(
-        "INSERT INTO ledger_event (seq, event_id, event_type, event_time, event, event_hash, prev_hash,"
-        " entry_hash) VALUES (1, 'urn:x:a', 'ObjectEvent', now(), '{}', 'h', 'p', 'e'),"
-        " (2, E'urn:x:b\\nc', 'ObjectEvent', now(), '{}', 'h', 'p', 'e')"
-    )
+    stub_entry(conn, 1, "urn:x:a", T0)
+    stub_entry(conn, 2, "urn:x:b\nc", T0)
     rows = conn.execute(
         queries.EVENT_SEQS_BY_IDS, queries.text_arrays(["urn:x:a", "urn:x:b\nc", "urn:x:none"])
     ).fetchall()

@@ -5,10 +5,11 @@ What ``verify`` proves, and to whom (the threat model in docs/ledger.md):
 * the chain: seq has no holes, every ``prev_hash`` is the previous ``entry_hash``, every ``entry_hash``
   is recomputed from ``prev_hash``, ``event_hash`` and SHA-256 of the stored canonical bytes
   ``event_jcs`` (so no byte of any stored event can change unseen), and the served columns are those
-  bytes' (the ``ledger_event_event_is_jcs`` constraint is present, validated and unchanged; when it is
-  not, every row's jsonb, eventID, type, time, business step and error flag are compared with its bytes
-  instead). ``deep`` also re-derives each event's GS1 CBV 2.0 hash from its bytes for every row. A chain
-  that holds proves nothing against whoever can rewrite the database: they can re-hash and relink it;
+  bytes' (the jsonb is generated from them and the ``ledger_event_event_is_jcs`` constraint binds the
+  rest to it, both as migration 0029 made them; when either is not, every row's jsonb, eventID, type,
+  time, business step and error flag are compared with its bytes instead). ``deep`` also re-derives
+  each event's GS1 CBV 2.0 hash from its bytes for every row. A chain that holds proves nothing against
+  whoever can rewrite the database: they can re-hash and relink it;
 * every checkpoint, the ledger's own rows (``ledger_checkpoint``) and any ``kept`` copy: its Ed25519
   signature under the pinned public key (never a key read from the ledger's rows), and that its seq is
   still in the chain with the entry hash it signed. A checkpoint whose seq is gone names the first
@@ -48,11 +49,12 @@ Conn = psycopg.Connection[Any]
 # ledger: 2000-row chunks gave ≈ 175k events/s over a Unix socket, 100-row chunks ≈ 415k
 # (over TCP: 300–370k and 430k).
 _CHUNK_ROWS = 100 if psycopg.pq.version() >= 170000 else 1
-# The CHECK constraint binding the served columns to the chained bytes, as PostgreSQL prints it back.
+# What binds the served columns to the chained bytes (migration 0029), as PostgreSQL prints it back: the
+# jsonb a stored generated column of the bytes, through a function whose body and volatility are pinned
+# too, and a CHECK binding the other served columns to the jsonb.
 JCS_CONSTRAINT = "ledger_event_event_is_jcs"
 JCS_CONSTRAINT_DEF = (
-    "CHECK (((event_jcs IS NULL) OR ((event = (convert_from(event_jcs, 'UTF8'::name))::jsonb)"
-    " AND (NOT (event_id IS DISTINCT FROM (event ->> 'eventID'::text)))"
+    "CHECK (((NOT (event_id IS DISTINCT FROM (event ->> 'eventID'::text)))"
     " AND (NOT (event_type IS DISTINCT FROM (event ->> 'type'::text)))"
     " AND (NOT (event_time IS DISTINCT FROM ((event ->> 'eventTime'::text))::timestamp with time zone))"
     " AND (NOT (biz_step IS DISTINCT FROM\nCASE\n"
@@ -61,8 +63,9 @@ JCS_CONSTRAINT_DEF = (
     "    WHEN ((event ->> 'bizStep'::text) ~~ 'urn:epcglobal:cbv:bizstep:%'::text)"
     " THEN substr((event ->> 'bizStep'::text), 27)\n"
     "    ELSE (event ->> 'bizStep'::text)\nEND))"
-    " AND (declares_error = (event ? 'errorDeclaration'::text)))))"
+    " AND (declares_error = (event ? 'errorDeclaration'::text))))"
 )
+JSON_GENERATION = ("s", "ledger_event_json(event_jcs)", "RETURN (convert_from(jcs, 'UTF8'::name))::jsonb i")
 NO_KEY = "no public key pinned (the ledger's key file, or --public-key): {n} checkpoint(s) cannot be verified"
 
 
@@ -203,9 +206,13 @@ def verify(
 
 
 def jcs_constraint_intact(conn: Conn) -> bool:
-    """The CHECK binding the served columns to ``event_jcs`` exists, is validated and unchanged."""
-    row = conn.execute(queries.JCS_CONSTRAINT, (JCS_CONSTRAINT,)).fetchone()
-    return row is not None and bool(row[0]) and row[1] == JCS_CONSTRAINT_DEF
+    """What binds the served columns to ``event_jcs`` is intact: the jsonb generated from the bytes as
+    migration 0029 made it (its expression, and the function it calls unchanged), and the CHECK binding
+    the other columns to it present, validated and unchanged."""
+    row = conn.execute(queries.JCS_BINDING, {"check": JCS_CONSTRAINT}).fetchone()
+    if row is None or not row[0]:
+        return False
+    return bool(row[1] == JCS_CONSTRAINT_DEF and tuple(row[2:]) == JSON_GENERATION)
 
 
 def _row_consistent(decode: msgspec.json.Decoder[Any], row: Sequence[Any], *, deep: bool) -> bool:
