@@ -6,8 +6,9 @@ or nothing (``capture.write``). It is a two-stage
 pipeline: a preparing thread takes pending jobs and checks each document (parse, limits, JSON Schema,
 the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), then looks its eventIDs up
 in the ledger on its own connection (``capture.look_up``), and the writing thread finishes them in order,
-each in its own transaction (under the ledger's lock, only the entries appended since that lookup, the
-append, the job row), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is
+each document with those checked by the time the writer is free in one transaction
+(``capture.write_group``: under the ledger's lock, only the entries appended since each lookup, the
+append, the job rows), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is
 checked and looked up while the database appends document N.
 
 With ``check_process`` (what the ledger stage runs), the checking itself runs in ``CHECK_PROCESSES`` child
@@ -52,6 +53,11 @@ log = logging.getLogger(__name__)
 # Checked documents waiting for the writer: two keep it busy (one being appended, one ready) while the
 # preparer checks a third; more would only hold memory (a document is up to the document byte limit).
 QUEUE_DEPTH = 2
+# The most documents one transaction writes (``capture.write_group``): the writer takes, with the one it
+# waited for, those checked meanwhile (the queue holds ``QUEUE_DEPTH``). A write pays part of its cost
+# once whatever its size (the round trip under the lock, each table's COPY, the commit: ≈ 7 ms, against
+# some 70 ms for 1 000 events).
+GROUP_DOCUMENTS = QUEUE_DEPTH + 1
 # Pending jobs read per query by the preparer (each is taken again, row-locked, by its writer): one, as
 # a body may be as large as the document limit (16 MiB) and one query a job costs nothing beside it.
 TAKE_BATCH = 1
@@ -152,18 +158,27 @@ class CaptureWorker:
         finished = 0
         preparer.start()
         try:
-            while not halt.is_set() and (item := items.get()) is not None:
-                checked, captured_by = item
+            ended = False
+            while not ended and not halt.is_set() and (item := items.get()) is not None:
+                group = [item]  # with every other document checked by now: one transaction for them all
+                while len(group) < GROUP_DOCUMENTS:
+                    try:
+                        more = items.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        ended = True
+                        break
+                    group.append(more)
                 self._writing.set()
                 try:
-                    job = capture.write(
-                        conn, checked, captured_by=captured_by, queued=True, appended=self._appended
-                    )
+                    jobs = capture.write_group(conn, group, queued=True, appended=self._appended)
                 finally:
                     self._writing.clear()
-                if job is not None:
-                    finished += 1
-                    self._remember(job.capture_id)
+                for job in jobs:
+                    if job is not None:
+                        finished += 1
+                        self._remember(job.capture_id)
         finally:
             stop.set()
             while preparer.is_alive():  # it may be blocked on a full queue: make room until it ends

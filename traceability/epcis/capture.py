@@ -406,11 +406,16 @@ def merged(capture_id: str | None, parts: Sequence[Part]) -> Checked:
         return Checked(capture_id or str(uuid.uuid4()), chosen.errors, [], chosen.unreadable, chosen.pointer)
     errors = [e for p in parts if p.stage == stage for e in p.errors]
     prepared = [e for p in parts for e in p.prepared] if stage >= AS_STORED else []
-    keys = None
-    if stage == CAPTURABLE:
-        each = [p.keys for p in parts if p.keys is not None]
-        keys = derive.StateKeys(*(frozenset().union(*k) for k in zip(*each, strict=True)))
+    keys = _union([p.keys for p in parts]) if stage == CAPTURABLE else None
     return Checked(capture_id or str(uuid.uuid4()), errors, prepared, pointer=first.pointer, keys=keys)
+
+
+def _union(keys: Sequence[derive.StateKeys | None]) -> derive.StateKeys | None:
+    """The keys of several sets of events together; None when any set's are unknown (the append then
+    makes them of the events)."""
+    if any(k is None for k in keys):
+        return None
+    return derive.StateKeys(*(frozenset().union(*k) for k in zip(*keys, strict=True)))
 
 
 def _checked(
@@ -606,12 +611,11 @@ def write(
                 since_rows = _rows(since)
                 if appended is not None and seen is not None:
                     since_rows = appended.since(seen.head, head)  # None: read from the ledger
-                errors, in_ledger = _identity_errors(
-                    conn, checked.prepared, checked.pointer, seen, since=since_rows
-                )
+                matches = _matches(conn, checked.prepared, seen, since_rows)
+                errors, in_ledger = _identity_errors(matches, checked.prepared, checked.pointer)
                 appended_ids: list[str] = []
                 if not errors:
-                    appended_ids = _append(conn, job, checked.prepared, in_ledger, opening)
+                    appended_ids = _append(conn, [(job, checked.prepared)], in_ledger, opening)
                 else:  # refused on what the ledger holds: recorded while the job's row is still held
                     _refused(job, errors, checked.unreadable)
                 _record(conn, job, captured_by)  # committed with the events: one commit
@@ -641,6 +645,74 @@ def write(
     return job
 
 
+class _UngroupedError(Exception):
+    """Raised inside ``write_group``'s transaction: its documents are to be written one by one."""
+
+
+def write_group(
+    conn: Conn,
+    items: Sequence[tuple[Checked, str | None]],
+    *,
+    queued: bool = False,
+    appended: Appended | None = None,
+) -> list[CaptureJob | None]:
+    """``write`` of several checked documents (each with who captured it), in order, as one transaction:
+    one lock, one append of all their events (each document's entries after those of the documents
+    before it), each job's row, one commit. What a write pays once, whatever its size (the round trip
+    under the lock, each table's COPY, the commit), is paid once for them all. Each document is still its
+    own job, all or nothing, and ends as ``write`` would end it: when any is refused (by its check, on
+    what the ledger holds, or by the database), a job is held by another worker, or the append fails,
+    nothing of the group stays and each document is written alone, in order. Returns their jobs as
+    ``write`` does."""
+
+    def alone() -> list[CaptureJob | None]:
+        return [write(conn, c, captured_by=by, queued=queued, appended=appended) for c, by in items]
+
+    if len(items) < 2 or any(c.errors or not c.prepared for c, _ in items):
+        return alone()
+    jobs = [CaptureJob(capture_id=c.capture_id, running=False, success=False) for c, _ in items]
+    prepared = [p for c, _ in items for p in c.prepared]
+    try:
+        with conn.transaction():
+            with _pipeline(conn):  # one round trip, as ``write``'s
+                taken = (
+                    [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c, _ in items]
+                    if queued
+                    else []
+                )
+                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+                since = [_appended_since(conn, c.seen) if appended is None else None for c, _ in items]
+                keys = _union([c.keys for c, _ in items])
+                opening = chain.Opening(conn, [p.stored for p in prepared], keys)
+            if any(t.fetchone() is None for t in taken):
+                raise _UngroupedError  # another worker holds one, or it is done: each is taken alone
+            head = opening.head()[0]
+            matches: list[tuple[str, bool, int, Any]] = []
+            for (c, _), asked in zip(items, since, strict=True):
+                rows = _rows(asked)
+                if appended is not None and c.seen is not None:
+                    rows = appended.since(c.seen.head, head)
+                matches += _matches(conn, c.prepared, c.seen, rows)
+            refusals, in_ledger = _identity_errors(matches, prepared)
+            if refusals:
+                raise _UngroupedError  # refused on what the ledger holds: each says so alone
+            documents = [(job, c.prepared) for job, (c, _) in zip(jobs, items, strict=True)]
+            appended_ids = _append(conn, documents, in_ledger, opening)
+            for job, (_, by) in zip(jobs, items, strict=True):
+                _record(conn, job, by)
+    except _UngroupedError:
+        return alone()
+    except psycopg.OperationalError:
+        raise  # the database is away: the jobs stay pending
+    except Exception:  # refused by the database, or a bug of ours: each document's own outcome, alone
+        log.exception("a group of %d captures was rolled back; each is written alone", len(items))
+        return alone()
+    last = max((job.last_seq for job in jobs if job.last_seq is not None), default=None)
+    if appended is not None and last is not None:
+        appended.record(head, last, appended_ids)
+    return list(jobs)
+
+
 def _refused(job: CaptureJob, errors: Sequence[CaptureError], unreadable: bool) -> None:
     # Nothing of an append rolled back stays on the job (a refusal at the commit comes after ``_append``).
     job.success, job.events, job.first_seq, job.last_seq, job.already_captured = False, 0, None, None, []
@@ -651,29 +723,33 @@ def _refused(job: CaptureJob, errors: Sequence[CaptureError], unreadable: bool) 
 
 def _append(
     conn: Conn,
-    job: CaptureJob,
-    prepared: Sequence[chain.Prepared],
+    jobs: Sequence[tuple[CaptureJob, Sequence[chain.Prepared]]],
     in_ledger: Mapping[tuple[str, bool], int],
     opening: chain.Opening,
 ) -> list[str]:
-    """Append the events (under the lock the caller holds; ``in_ledger``: the seqs of their eventIDs the
-    ledger holds, and ``opening`` the head and derivation state, read under it) in the caller's
-    transaction, and fill the job's seq range and the events that were in the ledger already. Returns
-    the eventIDs of the entries appended, in seq order."""
+    """Append the events of one or more documents, in order (under the lock the caller holds;
+    ``in_ledger``: the seqs of their eventIDs the ledger holds, and ``opening`` the head and derivation
+    state, read under it) in the caller's transaction, and fill each job's seq range and the events that
+    were in the ledger already (or earlier in its document, or in a document before it). Returns the
+    eventIDs of the entries appended, in seq order."""
     head_seq = opening.head()[0]
-    seqs = chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False, opening=opening)
-    new = [s for s in seqs if s > head_seq]
-    job.success, job.events = True, len(set(new))
-    job.first_seq = min(new) if new else None
-    job.last_seq = max(new) if new else None
+    prepared = [p for _, events in jobs for p in events]
+    seqs = iter(chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False, opening=opening))
     seen: set[int] = set()
     appended: list[str] = []
-    for p, seq in zip(prepared, seqs, strict=True):
-        if seq <= head_seq or seq in seen:
-            job.already_captured.append({"eventID": p.stored["eventID"], "seq": seq})
-        else:
-            appended.append(str(p.stored["eventID"]))
-        seen.add(seq)
+    for job, events in jobs:
+        new: list[int] = []
+        for p, seq in zip(events, seqs, strict=False):  # the next len(events) seqs
+            if seq <= head_seq or seq in seen:
+                job.already_captured.append({"eventID": p.stored["eventID"], "seq": seq})
+            else:
+                appended.append(str(p.stored["eventID"]))
+                new.append(seq)
+            seen.add(seq)
+        job.success, job.events = True, len(new)
+        job.first_seq = min(new) if new else None
+        job.last_seq = max(new) if new else None
+    assert next(seqs, None) is None  # one seq for each event
     return appended
 
 
@@ -748,23 +824,20 @@ def _matches(
 
 
 def _identity_errors(
-    conn: Conn,
+    matches: Sequence[tuple[str, bool, int, Any]],
     prepared: Sequence[chain.Prepared],
     pointer: str = EVENT_LIST,
-    seen: Seen | None = None,
-    *,
-    since: Sequence[tuple[Any, ...]] | None = None,
 ) -> tuple[list[CaptureError], dict[tuple[str, bool], int]]:
-    """The eventID refusals that need the ledger: a reused eventID with other content, an errorDeclaration
-    of no event (in the ledger or earlier in the document). The events are as they will be stored; an
-    eventID that is the event's hash (its own, or given it for want of one) names its content, so met
-    again it is the same event. Contents are compared only where another eventID is met again. Also the
-    seqs of the eventIDs the ledger holds, keyed by (eventID, declares an error): what the append needs
-    of it (one lookup of the document's eventIDs)."""
+    """The eventID refusals that need the ledger (``matches``: its entries under the events' eventIDs, as
+    ``_matches`` reads them): a reused eventID with other content, an errorDeclaration of no event (in
+    the ledger or earlier in the events). The events are as they will be stored; an eventID that is the
+    event's hash (its own, or given it for want of one) names its content, so met again it is the same
+    event. Contents are compared only where another eventID is met again. Also the seqs of the eventIDs
+    the ledger holds, keyed by (eventID, declares an error): what the append needs of it."""
     errors: list[CaptureError] = []
     known: dict[tuple[str, bool], Mapping[str, Any]] = {}
     in_ledger: dict[tuple[str, bool], int] = {}
-    for event_id, declares, seq, content in _matches(conn, prepared, seen, since):
+    for event_id, declares, seq, content in matches:
         known[(event_id, declares)] = content
         in_ledger[(event_id, declares)] = seq
     for i, (event, ev_hash, *_) in enumerate(prepared):
