@@ -7,12 +7,12 @@ the same plan; the database is then vacuumed and checkpointed, as autovacuum and
 ledger at rest), then measures in one run:
 
 * trace_p50_ms / trace_p95_ms: ``traceability.trace.trace`` of random lots;
-* capture_eps: EPCIS documents (1000 events each, JSON-LD bytes) through the real capture path for new
-  lots: queued as POST /epcis/capture queues them, finished by the capture worker running as the ledger
-  stage runs it (woken by the queue's announcement; checking in its child process: parse, schema
-  validation, event hash, canonical bytes; then chain and derivation), timed from the first queued job
-  to the last finished (``capture_rate``), after
-  one untimed warm-up document of the same size (checking process started, schema compiled, validator
+* capture_eps: EPCIS documents (``--document-events`` each, 1000 by default; JSON-LD bytes) through the
+  real capture path for new lots: queued as POST /epcis/capture queues them, finished by the capture
+  worker running as the ledger stage runs it (woken by the queue's announcement; checking in its child
+  process: parse, schema validation, event hash, canonical bytes; then chain and derivation), timed
+  from the first queued job to the last finished (``capture_rate``), after one untimed warm-up
+  document of up to 1000 events (checking process started, schema compiled, validator
   memos filled, as in a running service); capture_eps_xml: the same number of other new lots' events as
   EPCIS 2.0 XML documents, the same way;
 * verify_eps: ``verify.verify`` over the whole chain (full integrity: every event's canonical bytes
@@ -398,6 +398,9 @@ def bench_trace(
     capture_events: Annotated[
         int, typer.Option(help="Events captured through POST-equivalent path.")
     ] = 5_000,
+    document_events: Annotated[
+        int, typer.Option(min=1, help="Events per captured document (a reader's few, a port system's many).")
+    ] = 1_000,
     api_requests: Annotated[
         int, typer.Option(help=f"Requests timed per API route, {API_CONCURRENCY} in flight.")
     ] = API_REQUESTS,
@@ -481,12 +484,13 @@ def bench_trace(
             batch.extend(_lot_events(lots + n, container, start, prefix="C"))
         warm_up, batch = document(batch[: warm_lots * 10]), batch[warm_lots * 10 :]
         json_events, xml_events = batch[: timed_lots * 10], batch[timed_lots * 10 :]
+        size = document_events
         docs = [
-            msgspec.json.encode(document(json_events[i : i + 1000])) for i in range(0, len(json_events), 1000)
+            msgspec.json.encode(document(json_events[i : i + size])) for i in range(0, len(json_events), size)
         ]
         xml_docs = [
-            epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in xml_events[i : i + 1000])
-            for i in range(0, len(xml_events), 1000)
+            epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in xml_events[i : i + size])
+            for i in range(0, len(xml_events), size)
         ]
         settle_heap()  # as `coldchain run` does once its stages have started
         worker = CaptureWorker(url, check_process=True)
@@ -567,6 +571,7 @@ def bench_trace(
             "containers": containers,
             "readings_per_container": readings_per_container,
             "capture_events": capture_events,
+            "document_events": document_events,
             "api_requests": api_requests,
         },
     }
