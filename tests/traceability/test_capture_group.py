@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from traceability.epcis import capture
-from traceability.epcis.builders import iso_ms
+from traceability.epcis.builders import document, iso_ms
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 READ_POINT = "urn:epc:id:sgln:6901234.00001.3"
@@ -44,13 +44,7 @@ def _declaration(space: int, k: int) -> dict[str, Any]:
 
 
 def _doc(events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": iso_ms(NOW),
-        "epcisBody": {"eventList": events},
-    }
+    return document(events, creation_date=NOW)
 
 
 def _outcome(job: capture.CaptureJob | None) -> dict[str, Any]:
