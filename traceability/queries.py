@@ -100,16 +100,16 @@ SELECT seq, event_hash, prev_hash, entry_hash, event_jcs, event_id, event_type, 
 FROM ledger_event ORDER BY seq
 """
 # How the served columns are bound to the chained bytes: the CHECK (validated?, its definition), and the
-# jsonb's generation (kind, expression, the body and volatility of the function it calls, which a
-# superuser could replace).
+# jsonb's generation (kind, expression, the body and volatility of each function it calls, which a
+# superuser could replace; NULL for one that is not an SQL-standard body).
 JCS_BINDING = """
 SELECT (SELECT convalidated FROM pg_constraint
         WHERE conrelid = 'ledger_event'::regclass AND conname = %(check)s AND contype = 'c'),
        (SELECT pg_get_constraintdef(oid) FROM pg_constraint
         WHERE conrelid = 'ledger_event'::regclass AND conname = %(check)s AND contype = 'c'),
        a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid),
-       (SELECT pg_get_function_sqlbody(f.oid) || ' ' || f.provolatile::text FROM pg_proc f
-        JOIN pg_depend x ON x.refclassid = 'pg_proc'::regclass AND x.refobjid = f.oid
+       (SELECT string_agg(pg_get_function_sqlbody(f.oid) || ' ' || f.provolatile::text, '; ' ORDER BY f.oid)
+        FROM pg_proc f JOIN pg_depend x ON x.refclassid = 'pg_proc'::regclass AND x.refobjid = f.oid
         WHERE x.classid = 'pg_attrdef'::regclass AND x.objid = d.oid)
 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = 'ledger_event'::regclass AND a.attname = 'event' AND NOT a.attisdropped
