@@ -60,6 +60,13 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")} | METRICS_OFF
 
 
+def as_foreground_job() -> None:
+    """In the child before it runs: Ctrl-C (SIGINT) reaches it as it reaches a terminal's foreground job,
+    also where these tests run with SIGINT ignored (a background job of a non-interactive shell passes
+    that on, and Python then keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_run_all(env: dict[str, str], stderr: int = subprocess.PIPE) -> subprocess.Popen[str]:
     """`coldchain run all` in a process of its own with exactly `env`, stdout piped, once its first line
     says every stage runs (on failure, with what it wrote to a piped stderr, and killed)."""
@@ -69,6 +76,7 @@ def start_run_all(env: dict[str, str], stderr: int = subprocess.PIPE) -> subproc
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
+        preexec_fn=as_foreground_job,
     )
     try:
         assert proc.stdout is not None

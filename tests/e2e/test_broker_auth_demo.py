@@ -22,7 +22,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from process_support import servers_under, stop
+from process_support import as_foreground_job, servers_under, stop
 
 from coldchain.datadir import SERVERS_FILE
 from coldchain.embedded import free_port
@@ -107,6 +107,7 @@ def served_demo() -> Iterator[Served]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=as_foreground_job,
     )
     try:
         lines = _lines(proc)
