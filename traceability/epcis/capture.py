@@ -594,24 +594,13 @@ def write(
     job = CaptureJob(capture_id=checked.capture_id, running=False, success=False)
     errors = list(checked.errors)
     if not errors:
-        seen = checked.seen
         try:
             with conn.transaction():
-                # One round trip: the job's row, the ledger's lock, what was appended since the lookup
-                # (``look_up``; unless ``appended`` may know it), the head and the state the derivation
-                # needs.
-                with _pipeline(conn):
-                    taken = conn.execute(queries.TAKE_CAPTURE_JOB, (job.capture_id,)) if queued else None
-                    conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                    since = _appended_since(conn, seen) if appended is None else None
-                    opening = chain.Opening(conn, [p.stored for p in checked.prepared], checked.keys)
-                if taken is not None and taken.fetchone() is None:
+                taken, since, opening = _open(conn, [checked], queued=queued, appended=appended)
+                if any(t.fetchone() is None for t in taken):
                     return None  # another worker holds it, or it is done
                 head = opening.head()[0]
-                since_rows = _rows(since)
-                if appended is not None and seen is not None:
-                    since_rows = appended.since(seen.head, head)  # None: read from the ledger
-                matches = _matches(conn, checked.prepared, seen, since_rows)
+                matches = _ledger_matches(conn, [checked], since, appended, head)
                 errors, in_ledger = _identity_errors(matches, checked.prepared, checked.pointer)
                 appended_ids: list[str] = []
                 if not errors:
@@ -645,6 +634,41 @@ def write(
     return job
 
 
+def _open(
+    conn: Conn, checked: Sequence[Checked], *, queued: bool, appended: Appended | None
+) -> tuple[list[psycopg.Cursor[Any]], list[psycopg.Cursor[Any] | None], chain.Opening]:
+    """In one round trip, in the caller's transaction: each queued job's row taken (its cursor: no row
+    when another worker holds it or it is done), the ledger's lock, what was appended since each
+    document's lookup (``look_up``; unless ``appended`` may know it), the head and the state the
+    derivation needs for all the documents' events."""
+    with _pipeline(conn):
+        taken = [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c in checked] if queued else []
+        conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
+        since = [_appended_since(conn, c.seen) if appended is None else None for c in checked]
+        events = [p.stored for c in checked for p in c.prepared]
+        opening = chain.Opening(conn, events, _union([c.keys for c in checked]))
+    return taken, since, opening
+
+
+def _ledger_matches(
+    conn: Conn,
+    checked: Sequence[Checked],
+    since: Sequence[psycopg.Cursor[Any] | None],
+    appended: Appended | None,
+    head: int,
+) -> list[tuple[str, bool, int, Any]]:
+    """The ledger's entries under the documents' eventIDs (the caller holds the lock, ``head`` read under
+    it): each document's ``_matches``, with what was appended since its lookup as ``_open`` asked it or,
+    when they are all its own, as ``appended`` recorded it."""
+    matches: list[tuple[str, bool, int, Any]] = []
+    for c, asked in zip(checked, since, strict=True):
+        rows = _rows(asked)
+        if appended is not None and c.seen is not None:
+            rows = appended.since(c.seen.head, head)  # None: read from the ledger
+        matches += _matches(conn, c.prepared, c.seen, rows)
+    return matches
+
+
 class _UngroupedError(Exception):
     """Raised inside ``write_group``'s transaction: its documents are to be written one by one."""
 
@@ -671,28 +695,15 @@ def write_group(
     if len(items) < 2 or any(c.errors or not c.prepared for c, _ in items):
         return alone()
     jobs = [CaptureJob(capture_id=c.capture_id, running=False, success=False) for c, _ in items]
-    prepared = [p for c, _ in items for p in c.prepared]
+    checked = [c for c, _ in items]
+    prepared = [p for c in checked for p in c.prepared]
     try:
         with conn.transaction():
-            with _pipeline(conn):  # one round trip, as ``write``'s
-                taken = (
-                    [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c, _ in items]
-                    if queued
-                    else []
-                )
-                conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-                since = [_appended_since(conn, c.seen) if appended is None else None for c, _ in items]
-                keys = _union([c.keys for c, _ in items])
-                opening = chain.Opening(conn, [p.stored for p in prepared], keys)
+            taken, since, opening = _open(conn, checked, queued=queued, appended=appended)
             if any(t.fetchone() is None for t in taken):
                 raise _UngroupedError  # another worker holds one, or it is done: each is taken alone
             head = opening.head()[0]
-            matches: list[tuple[str, bool, int, Any]] = []
-            for (c, _), asked in zip(items, since, strict=True):
-                rows = _rows(asked)
-                if appended is not None and c.seen is not None:
-                    rows = appended.since(c.seen.head, head)
-                matches += _matches(conn, c.prepared, c.seen, rows)
+            matches = _ledger_matches(conn, checked, since, appended, head)
             refusals, in_ledger = _identity_errors(matches, prepared)
             if refusals:
                 raise _UngroupedError  # refused on what the ledger holds: each says so alone
