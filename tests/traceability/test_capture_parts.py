@@ -19,8 +19,10 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 CTX = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"]
 
 # What may be wrong with an event: nothing, a time in the future (refused as a field), a hash eventID
-# that is not its hash (refused as stored), a field the schema refuses (the document refused).
-FAULTS = st.sampled_from(["none", "none", "none", "future", "forged_hash", "schema"])
+# that is not its hash (refused as stored), a field the schema refuses or beyond the limits (LIMITS: too
+# deep, a list too long; the document refused).
+FAULTS = st.sampled_from(["none", "none", "none", "future", "forged_hash", "schema", "deep", "long"])
+LIMITS = capture.CaptureLimits(depth=8, list_items=5)
 
 
 def _event(n: int, fault: str) -> dict[str, Any]:
@@ -43,28 +45,31 @@ def _event(n: int, fault: str) -> dict[str, Any]:
         event["eventID"] = "ni:///sha-256;" + "0" * 64 + "?ver=CBV2.0"
     elif fault == "schema":
         event["action"] = "SOMETIMES"
+    elif fault == "deep":
+        event["cc:note"] = {"a": {"b": {"c": {"d": {"e": "deeper than LIMITS allow"}}}}}
+    elif fault == "long":
+        event["cc:readings"] = list(range(LIMITS.list_items + 1))
     return event
 
 
-def _document(faults: list[str]) -> bytes:
-    doc = {
-        "@context": CTX,
-        "type": "EPCISDocument",
-        "schemaVersion": "2.0",
-        "creationDate": iso_ms(NOW),
-        "epcisBody": {"eventList": [_event(n, f) for n, f in enumerate(faults)]},
-    }
-    return msgspec.json.encode(doc)
+def _document(faults: list[str], shape: str = "document") -> bytes:
+    events = [_event(n, f) for n, f in enumerate(faults)]
+    body: dict[str, Any] = {"eventList": events}
+    kind = "EPCISDocument"
+    if shape == "query":  # a query's answer, its events in its results
+        kind = "EPCISQueryDocument"
+        body = {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": events}}}
+    elif shape == "single" and len(events) == 1:  # a body that carries one "event"
+        body = {"event": events[0]}
+    doc = {"@context": CTX, "type": kind, "schemaVersion": "2.0", "creationDate": iso_ms(NOW)}
+    return msgspec.json.encode({**doc, "epcisBody": body})
 
 
 def _whole_and_parts(raw: bytes, parts: int) -> tuple[capture.Checked, capture.Checked]:
-    whole = capture.merged("c", [capture.check_part_bytes(raw, capture.DEFAULT_LIMITS, now=NOW)])
+    whole = capture.merged("c", [capture.check_part_bytes(raw, LIMITS, now=NOW)])
     split = capture.merged(
         "c",
-        [
-            capture.check_part_bytes(raw, capture.DEFAULT_LIMITS, now=NOW, part=i, parts=parts)
-            for i in range(parts)
-        ],
+        [capture.check_part_bytes(raw, LIMITS, now=NOW, part=i, parts=parts) for i in range(parts)],
     )
     return whole, split
 
@@ -77,13 +82,29 @@ def _same(whole: capture.Checked, split: capture.Checked) -> None:
     assert (split.keys, split.unreadable, split.pointer) == (whole.keys, whole.unreadable, whole.pointer)
 
 
-@settings(max_examples=60)
-@given(faults=st.lists(FAULTS, min_size=0, max_size=12), parts=st.integers(min_value=2, max_value=4))
-def test_a_document_checked_in_parts_is_the_document_checked_whole(faults: list[str], parts: int) -> None:
-    whole, split = _whole_and_parts(_document(faults), parts)
+@settings(max_examples=80)
+@given(
+    faults=st.lists(FAULTS, min_size=0, max_size=12),
+    parts=st.integers(min_value=2, max_value=4),
+    shape=st.sampled_from(["document", "query", "single"]),
+)
+def test_a_document_checked_in_parts_is_the_document_checked_whole(
+    faults: list[str], parts: int, shape: str
+) -> None:
+    raw = _document(faults, shape)
+    whole, split = _whole_and_parts(raw, parts)
     _same(whole, split)
     # The whole check is what capture.check gives (one part of one).
-    assert capture.check_bytes(_document(faults), now=NOW, capture_id="c").errors == whole.errors
+    assert capture.check_bytes(raw, LIMITS, now=NOW, capture_id="c").errors == whole.errors
+
+
+def test_a_part_refused_by_the_schema_or_the_limits_names_the_event_in_the_document() -> None:
+    """Each part walks and validates only its own events: a reason found in the last part still points
+    at the event's place in the whole document."""
+    for fault, path in (("schema", "/epcisBody/eventList/5/action"), ("deep", "/epcisBody/eventList/5")):
+        whole, split = _whole_and_parts(_document(["none"] * 5 + [fault]), 2)
+        _same(whole, split)
+        assert [e.path for e in split.errors][:1] == [path], (fault, split.errors)
 
 
 def test_the_stage_that_refuses_first_wins_across_parts() -> None:

@@ -351,7 +351,9 @@ def check_bytes(
 
 # The stages of a document's check, in order; a document is refused with the reasons of the first stage
 # that has any (in any part), and only those.
-DOCUMENT, EVENT_FIELDS, AS_STORED, CAPTURABLE = range(4)
+# DOCUMENT: not a document, or beyond the limits; SCHEMA: refused by the JSON Schema (whose reason is found
+# over the whole document by any part that finds one).
+DOCUMENT, SCHEMA, EVENT_FIELDS, AS_STORED, CAPTURABLE = range(5)
 
 
 @dataclass(slots=True)
@@ -375,9 +377,10 @@ def part_bounds(count: int, part: int, parts: int) -> range:
 
 
 def check_part(doc: Any, limits: CaptureLimits, *, now: datetime, part: int = 0, parts: int = 1) -> Part:
-    """Check part ``part`` of ``parts`` of a document: the document as a whole (its type and limits in each
-    part, the JSON Schema in part 0), then the events of ``part_bounds`` only, which it prepares (their
-    recordTime: ``now``, the same for every part)."""
+    """Check part ``part`` of ``parts`` of a document: its type, and its limits and JSON Schema over the
+    document with only this part's events (a reason found is found again over the whole document), then
+    the events of ``part_bounds``, which it prepares (their recordTime: ``now``, the same for every
+    part)."""
     pointer = event_list(doc)[1] if isinstance(doc, Mapping) else EVENT_LIST
     stage, errors, prepared = _checked(doc, limits, now, part, parts)
     keys = derive.state_keys(p.stored for p in prepared) if stage == CAPTURABLE else None
@@ -397,12 +400,13 @@ def check_part_bytes(
 
 def merged(capture_id: str | None, parts: Sequence[Part]) -> Checked:
     """The ``Checked`` of a document from its parts' checks, in part order: refused with the reasons of the
-    first stage any part refused at (the document's own reasons from part 0, which checks most of it),
-    else its events prepared and the keys of them all."""
+    first stage any part refused at (a document's reasons, its limits or its schema, from the first part
+    that found them: each part finds them over the whole document), else its events prepared and the keys
+    of them all."""
     stage = min(p.stage for p in parts)
     first = parts[0]
-    if stage == DOCUMENT:
-        chosen = next(p for p in parts if p.stage == DOCUMENT)
+    if stage <= SCHEMA:
+        chosen = next(p for p in parts if p.stage == stage)
         return Checked(capture_id or str(uuid.uuid4()), chosen.errors, [], chosen.unreadable, chosen.pointer)
     errors = [e for p in parts if p.stage == stage for e in p.errors]
     prepared = [e for p in parts for e in p.prepared] if stage >= AS_STORED else []
@@ -428,15 +432,22 @@ def _checked(
         return DOCUMENT, [CaptureError("", "the body is not a JSON object")], []
     if doc.get("type") not in DOCUMENT_TYPES:
         return DOCUMENT, [CaptureError("/type", "expected an EPCISDocument or an EPCISQueryDocument")], []
-    errors = limit_errors(doc, limits)
+    # In parts, each walks and validates the document with only its own events (an event list's items are
+    # checked one by one: the parts' verdicts together are the document's); a part that finds a reason
+    # finds it again over the whole document, so that the reasons are the whole check's.
+    own = _with_part_only(doc, part, parts) if parts > 1 else None
+    errors = limit_errors(doc if own is None else own, limits)
+    if errors and own is not None:
+        errors = limit_errors(doc, limits)
     if errors:
         return DOCUMENT, errors, []  # nothing else walks a value beyond the limits
-    if part == 0:
+    if part == 0 or own is not None:
         try:
-            validation.validate_document(doc)
+            if own is None or not validation.is_valid(own):
+                validation.validate_document(doc)
         except validation.InvalidEventError as exc:
             reason = f"EPCIS 2.0 JSON Schema: {exc}"
-            return DOCUMENT, [CaptureError(validation.error_pointer(doc), reason)], []
+            return SCHEMA, [CaptureError(validation.error_pointer(doc), reason)], []
     events = events_of(doc)
     _, pointer = event_list(doc)
     if not events and part == 0:
@@ -461,6 +472,28 @@ def _checked(
         events[mine.start : mine.stop], limits, builders.iso_ms(at), pointer, mine.start
     )
     return (AS_STORED if errors else CAPTURABLE), errors, prepared
+
+
+def _with_part_only(doc: Mapping[str, Any], part: int, parts: int) -> dict[str, Any] | None:
+    """The document with only the events of part ``part`` of ``parts`` in its event list (a shallow copy
+    along the list's path: nothing below is copied); None when its events are no list of at most
+    ``MAX_EVENTS`` at their pointer (the part then checks the whole document)."""
+    raw, pointer = event_list(doc)
+    if not isinstance(raw, list) or len(raw) > MAX_EVENTS:
+        return None
+    keys = pointer.strip("/").split("/")
+    mine = part_bounds(len(raw), part, parts)
+    out = dict(doc)
+    at = out
+    for key in keys[:-1]:
+        inner = dict(at[key])
+        at[key] = inner
+        at = inner
+    own: list[Any] = raw[mine.start : mine.stop]
+    if at.get(keys[-1]) is not raw:  # a body's single "event": the document keeps it as it is
+        return None
+    at[keys[-1]] = own
+    return out
 
 
 def _prepared(

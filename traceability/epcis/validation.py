@@ -85,6 +85,11 @@ def validate(doc_or_event: Mapping[str, Any]) -> None:
     raise InvalidEventError(_reason(value))
 
 
+def is_valid(value: Any) -> bool:
+    """Whether the EPCIS 2.0 JSON Schema accepts ``value`` (``validate``'s verdict, without its reason)."""
+    return bool(_checker().is_valid(value))
+
+
 def validate_document(doc: Mapping[str, Any]) -> None:
     """``validate`` for an EPCISDocument, the same verdict; a refused document's reason names the first
     failing event: the document with an empty eventList is checked, then each event against
