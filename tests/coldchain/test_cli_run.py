@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_support import Running, as_url, coldchain
+from process_support import DEMO_SPEEDUP, Running, as_url, coldchain
 
 from coldchain.cli.common import ExitCode
 from coldchain.embedded import free_port
@@ -72,7 +72,7 @@ def test_a_command_names_an_unreachable_database(tmp_path: Path, command: tuple[
 
 
 def test_sim_run_plays_the_demo_devices(server_tmp: Path, db_url: str) -> None:
-    done = coldchain("sim", "run", "--speedup", "5000", env=env_for(server_tmp / "home", db_url))
+    done = coldchain("sim", "run", "--speedup", str(DEMO_SPEEDUP), env=env_for(server_tmp / "home", db_url))
     assert done.returncode == ExitCode.OK, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["messages"] > 100

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from process_support import clean_env, no_servers_left, start_run_all, stop
+from process_support import DEMO_SPEEDUP, clean_env, no_servers_left, start_run_all, stop
 
 from coldchain.datadir import SERVERS_FILE
 from coldchain.embedded import free_port
@@ -27,7 +27,7 @@ def test_sim_run_attaches_to_the_running_stages(server_tmp: Path) -> None:
     )
     try:
         sim = subprocess.run(
-            [sys.executable, "-m", "coldchain.cli", "sim", "run", "--speedup", "3000"],
+            [sys.executable, "-m", "coldchain.cli", "sim", "run", "--speedup", str(DEMO_SPEEDUP)],
             env=_env(home),
             capture_output=True,
             text=True,

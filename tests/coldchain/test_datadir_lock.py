@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_support import METRICS_OFF, servers_under, stop
+from process_support import DEMO_SPEEDUP, METRICS_OFF, servers_under, stop
 
 from coldchain.cli.common import ExitCode
 from coldchain.datadir import SERVERS_FILE, DataDir, Servers
@@ -74,7 +74,7 @@ def test_a_second_demo_refuses_and_the_first_keeps_its_database(
     running_api: tuple[Path, subprocess.Popen[str], int],
 ) -> None:
     home, proc, port = running_api
-    second = _coldchain(home, "demo", "--speedup", "2000")
+    second = _coldchain(home, "demo", "--speedup", str(DEMO_SPEEDUP))
     assert second.returncode == ExitCode.DATA_DIR, second.stdout[-2000:] + second.stderr[-2000:]
     (line,) = second.stderr.strip().splitlines()[-1:]
     assert f"in use by process {proc.pid}" in line

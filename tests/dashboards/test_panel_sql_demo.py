@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from process_support import DEMO_SPEEDUP
 from web_support import module_database
 
 from coldchain.demo import run_scenario
@@ -46,7 +47,7 @@ def demo(pg_server_url: str, template_db: str, tmp_path_factory: pytest.TempPath
     broker.start()
     try:
         with module_database(pg_server_url, template_db) as url:
-            summary = run_scenario(url, broker.address, speedup=2000)
+            summary = run_scenario(url, broker.address, speedup=DEMO_SPEEDUP)
             refresh(url)
             yield Demo(url, summary)
     finally:

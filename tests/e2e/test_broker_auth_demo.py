@@ -22,7 +22,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from process_support import as_foreground_job, servers_under, stop
+from process_support import DEMO_SPEEDUP, as_foreground_job, servers_under, stop
 
 from coldchain.datadir import SERVERS_FILE
 from coldchain.embedded import free_port
@@ -102,7 +102,7 @@ def served_demo() -> Iterator[Served]:
     home = root / "home"
     api_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coldchain.cli", "demo", "--serve", "--speedup", "2000"],
+        [sys.executable, "-m", "coldchain.cli", "demo", "--serve", "--speedup", str(DEMO_SPEEDUP)],
         env=cli_env(home, COLDCHAIN_API_PORT=str(api_port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

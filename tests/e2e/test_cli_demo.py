@@ -8,13 +8,13 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from process_support import Running, coldchain, servers_under
+from process_support import DEMO_SPEEDUP, Running, coldchain, servers_under
 
 from coldchain.cli.common import ExitCode
 from coldchain.datadir import DataDir
 from coldchain.embedded import EmbeddedPostgres, free_port
 
-SPEEDUP = "3000"
+SPEEDUP = str(DEMO_SPEEDUP)
 
 
 def column(home: Path, query: str) -> list[object]:

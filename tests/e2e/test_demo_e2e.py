@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from process_support import servers_under
+from process_support import DEMO_SPEEDUP, servers_under
 
 from coldchain.demo import run_scenario
 from coldchain.embedded import EmbeddedBroker
@@ -30,7 +30,7 @@ def _ts(iso: str) -> float:
 
 def test_demo_scenario_end_to_end(db_url: str, private_broker: EmbeddedBroker, tmp_path: Path) -> None:
     summary = run_scenario(
-        db_url, private_broker.address, speedup=2000, checkpoint_key=tmp_path / "keys" / "ledger.pem"
+        db_url, private_broker.address, speedup=DEMO_SPEEDUP, checkpoint_key=tmp_path / "keys" / "ledger.pem"
     )
     sent = summary["sent"]
     start_s = sent["start_ms"] / 1000
@@ -120,7 +120,7 @@ def _coldchain(home: Path, *args: str, timeout: float = 240) -> subprocess.Compl
 
 def test_cli_demo_then_trace_and_verify_on_the_same_data(server_tmp: Path) -> None:
     home = server_tmp / "home"
-    demo = _coldchain(home, "demo", "--speedup", "2000")
+    demo = _coldchain(home, "demo", "--speedup", str(DEMO_SPEEDUP))
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     last = json.loads(demo.stdout.strip().splitlines()[-1])
     assert last["readings"] > 3000

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from process_support import servers_under
+from process_support import DEMO_SPEEDUP, servers_under
 
 from coldchain.embedded import EmbeddedBroker
 from coldchain.port_calls import party_key
@@ -60,7 +60,7 @@ FROM ledger_event WHERE event ? 'cc:geofence' ORDER BY event_time, seq"""
 def played(db_url: str, private_broker: EmbeddedBroker, tmp_path: Path) -> dict[str, Any]:
     """The port scenario, played once through every stage on this test's database."""
     return run_port_scenario(
-        db_url, private_broker.address, speedup=2000, checkpoint_key=tmp_path / "keys" / "ledger.pem"
+        db_url, private_broker.address, speedup=DEMO_SPEEDUP, checkpoint_key=tmp_path / "keys" / "ledger.pem"
     )
 
 
@@ -265,7 +265,7 @@ def test_cli_demo_scenario_port_ends_with_its_json_line(server_tmp: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLDCHAIN_")}
     env["COLDCHAIN_HOME"] = str(home)
     demo = subprocess.run(
-        [sys.executable, "-m", "coldchain.cli", "demo", "--scenario", "port", "--speedup", "2000"],
+        [sys.executable, "-m", "coldchain.cli", "demo", "--scenario", "port", "--speedup", str(DEMO_SPEEDUP)],
         env=env,
         capture_output=True,
         text=True,

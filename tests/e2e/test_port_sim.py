@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import psycopg
+from process_support import DEMO_SPEEDUP
 
 from coldchain.embedded import EmbeddedBroker
 from coldchain.port_demo import handling_events, run_port_scenario, step_events
@@ -20,7 +21,7 @@ def test_port_scenario_devices_and_human_steps_reach_the_ledger(
     db_url: str, private_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
     summary = run_port_scenario(
-        db_url, private_broker.address, speedup=3000, checkpoint_key=tmp_path / "keys" / "ledger.pem"
+        db_url, private_broker.address, speedup=DEMO_SPEEDUP, checkpoint_key=tmp_path / "keys" / "ledger.pem"
     )
     sent = summary["sent"]
     start_ms = sent["start_ms"]

@@ -14,6 +14,7 @@ import openpyxl
 import psycopg
 import pytest
 from playwright.sync_api import Browser
+from process_support import DEMO_SPEEDUP
 from web_support import module_database, serve
 
 from coldchain.demo import run_scenario, web_instructions
@@ -54,7 +55,7 @@ def demo(
     key_path = tmp_path_factory.mktemp("keys") / "ledger.pem"
     try:
         with module_database(pg_server_url, template_db) as db_url:
-            run_scenario(db_url, broker.address, speedup=2000, checkpoint_key=key_path)
+            run_scenario(db_url, broker.address, speedup=DEMO_SPEEDUP, checkpoint_key=key_path)
             with psycopg.connect(db_url) as conn:
                 key = create_key(conn, "operator", "demo --serve")
                 conn.commit()
