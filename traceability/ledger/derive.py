@@ -613,9 +613,15 @@ class _Encoded(NamedTuple):
 def _record_time(event: Mapping[str, Any]) -> datetime | None:
     """The event's own recordTime, None when it has none that parses."""
     text = event.get("recordTime")
-    if isinstance(text, str):
-        with contextlib.suppress(ValueError, OverflowError):
-            return parse_time(text)
+    return _parsed_record_time(text) if isinstance(text, str) else None
+
+
+@lru_cache(maxsize=1024)
+def _parsed_record_time(text: str) -> datetime | None:
+    """``parse_time`` of a recordTime, None when it does not parse (memoised: the events of a captured
+    document share theirs, read twice each by a derivation)."""
+    with contextlib.suppress(ValueError, OverflowError):
+        return parse_time(text)
     return None
 
 
