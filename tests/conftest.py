@@ -59,6 +59,17 @@ def server_tmp() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def checkout_home_untouched() -> Iterator[None]:
+    """No test leaves a data directory in the default home (``.coldchain`` under the working directory,
+    the checkout under ``make test``): ``make demo`` run next would refuse its database as one the demo
+    did not create. A test that runs a command gives it COLDCHAIN_HOME."""
+    home = Path.cwd() / ".coldchain"
+    existed = home.exists()
+    yield
+    assert existed or not home.exists(), f"a test made {home}: run its command with COLDCHAIN_HOME"
+
+
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
     """A PostgreSQL server the tests may create databases on: COLDCHAIN_TEST_DB_URL or a private one."""

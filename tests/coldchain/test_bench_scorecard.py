@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 from coldchain.cli import app
 
 
-def test_bench_scorecard_quick_json() -> None:
+@pytest.fixture(autouse=True)
+def own_home(server_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every bench here on a data directory of the test's own, never the checkout's default (.coldchain)."""
+    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
+
+
+def test_bench_scorecard_quick_json(pg_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_DATABASE_URL", as_url(pg_server_url))
     res = CliRunner().invoke(app, ["bench", "scorecard", "--quick", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
@@ -42,11 +49,8 @@ def test_bench_scorecard_refuses_a_bad_size() -> None:
     assert res.exit_code != 0
 
 
-def test_bench_scorecard_quick_direct_build_json(
-    pg_server_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bench_scorecard_quick_direct_build_json(pg_server_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLDCHAIN_DATABASE_URL", as_url(pg_server_url))
-    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
     res = CliRunner().invoke(app, ["bench", "scorecard", "--quick", "--build", "direct", "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])
@@ -75,11 +79,8 @@ def test_bench_scorecard_refuses_reuse_without_a_database() -> None:
     assert "--keep-db" in res.output
 
 
-def test_bench_scorecard_keeps_its_database_and_times_it_again(
-    pg_server_url: str, server_tmp: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_bench_scorecard_keeps_its_database_and_times_it_again(pg_server_url: str) -> None:
     name = f"bench_kept_{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("COLDCHAIN_HOME", str(server_tmp))
     env = {"COLDCHAIN_DATABASE_URL": as_url(pg_server_url)}
     args = ["bench", "scorecard", "--devices", "5", "--days", "2", "--build", "direct", "--keep-db", name]
     try:
