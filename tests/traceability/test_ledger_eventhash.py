@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traceability.epcis import builders, validation
+from traceability.epcis import builders, digital_link, validation
 from traceability.epcis.digital_link import check_digit, epc_to_digital_link, to_canonical_digital_link
 from traceability.epcis.eventhash import canonical_timestamp, event_hash, prehash_string
 
@@ -255,6 +256,35 @@ def test_check_digit() -> None:
     assert check_digit("629104150021") == "3"  # GS1 General Specifications 7.9.1 example
     assert check_digit("06901234000000001") == "6"
     assert check_digit("401234500022") == "1"  # GLN 4012345000221 of the reference vectors
+
+
+@given(st.text(alphabet="0123456789", max_size=30))
+def test_check_digit_is_the_weighted_sum(digits: str) -> None:
+    """GS1 General Specifications 7.9.1 as written: from the right, the digits weighed 3, 1, 3, ..."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    assert check_digit(digits) == str((10 - total % 10) % 10)
+
+
+# Serials, lots and references as EPC URIs write them: letters and digits mostly, the other characters of
+# set 82 (bare or escaped) and set 39, and some that are in neither.
+_KEY_PIECES = [*"0aZ9xQ", *"!'()*+,-.:;=_", "%21", "%2F", "%3a", "%7A", "%", "/", "#", "é", "٣"]
+_KEY_TEXT = st.lists(st.sampled_from(_KEY_PIECES), max_size=16).map("".join)
+
+
+@given(_KEY_TEXT, st.integers(0, 3), st.integers(0, 21), st.sampled_from(["82", "39"]))
+def test_key_characters_are_counted_as_the_pattern_counts(
+    text: str, low: int, wider: int, klass: str
+) -> None:
+    """``_chars`` (its fast path for letters and digits included) is the pattern of ``low``..``high``
+    characters of the set, an escape counting as one; ``_web_encode`` escapes exactly table 7-1's."""
+    chars = digital_link._CHAR82 if klass == "82" else digital_link._CHAR39
+    high = low + wider
+    expected = re.fullmatch(rf"{chars}{{{low},{high}}}", text) is not None
+    assert digital_link._chars(text, low, high, chars) is expected
+    escaped = text
+    for ch, enc in (("!", "%21"), ("(", "%28"), (")", "%29"), ("*", "%2A"), ("+", "%2B"), (",", "%2C")):
+        escaped = escaped.replace(ch, enc)
+    assert digital_link._web_encode(text) == escaped.replace(":", "%3A")
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 DL = "https://id.gs1.org/"
 
@@ -28,13 +29,16 @@ _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def check_digit(digits: str) -> str:
-    """GS1 mod-10 check digit (GS1 General Specifications 7.9.1)."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    """GS1 mod-10 check digit (GS1 General Specifications 7.9.1): from the right, the digits weighed 3, 1,
+    3, ..."""
+    total = 3 * sum(map(int, digits[-1::-2])) + sum(map(int, digits[-2::-2]))
     return str((10 - total % 10) % 10)
 
 
 def _web_encode(text: str) -> str:
     """GS1 Digital Link 1.2 table 7-1: the characters an EPC URI leaves bare but a DL path escapes."""
+    if text.isalnum():  # none of them (most serials and lots)
+        return text
     for ch, enc in (("!", "%21"), ("(", "%28"), (")", "%29"), ("*", "%2A"), ("+", "%2B"), (",", "%2C")):
         text = text.replace(ch, enc)
     return text.replace(":", "%3A")
@@ -42,7 +46,15 @@ def _web_encode(text: str) -> str:
 
 def _chars(text: str, low: int, high: int, klass: str = _CHAR82) -> bool:
     """``text`` is ``low``..``high`` characters of ``klass``, an escape counting as one character."""
-    return re.fullmatch(rf"{klass}{{{low},{high}}}", text) is not None
+    if klass is _CHAR82 and text.isascii() and text.isalnum():  # letters and digits: one character each
+        return low <= len(text) <= high
+    return _run_of(klass, low, high).fullmatch(text) is not None
+
+
+@lru_cache(maxsize=64)
+def _run_of(klass: str, low: int, high: int) -> re.Pattern[str]:
+    """The pattern of ``low``..``high`` characters of ``klass`` (compiled once)."""
+    return re.compile(rf"{klass}{{{low},{high}}}")
 
 
 def _prefixed(cp: str, ref: str, total: int) -> bool:
