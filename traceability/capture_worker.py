@@ -4,8 +4,10 @@ POST /epcis/capture stores a document's bytes as a pending job, announced on the
 answers 202 (``capture.enqueue``); this worker, listening there, finishes the jobs, oldest first, each all
 or nothing (``capture.write``). It is a two-stage
 pipeline: a preparing thread takes pending jobs and checks each document (parse, limits, JSON Schema,
-the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), then looks its eventIDs up
-in the ledger on its own connection (``capture.look_up``), and the writing thread finishes them in order,
+the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), then, while the writer is
+busy, looks its eventIDs up in the ledger on its own connection (``capture.look_up``; a document the
+writer waits for is looked up under the lock, in the round trip that takes it), and the writing thread
+finishes them in order,
 each document with those checked by the time the writer is free in one transaction
 (``capture.write_group``: under the ledger's lock, only the entries appended since each lookup, the
 append, the job rows), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is
@@ -220,7 +222,10 @@ class CaptureWorker:
                     handed.append(capture_id)
                     waited_for = items.empty() and not self._writing.is_set()
                     checked = self._check(capture_id, bytes(body), waited_for=waited_for)
-                    capture.look_up(conn, checked)  # while the writer appends the document before
+                    if not items.empty() or self._writing.is_set():
+                        capture.look_up(conn, checked)  # while the writer appends the document before
+                    # else the writer waits for it: its eventIDs are looked up under the lock, in the
+                    # round trip that takes it (one round trip less before the append)
                     if not _put(items, (checked, captured_by), stop):
                         return
         except BaseException as exc:  # the writer re-raises it once the jobs in hand are finished

@@ -672,15 +672,23 @@ def _open(
 ) -> tuple[list[psycopg.Cursor[Any]], list[psycopg.Cursor[Any] | None], chain.Opening]:
     """In one round trip, in the caller's transaction: each queued job's row taken (its cursor: no row
     when another worker holds it or it is done), the ledger's lock, what was appended since each
-    document's lookup (``look_up``; unless ``appended`` may know it), the head and the state the
-    derivation needs for all the documents' events."""
+    document's lookup (``look_up``; unless ``appended`` may know it) or, for a document not looked up,
+    its eventIDs' entries, the head and the state the derivation needs for all the documents' events."""
     with _pipeline(conn):
         taken = [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c in checked] if queued else []
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-        since = [_appended_since(conn, c.seen) if appended is None else None for c in checked]
+        since = [_asked_under_lock(conn, c, appended) for c in checked]
         events = [p.stored for c in checked for p in c.prepared]
         opening = chain.Opening(conn, events, _union([c.keys for c in checked]))
     return taken, since, opening
+
+
+def _asked_under_lock(conn: Conn, c: Checked, appended: Appended | None) -> psycopg.Cursor[Any] | None:
+    """``_open``'s question for one document: its entries when it was not looked up (``look_up``), else
+    what was appended since its lookup, unless ``appended`` may know it."""
+    if c.seen is None:
+        return _entries_of(conn, c.prepared)
+    return _appended_since(conn, c.seen) if appended is None else None
 
 
 def _ledger_matches(
@@ -692,10 +700,14 @@ def _ledger_matches(
 ) -> list[tuple[str, bool, int, Any]]:
     """The ledger's entries under the documents' eventIDs (the caller holds the lock, ``head`` read under
     it): each document's ``_matches``, with what was appended since its lookup as ``_open`` asked it or,
-    when they are all its own, as ``appended`` recorded it."""
+    when they are all its own, as ``appended`` recorded it; a document not looked up, its entries as
+    ``_open`` asked them."""
     matches: list[tuple[str, bool, int, Any]] = []
     for c, asked in zip(checked, since, strict=True):
         rows = _rows(asked)
+        if c.seen is None and rows is not None:
+            matches += _entries(rows)
+            continue
         if appended is not None and c.seen is not None:
             rows = appended.since(c.seen.head, head)  # None: read from the ledger
         matches += _matches(conn, c.prepared, c.seen, rows)
@@ -860,10 +872,20 @@ def _matches(
             if not late:
                 return list(seen.matches)
             rows = conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(late)).fetchall()
-            return list(seen.matches) + [
-                (str(r[0]), bool(r[1]), int(r[2]), r[3]) for r in rows if int(r[2]) > seen.head
-            ]
-    rows = conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)).fetchall()
+            return list(seen.matches) + [m for m in _entries(rows) if m[2] > seen.head]
+    return _entries(conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)).fetchall())
+
+
+def _entries_of(conn: Conn, prepared: Sequence[chain.Prepared]) -> psycopg.Cursor[Any] | None:
+    """Ask for the ledger's entries under the events' eventIDs (None for no events)."""
+    if not prepared:
+        return None
+    ids = [str(p.stored["eventID"]) for p in prepared]
+    return conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids))
+
+
+def _entries(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, bool, int, Any]]:
+    """Rows of ``queries.EVENT_CONTENT_BY_IDS`` as matches: (eventID, declares an error, seq, content)."""
     return [(str(r[0]), bool(r[1]), int(r[2]), r[3]) for r in rows]
 
 
