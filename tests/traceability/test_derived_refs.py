@@ -147,3 +147,19 @@ def test_a_referenced_registry_row_cannot_go_before_the_reference_commits(
         other.execute("DELETE FROM party WHERE party_id = %s", (PARTY,))  # nothing names it now
         other.commit()
     assert _count(conn, "party") == 0
+
+
+@pytest.mark.parametrize(("table", "derived"), [("party", LEG), ("location", CONTAINED), ("asset", LEG)])
+def test_a_registry_table_derived_rows_name_is_not_emptied(
+    registry: psycopg.Connection[Any], table: str, derived: str
+) -> None:
+    """TRUNCATE ... CASCADE would have carried the foreign key to the derived rows; it is refused."""
+    conn = registry
+    if derived == LEG:
+        names = {"party": (PARTY, None, None), "asset": (None, None, ASSET)}
+        conn.execute(LEG, ("urn:epc:id:sscc:1", *names[table], T0))
+    else:
+        conn.execute(CONTAINED, ("urn:epc:id:sgtin:1", LOCATION, T0))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match=f'truncate on table "{table}"'):
+        conn.execute(f"TRUNCATE {table} CASCADE")
+    assert _count(conn, table) >= 1

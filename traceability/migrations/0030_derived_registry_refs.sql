@@ -7,7 +7,8 @@
 -- distinct values; a reference the registry does not hold refuses the statement with the foreign key's
 -- error and name. On the registry's side, deleting a party, location or asset, or changing its key, is
 -- refused while a derived row names it, as the foreign key's NO ACTION refused it (checked when the
--- statement ends, on what is committed then: the registry's writers run at READ COMMITTED).
+-- statement ends, on what is committed then: the registry's writers run at READ COMMITTED); emptying
+-- the table (TRUNCATE, which CASCADE carried on to the derived rows) while derived rows name any of it.
 
 -- A reference the registry does not hold: the error a foreign key gives, under its name.
 CREATE FUNCTION derived_ref_missing(tbl text, col text, registry text, val text) RETURNS void
@@ -72,15 +73,22 @@ DECLARE
     i int := 1;
     held text;
 BEGIN
-    -- TG_ARGV: this registry table's key, then pairs (derived table, its column naming the key).
+    -- TG_ARGV: this registry table's key, then pairs (derived table, its column naming the key). A DELETE
+    -- or an UPDATE is refused while a derived row names a key it took away (old_rows), a TRUNCATE while
+    -- one names any.
     WHILE i < TG_NARGS LOOP
-        EXECUTE format(
-            'SELECT o.%1$I FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM %2$I t WHERE t.%1$I = o.%1$I)'
-            ' AND EXISTS (SELECT 1 FROM %3$I d WHERE d.%4$I = o.%1$I) LIMIT 1',
-            TG_ARGV[0], TG_TABLE_NAME, TG_ARGV[i], TG_ARGV[i + 1]) INTO held;
+        IF TG_OP = 'TRUNCATE' THEN
+            EXECUTE format('SELECT d.%2$I FROM %1$I d WHERE d.%2$I IS NOT NULL LIMIT 1',
+                           TG_ARGV[i], TG_ARGV[i + 1]) INTO held;
+        ELSE
+            EXECUTE format(
+                'SELECT o.%1$I FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM %2$I t WHERE t.%1$I = o.%1$I)'
+                ' AND EXISTS (SELECT 1 FROM %3$I d WHERE d.%4$I = o.%1$I) LIMIT 1',
+                TG_ARGV[0], TG_TABLE_NAME, TG_ARGV[i], TG_ARGV[i + 1]) INTO held;
+        END IF;
         IF held IS NOT NULL THEN
-            RAISE EXCEPTION 'update or delete on table "%" violates foreign key constraint "%" on table "%"',
-                TG_TABLE_NAME, format('%s_%s_fkey', TG_ARGV[i], TG_ARGV[i + 1]), TG_ARGV[i]
+            RAISE EXCEPTION '% on table "%" violates foreign key constraint "%" on table "%"',
+                lower(TG_OP), TG_TABLE_NAME, format('%s_%s_fkey', TG_ARGV[i], TG_ARGV[i + 1]), TG_ARGV[i]
                 USING ERRCODE = 'foreign_key_violation',
                       CONSTRAINT = format('%s_%s_fkey', TG_ARGV[i], TG_ARGV[i + 1]),
                       DETAIL = format('Key (%s)=(%s) is still referenced from table "%s".',
@@ -119,4 +127,11 @@ CREATE TRIGGER location_derived_update AFTER UPDATE ON location REFERENCING OLD 
 CREATE TRIGGER asset_derived_delete AFTER DELETE ON asset REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION registry_keys_not_derived('asset_id', 'custody_leg', 'asset_id');
 CREATE TRIGGER asset_derived_update AFTER UPDATE ON asset REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION registry_keys_not_derived('asset_id', 'custody_leg', 'asset_id');
+CREATE TRIGGER party_derived_truncate BEFORE TRUNCATE ON party
+    FOR EACH STATEMENT EXECUTE FUNCTION registry_keys_not_derived('party_id', 'custody_leg', 'custodian');
+CREATE TRIGGER location_derived_truncate BEFORE TRUNCATE ON location
+    FOR EACH STATEMENT EXECUTE FUNCTION registry_keys_not_derived(
+        'location_id', 'custody_leg', 'location_id', 'containment', 'location_id');
+CREATE TRIGGER asset_derived_truncate BEFORE TRUNCATE ON asset
     FOR EACH STATEMENT EXECUTE FUNCTION registry_keys_not_derived('asset_id', 'custody_leg', 'asset_id');
