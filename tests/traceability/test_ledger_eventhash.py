@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traceability.epcis import builders, digital_link, validation
+from traceability.epcis import builders, digital_link, eventhash, validation
 from traceability.epcis.digital_link import check_digit, epc_to_digital_link, to_canonical_digital_link
 from traceability.epcis.eventhash import canonical_timestamp, event_hash, prehash_string
 
@@ -390,3 +390,54 @@ def test_capture_takes_a_business_transaction_without_type() -> None:
     event["bizTransactionList"] = [{"bizTransaction": "urn:epcglobal:cbv:bt:6901234000004:7"}]
     assert capture.check_document(builders.document([event]), now=datetime(2026, 3, 2, tzinfo=UTC)) == []
     assert event_hash(event).startswith("ni:///sha-256;")
+
+
+# Members as captured documents give them: strings, and objects of scalars where 1, 1.0, true, 0.0 and -0.0
+# compare equal in Python but are different JSON values (few of them, so that lists recur).
+_SCALARS = [1, 1.0, True, 0, 0.0, -0.0, False, None, "1", "true"]
+_MEMBERS = st.one_of(
+    st.sampled_from(["urn:epc:id:sgtin:0614141.107346.2018", "urn:epc:id:sscc:0614141.1234567890"]),
+    st.builds(lambda v: {"quantity": v, "uom": "KGM"}, st.sampled_from(_SCALARS)),
+    st.builds(lambda v: {"type": v, "bizTransaction": "urn:example:bt:1"}, st.sampled_from(_SCALARS)),
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from(["epcList", "childEPCs", "quantityList", "bizTransactionList", "sourceList"]),
+    st.lists(st.lists(_MEMBERS, max_size=2), min_size=2, max_size=8),
+)
+def test_memoised_list_fields_are_the_fields_computed_anew(key: str, values: list[list[Any]]) -> None:
+    """A list field's pre-hash text memoised on a stand-in of the list is the text computed from the
+    list itself, for every list in turn (equal-looking scalars of other JSON types included)."""
+    ns = eventhash._namespaces(None)
+    for value in values:
+        try:
+            expected: str | type[Exception] = eventhash._any_field(key, value, ns)
+        except (eventhash.EventHashError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            expected = type(exc)
+        try:
+            got: str | type[Exception] = eventhash._field(key, value, ns)
+        except (eventhash.EventHashError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            got = type(exc)
+        assert got == expected
+
+
+def test_namespaces_follow_a_context_changed_in_place() -> None:
+    """The last context's namespaces are kept as a copy: the same list changed afterwards binds anew."""
+    context: list[Any] = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"ex": "urn:a:"}]
+    assert eventhash._namespaces(context)["ex"] == "urn:a:"
+    context[1]["ex"] = "urn:b:"
+    assert eventhash._namespaces(context)["ex"] == "urn:b:"
+    assert eventhash._namespaces([context[0], {"ex": "urn:a:"}])["ex"] == "urn:a:"
+
+
+def test_a_deep_context_is_hashed_or_refused_as_any_event() -> None:
+    """A context nested far deeper than the interpreter's recursion allows is compared and kept by no
+    one: the hash takes it as it takes any context (its objects' string members bind prefixes)."""
+    deep: Any = "urn:leaf"
+    for _ in range(100_000):
+        deep = [deep]
+    event = {**SHIPPING, "@context": [{"ex": "urn:a:"}, deep]}
+    for _ in range(2):
+        assert event_hash(event) == event_hash({**SHIPPING, "@context": [{"ex": "urn:a:"}]})

@@ -36,6 +36,7 @@ reference does).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
@@ -275,6 +276,51 @@ def _field(key: str, value: Any, ns: _Namespaces) -> str:
         return _scalar_field(key, value, ns)
     if key in _PLACES and type(value) is dict and len(value) == 1 and type(value.get("id")) is str:
         return _place(key, value["id"], ns)
+    if key in _LISTED and type(value) is list:
+        frozen = _frozen(value)
+        if frozen is not None:
+            return _listed_field(key, frozen, ns)
+    return _any_field(key, value, ns)
+
+
+# List fields whose members repeat across events (a shipment's documents and places, a pallet's EPCs).
+_LISTED = _EPC_LISTS | _QUANTITY_LISTS | frozenset(_TYPED_LISTS)
+
+
+def _frozen(members: list[Any]) -> tuple[Any, ...] | None:
+    """A hashable stand-in for a list of strings or of objects of scalars (each scalar not a string as its
+    type and value: ``1``, ``1.0`` and ``true`` stay apart), from which ``_thawed`` gives the list back;
+    None for any other list."""
+    out: list[Any] = []
+    for m in members:
+        if type(m) is str:
+            out.append(m)
+        elif type(m) is dict:
+            items: list[tuple[Any, Any]] = []
+            for k, v in m.items():
+                if type(v) is str:
+                    items.append((k, v))
+                elif v is None or type(v) in (int, float, bool):
+                    items.append((k, (type(v), v)))
+                else:
+                    return None
+            out.append(tuple(items))
+        else:
+            return None
+    return tuple(out)
+
+
+def _thawed(frozen: tuple[Any, ...]) -> list[Any]:
+    return [m if type(m) is str else {k: v if type(v) is str else v[1] for k, v in m} for m in frozen]
+
+
+@lru_cache(maxsize=1 << 14)
+def _listed_field(key: str, frozen: tuple[Any, ...], ns: _Namespaces) -> str:
+    """``_field`` of a list field given as ``_frozen`` (memoised: a pure function of its arguments)."""
+    return _any_field(key, _thawed(frozen), ns)
+
+
+def _any_field(key: str, value: Any, ns: _Namespaces) -> str:
     if key in _EPC_LISTS:
         return _listed(key, ["epc" + _kv_value("epc", v, ns) for v in _items(key, value)])
     if key in _QUANTITY_LISTS:
@@ -531,16 +577,32 @@ class _Namespaces(dict[str, str]):
 
 
 _NO_NAMESPACES = _Namespaces()
+# The last flat @context ``_namespaces`` was given (a copy: equal contexts bind alike) and its namespaces.
+_last_context: tuple[Any, _Namespaces] = (object(), _NO_NAMESPACES)
 
 
 def _namespaces(context: Any) -> _Namespaces:
     """Prefix -> namespace URI: the standard prefixes, then the objects of the event's JSON-LD ``@context``
-    (which win). Memoised on the context's bindings (one context serves many events)."""
+    (which win). Memoised on the context's bindings (one context serves many events), and the last flat
+    context kept (a copy) with its namespaces: the events of a document mostly carry equal ones."""
+    global _last_context
+    last = _last_context
+    if context == last[0]:
+        return last[1]
     items = context if isinstance(context, list) else [context]
     bindings = tuple(
         (k, v) for item in items if isinstance(item, Mapping) for k, v in item.items() if isinstance(v, str)
     )
-    return _namespaces_of(bindings)
+    ns = _namespaces_of(bindings)
+    if _flat(context):  # kept only so: a comparison with it, or its copy, never goes deep
+        _last_context = (copy.deepcopy(context), ns)
+    return ns
+
+
+def _flat(context: Any) -> bool:
+    """A context of strings and of objects whose members are strings."""
+    items = context if type(context) is list else [context]
+    return all(type(i) is str or (type(i) is dict and all(type(v) is str for v in i.values())) for i in items)
 
 
 @lru_cache(maxsize=1 << 10)
