@@ -432,9 +432,9 @@ def test_namespaces_follow_a_context_changed_in_place() -> None:
     assert eventhash._namespaces([context[0], {"ex": "urn:a:"}])["ex"] == "urn:a:"
 
 
-def test_a_deep_context_is_hashed_or_refused_as_any_event() -> None:
+def test_a_deep_context_is_hashed_as_any_other() -> None:
     """A context nested far deeper than the interpreter's recursion allows is compared and kept by no
-    one: the hash takes it as it takes any context (its objects' string members bind prefixes)."""
+    one: the hash takes it as it takes any context (only its objects' string members bind prefixes)."""
     deep: Any = "urn:leaf"
     for _ in range(100_000):
         deep = [deep]
