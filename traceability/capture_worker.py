@@ -4,14 +4,11 @@ POST /epcis/capture stores a document's bytes as a pending job, announced on the
 answers 202 (``capture.enqueue``); this worker, listening there, finishes the jobs, oldest first, each all
 or nothing (``capture.write``). It is a two-stage
 pipeline: a preparing thread takes pending jobs and checks each document (parse, limits, JSON Schema,
-the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), then, while the writer is
-busy, looks its eventIDs up in the ledger on its own connection (``capture.look_up``; a document the
-writer waits for is looked up under the lock, in the round trip that takes it), and the writing thread
-finishes them in order,
-each document with those checked by the time the writer is free in one transaction
-(``capture.write_group``: under the ledger's lock, only the entries appended since each lookup, the
-append, the job rows), with at most ``QUEUE_DEPTH`` checked documents between them. Document N+1 is
-checked and looked up while the database appends document N.
+the rules the schema cannot say, CBV 2.0 hash, canonical bytes: no database), and the writing thread
+finishes them in order, each document with those checked by the time the writer is free in one
+transaction (``capture.write_group``: under the ledger's lock, the append, the job rows; an eventID the
+ledger holds already is found by its unique index), with at most ``QUEUE_DEPTH`` checked documents
+between them. Document N+1 is checked while the database appends document N.
 
 With ``check_process`` (what the ledger stage runs), the checking itself runs in ``CHECK_PROCESSES`` child
 processes of this worker (spawned, not forked: this process has threads), so it does not hold this
@@ -87,9 +84,6 @@ class CaptureWorker:
         self._check_process = check_process
         self._pool: ProcessPoolExecutor | None = None
         self._preparing: psycopg.Connection[Any] | None = None
-        # What this worker's writes appended lately: a write takes the eventIDs appended since its
-        # document's lookup (the document before, mostly) from here instead of from the ledger.
-        self._appended = capture.Appended()
         self._wake = threading.Event()
         self._writing = threading.Event()  # set while the writer appends a document
         self._finished = threading.Condition()
@@ -174,7 +168,7 @@ class CaptureWorker:
                     group.append(more)
                 self._writing.set()
                 try:
-                    jobs = capture.write_group(conn, group, queued=True, appended=self._appended)
+                    jobs = capture.write_group(conn, group, queued=True)
                 finally:
                     self._writing.clear()
                 for job in jobs:
@@ -222,10 +216,6 @@ class CaptureWorker:
                     handed.append(capture_id)
                     waited_for = items.empty() and not self._writing.is_set()
                     checked = self._check(capture_id, bytes(body), waited_for=waited_for)
-                    if not items.empty() or self._writing.is_set():
-                        capture.look_up(conn, checked)  # while the writer appends the document before
-                    # else the writer waits for it: its eventIDs are looked up under the lock, in the
-                    # round trip that takes it (one round trip less before the append)
                     if not _put(items, (checked, captured_by), stop):
                         return
         except BaseException as exc:  # the writer re-raises it once the jobs in hand are finished

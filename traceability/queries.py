@@ -65,18 +65,9 @@ EVENT_CONTENT_BY_IDS = (
     "SELECT event_id, declares_error, seq, event - 'recordTime' FROM ledger_event"
     " WHERE event_id = ANY(string_to_array(%s, %s))"
 )
-# The same, with the ledger's head in the same snapshot: what a document's eventIDs matched before the
-# ledger's lock was taken (capture.look_up). Seqs are given under the lock and committed in their order, so
-# every entry this snapshot does not show has a seq above that head.
-EVENT_CONTENT_BY_IDS_AT_HEAD = """
-SELECT h.head, e.event_id, e.declares_error, e.seq, e.event - 'recordTime'
-FROM (SELECT coalesce(max(seq), 0) AS head FROM ledger_event) h
-LEFT JOIN ledger_event e ON e.event_id = ANY(string_to_array(%s, %s))
-"""
-# The eventIDs appended after a head, at most a bound of them (one more says there were more).
-EVENT_IDS_AFTER = (
-    "SELECT event_id, declares_error, seq FROM ledger_event WHERE seq > %s ORDER BY seq LIMIT %s"
-)
+# The name of the ledger's unique index on (eventID, declares an error): an append of an eventID it holds
+# is refused under this name (capture then writes the document again with its eventIDs looked up).
+EVENT_ID_INDEX = "ledger_event_event_id"
 EVENT_BY_ID = "SELECT event FROM ledger_event WHERE event_id = %s AND NOT declares_error"
 # The ledger's events of a rules verdict id (cc:verdictId) that no errorDeclaration names yet, in order.
 LIVE_EVENTS_OF_VERDICT = """

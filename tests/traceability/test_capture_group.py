@@ -124,6 +124,53 @@ def test_a_group_ends_as_its_documents_written_alone(
         assert _state(grouped) == _state(alone)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(docs=st.lists(_items, min_size=1, max_size=3), earlier=_items)
+def test_a_document_appended_without_a_lookup_ends_as_one_looked_up_first(
+    db_url: str,
+    second_db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    docs: list[list[tuple[str, int, str]]],
+    earlier: list[tuple[str, int, str]],
+) -> None:
+    """A document's eventIDs are not looked up before its append (an eventID the ledger holds is found by
+    its unique index, and the document written again with them looked up): every job and every row ends
+    as when every eventID is looked up first, whatever the documents share with the ledger and each other
+    (the same content, other content, declarations of events held, earlier or nowhere)."""
+    space = next(_EXAMPLES)
+    entries_of = capture._entries_of
+
+    def made(items: list[tuple[str, int, str]]) -> dict[str, Any]:
+        return _doc(
+            [
+                _declaration(space, k) if kind == "declare" else _event(space, k, step)
+                for kind, k, step in items
+            ]
+        )
+
+    def written(conn: psycopg.Connection[Any], looked_up: bool) -> list[dict[str, Any]]:
+        with monkeypatch.context() as m:
+            if looked_up:
+                m.setattr(capture, "_entries_of", lambda c, p, everything: entries_of(c, p, True))
+            jobs = [capture.write(conn, capture.check(made(d), now=NOW), captured_by="t") for d in docs]
+        return [_outcome(j) for j in jobs]
+
+    with (
+        psycopg.connect(db_url, autocommit=True) as unlooked,
+        psycopg.connect(second_db_url, autocommit=True) as looked_up,
+    ):
+        for conn in (unlooked, looked_up):
+            for place in PLACES:
+                conn.execute(
+                    "INSERT INTO location (location_id, name, kind) VALUES (%s, 'Store', 'cold_store')"
+                    " ON CONFLICT DO NOTHING",
+                    (place,),
+                )
+            capture.write(conn, capture.check(made(earlier), now=NOW), captured_by="earlier")
+        assert written(unlooked, False) == written(looked_up, True)
+        assert _state(unlooked) == _state(looked_up)
+
+
 def _capturable(space: int) -> list[dict[str, Any]]:
     """Three documents, the second repeating an event of the first and declaring another wrong."""
     return [

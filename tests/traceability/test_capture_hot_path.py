@@ -102,77 +102,39 @@ def _part(doc: dict[str, Any], keep: range) -> dict[str, Any]:
     return {**doc, "epcisBody": {"eventList": [events[i] for i in keep]}}
 
 
-@pytest.mark.parametrize("catch_up", [capture.SEEN_CATCH_UP, 1])
-def test_events_appended_after_the_look_up_are_known_to_the_write(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, catch_up: int
+def test_a_document_is_appended_without_its_event_ids_looked_up(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A document looked up before the lock (as the capture worker does while it appends the document
-    before) whose eventIDs then reach the ledger from another capture: the write knows them, under the
-    lock, as already captured (same content) or refuses them (other content), whether it reads only what
-    was appended since the look-up or, past ``SEEN_CATCH_UP`` of those, every eventID again."""
-    monkeypatch.setattr(capture, "SEEN_CATCH_UP", catch_up)
+    """A new document's eventIDs are not looked up: its append goes out at once. A document holding
+    eventIDs the ledger holds is refused by the ledger's unique index, rolled back and written again with
+    every eventID looked up: the same content is already captured, other content refused, and nothing is
+    appended twice."""
+    asked: list[bool] = []
+    entries_of = capture._entries_of
+
+    def recorded(conn: Any, prepared: Any, everything: bool) -> Any:
+        asked.append(everything)
+        return entries_of(conn, prepared, everything)
+
+    monkeypatch.setattr(capture, "_entries_of", recorded)
     doc = _doc()
     with psycopg.connect(db_url, autocommit=True) as conn:
-        assert capture.write(conn, capture.check(_part(doc, range(0, 5))), captured_by="before") is not None
-        later = capture.check(doc)
-        capture.look_up(conn, later)
-        assert later.seen is not None
-        assert len(later.seen.matches) == 5
-        head = later.seen.head
-        # Another capture appends five more of its events meanwhile.
-        other = capture.check(_part(doc, range(5, 10)))
-        assert capture.write(conn, other, captured_by="meanwhile") is not None
-        job = capture.write(conn, later, captured_by="later")
-        assert job is not None
-        assert job.success, job
-        assert job.events == EVENTS - 10
-        assert sorted(a["seq"] for a in job.already_captured) == list(range(head - 4, head + 6))
-        ids = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ledger_event").fetchone()
-        assert ids == (EVENTS, EVENTS)  # nothing appended twice
-
-        # The same eventID with other content, appended after the look-up: refused, not appended.
-        changed = _doc()
-        for e in changed["epcisBody"]["eventList"]:
-            e["eventID"] = e["eventID"].replace("-8000-", "-9000-")
-        late = capture.check(changed)
-        capture.look_up(conn, late)
-        assert late.seen is not None
-        assert late.seen.matches == []
-        first = _part(changed, range(0, 1))
-        first["epcisBody"]["eventList"][0] = {**first["epcisBody"]["eventList"][0], "bizStep": "shipping"}
-        assert capture.write(conn, capture.check(first), captured_by="meanwhile") is not None
-        _refused_as_taken(capture.write(conn, late, captured_by="late"), changed)
-
-
-@pytest.mark.parametrize("interleaved", [False, True], ids=["only-this-writer", "another-appender-between"])
-def test_a_write_knows_what_its_own_writer_appended_since_the_look_up(db_url: str, interleaved: bool) -> None:
-    """The capture worker looks a document up while it appends the one before; the write then takes the
-    eventIDs appended since from what its writer recorded (``capture.Appended``), or, when another
-    appender's entries are among them, from the ledger: either way an eventID appended since the look-up
-    is known under the lock (the same content: already captured; other content: refused)."""
-    doc = _doc()
-    appended = capture.Appended()
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        first = capture.check(_part(doc, range(0, 5)))
-        changed = _part(doc, range(0, 10))
-        changed["epcisBody"]["eventList"][0] = {**changed["epcisBody"]["eventList"][0], "bizStep": "shipping"}
-        refused_later = capture.check(changed)
-        same_later = capture.check(_part(doc, range(0, 10)))
-        for later in (refused_later, same_later):
-            capture.look_up(conn, later)  # before the first document is appended
-            assert later.seen is not None
-            assert later.seen.matches == []
-        job = capture.write(conn, first, captured_by="first", appended=appended)
-        assert job is not None
-        assert job.success, job
-        if interleaved:  # another appender, without this writer's record
-            other = capture.check(_part(doc, range(10, 12)))
-            assert capture.write(conn, other, captured_by="other") is not None
-        _refused_as_taken(capture.write(conn, refused_later, captured_by="later", appended=appended), doc)
-        again = capture.write(conn, same_later, captured_by="later", appended=appended)
+        first = capture.write(conn, capture.check(_part(doc, range(0, 5))), captured_by="first")
+        assert first is not None
+        assert first.success, first
+        assert asked == [False]
+        asked.clear()
+        again = capture.write(conn, capture.check(doc), captured_by="again")
         assert again is not None
         assert again.success, again
+        assert asked == [False, True]  # refused by the index, then looked up
+        assert again.events == EVENTS - 5
         assert [a["seq"] for a in again.already_captured] == [1, 2, 3, 4, 5]
-        assert again.events == 5
+        assert (again.first_seq, again.last_seq) == (6, EVENTS)
+        changed = _part(doc, range(0, 10))
+        changed["epcisBody"]["eventList"][0] = {**changed["epcisBody"]["eventList"][0], "bizStep": "shipping"}
+        _refused_as_taken(capture.write(conn, capture.check(changed), captured_by="changed"), changed)
         count = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ledger_event").fetchone()
-        assert count == (12, 12) if interleaved else (10, 10)
+        assert count == (EVENTS, EVENTS)
+        jobs = conn.execute("SELECT count(*) FROM capture_job").fetchone()
+        assert jobs == (3,)  # each job recorded once, the one rolled back too

@@ -14,7 +14,10 @@ Refused, with a reason per event, before anything is stored (``CaptureLimits``):
 * an ``eventTime`` (or ``declarationTime``) later than now plus the allowed clock skew, or before the
   floor: a date in the future would stand in the custody history ahead of every real event;
 * an eventID already in the ledger (or earlier in the document) with other content; the same content
-  again is idempotent: the job lists it under ``already_captured`` with its seq;
+  again is idempotent: the job lists it under ``already_captured`` with its seq. A document's events are
+  appended without looking their eventIDs up first: the ledger's unique index on eventIDs refuses an
+  append of one it holds, and the document is then written again with every eventID looked up (a
+  document sent again costs one append more; a new one, no lookup);
 * a hash-form eventID (``ni:///sha-256;...``) that is not the event's CBV 2.0 hash;
 * an ``errorDeclaration`` of an event that is neither in the ledger nor earlier in the document.
 
@@ -29,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -266,64 +268,7 @@ class Checked:
     prepared: list[chain.Prepared]
     unreadable: bool = False  # refused as bytes (too large, not UTF-8 JSON): see CaptureJob.unreadable
     pointer: str = EVENT_LIST  # where the document keeps its events
-    seen: Seen | None = None  # its eventIDs looked up before the ledger's lock (``look_up``)
     keys: derive.StateKeys | None = None  # what of the derived state its events touch (``check``)
-
-
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What a document's eventIDs matched in the ledger up to ``head`` (one snapshot): (eventID, declares an
-    error, seq, content without recordTime) of each match. ``write`` then reads only what was appended
-    since, under the lock, instead of looking every eventID up again there."""
-
-    head: int
-    matches: list[tuple[str, bool, int, Any]]
-
-
-# Entries appended between ``look_up`` and the lock that ``write`` reads instead of the full lookup; more
-# (another appender's bulk import) and it looks every eventID up again.
-SEEN_CATCH_UP = 10_000
-# The appends an ``Appended`` remembers: more than the documents a capture worker looks up ahead.
-APPENDED_RUNS = 8
-
-
-class Appended:
-    """The entries one writer (a capture worker's writing connection) appended lately, as the runs it
-    committed: (the head before, the head after, the eventIDs). When every entry appended since a
-    document's ``look_up`` is one of these, ``write`` takes their eventIDs from here instead of reading
-    them back from the ledger (the capture worker looks a document up while it appends the one before,
-    so each write would otherwise read the previous document's eventIDs again). Whether they are all
-    this writer's is decided under the ledger's lock: its runs must join, without a gap, from the
-    look-up's head to the head then (seqs have no holes); else the ledger is read, as without it."""
-
-    def __init__(self) -> None:
-        self._runs: deque[tuple[int, int, list[str]]] = deque(maxlen=APPENDED_RUNS)
-
-    def record(self, before: int, after: int, event_ids: list[str]) -> None:
-        """A committed append: the head went from ``before`` to ``after`` with ``event_ids``."""
-        self._runs.append((before, after, event_ids))
-
-    def since(self, seen: int, head: int) -> list[tuple[str]] | None:
-        """The eventIDs appended after head ``seen`` up to ``head`` (as the ledger's rows of them, one
-        eventID each), or None when not every one of those entries is a run remembered here."""
-        at, event_ids = seen, []
-        for before, after, ids in self._runs:
-            if before == at and after <= head:
-                event_ids.extend(ids)
-                at = after
-        return [(i,) for i in event_ids] if at == head else None
-
-
-def look_up(conn: Conn, checked: Checked) -> None:
-    """Look a checked document's eventIDs up in the ledger now (``checked.seen``), outside any lock: the
-    capture worker does it on its preparing connection while the writing one appends the document before,
-    so that the lookup (one index probe per event) is off the ledger lock's path. Nothing for a refusal."""
-    if checked.errors or not checked.prepared:
-        return
-    ids = [str(p.stored["eventID"]) for p in checked.prepared]
-    rows = conn.execute(queries.EVENT_CONTENT_BY_IDS_AT_HEAD, queries.text_arrays(ids)).fetchall()
-    matches = [(str(r[1]), bool(r[2]), int(r[3]), r[4]) for r in rows if r[1] is not None]
-    checked.seen = Seen(int(rows[0][0]), matches)
 
 
 def check(
@@ -613,52 +558,55 @@ def write(
     *,
     captured_by: str | None,
     queued: bool = False,
-    appended: Appended | None = None,
 ) -> CaptureJob | None:
-    """Finish a checked document's job in one transaction (committed): under the ledger's lock its eventIDs
-    are checked against the ledger and its events appended with the bytes already made, and the job row
-    says so; or the job row records the reasons it was refused. ``queued``: the job row is a pending one
-    (``enqueue``), taken here FOR UPDATE SKIP LOCKED; None when another worker holds it or it is done.
-    ``appended``: what this connection appended lately (kept by its caller from one write to the next),
-    recorded here after each commit.
+    """Finish a checked document's job in one transaction (committed): under the ledger's lock its events
+    are appended with the bytes already made, and the job row says so; or the job row records the reasons
+    it was refused. ``queued``: the job row is a pending one (``enqueue``), taken here FOR UPDATE SKIP
+    LOCKED; None when another worker holds it or it is done.
 
-    A value or a constraint the database refuses is a refusal recorded (never a crash); a database that
-    cannot be reached is an exception (the job stays pending)."""
-    job = CaptureJob(capture_id=checked.capture_id, running=False, success=False)
+    The eventIDs are not looked up first (only those an errorDeclaration names): when the ledger's unique
+    index refuses one it holds, or the document is refused, the transaction is rolled back and the
+    document written again with every eventID looked up under the lock (``_identity_errors``: the same
+    content is already captured, other content refused). A value or a constraint the database refuses
+    otherwise is a refusal recorded (never a crash); a database that cannot be reached is an exception
+    (the job stays pending)."""
     errors = list(checked.errors)
     if not errors:
-        try:
-            with conn.transaction():
-                taken, since, opening = _open(conn, [checked], queued=queued, appended=appended)
-                if any(t.fetchone() is None for t in taken):
-                    return None  # another worker holds it, or it is done
-                head = opening.head()[0]
-                matches = _ledger_matches(conn, [checked], since, appended, head)
-                errors, in_ledger = _identity_errors(matches, checked.prepared, checked.pointer)
-                appended_ids: list[str] = []
-                if not errors:
-                    appended_ids = _append(conn, [(job, checked.prepared)], in_ledger, opening)
-                else:  # refused on what the ledger holds: recorded while the job's row is still held
-                    _refused(job, errors, checked.unreadable)
-                _record(conn, job, captured_by)  # committed with the events: one commit
-            if appended is not None and job.last_seq is not None:
-                appended.record(head, job.last_seq, appended_ids)
-            return job
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
-            # A value or a constraint the database refuses (a bug of ours or a constraint added since):
-            # the document is refused and the refusal recorded. The database's words (the values it
-            # quotes) stay in the log; the reason names the constraint, if one refused it.
-            log.exception("capture %s refused by the database", job.capture_id)
-            constraint = exc.diag.constraint_name
-            reason = "rejected by the database" + (f" (constraint {constraint})" if constraint else "")
-            errors = [CaptureError(checked.pointer, reason)]
-        except (validation.InvalidEventError, jcs.CanonicalizationError, EventHashError) as exc:
-            errors = [CaptureError(checked.pointer, str(exc))]  # our own messages
-        except psycopg.OperationalError:
-            raise  # the database is away: the supervisor sees it; a queued job stays pending
-        except Exception:  # a bug of ours: the document refused, the job finished, never a crash
-            log.exception("capture %s refused on an unexpected error", job.capture_id)
-            errors = [CaptureError(checked.pointer, "the events could not be appended (an internal error)")]
+        for everything in (False, True):
+            job = CaptureJob(capture_id=checked.capture_id, running=False, success=False)
+            try:
+                with conn.transaction():
+                    taken, asked, opening = _open(conn, [checked], queued=queued, everything=everything)
+                    if any(t.fetchone() is None for t in taken):
+                        return None  # another worker holds it, or it is done
+                    errors, in_ledger = _identity_errors(_entries(asked), checked.prepared, checked.pointer)
+                    if errors and not everything:
+                        raise _LookUpError  # refusals are said knowing every eventID the ledger holds
+                    if not errors:
+                        _append(conn, [(job, checked.prepared)], in_ledger, opening)
+                    else:  # refused on what the ledger holds: recorded while the job's row is still held
+                        _refused(job, errors, checked.unreadable)
+                    _record(conn, job, captured_by)  # committed with the events: one commit
+                return job
+            except _LookUpError:
+                continue
+            except psycopg.errors.UniqueViolation as exc:
+                if not everything and exc.diag.constraint_name == queries.EVENT_ID_INDEX:
+                    continue  # an eventID the ledger holds: written again, every eventID looked up
+                errors = _refused_by_database(job, exc, checked.pointer)
+            except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+                errors = _refused_by_database(job, exc, checked.pointer)
+            except (validation.InvalidEventError, jcs.CanonicalizationError, EventHashError) as exc:
+                errors = [CaptureError(checked.pointer, str(exc))]  # our own messages
+            except psycopg.OperationalError:
+                raise  # the database is away: the supervisor sees it; a queued job stays pending
+            except Exception:  # a bug of ours: the document refused, the job finished, never a crash
+                log.exception("capture %s refused on an unexpected error", job.capture_id)
+                errors = [
+                    CaptureError(checked.pointer, "the events could not be appended (an internal error)")
+                ]
+            break
+    job = CaptureJob(capture_id=checked.capture_id, running=False, success=False)
     _refused(job, errors, checked.unreadable)
     with conn.transaction():
         if queued and not _take(conn, job.capture_id):
@@ -667,51 +615,35 @@ def write(
     return job
 
 
+class _LookUpError(Exception):
+    """Raised inside ``write``'s transaction when the document is refused without every eventID looked up:
+    it is written again, with them."""
+
+
+def _refused_by_database(job: CaptureJob, exc: psycopg.Error, pointer: str) -> list[CaptureError]:
+    """A value or a constraint the database refused (a bug of ours or a constraint added since): the
+    document's refusal. The database's words (the values it quotes) stay in the log; the reason names the
+    constraint, if one refused it."""
+    log.exception("capture %s refused by the database", job.capture_id)
+    constraint = exc.diag.constraint_name
+    reason = "rejected by the database" + (f" (constraint {constraint})" if constraint else "")
+    return [CaptureError(pointer, reason)]
+
+
 def _open(
-    conn: Conn, checked: Sequence[Checked], *, queued: bool, appended: Appended | None
-) -> tuple[list[psycopg.Cursor[Any]], list[psycopg.Cursor[Any] | None], chain.Opening]:
+    conn: Conn, checked: Sequence[Checked], *, queued: bool, everything: bool
+) -> tuple[list[psycopg.Cursor[Any]], psycopg.Cursor[Any] | None, chain.Opening]:
     """In one round trip, in the caller's transaction: each queued job's row taken (its cursor: no row
-    when another worker holds it or it is done), the ledger's lock, what was appended since each
-    document's lookup (``look_up``; unless ``appended`` may know it) or, for a document not looked up,
-    its eventIDs' entries, the head and the state the derivation needs for all the documents' events."""
+    when another worker holds it or it is done), the ledger's lock, the ledger's entries under the
+    documents' eventIDs (``everything``) or under those their errorDeclarations name, the head and the
+    state the derivation needs for all the documents' events."""
     with _pipeline(conn):
         taken = [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c in checked] if queued else []
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-        since = [_asked_under_lock(conn, c, appended) for c in checked]
-        events = [p.stored for c in checked for p in c.prepared]
-        opening = chain.Opening(conn, events, _union([c.keys for c in checked]))
-    return taken, since, opening
-
-
-def _asked_under_lock(conn: Conn, c: Checked, appended: Appended | None) -> psycopg.Cursor[Any] | None:
-    """``_open``'s question for one document: its entries when it was not looked up (``look_up``), else
-    what was appended since its lookup, unless ``appended`` may know it."""
-    if c.seen is None:
-        return _entries_of(conn, c.prepared)
-    return _appended_since(conn, c.seen) if appended is None else None
-
-
-def _ledger_matches(
-    conn: Conn,
-    checked: Sequence[Checked],
-    since: Sequence[psycopg.Cursor[Any] | None],
-    appended: Appended | None,
-    head: int,
-) -> list[tuple[str, bool, int, Any]]:
-    """The ledger's entries under the documents' eventIDs (the caller holds the lock, ``head`` read under
-    it): each document's ``_matches``, with what was appended since its lookup as ``_open`` asked it or,
-    when they are all its own, as ``appended`` recorded it; a document not looked up, its entries as
-    ``_open`` asked them."""
-    matches: list[tuple[str, bool, int, Any]] = []
-    for c, asked in zip(checked, since, strict=True):
-        rows = _rows(asked)
-        if c.seen is None and rows is not None:
-            matches += _entries(rows)
-            continue
-        if appended is not None and c.seen is not None:
-            rows = appended.since(c.seen.head, head)  # None: read from the ledger
-        matches += _matches(conn, c.prepared, c.seen, rows)
-    return matches
+        prepared = [p for c in checked for p in c.prepared]
+        asked = _entries_of(conn, prepared, everything)
+        opening = chain.Opening(conn, [p.stored for p in prepared], _union([c.keys for c in checked]))
+    return taken, asked, opening
 
 
 class _UngroupedError(Exception):
@@ -723,19 +655,18 @@ def write_group(
     items: Sequence[tuple[Checked, str | None]],
     *,
     queued: bool = False,
-    appended: Appended | None = None,
 ) -> list[CaptureJob | None]:
     """``write`` of several checked documents (each with who captured it), in order, as one transaction:
     one lock, one append of all their events (each document's entries after those of the documents
     before it), each job's row, one commit. What a write pays once, whatever its size (the round trip
     under the lock, each table's COPY, the commit), is paid once for them all. Each document is still its
     own job, all or nothing, and ends as ``write`` would end it: when any is refused (by its check, on
-    what the ledger holds, or by the database), a job is held by another worker, or the append fails,
-    nothing of the group stays and each document is written alone, in order. Returns their jobs as
-    ``write`` does."""
+    what the ledger holds, or by the database), holds an eventID the ledger holds, a job is held by
+    another worker, or the append fails, nothing of the group stays and each document is written alone,
+    in order. Returns their jobs as ``write`` does."""
 
     def alone() -> list[CaptureJob | None]:
-        return [write(conn, c, captured_by=by, queued=queued, appended=appended) for c, by in items]
+        return [write(conn, c, captured_by=by, queued=queued) for c, by in items]
 
     if len(items) < 2 or any(c.errors or not c.prepared for c, _ in items):
         return alone()
@@ -744,28 +675,27 @@ def write_group(
     prepared = [p for c in checked for p in c.prepared]
     try:
         with conn.transaction():
-            taken, since, opening = _open(conn, checked, queued=queued, appended=appended)
+            taken, asked, opening = _open(conn, checked, queued=queued, everything=False)
             if any(t.fetchone() is None for t in taken):
                 raise _UngroupedError  # another worker holds one, or it is done: each is taken alone
-            head = opening.head()[0]
-            matches = _ledger_matches(conn, checked, since, appended, head)
-            refusals, in_ledger = _identity_errors(matches, prepared)
+            refusals, in_ledger = _identity_errors(_entries(asked), prepared)
             if refusals:
                 raise _UngroupedError  # refused on what the ledger holds: each says so alone
             documents = [(job, c.prepared) for job, (c, _) in zip(jobs, items, strict=True)]
-            appended_ids = _append(conn, documents, in_ledger, opening)
+            _append(conn, documents, in_ledger, opening)
             for job, (_, by) in zip(jobs, items, strict=True):
                 _record(conn, job, by)
     except _UngroupedError:
         return alone()
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name != queries.EVENT_ID_INDEX:
+            log.exception("a group of %d captures was rolled back; each is written alone", len(items))
+        return alone()  # an eventID the ledger holds (a document sent again): each written alone
     except psycopg.OperationalError:
         raise  # the database is away: the jobs stay pending
     except Exception:  # refused by the database, or a bug of ours: each document's own outcome, alone
         log.exception("a group of %d captures was rolled back; each is written alone", len(items))
         return alone()
-    last = max((job.last_seq for job in jobs if job.last_seq is not None), default=None)
-    if appended is not None and last is not None:
-        appended.record(head, last, appended_ids)
     return list(jobs)
 
 
@@ -782,31 +712,28 @@ def _append(
     jobs: Sequence[tuple[CaptureJob, Sequence[chain.Prepared]]],
     in_ledger: Mapping[tuple[str, bool], int],
     opening: chain.Opening,
-) -> list[str]:
+) -> None:
     """Append the events of one or more documents, in order (under the lock the caller holds;
-    ``in_ledger``: the seqs of their eventIDs the ledger holds, and ``opening`` the head and derivation
-    state, read under it) in the caller's transaction, and fill each job's seq range and the events that
-    were in the ledger already (or earlier in its document, or in a document before it). Returns the
-    eventIDs of the entries appended, in seq order."""
+    ``in_ledger``: the seqs of their eventIDs the ledger holds, as far as they were looked up, and
+    ``opening`` the head and derivation state, read under it) in the caller's transaction, and fill each
+    job's seq range and the events that were in the ledger already (or earlier in its document, or in a
+    document before it)."""
     head_seq = opening.head()[0]
     prepared = [p for _, events in jobs for p in events]
     seqs = iter(chain.append_prepared(conn, prepared, in_ledger=in_ledger, savepoint=False, opening=opening))
     seen: set[int] = set()
-    appended: list[str] = []
     for job, events in jobs:
         new: list[int] = []
         for p, seq in zip(events, seqs, strict=False):  # the next len(events) seqs
             if seq <= head_seq or seq in seen:
                 job.already_captured.append({"eventID": p.stored["eventID"], "seq": seq})
             else:
-                appended.append(str(p.stored["eventID"]))
                 new.append(seq)
             seen.add(seq)
         job.success, job.events = True, len(new)
         job.first_seq = min(new) if new else None
         job.last_seq = max(new) if new else None
     assert next(seqs, None) is None  # one seq for each event
-    return appended
 
 
 def _take(conn: Conn, capture_id: str) -> bool:
@@ -838,54 +765,20 @@ def _pipeline(conn: Conn) -> contextlib.AbstractContextManager[Any]:
     return conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
 
 
-def _appended_since(conn: Conn, seen: Seen | None) -> psycopg.Cursor[Any] | None:
-    """Ask for the eventIDs appended since ``seen`` was looked up (at most one more than the catch-up
-    bound); None without ``seen``."""
-    if seen is None:
-        return None
-    return conn.execute(queries.EVENT_IDS_AFTER, (seen.head, SEEN_CATCH_UP + 1))
-
-
-def _rows(cursor: psycopg.Cursor[Any] | None) -> list[tuple[Any, ...]] | None:
-    return None if cursor is None else cursor.fetchall()
-
-
-def _matches(
-    conn: Conn,
-    prepared: Sequence[chain.Prepared],
-    seen: Seen | None,
-    since: Sequence[tuple[Any, ...]] | None = None,
-) -> list[tuple[str, bool, int, Any]]:
-    """The ledger's entries under the events' eventIDs (the caller holds the ledger's lock): those ``seen``
-    matched, and those appended since its head that match (``since``: those appended, as
-    ``_appended_since`` asked, else read here); without ``seen``, or with too many appended since, every
-    eventID looked up."""
-    ids = [str(p.stored["eventID"]) for p in prepared]
+def _entries_of(
+    conn: Conn, prepared: Sequence[chain.Prepared], everything: bool
+) -> psycopg.Cursor[Any] | None:
+    """Ask for the ledger's entries under the events' eventIDs (``everything``), else under the eventIDs
+    their errorDeclarations name (None: nothing to ask)."""
+    ids = [str(p.stored["eventID"]) for p in prepared if everything or "errorDeclaration" in p.stored]
     if not ids:
-        return []
-    if seen is not None:
-        if since is None:
-            since = conn.execute(queries.EVENT_IDS_AFTER, (seen.head, SEEN_CATCH_UP + 1)).fetchall()
-        if len(since) <= SEEN_CATCH_UP:
-            wanted = set(ids)
-            late = [r[0] for r in since if r[0] in wanted]
-            if not late:
-                return list(seen.matches)
-            rows = conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(late)).fetchall()
-            return list(seen.matches) + [m for m in _entries(rows) if m[2] > seen.head]
-    return _entries(conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids)).fetchall())
-
-
-def _entries_of(conn: Conn, prepared: Sequence[chain.Prepared]) -> psycopg.Cursor[Any] | None:
-    """Ask for the ledger's entries under the events' eventIDs (None for no events)."""
-    if not prepared:
         return None
-    ids = [str(p.stored["eventID"]) for p in prepared]
     return conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids))
 
 
-def _entries(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, bool, int, Any]]:
-    """Rows of ``queries.EVENT_CONTENT_BY_IDS`` as matches: (eventID, declares an error, seq, content)."""
+def _entries(asked: psycopg.Cursor[Any] | None) -> list[tuple[str, bool, int, Any]]:
+    """The answer to ``_entries_of`` as matches: (eventID, declares an error, seq, content)."""
+    rows = [] if asked is None else asked.fetchall()
     return [(str(r[0]), bool(r[1]), int(r[2]), r[3]) for r in rows]
 
 
@@ -895,7 +788,7 @@ def _identity_errors(
     pointer: str = EVENT_LIST,
 ) -> tuple[list[CaptureError], dict[tuple[str, bool], int]]:
     """The eventID refusals that need the ledger (``matches``: its entries under the events' eventIDs, as
-    ``_matches`` reads them): a reused eventID with other content, an errorDeclaration of no event (in
+    ``_entries_of`` asks them): a reused eventID with other content, an errorDeclaration of no event (in
     the ledger or earlier in the events). The events are as they will be stored; an eventID that is the
     event's hash (its own, or given it for want of one) names its content, so met again it is the same
     event. Contents are compared only where another eventID is met again. Also the seqs of the eventIDs
