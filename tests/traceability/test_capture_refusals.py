@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+import rfc8785
 from capture_support import captured, refused
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -266,6 +267,66 @@ def test_check_document_never_raises_and_refuses_iff_too_deep(levels: int, kind:
     # The event sits at depth 4 and its field at 5: the extension's containers reach 5 + levels - 1.
     too_deep = 4 + levels > capture.DEFAULT_LIMITS.depth
     assert any("deeper" in e.message for e in errors) is too_deep, errors
+
+
+def _first_shape_refusal(value: Any, depth: int, limits: capture.CaptureLimits) -> str | None:
+    """The reference of ``capture.shape_errors``: a walk level by level that stops at the first level
+    deeper than the limit or holding a list longer than the list limit."""
+    level = [value]
+    while level:
+        if depth > limits.depth:
+            return "deep"
+        below: list[Any] = []
+        for v in level:
+            if isinstance(v, dict):
+                below.extend(v.values())
+            elif isinstance(v, list):
+                if len(v) > limits.list_items:
+                    return "long"
+                below.extend(v)
+        level, depth = [x for x in below if isinstance(x, dict | list)], depth + 1
+    return None
+
+
+_NESTED = st.recursive(
+    st.none() | st.integers() | st.text(max_size=2),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=2), children, max_size=3)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_NESTED, depth=st.integers(1, 8), limit=st.integers(5, 9), items=st.integers(1, 4))
+def test_shape_refusals_are_those_of_a_walk_level_by_level(
+    value: Any, depth: int, limit: int, items: int
+) -> None:
+    """The limits of depth and list length, read from one ``jcs.survey`` of the value, refuse what a walk
+    level by level refuses, and the first refusal it meets: the deeper limit or the long list."""
+    limits = capture.CaptureLimits(depth=limit, list_items=items)
+    errors = capture.shape_errors(value, "/x", depth, limits)
+    found = [("deep" if "deeper" in e.message else "long") for e in errors]
+    expected = _first_shape_refusal(value, depth, limits)
+    assert found == ([] if expected is None else [expected])
+
+
+def test_events_are_canonical_whatever_the_document_around_them() -> None:
+    """The events' canonical bytes are RFC 8785's whether the limits walk found them plain or not: keys
+    whose JCS order (UTF-16 code units) is not their code points' order, in an event and in the
+    document's @context that the events take."""
+    odd = {"\uffff": "https://a.example/", "\U0001f600": "https://b.example/"}
+    plain = _doc(_event(), _event(NOW - timedelta(hours=2)))
+    in_event = _doc(_event(**{"ex:odd": odd}), _event(NOW - timedelta(hours=2)))
+    in_context = {**_doc(_event(), _event(NOW - timedelta(hours=2))), "@context": [*CTX, odd]}
+    for doc in (plain, in_event, in_context):
+        checked = capture.check(doc)
+        assert not checked.errors, checked.errors
+        for p in checked.prepared:
+            assert p.jcs == rfc8785.dumps(p.stored)
+    first = capture.check(in_context).prepared[0]
+    assert first.jcs is not None
+    assert "\U0001f600".encode() in first.jcs  # the document's @context is stored in its events
 
 
 # -- the events query, errors ------------------------------------------------------------------------

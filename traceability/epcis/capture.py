@@ -205,38 +205,46 @@ def _too_deep(path: str, limits: CaptureLimits) -> CaptureError:
 
 
 def shape_errors(value: Any, path: str, depth: int, limits: CaptureLimits) -> list[CaptureError]:
-    """The depth and list-length limits over a value that sits at ``depth`` (its first refusal only), by
-    a walk level by level: no recursion, whatever the nesting."""
-    level = [value]
-    while level:
-        if depth > limits.depth:
-            return [_too_deep(path, limits)]
-        below: list[Any] = []
-        for v in level:
-            if type(v) is dict:
-                below.extend(v.values())
-            elif type(v) is list:
-                if len(v) > limits.list_items:
-                    return [CaptureError(path, f"a list holds more than {limits.list_items} items")]
-                below.extend(v)
-        level, depth = [x for x in below if type(x) is dict or type(x) is list], depth + 1
+    """The depth and list-length limits over a value that sits at ``depth`` (its first refusal only)."""
+    return _shape_errors(jcs.survey(value, limits.list_items), path, depth, limits)
+
+
+def _shape_errors(found: jcs.Survey, path: str, depth: int, limits: CaptureLimits) -> list[CaptureError]:
+    """``shape_errors`` of a value from its ``jcs.survey``: the first refusal a walk level by level meets,
+    each level's depth before its lists."""
+    if found.long_at is not None and depth + found.long_at <= limits.depth:
+        return [CaptureError(path, f"a list holds more than {limits.list_items} items")]
+    if depth + max(found.depth, 1) - 1 > limits.depth:
+        return [_too_deep(path, limits)]
     return []
 
 
 def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureError]:
     """Every event's depth and lists, then the rest of the document's (an event's size is that of its
     canonical bytes, checked once they are made: ``_prepared``)."""
+    return _limits(doc, limits)[0]
+
+
+def _limits(doc: Mapping[str, Any], limits: CaptureLimits) -> tuple[list[CaptureError], list[bool]]:
+    """``limit_errors``, and whether each of the document's events, as it will be stored (with the
+    document's ``@context``), has the fast encoder's JCS form (``jcs.survey``'s ``plain``: the walk of the
+    limits is that one, so that ``jcs.canonical`` does not walk the events again)."""
     errors: list[CaptureError] = []
+    plain: list[bool] = []
     raw, pointer = event_list(doc)
     if isinstance(raw, list):
         if len(raw) > MAX_EVENTS:
-            return [CaptureError(pointer, f"more than {MAX_EVENTS} events")]
+            return [CaptureError(pointer, f"more than {MAX_EVENTS} events")], []
         for i, event in enumerate(raw):
-            errors.extend(shape_errors(event, f"{pointer}/{i}", bounds.CAPTURE_EVENT_DEPTH, limits))
+            found = jcs.survey(event, limits.list_items)
+            errors.extend(_shape_errors(found, f"{pointer}/{i}", bounds.CAPTURE_EVENT_DEPTH, limits))
+            plain.append(found.plain)
         rest = _without(doc, pointer.strip("/").split("/"))
     else:
         rest = dict(doc)
-    return errors + shape_errors(rest, "", 1, limits)
+    found = jcs.survey(rest, limits.list_items)
+    errors += _shape_errors(found, "", 1, limits)
+    return errors, [p and found.plain for p in plain]  # the document's @context goes into its events
 
 
 def _without(value: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
@@ -381,7 +389,7 @@ def _checked(
     # checked one by one: the parts' verdicts together are the document's); a part that finds a reason
     # finds it again over the whole document, so that the reasons are the whole check's.
     own = _with_part_only(doc, part, parts) if parts > 1 else None
-    errors = limit_errors(doc if own is None else own, limits)
+    errors, plain = _limits(doc if own is None else own, limits)
     if errors and own is not None:
         errors = limit_errors(doc, limits)
     if errors:
@@ -413,8 +421,10 @@ def _checked(
             errors.extend(_time_errors(f"{path}/{name}", text, limits, latest))
     if errors:
         return EVENT_FIELDS, errors, []
+    if own is None:
+        plain = plain[mine.start : mine.stop] if len(plain) == len(events) else []
     errors, prepared = _prepared(
-        events[mine.start : mine.stop], limits, builders.iso_ms(at), pointer, mine.start
+        events[mine.start : mine.stop], limits, builders.iso_ms(at), pointer, mine.start, plain
     )
     return (AS_STORED if errors else CAPTURABLE), errors, prepared
 
@@ -447,17 +457,21 @@ def _prepared(
     record_time: str,
     pointer: str = EVENT_LIST,
     first: int = 0,
+    plain: Sequence[bool] = (),
 ) -> tuple[list[CaptureError], list[chain.Prepared]]:
     """Each (valid) event with the repository's recordTime, hashed and canonicalised, or the reasons to
     refuse: larger than the event limit (as stored), no canonical form, a hash eventID that is not its
-    hash."""
+    hash. ``plain``: each event's ``jcs.survey`` plainness, as the limits walk found it (none: walked
+    again)."""
     errors: list[CaptureError] = []
     prepared: list[chain.Prepared] = []
-    for i, event in enumerate(events, first):
+    known = len(plain) == len(events)
+    for k, event in enumerate(events):
+        i = first + k
         path = f"{pointer}/{i}"
         event["recordTime"] = record_time  # the repository's (see the module docstring)
         try:
-            p = chain.canonicalised(event)
+            p = chain.canonicalised(event, plain=plain[k] if known else None)
         except (jcs.CanonicalizationError, EventHashError) as exc:
             errors.append(CaptureError(path, str(exc)))  # our own messages
             continue

@@ -6,12 +6,14 @@ already writes the JCS form (no whitespace; the same string escapes: ``\\b \\f \
 controls as lowercase ``\\u00xx``, nothing else escaped), many times faster than the reference package.
 Anything else (non-ASCII keys, whose JCS order is by UTF-16 code units; floats written with an exponent
 or as ``x.0``; integers beyond ±2^53; non-JSON types) goes through ``rfc8785`` itself.
-A Hypothesis test checks the two agree on arbitrary JSON.
+Which path a value takes is found by one walk of it (``survey``), which capture's limits walk is too, so
+that a captured event is walked once for both. A Hypothesis test checks the two paths agree on arbitrary
+JSON.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import rfc8785
@@ -27,11 +29,14 @@ class CanonicalizationError(ValueError):
     is nested deeper than ``limits.EVENT_MAX_DEPTH``."""
 
 
-def canonical(value: Any) -> bytes:
-    """The RFC 8785 canonical UTF-8 bytes of a JSON value nested at most ``limits.EVENT_MAX_DEPTH`` levels."""
-    plain = _plain(value)
+def canonical(value: Any, *, plain: bool | None = None) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value nested at most ``limits.EVENT_MAX_DEPTH`` levels.
+    ``plain``: what ``survey`` found of this value already (its ``plain``, the value being no deeper than
+    that limit), so that it is not walked again; None: walked here."""
     if plain is None:
-        raise CanonicalizationError(f"nested deeper than {EVENT_MAX_DEPTH} levels")
+        plain = _plain(value)
+        if plain is None:
+            raise CanonicalizationError(f"nested deeper than {EVENT_MAX_DEPTH} levels")
     if plain:
         try:
             return _encode(value)
@@ -44,28 +49,40 @@ def canonical(value: Any) -> bytes:
     return data
 
 
-def _plain(value: Any) -> bool | None:
-    """True when the fast encoder's output is the JCS form of ``value``: only dicts with ASCII string keys,
-    lists, strings, booleans, null, integers within ±2^53 and floats that print as plain decimals; None
-    when it is nested deeper than ``limits.EVENT_MAX_DEPTH`` (walked level by level: no recursion)."""
+class Survey(NamedTuple):
+    """What one walk of a JSON value finds (``survey``)."""
+
+    depth: int  # the level of its deepest object or list (the value itself: 1; 0 for a scalar)
+    long_at: int | None  # the level, from 0, of the first list longer than the bound asked, if any
+    plain: bool  # whether the fast encoder's output is its JCS form (see the module docstring)
+
+
+def survey(value: Any, list_items: int | None = None) -> Survey:
+    """One walk of ``value``, level by level (no recursion, whatever the nesting): its depth, where a list
+    longer than ``list_items`` first is, and whether the fast encoder writes its JCS form: only dicts with
+    ASCII string keys, lists, strings, booleans, null, integers within ±2^53 and floats that print as plain
+    decimals. Capture's limits walk is this one, so that its events are not walked again here."""
     plain = True
+    long_at = None
     level = [value]
-    depth = 0
+    depth = index = 0
     while level:
-        depth += 1
-        if depth > EVENT_MAX_DEPTH and any(type(v) is dict or type(v) is list for v in level):
-            return None  # a container this deep (scalars below the last level do not count)
         below: list[Any] = []
         push, extend = below.append, below.extend
+        containers = False
         for v in level:
             t = type(v)
             if t is dict:
+                containers = True
                 for k, x in v.items():
                     if type(k) is not str or not k.isascii():
                         plain = False
                     if type(x) is not str:  # strings, the most common leaves, need no more checking
                         push(x)
             elif t is list:
+                containers = True
+                if long_at is None and list_items is not None and len(v) > list_items:
+                    long_at = index
                 extend(v)
             elif t is str or t is bool or v is None:
                 continue
@@ -78,5 +95,14 @@ def _plain(value: Any) -> bool | None:
                     plain = False
             else:
                 plain = False
+        index += 1
+        if containers:
+            depth = index
         level = below
-    return plain
+    return Survey(depth, long_at, plain)
+
+
+def _plain(value: Any) -> bool | None:
+    """``survey``'s ``plain``, or None when the value is nested deeper than ``limits.EVENT_MAX_DEPTH``."""
+    found = survey(value)
+    return None if found.depth > EVENT_MAX_DEPTH else found.plain

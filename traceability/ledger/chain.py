@@ -81,12 +81,13 @@ class Prepared(NamedTuple):
     row: Row | None = None
 
 
-def canonicalised(event: Mapping[str, Any]) -> Prepared:
+def canonicalised(event: Mapping[str, Any], *, plain: bool | None = None) -> Prepared:
     """``prepare`` of a valid event, with its canonical bytes and its row's parts: what ``append_prepared``
     takes, so that a caller (capture) can check them before the append without the append computing them
-    again. ``jcs.CanonicalizationError`` when the event has no RFC 8785 form."""
+    again. ``jcs.CanonicalizationError`` when the event has no RFC 8785 form. ``plain``: the event's
+    ``jcs.survey`` plainness when the caller walked it already (capture's limits walk)."""
     stored, ev_hash, *_ = prepare(event, validated=True)
-    jcs = canonical(stored)
+    jcs = canonical(stored, plain=plain)
     return Prepared(stored, ev_hash, jcs, row_of(stored, ev_hash, jcs))
 
 
