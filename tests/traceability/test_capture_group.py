@@ -84,6 +84,24 @@ _items = st.lists(
 )
 
 
+def _made(space: int, items: list[tuple[str, int, str]]) -> dict[str, Any]:
+    """The document of ``_items``: each event of this example's space, or the declaration of one."""
+    return _doc(
+        [_declaration(space, k) if kind == "declare" else _event(space, k, step) for kind, k, step in items]
+    )
+
+
+def _before(conn: psycopg.Connection[Any], earlier: dict[str, Any]) -> None:
+    """The places, and what the ledger holds before the documents under test."""
+    for place in PLACES:
+        conn.execute(
+            "INSERT INTO location (location_id, name, kind) VALUES (%s, 'Store', 'cold_store')"
+            " ON CONFLICT DO NOTHING",
+            (place,),
+        )
+    capture.write(conn, capture.check(earlier, now=NOW), captured_by="earlier")
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(docs=st.lists(_items, min_size=2, max_size=3), earlier=_items)
 def test_a_group_ends_as_its_documents_written_alone(
@@ -98,28 +116,18 @@ def test_a_group_ends_as_its_documents_written_alone(
     what writing them one by one, in order, gives. A group with any refusal is written one by one."""
     space = next(_EXAMPLES)
 
-    def made(items: list[tuple[str, int, str]]) -> dict[str, Any]:
-        return _doc(
-            [
-                _declaration(space, k) if kind == "declare" else _event(space, k, step)
-                for kind, k, step in items
-            ]
-        )
-
     with (
         psycopg.connect(db_url, autocommit=True) as grouped,
         psycopg.connect(second_db_url, autocommit=True) as alone,
     ):
-        for conn in (grouped, alone):  # the places, and what the ledger holds before
-            for place in PLACES:
-                conn.execute(
-                    "INSERT INTO location (location_id, name, kind) VALUES (%s, 'Store', 'cold_store')"
-                    " ON CONFLICT DO NOTHING",
-                    (place,),
-                )
-            capture.write(conn, capture.check(made(earlier), now=NOW), captured_by="earlier")
-        together = capture.write_group(grouped, [(capture.check(made(d), now=NOW), "t") for d in docs])
-        one_by_one = [capture.write(alone, capture.check(made(d), now=NOW), captured_by="t") for d in docs]
+        for conn in (grouped, alone):
+            _before(conn, _made(space, earlier))
+        together = capture.write_group(
+            grouped, [(capture.check(_made(space, d), now=NOW), "t") for d in docs]
+        )
+        one_by_one = [
+            capture.write(alone, capture.check(_made(space, d), now=NOW), captured_by="t") for d in docs
+        ]
         assert [_outcome(j) for j in together] == [_outcome(j) for j in one_by_one]
         assert _state(grouped) == _state(alone)
 
@@ -140,19 +148,13 @@ def test_a_document_appended_without_a_lookup_ends_as_one_looked_up_first(
     space = next(_EXAMPLES)
     entries_of = capture._entries_of
 
-    def made(items: list[tuple[str, int, str]]) -> dict[str, Any]:
-        return _doc(
-            [
-                _declaration(space, k) if kind == "declare" else _event(space, k, step)
-                for kind, k, step in items
-            ]
-        )
-
     def written(conn: psycopg.Connection[Any], looked_up: bool) -> list[dict[str, Any]]:
         with monkeypatch.context() as m:
             if looked_up:
                 m.setattr(capture, "_entries_of", lambda c, p, everything: entries_of(c, p, True))
-            jobs = [capture.write(conn, capture.check(made(d), now=NOW), captured_by="t") for d in docs]
+            jobs = [
+                capture.write(conn, capture.check(_made(space, d), now=NOW), captured_by="t") for d in docs
+            ]
         return [_outcome(j) for j in jobs]
 
     with (
@@ -160,13 +162,7 @@ def test_a_document_appended_without_a_lookup_ends_as_one_looked_up_first(
         psycopg.connect(second_db_url, autocommit=True) as looked_up,
     ):
         for conn in (unlooked, looked_up):
-            for place in PLACES:
-                conn.execute(
-                    "INSERT INTO location (location_id, name, kind) VALUES (%s, 'Store', 'cold_store')"
-                    " ON CONFLICT DO NOTHING",
-                    (place,),
-                )
-            capture.write(conn, capture.check(made(earlier), now=NOW), captured_by="earlier")
+            _before(conn, _made(space, earlier))
         assert written(unlooked, False) == written(looked_up, True)
         assert _state(unlooked) == _state(looked_up)
 
