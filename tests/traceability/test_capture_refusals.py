@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from traceability.api.auth import create_key
-from traceability.epcis import capture
+from traceability.epcis import capture, jcs
 from traceability.epcis.builders import iso_ms
 from traceability.epcis.eventhash import event_hash
 from traceability.ledger import chain
@@ -305,7 +305,7 @@ def test_shape_refusals_are_those_of_a_walk_level_by_level(
     """The limits of depth and list length, read from one ``jcs.survey`` of the value, refuse what a walk
     level by level refuses, and the first refusal it meets: the deeper limit or the long list."""
     limits = capture.CaptureLimits(depth=limit, list_items=items)
-    errors = capture.shape_errors(value, "/x", depth, limits)
+    errors = capture.shape_errors(jcs.survey(value, items), "/x", depth, limits)
     found = [("deep" if "deeper" in e.message else "long") for e in errors]
     expected = _first_shape_refusal(value, depth, limits)
     assert found == ([] if expected is None else [expected])

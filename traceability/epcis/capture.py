@@ -204,14 +204,10 @@ def _too_deep(path: str, limits: CaptureLimits) -> CaptureError:
     return CaptureError(path, f"nested deeper than {limits.depth} levels")
 
 
-def shape_errors(value: Any, path: str, depth: int, limits: CaptureLimits) -> list[CaptureError]:
-    """The depth and list-length limits over a value that sits at ``depth`` (its first refusal only)."""
-    return _shape_errors(jcs.survey(value, limits.list_items), path, depth, limits)
-
-
-def _shape_errors(found: jcs.Survey, path: str, depth: int, limits: CaptureLimits) -> list[CaptureError]:
-    """``shape_errors`` of a value from its ``jcs.survey``: the first refusal a walk level by level meets,
-    each level's depth before its lists."""
+def shape_errors(found: jcs.Survey, path: str, depth: int, limits: CaptureLimits) -> list[CaptureError]:
+    """The depth and list-length limits over a value that sits at ``depth``, from its ``jcs.survey`` (with
+    ``limits.list_items``): the first refusal a walk level by level meets, each level's depth before its
+    lists."""
     if found.long_at is not None and depth + found.long_at <= limits.depth:
         return [CaptureError(path, f"a list holds more than {limits.list_items} items")]
     if depth + max(found.depth, 1) - 1 > limits.depth:
@@ -219,16 +215,11 @@ def _shape_errors(found: jcs.Survey, path: str, depth: int, limits: CaptureLimit
     return []
 
 
-def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> list[CaptureError]:
+def limit_errors(doc: Mapping[str, Any], limits: CaptureLimits) -> tuple[list[CaptureError], list[bool]]:
     """Every event's depth and lists, then the rest of the document's (an event's size is that of its
-    canonical bytes, checked once they are made: ``_prepared``)."""
-    return _limits(doc, limits)[0]
-
-
-def _limits(doc: Mapping[str, Any], limits: CaptureLimits) -> tuple[list[CaptureError], list[bool]]:
-    """``limit_errors``, and whether each of the document's events, as it will be stored (with the
-    document's ``@context``), has the fast encoder's JCS form (``jcs.survey``'s ``plain``: the walk of the
-    limits is that one, so that ``jcs.canonical`` does not walk the events again)."""
+    canonical bytes, checked once they are made: ``_prepared``); and whether each event, as it will be
+    stored (with the document's ``@context``), has the fast encoder's JCS form (``jcs.survey``'s
+    ``plain``: the limits' walk is that one, so that ``jcs.canonical`` does not walk the events again)."""
     errors: list[CaptureError] = []
     plain: list[bool] = []
     raw, pointer = event_list(doc)
@@ -237,13 +228,13 @@ def _limits(doc: Mapping[str, Any], limits: CaptureLimits) -> tuple[list[Capture
             return [CaptureError(pointer, f"more than {MAX_EVENTS} events")], []
         for i, event in enumerate(raw):
             found = jcs.survey(event, limits.list_items)
-            errors.extend(_shape_errors(found, f"{pointer}/{i}", bounds.CAPTURE_EVENT_DEPTH, limits))
+            errors.extend(shape_errors(found, f"{pointer}/{i}", bounds.CAPTURE_EVENT_DEPTH, limits))
             plain.append(found.plain)
         rest = _without(doc, pointer.strip("/").split("/"))
     else:
         rest = dict(doc)
     found = jcs.survey(rest, limits.list_items)
-    errors += _shape_errors(found, "", 1, limits)
+    errors += shape_errors(found, "", 1, limits)
     return errors, [p and found.plain for p in plain]  # the document's @context goes into its events
 
 
@@ -389,9 +380,9 @@ def _checked(
     # checked one by one: the parts' verdicts together are the document's); a part that finds a reason
     # finds it again over the whole document, so that the reasons are the whole check's.
     own = _with_part_only(doc, part, parts) if parts > 1 else None
-    errors, plain = _limits(doc if own is None else own, limits)
+    errors, plain = limit_errors(doc if own is None else own, limits)
     if errors and own is not None:
-        errors = limit_errors(doc, limits)
+        errors = limit_errors(doc, limits)[0]
     if errors:
         return DOCUMENT, errors, []  # nothing else walks a value beyond the limits
     if part == 0 or own is not None:
