@@ -77,11 +77,13 @@ WHERE e.event ? 'cc:verdictId' AND e.event ->> 'cc:verdictId' = %s AND NOT e.dec
 ORDER BY e.seq
 """
 LEDGER_HEAD = "SELECT seq, entry_hash FROM ledger_event ORDER BY seq DESC LIMIT 1"
-# New entries, in seq order (their jsonb ``event`` is generated from ``event_jcs``).
-COPY_EVENTS = """
-COPY ledger_event (seq, event_id, event_type, event_time, biz_step, event_hash, prev_hash, entry_hash,
-                   declares_error, event_jcs) FROM STDIN (FORMAT BINARY)
-"""
+# New entries, in seq order (their jsonb ``event`` is generated from ``event_jcs``): the columns an append
+# writes, and its COPY.
+COPY_EVENT_COLUMNS = (
+    "seq", "event_id", "event_type", "event_time", "biz_step", "event_hash", "prev_hash", "entry_hash",
+    "declares_error", "event_jcs",
+)  # fmt: skip
+COPY_EVENTS = f"COPY ledger_event ({', '.join(COPY_EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 # Verification streams (binary rows, fetched in chunks): the chained columns, plus the served ones when
 # they are compared.
 CHAIN_JCS = "SELECT seq, event_hash, prev_hash, entry_hash, event_jcs FROM ledger_event ORDER BY seq"

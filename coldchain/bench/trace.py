@@ -14,7 +14,10 @@ ledger at rest), then measures in one run:
   from the first queued job to the last finished (``capture_rate``), after one untimed warm-up
   document of up to 1000 events (checking process started, schema compiled, validator
   memos filled, as in a running service); capture_eps_xml: the same number of other new lots' events as
-  EPCIS 2.0 XML documents, the same way;
+  EPCIS 2.0 XML documents, the same way; capture_store_eps, the ceiling beside capture_eps: the rows that
+  capture stored for those JSON events (entries and derived rows) written again by the database alone, one
+  COPY a table in one transaction, into copies of their tables holding the ledger before them
+  (``capture_store_rate``);
 * verify_eps: ``verify.verify`` over the whole chain (full integrity: every event's canonical bytes
   digested, every link, no holes, served columns bound to the bytes, signed checkpoint), and
   verify_deep_eps: ``verify.verify(deep=True)``, which also re-derives every GS1 event hash and compares
@@ -26,13 +29,14 @@ ledger at rest), then measures in one run:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import msgspec
 import psycopg
@@ -353,7 +357,17 @@ def _api_rates(url: str, lot_ids: list[str], requests: int, rng: random.Random) 
     return rates
 
 
-def capture_rate(worker: CaptureWorker, url: str, bodies: Sequence[bytes]) -> tuple[int, float]:
+class Burst(NamedTuple):
+    """Capture jobs finished (``capture_rate``): their events, the seconds it took, and the seqs of the
+    entries they appended."""
+
+    events: int
+    seconds: float
+    first_seq: int | None
+    last_seq: int | None
+
+
+def capture_rate(worker: CaptureWorker, url: str, bodies: Sequence[bytes]) -> Burst:
     """Events captured and the seconds it took: the bodies queued one after the other as POST
     /epcis/capture queues them (one pending job each, announced on the capture channel), finished by
     ``worker``, a capture worker running as the ledger stage runs it (``run_forever``, woken by the first
@@ -370,14 +384,85 @@ def capture_rate(worker: CaptureWorker, url: str, bodies: Sequence[bytes]) -> tu
             if not worker.wait_finished(queued.capture_id, CAPTURE_TIMEOUT_S):
                 raise RuntimeError(f"capture {queued.capture_id} not finished in {CAPTURE_TIMEOUT_S} s")
         elapsed = time.perf_counter() - t
-        events = 0
+        events, seqs = 0, []
         for queued in jobs:
             job = capture.get_job(conn, queued.capture_id)
             assert job is not None, queued.capture_id
             assert job.success, job.errors
             assert not job.running, job.capture_id
             events += job.events
-    return events, elapsed
+            seqs += [s for s in (job.first_seq, job.last_seq) if s is not None]
+    return Burst(events, elapsed, min(seqs, default=None), max(seqs, default=None))
+
+
+class Stored(NamedTuple):
+    """``capture_store_rate``: the entries written again, the seconds their rows took, and the rows by
+    table."""
+
+    events: int
+    seconds: float
+    rows: dict[str, int]
+
+
+STORE_PREFIX = "bench_store_"
+
+
+def capture_store_rate(url: str, first_seq: int, last_seq: int) -> Stored:
+    """The ceiling of a capture measured in the same run: the ledger's entries ``first_seq``..``last_seq``
+    (what a capture appended) and the derived rows they made, written again as capture writes them (the
+    same columns: ``queries.COPY_EVENT_COLUMNS``, ``derive.COPY_COLUMNS``), one binary COPY a table, in one
+    transaction, into copies of those tables (``STORE_PREFIX``; their columns, defaults, the generated
+    jsonb, CHECK constraints and indexes, not their triggers) holding every row from before
+    ``first_seq``, vacuumed and checkpointed as the ledger was before the capture. What the capture did
+    beyond storing those rows (reading the job, checking, hashing, deriving, its round trips and commits,
+    its job rows, the shipments its documents named) is not in it. The copies are dropped afterwards."""
+    from traceability import queries
+    from traceability.ledger import derive
+
+    tables = [("ledger_event", queries.COPY_EVENT_COLUMNS)] + [
+        (table, tuple(name for name, _ in columns)) for table, columns in derive.COPY_COLUMNS
+    ]
+    exported: list[tuple[str, sql.Composed, bytes]] = []
+    rows: dict[str, int] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            for table, columns in tables:
+                # The entry a row comes from: its seq, or the seq that started its interval.
+                entry = "start_seq" if "start_seq" in columns else "seq"
+                name, copy = sql.Identifier(table), sql.Identifier(STORE_PREFIX + table)
+                listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+                conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(copy, name))
+                conn.execute(
+                    sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} < %s").format(
+                        copy, listed, listed, name, sql.Identifier(entry)
+                    ),
+                    (first_seq,),
+                )
+                data = bytearray()
+                rows_of = sql.SQL(
+                    "COPY (SELECT {} FROM {} WHERE {} BETWEEN %s AND %s ORDER BY {})"
+                    " TO STDOUT (FORMAT BINARY)"
+                ).format(listed, name, sql.Identifier(entry), sql.Identifier(entry))
+                with conn.cursor() as cur, cur.copy(rows_of, (first_seq, last_seq)) as out:
+                    for block in out:
+                        data += block
+                statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(copy, listed)
+                exported.append((table, statement, bytes(data)))
+            copies = sql.SQL(", ").join(sql.Identifier(STORE_PREFIX + table) for table, _ in tables)
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(copies))
+            with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+                conn.execute("CHECKPOINT")
+            t = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur:
+                for table, statement, payload in exported:
+                    with cur.copy(statement) as into:
+                        into.write(payload)
+                    rows[table] = cur.rowcount
+            seconds = time.perf_counter() - t
+        finally:
+            for table, _ in tables:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(STORE_PREFIX + table)))
+    return Stored(rows["ledger_event"], seconds, rows)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -498,13 +583,17 @@ def bench_trace(
         running = threading.Thread(target=worker.run_forever, args=(stop,), name="bench-capture", daemon=True)
         running.start()
         try:
-            warm_up_events, _ = capture_rate(worker, url, [msgspec.json.encode(warm_up)])
-            captured, capture_s = capture_rate(worker, url, docs)
-            captured_xml, capture_xml_s = capture_rate(worker, url, xml_docs)
+            warm_up_events = capture_rate(worker, url, [msgspec.json.encode(warm_up)]).events
+            json_burst = capture_rate(worker, url, docs)
+            captured, capture_s = json_burst.events, json_burst.seconds
+            captured_xml, capture_xml_s, _, _ = capture_rate(worker, url, xml_docs)
         finally:
             stop.set()
             worker.wake()
             running.join()
+        assert json_burst.first_seq is not None
+        assert json_burst.last_seq is not None
+        stored = capture_store_rate(url, json_burst.first_seq, json_burst.last_seq)
         with psycopg.connect(url, autocommit=True) as conn:
             checkpoint.sign_head(conn, key)
             t = time.perf_counter()
@@ -529,6 +618,8 @@ def bench_trace(
         "trace_p95_ms": round(_percentile(timings, 0.95), 2),
         "capture_eps": round(captured / capture_s, 1),
         "capture_eps_xml": round(captured_xml / capture_xml_s, 1),
+        "capture_store_eps": round(stored.events / stored.seconds, 1),
+        "capture_store_rows": stored.rows,
         "verify_eps": round(full.events / verify_s, 1),
         "verify_deep_eps": round(deep.events / deep_s, 1),
         "verify_ok": full.anchored and deep.anchored,

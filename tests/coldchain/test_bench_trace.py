@@ -25,6 +25,7 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         "trace_p95_ms",
         "capture_eps",
         "capture_eps_xml",
+        "capture_store_eps",
         "verify_eps",
         "verify_deep_eps",
         "readings",
@@ -45,6 +46,11 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         assert out["host_probe_ms"][when]["memory_ms"] > 0
     assert out["verify_ok"] is True
     assert out["captured_events"] == out["captured_events_xml"] == out["params"]["capture_events"]
+    # The ceiling beside capture_eps stores the JSON burst's rows again: every entry, and derived rows.
+    assert out["capture_store_rows"]["ledger_event"] == out["captured_events"]
+    for derived in ("event_subject", "containment", "custody_leg"):  # by seq, and by an interval's start
+        assert out["capture_store_rows"][derived] > 0
+    assert out["capture_store_eps"] > 0
     captured = out["warm_up_events"] + out["captured_events"] + out["captured_events_xml"]
     assert out["ledger_events"] == out["bulk_events"] + captured
     assert out["legs_per_trace"] == 3.0
