@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from psycopg import sql
 
 from traceability.epcis import builders, validation
 from traceability.epcis.eventhash import event_hash
-from traceability.ledger import chain, verify
+from traceability.ledger import chain, derive, verify
 
 
 def test_append_links_entries_and_verify_passes(db_url: str) -> None:
@@ -233,6 +234,36 @@ def test_batch_append_is_appending_one_by_one(db_url: str) -> None:
         assert chain.append_many(conn, events) == one_by_one  # all known now: nothing appended
         assert _derived(conn) == expected
         conn.rollback()
+
+
+def test_the_derivation_of_a_batch_pauses_to_send_the_rows_on(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the server inserts a batch's entries, the append derives the batch's rows and every
+    ``derive.PAUSE_EVERY`` events lets the connection send on the COPY rows it holds (its flush: 0 once it
+    holds none, 1 while the socket takes no more); the batch ends as appending one by one does."""
+    answers: list[int] = []
+    run = derive.Derivation.run
+
+    def observed(self: derive.Derivation, pause: Callable[[], object] | None = None) -> None:
+        assert pause is not None, "the append's derivation is given the connection's flush"
+
+        def flush() -> None:
+            answers.append(int(pause()))  # type: ignore[call-overload]
+
+        run(self, pause=flush)
+
+    events = [numbered_event(i) for i in range(1, 2 * derive.PAUSE_EVERY + 6)]
+    with psycopg.connect(db_url) as conn:
+        expected = [chain.append(conn, e) for e in events]
+        one_by_one = _derived(conn)
+        conn.rollback()
+        monkeypatch.setattr(derive.Derivation, "run", observed)
+        assert chain.append_many(conn, events) == expected
+        assert _derived(conn) == one_by_one
+        conn.rollback()
+    assert len(answers) == 2
+    assert set(answers) <= {0, 1}
 
 
 _TIMES = st.sampled_from(

@@ -294,10 +294,13 @@ def _append(
     derivation.load([(s, p.stored) for s, p in new])
     if not new:
         return seqs
-    # The server inserts each block of entries while this process canonicalises and links the next ones: a
-    # block goes to the socket as soon as it is full (the socket buffer takes it without waiting), and the
-    # derivation runs before the COPY ends. No writer thread: one measured here held the GIL against this
-    # thread at every block and lost more than it overlapped (≈ 55 → 33 µs an event for this phase).
+    # The server inserts each block of entries while this process canonicalises and links the next ones,
+    # and while the derivation runs, before the COPY ends. The client library sends what the socket takes
+    # and holds the rest (up to psycopg's flush threshold, 1 MiB) until it is called again: the derivation
+    # calls it (a flush that does not wait) every ``derive.PAUSE_EVERY`` events, or the server would sit
+    # idle through the derivation and insert the held rows after it. No writer thread: one measured here
+    # held the GIL against this thread at every block and lost more than it overlapped (≈ 55 → 33 µs an
+    # event for this phase).
     # Rows whose parts were made where no lock is held (``row_of``, in capture's checking) are only
     # joined here; any other batch is formatted row by row.
     joined = conn.info.encoding == "utf-8" and all(p.row is not None and p.jcs is not None for _, p in new)
@@ -326,7 +329,7 @@ def _append(
                     )
                 )
                 prev = link
-        derivation.run()
+        derivation.run(pause=conn.pgconn.flush)
         derivation.encode()  # while the server still inserts the entries
     derivation.write()
     return seqs
