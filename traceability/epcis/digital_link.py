@@ -25,7 +25,6 @@ _CHAR82 = (
 )
 # One character of a CPI component reference (character set 39: digits, capitals, '#', '-', '/').
 _CHAR39 = r"(?:%2[3dfDF]|%3[0-9]|%4[1-9A-Fa-f]|%5[0-9Aa]|[0-9A-Z\-])"
-_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 
 def check_digit(digits: str) -> str:

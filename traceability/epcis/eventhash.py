@@ -55,7 +55,6 @@ HASH_SUFFIX = f"?ver={HASH_VERSION}"
 CBV = "https://ref.gs1.org/cbv/"
 GS1_VOC = "https://gs1.org/voc/"
 
-_EPC_LIST = ("epc",)
 _QUANTITY = ("epcClass", "quantity", "uom")
 _SENSOR_METADATA = (
     "time",
