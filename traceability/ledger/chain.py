@@ -335,7 +335,7 @@ def _append(
     return seqs
 
 
-# The columns of queries.COPY_EVENTS, in order (a binary COPY names its types).
+# The types of queries.COPY_EVENT_COLUMNS, in order (a binary COPY names its types).
 COPY_EVENT_TYPES = (
     "int8", "text", "text", "timestamptz", "text", "text", "text", "text", "bool", "bytea"
 )  # fmt: skip
