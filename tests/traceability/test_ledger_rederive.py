@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from coldchain.cli import app as cli_app
 from tests.traceability.test_trace_multimodal import BUYER, LOT, SSCC, STORE, build
-from traceability.ledger.rederive import DERIVED_TABLES, rederive
+from traceability.ledger.derive import DERIVED_TABLES
+from traceability.ledger.rederive import rederive
 from traceability.ledger.verify import verify
 from traceability.trace import trace
 from traceability.trace_model import Trace, to_json

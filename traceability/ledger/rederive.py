@@ -27,23 +27,10 @@ import psycopg
 from psycopg import sql
 
 from traceability import queries
-from traceability.ledger import derive, import_steps
+from traceability.ledger import derive
 
 Conn = psycopg.Connection[Any]
 
-# The derived tables and the columns that are their content (generated ids left out), in write order.
-DERIVED_TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("event_subject", ("subject_id", "seq", "role")),
-    ("biz_transaction", ("biz_transaction", "type", "seq")),
-    ("bonded_status", ("lot_id", "status", "line", "seq", "event_time")),
-    ("lineage", ("input_id", "output_id", "seq", "event_time")),
-    ("import_step", import_steps.COLUMNS),
-    ("containment", ("child_id", "parent_id", "location_id", "t0", "t1", "start_seq", "end_seq")),
-    (
-        "custody_leg",
-        ("epc", "custodian", "location_id", "asset_id", "t_start", "t_end", "start_seq", "end_seq"),
-    ),
-)
 # Ledger events per derivation batch: the outcome does not depend on it (a batch derives as its events
 # one by one); it bounds the memory of one batch and the statements per event.
 BATCH_EVENTS = 1000
@@ -90,12 +77,12 @@ def rederive(conn: Conn, *, apply: bool, batch_events: int = BATCH_EVENTS) -> Re
         raise RuntimeError("rederive runs in its own transaction: commit or roll back first")
     with conn.transaction(force_rollback=not apply):
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
-        for table, columns in DERIVED_TABLES:
+        for table, columns in derive.DERIVED_TABLES:
             conn.execute(_statement(queries.REDERIVE_KEEP_OLD, table, columns))
             conn.execute(sql.SQL(queries.REDERIVE_EMPTY).format(table=sql.Identifier(table)))
         events = _replay(conn, batch_events)
         diffs = []
-        for table, columns in DERIVED_TABLES:
+        for table, columns in derive.DERIVED_TABLES:
             row = conn.execute(_statement(queries.REDERIVE_COMPARE, table, columns)).fetchone()
             assert row is not None
             diffs.append(TableDiff(table, int(row[0]), int(row[1]), int(row[2]), int(row[3])))
