@@ -10,14 +10,15 @@ ledger at rest), then measures in one run:
 * capture_eps: EPCIS documents (``--document-events`` each, 1000 by default; JSON-LD bytes) through the
   real capture path for new lots: queued as POST /epcis/capture queues them, finished by the capture
   worker running as the ledger stage runs it (woken by the queue's announcement; checking in its child
-  process: parse, schema validation, event hash, canonical bytes; then chain and derivation), timed
-  from the first queued job to the last finished (``capture_rate``), after one untimed warm-up
-  document of up to 1000 events (checking process started, schema compiled, validator
-  memos filled, as in a running service); capture_eps_xml: the same number of other new lots' events as
-  EPCIS 2.0 XML documents, the same way; capture_store_eps, the ceiling beside capture_eps: the rows that
-  capture stored for those JSON events (entries and derived rows) written again by the database alone, one
-  COPY a table in one transaction, into copies of their tables holding the ledger before them
-  (``capture_store_rate``);
+  processes: parse, schema validation, event hash, canonical bytes; then chain and derivation), each
+  burst of ``--capture-events`` timed from the first queued job to the last finished (``capture_rate``),
+  after one untimed warm-up document of up to 1000 events (checking processes started, schema compiled,
+  validator memos filled, as in a running service); the median of ``--capture-bursts`` bursts, each
+  burst's rate beside it (capture_eps_bursts); capture_eps_xml: as many bursts of other new lots' events
+  as EPCIS 2.0 XML documents, the same way; capture_store_eps, the ceiling beside capture_eps: the rows
+  that capture stored for the JSON bursts' events (entries and derived rows) written again by the
+  database alone, one COPY a table in one transaction, into copies of their tables holding the ledger
+  before them (``capture_store_rate``);
 * verify_eps: ``verify.verify`` over the whole chain (full integrity: every event's canonical bytes
   digested, every link, no holes, served columns bound to the bytes, signed checkpoint), and
   verify_deep_eps: ``verify.verify(deep=True)``, which also re-derives every GS1 event hash and compares
@@ -62,6 +63,9 @@ PORT, RAIL, GATE, BONDED_STORE = (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 # How long the bench waits for one capture job (a stalled worker fails the run instead of hanging it).
 CAPTURE_TIMEOUT_S = 300.0
+# Capture bursts timed a run, JSON and XML each: one burst (five documents, under a second) follows the
+# shared host's state in that second; their median is the figure.
+CAPTURE_BURSTS = 5
 
 
 def _container(i: int) -> str:
@@ -410,18 +414,16 @@ STORE_PREFIX = "bench_store_"
 def capture_store_rate(url: str, first_seq: int, last_seq: int) -> Stored:
     """The ceiling of a capture measured in the same run: the ledger's entries ``first_seq``..``last_seq``
     (what a capture appended) and the derived rows they made, written again as capture writes them (the
-    same columns: ``queries.COPY_EVENT_COLUMNS``, ``derive.COPY_COLUMNS``), one binary COPY a table, in one
+    same columns: ``queries.COPY_EVENT_COLUMNS``, ``derive.DERIVED_TABLES``), one binary COPY a table, in one
     transaction, into copies of those tables (``STORE_PREFIX``; their columns, defaults, the generated
-    jsonb, CHECK constraints and indexes, not their triggers) holding every row from before
-    ``first_seq``, vacuumed and checkpointed as the ledger was before the capture. What the capture did
+    jsonb, CHECK constraints, indexes and storage parameters, not their triggers) holding every row from
+    before ``first_seq``, vacuumed and checkpointed as the ledger was before them. What the capture did
     beyond storing those rows (reading the job, checking, hashing, deriving, its round trips and commits,
     its job rows, the shipments its documents named) is not in it. The copies are dropped afterwards."""
     from traceability import queries
     from traceability.ledger import derive
 
-    tables = [("ledger_event", queries.COPY_EVENT_COLUMNS)] + [
-        (table, tuple(name for name, _ in columns)) for table, columns in derive.COPY_COLUMNS
-    ]
+    tables = [("ledger_event", queries.COPY_EVENT_COLUMNS), *derive.DERIVED_TABLES]
     exported: list[tuple[str, sql.Composed, bytes]] = []
     rows: dict[str, int] = {}
     with psycopg.connect(url, autocommit=True) as conn:
@@ -432,6 +434,7 @@ def capture_store_rate(url: str, first_seq: int, last_seq: int) -> Stored:
                 name, copy = sql.Identifier(table), sql.Identifier(STORE_PREFIX + table)
                 listed = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
                 conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(copy, name))
+                _copy_storage_parameters(conn, table, STORE_PREFIX + table)
                 conn.execute(
                     sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} < %s").format(
                         copy, listed, listed, name, sql.Identifier(entry)
@@ -465,6 +468,18 @@ def capture_store_rate(url: str, first_seq: int, last_seq: int) -> Stored:
     return Stored(rows["ledger_event"], seconds, rows)
 
 
+def _copy_storage_parameters(conn: psycopg.Connection[Any], source: str, target: str) -> None:
+    """Give table ``target`` the storage parameters of ``source`` (``LIKE`` copies none): the ledger's
+    rows stay inline and uncompressed up to a page (``toast_tuple_target``), and so must its copy's."""
+    row = conn.execute("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", (source,)).fetchone()
+    options = [option.split("=", 1) for option in (row[0] if row and row[0] else [])]
+    if options:
+        listed = sql.SQL(", ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(key), sql.Literal(value)) for key, value in options
+        )
+        conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(sql.Identifier(target), listed))
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -486,6 +501,12 @@ def bench_trace(
     document_events: Annotated[
         int, typer.Option(min=1, help="Events per captured document (a reader's few, a port system's many).")
     ] = 1_000,
+    capture_bursts: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Bursts of --capture-events events, JSON then XML: each figure is their median."
+        ),
+    ] = CAPTURE_BURSTS,
     api_requests: Annotated[
         int, typer.Option(help=f"Requests timed per API route, {API_CONCURRENCY} in flight.")
     ] = API_REQUESTS,
@@ -506,6 +527,7 @@ def bench_trace(
 
     if quick:
         lots, containers, readings_per_container, traces, capture_events = 200, 20, 300, 30, 200
+        capture_bursts = min(capture_bursts, 2)
         api_requests = 200
     steal = steal_meter()
     probe = host_probe()
@@ -559,23 +581,30 @@ def bench_trace(
         # Capture: documents of 1000 events for new lots, through the real capture path. The first
         # 100 lots' events go first as a warm-up document of the same size, not timed: a running
         # service has started its checking process, compiled the EPCIS schema and filled the memos
-        # of its validator before its first timed document.
-        # The same number of other new lots' events then go as EPCIS 2.0 XML (capture_eps_xml).
+        # of its validator before its first timed document. Then ``capture_bursts`` bursts of other
+        # new lots' events as JSON-LD (capture_eps: their median), then as many as EPCIS 2.0 XML
+        # (capture_eps_xml): one burst's rate moves with the host from one second to the next.
         warm_lots = min(100, max(1, capture_events // 10))
         timed_lots = max(1, capture_events // 10)
-        new_lots = warm_lots + 2 * timed_lots
+        new_lots = warm_lots + 2 * timed_lots * capture_bursts
         batch: list[dict[str, Any]] = []
         for n, container, start in _plan(new_lots, containers, readings_per_container):
             batch.extend(_lot_events(lots + n, container, start, prefix="C"))
         warm_up, batch = document(batch[: warm_lots * 10]), batch[warm_lots * 10 :]
-        json_events, xml_events = batch[: timed_lots * 10], batch[timed_lots * 10 :]
-        size = document_events
-        docs = [
-            msgspec.json.encode(document(json_events[i : i + size])) for i in range(0, len(json_events), size)
+        size, burst_events = document_events, timed_lots * 10
+        bursts = [
+            batch[i : i + burst_events] for i in range(0, 2 * capture_bursts * burst_events, burst_events)
         ]
-        xml_docs = [
-            epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in xml_events[i : i + size])
-            for i in range(0, len(xml_events), size)
+        json_bursts = [
+            [msgspec.json.encode(document(events[i : i + size])) for i in range(0, len(events), size)]
+            for events in bursts[:capture_bursts]
+        ]
+        xml_bursts = [
+            [
+                epcis_xml.events_to_xml({**e, "@context": CONTEXT} for e in events[i : i + size])
+                for i in range(0, len(events), size)
+            ]
+            for events in bursts[capture_bursts:]
         ]
         settle_heap()  # as `coldchain run` does once its stages have started
         worker = CaptureWorker(url, check_process=True)
@@ -584,16 +613,16 @@ def bench_trace(
         running.start()
         try:
             warm_up_events = capture_rate(worker, url, [msgspec.json.encode(warm_up)]).events
-            json_burst = capture_rate(worker, url, docs)
-            captured, capture_s = json_burst.events, json_burst.seconds
-            captured_xml, capture_xml_s, _, _ = capture_rate(worker, url, xml_docs)
+            json_timed = [capture_rate(worker, url, docs) for docs in json_bursts]
+            xml_timed = [capture_rate(worker, url, docs) for docs in xml_bursts]
         finally:
             stop.set()
             worker.wake()
             running.join()
-        assert json_burst.first_seq is not None
-        assert json_burst.last_seq is not None
-        stored = capture_store_rate(url, json_burst.first_seq, json_burst.last_seq)
+        first_seq, last_seq = json_timed[0].first_seq, json_timed[-1].last_seq
+        assert first_seq is not None
+        assert last_seq is not None
+        stored = capture_store_rate(url, first_seq, last_seq)
         with psycopg.connect(url, autocommit=True) as conn:
             checkpoint.sign_head(conn, key)
             t = time.perf_counter()
@@ -616,8 +645,10 @@ def bench_trace(
         "bench": "trace",
         "trace_p50_ms": round(statistics.median(timings), 2),
         "trace_p95_ms": round(_percentile(timings, 0.95), 2),
-        "capture_eps": round(captured / capture_s, 1),
-        "capture_eps_xml": round(captured_xml / capture_xml_s, 1),
+        "capture_eps": round(statistics.median(b.events / b.seconds for b in json_timed), 1),
+        "capture_eps_xml": round(statistics.median(b.events / b.seconds for b in xml_timed), 1),
+        "capture_eps_bursts": [round(b.events / b.seconds, 1) for b in json_timed],
+        "capture_eps_xml_bursts": [round(b.events / b.seconds, 1) for b in xml_timed],
         "capture_store_eps": round(stored.events / stored.seconds, 1),
         "capture_store_rows": stored.rows,
         "verify_eps": round(full.events / verify_s, 1),
@@ -629,8 +660,8 @@ def bench_trace(
         "ledger_events": sizes[1],
         "lots": sizes[2] - 0,
         "bulk_events": events,
-        "captured_events": captured,
-        "captured_events_xml": captured_xml,
+        "captured_events": sum(b.events for b in json_timed),
+        "captured_events_xml": sum(b.events for b in xml_timed),
         "warm_up_events": warm_up_events,
         "reading_bytes": sizes[3],
         "ledger_bytes": sizes[4],
@@ -663,6 +694,7 @@ def bench_trace(
             "readings_per_container": readings_per_container,
             "capture_events": capture_events,
             "document_events": document_events,
+            "capture_bursts": capture_bursts,
             "api_requests": api_requests,
         },
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import psycopg
@@ -11,6 +12,7 @@ from process_support import as_url
 from typer.testing import CliRunner
 
 from coldchain.bench.app import host_probe, steal_meter
+from coldchain.bench.trace import _copy_storage_parameters
 from coldchain.cli import app as cli_app
 
 
@@ -45,8 +47,17 @@ def test_bench_trace_quick(pg_server_url: str, server_tmp: Path, monkeypatch: py
         assert out["host_probe_ms"][when]["cpu_ms"] > 0
         assert out["host_probe_ms"][when]["memory_ms"] > 0
     assert out["verify_ok"] is True
-    assert out["captured_events"] == out["captured_events_xml"] == out["params"]["capture_events"]
-    # The ceiling beside capture_eps stores the JSON burst's rows again: every entry, and derived rows.
+    bursts = out["params"]["capture_bursts"]
+    assert bursts == 2  # --quick times two bursts of each
+    timed = out["params"]["capture_events"] * bursts
+    assert out["captured_events"] == out["captured_events_xml"] == timed
+    # Each figure is the median of its bursts' rates, which are reported beside it.
+    for figure in ("capture_eps", "capture_eps_xml"):
+        rates = out[f"{figure}_bursts"]
+        assert len(rates) == bursts
+        assert all(rate > 0 for rate in rates)
+        assert out[figure] == pytest.approx(statistics.median(rates), abs=0.1)
+    # The ceiling beside capture_eps stores the JSON bursts' rows again: every entry, and derived rows.
     assert out["capture_store_rows"]["ledger_event"] == out["captured_events"]
     for derived in ("event_subject", "containment", "custody_leg"):  # by seq, and by an interval's start
         assert out["capture_store_rows"][derived] > 0
@@ -124,3 +135,26 @@ def test_bench_ledger_derived_rows_are_what_the_derivation_gives(db_url: str) ->
     assert result.events == 600
     assert result.consistent, result.as_dict()
     assert all(t.after > 0 for t in result.tables if t.table != "lineage")
+
+
+def test_a_table_copy_for_the_capture_ceiling_has_the_storage_parameters_of_its_table(db_url: str) -> None:
+    """``LIKE`` copies no storage parameters: the ceiling's copy of the ledger gets the ledger's own (rows
+    kept inline and uncompressed up to a page), so that it stores rows as the ledger does."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TEMP TABLE stored_like (a int) WITH (toast_tuple_target = 8160, fillfactor = 90)"
+        )
+        conn.execute("CREATE TEMP TABLE stored_copy (LIKE stored_like INCLUDING ALL)")
+        conn.execute("CREATE TEMP TABLE plain_like (a int)")
+        conn.execute("CREATE TEMP TABLE plain_copy (LIKE plain_like INCLUDING ALL)")
+        _copy_storage_parameters(conn, "stored_like", "stored_copy")
+        _copy_storage_parameters(conn, "plain_like", "plain_copy")
+        options: dict[str, list[str] | None] = dict(
+            conn.execute(
+                "SELECT relname, reloptions FROM pg_class WHERE relname IN ('stored_copy', 'plain_copy')"
+            ).fetchall()
+        )
+        ledger = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'ledger_event'").fetchone()
+    assert sorted(options["stored_copy"] or []) == ["fillfactor=90", "toast_tuple_target=8160"]
+    assert options["plain_copy"] is None
+    assert ledger == (["toast_tuple_target=8160"],)  # what the ceiling's copy of the ledger gets
