@@ -62,6 +62,9 @@ class VerdictPayload(msgspec.Struct, frozen=True, kw_only=True):
     limit_low_c: float | None  # = limits.low_c, flat like the excursion table's columns
     limit_high_c: float | None  # = limits.high_c
     limits: VerdictLimits
+    # When the rules stage handed it to the ledger (RFC 3339 UTC; None in rows written before it was kept):
+    # a verdict withdrawn and found again as it was is a new ledger event, not its first event again.
+    computed_at: str | None = None
 
 
 class LotVerdictPayload(msgspec.Struct, frozen=True, kw_only=True):

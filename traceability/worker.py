@@ -130,9 +130,14 @@ class LedgerWorker:
             return [event, *declarations(conn, [decoded.corrects], event, declared_at, pending)]
         if isinstance(decoded, CorrectionPayload):
             if decoded.replacement is not None:
-                fixed = verdict_event(conn, decoded.replacement, correction_reason=decoded.reason)
+                fixed = verdict_event(
+                    conn,
+                    decoded.replacement,
+                    correction_reason=decoded.reason,
+                    computed_at=decoded.computed_at,
+                )
             elif decoded.withdrawn is not None:
-                fixed = withdrawal_event(conn, decoded.withdrawn, decoded.reason)
+                fixed = withdrawal_event(conn, decoded.withdrawn, decoded.reason, decoded.computed_at)
             else:
                 fixed = None
             if fixed is None:
@@ -392,13 +397,19 @@ def flow_violation_event(v: FlowViolationPayload) -> builders.Event:
 
 
 def verdict_event(
-    conn: psycopg.Connection[Any], v: VerdictPayload, *, correction_reason: str | None = None
+    conn: psycopg.Connection[Any],
+    v: VerdictPayload,
+    *,
+    correction_reason: str | None = None,
+    computed_at: str | None = None,
 ) -> builders.Event | None:
     """The sensor_reporting ObjectEvent of an excursion or chain break, or None if its asset is unknown.
 
     What is reported on: the goods unit EPCs inside the asset during the interval; when none, the asset's
     own EPC; when it has none, no epcList at all but a readPoint (the asset's location, else a
-    ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events."""
+    ``cc:`` asset URI) — the third form the EPCIS schema allows for sensor events. ``cc:computedAt``: when
+    the rules stage handed it over (``computed_at``, a correction's; else the payload's, when it has one),
+    so that a verdict withdrawn and found again as it was is a new event, not the one declared wrong."""
     start, end = builders.parse_time(v.start), builders.parse_time(v.end)
     subjects = _subjects(conn, v.verdict, v.asset_id, start, end)
     if subjects is None:
@@ -439,6 +450,9 @@ def verdict_event(
             extensions[key] = round(number, 3)
     if correction_reason is not None:
         extensions["cc:correctionReason"] = correction_reason
+    stamped = computed_at or v.computed_at
+    if stamped is not None:
+        extensions["cc:computedAt"] = stamped
     return _sensor_report(end, epcs, read_point, element, extensions)
 
 
@@ -482,10 +496,11 @@ def _subjects(
 
 
 def withdrawal_event(
-    conn: psycopg.Connection[Any], w: WithdrawnVerdict, reason: str
+    conn: psycopg.Connection[Any], w: WithdrawnVerdict, reason: str, computed_at: str
 ) -> builders.Event | None:
     """The corrective event of a verdict late data removed: a sensor_reporting ObjectEvent over the same
-    goods and span, with no exception, saying which verdict is withdrawn and why."""
+    goods and span, with no exception, saying which verdict is withdrawn, why and when (``computed_at``:
+    a second withdrawal of the verdict found again is an event of its own)."""
     start, end = builders.parse_time(w.start), builders.parse_time(w.end)
     subjects = _subjects(conn, "verdict_correction", w.asset_id, start, end)
     if subjects is None:
@@ -502,6 +517,7 @@ def withdrawal_event(
         "cc:productClass": w.product_class,
         "cc:channel": w.channel,
         "cc:correctionReason": reason,
+        "cc:computedAt": computed_at,
     }
     return _sensor_report(end, epcs, read_point, element, extensions)
 

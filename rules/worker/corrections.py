@@ -60,8 +60,11 @@ class Outcome:
 def emit(conn: Conn, op: Emit, out: Outcome, now: datetime | None = None) -> bool:
     """Hand the verdict to the ledger unless it holds it as it is; True when it is new (never emitted
     nor overlapping an emitted one), so the caller applies its follow-up ops."""
-    p = op.payload
-    fp = fingerprint(p)
+    fp = fingerprint(op.payload)
+    # Stamped as it is handed over (the fingerprint leaves it out): found again after its withdrawal, the
+    # verdict is a new ledger event, not one the ledger holds declared wrong.
+    computed_at = iso_utc(now or datetime.now(UTC))
+    p = msgspec.structs.replace(op.payload, computed_at=computed_at)
     key = {"kind": p.verdict, "series_id": op.series_id, "rule_id": op.rule_id}
     rows = conn.execute(
         queries.EMITTED_OVERLAPPING, {**key, "start_time": op.start, "end_time": op.end}
@@ -81,7 +84,7 @@ def emit(conn: Conn, op: Emit, out: Outcome, now: datetime | None = None) -> boo
             replacement=p,
             withdrawn=None,
             reason=catalog.corrected(was, (op.start, op.end)),
-            computed_at=iso_utc(now or datetime.now(UTC)),
+            computed_at=computed_at,
         )
         outbox_id = _outbox(conn, "verdict_correction", msgspec.to_builtins(correction))
         out.corrections += 1

@@ -11,12 +11,15 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from fastapi.testclient import TestClient
-from trace_support import LOT, SSCC, TRUCK_EPC, h, packing_event, rfid, seed_world
+from trace_support import LOT, SSCC, TRUCK_EPC, h, packing_event, rfid, seed_world, verdict_payloads
 
-from rules.worker import RulesWorker
+from rules.models import iso_utc
+from rules.worker import RulesWorker, corrections
+from rules.worker.plan import Emit, Withdraw
 from traceability.api.app import create_app
 from traceability.api.auth import create_key
 from traceability.api.options import ApiOptions
+from traceability.epcis.builders import parse_time
 from traceability.ledger import chain, checkpoint
 from traceability.ledger.verify import verify
 from traceability.reports.build import read_report, render
@@ -212,3 +215,42 @@ def test_late_readings_that_lengthen_an_excursion_replace_its_event(db_url: str)
             assert verify(conn).ok
         finally:
             rules.close()
+
+
+def test_a_verdict_found_again_as_it_was_after_its_withdrawal_is_live_in_the_ledger(db_url: str) -> None:
+    # Emitted, withdrawn (the window judged again without it), then found again with the same span and
+    # figures: the third event states what the first did, and the ledger must hold it undeclared, not
+    # take it for the first one (declared wrong) already captured.
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        probe = world(conn)
+        ledger = LedgerWorker(db_url)
+        [excursion, _gap] = verdict_payloads(probe)
+        start, end = parse_time(excursion.start), parse_time(excursion.end)
+        emit = Emit(excursion, probe, excursion.rule_id, start, end)
+        withdraw = Withdraw(
+            "excursion_closed", probe, excursion.asset_id, ((excursion.rule_id, excursion.kind),),
+            start - timedelta(hours=1), end + timedelta(hours=1), excursion.device_id, excursion.channel,
+            excursion.product_class, excursion.pack_id, excursion.pack_version,
+        )  # fmt: skip
+        for step, at in enumerate((h(10), h(11), h(12))):
+            with conn.transaction():
+                if step == 1:
+                    assert corrections.withdraw(conn, withdraw, corrections.Outcome(), now=at) == 1
+                else:
+                    assert corrections.emit(conn, emit, corrections.Outcome(), now=at)  # new each time
+            while ledger.run_once():
+                pass
+
+        events = by_verdict(ledger_events(conn), "excursion_closed")
+        declared = {e["eventID"] for e in events if "errorDeclaration" in e}
+        first, again = [e for e in events if "errorDeclaration" not in e]
+        assert declared == {first["eventID"]}
+        assert again["eventID"] != first["eventID"]
+        assert (again["cc:verdictId"], again["sensorElementList"]) == (
+            first["cc:verdictId"],
+            first["sensorElementList"],
+        )
+        assert (first["cc:computedAt"], again["cc:computedAt"]) == (iso_utc(h(10)), iso_utc(h(12)))
+        [withdrawal] = by_verdict(ledger_events(conn), "verdict_withdrawn")
+        assert withdrawal["cc:computedAt"] == iso_utc(h(11))
+        assert verify(conn).ok
