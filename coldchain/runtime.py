@@ -431,8 +431,10 @@ class Services:
         return error
 
     def wait_settled(self, timeout_s: float = 60.0) -> bool:
-        """True once the gateway is idle and the outboxes (ingest_batch, verdict_outbox, geofence_outbox) and
-        the rollups' queue (rollup_pending) are empty."""
+        """True once the gateway is idle, the outboxes (ingest_batch, verdict_outbox, geofence_outbox) and
+        the rollups' queue (rollup_pending) are empty and, when the rules stage runs here, it has judged
+        the custody changes of every ledger entry (``custody_watermark`` at the ledger's head: the lots
+        whose legs the last entries moved are judged after the outboxes empty)."""
         deadline = time.monotonic() + timeout_s
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             quiet_rounds = 0
@@ -445,6 +447,9 @@ class Services:
                 row = conn.execute(
                     "SELECT (SELECT count(*) FROM ingest_batch) + (SELECT count(*) FROM verdict_outbox)"
                     " + (SELECT count(*) FROM geofence_outbox) + (SELECT count(*) FROM rollup_pending)"
+                    " + (SELECT count(*) FROM custody_watermark WHERE %s"
+                    "    AND judged_seq < (SELECT coalesce(max(seq), 0) FROM ledger_event))",
+                    ("rules" in self.stages,),
                 ).fetchone()
                 pending = int(row[0]) if row else 0
                 quiet_rounds = quiet_rounds + 1 if idle and pending == 0 else 0
