@@ -151,7 +151,7 @@ def test_a_document_appended_without_a_lookup_ends_as_one_looked_up_first(
     def written(conn: psycopg.Connection[Any], looked_up: bool) -> list[dict[str, Any]]:
         with monkeypatch.context() as m:
             if looked_up:
-                m.setattr(capture, "_entries_of", lambda c, p, everything: entries_of(c, p, True))
+                m.setattr(capture, "_entries_of", lambda c, p, everything, probes=(): entries_of(c, p, True))
             jobs = [
                 capture.write(conn, capture.check(_made(space, d), now=NOW), captured_by="t") for d in docs
             ]

@@ -7,10 +7,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import pq
 
 from traceability import queries
 from traceability.epcis import capture, eventhash, jcs
@@ -18,6 +20,7 @@ from traceability.epcis.builders import iso_ms
 from traceability.ledger import chain
 
 EVENTS = 20
+NEW_ID = "urn:uuid:0f6e3c1a-0000-4000-8000-999999999999"
 NOW = datetime.now(UTC).replace(microsecond=0)
 LOCK_HELD = """
 SELECT count(*) FROM pg_locks
@@ -105,36 +108,80 @@ def _part(doc: dict[str, Any], keep: range) -> dict[str, Any]:
 def test_a_document_is_appended_without_its_event_ids_looked_up(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A new document's eventIDs are not looked up: its append goes out at once. A document holding
-    eventIDs the ledger holds is refused by the ledger's unique index, rolled back and written again with
-    every eventID looked up: the same content is already captured, other content refused, and nothing is
+    """A new document's eventIDs are not looked up (but its first and last event's): its append goes out
+    at once. A document holding eventIDs the ledger holds is refused by the ledger's unique index (or
+    before its append, when its first or last event is one), rolled back and written again with every
+    eventID looked up: the same content is already captured, other content refused, and nothing is
     appended twice."""
     asked: list[bool] = []
     entries_of = capture._entries_of
 
-    def recorded(conn: Any, prepared: Any, everything: bool) -> Any:
+    def recorded(conn: Any, prepared: Any, everything: bool, probes: Any = ()) -> Any:
         asked.append(everything)
-        return entries_of(conn, prepared, everything)
+        return entries_of(conn, prepared, everything, probes)
 
     monkeypatch.setattr(capture, "_entries_of", recorded)
     doc = _doc()
     with psycopg.connect(db_url, autocommit=True) as conn:
-        first = capture.write(conn, capture.check(_part(doc, range(0, 5))), captured_by="first")
+        first = capture.write(conn, capture.check(_part(doc, range(5, 10))), captured_by="first")
         assert first is not None
         assert first.success, first
         assert asked == [False]
         asked.clear()
+        # Events held in the middle only: the append goes out and the unique index refuses it.
         again = capture.write(conn, capture.check(doc), captured_by="again")
         assert again is not None
         assert again.success, again
-        assert asked == [False, True]  # refused by the index, then looked up
+        assert asked == [False, True]  # refused by the index, then every eventID looked up
         assert again.events == EVENTS - 5
         assert [a["seq"] for a in again.already_captured] == [1, 2, 3, 4, 5]
         assert (again.first_seq, again.last_seq) == (6, EVENTS)
+        asked.clear()
         changed = _part(doc, range(0, 10))
         changed["epcisBody"]["eventList"][0] = {**changed["epcisBody"]["eventList"][0], "bizStep": "shipping"}
         _refused_as_taken(capture.write(conn, capture.check(changed), captured_by="changed"), changed)
+        assert asked == [False, True]  # its first eventID held: looked up before any append
         count = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM ledger_event").fetchone()
         assert count == (EVENTS, EVENTS)
         jobs = conn.execute("SELECT count(*) FROM capture_job").fetchone()
         assert jobs == (3,)  # each job recorded once, the one rolled back too
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_a_document_sent_again_is_found_before_its_append(db_url: str, tmp_path: Path, group: bool) -> None:
+    """A document sent again (its first and last events are in the ledger) is written with its eventIDs
+    looked up, with no append for the ledger's unique index to refuse: the server answers no error (the
+    client library's trace of the wire), and the job reports every event as captured before."""
+    doc = _doc()
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert capture.capture(conn, doc, captured_by="first").success
+        trace = tmp_path / "libpq.trace"
+        with trace.open("w") as out:
+            conn.pgconn.trace(out.fileno())
+            conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+            try:
+                if group:  # with a new document after it: the group is written alone, each looked up
+                    other = _part(_doc(), range(0, 0))
+                    other["epcisBody"]["eventList"] = [
+                        {**doc["epcisBody"]["eventList"][0], "eventID": NEW_ID}
+                    ]
+                    jobs = capture.write_group(
+                        conn, [(capture.check(doc), "again"), (capture.check(other), "other")]
+                    )
+                else:
+                    jobs = [capture.write(conn, capture.check(doc), captured_by="again")]
+            finally:
+                conn.pgconn.untrace()
+        wire = trace.read_text()
+        assert "ErrorResponse" not in wire
+        assert "ledger_event" in wire  # the trace did see the capture's statements
+        again = jobs[0]
+        assert again is not None
+        assert again.success, again
+        assert again.events == 0
+        assert [a["seq"] for a in again.already_captured] == list(range(1, EVENTS + 1))
+        if group:
+            assert jobs[1] is not None
+            assert (jobs[1].events, jobs[1].first_seq) == (1, EVENTS + 1)
+        count = conn.execute("SELECT count(*) FROM ledger_event").fetchone()
+        assert count == (EVENTS + group,)

@@ -569,10 +569,11 @@ def write(
     it was refused. ``queued``: the job row is a pending one (``enqueue``), taken here FOR UPDATE SKIP
     LOCKED; None when another worker holds it or it is done.
 
-    The eventIDs are not looked up first (only those an errorDeclaration names): when the ledger's unique
-    index refuses one it holds, or the document is refused, the transaction is rolled back and the
-    document written again with every eventID looked up under the lock (``_identity_errors``: the same
-    content is already captured, other content refused). A value or a constraint the database refuses
+    The eventIDs are not looked up first (only those an errorDeclaration names, and the first and last
+    event's, ``_probes``): when the ledger holds a probe's, when its unique index refuses one it holds, or
+    when the document is refused, the transaction is rolled back and the document written again with
+    every eventID looked up under the lock (``_identity_errors``: the same content is already captured,
+    other content refused). A value or a constraint the database refuses
     otherwise is a refusal recorded (never a crash); a database that cannot be reached is an exception
     (the job stays pending)."""
     errors = list(checked.errors)
@@ -584,7 +585,10 @@ def write(
                     taken, asked, opening = _open(conn, [checked], queued=queued, everything=everything)
                     if any(t.fetchone() is None for t in taken):
                         return None  # another worker holds it, or it is done
-                    errors, in_ledger = _identity_errors(_entries(asked), checked.prepared, checked.pointer)
+                    matches = _entries(asked)
+                    if not everything and _sent_again(matches, [checked]):
+                        raise _LookUpError  # a document sent again: every eventID looked up, no append
+                    errors, in_ledger = _identity_errors(matches, checked.prepared, checked.pointer)
                     if errors and not everything:
                         raise _LookUpError  # refusals are said knowing every eventID the ledger holds
                     if not errors:
@@ -646,7 +650,7 @@ def _open(
         taken = [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c in checked] if queued else []
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
         prepared = [p for c in checked for p in c.prepared]
-        asked = _entries_of(conn, prepared, everything)
+        asked = _entries_of(conn, prepared, everything, [p for c in checked for p in _probes(c)])
         opening = chain.Opening(conn, [p.stored for p in prepared], _union([c.keys for c in checked]))
     return taken, asked, opening
 
@@ -683,7 +687,10 @@ def write_group(
             taken, asked, opening = _open(conn, checked, queued=queued, everything=False)
             if any(t.fetchone() is None for t in taken):
                 raise _UngroupedError  # another worker holds one, or it is done: each is taken alone
-            refusals, in_ledger = _identity_errors(_entries(asked), prepared)
+            matches = _entries(asked)
+            if _sent_again(matches, checked):
+                raise _UngroupedError  # one sent again: each written alone, its eventIDs looked up
+            refusals, in_ledger = _identity_errors(matches, prepared)
             if refusals:
                 raise _UngroupedError  # refused on what the ledger holds: each says so alone
             documents = [(job, c.prepared) for job, (c, _) in zip(jobs, items, strict=True)]
@@ -771,14 +778,37 @@ def _pipeline(conn: Conn) -> contextlib.AbstractContextManager[Any]:
 
 
 def _entries_of(
-    conn: Conn, prepared: Sequence[chain.Prepared], everything: bool
+    conn: Conn,
+    prepared: Sequence[chain.Prepared],
+    everything: bool,
+    probes: Sequence[chain.Prepared] = (),
 ) -> psycopg.Cursor[Any] | None:
     """Ask for the ledger's entries under the events' eventIDs (``everything``), else under the eventIDs
-    their errorDeclarations name (None: nothing to ask)."""
-    ids = [str(p.stored["eventID"]) for p in prepared if everything or "errorDeclaration" in p.stored]
+    their errorDeclarations name and those of ``probes`` (``_probes``; None: nothing to ask)."""
+    asked = prepared if everything else [p for p in prepared if "errorDeclaration" in p.stored] + [*probes]
+    ids = list(dict.fromkeys(str(p.stored["eventID"]) for p in asked))
     if not ids:
         return None
     return conn.execute(queries.EVENT_CONTENT_BY_IDS, queries.text_arrays(ids))
+
+
+def _probes(checked: Checked) -> list[chain.Prepared]:
+    """The events of a document whose eventIDs are looked up even when the others are not: its first and
+    its last. A document sent again holds them (capture is all or nothing), so it is found before its
+    append, which the ledger's unique index would refuse (the append rolled back, an error in the
+    server's log) before the document is written again with every eventID looked up."""
+    return checked.prepared[:1] + checked.prepared[1:][-1:]
+
+
+def _sent_again(matches: Sequence[tuple[str, bool, int, Any]], checked: Sequence[Checked]) -> bool:
+    """Whether the ledger holds an entry under the eventID (and errorDeclaration or not) of a probe of
+    the documents (``matches``: ``_entries``)."""
+    held = {(event_id, declares) for event_id, declares, _, _ in matches}
+    return any(
+        (str(p.stored["eventID"]), "errorDeclaration" in p.stored) in held
+        for c in checked
+        for p in _probes(c)
+    )
 
 
 def _entries(asked: psycopg.Cursor[Any] | None) -> list[tuple[str, bool, int, Any]]:
