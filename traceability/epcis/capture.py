@@ -644,8 +644,8 @@ def _open(
 ) -> tuple[list[psycopg.Cursor[Any]], psycopg.Cursor[Any] | None, chain.Opening]:
     """In one round trip, in the caller's transaction: each queued job's row taken (its cursor: no row
     when another worker holds it or it is done), the ledger's lock, the ledger's entries under the
-    documents' eventIDs (``everything``) or under those their errorDeclarations name, the head and the
-    state the derivation needs for all the documents' events."""
+    documents' eventIDs (``everything``) or under those their errorDeclarations name and their first and
+    last events' (``_probes``), the head and the state the derivation needs for all the documents' events."""
     with _pipeline(conn):
         taken = [conn.execute(queries.TAKE_CAPTURE_JOB, (c.capture_id,)) for c in checked] if queued else []
         conn.execute(queries.LOCK_LEDGER, (queries.LEDGER_LOCK_KEY,))
